@@ -1,0 +1,28 @@
+//! mswitch: a fast, modular software switch.
+//!
+//! The crate is laid out as the layers of the mSwitch design, dependencies
+//! pointing down only:
+//!
+//! - [`module`]: processing modules (`dummy`, `learn`) behind one trait and
+//!   one registry; they answer a verdict per packet and do no I/O.
+//! - [`switch`]: the switching core: workers, the two-phase batched forwarding
+//!   algorithm, leases on destination rings, counters, the control handle.
+//! - [`port`]: packet I/O: one trait for every port kind; the in-process
+//!   `mem` port.
+//! - [`packet`]: port memory: rings of `{buffer, length, flags}` slots and
+//!   pools of fixed-size buffers; batches of packet views.
+//! - [`wire`]: packet formats as zero-copy views (Ethernet).
+//! - [`sys`]: the only code that calls the OS (memfd, mmap, eventfd, epoll).
+//! - [`bench`]: the in-process benchmark behind `mswitch bench`.
+//!
+//! `unsafe` is denied everywhere except in the modules that touch shared
+//! packet memory or the OS, and every block there says why it is sound.
+#![deny(unsafe_code)]
+
+pub mod bench;
+pub mod module;
+pub mod packet;
+pub mod port;
+pub mod switch;
+pub mod sys;
+pub mod wire;

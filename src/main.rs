@@ -1,0 +1,169 @@
+//! The `mswitch` command.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use mswitch::bench::{self, Case, Pattern};
+
+#[derive(Parser)]
+#[command(name = "mswitch", version, about = "A fast, modular software switch")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure the switch in one process with built-in generator and sink
+    /// ports. With no case options it runs the standard suite.
+    Bench(BenchArgs),
+    /// List the processing modules.
+    Modules,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Module spec NAME[:ARGS] (see `mswitch modules`); a bare `dummy` uses the pattern's map.
+    #[arg(long)]
+    module: Option<String>,
+    /// Traffic pattern.
+    #[arg(long, value_enum)]
+    pattern: Option<Pattern>,
+    /// Ports that carry traffic.
+    #[arg(long)]
+    ports: Option<usize>,
+    /// Frame length in bytes, without FCS (60 is a minimum-size frame).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Most packets a worker takes from one port per pass (1..=1024).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Forwarding worker threads.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Extra attached ports that carry no traffic.
+    #[arg(long)]
+    idle_ports: Option<usize>,
+    /// Seconds to measure each case (suite default 4, single case 5).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Pin worker i to CPU i.
+    #[arg(long)]
+    pin: bool,
+    /// Print each result as one JSON object per line on stdout (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("mswitch: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let r = match cli.cmd {
+        Cmd::Bench(a) => run_bench(a),
+        Cmd::Modules => {
+            for m in mswitch::module::REGISTRY {
+                println!("{:8} {}", m.name, m.help);
+            }
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mswitch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_bench(a: BenchArgs) -> Result<(), String> {
+    let duration = match a.duration {
+        Some(d) if !(d > 0.0 && d <= 3600.0) => return Err("--duration must be more than 0 and at most 3600 seconds".into()),
+        Some(d) => Some(Duration::from_secs_f64(d)),
+        None => None,
+    };
+    let single = a.module.is_some()
+        || a.pattern.is_some()
+        || a.ports.is_some()
+        || a.size.is_some()
+        || a.batch.is_some()
+        || a.workers.is_some()
+        || a.idle_ports.is_some();
+    let cases = if single {
+        let d = Case::default();
+        let pattern = a.pattern.unwrap_or(d.pattern);
+        let duration = duration.unwrap_or(d.duration);
+        vec![Case {
+            module: a.module.unwrap_or(d.module),
+            pattern,
+            ports: a.ports.unwrap_or(if pattern == Pattern::OneToOne { 2 } else { 3 }),
+            size: a.size.unwrap_or(d.size),
+            batch: a.batch.unwrap_or(d.batch),
+            workers: a.workers.unwrap_or(d.workers),
+            idle_ports: a.idle_ports.unwrap_or(0),
+            baseline_duration: d.baseline_duration.min(duration),
+            duration,
+            pin: a.pin,
+            ..d
+        }]
+    } else {
+        bench::standard_suite(duration.unwrap_or(Duration::from_secs(4)), a.pin)
+    };
+    for c in &cases {
+        c.validate().map_err(|e| e.to_string())?;
+    }
+    let json = a.json;
+    let say = |s: &str| {
+        if json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    };
+    say(&format!(
+        "mswitch bench: {} case(s) on {} CPU(s); threads: the switch's forwarding workers (generator and sink ports are polled inline by them), plus this reporting thread, which sleeps",
+        cases.len(),
+        mswitch::sys::online_cpus()
+    ));
+    let mut results = Vec::new();
+    for c in &cases {
+        say(&format!(
+            "== module {} pattern {} size {} B batch {} ports {} (+{} idle) workers {}{}",
+            c.module,
+            c.pattern.name(),
+            c.size,
+            c.batch,
+            c.ports,
+            c.idle_ports,
+            c.workers,
+            if c.pin { " pinned" } else { "" }
+        ));
+        let r = bench::run_case(c, &mut |l| say(l)).map_err(|e| e.to_string())?;
+        say(&format!("result: {}", bench::summary(&r)));
+        if json {
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        }
+        results.push(r);
+    }
+    if results.len() > 1 {
+        say("summary:");
+        for r in &results {
+            say(&format!("  {}", bench::summary(r)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Processing modules: the switch's one extension point.
+//!
+//! A module sees a batch of packets from one input port and answers a
+//! [`Verdict`] per packet: a port, a set of ports, flood, the controller, or
+//! drop. It may rewrite packet bytes. It never touches ports or rings, and it
+//! does no I/O: time comes in as an argument, so tests drive modules in memory.
+//! Modules are chosen by name from [`REGISTRY`], one explicit table.
+//!
+//! A module is shared by all workers of a switch (`&self`, `Sync`): workers
+//! call [`Module::process`] concurrently for batches from different ports.
+
+pub mod dummy;
+pub mod learn;
+
+use std::sync::Arc;
+
+use crate::packet::Batch;
+use crate::port::PortId;
+
+/// Monotonic time in nanoseconds, from an origin fixed by the caller.
+pub type Nanos = u64;
+
+/// Where one packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Dropped by the module's decision (counted as a module drop).
+    Drop,
+    /// Dropped because the frame is malformed (counted as a bad frame).
+    Invalid,
+    /// To one port. A packet is never sent back to its input port.
+    Port(PortId),
+    /// To every port but the input.
+    Flood,
+    /// To a set of ports recorded with [`Verdicts::set_ports`].
+    Ports(u16),
+    /// To the controller (packet-in).
+    Controller,
+}
+
+/// The verdicts for one batch, plus the port sets they refer to. Owned by the
+/// switch and reused across batches, so answering allocates nothing once warm.
+#[derive(Default)]
+pub struct Verdicts {
+    v: Vec<Verdict>,
+    sets: Vec<PortId>,
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Verdicts {
+    pub fn with_capacity(n: usize) -> Verdicts {
+        Verdicts { v: Vec::with_capacity(n), sets: Vec::with_capacity(n), ranges: Vec::with_capacity(n) }
+    }
+
+    /// Starts a batch of `n` packets, all `Drop` until the module says otherwise.
+    pub fn reset(&mut self, n: usize) {
+        self.v.clear();
+        self.v.resize(n, Verdict::Drop);
+        self.sets.clear();
+        self.ranges.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
+    #[inline]
+    pub fn set(&mut self, i: usize, v: Verdict) {
+        self.v[i] = v;
+    }
+
+    /// Gives every packet the same verdict.
+    pub fn fill(&mut self, v: Verdict) {
+        self.v.fill(v);
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> Verdict {
+        self.v[i]
+    }
+
+    pub fn as_slice(&self) -> &[Verdict] {
+        &self.v
+    }
+
+    /// Records a set of ports and returns the verdict that names it.
+    pub fn add_set(&mut self, ports: &[PortId]) -> Verdict {
+        let start = self.sets.len() as u32;
+        self.sets.extend_from_slice(ports);
+        self.ranges.push((start, self.sets.len() as u32));
+        Verdict::Ports((self.ranges.len() - 1) as u16)
+    }
+
+    /// Sends packet `i` to a set of ports.
+    pub fn set_ports(&mut self, i: usize, ports: &[PortId]) {
+        let v = self.add_set(ports);
+        self.v[i] = v;
+    }
+
+    /// The ports of set `k` (empty if `k` was never recorded).
+    pub fn set_members(&self, k: u16) -> &[PortId] {
+        match self.ranges.get(k as usize) {
+            Some(&(a, b)) => &self.sets[a as usize..b as usize],
+            None => &[],
+        }
+    }
+}
+
+/// A packet-processing module.
+pub trait Module: Send + Sync {
+    /// The registry name this module was built from.
+    fn name(&self) -> &'static str;
+
+    /// Decides a verdict for every packet of `batch` (`out` has one `Drop`
+    /// entry per packet on entry). Called concurrently by several workers.
+    fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, now: Nanos);
+
+    /// A port was attached to the switch.
+    fn port_attached(&self, _port: PortId) {}
+
+    /// A port was detached: forget anything that points at it.
+    fn port_detached(&self, _port: PortId) {}
+
+    /// Housekeeping (aging), called about once a second by a worker.
+    fn tick(&self, _now: Nanos) {}
+
+    /// Module-specific counters for `stats`, as (name, value).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModuleError {
+    #[error("unknown module '{0}' (available: {list})", list = names().join(", "))]
+    Unknown(String),
+    #[error("module {module}: {msg}")]
+    BadArgs { module: &'static str, msg: String },
+}
+
+/// One entry of the registry: a name, a line of help and a constructor that
+/// takes the text after `NAME:` in a module spec.
+pub struct ModuleInfo {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub build: fn(&str) -> Result<Arc<dyn Module>, ModuleError>,
+}
+
+/// Every module mswitch knows, by name.
+pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO];
+
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|m| m.name).collect()
+}
+
+/// Builds a module from a spec `NAME[:ARGS]`.
+pub fn build(spec: &str) -> Result<Arc<dyn Module>, ModuleError> {
+    let (name, args) = spec.split_once(':').unwrap_or((spec, ""));
+    let info = REGISTRY.iter().find(|m| m.name == name).ok_or_else(|| ModuleError::Unknown(name.to_owned()))?;
+    (info.build)(args)
+}
+
+/// Splits `k=v,k=v` module arguments, rejecting anything else.
+pub(crate) fn parse_args(module: &'static str, args: &str) -> Result<Vec<(String, String)>, ModuleError> {
+    args.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| ModuleError::BadArgs { module, msg: format!("expected KEY=VALUE, got '{kv}'") })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_by_name() {
+        assert_eq!(build("dummy").unwrap().name(), "dummy");
+        assert_eq!(build("learn").unwrap().name(), "learn");
+        let e = build("nope").err().unwrap();
+        assert_eq!(e.to_string(), "unknown module 'nope' (available: dummy, learn)");
+        assert!(build("learn:bogus").is_err());
+    }
+
+    #[test]
+    fn verdict_sets_round_trip() {
+        let mut v = Verdicts::with_capacity(4);
+        v.reset(3);
+        v.set_ports(1, &[PortId(2), PortId(5)]);
+        v.set(2, Verdict::Flood);
+        assert_eq!(v.get(0), Verdict::Drop);
+        let Verdict::Ports(k) = v.get(1) else { panic!() };
+        assert_eq!(v.set_members(k), &[PortId(2), PortId(5)]);
+        assert_eq!(v.set_members(9), &[] as &[PortId]);
+    }
+}

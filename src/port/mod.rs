@@ -1,0 +1,85 @@
+//! Ports: the packet I/O layer.
+//!
+//! Every port kind (in-process memory now; shared-memory virtual ports, AF_XDP,
+//! AF_PACKET, TAP, vhost-user and VXLAN later) implements one trait, [`Port`],
+//! the way every netmap adapter fills one table of callbacks. A port owns a
+//! [`PortMem`]: an *incoming* ring (outside world -> switch) and an *outgoing*
+//! ring (switch -> outside world) over its own buffer pool. A port knows nothing
+//! of other ports or of the switch; backends that talk to the OS move packets
+//! between their device and these rings in the two sync callbacks.
+
+pub mod mem;
+
+use std::fmt;
+use std::os::fd::RawFd;
+
+use crate::packet::PortMem;
+
+pub use mem::{MemClient, MemPort};
+
+/// Largest port number plus one: port numbers run from 1 to `MAX_PORTS - 1`.
+pub const MAX_PORTS: usize = 4096;
+
+/// A port number on one switch (1-based, as in OpenFlow).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PortId(pub u16);
+
+impl PortId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// A valid port number, or `None` for 0 and numbers past `MAX_PORTS - 1`.
+    pub fn new(n: u32) -> Option<PortId> {
+        (1..MAX_PORTS as u32).contains(&n).then_some(PortId(n as u16))
+    }
+}
+
+impl fmt::Display for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The interface every port kind implements. Callbacks document the context
+/// they run in; none of them may block.
+pub trait Port: Send + Sync {
+    /// The port's name, unique on its switch.
+    fn name(&self) -> &str;
+
+    /// The backend kind ("mem", "vport", ...), for listings.
+    fn kind(&self) -> &'static str;
+
+    /// The port's rings and buffers.
+    fn mem(&self) -> &PortMem;
+
+    /// Called by the port's owning worker before it reads the incoming ring
+    /// (netmap's rxsync). Backends that pull packets from a device fill the
+    /// incoming ring here. Only one worker calls it at a time; no lock is held.
+    fn sync_incoming(&self) {}
+
+    /// Called after the switch published packets on the outgoing ring
+    /// (netmap's txsync and notify). Backends push packets to their device or
+    /// wake their consumer here. Several workers may call it at once; no lock
+    /// is held.
+    fn outgoing_published(&self) {}
+
+    /// A descriptor that becomes readable when packets arrive on the incoming
+    /// ring while the switch sleeps (see [`Port::arm_incoming`]). `None` means
+    /// the port cannot signal and is polled whenever its worker runs.
+    fn incoming_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Asks to be signalled on `incoming_fd` when packets arrive beyond the
+    /// switch's index `cur`. Returns false if packets already wait (do not sleep).
+    fn arm_incoming(&self, cur: u32) -> bool {
+        self.mem().incoming().arm_wakeup(cur)
+    }
+
+    /// Undoes `arm_incoming` once the worker polls the port again, and clears
+    /// any pending signal.
+    fn disarm_incoming(&self) {
+        self.mem().incoming().disarm_wakeup();
+    }
+}

@@ -1,0 +1,366 @@
+//! The switching core: a [`Switch`] owns worker threads that move packets
+//! between attached ports with the mSwitch algorithm ([`forward`]).
+//!
+//! The core knows nothing of Ethernet, MACs or flows: it moves buffers where
+//! the module says. Control talks to it through the narrow [`Switch`] handle:
+//! attach and detach ports, swap the module, read counters. Each change
+//! publishes a new immutable [`Table`]; workers switch to it between batches,
+//! and a change returns only once every worker has, so after `detach`
+//! returns no worker touches the port again. Traffic between the other ports
+//! never stops.
+
+pub mod forward;
+pub mod lease;
+pub mod stats;
+pub mod table;
+mod worker;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::module::{Module, Nanos};
+use crate::port::{MAX_PORTS, Port, PortId};
+
+pub use forward::Forwarder;
+pub use stats::{DROP_REASONS, DropReason, Drops, PortTotals};
+pub use table::{PacketIn, PacketIns, PortEntry, Table};
+use worker::WorkerShared;
+
+/// Most packets a worker reads from one port per pass.
+pub const MAX_BATCH: usize = 1024;
+pub const DEFAULT_BATCH: usize = 512;
+
+#[derive(Clone, Debug)]
+pub struct SwitchConfig {
+    pub name: String,
+    /// Forwarding threads.
+    pub workers: usize,
+    /// Most packets read from one port per pass (1..=1024).
+    pub batch: usize,
+    /// Pin worker `i` to `cpus[i % len]`.
+    pub cpus: Option<Vec<usize>>,
+    /// How long a port must stay empty before its worker stops polling it and
+    /// waits for a signal; `None` busy-polls forever.
+    pub idle_after: Option<Duration>,
+    /// Packets queued for the controller before further ones are dropped.
+    pub packet_in_queue: usize,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            name: "sw0".into(),
+            workers: 1,
+            batch: DEFAULT_BATCH,
+            cpus: None,
+            idle_after: Some(Duration::from_micros(200)),
+            packet_in_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("a port named '{0}' is already attached")]
+    NameTaken(String),
+    #[error("port number {0} is already in use")]
+    PortInUse(PortId),
+    #[error("no port {0} on this switch")]
+    NoSuchPort(String),
+    #[error("switch is full ({} ports)", MAX_PORTS - 1)]
+    Full,
+    #[error("invalid switch configuration: {0}")]
+    BadConfig(String),
+    #[error("cannot start switch: {0}")]
+    Os(#[from] io::Error),
+}
+
+/// State shared by control and the workers.
+pub(crate) struct Shared {
+    cfg: SwitchConfig,
+    table: Mutex<Arc<Table>>,
+    /// Generation of the newest table; workers compare it every round.
+    generation: AtomicU64,
+    stop: AtomicBool,
+    workers: Vec<WorkerShared>,
+    packet_in: PacketIns,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn table(&self) -> Arc<Table> {
+        self.lock_table().clone()
+    }
+
+    fn lock_table(&self) -> MutexGuard<'_, Arc<Table>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn nanos(&self, t: Instant) -> Nanos {
+        t.saturating_duration_since(self.epoch).as_nanos() as Nanos
+    }
+}
+
+/// A running switch and the handle that controls it. Dropping it stops the
+/// workers.
+pub struct Switch {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    /// Serialises control operations (table changes).
+    control: Mutex<()>,
+}
+
+/// A port's identity and counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortStats {
+    pub id: u16,
+    pub name: String,
+    pub kind: &'static str,
+    pub worker: usize,
+    #[serde(flatten)]
+    pub totals: PortTotals,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerStats {
+    pub id: usize,
+    pub cpu: Option<usize>,
+    pub ports: usize,
+    pub packets: u64,
+    pub sleeps: u64,
+    pub sleeping: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SwitchStats {
+    pub name: String,
+    pub module: &'static str,
+    pub module_counters: Vec<(&'static str, u64)>,
+    pub ports: Vec<PortStats>,
+    pub workers: Vec<WorkerStats>,
+    pub drops: Drops,
+    pub packet_in_queued: usize,
+}
+
+impl Switch {
+    /// Starts the workers with `module` and no ports.
+    pub fn new(cfg: SwitchConfig, module: Arc<dyn Module>) -> Result<Switch, SwitchError> {
+        if cfg.workers == 0 || cfg.workers > 256 {
+            return Err(SwitchError::BadConfig(format!("workers must be 1..=256, not {}", cfg.workers)));
+        }
+        if cfg.batch == 0 || cfg.batch > MAX_BATCH {
+            return Err(SwitchError::BadConfig(format!("batch must be 1..={MAX_BATCH}, not {}", cfg.batch)));
+        }
+        if let Some(c) = &cfg.cpus
+            && c.is_empty()
+        {
+            return Err(SwitchError::BadConfig("empty CPU list".into()));
+        }
+        let workers = (0..cfg.workers)
+            .map(|i| WorkerShared::new(cfg.cpus.as_ref().map(|c| c[i % c.len()])))
+            .collect::<io::Result<Vec<_>>>()?;
+        let shared = Arc::new(Shared {
+            packet_in: PacketIns::new(cfg.packet_in_queue),
+            table: Mutex::new(Arc::new(Table::new(module))),
+            generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            workers,
+            epoch: Instant::now(),
+            cfg,
+        });
+        let mut threads = Vec::new();
+        for w in 0..shared.cfg.workers {
+            let s = shared.clone();
+            let name = format!("{}-w{w}", shared.cfg.name);
+            threads.push(std::thread::Builder::new().name(name).spawn(move || worker::run(s, w))?);
+        }
+        Ok(Switch { shared, threads, control: Mutex::new(()) })
+    }
+
+    pub fn config(&self) -> &SwitchConfig {
+        &self.shared.cfg
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.cfg.name
+    }
+
+    /// Nanoseconds since the switch started (the modules' clock).
+    pub fn now(&self) -> Nanos {
+        self.shared.nanos(Instant::now())
+    }
+
+    fn lock_control(&self) -> MutexGuard<'_, ()> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a table and waits until every worker uses it.
+    fn publish(&self, t: Table) {
+        let generation = t.generation;
+        *self.shared.lock_table() = Arc::new(t);
+        self.shared.generation.store(generation, Ordering::Release);
+        for w in &self.shared.workers {
+            w.bell.notify();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.workers.iter().any(|w| w.seen_gen.load(Ordering::Acquire) < generation) {
+            if Instant::now() > deadline {
+                eprintln!("mswitch: {}: a worker did not acknowledge table {generation} within 5 s", self.name());
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Attaches a port as number `id` (or the lowest free number) and returns
+    /// the number. Traffic between other ports goes on meanwhile.
+    pub fn attach(&self, port: Arc<dyn Port>, id: Option<PortId>) -> Result<PortId, SwitchError> {
+        self.attach_to(port, id, None)
+    }
+
+    /// Like `attach`, with the port's incoming ring polled by worker `owner`
+    /// (`None`: the worker with the fewest ports).
+    pub fn attach_to(&self, port: Arc<dyn Port>, id: Option<PortId>, owner: Option<usize>) -> Result<PortId, SwitchError> {
+        let _g = self.lock_control();
+        let cur = self.shared.table();
+        if cur.entries().any(|e| e.port.name() == port.name()) {
+            return Err(SwitchError::NameTaken(port.name().to_owned()));
+        }
+        let id = match id {
+            Some(id) if cur.entry(id).is_some() => return Err(SwitchError::PortInUse(id)),
+            Some(id) => id,
+            None => (1..MAX_PORTS as u32).filter_map(PortId::new).find(|p| cur.entry(*p).is_none()).ok_or(SwitchError::Full)?,
+        };
+        let nworkers = self.shared.workers.len();
+        let owner = match owner {
+            Some(o) if o < nworkers => o,
+            Some(o) => return Err(SwitchError::BadConfig(format!("no worker {o}"))),
+            None => {
+                let mut load = vec![0usize; nworkers];
+                cur.entries().for_each(|e| load[e.owner] += 1);
+                (0..nworkers).min_by_key(|&w| load[w]).unwrap_or(0)
+            }
+        };
+        if let Some(fd) = port.incoming_fd() {
+            self.shared.workers[owner].epoll.add(fd, u64::from(id.0))?;
+        }
+        let entry = Arc::new(PortEntry::new(id, port, owner, nworkers + 1));
+        cur.module.port_attached(id);
+        self.publish(cur.derive(|t| t.insert(entry)));
+        Ok(id)
+    }
+
+    /// Detaches a port by number. When this returns no worker uses the port.
+    pub fn detach(&self, id: PortId) -> Result<Arc<dyn Port>, SwitchError> {
+        let _g = self.lock_control();
+        let cur = self.shared.table();
+        let entry = cur.entry(id).cloned().ok_or_else(|| SwitchError::NoSuchPort(id.to_string()))?;
+        if let Some(fd) = entry.port.incoming_fd() {
+            // The fd stays open (the port holds it), so this cannot race a reuse.
+            let _ = self.shared.workers[entry.owner].epoll.delete(fd);
+        }
+        self.publish(cur.derive(|t| {
+            t.remove(id);
+        }));
+        cur.module.port_detached(id);
+        Ok(entry.port.clone())
+    }
+
+    /// Detaches a port by name.
+    pub fn detach_name(&self, name: &str) -> Result<Arc<dyn Port>, SwitchError> {
+        let id = self.port_id(name).ok_or_else(|| SwitchError::NoSuchPort(name.to_owned()))?;
+        self.detach(id)
+    }
+
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.shared.table().entries().find(|e| e.port.name() == name).map(|e| e.id)
+    }
+
+    /// Replaces the module while traffic flows. Batches already being
+    /// processed finish with the old module.
+    pub fn set_module(&self, module: Arc<dyn Module>) {
+        let _g = self.lock_control();
+        let cur = self.shared.table();
+        for p in &cur.attached {
+            module.port_attached(*p);
+        }
+        self.publish(cur.derive(|t| t.module = module));
+    }
+
+    pub fn module(&self) -> Arc<dyn Module> {
+        self.shared.table().module.clone()
+    }
+
+    /// Attached port numbers, ascending.
+    pub fn ports(&self) -> Vec<PortId> {
+        self.shared.table().attached.clone()
+    }
+
+    /// Takes the oldest packet queued for the controller.
+    pub fn pop_packet_in(&self) -> Option<PacketIn> {
+        self.shared.packet_in.pop()
+    }
+
+    /// Counters of one port.
+    pub fn port_stats(&self, id: PortId) -> Option<PortTotals> {
+        self.shared.table().entry(id).map(|e| PortTotals::sum(&e.counters))
+    }
+
+    pub fn stats(&self) -> SwitchStats {
+        let t = self.shared.table();
+        let mut drops = Drops::default();
+        let ports: Vec<PortStats> = t
+            .entries()
+            .map(|e| {
+                let totals = PortTotals::sum(&e.counters);
+                drops.accumulate(&totals.drops);
+                PortStats { id: e.id.0, name: e.port.name().to_owned(), kind: e.port.kind(), worker: e.owner, totals }
+            })
+            .collect();
+        let workers = self
+            .shared
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerStats {
+                id: i,
+                cpu: w.cpu,
+                ports: t.entries().filter(|e| e.owner == i).count(),
+                packets: w.packets.load(Ordering::Relaxed),
+                sleeps: w.sleeps.load(Ordering::Relaxed),
+                sleeping: w.sleeping.load(Ordering::Relaxed),
+            })
+            .collect();
+        SwitchStats {
+            name: self.name().to_owned(),
+            module: t.module.name(),
+            module_counters: t.module.counters(),
+            ports,
+            workers,
+            drops,
+            packet_in_queued: self.shared.packet_in.len(),
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for w in &self.shared.workers {
+            w.bell.notify();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,144 @@
+//! The switch's port table: an immutable snapshot that workers read without
+//! locks. Control builds a new snapshot for every change (attach, detach,
+//! module swap) and publishes it; workers pick it up between batches.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::module::Module;
+use crate::port::{MAX_PORTS, Port, PortId};
+
+use super::lease::OutQueue;
+use super::stats::PortCounters;
+
+/// A port as attached to a switch: the backend plus the switch's private
+/// state for it.
+pub struct PortEntry {
+    pub id: PortId,
+    pub port: Arc<dyn Port>,
+    /// The worker that polls this port's incoming ring.
+    pub owner: usize,
+    /// Reservations on the outgoing ring (any worker may send here).
+    pub(crate) out: OutQueue,
+    /// The switch's consumer index on the incoming ring. Only the owner
+    /// touches it; it is never read back from shared memory.
+    rx_cur: AtomicU32,
+    /// One copy per worker plus one for the control path.
+    pub(crate) counters: Box<[PortCounters]>,
+}
+
+impl PortEntry {
+    pub(crate) fn new(id: PortId, port: Arc<dyn Port>, owner: usize, writers: usize) -> PortEntry {
+        let mem = port.mem();
+        let out = OutQueue::new(mem.outgoing().hdr.head.load(Ordering::Acquire), mem.outgoing().size());
+        let rx_cur = AtomicU32::new(mem.incoming().hdr.tail.load(Ordering::Acquire));
+        let counters = (0..writers).map(|_| PortCounters::default()).collect();
+        PortEntry { id, port, owner, out, rx_cur, counters }
+    }
+
+    #[inline]
+    pub(crate) fn rx_cursor(&self) -> u32 {
+        self.rx_cur.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set_rx_cursor(&self, v: u32) {
+        self.rx_cur.store(v, Ordering::Relaxed);
+    }
+}
+
+/// One published configuration of a switch.
+pub struct Table {
+    pub generation: u64,
+    ports: Box<[Option<Arc<PortEntry>>]>,
+    /// Attached port numbers, ascending (flood order).
+    pub attached: Vec<PortId>,
+    pub module: Arc<dyn Module>,
+}
+
+impl Table {
+    pub fn new(module: Arc<dyn Module>) -> Table {
+        Table { generation: 0, ports: vec![None; MAX_PORTS].into_boxed_slice(), attached: Vec::new(), module }
+    }
+
+    #[inline]
+    pub fn port(&self, idx: usize) -> Option<&PortEntry> {
+        self.ports.get(idx).and_then(|p| p.as_deref())
+    }
+
+    pub fn entry(&self, id: PortId) -> Option<&Arc<PortEntry>> {
+        self.ports.get(id.index()).and_then(|p| p.as_ref())
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<PortEntry>> {
+        self.attached.iter().filter_map(|p| self.entry(*p))
+    }
+
+    /// A copy with `f` applied, one generation later.
+    pub(crate) fn derive(&self, f: impl FnOnce(&mut Table)) -> Table {
+        let mut t = Table {
+            generation: self.generation + 1,
+            ports: self.ports.clone(),
+            attached: self.attached.clone(),
+            module: self.module.clone(),
+        };
+        f(&mut t);
+        t
+    }
+
+    pub(crate) fn insert(&mut self, e: Arc<PortEntry>) {
+        let id = e.id;
+        self.ports[id.index()] = Some(e);
+        if let Err(pos) = self.attached.binary_search(&id) {
+            self.attached.insert(pos, id);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: PortId) -> Option<Arc<PortEntry>> {
+        let e = self.ports.get_mut(id.index())?.take();
+        self.attached.retain(|p| *p != id);
+        e
+    }
+}
+
+/// A packet sent to the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketIn {
+    pub in_port: PortId,
+    pub data: Vec<u8>,
+}
+
+/// A bounded queue of packets for the controller. The slow path: it copies
+/// and allocates, and drops (counted by the caller) when full.
+pub struct PacketIns {
+    q: Mutex<VecDeque<PacketIn>>,
+    cap: usize,
+}
+
+impl PacketIns {
+    pub fn new(cap: usize) -> PacketIns {
+        PacketIns { q: Mutex::new(VecDeque::new()), cap }
+    }
+
+    pub fn push(&self, in_port: PortId, data: &[u8]) -> bool {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.cap {
+            return false;
+        }
+        q.push_back(PacketIn { in_port, data: data.to_vec() });
+        true
+    }
+
+    pub fn pop(&self) -> Option<PacketIn> {
+        self.q.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

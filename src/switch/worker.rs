@@ -1,0 +1,179 @@
+//! Worker threads: each polls the incoming rings of the ports it owns and runs
+//! forwarding to completion for what it reads.
+//!
+//! A worker spins while it finds work. A port found empty for longer than
+//! `idle_after` is retired from the poll list and armed (its backend will
+//! signal its descriptor when packets arrive); when every owned port is
+//! retired the worker sleeps in epoll, so an idle switch uses no CPU. While
+//! some ports are retired and others busy, the worker checks for signals
+//! every few rounds with a zero-timeout epoll.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::port::MAX_PORTS;
+use crate::sys::{Epoll, EventFd};
+
+use super::Shared;
+use super::forward::Forwarder;
+use super::table::{PortEntry, Table};
+
+/// The epoll token of a worker's control doorbell (port tokens are port numbers).
+pub(crate) const CTRL_TOKEN: u64 = u64::MAX;
+
+/// How often a busy worker looks for signals from retired ports.
+const EPOLL_EVERY_ROUNDS: u32 = 16;
+
+/// The part of a worker that control and readers see.
+pub(crate) struct WorkerShared {
+    /// Rung by control after publishing a new table or asking to stop.
+    pub bell: EventFd,
+    pub epoll: Epoll,
+    /// The newest table generation this worker has switched to.
+    pub seen_gen: AtomicU64,
+    pub packets: AtomicU64,
+    pub sleeps: AtomicU64,
+    pub sleeping: AtomicBool,
+    pub cpu: Option<usize>,
+}
+
+impl WorkerShared {
+    pub fn new(cpu: Option<usize>) -> std::io::Result<WorkerShared> {
+        let bell = EventFd::new()?;
+        let epoll = Epoll::new()?;
+        epoll.add(std::os::fd::AsRawFd::as_raw_fd(&bell), CTRL_TOKEN)?;
+        Ok(WorkerShared {
+            bell,
+            epoll,
+            seen_gen: AtomicU64::new(0),
+            packets: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            sleeping: AtomicBool::new(false),
+            cpu,
+        })
+    }
+}
+
+/// A port this worker polls.
+struct Owned {
+    entry: Arc<PortEntry>,
+    last_active: Instant,
+    /// Whether the port can signal (and so may be retired when idle).
+    can_sleep: bool,
+}
+
+pub(crate) fn run(shared: Arc<Shared>, w: usize) {
+    let me = &shared.workers[w];
+    if let Some(cpu) = me.cpu
+        && let Err(e) = crate::sys::pin_current_thread(cpu)
+    {
+        eprintln!("mswitch: worker {w}: cannot pin to cpu {cpu}: {e}");
+    }
+    let mut fwd = Forwarder::new(shared.cfg.batch, w);
+    let mut table: Arc<Table> = shared.table();
+    let mut active: Vec<Owned> = Vec::new();
+    let mut retired: Vec<Owned> = Vec::new();
+    let mut events: Vec<u64> = Vec::with_capacity(64);
+    let idle_after = shared.cfg.idle_after;
+    let mut generation = u64::MAX;
+    let mut last_tick = Instant::now();
+    let mut round: u32 = 0;
+    loop {
+        let g = shared.generation.load(Ordering::Acquire);
+        if g != generation {
+            table = shared.table();
+            generation = table.generation;
+            regroup(&table, w, &mut active, &mut retired);
+            me.seen_gen.store(generation, Ordering::Release);
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let now = Instant::now();
+        let now_ns = shared.nanos(now);
+        let mut work = 0;
+        let mut i = 0;
+        while i < active.len() {
+            let o = &mut active[i];
+            o.entry.port.sync_incoming();
+            let n = fwd.forward(&table, &o.entry, now_ns, &shared.packet_in);
+            work += n;
+            if n > 0 {
+                o.last_active = now;
+            } else if let Some(limit) = idle_after
+                && o.can_sleep
+                && now.duration_since(o.last_active) >= limit
+                && o.entry.port.arm_incoming(o.entry.rx_cursor())
+            {
+                retired.push(active.swap_remove(i));
+                continue;
+            }
+            i += 1;
+        }
+        if work > 0 {
+            me.packets.store(fwd.packets, Ordering::Relaxed);
+        }
+        if now.duration_since(last_tick) >= Duration::from_secs(1) {
+            table.module.tick(now_ns);
+            last_tick = now;
+        }
+        round = round.wrapping_add(1);
+        let timeout = if active.is_empty() {
+            // Everything is retired: sleep until a port or control signals.
+            Some(Duration::from_secs(1))
+        } else if !retired.is_empty() && round % EPOLL_EVERY_ROUNDS == 0 {
+            Some(Duration::ZERO)
+        } else {
+            if work == 0 {
+                std::hint::spin_loop();
+            }
+            continue;
+        };
+        events.clear();
+        if timeout != Some(Duration::ZERO) {
+            me.sleeping.store(true, Ordering::Relaxed);
+            me.sleeps.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = me.epoll.wait(&mut events, timeout) {
+            eprintln!("mswitch: worker {w}: epoll: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        me.sleeping.store(false, Ordering::Relaxed);
+        let now = Instant::now();
+        for &tok in &events {
+            if tok == CTRL_TOKEN {
+                me.bell.drain();
+            } else if let Some(pos) = retired.iter().position(|o| u64::from(o.entry.id.0) == tok) {
+                let mut o = retired.swap_remove(pos);
+                o.entry.port.disarm_incoming();
+                o.last_active = now;
+                active.push(o);
+            }
+        }
+    }
+    // Leave nothing armed: the port may be re-attached elsewhere.
+    for o in retired {
+        o.entry.port.disarm_incoming();
+    }
+}
+
+/// Rebuilds the poll lists for a new table, keeping what stayed the same.
+/// Retired ports stay retired (they are still armed).
+fn regroup(table: &Table, w: usize, active: &mut Vec<Owned>, retired: &mut Vec<Owned>) {
+    let keep = |o: &Owned| table.entry(o.entry.id).is_some_and(|e| e.owner == w && Arc::ptr_eq(e, &o.entry));
+    for o in retired.iter().filter(|o| !keep(o)) {
+        o.entry.port.disarm_incoming();
+    }
+    active.retain(keep);
+    retired.retain(keep);
+    let mut known = vec![false; MAX_PORTS];
+    for o in active.iter().chain(retired.iter()) {
+        known[o.entry.id.index()] = true;
+    }
+    let now = Instant::now();
+    for e in table.entries().filter(|e| e.owner == w && !known[e.id.index()]) {
+        let can_sleep = e.port.incoming_fd().is_some();
+        active.push(Owned { entry: e.clone(), last_active: now, can_sleep });
+    }
+}

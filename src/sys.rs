@@ -1,0 +1,259 @@
+//! The operating-system boundary: shared memory regions, eventfds, epoll, CPU
+//! affinity and resource limits.
+//!
+//! Everything that calls the OS through `libc` lives here, so the rest of the
+//! crate can deny `unsafe` except where it reads and writes shared packet memory.
+//! Each wrapper owns its file descriptor and closes it on drop.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+/// Converts a `-1` return of a libc call into the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// A page-aligned memory region backed by a memfd, mapped read-write and
+/// shared, so the same bytes can later be mapped by another process.
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the region is plain shared memory; all concurrent access to its bytes
+// goes through atomics or through ring ownership rules documented in `packet`.
+unsafe impl Send for Region {}
+// SAFETY: as above; `Region` itself holds no interior state besides the mapping.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Creates a zero-filled region of `len` bytes (rounded up to a page).
+    pub fn new(name: &str, len: usize) -> io::Result<Region> {
+        let cname = std::ffi::CString::new(format!("mswitch:{name}"))
+            .unwrap_or_else(|_| c"mswitch".to_owned());
+        // SAFETY: `cname` is a valid NUL-terminated string; flags are constants.
+        let fd = check(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = len.max(1).next_multiple_of(page_size());
+        let flen = libc::off_t::try_from(len).map_err(|_| io::Error::other("region too large"))?;
+        // SAFETY: `fd` is a valid memfd.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), flen) })?;
+        Self::map(fd, len)
+    }
+
+    /// Maps an existing memory file descriptor of `len` bytes.
+    pub fn map(fd: OwnedFd, len: usize) -> io::Result<Region> {
+        // SAFETY: a fresh shared mapping of a file we hold open; the kernel picks
+        // the address, so no existing Rust object is aliased.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Region { ptr, len, fd })
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd behind the region, to hand to another process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; no references into
+        // the region outlive `self` (they all borrow from it).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// A non-blocking eventfd used as a doorbell between threads or processes.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall with constant flags.
+        let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: the fd was just created and is owned by nobody else.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Wraps an eventfd received from elsewhere.
+    pub fn from_owned(fd: OwnedFd) -> EventFd {
+        EventFd { fd }
+    }
+
+    /// Rings the doorbell. A full counter (EAGAIN) already means "signalled".
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own fd.
+        unsafe {
+            libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8);
+        }
+    }
+
+    /// Clears the doorbell; returns true when it had been rung.
+    pub fn drain(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from our own fd.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
+        n == 8
+    }
+
+    /// Waits until the doorbell rings or `timeout` passes; returns true if rung.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        poll_readable(self.fd.as_raw_fd(), timeout)
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(t) => libc::c_int::try_from(t.as_millis().max(u128::from(t > Duration::ZERO)))
+            .unwrap_or(libc::c_int::MAX),
+    }
+}
+
+/// Waits for `fd` to become readable; returns true if it did.
+pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd on the stack.
+    let n = unsafe { libc::poll(&raw mut p, 1, timeout_ms(timeout)) };
+    n > 0 && p.revents & libc::POLLIN != 0
+}
+
+/// An epoll instance whose events carry a caller-chosen `u64` token.
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall with constant flags.
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: the fd was just created and is owned by nobody else.
+        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Watches `fd` for readability, reporting `token` when it fires.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        // SAFETY: valid epoll fd and event struct; the kernel copies the struct.
+        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev) })?;
+        Ok(())
+    }
+
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; the event argument is ignored for DEL.
+        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &raw mut ev) })?;
+        Ok(())
+    }
+
+    /// Waits for events, appending their tokens to `out`.
+    pub fn wait(&self, out: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: the kernel writes at most `evs.len()` events into the array.
+        let n = unsafe {
+            libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), evs.len() as libc::c_int, timeout_ms(timeout))
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+        }
+        out.extend(evs[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::other(format!("cpu {cpu} out of range")));
+        }
+        libc::CPU_SET(cpu, &mut set);
+        check(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set))?;
+    }
+    Ok(())
+}
+
+/// Number of CPUs this process may run on.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Raises the soft open-file limit to the hard limit: every port holds a few
+/// descriptors (memory file, doorbells), and a switch has thousands of ports.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit read and write one live struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const r);
+        }
+    }
+}
+
+/// CPU time (user + system) consumed by this process so far.
+pub fn process_cpu_time() -> Duration {
+    // SAFETY: getrusage writes one live struct.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &raw mut u);
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+        tv(u.ru_utime) + tv(u.ru_stime)
+    }
+}
