@@ -82,8 +82,12 @@ impl Pattern {
         let id = |p: usize| PortId(p as u16);
         match self {
             Pattern::OneToOne => dummy::Dummy::pairs(),
-            Pattern::NToOne => dummy::Dummy::with_map((1..n).map(|p| (id(p), dummy::Target::Port(id(n))))),
-            Pattern::NToN => dummy::Dummy::with_map((1..=n).map(|p| (id(p), dummy::Target::Port(id(p % n + 1))))),
+            Pattern::NToOne => {
+                dummy::Dummy::with_map((1..n).map(|p| (id(p), dummy::Target::Port(id(n)))))
+            }
+            Pattern::NToN => {
+                dummy::Dummy::with_map((1..=n).map(|p| (id(p), dummy::Target::Port(id(p % n + 1)))))
+            }
             Pattern::Flood => dummy::Dummy::with_map([(id(1), dummy::Target::Flood)]),
         }
     }
@@ -147,18 +151,31 @@ pub enum BenchError {
 impl Case {
     pub fn validate(&self) -> Result<(), BenchError> {
         let bad = |m: String| Err(BenchError::Bad(m));
-        let min_ports = if self.pattern == Pattern::OneToOne { 2 } else { 2 };
+        let min_ports = if self.pattern == Pattern::OneToOne {
+            2
+        } else {
+            2
+        };
         if self.ports < min_ports || self.ports > 1024 {
             return bad(format!("--ports must be 2..=1024, not {}", self.ports));
         }
         if self.pattern == Pattern::OneToOne && self.ports % 2 != 0 {
-            return bad(format!("--pattern 1to1 needs an even number of ports, not {}", self.ports));
+            return bad(format!(
+                "--pattern 1to1 needs an even number of ports, not {}",
+                self.ports
+            ));
         }
         if self.ports + self.idle_ports > 4000 {
-            return bad(format!("--ports plus --idle-ports must be at most 4000, not {}", self.ports + self.idle_ports));
+            return bad(format!(
+                "--ports plus --idle-ports must be at most 4000, not {}",
+                self.ports + self.idle_ports
+            ));
         }
         if !(42..=65535).contains(&self.size) {
-            return bad(format!("--size must be 42..=65535 bytes, not {}", self.size));
+            return bad(format!(
+                "--size must be 42..=65535 bytes, not {}",
+                self.size
+            ));
         }
         if !(1..=1024).contains(&self.batch) {
             return bad(format!("--batch must be 1..=1024, not {}", self.batch));
@@ -174,7 +191,9 @@ impl Case {
     }
 
     fn buf_size(&self) -> u32 {
-        (self.size as u32).next_multiple_of(64).max(DEFAULT_BUF_SIZE)
+        (self.size as u32)
+            .next_multiple_of(64)
+            .max(DEFAULT_BUF_SIZE)
     }
 
     fn mem_config(&self) -> MemConfig {
@@ -224,7 +243,11 @@ struct BenchPort {
 }
 
 impl BenchPort {
-    fn new(name: String, cfg: MemConfig, frames: Option<&[Vec<u8>]>) -> Result<BenchPort, BenchError> {
+    fn new(
+        name: String,
+        cfg: MemConfig,
+        frames: Option<&[Vec<u8>]>,
+    ) -> Result<BenchPort, BenchError> {
         let mem = PortMem::new(&name, cfg)?;
         if let Some(frames) = frames {
             let ring = mem.incoming();
@@ -232,7 +255,14 @@ impl BenchPort {
                 let f = &frames[j as usize % frames.len()];
                 let s = ring.slot(j);
                 mem.write_buf(s.buf, f);
-                ring.write_slot(j, Slot { buf: s.buf, len: f.len() as u16, flags: 0 });
+                ring.write_slot(
+                    j,
+                    Slot {
+                        buf: s.buf,
+                        len: f.len() as u16,
+                        flags: 0,
+                    },
+                );
             }
         }
         Ok(BenchPort {
@@ -255,8 +285,16 @@ impl BenchPort {
         }
         let s = ring.slot(head);
         self.mem.write_buf(s.buf, frame);
-        ring.write_slot(head, Slot { buf: s.buf, len: frame.len() as u16, flags: 0 });
-        self.inject_head.store(head.wrapping_add(1), Ordering::Relaxed);
+        ring.write_slot(
+            head,
+            Slot {
+                buf: s.buf,
+                len: frame.len() as u16,
+                flags: 0,
+            },
+        );
+        self.inject_head
+            .store(head.wrapping_add(1), Ordering::Relaxed);
         ring.publish(head.wrapping_add(1));
         if ring.take_wakeup_request() {
             self.bell.notify();
@@ -297,7 +335,12 @@ impl Port for BenchPort {
             if n == 0 || n > ring.size() {
                 return;
             }
-            if ring.hdr.tail.compare_exchange(tail, head, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if ring
+                .hdr
+                .tail
+                .compare_exchange(tail, head, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 self.received.fetch_add(u64::from(n), Ordering::Relaxed);
                 return;
             }
@@ -334,33 +377,73 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
     let mut ports = Vec::new();
     for p in 1..=n + case.idle_ports {
         let frames = if senders.contains(&p) {
-            let variants = if case.pattern == Pattern::NToN { n - 1 } else { 1 };
+            let variants = if case.pattern == Pattern::NToN {
+                n - 1
+            } else {
+                1
+            };
             Some(
                 (0..variants)
-                    .map(|j| udp_frame(case.size, case.pattern.dst(p, j, n), mac(p), [10, 0, 0, p as u8], [10, 0, 1, 1], 1024, 1024))
+                    .map(|j| {
+                        udp_frame(
+                            case.size,
+                            case.pattern.dst(p, j, n),
+                            mac(p),
+                            [10, 0, 0, p as u8],
+                            [10, 0, 1, 1],
+                            1024,
+                            1024,
+                        )
+                    })
                     .collect::<Vec<_>>(),
             )
         } else {
             None
         };
-        let port = Arc::new(BenchPort::new(format!("b{p}"), case.mem_config(), frames.as_deref())?);
+        let port = Arc::new(BenchPort::new(
+            format!("b{p}"),
+            case.mem_config(),
+            frames.as_deref(),
+        )?);
         // Spread senders over the workers first, so each worker has traffic.
-        let owner = senders.iter().position(|&s| s == p).map(|i| i % case.workers);
+        let owner = senders
+            .iter()
+            .position(|&s| s == p)
+            .map(|i| i % case.workers);
         sw.attach_to(port.clone(), PortId::new(p as u32), owner)?;
         ports.push(port);
     }
     // Every traffic port announces its MAC once, so learning modules know
     // where the sinks are before the clock starts.
     for p in 1..=n {
-        ports[p - 1].inject(&udp_frame(60, MacAddr::BROADCAST, mac(p), [10, 0, 0, p as u8], [10, 0, 1, 1], 9, 9));
+        ports[p - 1].inject(&udp_frame(
+            60,
+            MacAddr::BROADCAST,
+            mac(p),
+            [10, 0, 0, p as u8],
+            [10, 0, 1, 1],
+            9,
+            9,
+        ));
     }
     std::thread::sleep(Duration::from_millis(100));
     for p in &ports {
         p.running.store(true, Ordering::Relaxed);
     }
     std::thread::sleep(Duration::from_millis(300)); // warm-up
-    let received = || ports.iter().map(|p| p.received.load(Ordering::Relaxed)).sum::<u64>();
-    let worker_packets = |sw: &Switch| sw.stats().workers.iter().map(|w| w.packets).collect::<Vec<_>>();
+    let received = || {
+        ports
+            .iter()
+            .map(|p| p.received.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let worker_packets = |sw: &Switch| {
+        sw.stats()
+            .workers
+            .iter()
+            .map(|w| w.packets)
+            .collect::<Vec<_>>()
+    };
     let (t0, rx0, w0) = (Instant::now(), received(), worker_packets(&sw));
     let (mut t_last, mut rx_last) = (t0, rx0);
     while t0.elapsed() < case.duration {
@@ -383,7 +466,11 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
     drop(sw);
     let packets = rx1 - rx0;
     let pps = packets as f64 / secs;
-    let pps_per_worker = w0.iter().zip(&w1).map(|(a, b)| (b - a) as f64 / secs).collect();
+    let pps_per_worker = w0
+        .iter()
+        .zip(&w1)
+        .map(|(a, b)| (b - a) as f64 / secs)
+        .collect();
     let baseline_pps = raw_copy_baseline(case)?;
     Ok(BenchResult {
         module: case.module.clone(),
@@ -400,7 +487,11 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
         pps_per_worker,
         baseline_pps,
         baseline_bps: baseline_pps * case.size as f64 * 8.0,
-        ratio: if baseline_pps > 0.0 { pps / baseline_pps } else { 0.0 },
+        ratio: if baseline_pps > 0.0 {
+            pps / baseline_pps
+        } else {
+            0.0
+        },
         drops: stats.drops,
     })
 }
@@ -408,7 +499,15 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
 /// Copies the case's frames slot to slot between two rings, with no
 /// switching, on `workers` threads at once; returns packets per second.
 pub fn raw_copy_baseline(case: &Case) -> Result<f64, BenchError> {
-    let frame = udp_frame(case.size, mac(2), mac(1), [10, 0, 0, 1], [10, 0, 1, 1], 1024, 1024);
+    let frame = udp_frame(
+        case.size,
+        mac(2),
+        mac(1),
+        [10, 0, 0, 1],
+        [10, 0, 1, 1],
+        1024,
+        1024,
+    );
     let pairs = (0..case.workers)
         .map(|i| {
             let src = PortMem::new(&format!("base-src{i}"), case.mem_config())?;
@@ -417,7 +516,14 @@ pub fn raw_copy_baseline(case: &Case) -> Result<f64, BenchError> {
             for j in 0..ring.size() {
                 let s = ring.slot(j);
                 src.write_buf(s.buf, &frame);
-                ring.write_slot(j, Slot { buf: s.buf, len: frame.len() as u16, flags: 0 });
+                ring.write_slot(
+                    j,
+                    Slot {
+                        buf: s.buf,
+                        len: frame.len() as u16,
+                        flags: 0,
+                    },
+                );
             }
             Ok((src, dst))
         })
@@ -464,7 +570,14 @@ fn copy_loop(src: &PortMem, dst: &PortMem, batch: u32, dur: Duration) -> u64 {
                     unsafe {
                         copy_frame(sp, dp, s.len as usize, room)
                     };
-                    rout.write_slot(j, Slot { buf: o.buf, len: s.len, flags: 0 });
+                    rout.write_slot(
+                        j,
+                        Slot {
+                            buf: o.buf,
+                            len: s.len,
+                            flags: 0,
+                        },
+                    );
                 }
                 i = i.wrapping_add(1);
                 j = j.wrapping_add(1);
@@ -489,21 +602,48 @@ pub fn fmt_bps(bps: f64) -> String {
 
 /// The standard suite run by a bare `mswitch bench`.
 pub fn standard_suite(duration: Duration, pin: bool) -> Vec<Case> {
-    let base = Case { duration, baseline_duration: Duration::from_millis(1500).min(duration), pin, ..Case::default() };
+    let base = Case {
+        duration,
+        baseline_duration: Duration::from_millis(1500).min(duration),
+        pin,
+        ..Case::default()
+    };
     vec![
         Case { ..base.clone() },
-        Case { size: 1514, ..base.clone() },
-        Case { module: "learn".into(), ..base.clone() },
-        Case { pattern: Pattern::NToOne, ports: 3, ..base.clone() },
-        Case { pattern: Pattern::NToOne, ports: 3, workers: 2, ..base.clone() },
-        Case { idle_ports: 1000, ..base },
+        Case {
+            size: 1514,
+            ..base.clone()
+        },
+        Case {
+            module: "learn".into(),
+            ..base.clone()
+        },
+        Case {
+            pattern: Pattern::NToOne,
+            ports: 3,
+            ..base.clone()
+        },
+        Case {
+            pattern: Pattern::NToOne,
+            ports: 3,
+            workers: 2,
+            ..base.clone()
+        },
+        Case {
+            idle_ports: 1000,
+            ..base
+        },
     ]
 }
 
 /// A one-line human summary of a result.
 pub fn summary(r: &BenchResult) -> String {
-    let per_worker: Vec<String> =
-        r.pps_per_worker.iter().enumerate().map(|(i, p)| format!("w{i} {:.2}", p / 1e6)).collect();
+    let per_worker: Vec<String> = r
+        .pps_per_worker
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("w{i} {:.2}", p / 1e6))
+        .collect();
     format!(
         "{} {} {} B, {} worker(s): {} {} | per worker (Mpps): {} | raw-copy baseline ({} thread(s)): {} {} | ratio {:.3} | drops {}",
         r.module,

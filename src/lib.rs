@@ -20,8 +20,10 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod control;
 pub mod module;
 pub mod packet;
+pub mod pktgen;
 pub mod port;
 pub mod switch;
 pub mod sys;

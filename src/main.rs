@@ -1,11 +1,15 @@
 //! The `mswitch` command.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use mswitch::bench::{self, Case, Pattern};
+use mswitch::control::cli::{CtlCmd, parse_config};
+use mswitch::control::client::Ctl;
+use mswitch::control::daemon::{self, ctl_path};
 
 #[derive(Parser)]
 #[command(name = "mswitch", version, about = "A fast, modular software switch")]
@@ -21,6 +25,48 @@ enum Cmd {
     Bench(BenchArgs),
     /// List the processing modules.
     Modules,
+    /// Host switches and serve the control socket until SIGINT/SIGTERM.
+    Daemon {
+        /// Control socket path (default /run/mswitch/mswitch.sock for root; MSWITCH_CTL overrides).
+        #[arg(long)]
+        ctl: Option<PathBuf>,
+        /// File of `ctl` commands (one per line, without `mswitch ctl`) run at start.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Generate or sink traffic on a port of a running switch.
+    #[command(name = "pkt-gen")]
+    PktGen(mswitch::pktgen::PktGenArgs),
+    /// Control a running daemon.
+    Ctl {
+        /// Control socket path.
+        #[arg(long)]
+        ctl: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: CtlCmd,
+    },
+    /// Run one switch in the foreground, with the same control socket.
+    Run {
+        /// Module spec NAME[:ARGS].
+        #[arg(long, default_value = "learn")]
+        module: String,
+        /// A port to attach (repeat); ports are numbered 1, 2, 3... in order.
+        #[arg(long = "port", required = true)]
+        ports: Vec<String>,
+        /// The switch's name.
+        #[arg(long, default_value = "sw0")]
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Workers never sleep.
+        #[arg(long)]
+        busy_poll: bool,
+        /// Control socket path.
+        #[arg(long)]
+        ctl: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -67,7 +113,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("mswitch: {}", line.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
@@ -80,6 +129,18 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
+        Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
+        Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
+        Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
+        Cmd::Run {
+            module,
+            ports,
+            name,
+            workers,
+            batch,
+            busy_poll,
+            ctl,
+        } => run_switch(&module, &ports, &name, workers, batch, busy_poll, ctl),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,7 +153,9 @@ fn main() -> ExitCode {
 
 fn run_bench(a: BenchArgs) -> Result<(), String> {
     let duration = match a.duration {
-        Some(d) if !(d > 0.0 && d <= 3600.0) => return Err("--duration must be more than 0 and at most 3600 seconds".into()),
+        Some(d) if !(d > 0.0 && d <= 3600.0) => {
+            return Err("--duration must be more than 0 and at most 3600 seconds".into());
+        }
         Some(d) => Some(Duration::from_secs_f64(d)),
         None => None,
     };
@@ -110,7 +173,9 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         vec![Case {
             module: a.module.unwrap_or(d.module),
             pattern,
-            ports: a.ports.unwrap_or(if pattern == Pattern::OneToOne { 2 } else { 3 }),
+            ports: a
+                .ports
+                .unwrap_or(if pattern == Pattern::OneToOne { 2 } else { 3 }),
             size: a.size.unwrap_or(d.size),
             batch: a.batch.unwrap_or(d.batch),
             workers: a.workers.unwrap_or(d.workers),
@@ -166,4 +231,61 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+    let reqs = match &config {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            parse_config(&text, &f.display().to_string())?
+        }
+        None => Vec::new(),
+    };
+    let path = ctl_path(ctl.as_deref());
+    daemon::run_foreground(&path, |d| {
+        for (i, r) in reqs.into_iter().enumerate() {
+            let resp = d.handle(r);
+            if !resp.ok {
+                return Err(format!(
+                    "config command {}: {}",
+                    i + 1,
+                    resp.error.unwrap_or_default()
+                ));
+            }
+        }
+        eprintln!("mswitch: daemon listening on {}", path.display());
+        Ok(())
+    })
+}
+
+fn run_ctl(ctl: Option<PathBuf>, cmd: CtlCmd) -> Result<(), String> {
+    let mut c = Ctl::connect(ctl.as_deref())?;
+    let data = c.request(&cmd.request())?;
+    print!("{}", cmd.render(&data));
+    Ok(())
+}
+
+fn run_switch(
+    module: &str,
+    ports: &[String],
+    name: &str,
+    workers: usize,
+    batch: Option<usize>,
+    busy_poll: bool,
+    ctl: Option<PathBuf>,
+) -> Result<(), String> {
+    let path = ctl_path(ctl.as_deref());
+    daemon::run_foreground(&path, |d| {
+        d.create(name, module, workers, batch, busy_poll)?;
+        for (i, spec) in ports.iter().enumerate() {
+            d.attach(name, spec, Some(i as u32 + 1))?;
+        }
+        eprintln!(
+            "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",
+            ports.len(),
+            path.display()
+        );
+        Ok(())
+    })
 }

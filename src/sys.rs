@@ -13,7 +13,11 @@ use std::time::Duration;
 
 /// Converts a `-1` return of a libc call into the thread's `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// A page-aligned memory region backed by a memfd, mapped read-write and
@@ -63,7 +67,8 @@ impl Region {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Region { ptr, len, fd })
     }
 
@@ -112,7 +117,9 @@ impl EventFd {
         // SAFETY: plain syscall with constant flags.
         let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: the fd was just created and is owned by nobody else.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Wraps an eventfd received from elsewhere.
@@ -165,7 +172,11 @@ fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
 
 /// Waits for `fd` to become readable; returns true if it did.
 pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd on the stack.
     let n = unsafe { libc::poll(&raw mut p, 1, timeout_ms(timeout)) };
     n > 0 && p.revents & libc::POLLIN != 0
@@ -181,21 +192,30 @@ impl Epoll {
         // SAFETY: plain syscall with constant flags.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: the fd was just created and is owned by nobody else.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Watches `fd` for readability, reporting `token` when it fires.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
         // SAFETY: valid epoll fd and event struct; the kernel copies the struct.
-        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev) })?;
+        check(unsafe {
+            libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev)
+        })?;
         Ok(())
     }
 
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
         // SAFETY: as in `add`; the event argument is ignored for DEL.
-        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &raw mut ev) })?;
+        check(unsafe {
+            libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &raw mut ev)
+        })?;
         Ok(())
     }
 
@@ -204,11 +224,20 @@ impl Epoll {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: the kernel writes at most `evs.len()` events into the array.
         let n = unsafe {
-            libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), evs.len() as libc::c_int, timeout_ms(timeout))
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                evs.as_mut_ptr(),
+                evs.len() as libc::c_int,
+                timeout_ms(timeout),
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         out.extend(evs[..n as usize].iter().map(|e| e.u64));
         Ok(())
@@ -224,14 +253,20 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
             return Err(io::Error::other(format!("cpu {cpu} out of range")));
         }
         libc::CPU_SET(cpu, &mut set);
-        check(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set))?;
+        check(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &raw const set,
+        ))?;
     }
     Ok(())
 }
 
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Raises the soft open-file limit to the hard limit: every port holds a few
@@ -256,4 +291,144 @@ pub fn process_cpu_time() -> Duration {
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
         tv(u.ru_utime) + tv(u.ru_stime)
     }
+}
+
+/// Sends `data` and the descriptors `fds` over a Unix stream socket (SCM_RIGHTS).
+pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if data.is_empty() || fds.len() > 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "need data and at most 8 fds",
+        ));
+    }
+    let fd_bytes = std::mem::size_of_val(fds);
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut _,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer set below refers to live
+    // buffers (`iov`, `cbuf`) that outlive the sendmsg call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let c = libc::CMSG_FIRSTHDR(&raw const msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(c).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+        let n = libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if (n as usize) < data.len() {
+            // Only the first byte needs to carry the descriptors.
+            let rest = &data[n as usize..];
+            let m = libc::send(sock, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL);
+            if m < 0 || (m as usize) < rest.len() {
+                return Err(io::Error::other("short write on control socket"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Receives up to `buf.len()` bytes and any descriptors sent with them.
+/// Returns (bytes read, descriptors); 0 bytes means the peer closed.
+pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut cbuf = [0u64; 32];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as in `send_with_fds`; the kernel writes at most the lengths
+    // given, and we only read cmsgs it reports, with CMSG_* bounds.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        let n = libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut fds = Vec::new();
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let len = (*c).cmsg_len as usize - (data as usize - c as usize);
+                for k in 0..len / size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(k));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(io::Error::other("descriptors truncated on control socket"));
+        }
+        Ok((n as usize, fds))
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and threads it spawns
+/// afterwards) so that one thread can wait for them with [`wait_signal`].
+pub fn block_stop_signals() {
+    // SAFETY: sigset manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (which must be blocked); returns its number.
+pub fn wait_signal() -> i32 {
+    // SAFETY: sigwait on a local set of blocked signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        let mut sig = 0;
+        libc::sigwait(&raw const set, &raw mut sig);
+        sig
+    }
+}
+
+/// Effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Waits until any of `fds` is readable or `timeout` passes; returns how
+/// many are readable.
+pub fn poll_any(fds: &[RawFd], timeout: Option<Duration>) -> usize {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a live array of `p.len()` pollfds.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms(timeout)) };
+    usize::try_from(n).unwrap_or(0)
 }

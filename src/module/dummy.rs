@@ -58,9 +58,15 @@ impl Dummy {
         if kv.is_empty() {
             return Ok(Dummy::pairs());
         }
-        let bad = |msg: String| ModuleError::BadArgs { module: "dummy", msg };
+        let bad = |msg: String| ModuleError::BadArgs {
+            module: "dummy",
+            msg,
+        };
         let port = |s: &str| {
-            s.parse::<u32>().ok().and_then(PortId::new).ok_or_else(|| bad(format!("bad port number '{s}'")))
+            s.parse::<u32>()
+                .ok()
+                .and_then(PortId::new)
+                .ok_or_else(|| bad(format!("bad port number '{s}'")))
         };
         let mut entries = Vec::new();
         for (k, v) in kv {
@@ -69,7 +75,9 @@ impl Dummy {
                 "drop" => Target::Drop,
                 "flood" => Target::Flood,
                 "controller" => Target::Controller,
-                v if v.contains('+') => Target::Ports(v.split('+').map(port).collect::<Result<_, _>>()?),
+                v if v.contains('+') => {
+                    Target::Ports(v.split('+').map(port).collect::<Result<_, _>>()?)
+                }
                 v => Target::Port(port(v)?),
             };
             entries.push((from, t));
@@ -84,7 +92,11 @@ impl Module for Dummy {
     }
 
     fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, _now: Nanos) {
-        let v = match self.map.get(batch.in_port().index()).unwrap_or(&Target::Drop) {
+        let v = match self
+            .map
+            .get(batch.in_port().index())
+            .unwrap_or(&Target::Drop)
+        {
             Target::Drop => Verdict::Drop,
             Target::Port(p) => Verdict::Port(*p),
             Target::Flood => Verdict::Flood,
@@ -112,9 +124,15 @@ mod tests {
     #[test]
     fn default_map_pairs_ports() {
         let m = Dummy::pairs();
-        assert_eq!(verdicts(&m, 1, 3).as_slice(), &[Verdict::Port(PortId(2)); 3]);
+        assert_eq!(
+            verdicts(&m, 1, 3).as_slice(),
+            &[Verdict::Port(PortId(2)); 3]
+        );
         assert_eq!(verdicts(&m, 2, 1).as_slice(), &[Verdict::Port(PortId(1))]);
-        assert_eq!(verdicts(&m, 1024, 1).as_slice(), &[Verdict::Port(PortId(1023))]);
+        assert_eq!(
+            verdicts(&m, 1024, 1).as_slice(),
+            &[Verdict::Port(PortId(1023))]
+        );
     }
 
     #[test]
@@ -123,7 +141,9 @@ mod tests {
         assert_eq!(verdicts(&m, 1, 1).get(0), Verdict::Port(PortId(3)));
         assert_eq!(verdicts(&m, 2, 1).get(0), Verdict::Flood);
         let v = verdicts(&m, 3, 2);
-        let Verdict::Ports(k) = v.get(1) else { panic!() };
+        let Verdict::Ports(k) = v.get(1) else {
+            panic!()
+        };
         assert_eq!(v.set_members(k), &[PortId(1), PortId(2)]);
         assert_eq!(verdicts(&m, 4, 1).get(0), Verdict::Controller);
         assert_eq!(verdicts(&m, 5, 1).get(0), Verdict::Drop);

@@ -46,26 +46,39 @@ pub struct LearnConfig {
 
 impl Default for LearnConfig {
     fn default() -> Self {
-        LearnConfig { max_entries: 8192, port_max: 4096, aging_secs: 300 }
+        LearnConfig {
+            max_entries: 8192,
+            port_max: 4096,
+            aging_secs: 300,
+        }
     }
 }
 
 impl LearnConfig {
     pub fn parse(args: &str) -> Result<LearnConfig, ModuleError> {
-        let bad = |msg: String| ModuleError::BadArgs { module: "learn", msg };
+        let bad = |msg: String| ModuleError::BadArgs {
+            module: "learn",
+            msg,
+        };
         let mut c = LearnConfig::default();
         let mut port_max = None;
         for (k, v) in parse_args("learn", args)? {
-            let n: u64 = v.parse().map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
+            let n: u64 = v
+                .parse()
+                .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
             match k.as_str() {
                 "max" if (1..=1 << 24).contains(&n) => c.max_entries = n as usize,
                 "port_max" if n >= 1 => port_max = Some(n as usize),
                 "aging" if (1..=1_000_000).contains(&n) => c.aging_secs = n as u32,
-                "max" | "port_max" | "aging" => return Err(bad(format!("{k}={v} is out of range"))),
+                "max" | "port_max" | "aging" => {
+                    return Err(bad(format!("{k}={v} is out of range")));
+                }
                 _ => return Err(bad(format!("unknown option '{k}' (max, port_max, aging)"))),
             }
         }
-        c.port_max = port_max.unwrap_or(c.max_entries.div_ceil(2)).min(c.max_entries);
+        c.port_max = port_max
+            .unwrap_or(c.max_entries.div_ceil(2))
+            .min(c.max_entries);
         Ok(c)
     }
 }
@@ -124,7 +137,10 @@ impl Learn {
             seen,
             mask: nbuckets - 1,
             seed: std::collections::hash_map::RandomState::new().hash_one(0x6d73_7769_7463_68u64),
-            books: Mutex::new(Books { per_port: vec![0; MAX_PORTS], total: 0 }),
+            books: Mutex::new(Books {
+                per_port: vec![0; MAX_PORTS],
+                total: 0,
+            }),
             learned: AtomicU64::new(0),
             moved: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -171,7 +187,9 @@ impl Learn {
     /// The port `mac` was learned on, if its entry is live.
     pub fn lookup(&self, mac: u64, now: Nanos) -> Option<PortId> {
         let now_s = (now / NS_PER_SEC) as u32;
-        self.find(mac).filter(|&(i, _)| self.live(i, now_s)).map(|(_, p)| PortId(p))
+        self.find(mac)
+            .filter(|&(i, _)| self.live(i, now_s))
+            .map(|(_, p)| PortId(p))
     }
 
     /// Number of live entries as far as the bookkeeping knows (expired entries
@@ -289,7 +307,11 @@ impl Learn {
 
     /// Entries learned on `port`.
     pub fn port_entries(&self, port: PortId) -> u32 {
-        self.books().per_port.get(port.index()).copied().unwrap_or(0)
+        self.books()
+            .per_port
+            .get(port.index())
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -395,8 +417,14 @@ mod tests {
     fn floods_unknown_then_forwards_learned() {
         let m = Learn::new(LearnConfig::default());
         assert_eq!(run(&m, 1, vec![frame(mac(2), mac(1))], 0), [Verdict::Flood]);
-        assert_eq!(run(&m, 2, vec![frame(mac(1), mac(2))], 0), [Verdict::Port(PortId(1))]);
-        assert_eq!(run(&m, 1, vec![frame(mac(2), mac(1))], 0), [Verdict::Port(PortId(2))]);
+        assert_eq!(
+            run(&m, 2, vec![frame(mac(1), mac(2))], 0),
+            [Verdict::Port(PortId(1))]
+        );
+        assert_eq!(
+            run(&m, 1, vec![frame(mac(2), mac(1))], 0),
+            [Verdict::Port(PortId(2))]
+        );
         assert_eq!(m.len(), 2);
     }
 
@@ -404,14 +432,27 @@ mod tests {
     fn broadcast_and_multicast_flood() {
         let m = Learn::new(LearnConfig::default());
         run(&m, 2, vec![frame(mac(1), mac(2))], 0);
-        let v = run(&m, 1, vec![frame(MacAddr::BROADCAST, mac(1)), frame(MacAddr([1, 0, 0x5e, 0, 0, 9]), mac(1))], 0);
+        let v = run(
+            &m,
+            1,
+            vec![
+                frame(MacAddr::BROADCAST, mac(1)),
+                frame(MacAddr([1, 0, 0x5e, 0, 0, 9]), mac(1)),
+            ],
+            0,
+        );
         assert_eq!(v, [Verdict::Flood, Verdict::Flood]);
     }
 
     #[test]
     fn bad_frames_and_group_sources_are_invalid() {
         let m = Learn::new(LearnConfig::default());
-        let v = run(&m, 1, vec![vec![0u8; 13], frame(mac(2), MacAddr::BROADCAST)], 0);
+        let v = run(
+            &m,
+            1,
+            vec![vec![0u8; 13], frame(mac(2), MacAddr::BROADCAST)],
+            0,
+        );
         assert_eq!(v, [Verdict::Invalid, Verdict::Invalid]);
         assert!(m.is_empty());
     }
@@ -425,11 +466,17 @@ mod tests {
 
     #[test]
     fn entries_age_out() {
-        let m = Learn::new(LearnConfig { aging_secs: 10, ..LearnConfig::default() });
+        let m = Learn::new(LearnConfig {
+            aging_secs: 10,
+            ..LearnConfig::default()
+        });
         run(&m, 2, vec![frame(mac(1), mac(2))], 0);
         assert_eq!(m.lookup(mac(2).to_u64(), 9 * SEC), Some(PortId(2)));
         assert_eq!(m.lookup(mac(2).to_u64(), 10 * SEC), None);
-        assert_eq!(run(&m, 1, vec![frame(mac(2), mac(1))], 10 * SEC), [Verdict::Flood]);
+        assert_eq!(
+            run(&m, 1, vec![frame(mac(2), mac(1))], 10 * SEC),
+            [Verdict::Flood]
+        );
         // Traffic refreshes an entry.
         run(&m, 1, vec![frame(mac(5), mac(1))], 15 * SEC);
         assert_eq!(m.lookup(mac(1).to_u64(), 24 * SEC), Some(PortId(1)));
@@ -445,26 +492,39 @@ mod tests {
         assert_eq!(m.lookup(mac(7).to_u64(), 0), Some(PortId(1)));
         run(&m, 3, vec![frame(mac(9), mac(7))], SEC);
         assert_eq!(m.lookup(mac(7).to_u64(), SEC), Some(PortId(3)));
-        assert_eq!((m.port_entries(PortId(1)), m.port_entries(PortId(3))), (0, 1));
+        assert_eq!(
+            (m.port_entries(PortId(1)), m.port_entries(PortId(3))),
+            (0, 1)
+        );
         assert_eq!(m.len(), 1);
     }
 
     #[test]
     fn a_mac_flood_is_bounded_and_evicts_nobody_else() {
-        let m = Learn::new(LearnConfig { max_entries: 256, port_max: 128, aging_secs: 300 });
+        let m = Learn::new(LearnConfig {
+            max_entries: 256,
+            port_max: 128,
+            aging_secs: 300,
+        });
         // Ten quiet hosts on ports 2..=11.
         for p in 2..12u16 {
             run(&m, p, vec![frame(MacAddr::BROADCAST, mac(u32::from(p)))], 0);
         }
         // Port 1 sends from 100,000 different source MACs.
         for chunk in 0..100u32 {
-            let frames = (0..1000).map(|i| frame(mac(2), mac(1_000_000 + chunk * 1000 + i))).collect();
+            let frames = (0..1000)
+                .map(|i| frame(mac(2), mac(1_000_000 + chunk * 1000 + i)))
+                .collect();
             run(&m, 1, frames, SEC);
         }
         assert!(m.port_entries(PortId(1)) <= 128);
         assert!(m.len() <= 256);
         for p in 2..12u16 {
-            assert_eq!(m.lookup(mac(u32::from(p)).to_u64(), SEC), Some(PortId(p)), "host on port {p} survives");
+            assert_eq!(
+                m.lookup(mac(u32::from(p)).to_u64(), SEC),
+                Some(PortId(p)),
+                "host on port {p} survives"
+            );
         }
         assert!(m.counters().iter().any(|&(k, v)| k == "refused" && v > 0));
     }

@@ -48,7 +48,11 @@ pub struct Verdicts {
 
 impl Verdicts {
     pub fn with_capacity(n: usize) -> Verdicts {
-        Verdicts { v: Vec::with_capacity(n), sets: Vec::with_capacity(n), ranges: Vec::with_capacity(n) }
+        Verdicts {
+            v: Vec::with_capacity(n),
+            sets: Vec::with_capacity(n),
+            ranges: Vec::with_capacity(n),
+        }
     }
 
     /// Starts a batch of `n` packets, all `Drop` until the module says otherwise.
@@ -159,18 +163,27 @@ pub fn names() -> Vec<&'static str> {
 /// Builds a module from a spec `NAME[:ARGS]`.
 pub fn build(spec: &str) -> Result<Arc<dyn Module>, ModuleError> {
     let (name, args) = spec.split_once(':').unwrap_or((spec, ""));
-    let info = REGISTRY.iter().find(|m| m.name == name).ok_or_else(|| ModuleError::Unknown(name.to_owned()))?;
+    let info = REGISTRY
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ModuleError::Unknown(name.to_owned()))?;
     (info.build)(args)
 }
 
 /// Splits `k=v,k=v` module arguments, rejecting anything else.
-pub(crate) fn parse_args(module: &'static str, args: &str) -> Result<Vec<(String, String)>, ModuleError> {
+pub(crate) fn parse_args(
+    module: &'static str,
+    args: &str,
+) -> Result<Vec<(String, String)>, ModuleError> {
     args.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|kv| {
             kv.split_once('=')
                 .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .ok_or_else(|| ModuleError::BadArgs { module, msg: format!("expected KEY=VALUE, got '{kv}'") })
+                .ok_or_else(|| ModuleError::BadArgs {
+                    module,
+                    msg: format!("expected KEY=VALUE, got '{kv}'"),
+                })
         })
         .collect()
 }
@@ -184,7 +197,10 @@ mod tests {
         assert_eq!(build("dummy").unwrap().name(), "dummy");
         assert_eq!(build("learn").unwrap().name(), "learn");
         let e = build("nope").err().unwrap();
-        assert_eq!(e.to_string(), "unknown module 'nope' (available: dummy, learn)");
+        assert_eq!(
+            e.to_string(),
+            "unknown module 'nope' (available: dummy, learn)"
+        );
         assert!(build("learn:bogus").is_err());
     }
 
@@ -195,7 +211,9 @@ mod tests {
         v.set_ports(1, &[PortId(2), PortId(5)]);
         v.set(2, Verdict::Flood);
         assert_eq!(v.get(0), Verdict::Drop);
-        let Verdict::Ports(k) = v.get(1) else { panic!() };
+        let Verdict::Ports(k) = v.get(1) else {
+            panic!()
+        };
         assert_eq!(v.set_members(k), &[PortId(2), PortId(5)]);
         assert_eq!(v.set_members(9), &[] as &[PortId]);
     }

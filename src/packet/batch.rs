@@ -15,7 +15,11 @@ pub struct PacketRef {
 }
 
 impl PacketRef {
-    pub const EMPTY: PacketRef = PacketRef { ptr: std::ptr::null_mut(), len: 0, cap: 0 };
+    pub const EMPTY: PacketRef = PacketRef {
+        ptr: std::ptr::null_mut(),
+        len: 0,
+        cap: 0,
+    };
 
     pub fn len(&self) -> usize {
         self.len as usize
@@ -45,10 +49,21 @@ impl<'a> Batch<'a> {
     }
 
     /// Builds a batch over ordinary byte buffers (tests, embedding).
-    pub fn from_buffers(bufs: &'a mut [Vec<u8>], refs: &'a mut Vec<PacketRef>, in_port: PortId) -> Batch<'a> {
+    pub fn from_buffers(
+        bufs: &'a mut [Vec<u8>],
+        refs: &'a mut Vec<PacketRef>,
+        in_port: PortId,
+    ) -> Batch<'a> {
         refs.clear();
-        refs.extend(bufs.iter_mut().map(|b| PacketRef { ptr: b.as_mut_ptr(), len: b.len() as u32, cap: b.len() as u32 }));
-        Batch { pkts: refs.as_mut_slice(), in_port }
+        refs.extend(bufs.iter_mut().map(|b| PacketRef {
+            ptr: b.as_mut_ptr(),
+            len: b.len() as u32,
+            cap: b.len() as u32,
+        }));
+        Batch {
+            pkts: refs.as_mut_slice(),
+            in_port,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -81,10 +96,11 @@ impl<'a> Batch<'a> {
     }
 
     /// Changes the length of packet `i` within its buffer (for pushing or
-    /// popping headers). Returns false if the buffer has no room.
+    /// popping headers). Returns false if the buffer has no room, or if a
+    /// slot could not describe the length (more than 65535 bytes).
     pub fn set_len(&mut self, i: usize, len: usize) -> bool {
         let p = &mut self.pkts[i];
-        if len > p.cap as usize {
+        if len > p.cap as usize || len > usize::from(u16::MAX) {
             return false;
         }
         p.len = len as u32;

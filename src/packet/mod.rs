@@ -122,7 +122,12 @@ pub enum MemError {
 impl MemConfig {
     /// Rings of `ring_size` slots each direction and one buffer per slot.
     pub fn new(ring_size: u32, buf_size: u32) -> MemConfig {
-        MemConfig { incoming_slots: ring_size, outgoing_slots: ring_size, nbufs: ring_size * 2, buf_size }
+        MemConfig {
+            incoming_slots: ring_size,
+            outgoing_slots: ring_size,
+            nbufs: ring_size * 2,
+            buf_size,
+        }
     }
 
     pub fn validate(&self) -> Result<(), MemError> {
@@ -136,7 +141,10 @@ impl MemConfig {
         }
         let need = self.incoming_slots + self.outgoing_slots;
         if self.nbufs < need {
-            return Err(MemError::TooFewBuffers { nbufs: self.nbufs, need });
+            return Err(MemError::TooFewBuffers {
+                nbufs: self.nbufs,
+                need,
+            });
         }
         if self.layout().total > (1 << 34) {
             return Err(MemError::TooLarge(self.layout().total as u64));
@@ -151,7 +159,12 @@ impl MemConfig {
         let outgoing = (incoming + ring_bytes(self.incoming_slots)).next_multiple_of(CACHE_LINE);
         let bufs = (outgoing + ring_bytes(self.outgoing_slots)).next_multiple_of(4096);
         let total = bufs + self.nbufs as usize * self.buf_size as usize;
-        Layout { incoming, outgoing, bufs, total }
+        Layout {
+            incoming,
+            outgoing,
+            bufs,
+            total,
+        }
     }
 }
 
@@ -178,7 +191,11 @@ impl PortMem {
         cfg.validate()?;
         let layout = cfg.layout();
         let region = Region::new(name, layout.total)?;
-        let mem = PortMem { region, cfg, layout };
+        let mem = PortMem {
+            region,
+            cfg,
+            layout,
+        };
         let hdr = PortHeader {
             magic: MAGIC,
             version: LAYOUT_VERSION,
@@ -192,10 +209,24 @@ impl PortMem {
         // nobody else can see it yet.
         unsafe { ptr::write(mem.region.as_ptr().cast::<PortHeader>(), hdr) };
         for i in 0..cfg.incoming_slots {
-            mem.incoming().write_slot(i, Slot { buf: i, len: 0, flags: 0 });
+            mem.incoming().write_slot(
+                i,
+                Slot {
+                    buf: i,
+                    len: 0,
+                    flags: 0,
+                },
+            );
         }
         for i in 0..cfg.outgoing_slots {
-            mem.outgoing().write_slot(i, Slot { buf: cfg.incoming_slots + i, len: 0, flags: 0 });
+            mem.outgoing().write_slot(
+                i,
+                Slot {
+                    buf: cfg.incoming_slots + i,
+                    len: 0,
+                    flags: 0,
+                },
+            );
         }
         Ok(mem)
     }
@@ -224,7 +255,11 @@ impl PortMem {
         if layout.total > region.len() {
             return Err(MemError::BadHeader("region smaller than its layout"));
         }
-        Ok(PortMem { region, cfg, layout })
+        Ok(PortMem {
+            region,
+            cfg,
+            layout,
+        })
     }
 
     pub fn config(&self) -> MemConfig {
@@ -270,7 +305,11 @@ impl PortMem {
     pub fn buf_ptr(&self, idx: u32) -> Option<*mut u8> {
         if idx < self.cfg.nbufs {
             // SAFETY: idx < nbufs, so the buffer lies inside the region.
-            Some(unsafe { self.region.as_ptr().add(self.layout.bufs + idx as usize * self.cfg.buf_size as usize) })
+            Some(unsafe {
+                self.region
+                    .as_ptr()
+                    .add(self.layout.bufs + idx as usize * self.cfg.buf_size as usize)
+            })
         } else {
             None
         }
@@ -287,6 +326,15 @@ impl PortMem {
             }
             _ => false,
         }
+    }
+
+    /// Borrows buffer `idx` whole, writable. Only for the side that owns the
+    /// slot pointing at that buffer (so no one else touches the bytes).
+    #[allow(clippy::mut_from_ref)]
+    pub fn buf_mut(&self, idx: u32) -> Option<&mut [u8]> {
+        let p = self.buf_ptr(idx)?;
+        // SAFETY: in bounds; the caller owns the slot, so the borrow is unique.
+        Some(unsafe { std::slice::from_raw_parts_mut(p, self.cfg.buf_size as usize) })
     }
 
     /// Borrows `len` bytes of buffer `idx`. Only for the side that owns the
@@ -363,7 +411,8 @@ impl RingRef<'_> {
     #[inline]
     pub fn take_wakeup_request(&self) -> bool {
         std::sync::atomic::fence(Ordering::SeqCst);
-        self.hdr.need_wakeup.load(Ordering::Relaxed) != 0 && self.hdr.need_wakeup.swap(0, Ordering::Relaxed) != 0
+        self.hdr.need_wakeup.load(Ordering::Relaxed) != 0
+            && self.hdr.need_wakeup.swap(0, Ordering::Relaxed) != 0
     }
 
     /// Consumer side: asks to be woken and returns false if packets are
@@ -425,8 +474,14 @@ mod tests {
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert!(matches!(MemConfig::new(1000, 2048).validate(), Err(MemError::RingSize(1000))));
-        assert!(matches!(MemConfig::new(1024, 100).validate(), Err(MemError::BufSize(100))));
+        assert!(matches!(
+            MemConfig::new(1000, 2048).validate(),
+            Err(MemError::RingSize(1000))
+        ));
+        assert!(matches!(
+            MemConfig::new(1024, 100).validate(),
+            Err(MemError::BufSize(100))
+        ));
         let mut c = MemConfig::new(8, 2048);
         c.nbufs = 15;
         assert!(matches!(c.validate(), Err(MemError::TooFewBuffers { .. })));
@@ -470,6 +525,9 @@ mod tests {
         let again = PortMem::from_region(Region::map(fd, m.region().len()).unwrap()).unwrap();
         assert_eq!(again.config(), m.config());
         let bad = Region::new("bad", 4096).unwrap();
-        assert!(matches!(PortMem::from_region(bad), Err(MemError::BadHeader(_))));
+        assert!(matches!(
+            PortMem::from_region(bad),
+            Err(MemError::BadHeader(_))
+        ));
     }
 }

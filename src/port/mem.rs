@@ -1,11 +1,15 @@
-//! The in-process memory port: for tests, benchmarks and embedding.
+//! Memory ports: the in-process `mem` port (tests, benchmarks, embedding)
+//! and the shared-memory `vport` (another process is the client).
 //!
-//! [`MemPort::new`] returns the switch's side (attach it to a switch) and a
-//! [`MemClient`], the outside world's side, which sends packets into the switch
-//! and receives what the switch forwards to the port. Each direction has an
-//! eventfd doorbell, so neither side has to spin while idle.
+//! Both are the same thing seen from the switch: a [`PortMem`] region plus an
+//! eventfd doorbell per direction, so neither side spins while idle. For
+//! `mem`, [`MemPort::new`] also returns the [`MemClient`] (the outside
+//! world's end). For `vport`, the region's memfd and both doorbells are handed
+//! to another process ([`MemPort::client_fds`]), which builds its own
+//! [`MemClient`] over its mapping with [`MemClient::from_parts`]. Everything
+//! that process writes is untrusted: the switch validates it (see `packet`).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,23 +20,49 @@ use super::Port;
 
 pub struct MemPort {
     name: String,
-    mem: PortMem,
+    kind: &'static str,
+    mem: Arc<PortMem>,
     /// Rung by the client when it publishes packets and the switch sleeps.
-    incoming_bell: EventFd,
+    incoming_bell: Arc<EventFd>,
     /// Rung by the switch when it publishes packets and the client sleeps.
-    outgoing_bell: EventFd,
+    outgoing_bell: Arc<EventFd>,
 }
 
 impl MemPort {
+    /// An in-process port and its client.
     pub fn new(name: &str, cfg: MemConfig) -> Result<(Arc<MemPort>, MemClient), MemError> {
-        let port = Arc::new(MemPort {
-            name: name.to_owned(),
-            mem: PortMem::new(name, cfg)?,
-            incoming_bell: EventFd::new()?,
-            outgoing_bell: EventFd::new()?,
-        });
-        let client = MemClient { port: port.clone(), head: 0, tail: 0 };
+        let port = Arc::new(Self::with_kind(name, "mem", cfg)?);
+        let client = MemClient::from_parts(
+            port.mem.clone(),
+            port.incoming_bell.clone(),
+            port.outgoing_bell.clone(),
+        );
         Ok((port, client))
+    }
+
+    /// A port whose client lives in another process.
+    pub fn vport(name: &str, cfg: MemConfig) -> Result<Arc<MemPort>, MemError> {
+        Ok(Arc::new(Self::with_kind(name, "vport", cfg)?))
+    }
+
+    fn with_kind(name: &str, kind: &'static str, cfg: MemConfig) -> Result<MemPort, MemError> {
+        Ok(MemPort {
+            name: name.to_owned(),
+            kind,
+            mem: Arc::new(PortMem::new(name, cfg)?),
+            incoming_bell: Arc::new(EventFd::new()?),
+            outgoing_bell: Arc::new(EventFd::new()?),
+        })
+    }
+
+    /// What a client process needs: the region's memfd, the incoming
+    /// doorbell (client rings it) and the outgoing doorbell (switch rings it).
+    pub fn client_fds(&self) -> [BorrowedFd<'_>; 3] {
+        [
+            self.mem.region().fd(),
+            self.incoming_bell.as_fd(),
+            self.outgoing_bell.as_fd(),
+        ]
     }
 }
 
@@ -42,7 +72,7 @@ impl Port for MemPort {
     }
 
     fn kind(&self) -> &'static str {
-        "mem"
+        self.kind
     }
 
     fn mem(&self) -> &PortMem {
@@ -65,10 +95,12 @@ impl Port for MemPort {
     }
 }
 
-/// The outside world's end of a [`MemPort`]. It produces on the incoming ring
-/// and consumes from the outgoing ring; it is single-threaded (`&mut self`).
+/// The outside world's end of a memory port. It produces on the incoming
+/// ring and consumes from the outgoing ring; it is single-threaded (`&mut self`).
 pub struct MemClient {
-    port: Arc<MemPort>,
+    mem: Arc<PortMem>,
+    incoming_bell: Arc<EventFd>,
+    outgoing_bell: Arc<EventFd>,
     /// Our producer index on the incoming ring.
     head: u32,
     /// Our consumer index on the outgoing ring.
@@ -76,20 +108,93 @@ pub struct MemClient {
 }
 
 impl MemClient {
-    pub fn port(&self) -> &Arc<MemPort> {
-        &self.port
+    /// A client over a port's memory and doorbells, continuing from the
+    /// indices currently in the rings.
+    pub fn from_parts(
+        mem: Arc<PortMem>,
+        incoming_bell: Arc<EventFd>,
+        outgoing_bell: Arc<EventFd>,
+    ) -> MemClient {
+        let head = mem
+            .incoming()
+            .hdr
+            .head
+            .load(std::sync::atomic::Ordering::Acquire);
+        let tail = mem
+            .outgoing()
+            .hdr
+            .tail
+            .load(std::sync::atomic::Ordering::Acquire);
+        MemClient {
+            mem,
+            incoming_bell,
+            outgoing_bell,
+            head,
+            tail,
+        }
+    }
+
+    pub fn mem(&self) -> &PortMem {
+        &self.mem
     }
 
     /// Room for packets on the incoming ring right now.
     pub fn send_room(&self) -> u32 {
-        self.port.mem.incoming().free(self.head)
+        self.mem.incoming().free(self.head)
+    }
+
+    /// Fills up to `max` packets in place: `fill(i, buf)` writes packet `i`
+    /// into `buf` (the whole buffer) and returns its length (0 stops early).
+    /// Publishes them and returns how many were queued.
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> usize,
+    ) -> usize {
+        let mem = &*self.mem;
+        let ring = mem.incoming();
+        let n = (ring.free(self.head) as usize).min(max);
+        let cap = mem.buf_size() as usize;
+        let mut done = 0;
+        while done < n {
+            let slot = ring.slot(self.head);
+            let Some(buf) = mem.buf_mut(slot.buf) else {
+                break;
+            };
+            let len = fill(done, buf).min(cap).min(usize::from(u16::MAX));
+            if len == 0 {
+                break;
+            }
+            ring.write_slot(
+                self.head,
+                Slot {
+                    buf: slot.buf,
+                    len: len as u16,
+                    flags: 0,
+                },
+            );
+            self.head = self.head.wrapping_add(1);
+            done += 1;
+        }
+        if done > 0 {
+            self.publish();
+        }
+        done
+    }
+
+    fn publish(&self) {
+        let ring = self.mem.incoming();
+        ring.publish(self.head);
+        if ring.take_wakeup_request() {
+            self.incoming_bell.notify();
+        }
     }
 
     /// Sends frames into the switch, as many as fit; returns how many frames
     /// were taken from `frames`. A frame longer than a buffer is taken but
     /// not queued (it could never be sent).
     pub fn send<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>) -> usize {
-        let mem = &self.port.mem;
+        let mem = &*self.mem;
         let ring = mem.incoming();
         let mut room = ring.free(self.head);
         let mut n = 0;
@@ -100,19 +205,25 @@ impl MemClient {
             }
             let slot = ring.slot(self.head);
             n += 1;
-            if !mem.write_buf(slot.buf, f) {
+            // A slot's length is 16 bits: a 64 KiB buffer holds one byte more
+            // than a slot can describe.
+            if f.len() > usize::from(u16::MAX) || !mem.write_buf(slot.buf, f) {
                 continue;
             }
-            ring.write_slot(self.head, Slot { buf: slot.buf, len: f.len() as u16, flags: 0 });
+            ring.write_slot(
+                self.head,
+                Slot {
+                    buf: slot.buf,
+                    len: f.len() as u16,
+                    flags: 0,
+                },
+            );
             self.head = self.head.wrapping_add(1);
             room -= 1;
             queued = true;
         }
         if queued {
-            ring.publish(self.head);
-            if ring.take_wakeup_request() {
-                self.port.incoming_bell.notify();
-            }
+            self.publish();
         }
         n
     }
@@ -124,12 +235,12 @@ impl MemClient {
 
     /// Packets waiting on the outgoing ring.
     pub fn pending(&self) -> u32 {
-        self.port.mem.outgoing().available(self.tail)
+        self.mem.outgoing().available(self.tail)
     }
 
     /// Receives up to `max` packets, calling `f` on each; returns how many.
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mem = &self.port.mem;
+        let mem = &*self.mem;
         let ring = mem.outgoing();
         let n = (ring.available(self.tail) as usize).min(max);
         for _ in 0..n {
@@ -153,12 +264,12 @@ impl MemClient {
     /// Waits until packets are waiting on the outgoing ring or `timeout`
     /// passes; returns true if packets are waiting.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let ring = self.port.mem.outgoing();
+        let ring = self.mem.outgoing();
         if !ring.arm_wakeup(self.tail) {
             return true;
         }
-        self.port.outgoing_bell.wait(timeout);
-        self.port.outgoing_bell.drain();
+        self.outgoing_bell.wait(timeout);
+        self.outgoing_bell.drain();
         ring.disarm_wakeup();
         self.pending() > 0
     }

@@ -31,7 +31,9 @@ impl PortId {
 
     /// A valid port number, or `None` for 0 and numbers past `MAX_PORTS - 1`.
     pub fn new(n: u32) -> Option<PortId> {
-        (1..MAX_PORTS as u32).contains(&n).then_some(PortId(n as u16))
+        (1..MAX_PORTS as u32)
+            .contains(&n)
+            .then_some(PortId(n as u16))
     }
 }
 

@@ -78,7 +78,13 @@ impl Forwarder {
     /// Forwards up to one batch from `input`'s incoming ring. Only the input
     /// port's owning worker may call this for that port. Returns the number of
     /// slots consumed.
-    pub fn forward(&mut self, table: &Table, input: &PortEntry, now: Nanos, packet_in: &PacketIns) -> usize {
+    pub fn forward(
+        &mut self,
+        table: &Table,
+        input: &PortEntry,
+        now: Nanos,
+        packet_in: &PacketIns,
+    ) -> usize {
         let mem = input.port.mem();
         let ring = mem.incoming();
         let cur = input.rx_cursor();
@@ -130,7 +136,7 @@ impl Forwarder {
         for i in 0..self.pkts.len() {
             match self.verdicts.get(i) {
                 Verdict::Port(p) => {
-                    if !self.link(p, in_id, i) {
+                    if !self.link(table, p, in_id, i) {
                         no_dest += 1;
                     }
                 }
@@ -139,7 +145,7 @@ impl Forwarder {
                     let mut any = false;
                     for j in 0..self.verdicts.set_members(k).len() {
                         let p = self.verdicts.set_members(k)[j];
-                        any |= self.link(p, in_id, i);
+                        any |= self.link(table, p, in_id, i);
                     }
                     if !any {
                         no_dest += 1;
@@ -164,11 +170,13 @@ impl Forwarder {
     }
 
     /// Chains packet `i` onto destination `p`'s list. False if `p` cannot be
-    /// a destination (out of range or the input port itself).
+    /// a destination (not attached, or the input port itself): a packet that
+    /// reaches no destination is one `NoDest` drop, however many ports its
+    /// verdict named.
     #[inline]
-    fn link(&mut self, p: PortId, in_id: PortId, i: usize) -> bool {
+    fn link(&mut self, table: &Table, p: PortId, in_id: PortId, i: usize) -> bool {
         let d = p.index();
-        if d >= MAX_PORTS || p == in_id || d == 0 {
+        if p == in_id || d == 0 || table.port(d).is_none() {
             return false;
         }
         let idx = self.links.len() as u16;
@@ -185,7 +193,10 @@ impl Forwarder {
         }
         l.tail = idx;
         l.count += 1;
-        self.links.push(Link { pkt: i as u16, next: NIL });
+        self.links.push(Link {
+            pkt: i as u16,
+            next: NIL,
+        });
         true
     }
 
@@ -213,7 +224,15 @@ impl Forwarder {
                     continue;
                 }
                 if let Some(dst) = table.port(d) {
-                    self.deliver(dst, DstList { head: NIL, tail: NIL, count: 0 }, true);
+                    self.deliver(
+                        dst,
+                        DstList {
+                            head: NIL,
+                            tail: NIL,
+                            count: 0,
+                        },
+                        true,
+                    );
                 }
             }
         }
@@ -236,7 +255,12 @@ impl Forwarder {
         let mem = dst.port.mem();
         let cap = mem.buf_size();
         let ctr = &dst.counters[self.ctr];
-        let merged = Merge { links: &self.links, next: list.head, bcast, b: 0 };
+        let merged = Merge {
+            links: &self.links,
+            next: list.head,
+            bcast,
+            b: 0,
+        };
         // Frames longer than the destination's buffers are dropped, never truncated.
         let oversize = if self.max_len <= cap {
             0
@@ -252,7 +276,10 @@ impl Forwarder {
             return;
         }
         let (mut sent, mut bytes, mut bad) = (0u32, 0u64, 0u64);
-        for i in merged.filter(|&i| self.pkts[i].len <= cap).take(lease.n as usize) {
+        for i in merged
+            .filter(|&i| self.pkts[i].len <= cap)
+            .take(lease.n as usize)
+        {
             let src = self.pkts[i];
             let at = lease.start.wrapping_add(sent);
             let slot = ring.slot(at);
@@ -262,13 +289,27 @@ impl Forwarder {
                     // owned by this worker); `dp` is a buffer of a slot inside
                     // our lease, writable for `cap` bytes; len <= both caps.
                     unsafe { copy_frame(src.ptr, dp, src.len as usize, src.cap.min(cap) as usize) };
-                    ring.write_slot(at, Slot { buf: slot.buf, len: src.len as u16, flags: 0 });
+                    ring.write_slot(
+                        at,
+                        Slot {
+                            buf: slot.buf,
+                            len: src.len as u16,
+                            flags: 0,
+                        },
+                    );
                     bytes += u64::from(src.len);
                 }
                 None => {
                     // The consumer left a bad buffer index in its slot: it
                     // gets an empty slot, and only its own packet is lost.
-                    ring.write_slot(at, Slot { buf: slot.buf, len: 0, flags: 0 });
+                    ring.write_slot(
+                        at,
+                        Slot {
+                            buf: slot.buf,
+                            len: 0,
+                            flags: 0,
+                        },
+                    );
                     bad += 1;
                 }
             }

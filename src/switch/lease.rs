@@ -118,7 +118,11 @@ mod tests {
         assert_eq!((a.start, b.start, c.start), (0, 4, 7));
         assert!(!q.complete(&ring, c));
         assert!(!q.complete(&ring, b));
-        assert_eq!(ring.available(0), 0, "nothing visible before the first lease completes");
+        assert_eq!(
+            ring.available(0),
+            0,
+            "nothing visible before the first lease completes"
+        );
         assert!(q.complete(&ring, a));
         assert_eq!(ring.available(0), 12);
         assert_eq!(q.indices(), (12, 12));

@@ -151,10 +151,16 @@ impl Switch {
     /// Starts the workers with `module` and no ports.
     pub fn new(cfg: SwitchConfig, module: Arc<dyn Module>) -> Result<Switch, SwitchError> {
         if cfg.workers == 0 || cfg.workers > 256 {
-            return Err(SwitchError::BadConfig(format!("workers must be 1..=256, not {}", cfg.workers)));
+            return Err(SwitchError::BadConfig(format!(
+                "workers must be 1..=256, not {}",
+                cfg.workers
+            )));
         }
         if cfg.batch == 0 || cfg.batch > MAX_BATCH {
-            return Err(SwitchError::BadConfig(format!("batch must be 1..={MAX_BATCH}, not {}", cfg.batch)));
+            return Err(SwitchError::BadConfig(format!(
+                "batch must be 1..={MAX_BATCH}, not {}",
+                cfg.batch
+            )));
         }
         if let Some(c) = &cfg.cpus
             && c.is_empty()
@@ -177,9 +183,17 @@ impl Switch {
         for w in 0..shared.cfg.workers {
             let s = shared.clone();
             let name = format!("{}-w{w}", shared.cfg.name);
-            threads.push(std::thread::Builder::new().name(name).spawn(move || worker::run(s, w))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker::run(s, w))?,
+            );
         }
-        Ok(Switch { shared, threads, control: Mutex::new(()) })
+        Ok(Switch {
+            shared,
+            threads,
+            control: Mutex::new(()),
+        })
     }
 
     pub fn config(&self) -> &SwitchConfig {
@@ -208,9 +222,17 @@ impl Switch {
             w.bell.notify();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.workers.iter().any(|w| w.seen_gen.load(Ordering::Acquire) < generation) {
+        while self
+            .shared
+            .workers
+            .iter()
+            .any(|w| w.seen_gen.load(Ordering::Acquire) < generation)
+        {
             if Instant::now() > deadline {
-                eprintln!("mswitch: {}: a worker did not acknowledge table {generation} within 5 s", self.name());
+                eprintln!(
+                    "mswitch: {}: a worker did not acknowledge table {generation} within 5 s",
+                    self.name()
+                );
                 break;
             }
             std::thread::sleep(Duration::from_micros(20));
@@ -225,16 +247,32 @@ impl Switch {
 
     /// Like `attach`, with the port's incoming ring polled by worker `owner`
     /// (`None`: the worker with the fewest ports).
-    pub fn attach_to(&self, port: Arc<dyn Port>, id: Option<PortId>, owner: Option<usize>) -> Result<PortId, SwitchError> {
+    pub fn attach_to(
+        &self,
+        port: Arc<dyn Port>,
+        id: Option<PortId>,
+        owner: Option<usize>,
+    ) -> Result<PortId, SwitchError> {
         let _g = self.lock_control();
         let cur = self.shared.table();
         if cur.entries().any(|e| e.port.name() == port.name()) {
             return Err(SwitchError::NameTaken(port.name().to_owned()));
         }
         let id = match id {
+            // Checked before anything is registered: 0 and numbers past the
+            // table are not port numbers (the table would panic on them).
+            Some(id) if PortId::new(u32::from(id.0)).is_none() => {
+                return Err(SwitchError::BadConfig(format!(
+                    "port number {id} is not in 1..={}",
+                    MAX_PORTS - 1
+                )));
+            }
             Some(id) if cur.entry(id).is_some() => return Err(SwitchError::PortInUse(id)),
             Some(id) => id,
-            None => (1..MAX_PORTS as u32).filter_map(PortId::new).find(|p| cur.entry(*p).is_none()).ok_or(SwitchError::Full)?,
+            None => (1..MAX_PORTS as u32)
+                .filter_map(PortId::new)
+                .find(|p| cur.entry(*p).is_none())
+                .ok_or(SwitchError::Full)?,
         };
         let nworkers = self.shared.workers.len();
         let owner = match owner {
@@ -259,7 +297,10 @@ impl Switch {
     pub fn detach(&self, id: PortId) -> Result<Arc<dyn Port>, SwitchError> {
         let _g = self.lock_control();
         let cur = self.shared.table();
-        let entry = cur.entry(id).cloned().ok_or_else(|| SwitchError::NoSuchPort(id.to_string()))?;
+        let entry = cur
+            .entry(id)
+            .cloned()
+            .ok_or_else(|| SwitchError::NoSuchPort(id.to_string()))?;
         if let Some(fd) = entry.port.incoming_fd() {
             // The fd stays open (the port holds it), so this cannot race a reuse.
             let _ = self.shared.workers[entry.owner].epoll.delete(fd);
@@ -271,14 +312,50 @@ impl Switch {
         Ok(entry.port.clone())
     }
 
+    /// Replaces the backend of port `id` (same number, same name, counters
+    /// carried over) in one step: used to give a virtual port fresh memory
+    /// when its client goes away. Returns the old backend.
+    pub fn replace(&self, id: PortId, port: Arc<dyn Port>) -> Result<Arc<dyn Port>, SwitchError> {
+        let _g = self.lock_control();
+        let cur = self.shared.table();
+        let old = cur
+            .entry(id)
+            .cloned()
+            .ok_or_else(|| SwitchError::NoSuchPort(id.to_string()))?;
+        if old.port.name() != port.name() {
+            return Err(SwitchError::BadConfig(
+                "a replacement port must keep its name".into(),
+            ));
+        }
+        let nworkers = self.shared.workers.len();
+        if let Some(fd) = old.port.incoming_fd() {
+            let _ = self.shared.workers[old.owner].epoll.delete(fd);
+        }
+        if let Some(fd) = port.incoming_fd() {
+            self.shared.workers[old.owner]
+                .epoll
+                .add(fd, u64::from(id.0))?;
+        }
+        let entry = Arc::new(PortEntry::new(id, port, old.owner, nworkers + 1));
+        entry.counters[nworkers].load_totals(&PortTotals::sum(&old.counters));
+        self.publish(cur.derive(|t| t.insert(entry)));
+        Ok(old.port.clone())
+    }
+
     /// Detaches a port by name.
     pub fn detach_name(&self, name: &str) -> Result<Arc<dyn Port>, SwitchError> {
-        let id = self.port_id(name).ok_or_else(|| SwitchError::NoSuchPort(name.to_owned()))?;
+        let id = self
+            .port_id(name)
+            .ok_or_else(|| SwitchError::NoSuchPort(name.to_owned()))?;
         self.detach(id)
     }
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {
-        self.shared.table().entries().find(|e| e.port.name() == name).map(|e| e.id)
+        self.shared
+            .table()
+            .entries()
+            .find(|e| e.port.name() == name)
+            .map(|e| e.id)
     }
 
     /// Replaces the module while traffic flows. Batches already being
@@ -308,7 +385,10 @@ impl Switch {
 
     /// Counters of one port.
     pub fn port_stats(&self, id: PortId) -> Option<PortTotals> {
-        self.shared.table().entry(id).map(|e| PortTotals::sum(&e.counters))
+        self.shared
+            .table()
+            .entry(id)
+            .map(|e| PortTotals::sum(&e.counters))
     }
 
     pub fn stats(&self) -> SwitchStats {
@@ -319,7 +399,13 @@ impl Switch {
             .map(|e| {
                 let totals = PortTotals::sum(&e.counters);
                 drops.accumulate(&totals.drops);
-                PortStats { id: e.id.0, name: e.port.name().to_owned(), kind: e.port.kind(), worker: e.owner, totals }
+                PortStats {
+                    id: e.id.0,
+                    name: e.port.name().to_owned(),
+                    kind: e.port.kind(),
+                    worker: e.owner,
+                    totals,
+                }
             })
             .collect();
         let workers = self

@@ -26,8 +26,13 @@ pub enum DropReason {
     Oversize = 4,
 }
 
-pub const DROP_REASONS: [DropReason; 5] =
-    [DropReason::DestFull, DropReason::NoDest, DropReason::Module, DropReason::BadFrame, DropReason::Oversize];
+pub const DROP_REASONS: [DropReason; 5] = [
+    DropReason::DestFull,
+    DropReason::NoDest,
+    DropReason::Module,
+    DropReason::BadFrame,
+    DropReason::Oversize,
+];
 
 impl DropReason {
     pub fn name(self) -> &'static str {
@@ -60,7 +65,10 @@ impl Counter {
     #[inline]
     pub fn add(&self, v: u64) {
         if v != 0 {
-            self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+            self.0.store(
+                self.0.load(Ordering::Relaxed).wrapping_add(v),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -70,6 +78,17 @@ impl Counter {
 }
 
 impl PortCounters {
+    /// Starts this copy from `t` (used when a port's backend is replaced).
+    pub fn load_totals(&self, t: &PortTotals) {
+        self.rx_packets.add(t.rx_packets);
+        self.rx_bytes.add(t.rx_bytes);
+        self.tx_packets.add(t.tx_packets);
+        self.tx_bytes.add(t.tx_bytes);
+        for r in DROP_REASONS {
+            self.drops[r as usize].add(t.drops.get(r));
+        }
+    }
+
     #[inline]
     pub fn drop(&self, r: DropReason, n: u64) {
         self.drops[r as usize].add(n);

@@ -25,16 +25,28 @@ pub struct PortEntry {
     /// touches it; it is never read back from shared memory.
     rx_cur: AtomicU32,
     /// One copy per worker plus one for the control path.
-    pub(crate) counters: Box<[PortCounters]>,
+    pub counters: Box<[PortCounters]>,
 }
 
 impl PortEntry {
-    pub(crate) fn new(id: PortId, port: Arc<dyn Port>, owner: usize, writers: usize) -> PortEntry {
+    /// The switch's state for `port` as number `id`, polled by worker
+    /// `owner`, with `writers` copies of its counters (one per forwarder).
+    pub fn new(id: PortId, port: Arc<dyn Port>, owner: usize, writers: usize) -> PortEntry {
         let mem = port.mem();
-        let out = OutQueue::new(mem.outgoing().hdr.head.load(Ordering::Acquire), mem.outgoing().size());
+        let out = OutQueue::new(
+            mem.outgoing().hdr.head.load(Ordering::Acquire),
+            mem.outgoing().size(),
+        );
         let rx_cur = AtomicU32::new(mem.incoming().hdr.tail.load(Ordering::Acquire));
         let counters = (0..writers).map(|_| PortCounters::default()).collect();
-        PortEntry { id, port, owner, out, rx_cur, counters }
+        PortEntry {
+            id,
+            port,
+            owner,
+            out,
+            rx_cur,
+            counters,
+        }
     }
 
     #[inline]
@@ -59,7 +71,12 @@ pub struct Table {
 
 impl Table {
     pub fn new(module: Arc<dyn Module>) -> Table {
-        Table { generation: 0, ports: vec![None; MAX_PORTS].into_boxed_slice(), attached: Vec::new(), module }
+        Table {
+            generation: 0,
+            ports: vec![None; MAX_PORTS].into_boxed_slice(),
+            attached: Vec::new(),
+            module,
+        }
     }
 
     #[inline]
@@ -87,7 +104,9 @@ impl Table {
         t
     }
 
-    pub(crate) fn insert(&mut self, e: Arc<PortEntry>) {
+    /// Adds (or replaces) a port. For building a table by hand (tests,
+    /// embedding); a switch's published tables are never mutated.
+    pub fn insert(&mut self, e: Arc<PortEntry>) {
         let id = e.id;
         self.ports[id.index()] = Some(e);
         if let Err(pos) = self.attached.binary_search(&id) {
@@ -95,7 +114,7 @@ impl Table {
         }
     }
 
-    pub(crate) fn remove(&mut self, id: PortId) -> Option<Arc<PortEntry>> {
+    pub fn remove(&mut self, id: PortId) -> Option<Arc<PortEntry>> {
         let e = self.ports.get_mut(id.index())?.take();
         self.attached.retain(|p| *p != id);
         e
@@ -118,7 +137,10 @@ pub struct PacketIns {
 
 impl PacketIns {
     pub fn new(cap: usize) -> PacketIns {
-        PacketIns { q: Mutex::new(VecDeque::new()), cap }
+        PacketIns {
+            q: Mutex::new(VecDeque::new()),
+            cap,
+        }
     }
 
     pub fn push(&self, in_port: PortId, data: &[u8]) -> bool {
@@ -126,7 +148,10 @@ impl PacketIns {
         if q.len() >= self.cap {
             return false;
         }
-        q.push_back(PacketIn { in_port, data: data.to_vec() });
+        q.push_back(PacketIn {
+            in_port,
+            data: data.to_vec(),
+        });
         true
     }
 

@@ -161,7 +161,11 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
 /// Rebuilds the poll lists for a new table, keeping what stayed the same.
 /// Retired ports stay retired (they are still armed).
 fn regroup(table: &Table, w: usize, active: &mut Vec<Owned>, retired: &mut Vec<Owned>) {
-    let keep = |o: &Owned| table.entry(o.entry.id).is_some_and(|e| e.owner == w && Arc::ptr_eq(e, &o.entry));
+    let keep = |o: &Owned| {
+        table
+            .entry(o.entry.id)
+            .is_some_and(|e| e.owner == w && Arc::ptr_eq(e, &o.entry))
+    };
     for o in retired.iter().filter(|o| !keep(o)) {
         o.entry.port.disarm_incoming();
     }
@@ -172,8 +176,15 @@ fn regroup(table: &Table, w: usize, active: &mut Vec<Owned>, retired: &mut Vec<O
         known[o.entry.id.index()] = true;
     }
     let now = Instant::now();
-    for e in table.entries().filter(|e| e.owner == w && !known[e.id.index()]) {
+    for e in table
+        .entries()
+        .filter(|e| e.owner == w && !known[e.id.index()])
+    {
         let can_sleep = e.port.incoming_fd().is_some();
-        active.push(Owned { entry: e.clone(), last_active: now, can_sleep });
+        active.push(Owned {
+            entry: e.clone(),
+            last_active: now,
+            can_sleep,
+        });
     }
 }

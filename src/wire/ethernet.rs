@@ -48,7 +48,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -65,7 +69,9 @@ impl FromStr for MacAddr {
         let mut m = [0u8; 6];
         let mut parts = s.split(':');
         for b in m.iter_mut() {
-            let p = parts.next().ok_or_else(|| format!("bad MAC address '{s}'"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("bad MAC address '{s}'"))?;
             if p.is_empty() || p.len() > 2 {
                 return Err(format!("bad MAC address '{s}'"));
             }
@@ -105,7 +111,11 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Checks that the buffer holds at least an Ethernet header.
     pub fn new_checked(buf: T) -> Result<Self, Truncated> {
         let n = buf.as_ref().len();
-        if n < HEADER_LEN { Err(Truncated(n)) } else { Ok(EthernetFrame { buf }) }
+        if n < HEADER_LEN {
+            Err(Truncated(n))
+        } else {
+            Ok(EthernetFrame { buf })
+        }
     }
 
     pub fn dst(&self) -> MacAddr {
@@ -139,7 +149,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 /// Builds a UDP/IPv4 frame of exactly `len` bytes (at least 42; shorter
 /// requests are padded up), with a valid IPv4 header checksum and the UDP
 /// checksum left at zero ("not computed", which IPv4 allows).
-pub fn udp_frame(len: usize, dst: MacAddr, src: MacAddr, ip_src: [u8; 4], ip_dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+pub fn udp_frame(
+    len: usize,
+    dst: MacAddr,
+    src: MacAddr,
+    ip_src: [u8; 4],
+    ip_dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
     let len = len.max(42);
     let mut f = vec![0u8; len];
     f[field::DST].copy_from_slice(&dst.0);
@@ -153,7 +171,10 @@ pub fn udp_frame(len: usize, dst: MacAddr, src: MacAddr, ip_src: [u8; 4], ip_dst
     ip[9] = 17; // UDP
     ip[12..16].copy_from_slice(&ip_src);
     ip[16..20].copy_from_slice(&ip_dst);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -174,20 +195,42 @@ mod tests {
 
     #[test]
     fn parses_header_fields() {
-        let f = udp_frame(60, MacAddr::BROADCAST, MacAddr::local(7), [10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
+        let f = udp_frame(
+            60,
+            MacAddr::BROADCAST,
+            MacAddr::local(7),
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            1,
+            2,
+        );
         assert_eq!(f.len(), 60);
         let e = EthernetFrame::new_checked(&f[..]).unwrap();
         assert!(e.dst().is_broadcast());
         assert_eq!(e.src(), MacAddr::local(7));
         assert_eq!(e.ethertype(), ETHERTYPE_IPV4);
         assert_eq!(e.payload().len(), 46);
-        assert_eq!(EthernetFrame::new_checked(&f[..13]).unwrap_err(), Truncated(13));
+        assert_eq!(
+            EthernetFrame::new_checked(&f[..13]).unwrap_err(),
+            Truncated(13)
+        );
     }
 
     #[test]
     fn ipv4_checksum_verifies() {
-        let f = udp_frame(100, MacAddr::local(1), MacAddr::local(2), [192, 0, 2, 1], [192, 0, 2, 2], 9, 9);
-        let mut sum: u32 = f[14..34].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        let f = udp_frame(
+            100,
+            MacAddr::local(1),
+            MacAddr::local(2),
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            9,
+            9,
+        );
+        let mut sum: u32 = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }

@@ -1,0 +1,311 @@
+//! The `mswitch ctl` commands: parsing (shared with daemon config files, which
+//! are lists of the same commands) and printing answers for a person.
+
+use std::fmt::Write as _;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use super::proto::Request;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtlCmd {
+    /// Create a switch.
+    Create {
+        switch: String,
+        /// Module spec NAME[:ARGS] (see `mswitch modules`).
+        #[arg(long, default_value = "learn")]
+        module: String,
+        /// Forwarding worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Most packets taken from one port per pass (1..=1024).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Never sleep: workers poll even when idle (lowest latency, one busy core each).
+        #[arg(long)]
+        busy_poll: bool,
+    },
+    /// Stop a switch and detach all its ports.
+    Destroy { switch: String },
+    /// Attach a port: vport:NAME[,ring=N][,buf=N].
+    Attach {
+        switch: String,
+        spec: String,
+        /// Port number (default: the lowest free one).
+        #[arg(long)]
+        ofport: Option<u32>,
+    },
+    /// Detach a port, by name or number.
+    Detach { switch: String, port: String },
+    /// Swap a switch's module while traffic flows.
+    Module { switch: String, module: String },
+    /// List switches and their ports.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print counters.
+    Stats {
+        switch: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl CtlCmd {
+    pub fn request(&self) -> Request {
+        match self.clone() {
+            CtlCmd::Create {
+                switch,
+                module,
+                workers,
+                batch,
+                busy_poll,
+            } => Request::Create {
+                switch,
+                module: Some(module),
+                workers: Some(workers),
+                batch,
+                busy_poll,
+            },
+            CtlCmd::Destroy { switch } => Request::Destroy { switch },
+            CtlCmd::Attach {
+                switch,
+                spec,
+                ofport,
+            } => Request::Attach {
+                switch,
+                spec,
+                ofport,
+            },
+            CtlCmd::Detach { switch, port } => Request::Detach { switch, port },
+            CtlCmd::Module { switch, module } => Request::Module { switch, module },
+            CtlCmd::List { .. } => Request::List,
+            CtlCmd::Stats { switch, .. } => Request::Stats { switch },
+        }
+    }
+
+    /// The answer as a person (or, with `--json`, a program) wants to read it.
+    pub fn render(&self, data: &Value) -> String {
+        match self {
+            CtlCmd::List { json: true } | CtlCmd::Stats { json: true, .. } => {
+                format!("{}\n", serde_json::to_string(data).unwrap_or_default())
+            }
+            CtlCmd::List { .. } => render_list(data),
+            CtlCmd::Stats { .. } => render_stats(data),
+            CtlCmd::Create { switch, .. } => format!("created switch {switch}\n"),
+            CtlCmd::Destroy { switch } => format!("destroyed switch {switch}\n"),
+            CtlCmd::Attach { switch, .. } => {
+                format!(
+                    "attached {} to {switch} as port {}\n",
+                    s(&data["port"]),
+                    data["ofport"]
+                )
+            }
+            CtlCmd::Detach { switch, .. } => {
+                format!(
+                    "detached {} (port {}) from {switch}\n",
+                    s(&data["port"]),
+                    data["ofport"]
+                )
+            }
+            CtlCmd::Module { switch, module } => {
+                format!("switch {switch} now runs module {module}\n")
+            }
+        }
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn render_list(data: &Value) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    let sws = data.as_array().unwrap_or(&empty);
+    if sws.is_empty() {
+        return "no switches\n".into();
+    }
+    for sw in sws {
+        let ports = sw["ports"].as_array().unwrap_or(&empty);
+        let _ = writeln!(
+            out,
+            "{}: module {}, {} worker(s){}, {} port(s)",
+            s(&sw["switch"]),
+            s(&sw["module"]),
+            n(&sw["workers"]),
+            if sw["busy_poll"].as_bool() == Some(true) {
+                " busy-polling"
+            } else {
+                ""
+            },
+            ports.len()
+        );
+        for p in ports {
+            let state = match p["connected"].as_bool() {
+                Some(true) => "client connected",
+                Some(false) => "no client",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "  {:>4}  {:<16} {:<6} {}",
+                n(&p["ofport"]),
+                s(&p["name"]),
+                s(&p["kind"]),
+                state
+            );
+        }
+    }
+    out
+}
+
+fn render_stats(data: &Value) -> String {
+    let mut out = String::new();
+    let empty = Vec::new();
+    for sw in data.as_array().unwrap_or(&empty) {
+        let _ = writeln!(out, "{}: module {}", s(&sw["name"]), s(&sw["module"]));
+        let _ = writeln!(
+            out,
+            "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}",
+            "port", "name", "rx packets", "rx bytes", "tx packets", "tx bytes", "drops"
+        );
+        for p in sw["ports"].as_array().unwrap_or(&empty) {
+            let d = &p["drops"];
+            let counts: Vec<(&str, u64)> = crate::switch::DROP_REASONS
+                .iter()
+                .map(|r| (r.name(), n(&d[r.name()])))
+                .collect();
+            let total: u64 = counts.iter().map(|c| c.1).sum();
+            let reasons: Vec<String> = counts
+                .iter()
+                .filter(|c| c.1 > 0)
+                .map(|(r, v)| format!("{r} {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}{}",
+                n(&p["id"]),
+                s(&p["name"]),
+                n(&p["rx_packets"]),
+                n(&p["rx_bytes"]),
+                n(&p["tx_packets"]),
+                n(&p["tx_bytes"]),
+                total,
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", reasons.join(", "))
+                }
+            );
+        }
+        let workers: Vec<String> = sw["workers"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|w| {
+                format!(
+                    "w{} {} packets{}",
+                    n(&w["id"]),
+                    n(&w["packets"]),
+                    if w["sleeping"].as_bool() == Some(true) {
+                        " (sleeping)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "  workers: {}", workers.join(", "));
+        let mc: Vec<String> = sw["module_counters"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|c| format!("{} {}", s(&c[0]), n(&c[1])))
+            .collect();
+        if !mc.is_empty() {
+            let _ = writeln!(out, "  module: {}", mc.join(", "));
+        }
+    }
+    if out.is_empty() {
+        "no switches\n".into()
+    } else {
+        out
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "config", no_binary_name = true, disable_help_subcommand = true)]
+struct ConfigLine {
+    #[command(subcommand)]
+    cmd: CtlCmd,
+}
+
+/// Parses a daemon config file: one `ctl` command per line (without the
+/// `mswitch ctl` prefix), `#` starts a comment.
+pub fn parse_config(text: &str, file: &str) -> Result<Vec<Request>, String> {
+    let mut reqs = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let parsed = ConfigLine::try_parse_from(&words).map_err(|e| {
+            let t = e.render().to_string();
+            let first = t
+                .lines()
+                .next()
+                .unwrap_or("invalid command")
+                .trim_start_matches("error: ")
+                .to_owned();
+            format!("{file}:{}: {first}", i + 1)
+        })?;
+        reqs.push(parsed.cmd.request());
+    }
+    Ok(reqs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_are_ctl_commands() {
+        let r = parse_config("# two ports\ncreate sw0 --module dummy\nattach sw0 vport:a   # first\n\nattach sw0 vport:b --ofport 7\n", "f").unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[2],
+            Request::Attach {
+                switch: "sw0".into(),
+                spec: "vport:b".into(),
+                ofport: Some(7)
+            }
+        );
+        let e = parse_config("create sw0\nfrobnicate\n", "f.conf").unwrap_err();
+        assert!(e.starts_with("f.conf:2: "), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn renders_for_people() {
+        let list = serde_json::json!([{"switch":"sw0","module":"learn","workers":1,"busy_poll":false,
+            "ports":[{"ofport":1,"name":"a","kind":"vport","connected":true}]}]);
+        let t = CtlCmd::List { json: false }.render(&list);
+        assert!(
+            t.contains("sw0: module learn, 1 worker(s), 1 port(s)"),
+            "{t}"
+        );
+        assert!(t.contains("client connected"));
+        assert_eq!(
+            CtlCmd::List { json: false }.render(&serde_json::json!([])),
+            "no switches\n"
+        );
+    }
+}

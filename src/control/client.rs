@@ -1,0 +1,130 @@
+//! The client side of the control socket: requests for `mswitch ctl`, and the
+//! library any program uses to plug into a running switch through a virtual
+//! port.
+//!
+//! ```no_run
+//! use mswitch::control::client::VportConn;
+//! # fn main() -> Result<(), String> {
+//! let mut port = VportConn::connect(None, "sw0", "app1")?;
+//! port.send([&[0u8; 60][..]]);                       // into the switch
+//! if port.wait(Some(std::time::Duration::from_secs(1))) {
+//!     port.recv(256, |frame| println!("{} bytes", frame.len()));
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::io::{self, Write};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::daemon::ctl_path;
+use super::proto::{Request, VportInfo, read_answer};
+use crate::packet::PortMem;
+use crate::port::MemClient;
+use crate::sys::{EventFd, Region};
+
+/// A connection to a daemon's control socket.
+pub struct Ctl {
+    stream: UnixStream,
+}
+
+impl Ctl {
+    /// Connects to `path` (or the default socket), with a one-line error that
+    /// says what is wrong.
+    pub fn connect(path: Option<&Path>) -> Result<Ctl, String> {
+        let path = ctl_path(path);
+        match UnixStream::connect(&path) {
+            Ok(stream) => Ok(Ctl { stream }),
+            Err(e) => Err(match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    format!(
+                        "no mswitch daemon is running on {} (start one with `mswitch daemon`)",
+                        path.display()
+                    )
+                }
+                io::ErrorKind::PermissionDenied => {
+                    format!("permission denied on {}", path.display())
+                }
+                _ => format!("cannot connect to {}: {e}", path.display()),
+            }),
+        }
+    }
+
+    /// Sends a request and returns its answer's data, or the daemon's error.
+    pub fn request(&mut self, req: &Request) -> Result<serde_json::Value, String> {
+        let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.stream
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("control socket: {e}"))?;
+        let (resp, _) = read_answer(&self.stream).map_err(|e| format!("control socket: {e}"))?;
+        if resp.ok {
+            Ok(resp.data)
+        } else {
+            Err(resp.error.unwrap_or_else(|| "request failed".into()))
+        }
+    }
+}
+
+/// A program's end of a virtual port: a [`MemClient`] over the port's shared
+/// memory, plus the connection whose closing detaches the port.
+pub struct VportConn {
+    client: MemClient,
+    pub info: VportInfo,
+    _conn: UnixStream,
+}
+
+impl VportConn {
+    /// Connects to port `port` of switch `switch` on the daemon at `ctl` (or
+    /// the default socket), creating the port if it does not exist.
+    pub fn connect(ctl: Option<&Path>, switch: &str, port: &str) -> Result<VportConn, String> {
+        let Ctl { mut stream } = Ctl::connect(ctl)?;
+        let req = Request::VportConnect {
+            switch: switch.to_owned(),
+            port: port.to_owned(),
+        };
+        let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
+        line.push('\n');
+        stream
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("control socket: {e}"))?;
+        let (resp, fds) = read_answer(&stream).map_err(|e| format!("control socket: {e}"))?;
+        if !resp.ok {
+            return Err(resp.error.unwrap_or_else(|| "vport-connect failed".into()));
+        }
+        let info: VportInfo = serde_json::from_value(resp.data)
+            .map_err(|e| format!("bad answer from daemon: {e}"))?;
+        let [memfd, inbell, outbell]: [_; 3] = fds
+            .try_into()
+            .map_err(|v: Vec<_>| format!("daemon sent {} descriptors, expected 3", v.len()))?;
+        let region = Region::map(memfd, info.region_len)
+            .map_err(|e| format!("cannot map port memory: {e}"))?;
+        let mem = PortMem::from_region(region).map_err(|e| format!("port memory: {e}"))?;
+        let client = MemClient::from_parts(
+            Arc::new(mem),
+            Arc::new(EventFd::from_owned(inbell)),
+            Arc::new(EventFd::from_owned(outbell)),
+        );
+        Ok(VportConn {
+            client,
+            info,
+            _conn: stream,
+        })
+    }
+}
+
+impl Deref for VportConn {
+    type Target = MemClient;
+
+    fn deref(&self) -> &MemClient {
+        &self.client
+    }
+}
+
+impl DerefMut for VportConn {
+    fn deref_mut(&mut self) -> &mut MemClient {
+        &mut self.client
+    }
+}

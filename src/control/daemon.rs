@@ -1,0 +1,493 @@
+//! The daemon: hosts named switches and serves the control socket.
+//!
+//! One thread accepts connections; each connection gets a thread that
+//! answers requests line by line. A `vport-connect` turns its connection into
+//! the lease of a virtual port: the daemon hands over the port's memfd and
+//! doorbells and then only waits for the connection to close. When it does
+//! (the client exits or dies), the port is detached and its memory freed; a
+//! port created with `attach` is then re-created empty under the same number,
+//! ready for the next client, while one created by the client goes away.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::proto::{self, Request, Response, VportInfo};
+use super::{PortSpec, valid_name};
+use crate::module;
+use crate::port::{MemPort, Port, PortId};
+use crate::switch::{Switch, SwitchConfig};
+use crate::sys::{self, EventFd};
+
+/// A switch the daemon hosts.
+struct Managed {
+    sw: Switch,
+    busy_poll: bool,
+    /// Virtual ports by name.
+    vports: BTreeMap<String, Vport>,
+}
+
+struct Vport {
+    port: Arc<MemPort>,
+    spec: PortSpec,
+    /// Created by `attach` (survives its clients) rather than by a client.
+    persistent: bool,
+    connected: bool,
+}
+
+pub struct Daemon {
+    switches: Mutex<BTreeMap<String, Managed>>,
+    stop: AtomicBool,
+    stop_bell: EventFd,
+    /// Open connections, shut down when the daemon stops.
+    conns: Mutex<Vec<UnixStream>>,
+}
+
+type Res<T> = Result<T, String>;
+
+impl Daemon {
+    pub fn new() -> io::Result<Arc<Daemon>> {
+        sys::raise_fd_limit();
+        Ok(Arc::new(Daemon {
+            switches: Mutex::new(BTreeMap::new()),
+            stop: AtomicBool::new(false),
+            stop_bell: EventFd::new()?,
+            conns: Mutex::new(Vec::new()),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Managed>> {
+        self.switches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers one request (anything but `vport-connect`).
+    pub fn handle(&self, req: Request) -> Response {
+        let r = match req {
+            Request::Create {
+                switch,
+                module,
+                workers,
+                batch,
+                busy_poll,
+            } => self.create(
+                &switch,
+                module.as_deref().unwrap_or("learn"),
+                workers.unwrap_or(1),
+                batch,
+                busy_poll,
+            ),
+            Request::Destroy { switch } => self.destroy(&switch),
+            Request::Attach {
+                switch,
+                spec,
+                ofport,
+            } => self.attach(&switch, &spec, ofport),
+            Request::Detach { switch, port } => self.detach(&switch, &port),
+            Request::Module { switch, module } => self.set_module(&switch, &module),
+            Request::List => Ok(self.list()),
+            Request::Stats { switch } => self.stats(switch.as_deref()),
+            Request::VportConnect { .. } => Err("vport-connect needs its own connection".into()),
+        };
+        match r {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::err(e),
+        }
+    }
+
+    pub fn create(
+        &self,
+        name: &str,
+        module: &str,
+        workers: usize,
+        batch: Option<usize>,
+        busy_poll: bool,
+    ) -> Res<serde_json::Value> {
+        valid_name("switch", name)?;
+        let mut sws = self.lock();
+        if sws.contains_key(name) {
+            return Err(format!("switch '{name}' already exists"));
+        }
+        let m = module::build(module).map_err(|e| e.to_string())?;
+        let cfg = SwitchConfig {
+            name: name.to_owned(),
+            workers,
+            batch: batch.unwrap_or(crate::switch::DEFAULT_BATCH),
+            idle_after: if busy_poll {
+                None
+            } else {
+                SwitchConfig::default().idle_after
+            },
+            ..SwitchConfig::default()
+        };
+        let sw = Switch::new(cfg, m).map_err(|e| e.to_string())?;
+        sws.insert(
+            name.to_owned(),
+            Managed {
+                sw,
+                busy_poll,
+                vports: BTreeMap::new(),
+            },
+        );
+        Ok(json!({ "switch": name }))
+    }
+
+    pub fn destroy(&self, name: &str) -> Res<serde_json::Value> {
+        let m = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| format!("no switch '{name}'"))?;
+        drop(m); // stops the workers; vport clients see their ports go quiet
+        Ok(json!({ "switch": name }))
+    }
+
+    pub fn attach(&self, switch: &str, spec: &str, ofport: Option<u32>) -> Res<serde_json::Value> {
+        let spec: PortSpec = spec.parse()?;
+        let id = match ofport {
+            Some(n) => Some(
+                PortId::new(n).ok_or_else(|| format!("port number {n} out of range (1..=4095)"))?,
+            ),
+            None => None,
+        };
+        let mut sws = self.lock();
+        let m = sws
+            .get_mut(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let id = attach_spec(m, &spec, id, true)?;
+        Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0 }))
+    }
+
+    pub fn detach(&self, switch: &str, port: &str) -> Res<serde_json::Value> {
+        let mut sws = self.lock();
+        let m = sws
+            .get_mut(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let id = match port.parse::<u32>() {
+            Ok(n) => PortId::new(n).filter(|id| m.sw.ports().contains(id)),
+            Err(_) => m.sw.port_id(port),
+        }
+        .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
+        let p = m.sw.detach(id).map_err(|e| e.to_string())?;
+        m.vports.remove(p.name());
+        Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
+    }
+
+    pub fn set_module(&self, switch: &str, spec: &str) -> Res<serde_json::Value> {
+        let m = module::build(spec).map_err(|e| e.to_string())?;
+        let sws = self.lock();
+        let s = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        s.sw.set_module(m);
+        Ok(json!({ "switch": switch, "module": spec }))
+    }
+
+    pub fn list(&self) -> serde_json::Value {
+        let sws = self.lock();
+        let v: Vec<_> = sws
+            .iter()
+            .map(|(name, m)| {
+                let st = m.sw.stats();
+                let ports: Vec<_> = st
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let connected = m.vports.get(&p.name).map(|v| v.connected);
+                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "connected": connected })
+                    })
+                    .collect();
+                json!({
+                    "switch": name, "module": st.module, "workers": st.workers.len(),
+                    "busy_poll": m.busy_poll, "ports": ports,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(v)
+    }
+
+    pub fn stats(&self, switch: Option<&str>) -> Res<serde_json::Value> {
+        let sws = self.lock();
+        if let Some(s) = switch
+            && !sws.contains_key(s)
+        {
+            return Err(format!("no switch '{s}'"));
+        }
+        let v: Vec<_> = sws
+            .iter()
+            .filter(|(n, _)| switch.is_none_or(|s| s == n.as_str()))
+            .map(|(_, m)| serde_json::to_value(m.sw.stats()).unwrap_or_default())
+            .collect();
+        Ok(serde_json::Value::Array(v))
+    }
+
+    /// Serves a `vport-connect` on `conn` until the client goes away.
+    fn vport_session(&self, conn: &UnixStream, switch: &str, port: &str) -> Res<()> {
+        let spec = PortSpec::Vport {
+            name: port.to_owned(),
+            ring: None,
+            buf: None,
+        };
+        let (info, handle) = {
+            let mut sws = self.lock();
+            let m = sws
+                .get_mut(switch)
+                .ok_or_else(|| format!("no switch '{switch}'"))?;
+            if let Some(v) = m.vports.get(port) {
+                if v.connected {
+                    return Err(format!(
+                        "port '{port}' on switch '{switch}' already has a client"
+                    ));
+                }
+            } else if m.sw.port_id(port).is_some() {
+                return Err(format!(
+                    "port '{port}' on switch '{switch}' is not a virtual port"
+                ));
+            } else {
+                spec.name_check()?;
+                attach_spec(m, &spec, None, false)?;
+            }
+            let id = m.sw.port_id(port).ok_or("port vanished")?;
+            let v = m.vports.get_mut(port).ok_or("port vanished")?;
+            v.connected = true;
+            let handle = v.port.clone();
+            let info = VportInfo {
+                switch: switch.to_owned(),
+                port: port.to_owned(),
+                ofport: id.0,
+                region_len: handle.mem().region().len(),
+            };
+            (info, handle)
+        };
+        let fds: Vec<RawFd> = handle.client_fds().iter().map(|f| f.as_raw_fd()).collect();
+        let line = Response::ok(serde_json::to_value(&info).unwrap_or_default()).to_line();
+        let sent = sys::send_with_fds(conn.as_raw_fd(), line.as_bytes(), &fds);
+        drop(handle);
+        if sent.is_ok() {
+            // The client keeps the connection open while it uses the port.
+            let mut sink = [0u8; 256];
+            let mut r = conn;
+            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        self.vport_closed(switch, port);
+        Ok(())
+    }
+
+    /// A vport's client went away: free its memory. A port configured by
+    /// `attach` gets fresh memory under the same number (counters kept);
+    /// one its client created goes away.
+    fn vport_closed(&self, switch: &str, port: &str) {
+        let mut sws = self.lock();
+        let Some(m) = sws.get_mut(switch) else { return };
+        let Some(id) = m.sw.port_id(port) else { return };
+        let Some(v) = m.vports.get_mut(port) else {
+            return;
+        };
+        if !v.persistent || self.stop.load(Ordering::Relaxed) {
+            m.vports.remove(port);
+            let _ = m.sw.detach(id);
+            return;
+        }
+        match MemPort::vport(port, v.spec.mem_config()) {
+            Ok(fresh) => {
+                v.port = fresh.clone();
+                v.connected = false;
+                if let Err(e) = m.sw.replace(id, fresh) {
+                    eprintln!("mswitch: cannot renew port '{port}' on '{switch}': {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("mswitch: cannot renew port '{port}' on '{switch}': {e}; detaching it");
+                m.vports.remove(port);
+                let _ = m.sw.detach(id);
+            }
+        }
+    }
+
+    /// Accepts and serves connections until `stop` is called.
+    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> io::Result<()> {
+        listener.set_nonblocking(true)?;
+        while !self.stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false)?;
+                    if let Ok(c) = conn.try_clone() {
+                        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+                        conns.retain(|c| c.peer_addr().is_ok());
+                        conns.push(c);
+                    }
+                    let d = self.clone();
+                    std::thread::Builder::new()
+                        .name("mswitch-ctl".into())
+                        .spawn(move || d.connection(conn))?;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    wait_two(listener.as_raw_fd(), self.stop_bell.as_raw_fd());
+                }
+                Err(e) => {
+                    eprintln!("mswitch: accept: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn connection(&self, conn: UnixStream) {
+        let Ok(rd) = conn.try_clone() else { return };
+        let mut reader = BufReader::new(rd);
+        let mut w = &conn;
+        loop {
+            let line = match proto::read_line(&mut reader) {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = w.write_all(
+                        Response::err(format!("bad request: {e}"))
+                            .to_line()
+                            .as_bytes(),
+                    );
+                    return;
+                }
+            };
+            let req: Request = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = w.write_all(
+                        Response::err(format!("bad request: {e}"))
+                            .to_line()
+                            .as_bytes(),
+                    );
+                    continue;
+                }
+            };
+            if let Request::VportConnect { switch, port } = req {
+                if let Err(e) = self.vport_session(&conn, &switch, &port) {
+                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
+                }
+                return;
+            }
+            if w.write_all(self.handle(req).to_line().as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Asks `serve` to return and closes every connection.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.stop_bell.notify();
+        for c in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Stops every switch (detaching their ports and freeing their memory).
+    pub fn shutdown(&self) {
+        self.stop();
+        let sws = std::mem::take(&mut *self.lock());
+        drop(sws);
+    }
+}
+
+/// Attaches the port `spec` describes.
+fn attach_spec(
+    m: &mut Managed,
+    spec: &PortSpec,
+    id: Option<PortId>,
+    persistent: bool,
+) -> Res<PortId> {
+    let name = spec.name();
+    if m.sw.port_id(name).is_some() {
+        return Err(format!("a port named '{name}' is already attached"));
+    }
+    let port = match spec {
+        PortSpec::Vport { name, .. } => {
+            MemPort::vport(name, spec.mem_config()).map_err(|e| e.to_string())?
+        }
+    };
+    let id =
+        m.sw.attach(port.clone() as Arc<dyn Port>, id)
+            .map_err(|e| e.to_string())?;
+    m.vports.insert(
+        name.to_owned(),
+        Vport {
+            port,
+            spec: spec.clone(),
+            persistent,
+            connected: false,
+        },
+    );
+    Ok(id)
+}
+
+/// Waits until either descriptor is readable (or 500 ms pass).
+fn wait_two(a: RawFd, b: RawFd) {
+    sys::poll_any(&[a, b], Some(Duration::from_millis(500)));
+}
+
+/// Binds the control socket at `path`, replacing a stale socket left by a
+/// daemon that was killed, but never one a live daemon still answers on.
+pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(format!(
+                    "another mswitch daemon is running on {}",
+                    path.display()
+                ));
+            }
+            Err(_) => std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?,
+        }
+    }
+    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// Runs a daemon in the foreground until SIGINT or SIGTERM: binds `ctl`,
+/// lets `setup` configure it, serves, then stops every switch and removes
+/// the socket.
+pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Daemon) -> Res<()>) -> Res<()> {
+    sys::block_stop_signals();
+    let listener = bind_ctl(ctl)?;
+    let d = Daemon::new().map_err(|e| e.to_string())?;
+    let result = setup(&d).and_then(|()| {
+        let sig = d.clone();
+        std::thread::Builder::new()
+            .name("mswitch-signals".into())
+            .spawn(move || {
+                sys::wait_signal();
+                sig.stop();
+            })
+            .map_err(|e| e.to_string())?;
+        d.serve(listener).map_err(|e| e.to_string())
+    });
+    d.shutdown();
+    let _ = std::fs::remove_file(ctl);
+    result
+}
+
+/// The path given, or the default control socket path.
+pub fn ctl_path(p: Option<&Path>) -> PathBuf {
+    p.map(Path::to_path_buf)
+        .unwrap_or_else(super::default_ctl_path)
+}

@@ -1,0 +1,207 @@
+//! The control protocol: one JSON object per line over a Unix stream socket.
+//!
+//! A request is `{"cmd": "...", ...}`; the answer is `{"ok": true, "data": ...}`
+//! or `{"ok": false, "error": "one line"}`. A `vport-connect` answer also
+//! carries three descriptors (SCM_RIGHTS): the port's memfd, its incoming
+//! doorbell and its outgoing doorbell; the connection then stays open for as
+//! long as the client uses the port, and closing it (or dying) detaches it.
+
+use std::io::{self, BufRead, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request or answer line accepted.
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Create {
+        switch: String,
+        #[serde(default)]
+        module: Option<String>,
+        #[serde(default)]
+        workers: Option<usize>,
+        #[serde(default)]
+        batch: Option<usize>,
+        #[serde(default)]
+        busy_poll: bool,
+    },
+    Destroy {
+        switch: String,
+    },
+    Attach {
+        switch: String,
+        spec: String,
+        #[serde(default)]
+        ofport: Option<u32>,
+    },
+    Detach {
+        switch: String,
+        port: String,
+    },
+    Module {
+        switch: String,
+        module: String,
+    },
+    List,
+    Stats {
+        #[serde(default)]
+        switch: Option<String>,
+    },
+    VportConnect {
+        switch: String,
+        port: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok(data: serde_json::Value) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            data,
+        }
+    }
+
+    pub fn err(msg: impl Into<String>) -> Response {
+        // Keep errors to one line whatever produced them.
+        let msg: String = msg.into();
+        Response {
+            ok: false,
+            error: Some(msg.replace('\n', " ")),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"ok":false,"error":"encoding"}"#.into());
+        s.push('\n');
+        s
+    }
+}
+
+/// The answer to `vport-connect` (its descriptors travel alongside).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VportInfo {
+    pub switch: String,
+    pub port: String,
+    pub ofport: u16,
+    pub region_len: usize,
+}
+
+/// Reads one line of at most `MAX_LINE` bytes; `None` at end of stream.
+pub fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = r.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') {
+        if buf.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control message too long",
+            ));
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "control message cut short",
+        ));
+    }
+    buf.pop();
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "control message is not UTF-8"))
+}
+
+/// Reads one answer line from a stream, collecting descriptors sent with it.
+pub fn read_answer(sock: &UnixStream) -> io::Result<(Response, Vec<OwnedFd>)> {
+    let fd: RawFd = sock.as_raw_fd();
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        // Peek-free approach: read one chunk at a time; the daemon sends
+        // exactly one answer per request, so nothing past the newline is lost.
+        let (n, mut got) = crate::sys::recv_with_fds(fd, &mut byte[..])?;
+        fds.append(&mut got);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the daemon closed the connection",
+            ));
+        }
+        line.extend_from_slice(&byte[..n]);
+        if line.last() == Some(&b'\n') {
+            break;
+        }
+        if line.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer too long",
+            ));
+        }
+    }
+    line.pop();
+    let r: Response =
+        serde_json::from_slice(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((r, fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_reject_junk() {
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"create","switch":"sw0","module":"learn"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Create {
+                switch: "sw0".into(),
+                module: Some("learn".into()),
+                workers: None,
+                batch: None,
+                busy_poll: false
+            }
+        );
+        let s = serde_json::to_string(&Request::List).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), Request::List);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"destroy","switch":"a","x":1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut r = io::Cursor::new(b"abc\ndef".to_vec());
+        assert_eq!(read_line(&mut r).unwrap().as_deref(), Some("abc"));
+        assert!(read_line(&mut r).is_err());
+        let big = vec![b'x'; MAX_LINE + 10];
+        assert!(read_line(&mut io::Cursor::new(big)).is_err());
+        assert_eq!(read_line(&mut io::Cursor::new(Vec::new())).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        assert_eq!(
+            Response::err("a\nb").to_line(),
+            "{\"ok\":false,\"error\":\"a b\"}\n"
+        );
+    }
+}

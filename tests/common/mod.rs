@@ -1,0 +1,169 @@
+//! Helpers shared by the integration tests: tagged frames, ports, bounded
+//! waiting and sending.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mswitch::packet::MemConfig;
+use mswitch::port::{MemClient, MemPort, Port, PortId};
+use mswitch::switch::{PortTotals, Switch};
+use mswitch::wire::MacAddr;
+use mswitch::wire::ethernet::udp_frame;
+
+/// Where a frame carries its tag: the UDP payload (after 14 + 20 + 8 bytes).
+pub const TAG_OFF: usize = 42;
+/// Shortest tagged frame (a minimum-size Ethernet frame).
+pub const MIN_LEN: usize = 60;
+
+/// Tests of one binary run on threads of one process and several of them
+/// measure process CPU time or spin workers: they take this lock to run one
+/// at a time. A test that failed (poisoned the lock) does not block the rest.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The MAC address of the host behind port `p` in these tests.
+pub fn mac(p: u16) -> MacAddr {
+    MacAddr::local(u32::from(p))
+}
+
+pub fn pid(p: u16) -> PortId {
+    PortId(p)
+}
+
+/// A frame length that varies with the tag, from 60 to 1514 bytes.
+pub fn len_for(src: u16, seq: u32) -> usize {
+    MIN_LEN + ((seq as usize).wrapping_mul(131) + usize::from(src) * 17) % (1514 - MIN_LEN + 1)
+}
+
+/// A UDP frame of `len` bytes from the host on port `src` to `dst`, tagged
+/// with (`src`, `seq`); every other payload byte is a known pattern, so a
+/// received frame can be compared byte for byte with a rebuilt one.
+pub fn frame(len: usize, src: u16, dst: MacAddr, seq: u32) -> Vec<u8> {
+    assert!(len >= MIN_LEN);
+    let mut f = udp_frame(
+        len,
+        dst,
+        mac(src),
+        [10, 0, 0, src as u8],
+        [10, 0, 1, 1],
+        1000,
+        2000,
+    );
+    f[TAG_OFF..TAG_OFF + 4].copy_from_slice(&seq.to_le_bytes());
+    f[TAG_OFF + 4..TAG_OFF + 6].copy_from_slice(&src.to_le_bytes());
+    f
+}
+
+/// The (source port, sequence number) tag of a frame built by [`frame`].
+pub fn tag(f: &[u8]) -> (u16, u32) {
+    assert!(
+        f.len() >= MIN_LEN,
+        "frame of {} bytes is too short to carry a tag",
+        f.len()
+    );
+    let seq = u32::from_le_bytes(f[TAG_OFF..TAG_OFF + 4].try_into().unwrap());
+    let src = u16::from_le_bytes(f[TAG_OFF + 4..TAG_OFF + 6].try_into().unwrap());
+    (src, seq)
+}
+
+/// A mem port named `name`.
+pub fn port(name: &str, cfg: MemConfig) -> (Arc<MemPort>, MemClient) {
+    MemPort::new(name, cfg).unwrap_or_else(|e| panic!("creating port {name}: {e}"))
+}
+
+pub fn default_cfg() -> MemConfig {
+    MemConfig::new(256, 2048)
+}
+
+/// Polls `f` every millisecond until it holds; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    // Bounded in count as well as in time.
+    for _ in 0..(timeout.as_millis() as usize + 1) * 4 {
+        if f() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(f(), "timed out after {timeout:?} waiting for {what}");
+}
+
+/// Sends every frame, retrying while the incoming ring is full; fails the
+/// test if that takes longer than `timeout`.
+pub fn send_all(client: &mut MemClient, frames: &[Vec<u8>], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut i = 0;
+    for _ in 0..1_000_000 {
+        if i == frames.len() {
+            return;
+        }
+        let n = client.send(frames[i..].iter().map(|f| f.as_slice()));
+        i += n;
+        if n == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "could send only {i} of {} frames in {timeout:?}",
+                frames.len()
+            );
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    assert_eq!(i, frames.len(), "send loop ran out of iterations");
+}
+
+/// Receives until `n` packets have arrived; fails the test after `timeout`.
+pub fn recv_n(client: &mut MemClient, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    for _ in 0..1_000_000 {
+        got.extend(client.recv_all());
+        if got.len() >= n || Instant::now() >= deadline {
+            break;
+        }
+        client.wait(Some(Duration::from_millis(5)));
+    }
+    assert_eq!(got.len(), n, "expected {n} packets within {timeout:?}");
+    got
+}
+
+/// The counters of port `p`, which must be attached.
+pub fn totals(sw: &Switch, p: u16) -> PortTotals {
+    sw.port_stats(PortId(p))
+        .unwrap_or_else(|| panic!("port {p} is not attached"))
+}
+
+/// Waits until the switch has read `n` packets from port `p`.
+pub fn wait_rx(sw: &Switch, p: u16, n: u64) {
+    wait_until(
+        &format!("the switch to read {n} packets from port {p}"),
+        Duration::from_secs(5),
+        || totals(sw, p).rx_packets >= n,
+    );
+    assert_eq!(totals(sw, p).rx_packets, n, "packets read from port {p}");
+}
+
+/// Waits until the switch has counted `n` packets sent to port `p`. A
+/// client can see packets before they are counted (the switch publishes,
+/// then counts), so tests wait for counters instead of reading them at once.
+pub fn wait_tx(sw: &Switch, p: u16, n: u64) {
+    wait_until(
+        &format!("the switch to count {n} packets sent to port {p}"),
+        Duration::from_secs(5),
+        || totals(sw, p).tx_packets >= n,
+    );
+    assert_eq!(totals(sw, p).tx_packets, n, "packets sent to port {p}");
+}
+
+/// Attaches `port` as number `id` (must succeed).
+pub fn attach(sw: &Switch, port: &Arc<MemPort>, id: u16) {
+    let got = sw
+        .attach(port.clone() as Arc<dyn Port>, Some(PortId(id)))
+        .unwrap();
+    assert_eq!(got, PortId(id));
+}
