@@ -471,10 +471,12 @@ fn tx(
                 let wait = Duration::from_secs_f64(
                     ((pkts + 1) as f64 / rate - start.elapsed().as_secs_f64()).max(0.0),
                 );
-                if wait > Duration::from_micros(100) && !a.busy_poll {
-                    std::thread::sleep(wait.min(Duration::from_millis(10)));
-                } else {
+                // Sleeping (rather than spinning) while ahead of the rate
+                // leaves the CPU to the switch and the receiver.
+                if a.busy_poll {
                     std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(wait.clamp(Duration::from_micros(1), Duration::from_millis(10)));
                 }
                 rep.tick(pkts, bytes);
                 continue;
