@@ -23,6 +23,9 @@ pub enum Func {
     Rx,
     Ping,
     Pong,
+    /// Send on `-i` and receive on `--rx-interface` from one thread: the
+    /// generator and the sink share a core without competing for it.
+    Txrx,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -63,6 +66,9 @@ pub struct PktGenArgs {
     /// Destination IPv4 address[-last][:port[-last]].
     #[arg(short = 'd', long = "dst-ip", default_value = "10.1.0.1:1234")]
     pub dst_ip: String,
+    /// With `-f txrx`: the port to receive on (vport:SWITCH:PORT).
+    #[arg(long = "rx-interface")]
+    pub rx_iface: Option<String>,
     /// Control socket of the daemon.
     #[arg(long)]
     pub ctl: Option<PathBuf>,
@@ -91,6 +97,9 @@ pub struct Summary {
     pub rtt_max_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
+    /// With `txrx`: packets sent (`packets` counts those received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_packets: Option<u64>,
 }
 
 /// An inclusive range of `u64` values, cycled through.
@@ -385,6 +394,15 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
     let mut frames = FrameGen::new(a)?;
     let (sw, port) = parse_iface(&a.iface)?;
     let stop = stop_flag();
+    let rx_conn = match (a.func, &a.rx_iface) {
+        (Func::Txrx, Some(ri)) => {
+            let (rsw, rport) = parse_iface(ri)?;
+            Some(VportConn::connect(a.ctl.as_deref(), &rsw, &rport)?)
+        }
+        (Func::Txrx, None) => return Err("-f txrx needs --rx-interface".into()),
+        (_, Some(_)) => return Err("--rx-interface is only for -f txrx".into()),
+        _ => None,
+    };
     let mut conn = VportConn::connect(a.ctl.as_deref(), &sw, &port)?;
     if a.len
         .split('-')
@@ -409,6 +427,10 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
         Func::Rx => rx(&mut conn, a, &limits, &mut rep, false),
         Func::Pong => rx(&mut conn, a, &limits, &mut rep, true),
         Func::Ping => ping(&mut conn, &mut frames, a, &limits),
+        Func::Txrx => match rx_conn {
+            Some(mut rc) => txrx(&mut conn, &mut rc, &mut frames, a, &limits, &mut rep),
+            None => unreachable!("checked above"),
+        },
     };
     if s.seconds == 0.0 {
         s.seconds = start.elapsed().as_secs_f64();
@@ -503,6 +525,51 @@ fn tx(
         packets: pkts,
         bytes,
         seconds: start.elapsed().as_secs_f64(),
+        ..Summary::default()
+    }
+}
+
+/// Sends on `tx` and drains `rx` in turns, from one thread.
+fn txrx(
+    tx: &mut VportConn,
+    rx: &mut VportConn,
+    frames: &mut FrameGen,
+    a: &PktGenArgs,
+    lim: &Limits,
+    rep: &mut Reporter,
+) -> Summary {
+    let (mut sent, mut got, mut bytes) = (0u64, 0u64, 0u64);
+    let start = Instant::now();
+    while !lim.done(got) {
+        let mut want = (a.batch as u64).min(lim.count.saturating_sub(sent));
+        if let Some(rate) = a.rate {
+            want = want.min(((start.elapsed().as_secs_f64() * rate) as u64).saturating_sub(sent));
+        }
+        let n = if want > 0 { tx.send_with(want as usize, |_, buf| frames.fill(buf)) } else { 0 };
+        sent += n as u64;
+        let mut b = 0u64;
+        let m = rx.recv(a.batch, |f| b += f.len() as u64);
+        got += m as u64;
+        bytes += b;
+        if m > 0 {
+            rep.calls += 1;
+        }
+        if n == 0 && m == 0 {
+            if sent >= lim.count && !a.busy_poll {
+                // Everything is sent: wait for the rest (or the deadline).
+                rx.wait(Some(Duration::from_millis(10)));
+            } else {
+                idle(a.busy_poll);
+            }
+        }
+        rep.tick(got, bytes);
+    }
+    Summary {
+        function: "txrx".into(),
+        packets: got,
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+        tx_packets: Some(sent),
         ..Summary::default()
     }
 }
