@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use mswitch::bench::{self, Case, Pattern};
-use mswitch::control::cli::{CtlCmd, parse_config};
+use mswitch::control::cli::{CtlCmd, parse_config_lines};
 use mswitch::control::client::Ctl;
 use mswitch::control::daemon::{self, ctl_path};
 
@@ -234,22 +234,24 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
 }
 
 fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+    let file = config
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
     let reqs = match &config {
         Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            parse_config(&text, &f.display().to_string())?
+            let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {file}: {e}"))?;
+            parse_config_lines(&text, &file)?
         }
         None => Vec::new(),
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
-        for (i, r) in reqs.into_iter().enumerate() {
+        for (line, r) in reqs {
             let resp = d.handle(r);
             if !resp.ok {
                 return Err(format!(
-                    "config command {}: {}",
-                    i + 1,
+                    "{file}:{line}: {}",
                     resp.error.unwrap_or_default()
                 ));
             }

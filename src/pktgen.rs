@@ -307,9 +307,12 @@ struct Limits {
 
 impl Limits {
     fn done(&self, n: u64) -> bool {
-        n >= self.count
-            || self.deadline.is_some_and(|d| Instant::now() >= d)
-            || self.stop.load(Ordering::Relaxed)
+        n >= self.count || self.stopped()
+    }
+
+    /// Past the deadline or asked to stop.
+    fn stopped(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d) || self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -609,7 +612,9 @@ fn rx(
             rep.calls += 1;
             if reflect {
                 let mut sent = 0;
-                while sent < back.len() && !lim.stop.load(Ordering::Relaxed) {
+                // Bounded by -D too: a switch that stopped reading this
+                // port (it was detached) must not keep us here.
+                while sent < back.len() && !lim.stopped() {
                     sent += conn.send(back[sent..].iter().map(|v| v.as_slice()));
                     if sent < back.len() {
                         idle(a.busy_poll);

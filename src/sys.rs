@@ -1,5 +1,5 @@
-//! The operating-system boundary: shared memory regions, eventfds, epoll, CPU
-//! affinity and resource limits.
+//! The operating-system boundary: shared memory regions, eventfds, doorbell
+//! pipes, epoll, CPU affinity and resource limits.
 //!
 //! Everything that calls the OS through `libc` lives here, so the rest of the
 //! crate can deny `unsafe` except where it reads and writes shared packet memory.
@@ -21,7 +21,10 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// A page-aligned memory region backed by a memfd, mapped read-write and
-/// shared, so the same bytes can later be mapped by another process.
+/// shared, so the same bytes can later be mapped by another process. The
+/// size of a region this process creates is sealed: a process it is shared
+/// with cannot truncate it under our mapping (which would make every access
+/// past the new end fault with SIGBUS).
 pub struct Region {
     ptr: NonNull<u8>,
     len: usize,
@@ -40,13 +43,23 @@ impl Region {
         let cname = std::ffi::CString::new(format!("mswitch:{name}"))
             .unwrap_or_else(|_| c"mswitch".to_owned());
         // SAFETY: `cname` is a valid NUL-terminated string; flags are constants.
-        let fd = check(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+        let fd = check(unsafe {
+            libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        })?;
         // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let len = len.max(1).next_multiple_of(page_size());
         let flen = libc::off_t::try_from(len).map_err(|_| io::Error::other("region too large"))?;
         // SAFETY: `fd` is a valid memfd.
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), flen) })?;
+        // SAFETY: fcntl on a valid memfd with constant arguments.
+        check(unsafe {
+            libc::fcntl(
+                fd.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+            )
+        })?;
         Self::map(fd, len)
     }
 
@@ -159,6 +172,110 @@ impl AsRawFd for EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A doorbell between two processes: a pipe, both ends non-blocking.
+///
+/// Unlike an [`EventFd`], whose one open file is shared by everyone holding
+/// it, each end of a pipe is its own open file: the peer holding the other
+/// end cannot make ours blocking (`O_NONBLOCK` belongs to the open file), and
+/// cannot fill a counter to make our `notify` block (a full pipe already
+/// means "rung"). A doorbell made by [`Doorbell::new`] has both ends; one
+/// received from another process has one (see [`Doorbell::from_owned`]).
+#[derive(Debug)]
+pub struct Doorbell {
+    /// Readable while rung; `None` on a ring-only end.
+    rd: Option<OwnedFd>,
+    /// `None` on a wait-only end.
+    wr: Option<OwnedFd>,
+}
+
+impl Doorbell {
+    pub fn new() -> io::Result<Doorbell> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into a live array.
+        check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Doorbell {
+            rd: Some(rd),
+            wr: Some(wr),
+        })
+    }
+
+    /// One end received from another process: a write end can only ring, a
+    /// read end can only wait and drain. It is made non-blocking.
+    pub fn from_owned(fd: OwnedFd) -> io::Result<Doorbell> {
+        // SAFETY: fcntl on a descriptor we own, with constant arguments.
+        let fl = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+        match fl & libc::O_ACCMODE {
+            libc::O_RDONLY => Ok(Doorbell {
+                rd: Some(fd),
+                wr: None,
+            }),
+            libc::O_WRONLY => Ok(Doorbell {
+                rd: None,
+                wr: Some(fd),
+            }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a doorbell must be one end of a pipe",
+            )),
+        }
+    }
+
+    /// The end that waits (what epoll watches).
+    pub fn read_end(&self) -> Option<BorrowedFd<'_>> {
+        self.rd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The end that rings.
+    pub fn write_end(&self) -> Option<BorrowedFd<'_>> {
+        self.wr.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Rings the doorbell. A full pipe (EAGAIN) already means "rung".
+    pub fn notify(&self) {
+        if let Some(wr) = &self.wr {
+            let one = 1u8;
+            // SAFETY: writes 1 byte from a live u8 to our own non-blocking fd.
+            unsafe {
+                libc::write(wr.as_raw_fd(), (&raw const one).cast(), 1);
+            }
+        }
+    }
+
+    /// Clears the doorbell; returns true when it had been rung. Bounded: a
+    /// peer that keeps ringing cannot keep us here.
+    pub fn drain(&self) -> bool {
+        let Some(rd) = &self.rd else { return false };
+        let mut buf = [0u8; 512];
+        let mut rung = false;
+        for _ in 0..128 {
+            // SAFETY: reads at most buf.len() bytes into a live buffer from
+            // our own non-blocking fd.
+            let n = unsafe { libc::read(rd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            rung = true;
+            if (n as usize) < buf.len() {
+                break;
+            }
+        }
+        rung
+    }
+
+    /// Waits until the doorbell rings or `timeout` passes; returns true if
+    /// rung (at once false on a ring-only end).
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        match &self.rd {
+            Some(rd) => poll_readable(rd.as_raw_fd(), timeout),
+            None => false,
+        }
     }
 }
 
@@ -431,4 +548,10 @@ pub fn poll_any(fds: &[RawFd], timeout: Option<Duration>) -> usize {
     // SAFETY: `p` is a live array of `p.len()` pollfds.
     let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms(timeout)) };
     usize::try_from(n).unwrap_or(0)
+}
+
+/// The index of a network interface, or 0 if there is none by that name.
+pub fn if_nametoindex(name: &std::ffi::CStr) -> u32 {
+    // SAFETY: `name` is a valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
 }

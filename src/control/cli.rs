@@ -250,6 +250,15 @@ struct ConfigLine {
 /// Parses a daemon config file: one `ctl` command per line (without the
 /// `mswitch ctl` prefix), `#` starts a comment.
 pub fn parse_config(text: &str, file: &str) -> Result<Vec<Request>, String> {
+    Ok(parse_config_lines(text, file)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// Like [`parse_config`], with each request's line number (from 1), so an
+/// error carrying it out can name `FILE:LINE`.
+pub fn parse_config_lines(text: &str, file: &str) -> Result<Vec<(usize, Request)>, String> {
     let mut reqs = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -267,7 +276,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<Vec<Request>, String> {
                 .to_owned();
             format!("{file}:{}: {first}", i + 1)
         })?;
-        reqs.push(parsed.cmd.request());
+        reqs.push((i + 1, parsed.cmd.request()));
     }
     Ok(reqs)
 }
@@ -288,6 +297,8 @@ mod tests {
                 ofport: Some(7)
             }
         );
+        let l = parse_config_lines("# c\n\ncreate sw0\nattach sw0 vport:a\n", "f").unwrap();
+        assert_eq!(l.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [3, 4]);
         let e = parse_config("create sw0\nfrobnicate\n", "f.conf").unwrap_err();
         assert!(e.starts_with("f.conf:2: "), "{e}");
         assert!(!e.contains('\n'));

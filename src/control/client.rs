@@ -23,7 +23,7 @@ use super::daemon::ctl_path;
 use super::proto::{Request, VportInfo, read_answer};
 use crate::packet::PortMem;
 use crate::port::MemClient;
-use crate::sys::{EventFd, Region};
+use crate::sys::{Doorbell, Region};
 
 /// A connection to a daemon's control socket.
 pub struct Ctl {
@@ -102,11 +102,12 @@ impl VportConn {
         let region = Region::map(memfd, info.region_len)
             .map_err(|e| format!("cannot map port memory: {e}"))?;
         let mem = PortMem::from_region(region).map_err(|e| format!("port memory: {e}"))?;
-        let client = MemClient::from_parts(
-            Arc::new(mem),
-            Arc::new(EventFd::from_owned(inbell)),
-            Arc::new(EventFd::from_owned(outbell)),
-        );
+        let bell = |fd| Doorbell::from_owned(fd).map_err(|e| format!("port doorbell: {e}"));
+        let (inbell, outbell) = (bell(inbell)?, bell(outbell)?);
+        if inbell.write_end().is_none() || outbell.read_end().is_none() {
+            return Err("the daemon sent the wrong ends of the port's doorbells".into());
+        }
+        let client = MemClient::from_parts(Arc::new(mem), Arc::new(inbell), Arc::new(outbell));
         Ok(VportConn {
             client,
             info,

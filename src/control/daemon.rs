@@ -4,18 +4,22 @@
 //! answers requests line by line. A `vport-connect` turns its connection into
 //! the lease of a virtual port: the daemon hands over the port's memfd and
 //! doorbells and then only waits for the connection to close. When it does
-//! (the client exits or dies), the port is detached and its memory freed; a
-//! port created with `attach` is then re-created empty under the same number,
+//! (the client exits or dies), the switch first reads what the client had
+//! already sent, then the port is detached and its memory freed; a port
+//! created with `attach` is then re-created empty under the same number,
 //! ready for the next client, while one created by the client goes away.
+//! (Only if the port still is the one leased: it may have been detached, and
+//! its name reused, while the client was connected.)
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -46,8 +50,9 @@ pub struct Daemon {
     switches: Mutex<BTreeMap<String, Managed>>,
     stop: AtomicBool,
     stop_bell: EventFd,
-    /// Open connections, shut down when the daemon stops.
-    conns: Mutex<Vec<UnixStream>>,
+    /// Open connections by number, shut down when the daemon stops.
+    conns: Mutex<BTreeMap<u64, UnixStream>>,
+    next_conn: AtomicU64,
 }
 
 type Res<T> = Result<T, String>;
@@ -59,7 +64,8 @@ impl Daemon {
             switches: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             stop_bell: EventFd::new()?,
-            conns: Mutex::new(Vec::new()),
+            conns: Mutex::new(BTreeMap::new()),
+            next_conn: AtomicU64::new(0),
         }))
     }
 
@@ -267,23 +273,47 @@ impl Daemon {
         let fds: Vec<RawFd> = handle.client_fds().iter().map(|f| f.as_raw_fd()).collect();
         let line = Response::ok(serde_json::to_value(&info).unwrap_or_default()).to_line();
         let sent = sys::send_with_fds(conn.as_raw_fd(), line.as_bytes(), &fds);
-        drop(handle);
         if sent.is_ok() {
             // The client keeps the connection open while it uses the port.
             let mut sink = [0u8; 256];
             let mut r = conn;
             while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
         }
-        self.vport_closed(switch, port);
+        self.vport_closed(switch, port, &handle);
         Ok(())
+    }
+
+    /// Whether `lease` is still the memory of vport `port` on `switch` (the
+    /// port may have been detached, and its name reused, meanwhile).
+    fn is_current(m: &Managed, port: &str, lease: &Arc<MemPort>) -> bool {
+        m.vports
+            .get(port)
+            .is_some_and(|v| Arc::ptr_eq(&v.port, lease))
     }
 
     /// A vport's client went away: free its memory. A port configured by
     /// `attach` gets fresh memory under the same number (counters kept);
-    /// one its client created goes away.
-    fn vport_closed(&self, switch: &str, port: &str) {
+    /// one its client created goes away. `lease` is the memory the client
+    /// had: a port that no longer uses it is someone else's and left alone.
+    fn vport_closed(&self, switch: &str, port: &str, lease: &Arc<MemPort>) {
+        let current = {
+            let sws = self.lock();
+            sws.get(switch)
+                .is_some_and(|m| Self::is_current(m, port, lease))
+        };
+        if !current {
+            return;
+        }
+        if !self.stop.load(Ordering::Relaxed) {
+            // Packets the client published before it went are delivered,
+            // as data written to a socket before close is.
+            drain_incoming(lease);
+        }
         let mut sws = self.lock();
         let Some(m) = sws.get_mut(switch) else { return };
+        if !Self::is_current(m, port, lease) {
+            return;
+        }
         let Some(id) = m.sw.port_id(port) else { return };
         let Some(v) = m.vports.get_mut(port) else {
             return;
@@ -316,15 +346,17 @@ impl Daemon {
             match listener.accept() {
                 Ok((conn, _)) => {
                     conn.set_nonblocking(false)?;
+                    let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
                     if let Ok(c) = conn.try_clone() {
-                        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-                        conns.retain(|c| c.peer_addr().is_ok());
-                        conns.push(c);
+                        self.lock_conns().insert(id, c);
                     }
                     let d = self.clone();
                     std::thread::Builder::new()
                         .name("mswitch-ctl".into())
-                        .spawn(move || d.connection(conn))?;
+                        .spawn(move || {
+                            d.connection(conn);
+                            d.lock_conns().remove(&id);
+                        })?;
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
@@ -381,16 +413,15 @@ impl Daemon {
         }
     }
 
+    fn lock_conns(&self) -> MutexGuard<'_, BTreeMap<u64, UnixStream>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Asks `serve` to return and closes every connection.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_bell.notify();
-        for c in self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for c in std::mem::take(&mut *self.lock_conns()).into_values() {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -434,6 +465,26 @@ fn attach_spec(
     Ok(id)
 }
 
+/// Waits (at most 500 ms) until the switch has read every packet published
+/// on `port`'s incoming ring, whose client has gone.
+fn drain_incoming(port: &MemPort) {
+    let ring = port.mem().incoming();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for _ in 0..1000 {
+        // The switch releases up to what it read; a head more than a ring
+        // ahead is garbage it ignores.
+        let left = ring
+            .hdr
+            .head
+            .load(Ordering::Acquire)
+            .wrapping_sub(ring.hdr.tail.load(Ordering::Acquire));
+        if left == 0 || left > ring.size() || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
 /// Waits until either descriptor is readable (or 500 ms pass).
 fn wait_two(a: RawFd, b: RawFd) {
     sys::poll_any(&[a, b], Some(Duration::from_millis(500)));
@@ -448,7 +499,10 @@ pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
         match UnixStream::connect(path) {
             Ok(_) => {
                 return Err(format!(

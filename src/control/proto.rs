@@ -2,9 +2,10 @@
 //!
 //! A request is `{"cmd": "...", ...}`; the answer is `{"ok": true, "data": ...}`
 //! or `{"ok": false, "error": "one line"}`. A `vport-connect` answer also
-//! carries three descriptors (SCM_RIGHTS): the port's memfd, its incoming
-//! doorbell and its outgoing doorbell; the connection then stays open for as
-//! long as the client uses the port, and closing it (or dying) detaches it.
+//! carries three descriptors (SCM_RIGHTS): the port's memfd, the write end of
+//! its incoming doorbell and the read end of its outgoing doorbell (pipes);
+//! the connection then stays open for as long as the client uses the port,
+//! and closing it (or dying) detaches it.
 
 use std::io::{self, BufRead, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

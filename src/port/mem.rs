@@ -1,20 +1,23 @@
 //! Memory ports: the in-process `mem` port (tests, benchmarks, embedding)
 //! and the shared-memory `vport` (another process is the client).
 //!
-//! Both are the same thing seen from the switch: a [`PortMem`] region plus an
-//! eventfd doorbell per direction, so neither side spins while idle. For
-//! `mem`, [`MemPort::new`] also returns the [`MemClient`] (the outside
-//! world's end). For `vport`, the region's memfd and both doorbells are handed
-//! to another process ([`MemPort::client_fds`]), which builds its own
+//! Both are the same thing seen from the switch: a [`PortMem`] region plus a
+//! [`Doorbell`] per direction, so neither side spins while idle. For `mem`,
+//! [`MemPort::new`] also returns the [`MemClient`] (the outside world's end).
+//! For `vport`, the region's memfd and the client's end of each doorbell are
+//! handed to another process ([`MemPort::client_fds`]), which builds its own
 //! [`MemClient`] over its mapping with [`MemClient::from_parts`]. Everything
-//! that process writes is untrusted: the switch validates it (see `packet`).
+//! that process writes or does with those descriptors is untrusted: the
+//! switch validates what it reads (see `packet`), the region's size is
+//! sealed, and the switch's ends of the doorbells are its own open files,
+//! which the client cannot make blocking.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::packet::{MemConfig, MemError, PortMem, Slot};
-use crate::sys::EventFd;
+use crate::sys::Doorbell;
 
 use super::Port;
 
@@ -23,9 +26,9 @@ pub struct MemPort {
     kind: &'static str,
     mem: Arc<PortMem>,
     /// Rung by the client when it publishes packets and the switch sleeps.
-    incoming_bell: Arc<EventFd>,
+    incoming_bell: Arc<Doorbell>,
     /// Rung by the switch when it publishes packets and the client sleeps.
-    outgoing_bell: Arc<EventFd>,
+    outgoing_bell: Arc<Doorbell>,
 }
 
 impl MemPort {
@@ -50,18 +53,19 @@ impl MemPort {
             name: name.to_owned(),
             kind,
             mem: Arc::new(PortMem::new(name, cfg)?),
-            incoming_bell: Arc::new(EventFd::new()?),
-            outgoing_bell: Arc::new(EventFd::new()?),
+            incoming_bell: Arc::new(Doorbell::new()?),
+            outgoing_bell: Arc::new(Doorbell::new()?),
         })
     }
 
-    /// What a client process needs: the region's memfd, the incoming
-    /// doorbell (client rings it) and the outgoing doorbell (switch rings it).
+    /// What a client process needs: the region's memfd, the ringing end of
+    /// the incoming doorbell and the waiting end of the outgoing doorbell.
     pub fn client_fds(&self) -> [BorrowedFd<'_>; 3] {
+        const BOTH: &str = "a port's doorbells have both ends";
         [
             self.mem.region().fd(),
-            self.incoming_bell.as_fd(),
-            self.outgoing_bell.as_fd(),
+            self.incoming_bell.write_end().expect(BOTH),
+            self.outgoing_bell.read_end().expect(BOTH),
         ]
     }
 }
@@ -86,7 +90,7 @@ impl Port for MemPort {
     }
 
     fn incoming_fd(&self) -> Option<RawFd> {
-        Some(self.incoming_bell.as_raw_fd())
+        self.incoming_bell.read_end().map(|f| f.as_raw_fd())
     }
 
     fn disarm_incoming(&self) {
@@ -99,8 +103,8 @@ impl Port for MemPort {
 /// ring and consumes from the outgoing ring; it is single-threaded (`&mut self`).
 pub struct MemClient {
     mem: Arc<PortMem>,
-    incoming_bell: Arc<EventFd>,
-    outgoing_bell: Arc<EventFd>,
+    incoming_bell: Arc<Doorbell>,
+    outgoing_bell: Arc<Doorbell>,
     /// Our producer index on the incoming ring.
     head: u32,
     /// Our consumer index on the outgoing ring.
@@ -112,8 +116,8 @@ impl MemClient {
     /// indices currently in the rings.
     pub fn from_parts(
         mem: Arc<PortMem>,
-        incoming_bell: Arc<EventFd>,
-        outgoing_bell: Arc<EventFd>,
+        incoming_bell: Arc<Doorbell>,
+        outgoing_bell: Arc<Doorbell>,
     ) -> MemClient {
         let head = mem
             .incoming()

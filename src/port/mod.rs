@@ -8,7 +8,10 @@
 //! of other ports or of the switch; backends that talk to the OS move packets
 //! between their device and these rings in the two sync callbacks.
 
+pub mod afpacket;
+pub mod kernel;
 pub mod mem;
+pub mod tap;
 
 use std::fmt;
 use std::os::fd::RawFd;

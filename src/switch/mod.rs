@@ -337,8 +337,14 @@ impl Switch {
                 .add(fd, u64::from(id.0))?;
         }
         let entry = Arc::new(PortEntry::new(id, port, old.owner, nworkers + 1));
-        entry.counters[nworkers].load_totals(&PortTotals::sum(&old.counters));
-        self.publish(cur.derive(|t| t.insert(entry)));
+        let carried = PortTotals::sum(&old.counters);
+        entry.counters[nworkers].load_totals(&carried);
+        self.publish(cur.derive(|t| t.insert(entry.clone())));
+        // Workers count on the old entry until they switch tables (a batch
+        // read from the port, or sent to it, just before): carry that too.
+        // Once `publish` returned no worker touches the old entry.
+        let late = PortTotals::sum(&old.counters).since(&carried);
+        entry.counters[nworkers].load_totals(&late);
         Ok(old.port.clone())
     }
 

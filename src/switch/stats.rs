@@ -148,6 +148,22 @@ impl Drops {
 }
 
 impl PortTotals {
+    /// What was counted since `earlier`, a reading of the same counters.
+    pub fn since(&self, earlier: &PortTotals) -> PortTotals {
+        let mut d = PortTotals {
+            rx_packets: self.rx_packets.wrapping_sub(earlier.rx_packets),
+            rx_bytes: self.rx_bytes.wrapping_sub(earlier.rx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
+            drops: Drops::default(),
+        };
+        for r in DROP_REASONS {
+            d.drops
+                .add(r, self.drops.get(r).wrapping_sub(earlier.drops.get(r)));
+        }
+        d
+    }
+
     pub fn sum(copies: &[PortCounters]) -> PortTotals {
         let mut t = PortTotals::default();
         for c in copies {

@@ -1,0 +1,351 @@
+//! `af_packet:IFNAME`: any kernel interface through an AF_PACKET socket, with
+//! a TPACKET_V3 memory-mapped receive ring and batched transmit (sendmmsg).
+//! The fallback when AF_XDP cannot attach.
+//!
+//! The socket sees every frame on the interface (promiscuous membership,
+//! dropped by the kernel when the socket closes), but not the ones it sends
+//! itself. VLAN tags the kernel stripped on receive are put back. Frames
+//! longer than the port's buffers are dropped and counted, never truncated.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Port;
+use super::kernel::{IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex};
+use crate::packet::{MemConfig, PortMem};
+
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const TPACKET_V3: libc::c_int = 2;
+const ETH_P_ALL: u16 = 0x0003;
+
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+const BLOCK_SIZE: u32 = 1 << 18;
+const BLOCK_NR: u32 = 32;
+const FRAME_SIZE: u32 = 2048;
+/// Milliseconds before the kernel hands over a partly filled block.
+const BLOCK_TIMEOUT_MS: u32 = 1;
+
+#[repr(C)]
+struct TpacketReq3 {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+    retire_blk_tov: u32,
+    sizeof_priv: u32,
+    feature_req_word: u32,
+}
+
+/// Offsets inside a block descriptor and a packet header (linux/if_packet.h).
+mod off {
+    pub const BLOCK_STATUS: usize = 8;
+    pub const NUM_PKTS: usize = 12;
+    pub const FIRST_PKT: usize = 16;
+    pub const NEXT: usize = 0;
+    pub const SNAPLEN: usize = 12;
+    pub const LEN: usize = 16;
+    pub const STATUS: usize = 20;
+    pub const MAC: usize = 24;
+    pub const VLAN_TCI: usize = 32;
+    pub const VLAN_TPID: usize = 36;
+}
+
+/// The mapped receive ring.
+struct RxRing {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with the kernel; ownership of
+// each block is handed back and forth through its status word.
+unsafe impl Send for RxRing {}
+// SAFETY: only the owning worker reads blocks (under `AfPacketPort::rx`).
+unsafe impl Sync for RxRing {}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `open`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Where the reader is in the ring.
+struct RxState {
+    block: u32,
+    /// Packets of the current block already taken, and the next one's offset.
+    taken: u32,
+    next_off: usize,
+}
+
+pub struct AfPacketPort {
+    name: String,
+    ifname: String,
+    // Field order: the ring is unmapped before the socket closes.
+    ring: RxRing,
+    fd: OwnedFd,
+    rx: Mutex<RxState>,
+    mem: PortMem,
+    fill: IncomingFill,
+    drain: OutgoingDrain,
+    rx_oversize: AtomicU64,
+    tx_dropped: AtomicU64,
+}
+
+fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live T and its exact size.
+    let r = unsafe { libc::setsockopt(fd, SOL_PACKET, opt, (v as *const T).cast(), size_of::<T>() as libc::socklen_t) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+impl AfPacketPort {
+    pub fn open(name: &str, ifname: &str, cfg: MemConfig) -> Result<Arc<AfPacketPort>, KernelPortError> {
+        let index = ifindex(ifname)?;
+        check_mtu(ifname, cfg.buf_size)?;
+        let os = |what: &'static str| move |e: io::Error| KernelPortError::os(what, ifname, e);
+        // SAFETY: plain socket(2).
+        let fd = unsafe {
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(ETH_P_ALL.to_be()))
+        };
+        if fd < 0 {
+            return Err(os("socket")(io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = fd.as_raw_fd();
+        setopt(raw, PACKET_VERSION, &TPACKET_V3).map_err(os("PACKET_VERSION"))?;
+        setopt(raw, PACKET_IGNORE_OUTGOING, &1i32).map_err(os("PACKET_IGNORE_OUTGOING"))?;
+        // Skipping the qdisc is only a speed-up; older kernels may refuse it.
+        let _ = setopt(raw, PACKET_QDISC_BYPASS, &1i32);
+        let req = TpacketReq3 {
+            block_size: BLOCK_SIZE,
+            block_nr: BLOCK_NR,
+            frame_size: FRAME_SIZE,
+            frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
+            retire_blk_tov: BLOCK_TIMEOUT_MS,
+            sizeof_priv: 0,
+            feature_req_word: 0,
+        };
+        setopt(raw, PACKET_RX_RING, &req).map_err(os("PACKET_RX_RING"))?;
+        let len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        // SAFETY: maps the ring the kernel just allocated for this socket.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_LOCKED, raw, 0)
+        };
+        let p = if p == libc::MAP_FAILED {
+            // MAP_LOCKED can fail under a low memlock limit: map unlocked.
+            // SAFETY: as above.
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, raw, 0) }
+        } else {
+            p
+        };
+        if p == libc::MAP_FAILED {
+            return Err(os("mmap")(io::Error::last_os_error()));
+        }
+        let ring = RxRing { base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?, len };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = index as i32;
+        // SAFETY: binds to a sockaddr_ll we own, with its exact size.
+        let r = unsafe {
+            libc::bind(raw, (&raw const sll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+        };
+        if r < 0 {
+            return Err(os("bind")(io::Error::last_os_error()));
+        }
+        // SAFETY: packet_mreq is plain data.
+        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mreq.mr_ifindex = index as i32;
+        mreq.mr_type = PACKET_MR_PROMISC;
+        setopt(raw, PACKET_ADD_MEMBERSHIP, &mreq).map_err(os("promiscuous mode"))?;
+        let mem = PortMem::new(name, cfg)?;
+        Ok(Arc::new(AfPacketPort {
+            name: name.to_owned(),
+            ifname: ifname.to_owned(),
+            ring,
+            fd,
+            rx: Mutex::new(RxState { block: 0, taken: 0, next_off: 0 }),
+            fill: IncomingFill::new(&mem),
+            drain: OutgoingDrain::new(&mem),
+            mem,
+            rx_oversize: AtomicU64::new(0),
+            tx_dropped: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Received frames dropped because they did not fit a buffer.
+    pub fn rx_oversize(&self) -> u64 {
+        self.rx_oversize.load(Ordering::Relaxed)
+    }
+
+    /// Frames the kernel would not take on transmit.
+    pub fn tx_dropped(&self) -> u64 {
+        self.tx_dropped.load(Ordering::Relaxed)
+    }
+
+    fn block(&self, i: u32) -> *mut u8 {
+        // SAFETY: i < BLOCK_NR, so the block lies inside the mapping.
+        unsafe { self.ring.base.as_ptr().add((i % BLOCK_NR * BLOCK_SIZE) as usize) }
+    }
+
+    fn u32_at(p: *const u8, off: usize) -> u32 {
+        // SAFETY: callers pass offsets inside the current block; volatile
+        // because the kernel writes the ring concurrently.
+        unsafe { std::ptr::read_volatile(p.add(off).cast::<u32>()) }
+    }
+
+    fn block_status(&self, i: u32) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: the status word is 4-byte aligned inside block `i`, and the
+        // kernel and we hand the block over through it.
+        unsafe { &*self.block(i).add(off::BLOCK_STATUS).cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// Whether the kernel has handed over a block we have not finished.
+    fn has_pending(&self) -> bool {
+        let st = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        self.block_status(st.block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+}
+
+impl Port for AfPacketPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "af_packet"
+    }
+
+    fn mem(&self) -> &PortMem {
+        &self.mem
+    }
+
+    fn sync_incoming(&self) {
+        let mut st = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = self.mem.buf_size() as usize;
+        loop {
+            let b = self.block(st.block);
+            if self.block_status(st.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                return;
+            }
+            let num = Self::u32_at(b, off::NUM_PKTS);
+            if st.taken == 0 {
+                st.next_off = Self::u32_at(b, off::FIRST_PKT) as usize;
+            }
+            let mut finished = st.taken >= num;
+            let room = self.fill.room(&self.mem);
+            if room == 0 && !finished {
+                return;
+            }
+            let (mut taken, mut next_off) = (st.taken, st.next_off);
+            self.fill.fill(&self.mem, 256, |buf| {
+                if taken >= num || next_off + 40 > BLOCK_SIZE as usize {
+                    return None;
+                }
+                let at = next_off;
+                // SAFETY: `at` came from the kernel's tp_next_offset chain and
+                // is checked against the block size above.
+                let h = unsafe { b.add(at) };
+                let snap = Self::u32_at(h, off::SNAPLEN) as usize;
+                let len = Self::u32_at(h, off::LEN) as usize;
+                let status = Self::u32_at(h, off::STATUS);
+                // SAFETY: tp_mac is a u16 inside the header.
+                let mac = usize::from(unsafe { std::ptr::read_volatile(h.add(off::MAC).cast::<u16>()) });
+                let next = Self::u32_at(h, off::NEXT) as usize;
+                taken += 1;
+                next_off += next;
+                let vlan = status & TP_STATUS_VLAN_VALID != 0;
+                let out_len = len + if vlan { 4 } else { 0 };
+                if snap != len || out_len > cap || len < 14 || at + mac + snap > BLOCK_SIZE as usize {
+                    self.rx_oversize.fetch_add(1, Ordering::Relaxed);
+                    return Some(0);
+                }
+                // SAFETY: the frame lies inside the block (checked above).
+                let frame = unsafe { std::slice::from_raw_parts(h.add(mac), snap) };
+                if vlan {
+                    let tci = Self::u32_at(h, off::VLAN_TCI) as u16;
+                    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        // SAFETY: tp_vlan_tpid is a u16 inside the header.
+                        unsafe { std::ptr::read_volatile(h.add(off::VLAN_TPID).cast::<u16>()) }
+                    } else {
+                        0x8100
+                    };
+                    buf[..12].copy_from_slice(&frame[..12]);
+                    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    buf[14..16].copy_from_slice(&tci.to_be_bytes());
+                    buf[16..len + 4].copy_from_slice(&frame[12..]);
+                } else {
+                    buf[..len].copy_from_slice(frame);
+                }
+                Some(out_len)
+            });
+            (st.taken, st.next_off) = (taken, next_off);
+            finished |= st.taken >= num;
+            if !finished {
+                return; // the incoming ring is full: continue next time
+            }
+            self.block_status(st.block).store(TP_STATUS_KERNEL, Ordering::Release);
+            st.block = (st.block + 1) % BLOCK_NR;
+            st.taken = 0;
+        }
+    }
+
+    fn outgoing_published(&self) {
+        let fd = self.fd.as_raw_fd();
+        self.drain.drain(&self.mem, |frames| {
+            // SAFETY: iovec/mmsghdr are plain data; pointers refer to `frames`,
+            // which outlive the sendmmsg call.
+            let mut iov: [libc::iovec; 64] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; 64] = unsafe { std::mem::zeroed() };
+            for (k, f) in frames.iter().enumerate() {
+                iov[k] = libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() };
+                msgs[k].msg_hdr.msg_iov = &raw mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            let mut sent = 0usize;
+            while sent < frames.len() {
+                // SAFETY: msgs[sent..] are initialised above.
+                let n = unsafe {
+                    libc::sendmmsg(fd, msgs.as_mut_ptr().add(sent), (frames.len() - sent) as u32, libc::MSG_DONTWAIT)
+                };
+                if n <= 0 {
+                    // A full queue or a refused frame: drop it and go on.
+                    self.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                    sent += 1;
+                } else {
+                    sent += n as usize;
+                }
+            }
+        });
+    }
+
+    fn incoming_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn arm_incoming(&self, _cur: u32) -> bool {
+        // epoll reports the socket readable while a block is handed over.
+        !self.has_pending()
+    }
+
+    fn disarm_incoming(&self) {}
+}

@@ -1,0 +1,168 @@
+//! Pieces shared by the ports that talk to the kernel (AF_PACKET, TAP,
+//! AF_XDP): interface lookups, the incoming-ring producer and the
+//! outgoing-ring drain that several workers may trigger at once.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use crate::packet::{PortMem, Slot};
+
+/// Errors opening a kernel-facing port; each is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelPortError {
+    #[error("no interface named '{0}'")]
+    NoSuchInterface(String),
+    #[error("not permitted to open '{0}' (needs root or CAP_NET_RAW/CAP_NET_ADMIN)")]
+    NotPermitted(String),
+    #[error("interface '{name}' has MTU {mtu}, too large for {buf}-byte buffers (use buf=N)")]
+    MtuTooLarge { name: String, mtu: u32, buf: u32 },
+    #[error("interface '{0}' is already used by another port")]
+    Busy(String),
+    #[error("bad interface name '{0}'")]
+    BadName(String),
+    #[error("{what} on '{name}': {err}")]
+    Os { what: &'static str, name: String, err: io::Error },
+    #[error("port memory: {0}")]
+    Mem(#[from] crate::packet::MemError),
+}
+
+impl KernelPortError {
+    /// Maps an OS error from `what` on interface `name` to the clearest variant.
+    pub fn os(what: &'static str, name: &str, err: io::Error) -> KernelPortError {
+        match err.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => KernelPortError::NotPermitted(name.to_owned()),
+            Some(libc::ENODEV) | Some(libc::ENXIO) => KernelPortError::NoSuchInterface(name.to_owned()),
+            Some(libc::EBUSY) => KernelPortError::Busy(name.to_owned()),
+            _ => KernelPortError::Os { what, name: name.to_owned(), err },
+        }
+    }
+}
+
+/// Checks an interface name the way the kernel would (1 to 15 bytes, no `/`,
+/// whitespace or `:`).
+pub fn check_ifname(name: &str) -> Result<(), KernelPortError> {
+    let ok = !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b',');
+    if ok { Ok(()) } else { Err(KernelPortError::BadName(name.to_owned())) }
+}
+
+/// The interface's index.
+pub fn ifindex(name: &str) -> Result<u32, KernelPortError> {
+    check_ifname(name)?;
+    let c = std::ffi::CString::new(name).map_err(|_| KernelPortError::BadName(name.to_owned()))?;
+    let idx = crate::sys::if_nametoindex(&c);
+    if idx == 0 { Err(KernelPortError::NoSuchInterface(name.to_owned())) } else { Ok(idx) }
+}
+
+/// The interface's MTU, from sysfs.
+pub fn mtu(name: &str) -> Result<u32, KernelPortError> {
+    let p = format!("/sys/class/net/{name}/mtu");
+    let s = std::fs::read_to_string(&p).map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))?;
+    s.trim().parse().map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))
+}
+
+/// Fails if frames of the interface's MTU (plus Ethernet header and one VLAN
+/// tag) would not fit the buffers.
+pub fn check_mtu(name: &str, buf_size: u32) -> Result<(), KernelPortError> {
+    let m = mtu(name)?;
+    if m + 18 > buf_size {
+        return Err(KernelPortError::MtuTooLarge { name: name.to_owned(), mtu: m, buf: buf_size });
+    }
+    Ok(())
+}
+
+/// The producer side of a port's incoming ring, for a backend that fills it
+/// from the kernel. Only the owning worker calls `sync_incoming`, so the
+/// private head needs no lock.
+pub struct IncomingFill {
+    head: AtomicU32,
+}
+
+impl IncomingFill {
+    pub fn new(mem: &PortMem) -> IncomingFill {
+        IncomingFill { head: AtomicU32::new(mem.incoming().hdr.head.load(Ordering::Acquire)) }
+    }
+
+    /// Fills up to the ring's free room with frames produced by `next`,
+    /// which writes one frame into the buffer it is given and returns its
+    /// length, `Some(0)` to skip a frame, or `None` when the source is empty.
+    /// Publishes once; returns the number of frames queued.
+    pub fn fill(&self, mem: &PortMem, max: usize, mut next: impl FnMut(&mut [u8]) -> Option<usize>) -> usize {
+        let ring = mem.incoming();
+        let mut head = self.head.load(Ordering::Relaxed);
+        let room = (ring.free(head) as usize).min(max);
+        let mut n = 0;
+        while n < room {
+            let slot = ring.slot(head);
+            let Some(buf) = mem.buf_mut(slot.buf) else { break };
+            match next(buf) {
+                None => break,
+                Some(0) => continue,
+                Some(len) => {
+                    ring.write_slot(head, Slot { buf: slot.buf, len: len.min(usize::from(u16::MAX)) as u16, flags: 0 });
+                    head = head.wrapping_add(1);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.head.store(head, Ordering::Relaxed);
+            ring.publish(head);
+        }
+        n
+    }
+
+    /// Free slots on the incoming ring.
+    pub fn room(&self, mem: &PortMem) -> u32 {
+        mem.incoming().free(self.head.load(Ordering::Relaxed))
+    }
+}
+
+/// The consumer side of a port's outgoing ring for a backend that sends to
+/// the kernel. Any worker may call `drain` after publishing; exactly one
+/// drains at a time and nobody waits: a caller that finds the drain busy
+/// leaves a note, and the drainer goes round again before it lets go.
+pub struct OutgoingDrain {
+    pending: AtomicBool,
+    tail: Mutex<u32>,
+}
+
+impl OutgoingDrain {
+    pub fn new(mem: &PortMem) -> OutgoingDrain {
+        OutgoingDrain { pending: AtomicBool::new(false), tail: Mutex::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)) }
+    }
+
+    /// Hands every published packet to `send`, in order, in batches:
+    /// `send(frames)` gets up to 64 frames and returns how many it took
+    /// (the rest are counted as dropped by the caller of `send`, since the
+    /// switch never blocks). Slots are released after each batch.
+    pub fn drain(&self, mem: &PortMem, mut send: impl FnMut(&[&[u8]])) {
+        self.pending.store(true, Ordering::SeqCst);
+        loop {
+            let Ok(mut tail) = self.tail.try_lock() else { return };
+            while self.pending.swap(false, Ordering::SeqCst) {
+                let ring = mem.outgoing();
+                loop {
+                    let n = ring.available(*tail).min(64);
+                    if n == 0 {
+                        break;
+                    }
+                    let mut frames: [&[u8]; 64] = [&[]; 64];
+                    for (k, f) in frames.iter_mut().enumerate().take(n as usize) {
+                        let s = ring.slot(tail.wrapping_add(k as u32));
+                        *f = mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]);
+                    }
+                    send(&frames[..n as usize]);
+                    *tail = tail.wrapping_add(n);
+                    ring.release(*tail);
+                }
+            }
+            drop(tail);
+            if !self.pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}

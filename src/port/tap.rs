@@ -1,0 +1,190 @@
+//! `tap:NAME`: a TAP device, so the host's own TCP/IP stack is a port of the
+//! switch (netmap's "host rings"). Give the TAP an address and the host talks
+//! to everything on the switch.
+//!
+//! The TAP is created if it does not exist (and then vanishes with the port);
+//! an existing persistent TAP is attached as it is. A TAP the port created is
+//! brought up. Frames move one `read`/`write` each: TAP has no batched I/O.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Port;
+use super::kernel::{IncomingFill, KernelPortError, OutgoingDrain, check_ifname, check_mtu};
+use crate::packet::{MemConfig, PortMem};
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+pub struct TapPort {
+    name: String,
+    ifname: String,
+    fd: OwnedFd,
+    mem: PortMem,
+    fill: IncomingFill,
+    drain: OutgoingDrain,
+    created: bool,
+    rx_oversize: AtomicU64,
+    tx_errors: AtomicU64,
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+fn ifreq(name: &str, flags: libc::c_short) -> IfReq {
+    let mut r = IfReq { name: [0; libc::IFNAMSIZ], flags, _pad: [0; 22] };
+    for (d, s) in r.name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    r
+}
+
+impl TapPort {
+    /// Opens (creating if needed) TAP `ifname` as port `name`.
+    pub fn open(name: &str, ifname: &str, cfg: MemConfig) -> Result<Arc<TapPort>, KernelPortError> {
+        check_ifname(ifname)?;
+        let existed = std::path::Path::new(&format!("/sys/class/net/{ifname}")).exists();
+        // SAFETY: plain open(2) of a constant path.
+        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(KernelPortError::os("open /dev/net/tun", ifname, io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just opened and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut req = ifreq(ifname, IFF_TAP | IFF_NO_PI);
+        // SAFETY: TUNSETIFF reads and writes one ifreq-sized struct we own.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &raw mut req) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EBUSY) => KernelPortError::Busy(ifname.to_owned()),
+                Some(libc::EINVAL) if existed => KernelPortError::Os { what: "attach (not a TAP?)", name: ifname.to_owned(), err: e },
+                _ => KernelPortError::os("TUNSETIFF", ifname, e),
+            });
+        }
+        check_mtu(ifname, cfg.buf_size)?;
+        if !existed {
+            set_up(ifname)?;
+        }
+        let mem = PortMem::new(name, cfg)?;
+        Ok(Arc::new(TapPort {
+            name: name.to_owned(),
+            ifname: ifname.to_owned(),
+            fill: IncomingFill::new(&mem),
+            drain: OutgoingDrain::new(&mem),
+            mem,
+            fd,
+            created: !existed,
+            rx_oversize: AtomicU64::new(0),
+            tx_errors: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Whether this port created the TAP (it then disappears with the port).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Frames from the host that did not fit a buffer (dropped, never truncated).
+    pub fn rx_oversize(&self) -> u64 {
+        self.rx_oversize.load(Ordering::Relaxed)
+    }
+
+    /// Frames the kernel refused on transmit.
+    pub fn tx_errors(&self) -> u64 {
+        self.tx_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Brings an interface up (SIOCSIFFLAGS with IFF_UP).
+fn set_up(ifname: &str) -> Result<(), KernelPortError> {
+    // SAFETY: a throwaway datagram socket for interface ioctls.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(KernelPortError::os("socket", ifname, io::Error::last_os_error()));
+    }
+    // SAFETY: s is ours.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let mut req = ifreq(ifname, 0);
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read/write one ifreq we own.
+    unsafe {
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS as _, &raw mut req) < 0 {
+            return Err(KernelPortError::os("SIOCGIFFLAGS", ifname, io::Error::last_os_error()));
+        }
+        req.flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &raw mut req) < 0 {
+            return Err(KernelPortError::os("SIOCSIFFLAGS", ifname, io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+impl Port for TapPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "tap"
+    }
+
+    fn mem(&self) -> &PortMem {
+        &self.mem
+    }
+
+    fn sync_incoming(&self) {
+        let fd = self.fd.as_raw_fd();
+        let cap = self.mem.buf_size() as usize;
+        self.fill.fill(&self.mem, 256, |buf| {
+            // SAFETY: reads at most buf.len() bytes into the slot's buffer.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                return None; // EAGAIN: nothing more; other errors: try later
+            }
+            let n = n as usize;
+            if n >= cap {
+                // The frame filled the buffer, so the kernel may have cut it
+                // (frames of the checked MTU are shorter): drop, never truncate.
+                self.rx_oversize.fetch_add(1, Ordering::Relaxed);
+                return Some(0);
+            }
+            Some(n)
+        });
+    }
+
+    fn outgoing_published(&self) {
+        let fd = self.fd.as_raw_fd();
+        self.drain.drain(&self.mem, |frames| {
+            for f in frames {
+                // SAFETY: writes f.len() bytes from a live slice.
+                let n = unsafe { libc::write(fd, f.as_ptr().cast(), f.len()) };
+                if n < 0 {
+                    self.tx_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    fn incoming_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn arm_incoming(&self, _cur: u32) -> bool {
+        // The worker's epoll watches the TAP fd level-triggered: if frames
+        // are waiting, it wakes at once, so there is nothing to arm.
+        true
+    }
+
+    fn disarm_incoming(&self) {}
+}
