@@ -51,7 +51,7 @@ enum Cmd {
         #[arg(long, default_value = "learn")]
         module: String,
         /// A port to attach (repeat); ports are numbered 1, 2, 3... in order.
-        #[arg(long = "port", required = true)]
+        #[arg(long = "port")]
         ports: Vec<String>,
         /// The switch's name.
         #[arg(long, default_value = "sw0")]
@@ -281,7 +281,10 @@ fn run_switch(
     daemon::run_foreground(&path, |d| {
         d.create(name, module, workers, batch, busy_poll)?;
         for (i, spec) in ports.iter().enumerate() {
-            d.attach(name, spec, Some(i as u32 + 1))?;
+            let r = d.attach(name, spec, Some(i as u32 + 1))?;
+            if let Some(note) = r["note"].as_str() {
+                eprintln!("mswitch: {note}");
+            }
         }
         eprintln!(
             "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",

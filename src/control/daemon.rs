@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::proto::{self, Request, Response, VportInfo};
-use super::{PortSpec, valid_name};
+use super::{PortKind, PortSpec, valid_name};
 use crate::module;
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
@@ -162,11 +162,26 @@ impl Daemon {
             None => None,
         };
         let mut sws = self.lock();
-        let m = sws
-            .get_mut(switch)
-            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        if !sws.contains_key(switch) {
+            return Err(format!("no switch '{switch}'"));
+        }
+        if spec.kind.is_kernel() {
+            // One interface, one switch: two sockets on it would each see
+            // (and forward) every frame.
+            for (other, m) in sws.iter() {
+                if m.sw.stats().ports.iter().any(|p| p.name == spec.name && p.kind != "vport") {
+                    return Err(format!("interface '{}' is already attached to switch '{other}'", spec.name));
+                }
+            }
+            let m = sws.get_mut(switch).ok_or("switch vanished")?;
+            let (port, note) = spec.open_kernel().map_err(|e| e.to_string())?;
+            let kind = port.kind();
+            let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
+            return Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }));
+        }
+        let m = sws.get_mut(switch).ok_or("switch vanished")?;
         let id = attach_spec(m, &spec, id, true)?;
-        Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0 }))
+        Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": "vport" }))
     }
 
     pub fn detach(&self, switch: &str, port: &str) -> Res<serde_json::Value> {
@@ -234,11 +249,7 @@ impl Daemon {
 
     /// Serves a `vport-connect` on `conn` until the client goes away.
     fn vport_session(&self, conn: &UnixStream, switch: &str, port: &str) -> Res<()> {
-        let spec = PortSpec::Vport {
-            name: port.to_owned(),
-            ring: None,
-            buf: None,
-        };
+        let spec = PortSpec::vport(port);
         let (info, handle) = {
             let mut sws = self.lock();
             let m = sws
@@ -255,7 +266,7 @@ impl Daemon {
                     "port '{port}' on switch '{switch}' is not a virtual port"
                 ));
             } else {
-                spec.name_check()?;
+                valid_name("port", &spec.name)?;
                 attach_spec(m, &spec, None, false)?;
             }
             let id = m.sw.port_id(port).ok_or("port vanished")?;
@@ -445,11 +456,10 @@ fn attach_spec(
     if m.sw.port_id(name).is_some() {
         return Err(format!("a port named '{name}' is already attached"));
     }
-    let port = match spec {
-        PortSpec::Vport { name, .. } => {
-            MemPort::vport(name, spec.mem_config()).map_err(|e| e.to_string())?
-        }
-    };
+    if spec.kind != PortKind::Vport {
+        return Err(format!("'{spec}' is not a virtual port"));
+    }
+    let port = MemPort::vport(name, spec.mem_config()).map_err(|e| e.to_string())?;
     let id =
         m.sw.attach(port.clone() as Arc<dyn Port>, id)
             .map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@
 pub mod afpacket;
 pub mod kernel;
 pub mod mem;
+pub mod spec;
 pub mod tap;
 
 use std::fmt;
@@ -19,6 +20,19 @@ use std::os::fd::RawFd;
 use crate::packet::PortMem;
 
 pub use mem::{MemClient, MemPort};
+pub use spec::{PortKind, PortSpec};
+
+/// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
+/// why) when AF_XDP cannot attach to the interface.
+pub(crate) fn afxdp_open(
+    ifname: &str,
+    _queue: u32,
+    cfg: crate::packet::MemConfig,
+) -> Result<(std::sync::Arc<dyn Port>, Option<String>), kernel::KernelPortError> {
+    let why = "AF_XDP is not built into this mswitch yet";
+    let p = afpacket::AfPacketPort::open(ifname, ifname, cfg)?;
+    Ok((p, Some(format!("af_xdp:{ifname}: {why}; using af_packet"))))
+}
 
 /// Largest port number plus one: port numbers run from 1 to `MAX_PORTS - 1`.
 pub const MAX_PORTS: usize = 4096;

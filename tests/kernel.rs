@@ -1,0 +1,324 @@
+//! End-to-end tests with real kernel interfaces: network namespaces joined to
+//! a switch (`mswitch run`) by veth pairs, through af_packet, af_xdp and tap
+//! ports. They need root (CI runs them as root); without it they say so and
+//! pass vacuously. Every namespace and interface has a name unique to the test
+//! and is removed on drop, even when the test fails.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        eprintln!("kernel tests need root (CI runs them as root): skipped");
+    }
+    uid == 0
+}
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
+    if !out.status.success() {
+        return Err(format!("{:?} failed: {}", args, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn must(args: &[&str]) -> String {
+    sh(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A unique short tag for names (interface names are limited to 15 bytes).
+fn tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{:x}{}", std::process::id() % 0xfffff, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Namespaces, links and processes made by one test, torn down on drop.
+struct Lab {
+    tag: String,
+    netns: Vec<String>,
+    links: Vec<String>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = tag();
+        let dir = std::env::temp_dir().join(format!("mswitch-kt-{tag}"));
+        let _ = std::fs::create_dir_all(&dir);
+        Lab { tag, netns: Vec::new(), links: Vec::new(), children: Vec::new(), dir }
+    }
+
+    fn ctl(&self) -> String {
+        self.dir.join("ctl.sock").display().to_string()
+    }
+
+    /// A namespace holding one end of a fresh veth pair (named `eth0` inside,
+    /// with `addr`), the other end (returned) in the root namespace, up.
+    fn host(&mut self, n: usize, addr: &str, mtu: u32) -> (String, String) {
+        let ns = format!("msw{}n{n}", self.tag);
+        let outer = format!("m{}v{n}", self.tag);
+        let inner = format!("m{}i{n}", self.tag);
+        must(&["ip", "netns", "add", &ns]);
+        self.netns.push(ns.clone());
+        must(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        self.links.push(outer.clone());
+        must(&["ip", "link", "set", &inner, "netns", &ns]);
+        let _ = sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{outer}.disable_ipv6=1")]);
+        let mtu = mtu.to_string();
+        must(&["ip", "link", "set", &outer, "mtu", &mtu, "up"]);
+        let ex = |a: &[&str]| {
+            let mut v = vec!["ip", "netns", "exec", &ns];
+            v.extend_from_slice(a);
+            must(&v)
+        };
+        ex(&["ip", "link", "set", &inner, "name", "eth0"]);
+        let _ = sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ex(&["ip", "link", "set", "lo", "up"]);
+        ex(&["ip", "link", "set", "eth0", "mtu", &mtu, "up"]);
+        ex(&["ip", "addr", "add", addr, "dev", "eth0"]);
+        // Copy-mode ports see what the kernel hands over: no checksum
+        // offload or segmentation offload on the senders.
+        let _ = sh(&["ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off"]);
+        let _ = sh(&["ethtool", "-K", &outer, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+        (ns, outer)
+    }
+
+    /// Starts `mswitch run` with `ports`, waiting until its socket answers.
+    fn switch(&mut self, module: &str, ports: &[String]) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--module", module, "--ctl", &self.ctl()]);
+        for p in ports {
+            cmd.args(["--port", p]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start mswitch run");
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            // The socket accepts before the switch is set up: wait for an answer.
+            if self.ctl_cmd(&["list"]).is_ok() {
+                return;
+            }
+            if let Some(st) = self.children.last_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let mut err = String::new();
+                if let Some(mut e) = self.children.last_mut().and_then(|c| c.stderr.take()) {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("mswitch run exited ({st}): {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("mswitch run did not start");
+    }
+
+    fn ctl_cmd(&self, args: &[&str]) -> Result<String, String> {
+        let mut v = vec![BIN, "ctl", "--ctl"];
+        let c = self.ctl();
+        v.push(&c);
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let s = self.ctl_cmd(&["stats", "--json"]).expect("stats");
+        serde_json::from_str(&s).expect("stats json")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for l in &self.links {
+            let _ = sh(&["ip", "link", "del", l]);
+        }
+        for n in &self.netns {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        #[allow(unsafe_code)]
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+fn ping(ns: &str, to: &str, extra: &[&str]) -> Result<String, String> {
+    let mut v = vec!["ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2"];
+    v.extend_from_slice(extra);
+    v.push(to);
+    sh(&v)
+}
+
+/// Sends `len` bytes of a pseudo-random stream over TCP from `from` to
+/// `to_addr` (served in `to_ns`) and checks every byte on arrival.
+/// `during` runs on the main thread while the transfer is in flight.
+fn tcp_transfer(from: &str, to_ns: &str, to_addr: &str, len: usize, during: impl FnOnce()) {
+    let addr = to_addr.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = in_netns(to_ns, move || {
+        let l = TcpListener::bind((addr.as_str(), 0)).expect("bind");
+        tx.send(l.local_addr().unwrap().port()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 65536];
+        let mut x: u32 = 12345;
+        while got < len {
+            let n = s.read(&mut buf).expect("read");
+            assert!(n > 0, "connection closed after {got} bytes");
+            for &b in &buf[..n] {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                assert_eq!(b, (x >> 16) as u8, "byte {got} corrupted");
+                got += 1;
+            }
+        }
+        s.write_all(b"ok").unwrap();
+        got
+    });
+    let port = rx.recv_timeout(Duration::from_secs(5)).expect("server port");
+    let dest = format!("{to_addr}:{port}");
+    let client = in_netns(from, move || {
+        let mut s = TcpStream::connect_timeout(&dest.parse().unwrap(), Duration::from_secs(5)).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut x: u32 = 12345;
+        let mut sent = 0;
+        let mut chunk = vec![0u8; 16384];
+        while sent < len {
+            let n = chunk.len().min(len - sent);
+            for b in &mut chunk[..n] {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                *b = (x >> 16) as u8;
+            }
+            s.write_all(&chunk[..n]).expect("write");
+            sent += n;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut ok = [0u8; 2];
+        s.read_exact(&mut ok).expect("final ack");
+        ok
+    });
+    during();
+    assert_eq!(client.join().expect("client"), *b"ok");
+    assert_eq!(server.join().expect("server"), len);
+}
+
+fn learn_switch_between_two_namespaces(kind_a: &str, kind_b: &str) {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.77.0.1/24", 1500);
+    let (ns2, v2) = lab.host(2, "10.77.0.2/24", 1500);
+    lab.switch("learn", &[format!("{kind_a}:{v1}"), format!("{kind_b}:{v2}")]);
+    ping(&ns1, "10.77.0.2", &[]).expect("ping through the switch");
+    tcp_transfer(&ns1, &ns2, "10.77.0.2", 4 << 20, || {});
+    let st = lab.stats();
+    let ports = st[0]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 2);
+    for p in ports {
+        assert!(p["rx_packets"].as_u64().unwrap() > 100, "{p}");
+        assert!(p["tx_packets"].as_u64().unwrap() > 100, "{p}");
+    }
+}
+
+#[test]
+fn af_packet_ports_carry_arp_icmp_and_tcp() {
+    learn_switch_between_two_namespaces("af_packet", "af_packet");
+}
+
+#[test]
+fn tap_port_joins_the_host_stack() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.78.0.1/24", 1500);
+    let tap = format!("m{}t", lab.tag);
+    lab.switch("learn", &[format!("af_packet:{v1}"), format!("tap:{tap}")]);
+    let _ = sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{tap}.disable_ipv6=1")]);
+    must(&["ip", "addr", "add", "10.78.0.254/24", "dev", &tap]);
+    let _ = sh(&["ethtool", "-K", &tap, "tx", "off", "tso", "off", "gso", "off"]);
+    // The root namespace reaches the namespace through the switch.
+    must(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.78.0.1"]);
+    ping(&ns1, "10.78.0.254", &[]).expect("namespace reaches the host");
+    let st = lab.stats();
+    let tapstat = st[0]["ports"].as_array().unwrap().iter().find(|p| p["kind"] == "tap").cloned().unwrap();
+    assert!(tapstat["rx_packets"].as_u64().unwrap() >= 3, "{tapstat}");
+}
+
+#[test]
+fn jumbo_frames_pass_and_oversize_frames_are_counted() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.79.0.1/24", 9000);
+    let (_ns2, v2) = lab.host(2, "10.79.0.2/24", 9000);
+    let (_ns3, v3) = lab.host(3, "10.79.0.3/24", 1500);
+    lab.switch("learn", &[format!("af_packet:{v1},buf=9216"), format!("af_packet:{v2},buf=9216"), format!("af_packet:{v3}")]);
+    ping(&ns1, "10.79.0.2", &["-s", "8000", "-M", "do"]).expect("jumbo ping");
+    // Broadcast a jumbo frame: the 1500-MTU port cannot take it.
+    let _ = ping(&ns1, "10.79.0.255", &["-b", "-s", "8000", "-c", "2"]);
+    let st = lab.stats();
+    let p3 = st[0]["ports"].as_array().unwrap().iter().find(|p| p["id"] == 3).cloned().unwrap();
+    assert!(p3["drops"]["oversize"].as_u64().unwrap() > 0, "{p3}");
+}
+
+#[test]
+fn kernel_port_detach_and_reattach_during_tcp() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.80.0.1/24", 1500);
+    let (ns2, v2) = lab.host(2, "10.80.0.2/24", 1500);
+    lab.switch("learn", &[format!("af_packet:{v1}"), format!("af_packet:{v2}")]);
+    ping(&ns1, "10.80.0.2", &[]).expect("ping");
+    let spec = format!("af_packet:{v2}");
+    tcp_transfer(&ns1, &ns2, "10.80.0.2", 8 << 20, || {
+        std::thread::sleep(Duration::from_millis(300));
+        lab.ctl_cmd(&["detach", "sw0", &v2]).expect("detach");
+        std::thread::sleep(Duration::from_millis(500));
+        lab.ctl_cmd(&["attach", "sw0", &spec, "--ofport", "2"]).expect("re-attach");
+    });
+}
+
+#[test]
+fn kernel_port_errors_are_one_line() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (_ns1, v1) = lab.host(1, "10.81.0.1/24", 9000);
+    lab.switch("learn", &[]);
+    let e = lab.ctl_cmd(&["attach", "sw0", "af_packet:nosuchif0"]).unwrap_err();
+    assert!(e.contains("no interface named 'nosuchif0'"), "{e}");
+    let e = lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1}")]).unwrap_err();
+    assert!(e.contains("MTU 9000"), "{e}");
+    lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")]).expect("jumbo buffers fit");
+    let e = lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")]).unwrap_err();
+    assert!(e.contains("already"), "{e}");
+}
