@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::control::client::VportConn;
+use crate::port::PortSpec;
+use crate::port::driver::PortDriver;
 use crate::wire::ethernet::{MacAddr, udp_frame};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -30,7 +32,8 @@ pub enum Func {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PktGenArgs {
-    /// Port to use: vport:SWITCH:PORT (created on the switch if missing).
+    /// Port to use: vport:SWITCH:PORT (created on the switch if missing), or a
+    /// kernel interface driven directly: af_xdp:IF, af_packet:IF, tap:IF.
     #[arg(short = 'i', long = "interface")]
     pub iface: String,
     /// What to do.
@@ -66,7 +69,7 @@ pub struct PktGenArgs {
     /// Destination IPv4 address[-last][:port[-last]].
     #[arg(short = 'd', long = "dst-ip", default_value = "10.1.0.1:1234")]
     pub dst_ip: String,
-    /// With `-f txrx`: the port to receive on (vport:SWITCH:PORT).
+    /// With `-f txrx`: the port to receive on (same forms as `-i`).
     #[arg(long = "rx-interface")]
     pub rx_iface: Option<String>,
     /// Control socket of the daemon.
@@ -274,6 +277,73 @@ fn default_mac() -> MacAddr {
     MacAddr::local(std::process::id())
 }
 
+/// Where pkt-gen sends and receives: a virtual port of a running switch, or
+/// a kernel interface driven directly (no switch).
+enum Endpoint {
+    Vport(VportConn),
+    Kernel(PortDriver),
+}
+
+impl Endpoint {
+    fn open(spec: &str, ctl: Option<&std::path::Path>) -> Result<Endpoint, String> {
+        if spec.starts_with("vport:") {
+            let (sw, port) = parse_iface(spec)?;
+            return Ok(Endpoint::Vport(VportConn::connect(ctl, &sw, &port)?));
+        }
+        let ps: PortSpec = spec.parse()?;
+        let (port, note) = ps.open_kernel().map_err(|e| e.to_string())?;
+        if let Some(n) = note {
+            eprintln!("mswitch: {n}");
+        }
+        Ok(Endpoint::Kernel(PortDriver::new(port)))
+    }
+
+    fn buf_size(&self) -> u32 {
+        match self {
+            Endpoint::Vport(c) => c.mem().buf_size(),
+            Endpoint::Kernel(d) => d.port().mem().buf_size(),
+        }
+    }
+
+    fn send_with(&mut self, max: usize, fill: impl FnMut(usize, &mut [u8]) -> usize) -> usize {
+        match self {
+            Endpoint::Vport(c) => c.send_with(max, fill),
+            Endpoint::Kernel(d) => d.send_with(max, fill),
+        }
+    }
+
+    /// Sends copies of `frames`; returns how many were taken.
+    fn send<'f>(&mut self, frames: impl ExactSizeIterator<Item = &'f [u8]>) -> usize {
+        match self {
+            Endpoint::Vport(c) => c.send(frames),
+            Endpoint::Kernel(d) => {
+                let mut it = frames;
+                d.send_with(it.len(), |_, buf| match it.next() {
+                    Some(f) if f.len() <= buf.len() => {
+                        buf[..f.len()].copy_from_slice(f);
+                        f.len()
+                    }
+                    _ => 0,
+                })
+            }
+        }
+    }
+
+    fn recv(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        match self {
+            Endpoint::Vport(c) => c.recv(max, f),
+            Endpoint::Kernel(d) => d.recv(max, f),
+        }
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        match self {
+            Endpoint::Vport(c) => c.wait(timeout),
+            Endpoint::Kernel(d) => d.wait(timeout),
+        }
+    }
+}
+
 /// Parses `vport:SWITCH:PORT`.
 fn parse_iface(s: &str) -> Result<(String, String), String> {
     let mut it = s.splitn(3, ':');
@@ -395,27 +465,23 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
         d => d.map(Duration::from_secs_f64),
     };
     let mut frames = FrameGen::new(a)?;
-    let (sw, port) = parse_iface(&a.iface)?;
     let stop = stop_flag();
     let rx_conn = match (a.func, &a.rx_iface) {
-        (Func::Txrx, Some(ri)) => {
-            let (rsw, rport) = parse_iface(ri)?;
-            Some(VportConn::connect(a.ctl.as_deref(), &rsw, &rport)?)
-        }
+        (Func::Txrx, Some(ri)) => Some(Endpoint::open(ri, a.ctl.as_deref())?),
         (Func::Txrx, None) => return Err("-f txrx needs --rx-interface".into()),
         (_, Some(_)) => return Err("--rx-interface is only for -f txrx".into()),
         _ => None,
     };
-    let mut conn = VportConn::connect(a.ctl.as_deref(), &sw, &port)?;
+    let mut conn = Endpoint::open(&a.iface, a.ctl.as_deref())?;
     if a.len
         .split('-')
         .filter_map(|v| v.parse::<u64>().ok())
-        .any(|l| l > u64::from(conn.mem().buf_size()))
+        .any(|l| l > u64::from(conn.buf_size()))
     {
         return Err(format!(
             "length {} does not fit the port's {}-byte buffers",
             a.len,
-            conn.mem().buf_size()
+            conn.buf_size()
         ));
     }
     let limits = Limits {
@@ -479,7 +545,7 @@ fn idle(busy: bool) {
 }
 
 fn tx(
-    conn: &mut VportConn,
+    conn: &mut Endpoint,
     frames: &mut FrameGen,
     a: &PktGenArgs,
     lim: &Limits,
@@ -534,8 +600,8 @@ fn tx(
 
 /// Sends on `tx` and drains `rx` in turns, from one thread.
 fn txrx(
-    tx: &mut VportConn,
-    rx: &mut VportConn,
+    tx: &mut Endpoint,
+    rx: &mut Endpoint,
     frames: &mut FrameGen,
     a: &PktGenArgs,
     lim: &Limits,
@@ -579,7 +645,7 @@ fn txrx(
 
 /// Receives (and with `reflect`, sends every frame back with addresses swapped).
 fn rx(
-    conn: &mut VportConn,
+    conn: &mut Endpoint,
     a: &PktGenArgs,
     lim: &Limits,
     rep: &mut Reporter,
@@ -661,7 +727,7 @@ const PING_MAGIC: [u8; 2] = *b"mP";
 const PING_OFF: usize = 42;
 const PING_LEN: usize = 6;
 
-fn ping(conn: &mut VportConn, frames: &mut FrameGen, a: &PktGenArgs, lim: &Limits) -> Summary {
+fn ping(conn: &mut Endpoint, frames: &mut FrameGen, a: &PktGenArgs, lim: &Limits) -> Summary {
     let clock = Instant::now();
     let rate = a.rate.unwrap_or(1000.0);
     let mut rtts: Vec<u64> = Vec::new();

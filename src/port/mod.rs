@@ -9,10 +9,13 @@
 //! between their device and these rings in the two sync callbacks.
 
 pub mod afpacket;
+pub mod afxdp;
+pub mod driver;
 pub mod kernel;
 pub mod mem;
 pub mod spec;
 pub mod tap;
+mod xdp_prog;
 
 use std::fmt;
 use std::os::fd::RawFd;
