@@ -57,6 +57,9 @@ pub struct Daemon {
 
 type Res<T> = Result<T, String>;
 
+/// Control connections served at once (vport clients included).
+const MAX_CONNECTIONS: usize = 1024;
+
 impl Daemon {
     pub fn new() -> io::Result<Arc<Daemon>> {
         sys::raise_fd_limit();
@@ -356,18 +359,30 @@ impl Daemon {
         while !self.stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((conn, _)) => {
-                    conn.set_nonblocking(false)?;
+                    if conn.set_nonblocking(false).is_err() {
+                        continue;
+                    }
+                    if self.lock_conns().len() >= MAX_CONNECTIONS {
+                        // Each connection holds a thread (and a vport client
+                        // holds its connection): bound them.
+                        let msg = format!("too many control connections (at most {MAX_CONNECTIONS})");
+                        let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
+                        continue;
+                    }
                     let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
                     if let Ok(c) = conn.try_clone() {
                         self.lock_conns().insert(id, c);
                     }
                     let d = self.clone();
-                    std::thread::Builder::new()
-                        .name("mswitch-ctl".into())
-                        .spawn(move || {
-                            d.connection(conn);
-                            d.lock_conns().remove(&id);
-                        })?;
+                    let spawned = std::thread::Builder::new().name("mswitch-ctl".into()).spawn(move || {
+                        d.connection(conn);
+                        d.lock_conns().remove(&id);
+                    });
+                    if let Err(e) = spawned {
+                        // Out of threads: refuse this client, keep serving.
+                        eprintln!("mswitch: cannot serve a control connection: {e}");
+                        self.lock_conns().remove(&id);
+                    }
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
