@@ -75,7 +75,11 @@ pub enum AfXdpError {
     #[error(
         "interface {ifname} MTU {mtu} is larger than the port's buffers allow (MTU + {FRAME_OVERHEAD} must fit in {limit} bytes)"
     )]
-    MtuTooLarge { ifname: String, mtu: u32, limit: u32 },
+    MtuTooLarge {
+        ifname: String,
+        mtu: u32,
+        limit: u32,
+    },
     #[error(
         "interface {ifname} (queue {queue}) is already used by another XDP program (another switch?)"
     )]
@@ -212,7 +216,7 @@ impl AfXdpPort {
         } else {
             MAX_CHUNK
         };
-        let umem = Umem::new(chunk, rx_n + tx_n).map_err(os("allocating the UMEM"))?;
+        let umem = Umem::new(chunk, rx_n, tx_n).map_err(os("allocating the UMEM"))?;
 
         let deadline = Instant::now() + BUSY_RETRY;
         let busy = || AfXdpError::Busy {
@@ -223,11 +227,14 @@ impl AfXdpPort {
         // driver cannot do it, so a fresh socket is bound in copy mode.
         let xsk = loop {
             let zc = Xsk::new(&umem, rx_n, tx_n, ifname)?;
-            let zc_err =
-                match zc.bind(ifindex, queue, libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP) {
-                    Ok(()) => break zc,
-                    Err(e) => e,
-                };
+            let zc_err = match zc.bind(
+                ifindex,
+                queue,
+                libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP,
+            ) {
+                Ok(()) => break zc,
+                Err(e) => e,
+            };
             drop(zc);
             let err = if zc_err.raw_os_error() == Some(libc::EBUSY) {
                 zc_err
@@ -271,13 +278,12 @@ impl AfXdpPort {
         })?;
         xdp_prog::map_update(map.as_fd(), queue, xsk.sock.as_fd())
             .map_err(bpf_err("adding the socket to the XSKMAP"))?;
-        let prog = xdp_prog::load_redirect_prog(map.as_fd()).map_err(|e| {
-            match e.err.raw_os_error() {
+        let prog =
+            xdp_prog::load_redirect_prog(map.as_fd()).map_err(|e| match e.err.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => AfXdpError::NotPermitted(ifname.to_owned()),
                 _ if e.log.is_empty() => AfXdpError::ProgramRejected(e.err.to_string()),
                 _ => AfXdpError::ProgramRejected(format!("{} ({})", e.log, e.err)),
-            }
-        })?;
+            })?;
         let link = loop {
             match xdp_prog::link_create(prog.as_fd(), ifindex) {
                 Ok(l) => break l,
@@ -550,7 +556,7 @@ impl AfXdpPort {
             let a = st.comp.addr(st.comp_cons.wrapping_add(k));
             // Only addresses of TX frames we produced come back; anything
             // else would be a kernel bug, and is not trusted.
-            if self.umem.is_tx_frame(a) && st.free.len() < st.free.capacity() {
+            if self.umem.is_tx_frame(a) && st.free.len() < self.umem.tx_frames as usize {
                 st.free.push(self.umem.chunk_base(a));
             }
         }
@@ -735,11 +741,9 @@ impl Xsk {
             flags: 0,
             tx_metadata_len: 0,
         };
-        setsockopt(&sock, libc::XDP_UMEM_REG, &reg).map_err(|err| {
-            match err.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => AfXdpError::NotPermitted(ifname.to_owned()),
-                _ => os("registering the UMEM (RLIMIT_MEMLOCK too low?)")(err),
-            }
+        setsockopt(&sock, libc::XDP_UMEM_REG, &reg).map_err(|err| match err.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => AfXdpError::NotPermitted(ifname.to_owned()),
+            _ => os("registering the UMEM (RLIMIT_MEMLOCK too low?)")(err),
         })?;
         for (opt, n) in [
             (libc::XDP_UMEM_FILL_RING, rx_n),
@@ -880,7 +884,8 @@ impl Mmap {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Mmap { ptr, len })
     }
 }
@@ -901,11 +906,12 @@ struct Umem {
     map: Mmap,
     chunk: u32,
     rx_frames: u32,
+    tx_frames: u32,
 }
 
 impl Umem {
-    fn new(chunk: u32, frames: u32) -> io::Result<Umem> {
-        let len = frames as usize * chunk as usize;
+    fn new(chunk: u32, rx_frames: u32, tx_frames: u32) -> io::Result<Umem> {
+        let len = (rx_frames as usize + tx_frames as usize) * chunk as usize;
         let map = Mmap::new(
             len,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
@@ -915,7 +921,8 @@ impl Umem {
         Ok(Umem {
             map,
             chunk,
-            rx_frames: frames.min(len as u32 / chunk),
+            rx_frames,
+            tx_frames,
         })
     }
 
@@ -938,7 +945,9 @@ impl Umem {
     /// else writes it) for as long as the slice lives.
     unsafe fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let end = addr.checked_add(len as u64)?;
-        if end > self.map.len as u64 || (len > 0 && self.chunk_base(addr) != self.chunk_base(end - 1)) {
+        if end > self.map.len as u64
+            || (len > 0 && self.chunk_base(addr) != self.chunk_base(end - 1))
+        {
             return None;
         }
         // SAFETY: in bounds (checked above); the caller owns the frame.
@@ -1095,7 +1104,9 @@ fn valid_ifname(s: &str) -> bool {
     (1..libc::IFNAMSIZ).contains(&s.len())
         && s != "."
         && s != ".."
-        && !s.bytes().any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
+        && !s
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
 }
 
 fn if_mtu(ifname: &str) -> io::Result<u32> {
@@ -1159,7 +1170,7 @@ mod tests {
 
     #[test]
     fn umem_frames_are_bounds_checked() {
-        let u = Umem::new(2048, 4).unwrap();
+        let u = Umem::new(2048, 2, 2).unwrap();
         assert_eq!(u.chunk_base(2048 + 256), 2048);
         // SAFETY: nobody else uses this UMEM.
         unsafe {
