@@ -240,6 +240,9 @@ fn learn_switch_between_two_namespaces(kind_a: &str, kind_b: &str) {
     let st = lab.stats();
     let ports = st[0]["ports"].as_array().unwrap();
     assert_eq!(ports.len(), 2);
+    // The port really is of the kind asked for (af_xdp must not have fallen back).
+    assert_eq!(ports[0]["kind"], kind_a, "{}", ports[0]);
+    assert_eq!(ports[1]["kind"], kind_b, "{}", ports[1]);
     for p in ports {
         assert!(p["rx_packets"].as_u64().unwrap() > 100, "{p}");
         assert!(p["tx_packets"].as_u64().unwrap() > 100, "{p}");

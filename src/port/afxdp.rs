@@ -28,7 +28,18 @@
 //!
 //! Ownership: the program is attached through a BPF link, so it is detached
 //! when the port is dropped or the process dies; nothing else about the
-//! interface is changed.
+//! interface is changed. An interface's XDP hook holds one program, so one
+//! interface serves one port (one queue): a second port on the same
+//! interface, from this switch or another, is refused with
+//! [`AfXdpError::Busy`].
+//!
+//! Checksums: XDP sees frames as they are on the wire, and AF_XDP carries no
+//! checksum state. A frame sent by a local stack over a veth whose TX
+//! checksum offload is on (the default) reaches XDP with its TCP/UDP
+//! checksum unfinished (only the pseudo-header sum), and the stack that
+//! finally receives it drops it. Stacks behind veth pairs attached through
+//! AF_XDP need `ethtool -K IF tx off` on their end; real NICs compute
+//! checksums before the wire and are not affected.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -137,7 +148,7 @@ pub struct AfXdpPort {
     /// Set by every `outgoing_published` caller before it tries the TX lock.
     tx_pending: AtomicBool,
     /// Copy mode: descriptors the kernel has not taken yet are left on the
-    /// TX ring (the device pushed back); retried from `sync_incoming`.
+    /// TX ring (the device pushed back, or is down); `sync_incoming` retries.
     tx_backlog: AtomicBool,
     rx_oversize: AtomicU64,
     tx_dropped: AtomicU64,
@@ -268,7 +279,7 @@ impl AfXdpPort {
                 _ => AfXdpError::Os { ifname, what, err },
             }
         };
-        let entries = queues.unwrap_or(0).max(queue + 1);
+        let entries = queues.unwrap_or(0).max(queue.saturating_add(1));
         let map = xdp_prog::create_xskmap(entries).map_err(|err| {
             if err.raw_os_error() == Some(libc::EINVAL) {
                 AfXdpError::Unsupported(format!("cannot create an XSKMAP ({err})"))
@@ -632,7 +643,7 @@ impl Port for AfXdpPort {
     }
 
     fn kind(&self) -> &'static str {
-        "afxdp"
+        "af_xdp"
     }
 
     fn mem(&self) -> &PortMem {
@@ -676,7 +687,10 @@ impl Port for AfXdpPort {
     }
 
     fn arm_incoming(&self, cur: u32) -> bool {
-        if self.mem.incoming().available(cur) > 0 || self.tx_backlog.load(Ordering::Relaxed) {
+        // A TX backlog does not keep the worker awake: it is retried while
+        // the worker polls, and by the next `outgoing_published` otherwise
+        // (a link that is down must not make the worker spin).
+        if self.mem.incoming().available(cur) > 0 {
             return false;
         }
         let Some(st) = Self::lock(&self.rx) else {

@@ -25,6 +25,8 @@ pub enum KernelPortError {
     Os { what: &'static str, name: String, err: io::Error },
     #[error("port memory: {0}")]
     Mem(#[from] crate::packet::MemError),
+    #[error("{0}")]
+    Other(String),
 }
 
 impl KernelPortError {

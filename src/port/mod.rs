@@ -26,15 +26,26 @@ pub use mem::{MemClient, MemPort};
 pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
-/// why) when AF_XDP cannot attach to the interface.
+/// why) when the kernel or the interface cannot do AF_XDP. Errors that
+/// AF_PACKET would hit too (no such interface, not permitted, MTU too large,
+/// interface busy) are reported as they are.
 pub(crate) fn afxdp_open(
     ifname: &str,
-    _queue: u32,
+    queue: u32,
     cfg: crate::packet::MemConfig,
 ) -> Result<(std::sync::Arc<dyn Port>, Option<String>), kernel::KernelPortError> {
-    let why = "AF_XDP is not built into this mswitch yet";
+    use afxdp::AfXdpError as E;
+    let why = match afxdp::AfXdpPort::open(ifname, ifname, queue, cfg) {
+        Ok(p) => return Ok((p, None)),
+        Err(E::NoSuchInterface(n)) => return Err(kernel::KernelPortError::NoSuchInterface(n)),
+        Err(E::NotPermitted(n)) => return Err(kernel::KernelPortError::NotPermitted(n)),
+        Err(e @ (E::MtuTooLarge { .. } | E::Busy { .. } | E::NoSuchQueue { .. } | E::Mem(_))) => {
+            return Err(kernel::KernelPortError::Other(e.to_string()));
+        }
+        Err(e) => e.to_string(),
+    };
     let p = afpacket::AfPacketPort::open(ifname, ifname, cfg)?;
-    Ok((p, Some(format!("af_xdp:{ifname}: {why}; using af_packet"))))
+    Ok((p, Some(format!("af_xdp:{ifname}: {why}; using af_packet instead"))))
 }
 
 /// Largest port number plus one: port numbers run from 1 to `MAX_PORTS - 1`.
