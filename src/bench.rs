@@ -151,15 +151,10 @@ pub enum BenchError {
 impl Case {
     pub fn validate(&self) -> Result<(), BenchError> {
         let bad = |m: String| Err(BenchError::Bad(m));
-        let min_ports = if self.pattern == Pattern::OneToOne {
-            2
-        } else {
-            2
-        };
-        if self.ports < min_ports || self.ports > 1024 {
+        if self.ports < 2 || self.ports > 1024 {
             return bad(format!("--ports must be 2..=1024, not {}", self.ports));
         }
-        if self.pattern == Pattern::OneToOne && self.ports % 2 != 0 {
+        if self.pattern == Pattern::OneToOne && !self.ports.is_multiple_of(2) {
             return bad(format!(
                 "--pattern 1to1 needs an even number of ports, not {}",
                 self.ports

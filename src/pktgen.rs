@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::control::client::VportConn;
 use crate::port::PortSpec;
 use crate::port::driver::PortDriver;
-use crate::wire::ethernet::{MacAddr, udp_frame};
+use crate::wire::ethernet::{MacAddr, ones_complement_sum, udp_frame};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -260,13 +260,8 @@ impl FrameGen {
             buf[34..36].copy_from_slice(&(sport as u16).to_be_bytes());
             buf[36..38].copy_from_slice(&(dport as u16).to_be_bytes());
             buf[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
-            let mut sum: u32 = buf[14..34]
-                .chunks_exact(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                .sum();
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum = (sum & 0xffff) + (sum >> 16);
-            buf[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            let sum = ones_complement_sum(&buf[14..34]);
+            buf[24..26].copy_from_slice(&(!sum).to_be_bytes());
         }
         self.k = self.k.wrapping_add(1);
         len
@@ -846,14 +841,7 @@ mod tests {
             let mut buf = vec![0u8; 2048];
             let len = g.fill(&mut buf);
             let f = &buf[..len];
-            let mut sum: u32 = f[14..34]
-                .chunks(2)
-                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            assert_eq!(sum, 0xffff);
+            assert_eq!(ones_complement_sum(&f[14..34]), 0xffff);
             assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, len - 14);
             seen.insert((f[29], f[35]));
         }

@@ -136,7 +136,7 @@ impl MemConfig {
                 return Err(MemError::RingSize(s));
             }
         }
-        if self.buf_size % 64 != 0 || !(64..=MAX_BUF_SIZE).contains(&self.buf_size) {
+        if !self.buf_size.is_multiple_of(64) || !(64..=MAX_BUF_SIZE).contains(&self.buf_size) {
             return Err(MemError::BufSize(self.buf_size));
         }
         let need = self.incoming_slots + self.outgoing_slots;

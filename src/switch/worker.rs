@@ -122,7 +122,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         let timeout = if active.is_empty() {
             // Everything is retired: sleep until a port or control signals.
             Some(Duration::from_secs(1))
-        } else if !retired.is_empty() && round % EPOLL_EVERY_ROUNDS == 0 {
+        } else if !retired.is_empty() && round.is_multiple_of(EPOLL_EVERY_ROUNDS) {
             Some(Duration::ZERO)
         } else {
             if work == 0 {
