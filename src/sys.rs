@@ -555,3 +555,12 @@ pub fn if_nametoindex(name: &std::ffi::CStr) -> u32 {
     // SAFETY: `name` is a valid NUL-terminated string.
     unsafe { libc::if_nametoindex(name.as_ptr()) }
 }
+
+/// Sets the calling thread's timer slack (how late the kernel may wake it
+/// from a sleep to batch wake-ups).
+pub fn set_timer_slack(slack: Duration) {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, slack.as_nanos().max(1) as libc::c_ulong, 0, 0, 0);
+    }
+}

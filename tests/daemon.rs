@@ -635,7 +635,7 @@ fn attach_and_detach_from_the_cli_while_traffic_flows() {
             wait_progress(progress, 100);
             let x = format!("x{i}");
             let out = h.ctl_ok(&["attach", "sw", &format!("vport:{x},ring=64")]);
-            assert_eq!(out, format!("attached {x} to sw as port 3\n"));
+            assert_eq!(out, format!("attached vport {x} to sw as port 3\n"));
             wait_progress(progress, 100);
             // Alternately by name and by number.
             let by = if i % 2 == 0 { "3" } else { x.as_str() };
@@ -1088,7 +1088,7 @@ fn ctl_errors_are_one_line_and_output_is_readable() {
         (&["attach", "sw", "vport:x,ring=3"], "ring size 3"),
         (&["attach", "sw", "vport:x,buf=100"], "buffer size 100"),
         (&["attach", "sw", "vport:x,foo=1"], "unknown port option"),
-        (&["attach", "sw", "tap:x"], "unknown port kind"),
+        (&["attach", "sw", "bogus:x"], "unknown port kind"),
         (&["attach", "sw", "vport:"], "bad port name"),
         (
             &["attach", "sw", "vport:x", "--ofport", "1"],
@@ -1122,7 +1122,7 @@ fn ctl_errors_are_one_line_and_output_is_readable() {
     }
     for (iface, want) in [
         ("vport:nosuch:p", "no switch 'nosuch'"),
-        ("bogus", "bad interface"),
+        ("bogus", "bad port spec"),
         ("vport:sw:bad/name", "bad port name"),
     ] {
         let p = h.pkt_gen(iface, "rx", "-n 1 -D 1");

@@ -6,7 +6,10 @@
 //! signal its descriptor when packets arrive); when every owned port is
 //! retired the worker sleeps in epoll, so an idle switch uses no CPU. While
 //! some ports are retired and others busy, the worker checks for signals
-//! every few rounds with a zero-timeout epoll.
+//! every few rounds with a zero-timeout epoll. Under light load (a round
+//! moves only a few packets) a worker naps for a few microseconds between
+//! rounds instead of spinning, so a trickle of traffic costs little CPU;
+//! `busy-poll` switches never nap or sleep.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +27,12 @@ pub(crate) const CTRL_TOKEN: u64 = u64::MAX;
 
 /// How often a busy worker looks for signals from retired ports.
 const EPOLL_EVERY_ROUNDS: u32 = 16;
+
+/// A round that moved fewer packets than this makes the worker nap for
+/// `NAP` before the next (unless it busy-polls): at such rates spinning
+/// buys nothing but burnt CPU.
+const NAP_BELOW: usize = 16;
+const NAP: Duration = Duration::from_micros(20);
 
 /// The part of a worker that control and readers see.
 pub(crate) struct WorkerShared {
@@ -70,6 +79,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     {
         eprintln!("mswitch: worker {w}: cannot pin to cpu {cpu}: {e}");
     }
+    // Naps are short: ask the kernel not to stretch them.
+    crate::sys::set_timer_slack(Duration::from_micros(1));
     let mut fwd = Forwarder::new(shared.cfg.batch, w);
     let mut table: Arc<Table> = shared.table();
     let mut active: Vec<Owned> = Vec::new();
@@ -125,7 +136,12 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         } else if !retired.is_empty() && round.is_multiple_of(EPOLL_EVERY_ROUNDS) {
             Some(Duration::ZERO)
         } else {
-            if work == 0 {
+            if idle_after.is_some() && work < NAP_BELOW {
+                // A trickle: nap rather than spin, so light traffic does not
+                // cost a whole core; packets gather in the rings meanwhile and
+                // the next round takes them as a batch.
+                std::thread::sleep(NAP);
+            } else if work == 0 {
                 std::hint::spin_loop();
             }
             continue;
