@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod control;
 pub mod module;
+pub mod openflow;
 pub mod packet;
 pub mod pktgen;
 pub mod port;

@@ -1,0 +1,321 @@
+//! `ofp_match` (type `OFPMT_OXM`): a list of match fields that is valid by
+//! construction.
+//!
+//! A [`Match`] can only be built valid: no duplicate field, every value
+//! within its field's width, no value bit outside its mask, every
+//! prerequisite present (Table 12 of the spec, transitively). Prerequisites
+//! are checked against the whole match, whatever the order of its fields;
+//! the fields keep the order and masks they were given, so a flow's match is
+//! echoed byte for byte.
+
+use super::bytes::{Reader, Res, Writer, pad8};
+use super::error::{BadMatchCode, ErrorCode};
+use super::oxm::{OFPMT_OXM, OFPVID_PRESENT, OxmError, OxmField, OxmFieldType};
+use super::port::PortNo;
+
+/// `ofp_match` of type `OFPMT_OXM`: a valid list of match fields, in the
+/// order they were given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Match {
+    fields: Vec<OxmField>,
+}
+
+impl Match {
+    /// The match-everything match.
+    pub fn new() -> Match {
+        Match::default()
+    }
+
+    /// A match of these fields, if they make a valid one; the error is the
+    /// `OFPBMC_*` code the spec gives for the first problem.
+    pub fn from_fields(fields: Vec<OxmField>) -> Result<Match, BadMatchCode> {
+        for (i, f) in fields.iter().enumerate() {
+            f.check().map_err(OxmError::bad_match)?;
+            if fields[..i].iter().any(|g| g.field_type() == f.field_type()) {
+                return Err(BadMatchCode::DupField);
+            }
+        }
+        let m = Match { fields };
+        if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
+            Ok(m)
+        } else {
+            Err(BadMatchCode::BadPrereq)
+        }
+    }
+
+    pub fn fields(&self) -> &[OxmField] {
+        &self.fields
+    }
+
+    pub fn into_fields(self) -> Vec<OxmField> {
+        self.fields
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    pub fn get(&self, ty: OxmFieldType) -> Option<&OxmField> {
+        self.fields.iter().find(|f| f.field_type() == ty)
+    }
+
+    pub fn in_port(&self) -> Option<PortNo> {
+        match self.get(OxmFieldType::InPort) {
+            Some(OxmField::InPort(p)) => Some(*p),
+            _ => None,
+        }
+    }
+
+    pub fn eth_type(&self) -> Option<u16> {
+        match self.get(OxmFieldType::EthType) {
+            Some(OxmField::EthType(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    pub fn ip_proto(&self) -> Option<u8> {
+        match self.get(OxmFieldType::IpProto) {
+            Some(OxmField::IpProto(p)) => Some(*p),
+            _ => None,
+        }
+    }
+
+    fn icmpv6_type(&self) -> Option<u8> {
+        match self.get(OxmFieldType::Icmpv6Type) {
+            Some(OxmField::Icmpv6Type(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// Whether this match guarantees a VLAN tag (VLAN_VID with the present
+    /// bit matched as 1), the prerequisite of VLAN_PCP.
+    fn has_vlan(&self) -> bool {
+        match self.get(OxmFieldType::VlanVid) {
+            Some(OxmField::VlanVid(m)) => {
+                m.value & m.mask.unwrap_or(u16::MAX) & OFPVID_PRESENT != 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this match satisfies the prerequisites of a field (Table 12 of
+    /// the spec, transitively). A pipeline also uses it to check that a
+    /// SET_FIELD action is consistent with its flow's match.
+    pub fn prerequisites_met(&self, ty: OxmFieldType) -> bool {
+        use OxmFieldType::*;
+        let eth = self.eth_type();
+        let ipv4 = eth == Some(0x0800);
+        let ipv6 = eth == Some(0x86dd);
+        let proto = self.ip_proto();
+        let icmpv6 = ipv6 && proto == Some(58);
+        match ty {
+            InPort | Metadata | EthDst | EthSrc | EthType | VlanVid | TunnelId => true,
+            InPhyPort => self.in_port().is_some(),
+            VlanPcp => self.has_vlan(),
+            IpDscp | IpEcn | IpProto => ipv4 || ipv6,
+            Ipv4Src | Ipv4Dst => ipv4,
+            TcpSrc | TcpDst => (ipv4 || ipv6) && proto == Some(6),
+            UdpSrc | UdpDst => (ipv4 || ipv6) && proto == Some(17),
+            SctpSrc | SctpDst => (ipv4 || ipv6) && proto == Some(132),
+            Icmpv4Type | Icmpv4Code => ipv4 && proto == Some(1),
+            ArpOp | ArpSpa | ArpTpa | ArpSha | ArpTha => eth == Some(0x0806),
+            Ipv6Src | Ipv6Dst | Ipv6Flabel | Ipv6Exthdr => ipv6,
+            Icmpv6Type | Icmpv6Code => icmpv6,
+            Ipv6NdTarget => icmpv6 && matches!(self.icmpv6_type(), Some(135 | 136)),
+            Ipv6NdSll => icmpv6 && self.icmpv6_type() == Some(135),
+            Ipv6NdTll => icmpv6 && self.icmpv6_type() == Some(136),
+            MplsLabel | MplsTc | MplsBos => matches!(eth, Some(0x8847 | 0x8848)),
+            PbbIsid => eth == Some(0x88e7),
+        }
+    }
+
+    /// Size of the encoded `ofp_match`, padding included.
+    pub fn encoded_len(&self) -> usize {
+        pad8(4 + self.fields.iter().map(OxmField::encoded_len).sum::<usize>())
+    }
+
+    /// Reads an `ofp_match` and its padding.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Res<Match> {
+        let bad = |c| ErrorCode::BadMatch(c);
+        let ty = r.u16()?;
+        let len = usize::from(r.u16()?);
+        if ty != OFPMT_OXM {
+            return Err(bad(BadMatchCode::BadType));
+        }
+        if len < 4 {
+            return Err(bad(BadMatchCode::BadLen));
+        }
+        let mut body = r
+            .sub(len - 4, bad(BadMatchCode::BadLen))
+            .map_err(|_| bad(BadMatchCode::BadLen))?;
+        r.skip(pad8(len) - len)
+            .map_err(|_| bad(BadMatchCode::BadLen))?;
+        let mut fields: Vec<OxmField> = Vec::new();
+        while !body.is_empty() {
+            let f = OxmField::decode(&mut body).map_err(OxmError::match_code)?;
+            if fields.iter().any(|g| g.field_type() == f.field_type()) {
+                return Err(bad(BadMatchCode::DupField));
+            }
+            fields.push(f);
+        }
+        let m = Match { fields };
+        if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
+            Ok(m)
+        } else {
+            Err(bad(BadMatchCode::BadPrereq))
+        }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        let start = w.pos();
+        w.u16(OFPMT_OXM);
+        w.u16(0);
+        for f in &self.fields {
+            f.encode(w);
+        }
+        w.patch_len(start + 2, start, "ofp_match");
+        w.pad_to_8(start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openflow::error::BadRequestCode;
+    use crate::openflow::oxm::{Masked, OFPVID_NONE};
+    use crate::wire::MacAddr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const SHORT: ErrorCode = ErrorCode::BadRequest(BadRequestCode::BadLen);
+
+    fn encode(m: &Match) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut w = Writer::new(&mut v);
+        m.encode(&mut w);
+        w.finish().unwrap();
+        v
+    }
+
+    fn decode(b: &[u8]) -> Res<Match> {
+        let mut r = Reader::new(b, SHORT);
+        let m = Match::decode(&mut r)?;
+        r.finish()?;
+        Ok(m)
+    }
+
+    fn bad(c: BadMatchCode) -> Res<Match> {
+        Err(ErrorCode::BadMatch(c))
+    }
+
+    #[test]
+    fn tcp_match_fixture() {
+        // tcp,in_port=1,nw_src=10.0.0.0/24,tp_dst=80
+        let bytes = [
+            0x00, 0x01, 0x00, 0x29, // OXM match, length 41
+            0x80, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01, // in_port=1
+            0x80, 0x00, 0x0a, 0x02, 0x08, 0x00, // eth_type=0x0800
+            0x80, 0x00, 0x14, 0x01, 0x06, // ip_proto=6
+            0x80, 0x00, 0x17, 0x08, 10, 0, 0, 0, 255, 255, 255, 0, // ipv4_src/mask
+            0x80, 0x00, 0x1c, 0x02, 0x00, 0x50, // tcp_dst=80
+            0, 0, 0, 0, 0, 0, 0, // padding to 48
+        ];
+        let m = decode(&bytes).unwrap();
+        assert_eq!(
+            m.fields(),
+            &[
+                OxmField::InPort(PortNo(1)),
+                OxmField::EthType(0x0800),
+                OxmField::IpProto(6),
+                OxmField::Ipv4Src(Masked::new(
+                    Ipv4Addr::new(10, 0, 0, 0),
+                    Ipv4Addr::new(255, 255, 255, 0)
+                )),
+                OxmField::TcpDst(80),
+            ]
+        );
+        assert_eq!(encode(&m), bytes);
+        assert_eq!(m.encoded_len(), bytes.len());
+        // Missing padding.
+        assert_eq!(decode(&bytes[..44]), bad(BadMatchCode::BadLen));
+    }
+
+    #[test]
+    fn match_errors() {
+        let with = |fields: &[&[u8]]| {
+            let body: Vec<u8> = fields.concat();
+            let len = 4 + body.len();
+            let mut v = vec![0, 1];
+            v.extend_from_slice(&(len as u16).to_be_bytes());
+            v.extend_from_slice(&body);
+            v.resize(pad8(len), 0);
+            decode(&v)
+        };
+        let eth_ip: &[u8] = &[0x80, 0, 0x0a, 2, 0x08, 0x00];
+        let eth_arp: &[u8] = &[0x80, 0, 0x0a, 2, 0x08, 0x06];
+        let tcp: &[u8] = &[0x80, 0, 0x14, 1, 6];
+        let tp_dst: &[u8] = &[0x80, 0, 0x1c, 2, 0, 80];
+        assert!(with(&[eth_ip, tcp, tp_dst]).is_ok());
+        // Order does not matter for prerequisites.
+        assert!(with(&[tp_dst, tcp, eth_ip]).is_ok());
+        assert_eq!(with(&[tcp, tp_dst]), bad(BadMatchCode::BadPrereq));
+        assert_eq!(with(&[eth_arp, tcp, tp_dst]), bad(BadMatchCode::BadPrereq));
+        assert_eq!(with(&[eth_ip, tp_dst]), bad(BadMatchCode::BadPrereq));
+        assert_eq!(with(&[eth_ip, eth_ip]), bad(BadMatchCode::DupField));
+        // Standard (OF1.0/1.1 style) match type.
+        assert_eq!(
+            decode(&[0, 0, 0, 4, 0, 0, 0, 0]),
+            bad(BadMatchCode::BadType)
+        );
+        assert_eq!(decode(&[0, 1, 0, 3, 0, 0, 0, 0]), bad(BadMatchCode::BadLen));
+        assert_eq!(
+            decode(&[0, 1, 0, 12, 0, 0, 0, 0]),
+            bad(BadMatchCode::BadLen)
+        );
+        // A truncated TLV inside the match.
+        assert_eq!(
+            decode(&[0, 1, 0, 8, 0x80, 0, 0, 4, 0, 0, 0, 0]),
+            bad(BadMatchCode::BadLen)
+        );
+        assert_eq!(decode(&[0, 1, 0, 4, 0, 0, 0, 0]), Ok(Match::new()));
+        // The header itself cut short is the message's problem.
+        assert_eq!(decode(&[0, 1, 0]), Err(SHORT));
+    }
+
+    #[test]
+    fn vlan_pcp_needs_a_present_vlan() {
+        let vid = |value, mask| OxmField::VlanVid(Masked { value, mask });
+        let pcp = OxmField::VlanPcp(3);
+        assert!(Match::from_fields(vec![vid(OFPVID_PRESENT | 10, None), pcp]).is_ok());
+        assert!(Match::from_fields(vec![vid(OFPVID_PRESENT, Some(OFPVID_PRESENT)), pcp]).is_ok());
+        assert_eq!(
+            Match::from_fields(vec![vid(OFPVID_NONE, None), pcp]),
+            Err(BadMatchCode::BadPrereq)
+        );
+        assert_eq!(
+            Match::from_fields(vec![vid(OFPVID_PRESENT | 10, Some(0x0fff)), pcp]),
+            Err(BadMatchCode::BadWildcards)
+        );
+        assert_eq!(Match::from_fields(vec![pcp]), Err(BadMatchCode::BadPrereq));
+    }
+
+    #[test]
+    fn nd_and_mpls_prerequisites() {
+        let base = vec![
+            OxmField::EthType(0x86dd),
+            OxmField::IpProto(58),
+            OxmField::Icmpv6Type(135),
+        ];
+        let mut ok = base.clone();
+        ok.push(OxmField::Ipv6NdSll(MacAddr::local(1)));
+        ok.push(OxmField::Ipv6NdTarget(Ipv6Addr::LOCALHOST));
+        assert!(Match::from_fields(ok).is_ok());
+        let mut bad_tll = base;
+        bad_tll.push(OxmField::Ipv6NdTll(MacAddr::local(1)));
+        assert_eq!(Match::from_fields(bad_tll), Err(BadMatchCode::BadPrereq));
+        assert!(Match::from_fields(vec![OxmField::EthType(0x8847), OxmField::MplsBos(1)]).is_ok());
+        assert_eq!(
+            Match::from_fields(vec![OxmField::EthType(0x8847), OxmField::MplsBos(2)]),
+            Err(BadMatchCode::BadValue)
+        );
+    }
+}

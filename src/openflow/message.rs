@@ -1,0 +1,467 @@
+//! The [`Message`] enum, the small messages (features, config, role, async,
+//! queue config, experimenter), and the dispatch of [`decode`] and
+//! [`Message::encode`].
+
+use super::bytes::{EncodeError, Reader, Res, Writer};
+use super::error::{BadRequestCode, DecodeError, ErrorCode, ErrorMsg, RoleRequestFailedCode};
+use super::flow::{FlowMod, FlowRemoved, PacketIn, PacketOut};
+use super::group::GroupMod;
+use super::header::{HEADER_LEN, Header, MsgType, OFP_VERSION};
+use super::hello::Hello;
+use super::meter::MeterMod;
+use super::multipart::{MultipartReply, MultipartRequest};
+use super::port::{PortMod, PortNo, PortStatus};
+use super::table::TableMod;
+
+/// One OpenFlow 1.3 message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    Error(ErrorMsg),
+    EchoRequest(Vec<u8>),
+    EchoReply(Vec<u8>),
+    Experimenter(Experimenter),
+    FeaturesRequest,
+    FeaturesReply(SwitchFeatures),
+    GetConfigRequest,
+    GetConfigReply(SwitchConfig),
+    SetConfig(SwitchConfig),
+    PacketIn(PacketIn),
+    FlowRemoved(FlowRemoved),
+    PortStatus(PortStatus),
+    PacketOut(PacketOut),
+    FlowMod(FlowMod),
+    GroupMod(GroupMod),
+    PortMod(PortMod),
+    TableMod(TableMod),
+    MultipartRequest(MultipartRequest),
+    MultipartReply(MultipartReply),
+    BarrierRequest,
+    BarrierReply,
+    /// The port whose queues are asked for (or [`PortNo::ANY`]).
+    QueueGetConfigRequest(PortNo),
+    QueueGetConfigReply(QueueGetConfigReply),
+    RoleRequest(RoleMsg),
+    RoleReply(RoleMsg),
+    GetAsyncRequest,
+    GetAsyncReply(AsyncConfig),
+    SetAsync(AsyncConfig),
+    MeterMod(MeterMod),
+}
+
+/// `OFPT_EXPERIMENTER`: an extension message (this switch knows none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Experimenter {
+    pub experimenter: u32,
+    pub exp_type: u32,
+    pub data: Vec<u8>,
+}
+
+/// `ofp_capabilities` bits of the features reply.
+pub mod capabilities {
+    pub const FLOW_STATS: u32 = 1 << 0;
+    pub const TABLE_STATS: u32 = 1 << 1;
+    pub const PORT_STATS: u32 = 1 << 2;
+    pub const GROUP_STATS: u32 = 1 << 3;
+    pub const IP_REASM: u32 = 1 << 5;
+    pub const QUEUE_STATS: u32 = 1 << 6;
+    pub const PORT_BLOCKED: u32 = 1 << 8;
+}
+
+/// `OFPT_FEATURES_REPLY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SwitchFeatures {
+    pub datapath_id: u64,
+    /// Packets the switch can buffer for the controller.
+    pub n_buffers: u32,
+    pub n_tables: u8,
+    /// 0 on the main connection.
+    pub auxiliary_id: u8,
+    /// [`capabilities`] bits.
+    pub capabilities: u32,
+    pub reserved: u32,
+}
+
+/// `ofp_config_flags` values (IP fragment handling).
+pub mod config_flags {
+    pub const FRAG_NORMAL: u16 = 0;
+    pub const FRAG_DROP: u16 = 1;
+    pub const FRAG_REASM: u16 = 2;
+    pub const FRAG_MASK: u16 = 3;
+}
+
+/// `OFPCML_*`-style default of `miss_send_len` (`OFP_DEFAULT_MISS_SEND_LEN`).
+pub const DEFAULT_MISS_SEND_LEN: u16 = 128;
+
+/// `ofp_switch_config`: GET_CONFIG_REPLY and SET_CONFIG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// [`config_flags`] value.
+    pub flags: u16,
+    /// Bytes of a table-miss packet sent to the controller.
+    pub miss_send_len: u16,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            flags: config_flags::FRAG_NORMAL,
+            miss_send_len: DEFAULT_MISS_SEND_LEN,
+        }
+    }
+}
+
+wire_enum! {
+    /// `ofp_controller_role`.
+    pub enum ControllerRole: u32 {
+        NoChange = 0 => "OFPCR_ROLE_NOCHANGE",
+        Equal = 1 => "OFPCR_ROLE_EQUAL",
+        Master = 2 => "OFPCR_ROLE_MASTER",
+        Slave = 3 => "OFPCR_ROLE_SLAVE",
+    }
+}
+
+/// ROLE_REQUEST and ROLE_REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleMsg {
+    pub role: ControllerRole,
+    pub generation_id: u64,
+}
+
+/// GET_ASYNC_REPLY and SET_ASYNC: which asynchronous messages a controller
+/// gets, index 0 in the master or equal role, 1 as a slave. Each mask has
+/// bit `1 << reason` for the reasons wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AsyncConfig {
+    pub packet_in_mask: [u32; 2],
+    pub port_status_mask: [u32; 2],
+    pub flow_removed_mask: [u32; 2],
+}
+
+/// One queue of a QUEUE_GET_CONFIG reply (`ofp_packet_queue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketQueue {
+    pub queue_id: u32,
+    pub port: PortNo,
+    pub properties: Vec<QueueProp>,
+}
+
+/// A queue property, kept raw: `property` (`OFPQT_MIN_RATE` = 1,
+/// `OFPQT_MAX_RATE` = 2, `OFPQT_EXPERIMENTER` = 0xffff) and the bytes after
+/// its 8-byte header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueProp {
+    pub property: u16,
+    pub data: Vec<u8>,
+}
+
+/// `OFPT_QUEUE_GET_CONFIG_REPLY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueGetConfigReply {
+    pub port: PortNo,
+    pub queues: Vec<PacketQueue>,
+}
+
+impl QueueGetConfigReply {
+    fn decode(r: &mut Reader<'_>) -> Res<QueueGetConfigReply> {
+        let short = r.short();
+        let port = PortNo(r.u32()?);
+        r.skip(4)?;
+        let mut queues = Vec::new();
+        while !r.is_empty() {
+            let len = usize::from(r.peek_u16(8)?);
+            if len < 16 {
+                return Err(short);
+            }
+            let mut q = r.sub(len, short)?;
+            let queue_id = q.u32()?;
+            let qport = PortNo(q.u32()?);
+            q.skip(8)?;
+            let mut properties = Vec::new();
+            while !q.is_empty() {
+                let property = q.u16()?;
+                let plen = usize::from(q.u16()?);
+                if plen < 8 {
+                    return Err(short);
+                }
+                q.skip(4)?;
+                properties.push(QueueProp {
+                    property,
+                    data: q.take(plen - 8)?.to_vec(),
+                });
+            }
+            queues.push(PacketQueue {
+                queue_id,
+                port: qport,
+                properties,
+            });
+        }
+        Ok(QueueGetConfigReply { port, queues })
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        w.u32(self.port.0);
+        w.zeros(4);
+        for q in &self.queues {
+            let start = w.pos();
+            w.u32(q.queue_id);
+            w.u32(q.port.0);
+            w.u16(0);
+            w.zeros(6);
+            for p in &q.properties {
+                let pstart = w.pos();
+                w.u16(p.property);
+                w.u16(0);
+                w.zeros(4);
+                w.bytes(&p.data);
+                w.patch_len(pstart + 2, pstart, "queue property");
+            }
+            w.patch_len(start + 8, start, "queue");
+        }
+    }
+}
+
+/// Decodes one whole message: `buf` must be exactly the bytes
+/// [`frame_len`](super::frame_len) announced. Any version is accepted for
+/// HELLO (that is how versions are negotiated); every other message must be
+/// version 0x04.
+pub fn decode(buf: &[u8]) -> Result<(Header, Message), DecodeError> {
+    let short = ErrorCode::BadRequest(BadRequestCode::BadLen);
+    let err = |code| DecodeError::new(code, buf);
+    let header = Header::parse(buf).ok_or_else(|| err(short))?;
+    if usize::from(header.length) != buf.len() {
+        return Err(err(short));
+    }
+    let ty = MsgType::from_wire(header.msg_type);
+    if header.version != OFP_VERSION && ty != Some(MsgType::Hello) {
+        return Err(err(ErrorCode::BadRequest(BadRequestCode::BadVersion)));
+    }
+    let ty = ty.ok_or_else(|| err(ErrorCode::BadRequest(BadRequestCode::BadType)))?;
+    let mut r = Reader::new(buf.get(HEADER_LEN..).unwrap_or_default(), short);
+    let msg = Message::decode_body(ty, &mut r).map_err(err)?;
+    Ok((header, msg))
+}
+
+fn empty(r: &mut Reader<'_>, m: Message) -> Res<Message> {
+    r.finish()?;
+    Ok(m)
+}
+
+fn async_config(r: &mut Reader<'_>) -> Res<AsyncConfig> {
+    let a = AsyncConfig {
+        packet_in_mask: [r.u32()?, r.u32()?],
+        port_status_mask: [r.u32()?, r.u32()?],
+        flow_removed_mask: [r.u32()?, r.u32()?],
+    };
+    r.finish()?;
+    Ok(a)
+}
+
+fn switch_config(r: &mut Reader<'_>) -> Res<SwitchConfig> {
+    let c = SwitchConfig {
+        flags: r.u16()?,
+        miss_send_len: r.u16()?,
+    };
+    r.finish()?;
+    Ok(c)
+}
+
+fn role(r: &mut Reader<'_>) -> Res<RoleMsg> {
+    let role = ControllerRole::from_wire(r.u32()?)
+        .ok_or(ErrorCode::RoleRequestFailed(RoleRequestFailedCode::BadRole))?;
+    r.skip(4)?;
+    let generation_id = r.u64()?;
+    r.finish()?;
+    Ok(RoleMsg {
+        role,
+        generation_id,
+    })
+}
+
+impl Message {
+    pub fn msg_type(&self) -> MsgType {
+        use Message as M;
+        match self {
+            M::Hello(_) => MsgType::Hello,
+            M::Error(_) => MsgType::Error,
+            M::EchoRequest(_) => MsgType::EchoRequest,
+            M::EchoReply(_) => MsgType::EchoReply,
+            M::Experimenter(_) => MsgType::Experimenter,
+            M::FeaturesRequest => MsgType::FeaturesRequest,
+            M::FeaturesReply(_) => MsgType::FeaturesReply,
+            M::GetConfigRequest => MsgType::GetConfigRequest,
+            M::GetConfigReply(_) => MsgType::GetConfigReply,
+            M::SetConfig(_) => MsgType::SetConfig,
+            M::PacketIn(_) => MsgType::PacketIn,
+            M::FlowRemoved(_) => MsgType::FlowRemoved,
+            M::PortStatus(_) => MsgType::PortStatus,
+            M::PacketOut(_) => MsgType::PacketOut,
+            M::FlowMod(_) => MsgType::FlowMod,
+            M::GroupMod(_) => MsgType::GroupMod,
+            M::PortMod(_) => MsgType::PortMod,
+            M::TableMod(_) => MsgType::TableMod,
+            M::MultipartRequest(_) => MsgType::MultipartRequest,
+            M::MultipartReply(_) => MsgType::MultipartReply,
+            M::BarrierRequest => MsgType::BarrierRequest,
+            M::BarrierReply => MsgType::BarrierReply,
+            M::QueueGetConfigRequest(_) => MsgType::QueueGetConfigRequest,
+            M::QueueGetConfigReply(_) => MsgType::QueueGetConfigReply,
+            M::RoleRequest(_) => MsgType::RoleRequest,
+            M::RoleReply(_) => MsgType::RoleReply,
+            M::GetAsyncRequest => MsgType::GetAsyncRequest,
+            M::GetAsyncReply(_) => MsgType::GetAsyncReply,
+            M::SetAsync(_) => MsgType::SetAsync,
+            M::MeterMod(_) => MsgType::MeterMod,
+        }
+    }
+
+    fn decode_body(ty: MsgType, r: &mut Reader<'_>) -> Res<Message> {
+        use Message as M;
+        Ok(match ty {
+            MsgType::Hello => M::Hello(Hello::decode(r)?),
+            MsgType::Error => M::Error(ErrorMsg::decode(r)?),
+            MsgType::EchoRequest => M::EchoRequest(r.rest().to_vec()),
+            MsgType::EchoReply => M::EchoReply(r.rest().to_vec()),
+            MsgType::Experimenter => M::Experimenter(Experimenter {
+                experimenter: r.u32()?,
+                exp_type: r.u32()?,
+                data: r.rest().to_vec(),
+            }),
+            MsgType::FeaturesRequest => return empty(r, M::FeaturesRequest),
+            MsgType::FeaturesReply => {
+                let datapath_id = r.u64()?;
+                let n_buffers = r.u32()?;
+                let n_tables = r.u8()?;
+                let auxiliary_id = r.u8()?;
+                r.skip(2)?;
+                let f = SwitchFeatures {
+                    datapath_id,
+                    n_buffers,
+                    n_tables,
+                    auxiliary_id,
+                    capabilities: r.u32()?,
+                    reserved: r.u32()?,
+                };
+                r.finish()?;
+                M::FeaturesReply(f)
+            }
+            MsgType::GetConfigRequest => return empty(r, M::GetConfigRequest),
+            MsgType::GetConfigReply => M::GetConfigReply(switch_config(r)?),
+            MsgType::SetConfig => M::SetConfig(switch_config(r)?),
+            MsgType::PacketIn => M::PacketIn(PacketIn::decode(r)?),
+            MsgType::FlowRemoved => M::FlowRemoved(FlowRemoved::decode(r)?),
+            MsgType::PortStatus => M::PortStatus(PortStatus::decode(r)?),
+            MsgType::PacketOut => M::PacketOut(PacketOut::decode(r)?),
+            MsgType::FlowMod => M::FlowMod(FlowMod::decode(r)?),
+            MsgType::GroupMod => M::GroupMod(GroupMod::decode(r)?),
+            MsgType::PortMod => M::PortMod(PortMod::decode(r)?),
+            MsgType::TableMod => M::TableMod(TableMod::decode(r)?),
+            MsgType::MultipartRequest => M::MultipartRequest(MultipartRequest::decode(r)?),
+            MsgType::MultipartReply => M::MultipartReply(MultipartReply::decode(r)?),
+            MsgType::BarrierRequest => return empty(r, M::BarrierRequest),
+            MsgType::BarrierReply => return empty(r, M::BarrierReply),
+            MsgType::QueueGetConfigRequest => {
+                let port = PortNo(r.u32()?);
+                r.skip(4)?;
+                return empty(r, M::QueueGetConfigRequest(port));
+            }
+            MsgType::QueueGetConfigReply => M::QueueGetConfigReply(QueueGetConfigReply::decode(r)?),
+            MsgType::RoleRequest => M::RoleRequest(role(r)?),
+            MsgType::RoleReply => M::RoleReply(role(r)?),
+            MsgType::GetAsyncRequest => return empty(r, M::GetAsyncRequest),
+            MsgType::GetAsyncReply => M::GetAsyncReply(async_config(r)?),
+            MsgType::SetAsync => M::SetAsync(async_config(r)?),
+            MsgType::MeterMod => M::MeterMod(MeterMod::decode(r)?),
+        })
+    }
+
+    /// The message as bytes, with this xid and version 0x04.
+    pub fn encode(&self, xid: u32) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::new();
+        self.encode_into(xid, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the encoded message to `out` (left as it was on error).
+    pub fn encode_into(&self, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        let mut w = Writer::new(out);
+        Header {
+            version: OFP_VERSION,
+            msg_type: self.msg_type().to_wire(),
+            length: 0,
+            xid,
+        }
+        .write(&mut w);
+        self.encode_body(&mut w);
+        w.patch_len(start + 2, start, "message");
+        let result = w.finish();
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) {
+        use Message as M;
+        match self {
+            M::Hello(h) => h.encode(w),
+            M::Error(e) => e.encode(w),
+            M::EchoRequest(d) | M::EchoReply(d) => w.bytes(d),
+            M::Experimenter(e) => {
+                w.u32(e.experimenter);
+                w.u32(e.exp_type);
+                w.bytes(&e.data);
+            }
+            M::FeaturesRequest
+            | M::GetConfigRequest
+            | M::BarrierRequest
+            | M::BarrierReply
+            | M::GetAsyncRequest => {}
+            M::FeaturesReply(f) => {
+                w.u64(f.datapath_id);
+                w.u32(f.n_buffers);
+                w.u8(f.n_tables);
+                w.u8(f.auxiliary_id);
+                w.zeros(2);
+                w.u32(f.capabilities);
+                w.u32(f.reserved);
+            }
+            M::GetConfigReply(c) | M::SetConfig(c) => {
+                w.u16(c.flags);
+                w.u16(c.miss_send_len);
+            }
+            M::PacketIn(p) => p.encode(w),
+            M::FlowRemoved(f) => f.encode(w),
+            M::PortStatus(p) => p.encode(w),
+            M::PacketOut(p) => p.encode(w),
+            M::FlowMod(f) => f.encode(w),
+            M::GroupMod(g) => g.encode(w),
+            M::PortMod(p) => p.encode(w),
+            M::TableMod(t) => t.encode(w),
+            M::MultipartRequest(m) => m.encode(w),
+            M::MultipartReply(m) => m.encode(w),
+            M::QueueGetConfigRequest(port) => {
+                w.u32(port.0);
+                w.zeros(4);
+            }
+            M::QueueGetConfigReply(q) => q.encode(w),
+            M::RoleRequest(r) | M::RoleReply(r) => {
+                w.u32(r.role.to_wire());
+                w.zeros(4);
+                w.u64(r.generation_id);
+            }
+            M::GetAsyncReply(a) | M::SetAsync(a) => {
+                for v in a
+                    .packet_in_mask
+                    .iter()
+                    .chain(&a.port_status_mask)
+                    .chain(&a.flow_removed_mask)
+                {
+                    w.u32(*v);
+                }
+            }
+            M::MeterMod(m) => m.encode(w),
+        }
+    }
+}
