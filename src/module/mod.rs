@@ -10,6 +10,7 @@
 //! call [`Module::process`] concurrently for batches from different ports.
 
 pub mod dummy;
+pub mod flow;
 pub mod learn;
 
 use std::sync::Arc;
@@ -154,7 +155,7 @@ pub struct ModuleInfo {
 }
 
 /// Every module mswitch knows, by name.
-pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO];
+pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO, flow::INFO];
 
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|m| m.name).collect()
@@ -199,7 +200,7 @@ mod tests {
         let e = build("nope").err().unwrap();
         assert_eq!(
             e.to_string(),
-            "unknown module 'nope' (available: dummy, learn)"
+            "unknown module 'nope' (available: dummy, learn, flow)"
         );
         assert!(build("learn:bogus").is_err());
     }

@@ -1,0 +1,421 @@
+//! The flow caches in front of the pipeline, as Open vSwitch has them.
+//!
+//! - Exact-match cache (EMC): a fixed table of 4096 entries keyed by the
+//!   whole flow key, two candidate positions per hash. A hit costs one hash
+//!   and one key comparison.
+//! - Megaflow cache: one hash table per distinct megaflow mask; a packet
+//!   key masked by each in turn (most-hit mask first) finds the megaflow.
+//!   A megaflow's mask is the union of everything the pipeline looked at
+//!   for it, so all the packets it covers get the same plan.
+//! - Both store an index into `slots`, which hold the compiled [`Plan`]s
+//!   with the packets and bytes they saw in the current batch. Counters go
+//!   to the shared flow, table and group counters once per batch
+//!   ([`Stripe::flush`]), not once per packet.
+//!
+//! A cache belongs to a [`Stripe`], one per concurrently running batch (in
+//! practice one per worker), so lookups take no lock but the stripe's own,
+//! uncontended. Every stripe remembers the pipeline generation it was filled
+//! under; a batch that finds another generation empties the stripe first,
+//! so no plan outlives a table or group change.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::module::{Nanos, Verdict, Verdicts};
+use crate::packet::Batch;
+
+use super::actions::{self, BatchFrame};
+use super::key::{Key, KeyMap, Layout};
+use super::pipeline::{FlowCounters, Pipeline, Plan, PlanVerdict, Table, event};
+
+const EMC_SIZE: usize = 4096;
+/// Most megaflows a stripe holds; past this it starts over.
+pub(crate) const MAX_MEGAFLOWS: usize = 65536;
+
+/// Data-path counters, by index.
+pub(crate) mod ctr {
+    pub const MEMO_HITS: usize = 0;
+    pub const EMC_HITS: usize = 1;
+    pub const MEGAFLOW_HITS: usize = 2;
+    pub const UPCALLS: usize = 3;
+    pub const MULTI_VERSION: usize = 4;
+    pub const CONTROLLER_WITH_PORTS: usize = 5;
+    pub const INVALID_TTL: usize = 6;
+    pub const TABLE_MISS: usize = 7;
+    pub const REWRITE_DROPS: usize = 8;
+    pub const CACHE_RESETS: usize = 9;
+    pub const N: usize = 10;
+    pub const NAMES: [&str; N] = [
+        "memo_hits",
+        "emc_hits",
+        "megaflow_hits",
+        "upcalls",
+        "multi_version_outputs",
+        "controller_with_ports",
+        "invalid_ttl",
+        "table_miss",
+        "rewrite_drops",
+        "cache_resets",
+    ];
+}
+
+/// The module's data-path counters.
+#[derive(Default)]
+pub(crate) struct DpCounters(pub [AtomicU64; ctr::N]);
+
+/// An EMC tag: the hash's high bits and the slot number plus one (0 is
+/// an empty entry). Tags sit in their own small array, so a miss touches
+/// no key.
+const TAG_SLOT_BITS: u32 = 20;
+const TAG_SLOT: u64 = (1 << TAG_SLOT_BITS) - 1;
+
+#[inline]
+fn tag(h: u64, slot: u32) -> u64 {
+    (h & !TAG_SLOT) | (u64::from(slot) + 1)
+}
+
+struct MaskTable {
+    mask: Key,
+    map: KeyMap<u32>,
+    hits: u64,
+}
+
+/// A plan and what it saw this batch.
+struct Slot {
+    plan: Plan,
+    packets: u64,
+    bytes: u64,
+    dirty: bool,
+    /// The batch in which `set` was recorded in the verdicts.
+    batch: u64,
+    set: Verdict,
+}
+
+/// One cache and its batch bookkeeping.
+pub(crate) struct Stripe {
+    generation: u64,
+    batch: u64,
+    emc_tags: Vec<u64>,
+    emc_keys: Vec<Key>,
+    masks: Vec<MaskTable>,
+    slots: Vec<Slot>,
+    dirty: Vec<u32>,
+    local: [u64; ctr::N],
+    /// The per-batch memo, kept here between batches (see `process`).
+    pub memo: Option<Box<super::Memo>>,
+}
+
+impl Default for Stripe {
+    fn default() -> Self {
+        Stripe {
+            generation: 0,
+            batch: 0,
+            emc_tags: Vec::new(),
+            emc_keys: Vec::new(),
+            masks: Vec::new(),
+            slots: Vec::new(),
+            dirty: Vec::new(),
+            local: [0; ctr::N],
+            memo: None,
+        }
+    }
+}
+
+impl Stripe {
+    /// Starts a batch under pipeline generation `generation`.
+    pub fn begin(&mut self, generation: u64) {
+        if self.emc_tags.is_empty() {
+            self.emc_tags = vec![0; EMC_SIZE];
+            self.emc_keys = vec![Key::default(); EMC_SIZE];
+        }
+        if self.generation != generation {
+            self.clear();
+            self.generation = generation;
+        }
+        self.batch += 1;
+    }
+
+    /// Forgets everything (the next batch starts empty).
+    pub fn invalidate(&mut self) {
+        self.clear();
+        self.generation = 0;
+    }
+
+    fn clear(&mut self) {
+        self.emc_tags.fill(0);
+        self.masks.clear();
+        self.slots.clear();
+        self.dirty.clear();
+    }
+
+    pub fn count(&mut self, c: usize) {
+        self.local[c] += 1;
+    }
+
+    pub fn count_n(&mut self, c: usize, n: u64) {
+        self.local[c] += n;
+    }
+
+    #[inline]
+    fn emc_pos(h: u64) -> [usize; 2] {
+        [
+            h as usize & (EMC_SIZE - 1),
+            (h >> 32) as usize & (EMC_SIZE - 1),
+        ]
+    }
+
+    fn emc_insert(&mut self, key: &Key, h: u64, slot: u32) {
+        let [a, b] = Self::emc_pos(h);
+        let at = if self.emc_tags[a] == 0 {
+            a
+        } else if self.emc_tags[b] == 0 || (h >> 20) & 1 == 1 {
+            b
+        } else {
+            a
+        };
+        self.emc_tags[at] = tag(h, slot);
+        self.emc_keys[at] = *key;
+    }
+
+    /// Finds the plan for `key` (hash `h`) in the EMC, then the megaflows.
+    #[inline]
+    pub fn lookup(&mut self, key: &Key, h: u64) -> Option<u32> {
+        for at in Self::emc_pos(h) {
+            let t = self.emc_tags[at];
+            if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
+                self.local[ctr::EMC_HITS] += 1;
+                return Some(((t & TAG_SLOT) - 1) as u32);
+            }
+        }
+        for i in 0..self.masks.len() {
+            let mt = &mut self.masks[i];
+            if let Some(&s) = mt.map.get(&key.and(&mt.mask)) {
+                mt.hits += 1;
+                if i > 0 && mt.hits > self.masks[i - 1].hits {
+                    self.masks.swap(i, i - 1);
+                }
+                self.local[ctr::MEGAFLOW_HITS] += 1;
+                self.emc_insert(key, h, s);
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Adds the megaflow (`key` under `mask`) compiled to `plan`. Returns
+    /// its slot, and whether the cache had to start over (so earlier slot
+    /// numbers are void).
+    pub fn insert(
+        &mut self,
+        pipe: &Pipeline,
+        now: Nanos,
+        dp: &DpCounters,
+        key: &Key,
+        mask: &Key,
+        plan: Plan,
+    ) -> (u32, bool) {
+        let h = key.hash64();
+        self.local[ctr::UPCALLS] += 1;
+        let mut reset = false;
+        if self.slots.len() >= MAX_MEGAFLOWS {
+            self.flush(pipe, now, dp);
+            self.clear();
+            self.local[ctr::CACHE_RESETS] += 1;
+            reset = true;
+        }
+        let s = self.slots.len() as u32;
+        self.slots.push(Slot {
+            plan,
+            packets: 0,
+            bytes: 0,
+            dirty: false,
+            batch: 0,
+            set: Verdict::Drop,
+        });
+        let masked = key.and(mask);
+        match self.masks.iter_mut().find(|m| m.mask == *mask) {
+            Some(mt) => {
+                mt.map.insert(masked, s);
+            }
+            None => {
+                let mut map = KeyMap::default();
+                map.insert(masked, s);
+                self.masks.push(MaskTable {
+                    mask: *mask,
+                    map,
+                    hits: 0,
+                });
+            }
+        }
+        self.emc_insert(key, h, s);
+        (s, reset)
+    }
+
+    /// Counts `packets` packets of `bytes` bytes for the plan in `slot`.
+    #[inline]
+    pub fn account(&mut self, slot: u32, packets: u64, bytes: u64) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.packets += packets;
+            s.bytes += bytes;
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+    }
+
+    /// Whether the plan in `slot` rewrites packets.
+    #[inline]
+    pub fn rewrites(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| !s.plan.ops.is_empty())
+    }
+
+    /// Applies the plan's rewrites to packet `i`; false if it must drop.
+    #[inline]
+    pub fn rewrite(&mut self, batch: &mut Batch<'_>, i: usize, slot: u32, layout: Layout) -> bool {
+        let Some(s) = self.slots.get(slot as usize) else {
+            return false;
+        };
+        if s.plan.ops.is_empty()
+            || actions::apply(&mut BatchFrame { batch, i }, layout, &s.plan.ops)
+        {
+            return true;
+        }
+        self.local[ctr::REWRITE_DROPS] += 1;
+        false
+    }
+
+    /// The verdict of the plan in `slot` (a port set is recorded in `out`
+    /// once per batch).
+    #[inline]
+    pub fn verdict(&mut self, slot: u32, out: &mut Verdicts) -> Verdict {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return Verdict::Drop;
+        };
+        match &s.plan.verdict {
+            PlanVerdict::Drop => Verdict::Drop,
+            PlanVerdict::Port(p) => Verdict::Port(*p),
+            PlanVerdict::Flood => Verdict::Flood,
+            PlanVerdict::Controller => Verdict::Controller,
+            PlanVerdict::Ports(set) => {
+                if s.batch != self.batch {
+                    s.set = out.add_set(set);
+                    s.batch = self.batch;
+                }
+                s.set
+            }
+        }
+    }
+
+    /// Adds this batch's counts to the flow, table, group and module
+    /// counters. Credits to one counter from several megaflows are summed
+    /// first, so a busy entry costs one atomic add per batch.
+    pub fn flush(&mut self, pipe: &Pipeline, now: Nanos, dp: &DpCounters) {
+        let mut flows: Acc<'_, FlowCounters> = Acc::new();
+        let mut tables: Acc<'_, Table> = Acc::new();
+        let put_flow = |f: &FlowCounters, p: u64, b: u64| {
+            f.packets.fetch_add(p, Ordering::Relaxed);
+            f.bytes.fetch_add(b, Ordering::Relaxed);
+            if f.last_used.load(Ordering::Relaxed) < now {
+                f.last_used.store(now, Ordering::Relaxed);
+            }
+        };
+        // For tables, the pair is (lookups, matches).
+        let put_table = |t: &Table, l: u64, m: u64| {
+            t.lookups.fetch_add(l, Ordering::Relaxed);
+            if m != 0 {
+                t.matched.fetch_add(m, Ordering::Relaxed);
+            }
+        };
+        for &s in &self.dirty {
+            let Some(slot) = self.slots.get(s as usize) else {
+                continue;
+            };
+            let (p, b, plan) = (slot.packets, slot.bytes, &slot.plan);
+            for f in &plan.flows {
+                flows.add(f, p, b, put_flow);
+            }
+            for &(t, matched) in &plan.tables {
+                if let Some(t) = pipe.tables.get(usize::from(t)) {
+                    tables.add(t, p, if matched { p } else { 0 }, put_table);
+                }
+            }
+            for (g, bucket) in &plan.groups {
+                match g.buckets.get(*bucket as usize) {
+                    Some(c) => c.add(p, b),
+                    None => g.group.add(p, b),
+                }
+            }
+            for (bit, c) in [
+                (event::MULTI_VERSION, ctr::MULTI_VERSION),
+                (event::CONTROLLER_WITH_PORTS, ctr::CONTROLLER_WITH_PORTS),
+                (event::INVALID_TTL, ctr::INVALID_TTL),
+                (event::MISS, ctr::TABLE_MISS),
+            ] {
+                if plan.events & bit != 0 {
+                    self.local[c] += p;
+                }
+            }
+        }
+        flows.finish(put_flow);
+        tables.finish(put_table);
+        for &s in &self.dirty {
+            if let Some(slot) = self.slots.get_mut(s as usize) {
+                slot.packets = 0;
+                slot.bytes = 0;
+                slot.dirty = false;
+            }
+        }
+        self.dirty.clear();
+        for (c, n) in dp.0.iter().zip(&mut self.local) {
+            if *n != 0 {
+                c.fetch_add(*n, Ordering::Relaxed);
+                *n = 0;
+            }
+        }
+    }
+}
+
+/// Sums pairs of counts per target (compared by address) before they go
+/// to shared atomics: a few targets take most credits.
+struct Acc<'a, T> {
+    e: [(Option<&'a T>, u64, u64); 8],
+    next: usize,
+}
+
+impl<'a, T> Acc<'a, T> {
+    fn new() -> Self {
+        Acc {
+            e: [(None, 0, 0); 8],
+            next: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, t: &'a T, x: u64, y: u64, put: impl Fn(&T, u64, u64)) {
+        for e in &mut self.e {
+            if let Some(u) = e.0
+                && std::ptr::eq(u, t)
+            {
+                e.1 += x;
+                e.2 += y;
+                return;
+            }
+        }
+        let e = &mut self.e[self.next % 8];
+        self.next += 1;
+        if let Some(u) = e.0 {
+            put(u, e.1, e.2);
+        }
+        *e = (Some(t), x, y);
+    }
+
+    fn finish(self, put: impl Fn(&T, u64, u64)) {
+        for (t, x, y) in self.e {
+            if let Some(t) = t {
+                put(t, x, y);
+            }
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Flow keys: every header field the pipeline can match, packed into a
+//! fixed array of twelve `u64` words (filled from a frame by `parse`), and
+//! matches and set-field actions in the same terms.
+//!
+//! The same layout holds a packet's key, a rule's value and mask, and a
+//! megaflow's mask, so matching is `key & mask == value` word by word and
+//! the union of the masks a lookup consulted is a word-wise OR.
+//!
+//! ```text
+//!  word  bits 63..                                                   ..0
+//!   0    in_port (32)           | eth_type (16)      | vlan_tci (16)
+//!   1    metadata (64)
+//!   2    eth_dst (48)                                | tp_src (16)
+//!   3    eth_src (48)                                | tp_dst (16)
+//!   4,5  nw_src (128: IPv6 source; IPv4 source or ARP SPA in the low 32)
+//!   6,7  nw_dst (128: IPv6 destination; IPv4 destination or ARP TPA)
+//!   8    proto (8) | tos (8) | ttl (8) | flabel (20) | exthdr (9) | . | flags (4)
+//!   9,10 nd_target (128); for ARP: SHA in word 9, THA in word 10 (48 each)
+//!   11   nd_sll / nd_tll (48)                        | inner vlan_tci (16)
+//! ```
+//!
+//! Fields share room where the spec's prerequisites make them exclusive:
+//! TCP/UDP/SCTP ports, ICMP type and code and the ARP opcode share `tp_src`
+//! and `tp_dst`; IPv4 and ARP addresses share `nw_src`/`nw_dst`. A rule
+//! always matches the `eth_type` (and `ip_proto`) that tell them apart.
+//!
+//! `vlan_tci` holds OpenFlow's view of the outer tag: PCP in bits 13..16,
+//! `OFPVID_PRESENT` in bit 12 and the VID below; an untagged frame has 0.
+//!
+//! The flag bits say which headers were really there: `L3_OK` (a whole IPv4,
+//! IPv6 or Ethernet/IPv4 ARP header), `L4_OK` (a whole TCP, UDP, SCTP or
+//! ICMP header, and not a later fragment), `ND_OK` (a whole neighbour
+//! discovery message). A rule that matches a field of a layer also matches
+//! that layer's flag, so a truncated or malformed frame matches nothing that
+//! needs the fields it lacks. `NEVER` is never set in a packet: a rule that
+//! can match no packet (a nonzero `tunnel_id`, say) sets it.
+
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use crate::openflow::error::BadMatchCode;
+use crate::openflow::oxm::{Masked, OxmField};
+use crate::openflow::{ErrorCode, Match};
+
+#[cfg(test)]
+pub(crate) use super::parse::parse;
+pub(crate) use super::parse::{L3, Layout, Parsed, parse_into};
+
+pub(crate) const WORDS: usize = 12;
+
+/// A flow key (or a mask, or a rule's masked value).
+#[derive(Clone, Copy, Default)]
+pub struct Key(pub [u64; WORDS]);
+
+impl PartialEq for Key {
+    /// Branch-free: every word is compared (no early exit, no `memcmp`).
+    #[inline]
+    fn eq(&self, other: &Key) -> bool {
+        let mut d = 0;
+        for (a, b) in self.0.iter().zip(other.0) {
+            d |= a ^ b;
+        }
+        d == 0
+    }
+}
+
+impl Eq for Key {}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key[")?;
+        for (i, w) in self.0.iter().enumerate() {
+            if *w != 0 {
+                write!(f, " {i}:{w:#x}")?;
+            }
+        }
+        write!(f, " ]")
+    }
+}
+
+/// A run of bits within one word.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bits {
+    pub word: usize,
+    pub shift: u32,
+    pub width: u32,
+}
+
+impl Bits {
+    const fn new(word: usize, shift: u32, width: u32) -> Bits {
+        Bits { word, shift, width }
+    }
+
+    /// The field's bits in place.
+    #[inline]
+    pub const fn mask(self) -> u64 {
+        let ones = if self.width == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.width) - 1
+        };
+        ones << self.shift
+    }
+
+    #[inline]
+    pub fn get(self, k: &Key) -> u64 {
+        (k.0[self.word] & self.mask()) >> self.shift
+    }
+
+    #[inline]
+    pub fn set(self, k: &mut Key, v: u64) {
+        let m = self.mask();
+        k.0[self.word] = (k.0[self.word] & !m) | ((v << self.shift) & m);
+    }
+
+    /// Sets every bit of the field in a mask.
+    #[inline]
+    pub fn all(self, m: &mut Key) {
+        m.0[self.word] |= self.mask();
+    }
+}
+
+pub(crate) const IN_PORT: Bits = Bits::new(0, 32, 32);
+pub(crate) const ETH_TYPE: Bits = Bits::new(0, 16, 16);
+pub(crate) const VLAN_TCI: Bits = Bits::new(0, 0, 16);
+pub(crate) const METADATA: Bits = Bits::new(1, 0, 64);
+pub(crate) const ETH_DST: Bits = Bits::new(2, 16, 48);
+pub(crate) const TP_SRC: Bits = Bits::new(2, 0, 16);
+pub(crate) const ETH_SRC: Bits = Bits::new(3, 16, 48);
+pub(crate) const TP_DST: Bits = Bits::new(3, 0, 16);
+pub(crate) const NW_SRC_HI: Bits = Bits::new(4, 0, 64);
+pub(crate) const NW_SRC: Bits = Bits::new(5, 0, 64);
+pub(crate) const NW_DST_HI: Bits = Bits::new(6, 0, 64);
+pub(crate) const NW_DST: Bits = Bits::new(7, 0, 64);
+pub(crate) const IPV4_SRC: Bits = Bits::new(5, 0, 32);
+pub(crate) const IPV4_DST: Bits = Bits::new(7, 0, 32);
+pub(crate) const NW_PROTO: Bits = Bits::new(8, 56, 8);
+pub(crate) const NW_TOS: Bits = Bits::new(8, 48, 8);
+pub(crate) const NW_TTL: Bits = Bits::new(8, 40, 8);
+pub(crate) const FLABEL: Bits = Bits::new(8, 20, 20);
+pub(crate) const EXTHDR: Bits = Bits::new(8, 11, 9);
+pub(crate) const ND_HI: Bits = Bits::new(9, 0, 64);
+pub(crate) const ND_LO: Bits = Bits::new(10, 0, 64);
+pub(crate) const ARP_SHA: Bits = Bits::new(9, 0, 48);
+pub(crate) const ARP_THA: Bits = Bits::new(10, 0, 48);
+pub(crate) const ND_LL: Bits = Bits::new(11, 16, 48);
+pub(crate) const INNER_TCI: Bits = Bits::new(11, 0, 16);
+
+pub(crate) const L3_OK: Bits = Bits::new(8, 0, 1);
+pub(crate) const L4_OK: Bits = Bits::new(8, 1, 1);
+pub(crate) const ND_OK: Bits = Bits::new(8, 2, 1);
+pub(crate) const NEVER: Bits = Bits::new(8, 3, 1);
+
+/// `OFPVID_PRESENT` within `vlan_tci`.
+pub(crate) const VID_PRESENT: u64 = 0x1000;
+
+/// Ethertype of frames that carry none (802.3 length field), as Open vSwitch.
+pub(crate) const ETH_TYPE_NONE: u16 = 0x05ff;
+pub(crate) const ETH_IPV4: u16 = 0x0800;
+pub(crate) const ETH_IPV6: u16 = 0x86dd;
+pub(crate) const ETH_ARP: u16 = 0x0806;
+
+pub(crate) const IP_TCP: u8 = 6;
+pub(crate) const IP_UDP: u8 = 17;
+pub(crate) const IP_SCTP: u8 = 132;
+pub(crate) const IP_ICMP: u8 = 1;
+pub(crate) const IP_ICMPV6: u8 = 58;
+
+/// The hash's seeds: random per process, so that senders cannot aim
+/// collisions at the caches' and classifier's hash tables.
+fn seeds() -> &'static [u64; WORDS] {
+    static SEEDS: std::sync::OnceLock<[u64; WORDS]> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        use std::hash::BuildHasher;
+        let r = std::collections::hash_map::RandomState::new();
+        std::array::from_fn(|i| r.hash_one(0x6d73_7769_7463_6800_u64 + i as u64))
+    })
+}
+
+impl Key {
+    /// A 64-bit hash of every word: NH (pairs of seeded words multiplied
+    /// to 128 bits and summed, six independent multiplies), then one
+    /// multiply to mix the halves.
+    #[inline]
+    pub fn hash64(&self) -> u64 {
+        let s = seeds();
+        let mut acc: u128 = 0;
+        for i in 0..WORDS / 2 {
+            let a = self.0[2 * i].wrapping_add(s[2 * i]);
+            let b = self.0[2 * i + 1].wrapping_add(s[2 * i + 1]);
+            acc = acc.wrapping_add(u128::from(a) * u128::from(b));
+        }
+        let h = (acc as u64) ^ ((acc >> 64) as u64);
+        let h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+
+    #[inline]
+    pub fn and(&self, m: &Key) -> Key {
+        let mut r = *self;
+        for (a, b) in r.0.iter_mut().zip(m.0) {
+            *a &= b;
+        }
+        r
+    }
+
+    #[inline]
+    pub fn or_assign(&mut self, m: &Key) {
+        for (a, b) in self.0.iter_mut().zip(m.0) {
+            *a |= b;
+        }
+    }
+
+    /// Whether `self` (a packet key) matches `value` under `mask`.
+    #[cfg(test)]
+    pub fn matches(&self, value: &Key, mask: &Key) -> bool {
+        self.0
+            .iter()
+            .zip(value.0.iter().zip(mask.0))
+            .all(|(k, (v, m))| k & m == *v)
+    }
+
+    /// Whether every bit of `other` is set in `self` (for masks).
+    pub fn covers(&self, other: &Key) -> bool {
+        self.0.iter().zip(other.0).all(|(a, b)| b & !a == 0)
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash64());
+    }
+}
+
+/// A hasher that passes through the one `u64` a [`Key`] writes.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub(crate) type KeyHasher = BuildHasherDefault<PassThrough>;
+pub(crate) type KeyMap<V> = std::collections::HashMap<Key, V, KeyHasher>;
+
+/// Puts a (value, mask) pair into a rule, refusing to overlap a field set
+/// before with a different value (then the rule can never match).
+fn put(v: &mut Key, m: &mut Key, b: Bits, value: u64, mask: u64) {
+    let fm = b.mask();
+    let (val, msk) = ((value << b.shift) & fm, (mask << b.shift) & fm);
+    let both = m.0[b.word] & msk;
+    if (v.0[b.word] ^ val) & both != 0 {
+        NEVER.set(v, 1);
+        NEVER.set(m, 1);
+    }
+    m.0[b.word] |= msk;
+    v.0[b.word] |= val & msk;
+}
+
+fn put_masked<T: Copy>(v: &mut Key, m: &mut Key, b: Bits, f: Masked<T>, conv: impl Fn(T) -> u64) {
+    let mask = f.mask.map_or(u64::MAX, &conv);
+    put(v, m, b, conv(f.value), mask);
+}
+
+fn put128(v: &mut Key, m: &mut Key, hi: Bits, lo: Bits, f: Masked<std::net::Ipv6Addr>) {
+    let val = u128::from(f.value);
+    let msk = f.mask.map_or(u128::MAX, u128::from);
+    put(v, m, hi, (val >> 64) as u64, (msk >> 64) as u64);
+    put(v, m, lo, val as u64, msk as u64);
+}
+
+fn mac(a: crate::wire::MacAddr) -> u64 {
+    a.to_u64()
+}
+
+/// A match as a rule's (value, mask): every field, plus the flag bits of
+/// the layers the fields need. MPLS and PBB fields are not supported
+/// (`OFPBMC_BAD_FIELD`); `tunnel_id` is 0 for every packet (no tunnels
+/// here), so a rule asking for another value can never match.
+pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
+    let (mut v, mut k) = (Key::default(), Key::default());
+    let (v, k) = (&mut v, &mut k);
+    for f in m.fields() {
+        match *f {
+            OxmField::InPort(p) | OxmField::InPhyPort(p) => put(v, k, IN_PORT, p.0.into(), !0),
+            OxmField::Metadata(x) => put_masked(v, k, METADATA, x, |a| a),
+            OxmField::EthDst(x) => put_masked(v, k, ETH_DST, x, mac),
+            OxmField::EthSrc(x) => put_masked(v, k, ETH_SRC, x, mac),
+            OxmField::EthType(t) => put(v, k, ETH_TYPE, t.into(), !0),
+            OxmField::VlanVid(x) => {
+                let mask = x.mask.map_or(0x1fff, |mk| mk & 0x1fff);
+                put(v, k, VLAN_TCI, u64::from(x.value & 0x1fff), u64::from(mask));
+            }
+            OxmField::VlanPcp(p) => put(v, k, VLAN_TCI, u64::from(p) << 13, 0xe000),
+            OxmField::IpDscp(x) => {
+                put(v, k, NW_TOS, u64::from(x) << 2, 0xfc);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::IpEcn(x) => {
+                put(v, k, NW_TOS, u64::from(x), 0x03);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::IpProto(x) => {
+                put(v, k, NW_PROTO, x.into(), !0);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv4Src(x) | OxmField::ArpSpa(x) => {
+                put_masked(v, k, IPV4_SRC, x, |a| u32::from(a).into());
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv4Dst(x) | OxmField::ArpTpa(x) => {
+                put_masked(v, k, IPV4_DST, x, |a| u32::from(a).into());
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::TcpSrc(x) | OxmField::UdpSrc(x) | OxmField::SctpSrc(x) => {
+                put(v, k, TP_SRC, x.into(), !0);
+                put(v, k, L4_OK, 1, 1);
+            }
+            OxmField::TcpDst(x) | OxmField::UdpDst(x) | OxmField::SctpDst(x) => {
+                put(v, k, TP_DST, x.into(), !0);
+                put(v, k, L4_OK, 1, 1);
+            }
+            OxmField::Icmpv4Type(x) | OxmField::Icmpv6Type(x) => {
+                put(v, k, TP_SRC, x.into(), !0);
+                put(v, k, L4_OK, 1, 1);
+            }
+            OxmField::Icmpv4Code(x) | OxmField::Icmpv6Code(x) => {
+                put(v, k, TP_DST, x.into(), !0);
+                put(v, k, L4_OK, 1, 1);
+            }
+            OxmField::ArpOp(x) => {
+                put(v, k, TP_SRC, x.into(), !0);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::ArpSha(x) => {
+                put_masked(v, k, ARP_SHA, x, mac);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::ArpTha(x) => {
+                put_masked(v, k, ARP_THA, x, mac);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv6Src(x) => {
+                put128(v, k, NW_SRC_HI, NW_SRC, x);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv6Dst(x) => {
+                put128(v, k, NW_DST_HI, NW_DST, x);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv6Flabel(x) => {
+                put_masked(v, k, FLABEL, x, u64::from);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv6Exthdr(x) => {
+                put_masked(v, k, EXTHDR, x, u64::from);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::Ipv6NdTarget(a) => {
+                put128(v, k, ND_HI, ND_LO, Masked::exact(a));
+                put(v, k, ND_OK, 1, 1);
+            }
+            OxmField::Ipv6NdSll(a) | OxmField::Ipv6NdTll(a) => {
+                put(v, k, ND_LL, mac(a), !0);
+                put(v, k, ND_OK, 1, 1);
+            }
+            OxmField::TunnelId(x) => {
+                if x.value & x.mask.unwrap_or(u64::MAX) != 0 {
+                    put(v, k, NEVER, 1, 1);
+                }
+            }
+            OxmField::MplsLabel(_)
+            | OxmField::MplsTc(_)
+            | OxmField::MplsBos(_)
+            | OxmField::PbbIsid(_) => return Err(ErrorCode::BadMatch(BadMatchCode::BadField)),
+        }
+    }
+    Ok((*v, *k))
+}
+
+/// Writes a set-field's value into a key (the pipeline's view of the packet
+/// after the action). VLAN fields change only a present tag.
+pub(crate) fn set_field(k: &mut Key, f: &OxmField) {
+    match *f {
+        OxmField::EthDst(x) => ETH_DST.set(k, mac(x.value)),
+        OxmField::EthSrc(x) => ETH_SRC.set(k, mac(x.value)),
+        OxmField::VlanVid(x) => {
+            let t = VLAN_TCI.get(k);
+            if t & VID_PRESENT != 0 {
+                VLAN_TCI.set(k, (t & !0x0fff) | u64::from(x.value & 0x0fff));
+            }
+        }
+        OxmField::VlanPcp(p) => {
+            let t = VLAN_TCI.get(k);
+            if t & VID_PRESENT != 0 {
+                VLAN_TCI.set(k, (t & 0x1fff) | (u64::from(p & 7) << 13));
+            }
+        }
+        OxmField::IpDscp(x) => {
+            let t = NW_TOS.get(k);
+            NW_TOS.set(k, (t & 0x03) | (u64::from(x & 0x3f) << 2));
+        }
+        OxmField::IpEcn(x) => {
+            let t = NW_TOS.get(k);
+            NW_TOS.set(k, (t & 0xfc) | u64::from(x & 3));
+        }
+        OxmField::Ipv4Src(x) | OxmField::ArpSpa(x) => IPV4_SRC.set(k, u32::from(x.value).into()),
+        OxmField::Ipv4Dst(x) | OxmField::ArpTpa(x) => IPV4_DST.set(k, u32::from(x.value).into()),
+        OxmField::TcpSrc(x) | OxmField::UdpSrc(x) | OxmField::SctpSrc(x) | OxmField::ArpOp(x) => {
+            TP_SRC.set(k, x.into())
+        }
+        OxmField::TcpDst(x) | OxmField::UdpDst(x) | OxmField::SctpDst(x) => TP_DST.set(k, x.into()),
+        OxmField::Icmpv4Type(x) | OxmField::Icmpv6Type(x) => TP_SRC.set(k, x.into()),
+        OxmField::Icmpv4Code(x) | OxmField::Icmpv6Code(x) => TP_DST.set(k, x.into()),
+        OxmField::ArpSha(x) => ARP_SHA.set(k, mac(x.value)),
+        OxmField::ArpTha(x) => ARP_THA.set(k, mac(x.value)),
+        OxmField::Ipv6Src(x) => {
+            let a = u128::from(x.value);
+            NW_SRC_HI.set(k, (a >> 64) as u64);
+            NW_SRC.set(k, a as u64);
+        }
+        OxmField::Ipv6Dst(x) => {
+            let a = u128::from(x.value);
+            NW_DST_HI.set(k, (a >> 64) as u64);
+            NW_DST.set(k, a as u64);
+        }
+        OxmField::Ipv6Flabel(x) => FLABEL.set(k, x.value.into()),
+        OxmField::Ipv6NdTarget(a) => {
+            let a = u128::from(a);
+            ND_HI.set(k, (a >> 64) as u64);
+            ND_LO.set(k, a as u64);
+        }
+        OxmField::Ipv6NdSll(a) | OxmField::Ipv6NdTll(a) => ND_LL.set(k, mac(a)),
+        // Refused when the flow is installed.
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openflow::PortNo;
+    use crate::wire::MacAddr;
+    use crate::wire::ethernet::udp_frame;
+    use std::net::Ipv4Addr;
+
+    fn udp() -> Vec<u8> {
+        udp_frame(
+            60,
+            MacAddr::local(2),
+            MacAddr::local(1),
+            [10, 0, 0, 1],
+            [10, 0, 1, 1],
+            1000,
+            2000,
+        )
+    }
+
+    #[test]
+    fn match_keys() {
+        let m = Match::from_fields(vec![
+            OxmField::InPort(PortNo(3)),
+            OxmField::EthType(0x0800),
+            OxmField::Ipv4Dst(Masked::new(
+                Ipv4Addr::new(10, 0, 1, 0),
+                Ipv4Addr::new(255, 255, 255, 0),
+            )),
+        ])
+        .unwrap();
+        let (v, mk) = match_key(&m).unwrap();
+        assert!(parse(&udp(), 3).unwrap().key.matches(&v, &mk));
+        assert!(!parse(&udp(), 4).unwrap().key.matches(&v, &mk));
+        // in_phy_port disagreeing with in_port can never match.
+        let m = Match::from_fields(vec![
+            OxmField::InPort(PortNo(3)),
+            OxmField::InPhyPort(PortNo(4)),
+        ])
+        .unwrap();
+        let (v, mk) = match_key(&m).unwrap();
+        assert_eq!(NEVER.get(&v), 1);
+        assert!(!parse(&udp(), 3).unwrap().key.matches(&v, &mk));
+        let m = Match::from_fields(vec![OxmField::EthType(0x8847), OxmField::MplsBos(1)]).unwrap();
+        assert_eq!(
+            match_key(&m),
+            Err(ErrorCode::BadMatch(BadMatchCode::BadField))
+        );
+    }
+
+    #[test]
+    fn hash_spreads_single_bits() {
+        let mut seen = std::collections::HashSet::new();
+        for w in 0..WORDS {
+            for b in 0..64 {
+                let mut k = Key::default();
+                k.0[w] = 1 << b;
+                assert!(seen.insert(k.hash64() & 0xffff_ffff), "{w}/{b}");
+            }
+        }
+    }
+}

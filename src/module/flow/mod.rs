@@ -1,0 +1,722 @@
+//! `flow`: an OpenFlow 1.3 pipeline as a module.
+//!
+//! Up to 255 flow tables (0..=254) of prioritised, masked entries,
+//! instructions (apply-actions, write-actions, clear-actions, write-metadata,
+//! goto-table), groups of all four types, per-flow, per-table, per-group and
+//! per-bucket counters, idle and hard timeouts. The OpenFlow agent drives it
+//! through [`FlowModule::flow_mod`], [`FlowModule::group_mod`] and the
+//! statistics methods, with the codec's types ([`crate::openflow`]). The
+//! agent builds the module itself ([`FlowModule::new`]) and keeps an
+//! `Arc<FlowModule>`, handing a clone to the switch as its module.
+//!
+//! # Data path
+//!
+//! Per packet: `parse` the headers into a `key` (twelve `u64` words, as
+//! deep as the frame goes), look it up in the exact-match cache, then in
+//! the megaflow cache, and only on a miss run the `pipeline` (a
+//! tuple-space-search `classifier` per table) to compile a plan that both
+//! caches then hold (`cache`); the plan's rewrites are replayed on each
+//! packet's bytes (`actions`). A hit costs the same whatever the number of
+//! rules. Before all that, a per-batch memo compares the frame's header
+//! bytes (up to the end of what the parser reads, and its length) with
+//! those of the last few distinct frames of the batch: packets of a flow
+//! already seen in the batch skip parsing and lookups altogether, and when
+//! the plan rewrites nothing they cost a few word compares.
+//!
+//! Caches are per stripe, one stripe per batch in flight (in practice per
+//! worker), so workers share no cache lines on a hit. Flow, table and group
+//! counters are added once per batch, summed per counter.
+//!
+//! Consistency is strict: every change to tables, groups or port liveness
+//! bumps the pipeline's generation, and `process` reads the pipeline under
+//! a read lock held for the whole batch, emptying its cache first if the
+//! generation moved. So a batch sees exactly one generation, and a change
+//! ([`FlowModule::flow_mod`] takes the write lock) waits for the batches in
+//! flight and applies to every later one: once `flow_mod` returns, no packet
+//! is treated by the old tables. (A barrier reply can be sent then.)
+//!
+//! # Limitations (of the one-verdict-per-packet module API)
+//!
+//! - A packet gets one set of destinations and one version of its bytes. If
+//!   its actions output it several times with rewrites in between, every
+//!   destination gets the bytes of the *last* output, counted in
+//!   `multi_version_outputs`.
+//! - Output to the controller alone is [`Verdict::Controller`]; together
+//!   with ports, the ports get it and the controller copy is lost (counted
+//!   in `controller_with_ports`). `max_len` is not applied (the whole frame
+//!   goes up).
+//! - FLOOD and ALL both mean every port but the input ([`Verdict::Flood`]).
+//!   IN_PORT is [`Verdict::Port`] of the input port, which the switch core
+//!   refuses to send back (it counts a `no_dest` drop).
+//! - LOCAL is "no such port" (there is no local port yet): that output does
+//!   nothing. NORMAL and TABLE are refused at install.
+//! - Pushing a VLAN tag needs 4 bytes of room in the buffer; without it the
+//!   packet is dropped (`rewrite_drops`).
+//! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
+//!   is not sent to the controller.
+//! - No meters, no queues (set-queue is accepted and ignored), no MPLS/PBB.
+//! - No staged lookup yet: a probed subtable unwildcards all of its mask, so
+//!   rules on transport ports make a megaflow per port pair even for
+//!   packets of another protocol (more upcalls, more exact-match entries;
+//!   results stay exact).
+//!
+//! # Spec
+//!
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N]`: `tables` (1..=255, default
+//! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
+//! The tables start empty, so everything is dropped until the agent installs
+//! entries (OpenFlow 1.3's default). For benchmarks, `l2=N` installs
+//! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
+//! `mswitch bench` uses) and broadcast to FLOOD, and `filler=N` adds N
+//! entries of many different masks that match none of that traffic.
+
+mod actions;
+mod cache;
+mod classifier;
+mod flowmod;
+mod group;
+mod key;
+mod parse;
+mod pipeline;
+mod stats;
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+
+use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
+use crate::openflow::multipart::{AggregateStats, FlowStats, FlowStatsRequest, TableStats};
+use crate::openflow::oxm::{Masked, OxmField};
+use crate::openflow::{
+    Action, ErrorCode, FlowMod, FlowRemoved, GroupMod, Instruction, Match, PortNo,
+};
+use crate::packet::Batch;
+use crate::port::{MAX_PORTS, PortId};
+use crate::wire::MacAddr;
+
+use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
+use cache::{DpCounters, Stripe, ctr};
+use key::Layout;
+use pipeline::Pipeline;
+
+pub const INFO: ModuleInfo = ModuleInfo {
+    name: "flow",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N",
+    build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
+};
+
+/// A flow entry that left its table, as the agent sends it
+/// (`OFPT_FLOW_REMOVED`).
+pub type Removed = FlowRemoved;
+
+/// How many removals [`FlowModule::tick`](Module::tick) queues at most for
+/// the agent; older ones are dropped (and counted) past that.
+const REMOVED_QUEUE: usize = 65536;
+
+/// Concurrent caches (one per running batch; workers rarely exceed this).
+const STRIPES: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Number of flow tables (1..=255).
+    pub tables: usize,
+    /// Most flow entries, all tables together.
+    pub max_flows: usize,
+    /// Benchmark preset: MAC forwarding entries for ports 1..=l2.
+    pub l2: u16,
+    /// Benchmark preset: entries that match no benchmark traffic.
+    pub filler: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            tables: 255,
+            max_flows: 1_000_000,
+            l2: 0,
+            filler: 0,
+        }
+    }
+}
+
+impl FlowConfig {
+    pub fn parse(args: &str) -> Result<FlowConfig, ModuleError> {
+        let bad = |msg: String| ModuleError::BadArgs {
+            module: "flow",
+            msg,
+        };
+        let mut c = FlowConfig::default();
+        for (k, v) in parse_args("flow", args)? {
+            let n: u64 = v
+                .parse()
+                .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
+            match k.as_str() {
+                "tables" if (1..=255).contains(&n) => c.tables = n as usize,
+                "max_flows" if (1..=100_000_000).contains(&n) => c.max_flows = n as usize,
+                "l2" if n < MAX_PORTS as u64 => c.l2 = n as u16,
+                "filler" if n <= 1_000_000 => c.filler = n as usize,
+                "tables" | "max_flows" | "l2" | "filler" => {
+                    return Err(bad(format!("{k}={v} is out of range")));
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "unknown option '{k}' (tables, max_flows, l2, filler)"
+                    )));
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// The OpenFlow pipeline module. Shared by all workers (`&self`); the
+/// agent's calls may come from any thread.
+pub struct FlowModule {
+    cfg: FlowConfig,
+    pipe: RwLock<Pipeline>,
+    stripes: Box<[Mutex<Stripe>]>,
+    dp: DpCounters,
+    removed: Mutex<VecDeque<Removed>>,
+    removed_overflow: std::sync::atomic::AtomicU64,
+}
+
+/// The last few distinct header prefixes seen in a batch, with the plan
+/// each led to: a frame of the same length whose first `depth` bytes are
+/// the same parses to the same key, so it skips parsing and lookups. An
+/// entry whose plan rewrites nothing also keeps its verdict and counts its
+/// packets itself (credited to the plan when the entry goes, before any
+/// upcall, and at the end of the batch): such a hit is a few compares.
+pub(crate) struct Memo {
+    e: [MemoEntry; Memo::WAYS],
+    /// The entry that hit last (tried first) and the one before (second).
+    last: usize,
+    prev: usize,
+    next: usize,
+    /// Lookups that hit and missed this batch: a memo that does not pay
+    /// is skipped.
+    hits: usize,
+    misses: usize,
+}
+
+#[derive(Clone, Copy)]
+struct MemoEntry {
+    len: usize,
+    /// Whole words compared; 0 marks an unused entry.
+    words: usize,
+    /// The first `depth` bytes as little-endian words, the last masked.
+    hdr: [u64; Memo::WORDS],
+    /// Which bytes of the last word are within `depth`.
+    tail: u64,
+    slot: u32,
+    layout: Layout,
+    verdict: Verdict,
+    /// The plan rewrites nothing: hits only count.
+    fast: bool,
+    /// Fast hits not yet credited to the plan.
+    packets: u64,
+    bytes: u64,
+}
+
+/// The 8 bytes of `d` at `at` (the caller knows they are there).
+#[inline(always)]
+fn load(d: &[u8], at: usize) -> u64 {
+    match d.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+        None => 0,
+    }
+}
+
+impl MemoEntry {
+    const EMPTY: MemoEntry = MemoEntry {
+        len: 0,
+        words: 0,
+        hdr: [0; Memo::WORDS],
+        tail: 0,
+        slot: 0,
+        layout: Layout {
+            vlans: 0,
+            l3_kind: key::L3::None,
+            l3: 0,
+            l4: 0,
+            proto: 0,
+            ip_end: 0,
+            nd_ll: 0,
+        },
+        verdict: Verdict::Drop,
+        fast: false,
+        packets: 0,
+        bytes: 0,
+    };
+
+    #[inline(always)]
+    fn matches(&self, d: &[u8]) -> bool {
+        if d.len() != self.len || self.words == 0 {
+            return false;
+        }
+        // One bounds check for the whole prefix, then word compares.
+        let n = self.words;
+        let Some(b) = d.get(..8 * n) else {
+            return false;
+        };
+        let word = |k: usize| load(b, 8 * k);
+        // The last word first (transport ports: other flows between the
+        // same hosts differ there), then the rest from the first
+        // (destination MAC).
+        word(n - 1) & self.tail == self.hdr[n - 1]
+            && b.chunks_exact(8)
+                .zip(&self.hdr[..n - 1])
+                .all(|(c, h)| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) == *h)
+    }
+
+    /// Credits the fast hits to the plan.
+    fn settle(&mut self, st: &mut Stripe) {
+        if self.packets != 0 {
+            st.account(self.slot, self.packets, self.bytes);
+            st.count_n(ctr::MEMO_HITS, self.packets);
+            self.packets = 0;
+            self.bytes = 0;
+        }
+    }
+}
+
+impl Memo {
+    const WAYS: usize = 8;
+    const WORDS: usize = 16;
+
+    fn new() -> Memo {
+        Memo {
+            e: [MemoEntry::EMPTY; Memo::WAYS],
+            last: 0,
+            prev: 0,
+            next: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Starts a batch: entries hold one batch's verdicts and in-port.
+    fn reset(&mut self) {
+        self.clear();
+        (self.last, self.prev, self.next, self.hits, self.misses) = (0, 0, 0, 0, 0);
+    }
+
+    /// Credits every entry's fast hits to its plan.
+    fn settle(&mut self, st: &mut Stripe) {
+        for e in &mut self.e {
+            e.settle(st);
+        }
+    }
+
+    /// Forgets every entry (their slots are void); settle first.
+    fn clear(&mut self) {
+        for e in &mut self.e {
+            e.words = 0;
+        }
+    }
+
+    /// Whether the memo is worth consulting beyond its last entry: always
+    /// at first, then while at least a quarter of lookups hit.
+    #[inline(always)]
+    fn useful(&self) -> bool {
+        self.hits + self.misses < 32 || self.hits * 3 >= self.misses
+    }
+
+    /// The entry for `d`, if a recent frame parsed the same.
+    #[inline(always)]
+    fn get(&mut self, d: &[u8]) -> Option<&mut MemoEntry> {
+        if self.e[self.last].matches(d) {
+            self.hits += 1;
+            return Some(&mut self.e[self.last]);
+        }
+        if !self.useful() {
+            return None;
+        }
+        let at = if self.e[self.prev].matches(d) {
+            std::mem::swap(&mut self.last, &mut self.prev);
+            self.last
+        } else {
+            let (l, p) = (self.last, self.prev);
+            let Some(at) = (0..Memo::WAYS).find(|&k| k != l && k != p && self.e[k].matches(d))
+            else {
+                self.misses += 1;
+                return None;
+            };
+            (self.prev, self.last) = (self.last, at);
+            at
+        };
+        self.hits += 1;
+        Some(&mut self.e[at])
+    }
+
+    /// Remembers `d`'s first `depth` bytes and what they led to, if whole
+    /// words of them fit in the frame and the memo.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &mut self,
+        st: &mut Stripe,
+        d: &[u8],
+        depth: usize,
+        slot: u32,
+        layout: Layout,
+        verdict: Verdict,
+        fast: bool,
+    ) {
+        let words = depth.div_ceil(8);
+        if words == 0 || words > Memo::WORDS || 8 * words > d.len() || !self.useful() {
+            return;
+        }
+        let at = self.next % Memo::WAYS;
+        self.next += 1;
+        let e = &mut self.e[at];
+        e.settle(st);
+        let rem = depth % 8;
+        e.tail = if rem == 0 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * rem)) - 1
+        };
+        for k in 0..words {
+            e.hdr[k] = load(d, 8 * k);
+        }
+        e.hdr[words - 1] &= e.tail;
+        (e.len, e.words, e.slot, e.layout) = (d.len(), words, slot, layout);
+        (e.verdict, e.fast) = (verdict, fast);
+        (self.prev, self.last) = (self.last, at);
+    }
+}
+
+impl FlowModule {
+    pub fn new(cfg: FlowConfig) -> FlowModule {
+        let cfg = FlowConfig {
+            tables: cfg.tables.clamp(1, 255),
+            ..cfg
+        };
+        let m = FlowModule {
+            cfg,
+            pipe: RwLock::new(Pipeline::new(cfg.tables, cfg.max_flows)),
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(Stripe::default()))
+                .collect(),
+            dp: DpCounters::default(),
+            removed: Mutex::new(VecDeque::new()),
+            removed_overflow: Default::default(),
+        };
+        m.install_presets();
+        m
+    }
+
+    pub fn config(&self) -> FlowConfig {
+        self.cfg
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Pipeline> {
+        self.pipe.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Pipeline> {
+        self.pipe.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A stripe no other batch is using, preferring the one `port` maps to
+    /// (a worker owns its ports, so it mostly finds its own cache warm).
+    fn stripe(&self, port: PortId) -> MutexGuard<'_, Stripe> {
+        let n = self.stripes.len();
+        let start = port.index() % n;
+        for k in 0..n {
+            match self.stripes[(start + k) % n].try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(e)) => {
+                    let mut g = e.into_inner();
+                    g.invalidate();
+                    return g;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.stripes[start].lock().unwrap_or_else(|e| {
+            let mut g = e.into_inner();
+            g.invalidate();
+            g
+        })
+    }
+
+    /// Applies an `OFPT_FLOW_MOD`. Returns the entries it removed that had
+    /// `OFPFF_SEND_FLOW_REM` (DELETE, DELETE_STRICT), for the agent to send.
+    /// When it returns, every later batch sees the change.
+    pub fn flow_mod(&self, fm: &FlowMod, now: Nanos) -> Result<Vec<Removed>, ErrorCode> {
+        self.write().flow_mod(fm, now)
+    }
+
+    /// Applies an `OFPT_GROUP_MOD`. Flow entries removed because they used a
+    /// deleted group are queued for [`FlowModule::take_removed`].
+    pub fn group_mod(&self, gm: &GroupMod, now: Nanos) -> Result<(), ErrorCode> {
+        let removed = self.write().group_mod(gm, now)?;
+        self.queue_removed(removed);
+        Ok(())
+    }
+
+    /// Removes the flow entries whose idle or hard timeout has passed at
+    /// `now`; returns those that had `OFPFF_SEND_FLOW_REM`.
+    pub fn expire(&self, now: Nanos) -> Vec<Removed> {
+        if !self.read().any_expired(now) {
+            return Vec::new();
+        }
+        self.write().remove_expired(now)
+    }
+
+    /// Takes the removals queued by [`Module::tick`] and group deletions.
+    pub fn take_removed(&self) -> Vec<Removed> {
+        let mut q = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        q.drain(..).collect()
+    }
+
+    fn queue_removed(&self, removed: Vec<Removed>) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut q = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        for r in removed {
+            if q.len() >= REMOVED_QUEUE {
+                q.pop_front();
+                self.removed_overflow.fetch_add(1, Ordering::Relaxed);
+            }
+            q.push_back(r);
+        }
+    }
+
+    /// The pipeline generation: bumped by every change to tables, groups
+    /// or port liveness.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
+    /// Declares the ports that exist (OpenFlow port numbers): outputs to
+    /// other ports are then refused (`OFPBAC_BAD_OUT_PORT`) and they count
+    /// as not live. Without it, any number a port can have is accepted.
+    pub fn set_ports(&self, ports: &[u32]) {
+        let mut p = self.write();
+        p.known_ports = Some(ports.iter().copied().collect());
+        p.bump();
+    }
+
+    /// Forgets the port set given to [`FlowModule::set_ports`].
+    pub fn clear_ports(&self) {
+        let mut p = self.write();
+        p.known_ports = None;
+        p.bump();
+    }
+
+    /// Reports a port up or down, for fast-failover and select groups.
+    /// Every port is live until reported otherwise; detaching a port from
+    /// the switch reports it down, attaching it reports it up.
+    pub fn set_port_live(&self, port: u32, live: bool) {
+        let mut p = self.write();
+        let changed = if live {
+            p.dead_ports.remove(&port)
+        } else {
+            p.dead_ports.insert(port)
+        };
+        if changed {
+            p.bump();
+        }
+    }
+
+    /// `OFPMP_FLOW`: the entries a request selects, echoed as installed.
+    pub fn flow_stats(
+        &self,
+        req: &FlowStatsRequest,
+        now: Nanos,
+    ) -> Result<Vec<FlowStats>, ErrorCode> {
+        self.read().flow_stats(req, now)
+    }
+
+    /// `OFPMP_AGGREGATE`.
+    pub fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, ErrorCode> {
+        self.read().aggregate_stats(req)
+    }
+
+    /// `OFPMP_TABLE`: one entry per table.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        self.read().table_stats()
+    }
+
+    /// `OFPMP_GROUP` for one group or `OFPG_ALL`.
+    pub fn group_stats(&self, group_id: u32, now: Nanos) -> Vec<GroupStats> {
+        self.read().group_stats(group_id, now)
+    }
+
+    /// `OFPMP_GROUP_DESC`.
+    pub fn group_desc(&self) -> Vec<GroupDesc> {
+        self.read().group_desc()
+    }
+
+    /// `OFPMP_GROUP_FEATURES`.
+    pub fn group_features(&self) -> GroupFeatures {
+        stats::group_features()
+    }
+
+    /// Flow entries in all tables.
+    pub fn flow_count(&self) -> usize {
+        self.read().flow_count
+    }
+
+    /// Number of flow tables.
+    pub fn tables(&self) -> usize {
+        self.cfg.tables
+    }
+
+    fn install_presets(&self) {
+        let add = |priority, fields: Vec<OxmField>, port: PortNo| {
+            let fm = FlowMod {
+                priority,
+                match_: Match::from_fields(fields).unwrap_or_default(),
+                instructions: vec![Instruction::ApplyActions(vec![Action::output(port)])],
+                ..FlowMod::default()
+            };
+            let _ = self.flow_mod(&fm, 0);
+        };
+        if self.cfg.l2 > 0 {
+            for p in 1..=u32::from(self.cfg.l2) {
+                let dst = OxmField::EthDst(Masked::exact(MacAddr::local(p)));
+                add(100, vec![dst], PortNo(p));
+            }
+            let bcast = OxmField::EthDst(Masked::exact(MacAddr::BROADCAST));
+            add(100, vec![bcast], PortNo::FLOOD);
+        }
+        for i in 0..self.cfg.filler as u32 {
+            // 172.16.0.0/12 with prefixes of /16 to /32, with and without
+            // transport ports, at priorities around the l2 entries'.
+            let plen = 16 + i % 17;
+            let addr = 0xac10_0000 | (i.wrapping_mul(2_654_435_761) & 0x000f_ffff);
+            let mask = u32::MAX << (32 - plen);
+            let mut f = vec![
+                OxmField::EthType(0x0800),
+                OxmField::Ipv4Dst(Masked::new(
+                    Ipv4Addr::from(addr & mask),
+                    Ipv4Addr::from(mask),
+                )),
+            ];
+            match (i / 17) % 3 {
+                1 => f.extend([OxmField::IpProto(6), OxmField::TcpDst((i % 60000) as u16)]),
+                2 => f.extend([OxmField::IpProto(17), OxmField::UdpSrc((i % 60000) as u16)]),
+                _ => {}
+            }
+            add(50 + (i % 100) as u16, f, PortNo(1 + i % 8));
+        }
+    }
+}
+
+impl Module for FlowModule {
+    fn name(&self) -> &'static str {
+        "flow"
+    }
+
+    fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, now: Nanos) {
+        // One generation per batch: the read lock is held to the end, and
+        // the counters are flushed under it too.
+        let pipe = self.read();
+        let mut st = self.stripe(batch.in_port());
+        st.begin(pipe.generation);
+        let in_port = u32::from(batch.in_port().0);
+        // The memo lives with the stripe (no per-batch initialisation of
+        // its entries) but only ever serves one batch.
+        let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
+        memo.reset();
+        let mut p = key::Parsed::default();
+        for i in 0..batch.len() {
+            let d = batch.data(i);
+            let len = d.len() as u64;
+            if let Some(e) = memo.get(d) {
+                if e.fast {
+                    e.packets += 1;
+                    e.bytes += len;
+                    out.set(i, e.verdict);
+                    continue;
+                }
+                let (slot, layout, v) = (e.slot, e.layout, e.verdict);
+                st.count(ctr::MEMO_HITS);
+                st.account(slot, 1, len);
+                let v = if st.rewrite(batch, i, slot, layout) {
+                    v
+                } else {
+                    Verdict::Drop
+                };
+                out.set(i, v);
+                continue;
+            }
+            if !key::parse_into(d, in_port, &mut p) {
+                out.set(i, Verdict::Invalid);
+                continue;
+            }
+            let h = p.key.hash64();
+            let slot = match st.lookup(&p.key, h) {
+                Some(s) => s,
+                None => {
+                    // The upcall: settle the memo first, since the insert
+                    // may empty the cache (and void the memo's slots).
+                    memo.settle(&mut st);
+                    let (plan, mask) = pipe.compile(&p.key);
+                    let (s, reset) = st.insert(&pipe, now, &self.dp, &p.key, &mask, plan);
+                    if reset {
+                        memo.clear();
+                    }
+                    s
+                }
+            };
+            let v = st.verdict(slot, out);
+            let fast = !st.rewrites(slot);
+            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast);
+            st.account(slot, 1, len);
+            let v = if fast || st.rewrite(batch, i, slot, p.layout) {
+                v
+            } else {
+                Verdict::Drop
+            };
+            out.set(i, v);
+        }
+        memo.settle(&mut st);
+        st.memo = Some(memo);
+        st.flush(&pipe, now, &self.dp);
+    }
+
+    fn port_attached(&self, port: PortId) {
+        self.set_port_live(u32::from(port.0), true);
+    }
+
+    fn port_detached(&self, port: PortId) {
+        self.set_port_live(u32::from(port.0), false);
+    }
+
+    fn tick(&self, now: Nanos) {
+        let removed = self.expire(now);
+        self.queue_removed(removed);
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let (flows, groups, generation) = {
+            let p = self.read();
+            (p.flow_count, p.groups.len(), p.generation)
+        };
+        let mut v = vec![
+            ("flows", flows as u64),
+            ("groups", groups as u64),
+            ("generation", generation),
+        ];
+        v.extend(
+            ctr::NAMES
+                .iter()
+                .zip(&self.dp.0)
+                .map(|(n, c)| (*n, c.load(Ordering::Relaxed))),
+        );
+        v.push((
+            "removed_overflow",
+            self.removed_overflow.load(Ordering::Relaxed),
+        ));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,627 @@
+//! The OpenFlow pipeline's state (tables, groups, port liveness) and its
+//! slow path: running one flow key through the tables to a [`Plan`].
+//!
+//! A plan is everything the data path needs to treat every packet of a
+//! megaflow the same way without looking at a table again: the verdict, the
+//! header rewrites to replay, and which flow entries, tables, groups and
+//! buckets to credit. While it runs, the pipeline records in a mask every
+//! key bit its outcome depended on (the masks of the subtables it probed,
+//! and the fields actions looked at), so the plan is valid for every packet
+//! that agrees with this one on those bits.
+//!
+//! Semantics (OpenFlow 1.3, section 5): instructions run in the spec's order
+//! whatever their order in the entry (apply-actions, clear-actions,
+//! write-actions, write-metadata, goto-table); a table with no matching
+//! entry and no table-miss entry drops the packet (and discards the action
+//! set); the action set runs when no goto-table follows, in the spec's
+//! order (pop, push, decrement TTL, set-field, group, output, with a group
+//! taking precedence over an output). Group buckets act on a copy of the
+//! packet. A TTL that cannot be decremented (1 or 0) stops processing:
+//! copies already output stay output, the rest is dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crate::module::Nanos;
+use crate::openflow::group::group_id;
+use crate::openflow::oxm::OxmField;
+use crate::openflow::{Action, GroupType, Instruction, Match, PortNo};
+use crate::port::PortId;
+
+use super::actions::Op;
+use super::classifier::Classifier;
+use super::group::{Group, GroupCounters};
+use super::key::*;
+
+/// How deep group chaining may go.
+pub(crate) const MAX_GROUP_DEPTH: usize = 16;
+
+/// A flow entry's counters, shared with the plans that credit it.
+#[derive(Debug, Default)]
+pub(crate) struct FlowCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    /// When a packet last hit the entry (its install time until then).
+    pub last_used: AtomicU64,
+}
+
+impl FlowCounters {
+    pub fn new(now: Nanos) -> Arc<FlowCounters> {
+        Arc::new(FlowCounters {
+            last_used: AtomicU64::new(now),
+            ..FlowCounters::default()
+        })
+    }
+}
+
+/// An entry's instructions in execution order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Program {
+    pub apply: Option<Vec<Action>>,
+    pub clear: bool,
+    pub write: Option<Vec<Action>>,
+    pub metadata: Option<(u64, u64)>,
+    pub goto: Option<u8>,
+}
+
+impl Program {
+    pub fn new(insts: &[Instruction]) -> Program {
+        let mut p = Program::default();
+        for i in insts {
+            match i {
+                Instruction::ApplyActions(a) => p.apply = Some(a.clone()),
+                Instruction::ClearActions => p.clear = true,
+                Instruction::WriteActions(a) => p.write = Some(a.clone()),
+                Instruction::WriteMetadata { metadata, mask } => {
+                    p.metadata = Some((*metadata, *mask))
+                }
+                Instruction::GotoTable(t) => p.goto = Some(*t),
+                Instruction::Meter(_) => {}
+            }
+        }
+        p
+    }
+}
+
+/// One flow entry, as installed.
+#[derive(Debug)]
+pub(crate) struct FlowEntry {
+    pub table_id: u8,
+    pub match_: Match,
+    pub cookie: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub flags: u16,
+    pub instructions: Vec<Instruction>,
+    pub prog: Program,
+    pub created: Nanos,
+    pub counters: Arc<FlowCounters>,
+}
+
+impl FlowEntry {
+    fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.instructions
+            .iter()
+            .filter_map(Instruction::actions)
+            .flatten()
+    }
+
+    /// Whether an output action names `port` (the `out_port` filter).
+    pub fn outputs_to(&self, port: PortNo) -> bool {
+        self.actions()
+            .any(|a| matches!(a, Action::Output { port: p, .. } if *p == port))
+    }
+
+    /// Whether a group action names `group` (the `out_group` filter).
+    pub fn uses_group(&self, group: u32) -> bool {
+        self.actions()
+            .any(|a| matches!(a, Action::Group(g) if *g == group))
+    }
+}
+
+/// One flow table.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub cls: Classifier<FlowEntry>,
+    pub lookups: AtomicU64,
+    pub matched: AtomicU64,
+}
+
+/// The whole pipeline. Changed only under the module's write lock; the data
+/// path reads it (and bumps its atomic counters) under the read lock.
+pub(crate) struct Pipeline {
+    pub tables: Vec<Table>,
+    pub groups: BTreeMap<u32, Group>,
+    /// Ports reported down ([`super::FlowModule::set_port_live`]).
+    pub dead_ports: BTreeSet<u32>,
+    /// The ports that exist, if the agent said ([`super::FlowModule::set_ports`]).
+    pub known_ports: Option<BTreeSet<u32>>,
+    pub next_seq: u64,
+    pub generation: u64,
+    pub max_flows: usize,
+    pub flow_count: usize,
+}
+
+impl Pipeline {
+    pub fn new(tables: usize, max_flows: usize) -> Pipeline {
+        Pipeline {
+            tables: (0..tables).map(|_| Table::default()).collect(),
+            groups: BTreeMap::new(),
+            dead_ports: BTreeSet::new(),
+            known_ports: None,
+            next_seq: 0,
+            generation: 1,
+            max_flows,
+            flow_count: 0,
+        }
+    }
+
+    /// Marks a change: every cached plan is now stale.
+    pub fn bump(&mut self) {
+        self.generation += 1;
+    }
+
+    pub fn port_live(&self, port: u32) -> bool {
+        !self.dead_ports.contains(&port)
+            && self.known_ports.as_ref().is_none_or(|k| k.contains(&port))
+    }
+
+    pub fn bucket_live(&self, b: &crate::openflow::Bucket, depth: usize) -> bool {
+        (b.watch_port == PortNo::ANY || self.port_live(b.watch_port.0))
+            && (b.watch_group == group_id::ANY || self.group_live(b.watch_group, depth + 1))
+    }
+
+    /// A group is live if one of its buckets is.
+    pub fn group_live(&self, id: u32, depth: usize) -> bool {
+        depth < MAX_GROUP_DEPTH
+            && self
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.buckets.iter().any(|b| self.bucket_live(b, depth)))
+    }
+
+    /// Runs `key` (a packet from `in_port`) through the tables. Returns the
+    /// plan and the mask of the key bits it depends on.
+    pub fn compile(&self, key: &Key) -> (Plan, Key) {
+        let mut x = Exec {
+            p: self,
+            key: *key,
+            mask: Key::default(),
+            ops: Vec::new(),
+            outs: Vec::new(),
+            flows: Vec::new(),
+            tables: Vec::new(),
+            groups: Vec::new(),
+            events: 0,
+            stopped: false,
+        };
+        IN_PORT.all(&mut x.mask);
+        let mut set = ActionSet::default();
+        let mut t = 0usize;
+        while let Some(table) = self.tables.get(t) {
+            let hit = table.cls.lookup(&x.key, &mut x.mask);
+            x.tables.push((t as u8, hit.is_some()));
+            let Some(rule) = hit else {
+                x.events |= event::MISS;
+                break;
+            };
+            let e = &rule.data;
+            x.flows.push(e.counters.clone());
+            if let Some(a) = &e.prog.apply {
+                x.exec_list(a, 0);
+                if x.stopped {
+                    break;
+                }
+            }
+            if e.prog.clear {
+                set = ActionSet::default();
+            }
+            if let Some(w) = &e.prog.write {
+                set.merge(w);
+            }
+            if let Some((v, m)) = e.prog.metadata {
+                let md = METADATA.get(&x.key);
+                METADATA.set(&mut x.key, (md & !m) | (v & m));
+            }
+            match e.prog.goto {
+                Some(n) if usize::from(n) > t => t = usize::from(n),
+                _ => {
+                    x.exec_set(&set);
+                    break;
+                }
+            }
+        }
+        let mask = x.mask;
+        (x.finish(), mask)
+    }
+}
+
+/// Things a plan makes the module count, per packet.
+pub(crate) mod event {
+    /// Output more than once with different bytes; all got the last bytes.
+    pub const MULTI_VERSION: u8 = 1;
+    /// Output to the controller and to ports; the controller copy is lost.
+    pub const CONTROLLER_WITH_PORTS: u8 = 2;
+    /// A TTL that could not be decremented.
+    pub const INVALID_TTL: u8 = 4;
+    /// No entry matched in some table (table miss without a miss entry).
+    pub const MISS: u8 = 8;
+}
+
+/// Where a packet goes, as decided once for its megaflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PlanVerdict {
+    Drop,
+    Port(PortId),
+    Flood,
+    Controller,
+    Ports(Box<[PortId]>),
+}
+
+/// The compiled result of the pipeline for one megaflow.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub verdict: PlanVerdict,
+    /// Rewrites for the delivered copy (the bytes at the last output).
+    pub ops: Box<[Op]>,
+    pub flows: Box<[Arc<FlowCounters>]>,
+    /// Tables looked up, and whether an entry matched.
+    pub tables: Box<[(u8, bool)]>,
+    /// Groups (bucket `u32::MAX`) and buckets executed.
+    pub groups: Box<[(Arc<GroupCounters>, u32)]>,
+    /// [`event`] bits.
+    pub events: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Port(PortId),
+    Flood,
+    Controller,
+}
+
+/// The action set: at most one action of each kind (one set-field per
+/// field), run in the spec's order.
+#[derive(Default, Clone)]
+struct ActionSet {
+    pop_vlan: bool,
+    push_vlan: Option<u16>,
+    dec_ttl: bool,
+    fields: Vec<OxmField>,
+    set_ttl: Option<u8>,
+    group: Option<u32>,
+    output: Option<PortNo>,
+}
+
+impl ActionSet {
+    fn merge(&mut self, actions: &[Action]) {
+        for a in actions {
+            match *a {
+                Action::PopVlan => self.pop_vlan = true,
+                Action::PushVlan(t) => self.push_vlan = Some(t),
+                Action::DecNwTtl => self.dec_ttl = true,
+                Action::SetNwTtl(t) => self.set_ttl = Some(t),
+                Action::SetField(f) => {
+                    self.fields.retain(|g| g.field_type() != f.field_type());
+                    self.fields.push(f);
+                }
+                Action::Group(g) => self.group = Some(g),
+                Action::Output { port, .. } => self.output = Some(port),
+                // No queues here; other actions are refused at install.
+                _ => {}
+            }
+        }
+    }
+}
+
+struct Exec<'p> {
+    p: &'p Pipeline,
+    key: Key,
+    mask: Key,
+    ops: Vec<Op>,
+    outs: Vec<(Out, Vec<Op>)>,
+    flows: Vec<Arc<FlowCounters>>,
+    tables: Vec<(u8, bool)>,
+    groups: Vec<(Arc<GroupCounters>, u32)>,
+    events: u8,
+    stopped: bool,
+}
+
+impl Exec<'_> {
+    fn exec_list(&mut self, actions: &[Action], depth: usize) {
+        for a in actions {
+            if self.stopped {
+                return;
+            }
+            match *a {
+                Action::Output { port, .. } => self.output(port),
+                Action::Group(g) => self.group(g, depth),
+                Action::SetField(f) => self.set_field(&f),
+                Action::PushVlan(t) => self.push_vlan(t),
+                Action::PopVlan => self.pop_vlan(),
+                Action::DecNwTtl => self.dec_ttl(),
+                Action::SetNwTtl(t) => self.set_ttl(t),
+                _ => {}
+            }
+        }
+    }
+
+    fn exec_set(&mut self, set: &ActionSet) {
+        if set.pop_vlan {
+            self.pop_vlan();
+        }
+        if let Some(t) = set.push_vlan {
+            self.push_vlan(t);
+        }
+        if set.dec_ttl {
+            self.dec_ttl();
+            if self.stopped {
+                return;
+            }
+        }
+        for f in &set.fields {
+            self.set_field(f);
+        }
+        if let Some(t) = set.set_ttl {
+            self.set_ttl(t);
+        }
+        if let Some(g) = set.group {
+            self.group(g, 0);
+        } else if let Some(p) = set.output {
+            self.output(p);
+        }
+    }
+
+    fn output(&mut self, port: PortNo) {
+        let o = match port {
+            PortNo::IN_PORT => match PortId::new(IN_PORT.get(&self.key) as u32) {
+                Some(p) => Out::Port(p),
+                None => return,
+            },
+            PortNo::FLOOD | PortNo::ALL => Out::Flood,
+            PortNo::CONTROLLER => Out::Controller,
+            p if !p.is_reserved() => match PortId::new(p.0) {
+                Some(id) => Out::Port(id),
+                None => return,
+            },
+            // LOCAL (no local port yet), NORMAL, TABLE, ANY: nowhere to go.
+            _ => return,
+        };
+        self.outs.push((o, self.ops.clone()));
+    }
+
+    fn eth_is(&mut self, t: u16) -> bool {
+        ETH_TYPE.all(&mut self.mask);
+        ETH_TYPE.get(&self.key) == u64::from(t)
+    }
+
+    fn flag(&mut self, b: Bits) -> bool {
+        b.all(&mut self.mask);
+        b.get(&self.key) == 1
+    }
+
+    fn proto_is(&mut self, p: u8) -> bool {
+        NW_PROTO.all(&mut self.mask);
+        NW_PROTO.get(&self.key) == u64::from(p)
+    }
+
+    fn is_ip(&mut self) -> bool {
+        (self.eth_is(ETH_IPV4) || self.eth_is(ETH_IPV6)) && self.flag(L3_OK)
+    }
+
+    fn l4_is(&mut self, proto: u8) -> bool {
+        self.is_ip() && self.proto_is(proto) && self.flag(L4_OK)
+    }
+
+    /// Whether the header a set-field writes is in the packet, as the data
+    /// path will see it (mirrors the checks in `actions::set`).
+    fn field_present(&mut self, f: &OxmField) -> bool {
+        use OxmField as F;
+        match f {
+            F::EthDst(_) | F::EthSrc(_) => true,
+            F::VlanVid(_) | F::VlanPcp(_) => {
+                self.mask.0[VLAN_TCI.word] |= VID_PRESENT;
+                VLAN_TCI.get(&self.key) & VID_PRESENT != 0
+            }
+            F::IpDscp(_) | F::IpEcn(_) => self.is_ip(),
+            F::Ipv4Src(_) | F::Ipv4Dst(_) => self.eth_is(ETH_IPV4) && self.flag(L3_OK),
+            F::Ipv6Src(_) | F::Ipv6Dst(_) | F::Ipv6Flabel(_) => {
+                self.eth_is(ETH_IPV6) && self.flag(L3_OK)
+            }
+            F::TcpSrc(_) | F::TcpDst(_) => self.l4_is(IP_TCP),
+            F::UdpSrc(_) | F::UdpDst(_) => self.l4_is(IP_UDP),
+            F::SctpSrc(_) | F::SctpDst(_) => self.l4_is(IP_SCTP),
+            F::Icmpv4Type(_) | F::Icmpv4Code(_) => self.eth_is(ETH_IPV4) && self.l4_is(IP_ICMP),
+            F::Icmpv6Type(_) | F::Icmpv6Code(_) => self.eth_is(ETH_IPV6) && self.l4_is(IP_ICMPV6),
+            F::ArpOp(_) | F::ArpSpa(_) | F::ArpTpa(_) | F::ArpSha(_) | F::ArpTha(_) => {
+                self.eth_is(ETH_ARP) && self.flag(L3_OK)
+            }
+            F::Ipv6NdTarget(_) => self.l4_is(IP_ICMPV6) && self.flag(ND_OK),
+            F::Ipv6NdSll(_) | F::Ipv6NdTll(_) => {
+                let want = if matches!(f, F::Ipv6NdSll(_)) {
+                    135
+                } else {
+                    136
+                };
+                if !(self.l4_is(IP_ICMPV6) && self.flag(ND_OK)) {
+                    return false;
+                }
+                TP_SRC.all(&mut self.mask);
+                TP_SRC.get(&self.key) == want
+            }
+            _ => false,
+        }
+    }
+
+    fn set_field(&mut self, f: &OxmField) {
+        if self.field_present(f) {
+            set_field(&mut self.key, f);
+            self.ops.push(Op::Set(*f));
+        }
+    }
+
+    fn push_vlan(&mut self, tpid: u16) {
+        VLAN_TCI.all(&mut self.mask);
+        INNER_TCI.all(&mut self.mask);
+        let t = VLAN_TCI.get(&self.key);
+        let new = if t & VID_PRESENT != 0 { t } else { VID_PRESENT };
+        INNER_TCI.set(&mut self.key, t);
+        VLAN_TCI.set(&mut self.key, new);
+        self.ops.push(Op::PushVlan(tpid));
+    }
+
+    fn pop_vlan(&mut self) {
+        VLAN_TCI.all(&mut self.mask);
+        INNER_TCI.all(&mut self.mask);
+        if VLAN_TCI.get(&self.key) & VID_PRESENT == 0 {
+            return;
+        }
+        let inner = INNER_TCI.get(&self.key);
+        VLAN_TCI.set(&mut self.key, inner);
+        INNER_TCI.set(&mut self.key, 0);
+        self.ops.push(Op::PopVlan);
+    }
+
+    fn dec_ttl(&mut self) {
+        if !self.is_ip() {
+            return;
+        }
+        NW_TTL.all(&mut self.mask);
+        let ttl = NW_TTL.get(&self.key);
+        if ttl <= 1 {
+            self.events |= event::INVALID_TTL;
+            self.stopped = true;
+            return;
+        }
+        NW_TTL.set(&mut self.key, ttl - 1);
+        self.ops.push(Op::DecTtl);
+    }
+
+    fn set_ttl(&mut self, t: u8) {
+        if self.is_ip() {
+            NW_TTL.set(&mut self.key, u64::from(t));
+            self.ops.push(Op::SetTtl(t));
+        }
+    }
+
+    fn group(&mut self, id: u32, depth: usize) {
+        if depth >= MAX_GROUP_DEPTH {
+            return;
+        }
+        let p = self.p;
+        let Some(g) = p.groups.get(&id) else {
+            return;
+        };
+        self.groups.push((g.counters.clone(), u32::MAX));
+        match g.group_type {
+            GroupType::All => {
+                for i in 0..g.buckets.len() {
+                    self.bucket(g, i, depth);
+                }
+            }
+            GroupType::Indirect => {
+                if !g.buckets.is_empty() {
+                    self.bucket(g, 0, depth);
+                }
+            }
+            GroupType::FastFailover => {
+                if let Some(i) = g.buckets.iter().position(|b| p.bucket_live(b, depth)) {
+                    self.bucket(g, i, depth);
+                }
+            }
+            GroupType::Select => {
+                let live: Vec<(usize, u64)> = g
+                    .buckets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.weight > 0 && p.bucket_live(b, depth))
+                    .map(|(i, b)| (i, u64::from(b.weight)))
+                    .collect();
+                let total: u64 = live.iter().map(|&(_, w)| w).sum();
+                if total == 0 {
+                    return;
+                }
+                let mut r = self.select_hash() % total;
+                for (i, w) in live {
+                    if r < w {
+                        self.bucket(g, i, depth);
+                        break;
+                    }
+                    r -= w;
+                }
+            }
+        }
+    }
+
+    /// A hash of the packet's flow fields for select groups (the fields are
+    /// unwildcarded: the choice depends on them).
+    fn select_hash(&mut self) -> u64 {
+        let mut m = Key::default();
+        for b in [
+            ETH_DST, ETH_SRC, ETH_TYPE, VLAN_TCI, NW_PROTO, NW_SRC_HI, NW_SRC, NW_DST_HI, NW_DST,
+            TP_SRC, TP_DST,
+        ] {
+            b.all(&mut m);
+        }
+        self.mask.or_assign(&m);
+        self.key.and(&m).hash64()
+    }
+
+    /// Runs bucket `i` of `g` on a copy of the packet.
+    fn bucket(&mut self, g: &Group, i: usize, depth: usize) {
+        let Some(b) = g.buckets.get(i) else { return };
+        self.groups.push((g.counters.clone(), i as u32));
+        let (key, ops, stopped) = (self.key, self.ops.clone(), self.stopped);
+        self.exec_list(&b.actions, depth + 1);
+        self.key = key;
+        self.ops = ops;
+        self.stopped = stopped;
+    }
+
+    fn finish(self) -> Plan {
+        let mut ports: Vec<PortId> = Vec::new();
+        let (mut flood, mut ctl) = (false, false);
+        for (o, _) in &self.outs {
+            match *o {
+                Out::Port(p) => ports.push(p),
+                Out::Flood => flood = true,
+                Out::Controller => ctl = true,
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        let mut events = self.events;
+        let verdict = if flood {
+            PlanVerdict::Flood
+        } else if ports.len() == 1 {
+            PlanVerdict::Port(ports[0])
+        } else if ports.len() > 1 {
+            PlanVerdict::Ports(ports.into_boxed_slice())
+        } else if ctl {
+            PlanVerdict::Controller
+        } else {
+            PlanVerdict::Drop
+        };
+        if ctl && verdict != PlanVerdict::Controller {
+            events |= event::CONTROLLER_WITH_PORTS;
+        }
+        let ops: Vec<Op> = match (&verdict, self.outs.last()) {
+            (PlanVerdict::Drop, _) | (_, None) => Vec::new(),
+            (_, Some((_, last))) => {
+                if self.outs.iter().any(|(_, o)| o != last) {
+                    events |= event::MULTI_VERSION;
+                }
+                last.clone()
+            }
+        };
+        Plan {
+            verdict,
+            ops: ops.into_boxed_slice(),
+            flows: self.flows.into_boxed_slice(),
+            tables: self.tables.into_boxed_slice(),
+            groups: self.groups.into_boxed_slice(),
+            events,
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Pipeline semantics, driven through `process`.
+
+use super::*;
+
+#[test]
+fn empty_tables_drop_everything() {
+    let m = module();
+    assert_eq!(
+        run(&m, 1, vec![udp(1, 2, 1, 2), vec![0; 10]]),
+        [R::Drop, R::Invalid]
+    );
+    assert_eq!(counter(&m, "table_miss"), 1);
+    let t = m.table_stats();
+    assert_eq!(t.len(), 8);
+    assert_eq!((t[0].lookup_count, t[0].matched_count), (1, 0));
+}
+
+#[test]
+fn priorities_masks_and_table_miss() {
+    let m = module();
+    let net = |a, l| {
+        OxmField::Ipv4Dst(Masked::new(
+            Ipv4Addr::from(a),
+            Ipv4Addr::from(u32::MAX << (32 - l)),
+        ))
+    };
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![ip4(), net(0x0a00_0100, 24)],
+            vec![apply(vec![out(2)])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            20,
+            vec![ip4(), net(0x0a00_0102, 32)],
+            vec![apply(vec![out(3)])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            5,
+            vec![ip4(), net(0x0a00_0000, 16)],
+            vec![apply(vec![out(4)])],
+        ),
+    );
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(3)]);
+    assert_eq!(run(&m, 1, vec![udp(1, 7, 1, 1)]), [R::Port(2)]);
+    let mut other = udp(1, 7, 1, 1);
+    other[32] = 9; // 10.0.9.7
+    assert_eq!(run(&m, 1, vec![other.clone()]), [R::Port(4)]);
+    other[31] = 1; // 10.1.9.7: no entry, no table-miss entry
+    assert_eq!(run(&m, 1, vec![other.clone()]), [R::Drop]);
+    // The table-miss entry: priority 0, matches everything.
+    add(
+        &m,
+        flow(0, 0, vec![], vec![apply(vec![out(PortNo::CONTROLLER.0)])]),
+    );
+    assert_eq!(run(&m, 1, vec![other]), [R::Controller]);
+    let t = &m.table_stats()[0];
+    assert_eq!((t.active_count, t.lookup_count, t.matched_count), (4, 5, 4));
+}
+
+#[test]
+fn goto_chains_and_metadata() {
+    let m = module();
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![OxmField::InPort(PortNo(1))],
+            vec![
+                Instruction::WriteMetadata {
+                    metadata: 0x50,
+                    mask: 0xf0,
+                },
+                Instruction::GotoTable(3),
+            ],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![OxmField::InPort(PortNo(2))],
+            vec![
+                Instruction::WriteMetadata {
+                    metadata: 0x60,
+                    mask: 0xff,
+                },
+                Instruction::GotoTable(3),
+            ],
+        ),
+    );
+    let md = |v| OxmField::Metadata(Masked::new(v, 0xf0));
+    add(&m, flow(3, 1, vec![md(0x50)], vec![apply(vec![out(7)])]));
+    add(
+        &m,
+        flow(3, 1, vec![md(0x60)], vec![Instruction::GotoTable(5)]),
+    );
+    add(&m, flow(5, 1, vec![], vec![apply(vec![out(8)])]));
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(7)]);
+    assert_eq!(run(&m, 2, vec![udp(1, 2, 1, 1)]), [R::Port(8)]);
+    assert_eq!(run(&m, 3, vec![udp(1, 2, 1, 1)]), [R::Drop]);
+    let t = m.table_stats();
+    assert_eq!(
+        [0, 3, 5].map(|i| (t[i].lookup_count, t[i].matched_count)),
+        [(3, 2), (2, 2), (1, 1)]
+    );
+}
+
+#[test]
+fn instructions_and_actions_are_checked() {
+    let m = module();
+    let try_add = |table, insts, fields| m.flow_mod(&flow(table, 1, fields, insts), 0);
+    let bi = |c| Err(ErrorCode::BadInstruction(c));
+    let ba = |c| Err(ErrorCode::BadAction(c));
+    assert_eq!(
+        try_add(2, vec![Instruction::GotoTable(2)], vec![]),
+        bi(BadInstructionCode::BadTableId)
+    );
+    assert_eq!(
+        try_add(2, vec![Instruction::GotoTable(1)], vec![]),
+        bi(BadInstructionCode::BadTableId)
+    );
+    assert_eq!(
+        try_add(2, vec![Instruction::GotoTable(8)], vec![]),
+        bi(BadInstructionCode::BadTableId)
+    );
+    assert_eq!(
+        try_add(0, vec![Instruction::Meter(1)], vec![]),
+        bi(BadInstructionCode::UnsupInst)
+    );
+    assert_eq!(
+        try_add(8, vec![], vec![]),
+        Err(ErrorCode::FlowModFailed(FlowModFailedCode::BadTableId))
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![out(0)])], vec![]),
+        ba(BadActionCode::BadOutPort)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::output(PortNo::NORMAL)])], vec![]),
+        ba(BadActionCode::BadOutPort)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![out(5000)])], vec![]),
+        ba(BadActionCode::BadOutPort)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::Group(9)])], vec![]),
+        ba(BadActionCode::BadOutGroup)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::PushMpls(0x8847)])], vec![]),
+        ba(BadActionCode::BadType)
+    );
+    let set_ip = Action::SetField(OxmField::Ipv4Src(Masked::exact(Ipv4Addr::LOCALHOST)));
+    assert_eq!(
+        try_add(0, vec![apply(vec![set_ip])], vec![]),
+        ba(BadActionCode::MatchInconsistent)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![set_ip])], vec![ip4()]),
+        Ok(vec![])
+    );
+    let pcp = Action::SetField(OxmField::VlanPcp(3));
+    assert_eq!(
+        try_add(0, vec![apply(vec![pcp])], vec![]),
+        ba(BadActionCode::MatchInconsistent)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::PushVlan(0x8100), pcp])], vec![]),
+        Ok(vec![])
+    );
+    let meta = Action::SetField(OxmField::Metadata(Masked::exact(1)));
+    assert_eq!(
+        try_add(0, vec![apply(vec![meta])], vec![]),
+        ba(BadActionCode::BadSetType)
+    );
+    let mut bad_flags = flow(0, 1, vec![], vec![]);
+    bad_flags.flags = 1 << 9;
+    assert_eq!(
+        m.flow_mod(&bad_flags, 0),
+        Err(ErrorCode::FlowModFailed(FlowModFailedCode::BadFlags))
+    );
+    // With a port set, only those ports.
+    m.set_ports(&[1, 2, 3]);
+    assert_eq!(
+        try_add(0, vec![apply(vec![out(4)])], vec![]),
+        ba(BadActionCode::BadOutPort)
+    );
+    assert_eq!(try_add(0, vec![apply(vec![out(3)])], vec![]), Ok(vec![]));
+}
+
+#[test]
+fn action_set_runs_last_in_spec_order() {
+    let m = module();
+    let new_dst = MacAddr::local(99);
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![
+                Instruction::WriteActions(vec![out(2)]),
+                Instruction::GotoTable(1),
+            ],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            1,
+            1,
+            vec![OxmField::InPort(PortNo(1))],
+            vec![Instruction::WriteActions(vec![
+                // Written after the output, but the set applies set-field first.
+                Action::SetField(OxmField::EthDst(Masked::exact(new_dst))),
+            ])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            1,
+            1,
+            vec![OxmField::InPort(PortNo(3))],
+            vec![Instruction::ClearActions],
+        ),
+    );
+    let (v, f) = run_at(&m, 1, vec![udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Port(2)]);
+    assert_eq!(&f[0][0..6], &new_dst.0);
+    assert_eq!(run(&m, 3, vec![udp(1, 2, 1, 1)]), [R::Drop]);
+    // A group in the action set takes precedence over the output.
+    let g = GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::Indirect,
+        group_id: 1,
+        buckets: vec![Bucket {
+            actions: vec![out(5)],
+            ..Bucket::default()
+        }],
+    };
+    m.group_mod(&g, 0).unwrap();
+    add(
+        &m,
+        flow(
+            1,
+            1,
+            vec![OxmField::InPort(PortNo(4))],
+            vec![Instruction::WriteActions(vec![Action::Group(1)])],
+        ),
+    );
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Port(5)]);
+}
+
+#[test]
+fn reserved_ports_and_port_sets() {
+    let m = module();
+    let on = |p: u32, a: Vec<Action>| flow(0, 1, vec![OxmField::InPort(PortNo(p))], vec![apply(a)]);
+    add(&m, on(1, vec![Action::output(PortNo::IN_PORT)]));
+    add(&m, on(2, vec![Action::output(PortNo::FLOOD)]));
+    add(&m, on(3, vec![Action::output(PortNo::ALL)]));
+    add(&m, on(4, vec![Action::output(PortNo::LOCAL)]));
+    add(&m, on(5, vec![out(7), out(6), out(7)]));
+    add(&m, on(6, vec![out(7), Action::output(PortNo::CONTROLLER)]));
+    let f = || vec![udp(1, 2, 1, 1)];
+    assert_eq!(run(&m, 1, f()), [R::Port(1)]);
+    assert_eq!(run(&m, 2, f()), [R::Flood]);
+    assert_eq!(run(&m, 3, f()), [R::Flood]);
+    assert_eq!(run(&m, 4, f()), [R::Drop]);
+    assert_eq!(run(&m, 5, f()), [R::Ports(vec![6, 7])]);
+    assert_eq!(run(&m, 6, f()), [R::Port(7)]);
+    assert_eq!(counter(&m, "controller_with_ports"), 1);
+}
+
+#[test]
+fn outputs_between_rewrites_get_the_last_bytes() {
+    let m = module();
+    let set = |n| Action::SetField(OxmField::EthSrc(Masked::exact(MacAddr::local(n))));
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![apply(vec![out(2), set(50), out(3), set(60)])],
+        ),
+    );
+    let (v, f) = run_at(&m, 1, vec![udp(1, 2, 1, 1), udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Ports(vec![2, 3]), R::Ports(vec![2, 3])]);
+    // The last output saw eth_src 50; the rewrite after it changes nothing.
+    assert_eq!(&f[0][6..12], &MacAddr::local(50).0);
+    assert_eq!(f[0], f[1]);
+    assert_eq!(counter(&m, "multi_version_outputs"), 2);
+}
+
+#[test]
+fn ttl_decrement_and_invalid_ttl() {
+    let m = module();
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![ip4()],
+            vec![apply(vec![out(4), Action::DecNwTtl, out(2)])],
+        ),
+    );
+    let (v, f) = run_at(&m, 1, vec![udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Ports(vec![2, 4])]);
+    assert_eq!(f[0][22], 63);
+    assert_eq!(
+        crate::wire::ethernet::ones_complement_sum(&f[0][14..34]),
+        0xffff
+    );
+    let mut low = udp(1, 2, 1, 1);
+    low[22] = 1;
+    // Processing stops at the invalid TTL: only the earlier output stays.
+    assert_eq!(run(&m, 1, vec![low]), [R::Port(4)]);
+    assert_eq!(counter(&m, "invalid_ttl"), 1);
+}
+
+#[test]
+fn vlan_pop_and_push_without_room() {
+    let m = module();
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![OxmField::VlanVid(Masked::new(0x1000, 0x1000))],
+            vec![apply(vec![Action::PopVlan, out(2)])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![OxmField::VlanVid(Masked::exact(0))],
+            vec![apply(vec![Action::PushVlan(0x8100), out(3)])],
+        ),
+    );
+    let plain = udp(1, 2, 1, 1);
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0, 0, 10]);
+    tagged.extend_from_slice(&plain[12..]);
+    let (v, f) = run_at(&m, 1, vec![tagged], 0);
+    assert_eq!(v, [R::Port(2)]);
+    assert_eq!(f[0], plain);
+    // `Batch::from_buffers` leaves no room to grow: the push drops.
+    assert_eq!(run(&m, 1, vec![plain]), [R::Drop]);
+    assert_eq!(counter(&m, "rewrite_drops"), 1);
+}
+
+#[test]
+fn group_types() {
+    let m = module();
+    let tag = |n| Action::SetField(OxmField::UdpSrc(n));
+    m.group_mod(
+        &group(
+            GroupType::All,
+            1,
+            vec![bucket(vec![out(2)]), bucket(vec![out(3)])],
+        ),
+        0,
+    )
+    .unwrap();
+    m.group_mod(
+        &group(GroupType::Indirect, 2, vec![bucket(vec![tag(7), out(4)])]),
+        0,
+    )
+    .unwrap();
+    m.group_mod(
+        &group(
+            GroupType::Select,
+            3,
+            (5..9).map(|p| bucket(vec![out(p)])).collect(),
+        ),
+        0,
+    )
+    .unwrap();
+    let ff = |port: u32, act| Bucket {
+        watch_port: PortNo(port),
+        ..bucket(vec![act])
+    };
+    m.group_mod(
+        &group(
+            GroupType::FastFailover,
+            4,
+            vec![ff(10, out(10)), ff(11, out(11))],
+        ),
+        0,
+    )
+    .unwrap();
+    for (port, g) in [(1, 1), (2, 2), (3, 3), (4, 4)] {
+        add(
+            &m,
+            flow(
+                0,
+                1,
+                vec![OxmField::InPort(PortNo(port))],
+                vec![apply(vec![Action::Group(g)])],
+            ),
+        );
+    }
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Ports(vec![2, 3])]);
+    let (v, f) = run_at(&m, 2, vec![udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Port(4)]);
+    assert_eq!(&f[0][34..36], &7u16.to_be_bytes());
+    // Select: a flow sticks to one bucket; flows spread over all of them.
+    let mut seen = std::collections::BTreeSet::new();
+    for sport in 0..64 {
+        let a = run(&m, 3, vec![udp(1, 2, sport, 9)]);
+        assert_eq!(run(&m, 3, vec![udp(1, 2, sport, 9)]), a);
+        seen.insert(format!("{a:?}"));
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    // Fast failover follows liveness, from the next batch on.
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Port(10)]);
+    m.set_port_live(10, false);
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Port(11)]);
+    m.set_port_live(11, false);
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Drop]);
+    m.set_port_live(10, true);
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Port(10)]);
+    // Counters: group 4 ran 4 times, bucket 0 twice (before and after
+    // the outage), bucket 1 once, and once no bucket was live.
+    let s = &m.group_stats(4, 0)[0];
+    assert_eq!((s.packet_count, s.ref_count), (4, 1));
+    assert_eq!(
+        s.bucket_stats
+            .iter()
+            .map(|b| b.packet_count)
+            .collect::<Vec<_>>(),
+        [2, 1]
+    );
+    let s = &m.group_stats(group_id::ALL, 0);
+    assert_eq!(s.len(), 4);
+    assert_eq!(s[0].bucket_stats[1].byte_count, 60);
+    assert_eq!(m.group_desc().len(), 4);
+    assert_eq!(m.group_features().types, 0xf);
+}
