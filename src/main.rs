@@ -240,7 +240,8 @@ fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Strin
         .unwrap_or_default();
     let reqs = match &config {
         Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {file}: {e}"))?;
+            let text =
+                std::fs::read_to_string(f).map_err(|e| format!("cannot read {file}: {e}"))?;
             parse_config_lines(&text, &file)?
         }
         None => Vec::new(),
@@ -250,10 +251,7 @@ fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Strin
         for (line, r) in reqs {
             let resp = d.handle(r);
             if !resp.ok {
-                return Err(format!(
-                    "{file}:{line}: {}",
-                    resp.error.unwrap_or_default()
-                ));
+                return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
             }
         }
         eprintln!("mswitch: daemon listening on {}", path.display());

@@ -562,7 +562,9 @@ fn tx(
                 if a.busy_poll {
                     std::hint::spin_loop();
                 } else {
-                    std::thread::sleep(wait.clamp(Duration::from_micros(1), Duration::from_millis(10)));
+                    std::thread::sleep(
+                        wait.clamp(Duration::from_micros(1), Duration::from_millis(10)),
+                    );
                 }
                 rep.tick(pkts, bytes);
                 continue;
@@ -609,7 +611,11 @@ fn txrx(
         if let Some(rate) = a.rate {
             want = want.min(((start.elapsed().as_secs_f64() * rate) as u64).saturating_sub(sent));
         }
-        let n = if want > 0 { tx.send_with(want as usize, |_, buf| frames.fill(buf)) } else { 0 };
+        let n = if want > 0 {
+            tx.send_with(want as usize, |_, buf| frames.fill(buf))
+        } else {
+            0
+        };
         sent += n as u64;
         let mut b = 0u64;
         let m = rx.recv(a.batch, |f| b += f.len() as u64);

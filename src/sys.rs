@@ -561,6 +561,12 @@ pub fn if_nametoindex(name: &std::ffi::CStr) -> u32 {
 pub fn set_timer_slack(slack: Duration) {
     // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer.
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, slack.as_nanos().max(1) as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            slack.as_nanos().max(1) as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
     }
 }

@@ -20,16 +20,26 @@ fn is_root() -> bool {
     let uid = unsafe { libc::geteuid() };
     if uid != 0 {
         // CI runs as root: there, a skipped kernel test would hide a failure.
-        assert!(std::env::var_os("CI").is_none(), "kernel tests must run as root in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kernel tests must run as root in CI"
+        );
         eprintln!("kernel tests need root (CI runs them as root): skipped");
     }
     uid == 0
 }
 
 fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
     if !out.status.success() {
-        return Err(format!("{:?} failed: {}", args, String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "{:?} failed: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -41,7 +51,11 @@ fn must(args: &[&str]) -> String {
 /// A unique short tag for names (interface names are limited to 15 bytes).
 fn tag() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{:x}{}", std::process::id() % 0xfffff, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:x}{}",
+        std::process::id() % 0xfffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Namespaces, links and processes made by one test, torn down on drop.
@@ -58,7 +72,13 @@ impl Lab {
         let tag = tag();
         let dir = std::env::temp_dir().join(format!("mswitch-kt-{tag}"));
         let _ = std::fs::create_dir_all(&dir);
-        Lab { tag, netns: Vec::new(), links: Vec::new(), children: Vec::new(), dir }
+        Lab {
+            tag,
+            netns: Vec::new(),
+            links: Vec::new(),
+            children: Vec::new(),
+            dir,
+        }
     }
 
     fn ctl(&self) -> String {
@@ -73,10 +93,16 @@ impl Lab {
         let inner = format!("m{}i{n}", self.tag);
         must(&["ip", "netns", "add", &ns]);
         self.netns.push(ns.clone());
-        must(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        must(&[
+            "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
         self.links.push(outer.clone());
         must(&["ip", "link", "set", &inner, "netns", &ns]);
-        let _ = sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{outer}.disable_ipv6=1")]);
+        let _ = sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{outer}.disable_ipv6=1"),
+        ]);
         let mtu = mtu.to_string();
         must(&["ip", "link", "set", &outer, "mtu", &mtu, "up"]);
         let ex = |a: &[&str]| {
@@ -85,14 +111,27 @@ impl Lab {
             must(&v)
         };
         ex(&["ip", "link", "set", &inner, "name", "eth0"]);
-        let _ = sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ]);
         ex(&["ip", "link", "set", "lo", "up"]);
         ex(&["ip", "link", "set", "eth0", "mtu", &mtu, "up"]);
         ex(&["ip", "addr", "add", addr, "dev", "eth0"]);
         // Copy-mode ports see what the kernel hands over: no checksum
         // offload or segmentation offload on the senders.
-        let _ = sh(&["ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off"]);
-        let _ = sh(&["ethtool", "-K", &outer, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+        let _ = sh(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso",
+            "off",
+        ]);
+        let _ = sh(&[
+            "ethtool", "-K", &outer, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ]);
         (ns, outer)
     }
 
@@ -103,7 +142,11 @@ impl Lab {
         for p in ports {
             cmd.args(["--port", p]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start mswitch run");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mswitch run");
         self.children.push(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -111,7 +154,11 @@ impl Lab {
             if self.ctl_cmd(&["list"]).is_ok() {
                 return;
             }
-            if let Some(st) = self.children.last_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .children
+                .last_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let mut err = String::new();
                 if let Some(mut e) = self.children.last_mut().and_then(|c| c.stderr.take()) {
                     let _ = e.read_to_string(&mut err);
@@ -154,7 +201,10 @@ impl Drop for Lab {
 }
 
 /// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("open netns");
@@ -167,7 +217,9 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
 }
 
 fn ping(ns: &str, to: &str, extra: &[&str]) -> Result<String, String> {
-    let mut v = vec!["ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2"];
+    let mut v = vec![
+        "ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+    ];
     v.extend_from_slice(extra);
     v.push(to);
     sh(&v)
@@ -199,10 +251,13 @@ fn tcp_transfer(from: &str, to_ns: &str, to_addr: &str, len: usize, during: impl
         s.write_all(b"ok").unwrap();
         got
     });
-    let port = rx.recv_timeout(Duration::from_secs(5)).expect("server port");
+    let port = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("server port");
     let dest = format!("{to_addr}:{port}");
     let client = in_netns(from, move || {
-        let mut s = TcpStream::connect_timeout(&dest.parse().unwrap(), Duration::from_secs(5)).expect("connect");
+        let mut s = TcpStream::connect_timeout(&dest.parse().unwrap(), Duration::from_secs(5))
+            .expect("connect");
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut x: u32 = 12345;
@@ -234,7 +289,10 @@ fn learn_switch_between_two_namespaces(kind_a: &str, kind_b: &str) {
     let mut lab = Lab::new();
     let (ns1, v1) = lab.host(1, "10.77.0.1/24", 1500);
     let (ns2, v2) = lab.host(2, "10.77.0.2/24", 1500);
-    lab.switch("learn", &[format!("{kind_a}:{v1}"), format!("{kind_b}:{v2}")]);
+    lab.switch(
+        "learn",
+        &[format!("{kind_a}:{v1}"), format!("{kind_b}:{v2}")],
+    );
     ping(&ns1, "10.77.0.2", &[]).expect("ping through the switch");
     tcp_transfer(&ns1, &ns2, "10.77.0.2", 4 << 20, || {});
     let st = lab.stats();
@@ -273,14 +331,26 @@ fn tap_port_joins_the_host_stack() {
     let (ns1, v1) = lab.host(1, "10.78.0.1/24", 1500);
     let tap = format!("m{}t", lab.tag);
     lab.switch("learn", &[format!("af_packet:{v1}"), format!("tap:{tap}")]);
-    let _ = sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{tap}.disable_ipv6=1")]);
+    let _ = sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{tap}.disable_ipv6=1"),
+    ]);
     must(&["ip", "addr", "add", "10.78.0.254/24", "dev", &tap]);
-    let _ = sh(&["ethtool", "-K", &tap, "tx", "off", "tso", "off", "gso", "off"]);
+    let _ = sh(&[
+        "ethtool", "-K", &tap, "tx", "off", "tso", "off", "gso", "off",
+    ]);
     // The root namespace reaches the namespace through the switch.
     must(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.78.0.1"]);
     ping(&ns1, "10.78.0.254", &[]).expect("namespace reaches the host");
     let st = lab.stats();
-    let tapstat = st[0]["ports"].as_array().unwrap().iter().find(|p| p["kind"] == "tap").cloned().unwrap();
+    let tapstat = st[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "tap")
+        .cloned()
+        .unwrap();
     assert!(tapstat["rx_packets"].as_u64().unwrap() >= 3, "{tapstat}");
 }
 
@@ -293,12 +363,25 @@ fn jumbo_frames_pass_and_oversize_frames_are_counted() {
     let (ns1, v1) = lab.host(1, "10.79.0.1/24", 9000);
     let (_ns2, v2) = lab.host(2, "10.79.0.2/24", 9000);
     let (_ns3, v3) = lab.host(3, "10.79.0.3/24", 1500);
-    lab.switch("learn", &[format!("af_packet:{v1},buf=9216"), format!("af_packet:{v2},buf=9216"), format!("af_packet:{v3}")]);
+    lab.switch(
+        "learn",
+        &[
+            format!("af_packet:{v1},buf=9216"),
+            format!("af_packet:{v2},buf=9216"),
+            format!("af_packet:{v3}"),
+        ],
+    );
     ping(&ns1, "10.79.0.2", &["-s", "8000", "-M", "do"]).expect("jumbo ping");
     // Broadcast a jumbo frame: the 1500-MTU port cannot take it.
     let _ = ping(&ns1, "10.79.0.255", &["-b", "-s", "8000", "-c", "2"]);
     let st = lab.stats();
-    let p3 = st[0]["ports"].as_array().unwrap().iter().find(|p| p["id"] == 3).cloned().unwrap();
+    let p3 = st[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == 3)
+        .cloned()
+        .unwrap();
     assert!(p3["drops"]["oversize"].as_u64().unwrap() > 0, "{p3}");
 }
 
@@ -310,14 +393,18 @@ fn kernel_port_detach_and_reattach_during_tcp() {
     let mut lab = Lab::new();
     let (ns1, v1) = lab.host(1, "10.80.0.1/24", 1500);
     let (ns2, v2) = lab.host(2, "10.80.0.2/24", 1500);
-    lab.switch("learn", &[format!("af_packet:{v1}"), format!("af_packet:{v2}")]);
+    lab.switch(
+        "learn",
+        &[format!("af_packet:{v1}"), format!("af_packet:{v2}")],
+    );
     ping(&ns1, "10.80.0.2", &[]).expect("ping");
     let spec = format!("af_packet:{v2}");
     tcp_transfer(&ns1, &ns2, "10.80.0.2", 8 << 20, || {
         std::thread::sleep(Duration::from_millis(300));
         lab.ctl_cmd(&["detach", "sw0", &v2]).expect("detach");
         std::thread::sleep(Duration::from_millis(500));
-        lab.ctl_cmd(&["attach", "sw0", &spec, "--ofport", "2"]).expect("re-attach");
+        lab.ctl_cmd(&["attach", "sw0", &spec, "--ofport", "2"])
+            .expect("re-attach");
     });
 }
 
@@ -329,11 +416,18 @@ fn kernel_port_errors_are_one_line() {
     let mut lab = Lab::new();
     let (_ns1, v1) = lab.host(1, "10.81.0.1/24", 9000);
     lab.switch("learn", &[]);
-    let e = lab.ctl_cmd(&["attach", "sw0", "af_packet:nosuchif0"]).unwrap_err();
+    let e = lab
+        .ctl_cmd(&["attach", "sw0", "af_packet:nosuchif0"])
+        .unwrap_err();
     assert!(e.contains("no interface named 'nosuchif0'"), "{e}");
-    let e = lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1}")]).unwrap_err();
+    let e = lab
+        .ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1}")])
+        .unwrap_err();
     assert!(e.contains("MTU 9000"), "{e}");
-    lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")]).expect("jumbo buffers fit");
-    let e = lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")]).unwrap_err();
+    lab.ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")])
+        .expect("jumbo buffers fit");
+    let e = lab
+        .ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")])
+        .unwrap_err();
     assert!(e.contains("already"), "{e}");
 }

@@ -97,7 +97,10 @@ impl CtlCmd {
             CtlCmd::Create { switch, .. } => format!("created switch {switch}\n"),
             CtlCmd::Destroy { switch } => format!("destroyed switch {switch}\n"),
             CtlCmd::Attach { switch, .. } => {
-                let note = data["note"].as_str().map(|n| format!(" ({n})")).unwrap_or_default();
+                let note = data["note"]
+                    .as_str()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
                 format!(
                     "attached {} {} to {switch} as port {}{note}\n",
                     s(&data["kind"]),

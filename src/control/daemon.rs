@@ -172,15 +172,25 @@ impl Daemon {
             // One interface, one switch: two sockets on it would each see
             // (and forward) every frame.
             for (other, m) in sws.iter() {
-                if m.sw.stats().ports.iter().any(|p| p.name == spec.name && p.kind != "vport") {
-                    return Err(format!("interface '{}' is already attached to switch '{other}'", spec.name));
+                if m.sw
+                    .stats()
+                    .ports
+                    .iter()
+                    .any(|p| p.name == spec.name && p.kind != "vport")
+                {
+                    return Err(format!(
+                        "interface '{}' is already attached to switch '{other}'",
+                        spec.name
+                    ));
                 }
             }
             let m = sws.get_mut(switch).ok_or("switch vanished")?;
             let (port, note) = spec.open_kernel().map_err(|e| e.to_string())?;
             let kind = port.kind();
             let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
-            return Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }));
+            return Ok(
+                json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }),
+            );
         }
         let m = sws.get_mut(switch).ok_or("switch vanished")?;
         let id = attach_spec(m, &spec, id, true)?;
@@ -365,7 +375,8 @@ impl Daemon {
                     if self.lock_conns().len() >= MAX_CONNECTIONS {
                         // Each connection holds a thread (and a vport client
                         // holds its connection): bound them.
-                        let msg = format!("too many control connections (at most {MAX_CONNECTIONS})");
+                        let msg =
+                            format!("too many control connections (at most {MAX_CONNECTIONS})");
                         let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
                         continue;
                     }
@@ -374,10 +385,12 @@ impl Daemon {
                         self.lock_conns().insert(id, c);
                     }
                     let d = self.clone();
-                    let spawned = std::thread::Builder::new().name("mswitch-ctl".into()).spawn(move || {
-                        d.connection(conn);
-                        d.lock_conns().remove(&id);
-                    });
+                    let spawned = std::thread::Builder::new()
+                        .name("mswitch-ctl".into())
+                        .spawn(move || {
+                            d.connection(conn);
+                            d.lock_conns().remove(&id);
+                        });
                     if let Err(e) = spawned {
                         // Out of threads: refuse this client, keep serving.
                         eprintln!("mswitch: cannot serve a control connection: {e}");

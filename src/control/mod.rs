@@ -9,7 +9,6 @@ pub mod proto;
 
 use std::path::PathBuf;
 
-
 /// Where the control socket lives unless `--ctl` or `MSWITCH_CTL` says otherwise:
 /// `/run/mswitch/mswitch.sock` for root, else under `$XDG_RUNTIME_DIR` or `/tmp`.
 pub fn default_ctl_path() -> PathBuf {

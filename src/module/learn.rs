@@ -136,7 +136,8 @@ impl Learn {
             buckets,
             seen,
             mask: nbuckets - 1,
-            seed: std::collections::hash_map::RandomState::new().hash_one(0x006d_7377_6974_6368_u64),
+            seed: std::collections::hash_map::RandomState::new()
+                .hash_one(0x006d_7377_6974_6368_u64),
             books: Mutex::new(Books {
                 per_port: vec![0; MAX_PORTS],
                 total: 0,

@@ -107,18 +107,38 @@ pub struct AfPacketPort {
 
 fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     // SAFETY: passes a pointer to a live T and its exact size.
-    let r = unsafe { libc::setsockopt(fd, SOL_PACKET, opt, (v as *const T).cast(), size_of::<T>() as libc::socklen_t) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_PACKET,
+            opt,
+            (v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 impl AfPacketPort {
-    pub fn open(name: &str, ifname: &str, cfg: MemConfig) -> Result<Arc<AfPacketPort>, KernelPortError> {
+    pub fn open(
+        name: &str,
+        ifname: &str,
+        cfg: MemConfig,
+    ) -> Result<Arc<AfPacketPort>, KernelPortError> {
         let index = ifindex(ifname)?;
         check_mtu(ifname, cfg.buf_size)?;
         let os = |what: &'static str| move |e: io::Error| KernelPortError::os(what, ifname, e);
         // SAFETY: plain socket(2).
         let fd = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(ETH_P_ALL.to_be()))
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
         };
         if fd < 0 {
             return Err(os("socket")(io::Error::last_os_error()));
@@ -143,19 +163,38 @@ impl AfPacketPort {
         let len = (BLOCK_SIZE * BLOCK_NR) as usize;
         // SAFETY: maps the ring the kernel just allocated for this socket.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_LOCKED, raw, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                raw,
+                0,
+            )
         };
         let p = if p == libc::MAP_FAILED {
             // MAP_LOCKED can fail under a low memlock limit: map unlocked.
             // SAFETY: as above.
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, raw, 0) }
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    raw,
+                    0,
+                )
+            }
         } else {
             p
         };
         if p == libc::MAP_FAILED {
             return Err(os("mmap")(io::Error::last_os_error()));
         }
-        let ring = RxRing { base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?, len };
+        let ring = RxRing {
+            base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?,
+            len,
+        };
         // SAFETY: sockaddr_ll is plain data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -163,7 +202,11 @@ impl AfPacketPort {
         sll.sll_ifindex = index as i32;
         // SAFETY: binds to a sockaddr_ll we own, with its exact size.
         let r = unsafe {
-            libc::bind(raw, (&raw const sll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+            libc::bind(
+                raw,
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
         };
         if r < 0 {
             return Err(os("bind")(io::Error::last_os_error()));
@@ -179,7 +222,11 @@ impl AfPacketPort {
             ifname: ifname.to_owned(),
             ring,
             fd,
-            rx: Mutex::new(RxState { block: 0, taken: 0, next_off: 0 }),
+            rx: Mutex::new(RxState {
+                block: 0,
+                taken: 0,
+                next_off: 0,
+            }),
             fill: IncomingFill::new(&mem),
             drain: OutgoingDrain::new(&mem),
             mem,
@@ -204,7 +251,12 @@ impl AfPacketPort {
 
     fn block(&self, i: u32) -> *mut u8 {
         // SAFETY: i < BLOCK_NR, so the block lies inside the mapping.
-        unsafe { self.ring.base.as_ptr().add((i % BLOCK_NR * BLOCK_SIZE) as usize) }
+        unsafe {
+            self.ring
+                .base
+                .as_ptr()
+                .add((i % BLOCK_NR * BLOCK_SIZE) as usize)
+        }
     }
 
     fn u32_at(p: *const u8, off: usize) -> u32 {
@@ -216,7 +268,12 @@ impl AfPacketPort {
     fn block_status(&self, i: u32) -> &std::sync::atomic::AtomicU32 {
         // SAFETY: the status word is 4-byte aligned inside block `i`, and the
         // kernel and we hand the block over through it.
-        unsafe { &*self.block(i).add(off::BLOCK_STATUS).cast::<std::sync::atomic::AtomicU32>() }
+        unsafe {
+            &*self
+                .block(i)
+                .add(off::BLOCK_STATUS)
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
     }
 
     /// Whether the kernel has handed over a block we have not finished.
@@ -269,13 +326,15 @@ impl Port for AfPacketPort {
                 let len = Self::u32_at(h, off::LEN) as usize;
                 let status = Self::u32_at(h, off::STATUS);
                 // SAFETY: tp_mac is a u16 inside the header.
-                let mac = usize::from(unsafe { std::ptr::read_volatile(h.add(off::MAC).cast::<u16>()) });
+                let mac =
+                    usize::from(unsafe { std::ptr::read_volatile(h.add(off::MAC).cast::<u16>()) });
                 let next = Self::u32_at(h, off::NEXT) as usize;
                 taken += 1;
                 next_off += next;
                 let vlan = status & TP_STATUS_VLAN_VALID != 0;
                 let out_len = len + if vlan { 4 } else { 0 };
-                if snap != len || out_len > cap || len < 14 || at + mac + snap > BLOCK_SIZE as usize {
+                if snap != len || out_len > cap || len < 14 || at + mac + snap > BLOCK_SIZE as usize
+                {
                     self.rx_oversize.fetch_add(1, Ordering::Relaxed);
                     return Some(0);
                 }
@@ -303,7 +362,8 @@ impl Port for AfPacketPort {
             if !finished {
                 return; // the incoming ring is full: continue next time
             }
-            self.block_status(st.block).store(TP_STATUS_KERNEL, Ordering::Release);
+            self.block_status(st.block)
+                .store(TP_STATUS_KERNEL, Ordering::Release);
             st.block = (st.block + 1) % BLOCK_NR;
             st.taken = 0;
         }
@@ -317,7 +377,10 @@ impl Port for AfPacketPort {
             let mut iov: [libc::iovec; 64] = unsafe { std::mem::zeroed() };
             let mut msgs: [libc::mmsghdr; 64] = unsafe { std::mem::zeroed() };
             for (k, f) in frames.iter().enumerate() {
-                iov[k] = libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() };
+                iov[k] = libc::iovec {
+                    iov_base: f.as_ptr() as *mut _,
+                    iov_len: f.len(),
+                };
                 msgs[k].msg_hdr.msg_iov = &raw mut iov[k];
                 msgs[k].msg_hdr.msg_iovlen = 1;
             }
@@ -325,7 +388,12 @@ impl Port for AfPacketPort {
             while sent < frames.len() {
                 // SAFETY: msgs[sent..] are initialised above.
                 let n = unsafe {
-                    libc::sendmmsg(fd, msgs.as_mut_ptr().add(sent), (frames.len() - sent) as u32, libc::MSG_DONTWAIT)
+                    libc::sendmmsg(
+                        fd,
+                        msgs.as_mut_ptr().add(sent),
+                        (frames.len() - sent) as u32,
+                        libc::MSG_DONTWAIT,
+                    )
                 };
                 if n <= 0 {
                     // A full queue or a refused frame: drop it and go on.

@@ -19,9 +19,21 @@ pub struct PortDriver {
 impl PortDriver {
     pub fn new(port: Arc<dyn Port>) -> PortDriver {
         let mem = port.mem();
-        let out_head = mem.outgoing().hdr.head.load(std::sync::atomic::Ordering::Acquire);
-        let in_cur = mem.incoming().hdr.tail.load(std::sync::atomic::Ordering::Acquire);
-        PortDriver { port, out_head, in_cur }
+        let out_head = mem
+            .outgoing()
+            .hdr
+            .head
+            .load(std::sync::atomic::Ordering::Acquire);
+        let in_cur = mem
+            .incoming()
+            .hdr
+            .tail
+            .load(std::sync::atomic::Ordering::Acquire);
+        PortDriver {
+            port,
+            out_head,
+            in_cur,
+        }
     }
 
     pub fn port(&self) -> &Arc<dyn Port> {
@@ -30,19 +42,32 @@ impl PortDriver {
 
     /// Fills up to `max` outgoing slots in place (`fill` returns a frame's
     /// length, 0 to stop) and hands them to the backend; returns how many.
-    pub fn send_with(&mut self, max: usize, mut fill: impl FnMut(usize, &mut [u8]) -> usize) -> usize {
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> usize,
+    ) -> usize {
         let mem = self.port.mem();
         let ring = mem.outgoing();
         let n = (ring.free(self.out_head) as usize).min(max);
         let mut done = 0;
         while done < n {
             let slot = ring.slot(self.out_head);
-            let Some(buf) = mem.buf_mut(slot.buf) else { break };
+            let Some(buf) = mem.buf_mut(slot.buf) else {
+                break;
+            };
             let len = fill(done, buf).min(buf.len()).min(usize::from(u16::MAX));
             if len == 0 {
                 break;
             }
-            ring.write_slot(self.out_head, Slot { buf: slot.buf, len: len as u16, flags: 0 });
+            ring.write_slot(
+                self.out_head,
+                Slot {
+                    buf: slot.buf,
+                    len: len as u16,
+                    flags: 0,
+                },
+            );
             self.out_head = self.out_head.wrapping_add(1);
             done += 1;
         }
@@ -78,7 +103,11 @@ impl PortDriver {
         match self.port.incoming_fd() {
             Some(fd) => crate::sys::poll_any(&[fd], timeout) > 0,
             None => {
-                std::thread::sleep(timeout.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1)));
+                std::thread::sleep(
+                    timeout
+                        .unwrap_or(Duration::from_millis(1))
+                        .min(Duration::from_millis(1)),
+                );
                 false
             }
         }

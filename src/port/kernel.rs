@@ -3,8 +3,8 @@
 //! outgoing-ring drain that several workers may trigger at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::packet::{PortMem, Slot};
 
@@ -22,7 +22,11 @@ pub enum KernelPortError {
     #[error("bad interface name '{0}'")]
     BadName(String),
     #[error("{what} on '{name}': {err}")]
-    Os { what: &'static str, name: String, err: io::Error },
+    Os {
+        what: &'static str,
+        name: String,
+        err: io::Error,
+    },
     #[error("port memory: {0}")]
     Mem(#[from] crate::packet::MemError),
     #[error("{0}")]
@@ -33,10 +37,18 @@ impl KernelPortError {
     /// Maps an OS error from `what` on interface `name` to the clearest variant.
     pub fn os(what: &'static str, name: &str, err: io::Error) -> KernelPortError {
         match err.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => KernelPortError::NotPermitted(name.to_owned()),
-            Some(libc::ENODEV) | Some(libc::ENXIO) => KernelPortError::NoSuchInterface(name.to_owned()),
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                KernelPortError::NotPermitted(name.to_owned())
+            }
+            Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                KernelPortError::NoSuchInterface(name.to_owned())
+            }
             Some(libc::EBUSY) => KernelPortError::Busy(name.to_owned()),
-            _ => KernelPortError::Os { what, name: name.to_owned(), err },
+            _ => KernelPortError::Os {
+                what,
+                name: name.to_owned(),
+                err,
+            },
         }
     }
 }
@@ -46,8 +58,14 @@ impl KernelPortError {
 pub fn check_ifname(name: &str) -> Result<(), KernelPortError> {
     let ok = !name.is_empty()
         && name.len() < libc::IFNAMSIZ
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b',');
-    if ok { Ok(()) } else { Err(KernelPortError::BadName(name.to_owned())) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b',');
+    if ok {
+        Ok(())
+    } else {
+        Err(KernelPortError::BadName(name.to_owned()))
+    }
 }
 
 /// The interface's index.
@@ -55,14 +73,21 @@ pub fn ifindex(name: &str) -> Result<u32, KernelPortError> {
     check_ifname(name)?;
     let c = std::ffi::CString::new(name).map_err(|_| KernelPortError::BadName(name.to_owned()))?;
     let idx = crate::sys::if_nametoindex(&c);
-    if idx == 0 { Err(KernelPortError::NoSuchInterface(name.to_owned())) } else { Ok(idx) }
+    if idx == 0 {
+        Err(KernelPortError::NoSuchInterface(name.to_owned()))
+    } else {
+        Ok(idx)
+    }
 }
 
 /// The interface's MTU, from sysfs.
 pub fn mtu(name: &str) -> Result<u32, KernelPortError> {
     let p = format!("/sys/class/net/{name}/mtu");
-    let s = std::fs::read_to_string(&p).map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))?;
-    s.trim().parse().map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))
+    let s = std::fs::read_to_string(&p)
+        .map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))?;
+    s.trim()
+        .parse()
+        .map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))
 }
 
 /// Fails if frames of the interface's MTU (plus Ethernet header and one VLAN
@@ -70,7 +95,11 @@ pub fn mtu(name: &str) -> Result<u32, KernelPortError> {
 pub fn check_mtu(name: &str, buf_size: u32) -> Result<(), KernelPortError> {
     let m = mtu(name)?;
     if m + 18 > buf_size {
-        return Err(KernelPortError::MtuTooLarge { name: name.to_owned(), mtu: m, buf: buf_size });
+        return Err(KernelPortError::MtuTooLarge {
+            name: name.to_owned(),
+            mtu: m,
+            buf: buf_size,
+        });
     }
     Ok(())
 }
@@ -84,26 +113,42 @@ pub struct IncomingFill {
 
 impl IncomingFill {
     pub fn new(mem: &PortMem) -> IncomingFill {
-        IncomingFill { head: AtomicU32::new(mem.incoming().hdr.head.load(Ordering::Acquire)) }
+        IncomingFill {
+            head: AtomicU32::new(mem.incoming().hdr.head.load(Ordering::Acquire)),
+        }
     }
 
     /// Fills up to the ring's free room with frames produced by `next`,
     /// which writes one frame into the buffer it is given and returns its
     /// length, `Some(0)` to skip a frame, or `None` when the source is empty.
     /// Publishes once; returns the number of frames queued.
-    pub fn fill(&self, mem: &PortMem, max: usize, mut next: impl FnMut(&mut [u8]) -> Option<usize>) -> usize {
+    pub fn fill(
+        &self,
+        mem: &PortMem,
+        max: usize,
+        mut next: impl FnMut(&mut [u8]) -> Option<usize>,
+    ) -> usize {
         let ring = mem.incoming();
         let mut head = self.head.load(Ordering::Relaxed);
         let room = (ring.free(head) as usize).min(max);
         let mut n = 0;
         while n < room {
             let slot = ring.slot(head);
-            let Some(buf) = mem.buf_mut(slot.buf) else { break };
+            let Some(buf) = mem.buf_mut(slot.buf) else {
+                break;
+            };
             match next(buf) {
                 None => break,
                 Some(0) => continue,
                 Some(len) => {
-                    ring.write_slot(head, Slot { buf: slot.buf, len: len.min(usize::from(u16::MAX)) as u16, flags: 0 });
+                    ring.write_slot(
+                        head,
+                        Slot {
+                            buf: slot.buf,
+                            len: len.min(usize::from(u16::MAX)) as u16,
+                            flags: 0,
+                        },
+                    );
                     head = head.wrapping_add(1);
                     n += 1;
                 }
@@ -133,7 +178,10 @@ pub struct OutgoingDrain {
 
 impl OutgoingDrain {
     pub fn new(mem: &PortMem) -> OutgoingDrain {
-        OutgoingDrain { pending: AtomicBool::new(false), tail: Mutex::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)) }
+        OutgoingDrain {
+            pending: AtomicBool::new(false),
+            tail: Mutex::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
+        }
     }
 
     /// Hands every published packet to `send`, in order, in batches:
@@ -143,7 +191,9 @@ impl OutgoingDrain {
     pub fn drain(&self, mem: &PortMem, mut send: impl FnMut(&[&[u8]])) {
         self.pending.store(true, Ordering::SeqCst);
         loop {
-            let Ok(mut tail) = self.tail.try_lock() else { return };
+            let Ok(mut tail) = self.tail.try_lock() else {
+                return;
+            };
             while self.pending.swap(false, Ordering::SeqCst) {
                 let ring = mem.outgoing();
                 loop {

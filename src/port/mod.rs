@@ -45,7 +45,10 @@ pub(crate) fn afxdp_open(
         Err(e) => e.to_string(),
     };
     let p = afpacket::AfPacketPort::open(ifname, ifname, cfg)?;
-    Ok((p, Some(format!("af_xdp:{ifname}: {why}; using af_packet instead"))))
+    Ok((
+        p,
+        Some(format!("af_xdp:{ifname}: {why}; using af_packet instead")),
+    ))
 }
 
 /// Largest port number plus one: port numbers run from 1 to `MAX_PORTS - 1`.

@@ -57,13 +57,24 @@ pub struct PortSpec {
 pub fn valid_name(what: &str, s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok { Ok(()) } else { Err(format!("bad {what} name '{s}' (1-32 of A-Z a-z 0-9 _ . -)")) }
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("bad {what} name '{s}' (1-32 of A-Z a-z 0-9 _ . -)"))
+    }
 }
 
 impl PortSpec {
     pub fn vport(name: &str) -> PortSpec {
-        PortSpec { kind: PortKind::Vport, name: name.to_owned(), ring: None, buf: None, queue: None }
+        PortSpec {
+            kind: PortKind::Vport,
+            name: name.to_owned(),
+            ring: None,
+            buf: None,
+            queue: None,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -71,7 +82,10 @@ impl PortSpec {
     }
 
     pub fn mem_config(&self) -> MemConfig {
-        MemConfig::new(self.ring.unwrap_or(DEFAULT_RING_SIZE), self.buf.unwrap_or(DEFAULT_BUF_SIZE))
+        MemConfig::new(
+            self.ring.unwrap_or(DEFAULT_RING_SIZE),
+            self.buf.unwrap_or(DEFAULT_BUF_SIZE),
+        )
     }
 
     /// Opens a kernel-facing port. Returns the port and, when AF_XDP could
@@ -80,8 +94,14 @@ impl PortSpec {
         let cfg = self.mem_config();
         match self.kind {
             PortKind::Vport => Err(KernelPortError::BadName(self.name.clone())),
-            PortKind::Tap => Ok((TapPort::open(&self.name, &self.name, cfg)? as Arc<dyn Port>, None)),
-            PortKind::AfPacket => Ok((AfPacketPort::open(&self.name, &self.name, cfg)? as Arc<dyn Port>, None)),
+            PortKind::Tap => Ok((
+                TapPort::open(&self.name, &self.name, cfg)? as Arc<dyn Port>,
+                None,
+            )),
+            PortKind::AfPacket => Ok((
+                AfPacketPort::open(&self.name, &self.name, cfg)? as Arc<dyn Port>,
+                None,
+            )),
             PortKind::AfXdp => super::afxdp_open(&self.name, self.queue.unwrap_or(0), cfg),
         }
     }
@@ -99,7 +119,11 @@ impl FromStr for PortSpec {
             "tap" => PortKind::Tap,
             "af_packet" => PortKind::AfPacket,
             "af_xdp" => PortKind::AfXdp,
-            _ => return Err(format!("unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp)")),
+            _ => {
+                return Err(format!(
+                    "unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp)"
+                ));
+            }
         };
         let mut parts = rest.split(',');
         let name = parts.next().unwrap_or("").to_owned();
@@ -108,21 +132,37 @@ impl FromStr for PortSpec {
         } else {
             valid_name("port", &name)?;
         }
-        let mut spec = PortSpec { kind, name, ring: None, buf: None, queue: None };
+        let mut spec = PortSpec {
+            kind,
+            name,
+            ring: None,
+            buf: None,
+            queue: None,
+        };
         for kv in parts {
-            let (k, v) = kv.split_once('=').ok_or_else(|| format!("bad port option '{kv}' in '{s}'"))?;
-            let n: u32 = v.parse().map_err(|_| format!("bad number '{v}' in '{s}'"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("bad port option '{kv}' in '{s}'"))?;
+            let n: u32 = v
+                .parse()
+                .map_err(|_| format!("bad number '{v}' in '{s}'"))?;
             match k {
                 "ring" => spec.ring = Some(n),
                 "buf" => spec.buf = Some(n),
                 "queue" if kind == PortKind::AfXdp => spec.queue = Some(n),
                 _ => {
-                    let opts = if kind == PortKind::AfXdp { "queue, ring, buf" } else { "ring, buf" };
+                    let opts = if kind == PortKind::AfXdp {
+                        "queue, ring, buf"
+                    } else {
+                        "ring, buf"
+                    };
                     return Err(format!("unknown port option '{k}' in '{s}' ({opts})"));
                 }
             }
         }
-        spec.mem_config().validate().map_err(|e| format!("port '{s}': {e}"))?;
+        spec.mem_config()
+            .validate()
+            .map_err(|e| format!("port '{s}': {e}"))?;
         Ok(spec)
     }
 }
@@ -156,10 +196,25 @@ mod tests {
         let x: PortSpec = "af_xdp:veth0,queue=1".parse().unwrap();
         assert_eq!((x.kind, x.queue), (PortKind::AfXdp, Some(1)));
         assert_eq!("tap:tap0".parse::<PortSpec>().unwrap().kind, PortKind::Tap);
-        assert_eq!("af_packet:eth0,buf=9216".parse::<PortSpec>().unwrap().to_string(), "af_packet:eth0,buf=9216");
+        assert_eq!(
+            "af_packet:eth0,buf=9216"
+                .parse::<PortSpec>()
+                .unwrap()
+                .to_string(),
+            "af_packet:eth0,buf=9216"
+        );
         for bad in [
-            "a", "tapx:x", "vport:", "vport:a b", "vport:a,ring=3", "vport:a,buf=x", "vport:a,foo=1",
-            "af_packet:a/b", "af_packet:abcdefghijklmnop", "af_packet:eth0,queue=1", "tap:",
+            "a",
+            "tapx:x",
+            "vport:",
+            "vport:a b",
+            "vport:a,ring=3",
+            "vport:a,buf=x",
+            "vport:a,foo=1",
+            "af_packet:a/b",
+            "af_packet:abcdefghijklmnop",
+            "af_packet:eth0,queue=1",
+            "tap:",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }

@@ -40,7 +40,11 @@ struct IfReq {
 }
 
 fn ifreq(name: &str, flags: libc::c_short) -> IfReq {
-    let mut r = IfReq { name: [0; libc::IFNAMSIZ], flags, _pad: [0; 22] };
+    let mut r = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags,
+        _pad: [0; 22],
+    };
     for (d, s) in r.name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
@@ -53,9 +57,18 @@ impl TapPort {
         check_ifname(ifname)?;
         let existed = std::path::Path::new(&format!("/sys/class/net/{ifname}")).exists();
         // SAFETY: plain open(2) of a constant path.
-        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
-            return Err(KernelPortError::os("open /dev/net/tun", ifname, io::Error::last_os_error()));
+            return Err(KernelPortError::os(
+                "open /dev/net/tun",
+                ifname,
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd was just opened and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -65,7 +78,11 @@ impl TapPort {
             let e = io::Error::last_os_error();
             return Err(match e.raw_os_error() {
                 Some(libc::EBUSY) => KernelPortError::Busy(ifname.to_owned()),
-                Some(libc::EINVAL) if existed => KernelPortError::Os { what: "attach (not a TAP?)", name: ifname.to_owned(), err: e },
+                Some(libc::EINVAL) if existed => KernelPortError::Os {
+                    what: "attach (not a TAP?)",
+                    name: ifname.to_owned(),
+                    err: e,
+                },
                 _ => KernelPortError::os("TUNSETIFF", ifname, e),
             });
         }
@@ -112,7 +129,11 @@ fn set_up(ifname: &str) -> Result<(), KernelPortError> {
     // SAFETY: a throwaway datagram socket for interface ioctls.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if s < 0 {
-        return Err(KernelPortError::os("socket", ifname, io::Error::last_os_error()));
+        return Err(KernelPortError::os(
+            "socket",
+            ifname,
+            io::Error::last_os_error(),
+        ));
     }
     // SAFETY: s is ours.
     let s = unsafe { OwnedFd::from_raw_fd(s) };
@@ -120,11 +141,19 @@ fn set_up(ifname: &str) -> Result<(), KernelPortError> {
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read/write one ifreq we own.
     unsafe {
         if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS as _, &raw mut req) < 0 {
-            return Err(KernelPortError::os("SIOCGIFFLAGS", ifname, io::Error::last_os_error()));
+            return Err(KernelPortError::os(
+                "SIOCGIFFLAGS",
+                ifname,
+                io::Error::last_os_error(),
+            ));
         }
         req.flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &raw mut req) < 0 {
-            return Err(KernelPortError::os("SIOCSIFFLAGS", ifname, io::Error::last_os_error()));
+            return Err(KernelPortError::os(
+                "SIOCSIFFLAGS",
+                ifname,
+                io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
