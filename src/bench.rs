@@ -273,24 +273,18 @@ impl BenchPort {
 
     /// Sends one frame into the switch (before generators start).
     fn inject(&self, frame: &[u8]) {
-        let ring = self.mem.incoming();
-        let head = self.inject_head.load(Ordering::Relaxed);
-        if self.generate || ring.free(head) == 0 {
+        if self.generate {
             return;
         }
-        let s = ring.slot(head);
-        self.mem.write_buf(s.buf, frame);
-        ring.write_slot(
-            head,
-            Slot {
-                buf: s.buf,
-                len: frame.len() as u16,
-                flags: 0,
-            },
-        );
-        self.inject_head
-            .store(head.wrapping_add(1), Ordering::Relaxed);
-        ring.publish(head.wrapping_add(1));
+        let ring = self.mem.incoming();
+        let mut head = self.inject_head.load(Ordering::Relaxed);
+        let mut once = Some(frame);
+        self.mem.produce(ring, &mut head, 1, |_, buf| {
+            let f = once.take()?;
+            buf[..f.len()].copy_from_slice(f);
+            Some(f.len())
+        });
+        self.inject_head.store(head, Ordering::Relaxed);
         if ring.take_wakeup_request() {
             self.bell.notify();
         }

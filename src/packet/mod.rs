@@ -337,6 +337,73 @@ impl PortMem {
         Some(unsafe { std::slice::from_raw_parts_mut(p, self.cfg.buf_size as usize) })
     }
 
+    /// The producer's loop over a ring, for the side that owns `head`: fills
+    /// up to `max` free slots in place and publishes them once. `fill(i, buf)`
+    /// gets the `i`-th slot's whole buffer and answers the frame's length,
+    /// `Some(0)` to skip a frame (nothing queued, the next one is asked for),
+    /// or `None` to stop. Lengths are clamped to the buffer and to a slot's
+    /// 16 bits. Returns how many frames were queued.
+    pub fn produce(
+        &self,
+        ring: RingRef<'_>,
+        head: &mut u32,
+        max: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> usize {
+        let room = (ring.free(*head) as usize).min(max);
+        let mut n = 0;
+        while n < room {
+            let slot = ring.slot(*head);
+            let Some(buf) = self.buf_mut(slot.buf) else {
+                break;
+            };
+            let cap = buf.len().min(usize::from(u16::MAX));
+            match fill(n, buf) {
+                None => break,
+                Some(0) => continue,
+                Some(len) => {
+                    let len = len.min(cap) as u16;
+                    ring.write_slot(
+                        *head,
+                        Slot {
+                            buf: slot.buf,
+                            len,
+                            flags: 0,
+                        },
+                    );
+                    *head = head.wrapping_add(1);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            ring.publish(*head);
+        }
+        n
+    }
+
+    /// The consumer's loop over a ring, for the side that owns `tail`: hands
+    /// up to `max` waiting frames to `f` in order and releases their slots
+    /// once. A slot with a bad buffer index reads as an empty frame.
+    pub fn consume(
+        &self,
+        ring: RingRef<'_>,
+        tail: &mut u32,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> usize {
+        let n = (ring.available(*tail) as usize).min(max);
+        for _ in 0..n {
+            let s = ring.slot(*tail);
+            f(self.buf(s.buf, usize::from(s.len)).unwrap_or(&[]));
+            *tail = tail.wrapping_add(1);
+        }
+        if n > 0 {
+            ring.release(*tail);
+        }
+        n
+    }
+
     /// Borrows `len` bytes of buffer `idx`. Only for the side that owns the
     /// slot pointing at that buffer; `None` if out of range.
     pub fn buf(&self, idx: u32, len: usize) -> Option<&[u8]> {

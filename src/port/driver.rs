@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Port;
-use crate::packet::Slot;
 
 pub struct PortDriver {
     port: Arc<dyn Port>,
@@ -48,51 +47,20 @@ impl PortDriver {
         mut fill: impl FnMut(usize, &mut [u8]) -> usize,
     ) -> usize {
         let mem = self.port.mem();
-        let ring = mem.outgoing();
-        let n = (ring.free(self.out_head) as usize).min(max);
-        let mut done = 0;
-        while done < n {
-            let slot = ring.slot(self.out_head);
-            let Some(buf) = mem.buf_mut(slot.buf) else {
-                break;
-            };
-            let len = fill(done, buf).min(buf.len()).min(usize::from(u16::MAX));
-            if len == 0 {
-                break;
-            }
-            ring.write_slot(
-                self.out_head,
-                Slot {
-                    buf: slot.buf,
-                    len: len as u16,
-                    flags: 0,
-                },
-            );
-            self.out_head = self.out_head.wrapping_add(1);
-            done += 1;
-        }
-        if done > 0 {
-            ring.publish(self.out_head);
+        let n = mem.produce(mem.outgoing(), &mut self.out_head, max, |i, buf| {
+            Some(fill(i, buf)).filter(|&l| l > 0)
+        });
+        if n > 0 {
             self.port.outgoing_published();
         }
-        done
+        n
     }
 
     /// Receives up to `max` frames from the backend, calling `f` on each.
-    pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    pub fn recv(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
         self.port.sync_incoming();
         let mem = self.port.mem();
-        let ring = mem.incoming();
-        let n = (ring.available(self.in_cur) as usize).min(max);
-        for _ in 0..n {
-            let s = ring.slot(self.in_cur);
-            f(mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]));
-            self.in_cur = self.in_cur.wrapping_add(1);
-        }
-        if n > 0 {
-            ring.release(self.in_cur);
-        }
-        n
+        mem.consume(mem.incoming(), &mut self.in_cur, max, f)
     }
 
     /// Waits until the backend may have frames, or `timeout` passes.

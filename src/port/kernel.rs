@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::packet::{PortMem, Slot};
+use crate::packet::PortMem;
 
 /// Errors opening a kernel-facing port; each is one line.
 #[derive(Debug, thiserror::Error)]
@@ -128,36 +128,9 @@ impl IncomingFill {
         max: usize,
         mut next: impl FnMut(&mut [u8]) -> Option<usize>,
     ) -> usize {
-        let ring = mem.incoming();
         let mut head = self.head.load(Ordering::Relaxed);
-        let room = (ring.free(head) as usize).min(max);
-        let mut n = 0;
-        while n < room {
-            let slot = ring.slot(head);
-            let Some(buf) = mem.buf_mut(slot.buf) else {
-                break;
-            };
-            match next(buf) {
-                None => break,
-                Some(0) => continue,
-                Some(len) => {
-                    ring.write_slot(
-                        head,
-                        Slot {
-                            buf: slot.buf,
-                            len: len.min(usize::from(u16::MAX)) as u16,
-                            flags: 0,
-                        },
-                    );
-                    head = head.wrapping_add(1);
-                    n += 1;
-                }
-            }
-        }
-        if n > 0 {
-            self.head.store(head, Ordering::Relaxed);
-            ring.publish(head);
-        }
+        let n = mem.produce(mem.incoming(), &mut head, max, |_, buf| next(buf));
+        self.head.store(head, Ordering::Relaxed);
         n
     }
 

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::packet::{MemConfig, MemError, PortMem, Slot};
+use crate::packet::{MemConfig, MemError, PortMem};
 use crate::sys::Doorbell;
 
 use super::Port;
@@ -155,81 +155,47 @@ impl MemClient {
         max: usize,
         mut fill: impl FnMut(usize, &mut [u8]) -> usize,
     ) -> usize {
-        let mem = &*self.mem;
-        let ring = mem.incoming();
-        let n = (ring.free(self.head) as usize).min(max);
-        let cap = mem.buf_size() as usize;
-        let mut done = 0;
-        while done < n {
-            let slot = ring.slot(self.head);
-            let Some(buf) = mem.buf_mut(slot.buf) else {
-                break;
-            };
-            let len = fill(done, buf).min(cap).min(usize::from(u16::MAX));
-            if len == 0 {
-                break;
-            }
-            ring.write_slot(
-                self.head,
-                Slot {
-                    buf: slot.buf,
-                    len: len as u16,
-                    flags: 0,
-                },
-            );
-            self.head = self.head.wrapping_add(1);
-            done += 1;
+        let n = self
+            .mem
+            .produce(self.mem.incoming(), &mut self.head, max, |i, buf| {
+                Some(fill(i, buf)).filter(|&l| l > 0)
+            });
+        if n > 0 {
+            self.ring_incoming_bell();
         }
-        if done > 0 {
-            self.publish();
-        }
-        done
+        n
     }
 
-    fn publish(&self) {
-        let ring = self.mem.incoming();
-        ring.publish(self.head);
-        if ring.take_wakeup_request() {
+    /// After publishing: wake the switch if it asked to be woken.
+    fn ring_incoming_bell(&self) {
+        if self.mem.incoming().take_wakeup_request() {
             self.incoming_bell.notify();
         }
     }
 
     /// Sends frames into the switch, as many as fit; returns how many frames
-    /// were taken from `frames`. A frame longer than a buffer is taken but
-    /// not queued (it could never be sent).
+    /// were taken from `frames`. An empty frame, or one longer than a buffer,
+    /// is taken but not queued (it could never be delivered).
     pub fn send<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>) -> usize {
-        let mem = &*self.mem;
-        let ring = mem.incoming();
-        let mut room = ring.free(self.head);
-        let mut n = 0;
-        let mut queued = false;
-        for f in frames {
-            if room == 0 {
-                break;
-            }
-            let slot = ring.slot(self.head);
-            n += 1;
-            // A slot's length is 16 bits: a 64 KiB buffer holds one byte more
-            // than a slot can describe.
-            if f.len() > usize::from(u16::MAX) || !mem.write_buf(slot.buf, f) {
-                continue;
-            }
-            ring.write_slot(
-                self.head,
-                Slot {
-                    buf: slot.buf,
-                    len: f.len() as u16,
-                    flags: 0,
-                },
-            );
-            self.head = self.head.wrapping_add(1);
-            room -= 1;
-            queued = true;
+        let mut frames = frames.into_iter();
+        let mut taken = 0;
+        let n = self
+            .mem
+            .produce(self.mem.incoming(), &mut self.head, usize::MAX, |_, buf| {
+                let f = frames.next()?;
+                taken += 1;
+                // A slot's length is 16 bits: a 64 KiB buffer holds one byte more
+                // than a slot can describe. Such frames are taken, not queued.
+                if f.len() > buf.len() || f.len() > usize::from(u16::MAX) {
+                    return Some(0);
+                }
+                buf[..f.len()].copy_from_slice(f);
+                Some(f.len())
+            });
+        if n > 0 {
+            self.ring_incoming_bell();
         }
-        if queued {
-            self.publish();
-        }
-        n
+        taken
     }
 
     /// Sends one frame; false if the ring is full.
@@ -243,19 +209,9 @@ impl MemClient {
     }
 
     /// Receives up to `max` packets, calling `f` on each; returns how many.
-    pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mem = &*self.mem;
-        let ring = mem.outgoing();
-        let n = (ring.available(self.tail) as usize).min(max);
-        for _ in 0..n {
-            let s = ring.slot(self.tail);
-            f(mem.buf(s.buf, s.len as usize).unwrap_or(&[]));
-            self.tail = self.tail.wrapping_add(1);
-        }
-        if n > 0 {
-            ring.release(self.tail);
-        }
-        n
+    pub fn recv(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        self.mem
+            .consume(self.mem.outgoing(), &mut self.tail, max, f)
     }
 
     /// Receives everything waiting into owned vectors.
