@@ -208,13 +208,12 @@ impl Forwarder {
 
     /// Sends every grouped packet and clears the groups.
     fn flush(&mut self, table: &Table, input: &PortEntry) {
-        let ctr = &input.counters[self.ctr];
         for k in 0..self.active.len() {
             let d = self.active[k] as usize;
             let list = self.dst[d];
-            match table.port(d) {
-                Some(dst) => self.deliver(dst, list, true),
-                None => ctr.drop(DropReason::NoDest, u64::from(list.count)),
+            // `link` only chains ports attached in this same table.
+            if let Some(dst) = table.port(d) {
+                self.deliver(dst, list, true);
             }
         }
         if !self.bcast.is_empty() {
