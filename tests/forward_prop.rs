@@ -3,6 +3,8 @@
 //! packet's verdict from its first bytes. For random batches, verdicts,
 //! destination rings (sizes, buffer sizes, occupancy, index wrap-around) and
 //! forwarder batch sizes, the outcome must equal a simple sequential model.
+//! Packets may also carry a controller copy (`Verdicts::to_controller`),
+//! and sets may be hairpin sets (allowed to name the input port).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,12 +23,17 @@ enum Ask {
     Port(u16),
     Flood,
     Set(Vec<u16>),
+    /// A hairpin set: the input port may be one of its members.
+    Hairpin(Vec<u16>),
     Controller,
     /// A slot the switch must refuse before any module sees it:
     /// 0 = length 0, 1 = buffer index out of range, 2 = longer than the buffer.
     BadSlot(u8),
 }
 
+/// Byte 15 set: the packet also goes to the controller, tagged with its
+/// sequence number plus one.
+const CTL_OFF: usize = 15;
 const SEQ_OFF: usize = 16;
 const MIN_LEN: usize = 24;
 const INPUT_BUF: u32 = 2048;
@@ -48,20 +55,25 @@ impl Module for ByteModule {
                 0 => Verdict::Drop,
                 1 => Verdict::Port(port(1)),
                 2 => Verdict::Flood,
-                3 => {
+                3 | 5 => {
                     let ports: Vec<PortId> =
                         (0..usize::from(d[1])).map(|j| port(2 + 2 * j)).collect();
-                    out.add_set(&ports)
+                    out.add_set_with(&ports, d[0] == 5)
                 }
                 4 => Verdict::Controller,
                 _ => Verdict::Invalid,
             };
+            let seq =
+                u32::from_le_bytes([d[SEQ_OFF], d[SEQ_OFF + 1], d[SEQ_OFF + 2], d[SEQ_OFF + 3]]);
+            if d[CTL_OFF] == 1 {
+                out.to_controller(i, seq + 1);
+            }
             out.set(i, v);
         }
     }
 }
 
-fn encode(ask: &Ask, len: usize, seq: u32) -> Vec<u8> {
+fn encode(ask: &Ask, len: usize, seq: u32, ctl: bool) -> Vec<u8> {
     let mut f: Vec<u8> = (0..len)
         .map(|i| (i as u32).wrapping_mul(7).wrapping_add(seq) as u8)
         .collect();
@@ -72,8 +84,8 @@ fn encode(ask: &Ask, len: usize, seq: u32) -> Vec<u8> {
             f[1..3].copy_from_slice(&p.to_le_bytes());
         }
         Ask::Flood => f[0] = 2,
-        Ask::Set(ps) => {
-            f[0] = 3;
+        Ask::Set(ps) | Ask::Hairpin(ps) => {
+            f[0] = if matches!(ask, Ask::Set(_)) { 3 } else { 5 };
             f[1] = ps.len() as u8;
             for (j, p) in ps.iter().enumerate() {
                 f[2 + 2 * j..4 + 2 * j].copy_from_slice(&p.to_le_bytes());
@@ -83,6 +95,7 @@ fn encode(ask: &Ask, len: usize, seq: u32) -> Vec<u8> {
         Ask::Invalid => f[0] = 9,
         Ask::BadSlot(_) => {}
     }
+    f[CTL_OFF] = u8::from(ctl);
     f[SEQ_OFF..SEQ_OFF + 4].copy_from_slice(&seq.to_le_bytes());
     f
 }
@@ -106,6 +119,7 @@ fn ask() -> impl Strategy<Value = Ask> {
         8 => target().prop_map(Ask::Port),
         3 => Just(Ask::Flood),
         4 => prop::collection::vec(target(), 0..=6).prop_map(Ask::Set),
+        2 => prop::collection::vec(target(), 0..=6).prop_map(Ask::Hairpin),
         1 => Just(Ask::Controller),
         1 => (0u8..3).prop_map(Ask::BadSlot),
     ]
@@ -145,7 +159,8 @@ struct Case {
     ports: Vec<(u16, PortSpec)>,
     input: usize,
     input_start: u32,
-    packets: Vec<(Ask, usize)>,
+    /// (what, length, with a controller copy)
+    packets: Vec<(Ask, usize, bool)>,
     batch: usize,
     packet_in_cap: usize,
 }
@@ -157,7 +172,10 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(port_spec(), 6),
         any::<prop::sample::Index>(),
         start(),
-        prop::collection::vec((ask(), MIN_LEN..=300usize), 0..=100),
+        prop::collection::vec(
+            (ask(), MIN_LEN..=300usize, prop::bool::weighted(0.15)),
+            0..=100,
+        ),
         1usize..=80,
         0usize..=8,
     )
@@ -187,14 +205,17 @@ struct Expect {
     no_dest: u64,
     module: u64,
     bad_frame: u64,
-    controller: Vec<usize>,
+    /// (packet, tag) in the order queued.
+    controller: Vec<(usize, u32)>,
     controller_full: u64,
 }
 
 /// The sequential model: packets in input order; a destination takes a
-/// packet if it fits its buffers and its ring has room; the input never
-/// receives; a verdict naming no attached port other than the input is one
-/// no_dest drop.
+/// packet if it fits its buffers and its ring has room; the input receives
+/// only from hairpin sets; a verdict naming no attached port (other than
+/// the input, but for a hairpin set) is one no_dest drop. A packet goes to
+/// the controller once per copy, or once with tag 0 for a controller
+/// verdict without one.
 fn model(c: &Case, lens: &[usize], room: &BTreeMap<u16, u32>) -> Expect {
     let input = c.ports[c.input].0;
     let bufs: BTreeMap<u16, u32> = c
@@ -215,7 +236,18 @@ fn model(c: &Case, lens: &[usize], room: &BTreeMap<u16, u32>) -> Expect {
         }
     };
     let valid = |p: u16| p != input && bufs.contains_key(&p);
-    for (i, (ask, _)) in c.packets.iter().enumerate() {
+    for (i, (ask, _, ctl)) in c.packets.iter().enumerate() {
+        let up = |e: &mut Expect, tag: u32| {
+            if e.controller.len() < c.packet_in_cap {
+                e.controller.push((i, tag));
+            } else {
+                e.controller_full += 1;
+            }
+        };
+        let copied = *ctl && !matches!(ask, Ask::BadSlot(_));
+        if copied {
+            up(&mut e, i as u32 + 1);
+        }
         match ask {
             Ask::Drop => e.module += 1,
             Ask::Invalid | Ask::BadSlot(_) => e.bad_frame += 1,
@@ -235,8 +267,21 @@ fn model(c: &Case, lens: &[usize], room: &BTreeMap<u16, u32>) -> Expect {
                     deliver(&mut e, p, i);
                 }
             }
-            Ask::Controller if e.controller.len() < c.packet_in_cap => e.controller.push(i),
-            Ask::Controller => e.controller_full += 1,
+            Ask::Hairpin(ps) => {
+                let dsts: BTreeSet<u16> = ps
+                    .iter()
+                    .copied()
+                    .filter(|p| bufs.contains_key(p))
+                    .collect();
+                if dsts.is_empty() {
+                    e.no_dest += 1;
+                }
+                for p in dsts {
+                    deliver(&mut e, p, i);
+                }
+            }
+            Ask::Controller if !copied => up(&mut e, 0),
+            Ask::Controller => {}
         }
     }
     e
@@ -286,10 +331,10 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
     }
     let mut lens = Vec::new();
     let mut frames = Vec::new();
-    for (i, (ask, len)) in c.packets.iter().enumerate() {
+    for (i, (ask, len, ctl)) in c.packets.iter().enumerate() {
         let at = c.input_start.wrapping_add(i as u32);
         let s = ring.slot(at);
-        let f = encode(ask, *len, i as u32);
+        let f = encode(ask, *len, i as u32, *ctl);
         prop_assert!(mem.write_buf(s.buf, &f));
         let slot = match ask {
             Ask::BadSlot(0) => Slot {
@@ -327,7 +372,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
 
     let e = model(c, &lens, &room);
 
-    let packet_in = PacketIns::new(c.packet_in_cap);
+    let packet_in = PacketIns::new(c.packet_in_cap).unwrap();
     let mut fwd = Forwarder::new(c.batch, 0);
     let entry = table.entry(PortId(input)).unwrap().clone();
     let mut consumed = 0;
@@ -347,7 +392,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
     );
 
     // (a) each destination got exactly its packets, in input order, intact;
-    // (d) the input got nothing.
+    // (d) the input got only its hairpin packets.
     let totals = |id: u16| PortTotals::sum(&table.entry(PortId(id)).unwrap().counters);
     for (&id, port) in &ports {
         let out = port.mem().outgoing();
@@ -365,12 +410,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
             .map(|v| v.iter().map(|&i| frames[i].clone()).collect())
             .unwrap_or_default();
         if id == input {
-            prop_assert_eq!(
-                head,
-                input_out_head,
-                "something was delivered to the input port"
-            );
-            prop_assert!(got.is_empty());
+            prop_assert_eq!(from, input_out_head);
         }
         prop_assert_eq!(got.len(), want.len(), "packets delivered to port {}", id);
         prop_assert!(got == want, "port {} got the wrong packets or order", id);
@@ -398,8 +438,8 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
     let good_bytes: u64 = c
         .packets
         .iter()
-        .filter(|(a, _)| !matches!(a, Ask::BadSlot(_)))
-        .map(|(_, l)| *l as u64)
+        .filter(|(a, _, _)| !matches!(a, Ask::BadSlot(_)))
+        .map(|(_, l, _)| *l as u64)
         .sum();
     prop_assert_eq!(t.rx_bytes, good_bytes);
     prop_assert_eq!(t.drops.no_dest, e.no_dest, "no_dest");
@@ -410,9 +450,13 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
     let mut pins = Vec::new();
     while let Some(p) = packet_in.pop() {
         prop_assert_eq!(p.in_port, PortId(input));
-        pins.push(p.data);
+        pins.push((p.tag, p.data));
     }
-    let want: Vec<Vec<u8>> = e.controller.iter().map(|&i| frames[i].clone()).collect();
+    let want: Vec<(u32, Vec<u8>)> = e
+        .controller
+        .iter()
+        .map(|&(i, tag)| (tag, frames[i].clone()))
+        .collect();
     prop_assert!(pins == want, "packets to the controller");
     Ok(())
 }
@@ -446,9 +490,9 @@ fn fixed_cases() {
             input: 0,
             input_start: 0,
             packets: vec![
-                (Ask::Set(vec![5, 6, 1, 0, 5000]), 60),
-                (Ask::Set(vec![2, 5]), 60),
-                (Ask::Port(7), 60),
+                (Ask::Set(vec![5, 6, 1, 0, 5000]), 60, false),
+                (Ask::Set(vec![2, 5]), 60, false),
+                (Ask::Port(7), 60, false),
             ],
             batch: 16,
             packet_in_cap: 0,
@@ -467,6 +511,7 @@ fn fixed_cases() {
                     (
                         if i % 3 == 0 { Ask::Flood } else { Ask::Port(1) },
                         60 + i * 4,
+                        false,
                     )
                 })
                 .collect(),
@@ -479,10 +524,29 @@ fn fixed_cases() {
             input: 0,
             input_start: 7,
             packets: (0..30)
-                .map(|_| (Ask::Set(vec![2, 3, 4, 5, 6, 3]), 100))
+                .map(|_| (Ask::Set(vec![2, 3, 4, 5, 6, 3]), 100, false))
                 .collect(),
             batch: 8,
             packet_in_cap: 2,
+        },
+        // Hairpin sets next to floods (which must still skip the input),
+        // controller copies with and without a controller verdict, and a
+        // queue that fills up.
+        Case {
+            ports: vec![(1, spec(3, 2048, 0)), (2, spec(3, 2048, 0))],
+            input: 0,
+            input_start: 0,
+            packets: vec![
+                (Ask::Hairpin(vec![1]), 60, false),
+                (Ask::Flood, 60, true),
+                (Ask::Hairpin(vec![1, 2, 1]), 60, false),
+                (Ask::Controller, 60, true),
+                (Ask::Controller, 60, false),
+                (Ask::Set(vec![1]), 60, true),
+                (Ask::Hairpin(vec![7]), 60, false),
+            ],
+            batch: 16,
+            packet_in_cap: 3,
         },
     ];
     for c in &cases {

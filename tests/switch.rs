@@ -1076,3 +1076,141 @@ fn a_module_cannot_make_a_frame_longer_than_a_slot_describes() {
     wait_tx(&sw, 2, 1);
     assert_eq!(totals(&sw, 2).tx_bytes, 65535);
 }
+
+// Packet-outs and packet-ins: the agent's side of the core.
+
+#[test]
+fn transmit_sends_from_outside_the_workers_and_counts_on_the_port() {
+    let _g = serial();
+    let sw = switch(cfg(1), module::build("dummy").unwrap());
+    let (p1, mut c1) = port("p1", MemConfig::new(16, 256));
+    attach(&sw, &p1, 1);
+    let frames: Vec<Vec<u8>> = (0..20)
+        .map(|s| frame(60 + s as usize, 9, mac(1), s))
+        .collect();
+    let big = frame(257, 9, mac(1), 99);
+    let mut refs: Vec<&[u8]> = vec![&big, &[]];
+    refs.extend(frames.iter().map(|f| f.as_slice()));
+    // 16 slots: the oversize and the empty frame are dropped, 4 do not fit.
+    assert_eq!(sw.transmit(pid(1), &refs), 16);
+    assert_eq!(c1.recv_all(), frames[..16].to_vec());
+    let t = totals(&sw, 1);
+    assert_eq!(t.tx_packets, 16);
+    assert_eq!(
+        t.tx_bytes,
+        frames[..16].iter().map(|f| f.len() as u64).sum::<u64>()
+    );
+    assert_eq!(t.drops.dest_full, 4);
+    assert_eq!(t.drops.oversize, 1);
+    assert_eq!(t.drops.bad_frame, 1);
+    assert_eq!(t.rx_packets, 0);
+    // Room again: the longest frame that fits goes whole.
+    let fits = frame(256, 9, mac(1), 100);
+    assert_eq!(sw.transmit(pid(1), &[&fits]), 1);
+    assert_eq!(c1.recv_all(), vec![fits]);
+    // No such port: nothing sent, nothing counted anywhere.
+    assert_eq!(sw.transmit(pid(7), &[&frames[0]]), 0);
+    assert_eq!(totals(&sw, 1).tx_packets, 17);
+    // The counters survive a replace (the transmit copy is carried over).
+    let (p1b, mut c1b) = port("p1", MemConfig::new(16, 256));
+    sw.replace(pid(1), p1b as Arc<dyn Port>).unwrap();
+    assert_eq!(sw.transmit(pid(1), &[&frames[1]]), 1);
+    assert_eq!(c1b.recv_all(), vec![frames[1].clone()]);
+    assert_eq!(totals(&sw, 1).tx_packets, 18);
+    assert_eq!(totals(&sw, 1).drops.oversize, 1);
+}
+
+#[test]
+fn transmit_from_several_threads_while_workers_forward_loses_no_count() {
+    let _g = serial();
+    let sw = Arc::new(switch(cfg(2), module::build("dummy:1=3").unwrap()));
+    let (p1, mut c1) = port("p1", default_cfg());
+    let (p3, mut c3) = port("p3", MemConfig::new(4096, 2048));
+    attach(&sw, &p1, 1);
+    attach(&sw, &p3, 3);
+    const N: u32 = 1000;
+    let fwd: Vec<Vec<u8>> = (0..N).map(|s| frame(60, 1, mac(3), s)).collect();
+    let threads: Vec<_> = (0..2u16)
+        .map(|t| {
+            let sw = sw.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                for s in 0..N / 2 {
+                    let f = frame(60, 10 + t, mac(3), s);
+                    sent += sw.transmit(pid(3), &[&f]);
+                }
+                sent
+            })
+        })
+        .collect();
+    send_all(&mut c1, &fwd, LONG);
+    let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(sent, N as usize);
+    let got = recv_n(&mut c3, 2 * N as usize, LONG);
+    let from1: Vec<Vec<u8>> = got.iter().filter(|f| tag(f).0 == 1).cloned().collect();
+    assert_eq!(from1, fwd, "forwarded frames arrive in order");
+    wait_tx(&sw, 3, 2 * u64::from(N));
+    assert_eq!(totals(&sw, 3).drops.total(), 0);
+}
+
+/// Sends every packet to port 2 and to the controller (tag 42), and
+/// packets from port 3 to the controller only (no tag).
+struct Mirror;
+
+impl Module for Mirror {
+    fn name(&self) -> &'static str {
+        "mirror"
+    }
+
+    fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, _now: Nanos) {
+        for i in 0..batch.len() {
+            if batch.in_port() == PortId(3) {
+                out.set(i, Verdict::Controller);
+            } else {
+                out.set(i, Verdict::Port(PortId(2)));
+                out.to_controller(i, 42);
+            }
+        }
+    }
+}
+
+#[test]
+fn packet_ins_carry_tags_and_wake_the_reader_through_an_fd() {
+    let _g = serial();
+    let sw = switch(cfg(1), Arc::new(Mirror));
+    let (p1, mut c1) = port("p1", default_cfg());
+    let (p2, mut c2) = port("p2", default_cfg());
+    let (p3, mut c3) = port("p3", default_cfg());
+    for (p, id) in [(&p1, 1), (&p2, 2), (&p3, 3)] {
+        attach(&sw, p, id);
+    }
+    let fd = sw.packet_in_fd();
+    assert!(!mswitch::sys::poll_readable(fd, Some(Duration::ZERO)));
+    sw.ack_packet_in();
+    let f = frame(80, 1, mac(2), 1);
+    assert!(c1.send_one(&f));
+    assert!(mswitch::sys::poll_readable(fd, Some(LONG)), "fd readable");
+    assert_eq!(recv_n(&mut c2, 1, LONG), vec![f.clone()]);
+    let g = frame(90, 3, mac(2), 2);
+    assert!(c3.send_one(&g));
+    wait_rx(&sw, 3, 1);
+    let mut got = Vec::new();
+    wait_until("two packet-ins", LONG, || {
+        while let Some(p) = sw.pop_packet_in() {
+            got.push(p);
+        }
+        got.len() == 2
+    });
+    assert_eq!((got[0].in_port, got[0].tag, &got[0].data), (pid(1), 42, &f));
+    assert_eq!((got[1].in_port, got[1].tag, &got[1].data), (pid(3), 0, &g));
+    // Popped empty: the fd is clear until the next packet-in.
+    assert!(!mswitch::sys::poll_readable(fd, Some(Duration::ZERO)));
+    assert!(c1.send_one(&f));
+    assert!(mswitch::sys::poll_readable(fd, Some(LONG)));
+    // ack leaves a waiting packet's signal alone.
+    sw.ack_packet_in();
+    assert!(mswitch::sys::poll_readable(fd, Some(Duration::ZERO)));
+    assert!(sw.pop_packet_in().is_some());
+    assert!(!mswitch::sys::poll_readable(fd, Some(Duration::ZERO)));
+    wait_tx(&sw, 2, 2);
+}

@@ -32,19 +32,34 @@ pub enum Verdict {
     Port(PortId),
     /// To every port but the input.
     Flood,
-    /// To a set of ports recorded with [`Verdicts::set_ports`].
+    /// To a set of ports recorded with [`Verdicts::set_ports`] (or
+    /// [`Verdicts::add_set_with`]: only a hairpin set may name the input).
     Ports(u16),
-    /// To the controller (packet-in).
+    /// To the controller only (packet-in), with the tag of a
+    /// [`Verdicts::to_controller`] call for the packet if there was one,
+    /// else tag 0.
     Controller,
 }
 
-/// The verdicts for one batch, plus the port sets they refer to. Owned by the
-/// switch and reused across batches, so answering allocates nothing once warm.
+/// The verdicts for one batch, plus the port sets they refer to and the
+/// packets that also go to the controller. Owned by the switch and reused
+/// across batches, so answering allocates nothing once warm.
+///
+/// Controller copies: [`Verdicts::to_controller`] sends a packet to the
+/// controller *as well as* wherever its verdict sends it, with a tag the
+/// module chooses (the switch hands it back in
+/// [`crate::switch::PacketIn::tag`]; the flow module interns packet-in
+/// metadata behind it). A packet whose verdict is [`Verdict::Controller`]
+/// goes up once: with the tag of its `to_controller` entry if it has one,
+/// else with tag 0. Each `to_controller` entry is one copy.
 #[derive(Default)]
 pub struct Verdicts {
     v: Vec<Verdict>,
     sets: Vec<PortId>,
-    ranges: Vec<(u32, u32)>,
+    /// Per set: its range in `sets` and whether it may name the input port.
+    ranges: Vec<(u32, u32, bool)>,
+    /// (packet, tag) of the controller copies, in the order recorded.
+    ctl: Vec<(u16, u32)>,
 }
 
 impl Verdicts {
@@ -53,6 +68,7 @@ impl Verdicts {
             v: Vec::with_capacity(n),
             sets: Vec::with_capacity(n),
             ranges: Vec::with_capacity(n),
+            ctl: Vec::new(),
         }
     }
 
@@ -62,6 +78,7 @@ impl Verdicts {
         self.v.resize(n, Verdict::Drop);
         self.sets.clear();
         self.ranges.clear();
+        self.ctl.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -91,12 +108,45 @@ impl Verdicts {
         &self.v
     }
 
-    /// Records a set of ports and returns the verdict that names it.
+    /// Records a set of ports and returns the verdict that names it. The
+    /// input port, if listed, is skipped (as for [`Verdict::Port`]).
     pub fn add_set(&mut self, ports: &[PortId]) -> Verdict {
+        self.add_set_with(ports, false)
+    }
+
+    /// Records a set of ports; a `hairpin` set may send the packet back out
+    /// of its input port (OpenFlow's output to `IN_PORT`) if it lists it.
+    pub fn add_set_with(&mut self, ports: &[PortId], hairpin: bool) -> Verdict {
         let start = self.sets.len() as u32;
         self.sets.extend_from_slice(ports);
-        self.ranges.push((start, self.sets.len() as u32));
+        self.ranges.push((start, self.sets.len() as u32, hairpin));
         Verdict::Ports((self.ranges.len() - 1) as u16)
+    }
+
+    /// Whether set `k` is a hairpin set (false if `k` was never recorded).
+    #[inline]
+    pub fn set_hairpin(&self, k: u16) -> bool {
+        self.ranges.get(k as usize).is_some_and(|r| r.2)
+    }
+
+    /// Sends packet `i` to the controller too, whatever its verdict, with
+    /// `tag` (see the type's documentation).
+    pub fn to_controller(&mut self, i: usize, tag: u32) {
+        debug_assert!(i < self.v.len());
+        self.ctl.push((i as u16, tag));
+    }
+
+    /// The controller copies: (packet index, tag), in the order recorded.
+    pub fn controller_copies(&self) -> &[(u16, u32)] {
+        &self.ctl
+    }
+
+    /// Orders the controller copies by packet (stable: one packet's copies
+    /// keep their order), for the forwarder's walk in packet order.
+    pub(crate) fn sort_controller_copies(&mut self) {
+        if !self.ctl.is_sorted_by_key(|c| c.0) {
+            self.ctl.sort_by_key(|c| c.0);
+        }
     }
 
     /// Sends packet `i` to a set of ports.
@@ -108,7 +158,7 @@ impl Verdicts {
     /// The ports of set `k` (empty if `k` was never recorded).
     pub fn set_members(&self, k: u16) -> &[PortId] {
         match self.ranges.get(k as usize) {
-            Some(&(a, b)) => &self.sets[a as usize..b as usize],
+            Some(&(a, b, _)) => &self.sets[a as usize..b as usize],
             None => &[],
         }
     }
@@ -217,5 +267,23 @@ mod tests {
         };
         assert_eq!(v.set_members(k), &[PortId(2), PortId(5)]);
         assert_eq!(v.set_members(9), &[] as &[PortId]);
+        assert!(!v.set_hairpin(k) && !v.set_hairpin(9));
+        let h = v.add_set_with(&[PortId(1)], true);
+        let Verdict::Ports(h) = h else { panic!() };
+        assert!(v.set_hairpin(h));
+        assert_eq!(v.set_members(h), &[PortId(1)]);
+    }
+
+    #[test]
+    fn controller_copies_are_a_side_list() {
+        let mut v = Verdicts::with_capacity(4);
+        v.reset(3);
+        v.set(0, Verdict::Port(PortId(2)));
+        v.to_controller(0, 7);
+        v.to_controller(2, 9);
+        assert_eq!(v.get(0), Verdict::Port(PortId(2)));
+        assert_eq!(v.controller_copies(), &[(0, 7), (2, 9)]);
+        v.reset(2);
+        assert!(v.controller_copies().is_empty());
     }
 }

@@ -21,6 +21,17 @@ impl PacketRef {
         cap: 0,
     };
 
+    /// A view of bytes that are only ever read through it (the source of
+    /// a copy, as in [`crate::switch::Switch::transmit`]): `cap` is the
+    /// length, so no copy reads past the slice.
+    pub(crate) fn readonly(f: &[u8]) -> PacketRef {
+        PacketRef {
+            ptr: f.as_ptr().cast_mut(),
+            len: f.len() as u32,
+            cap: f.len() as u32,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len as usize
     }

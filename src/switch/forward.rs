@@ -10,6 +10,14 @@
 //!    is merged (in input order) into every destination.
 //! 4. Per destination: reserve slots under a short lock (a lease), copy with no
 //!    lock held, publish in order. What does not fit is dropped and counted.
+//!    `send` is that step for any list of packets; `Switch::transmit` uses
+//!    it for the agent's packet-outs.
+//!
+//! A packet never goes back out of its input port, except through a
+//! hairpin set ([`Verdicts::add_set_with`]); floods never do. Controller
+//! copies ([`Verdicts::to_controller`]) are queued while walking the batch,
+//! with the bytes as the module left them; a full queue drops and counts
+//! (`dest_full` on the input port).
 //!
 //! Nothing here allocates once the scratch space is warm, and nothing blocks.
 #![allow(unsafe_code)]
@@ -130,30 +138,44 @@ impl Forwarder {
     fn dispatch(&mut self, table: &Table, input: &PortEntry, packet_in: &PacketIns) {
         let in_id = input.id;
         let ctr = &input.counters[self.ctr];
-        let (mut no_dest, mut module, mut bad) = (0u64, 0u64, 0u64);
+        let (mut no_dest, mut module, mut bad, mut ctl_full) = (0u64, 0u64, 0u64, 0u64);
         let room = self.batch * 4;
         self.max_len = self.pkts.iter().map(|p| p.len).max().unwrap_or(0);
+        // Controller copies are walked with the packets, in packet order.
+        self.verdicts.sort_controller_copies();
+        let mut c = 0;
         for i in 0..self.pkts.len() {
+            let mut copied = false;
+            while let Some(&(k, tag)) = self.verdicts.controller_copies().get(c)
+                && usize::from(k) == i
+            {
+                if !packet_in.push(in_id, tag, self.packet(i)) {
+                    ctl_full += 1;
+                }
+                copied = true;
+                c += 1;
+            }
             match self.verdicts.get(i) {
                 Verdict::Port(p) => {
-                    if !self.link(table, p, in_id, i) {
+                    if !self.link(table, p, in_id, i, false) {
                         no_dest += 1;
                     }
                 }
                 Verdict::Flood => self.bcast.push(i as u16),
                 Verdict::Ports(k) => {
+                    let hairpin = self.verdicts.set_hairpin(k);
                     let mut any = false;
                     for j in 0..self.verdicts.set_members(k).len() {
                         let p = self.verdicts.set_members(k)[j];
-                        any |= self.link(table, p, in_id, i);
+                        any |= self.link(table, p, in_id, i, hairpin);
                     }
                     if !any {
                         no_dest += 1;
                     }
                 }
                 Verdict::Controller => {
-                    if !packet_in.push(in_id, self.packet(i)) {
-                        ctr.drop(DropReason::DestFull, 1);
+                    if !copied && !packet_in.push(in_id, 0, self.packet(i)) {
+                        ctl_full += 1;
                     }
                 }
                 Verdict::Drop => module += 1,
@@ -167,16 +189,17 @@ impl Forwarder {
         ctr.drop(DropReason::NoDest, no_dest);
         ctr.drop(DropReason::Module, module);
         ctr.drop(DropReason::BadFrame, bad);
+        ctr.drop(DropReason::DestFull, ctl_full);
     }
 
     /// Chains packet `i` onto destination `p`'s list. False if `p` cannot be
-    /// a destination (not attached, or the input port itself): a packet that
-    /// reaches no destination is one `NoDest` drop, however many ports its
-    /// verdict named.
+    /// a destination (not attached, or the input port itself unless
+    /// `hairpin`): a packet that reaches no destination is one `NoDest`
+    /// drop, however many ports its verdict named.
     #[inline]
-    fn link(&mut self, table: &Table, p: PortId, in_id: PortId, i: usize) -> bool {
+    fn link(&mut self, table: &Table, p: PortId, in_id: PortId, i: usize, hairpin: bool) -> bool {
         let d = p.index();
-        if p == in_id || d == 0 || table.port(d).is_none() {
+        if (p == in_id && !hairpin) || d == 0 || table.port(d).is_none() {
             return false;
         }
         let idx = self.links.len() as u16;
@@ -208,12 +231,14 @@ impl Forwarder {
 
     /// Sends every grouped packet and clears the groups.
     fn flush(&mut self, table: &Table, input: &PortEntry) {
+        let in_idx = input.id.index();
         for k in 0..self.active.len() {
             let d = self.active[k] as usize;
             let list = self.dst[d];
-            // `link` only chains ports attached in this same table.
+            // `link` only chains ports attached in this same table. The
+            // input is active only for hairpin sets: floods skip it.
             if let Some(dst) = table.port(d) {
-                self.deliver(dst, list, true);
+                self.deliver(dst, list, d != in_idx);
             }
         }
         if !self.bcast.is_empty() {
@@ -251,76 +276,107 @@ impl Forwarder {
         if total == 0 {
             return;
         }
-        let mem = dst.port.mem();
-        let cap = mem.buf_size();
-        let ctr = &dst.counters[self.ctr];
         let merged = Merge {
             links: &self.links,
             next: list.head,
             bcast,
             b: 0,
         };
-        // Frames longer than the destination's buffers are dropped, never truncated.
-        let oversize = if self.max_len <= cap {
-            0
-        } else {
-            merged.clone().filter(|&i| self.pkts[i].len > cap).count() as u32
-        };
-        let want = total - oversize;
-        let ring = mem.outgoing();
-        let lease = dst.out.reserve(&ring, want);
-        ctr.drop(DropReason::Oversize, u64::from(oversize));
-        ctr.drop(DropReason::DestFull, u64::from(want - lease.n));
-        if lease.n == 0 {
-            return;
-        }
-        let (mut sent, mut bytes, mut bad) = (0u32, 0u64, 0u64);
-        for i in merged
-            .filter(|&i| self.pkts[i].len <= cap)
-            .take(lease.n as usize)
-        {
-            let src = self.pkts[i];
-            let at = lease.start.wrapping_add(sent);
-            let slot = ring.slot(at);
-            match mem.buf_ptr(slot.buf) {
-                Some(dp) => {
-                    // SAFETY: `src` is readable for src.cap bytes (input buffer
-                    // owned by this worker); `dp` is a buffer of a slot inside
-                    // our lease, writable for `cap` bytes; len <= both caps.
-                    unsafe { copy_frame(src.ptr, dp, src.len as usize, src.cap.min(cap) as usize) };
-                    ring.write_slot(
-                        at,
-                        Slot {
-                            buf: slot.buf,
-                            len: src.len as u16,
-                            flags: 0,
-                        },
-                    );
-                    bytes += u64::from(src.len);
-                }
-                None => {
-                    // The consumer left a bad buffer index in its slot: it
-                    // gets an empty slot, and only its own packet is lost.
-                    ring.write_slot(
-                        at,
-                        Slot {
-                            buf: slot.buf,
-                            len: 0,
-                            flags: 0,
-                        },
-                    );
-                    bad += 1;
-                }
-            }
-            sent += 1;
-        }
-        debug_assert_eq!(sent, lease.n);
-        dst.out.complete(&ring, lease);
-        dst.port.outgoing_published();
-        ctr.tx_packets.add(u64::from(sent) - bad);
-        ctr.tx_bytes.add(bytes);
-        ctr.drop(DropReason::BadFrame, bad);
+        send(dst, self.ctr, &self.pkts, merged, total, self.max_len);
     }
+}
+
+/// Phase 4 for one destination: reserves slots for `total` packets (the
+/// indices `order` yields into `pkts`, at most `max_len` bytes long) on
+/// `dst`'s outgoing ring, copies them with no lock held and publishes,
+/// counting on copy `ctr` of `dst`'s counters. What does not fit the ring
+/// is dropped (`dest_full`); frames longer than the destination's buffers
+/// are dropped (`oversize`), never truncated. Returns the packets queued.
+///
+/// The packets must stay readable for their `cap` bytes during the call
+/// (the caller owns their buffers).
+pub(crate) fn send(
+    dst: &PortEntry,
+    ctr: usize,
+    pkts: &[PacketRef],
+    order: impl Iterator<Item = usize> + Clone,
+    total: u32,
+    max_len: u32,
+) -> u32 {
+    let mem = dst.port.mem();
+    // A slot's length is 16 bits: longer frames do not fit whatever the
+    // buffer size (only `Switch::transmit` could hand one in).
+    let cap = mem.buf_size().min(u32::from(u16::MAX));
+    let ctr = &dst.counters[ctr];
+    let oversize = if max_len <= cap {
+        0
+    } else {
+        order.clone().filter(|&i| pkts[i].len > cap).count() as u32
+    };
+    let want = total - oversize;
+    let ring = mem.outgoing();
+    let lease = dst.out.reserve(&ring, want);
+    ctr.drop(DropReason::Oversize, u64::from(oversize));
+    ctr.drop(DropReason::DestFull, u64::from(want - lease.n));
+    if lease.n == 0 {
+        return 0;
+    }
+    let (mut sent, mut bytes, mut bad) = (0u32, 0u64, 0u64);
+    for i in order.filter(|&i| pkts[i].len <= cap).take(lease.n as usize) {
+        let src = pkts[i];
+        let at = lease.start.wrapping_add(sent);
+        let slot = ring.slot(at);
+        match mem.buf_ptr(slot.buf) {
+            Some(dp) => {
+                let room = src.cap.min(cap) as usize;
+                let (s, d) = (src.ptr as usize, dp as usize);
+                if s < d + room && d < s + room {
+                    // Only a hairpin copies within one port's memory, and
+                    // only a client that put one buffer in both of its
+                    // rings makes the two overlap: its own bytes get mixed.
+                    // SAFETY: both are valid for `room >= len` bytes (as
+                    // below); `ptr::copy` allows overlap.
+                    unsafe { std::ptr::copy(src.ptr, dp, src.len as usize) };
+                } else {
+                    // SAFETY: `src` is readable for src.cap bytes (the
+                    // caller owns its buffer); `dp` is a buffer of a slot
+                    // inside our lease, writable for `cap` bytes; len <=
+                    // both caps, and the two do not overlap (checked above).
+                    unsafe { copy_frame(src.ptr, dp, src.len as usize, room) };
+                }
+                ring.write_slot(
+                    at,
+                    Slot {
+                        buf: slot.buf,
+                        len: src.len as u16,
+                        flags: 0,
+                    },
+                );
+                bytes += u64::from(src.len);
+            }
+            None => {
+                // The consumer left a bad buffer index in its slot: it
+                // gets an empty slot, and only its own packet is lost.
+                ring.write_slot(
+                    at,
+                    Slot {
+                        buf: slot.buf,
+                        len: 0,
+                        flags: 0,
+                    },
+                );
+                bad += 1;
+            }
+        }
+        sent += 1;
+    }
+    debug_assert_eq!(sent, lease.n);
+    dst.out.complete(&ring, lease);
+    dst.port.outgoing_published();
+    ctr.tx_packets.add(u64::from(sent) - bad);
+    ctr.tx_bytes.add(bytes);
+    ctr.drop(DropReason::BadFrame, bad);
+    sent - bad as u32
 }
 
 /// Walks a destination's linked list and the broadcast list together,

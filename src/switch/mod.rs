@@ -16,6 +16,7 @@ pub mod table;
 mod worker;
 
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::module::{Module, Nanos};
+use crate::packet::PacketRef;
 use crate::port::{MAX_PORTS, Port, PortId};
 
 pub use forward::Forwarder;
@@ -113,6 +115,10 @@ pub struct Switch {
     threads: Vec<JoinHandle<()>>,
     /// Serialises control operations (table changes).
     control: Mutex<()>,
+    /// Serialises [`Switch::transmit`] callers: they share one copy of the
+    /// port counters (index `workers + 1`). Detach and replace take it
+    /// after publishing, to wait for a transmit still on the old table.
+    tx: Mutex<()>,
 }
 
 /// A port's identity and counters.
@@ -171,7 +177,7 @@ impl Switch {
             .map(|i| WorkerShared::new(cfg.cpus.as_ref().map(|c| c[i % c.len()])))
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
-            packet_in: PacketIns::new(cfg.packet_in_queue),
+            packet_in: PacketIns::new(cfg.packet_in_queue)?,
             table: Mutex::new(Arc::new(Table::new(module))),
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -193,6 +199,7 @@ impl Switch {
             shared,
             threads,
             control: Mutex::new(()),
+            tx: Mutex::new(()),
         })
     }
 
@@ -211,6 +218,16 @@ impl Switch {
 
     fn lock_control(&self) -> MutexGuard<'_, ()> {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_tx(&self) -> MutexGuard<'_, ()> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies of each port's counters: one per worker, one for control
+    /// ([`Switch::replace`]), one for [`Switch::transmit`].
+    fn counter_copies(&self) -> usize {
+        self.shared.workers.len() + 2
     }
 
     /// Publishes a table and waits until every worker uses it.
@@ -287,7 +304,7 @@ impl Switch {
         if let Some(fd) = port.incoming_fd() {
             self.shared.workers[owner].epoll.add(fd, u64::from(id.0))?;
         }
-        let entry = Arc::new(PortEntry::new(id, port, owner, nworkers + 1));
+        let entry = Arc::new(PortEntry::new(id, port, owner, self.counter_copies()));
         cur.module.port_attached(id);
         self.publish(cur.derive(|t| t.insert(entry)));
         Ok(id)
@@ -308,6 +325,8 @@ impl Switch {
         self.publish(cur.derive(|t| {
             t.remove(id);
         }));
+        // A transmit that took the old table finishes before this returns.
+        drop(self.lock_tx());
         cur.module.port_detached(id);
         Ok(entry.port.clone())
     }
@@ -336,13 +355,15 @@ impl Switch {
                 .epoll
                 .add(fd, u64::from(id.0))?;
         }
-        let entry = Arc::new(PortEntry::new(id, port, old.owner, nworkers + 1));
+        let entry = Arc::new(PortEntry::new(id, port, old.owner, self.counter_copies()));
         let carried = PortTotals::sum(&old.counters);
         entry.counters[nworkers].load_totals(&carried);
         self.publish(cur.derive(|t| t.insert(entry.clone())));
         // Workers count on the old entry until they switch tables (a batch
         // read from the port, or sent to it, just before): carry that too.
-        // Once `publish` returned no worker touches the old entry.
+        // Once `publish` returned no worker touches the old entry, and once
+        // the transmit lock is ours no transmit does.
+        drop(self.lock_tx());
         let late = PortTotals::sum(&old.counters).since(&carried);
         entry.counters[nworkers].load_totals(&late);
         Ok(old.port.clone())
@@ -387,6 +408,44 @@ impl Switch {
     /// Takes the oldest packet queued for the controller.
     pub fn pop_packet_in(&self) -> Option<PacketIn> {
         self.shared.packet_in.pop()
+    }
+
+    /// An eventfd readable while packet-ins wait. Poll it, then call
+    /// [`Switch::pop_packet_in`] until `None`: the pop that empties the
+    /// queue clears the fd (under the queue's lock, so a packet queued
+    /// meanwhile sets it again). The switch owns the fd.
+    pub fn packet_in_fd(&self) -> RawFd {
+        self.shared.packet_in.fd()
+    }
+
+    /// Clears the packet-in fd if the queue is empty (a no-op otherwise);
+    /// for a reader that woke up and found nothing to pop.
+    pub fn ack_packet_in(&self) {
+        self.shared.packet_in.ack();
+    }
+
+    /// Sends `frames` out of port `dst` from outside the workers (the
+    /// OpenFlow agent's packet-outs), through the same reserve, copy and
+    /// publish path as forwarded packets, counted on the port (`tx`, and
+    /// `dest_full`, `oversize`, `bad_frame` for empty frames). Returns the
+    /// frames queued; 0 if `dst` is not attached (nothing is counted).
+    pub fn transmit(&self, dst: PortId, frames: &[&[u8]]) -> usize {
+        let _g = self.lock_tx();
+        let t = self.shared.table();
+        let Some(e) = t.entry(dst) else {
+            return 0;
+        };
+        let ctr = self.counter_copies() - 1;
+        let pkts: Vec<PacketRef> = frames
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| PacketRef::readonly(f))
+            .collect();
+        let empty = frames.len() - pkts.len();
+        e.counters[ctr].drop(DropReason::BadFrame, empty as u64);
+        let max_len = pkts.iter().map(|p| p.len).max().unwrap_or(0);
+        // `send` only reads the frames, which `frames` borrows for the call.
+        forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
     }
 
     /// Counters of one port.

@@ -3,11 +3,14 @@
 //! module swap) and publishes it; workers pick it up between batches.
 
 use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::module::Module;
 use crate::port::{MAX_PORTS, Port, PortId};
+use crate::sys::EventFd;
 
 use super::lease::OutQueue;
 use super::stats::PortCounters;
@@ -125,42 +128,80 @@ impl Table {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketIn {
     pub in_port: PortId,
+    /// The module's tag ([`crate::module::Verdicts::to_controller`]); 0
+    /// when it gave none.
+    pub tag: u32,
+    /// The frame as the module left it (its rewrites applied).
     pub data: Vec<u8>,
 }
 
 /// A bounded queue of packets for the controller. The slow path: it copies
 /// and allocates, and drops (counted by the caller) when full.
+///
+/// An eventfd is readable while packets wait: it is signalled when a push
+/// finds the queue empty and cleared when a pop empties it, both under the
+/// queue's lock, so a reader that polls the fd and then pops until `None`
+/// never misses a packet and never spins on a stale signal.
 pub struct PacketIns {
     q: Mutex<VecDeque<PacketIn>>,
     cap: usize,
+    bell: EventFd,
 }
 
 impl PacketIns {
-    pub fn new(cap: usize) -> PacketIns {
-        PacketIns {
+    pub fn new(cap: usize) -> io::Result<PacketIns> {
+        Ok(PacketIns {
             q: Mutex::new(VecDeque::new()),
             cap,
-        }
+            bell: EventFd::new()?,
+        })
     }
 
-    pub fn push(&self, in_port: PortId, data: &[u8]) -> bool {
-        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> MutexGuard<'_, VecDeque<PacketIn>> {
+        self.q.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a copy of `data`; false (nothing queued) when full.
+    pub fn push(&self, in_port: PortId, tag: u32, data: &[u8]) -> bool {
+        let mut q = self.lock();
         if q.len() >= self.cap {
             return false;
         }
+        if q.is_empty() {
+            self.bell.notify();
+        }
         q.push_back(PacketIn {
             in_port,
+            tag,
             data: data.to_vec(),
         });
         true
     }
 
     pub fn pop(&self) -> Option<PacketIn> {
-        self.q.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        let mut q = self.lock();
+        let p = q.pop_front();
+        if p.is_some() && q.is_empty() {
+            self.bell.drain();
+        }
+        p
+    }
+
+    /// Clears the fd's signal if nothing waits (it stays set otherwise).
+    pub fn ack(&self) {
+        let q = self.lock();
+        if q.is_empty() {
+            self.bell.drain();
+        }
+    }
+
+    /// Readable while packets wait.
+    pub fn fd(&self) -> RawFd {
+        self.bell.as_raw_fd()
     }
 
     pub fn len(&self) -> usize {
-        self.q.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
