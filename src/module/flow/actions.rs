@@ -55,6 +55,54 @@ impl Frame for BatchFrame<'_, '_> {
     }
 }
 
+/// A frame in a buffer of its own with room to grow (packet-outs; tests).
+pub(crate) struct VecFrame {
+    pub buf: Vec<u8>,
+    pub len: usize,
+}
+
+impl VecFrame {
+    /// A copy of `f` with `room` bytes to grow into.
+    pub fn new(f: &[u8], room: usize) -> VecFrame {
+        let mut buf = Vec::with_capacity(f.len() + room);
+        buf.extend_from_slice(f);
+        buf.resize(f.len() + room, 0);
+        VecFrame { buf, len: f.len() }
+    }
+
+    #[cfg(test)]
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
+
+impl Frame for VecFrame {
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    fn resize(&mut self, len: usize) -> bool {
+        if len > self.buf.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+}
+
+/// `f` (laid out as `lay`) with `ops` applied, in a buffer of its own; None
+/// if the ops drop it.
+pub(crate) fn rewritten(f: &[u8], lay: Layout, ops: &[Op]) -> Option<Vec<u8>> {
+    let pushes = ops.iter().filter(|o| matches!(o, Op::PushVlan(_))).count();
+    let mut v = VecFrame::new(f, 4 * pushes);
+    apply(&mut v, lay, ops).then(|| v.into_vec())
+}
+
 /// Ones-complement sums of the 16-bit words a rewrite took out and put in,
 /// for one checksum.
 #[derive(Default, Clone, Copy)]
@@ -400,38 +448,6 @@ pub(crate) mod tests {
     use crate::wire::MacAddr;
     use crate::wire::ethernet::{ones_complement_sum, udp_frame};
     use std::net::{Ipv4Addr, Ipv6Addr};
-
-    /// A frame in a buffer with room to grow.
-    pub(crate) struct VecFrame {
-        pub buf: Vec<u8>,
-        pub len: usize,
-    }
-
-    impl VecFrame {
-        pub fn new(f: &[u8], room: usize) -> VecFrame {
-            let mut buf = f.to_vec();
-            buf.resize(f.len() + room, 0);
-            VecFrame { buf, len: f.len() }
-        }
-
-        pub fn frame(&self) -> &[u8] {
-            &self.buf[..self.len]
-        }
-    }
-
-    impl Frame for VecFrame {
-        fn bytes(&mut self) -> &mut [u8] {
-            &mut self.buf[..self.len]
-        }
-
-        fn resize(&mut self, len: usize) -> bool {
-            if len > self.buf.len() {
-                return false;
-            }
-            self.len = len;
-            true
-        }
-    }
 
     /// Checks the IPv4 header checksum and the L4 checksum of a frame.
     pub(crate) fn checksums_ok(f: &[u8]) -> bool {

@@ -38,7 +38,7 @@ pub(crate) mod ctr {
     pub const MEGAFLOW_HITS: usize = 2;
     pub const UPCALLS: usize = 3;
     pub const MULTI_VERSION: usize = 4;
-    pub const CONTROLLER_WITH_PORTS: usize = 5;
+    pub const NO_RECV_DROPS: usize = 5;
     pub const INVALID_TTL: usize = 6;
     pub const TABLE_MISS: usize = 7;
     pub const REWRITE_DROPS: usize = 8;
@@ -50,7 +50,7 @@ pub(crate) mod ctr {
         "megaflow_hits",
         "upcalls",
         "multi_version_outputs",
-        "controller_with_ports",
+        "no_recv_drops",
         "invalid_ttl",
         "table_miss",
         "rewrite_drops",
@@ -263,12 +263,22 @@ impl Stripe {
         }
     }
 
-    /// Whether the plan in `slot` rewrites packets.
+    /// The controller tag of the plan in `slot`, if its packets go to the
+    /// controller.
     #[inline]
-    pub fn rewrites(&self, slot: u32) -> bool {
+    pub fn controller_tag(&self, slot: u32) -> Option<u32> {
         self.slots
             .get(slot as usize)
-            .is_some_and(|s| !s.plan.ops.is_empty())
+            .and_then(|s| s.plan.controller.map(|_| s.plan.ctl_tag))
+    }
+
+    /// Whether the plan in `slot` neither rewrites packets nor sends them
+    /// to the controller: its packets only count (the memo's fast hits).
+    #[inline]
+    pub fn fast(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none())
     }
 
     /// Applies the plan's rewrites to packet `i`; false if it must drop.
@@ -298,9 +308,9 @@ impl Stripe {
             PlanVerdict::Port(p) => Verdict::Port(*p),
             PlanVerdict::Flood => Verdict::Flood,
             PlanVerdict::Controller => Verdict::Controller,
-            PlanVerdict::Ports(set) => {
+            PlanVerdict::Ports(set, hairpin) => {
                 if s.batch != self.batch {
-                    s.set = out.add_set(set);
+                    s.set = out.add_set_with(set, *hairpin);
                     s.batch = self.batch;
                 }
                 s.set
@@ -314,20 +324,9 @@ impl Stripe {
     pub fn flush(&mut self, pipe: &Pipeline, now: Nanos, dp: &DpCounters) {
         let mut flows: Acc<'_, FlowCounters> = Acc::new();
         let mut tables: Acc<'_, Table> = Acc::new();
-        let put_flow = |f: &FlowCounters, p: u64, b: u64| {
-            f.packets.fetch_add(p, Ordering::Relaxed);
-            f.bytes.fetch_add(b, Ordering::Relaxed);
-            if f.last_used.load(Ordering::Relaxed) < now {
-                f.last_used.store(now, Ordering::Relaxed);
-            }
-        };
+        let put_flow = |f: &FlowCounters, p: u64, b: u64| f.add(p, b, now);
         // For tables, the pair is (lookups, matches).
-        let put_table = |t: &Table, l: u64, m: u64| {
-            t.lookups.fetch_add(l, Ordering::Relaxed);
-            if m != 0 {
-                t.matched.fetch_add(m, Ordering::Relaxed);
-            }
-        };
+        let put_table = |t: &Table, l: u64, m: u64| t.add(l, m);
         for &s in &self.dirty {
             let Some(slot) = self.slots.get(s as usize) else {
                 continue;
@@ -342,14 +341,11 @@ impl Stripe {
                 }
             }
             for (g, bucket) in &plan.groups {
-                match g.buckets.get(*bucket as usize) {
-                    Some(c) => c.add(p, b),
-                    None => g.group.add(p, b),
-                }
+                g.credit(*bucket, p, b);
             }
             for (bit, c) in [
                 (event::MULTI_VERSION, ctr::MULTI_VERSION),
-                (event::CONTROLLER_WITH_PORTS, ctr::CONTROLLER_WITH_PORTS),
+                (event::NO_RECV, ctr::NO_RECV_DROPS),
                 (event::INVALID_TTL, ctr::INVALID_TTL),
                 (event::MISS, ctr::TABLE_MISS),
             ] {

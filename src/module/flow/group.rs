@@ -57,6 +57,17 @@ pub(crate) struct GroupCounters {
     pub buckets: Box<[Ctr]>,
 }
 
+impl GroupCounters {
+    /// Credits bucket `bucket`, or the group itself for `u32::MAX` (any
+    /// number past the buckets).
+    pub fn credit(&self, bucket: u32, packets: u64, bytes: u64) {
+        match self.buckets.get(bucket as usize) {
+            Some(c) => c.add(packets, bytes),
+            None => self.group.add(packets, bytes),
+        }
+    }
+}
+
 /// One group, as installed.
 #[derive(Debug)]
 pub(crate) struct Group {

@@ -41,9 +41,7 @@ use crate::openflow::error::BadMatchCode;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
 
-#[cfg(test)]
-pub(crate) use super::parse::parse;
-pub(crate) use super::parse::{L3, Layout, Parsed, parse_into};
+pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into};
 
 pub(crate) const WORDS: usize = 12;
 

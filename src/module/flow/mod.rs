@@ -27,29 +27,52 @@
 //! worker), so workers share no cache lines on a hit. Flow, table and group
 //! counters are added once per batch, summed per counter.
 //!
-//! Consistency is strict: every change to tables, groups or port liveness
-//! bumps the pipeline's generation, and `process` reads the pipeline under
+//! Consistency is strict: every change to tables, groups, port liveness or
+//! port configuration bumps the pipeline's generation, and `process` reads the pipeline under
 //! a read lock held for the whole batch, emptying its cache first if the
 //! generation moved. So a batch sees exactly one generation, and a change
 //! ([`FlowModule::flow_mod`] takes the write lock) waits for the batches in
 //! flight and applies to every later one: once `flow_mod` returns, no packet
 //! is treated by the old tables. (A barrier reply can be sent then.)
 //!
+//! # The agent's side
+//!
+//! - Controller outputs: the packet goes to the controller as well as to
+//!   its ports ([`Verdicts::to_controller`]), or only there
+//!   ([`Verdict::Controller`]), tagged; [`FlowModule::controller_meta`]
+//!   turns the tag of a [`crate::switch::PacketIn`] into its
+//!   [`ControllerMeta`] (reason NO_MATCH from a table-miss entry, ACTION
+//!   otherwise; table, cookie, `max_len`, metadata), interned when the plan
+//!   is compiled, at most [`MAX_CONTROLLER_METAS`] of them (then tag 0:
+//!   unknown). The switch queues the whole frame; the agent applies
+//!   `max_len`. Several controller outputs in one plan make one copy, with
+//!   the first one's metadata.
+//! - IN_PORT sends the packet back out of its input port (a hairpin set,
+//!   [`Verdicts::add_set_with`]); an explicit output to the input port's
+//!   number stays a plain port verdict, which the switch core drops (as the
+//!   spec says, counted `no_dest`).
+//! - Port configuration ([`FlowModule::set_port_config`], the `OFPPC_*`
+//!   bits): PORT_DOWN/NO_RECV drop what the port receives
+//!   (`no_recv_drops`), PORT_DOWN/NO_FWD take it out of every output
+//!   (floods are then expanded here, over the ports given to
+//!   [`FlowModule::set_ports`] or else those attached), NO_PACKET_IN keeps
+//!   its packets from the controller.
+//! - Packet-outs ([`FlowModule::packet_out`]) run an action list on a copy
+//!   of a frame and return every output with its own bytes ([`Output`]),
+//!   TABLE included; the agent sends them with `Switch::transmit`.
+//!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
 //! - A packet gets one set of destinations and one version of its bytes. If
 //!   its actions output it several times with rewrites in between, every
-//!   destination gets the bytes of the *last* output, counted in
-//!   `multi_version_outputs`.
-//! - Output to the controller alone is [`Verdict::Controller`]; together
-//!   with ports, the ports get it and the controller copy is lost (counted
-//!   in `controller_with_ports`). `max_len` is not applied (the whole frame
-//!   goes up).
-//! - FLOOD and ALL both mean every port but the input ([`Verdict::Flood`]).
-//!   IN_PORT is [`Verdict::Port`] of the input port, which the switch core
-//!   refuses to send back (it counts a `no_dest` drop).
-//! - LOCAL is "no such port" (there is no local port yet): that output does
-//!   nothing. NORMAL and TABLE are refused at install.
+//!   destination (the controller copy too) gets the bytes of the *last*
+//!   output, counted in `multi_version_outputs`. (Packet-outs have no such
+//!   limit.)
+//! - FLOOD and ALL both mean every port but the input.
+//! - LOCAL is "no such port" on the data path (there is no local port
+//!   yet): that output does nothing; a packet-out returns it as
+//!   [`Output::Local`]. NORMAL is refused, and TABLE too outside
+//!   packet-outs.
 //! - Pushing a VLAN tag needs 4 bytes of room in the buffer; without it the
 //!   packet is dropped (`rewrite_drops`).
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
@@ -80,14 +103,16 @@ mod parse;
 mod pipeline;
 mod stats;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
+use crate::openflow::error::BadRequestCode;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::multipart::{AggregateStats, FlowStats, FlowStatsRequest, TableStats};
 use crate::openflow::oxm::{Masked, OxmField};
+use crate::openflow::port::config;
 use crate::openflow::{
     Action, ErrorCode, FlowMod, FlowRemoved, GroupMod, Instruction, Match, PortNo,
 };
@@ -98,7 +123,8 @@ use crate::wire::MacAddr;
 use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
 use cache::{DpCounters, Stripe, ctr};
 use key::Layout;
-use pipeline::Pipeline;
+pub use pipeline::ControllerMeta;
+use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
@@ -179,6 +205,40 @@ pub struct FlowModule {
     dp: DpCounters,
     removed: Mutex<VecDeque<Removed>>,
     removed_overflow: std::sync::atomic::AtomicU64,
+    metas: Mutex<Metas>,
+}
+
+/// Most distinct packet-in metadata interned ([`FlowModule::controller_meta`]);
+/// past that, controller outputs get tag 0 (unknown).
+pub const MAX_CONTROLLER_METAS: usize = 65536;
+
+/// Interned [`ControllerMeta`]s: tag `n` is `list[n - 1]`. Entries are
+/// never forgotten (a tag may sit in the packet-in queue or a cached
+/// plan), so the table is bounded instead.
+#[derive(Default)]
+struct Metas {
+    list: Vec<ControllerMeta>,
+    index: HashMap<ControllerMeta, u32>,
+}
+
+/// One packet a packet-out sends ([`FlowModule::packet_out`]), with its
+/// bytes as the actions left them at that output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Out of a port (never the packet-out's `in_port`: an explicit output
+    /// to the input port is dropped, as the spec says).
+    Port(PortId, Vec<u8>),
+    /// Back out of the packet-out's `in_port` (output to `OFPP_IN_PORT`
+    /// with a real port as `in_port`).
+    InPort(Vec<u8>),
+    /// FLOOD or ALL: out of [`FlowModule::flood_ports`] of the `in_port`.
+    Flood(Vec<u8>),
+    /// A packet-in. For the packet-out's own actions: reason ACTION, table
+    /// 0, cookie `u64::MAX`; from the tables (output to TABLE): the
+    /// entry's.
+    Controller { data: Vec<u8>, meta: ControllerMeta },
+    /// To `OFPP_LOCAL` (also IN_PORT when `in_port` is LOCAL).
+    Local(Vec<u8>),
 }
 
 /// The last few distinct header prefixes seen in a batch, with the plan
@@ -402,6 +462,7 @@ impl FlowModule {
             dp: DpCounters::default(),
             removed: Mutex::new(VecDeque::new()),
             removed_overflow: Default::default(),
+            metas: Mutex::new(Metas::default()),
         };
         m.install_presets();
         m
@@ -523,6 +584,144 @@ impl FlowModule {
         }
     }
 
+    fn attached(&self, port: u32, attached: bool) {
+        let mut p = self.write();
+        let changed = if attached {
+            p.dead_ports.remove(&port) | p.attached.insert(port)
+        } else {
+            p.dead_ports.insert(port) | p.attached.remove(&port)
+        };
+        if changed {
+            p.bump();
+        }
+    }
+
+    /// Sets a port's `OFPPC_*` bits ([`crate::openflow::port::config`]; the
+    /// others are ignored): PORT_DOWN or NO_RECV drop what the port
+    /// receives (`no_recv_drops`), PORT_DOWN or NO_FWD make every output
+    /// skip it (explicit, IN_PORT, flood/all, groups; a PORT_DOWN port is
+    /// not live for fast-failover and select), NO_PACKET_IN keeps what it
+    /// receives from the controller. A change applies to every later batch.
+    pub fn set_port_config(&self, port: u32, config: u32) {
+        let config = config & config::ALL;
+        let mut p = self.write();
+        let old = if config == 0 {
+            p.port_config.remove(&port)
+        } else {
+            p.port_config.insert(port, config)
+        };
+        if old.unwrap_or(0) != config {
+            p.bump();
+        }
+    }
+
+    /// A port's `OFPPC_*` bits as set by [`FlowModule::set_port_config`].
+    pub fn port_config(&self, port: u32) -> u32 {
+        self.read().config(port)
+    }
+
+    /// The ports a flood or ALL output from `in_port` goes to: the ports
+    /// given to [`FlowModule::set_ports`] (or else those attached to the
+    /// switch), but `in_port` and those PORT_DOWN or NO_FWD.
+    pub fn flood_ports(&self, in_port: u32) -> Vec<PortId> {
+        self.read().flood_ports(in_port)
+    }
+
+    /// The packet-in metadata behind a [`crate::switch::PacketIn::tag`].
+    /// None for tag 0 (a module that gave no tag, or this module's table
+    /// was full): send such a packet-in with reason ACTION, table 0, the
+    /// cookie `u64::MAX` and the whole frame.
+    pub fn controller_meta(&self, tag: u32) -> Option<ControllerMeta> {
+        let m = self.metas.lock().unwrap_or_else(|e| e.into_inner());
+        let i = usize::try_from(tag).ok()?.checked_sub(1)?;
+        m.list.get(i).copied()
+    }
+
+    /// The tag for `meta` (0 once the table is full).
+    fn intern(&self, meta: ControllerMeta) -> u32 {
+        let mut m = self.metas.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&t) = m.index.get(&meta) {
+            return t;
+        }
+        if m.list.len() >= MAX_CONTROLLER_METAS {
+            return 0;
+        }
+        m.list.push(meta);
+        let t = m.list.len() as u32;
+        m.index.insert(meta, t);
+        t
+    }
+
+    /// Runs an `OFPT_PACKET_OUT`: `actions` on a copy of `frame`, in order,
+    /// as received on `in_port` (a port number, `OFPP_CONTROLLER` or
+    /// `OFPP_LOCAL`). Returns what to send, in order, each output with the
+    /// bytes as rewritten up to it (so no one-version limit here). Group
+    /// buckets run on copies, as in the pipeline, and count in the group
+    /// counters. Output to `OFPP_TABLE` runs the packet as rewritten so
+    /// far through the tables from table 0 (counted in flow, table and
+    /// group counters like any packet; a NO_RECV `in_port` does not stop
+    /// it) and adds what the pipeline outputs, each with its own bytes.
+    /// Port configuration applies as in the data path.
+    ///
+    /// Errors: `OFPBRC_BAD_PORT` for another `in_port` (0, ANY, other
+    /// reserved numbers), `OFPBRC_BAD_LEN` for a frame shorter than an
+    /// Ethernet header, and the action checks of a flow mod without a
+    /// match (`OFPBAC_BAD_OUT_PORT` for unknown ports once
+    /// [`FlowModule::set_ports`] declared them, NORMAL and ANY;
+    /// `OFPBAC_BAD_OUT_GROUP`, `OFPBAC_BAD_TYPE`, `OFPBAC_BAD_SET_TYPE`).
+    pub fn packet_out(
+        &self,
+        in_port: u32,
+        frame: &[u8],
+        actions: &[Action],
+        now: Nanos,
+    ) -> Result<Vec<Output>, ErrorCode> {
+        let pn = PortNo(in_port);
+        if !(pn == PortNo::CONTROLLER || pn == PortNo::LOCAL || (in_port != 0 && !pn.is_reserved()))
+        {
+            return Err(ErrorCode::BadRequest(BadRequestCode::BadPort));
+        }
+        let pipe = self.read();
+        let direct: Vec<Action> = actions
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    Action::Output {
+                        port: PortNo::TABLE,
+                        ..
+                    }
+                )
+            })
+            .copied()
+            .collect();
+        pipe.check_actions(&direct, None)?;
+        let p = key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
+        let trace = pipe.trace_actions(&p.key, actions);
+        trace.credit(&pipe, frame.len() as u64, now);
+        let mut outs = Vec::new();
+        for (o, ops) in trace.outs {
+            let Some(data) = actions::rewritten(frame, p.layout, &ops) else {
+                continue;
+            };
+            if o != Out::Table {
+                outs.extend(output(o, in_port, data));
+                continue;
+            }
+            let Some(q) = key::parse(&data, in_port) else {
+                continue;
+            };
+            let t = pipe.trace_tables(&q.key);
+            t.credit(&pipe, data.len() as u64, now);
+            for (o, ops) in t.outs {
+                if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
+                    outs.extend(output(o, in_port, d));
+                }
+            }
+        }
+        Ok(outs)
+    }
+
     /// `OFPMP_FLOW`: the entries a request selects, echoed as installed.
     pub fn flow_stats(
         &self,
@@ -608,6 +807,22 @@ impl FlowModule {
     }
 }
 
+/// What a packet-out sends for one executor output.
+fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
+    Some(match o {
+        Out::Port(p) if u32::from(p.0) == in_port => return None,
+        Out::Port(p) => Output::Port(p, data),
+        Out::InPort if in_port == PortNo::LOCAL.0 => Output::Local(data),
+        // Back to the controller it came from: nowhere.
+        Out::InPort if PortNo(in_port).is_reserved() => return None,
+        Out::InPort => Output::InPort(data),
+        Out::Flood => Output::Flood(data),
+        Out::Controller(meta) => Output::Controller { data, meta },
+        Out::Local => Output::Local(data),
+        Out::Table => return None,
+    })
+}
+
 impl Module for FlowModule {
     fn name(&self) -> &'static str {
         "flow"
@@ -638,12 +853,12 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
-                let v = if st.rewrite(batch, i, slot, layout) {
-                    v
-                } else {
-                    Verdict::Drop
-                };
-                out.set(i, v);
+                if st.rewrite(batch, i, slot, layout) {
+                    out.set(i, v);
+                    if let Some(tag) = st.controller_tag(slot) {
+                        out.to_controller(i, tag);
+                    }
+                }
                 continue;
             }
             if !key::parse_into(d, in_port, &mut p) {
@@ -657,7 +872,10 @@ impl Module for FlowModule {
                     // The upcall: settle the memo first, since the insert
                     // may empty the cache (and void the memo's slots).
                     memo.settle(&mut st);
-                    let (plan, mask) = pipe.compile(&p.key);
+                    let (mut plan, mask) = pipe.compile(&p.key);
+                    if let Some(m) = plan.controller {
+                        plan.ctl_tag = self.intern(m);
+                    }
                     let (s, reset) = st.insert(&pipe, now, &self.dp, &p.key, &mask, plan);
                     if reset {
                         memo.clear();
@@ -666,15 +884,17 @@ impl Module for FlowModule {
                 }
             };
             let v = st.verdict(slot, out);
-            let fast = !st.rewrites(slot);
+            let fast = st.fast(slot);
             memo.put(&mut st, d, p.depth, slot, p.layout, v, fast);
             st.account(slot, 1, len);
-            let v = if fast || st.rewrite(batch, i, slot, p.layout) {
-                v
-            } else {
-                Verdict::Drop
-            };
-            out.set(i, v);
+            if fast {
+                out.set(i, v);
+            } else if st.rewrite(batch, i, slot, p.layout) {
+                out.set(i, v);
+                if let Some(tag) = st.controller_tag(slot) {
+                    out.to_controller(i, tag);
+                }
+            }
         }
         memo.settle(&mut st);
         st.memo = Some(memo);
@@ -682,11 +902,11 @@ impl Module for FlowModule {
     }
 
     fn port_attached(&self, port: PortId) {
-        self.set_port_live(u32::from(port.0), true);
+        self.attached(u32::from(port.0), true);
     }
 
     fn port_detached(&self, port: PortId) {
-        self.set_port_live(u32::from(port.0), false);
+        self.attached(u32::from(port.0), false);
     }
 
     fn tick(&self, now: Nanos) {

@@ -103,7 +103,6 @@ fn is_vlan_tpid(t: u16) -> bool {
 
 /// Parses a frame into its key and layout. Frames shorter than an Ethernet
 /// header give `None`; anything else parses, as deep as its bytes allow.
-#[cfg(test)]
 pub(crate) fn parse(d: &[u8], in_port: u32) -> Option<Parsed> {
     let mut p = Parsed::default();
     parse_into(d, in_port, &mut p).then_some(p)

@@ -18,14 +18,25 @@
 //! taking precedence over an output). Group buckets act on a copy of the
 //! packet. A TTL that cannot be decremented (1 or 0) stops processing:
 //! copies already output stay output, the rest is dropped.
+//!
+//! Port configuration (`OFPPC_*`, [`Pipeline::port_config`]): a packet
+//! received on a PORT_DOWN or NO_RECV port is dropped before the tables;
+//! outputs to a PORT_DOWN or NO_FWD port (explicit, IN_PORT, flood/all,
+//! from groups) skip it; a packet received on a NO_PACKET_IN port is never
+//! sent to the controller.
+//!
+//! The same executor runs packet-out action lists ([`Pipeline::trace_actions`],
+//! [`Pipeline::trace_tables`]): there every output keeps its own rewrites.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::module::Nanos;
+use crate::openflow::flow::packet_in_reason;
 use crate::openflow::group::group_id;
 use crate::openflow::oxm::OxmField;
+use crate::openflow::port::config;
 use crate::openflow::{Action, GroupType, Instruction, Match, PortNo};
 use crate::port::PortId;
 
@@ -52,6 +63,15 @@ impl FlowCounters {
             last_used: AtomicU64::new(now),
             ..FlowCounters::default()
         })
+    }
+
+    /// Credits `packets` packets of `bytes` bytes seen at `now`.
+    pub fn add(&self, packets: u64, bytes: u64, now: Nanos) {
+        self.packets.fetch_add(packets, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
     }
 }
 
@@ -128,6 +148,16 @@ pub(crate) struct Table {
     pub matched: AtomicU64,
 }
 
+impl Table {
+    /// Counts `lookups` lookups of which `matched` found an entry.
+    pub fn add(&self, lookups: u64, matched: u64) {
+        self.lookups.fetch_add(lookups, Ordering::Relaxed);
+        if matched != 0 {
+            self.matched.fetch_add(matched, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The whole pipeline. Changed only under the module's write lock; the data
 /// path reads it (and bumps its atomic counters) under the read lock.
 pub(crate) struct Pipeline {
@@ -137,6 +167,11 @@ pub(crate) struct Pipeline {
     pub dead_ports: BTreeSet<u32>,
     /// The ports that exist, if the agent said ([`super::FlowModule::set_ports`]).
     pub known_ports: Option<BTreeSet<u32>>,
+    /// The ports attached to the switch (`port_attached`/`port_detached`):
+    /// what a flood expands to when the module must expand it itself.
+    pub attached: BTreeSet<u32>,
+    /// `OFPPC_*` bits of the ports that have any ([`super::FlowModule::set_port_config`]).
+    pub port_config: BTreeMap<u32, u32>,
     pub next_seq: u64,
     pub generation: u64,
     pub max_flows: usize,
@@ -150,6 +185,8 @@ impl Pipeline {
             groups: BTreeMap::new(),
             dead_ports: BTreeSet::new(),
             known_ports: None,
+            attached: BTreeSet::new(),
+            port_config: BTreeMap::new(),
             next_seq: 0,
             generation: 1,
             max_flows,
@@ -162,9 +199,42 @@ impl Pipeline {
         self.generation += 1;
     }
 
+    /// Live: not reported down, not administratively down, and known.
     pub fn port_live(&self, port: u32) -> bool {
         !self.dead_ports.contains(&port)
+            && self.config(port) & config::PORT_DOWN == 0
             && self.known_ports.as_ref().is_none_or(|k| k.contains(&port))
+    }
+
+    /// The port's `OFPPC_*` bits.
+    pub fn config(&self, port: u32) -> u32 {
+        self.port_config.get(&port).copied().unwrap_or(0)
+    }
+
+    /// Whether outputs to `port` are refused (PORT_DOWN or NO_FWD).
+    fn no_fwd(&self, port: u32) -> bool {
+        self.config(port) & (config::PORT_DOWN | config::NO_FWD) != 0
+    }
+
+    /// Whether some port refuses outputs: floods must then be expanded
+    /// here rather than by the switch.
+    fn flood_filtered(&self) -> bool {
+        self.port_config
+            .values()
+            .any(|c| c & (config::PORT_DOWN | config::NO_FWD) != 0)
+    }
+
+    /// The ports a flood from `in_port` reaches: the known ports (or, if
+    /// the agent gave none, the attached ones) but the input and those
+    /// that refuse outputs.
+    pub fn flood_ports(&self, in_port: u32) -> Vec<PortId> {
+        self.known_ports
+            .as_ref()
+            .unwrap_or(&self.attached)
+            .iter()
+            .filter(|&&p| p != in_port && !self.no_fwd(p))
+            .filter_map(|&p| PortId::new(p))
+            .collect()
     }
 
     pub fn bucket_live(&self, b: &crate::openflow::Bucket, depth: usize) -> bool {
@@ -184,18 +254,25 @@ impl Pipeline {
     /// Runs `key` (a packet from `in_port`) through the tables. Returns the
     /// plan and the mask of the key bits it depends on.
     pub fn compile(&self, key: &Key) -> (Plan, Key) {
-        let mut x = Exec {
-            p: self,
-            key: *key,
-            mask: Key::default(),
-            ops: Vec::new(),
-            outs: Vec::new(),
-            flows: Vec::new(),
-            tables: Vec::new(),
-            groups: Vec::new(),
-            events: 0,
-            stopped: false,
-        };
+        let in_port = IN_PORT.get(key) as u32;
+        if self.config(in_port) & (config::PORT_DOWN | config::NO_RECV) != 0 {
+            // Refused at the door: no table sees it.
+            let mut mask = Key::default();
+            IN_PORT.all(&mut mask);
+            let x = Exec::new(self, key);
+            let mut plan = x.finish();
+            plan.events |= event::NO_RECV;
+            return (plan, mask);
+        }
+        let x = self.run_tables(key);
+        let mask = x.mask;
+        (x.finish(), mask)
+    }
+
+    /// The pipeline from table 0 for `key`, as an executor holding every
+    /// output with its own rewrites.
+    fn run_tables(&self, key: &Key) -> Exec<'_> {
+        let mut x = Exec::new(self, key);
         IN_PORT.all(&mut x.mask);
         let mut set = ActionSet::default();
         let mut t = 0usize;
@@ -208,6 +285,18 @@ impl Pipeline {
             };
             let e = &rule.data;
             x.flows.push(e.counters.clone());
+            // OF1.3 5.4: the table-miss entry is the one that wildcards all
+            // fields and has priority 0; its packet-ins say NO_MATCH.
+            let miss = rule.priority == 0 && rule.mask == Key::default();
+            x.entry = EntryInfo {
+                table_id: t as u8,
+                cookie: e.cookie,
+                reason: if miss {
+                    packet_in_reason::NO_MATCH
+                } else {
+                    packet_in_reason::ACTION
+                },
+            };
             if let Some(a) = &e.prog.apply {
                 x.exec_list(a, 0);
                 if x.stopped {
@@ -232,17 +321,89 @@ impl Pipeline {
                 }
             }
         }
-        let mask = x.mask;
-        (x.finish(), mask)
+        x
     }
+
+    /// A packet-out's action list on `key`: its outputs in order, each with
+    /// the rewrites before it, and the group counters it credits. Output
+    /// to TABLE is [`Out::Table`] (only at the top of the list).
+    pub fn trace_actions(&self, key: &Key, actions: &[Action]) -> Trace {
+        let mut x = Exec::new(self, key);
+        x.entry = EntryInfo {
+            table_id: 0,
+            cookie: u64::MAX,
+            reason: packet_in_reason::ACTION,
+        };
+        x.table_ok = true;
+        x.exec_list(actions, 0);
+        x.trace()
+    }
+
+    /// A packet (`key`) submitted to table 0 by a packet-out: its outputs
+    /// in order, each with its own rewrites, and every counter it credits.
+    pub fn trace_tables(&self, key: &Key) -> Trace {
+        self.run_tables(key).trace()
+    }
+}
+
+/// Every output of one run of the executor, each with the rewrites that
+/// lead to it, and what the run credits.
+pub(crate) struct Trace {
+    pub outs: Vec<(Out, Vec<Op>)>,
+    pub flows: Vec<Arc<FlowCounters>>,
+    pub tables: Vec<(u8, bool)>,
+    pub groups: Vec<(Arc<GroupCounters>, u32)>,
+}
+
+impl Trace {
+    /// Counts one packet of `bytes` bytes, as the data path would.
+    pub fn credit(&self, pipe: &Pipeline, bytes: u64, now: Nanos) {
+        for f in &self.flows {
+            f.add(1, bytes, now);
+        }
+        for &(t, matched) in &self.tables {
+            if let Some(t) = pipe.tables.get(usize::from(t)) {
+                t.add(1, u64::from(matched));
+            }
+        }
+        for (g, bucket) in &self.groups {
+            g.credit(*bucket, 1, bytes);
+        }
+    }
+}
+
+/// Packet-in metadata for one controller output: where in the pipeline it
+/// came from and what the action asked. The flow module interns it behind
+/// a [`crate::switch::PacketIn::tag`] ([`super::FlowModule::controller_meta`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ControllerMeta {
+    /// `ofp_packet_in_reason`: NO_MATCH from the table-miss entry
+    /// (priority 0, empty match), ACTION otherwise.
+    pub reason: u8,
+    pub table_id: u8,
+    /// The flow entry's cookie (`u64::MAX` for a packet-out's own actions).
+    pub cookie: u64,
+    /// The output action's `max_len`: how many bytes the agent sends up
+    /// (`OFPCML_NO_BUFFER`: all). The switch queues the whole frame.
+    pub max_len: u16,
+    /// The pipeline metadata at the output.
+    pub metadata: u64,
+}
+
+/// The flow entry whose actions are running.
+#[derive(Clone, Copy)]
+struct EntryInfo {
+    table_id: u8,
+    cookie: u64,
+    reason: u8,
 }
 
 /// Things a plan makes the module count, per packet.
 pub(crate) mod event {
     /// Output more than once with different bytes; all got the last bytes.
     pub const MULTI_VERSION: u8 = 1;
-    /// Output to the controller and to ports; the controller copy is lost.
-    pub const CONTROLLER_WITH_PORTS: u8 = 2;
+    /// Received on a port that is down or configured NO_RECV: dropped.
+    pub const NO_RECV: u8 = 2;
     /// A TTL that could not be decremented.
     pub const INVALID_TTL: u8 = 4;
     /// No entry matched in some table (table miss without a miss entry).
@@ -255,8 +416,10 @@ pub(crate) enum PlanVerdict {
     Drop,
     Port(PortId),
     Flood,
+    /// To the controller only (its metadata is [`Plan::controller`]).
     Controller,
-    Ports(Box<[PortId]>),
+    /// To a set of ports; `true`: a hairpin set (it may hold the input).
+    Ports(Box<[PortId]>, bool),
 }
 
 /// The compiled result of the pipeline for one megaflow.
@@ -272,13 +435,27 @@ pub(crate) struct Plan {
     pub groups: Box<[(Arc<GroupCounters>, u32)]>,
     /// [`event`] bits.
     pub events: u8,
+    /// The packet also (or, with [`PlanVerdict::Controller`], only) goes
+    /// to the controller, with the first controller output's metadata.
+    pub controller: Option<ControllerMeta>,
+    /// The tag interning `controller`, filled in by the module.
+    pub ctl_tag: u32,
 }
 
+/// One output, as the executor records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Out {
+pub(crate) enum Out {
+    /// An explicit port number (the input port's is dropped downstream).
     Port(PortId),
+    /// Back out of the input port (`OFPP_IN_PORT`).
+    InPort,
+    /// FLOOD or ALL: every port but the input.
     Flood,
-    Controller,
+    Controller(ControllerMeta),
+    /// `OFPP_LOCAL`: there is no local port on the data path yet.
+    Local,
+    /// `OFPP_TABLE` (packet-out only): through the tables from table 0.
+    Table,
 }
 
 /// The action set: at most one action of each kind (one set-field per
@@ -291,7 +468,8 @@ struct ActionSet {
     fields: Vec<OxmField>,
     set_ttl: Option<u8>,
     group: Option<u32>,
-    output: Option<PortNo>,
+    /// Port and `max_len`.
+    output: Option<(PortNo, u16)>,
 }
 
 impl ActionSet {
@@ -307,7 +485,7 @@ impl ActionSet {
                     self.fields.push(f);
                 }
                 Action::Group(g) => self.group = Some(g),
-                Action::Output { port, .. } => self.output = Some(port),
+                Action::Output { port, max_len } => self.output = Some((port, max_len)),
                 // No queues here; other actions are refused at install.
                 _ => {}
             }
@@ -326,16 +504,50 @@ struct Exec<'p> {
     groups: Vec<(Arc<GroupCounters>, u32)>,
     events: u8,
     stopped: bool,
+    /// The entry whose actions run (for packet-in metadata).
+    entry: EntryInfo,
+    /// Output to TABLE is allowed (a packet-out's own list, not in groups).
+    table_ok: bool,
 }
 
-impl Exec<'_> {
+impl<'p> Exec<'p> {
+    fn new(p: &'p Pipeline, key: &Key) -> Exec<'p> {
+        Exec {
+            p,
+            key: *key,
+            mask: Key::default(),
+            ops: Vec::new(),
+            outs: Vec::new(),
+            flows: Vec::new(),
+            tables: Vec::new(),
+            groups: Vec::new(),
+            events: 0,
+            stopped: false,
+            entry: EntryInfo {
+                table_id: 0,
+                cookie: 0,
+                reason: packet_in_reason::ACTION,
+            },
+            table_ok: false,
+        }
+    }
+
+    fn trace(self) -> Trace {
+        Trace {
+            outs: self.outs,
+            flows: self.flows,
+            tables: self.tables,
+            groups: self.groups,
+        }
+    }
+
     fn exec_list(&mut self, actions: &[Action], depth: usize) {
         for a in actions {
             if self.stopped {
                 return;
             }
             match *a {
-                Action::Output { port, .. } => self.output(port),
+                Action::Output { port, max_len } => self.output(port, max_len, depth),
                 Action::Group(g) => self.group(g, depth),
                 Action::SetField(f) => self.set_field(&f),
                 Action::PushVlan(t) => self.push_vlan(t),
@@ -368,24 +580,38 @@ impl Exec<'_> {
         }
         if let Some(g) = set.group {
             self.group(g, 0);
-        } else if let Some(p) = set.output {
-            self.output(p);
+        } else if let Some((p, max_len)) = set.output {
+            self.output(p, max_len, 0);
         }
     }
 
-    fn output(&mut self, port: PortNo) {
+    fn output(&mut self, port: PortNo, max_len: u16, depth: usize) {
+        let in_port = IN_PORT.get(&self.key) as u32;
         let o = match port {
-            PortNo::IN_PORT => match PortId::new(IN_PORT.get(&self.key) as u32) {
-                Some(p) => Out::Port(p),
-                None => return,
-            },
+            PortNo::IN_PORT if self.p.no_fwd(in_port) => return,
+            PortNo::IN_PORT => Out::InPort,
             PortNo::FLOOD | PortNo::ALL => Out::Flood,
-            PortNo::CONTROLLER => Out::Controller,
-            p if !p.is_reserved() => match PortId::new(p.0) {
+            PortNo::CONTROLLER if self.p.config(in_port) & config::NO_PACKET_IN != 0 => return,
+            PortNo::CONTROLLER => {
+                // Metadata rides along: the plan depends on it (it is the
+                // same for every packet of a path through the tables, but
+                // say so anyway).
+                METADATA.all(&mut self.mask);
+                Out::Controller(ControllerMeta {
+                    reason: self.entry.reason,
+                    table_id: self.entry.table_id,
+                    cookie: self.entry.cookie,
+                    max_len,
+                    metadata: METADATA.get(&self.key),
+                })
+            }
+            PortNo::LOCAL => Out::Local,
+            PortNo::TABLE if self.table_ok && depth == 0 => Out::Table,
+            p if !p.is_reserved() && !self.p.no_fwd(p.0) => match PortId::new(p.0) {
                 Some(id) => Out::Port(id),
                 None => return,
             },
-            // LOCAL (no local port yet), NORMAL, TABLE, ANY: nowhere to go.
+            // NORMAL, ANY, TABLE from a flow entry, refused ports: nowhere.
             _ => return,
         };
         self.outs.push((o, self.ops.clone()));
@@ -580,36 +806,49 @@ impl Exec<'_> {
     }
 
     fn finish(self) -> Plan {
+        let in_port = IN_PORT.get(&self.key) as u32;
         let mut ports: Vec<PortId> = Vec::new();
-        let (mut flood, mut ctl) = (false, false);
+        let (mut flood, mut hairpin, mut ctl) = (false, false, None);
         for (o, _) in &self.outs {
             match *o {
                 Out::Port(p) => ports.push(p),
+                Out::InPort => hairpin = true,
                 Out::Flood => flood = true,
-                Out::Controller => ctl = true,
+                Out::Controller(m) => ctl = ctl.or(Some(m)),
+                Out::Local | Out::Table => {}
             }
         }
-        ports.sort_unstable();
-        ports.dedup();
-        let mut events = self.events;
-        let verdict = if flood {
+        let in_id = PortId::new(in_port);
+        let hairpin = hairpin && in_id.is_some();
+        let verdict = if flood && !hairpin && !self.p.flood_filtered() {
             PlanVerdict::Flood
-        } else if ports.len() == 1 {
-            PlanVerdict::Port(ports[0])
-        } else if ports.len() > 1 {
-            PlanVerdict::Ports(ports.into_boxed_slice())
-        } else if ctl {
-            PlanVerdict::Controller
         } else {
-            PlanVerdict::Drop
+            if flood {
+                ports.extend(self.p.flood_ports(in_port));
+            }
+            if hairpin {
+                ports.extend(in_id);
+            }
+            ports.sort_unstable();
+            ports.dedup();
+            match ports.len() {
+                0 if ctl.is_some() => PlanVerdict::Controller,
+                0 => PlanVerdict::Drop,
+                1 if !hairpin => PlanVerdict::Port(ports[0]),
+                _ => PlanVerdict::Ports(ports.into_boxed_slice(), hairpin),
+            }
         };
-        if ctl && verdict != PlanVerdict::Controller {
-            events |= event::CONTROLLER_WITH_PORTS;
-        }
-        let ops: Vec<Op> = match (&verdict, self.outs.last()) {
+        let mut events = self.events;
+        // The bytes delivered are those of the last output the data path
+        // acts on (LOCAL goes nowhere yet).
+        let mut acted = self
+            .outs
+            .iter()
+            .filter(|(o, _)| !matches!(o, Out::Local | Out::Table));
+        let ops: Vec<Op> = match (&verdict, acted.clone().next_back()) {
             (PlanVerdict::Drop, _) | (_, None) => Vec::new(),
             (_, Some((_, last))) => {
-                if self.outs.iter().any(|(_, o)| o != last) {
+                if acted.any(|(_, o)| o != last) {
                     events |= event::MULTI_VERSION;
                 }
                 last.clone()
@@ -622,6 +861,8 @@ impl Exec<'_> {
             tables: self.tables.into_boxed_slice(),
             groups: self.groups.into_boxed_slice(),
             events,
+            controller: ctl,
+            ctl_tag: 0,
         }
     }
 }

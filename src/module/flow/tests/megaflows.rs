@@ -43,7 +43,8 @@ fn action(sel: u8, v: u8) -> Action {
         2 => Action::PushVlan(0x8100),
         3 => Action::PopVlan,
         4 => Action::DecNwTtl,
-        5 => Action::output(PortNo::IN_PORT),
+        5 if v.is_multiple_of(2) => Action::output(PortNo::IN_PORT),
+        5 => Action::output(PortNo::CONTROLLER),
         6 => Action::Group(1),
         _ => Action::output(PortNo::FLOOD),
     }
@@ -113,6 +114,7 @@ proptest! {
             prop_assert_eq!(&plan.ops, &plan2.ops);
             prop_assert_eq!(&plan.tables, &plan2.tables);
             prop_assert_eq!(plan.events, plan2.events);
+            prop_assert_eq!(plan.controller, plan2.controller);
             prop_assert_eq!(plan.flows.len(), plan2.flows.len());
             for (x, y) in plan.flows.iter().zip(plan2.flows.iter()) {
                 prop_assert!(Arc::ptr_eq(x, y));

@@ -21,6 +21,8 @@ enum R {
     Invalid,
     Port(u16),
     Ports(Vec<u16>),
+    /// A hairpin set (may hold the input port).
+    Hairpin(Vec<u16>),
     Flood,
     Controller,
 }
@@ -73,9 +75,22 @@ fn ip4() -> OxmField {
 fn run_at(
     m: &FlowModule,
     in_port: u16,
-    mut frames: Vec<Vec<u8>>,
+    frames: Vec<Vec<u8>>,
     now: Nanos,
 ) -> (Vec<R>, Vec<Vec<u8>>) {
+    let (r, f, _) = run_full(m, in_port, frames, now);
+    (r, f)
+}
+
+/// Verdicts, frames after the batch, and the controller copies (packet,
+/// metadata; None for tag 0).
+#[allow(clippy::type_complexity)]
+fn run_full(
+    m: &FlowModule,
+    in_port: u16,
+    mut frames: Vec<Vec<u8>>,
+    now: Nanos,
+) -> (Vec<R>, Vec<Vec<u8>>, Vec<(u16, Option<ControllerMeta>)>) {
     let n = frames.len();
     let mut refs = Vec::new();
     let mut out = Verdicts::default();
@@ -95,10 +110,25 @@ fn run_at(
             Verdict::Port(p) => R::Port(p.0),
             Verdict::Flood => R::Flood,
             Verdict::Controller => R::Controller,
-            Verdict::Ports(k) => R::Ports(out.set_members(k).iter().map(|p| p.0).collect()),
+            Verdict::Ports(k) => {
+                let ps = out.set_members(k).iter().map(|p| p.0).collect();
+                if out.set_hairpin(k) {
+                    R::Hairpin(ps)
+                } else {
+                    R::Ports(ps)
+                }
+            }
         })
         .collect();
-    (rs, frames)
+    let copies = out
+        .controller_copies()
+        .iter()
+        .map(|&(i, tag)| {
+            assert_ne!(tag, 0, "the flow module always tags");
+            (i, m.controller_meta(tag))
+        })
+        .collect();
+    (rs, frames, copies)
 }
 
 fn run(m: &FlowModule, in_port: u16, frames: Vec<Vec<u8>>) -> Vec<R> {

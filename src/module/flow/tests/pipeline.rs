@@ -276,14 +276,237 @@ fn reserved_ports_and_port_sets() {
     add(&m, on(4, vec![Action::output(PortNo::LOCAL)]));
     add(&m, on(5, vec![out(7), out(6), out(7)]));
     add(&m, on(6, vec![out(7), Action::output(PortNo::CONTROLLER)]));
+    add(&m, on(7, vec![out(7)]));
+    add(
+        &m,
+        on(8, vec![out(2), Action::output(PortNo::IN_PORT), out(8)]),
+    );
+    add(
+        &m,
+        on(
+            9,
+            vec![
+                Action::output(PortNo::FLOOD),
+                Action::output(PortNo::IN_PORT),
+            ],
+        ),
+    );
     let f = || vec![udp(1, 2, 1, 1)];
-    assert_eq!(run(&m, 1, f()), [R::Port(1)]);
+    // IN_PORT is a hairpin set: the core sends it back out.
+    assert_eq!(run(&m, 1, f()), [R::Hairpin(vec![1])]);
     assert_eq!(run(&m, 2, f()), [R::Flood]);
     assert_eq!(run(&m, 3, f()), [R::Flood]);
     assert_eq!(run(&m, 4, f()), [R::Drop]);
     assert_eq!(run(&m, 5, f()), [R::Ports(vec![6, 7])]);
-    assert_eq!(run(&m, 6, f()), [R::Port(7)]);
-    assert_eq!(counter(&m, "controller_with_ports"), 1);
+    // Ports and the controller: both (the controller through a copy).
+    let (v, _, c) = run_full(&m, 6, f(), 0);
+    assert_eq!(v, [R::Port(7)]);
+    assert_eq!(c.len(), 1);
+    // An explicit output to the input port stays a plain port verdict,
+    // which the core refuses (the spec drops it).
+    assert_eq!(run(&m, 7, f()), [R::Port(7)]);
+    assert_eq!(run(&m, 8, f()), [R::Hairpin(vec![2, 8])]);
+    // FLOOD plus IN_PORT: every port, the input too (expanded here).
+    m.set_ports(&[1, 2, 9]);
+    assert_eq!(run(&m, 9, f()), [R::Hairpin(vec![1, 2, 9])]);
+}
+
+#[test]
+fn controller_copies_carry_their_metadata() {
+    use crate::openflow::flow::packet_in_reason as why;
+    let m = module();
+    let ctl = |max_len| Action::Output {
+        port: PortNo::CONTROLLER,
+        max_len,
+    };
+    let with_cookie = |mut f: FlowMod, c| {
+        f.cookie = c;
+        f
+    };
+    // Table 0: the table-miss entry, a priority-0 entry that matches
+    // something, and a goto with metadata.
+    add(
+        &m,
+        with_cookie(flow(0, 0, vec![], vec![apply(vec![ctl(128)])]), 0xabc),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(4))],
+            vec![Instruction::GotoTable(3)],
+        ),
+    );
+    add(
+        &m,
+        with_cookie(flow(3, 0, vec![ip4()], vec![apply(vec![ctl(0xffff)])]), 0x4),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(2))],
+            vec![
+                Instruction::WriteMetadata {
+                    metadata: 5,
+                    mask: 0xff,
+                },
+                Instruction::GotoTable(1),
+            ],
+        ),
+    );
+    let eth_src = |n| Action::SetField(OxmField::EthSrc(Masked::exact(MacAddr::local(n))));
+    add(
+        &m,
+        with_cookie(
+            flow(
+                1,
+                5,
+                vec![],
+                vec![apply(vec![out(3), eth_src(9), ctl(64), ctl(10)])],
+            ),
+            0x1,
+        ),
+    );
+    let meta = |reason, table_id, cookie, max_len, metadata| ControllerMeta {
+        reason,
+        table_id,
+        cookie,
+        max_len,
+        metadata,
+    };
+    let (v, _, c) = run_full(&m, 1, vec![udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Controller]);
+    assert_eq!(c, [(0, Some(meta(why::NO_MATCH, 0, 0xabc, 128, 0)))]);
+    let (v, _, c) = run_full(&m, 4, vec![udp(1, 2, 1, 1)], 0);
+    assert_eq!(v, [R::Controller]);
+    assert_eq!(c, [(0, Some(meta(why::ACTION, 3, 4, 0xffff, 0)))]);
+    // Port and controller; two controller outputs make one copy (the
+    // first's metadata); the copy and the port both get the last bytes.
+    // Three packets of one flow in a batch: the memo serves two of them.
+    let (v, f, c) = run_full(&m, 2, vec![udp(1, 2, 1, 1); 3], 0);
+    assert_eq!(v, vec![R::Port(3); 3]);
+    let want = Some(meta(why::ACTION, 1, 1, 64, 5));
+    assert_eq!(c, [(0, want), (1, want), (2, want)]);
+    assert_eq!(&f[2][6..12], &MacAddr::local(9).0);
+    assert!(counter(&m, "memo_hits") >= 2);
+    // The same metadata keeps its tag across batches and cache resets.
+    let tag = |m: &FlowModule| {
+        let mut out = Verdicts::default();
+        let mut frames = vec![udp(1, 2, 1, 1)];
+        let mut refs = Vec::new();
+        out.reset(1);
+        m.process(
+            &mut Batch::from_buffers(&mut frames, &mut refs, PortId(2)),
+            &mut out,
+            0,
+        );
+        out.controller_copies()[0].1
+    };
+    let t = tag(&m);
+    add(&m, flow(2, 1, vec![], vec![]));
+    assert_eq!(tag(&m), t);
+    assert_eq!(m.controller_meta(0), None);
+    assert_eq!(m.controller_meta(9999), None);
+}
+
+#[test]
+fn port_config_drops_skips_and_silences() {
+    use crate::openflow::port::config as pc;
+    let m = module();
+    m.set_ports(&[1, 2, 3, 4]);
+    let on = |p: u32, a: Vec<Action>| flow(0, 1, vec![OxmField::InPort(PortNo(p))], vec![apply(a)]);
+    add(
+        &m,
+        flow(
+            0,
+            0,
+            vec![],
+            vec![apply(vec![Action::output(PortNo::FLOOD)])],
+        ),
+    );
+    add(&m, on(2, vec![out(3), out(4)]));
+    add(
+        &m,
+        on(
+            3,
+            vec![
+                Action::output(PortNo::IN_PORT),
+                Action::output(PortNo::CONTROLLER),
+            ],
+        ),
+    );
+    m.group_mod(
+        &group(
+            GroupType::All,
+            1,
+            vec![bucket(vec![out(3)]), bucket(vec![out(1)])],
+        ),
+        0,
+    )
+    .unwrap();
+    add(&m, on(4, vec![Action::Group(1)]));
+    let f = || vec![udp(1, 2, 1, 1)];
+    assert_eq!(run(&m, 1, f()), [R::Flood]);
+    // NO_FWD on 3: floods are expanded without it, outputs skip it.
+    let g = m.generation();
+    m.set_port_config(3, pc::NO_FWD | 0x8000);
+    assert!(m.generation() > g);
+    assert_eq!(m.port_config(3), pc::NO_FWD);
+    assert_eq!(run(&m, 1, f()), [R::Ports(vec![2, 4])]);
+    assert_eq!(m.flood_ports(1), [PortId(2), PortId(4)]);
+    assert_eq!(run(&m, 2, f()), [R::Port(4)]);
+    assert_eq!(run(&m, 4, f()), [R::Port(1)]);
+    // IN_PORT skips a NO_FWD input; the controller copy stays.
+    let (v, _, c) = run_full(&m, 3, f(), 0);
+    assert_eq!((v, c.len()), (vec![R::Controller], 1));
+    // Setting the same bits again changes nothing.
+    let g = m.generation();
+    m.set_port_config(3, pc::NO_FWD);
+    assert_eq!(m.generation(), g);
+    // NO_PACKET_IN on 3: nothing goes up.
+    m.set_port_config(3, pc::NO_FWD | pc::NO_PACKET_IN);
+    let (v, _, c) = run_full(&m, 3, f(), 0);
+    assert_eq!((v, c.len()), (vec![R::Drop], 0));
+    // NO_RECV on 2: dropped before the tables, counted.
+    let lookups = |m: &FlowModule| m.table_stats()[0].lookup_count;
+    m.set_port_config(2, pc::NO_RECV);
+    let before = lookups(&m);
+    assert_eq!(run(&m, 2, vec![udp(1, 2, 1, 1); 3]), vec![R::Drop; 3]);
+    assert_eq!(counter(&m, "no_recv_drops"), 3);
+    assert_eq!(lookups(&m), before);
+    // NO_RECV does not stop outputs to the port.
+    assert_eq!(run(&m, 1, f()), [R::Ports(vec![2, 4])]);
+    // PORT_DOWN: neither in nor out, and not live.
+    m.set_port_config(4, pc::PORT_DOWN);
+    assert_eq!(run(&m, 4, f()), [R::Drop]);
+    assert_eq!(run(&m, 1, f()), [R::Port(2)]);
+    assert!(!m.read().port_live(4));
+    // Cleared: floods are the switch's again.
+    for p in [2, 3, 4] {
+        m.set_port_config(p, 0);
+    }
+    assert_eq!(run(&m, 1, f()), [R::Flood]);
+    assert_eq!(counter(&m, "no_recv_drops"), 4);
+}
+
+#[test]
+fn floods_expand_to_attached_ports_without_a_port_set() {
+    use crate::openflow::port::config as pc;
+    let m = module();
+    for p in [1, 2, 5, 6] {
+        m.port_attached(PortId(p));
+    }
+    m.port_detached(PortId(6));
+    add(
+        &m,
+        flow(0, 0, vec![], vec![apply(vec![Action::output(PortNo::ALL)])]),
+    );
+    m.set_port_config(2, pc::PORT_DOWN);
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(5)]);
+    assert_eq!(run(&m, 5, vec![udp(1, 2, 1, 1)]), [R::Port(1)]);
 }
 
 #[test]
