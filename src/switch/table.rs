@@ -27,7 +27,8 @@ pub struct PortEntry {
     /// The switch's consumer index on the incoming ring. Only the owner
     /// touches it; it is never read back from shared memory.
     rx_cur: AtomicU32,
-    /// One copy per worker plus one for the control path.
+    /// One copy per worker, one for the control path (`Switch::replace`)
+    /// and one for `Switch::transmit`.
     pub counters: Box<[PortCounters]>,
 }
 

@@ -76,7 +76,8 @@
 //! - Pushing a VLAN tag needs 4 bytes of room in the buffer; without it the
 //!   packet is dropped (`rewrite_drops`).
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
-//!   is not sent to the controller.
+//!   goes to the controller first (reason INVALID_TTL) only if the agent
+//!   asked ([`FlowModule::set_invalid_ttl_to_controller`]).
 //! - No meters, no queues (set-queue is accepted and ignored), no MPLS/PBB.
 //! - No staged lookup yet: a probed subtable unwildcards all of its mask, so
 //!   rules on transport ports make a megaflow per port pair even for
@@ -611,6 +612,19 @@ impl FlowModule {
             p.port_config.insert(port, config)
         };
         if old.unwrap_or(0) != config {
+            p.bump();
+        }
+    }
+
+    /// Whether a packet whose TTL cannot be decremented goes to the
+    /// controller (reason INVALID_TTL, the entry's table and cookie,
+    /// `max_len` NO_BUFFER: the agent cuts it to its `miss_send_len`)
+    /// before it is dropped. Off by default; the agent turns it on when a
+    /// controller's asynchronous configuration asks for INVALID_TTL.
+    pub fn set_invalid_ttl_to_controller(&self, on: bool) {
+        let mut p = self.write();
+        if p.invalid_ttl_to_controller != on {
+            p.invalid_ttl_to_controller = on;
             p.bump();
         }
     }

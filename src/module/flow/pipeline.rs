@@ -17,7 +17,8 @@
 //! order (pop, push, decrement TTL, set-field, group, output, with a group
 //! taking precedence over an output). Group buckets act on a copy of the
 //! packet. A TTL that cannot be decremented (1 or 0) stops processing:
-//! copies already output stay output, the rest is dropped.
+//! copies already output stay output, the rest is dropped (and, if the
+//! agent asked, goes to the controller with reason INVALID_TTL).
 //!
 //! Port configuration (`OFPPC_*`, [`Pipeline::port_config`]): a packet
 //! received on a PORT_DOWN or NO_RECV port is dropped before the tables;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::module::Nanos;
+use crate::openflow::action::CONTROLLER_MAX_LEN_NO_BUFFER;
 use crate::openflow::flow::packet_in_reason;
 use crate::openflow::group::group_id;
 use crate::openflow::oxm::OxmField;
@@ -172,6 +174,9 @@ pub(crate) struct Pipeline {
     pub attached: BTreeSet<u32>,
     /// `OFPPC_*` bits of the ports that have any ([`super::FlowModule::set_port_config`]).
     pub port_config: BTreeMap<u32, u32>,
+    /// A TTL that cannot be decremented sends the packet to the controller
+    /// (reason INVALID_TTL) before it is dropped.
+    pub invalid_ttl_to_controller: bool,
     pub next_seq: u64,
     pub generation: u64,
     pub max_flows: usize,
@@ -187,6 +192,7 @@ impl Pipeline {
             known_ports: None,
             attached: BTreeSet::new(),
             port_config: BTreeMap::new(),
+            invalid_ttl_to_controller: false,
             next_seq: 0,
             generation: 1,
             max_flows,
@@ -378,7 +384,8 @@ impl Trace {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ControllerMeta {
     /// `ofp_packet_in_reason`: NO_MATCH from the table-miss entry
-    /// (priority 0, empty match), ACTION otherwise.
+    /// (priority 0, empty match), INVALID_TTL for a TTL that could not be
+    /// decremented (when asked), ACTION otherwise.
     pub reason: u8,
     pub table_id: u8,
     /// The flow entry's cookie (`u64::MAX` for a packet-out's own actions).
@@ -718,6 +725,12 @@ impl<'p> Exec<'p> {
         if ttl <= 1 {
             self.events |= event::INVALID_TTL;
             self.stopped = true;
+            if self.p.invalid_ttl_to_controller {
+                let e = self.entry;
+                self.entry.reason = packet_in_reason::INVALID_TTL;
+                self.output(PortNo::CONTROLLER, CONTROLLER_MAX_LEN_NO_BUFFER, 0);
+                self.entry = e;
+            }
             return;
         }
         NW_TTL.set(&mut self.key, ttl - 1);

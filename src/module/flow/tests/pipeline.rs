@@ -552,8 +552,19 @@ fn ttl_decrement_and_invalid_ttl() {
     let mut low = udp(1, 2, 1, 1);
     low[22] = 1;
     // Processing stops at the invalid TTL: only the earlier output stays.
-    assert_eq!(run(&m, 1, vec![low]), [R::Port(4)]);
+    assert_eq!(run(&m, 1, vec![low.clone()]), [R::Port(4)]);
     assert_eq!(counter(&m, "invalid_ttl"), 1);
+    // When asked, the packet goes to the controller too.
+    m.set_invalid_ttl_to_controller(true);
+    let (v, _, c) = run_full(&m, 1, vec![low.clone()], 0);
+    assert_eq!(v, [R::Port(4)]);
+    let meta = c[0].1.unwrap();
+    assert_eq!(
+        (meta.reason, meta.table_id),
+        (crate::openflow::flow::packet_in_reason::INVALID_TTL, 0)
+    );
+    m.set_port_config(1, crate::openflow::port::config::NO_PACKET_IN);
+    assert_eq!(run_full(&m, 1, vec![low], 0).2, []);
 }
 
 #[test]
