@@ -421,3 +421,39 @@ fn a_switch_delivers_hairpins_controller_copies_and_packet_outs() {
     assert_eq!(common::recv_n(&mut c[2], 1, T), vec![f.clone()]);
     assert_eq!(common::recv_n(&mut c[0], 1, T), vec![with_src(&f, 8)]);
 }
+
+#[test]
+fn a_switch_floods_around_ports_that_refuse_outputs() {
+    let _g = common::serial();
+    let fm = Arc::new(module());
+    let (sw, mut c) = switch_with(&fm, 4);
+    fm.flow_mod(&flow(0, 0, vec![], vec![Action::output(PortNo::ALL)]), 0)
+        .unwrap();
+    let f = common::frame(100, 1, MacAddr::BROADCAST, 1);
+    fm.set_port_config(2, pc::NO_FWD);
+    fm.set_port_config(4, pc::PORT_DOWN);
+    common::send_all(&mut c[0], std::slice::from_ref(&f), T);
+    assert_eq!(common::recv_n(&mut c[2], 1, T), vec![f.clone()]);
+    // Port 4 is down: what it receives is dropped too.
+    common::send_all(&mut c[3], std::slice::from_ref(&f), T);
+    common::wait_rx(&sw, 4, 1);
+    fm.set_port_config(2, 0);
+    fm.set_port_config(4, 0);
+    common::send_all(&mut c[0], std::slice::from_ref(&f), T);
+    for k in [1, 2, 3] {
+        assert_eq!(
+            common::recv_n(&mut c[k], 1, T),
+            vec![f.clone()],
+            "port {}",
+            k + 1
+        );
+    }
+    assert_eq!(c[0].recv_all(), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        c[1].recv_all(),
+        Vec::<Vec<u8>>::new(),
+        "nothing while NO_FWD"
+    );
+    assert_eq!(c[2].recv_all(), Vec::<Vec<u8>>::new());
+    assert_eq!(c[3].recv_all(), Vec::<Vec<u8>>::new(), "nothing while down");
+}
