@@ -16,6 +16,9 @@
 #   ovs-afxdp     the same with type=afxdp ports
 #   ms-afxdp      mswitch run --module dummy --port af_xdp:g --port af_xdp:s
 #   ms-afpacket   the same with af_packet ports
+#   ms-flow-afxdp mswitch run --module flow with af_xdp ports, and the same
+#                 flow as Open vSwitch (in_port=1,actions=output:2) installed
+#                 with ovs-ofctl over its OpenFlow socket
 # Each is measured with 64 B and 1500 B frames (with FCS; -l 60 / -l 1496)
 # and 1 or 1000 flows (1000 source addresses), and reported in Mpps at the
 # sink, as a ratio to ovs-afpacket and as a fraction of the direct ceiling.
@@ -44,7 +47,7 @@ cd "$(dirname "$0")/.."
 D=${1:-3}
 case $D in '' | *[!0-9.]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (namespaces, veths, XDP)" >&2; exit 1; }
-SETUPS=${SETUPS:-"bridge ovs-afpacket ovs-afxdp ms-afxdp ms-afpacket"}
+SETUPS=${SETUPS:-"bridge ovs-afpacket ovs-afxdp ms-afxdp ms-afpacket ms-flow-afxdp"}
 RUNS=${RUNS:-1}
 case $RUNS in '' | *[!0-9]* | 0) echo "RUNS must be a positive number" >&2; exit 2 ;; esac
 CPU_PPS=150000
@@ -351,11 +354,11 @@ teardown_ovs() {
 
 # --- 4, 5. mswitch ----------------------------------------------------------
 MSPID=""
-setup_mswitch() { # KIND; prints a reason on failure
+setup_mswitch() { # KIND [MODULE]; prints a reason on failure
     local i
     rm -f "$DIR/ctl"
     # shellcheck disable=SC2086 # MSWITCH_FLAGS is a list of words
-    ip netns exec "$SW" "${SWPIN[@]}" "$M" run --module dummy --port "$1:$G" --port "$1:$S" --ctl "$DIR/ctl" \
+    ip netns exec "$SW" "${SWPIN[@]}" "$M" run --module "${2:-dummy}" --port "$1:$G" --port "$1:$S" --ctl "$DIR/ctl" \
         ${MSWITCH_FLAGS:-} >/dev/null 2>"$DIR/sw.err" &
     MSPID=$!; PIDS+=("$MSPID")
     SWPID_LIST=("$MSPID")
@@ -364,12 +367,17 @@ setup_mswitch() { # KIND; prints a reason on failure
         echo "mswitch run did not start: $(tail -1 "$DIR/sw.err")"
         return 1
     fi
+    if [ "${2:-}" = flow ] &&
+        ! timeout 10 ovs-ofctl -O OpenFlow13 add-flow "unix:$DIR/sw0.mgmt" in_port=1,actions=output:2 2>&1; then
+        echo "ovs-ofctl add-flow failed"
+        return 1
+    fi
     sleep 0.3
 }
 teardown_mswitch() { [ -n "$MSPID" ] && stop_pid "$MSPID"; MSPID="" SWPID_LIST=(); }
 
 run_setup() { # SETUP
-    local setup=$1 note="" why="" down=true t k
+    local setup=$1 note="" why="" down=true t k mod
     echo "$setup (round $ROUND)"
     case $setup in
         direct)
@@ -386,10 +394,11 @@ run_setup() { # SETUP
                 return
             fi
             ;;
-        ms-afxdp | ms-afpacket)
-            k=af_packet; [ "$setup" = ms-afxdp ] && k=af_xdp
+        ms-afxdp | ms-afpacket | ms-flow-afxdp)
+            k=af_packet; [ "$setup" != ms-afpacket ] && k=af_xdp
+            mod=dummy; [ "$setup" = ms-flow-afxdp ] && mod=flow
             down=teardown_mswitch
-            if ! setup_mswitch "$k" >"$DIR/why" 2>&1; then
+            if ! setup_mswitch "$k" "$mod" >"$DIR/why" 2>&1; then
                 teardown_mswitch
                 unavailable "$setup" "$(tail -1 "$DIR/why")"
                 return
@@ -450,7 +459,8 @@ def med(s, size, flows, k=0):
 cases = [(64, 1), (64, 1000), (1500, 1), (1500, 1000)]
 names = {"direct": "direct veth pair (ceiling)", "bridge": "Linux bridge",
          "ovs-afpacket": "OVS 3.1 netdev, AF_PACKET ports", "ovs-afxdp": "OVS 3.1 netdev, AF_XDP ports",
-         "ms-afxdp": "mswitch, af_xdp ports", "ms-afpacket": "mswitch, af_packet ports"}
+         "ms-afxdp": "mswitch, af_xdp ports", "ms-afpacket": "mswitch, af_packet ports",
+         "ms-flow-afxdp": "mswitch flow module (OpenFlow), af_xdp ports"}
 out = [{"kind": "generator", **gen}]
 any_star = False
 agg = "median of %d rounds" % runs if runs > 1 else "one round"

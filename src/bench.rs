@@ -114,6 +114,9 @@ pub struct Case {
     pub baseline_duration: Duration,
     pub ring: u32,
     pub pin: bool,
+    /// Distinct flows per sender (UDP source ports 1024, 1025, ...); the
+    /// generator ring grows to hold one frame of each.
+    pub flows: usize,
 }
 
 impl Default for Case {
@@ -130,6 +133,7 @@ impl Default for Case {
             baseline_duration: Duration::from_secs(2),
             ring: 1024,
             pin: false,
+            flows: 1,
         }
     }
 }
@@ -178,6 +182,9 @@ impl Case {
         if !(1..=64).contains(&self.workers) {
             return bad(format!("--workers must be 1..=64, not {}", self.workers));
         }
+        if !(1..=65536).contains(&self.flows) {
+            return bad(format!("--flows must be 1..=65536, not {}", self.flows));
+        }
         if self.duration.is_zero() || self.duration > Duration::from_secs(3600) {
             return bad("--duration must be more than 0 and at most 3600 seconds".into());
         }
@@ -192,7 +199,8 @@ impl Case {
     }
 
     fn mem_config(&self) -> MemConfig {
-        MemConfig::new(self.ring, self.buf_size())
+        let ring = self.ring.max((self.flows as u32).next_power_of_two());
+        MemConfig::new(ring, self.buf_size())
     }
 
     fn build_module(&self) -> Result<Arc<dyn Module>, BenchError> {
@@ -214,6 +222,7 @@ pub struct BenchResult {
     pub batch: usize,
     pub ports: usize,
     pub idle_ports: usize,
+    pub flows: usize,
     pub seconds: f64,
     pub packets: u64,
     pub pps: f64,
@@ -372,15 +381,16 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
                 1
             };
             Some(
-                (0..variants)
-                    .map(|j| {
+                (0..variants * case.flows)
+                    .map(|k| {
+                        let (j, flow) = (k % variants, k / variants);
                         udp_frame(
                             case.size,
                             case.pattern.dst(p, j, n),
                             mac(p),
                             [10, 0, 0, p as u8],
                             [10, 0, 1, 1],
-                            1024,
+                            1024u16.wrapping_add(flow as u16),
                             1024,
                         )
                     })
@@ -469,6 +479,7 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
         batch: case.batch,
         ports: n,
         idle_ports: case.idle_ports,
+        flows: case.flows,
         seconds: secs,
         packets,
         pps,
@@ -634,10 +645,15 @@ pub fn summary(r: &BenchResult) -> String {
         .map(|(i, p)| format!("w{i} {:.2}", p / 1e6))
         .collect();
     format!(
-        "{} {} {} B, {} worker(s): {} {} | per worker (Mpps): {} | raw-copy baseline ({} thread(s)): {} {} | ratio {:.3} | drops {}",
+        "{} {} {} B{}, {} worker(s): {} {} | per worker (Mpps): {} | raw-copy baseline ({} thread(s)): {} {} | ratio {:.3} | drops {}",
         r.module,
         r.pattern.name(),
         r.size,
+        if r.flows > 1 {
+            format!(", {} flows", r.flows)
+        } else {
+            String::new()
+        },
         r.workers,
         fmt_pps(r.pps),
         fmt_bps(r.bps),

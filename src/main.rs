@@ -46,27 +46,32 @@ enum Cmd {
         cmd: CtlCmd,
     },
     /// Run one switch in the foreground, with the same control socket.
-    Run {
-        /// Module spec NAME[:ARGS].
-        #[arg(long, default_value = "learn")]
-        module: String,
-        /// A port to attach (repeat); ports are numbered 1, 2, 3... in order.
-        #[arg(long = "port")]
-        ports: Vec<String>,
-        /// The switch's name.
-        #[arg(long, default_value = "sw0")]
-        name: String,
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Workers never sleep.
-        #[arg(long)]
-        busy_poll: bool,
-        /// Control socket path.
-        #[arg(long)]
-        ctl: Option<PathBuf>,
-    },
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Module spec NAME[:ARGS].
+    #[arg(long, default_value = "learn")]
+    module: String,
+    /// A port to attach (repeat); ports are numbered 1, 2, 3... in order.
+    #[arg(long = "port")]
+    ports: Vec<String>,
+    /// The switch's name.
+    #[arg(long, default_value = "sw0")]
+    name: String,
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Workers never sleep.
+    #[arg(long)]
+    busy_poll: bool,
+    /// Control socket path.
+    #[arg(long)]
+    ctl: Option<PathBuf>,
+    #[command(flatten)]
+    openflow: mswitch::control::cli::OpenFlowArgs,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +103,9 @@ struct BenchArgs {
     /// Pin worker i to CPU i.
     #[arg(long)]
     pin: bool,
+    /// Distinct flows each sender cycles through (UDP source ports).
+    #[arg(long)]
+    flows: Option<usize>,
     /// Print each result as one JSON object per line on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
@@ -132,15 +140,7 @@ fn main() -> ExitCode {
         Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
-        Cmd::Run {
-            module,
-            ports,
-            name,
-            workers,
-            batch,
-            busy_poll,
-            ctl,
-        } => run_switch(&module, &ports, &name, workers, batch, busy_poll, ctl),
+        Cmd::Run(a) => run_switch(&a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,7 +165,8 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         || a.size.is_some()
         || a.batch.is_some()
         || a.workers.is_some()
-        || a.idle_ports.is_some();
+        || a.idle_ports.is_some()
+        || a.flows.is_some();
     let cases = if single {
         let d = Case::default();
         let pattern = a.pattern.unwrap_or(d.pattern);
@@ -183,6 +184,7 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
             baseline_duration: d.baseline_duration.min(duration),
             duration,
             pin: a.pin,
+            flows: a.flows.unwrap_or(1),
             ..d
         }]
     } else {
@@ -266,18 +268,22 @@ fn run_ctl(ctl: Option<PathBuf>, cmd: CtlCmd) -> Result<(), String> {
     Ok(())
 }
 
-fn run_switch(
-    module: &str,
-    ports: &[String],
-    name: &str,
-    workers: usize,
-    batch: Option<usize>,
-    busy_poll: bool,
-    ctl: Option<PathBuf>,
-) -> Result<(), String> {
-    let path = ctl_path(ctl.as_deref());
+fn run_switch(a: &RunArgs) -> Result<(), String> {
+    let (module, ports, name) = (&a.module, &a.ports, &a.name);
+    let path = ctl_path(a.ctl.as_deref());
     daemon::run_foreground(&path, |d| {
-        d.create(name, module, workers, batch, busy_poll)?;
+        let made = d.create(
+            name,
+            module,
+            a.workers,
+            a.batch,
+            a.busy_poll,
+            &a.openflow.opts(),
+        )?;
+        if let Some(l) = made["openflow"].as_array().filter(|l| !l.is_empty()) {
+            let l: Vec<&str> = l.iter().filter_map(|v| v.as_str()).collect();
+            eprintln!("mswitch: OpenFlow on {}", l.join(", "));
+        }
         for (i, spec) in ports.iter().enumerate() {
             let r = d.attach(name, spec, Some(i as u32 + 1))?;
             if let Some(note) = r["note"].as_str() {

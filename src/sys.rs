@@ -570,3 +570,115 @@ pub fn set_timer_slack(slack: Duration) {
         );
     }
 }
+
+/// Readiness interest and result for [`poll`].
+pub const POLL_IN: i16 = libc::POLLIN;
+pub const POLL_OUT: i16 = libc::POLLOUT;
+/// Error or hang-up (always reported).
+pub const POLL_ERR: i16 = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+
+/// One descriptor of a [`poll`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct PollFd {
+    pub fd: RawFd,
+    pub events: i16,
+    pub revents: i16,
+}
+
+/// Waits until one of `fds` is ready as asked (or fails), at most
+/// `timeout`; fills in each `revents`. Returns how many are ready.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> usize {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.fd,
+            events: f.events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a live array of `p.len()` pollfds.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms(timeout)) };
+    for (f, q) in fds.iter_mut().zip(&p) {
+        f.revents = q.revents;
+    }
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Starts a non-blocking TCP connection to `addr`: the stream is returned
+/// at once, and becomes writable when the connection is made or has failed
+/// (then [`socket_error`] says why).
+pub fn tcp_connect_start(addr: &std::net::SocketAddr) -> io::Result<std::net::TcpStream> {
+    use std::net::SocketAddr;
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain syscall with constant arguments.
+    let fd = check(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the sockaddr structs are plain data, zeroed then filled in;
+    // the length passed is the size of the struct used.
+    let r = unsafe {
+        match addr {
+            SocketAddr::V4(a) => {
+                let mut sa: libc::sockaddr_in = std::mem::zeroed();
+                sa.sin_family = libc::AF_INET as libc::sa_family_t;
+                sa.sin_port = a.port().to_be();
+                sa.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                libc::connect(
+                    fd,
+                    (&raw const sa).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+            SocketAddr::V6(a) => {
+                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+                sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sa.sin6_port = a.port().to_be();
+                sa.sin6_addr.s6_addr = a.ip().octets();
+                sa.sin6_scope_id = a.scope_id();
+                libc::connect(
+                    fd,
+                    (&raw const sa).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    Ok(std::net::TcpStream::from(owned))
+}
+
+/// The pending error of a socket (`SO_ERROR`), e.g. of a finished
+/// non-blocking connect: `Ok` if there is none.
+pub fn socket_error(fd: RawFd) -> io::Result<()> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid for writes of their sizes.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &raw mut len,
+        )
+    })?;
+    if err == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(err))
+    }
+}

@@ -6,7 +6,37 @@ use std::fmt::Write as _;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use super::proto::Request;
+use super::proto::{OpenFlowOpts, Request};
+
+/// OpenFlow options of a switch whose module is `flow` (`ctl create`, `run`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OpenFlowArgs {
+    /// Connect to an OpenFlow controller: tcp:HOST[:PORT] or unix:PATH (repeat).
+    #[arg(long = "controller", value_name = "TARGET")]
+    pub controllers: Vec<String>,
+    /// Also listen for OpenFlow connections: ptcp:PORT[:IP] or punix:PATH (repeat);
+    /// a Unix socket SWITCH.mgmt beside the control socket is always there.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Datapath id (hex 0x... or decimal; default from the switch name).
+    #[arg(long)]
+    pub dpid: Option<String>,
+    /// What to do with no controller: secure (keep the flow tables) or
+    /// standalone (act as a learning bridge; default).
+    #[arg(long)]
+    pub fail_mode: Option<String>,
+}
+
+impl OpenFlowArgs {
+    pub fn opts(&self) -> OpenFlowOpts {
+        OpenFlowOpts {
+            controllers: self.controllers.clone(),
+            listen: self.listen.clone(),
+            dpid: self.dpid.clone(),
+            fail_mode: self.fail_mode.clone(),
+        }
+    }
+}
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum CtlCmd {
@@ -25,6 +55,8 @@ pub enum CtlCmd {
         /// Never sleep: workers poll even when idle (lowest latency, one busy core each).
         #[arg(long)]
         busy_poll: bool,
+        #[command(flatten)]
+        openflow: OpenFlowArgs,
     },
     /// Stop a switch and detach all its ports.
     Destroy { switch: String },
@@ -62,12 +94,14 @@ impl CtlCmd {
                 workers,
                 batch,
                 busy_poll,
+                openflow,
             } => Request::Create {
                 switch,
                 module: Some(module),
                 workers: Some(workers),
                 batch,
                 busy_poll,
+                openflow: openflow.opts(),
             },
             CtlCmd::Destroy { switch } => Request::Destroy { switch },
             CtlCmd::Attach {
@@ -94,7 +128,10 @@ impl CtlCmd {
             }
             CtlCmd::List { .. } => render_list(data),
             CtlCmd::Stats { .. } => render_stats(data),
-            CtlCmd::Create { switch, .. } => format!("created switch {switch}\n"),
+            CtlCmd::Create { switch, .. } => match openflow_of(data) {
+                Some(l) => format!("created switch {switch} (OpenFlow on {l})\n"),
+                None => format!("created switch {switch}\n"),
+            },
             CtlCmd::Destroy { switch } => format!("destroyed switch {switch}\n"),
             CtlCmd::Attach { switch, .. } => {
                 let note = data["note"]
@@ -120,6 +157,16 @@ impl CtlCmd {
             }
         }
     }
+}
+
+/// The OpenFlow listeners in an answer, joined, if any.
+fn openflow_of(data: &Value) -> Option<String> {
+    let l: Vec<&str> = data["openflow"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    (!l.is_empty()).then(|| l.join(", "))
 }
 
 fn s(v: &Value) -> &str {
@@ -152,6 +199,9 @@ fn render_list(data: &Value) -> String {
             },
             ports.len()
         );
+        if let Some(l) = openflow_of(sw) {
+            let _ = writeln!(out, "  OpenFlow: {l}");
+        }
         for p in ports {
             let state = match p["connected"].as_bool() {
                 Some(true) => "client connected",

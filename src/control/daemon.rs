@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,16 +22,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::proto::{self, Request, Response, VportInfo};
+use super::ofagent::{self, Agent, AgentConfig};
+use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
-use crate::module;
+use crate::module::flow::{FlowConfig, FlowModule};
+use crate::module::{self, Module};
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
 
 /// A switch the daemon hosts.
 struct Managed {
-    sw: Switch,
+    /// Stopped before the switch (fields drop in order).
+    agent: Option<Agent>,
+    /// The agent's tables, when the switch was made with the flow module.
+    flow: Option<Arc<FlowModule>>,
+    sw: Arc<Switch>,
     busy_poll: bool,
     /// Virtual ports by name.
     vports: BTreeMap<String, Vport>,
@@ -53,6 +58,9 @@ pub struct Daemon {
     /// Open connections by number, shut down when the daemon stops.
     conns: Mutex<BTreeMap<u64, UnixStream>>,
     next_conn: AtomicU64,
+    /// Where switches' OpenFlow sockets (`SWITCH.mgmt`) go: beside the
+    /// control socket.
+    run_dir: Mutex<PathBuf>,
 }
 
 type Res<T> = Result<T, String>;
@@ -69,7 +77,26 @@ impl Daemon {
             stop_bell: EventFd::new()?,
             conns: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(0),
+            run_dir: Mutex::new(
+                super::default_ctl_path()
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            ),
         }))
+    }
+
+    /// Puts the switches' OpenFlow sockets in `dir`.
+    pub fn set_run_dir(&self, dir: &Path) {
+        *self.run_dir.lock().unwrap_or_else(|e| e.into_inner()) = dir.to_path_buf();
+    }
+
+    /// The default OpenFlow socket of switch `name`.
+    pub fn mgmt_path(&self, name: &str) -> PathBuf {
+        self.run_dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join(format!("{name}.mgmt"))
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Managed>> {
@@ -85,12 +112,14 @@ impl Daemon {
                 workers,
                 batch,
                 busy_poll,
+                openflow,
             } => self.create(
                 &switch,
                 module.as_deref().unwrap_or("learn"),
                 workers.unwrap_or(1),
                 batch,
                 busy_poll,
+                &openflow,
             ),
             Request::Destroy { switch } => self.destroy(&switch),
             Request::Attach {
@@ -117,13 +146,31 @@ impl Daemon {
         workers: usize,
         batch: Option<usize>,
         busy_poll: bool,
+        of: &OpenFlowOpts,
     ) -> Res<serde_json::Value> {
         valid_name("switch", name)?;
         let mut sws = self.lock();
         if sws.contains_key(name) {
             return Err(format!("switch '{name}' already exists"));
         }
-        let m = module::build(module).map_err(|e| e.to_string())?;
+        let (mname, margs) = module.split_once(':').unwrap_or((module, ""));
+        let (m, flow): (Arc<dyn Module>, _) = if mname == "flow" {
+            let f = Arc::new(FlowModule::new(
+                FlowConfig::parse(margs).map_err(|e| e.to_string())?,
+            ));
+            (f.clone(), Some(f))
+        } else {
+            if !of.is_empty() {
+                return Err(
+                    "--controller, --listen, --dpid and --fail-mode need --module flow".into(),
+                );
+            }
+            (module::build(module).map_err(|e| e.to_string())?, None)
+        };
+        let agent_cfg = match &flow {
+            Some(_) => Some(self.agent_config(name, of)?),
+            None => None,
+        };
         let cfg = SwitchConfig {
             name: name.to_owned(),
             workers,
@@ -135,16 +182,51 @@ impl Daemon {
             },
             ..SwitchConfig::default()
         };
-        let sw = Switch::new(cfg, m).map_err(|e| e.to_string())?;
+        let sw = Arc::new(Switch::new(cfg, m).map_err(|e| e.to_string())?);
+        let (agent, listening) = match (&flow, agent_cfg) {
+            (Some(f), Some(c)) => {
+                let a = Agent::start(sw.clone(), f.clone(), c)?;
+                let l = a.listening.clone();
+                (Some(a), l)
+            }
+            _ => (None, Vec::new()),
+        };
         sws.insert(
             name.to_owned(),
             Managed {
+                agent,
+                flow,
                 sw,
                 busy_poll,
                 vports: BTreeMap::new(),
             },
         );
-        Ok(json!({ "switch": name }))
+        Ok(json!({ "switch": name, "openflow": listening }))
+    }
+
+    /// The agent configuration `of` asks for, with the switch's own Unix
+    /// socket always among the listeners.
+    fn agent_config(&self, name: &str, of: &OpenFlowOpts) -> Res<AgentConfig> {
+        let mut listen = vec![ofagent::Passive::Unix(self.mgmt_path(name))];
+        for l in &of.listen {
+            listen.push(l.parse()?);
+        }
+        Ok(AgentConfig {
+            controllers: of
+                .controllers
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Res<Vec<_>>>()?,
+            listen,
+            dpid: of.dpid.as_deref().map(ofagent::parse_dpid).transpose()?,
+            fail_mode: of
+                .fail_mode
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            probe: None,
+        })
     }
 
     pub fn destroy(&self, name: &str) -> Res<serde_json::Value> {
@@ -213,11 +295,15 @@ impl Daemon {
     }
 
     pub fn set_module(&self, switch: &str, spec: &str) -> Res<serde_json::Value> {
-        let m = module::build(spec).map_err(|e| e.to_string())?;
         let sws = self.lock();
         let s = sws
             .get(switch)
             .ok_or_else(|| format!("no switch '{switch}'"))?;
+        // A bare `flow` on a switch with an agent gives back its tables.
+        let m = match &s.flow {
+            Some(f) if spec == "flow" => f.clone() as Arc<dyn Module>,
+            _ => module::build(spec).map_err(|e| e.to_string())?,
+        };
         s.sw.set_module(m);
         Ok(json!({ "switch": switch, "module": spec }))
     }
@@ -236,9 +322,10 @@ impl Daemon {
                         json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "connected": connected })
                     })
                     .collect();
+                let openflow = m.agent.as_ref().map(|a| a.listening.clone());
                 json!({
                     "switch": name, "module": st.module, "workers": st.workers.len(),
-                    "busy_poll": m.busy_poll, "ports": ports,
+                    "busy_poll": m.busy_poll, "ports": ports, "openflow": openflow,
                 })
             })
             .collect();
@@ -531,28 +618,7 @@ fn wait_two(a: RawFd, b: RawFd) {
 /// Binds the control socket at `path`, replacing a stale socket left by a
 /// daemon that was killed, but never one a live daemon still answers on.
 pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket", path.display()));
-        }
-        match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(format!(
-                    "another mswitch daemon is running on {}",
-                    path.display()
-                ));
-            }
-            Err(_) => std::fs::remove_file(path)
-                .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?,
-        }
-    }
-    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+    super::bind_unix(path, "another mswitch daemon is running on")
 }
 
 /// Runs a daemon in the foreground until SIGINT or SIGTERM: binds `ctl`,
@@ -562,6 +628,9 @@ pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Daemon) -> Res<()>) -> Res
     sys::block_stop_signals();
     let listener = bind_ctl(ctl)?;
     let d = Daemon::new().map_err(|e| e.to_string())?;
+    if let Some(dir) = ctl.parent() {
+        d.set_run_dir(dir);
+    }
     let result = setup(&d).and_then(|()| {
         let sig = d.clone();
         std::thread::Builder::new()

@@ -5,9 +5,12 @@
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod ofagent;
 pub mod proto;
 
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 
 /// Where the control socket lives unless `--ctl` or `MSWITCH_CTL` says otherwise:
 /// `/run/mswitch/mswitch.sock` for root, else under `$XDG_RUNTIME_DIR` or `/tmp`.
@@ -25,3 +28,25 @@ pub fn default_ctl_path() -> PathBuf {
 }
 
 pub use crate::port::spec::{PortKind, PortSpec, valid_name};
+
+/// Binds a Unix socket at `path` (making its directory), replacing a stale
+/// socket nobody answers on; a live one is an error `busy PATH`.
+pub fn bind_unix(path: &Path, busy: &str) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+        match UnixStream::connect(path) {
+            Ok(_) => return Err(format!("{busy} {}", path.display())),
+            Err(_) => std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?,
+        }
+    }
+    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}

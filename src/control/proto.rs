@@ -29,6 +29,8 @@ pub enum Request {
         batch: Option<usize>,
         #[serde(default)]
         busy_poll: bool,
+        #[serde(default)]
+        openflow: OpenFlowOpts,
     },
     Destroy {
         switch: String,
@@ -56,6 +58,30 @@ pub enum Request {
         switch: String,
         port: String,
     },
+}
+
+/// The OpenFlow options of a switch with the `flow` module, as given on the
+/// command line (checked by the daemon).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenFlowOpts {
+    /// Controllers to connect to: `tcp:HOST[:PORT]`, `unix:PATH`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
+    /// More addresses to listen on: `ptcp:PORT[:IP]`, `punix:PATH`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpid: Option<String>,
+    /// `secure` or `standalone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_mode: Option<String>,
+}
+
+impl OpenFlowOpts {
+    pub fn is_empty(&self) -> bool {
+        *self == OpenFlowOpts::default()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -177,9 +203,19 @@ mod tests {
                 module: Some("learn".into()),
                 workers: None,
                 batch: None,
-                busy_poll: false
+                busy_poll: false,
+                openflow: OpenFlowOpts::default(),
             }
         );
+        let r: Request = serde_json::from_str(
+            r#"{"cmd":"create","switch":"s","module":"flow","openflow":{"controllers":["tcp:127.0.0.1:6653"],"fail_mode":"secure"}}"#,
+        )
+        .unwrap();
+        let Request::Create { openflow, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(openflow.controllers, ["tcp:127.0.0.1:6653"]);
+        assert_eq!(openflow.fail_mode.as_deref(), Some("secure"));
         let s = serde_json::to_string(&Request::List).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), Request::List);
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());

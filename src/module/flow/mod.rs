@@ -97,6 +97,7 @@
 mod actions;
 mod cache;
 mod classifier;
+mod features;
 mod flowmod;
 mod group;
 mod key;
@@ -778,6 +779,15 @@ impl FlowModule {
     /// Number of flow tables.
     pub fn tables(&self) -> usize {
         self.cfg.tables
+    }
+
+    /// `OFPMP_TABLE_FEATURES`: what every table accepts.
+    pub fn table_features(&self) -> Vec<crate::openflow::table::TableFeatures> {
+        let n = self.cfg.tables as u8;
+        let max = u32::try_from(self.cfg.max_flows).unwrap_or(u32::MAX);
+        (0..n)
+            .map(|t| features::table_features(t, n, max))
+            .collect()
     }
 
     fn install_presets(&self) {

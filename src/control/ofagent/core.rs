@@ -1,0 +1,763 @@
+//! The OpenFlow 1.3 agent's protocol engine, with no I/O: connections are
+//! byte buffers in and out, time is passed in, and the switch is reached
+//! through a [`Datapath`]. The socket loop in `mod.rs` feeds it; tests drive
+//! it in memory.
+//!
+//! What it guarantees:
+//! - Every connection starts with our HELLO; versions are negotiated per the
+//!   spec (a peer with no common version gets `OFPET_HELLO_FAILED` and is
+//!   closed).
+//! - A message that cannot be decoded or is not supported gets the
+//!   `OFPT_ERROR` the spec names, with the offending xid and the first 64
+//!   bytes; the connection stays open (only a corrupt stream — a length
+//!   below 8 — closes it). Nothing a peer sends can panic the agent or touch
+//!   another connection.
+//! - Requests are handled in order, and changes to the tables are applied
+//!   before the next message is read; so a BARRIER_REPLY is sent only after
+//!   every earlier change is in force for every packet the switch forwards
+//!   (the flow module's write lock waits for batches in flight).
+//! - Roles (OFPCR_ROLE_*) with generation ids; slaves cannot change state;
+//!   asynchronous messages (PACKET_IN, FLOW_REMOVED, PORT_STATUS) follow
+//!   each connection's role and SET_ASYNC masks.
+//! - Connections that fall far behind (a slow controller) stop getting
+//!   packet-ins (counted) rather than growing without bound.
+
+use std::collections::BTreeMap;
+
+use super::datapath::Datapath;
+use crate::module::Nanos;
+use crate::openflow::error::{
+    BadRequestCode, ErrorMsg, HelloFailedCode, MeterModFailedCode, QueueOpFailedCode,
+    RoleRequestFailedCode, TableFeaturesFailedCode, TableModFailedCode,
+};
+use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
+use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
+use crate::openflow::meter::MeterFeatures;
+use crate::openflow::multipart::{
+    MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
+};
+use crate::openflow::port::PortStatus;
+use crate::openflow::{
+    ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, MsgType, PacketIn, PortNo, decode,
+    frame_len, negotiate,
+};
+
+/// Output queued beyond this makes a connection skip packet-ins.
+const ASYNC_LIMIT: usize = 1 << 20;
+/// Output queued beyond this stops reading from the connection until the
+/// peer reads its answers.
+pub const READ_LIMIT: usize = 4 << 20;
+/// Most bytes of one multipart reply message.
+const MULTIPART_MAX: usize = 65535;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Our HELLO is sent; waiting for the peer's.
+    Hello,
+    Open,
+}
+
+/// The masks a connection starts with (OpenFlow 1.3.x, 7.3.10): as master
+/// or equal, packet-ins for table misses and actions (INVALID_TTL only when
+/// asked for) and every flow removal; as a slave only port status.
+fn default_async() -> AsyncConfig {
+    let pin = (1 << packet_in_reason::NO_MATCH) | (1 << packet_in_reason::ACTION);
+    let fr = (1 << flow_removed_reason::IDLE_TIMEOUT)
+        | (1 << flow_removed_reason::HARD_TIMEOUT)
+        | (1 << flow_removed_reason::DELETE)
+        | (1 << flow_removed_reason::GROUP_DELETE);
+    AsyncConfig {
+        packet_in_mask: [pin, 0],
+        port_status_mask: [0x7, 0x7],
+        flow_removed_mask: [fr, 0],
+    }
+}
+
+/// One OpenFlow connection.
+pub struct Conn {
+    /// Bytes to send, in order.
+    pub out: Vec<u8>,
+    inbuf: Vec<u8>,
+    phase: Phase,
+    role: ControllerRole,
+    async_cfg: AsyncConfig,
+    /// Last time anything arrived, and when an echo request went out
+    /// unanswered.
+    last_rx: Nanos,
+    echo_sent: Option<Nanos>,
+    /// Set when the connection must close once `out` is sent.
+    pub closing: Option<String>,
+    pub peer: String,
+    /// Packet-ins skipped because `out` was too full.
+    pub skipped: u64,
+    next_xid: u32,
+}
+
+impl Conn {
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open && self.closing.is_none()
+    }
+
+    /// Whether to read more from the peer now.
+    pub fn wants_read(&self) -> bool {
+        self.closing.is_none() && self.out.len() < READ_LIMIT
+    }
+
+    fn slot(&self) -> usize {
+        usize::from(self.role == ControllerRole::Slave)
+    }
+
+    fn send(&mut self, msg: &Message, xid: u32) {
+        match msg.encode(xid) {
+            Ok(b) => self.out.extend_from_slice(&b),
+            // Only over-long messages fail to encode; say so rather than
+            // send something truncated.
+            Err(e) => self.error(
+                xid,
+                ErrorCode::BadRequest(BadRequestCode::BadLen),
+                e.to_string().as_bytes(),
+            ),
+        }
+    }
+
+    fn error(&mut self, xid: u32, code: ErrorCode, raw: &[u8]) {
+        let data = raw[..raw.len().min(crate::openflow::error::ERROR_DATA_LEN)].to_vec();
+        let m = Message::Error(ErrorMsg { code, data });
+        if let Ok(b) = m.encode(xid) {
+            self.out.extend_from_slice(&b);
+        }
+    }
+
+    fn xid(&mut self) -> u32 {
+        self.next_xid = self.next_xid.wrapping_add(1);
+        self.next_xid
+    }
+
+    /// Asynchronous messages carry xid 0, so a client waiting for the
+    /// answer to one of its requests never mistakes one for it.
+    fn send_async(&mut self, msg: &Message) {
+        self.send(msg, 0);
+    }
+}
+
+/// The agent's state: the datapath and every connection.
+pub struct Core {
+    pub dp: Datapath,
+    conns: BTreeMap<u64, Conn>,
+    next_id: u64,
+    /// The highest generation id a master or slave request has carried.
+    generation: Option<u64>,
+    /// Idle time before an echo request, and again before giving up.
+    pub probe: Nanos,
+}
+
+impl Core {
+    pub fn new(dp: Datapath, probe: Nanos) -> Core {
+        Core {
+            dp,
+            conns: BTreeMap::new(),
+            next_id: 1,
+            generation: None,
+            probe,
+        }
+    }
+
+    /// A new connection; our HELLO is queued at once.
+    pub fn open(&mut self, peer: String, now: Nanos) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut c = Conn {
+            out: Vec::new(),
+            inbuf: Vec::new(),
+            phase: Phase::Hello,
+            role: ControllerRole::Equal,
+            async_cfg: default_async(),
+            last_rx: now,
+            echo_sent: None,
+            closing: None,
+            peer,
+            skipped: 0,
+            next_xid: 0,
+        };
+        c.send(&Message::Hello(Hello::ours()), 0);
+        self.conns.insert(id, c);
+        id
+    }
+
+    pub fn close(&mut self, id: u64) -> Option<Conn> {
+        let c = self.conns.remove(&id);
+        self.async_changed();
+        c
+    }
+
+    /// The flow module sends packets whose TTL cannot be decremented to the
+    /// controller only while some connection wants them.
+    fn async_changed(&mut self) {
+        let bit = 1 << packet_in_reason::INVALID_TTL;
+        let want = self
+            .conns
+            .values()
+            .any(|c| c.async_cfg.packet_in_mask[c.slot()] & bit != 0);
+        self.dp.flow.set_invalid_ttl_to_controller(want);
+    }
+
+    pub fn conn(&self, id: u64) -> Option<&Conn> {
+        self.conns.get(&id)
+    }
+
+    pub fn conn_mut(&mut self, id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(&id)
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// Whether connection `id` finished its handshake.
+    pub fn is_open(&self, id: u64) -> bool {
+        self.conns.get(&id).is_some_and(Conn::is_open)
+    }
+
+    /// Bytes from connection `id`'s peer: every whole message is handled.
+    pub fn input(&mut self, id: u64, bytes: &[u8], now: Nanos) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.last_rx = now;
+        c.echo_sent = None;
+        c.inbuf.extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing.is_some() {
+                c.inbuf.clear();
+                return;
+            }
+            let rest = &c.inbuf[at..];
+            if rest.len() < HEADER_LEN {
+                break;
+            }
+            let Some(len) = frame_len(rest) else {
+                // A length below 8: the stream cannot be cut any more.
+                let raw = rest[..HEADER_LEN].to_vec();
+                let xid = Header::parse(&raw).map_or(0, |h| h.xid);
+                c.error(xid, ErrorCode::BadRequest(BadRequestCode::BadLen), &raw);
+                c.closing = Some("message length below 8".into());
+                return;
+            };
+            if rest.len() < len {
+                break;
+            }
+            let frame = rest[..len].to_vec();
+            at += len;
+            self.message(id, &frame, now);
+        }
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.inbuf.drain(..at.min(c.inbuf.len()));
+        }
+    }
+
+    /// One whole message from connection `id`.
+    fn message(&mut self, id: u64, frame: &[u8], now: Nanos) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let decoded = decode(frame);
+        if c.phase == Phase::Hello {
+            match &decoded {
+                Ok((h, Message::Hello(hello))) => match negotiate(h.version, hello) {
+                    Ok(_) => c.phase = Phase::Open,
+                    Err(e) => {
+                        let m = Message::Error(e);
+                        if let Ok(b) = m.encode(h.xid) {
+                            c.out.extend_from_slice(&b);
+                        }
+                        c.closing = Some("no common OpenFlow version".into());
+                        return;
+                    }
+                },
+                _ => {
+                    // Anything but a hello first: the peer does not speak
+                    // OpenFlow as we do.
+                    let xid = Header::parse(frame).map_or(0, |h| h.xid);
+                    c.error(
+                        xid,
+                        ErrorCode::HelloFailed(HelloFailedCode::Incompatible),
+                        b"expected OFPT_HELLO first",
+                    );
+                    c.closing = Some("did not start with a hello".into());
+                    return;
+                }
+            }
+            return;
+        }
+        match decoded {
+            Ok((h, msg)) => self.handle(id, h, msg, frame, now),
+            Err(e) => {
+                if e.wants_reply() {
+                    c.out.extend_from_slice(&e.reply());
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, id: u64, xid: u32, msg: Message) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.send(&msg, xid);
+        }
+    }
+
+    fn error(&mut self, id: u64, xid: u32, code: ErrorCode, raw: &[u8]) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.error(xid, code, raw);
+        }
+    }
+
+    fn multipart(&mut self, id: u64, xid: u32, body: R) {
+        let parts = MultipartReply { flags: 0, body }.split(MULTIPART_MAX);
+        for p in parts {
+            self.reply(id, xid, Message::MultipartReply(p));
+        }
+    }
+
+    fn handle(&mut self, id: u64, h: Header, msg: Message, raw: &[u8], now: Nanos) {
+        let xid = h.xid;
+        let slave = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.role == ControllerRole::Slave);
+        let modifies = match &msg {
+            Message::PacketOut(_)
+            | Message::FlowMod(_)
+            | Message::GroupMod(_)
+            | Message::PortMod(_)
+            | Message::TableMod(_)
+            | Message::MeterMod(_) => true,
+            Message::MultipartRequest(r) => matches!(&r.body, Q::TableFeatures(t) if !t.is_empty()),
+            _ => false,
+        };
+        if slave && modifies {
+            return self.error(id, xid, ErrorCode::BadRequest(BadRequestCode::IsSlave), raw);
+        }
+        let bad_type = ErrorCode::BadRequest(BadRequestCode::BadType);
+        let about_ports = match &msg {
+            Message::FeaturesRequest | Message::PacketOut(_) | Message::PortMod(_) => true,
+            Message::MultipartRequest(r) => matches!(r.body, Q::PortDesc | Q::PortStats { .. }),
+            _ => false,
+        };
+        if about_ports {
+            // Answer from the ports as they are now, not as last polled
+            // (announcing any change first).
+            let st = self.dp.refresh_ports(false);
+            self.broadcast_port_status(st);
+        }
+        match msg {
+            Message::Hello(_) => {}
+            Message::Error(_) => {}
+            Message::EchoRequest(d) => self.reply(id, xid, Message::EchoReply(d)),
+            Message::EchoReply(_) => {}
+            Message::Experimenter(_) => self.error(
+                id,
+                xid,
+                ErrorCode::BadRequest(BadRequestCode::BadExperimenter),
+                raw,
+            ),
+            Message::FeaturesRequest => {
+                let f = self.dp.features();
+                self.reply(id, xid, Message::FeaturesReply(f));
+            }
+            Message::GetConfigRequest => {
+                let c = self.dp.config;
+                self.reply(id, xid, Message::GetConfigReply(c));
+            }
+            Message::SetConfig(c) => self.dp.config = c,
+            Message::PacketOut(po) => match self.dp.packet_out(&po) {
+                Ok(ins) => self.broadcast_packet_ins(ins),
+                Err(code) => self.error(id, xid, code, raw),
+            },
+            Message::FlowMod(fm) => match self.dp.flow_mod(&fm) {
+                Ok((removed, ins)) => {
+                    self.broadcast_removed(removed);
+                    self.broadcast_packet_ins(ins);
+                }
+                Err(code) => self.error(id, xid, code, raw),
+            },
+            Message::GroupMod(gm) => {
+                let now_dp = self.dp.now();
+                match self.dp.flow.group_mod(&gm, now_dp) {
+                    Ok(()) => {
+                        let removed = self.dp.take_removed();
+                        self.broadcast_removed(removed);
+                    }
+                    Err(code) => self.error(id, xid, code, raw),
+                }
+            }
+            Message::PortMod(pm) => match self.dp.port_mod(&pm) {
+                Ok(Some(st)) => self.broadcast_port_status(vec![st]),
+                Ok(None) => {}
+                Err(code) => self.error(id, xid, code, raw),
+            },
+            Message::TableMod(tm) => {
+                let n = self.dp.flow.tables();
+                if tm.table_id != crate::openflow::table_id::ALL && usize::from(tm.table_id) >= n {
+                    self.error(
+                        id,
+                        xid,
+                        ErrorCode::TableModFailed(TableModFailedCode::BadTable),
+                        raw,
+                    );
+                }
+                // Table config bits are deprecated in 1.3: nothing to change.
+            }
+            Message::MultipartRequest(r) => self.multipart_request(id, xid, r, raw, now),
+            Message::BarrierRequest => self.reply(id, xid, Message::BarrierReply),
+            Message::QueueGetConfigRequest(port) => {
+                if port != PortNo::ANY && !self.dp.has_port(port.0) {
+                    self.error(
+                        id,
+                        xid,
+                        ErrorCode::QueueOpFailed(QueueOpFailedCode::BadPort),
+                        raw,
+                    );
+                } else {
+                    self.reply(
+                        id,
+                        xid,
+                        Message::QueueGetConfigReply(QueueGetConfigReply {
+                            port,
+                            queues: Vec::new(),
+                        }),
+                    );
+                }
+            }
+            Message::RoleRequest(r) => self.role_request(id, xid, r, raw),
+            Message::GetAsyncRequest => {
+                let a = self.conns.get(&id).map(|c| c.async_cfg).unwrap_or_default();
+                self.reply(id, xid, Message::GetAsyncReply(a));
+            }
+            Message::SetAsync(a) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.async_cfg = a;
+                }
+                self.async_changed();
+            }
+            Message::MeterMod(_) => self.error(
+                id,
+                xid,
+                ErrorCode::MeterModFailed(MeterModFailedCode::OutOfMeters),
+                raw,
+            ),
+            // Messages only a switch sends.
+            Message::FeaturesReply(_)
+            | Message::GetConfigReply(_)
+            | Message::PacketIn(_)
+            | Message::FlowRemoved(_)
+            | Message::PortStatus(_)
+            | Message::MultipartReply(_)
+            | Message::BarrierReply
+            | Message::QueueGetConfigReply(_)
+            | Message::RoleReply(_)
+            | Message::GetAsyncReply(_) => self.error(id, xid, bad_type, raw),
+        }
+    }
+
+    fn multipart_request(
+        &mut self,
+        id: u64,
+        xid: u32,
+        r: MultipartRequest,
+        raw: &[u8],
+        now: Nanos,
+    ) {
+        if r.flags & crate::openflow::multipart::MORE != 0 {
+            // Only table features may span messages, and setting them is
+            // refused anyway.
+            return self.error(
+                id,
+                xid,
+                ErrorCode::BadRequest(BadRequestCode::MultipartBufferOverflow),
+                raw,
+            );
+        }
+        let _ = now;
+        let now = self.dp.now();
+        let body = match r.body {
+            Q::Desc => Ok(R::Desc(Box::new(self.dp.desc()))),
+            Q::Flow(req) => self.dp.flow.flow_stats(&req, now).map(R::Flow),
+            Q::Aggregate(req) => self.dp.flow.aggregate_stats(&req).map(R::Aggregate),
+            Q::Table => Ok(R::Table(self.dp.flow.table_stats())),
+            Q::PortStats { port_no } => self.dp.port_stats(port_no).map(R::PortStats),
+            Q::Queue { port_no, .. } => {
+                if port_no != PortNo::ANY && !self.dp.has_port(port_no.0) {
+                    Err(ErrorCode::QueueOpFailed(QueueOpFailedCode::BadPort))
+                } else {
+                    Ok(R::Queue(Vec::new()))
+                }
+            }
+            Q::Group { group_id } => Ok(R::Group(self.dp.flow.group_stats(group_id, now))),
+            Q::GroupDesc => Ok(R::GroupDesc(self.dp.flow.group_desc())),
+            Q::GroupFeatures => Ok(R::GroupFeatures(self.dp.flow.group_features())),
+            Q::Meter { .. } => Ok(R::Meter(Vec::new())),
+            Q::MeterConfig { .. } => Ok(R::MeterConfig(Vec::new())),
+            Q::MeterFeatures => Ok(R::MeterFeatures(MeterFeatures::default())),
+            Q::TableFeatures(t) if t.is_empty() => {
+                Ok(R::TableFeatures(self.dp.flow.table_features()))
+            }
+            Q::TableFeatures(_) => Err(ErrorCode::TableFeaturesFailed(
+                TableFeaturesFailedCode::Eperm,
+            )),
+            Q::PortDesc => Ok(R::PortDesc(self.dp.port_descs())),
+            Q::Experimenter { .. } => Err(ErrorCode::BadRequest(BadRequestCode::BadExperimenter)),
+        };
+        match body {
+            Ok(b) => self.multipart(id, xid, b),
+            Err(code) => self.error(id, xid, code, raw),
+        }
+    }
+
+    fn role_request(&mut self, id: u64, xid: u32, r: RoleMsg, raw: &[u8]) {
+        let fail = |c| ErrorCode::RoleRequestFailed(c);
+        match r.role {
+            ControllerRole::NoChange => {}
+            ControllerRole::Equal => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.role = ControllerRole::Equal;
+                }
+            }
+            ControllerRole::Master | ControllerRole::Slave => {
+                if let Some(g) = self.generation
+                    && (r.generation_id.wrapping_sub(g) as i64) < 0
+                {
+                    return self.error(id, xid, fail(RoleRequestFailedCode::Stale), raw);
+                }
+                self.generation = Some(r.generation_id);
+                if r.role == ControllerRole::Master {
+                    for (other, c) in self.conns.iter_mut() {
+                        if *other != id && c.role == ControllerRole::Master {
+                            c.role = ControllerRole::Slave;
+                        }
+                    }
+                }
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.role = r.role;
+                }
+            }
+        }
+        self.async_changed();
+        let role = self
+            .conns
+            .get(&id)
+            .map_or(ControllerRole::Equal, |c| c.role);
+        self.reply(
+            id,
+            xid,
+            Message::RoleReply(RoleMsg {
+                role,
+                generation_id: self.generation.unwrap_or(0),
+            }),
+        );
+    }
+
+    /// Sends packet-ins to every open connection that wants their reason.
+    pub fn broadcast_packet_ins(&mut self, ins: Vec<PacketIn>) {
+        for p in ins {
+            let reason = u32::from(p.reason);
+            let msg = Message::PacketIn(p);
+            let mut sent = false;
+            for c in self.conns.values_mut() {
+                if !c.is_open() || c.async_cfg.packet_in_mask[c.slot()] & (1 << reason) == 0 {
+                    continue;
+                }
+                if c.out.len() > ASYNC_LIMIT {
+                    c.skipped += 1;
+                    continue;
+                }
+                c.send_async(&msg);
+                sent = true;
+            }
+            if !sent {
+                self.dp.packet_in_dropped += 1;
+            }
+        }
+    }
+
+    pub fn broadcast_removed(&mut self, removed: Vec<FlowRemoved>) {
+        for r in removed {
+            let reason = u32::from(r.reason);
+            let msg = Message::FlowRemoved(r);
+            for c in self.conns.values_mut() {
+                if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & (1 << reason) != 0 {
+                    c.send_async(&msg);
+                }
+            }
+        }
+    }
+
+    pub fn broadcast_port_status(&mut self, st: Vec<PortStatus>) {
+        for s in st {
+            let reason = u32::from(s.reason);
+            let msg = Message::PortStatus(s);
+            for c in self.conns.values_mut() {
+                if c.is_open() && c.async_cfg.port_status_mask[c.slot()] & (1 << reason) != 0 {
+                    c.send_async(&msg);
+                }
+            }
+        }
+    }
+
+    /// Moves what the datapath produced on its own to the controllers:
+    /// packet-ins (at most `max`), removed flows and, with `ports`, port
+    /// changes (`links`: re-read link state too).
+    pub fn poll_datapath(&mut self, max: usize, ports: bool, links: bool) {
+        let ins = self.dp.take_packet_ins(max);
+        self.broadcast_packet_ins(ins);
+        let removed = self.dp.take_removed();
+        self.broadcast_removed(removed);
+        if ports {
+            let st = self.dp.refresh_ports(links);
+            self.broadcast_port_status(st);
+        }
+    }
+
+    /// Keepalive: an echo request after `probe` of silence, and the
+    /// connection given up after another `probe`. Returns the connections
+    /// that timed out (marked closing).
+    pub fn tick(&mut self, now: Nanos) -> Vec<u64> {
+        let mut dead = Vec::new();
+        let probe = self.probe;
+        for (&id, c) in self.conns.iter_mut() {
+            if c.closing.is_some() {
+                continue;
+            }
+            match c.echo_sent {
+                Some(t) if now.saturating_sub(t) >= probe => {
+                    c.closing = Some("no answer to echo request".into());
+                    dead.push(id);
+                }
+                Some(_) => {}
+                None if now.saturating_sub(c.last_rx) >= probe => {
+                    let x = c.xid();
+                    c.send(&Message::EchoRequest(Vec::new()), x);
+                    c.echo_sent = Some(now);
+                }
+                None => {}
+            }
+        }
+        dead
+    }
+
+    /// The message type of a raw frame, for logs.
+    pub fn type_name(frame: &[u8]) -> &'static str {
+        Header::parse(frame)
+            .and_then(|h| MsgType::from_wire(h.msg_type))
+            .map_or("?", MsgType::name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::flow::{FlowConfig, FlowModule};
+    use crate::switch::{Switch, SwitchConfig};
+    use std::sync::Arc;
+
+    const SEC: Nanos = 1_000_000_000;
+
+    fn core() -> Core {
+        let flow = Arc::new(FlowModule::new(FlowConfig {
+            tables: 4,
+            ..FlowConfig::default()
+        }));
+        let sw = Arc::new(Switch::new(SwitchConfig::default(), flow.clone()).unwrap());
+        Core::new(Datapath::new(sw, flow, 7), 5 * SEC)
+    }
+
+    /// Every whole message in `c`'s output, taken out.
+    fn take(core: &mut Core, id: u64) -> Vec<(Header, Message)> {
+        let c = core.conn_mut(id).unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(len) = frame_len(&c.out[at..]) {
+            out.push(decode(&c.out[at..at + len]).unwrap());
+            at += len;
+        }
+        c.out.drain(..at);
+        out
+    }
+
+    fn opened(core: &mut Core) -> u64 {
+        let id = core.open("test".into(), 0);
+        let hello = Message::Hello(Hello::ours()).encode(1).unwrap();
+        core.input(id, &hello, 0);
+        assert!(core.is_open(id));
+        assert!(matches!(take(core, id)[..], [(_, Message::Hello(_))]));
+        id
+    }
+
+    #[test]
+    fn messages_cut_anywhere_in_the_stream_are_answered_in_order() {
+        let mut c = core();
+        let id = opened(&mut c);
+        let mut bytes = Message::EchoRequest(b"a".to_vec()).encode(10).unwrap();
+        bytes.extend(Message::FeaturesRequest.encode(11).unwrap());
+        bytes.extend(Message::BarrierRequest.encode(12).unwrap());
+        for b in &bytes {
+            c.input(id, std::slice::from_ref(b), SEC);
+        }
+        let got = take(&mut c, id);
+        let xids: Vec<u32> = got.iter().map(|(h, _)| h.xid).collect();
+        assert_eq!(xids, [10, 11, 12]);
+        assert!(
+            matches!(&got[1].1, Message::FeaturesReply(f) if f.datapath_id == 7 && f.n_tables == 4)
+        );
+        assert_eq!(got[2].1, Message::BarrierReply);
+    }
+
+    #[test]
+    fn silence_gets_an_echo_then_the_connection_is_given_up() {
+        let mut c = core();
+        let id = opened(&mut c);
+        assert!(c.tick(4 * SEC).is_empty());
+        assert!(take(&mut c, id).is_empty());
+        assert!(c.tick(5 * SEC).is_empty());
+        assert!(matches!(
+            take(&mut c, id)[..],
+            [(_, Message::EchoRequest(_))]
+        ));
+        // An answer (anything) keeps it alive.
+        let reply = Message::EchoReply(Vec::new()).encode(1).unwrap();
+        c.input(id, &reply, 6 * SEC);
+        assert!(c.tick(9 * SEC).is_empty());
+        assert!(c.tick(11 * SEC).is_empty());
+        assert_eq!(take(&mut c, id).len(), 1);
+        assert_eq!(c.tick(16 * SEC), vec![id]);
+        assert!(c.conn(id).unwrap().closing.is_some());
+    }
+
+    #[test]
+    fn a_corrupt_length_closes_only_that_connection() {
+        let mut c = core();
+        let a = opened(&mut c);
+        let b = opened(&mut c);
+        c.input(a, &[4, 2, 0, 3, 0, 0, 0, 9], SEC);
+        assert!(matches!(&take(&mut c, a)[..], [(h, Message::Error(_))] if h.xid == 9));
+        assert!(c.conn(a).unwrap().closing.is_some());
+        let echo = Message::EchoRequest(Vec::new()).encode(3).unwrap();
+        c.input(b, &echo, SEC);
+        assert!(matches!(take(&mut c, b)[..], [(_, Message::EchoReply(_))]));
+    }
+
+    #[test]
+    fn a_message_before_hello_fails_the_handshake() {
+        let mut c = core();
+        let id = c.open("x".into(), 0);
+        take(&mut c, id);
+        c.input(id, &Message::FeaturesRequest.encode(4).unwrap(), 0);
+        assert!(
+            matches!(&take(&mut c, id)[..], [(_, Message::Error(e))] if matches!(e.code, ErrorCode::HelloFailed(_)))
+        );
+        assert!(!c.is_open(id));
+    }
+}

@@ -1,0 +1,495 @@
+//! The OpenFlow 1.3 agent of a switch whose module is `flow`: what
+//! `ovs-ofctl -O OpenFlow13` and controllers (os-ken/Ryu, Faucet, ONOS...)
+//! talk to.
+//!
+//! One thread per switch runs a poll loop over its listeners (`ptcp:`,
+//! `punix:`), the controllers it dials (`tcp:`, `unix:`, reconnecting with
+//! a backoff of 1 s doubling to 8 s), every open connection, and the
+//! switch's packet-in queue; the protocol itself is [`core::Core`], which
+//! does no I/O. Every `probe` of silence a connection gets an echo request
+//! and is dropped if it stays silent as long again.
+//!
+//! Fail mode, when controllers are configured (as in Open vSwitch):
+//! `secure` keeps forwarding with the flow tables as they are while no
+//! controller is connected; `standalone` (the default) turns the switch
+//! into a learning bridge after 3 s without any, and gives the tables back
+//! when a controller completes its handshake.
+
+pub mod core;
+pub mod datapath;
+pub mod net;
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::module::Module;
+use crate::module::flow::FlowModule;
+use crate::switch::Switch;
+use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
+
+pub use self::core::Core;
+pub use datapath::{Datapath, default_dpid};
+pub use net::{Listener, Passive, Remote};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Secure,
+    #[default]
+    Standalone,
+}
+
+impl std::str::FromStr for FailMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FailMode, String> {
+        match s {
+            "secure" => Ok(FailMode::Secure),
+            "standalone" => Ok(FailMode::Standalone),
+            _ => Err(format!("bad fail mode '{s}' (secure or standalone)")),
+        }
+    }
+}
+
+/// How a switch's agent connects.
+#[derive(Clone, Debug, Default)]
+pub struct AgentConfig {
+    pub controllers: Vec<Remote>,
+    pub listen: Vec<Passive>,
+    pub dpid: Option<u64>,
+    pub fail_mode: FailMode,
+    /// Silence before an echo request (default 5 s).
+    pub probe: Option<Duration>,
+}
+
+/// Parses a datapath id: hex with `0x` (or 16 hex digits, as ovs-vsctl
+/// writes them), or decimal.
+pub fn parse_dpid(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let r = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else if t.len() == 16 {
+        u64::from_str_radix(t, 16)
+    } else {
+        t.parse()
+    };
+    r.map_err(|_| format!("bad datapath id '{s}' (hex 0x... or 16 hex digits, or decimal)"))
+}
+
+/// How long a standalone switch waits for a controller before it acts as
+/// a learning bridge.
+const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Most connections served at once (listeners stop accepting beyond).
+const MAX_CONNS: usize = 256;
+
+/// A running agent; dropping it stops the thread and closes every socket.
+pub struct Agent {
+    stop: Arc<AtomicBool>,
+    bell: Arc<EventFd>,
+    thread: Option<JoinHandle<()>>,
+    /// What it listens on (with the real port of `ptcp:0`).
+    pub listening: Vec<String>,
+}
+
+/// A controller this switch dials.
+struct Active {
+    remote: Remote,
+    state: ActiveState,
+    backoff: Duration,
+}
+
+enum ActiveState {
+    Idle { retry_at: Instant },
+    Connecting { stream: net::Stream, since: Instant },
+    Up { conn: u64 },
+}
+
+struct Link {
+    stream: net::Stream,
+    /// Index into `actives` for a dialled connection.
+    active: Option<usize>,
+}
+
+struct Loop {
+    core: Core,
+    sw: Arc<Switch>,
+    flow: Arc<FlowModule>,
+    listeners: Vec<Listener>,
+    actives: Vec<Active>,
+    links: std::collections::BTreeMap<u64, Link>,
+    fail_mode: FailMode,
+    /// Last time some controller had a connection up.
+    last_controller: Instant,
+    fail_open: bool,
+    origin: Instant,
+}
+
+impl Agent {
+    /// Binds the listeners (errors are returned, nothing is left running)
+    /// and starts the agent thread.
+    pub fn start(
+        sw: Arc<Switch>,
+        flow: Arc<FlowModule>,
+        cfg: AgentConfig,
+    ) -> Result<Agent, String> {
+        let mut listeners = Vec::new();
+        let mut listening = Vec::new();
+        for p in &cfg.listen {
+            let l = Listener::bind(p)?;
+            listening.push(match (p, l.local_port()) {
+                (Passive::Tcp(a), Some(port)) => format!("ptcp:{port}:{}", a.ip()),
+                _ => p.to_string(),
+            });
+            listeners.push(l);
+        }
+        let dpid = cfg.dpid.unwrap_or_else(|| default_dpid(sw.name()));
+        let probe = cfg.probe.unwrap_or(Duration::from_secs(5));
+        let dp = Datapath::new(sw.clone(), flow.clone(), dpid);
+        let now = Instant::now();
+        let lp = Loop {
+            core: Core::new(dp, probe.as_nanos() as u64),
+            sw: sw.clone(),
+            flow,
+            listeners,
+            actives: cfg
+                .controllers
+                .iter()
+                .map(|r| Active {
+                    remote: r.clone(),
+                    state: ActiveState::Idle { retry_at: now },
+                    backoff: BACKOFF_MIN,
+                })
+                .collect(),
+            links: Default::default(),
+            fail_mode: cfg.fail_mode,
+            last_controller: now,
+            fail_open: false,
+            origin: now,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
+        let (s, b) = (stop.clone(), bell.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-ofp", sw.name()))
+            .spawn(move || lp.run(&s, &b))
+            .map_err(|e| format!("cannot start the OpenFlow agent: {e}"))?;
+        Ok(Agent {
+            stop,
+            bell,
+            thread: Some(thread),
+            listening,
+        })
+    }
+
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.bell.notify();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What a poll slot stands for.
+#[derive(Clone, Copy)]
+enum Slot {
+    Bell,
+    PacketIn,
+    Listener(usize),
+    Link(u64),
+    Connecting(usize),
+}
+
+impl Loop {
+    fn nanos(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn run(mut self, stop: &AtomicBool, bell: &EventFd) {
+        let mut last_ports = Instant::now();
+        let mut last_links = Instant::now();
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            fds.clear();
+            slots.clear();
+            let mut add = |fd, events, s| {
+                fds.push(PollFd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+                slots.push(s);
+            };
+            add(bell.as_raw_fd(), POLL_IN, Slot::Bell);
+            add(self.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
+            if self.links.len() < MAX_CONNS {
+                for (i, l) in self.listeners.iter().enumerate() {
+                    add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
+                }
+            }
+            for (&id, l) in &self.links {
+                let c = self.core.conn(id);
+                let mut ev = 0;
+                if c.is_some_and(|c| c.wants_read()) {
+                    ev |= POLL_IN;
+                }
+                if c.is_some_and(|c| !c.out.is_empty()) {
+                    ev |= POLL_OUT;
+                }
+                add(l.stream.as_raw_fd(), ev, Slot::Link(id));
+            }
+            for (i, a) in self.actives.iter().enumerate() {
+                if let ActiveState::Connecting { stream, .. } = &a.state {
+                    add(stream.as_raw_fd(), POLL_OUT, Slot::Connecting(i));
+                }
+            }
+            sys::poll(&mut fds, Some(Duration::from_millis(100)));
+            for k in 0..fds.len() {
+                let r = fds[k].revents;
+                if r == 0 {
+                    continue;
+                }
+                match slots[k] {
+                    Slot::Bell => {
+                        bell.drain();
+                    }
+                    Slot::PacketIn => {}
+                    Slot::Listener(i) => self.accept(i),
+                    Slot::Link(id) => {
+                        if r & (POLL_IN | POLL_ERR) != 0 {
+                            self.read(id);
+                        }
+                    }
+                    Slot::Connecting(i) => self.connected(i),
+                }
+            }
+            // Packet-ins: drained every round (the fd only wakes us).
+            self.sw.ack_packet_in();
+            let ports = last_ports.elapsed() >= Duration::from_millis(100);
+            let links = last_links.elapsed() >= Duration::from_secs(1);
+            if ports {
+                last_ports = Instant::now();
+            }
+            if links {
+                last_links = Instant::now();
+                self.core.dp.expire();
+            }
+            self.core.poll_datapath(4096, ports, links);
+            let now = self.nanos();
+            self.core.tick(now);
+            self.dial();
+            self.fail_mode_step();
+            self.flush_all();
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking().is_err() {
+                        continue;
+                    }
+                    let now = self.nanos();
+                    let id = self.core.open(peer, now);
+                    self.links.insert(
+                        id,
+                        Link {
+                            stream,
+                            active: None,
+                        },
+                    );
+                    if self.links.len() >= MAX_CONNS {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of descriptors and the like: try again next round.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read(&mut self, id: u64) {
+        let mut buf = [0u8; 65536];
+        loop {
+            if !self.core.conn(id).is_some_and(|c| c.wants_read()) {
+                return;
+            }
+            let Some(l) = self.links.get_mut(&id) else {
+                return;
+            };
+            match l.stream.read(&mut buf) {
+                Ok(0) => return self.drop_link(id, "closed by peer"),
+                Ok(n) => {
+                    let now = self.nanos();
+                    self.core.input(id, &buf[..n], now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.drop_link(id, &e.to_string()),
+            }
+        }
+    }
+
+    /// Writes what each connection has queued; closes those that are done
+    /// or broken.
+    fn flush_all(&mut self) {
+        let ids: Vec<u64> = self.links.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.core.conn_mut(id) else {
+                self.drop_link(id, "gone");
+                continue;
+            };
+            let Some(l) = self.links.get_mut(&id) else {
+                continue;
+            };
+            let mut written = 0;
+            let mut broken = None;
+            while written < c.out.len() {
+                match l.stream.write(&c.out[written..]) {
+                    Ok(0) => {
+                        broken = Some("write returned 0".to_owned());
+                        break;
+                    }
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        broken = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            c.out.drain(..written);
+            if let Some(why) = broken {
+                self.drop_link(id, &why);
+            } else if c.out.is_empty()
+                && let Some(why) = c.closing.clone()
+            {
+                self.drop_link(id, &why);
+            }
+        }
+    }
+
+    fn drop_link(&mut self, id: u64, _why: &str) {
+        self.core.close(id);
+        if let Some(l) = self.links.remove(&id)
+            && let Some(i) = l.active
+            && let Some(a) = self.actives.get_mut(i)
+        {
+            a.state = ActiveState::Idle {
+                retry_at: Instant::now() + a.backoff,
+            };
+            a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Starts connections to controllers whose retry time has come.
+    fn dial(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.actives.len() {
+            let a = &mut self.actives[i];
+            match &a.state {
+                ActiveState::Idle { retry_at } if *retry_at <= now => {
+                    match net::connect(&a.remote) {
+                        Ok(stream @ net::Stream::Tcp(_)) => {
+                            a.state = ActiveState::Connecting { stream, since: now };
+                        }
+                        Ok(stream) => self.up(i, stream),
+                        Err(_) => {
+                            a.state = ActiveState::Idle {
+                                retry_at: now + a.backoff,
+                            };
+                            a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+                ActiveState::Connecting { since, .. }
+                    if now.duration_since(*since) > a.backoff.max(BACKOFF_MIN) * 2 =>
+                {
+                    a.state = ActiveState::Idle {
+                        retry_at: now + a.backoff,
+                    };
+                    a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+                }
+                // A connection that completed its handshake resets the
+                // backoff.
+                ActiveState::Up { conn } if self.core.is_open(*conn) => a.backoff = BACKOFF_MIN,
+                _ => {}
+            }
+        }
+    }
+
+    /// A TCP connect finished (or failed).
+    fn connected(&mut self, i: usize) {
+        let a = &mut self.actives[i];
+        let state = std::mem::replace(
+            &mut a.state,
+            ActiveState::Idle {
+                retry_at: Instant::now() + a.backoff,
+            },
+        );
+        let ActiveState::Connecting { stream, .. } = state else {
+            a.state = state;
+            return;
+        };
+        match sys::socket_error(stream.as_raw_fd()) {
+            Ok(()) if stream.set_nonblocking().is_ok() => self.up(i, stream),
+            _ => a.backoff = (a.backoff * 2).min(BACKOFF_MAX),
+        }
+    }
+
+    fn up(&mut self, i: usize, stream: net::Stream) {
+        let now = self.nanos();
+        let id = self.core.open(self.actives[i].remote.to_string(), now);
+        self.links.insert(
+            id,
+            Link {
+                stream,
+                active: Some(i),
+            },
+        );
+        self.actives[i].state = ActiveState::Up { conn: id };
+    }
+
+    /// Standalone fail mode: learn while no controller is there.
+    fn fail_mode_step(&mut self) {
+        if self.actives.is_empty() || self.fail_mode != FailMode::Standalone {
+            return;
+        }
+        let any_up = self
+            .actives
+            .iter()
+            .any(|a| matches!(a.state, ActiveState::Up { conn } if self.core.is_open(conn)));
+        if any_up {
+            self.last_controller = Instant::now();
+            if self.fail_open {
+                self.fail_open = false;
+                self.sw.set_module(self.flow.clone() as Arc<dyn Module>);
+            }
+        } else if !self.fail_open
+            && self.last_controller.elapsed() >= FAIL_OPEN_AFTER
+            && let Ok(m) = crate::module::build("learn")
+        {
+            self.fail_open = true;
+            self.sw.set_module(m);
+        }
+    }
+}
