@@ -673,3 +673,94 @@ fn port_status_follows_attach_and_detach() {
     });
     assert_eq!(st.desc.port_no, PortNo(9));
 }
+
+/// A controller socket the switch dials: accepts, and speaks raw OpenFlow.
+fn accept_within(l: &std::net::TcpListener, t: Duration) -> Option<std::net::TcpStream> {
+    let deadline = Instant::now() + t;
+    while Instant::now() < deadline {
+        match l.accept() {
+            Ok((s, _)) => return Some(s),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    None
+}
+
+fn read_msg(s: &mut std::net::TcpStream) -> Option<(Header, Message)> {
+    let mut hdr = [0u8; HEADER_LEN];
+    s.read_exact(&mut hdr).ok()?;
+    let len = frame_len(&hdr)?;
+    let mut all = hdr.to_vec();
+    all.resize(len, 0);
+    s.read_exact(&mut all[HEADER_LEN..]).ok()?;
+    decode(&all).ok()
+}
+
+#[test]
+fn controllers_are_dialled_again_and_standalone_fails_open() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dir = PathBuf::from(format!("/tmp/mswitch-of-{}-dial", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::new().unwrap();
+    d.set_run_dir(&dir);
+    let of = OpenFlowOpts {
+        controllers: vec![format!("tcp:127.0.0.1:{port}")],
+        listen: vec!["ptcp:0".into()],
+        dpid: Some("0xabc".into()),
+        fail_mode: Some("standalone".into()),
+    };
+    let made = d.create("dial", "flow", 1, None, false, &of).unwrap();
+    let listening: Vec<String> = made["openflow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listening.len(), 2, "{listening:?}");
+    assert!(listening[1].starts_with("ptcp:") && !listening[1].starts_with("ptcp:0:"));
+    let module = |d: &Daemon| d.list()[0]["module"].as_str().unwrap().to_owned();
+    // The switch dials in and says hello; we answer and ask for features.
+    let mut c = accept_within(&l, LONG).expect("the switch connects");
+    c.set_read_timeout(Some(LONG)).unwrap();
+    assert!(matches!(read_msg(&mut c), Some((_, Message::Hello(_)))));
+    c.write_all(&Message::Hello(Hello::ours()).encode(1).unwrap())
+        .unwrap();
+    c.write_all(&Message::FeaturesRequest.encode(2).unwrap())
+        .unwrap();
+    match read_msg(&mut c) {
+        Some((h, Message::FeaturesReply(f))) => {
+            assert_eq!((h.xid, f.datapath_id), (2, 0xabc));
+        }
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(module(&d), "flow");
+    // The controller goes away: the switch dials again after its backoff,
+    // and meanwhile (3 s without a controller) acts as a learning bridge.
+    drop(c);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(module(&d), "learn", "standalone fails open");
+    let mut c = accept_within(&l, LONG).expect("the switch reconnects");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "backoff");
+    c.set_read_timeout(Some(LONG)).unwrap();
+    assert!(matches!(read_msg(&mut c), Some((_, Message::Hello(_)))));
+    c.write_all(&Message::Hello(Hello::ours()).encode(1).unwrap())
+        .unwrap();
+    let deadline = Instant::now() + LONG;
+    while module(&d) != "flow" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(module(&d), "flow", "the tables are back with a controller");
+    // Keepalive: the switch asks for an echo after 5 s of silence.
+    let t1 = Instant::now();
+    match read_msg(&mut c) {
+        Some((_, Message::EchoRequest(_))) => {}
+        m => panic!("{m:?}"),
+    }
+    assert!(t1.elapsed() >= Duration::from_secs(4));
+    d.destroy("dial").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
