@@ -760,4 +760,57 @@ mod tests {
         );
         assert!(!c.is_open(id));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever a peer sends, valid messages with fields flipped or
+        /// bytes of noise, the agent answers without panicking and every
+        /// other connection goes on.
+        #[test]
+        fn no_input_panics_or_disturbs_another_connection(
+            flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..8),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            which in 0usize..6,
+        ) {
+            let mut c = core();
+            let a = opened(&mut c);
+            let b = opened(&mut c);
+            let fm = crate::openflow::FlowMod {
+                match_: crate::openflow::Match::from_fields(vec![
+                    crate::openflow::oxm::OxmField::InPort(PortNo(1)),
+                ]).unwrap(),
+                instructions: vec![crate::openflow::Instruction::ApplyActions(vec![
+                    crate::openflow::Action::output(PortNo(2)),
+                ])],
+                ..Default::default()
+            };
+            let msgs = [
+                Message::FlowMod(fm),
+                Message::FeaturesRequest,
+                Message::MultipartRequest(MultipartRequest { flags: 0, body: Q::Flow(Default::default()) }),
+                Message::RoleRequest(RoleMsg { role: ControllerRole::Master, generation_id: 1 }),
+                Message::PacketOut(crate::openflow::PacketOut {
+                    in_port: PortNo::CONTROLLER,
+                    actions: vec![crate::openflow::Action::output(PortNo::FLOOD)],
+                    data: vec![0xff; 60],
+                    ..Default::default()
+                }),
+                Message::SetAsync(AsyncConfig::default()),
+            ];
+            let mut bytes = msgs[which].encode(7).unwrap();
+            for (at, v) in flips {
+                if let Some(x) = bytes.get_mut(at) {
+                    *x = v;
+                }
+            }
+            bytes.extend(noise);
+            c.input(a, &bytes, SEC);
+            let _ = take(&mut c, a);
+            let echo = Message::EchoRequest(b"ok".to_vec()).encode(3).unwrap();
+            c.input(b, &echo, SEC);
+            let got = take(&mut c, b);
+            proptest::prop_assert!(got.iter().any(|(h, m)| h.xid == 3 && *m == Message::EchoReply(b"ok".to_vec())));
+        }
+    }
 }
