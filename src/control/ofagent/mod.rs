@@ -388,12 +388,20 @@ impl Loop {
         }
     }
 
-    fn drop_link(&mut self, id: u64, _why: &str) {
+    fn drop_link(&mut self, id: u64, why: &str) {
         self.core.close(id);
         if let Some(l) = self.links.remove(&id)
             && let Some(i) = l.active
             && let Some(a) = self.actives.get_mut(i)
         {
+            // Controllers come and go rarely: say so (ovs-ofctl's many
+            // short connections are not worth a line each).
+            eprintln!(
+                "mswitch: {}: controller {} disconnected ({why}); retrying in {:?}",
+                self.sw.name(),
+                a.remote,
+                a.backoff
+            );
             a.state = ActiveState::Idle {
                 retry_at: Instant::now() + a.backoff,
             };
@@ -457,6 +465,11 @@ impl Loop {
     }
 
     fn up(&mut self, i: usize, stream: net::Stream) {
+        eprintln!(
+            "mswitch: {}: connected to controller {}",
+            self.sw.name(),
+            self.actives[i].remote
+        );
         let now = self.nanos();
         let id = self.core.open(self.actives[i].remote.to_string(), now);
         self.links.insert(
