@@ -764,3 +764,96 @@ fn controllers_are_dialled_again_and_standalone_fails_open() {
     d.destroy("dial").unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs a command that must succeed.
+fn must(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A veth pair whose far end sits in a namespace of the test's own.
+struct Veth {
+    ns: String,
+    near: String,
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.near])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn port_status_follows_the_link_of_a_kernel_port() {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "CI runs this as root");
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let v = Veth {
+        ns: format!("msof-{id}"),
+        near: format!("msofa{id}"),
+    };
+    let far = format!("msofb{id}");
+    must(&["ip", "netns", "add", &v.ns]);
+    must(&[
+        "ip", "link", "add", &v.near, "type", "veth", "peer", "name", &far,
+    ]);
+    must(&["ip", "link", "set", &far, "netns", &v.ns]);
+    must(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{}.disable_ipv6=1", v.near),
+    ]);
+    must(&["ip", "link", "set", &v.near, "up"]);
+    must(&["ip", "-n", &v.ns, "link", "set", &far, "up"]);
+    let sw = Sw::new("link", 0);
+    sw.d.attach(&sw.name, &format!("af_packet:{}", v.near), Some(3))
+        .unwrap();
+    let mut of = sw.of();
+    let x = of.send(&Message::MultipartRequest(MultipartRequest {
+        flags: 0,
+        body: Q::PortDesc,
+    }));
+    let mac: MacAddr = std::fs::read_to_string(format!("/sys/class/net/{}/address", v.near))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    match of.answer(x) {
+        Message::MultipartReply(r) => match r.body {
+            R::PortDesc(p) => {
+                assert_eq!(p.len(), 1);
+                assert_eq!(p[0].hw_addr, mac, "the interface's own MAC");
+                assert_eq!(p[0].curr_speed, 10_000_000, "veth says 10 Gbit/s");
+            }
+            b => panic!("{b:?}"),
+        },
+        m => panic!("{m:?}"),
+    }
+    // The far end goes down: the near end loses its carrier.
+    must(&["ip", "-n", &v.ns, "link", "set", &far, "down"]);
+    let st = of.wait_for(|m| match m {
+        Message::PortStatus(s) if s.reason == port_reason::MODIFY => Some(s.clone()),
+        _ => None,
+    });
+    assert_eq!(st.desc.port_no, PortNo(3));
+    assert_ne!(st.desc.state & mswitch::openflow::port::state::LINK_DOWN, 0);
+    must(&["ip", "-n", &v.ns, "link", "set", &far, "up"]);
+    let st = of.wait_for(|m| match m {
+        Message::PortStatus(s) if s.reason == port_reason::MODIFY => Some(s.clone()),
+        _ => None,
+    });
+    assert_ne!(st.desc.state & mswitch::openflow::port::state::LIVE, 0);
+}
