@@ -232,6 +232,13 @@ pub struct BenchResult {
     pub baseline_bps: f64,
     pub ratio: f64,
     pub drops: Drops,
+    /// Packets the workers forwarded in all, warm-up included (the
+    /// denominator for per-packet costs measured over the whole process,
+    /// e.g. instruction counts).
+    pub total_packets: u64,
+    /// The module's own counters at the end of the run
+    /// ([`Module::counters`]; for `flow`, its cache hits and upcalls).
+    pub module_counters: Vec<(&'static str, u64)>,
 }
 
 /// A built-in generator and/or sink port.
@@ -493,6 +500,8 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
             0.0
         },
         drops: stats.drops,
+        total_packets: stats.workers.iter().map(|w| w.packets).sum(),
+        module_counters: stats.module_counters,
     })
 }
 
