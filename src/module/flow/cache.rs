@@ -1,12 +1,21 @@
 //! The flow caches in front of the pipeline, as Open vSwitch has them.
 //!
-//! - Exact-match cache (EMC): a fixed table of 4096 entries keyed by the
-//!   whole flow key, two candidate positions per hash. A hit costs one hash
-//!   and one key comparison.
 //! - Megaflow cache: one hash table per distinct megaflow mask; a packet
-//!   key masked by each in turn (most-hit mask first) finds the megaflow.
-//!   A megaflow's mask is the union of everything the pipeline looked at
-//!   for it, so all the packets it covers get the same plan.
+//!   key probed under each mask in turn (most-hit mask first) finds the
+//!   megaflow. A megaflow's mask is the union of everything the pipeline
+//!   looked at for it, so all the packets it covers get the same plan. A
+//!   table keeps only the words its mask has bits in, and hashes and
+//!   compares only those.
+//! - Exact-match cache (EMC): a fixed table of 8192 entries keyed by the
+//!   whole flow key, two candidate positions per hash; a hit costs one hash
+//!   and one key comparison. It is used only while the stripe has more
+//!   than one megaflow mask: with one, the megaflow probe is the cheaper
+//!   exact lookup (fewer words, a smaller table). Upcalls and megaflow hits
+//!   enter it with probability 1/100, as in Open vSwitch, so that many more
+//!   flows than entries leave most entries in place rather than each
+//!   evicting the last.
+//! - The parse depth a lookup needs ([`Stripe::parse_stage`]): the last
+//!   lookup stage any megaflow mask covers, or the whole key with the EMC.
 //! - Both store an index into `slots`, which hold the compiled [`Plan`]s
 //!   with the packets and bytes they saw in the current batch. Counters go
 //!   to the shared flow, table and group counters once per batch
@@ -24,10 +33,18 @@ use crate::module::{Nanos, Verdict, Verdicts};
 use crate::packet::Batch;
 
 use super::actions::{self, BatchFrame};
-use super::key::{Key, KeyMap, Layout};
+use super::key::{self, Key, Layout, WORDS, Words};
 use super::pipeline::{FlowCounters, Pipeline, Plan, PlanVerdict, Table, event};
 
-const EMC_SIZE: usize = 4096;
+const EMC_SIZE: usize = 8192;
+/// A megaflow hit or an upcall enters the EMC with probability 1 in this
+/// (Open vSwitch's default): many more flows than entries then leave most
+/// entries in place instead of each evicting another.
+const EMC_INSERT_INV_PROB: u64 = 100;
+/// The EMC is consulted only when the megaflow cache has more masks than
+/// this: with one mask, the megaflow lookup is a single probe of a smaller
+/// table that hashes fewer words.
+const EMC_MIN_MASKS: usize = 1;
 /// Most megaflows a stripe holds; past this it starts over.
 pub(crate) const MAX_MEGAFLOWS: usize = 65536;
 
@@ -73,10 +90,97 @@ fn tag(h: u64, slot: u32) -> u64 {
     (h & !TAG_SLOT) | (u64::from(slot) + 1)
 }
 
+/// The megaflows of one mask: an open-addressing table (linear probing,
+/// at most half full) of masked keys, each kept as just the mask's words,
+/// so a lookup hashes and compares only what the mask covers.
 struct MaskTable {
     mask: Key,
-    map: KeyMap<u32>,
+    words: Words,
+    /// Per entry: the masked key's hash and its slot plus one (0: empty).
+    tags: Vec<(u64, u32)>,
+    /// Per entry, `words.len()` words: the masked key.
+    values: Vec<u64>,
+    len: usize,
     hits: u64,
+}
+
+impl MaskTable {
+    const MIN_CAP: usize = 8;
+
+    fn new(mask: &Key) -> MaskTable {
+        let words = Words::of(mask);
+        MaskTable {
+            mask: *mask,
+            words,
+            tags: vec![(0, 0); Self::MIN_CAP],
+            values: vec![0; Self::MIN_CAP * words.len()],
+            len: 0,
+            hits: 0,
+        }
+    }
+
+    /// The slot of the megaflow `key` falls in, if any.
+    #[inline]
+    fn get(&self, key: &Key) -> Option<u32> {
+        let h = key.hash_masked(&self.words);
+        let (cap, n) = (self.tags.len(), self.words.len());
+        let mut i = h as usize & (cap - 1);
+        loop {
+            let (th, ts) = self.tags[i];
+            if ts == 0 {
+                return None;
+            }
+            if th == h && key.eq_masked(&self.words, &self.values[i * n..(i + 1) * n]) {
+                return Some(ts - 1);
+            }
+            i = (i + 1) & (cap - 1);
+        }
+    }
+
+    /// Adds (or repoints) the megaflow that `key` falls in.
+    fn insert(&mut self, key: &Key, slot: u32) {
+        if 2 * (self.len + 1) > self.tags.len() {
+            self.grow();
+        }
+        let mut v = [0; WORDS];
+        self.words.extract(key, &mut v);
+        self.put(key.hash_masked(&self.words), &v, slot);
+    }
+
+    /// Puts an entry for the masked key whose words are `v` (hash `h`).
+    fn put(&mut self, h: u64, v: &[u64], slot: u32) {
+        let (cap, n) = (self.tags.len(), self.words.len());
+        let v = &v[..n];
+        let mut i = h as usize & (cap - 1);
+        loop {
+            let (th, ts) = self.tags[i];
+            let here = &mut self.values[i * n..(i + 1) * n];
+            if ts == 0 {
+                here.copy_from_slice(v);
+                self.tags[i] = (h, slot + 1);
+                self.len += 1;
+                return;
+            }
+            if th == h && here == v {
+                self.tags[i].1 = slot + 1;
+                return;
+            }
+            i = (i + 1) & (cap - 1);
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = self.words.len();
+        let cap = 2 * self.tags.len();
+        let tags = std::mem::replace(&mut self.tags, vec![(0, 0); cap]);
+        let values = std::mem::replace(&mut self.values, vec![0; cap * n]);
+        self.len = 0;
+        for (i, (h, s)) in tags.into_iter().enumerate() {
+            if s != 0 {
+                self.put(h, &values[i * n..(i + 1) * n], s - 1);
+            }
+        }
+    }
 }
 
 /// A plan and what it saw this batch.
@@ -97,9 +201,13 @@ pub(crate) struct Stripe {
     emc_tags: Vec<u64>,
     emc_keys: Vec<Key>,
     masks: Vec<MaskTable>,
+    /// The last lookup stage any mask has bits in ([`key::STAGES`]).
+    stage: usize,
     slots: Vec<Slot>,
     dirty: Vec<u32>,
     local: [u64; ctr::N],
+    /// State of the generator that draws EMC insertions.
+    rng: u64,
     /// The per-batch memo, kept here between batches (see `process`).
     pub memo: Option<Box<super::Memo>>,
 }
@@ -112,9 +220,11 @@ impl Default for Stripe {
             emc_tags: Vec::new(),
             emc_keys: Vec::new(),
             masks: Vec::new(),
+            stage: 0,
             slots: Vec::new(),
             dirty: Vec::new(),
             local: [0; ctr::N],
+            rng: 0x2545_f491_4f6c_dd1d,
             memo: None,
         }
     }
@@ -143,6 +253,7 @@ impl Stripe {
     fn clear(&mut self) {
         self.emc_tags.fill(0);
         self.masks.clear();
+        self.stage = 0;
         self.slots.clear();
         self.dirty.clear();
     }
@@ -163,6 +274,39 @@ impl Stripe {
         ]
     }
 
+    /// How far a packet must be parsed for [`Stripe::lookup`]
+    /// ([`key::parse_upto`]): to the last stage any megaflow mask covers,
+    /// or all the way when the EMC (which compares whole keys) is in use.
+    #[inline]
+    pub fn parse_stage(&self) -> usize {
+        if self.emc_on() {
+            key::STAGE_L4
+        } else {
+            self.stage
+        }
+    }
+
+    /// Whether the EMC is in use (see [`EMC_MIN_MASKS`]).
+    #[inline]
+    fn emc_on(&self) -> bool {
+        self.masks.len() > EMC_MIN_MASKS
+    }
+
+    /// Puts `key` in the EMC, 1 time in [`EMC_INSERT_INV_PROB`].
+    #[inline]
+    fn emc_maybe_insert(&mut self, key: &Key, slot: u32) {
+        // xorshift64: cheap, and independent of the traffic (a counter
+        // would pick the same few flows of a cyclic pattern every time).
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        if x.is_multiple_of(EMC_INSERT_INV_PROB) {
+            self.emc_insert(key, key.hash64(), slot);
+        }
+    }
+
     fn emc_insert(&mut self, key: &Key, h: u64, slot: u32) {
         let [a, b] = Self::emc_pos(h);
         let at = if self.emc_tags[a] == 0 {
@@ -176,25 +320,32 @@ impl Stripe {
         self.emc_keys[at] = *key;
     }
 
-    /// Finds the plan for `key` (hash `h`) in the EMC, then the megaflows.
+    /// Finds the plan for `key` in the EMC (if in use), then the
+    /// megaflows. `key` need only be parsed to [`Stripe::parse_stage`].
     #[inline]
-    pub fn lookup(&mut self, key: &Key, h: u64) -> Option<u32> {
-        for at in Self::emc_pos(h) {
-            let t = self.emc_tags[at];
-            if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
-                self.local[ctr::EMC_HITS] += 1;
-                return Some(((t & TAG_SLOT) - 1) as u32);
+    pub fn lookup(&mut self, key: &Key) -> Option<u32> {
+        let emc = self.emc_on();
+        if emc {
+            let h = key.hash64();
+            for at in Self::emc_pos(h) {
+                let t = self.emc_tags[at];
+                if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
+                    self.local[ctr::EMC_HITS] += 1;
+                    return Some(((t & TAG_SLOT) - 1) as u32);
+                }
             }
         }
         for i in 0..self.masks.len() {
             let mt = &mut self.masks[i];
-            if let Some(&s) = mt.map.get(&key.and(&mt.mask)) {
+            if let Some(s) = mt.get(key) {
                 mt.hits += 1;
                 if i > 0 && mt.hits > self.masks[i - 1].hits {
                     self.masks.swap(i, i - 1);
                 }
                 self.local[ctr::MEGAFLOW_HITS] += 1;
-                self.emc_insert(key, h, s);
+                if emc {
+                    self.emc_maybe_insert(key, s);
+                }
                 return Some(s);
             }
         }
@@ -213,7 +364,6 @@ impl Stripe {
         mask: &Key,
         plan: Plan,
     ) -> (u32, bool) {
-        let h = key.hash64();
         self.local[ctr::UPCALLS] += 1;
         let mut reset = false;
         if self.slots.len() >= MAX_MEGAFLOWS {
@@ -231,22 +381,18 @@ impl Stripe {
             batch: 0,
             set: Verdict::Drop,
         });
-        let masked = key.and(mask);
         match self.masks.iter_mut().find(|m| m.mask == *mask) {
-            Some(mt) => {
-                mt.map.insert(masked, s);
-            }
+            Some(mt) => mt.insert(key, s),
             None => {
-                let mut map = KeyMap::default();
-                map.insert(masked, s);
-                self.masks.push(MaskTable {
-                    mask: *mask,
-                    map,
-                    hits: 0,
-                });
+                let mut mt = MaskTable::new(mask);
+                mt.insert(key, s);
+                self.masks.push(mt);
+                self.stage = self.stage.max(key::last_stage(mask));
             }
         }
-        self.emc_insert(key, h, s);
+        if self.emc_on() {
+            self.emc_maybe_insert(key, s);
+        }
         (s, reset)
     }
 
@@ -413,5 +559,42 @@ impl<'a, T> Acc<'a, T> {
                 put(t, x, y);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::flow::key::{ETH_DST, IN_PORT, IPV4_DST, TP_SRC};
+
+    /// A megaflow table finds each of many masked keys' own slot, the same
+    /// one for keys that differ outside the mask, and none for others.
+    #[test]
+    fn mask_tables_grow_and_stay_exact() {
+        let mut mask = Key::default();
+        IN_PORT.all(&mut mask);
+        IPV4_DST.all(&mut mask);
+        let mut t = MaskTable::new(&mask);
+        let key = |port: u64, dst: u64, sport: u64| {
+            let mut k = Key::default();
+            IN_PORT.set(&mut k, port);
+            IPV4_DST.set(&mut k, dst);
+            TP_SRC.set(&mut k, sport);
+            ETH_DST.set(&mut k, dst ^ port);
+            k
+        };
+        for i in 0..5000u64 {
+            t.insert(&key(i % 3, i, 0), i as u32);
+        }
+        assert_eq!(t.len, 5000);
+        assert!(t.tags.len() >= 10_000);
+        for i in 0..5000u64 {
+            assert_eq!(t.get(&key(i % 3, i, 7)), Some(i as u32));
+            assert_eq!(t.get(&key(i % 3 + 1, i, 0)), None);
+        }
+        assert_eq!(t.get(&key(0, 5001, 0)), None);
+        // Repointing an existing megaflow keeps one entry.
+        t.insert(&key(0, 0, 9), 77);
+        assert_eq!((t.get(&key(0, 0, 0)), t.len), (Some(77), 5000));
     }
 }

@@ -11,12 +11,20 @@
 //! any packet that agrees with this one on them gets the same answer. That
 //! is what makes a megaflow (see `cache`) correct.
 //!
+//! The probe is staged, as in Open vSwitch: a subtable keeps, for each
+//! lookup stage of its mask but the last (metadata, L2, L3, L4:
+//! [`key::STAGES`]), the set of its rules' values under the mask up to that
+//! stage, and checks a key against them in order. The first stage no rule
+//! agrees with ends the probe, and only the stages up to it are
+//! unwildcarded: a subtable of rules on transport ports that a packet
+//! already fails at L3 leaves the packet's ports out of its megaflow.
+//!
 //! Ties between overlapping rules of the same priority, which OpenFlow
 //! leaves undefined, go to the rule installed first (lowest `seq`).
 
 use std::collections::BTreeMap;
 
-use super::key::{Key, KeyMap};
+use super::key::{self, Key, KeyMap};
 
 /// One rule: a masked match, a priority and what the table keeps with it.
 #[derive(Debug, Clone)]
@@ -38,8 +46,19 @@ impl<T> Rule<T> {
     }
 }
 
+/// One step of a subtable's staged lookup: the subtable's mask up to the
+/// end of a stage, and how many rules have each value under it.
+struct Stage {
+    mask: Key,
+    values: KeyMap<u32>,
+}
+
 struct Subtable<T> {
     mask: Key,
+    /// The stages before the last one the mask has bits in, each with its
+    /// mask cumulated ([`key::STAGES`]); stages that add no bit are left
+    /// out.
+    stages: Vec<Stage>,
     /// Rules by masked value, each list best first.
     rules: KeyMap<Vec<Rule<T>>>,
     /// How many rules of each priority, to keep `max_priority` exact.
@@ -48,6 +67,59 @@ struct Subtable<T> {
 }
 
 impl<T> Subtable<T> {
+    fn new(mask: Key) -> Subtable<T> {
+        let mut stages = Vec::new();
+        let mut cum = Key::default();
+        for s in &key::STAGES[..key::last_stage(&mask)] {
+            let add = mask.and(s);
+            if add != Key::default() {
+                cum.or_assign(&add);
+                stages.push(Stage {
+                    mask: cum,
+                    values: KeyMap::default(),
+                });
+            }
+        }
+        Subtable {
+            mask,
+            stages,
+            rules: KeyMap::default(),
+            priorities: BTreeMap::new(),
+            max_priority: 0,
+        }
+    }
+
+    /// Counts a rule's value in (or, `add` false, out of) every stage.
+    fn count(&mut self, value: &Key, add: bool) {
+        for st in &mut self.stages {
+            let v = value.and(&st.mask);
+            if add {
+                *st.values.entry(v).or_insert(0) += 1;
+            } else if let Some(n) = st.values.get_mut(&v) {
+                *n -= 1;
+                if *n == 0 {
+                    st.values.remove(&v);
+                }
+            }
+        }
+    }
+
+    /// The best rule for `key`, stage by stage: the first stage no rule
+    /// agrees with ends the search, having unwildcarded only the stages
+    /// up to it.
+    #[inline]
+    fn find(&self, key: &Key, unwildcard: &mut Key) -> Option<&Rule<T>> {
+        for st in &self.stages {
+            let k = key.and(&st.mask);
+            if !st.values.contains_key(&k) {
+                unwildcard.or_assign(&st.mask);
+                return None;
+            }
+        }
+        unwildcard.or_assign(&self.mask);
+        self.rules.get(&key.and(&self.mask)).and_then(|l| l.first())
+    }
+
     fn refresh_max(&mut self) {
         self.max_priority = self.priorities.keys().next_back().copied().unwrap_or(0);
     }
@@ -120,12 +192,7 @@ impl<T> Classifier<T> {
         let idx = match self.by_mask.get(&rule.mask) {
             Some(&i) => i,
             None => {
-                let st = Subtable {
-                    mask: rule.mask,
-                    rules: KeyMap::default(),
-                    priorities: BTreeMap::new(),
-                    max_priority: 0,
-                };
+                let st = Subtable::new(rule.mask);
                 let i = match self.free.pop() {
                     Some(i) => {
                         self.subtables[i] = Some(st);
@@ -146,6 +213,7 @@ impl<T> Classifier<T> {
         let old_max = st.max_priority;
         st.refresh_max();
         let moved = st.max_priority != old_max;
+        st.count(&rule.value, true);
         let list = st.rules.entry(rule.value).or_default();
         let at = list.partition_point(|r| r.beats(&rule));
         list.insert(at, rule);
@@ -168,8 +236,7 @@ impl<T> Classifier<T> {
             {
                 break;
             }
-            unwildcard.or_assign(&st.mask);
-            if let Some(r) = st.rules.get(&key.and(&st.mask)).and_then(|l| l.first())
+            if let Some(r) = st.find(key, unwildcard)
                 && best.is_none_or(|b| r.beats(b))
             {
                 best = Some(r);
@@ -227,6 +294,7 @@ impl<T> Classifier<T> {
             };
             let old_max = st.max_priority;
             let mut removed_any = false;
+            let first = out.len();
             st.rules.retain(|_, list| {
                 let mut k = 0;
                 while k < list.len() {
@@ -241,6 +309,9 @@ impl<T> Classifier<T> {
             });
             if !removed_any {
                 continue;
+            }
+            for r in &out[first..] {
+                st.count(&r.value, false);
             }
             st.priorities.clear();
             for r in st.rules.values().flatten() {

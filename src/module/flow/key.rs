@@ -41,7 +41,7 @@ use crate::openflow::error::BadMatchCode;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
 
-pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into};
+pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
 pub(crate) const WORDS: usize = 12;
 
@@ -148,6 +148,49 @@ pub(crate) const L4_OK: Bits = Bits::new(8, 1, 1);
 pub(crate) const ND_OK: Bits = Bits::new(8, 2, 1);
 pub(crate) const NEVER: Bits = Bits::new(8, 3, 1);
 
+/// The lookup stages, a partition of the key's bits in the order a
+/// packet's headers come: metadata (`in_port`, `metadata`, `NEVER`), L2
+/// (Ethernet and VLAN fields), L3 (network fields and `L3_OK`), L4
+/// (transport ports, ICMP, ARP opcode and hardware addresses, ND fields,
+/// `L4_OK`, `ND_OK`). The classifier checks a subtable stage by stage and
+/// the parser can stop after a stage ([`super::parse::parse_upto`]).
+pub(crate) const STAGES: [Key; 4] = {
+    let mut s = [Key([0; WORDS]); 4];
+    let flags_l4 = (1 << 1) | (1 << 2);
+    let never = 1 << 3;
+    s[0].0[0] = 0xffff_ffff_0000_0000;
+    s[0].0[1] = u64::MAX;
+    s[0].0[8] = never;
+    s[1].0[0] = 0x0000_0000_ffff_ffff;
+    s[1].0[2] = 0xffff_ffff_ffff_0000;
+    s[1].0[3] = 0xffff_ffff_ffff_0000;
+    s[1].0[11] = 0xffff;
+    s[2].0[4] = u64::MAX;
+    s[2].0[5] = u64::MAX;
+    s[2].0[6] = u64::MAX;
+    s[2].0[7] = u64::MAX;
+    s[2].0[8] = !(flags_l4 | never);
+    s[3].0[2] = 0xffff;
+    s[3].0[3] = 0xffff;
+    s[3].0[8] = flags_l4;
+    s[3].0[9] = u64::MAX;
+    s[3].0[10] = u64::MAX;
+    s[3].0[11] = 0xffff_ffff_ffff_0000;
+    s
+};
+
+/// The L4 stage: a parse that stops before it ([`STAGES`]).
+pub(crate) const STAGE_L3: usize = 2;
+pub(crate) const STAGE_L4: usize = 3;
+
+/// The last stage in which `mask` has bits (0 for an empty mask).
+pub(crate) fn last_stage(mask: &Key) -> usize {
+    (0..STAGES.len())
+        .rev()
+        .find(|&s| mask.0.iter().zip(STAGES[s].0).any(|(m, b)| m & b != 0))
+        .unwrap_or(0)
+}
+
 /// `OFPVID_PRESENT` within `vlan_tci`.
 pub(crate) const VID_PRESENT: u64 = 0x1000;
 
@@ -192,6 +235,37 @@ impl Key {
         h ^ (h >> 29)
     }
 
+    /// The hash of `self` under a mask, over the mask's words only (see
+    /// [`Words`]). Two keys that agree under the mask hash the same.
+    #[inline]
+    pub fn hash_masked(&self, w: &Words) -> u64 {
+        let n = usize::from(w.n);
+        let at = |j: usize| (self.0[usize::from(w.idx[j])] & w.mask[j]).wrapping_add(w.seed[j]);
+        let mut acc: u128 = 0;
+        let mut j = 0;
+        while j + 1 < n {
+            acc = acc.wrapping_add(u128::from(at(j)) * u128::from(at(j + 1)));
+            j += 2;
+        }
+        if j < n {
+            acc = acc.wrapping_add(u128::from(at(j)) * u128::from(w.odd));
+        }
+        let h = (acc as u64) ^ ((acc >> 64) as u64);
+        let h = (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+
+    /// Whether `self` under the mask equals `value`, the mask's words of a
+    /// masked key.
+    #[inline]
+    pub fn eq_masked(&self, w: &Words, value: &[u64]) -> bool {
+        let mut d = 0;
+        for (j, v) in value.iter().enumerate().take(usize::from(w.n)) {
+            d |= (self.0[usize::from(w.idx[j])] & w.mask[j]) ^ v;
+        }
+        d == 0
+    }
+
     #[inline]
     pub fn and(&self, m: &Key) -> Key {
         let mut r = *self;
@@ -220,6 +294,53 @@ impl Key {
     /// Whether every bit of `other` is set in `self` (for masks).
     pub fn covers(&self, other: &Key) -> bool {
         self.0.iter().zip(other.0).all(|(a, b)| b & !a == 0)
+    }
+}
+
+/// A mask as a masked lookup uses it: the words in which it has bits, in
+/// order, with their mask bits and hash seeds side by side, so hashing and
+/// comparing a key under the mask touches only those words (NH as in
+/// [`Key::hash64`], each word with its own seed; an odd word out is
+/// multiplied by an odd seed-derived constant).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Words {
+    n: u8,
+    idx: [u8; WORDS],
+    mask: [u64; WORDS],
+    seed: [u64; WORDS],
+    odd: u64,
+}
+
+impl Words {
+    pub fn of(mask: &Key) -> Words {
+        let s = seeds();
+        let mut w = Words {
+            n: 0,
+            idx: [0; WORDS],
+            mask: [0; WORDS],
+            seed: [0; WORDS],
+            odd: 1,
+        };
+        for (i, m) in mask.0.iter().enumerate() {
+            if *m != 0 {
+                let j = usize::from(w.n);
+                (w.idx[j], w.mask[j], w.seed[j]) = (i as u8, *m, s[i]);
+                w.odd = s[(i + 1) % WORDS] | 1;
+                w.n += 1;
+            }
+        }
+        w
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.n)
+    }
+
+    /// The mask's words of `key & mask`, into `out` (`len()` of them).
+    pub fn extract(&self, key: &Key, out: &mut [u64]) {
+        for (j, o) in out.iter_mut().enumerate().take(self.len()) {
+            *o = key.0[usize::from(self.idx[j])] & self.mask[j];
+        }
     }
 }
 
@@ -493,6 +614,47 @@ mod tests {
             match_key(&m),
             Err(ErrorCode::BadMatch(BadMatchCode::BadField))
         );
+    }
+
+    #[test]
+    fn stages_partition_the_key() {
+        for w in 0..WORDS {
+            let mut seen = 0u64;
+            for s in &STAGES {
+                assert_eq!(seen & s.0[w], 0, "word {w}: stages overlap");
+                seen |= s.0[w];
+            }
+            assert_eq!(seen, u64::MAX, "word {w}: bits in no stage");
+        }
+        let mut m = Key::default();
+        assert_eq!(last_stage(&m), 0);
+        ETH_DST.all(&mut m);
+        assert_eq!(last_stage(&m), 1);
+        L3_OK.all(&mut m);
+        assert_eq!(last_stage(&m), STAGE_L3);
+        TP_SRC.all(&mut m);
+        assert_eq!(last_stage(&m), STAGE_L4);
+    }
+
+    #[test]
+    fn masked_hash_and_compare_see_only_the_mask() {
+        let mut mask = Key::default();
+        ETH_DST.all(&mut mask);
+        IN_PORT.all(&mut mask);
+        IPV4_DST.all(&mut mask);
+        let w = Words::of(&mask);
+        assert_eq!(w.len(), 3);
+        let a = parse(&udp(), 3).unwrap().key;
+        let mut b = a;
+        TP_SRC.set(&mut b, 7);
+        NW_TTL.set(&mut b, 1);
+        assert_eq!(a.hash_masked(&w), b.hash_masked(&w));
+        let mut v = [0; WORDS];
+        w.extract(&a, &mut v);
+        assert!(b.eq_masked(&w, &v));
+        IPV4_DST.set(&mut b, 9);
+        assert!(!b.eq_masked(&w, &v));
+        assert_ne!(a.hash_masked(&w), b.hash_masked(&w));
     }
 
     #[test]

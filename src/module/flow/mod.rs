@@ -11,17 +11,26 @@
 //!
 //! # Data path
 //!
-//! Per packet: `parse` the headers into a `key` (twelve `u64` words, as
-//! deep as the frame goes), look it up in the exact-match cache, then in
-//! the megaflow cache, and only on a miss run the `pipeline` (a
-//! tuple-space-search `classifier` per table) to compile a plan that both
-//! caches then hold (`cache`); the plan's rewrites are replayed on each
-//! packet's bytes (`actions`). A hit costs the same whatever the number of
-//! rules. Before all that, a per-batch memo compares the frame's header
-//! bytes (up to the end of what the parser reads, and its length) with
-//! those of the last few distinct frames of the batch: packets of a flow
-//! already seen in the batch skip parsing and lookups altogether, and when
-//! the plan rewrites nothing they cost a few word compares.
+//! Per packet: `parse` the headers into a `key` (twelve `u64` words), look
+//! it up in the caches (`cache`: the megaflow cache, and in front of it an
+//! exact-match cache once there are several megaflow masks), and only on a
+//! miss run the `pipeline` (a tuple-space-search `classifier` per table,
+//! probed stage by stage) to compile a plan that the caches then hold; the
+//! plan's rewrites are replayed on each packet's bytes (`actions`). A hit
+//! costs the same whatever the number of rules.
+//!
+//! The parse goes only as deep as the cached megaflows look (the last
+//! lookup stage — metadata, L2, L3, L4 — of any of their masks): with
+//! MAC-forwarding rules only the Ethernet header is read. The whole
+//! parse is done for an upcall, for a plan that rewrites, and when the
+//! EMC (which compares whole keys) is in use.
+//!
+//! Before all that, a per-batch memo compares the frame's header bytes (up
+//! to the end of what the parser read, and its length) with those of the
+//! last few distinct frames of the batch: packets already seen in the
+//! batch, or differing only in bytes the parser did not need, skip parsing
+//! and lookups altogether, and when the plan rewrites nothing they cost a
+//! few word compares.
 //!
 //! Caches are per stripe, one stripe per batch in flight (in practice per
 //! worker), so workers share no cache lines on a hit. Flow, table and group
@@ -79,10 +88,11 @@
 //!   goes to the controller first (reason INVALID_TTL) only if the agent
 //!   asked ([`FlowModule::set_invalid_ttl_to_controller`]).
 //! - No meters, no queues (set-queue is accepted and ignored), no MPLS/PBB.
-//! - No staged lookup yet: a probed subtable unwildcards all of its mask, so
-//!   rules on transport ports make a megaflow per port pair even for
-//!   packets of another protocol (more upcalls, more exact-match entries;
-//!   results stay exact).
+//! - Staged lookup has no prefix tracking (Open vSwitch's tries): a
+//!   subtable whose rules a packet passes up to a stage unwildcards that
+//!   stage's bits whole, e.g. a /16 and a /32 rule on `ipv4_dst` make
+//!   megaflows exact on the destination address. Results stay exact; only
+//!   the number of megaflows grows.
 //!
 //! # Spec
 //!
@@ -505,6 +515,14 @@ impl FlowModule {
         })
     }
 
+    /// Empties every stripe's caches (tests: a lookup without caches).
+    #[cfg(test)]
+    fn drop_caches(&self) {
+        for s in &self.stripes {
+            s.lock().unwrap_or_else(|e| e.into_inner()).invalidate();
+        }
+    }
+
     /// Applies an `OFPT_FLOW_MOD`. Returns the entries it removed that had
     /// `OFPFF_SEND_FLOW_REM` (DELETE, DELETE_STRICT), for the agent to send.
     /// When it returns, every later batch sees the change.
@@ -885,17 +903,24 @@ impl Module for FlowModule {
                 }
                 continue;
             }
-            if !key::parse_into(d, in_port, &mut p) {
+            // Only as deep as the cached megaflows look; the whole
+            // parse waits for an upcall or a plan that rewrites.
+            let stage = st.parse_stage();
+            if !key::parse_upto(d, in_port, &mut p, stage) {
                 out.set(i, Verdict::Invalid);
                 continue;
             }
-            let h = p.key.hash64();
-            let slot = match st.lookup(&p.key, h) {
+            let mut whole = stage == key::STAGE_L4;
+            let slot = match st.lookup(&p.key) {
                 Some(s) => s,
                 None => {
                     // The upcall: settle the memo first, since the insert
                     // may empty the cache (and void the memo's slots).
                     memo.settle(&mut st);
+                    if !whole {
+                        key::parse_into(d, in_port, &mut p);
+                        whole = true;
+                    }
                     let (mut plan, mask) = pipe.compile(&p.key);
                     if let Some(m) = plan.controller {
                         plan.ctl_tag = self.intern(m);
@@ -909,6 +934,10 @@ impl Module for FlowModule {
             };
             let v = st.verdict(slot, out);
             let fast = st.fast(slot);
+            if !fast && !whole {
+                // Rewrites need the whole layout.
+                key::parse_into(d, in_port, &mut p);
+            }
             memo.put(&mut st, d, p.depth, slot, p.layout, v, fast);
             st.account(slot, 1, len);
             if fast {

@@ -125,6 +125,16 @@ fn tci_key(hi: u8, lo: u8) -> u64 {
 /// frame shorter than an Ethernet header.
 #[inline]
 pub(crate) fn parse_into(d: &[u8], in_port: u32, p: &mut Parsed) -> bool {
+    parse_upto(d, in_port, p, STAGE_L4)
+}
+
+/// [`parse_into`], but only as far as lookup stage `stage` ([`STAGES`]):
+/// the key's bits of that stage and the ones before are those of the
+/// whole parse; bits of later stages may be missing, and `layout` and
+/// `depth` describe only what was parsed. Stage 0 and 1 parse Ethernet
+/// and VLAN tags, 2 adds the network header, 3 is the whole parse.
+#[inline]
+pub(crate) fn parse_upto(d: &[u8], in_port: u32, p: &mut Parsed, stage: usize) -> bool {
     let Some(e) = arr::<14>(d, 0) else {
         return false;
     };
@@ -160,9 +170,13 @@ pub(crate) fn parse_into(d: &[u8], in_port: u32, p: &mut Parsed) -> bool {
         ..Layout::default()
     };
     p.depth = off;
+    if stage < STAGE_L3 {
+        return true;
+    }
+    let l4 = stage >= STAGE_L4;
     match et {
-        ETH_IPV4 => parse_ipv4(d, off, p),
-        ETH_IPV6 => parse_ipv6(d, off, p),
+        ETH_IPV4 => parse_ipv4(d, off, l4, p),
+        ETH_IPV6 => parse_ipv6(d, off, l4, p),
         ETH_ARP => parse_arp(d, off, p),
         _ => {}
     }
@@ -190,7 +204,7 @@ fn parse_arp(d: &[u8], l3: usize, p: &mut Parsed) {
 }
 
 #[inline]
-fn parse_ipv4(d: &[u8], l3: usize, p: &mut Parsed) {
+fn parse_ipv4(d: &[u8], l3: usize, l4: bool, p: &mut Parsed) {
     let len = d.len();
     let Some(h) = arr::<20>(d, l3) else {
         return;
@@ -214,7 +228,7 @@ fn parse_ipv4(d: &[u8], l3: usize, p: &mut Parsed) {
     p.layout.proto = proto;
     // A later fragment carries no L4 header; a datagram shorter than its
     // own header is malformed and has none either.
-    if frag & 0x1fff != 0 || total < ihl {
+    if frag & 0x1fff != 0 || total < ihl || !l4 {
         return;
     }
     parse_l4(d, l3 + ihl, end, proto, false, p);
@@ -233,7 +247,7 @@ fn ext_rank(nh: u8, seen_later: bool) -> u8 {
     }
 }
 
-fn parse_ipv6(d: &[u8], l3: usize, p: &mut Parsed) {
+fn parse_ipv6(d: &[u8], l3: usize, l4: bool, p: &mut Parsed) {
     use crate::openflow::oxm::ipv6_exthdr as x;
     let len = d.len();
     let Some(h) = arr::<40>(d, l3) else {
@@ -334,7 +348,7 @@ fn parse_ipv6(d: &[u8], l3: usize, p: &mut Parsed) {
     EXTHDR.set(k, u64::from(flags));
     NW_PROTO.set(k, u64::from(nh));
     p.layout.proto = nh;
-    if upper && off <= end {
+    if upper && off <= end && l4 {
         parse_l4(d, off, end, nh, true, p);
     }
 }
@@ -480,5 +494,55 @@ mod tests {
         .unwrap();
         let (v, mk) = match_key(&m).unwrap();
         assert!(!p.key.matches(&v, &mk));
+    }
+
+    /// Frames of every kind parsed will do: IPv4/UDP, IPv6/ICMPv6 ND,
+    /// ARP, with and without a VLAN tag.
+    fn templates() -> Vec<Vec<u8>> {
+        let v4 = udp();
+        let mut v6 = vec![0u8; 14 + 40 + 32];
+        v6[..12].copy_from_slice(&v4[..12]);
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[14] = 0x60;
+        v6[19] = 32; // payload length
+        v6[20] = 58; // ICMPv6
+        v6[54] = 135; // neighbour solicitation
+        v6[78..80].copy_from_slice(&[1, 1]); // SLL option
+        let mut arp = v4[..14].to_vec();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&[7; 20]);
+        let mut tagged = v4[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0, 0x20, 5]);
+        tagged.extend_from_slice(&v4[12..]);
+        vec![v4, v6, arp, tagged]
+    }
+
+    proptest::proptest! {
+        /// A parse stopped after a stage agrees with the whole parse on
+        /// that stage and every one before it, and reads no further.
+        #[test]
+        fn partial_parses_agree_with_the_whole_parse(
+            t in 0usize..4,
+            edits in proptest::collection::vec((0usize..90, proptest::prelude::any::<u8>()), 0..6),
+            cut in 0usize..100,
+        ) {
+            let mut f = templates()[t].clone();
+            for (at, b) in edits {
+                if let Some(x) = f.get_mut(at) {
+                    *x = b;
+                }
+            }
+            f.truncate(cut.max(14));
+            let whole = parse(&f, 5).unwrap();
+            let mut cum = Key::default();
+            for (stage, bits) in STAGES.iter().enumerate() {
+                cum.or_assign(bits);
+                let mut p = Parsed::default();
+                proptest::prop_assert!(parse_upto(&f, 5, &mut p, stage));
+                proptest::prop_assert_eq!(p.key.and(&cum), whole.key.and(&cum), "stage {}", stage);
+                proptest::prop_assert!(p.depth <= whole.depth);
+            }
+        }
     }
 }
