@@ -331,14 +331,13 @@ impl MemoEntry {
         let Some(b) = d.get(..8 * n) else {
             return false;
         };
-        let word = |k: usize| load(b, 8 * k);
-        // The last word first (transport ports: other flows between the
-        // same hosts differ there), then the rest from the first
-        // (destination MAC).
-        word(n - 1) & self.tail == self.hdr[n - 1]
-            && b.chunks_exact(8)
-                .zip(&self.hdr[..n - 1])
-                .all(|(c, h)| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) == *h)
+        // Branch-free: hits are the common case (a memo that misses is
+        // soon skipped), so every word is compared.
+        let mut d = (load(b, 8 * (n - 1)) & self.tail) ^ self.hdr[n - 1];
+        for (c, h) in b.chunks_exact(8).zip(&self.hdr[..n - 1]) {
+            d |= u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) ^ h;
+        }
+        d == 0
     }
 
     /// Credits the fast hits to the plan.
