@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod mem;
 pub mod spec;
 pub mod tap;
+pub mod vhost_user;
 mod xdp_prog;
 
 use std::fmt;
