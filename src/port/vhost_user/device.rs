@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use vhost::VhostUserMemoryRegionBase;
 use vhost::vhost_user::message::{
@@ -81,6 +82,10 @@ pub struct Device {
     mem: Option<Arc<GuestMem>>,
     vrings: Vec<VringCfg>,
 }
+
+/// How long a stopping queue waits for the data path to take what the
+/// guest had already sent.
+const SETTLE: Duration = Duration::from_millis(50);
 
 fn bad(what: &'static str) -> Error {
     Error::InvalidOperation(what)
@@ -162,7 +167,9 @@ impl Device {
 
     /// Stops every queue and forgets the memory (connection closed or reset).
     pub fn reset(&mut self) {
+        let deadline = Instant::now() + SETTLE;
         for i in 0..self.vrings.len() {
+            self.shared.settle(i, deadline);
             self.shared.install(i, None);
             self.vrings[i] = VringCfg::default();
         }
@@ -267,8 +274,9 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn get_vring_base(&mut self, index: u32) -> Result<VhostUserVringState> {
-        let v = self.vring(index)?;
-        v.kick = None;
+        self.vring(index)?;
+        self.shared.settle(index as usize, Instant::now() + SETTLE);
+        self.vrings[index as usize].kick = None;
         self.update(index as usize);
         let base = self.vrings[index as usize].base;
         Ok(VhostUserVringState::new(index, u32::from(base)))
@@ -314,7 +322,11 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> Result<()> {
-        self.vring(index)?.enabled = enable;
+        self.vring(index)?;
+        if !enable {
+            self.shared.settle(index as usize, Instant::now() + SETTLE);
+        }
+        self.vrings[index as usize].enabled = enable;
         self.update(index as usize);
         Ok(())
     }

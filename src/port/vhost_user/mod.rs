@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
@@ -137,6 +137,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Before transmit queue `i` stops: gives the data path until
+    /// `deadline` to take what the guest already queued, as data written to
+    /// a socket before it closes is delivered.
+    fn settle(&self, i: usize, deadline: Instant) {
+        if i.is_multiple_of(2) {
+            return;
+        }
+        while Instant::now() < deadline {
+            let waiting = lock(&self.queues[i])
+                .as_mut()
+                .is_some_and(|l| l.q.refresh() > 0);
+            if !waiting {
+                return;
+            }
+            self.wake.notify();
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
     /// Puts `live` in place of queue `i`'s running state; returns the old.
     fn install(&self, i: usize, live: Option<Live>) -> Option<Live> {
         let mut g = lock(&self.queues[i]);
@@ -302,13 +321,22 @@ impl VhostUserPort {
         hdr[10] = 1; // num_buffers, patched by `push` when merging
         let hdr = &hdr[..live.hdr_len];
         let mut k = 0;
-        let mut stuck = false;
+        let (mut stuck, mut retried) = (false, false);
         while k < n {
             let s = ring.slot(tail.wrapping_add(k));
             let frame = self.mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]);
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
                 Ok(Pushed::NoRoom) => {
+                    // Ask the guest to kick when it adds buffers: that wakes
+                    // a sleeping worker, whose sync_incoming retries. Buffers
+                    // added before the guest saw the request are found by
+                    // looking once more.
+                    live.q.enable_kicks();
+                    if !retried && live.q.refresh() > 0 {
+                        retried = true;
+                        continue;
+                    }
                     stuck = true;
                     break;
                 }
@@ -326,19 +354,24 @@ impl VhostUserPort {
         if live.q.publish(since) {
             live.call();
         }
-        if live.q.broken {
+        if live.q.just_broke() {
             c.broken.fetch_add(1, Ordering::Relaxed);
         }
-        self.out_stuck.store(stuck, Ordering::SeqCst);
+        if self.out_stuck.swap(stuck, Ordering::SeqCst) && !stuck {
+            live.q.disable_kicks();
+        }
     }
 
     /// Drains one transmit queue into the incoming ring.
     fn drain_from_guest(&self, live: &mut Live) {
+        let c = &self.shared.counters;
         let mut left = live.q.refresh();
+        if live.q.just_broke() {
+            c.broken.fetch_add(1, Ordering::Relaxed);
+        }
         if left == 0 {
             return;
         }
-        let c = &self.shared.counters;
         let since = live.q.used_idx;
         let skip = live.hdr_len;
         self.fill.fill(&self.mem, 256, |buf| {
@@ -360,9 +393,6 @@ impl VhostUserPort {
         });
         if live.q.publish(since) {
             live.call();
-        }
-        if live.q.broken {
-            c.broken.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -408,7 +438,7 @@ impl Port for VhostUserPort {
         let mut ready = self.mem.incoming().available(cur) > 0;
         let stuck = self.out_stuck.load(Ordering::SeqCst);
         for (i, q) in sh.queues.iter().enumerate() {
-            if i % 2 == 0 && !stuck {
+            if i.is_multiple_of(2) && !stuck {
                 continue;
             }
             if let Some(live) = lock(q).as_mut() {

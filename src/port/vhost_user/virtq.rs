@@ -77,6 +77,8 @@ pub struct Virtq {
     indirect: bool,
     /// The frontend wrote an impossible available index.
     pub broken: bool,
+    /// `broken` has been reported (see `just_broke`).
+    reported: bool,
 }
 
 // SAFETY: the pointers point into `mem`, which the queue keeps alive; the
@@ -120,6 +122,7 @@ impl Virtq {
             event_idx,
             indirect,
             broken: false,
+            reported: false,
         };
         // A frontend that reconnects after a backend crash may have seen
         // more used entries than it told us: trust the ring, as DPDK does.
@@ -155,6 +158,13 @@ impl Virtq {
         }
         self.avail_end = idx;
         n
+    }
+
+    /// True once, after the queue broke.
+    pub fn just_broke(&mut self) -> bool {
+        let b = self.broken && !self.reported;
+        self.reported |= b;
+        b
     }
 
     /// Chains known to wait (as of the last `refresh`).
