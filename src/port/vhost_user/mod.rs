@@ -298,41 +298,62 @@ impl VhostUserPort {
         if n == 0 {
             return;
         }
+        let frames = (0..n).map(|k| {
+            let s = ring.slot(tail.wrapping_add(k));
+            self.mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[])
+        });
+        let (k, stuck) = self.to_guest(frames, true);
+        *tail = tail.wrapping_add(k as u32);
+        ring.release(*tail);
+        self.out_stuck.store(stuck, Ordering::SeqCst);
+    }
+
+    /// Copies `frames` into the guest's first running receive queue, in
+    /// order, and tells the guest if it asked. Returns how many frames were
+    /// taken (delivered, or dropped and counted: too big for the guest's
+    /// buffers, a bad chain, no frontend) and whether the guest ran out of
+    /// buffers before the end. With `wait`, running out asks the guest to
+    /// kick when it adds buffers (the caller keeps the rest and retries);
+    /// without, the rest is the caller's to drop.
+    fn to_guest<'a>(&self, frames: impl Iterator<Item = &'a [u8]>, wait: bool) -> (usize, bool) {
         let c = &self.shared.counters;
-        let rxq = (0..self.shared.queue_pairs as usize).map(|k| &self.shared.queues[2 * k]);
         let mut guard = None;
-        for q in rxq {
-            let g = lock(q);
+        for k in 0..usize::from(self.shared.queue_pairs) {
+            let g = lock(&self.shared.queues[2 * k]);
             if g.is_some() {
                 guard = Some(g);
                 break;
             }
         }
         let Some(live) = guard.as_mut().and_then(|g| g.as_mut()) else {
-            // No frontend: the frames have nowhere to go.
-            c.tx_dropped.fetch_add(u64::from(n), Ordering::Relaxed);
-            *tail = tail.wrapping_add(n);
-            ring.release(*tail);
-            return;
+            // No frontend: the frames have nowhere to go. Those of the
+            // outgoing ring are dropped here; the switch counts the others.
+            if !wait {
+                return (0, false);
+            }
+            let n = frames.count();
+            c.tx_dropped.fetch_add(n as u64, Ordering::Relaxed);
+            return (n, false);
         };
         live.q.refresh();
         let since = live.q.used_idx;
         let mut hdr = [0u8; 12];
         hdr[10] = 1; // num_buffers, patched by `push` when merging
         let hdr = &hdr[..live.hdr_len];
-        let mut k = 0;
-        let (mut stuck, mut retried) = (false, false);
-        while k < n {
-            let s = ring.slot(tail.wrapping_add(k));
-            let frame = self.mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]);
+        let (mut k, mut stuck, mut retried) = (0, false, false);
+        let mut frames = frames.peekable();
+        while let Some(frame) = frames.peek() {
+            live.q.prefetch(2);
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
                 Ok(Pushed::NoRoom) => {
-                    // Ask the guest to kick when it adds buffers: that wakes
-                    // a sleeping worker, whose sync_incoming retries. Buffers
-                    // added before the guest saw the request are found by
-                    // looking once more.
-                    live.q.enable_kicks();
+                    // Buffers the guest added since the last look are found
+                    // by looking once more.
+                    if wait {
+                        // Ask the guest to kick when it adds buffers: that
+                        // wakes a sleeping worker, whose sync_incoming retries.
+                        live.q.enable_kicks();
+                    }
                     if !retried && live.q.refresh() > 0 {
                         retried = true;
                         continue;
@@ -347,19 +368,19 @@ impl VhostUserPort {
                     c.bad_chains.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            frames.next();
             k += 1;
         }
-        *tail = tail.wrapping_add(k);
-        ring.release(*tail);
         if live.q.publish(since) {
             live.call();
         }
         if live.q.just_broke() {
             c.broken.fetch_add(1, Ordering::Relaxed);
         }
-        if self.out_stuck.swap(stuck, Ordering::SeqCst) && !stuck {
+        if wait && !stuck && self.out_stuck.load(Ordering::Relaxed) {
             live.q.disable_kicks();
         }
+        (k, stuck)
     }
 
     /// Drains one transmit queue into the incoming ring.
@@ -379,6 +400,7 @@ impl VhostUserPort {
                 return None;
             }
             left -= 1;
+            live.q.prefetch(2);
             match live.q.pop_into(skip, buf) {
                 Ok(Some(len)) if len >= 14 => Some(len),
                 Ok(_) => {
@@ -426,6 +448,14 @@ impl Port for VhostUserPort {
 
     fn outgoing_published(&self) {
         self.flush_outgoing();
+    }
+
+    fn transmits_directly(&self) -> bool {
+        true
+    }
+
+    fn transmit(&self, frames: &[&[u8]]) -> usize {
+        self.to_guest(frames.iter().copied(), false).0
     }
 
     fn incoming_fd(&self) -> Option<RawFd> {

@@ -349,3 +349,15 @@ fn rings_outside_memory_or_misaligned_do_not_start() {
     );
     assert!(new(RingAddrs { avail: MEM, ..ok }, SIZE).is_none());
 }
+
+#[test]
+fn short_copies_copy_exactly_their_bytes() {
+    for n in 0..200 {
+        let src: Vec<u8> = (0..n as u8).map(|b| b.wrapping_add(1)).collect();
+        let mut dst = vec![0u8; n + 16];
+        // SAFETY: both hold at least `n` bytes and do not overlap.
+        unsafe { copy_bytes(src.as_ptr(), dst.as_mut_ptr(), n) };
+        assert_eq!(&dst[..n], &src[..], "{n}");
+        assert!(dst[n..].iter().all(|&b| b == 0), "{n}: wrote past the end");
+    }
+}
