@@ -19,7 +19,7 @@
 # (virtio-user server=1) as vhost-user clients. Frames of 64 and 1518 bytes,
 # 1 or 256 flows (testpmd --txonly-multi-flow: 256 source addresses).
 #
-# Each measurement first waits (up to QUIET_WAIT=30 s) for an idle second,
+# Each measurement first waits (up to QUIET_WAIT=20 s) for an idle second,
 # and records the CPU used by other processes during its window; medians
 # are over the runs with less than NOISY=10 % of a core of such load.
 # Reported: packets/s through the switch (testpmd's RX counters, both ports,
@@ -31,7 +31,9 @@
 # Environment: RUNS=N rounds (medians reported; default 1); SETUPS="..."
 # subset; POP=N bursts of 32 packets per port for tx_first (default 1, as
 # plain `start tx_first`);
-# NO_BUILD=1 skips `cargo build --release`.
+# HUGE_PMD=1 gives testpmd 2 MiB hugepages (--single-file-segments) instead
+# of --no-huge; NO_BUILD=1 skips `cargo build --release`; MSWITCH=PATH
+# runs another mswitch binary.
 # Hugepages (for ovs-vswitchd-dpdk) are raised and a private hugetlbfs
 # mounted for the run, and both restored at exit.
 set -eEuo pipefail
@@ -51,7 +53,7 @@ if ! command -v dpdk-testpmd >/dev/null || [ ! -x $OVSD ]; then
         dpdk dpdk-dev openvswitch-switch-dpdk >&2
 fi
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
-M=$PWD/target/release/mswitch
+M=${MSWITCH:-$PWD/target/release/mswitch}
 HZ=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1e6; exit}' /proc/cpuinfo)
 TCK=$(getconf CLK_TCK)
 
@@ -98,6 +100,10 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$HUGE"
+if [ -n "${HUGE_PMD:-}" ]; then
+    echo $((OLD_HP > 1100 ? OLD_HP : 1100)) >/proc/sys/vm/nr_hugepages
+    mount -t hugetlbfs -o pagesize=2M none "$HUGE"
+fi
 
 # One testpmd: io forwarding between two virtio-user servers, driven over a
 # fifo. Sets PMD_PID, PMD_IN (fd 3), PMD_OUT.
@@ -108,7 +114,12 @@ pmd_start() { # SIZE FLOWS
     PMD_OUT=$DIR/testpmd.out
     rm -f "$DIR/pmd.in"
     mkfifo "$DIR/pmd.in"
-    stdbuf -o0 dpdk-testpmd --no-huge -m 1024 --no-pci -l 0,1 --main-lcore 1 --file-prefix=msv-pmd-$ID \
+    local mem=(--no-huge -m 1024)
+    if [ -n "${HUGE_PMD:-}" ]; then
+        rm -f "$HUGE"/msv-pmd-*
+        mem=(-m 1024 --huge-dir="$HUGE" --single-file-segments)
+    fi
+    stdbuf -o0 dpdk-testpmd "${mem[@]}" --no-pci -l 0,1 --main-lcore 1 --file-prefix=msv-pmd-$ID \
         --vdev=net_virtio_user0,path=$DIR/p0.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:01 \
         --vdev=net_virtio_user1,path=$DIR/p1.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:02 \
         -- -i --total-num-mbufs=16384 --forward-mode=io --txpkts="$size" "${multi[@]}" \
@@ -144,15 +155,16 @@ proc_ticks() { # PID: utime + stime of the whole process
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# Waits (at most QUIET_WAIT s) until the machine is idle for a second:
-# another engineer's build makes every figure noise.
+# Waits (at most QUIET_WAIT s) until the machine, the switch under test
+# (which may busy-poll) aside, is idle for a second: another engineer's
+# build makes every figure noise.
 wait_quiet() {
-    local a b
-    for _ in $(seq "${QUIET_WAIT:-30}"); do
-        a=$(busy_ticks)
+    local a b sa sb
+    for _ in $(seq "${QUIET_WAIT:-20}"); do
+        a=$(busy_ticks) sa=$(proc_ticks "$SW_PID")
         sleep 1
-        b=$(busy_ticks)
-        [ $(((b - a) * 100 / TCK)) -lt 15 ] && return 0
+        b=$(busy_ticks) sb=$(proc_ticks "$SW_PID")
+        [ $(((b - a - (sb - sa)) * 100 / TCK)) -lt 15 ] && return 0
     done
     echo "# machine still busy; measuring anyway" >&2
 }
@@ -219,7 +231,7 @@ measure() { # SETUP SIZE FLOWS RUN
 }
 
 ovs_setup() {
-    echo $((OLD_HP > 600 ? OLD_HP : 600)) >/proc/sys/vm/nr_hugepages
+    [ -n "${HUGE_PMD:-}" ] || echo $((OLD_HP > 600 ? OLD_HP : 600)) >/proc/sys/vm/nr_hugepages
     mountpoint -q "$HUGE" || mount -t hugetlbfs -o pagesize=2M none "$HUGE"
     mkdir -p "$DIR/ovs"
     ovs_env ovsdb-tool create "$DIR/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
