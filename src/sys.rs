@@ -163,6 +163,12 @@ impl EventFd {
     }
 }
 
+impl From<EventFd> for OwnedFd {
+    fn from(e: EventFd) -> OwnedFd {
+        e.fd
+    }
+}
+
 impl AsRawFd for EventFd {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -287,6 +293,18 @@ fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     }
 }
 
+/// Makes `fd` non-blocking (best effort: an fd that refuses stays as it was).
+pub fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a caller-owned fd with constant arguments; an invalid
+    // fd only makes the calls fail.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+    }
+}
+
 /// Waits for `fd` to become readable; returns true if it did.
 pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> bool {
     let mut p = libc::pollfd {
@@ -358,6 +376,12 @@ impl Epoll {
         }
         out.extend(evs[..n as usize].iter().map(|e| e.u64));
         Ok(())
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

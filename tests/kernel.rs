@@ -9,8 +9,11 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{must, sh, unique_tag as tag};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
 
@@ -27,35 +30,6 @@ fn is_root() -> bool {
         eprintln!("kernel tests need root (CI runs them as root): skipped");
     }
     uid == 0
-}
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed: {}",
-            args,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn must(args: &[&str]) -> String {
-    sh(args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A unique short tag for names (interface names are limited to 15 bytes).
-fn tag() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{:x}{}",
-        std::process::id() % 0xfffff,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Namespaces, links and processes made by one test, torn down on drop.

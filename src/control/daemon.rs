@@ -250,9 +250,9 @@ impl Daemon {
         if !sws.contains_key(switch) {
             return Err(format!("no switch '{switch}'"));
         }
-        if spec.kind.is_kernel() {
-            // One interface, one switch: two sockets on it would each see
-            // (and forward) every frame.
+        if spec.kind != PortKind::Vport {
+            // One interface (or vhost-user port name), one switch: two
+            // sockets on an interface would each see (and forward) every frame.
             for (other, m) in sws.iter() {
                 if m.sw
                     .stats()

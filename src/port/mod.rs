@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod mem;
 pub mod spec;
 pub mod tap;
+pub mod vhost_user;
 mod xdp_prog;
 
 use std::fmt;
@@ -99,6 +100,23 @@ pub trait Port: Send + Sync {
     /// wake their consumer here. Several workers may call it at once; no lock
     /// is held.
     fn outgoing_published(&self) {}
+
+    /// Whether the port takes frames straight into its device with
+    /// [`Port::transmit`] instead of through its outgoing ring.
+    fn transmits_directly(&self) -> bool {
+        false
+    }
+
+    /// For ports that [transmit directly](Port::transmits_directly)
+    /// (vhost-user: the guest's receive buffers): copies `frames`, in order,
+    /// into the device and returns how many it took (delivered, or dropped
+    /// and counted by the port itself); the switch counts the rest as
+    /// dropped (`dest_full`). Still a copy, so the device never sees
+    /// another port's memory. Several workers may call it at once; no lock is
+    /// held; it must not block.
+    fn transmit(&self, _frames: &[&[u8]]) -> usize {
+        0
+    }
 
     /// A descriptor that becomes readable when packets arrive on the incoming
     /// ring while the switch sleeps (see [`Port::arm_incoming`]). `None` means

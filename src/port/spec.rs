@@ -7,9 +7,13 @@
 //! af_packet:IFNAME[,ring=N][,buf=N]    any interface, TPACKET_V3
 //! af_xdp:IFNAME[,queue=N][,ring=N][,buf=N]
 //!                                      AF_XDP, falling back to af_packet
+//! vhost-user:PATH[,server|client][,queues=N][,name=NAME][,ring=N][,buf=N]
+//!                                      a VM's virtio-net device (default
+//!                                      server; NAME defaults to PATH's file name)
 //! ```
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -17,6 +21,7 @@ use super::Port;
 use super::afpacket::AfPacketPort;
 use super::kernel::{KernelPortError, check_ifname};
 use super::tap::TapPort;
+use super::vhost_user::{Mode as VhostMode, VhostUserPort};
 use crate::packet::{DEFAULT_BUF_SIZE, DEFAULT_RING_SIZE, MemConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +30,15 @@ pub enum PortKind {
     Tap,
     AfPacket,
     AfXdp,
+    VhostUser,
+}
+
+/// What a `vhost-user:` spec adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VhostSpec {
+    pub path: PathBuf,
+    pub mode: VhostMode,
+    pub queues: u16,
 }
 
 impl PortKind {
@@ -34,11 +48,13 @@ impl PortKind {
             PortKind::Tap => "tap",
             PortKind::AfPacket => "af_packet",
             PortKind::AfXdp => "af_xdp",
+            PortKind::VhostUser => "vhost-user",
         }
     }
 
+    /// Names a kernel interface.
     pub fn is_kernel(self) -> bool {
-        self != PortKind::Vport
+        !matches!(self, PortKind::Vport | PortKind::VhostUser)
     }
 }
 
@@ -51,6 +67,8 @@ pub struct PortSpec {
     pub buf: Option<u32>,
     /// AF_XDP queue.
     pub queue: Option<u32>,
+    /// The socket of a vhost-user port.
+    pub vhost: Option<VhostSpec>,
 }
 
 /// Switch and port names: 1 to 32 of `A-Z a-z 0-9 _ . -`.
@@ -74,6 +92,7 @@ impl PortSpec {
             ring: None,
             buf: None,
             queue: None,
+            vhost: None,
         }
     }
 
@@ -103,6 +122,15 @@ impl PortSpec {
                 None,
             )),
             PortKind::AfXdp => super::afxdp_open(&self.name, self.queue.unwrap_or(0), cfg),
+            PortKind::VhostUser => {
+                let v = self
+                    .vhost
+                    .as_ref()
+                    .ok_or_else(|| KernelPortError::BadName(self.name.clone()))?;
+                let p = VhostUserPort::open(&self.name, &v.path, v.mode, v.queues, cfg)
+                    .map_err(|e| KernelPortError::Other(e.to_string()))?;
+                Ok((p as Arc<dyn Port>, None))
+            }
         }
     }
 }
@@ -113,15 +141,16 @@ impl FromStr for PortSpec {
     fn from_str(s: &str) -> Result<PortSpec, String> {
         let (kind, rest) = s
             .split_once(':')
-            .ok_or_else(|| format!("bad port spec '{s}' (expected KIND:NAME, KIND one of vport, tap, af_packet, af_xdp)"))?;
+            .ok_or_else(|| format!("bad port spec '{s}' (expected KIND:NAME, KIND one of vport, tap, af_packet, af_xdp, vhost-user)"))?;
         let kind = match kind {
             "vport" => PortKind::Vport,
             "tap" => PortKind::Tap,
             "af_packet" => PortKind::AfPacket,
             "af_xdp" => PortKind::AfXdp,
+            "vhost-user" => return parse_vhost(s, rest),
             _ => {
                 return Err(format!(
-                    "unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp)"
+                    "unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp, vhost-user)"
                 ));
             }
         };
@@ -138,6 +167,7 @@ impl FromStr for PortSpec {
             ring: None,
             buf: None,
             queue: None,
+            vhost: None,
         };
         for kv in parts {
             let (k, v) = kv
@@ -167,9 +197,85 @@ impl FromStr for PortSpec {
     }
 }
 
+/// `vhost-user:PATH[,server|client][,queues=N][,name=NAME][,ring=N][,buf=N]`.
+fn parse_vhost(s: &str, rest: &str) -> Result<PortSpec, String> {
+    let mut parts = rest.split(',');
+    let path = PathBuf::from(parts.next().unwrap_or(""));
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(format!("bad socket path in '{s}'"));
+    }
+    let mut v = VhostSpec {
+        path,
+        mode: VhostMode::Server,
+        queues: 1,
+    };
+    let mut name = None;
+    let (mut ring, mut buf) = (None, None);
+    for opt in parts {
+        let num = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("bad number '{v}' in '{s}'"))
+        };
+        match opt.split_once('=') {
+            None if opt == "server" => v.mode = VhostMode::Server,
+            None if opt == "client" => v.mode = VhostMode::Client,
+            Some(("queues", n)) => {
+                v.queues = u16::try_from(num(n)?)
+                    .ok()
+                    .filter(|q| (1..=super::vhost_user::MAX_QUEUE_PAIRS).contains(q))
+                    .ok_or_else(|| format!("queues must be 1..=16 in '{s}'"))?;
+            }
+            Some(("name", n)) => name = Some(n.to_owned()),
+            Some(("ring", n)) => ring = Some(num(n)?),
+            Some(("buf", n)) => buf = Some(num(n)?),
+            _ => {
+                return Err(format!(
+                    "unknown port option '{opt}' in '{s}' (server, client, queues, name, ring, buf)"
+                ));
+            }
+        }
+    }
+    let name = name.unwrap_or_else(|| {
+        let f = v.path.file_name().unwrap_or_default().to_string_lossy();
+        f.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+            .take(32)
+            .collect()
+    });
+    valid_name("port", &name)?;
+    let spec = PortSpec {
+        kind: PortKind::VhostUser,
+        name,
+        ring,
+        buf,
+        queue: None,
+        vhost: Some(v),
+    };
+    spec.mem_config()
+        .validate()
+        .map_err(|e| format!("port '{s}': {e}"))?;
+    Ok(spec)
+}
+
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind.name(), self.name)?;
+        if let Some(v) = &self.vhost {
+            let mode = match v.mode {
+                VhostMode::Server => "server",
+                VhostMode::Client => "client",
+            };
+            write!(
+                f,
+                "vhost-user:{},{mode},name={}",
+                v.path.display(),
+                self.name
+            )?;
+            if v.queues != 1 {
+                write!(f, ",queues={}", v.queues)?;
+            }
+        } else {
+            write!(f, "{}:{}", self.kind.name(), self.name)?;
+        }
         if let Some(q) = self.queue {
             write!(f, ",queue={q}")?;
         }
@@ -215,6 +321,34 @@ mod tests {
             "af_packet:abcdefghijklmnop",
             "af_packet:eth0,queue=1",
             "tap:",
+        ] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vhost_user_specs() {
+        let s: PortSpec = "vhost-user:/run/vm1.sock".parse().unwrap();
+        assert_eq!((s.kind, s.name()), (PortKind::VhostUser, "vm1.sock"));
+        let v = s.vhost.as_ref().unwrap();
+        assert_eq!((v.mode, v.queues), (VhostMode::Server, 1));
+        assert_eq!(
+            s.to_string(),
+            "vhost-user:/run/vm1.sock,server,name=vm1.sock"
+        );
+        let c: PortSpec = "vhost-user:/tmp/a b/x,client,queues=4,name=vm2,ring=256"
+            .parse()
+            .unwrap();
+        assert_eq!(c.name(), "vm2");
+        assert_eq!(c.vhost.as_ref().unwrap().mode, VhostMode::Client);
+        assert_eq!(c.to_string().parse::<PortSpec>().unwrap(), c);
+        for bad in [
+            "vhost-user:",
+            "vhost-user:/tmp/x,queues=0",
+            "vhost-user:/tmp/x,queues=17",
+            "vhost-user:/tmp/x,both",
+            "vhost-user:/tmp/x,name=a/b",
+            "vhost-user:/tmp/x,ring=3",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }

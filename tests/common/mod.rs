@@ -167,3 +167,34 @@ pub fn attach(sw: &Switch, port: &Arc<MemPort>, id: u16) {
         .unwrap();
     assert_eq!(got, PortId(id));
 }
+
+/// Runs a command; its standard output, or one line saying how it failed.
+pub fn sh(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command that must succeed.
+pub fn must(args: &[&str]) -> String {
+    sh(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A unique short tag for names (interface names are limited to 15 bytes).
+pub fn unique_tag() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{:x}{}",
+        std::process::id() % 0xfffff,
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}

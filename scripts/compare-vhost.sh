@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# mswitch against Open vSwitch with DPDK on vhost-user ports, in one run, on
+# the loop topology of issue 6:
+#
+#   dpdk-testpmd (io forwarding, two virtio-user ports, `start tx_first N`)
+#        port 0 ==vhost-user== [switch under test] ==vhost-user== port 1
+#
+# testpmd forwards what arrives on port 0 out of port 1 and back, so a fixed
+# population of packets circulates through the switch (both directions) and
+# the switch is the bottleneck. Two busy threads on two cores, pinned the same
+# way for both switches: testpmd's forwarding lcore on CPU 0, the switch's
+# forwarding thread (OVS's PMD, mswitch's worker) on CPU 1.
+#
+# Setups: ovs-dpdk (ovs-vswitchd-dpdk 3.1, its own ovsdb-server and run
+# directory, userspace datapath, dpdkvhostuserclient ports, flows
+# in_port=1,actions=output:2 and the reverse), ms-dummy, ms-learn,
+# ms-flow (mswitch run --module flow:l2=2: eth_dst exact-match entries; the
+# frames carry the other port's MAC). All switches connect to testpmd
+# (virtio-user server=1) as vhost-user clients. Frames of 64 and 1518 bytes,
+# 1 or 256 flows (testpmd --txonly-multi-flow: 256 source addresses).
+#
+# Each measurement first waits (up to QUIET_WAIT=20 s) for an idle second,
+# and records the CPU used by other processes during its window; medians
+# are over the runs with less than NOISY=10 % of a core of such load.
+# Reported: packets/s through the switch (testpmd's RX counters, both ports,
+# over a window of D seconds after a 1 s warm-up), the ratio to ovs-dpdk, and
+# the switch thread's cycles per packet: its CPU time in the window (from
+# /proc/PID/task/TID/stat) times the nominal clock, over the packets.
+#
+# Usage: scripts/compare-vhost.sh [SECONDS]   (default 3; needs root)
+# Environment: RUNS=N rounds (medians reported; default 1); SETUPS="..."
+# subset; POP=N bursts of 32 packets per port for tx_first (default 1, as
+# plain `start tx_first`);
+# HUGE_PMD=1 gives testpmd 2 MiB hugepages (--single-file-segments) instead
+# of --no-huge; NO_BUILD=1 skips `cargo build --release`; MSWITCH=PATH
+# runs another mswitch binary.
+# Hugepages (for ovs-vswitchd-dpdk) are raised and a private hugetlbfs
+# mounted for the run, and both restored at exit.
+set -eEuo pipefail
+trap 'echo "$0: line $LINENO: \`$BASH_COMMAND\` failed" >&2' ERR
+cd "$(dirname "$0")/.."
+D=${1:-3}
+case $D in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "$0: needs root (hugepages, namespaces)" >&2; exit 1; }
+SETUPS=${SETUPS:-"ovs-dpdk ms-dummy ms-learn ms-flow"}
+RUNS=${RUNS:-1}
+POP=${POP:-1}
+OVSD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+if ! command -v dpdk-testpmd >/dev/null || [ ! -x $OVSD ]; then
+    echo "# installing dpdk-dev and openvswitch-switch-dpdk" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        dpdk dpdk-dev openvswitch-switch-dpdk >&2
+fi
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+M=${MSWITCH:-$PWD/target/release/mswitch}
+HZ=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1e6; exit}' /proc/cpuinfo)
+TCK=$(getconf CLK_TCK)
+
+ID=$$
+DIR=$(mktemp -d /tmp/mswitch-vcmp.XXXXXX)
+RES=$DIR/results.tsv
+: >"$RES"
+OLD_HP=$(cat /proc/sys/vm/nr_hugepages)
+HUGE=$DIR/huge
+OVSNS=msv-ovs-$ID
+PIDS=()
+
+stop_pids() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    PIDS=()
+}
+
+ovs_env() { env OVS_RUNDIR=$DIR/ovs OVS_DBDIR=$DIR/ovs OVS_LOGDIR=$DIR/ovs "$@"; }
+
+ovs_stop() {
+    [ -d "$DIR/ovs" ] || return 0
+    ovs_env timeout 10 ovs-appctl -t ovs-vswitchd-dpdk exit --cleanup >/dev/null 2>&1 || true
+    ovs_env timeout 5 ovs-appctl -t ovsdb-server exit >/dev/null 2>&1 || true
+    local f
+    for f in "$DIR"/ovs/ovs-vswitchd-dpdk.pid "$DIR"/ovs/ovsdb-server.pid; do
+        [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
+    done
+    rm -rf "$DIR/ovs"
+}
+
+cleanup() {
+    stop_pids
+    ovs_stop
+    ip netns del $OVSNS 2>/dev/null || true
+    mountpoint -q "$HUGE" && umount "$HUGE"
+    echo "$OLD_HP" >/proc/sys/vm/nr_hugepages
+    rm -rf /var/run/dpdk/msv*$ID* "$DIR"
+}
+trap cleanup EXIT
+
+mkdir -p "$HUGE"
+if [ -n "${HUGE_PMD:-}" ]; then
+    echo $((OLD_HP > 1100 ? OLD_HP : 1100)) >/proc/sys/vm/nr_hugepages
+    mount -t hugetlbfs -o pagesize=2M none "$HUGE"
+fi
+
+# One testpmd: io forwarding between two virtio-user servers, driven over a
+# fifo. Sets PMD_PID, PMD_IN (fd 3), PMD_OUT.
+pmd_start() { # SIZE FLOWS
+    local size=$1 flows=$2 multi=()
+    [ "$flows" = 1 ] || multi=(--txonly-multi-flow)
+    rm -f "$DIR"/p0.sock "$DIR"/p1.sock
+    PMD_OUT=$DIR/testpmd.out
+    rm -f "$DIR/pmd.in"
+    mkfifo "$DIR/pmd.in"
+    local mem=(--no-huge -m 1024)
+    if [ -n "${HUGE_PMD:-}" ]; then
+        rm -f "$HUGE"/msv-pmd-*
+        mem=(-m 1024 --huge-dir="$HUGE" --single-file-segments)
+    fi
+    stdbuf -o0 dpdk-testpmd "${mem[@]}" --no-pci -l 0,1 --main-lcore 1 --file-prefix=msv-pmd-$ID \
+        --vdev=net_virtio_user0,path=$DIR/p0.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:01 \
+        --vdev=net_virtio_user1,path=$DIR/p1.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:02 \
+        -- -i --total-num-mbufs=16384 --forward-mode=io --txpkts="$size" "${multi[@]}" \
+        --eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01 \
+        --rxd=1024 --txd=1024 <"$DIR/pmd.in" >"$PMD_OUT" 2>&1 &
+    PMD_PID=$!
+    PIDS+=("$PMD_PID")
+    exec 3>"$DIR/pmd.in"
+}
+
+pmd_cmd() { echo "$*" >&3; }
+
+pmd_wait_prompt() { # COUNT: wait until the output has COUNT prompts
+    for _ in $(seq 300); do
+        [ "$(grep -ao 'testpmd> ' "$PMD_OUT" | wc -l)" -ge "$1" ] && return 0
+        kill -0 "$PMD_PID" 2>/dev/null || { cat "$PMD_OUT" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "testpmd did not answer" >&2
+    tail -20 "$PMD_OUT" >&2
+    return 1
+}
+
+# RX packets of both ports, summed, from the last `show port stats all`.
+pmd_rx() {
+    awk '/NIC statistics for port/ {blk++} /RX-packets:/ {rx[blk]=$2} END {print rx[blk-1] + rx[blk]}' "$PMD_OUT"
+}
+
+# Machine-wide busy ticks (user, nice, system, irq, softirq, steal).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+
+proc_ticks() { # PID: utime + stime of the whole process
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Waits (at most QUIET_WAIT s) until the machine, the switch under test
+# (which may busy-poll) aside, is idle for a second: another engineer's
+# build makes every figure noise.
+wait_quiet() {
+    local a b sa sb
+    for _ in $(seq "${QUIET_WAIT:-20}"); do
+        a=$(busy_ticks) sa=$(proc_ticks "$SW_PID")
+        sleep 1
+        b=$(busy_ticks) sb=$(proc_ticks "$SW_PID")
+        [ $(((b - a - (sb - sa)) * 100 / TCK)) -lt 15 ] && return 0
+    done
+    echo "# machine still busy; measuring anyway" >&2
+}
+
+cpu_ticks() { # PID TID
+    awk '{print $14 + $15}' "/proc/$1/task/$2/stat"
+}
+
+thread_of() { # PID NAME-PREFIX
+    local t
+    for t in /proc/"$1"/task/*; do
+        case "$(cat "$t/comm")" in "$2"*) basename "$t"; return 0 ;; esac
+    done
+    return 1
+}
+
+# Runs one measurement against the switch already connected-to-be. Needs
+# SW_PID and SW_THREAD (a comm prefix). Appends a result line.
+measure() { # SETUP SIZE FLOWS RUN
+    local setup=$1 size=$2 flows=$3 run=$4
+    wait_quiet
+    pmd_start "$size" "$flows"
+    local prompts=1
+    pmd_wait_prompt $prompts || { echo "$setup: testpmd failed to start" >&2; return 1; }
+    # Wait until the switch has connected both ports (links up).
+    sleep 1.5
+    pmd_cmd "start tx_first $POP"; prompts=$((prompts + 1))
+    sleep 1
+    local tid
+    tid=$(thread_of "$SW_PID" "$SW_THREAD") || { echo "$setup: no thread $SW_THREAD" >&2; return 1; }
+    pmd_cmd "show port stats all"; prompts=$((prompts + 1))
+    pmd_wait_prompt $prompts
+    local t0 c0 r0 t1 c1 r1
+    t0=$(date +%s.%N) c0=$(cpu_ticks "$SW_PID" "$tid") r0=$(pmd_rx)
+    local b0 o0
+    b0=$(busy_ticks) o0=$(($(proc_ticks "$SW_PID") + $(proc_ticks "$PMD_PID")))
+    sleep "$D"
+    pmd_cmd "show port stats all"; prompts=$((prompts + 1))
+    pmd_wait_prompt $prompts
+    t1=$(date +%s.%N) c1=$(cpu_ticks "$SW_PID" "$tid") r1=$(pmd_rx)
+    local b1 o1 noise
+    b1=$(busy_ticks) o1=$(($(proc_ticks "$SW_PID") + $(proc_ticks "$PMD_PID")))
+    # CPU used by everything else during the window, in % of one core.
+    noise=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v s="$t0" -v e="$t1" -v t="$TCK" \
+        'BEGIN {n = (b - o) / t / (e - s) * 100; printf "%.0f", n < 0 ? 0 : n}')
+    pmd_cmd "stop"
+    pmd_cmd "quit"
+    exec 3>&-
+    for _ in $(seq 100); do kill -0 "$PMD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PMD_PID" 2>/dev/null || true
+    wait "$PMD_PID" 2>/dev/null || true
+    local pps cyc
+    pps=$(awk -v a="$r0" -v b="$r1" -v s="$t0" -v e="$t1" 'BEGIN {printf "%.0f", (b - a) / (e - s)}')
+    cyc=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v t="$TCK" -v pa="$r0" -v pb="$r1" \
+        'BEGIN {p = pb - pa; if (p > 0) printf "%.0f", (b - a) / t * hz / p; else print "nan"}')
+    if [ "$pps" = 0 ]; then
+        echo "$setup: no packets went round; testpmd said:" >&2
+        grep -av '^\s*$' "$PMD_OUT" | tail -30 >&2
+        tail -5 "$DIR/ms.log" >&2 2>/dev/null || true
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$size" "$flows" "$run" "$pps" "$cyc" "$noise" >>"$RES"
+    printf '%-9s %5s B %4s flows run %s: %7.2f Mpps  %s cycles/packet  (other load %s%%)\n' \
+        "$setup" "$size" "$flows" "$run" "$(awk -v p="$pps" 'BEGIN {print p / 1e6}')" "$cyc" "$noise" >&2
+}
+
+ovs_setup() {
+    [ -n "${HUGE_PMD:-}" ] || echo $((OLD_HP > 600 ? OLD_HP : 600)) >/proc/sys/vm/nr_hugepages
+    mountpoint -q "$HUGE" || mount -t hugetlbfs -o pagesize=2M none "$HUGE"
+    mkdir -p "$DIR/ovs"
+    ovs_env ovsdb-tool create "$DIR/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ovs_env ovsdb-server "$DIR/ovs/conf.db" --remote=punix:"$DIR/ovs/db.sock" \
+        --pidfile --detach --log-file
+    VSCTL=(ovs_env ovs-vsctl --db=unix:"$DIR/ovs/db.sock" --no-wait)
+    "${VSCTL[@]}" init
+    "${VSCTL[@]}" set Open_vSwitch . other_config:dpdk-init=true \
+        other_config:dpdk-socket-mem=1024 other_config:pmd-cpu-mask=0x2 \
+        other_config:dpdk-extra="--huge-dir=$HUGE --no-pci --file-prefix=msv-ovs-$ID"
+    ip netns add $OVSNS
+    # (The DPDK build names its pidfile and control socket ovs-vswitchd-dpdk.)
+    ovs_env ip netns exec $OVSNS $OVSD unix:"$DIR/ovs/db.sock" --pidfile --detach \
+        --log-file -vconsole:off
+    SW_PID=$(cat "$DIR/ovs/ovs-vswitchd-dpdk.pid")
+    SW_THREAD=pmd
+    "${VSCTL[@]}" add-br br0 -- set bridge br0 datapath_type=netdev
+    for i in 0 1; do
+        "${VSCTL[@]}" add-port br0 vhu$i -- set Interface vhu$i type=dpdkvhostuserclient \
+            options:vhost-server-path="$DIR/p$i.sock" ofport_request=$((i + 1))
+    done
+    ovs_env ovs-ofctl del-flows br0
+    ovs_env ovs-ofctl add-flow br0 in_port=1,actions=output:2
+    ovs_env ovs-ofctl add-flow br0 in_port=2,actions=output:1
+}
+
+ms_setup() { # MODULE
+    taskset -c 1 "$M" run --busy-poll --module "$1" --ctl "$DIR/ms.sock" \
+        --port "vhost-user:$DIR/p0.sock,client,name=vm1" \
+        --port "vhost-user:$DIR/p1.sock,client,name=vm2" 2>"$DIR/ms.log" &
+    SW_PID=$!
+    PIDS+=("$SW_PID")
+    SW_THREAD=sw0-w
+    sleep 0.5
+}
+
+for run in $(seq "$RUNS"); do
+    for setup in $SETUPS; do
+        case $setup in
+        ovs-dpdk) ovs_setup ;;
+        ms-dummy) ms_setup dummy ;;
+        ms-learn) ms_setup learn ;;
+        ms-flow) ms_setup flow:l2=2 ;;
+        *) echo "unknown setup $setup" >&2; exit 2 ;;
+        esac
+        for size in 64 1518; do
+            for flows in 1 256; do
+                measure "$setup" $size $flows "$run"
+            done
+        done
+        if [ "$setup" = ovs-dpdk ]; then
+            ovs_stop
+            ip netns del $OVSNS
+        else
+            stop_pids
+        fi
+    done
+done
+
+# Medians, ratios to ovs-dpdk.
+median() { sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# Medians over the runs whose window saw less than NOISY % of a core used
+# by other processes, or over all runs if none did.
+NOISY=${NOISY:-10}
+med_of() { # SETUP SIZE FLOWS COLUMN
+    local quiet
+    quiet=$(awk -F'\t' -v s="$1" -v z="$2" -v f="$3" -v n="$NOISY" '$1 == s && $2 == z && $3 == f && $7 < n' "$RES" | wc -l)
+    awk -F'\t' -v s="$1" -v z="$2" -v f="$3" -v c="$4" -v n="$NOISY" -v q="$quiet" \
+        '$1 == s && $2 == z && $3 == f && (q == 0 || $7 < n) {print $c}' "$RES" | median
+}
+echo
+echo "median of $RUNS run(s), ${D} s windows, $((POP * 32)) packets per port in flight; clock $((HZ / 1000000)) MHz"
+printf '| setup | frame B | flows | Mpps | vs ovs-dpdk | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|\n'
+for setup in $SETUPS; do
+    for size in 64 1518; do
+        for flows in 1 256; do
+            p=$(med_of "$setup" $size $flows 5)
+            c=$(med_of "$setup" $size $flows 6)
+            o=$(med_of "$setup" $size $flows 7)
+            b=$(med_of ovs-dpdk $size $flows 5)
+            awk -v s="$setup" -v z=$size -v f=$flows -v p="$p" -v b="$b" -v c="$c" -v o="$o" 'BEGIN {
+                r = (b != "" && b > 0) ? sprintf("%.2f", p / b) : "-"
+                printf "| %s | %s | %s | %.2f | %s | %.0f | %.0f |\n", s, z, f, p / 1e6, r, c, o
+                printf "{\"setup\":\"%s\",\"size\":%s,\"flows\":%s,\"pps\":%d,\"cycles_per_packet\":%.0f}\n", s, z, f, p, c > "/dev/stderr"
+            }'
+        done
+    done
+done
