@@ -50,7 +50,10 @@ impl PortDriver {
         let n = mem.produce(mem.outgoing(), &mut self.out_head, max, |i, buf| {
             Some(fill(i, buf)).filter(|&l| l > 0)
         });
-        if n > 0 {
+        // A full ring is handed over again too: a backend that could not
+        // push everything last time (a device or guest out of room) gets
+        // another chance, or a full ring would never drain.
+        if max > 0 {
             self.port.outgoing_published();
         }
         n
