@@ -16,6 +16,10 @@
 //! namespace, interface, process and file it makes has a name unique to the
 //! test and is removed on drop, even when the test fails.
 
+mod common;
+
+use common::{must, sh};
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,28 +33,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
 /// The controller application and its launcher (one file).
 fn app_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controller/l2_learning.py")
-}
-
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed ({}): {} {}",
-            args,
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn must(args: &[&str]) -> String {
-    sh(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Root and every tool the test needs, or a reason why not. In CI a missing
@@ -310,13 +292,7 @@ impl Drop for Lab {
                 let _ = c.wait();
             }
         }
-        for l in &self.links {
-            let _ = sh(&["ip", "link", "del", l]);
-        }
-        for n in &self.netns {
-            let _ = sh(&["ip", "netns", "del", n]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        common::remove_lab(&self.links, &self.netns, &self.dir);
     }
 }
 

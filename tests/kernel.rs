@@ -164,13 +164,7 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for l in &self.links {
-            let _ = sh(&["ip", "link", "del", l]);
-        }
-        for n in &self.netns {
-            let _ = sh(&["ip", "netns", "del", n]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        common::remove_lab(&self.links, &self.netns, &self.dir);
     }
 }
 

@@ -172,6 +172,7 @@ pub fn attach(sw: &Switch, port: &Arc<MemPort>, id: u16) {
 pub fn sh(args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("{}: {e}", args[0]))?;
     if !out.status.success() {
@@ -197,4 +198,16 @@ pub fn unique_tag() -> String {
         std::process::id() % 0xfffff,
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
+}
+
+/// Removes what a test lab made: interfaces, namespaces, its directory
+/// (each step tried whatever the others did).
+pub fn remove_lab(links: &[String], netns: &[String], dir: &std::path::Path) {
+    for l in links {
+        let _ = sh(&["ip", "link", "del", l]);
+    }
+    for n in netns {
+        let _ = sh(&["ip", "netns", "del", n]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
