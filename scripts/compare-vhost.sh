@@ -33,7 +33,8 @@
 # plain `start tx_first`);
 # HUGE_PMD=1 gives testpmd 2 MiB hugepages (--single-file-segments) instead
 # of --no-huge; NO_BUILD=1 skips `cargo build --release`; MSWITCH=PATH
-# runs another mswitch binary.
+# runs another mswitch binary; PORT_OPTS=",ring=N" is appended to mswitch's
+# vhost-user port specs.
 # Hugepages (for ovs-vswitchd-dpdk) are raised and a private hugetlbfs
 # mounted for the run, and both restored at exit.
 set -eEuo pipefail
@@ -260,8 +261,8 @@ ovs_setup() {
 
 ms_setup() { # MODULE
     taskset -c 1 "$M" run --busy-poll --module "$1" --ctl "$DIR/ms.sock" \
-        --port "vhost-user:$DIR/p0.sock,client,name=vm1" \
-        --port "vhost-user:$DIR/p1.sock,client,name=vm2" 2>"$DIR/ms.log" &
+        --port "vhost-user:$DIR/p0.sock,client,name=vm1${PORT_OPTS:-}" \
+        --port "vhost-user:$DIR/p1.sock,client,name=vm2${PORT_OPTS:-}" 2>"$DIR/ms.log" &
     SW_PID=$!
     PIDS+=("$SW_PID")
     SW_THREAD=sw0-w
