@@ -65,18 +65,7 @@ impl Lab {
         let ns = format!("msw{}n{n}", self.tag);
         let outer = format!("m{}v{n}", self.tag);
         let inner = format!("m{}i{n}", self.tag);
-        must(&["ip", "netns", "add", &ns]);
-        self.netns.push(ns.clone());
-        must(&[
-            "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ]);
-        self.links.push(outer.clone());
-        must(&["ip", "link", "set", &inner, "netns", &ns]);
-        let _ = sh(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{outer}.disable_ipv6=1"),
-        ]);
+        common::veth_into_netns(&ns, &outer, &inner, &mut self.netns, &mut self.links);
         let mtu = mtu.to_string();
         must(&["ip", "link", "set", &outer, "mtu", &mtu, "up"]);
         let ex = |a: &[&str]| {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{MIN_LEN, frame, mac, tag};
+use common::{MIN_LEN, frame, mac, must, tag};
 use mswitch::control::client::VportConn;
 use mswitch::control::daemon::Daemon;
 use mswitch::control::proto::OpenFlowOpts;
@@ -120,21 +120,7 @@ fn ofctl(sw: &Sw, cmd: &str, args: &[&str]) -> String {
 }
 
 fn ofctl_opts(sw: &Sw, opts: &[&str], cmd: &str, args: &[&str]) -> String {
-    let out = Command::new("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--timeout=10"])
-        .args(opts)
-        .arg(cmd)
-        .arg(sw.target())
-        .args(args)
-        .output()
-        .expect("run ovs-ofctl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "ovs-ofctl {cmd} {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::ovs_ofctl(opts, cmd, &sw.target(), args)
 }
 
 /// The flows as `ovs-ofctl --no-stats --sort dump-flows` prints them, one
@@ -765,16 +751,6 @@ fn controllers_are_dialled_again_and_standalone_fails_open() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs a command that must succeed.
-fn must(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A veth pair whose far end sits in a namespace of the test's own.
 struct Veth {
     ns: String,
@@ -806,16 +782,8 @@ fn port_status_follows_the_link_of_a_kernel_port() {
         near: format!("msofa{id}"),
     };
     let far = format!("msofb{id}");
-    must(&["ip", "netns", "add", &v.ns]);
-    must(&[
-        "ip", "link", "add", &v.near, "type", "veth", "peer", "name", &far,
-    ]);
-    must(&["ip", "link", "set", &far, "netns", &v.ns]);
-    must(&[
-        "sysctl",
-        "-qw",
-        &format!("net.ipv6.conf.{}.disable_ipv6=1", v.near),
-    ]);
+    // Veth's Drop removes them; the lists are only the helper's bookkeeping.
+    common::veth_into_netns(&v.ns, &v.near, &far, &mut Vec::new(), &mut Vec::new());
     must(&["ip", "link", "set", &v.near, "up"]);
     must(&["ip", "-n", &v.ns, "link", "set", &far, "up"]);
     let sw = Sw::new("link", 0);

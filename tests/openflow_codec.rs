@@ -4,6 +4,8 @@
 //! when it is not installed): it must decode our encodings without
 //! complaint, and what it sends to a fake switch must decode here.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -1304,19 +1306,7 @@ impl FakeSwitch {
 
     /// Runs `ovs-ofctl -O OpenFlow13 CMD unix:SOCK ARGS...`; its stdout.
     fn ofctl(&self, cmd: &str, args: &[&str]) -> String {
-        let target = format!("unix:{}", self.path.display());
-        let out = Command::new("ovs-ofctl")
-            .args(["-O", "OpenFlow13", "--timeout=10", cmd, &target])
-            .args(args)
-            .output()
-            .expect("run ovs-ofctl");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "ovs-ofctl {cmd} failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        common::ovs_ofctl(&[], cmd, &format!("unix:{}", self.path.display()), args)
     }
 
     fn received(&self) -> Received {

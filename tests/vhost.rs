@@ -148,18 +148,7 @@ impl Lab {
         let ns = format!("mswvt{}", self.tag);
         let outer = format!("mv{}o", self.tag);
         let inner = format!("mv{}i", self.tag);
-        must(&["ip", "netns", "add", &ns]);
-        self.netns.push(ns.clone());
-        must(&[
-            "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-        ]);
-        self.links.push(outer.clone());
-        must(&["ip", "link", "set", &inner, "netns", &ns]);
-        let _ = sh(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{outer}.disable_ipv6=1"),
-        ]);
+        common::veth_into_netns(&ns, &outer, &inner, &mut self.netns, &mut self.links);
         must(&["ip", "link", "set", &outer, "up"]);
         let ex = |a: &[&str]| {
             let mut v = vec!["ip", "netns", "exec", &ns];

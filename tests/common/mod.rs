@@ -211,3 +211,47 @@ pub fn remove_lab(links: &[String], netns: &[String], dir: &std::path::Path) {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Makes namespace `ns` and a veth pair `outer`/`inner` with `inner` moved
+/// into it and IPv6 off on `outer` (kernel IPv6 chatter would be counted
+/// as traffic); records both for [`remove_lab`]. Addresses and links are
+/// the caller's.
+pub fn veth_into_netns(
+    ns: &str,
+    outer: &str,
+    inner: &str,
+    netns: &mut Vec<String>,
+    links: &mut Vec<String>,
+) {
+    must(&["ip", "netns", "add", ns]);
+    netns.push(ns.to_owned());
+    must(&[
+        "ip", "link", "add", outer, "type", "veth", "peer", "name", inner,
+    ]);
+    links.push(outer.to_owned());
+    must(&["ip", "link", "set", inner, "netns", ns]);
+    let _ = sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{outer}.disable_ipv6=1"),
+    ]);
+}
+
+/// `ovs-ofctl -O OpenFlow13 --timeout=10 OPTS CMD TARGET ARGS...`, which
+/// must succeed; its stdout.
+pub fn ovs_ofctl(opts: &[&str], cmd: &str, target: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "--timeout=10"])
+        .args(opts)
+        .args([cmd, target])
+        .args(args)
+        .output()
+        .expect("run ovs-ofctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ovs-ofctl {cmd} {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -38,7 +38,7 @@ use crate::openflow::multipart::{
 };
 use crate::openflow::port::PortStatus;
 use crate::openflow::{
-    ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, MsgType, PacketIn, PortNo, decode,
+    ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, PacketIn, PortNo, decode,
     frame_len, negotiate,
 };
 
@@ -252,7 +252,7 @@ impl Core {
             }
             let frame = rest[..len].to_vec();
             at += len;
-            self.message(id, &frame, now);
+            self.message(id, &frame);
         }
         if let Some(c) = self.conns.get_mut(&id) {
             c.inbuf.drain(..at.min(c.inbuf.len()));
@@ -260,7 +260,7 @@ impl Core {
     }
 
     /// One whole message from connection `id`.
-    fn message(&mut self, id: u64, frame: &[u8], now: Nanos) {
+    fn message(&mut self, id: u64, frame: &[u8]) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -294,7 +294,7 @@ impl Core {
             return;
         }
         match decoded {
-            Ok((h, msg)) => self.handle(id, h, msg, frame, now),
+            Ok((h, msg)) => self.handle(id, h, msg, frame),
             Err(e) => {
                 if e.wants_reply() {
                     c.out.extend_from_slice(&e.reply());
@@ -322,7 +322,7 @@ impl Core {
         }
     }
 
-    fn handle(&mut self, id: u64, h: Header, msg: Message, raw: &[u8], now: Nanos) {
+    fn handle(&mut self, id: u64, h: Header, msg: Message, raw: &[u8]) {
         let xid = h.xid;
         let slave = self
             .conns
@@ -411,7 +411,7 @@ impl Core {
                 }
                 // Table config bits are deprecated in 1.3: nothing to change.
             }
-            Message::MultipartRequest(r) => self.multipart_request(id, xid, r, raw, now),
+            Message::MultipartRequest(r) => self.multipart_request(id, xid, r, raw),
             Message::BarrierRequest => self.reply(id, xid, Message::BarrierReply),
             Message::QueueGetConfigRequest(port) => {
                 if port != PortNo::ANY && !self.dp.has_port(port.0) {
@@ -463,14 +463,7 @@ impl Core {
         }
     }
 
-    fn multipart_request(
-        &mut self,
-        id: u64,
-        xid: u32,
-        r: MultipartRequest,
-        raw: &[u8],
-        now: Nanos,
-    ) {
+    fn multipart_request(&mut self, id: u64, xid: u32, r: MultipartRequest, raw: &[u8]) {
         if r.flags & crate::openflow::multipart::MORE != 0 {
             // Only table features may span messages, and setting them is
             // refused anyway.
@@ -481,7 +474,6 @@ impl Core {
                 raw,
             );
         }
-        let _ = now;
         let now = self.dp.now();
         let body = match r.body {
             Q::Desc => Ok(R::Desc(Box::new(self.dp.desc()))),
@@ -647,170 +639,8 @@ impl Core {
         }
         dead
     }
-
-    /// The message type of a raw frame, for logs.
-    pub fn type_name(frame: &[u8]) -> &'static str {
-        Header::parse(frame)
-            .and_then(|h| MsgType::from_wire(h.msg_type))
-            .map_or("?", MsgType::name)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::module::flow::{FlowConfig, FlowModule};
-    use crate::switch::{Switch, SwitchConfig};
-    use std::sync::Arc;
-
-    const SEC: Nanos = 1_000_000_000;
-
-    fn core() -> Core {
-        let flow = Arc::new(FlowModule::new(FlowConfig {
-            tables: 4,
-            ..FlowConfig::default()
-        }));
-        let sw = Arc::new(Switch::new(SwitchConfig::default(), flow.clone()).unwrap());
-        Core::new(Datapath::new(sw, flow, 7), 5 * SEC)
-    }
-
-    /// Every whole message in `c`'s output, taken out.
-    fn take(core: &mut Core, id: u64) -> Vec<(Header, Message)> {
-        let c = core.conn_mut(id).unwrap();
-        let mut out = Vec::new();
-        let mut at = 0;
-        while let Some(len) = frame_len(&c.out[at..]) {
-            out.push(decode(&c.out[at..at + len]).unwrap());
-            at += len;
-        }
-        c.out.drain(..at);
-        out
-    }
-
-    fn opened(core: &mut Core) -> u64 {
-        let id = core.open("test".into(), 0);
-        let hello = Message::Hello(Hello::ours()).encode(1).unwrap();
-        core.input(id, &hello, 0);
-        assert!(core.is_open(id));
-        assert!(matches!(take(core, id)[..], [(_, Message::Hello(_))]));
-        id
-    }
-
-    #[test]
-    fn messages_cut_anywhere_in_the_stream_are_answered_in_order() {
-        let mut c = core();
-        let id = opened(&mut c);
-        let mut bytes = Message::EchoRequest(b"a".to_vec()).encode(10).unwrap();
-        bytes.extend(Message::FeaturesRequest.encode(11).unwrap());
-        bytes.extend(Message::BarrierRequest.encode(12).unwrap());
-        for b in &bytes {
-            c.input(id, std::slice::from_ref(b), SEC);
-        }
-        let got = take(&mut c, id);
-        let xids: Vec<u32> = got.iter().map(|(h, _)| h.xid).collect();
-        assert_eq!(xids, [10, 11, 12]);
-        assert!(
-            matches!(&got[1].1, Message::FeaturesReply(f) if f.datapath_id == 7 && f.n_tables == 4)
-        );
-        assert_eq!(got[2].1, Message::BarrierReply);
-    }
-
-    #[test]
-    fn silence_gets_an_echo_then_the_connection_is_given_up() {
-        let mut c = core();
-        let id = opened(&mut c);
-        assert!(c.tick(4 * SEC).is_empty());
-        assert!(take(&mut c, id).is_empty());
-        assert!(c.tick(5 * SEC).is_empty());
-        assert!(matches!(
-            take(&mut c, id)[..],
-            [(_, Message::EchoRequest(_))]
-        ));
-        // An answer (anything) keeps it alive.
-        let reply = Message::EchoReply(Vec::new()).encode(1).unwrap();
-        c.input(id, &reply, 6 * SEC);
-        assert!(c.tick(9 * SEC).is_empty());
-        assert!(c.tick(11 * SEC).is_empty());
-        assert_eq!(take(&mut c, id).len(), 1);
-        assert_eq!(c.tick(16 * SEC), vec![id]);
-        assert!(c.conn(id).unwrap().closing.is_some());
-    }
-
-    #[test]
-    fn a_corrupt_length_closes_only_that_connection() {
-        let mut c = core();
-        let a = opened(&mut c);
-        let b = opened(&mut c);
-        c.input(a, &[4, 2, 0, 3, 0, 0, 0, 9], SEC);
-        assert!(matches!(&take(&mut c, a)[..], [(h, Message::Error(_))] if h.xid == 9));
-        assert!(c.conn(a).unwrap().closing.is_some());
-        let echo = Message::EchoRequest(Vec::new()).encode(3).unwrap();
-        c.input(b, &echo, SEC);
-        assert!(matches!(take(&mut c, b)[..], [(_, Message::EchoReply(_))]));
-    }
-
-    #[test]
-    fn a_message_before_hello_fails_the_handshake() {
-        let mut c = core();
-        let id = c.open("x".into(), 0);
-        take(&mut c, id);
-        c.input(id, &Message::FeaturesRequest.encode(4).unwrap(), 0);
-        assert!(
-            matches!(&take(&mut c, id)[..], [(_, Message::Error(e))] if matches!(e.code, ErrorCode::HelloFailed(_)))
-        );
-        assert!(!c.is_open(id));
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-
-        /// Whatever a peer sends, valid messages with fields flipped or
-        /// bytes of noise, the agent answers without panicking and every
-        /// other connection goes on.
-        #[test]
-        fn no_input_panics_or_disturbs_another_connection(
-            flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..8),
-            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
-            which in 0usize..6,
-        ) {
-            let mut c = core();
-            let a = opened(&mut c);
-            let b = opened(&mut c);
-            let fm = crate::openflow::FlowMod {
-                match_: crate::openflow::Match::from_fields(vec![
-                    crate::openflow::oxm::OxmField::InPort(PortNo(1)),
-                ]).unwrap(),
-                instructions: vec![crate::openflow::Instruction::ApplyActions(vec![
-                    crate::openflow::Action::output(PortNo(2)),
-                ])],
-                ..Default::default()
-            };
-            let msgs = [
-                Message::FlowMod(fm),
-                Message::FeaturesRequest,
-                Message::MultipartRequest(MultipartRequest { flags: 0, body: Q::Flow(Default::default()) }),
-                Message::RoleRequest(RoleMsg { role: ControllerRole::Master, generation_id: 1 }),
-                Message::PacketOut(crate::openflow::PacketOut {
-                    in_port: PortNo::CONTROLLER,
-                    actions: vec![crate::openflow::Action::output(PortNo::FLOOD)],
-                    data: vec![0xff; 60],
-                    ..Default::default()
-                }),
-                Message::SetAsync(AsyncConfig::default()),
-            ];
-            let mut bytes = msgs[which].encode(7).unwrap();
-            for (at, v) in flips {
-                if let Some(x) = bytes.get_mut(at) {
-                    *x = v;
-                }
-            }
-            bytes.extend(noise);
-            c.input(a, &bytes, SEC);
-            let _ = take(&mut c, a);
-            let echo = Message::EchoRequest(b"ok".to_vec()).encode(3).unwrap();
-            c.input(b, &echo, SEC);
-            let got = take(&mut c, b);
-            proptest::prop_assert!(got.iter().any(|(h, m)| h.xid == 3 && *m == Message::EchoReply(b"ok".to_vec())));
-        }
-    }
-}
+#[path = "core_tests.rs"]
+mod tests;

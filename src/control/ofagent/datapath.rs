@@ -34,7 +34,6 @@ const NO_BUFFER_LEN: u16 = 0xffff;
 #[derive(Clone, Debug)]
 struct PortView {
     desc: ofport::Port,
-    kind: &'static str,
     since: Instant,
 }
 
@@ -206,7 +205,6 @@ impl Datapath {
                         n,
                         PortView {
                             desc: desc.clone(),
-                            kind,
                             since: now,
                         },
                     );
@@ -442,11 +440,9 @@ impl Datapath {
 
     /// `OFPT_PACKET_OUT`; returns the packet-ins its actions make.
     pub fn packet_out(&mut self, po: &PacketOut) -> Result<Vec<PacketIn>, ErrorCode> {
+        // Reserved in_ports are checked by the module; real ones must exist.
         let in_port = po.in_port;
-        let real_in = !in_port.is_reserved();
-        if real_in && (in_port.0 == 0 || !self.ports.contains_key(&in_port.0))
-            || in_port.is_reserved() && in_port != PortNo::CONTROLLER && in_port != PortNo::LOCAL
-        {
+        if !in_port.is_reserved() && !self.ports.contains_key(&in_port.0) {
             return Err(bad_request(BadRequestCode::BadPort));
         }
         for a in &po.actions {
@@ -480,10 +476,9 @@ impl Datapath {
         let mut ins = Vec::new();
         for o in outs {
             match o {
+                // Never the input port: the module drops an explicit output to it.
                 Output::Port(p, bytes) => {
-                    if u32::from(p.0) != in_port {
-                        self.sw.transmit(p, &[&bytes]);
-                    }
+                    self.sw.transmit(p, &[&bytes]);
                 }
                 Output::InPort(bytes) => {
                     if let Some(p) = PortId::new(in_port) {
@@ -508,11 +503,6 @@ impl Datapath {
     /// Flow entries removed by timeouts or group deletions since last asked.
     pub fn take_removed(&self) -> Vec<FlowRemoved> {
         self.flow.take_removed()
-    }
-
-    /// The kind of a port, for logs.
-    pub fn port_kind(&self, n: u32) -> Option<&'static str> {
-        self.ports.get(&n).map(|v| v.kind)
     }
 
     /// Lets the flow module age entries now (timeouts are also run by the

@@ -116,9 +116,8 @@ struct Link {
 }
 
 struct Loop {
+    /// The protocol engine; its datapath holds the switch and the tables.
     core: Core,
-    sw: Arc<Switch>,
-    flow: Arc<FlowModule>,
     listeners: Vec<Listener>,
     actives: Vec<Active>,
     links: std::collections::BTreeMap<u64, Link>,
@@ -149,12 +148,10 @@ impl Agent {
         }
         let dpid = cfg.dpid.unwrap_or_else(|| default_dpid(sw.name()));
         let probe = cfg.probe.unwrap_or(Duration::from_secs(5));
-        let dp = Datapath::new(sw.clone(), flow.clone(), dpid);
+        let dp = Datapath::new(sw.clone(), flow, dpid);
         let now = Instant::now();
         let lp = Loop {
             core: Core::new(dp, probe.as_nanos() as u64),
-            sw: sw.clone(),
-            flow,
             listeners,
             actives: cfg
                 .controllers
@@ -233,7 +230,7 @@ impl Loop {
                 slots.push(s);
             };
             add(bell.as_raw_fd(), POLL_IN, Slot::Bell);
-            add(self.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
+            add(self.core.dp.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
             if self.links.len() < MAX_CONNS {
                 for (i, l) in self.listeners.iter().enumerate() {
                     add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
@@ -276,7 +273,7 @@ impl Loop {
                 }
             }
             // Packet-ins: drained every round (the fd only wakes us).
-            self.sw.ack_packet_in();
+            self.core.dp.sw.ack_packet_in();
             let ports = last_ports.elapsed() >= Duration::from_millis(100);
             let links = last_links.elapsed() >= Duration::from_secs(1);
             if ports {
@@ -398,7 +395,7 @@ impl Loop {
             // short connections are not worth a line each).
             eprintln!(
                 "mswitch: {}: controller {} disconnected ({why}); retrying in {:?}",
-                self.sw.name(),
+                self.core.dp.sw.name(),
                 a.remote,
                 a.backoff
             );
@@ -467,7 +464,7 @@ impl Loop {
     fn up(&mut self, i: usize, stream: net::Stream) {
         eprintln!(
             "mswitch: {}: connected to controller {}",
-            self.sw.name(),
+            self.core.dp.sw.name(),
             self.actives[i].remote
         );
         let now = self.nanos();
@@ -495,14 +492,15 @@ impl Loop {
             self.last_controller = Instant::now();
             if self.fail_open {
                 self.fail_open = false;
-                self.sw.set_module(self.flow.clone() as Arc<dyn Module>);
+                let dp = &self.core.dp;
+                dp.sw.set_module(dp.flow.clone() as Arc<dyn Module>);
             }
         } else if !self.fail_open
             && self.last_controller.elapsed() >= FAIL_OPEN_AFTER
             && let Ok(m) = crate::module::build("learn")
         {
             self.fail_open = true;
-            self.sw.set_module(m);
+            self.core.dp.sw.set_module(m);
         }
     }
 }
