@@ -54,6 +54,13 @@ use virtq::{Pushed, Virtq};
 
 pub use device::device_features;
 
+/// Chains whose buffers are prefetched at the start of a batch.
+const PREFETCH: u16 = 32;
+
+fn prefetch_count(n: usize) -> u16 {
+    n.min(usize::from(PREFETCH)) as u16
+}
+
 /// Most queue pairs a port offers.
 pub const MAX_QUEUE_PAIRS: u16 = 16;
 
@@ -315,7 +322,11 @@ impl VhostUserPort {
     /// buffers before the end. With `wait`, running out asks the guest to
     /// kick when it adds buffers (the caller keeps the rest and retries);
     /// without, the rest is the caller's to drop.
-    fn to_guest<'a>(&self, frames: impl Iterator<Item = &'a [u8]>, wait: bool) -> (usize, bool) {
+    fn to_guest<'a>(
+        &self,
+        frames: impl ExactSizeIterator<Item = &'a [u8]>,
+        wait: bool,
+    ) -> (usize, bool) {
         let c = &self.shared.counters;
         let mut guard = None;
         for k in 0..usize::from(self.shared.queue_pairs) {
@@ -341,9 +352,13 @@ impl VhostUserPort {
         hdr[10] = 1; // num_buffers, patched by `push` when merging
         let hdr = &hdr[..live.hdr_len];
         let (mut k, mut stuck, mut retried) = (0, false, false);
+        let count = frames.len();
         let mut frames = frames.peekable();
+        live.q.prefetch_batch(prefetch_count(count), true);
         while let Some(frame) = frames.peek() {
-            live.q.prefetch(2);
+            if k + usize::from(PREFETCH) < count {
+                live.q.prefetch(PREFETCH, true);
+            }
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
                 Ok(Pushed::NoRoom) => {
@@ -395,12 +410,19 @@ impl VhostUserPort {
         }
         let since = live.q.used_idx;
         let skip = live.hdr_len;
+        // As many chains as this batch takes, the first PREFETCH at once.
+        let take = u32::from(left).min(self.fill.room(&self.mem)).min(256);
+        let mut ahead = take.saturating_sub(u32::from(PREFETCH));
+        live.q.prefetch_batch(prefetch_count(take as usize), false);
         self.fill.fill(&self.mem, 256, |buf| {
             if left == 0 {
                 return None;
             }
             left -= 1;
-            live.q.prefetch(2);
+            if ahead > 0 {
+                ahead -= 1;
+                live.q.prefetch(PREFETCH, false);
+            }
             match live.q.pop_into(skip, buf) {
                 Ok(Some(len)) if len >= 14 => Some(len),
                 Ok(_) => {
