@@ -39,7 +39,8 @@
 # reported; default 1); PIN=no leaves every process unpinned (default: switch
 # processes on CPU 0, generator and sink on CPU 1); SETUPS="bridge ..." runs a
 # subset (the direct pair always runs); MSWITCH_FLAGS="--busy-poll" adds
-# flags to `mswitch run`; NO_BUILD=1 skips `cargo build`.
+# flags to `mswitch run`; NO_BUILD=1 skips `cargo build`; MSWITCH=PATH runs
+# another mswitch binary.
 # Prints a table and one JSON object per result (lines starting `{`).
 set -eEuo pipefail
 trap 'echo "$0: line $LINENO: \`$BASH_COMMAND\` failed" >&2' ERR
@@ -60,7 +61,7 @@ if ! command -v ovs-vswitchd >/dev/null || ! command -v ethtool >/dev/null; then
         echo "# could not install openvswitch-switch: Open vSwitch setups will be unavailable" >&2
 fi
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
-M=$PWD/target/release/mswitch
+M=${MSWITCH:-$PWD/target/release/mswitch}
 
 ID=$$
 GEN=msk-gen-$ID SINK=msk-sink-$ID SW=msk-sw-$ID OVSNS=msk-ovs-$ID

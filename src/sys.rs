@@ -706,3 +706,30 @@ pub fn socket_error(fd: RawFd) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(err))
     }
 }
+
+/// Starts fetching the cache line at `p` for reading. Only a hint: it never
+/// faults and reads no data, even for an address that is not mapped. Used
+/// to overlap the cache misses of a batch (frames another core wrote).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no architectural effect.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Like [`prefetch`], asking for the line ready to be written (PREFETCHW;
+/// a NOP on processors without it).
+#[inline(always)]
+pub fn prefetch_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as for `prefetch`.
+    unsafe {
+        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

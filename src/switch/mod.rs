@@ -301,9 +301,6 @@ impl Switch {
                 (0..nworkers).min_by_key(|&w| load[w]).unwrap_or(0)
             }
         };
-        if let Some(fd) = port.incoming_fd() {
-            self.shared.workers[owner].epoll.add(fd, u64::from(id.0))?;
-        }
         let entry = Arc::new(PortEntry::new(id, port, owner, self.counter_copies()));
         cur.module.port_attached(id);
         self.publish(cur.derive(|t| t.insert(entry)));
@@ -318,10 +315,6 @@ impl Switch {
             .entry(id)
             .cloned()
             .ok_or_else(|| SwitchError::NoSuchPort(id.to_string()))?;
-        if let Some(fd) = entry.port.incoming_fd() {
-            // The fd stays open (the port holds it), so this cannot race a reuse.
-            let _ = self.shared.workers[entry.owner].epoll.delete(fd);
-        }
         self.publish(cur.derive(|t| {
             t.remove(id);
         }));
@@ -347,14 +340,6 @@ impl Switch {
             ));
         }
         let nworkers = self.shared.workers.len();
-        if let Some(fd) = old.port.incoming_fd() {
-            let _ = self.shared.workers[old.owner].epoll.delete(fd);
-        }
-        if let Some(fd) = port.incoming_fd() {
-            self.shared.workers[old.owner]
-                .epoll
-                .add(fd, u64::from(id.0))?;
-        }
         let entry = Arc::new(PortEntry::new(id, port, old.owner, self.counter_copies()));
         let carried = PortTotals::sum(&old.counters);
         entry.counters[nworkers].load_totals(&carried);

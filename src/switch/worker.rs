@@ -10,6 +10,14 @@
 //! moves only a few packets) a worker naps for a few microseconds between
 //! rounds instead of spinning, so a trickle of traffic costs little CPU;
 //! `busy-poll` switches never nap or sleep.
+//!
+//! A port's descriptor is in the worker's epoll set only while the port is
+//! retired. A polled port stays out of it: a descriptor with a waiter makes
+//! every signal its producer raises cost a wake-up walk on the producer's
+//! core (for an AF_XDP socket, the kernel's receive path on the sending
+//! core takes the socket's wait-queue and the epoll locks for each batch).
+//! Only the worker adds and removes its ports' descriptors, so registration
+//! never races a table change.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,7 +103,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         if g != generation {
             table = shared.table();
             generation = table.generation;
-            regroup(&table, w, &mut active, &mut retired);
+            regroup(me, &table, w, &mut active, &mut retired);
             me.seen_gen.store(generation, Ordering::Release);
         }
         if shared.stop.load(Ordering::Acquire) {
@@ -117,8 +125,14 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
                 && now.duration_since(o.last_active) >= limit
                 && o.entry.port.arm_incoming(o.entry.rx_cursor())
             {
-                retired.push(active.swap_remove(i));
-                continue;
+                // Level-triggered: what arrived since `arm_incoming` looked
+                // is reported by the first wait after the registration.
+                if watch(me, &o.entry) {
+                    retired.push(active.swap_remove(i));
+                    continue;
+                }
+                o.entry.port.disarm_incoming();
+                o.last_active = now;
             }
             i += 1;
         }
@@ -162,6 +176,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
                 me.bell.drain();
             } else if let Some(pos) = retired.iter().position(|o| u64::from(o.entry.id.0) == tok) {
                 let mut o = retired.swap_remove(pos);
+                unwatch(me, &o.entry);
                 o.entry.port.disarm_incoming();
                 o.last_active = now;
                 active.push(o);
@@ -170,19 +185,42 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     }
     // Leave nothing armed: the port may be re-attached elsewhere.
     for o in retired {
+        unwatch(me, &o.entry);
         o.entry.port.disarm_incoming();
+    }
+}
+
+/// Adds a retired port's descriptor to the worker's epoll set; false if it
+/// cannot be (the port then stays polled).
+fn watch(me: &WorkerShared, e: &PortEntry) -> bool {
+    match e.port.incoming_fd() {
+        Some(fd) => me.epoll.add(fd, u64::from(e.id.0)).is_ok(),
+        None => false,
+    }
+}
+
+fn unwatch(me: &WorkerShared, e: &PortEntry) {
+    if let Some(fd) = e.port.incoming_fd() {
+        let _ = me.epoll.delete(fd);
     }
 }
 
 /// Rebuilds the poll lists for a new table, keeping what stayed the same.
 /// Retired ports stay retired (they are still armed).
-fn regroup(table: &Table, w: usize, active: &mut Vec<Owned>, retired: &mut Vec<Owned>) {
+fn regroup(
+    me: &WorkerShared,
+    table: &Table,
+    w: usize,
+    active: &mut Vec<Owned>,
+    retired: &mut Vec<Owned>,
+) {
     let keep = |o: &Owned| {
         table
             .entry(o.entry.id)
             .is_some_and(|e| e.owner == w && Arc::ptr_eq(e, &o.entry))
     };
     for o in retired.iter().filter(|o| !keep(o)) {
+        unwatch(me, &o.entry);
         o.entry.port.disarm_incoming();
     }
     active.retain(keep);
