@@ -36,6 +36,9 @@ pub(crate) const CTRL_TOKEN: u64 = u64::MAX;
 /// How often a busy worker looks for signals from retired ports.
 const EPOLL_EVERY_ROUNDS: u32 = 16;
 
+/// How often a busy worker reads the clock.
+const CLOCK_EVERY_ROUNDS: u32 = 8;
+
 /// A round that moved fewer packets than this makes the worker nap for
 /// `NAP` before the next (unless it busy-polls): at such rates spinning
 /// buys nothing but burnt CPU.
@@ -98,6 +101,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     let mut generation = u64::MAX;
     let mut last_tick = Instant::now();
     let mut round: u32 = 0;
+    let mut now = Instant::now();
+    let mut now_ns = shared.nanos(now);
     loop {
         let g = shared.generation.load(Ordering::Acquire);
         if g != generation {
@@ -109,8 +114,13 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        let now = Instant::now();
-        let now_ns = shared.nanos(now);
+        // The clock costs more than a small batch: read it every few rounds
+        // (a round takes microseconds, or a nap; timestamps and idle timers
+        // need no better) and after every sleep.
+        if round.is_multiple_of(CLOCK_EVERY_ROUNDS) {
+            now = Instant::now();
+            now_ns = shared.nanos(now);
+        }
         let mut work = 0;
         let mut i = 0;
         while i < active.len() {
@@ -170,7 +180,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             std::thread::sleep(Duration::from_millis(10));
         }
         me.sleeping.store(false, Ordering::Relaxed);
-        let now = Instant::now();
+        now = Instant::now();
+        now_ns = shared.nanos(now);
         for &tok in &events {
             if tok == CTRL_TOKEN {
                 me.bell.drain();
