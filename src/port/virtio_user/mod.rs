@@ -409,6 +409,12 @@ impl Port for VirtioUserPort {
         if sh.mem.incoming().available(cur) > 0 {
             return false;
         }
+        // A new connection rings `wake` after installing its queues, so
+        // once it is cleared the looks below see them.
+        sh.wake.drain();
+        if sh.tx_stuck.load(Ordering::SeqCst) {
+            sh.flush_tx();
+        }
         // Calls on, then a last look: entries used before the backend saw
         // the request are not called for.
         let mut ready = match sh.rx.try_lock() {

@@ -85,6 +85,8 @@ pub struct Vring {
     used_end: u16,
     /// Who holds each descriptor.
     state: Vec<Holder>,
+    /// Offered since the last `publish` (the device cannot see them yet).
+    unpublished: Vec<u16>,
     /// Descriptors the device holds.
     in_flight: u16,
     /// Descriptors nobody holds.
@@ -97,6 +99,8 @@ enum Holder {
     Nobody,
     /// The caller: taken with `take_free` or returned by `pop`.
     Driver,
+    /// In the available ring, not yet published.
+    Offered,
     Device,
 }
 
@@ -152,6 +156,7 @@ impl Vring {
             last_used: 0,
             used_end: 0,
             state: vec![Holder::Nobody; n],
+            unpublished: Vec::with_capacity(n),
             in_flight: 0,
             free: (0..size).rev().collect(),
             broken: false,
@@ -252,8 +257,8 @@ impl Vring {
             ptr::write_volatile(self.desc.add(16 * usize::from(id) + 8).cast::<u32>(), len);
             ptr::write_volatile(self.avail.add(slot).cast::<u16>(), id);
         }
-        self.state[usize::from(id)] = Holder::Device;
-        self.in_flight += 1;
+        self.state[usize::from(id)] = Holder::Offered;
+        self.unpublished.push(id);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         true
     }
@@ -264,6 +269,12 @@ impl Vring {
         if self.avail_idx == self.notified_at {
             return false;
         }
+        // Only now may the device return them.
+        for &id in &self.unpublished {
+            self.state[usize::from(id)] = Holder::Device;
+        }
+        self.in_flight += self.unpublished.len() as u16;
+        self.unpublished.clear();
         self.avail_idx_atomic()
             .store(self.avail_idx, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -579,6 +590,13 @@ mod tests {
         q.give_back(u16::MAX);
         assert!(!q.offer(1, 60) && !q.offer(u16::MAX, 60));
         assert_eq!(q.free.len(), before);
+        // A descriptor taken back and offered again is not the device's
+        // until it is published.
+        assert!(q.offer(a, 60));
+        d.used(u32::from(a), 0);
+        assert_eq!(q.refresh(), 1);
+        assert_eq!(q.pop(), Some(Err(BadUsed)));
+        q.publish();
         // A used index that goes backwards breaks the queue.
         d.put(lay.used + 2, 1u16);
         assert_eq!(q.refresh(), 0);
