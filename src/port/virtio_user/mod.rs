@@ -41,7 +41,7 @@ use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd as VuEventFd;
 
 use super::Port;
-use super::kernel::IncomingFill;
+use super::kernel::{IncomingFill, OneAtATime};
 use super::vhost_user::Mode;
 use crate::packet::{MemConfig, PortMem};
 use crate::sys::{Epoll, EventFd};
@@ -126,9 +126,8 @@ pub(crate) struct Shared {
     /// The receive queue. Filling the incoming ring happens only under
     /// this lock (the owning worker, or the protocol thread's last look).
     rx: Mutex<Option<Queue>>,
-    tx: Mutex<TxSide>,
-    /// A flush was asked for while another caller held `tx`.
-    tx_pending: AtomicBool,
+    /// Any worker may flush; one at a time.
+    tx: OneAtATime<TxSide>,
     /// Frames wait in the outgoing ring for transmit descriptors.
     tx_stuck: AtomicBool,
     /// A queue broke: the protocol thread drops the connection.
@@ -204,19 +203,7 @@ impl Shared {
     /// Moves frames from the outgoing ring into the transmit queue. Any
     /// worker may call it; one moves at a time, the others leave a note.
     fn flush_tx(&self) {
-        self.tx_pending.store(true, Ordering::SeqCst);
-        loop {
-            let Ok(mut side) = self.tx.try_lock() else {
-                return;
-            };
-            while self.tx_pending.swap(false, Ordering::SeqCst) {
-                self.drain_tx(&mut side);
-            }
-            drop(side);
-            if !self.tx_pending.load(Ordering::SeqCst) {
-                return;
-            }
-        }
+        self.tx.run(|side| self.drain_tx(side));
     }
 
     fn drain_tx(&self, side: &mut TxSide) {
@@ -318,13 +305,12 @@ impl VirtioUserPort {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             fill: IncomingFill::new(&mem),
-            tx: Mutex::new(TxSide {
+            tx: OneAtATime::new(TxSide {
                 tail: mem.outgoing().hdr.tail.load(Ordering::Acquire),
                 q: None,
             }),
             mem,
             rx: Mutex::new(None),
-            tx_pending: AtomicBool::new(false),
             tx_stuck: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             connected: AtomicBool::new(false),
@@ -427,12 +413,12 @@ impl Port for VirtioUserPort {
         };
         if sh.tx_stuck.load(Ordering::SeqCst) {
             ready |= match sh.tx.try_lock() {
-                Ok(side) => side.q.as_ref().is_some_and(|q| {
+                Some(side) => side.q.as_ref().is_some_and(|q| {
                     q.ring.enable_calls();
                     q.drain_call();
                     q.ring.used_waiting()
                 }),
-                Err(_) => true,
+                None => true,
             };
         }
         if ready {
@@ -449,7 +435,7 @@ impl Port for VirtioUserPort {
             q.ring.disable_calls();
             q.drain_call();
         }
-        if let Ok(side) = sh.tx.try_lock()
+        if let Some(side) = sh.tx.try_lock()
             && let Some(q) = side.q.as_ref()
         {
             q.ring.disable_calls();

@@ -16,7 +16,6 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,28 +47,17 @@ const WATCH: Duration = Duration::from_millis(100);
 /// already queued.
 const LINGER: Duration = Duration::from_millis(200);
 
-/// Binds PATH, replacing a socket left behind by a process that is gone
-/// (nobody accepts on it).
+/// Binds PATH, replacing a socket left behind by a process that is gone.
 pub(super) fn bind(path: &Path) -> Result<UnixListener, VirtioUserError> {
-    let os = |what: &'static str| {
-        move |err: io::Error| VirtioUserError::Os {
+    use crate::port::socket::{BindError, bind_replacing_stale};
+    bind_replacing_stale(path).map_err(|e| match e {
+        BindError::NotASocket => VirtioUserError::NotASocket(path.to_owned()),
+        BindError::Os { what, err } => VirtioUserError::Os {
             what,
             path: path.to_owned(),
             err,
-        }
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(VirtioUserError::NotASocket(path.to_owned()));
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(os("bind")(io::Error::from(io::ErrorKind::AddrInUse)));
-        }
-        std::fs::remove_file(path).map_err(os("remove stale socket"))?;
-    }
-    let l = UnixListener::bind(path).map_err(os("bind"))?;
-    l.set_nonblocking(true).map_err(os("bind"))?;
-    Ok(l)
+        },
+    })
 }
 
 /// The protocol thread: one backend after another until the port goes away.
@@ -248,7 +236,7 @@ fn install(sh: &Shared, rx: Queue, tx: Queue) {
     let _ = sh.epoll.add(tx.call.as_raw_fd(), TOKEN_TX_CALL);
     sh.broken.store(false, Ordering::SeqCst);
     *lock(&sh.rx) = Some(rx);
-    lock(&sh.tx).q = Some(tx);
+    sh.tx.lock().q = Some(tx);
     sh.connected.store(true, Ordering::SeqCst);
     // Let a sleeping worker look at the new queues (and frames waiting to
     // be sent).
@@ -299,7 +287,7 @@ fn linger(sh: &Shared) {
     let end = Instant::now() + LINGER;
     while Instant::now() < end {
         sh.flush_tx();
-        let side = lock(&sh.tx);
+        let side = sh.tx.lock();
         let done = side
             .q
             .as_ref()
@@ -325,7 +313,7 @@ fn teardown(sh: &Shared, conn: Conn) -> u64 {
         g.take()
     };
     let tx = {
-        let mut side = lock(&sh.tx);
+        let mut side = sh.tx.lock();
         if let Some(q) = side.q.as_mut() {
             q.ring.refresh();
             while q.ring.pop().is_some() {}
