@@ -27,14 +27,33 @@
 # the switch thread's cycles per packet: its CPU time in the window (from
 # /proc/PID/task/TID/stat) times the nominal clock, over the packets.
 #
+# Then a fixed-load phase (issue 6: the CPU each switch uses at a load
+# below both maxima): two `mswitch pkt-gen` processes as the frontends, in
+# virtio-user server mode, both on CPU 0,
+#
+#   pkt-gen -f tx -R RATE -l 64  virtio-user:p0  == [switch] ==  virtio-user:p1  pkt-gen -f rx
+#
+# the switch connecting to both exactly as above (its forwarding thread on
+# CPU 1), but mswitch runs WITHOUT --busy-poll, so it may nap and sleep.
+# Over a window of D seconds after a 1 s warm-up: the switch process's CPU
+# (all its threads, from /proc/PID/stat, in % of one core) and the rate
+# delivered to the receiver in the same window (from its 250 ms reports);
+# and the frames lost over the whole run (sent minus received).
+#
 # Usage: scripts/compare-vhost.sh [SECONDS]   (default 3; needs root)
 # Environment: RUNS=N rounds (medians reported; default 1); SETUPS="..."
-# subset; POP=N bursts of 32 packets per port for tx_first (default 1, as
-# plain `start tx_first`);
+# subset (empty: only the fixed-load phase); POP=N bursts of 32 packets
+# per port for tx_first (default 1, as plain `start tx_first`);
 # HUGE_PMD=1 gives testpmd 2 MiB hugepages (--single-file-segments) instead
 # of --no-huge; NO_BUILD=1 skips `cargo build --release`; MSWITCH=PATH
 # runs another mswitch binary; PORT_OPTS=",ring=N" is appended to mswitch's
-# vhost-user port specs.
+# vhost-user port specs. Fixed-load phase: RATE=PPS offered (default
+# 1000000); CPU_SETUPS="..." (default SETUPS; empty skips the phase);
+# GEN_OPTS=",ring=N" appended to the pkt-gens' virtio-user specs (default
+# ",ring=4096": both pkt-gens share CPU 0, and when it stalls for a few ms
+# the sender catches up with its rate in a burst that 1024 descriptors of
+# the receiver's, 1 ms at 1 Mpps, often cannot hold); RX_BUSY=1 makes the
+# receiver busy-poll (it then never asks the switch for calls).
 # Hugepages (for ovs-vswitchd-dpdk) are raised and a private hugetlbfs
 # mounted for the run, and both restored at exit.
 set -eEuo pipefail
@@ -43,7 +62,7 @@ cd "$(dirname "$0")/.."
 D=${1:-3}
 case $D in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (hugepages, namespaces)" >&2; exit 1; }
-SETUPS=${SETUPS:-"ovs-dpdk ms-dummy ms-learn ms-flow"}
+SETUPS=${SETUPS-"ovs-dpdk ms-dummy ms-learn ms-flow"}
 RUNS=${RUNS:-1}
 POP=${POP:-1}
 OVSD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
@@ -61,7 +80,9 @@ TCK=$(getconf CLK_TCK)
 ID=$$
 DIR=$(mktemp -d /tmp/mswitch-vcmp.XXXXXX)
 RES=$DIR/results.tsv
+CPU_RES=$DIR/cpu.tsv
 : >"$RES"
+: >"$CPU_RES"
 OLD_HP=$(cat /proc/sys/vm/nr_hugepages)
 HUGE=$DIR/huge
 OVSNS=msv-ovs-$ID
@@ -259,8 +280,8 @@ ovs_setup() {
     ovs_env ovs-ofctl add-flow br0 in_port=2,actions=output:1
 }
 
-ms_setup() { # MODULE
-    taskset -c 1 "$M" run --busy-poll --module "$1" --ctl "$DIR/ms.sock" \
+ms_setup() { # MODULE [--busy-poll]
+    taskset -c 1 "$M" run ${2:-} --module "$1" --ctl "$DIR/ms.sock" \
         --port "vhost-user:$DIR/p0.sock,client,name=vm1${PORT_OPTS:-}" \
         --port "vhost-user:$DIR/p1.sock,client,name=vm2${PORT_OPTS:-}" 2>"$DIR/ms.log" &
     SW_PID=$!
@@ -269,13 +290,106 @@ ms_setup() { # MODULE
     sleep 0.5
 }
 
+RATE=${RATE:-1000000}
+case $RATE in '' | *[!0-9]*) echo "RATE must be packets/s" >&2; exit 2 ;; esac
+CPU_SETUPS=${CPU_SETUPS-$SETUPS}
+GEN_OPTS=${GEN_OPTS-,ring=4096}
+
+# Waits (at most 30 s) until pkt-gen's log FILE says its backend came.
+gen_linked() { # FILE
+    for _ in $(seq 300); do
+        grep -q 'peer connected' "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "no switch connected to pkt-gen ($1):" >&2
+    cat "$1" >&2
+    return 1
+}
+
+# Copies lines from stdin to FILE, each prefixed with its arrival time.
+stamp() { # FILE
+    local l
+    while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done >"$1"
+}
+
+# One fixed-load measurement: the switch starts (its ports connecting as
+# clients), then the receiver listens, and once the switch is connected to
+# it the sender, which runs at RATE for the warm-up, the window and a
+# second more. Appends a line to CPU_RES.
+cpu_measure() { # SETUP RUN
+    local setup=$1 run=$2
+    SW_PID=0 wait_quiet
+    rm -f "$DIR"/p0.sock "$DIR"/p1.sock "$DIR"/gen-*
+    case $setup in
+    ovs-dpdk) ovs_setup ;;
+    ms-dummy) ms_setup dummy ;;
+    ms-learn) ms_setup learn ;;
+    ms-flow) ms_setup flow:l2=2 ;;
+    *) echo "unknown setup $setup" >&2; exit 2 ;;
+    esac
+    local busy=()
+    [ -z "${RX_BUSY:-}" ] || busy=(--busy-poll)
+    # The receiver reports every 250 ms (on stderr, with --json): the rate
+    # in the window is taken from the reports that arrived in it.
+    taskset -c 0 "$M" pkt-gen -i "virtio-user:$DIR/p1.sock,server,name=gen-rx$GEN_OPTS" \
+        -f rx -T 250 --json "${busy[@]}" >"$DIR/gen-rx.json" 2> >(stamp "$DIR/gen-rx.log") &
+    local rxp=$!
+    PIDS+=("$rxp")
+    gen_linked "$DIR/gen-rx.log"
+    taskset -c 0 "$M" pkt-gen -i "virtio-user:$DIR/p0.sock,server,name=gen-tx$GEN_OPTS" \
+        -f tx -R "$RATE" -l 64 -D $((D + 2)) -T 0 --json \
+        --src-mac 02:00:00:00:00:01 --dst-mac 02:00:00:00:00:02 >"$DIR/gen-tx.json" 2>"$DIR/gen-tx.log" &
+    local txp=$!
+    PIDS+=("$txp")
+    gen_linked "$DIR/gen-tx.log"
+    sleep 1
+    local t0 c0 b0 o0 t1 c1 b1 o1
+    t0=$EPOCHREALTIME c0=$(proc_ticks "$SW_PID")
+    b0=$(busy_ticks) o0=$(($(proc_ticks "$SW_PID") + $(proc_ticks "$rxp") + $(proc_ticks "$txp")))
+    sleep "$D"
+    t1=$EPOCHREALTIME c1=$(proc_ticks "$SW_PID")
+    b1=$(busy_ticks) o1=$(($(proc_ticks "$SW_PID") + $(proc_ticks "$rxp") + $(proc_ticks "$txp")))
+    # The sender stops by itself; the receiver when told, once the
+    # switch's rings have drained.
+    for _ in $(seq 100); do kill -0 "$txp" 2>/dev/null || break; sleep 0.1; done
+    sleep 0.3
+    kill -INT "$rxp" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$rxp" 2>/dev/null || break; sleep 0.1; done
+    wait "$txp" "$rxp" 2>/dev/null || true
+    if [ "$setup" = ovs-dpdk ]; then
+        ovs_stop
+        ip netns del $OVSNS
+    fi
+    stop_pids
+    local sent got pps cpu noise
+    sent=$(sed -n 's/.*"packets":\([0-9]*\).*/\1/p' "$DIR/gen-tx.json")
+    got=$(sed -n 's/.*"packets":\([0-9]*\).*/\1/p' "$DIR/gen-rx.json")
+    # Reports that arrived in the window cover it (each the 250 ms before).
+    pps=$(awk -v s="$t0" -v e="$t1" '$3 == "Mpps" && $1 > s + 0.25 && $1 <= e + 0.05 {t += $2; n++}
+        END {if (n) printf "%.0f", t / n * 1e6}' "$DIR/gen-rx.log")
+    if [ -z "$sent" ] || [ -z "$got" ] || [ -z "$pps" ]; then
+        echo "$setup: no pkt-gen summary:" >&2
+        cat "$DIR"/gen-*.log "$DIR"/gen-*.json >&2
+        tail -5 "$DIR/ms.log" >&2 2>/dev/null || true
+        return 1
+    fi
+    cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v t="$TCK" \
+        'BEGIN {printf "%.1f", (b - a) / t / (e - s) * 100}')
+    noise=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v s="$t0" -v e="$t1" -v t="$TCK" \
+        'BEGIN {n = (b - o) / t / (e - s) * 100; printf "%.0f", n < 0 ? 0 : n}')
+    printf '%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\n' "$setup" "$run" "$sent" "$got" "$pps" "$cpu" "$noise" \
+        "$((sent - got))" >>"$CPU_RES"
+    printf '%-9s fixed %s pps run %s: delivered %.3f Mpps, %s of %s lost, switch CPU %s%% of a core  (other load %s%%)\n' \
+        "$setup" "$RATE" "$run" "$(awk -v p="$pps" 'BEGIN {print p / 1e6}')" "$((sent - got))" "$sent" "$cpu" "$noise" >&2
+}
+
 for run in $(seq "$RUNS"); do
     for setup in $SETUPS; do
         case $setup in
         ovs-dpdk) ovs_setup ;;
-        ms-dummy) ms_setup dummy ;;
-        ms-learn) ms_setup learn ;;
-        ms-flow) ms_setup flow:l2=2 ;;
+        ms-dummy) ms_setup dummy --busy-poll ;;
+        ms-learn) ms_setup learn --busy-poll ;;
+        ms-flow) ms_setup flow:l2=2 --busy-poll ;;
         *) echo "unknown setup $setup" >&2; exit 2 ;;
         esac
         for size in 64 1518; do
@@ -303,6 +417,7 @@ med_of() { # SETUP SIZE FLOWS COLUMN
     awk -F'\t' -v s="$1" -v z="$2" -v f="$3" -v c="$4" -v n="$NOISY" -v q="$quiet" \
         '$1 == s && $2 == z && $3 == f && (q == 0 || $7 < n) {print $c}' "$RES" | median
 }
+[ -z "$SETUPS" ] || {
 echo
 echo "median of $RUNS run(s), ${D} s windows, $((POP * 32)) packets per port in flight; clock $((HZ / 1000000)) MHz"
 printf '| setup | frame B | flows | Mpps | vs ovs-dpdk | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|\n'
@@ -320,4 +435,34 @@ for setup in $SETUPS; do
             }'
         done
     done
+done
+}
+
+[ -n "$CPU_SETUPS" ] || exit 0
+echo >&2
+echo "# fixed load: $RATE packets/s of 64 B frames, pkt-gen virtio-user -> switch -> pkt-gen" >&2
+for run in $(seq "$RUNS"); do
+    for setup in $CPU_SETUPS; do
+        cpu_measure "$setup" "$run"
+    done
+done
+cmed_of() { # SETUP COLUMN
+    local quiet
+    quiet=$(awk -F'\t' -v s="$1" -v n="$NOISY" '$1 == s && $7 < n' "$CPU_RES" | wc -l)
+    awk -F'\t' -v s="$1" -v c="$2" -v n="$NOISY" -v q="$quiet" \
+        '$1 == s && (q == 0 || $7 < n) {print $c}' "$CPU_RES" | median
+}
+echo
+echo "fixed load: median of $RUNS run(s), ${D} s windows, $RATE packets/s of 64 B offered (mswitch without --busy-poll)"
+printf '| setup | offered Mpps | delivered Mpps | lost (whole run) | switch CPU %% of a core | other load %% |\n|---|---|---|---|---|---|\n'
+for setup in $CPU_SETUPS; do
+    sent=$(cmed_of "$setup" 3)
+    lost=$(cmed_of "$setup" 8)
+    pps=$(cmed_of "$setup" 5)
+    cpu=$(cmed_of "$setup" 6)
+    o=$(cmed_of "$setup" 7)
+    awk -v s="$setup" -v r="$RATE" -v p="$pps" -v c="$cpu" -v o="$o" -v sent="$sent" -v l="$lost" 'BEGIN {
+        printf "| %s | %.3f | %.3f | %.0f of %.0f | %.1f | %.0f |\n", s, r / 1e6, p / 1e6, l, sent, c, o
+        printf "{\"phase\":\"fixed_load\",\"setup\":\"%s\",\"offered_pps\":%d,\"pps\":%d,\"sent\":%d,\"lost\":%d,\"switch_cpu_pct\":%.1f}\n", s, r, p, sent, l, c > "/dev/stderr"
+    }'
 done

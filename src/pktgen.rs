@@ -337,6 +337,25 @@ impl Endpoint {
             Endpoint::Kernel(d) => d.wait(timeout),
         }
     }
+
+    /// Waits until the port can carry frames (a virtio-user port's backend
+    /// has connected) or pkt-gen is stopped, so that counts and rates start
+    /// with the traffic.
+    fn wait_link(&self, spec: &str, stop: &AtomicBool) {
+        let Endpoint::Kernel(d) = self else {
+            return;
+        };
+        if d.port().link_up() {
+            return;
+        }
+        eprintln!("mswitch: {spec}: waiting for the peer");
+        while !d.port().link_up() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if d.port().link_up() {
+            eprintln!("mswitch: {spec}: peer connected");
+        }
+    }
 }
 
 /// Parses `vport:SWITCH:PORT`.
@@ -468,6 +487,10 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
         _ => None,
     };
     let mut conn = Endpoint::open(&a.iface, a.ctl.as_deref())?;
+    if let (Some(rc), Some(ri)) = (&rx_conn, &a.rx_iface) {
+        rc.wait_link(ri, &stop);
+    }
+    conn.wait_link(&a.iface, &stop);
     if a.len
         .split('-')
         .filter_map(|v| v.parse::<u64>().ok())

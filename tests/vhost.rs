@@ -122,24 +122,7 @@ impl Lab {
 
     /// (rx_packets, tx_packets, drops) of every port, by port number.
     fn counters(&self) -> Vec<(u64, u64, u64)> {
-        let s = self.ctl_cmd(&["stats", "--json"]).expect("stats");
-        let v: serde_json::Value = serde_json::from_str(&s).expect("stats json");
-        let ports = v[0]["ports"].as_array().expect("ports").clone();
-        ports
-            .iter()
-            .map(|p| {
-                let d = &p["drops"];
-                let drops = ["dest_full", "no_dest", "module", "bad_frame", "oversize"]
-                    .iter()
-                    .map(|k| d[k].as_u64().unwrap_or(0))
-                    .sum();
-                (
-                    p["rx_packets"].as_u64().unwrap_or(0),
-                    p["tx_packets"].as_u64().unwrap_or(0),
-                    drops,
-                )
-            })
-            .collect()
+        common::port_counters(&self.ctl_cmd(&["stats", "--json"]).expect("stats"))
     }
 
     /// A namespace with one end of a veth pair (eth0, `addr`); the other

@@ -72,7 +72,16 @@ impl PortDriver {
             return true;
         }
         match self.port.incoming_fd() {
-            Some(fd) => crate::sys::poll_any(&[fd], timeout) > 0,
+            Some(fd) => {
+                // Ports whose device signals only when asked (vhost-user,
+                // virtio-user) are asked, as a sleeping worker asks them.
+                if !self.port.arm_incoming(self.in_cur) {
+                    return true;
+                }
+                let woken = crate::sys::poll_any(&[fd], timeout) > 0;
+                self.port.disarm_incoming();
+                woken
+            }
             None => {
                 std::thread::sleep(
                     timeout

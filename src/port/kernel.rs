@@ -3,8 +3,8 @@
 //! outgoing-ring drain that several workers may trigger at once.
 
 use std::io;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crate::packet::PortMem;
 
@@ -140,20 +140,67 @@ impl IncomingFill {
     }
 }
 
+/// A value that several threads want to work on and none may wait for: a
+/// caller that finds it busy leaves a note and returns at once, and the
+/// holder goes round again before it lets go, so every call's work is done
+/// by someone, never twice at the same time. (Outgoing rings: any worker
+/// may publish, one moves frames to the device.)
+pub struct OneAtATime<T> {
+    pending: AtomicBool,
+    inner: Mutex<T>,
+}
+
+impl<T> OneAtATime<T> {
+    pub fn new(v: T) -> OneAtATime<T> {
+        OneAtATime {
+            pending: AtomicBool::new(false),
+            inner: Mutex::new(v),
+        }
+    }
+
+    /// Runs `f` on the value now, or leaves it to the thread that holds it.
+    pub fn run(&self, mut f: impl FnMut(&mut T)) {
+        self.pending.store(true, Ordering::SeqCst);
+        loop {
+            let Some(mut v) = self.try_lock() else {
+                return;
+            };
+            while self.pending.swap(false, Ordering::SeqCst) {
+                f(&mut v);
+            }
+            drop(v);
+            if !self.pending.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// The value, waiting for it (for work that must not be left to others).
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value if nobody holds it.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.inner.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 /// The consumer side of a port's outgoing ring for a backend that sends to
 /// the kernel. Any worker may call `drain` after publishing; exactly one
-/// drains at a time and nobody waits: a caller that finds the drain busy
-/// leaves a note, and the drainer goes round again before it lets go.
+/// drains at a time and nobody waits (see [`OneAtATime`]).
 pub struct OutgoingDrain {
-    pending: AtomicBool,
-    tail: Mutex<u32>,
+    tail: OneAtATime<u32>,
 }
 
 impl OutgoingDrain {
     pub fn new(mem: &PortMem) -> OutgoingDrain {
         OutgoingDrain {
-            pending: AtomicBool::new(false),
-            tail: Mutex::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
+            tail: OneAtATime::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
         }
     }
 
@@ -162,32 +209,59 @@ impl OutgoingDrain {
     /// (the rest are counted as dropped by the caller of `send`, since the
     /// switch never blocks). Slots are released after each batch.
     pub fn drain(&self, mem: &PortMem, mut send: impl FnMut(&[&[u8]])) {
-        self.pending.store(true, Ordering::SeqCst);
-        loop {
-            let Ok(mut tail) = self.tail.try_lock() else {
-                return;
-            };
-            while self.pending.swap(false, Ordering::SeqCst) {
-                let ring = mem.outgoing();
-                loop {
-                    let n = ring.available(*tail).min(64);
-                    if n == 0 {
-                        break;
-                    }
-                    let mut frames: [&[u8]; 64] = [&[]; 64];
-                    for (k, f) in frames.iter_mut().enumerate().take(n as usize) {
-                        let s = ring.slot(tail.wrapping_add(k as u32));
-                        *f = mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]);
-                    }
-                    send(&frames[..n as usize]);
-                    *tail = tail.wrapping_add(n);
-                    ring.release(*tail);
+        self.tail.run(|tail| {
+            let ring = mem.outgoing();
+            loop {
+                let n = ring.available(*tail).min(64);
+                if n == 0 {
+                    break;
                 }
+                let mut frames: [&[u8]; 64] = [&[]; 64];
+                for (k, f) in frames.iter_mut().enumerate().take(n as usize) {
+                    let s = ring.slot(tail.wrapping_add(k as u32));
+                    *f = mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[]);
+                }
+                send(&frames[..n as usize]);
+                *tail = tail.wrapping_add(n);
+                ring.release(*tail);
             }
-            drop(tail);
-            if !self.pending.load(Ordering::SeqCst) {
-                return;
-            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn one_at_a_time_does_every_call_and_never_two_at_once() {
+        let v = Arc::new(OneAtATime::new((0u64, false)));
+        let calls = 4 * 20_000;
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        v.run(|(n, busy)| {
+                            assert!(!*busy);
+                            *busy = true;
+                            *n += 1;
+                            *busy = false;
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
         }
+        // Notes coalesce: at most one run per call, and the last call's
+        // work was done (the value was run after it).
+        let (n, _) = *v.lock();
+        assert!(n >= 1 && n <= calls, "{n}");
+        let mut after = false;
+        v.run(|_| after = true);
+        assert!(after, "a free value runs at once");
     }
 }

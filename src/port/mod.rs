@@ -1,7 +1,7 @@
 //! Ports: the packet I/O layer.
 //!
-//! Every port kind (in-process memory now; shared-memory virtual ports, AF_XDP,
-//! AF_PACKET, TAP, vhost-user and VXLAN later) implements one trait, [`Port`],
+//! Every port kind (in-process memory, shared-memory virtual ports, AF_XDP,
+//! AF_PACKET, TAP, vhost-user and virtio-user) implements one trait, [`Port`],
 //! the way every netmap adapter fills one table of callbacks. A port owns a
 //! [`PortMem`]: an *incoming* ring (outside world -> switch) and an *outgoing*
 //! ring (switch -> outside world) over its own buffer pool. A port knows nothing
@@ -13,9 +13,11 @@ pub mod afxdp;
 pub mod driver;
 pub mod kernel;
 pub mod mem;
+pub mod socket;
 pub mod spec;
 pub mod tap;
 pub mod vhost_user;
+pub mod virtio_user;
 mod xdp_prog;
 
 use std::fmt;
@@ -116,6 +118,12 @@ pub trait Port: Send + Sync {
     /// held; it must not block.
     fn transmit(&self, _frames: &[&[u8]]) -> usize {
         0
+    }
+
+    /// Whether the port can carry frames now: false while a virtio-user
+    /// port has no backend. Generators wait for it before they start.
+    fn link_up(&self) -> bool {
+        true
     }
 
     /// A descriptor that becomes readable when packets arrive on the incoming

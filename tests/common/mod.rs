@@ -255,3 +255,25 @@ pub fn ovs_ofctl(opts: &[&str], cmd: &str, target: &str, args: &[&str]) -> Strin
     );
     stdout
 }
+
+/// (rx_packets, tx_packets, drops) of every port of the first switch in
+/// `ctl stats --json` output, by port number.
+pub fn port_counters(stats_json: &str) -> Vec<(u64, u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(stats_json).expect("stats json");
+    let ports = v[0]["ports"].as_array().expect("ports").clone();
+    ports
+        .iter()
+        .map(|p| {
+            let d = &p["drops"];
+            let drops = ["dest_full", "no_dest", "module", "bad_frame", "oversize"]
+                .iter()
+                .map(|k| d[k].as_u64().unwrap_or(0))
+                .sum();
+            (
+                p["rx_packets"].as_u64().unwrap_or(0),
+                p["tx_packets"].as_u64().unwrap_or(0),
+                drops,
+            )
+        })
+        .collect()
+}
