@@ -36,7 +36,6 @@ mod virtq;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +47,7 @@ use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 use super::Port;
 use super::kernel::IncomingFill;
+use super::socket::{BindError, bind_replacing_stale};
 use crate::packet::{MemConfig, PortMem};
 use crate::sys::{Epoll, EventFd};
 use virtq::{Pushed, Virtq};
@@ -536,28 +536,16 @@ impl Drop for VhostUserPort {
     }
 }
 
-/// Binds PATH, replacing a socket left behind by a process that is gone
-/// (nobody accepts on it).
+/// Binds PATH (see [`bind_replacing_stale`]), in this port's error type.
 fn bind(path: &Path) -> Result<UnixListener, VhostUserError> {
-    let os = |what: &'static str| {
-        move |err: io::Error| VhostUserError::Os {
+    bind_replacing_stale(path).map_err(|e| match e {
+        BindError::NotASocket => VhostUserError::NotASocket(path.to_owned()),
+        BindError::Os { what, err } => VhostUserError::Os {
             what,
             path: path.to_owned(),
             err,
-        }
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(VhostUserError::NotASocket(path.to_owned()));
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(os("bind")(io::Error::from(io::ErrorKind::AddrInUse)));
-        }
-        std::fs::remove_file(path).map_err(os("remove stale socket"))?;
-    }
-    let l = UnixListener::bind(path).map_err(os("bind"))?;
-    l.set_nonblocking(true).map_err(os("bind"))?;
-    Ok(l)
+        },
+    })
 }
 
 const RETRY: Duration = Duration::from_millis(50);
