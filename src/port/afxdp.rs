@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{MemConfig, MemError, PortMem, Slot};
 
+use super::kernel::OneAtATime;
 use super::{Port, xdp_prog};
 
 /// Ethernet header plus one VLAN tag: a frame is at most MTU + this.
@@ -141,12 +142,11 @@ pub struct AfXdpPort {
     _prog: OwnedFd,
     _map: OwnedFd,
     rx: Mutex<RxState>,
-    tx: Mutex<TxState>,
+    /// Any worker may publish; one moves frames to the TX ring at a time.
+    tx: OneAtATime<TxState>,
     sock: OwnedFd,
     umem: Umem,
     mem: PortMem,
-    /// Set by every `outgoing_published` caller before it tries the TX lock.
-    tx_pending: AtomicBool,
     /// Copy mode: descriptors the kernel has not taken yet are left on the
     /// TX ring (the device pushed back, or is down); `sync_incoming` retries.
     tx_backlog: AtomicBool,
@@ -342,7 +342,7 @@ impl AfXdpPort {
                 fill_prod,
                 head,
             }),
-            tx: Mutex::new(TxState {
+            tx: OneAtATime::new(TxState {
                 tx,
                 comp,
                 tx_prod: 0,
@@ -353,7 +353,6 @@ impl AfXdpPort {
             sock,
             umem,
             mem,
-            tx_pending: AtomicBool::new(false),
             tx_backlog: AtomicBool::new(false),
             rx_oversize: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
@@ -666,26 +665,7 @@ impl Port for AfXdpPort {
     }
 
     fn outgoing_published(&self) {
-        // Whoever holds the TX lock drains until no caller is pending, so a
-        // caller that finds the lock taken can leave at once: its packets
-        // will be sent by the holder.
-        self.tx_pending.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        loop {
-            let Some(mut st) = Self::lock(&self.tx) else {
-                return;
-            };
-            while self.tx_pending.swap(false, Ordering::AcqRel) {
-                self.tx_drain(&mut st);
-            }
-            drop(st);
-            // A caller may have set `pending` after our last swap and failed
-            // to take the lock before we released it.
-            fence(Ordering::SeqCst);
-            if !self.tx_pending.load(Ordering::SeqCst) {
-                return;
-            }
-        }
+        self.tx.run(|st| self.tx_drain(st));
     }
 
     fn incoming_fd(&self) -> Option<RawFd> {

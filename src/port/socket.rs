@@ -1,9 +1,11 @@
 //! The Unix sockets that vhost-user and virtio-user ports listen on.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -30,6 +32,23 @@ pub fn bind_replacing_stale(path: &Path) -> Result<UnixListener, BindError> {
     let l = UnixListener::bind(path).map_err(os("bind"))?;
     l.set_nonblocking(true).map_err(os("bind"))?;
     Ok(l)
+}
+
+/// The next protocol connection: accepted on `listener` (server mode,
+/// waiting up to `wait` for one) or made to `path` (client mode, at once).
+/// `None` if there was none yet; a client should pause before it retries.
+pub fn accept_or_connect(
+    listener: Option<&UnixListener>,
+    path: &Path,
+    wait: Duration,
+) -> Option<UnixStream> {
+    match listener {
+        Some(l) => l.accept().map(|(s, _)| s).ok().or_else(|| {
+            crate::sys::poll_readable(l.as_raw_fd(), Some(wait));
+            None
+        }),
+        None => UnixStream::connect(path).ok(),
+    }
 }
 
 #[cfg(test)]

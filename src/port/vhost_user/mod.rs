@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use vhost::vhost_user::{BackendReqHandler, Error as VuError};
 
 use super::Port;
-use super::kernel::IncomingFill;
-use super::socket::{BindError, bind_replacing_stale};
+use super::kernel::{IncomingFill, OneAtATime};
+use super::socket::{BindError, accept_or_connect, bind_replacing_stale};
 use crate::packet::{MemConfig, PortMem};
 use crate::sys::{Epoll, EventFd};
 use virtq::{Pushed, Virtq};
@@ -197,8 +197,7 @@ pub struct VhostUserPort {
     fill: IncomingFill,
     shared: Arc<Shared>,
     /// Our consumer index on the outgoing ring, for whoever drains it.
-    out_tail: Mutex<u32>,
-    out_pending: AtomicBool,
+    out_tail: OneAtATime<u32>,
     /// Frames wait in the outgoing ring for guest buffers.
     out_stuck: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -248,10 +247,9 @@ impl VhostUserPort {
             path: path.to_owned(),
             mode,
             fill: IncomingFill::new(&mem),
-            out_tail: Mutex::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
+            out_tail: OneAtATime::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
             mem,
             shared: shared.clone(),
-            out_pending: AtomicBool::new(false),
             out_stuck: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
@@ -284,19 +282,7 @@ impl VhostUserPort {
     /// Moves frames from the outgoing ring into the guest's receive queue.
     /// Any worker may call it; one drains at a time, the others leave a note.
     fn flush_outgoing(&self) {
-        self.out_pending.store(true, Ordering::SeqCst);
-        loop {
-            let Ok(mut tail) = self.out_tail.try_lock() else {
-                return;
-            };
-            while self.out_pending.swap(false, Ordering::SeqCst) {
-                self.drain_to_guest(&mut tail);
-            }
-            drop(tail);
-            if !self.out_pending.load(Ordering::SeqCst) {
-                return;
-            }
-        }
+        self.out_tail.run(|tail| self.drain_to_guest(tail));
     }
 
     fn drain_to_guest(&self, tail: &mut u32) {
@@ -554,21 +540,11 @@ const RETRY: Duration = Duration::from_millis(50);
 /// port goes away.
 fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
     while !shared.stop.load(Ordering::SeqCst) {
-        let stream = match &listener {
-            Some(l) => match l.accept() {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    crate::sys::poll_readable(l.as_raw_fd(), Some(RETRY));
-                    continue;
-                }
-            },
-            None => match UnixStream::connect(path) {
-                Ok(s) => s,
-                Err(_) => {
-                    std::thread::sleep(RETRY);
-                    continue;
-                }
-            },
+        let Some(stream) = accept_or_connect(listener.as_ref(), path, RETRY) else {
+            if listener.is_none() {
+                std::thread::sleep(RETRY);
+            }
+            continue;
         };
         if stream.set_nonblocking(false).is_err() {
             continue;

@@ -33,6 +33,7 @@ use vmm_sys_util::eventfd::EventFd as VuEventFd;
 
 use super::vring::{Layout, Vring};
 use super::{Queue, Shared, TOKEN_RX_CALL, TOKEN_TX_CALL, VirtioUserError, lock};
+use crate::port::socket::accept_or_connect;
 use crate::sys::Region;
 
 /// Pause between attempts to connect to a backend that is not there.
@@ -68,21 +69,11 @@ pub(super) fn serve(sh: &Arc<Shared>, path: &Path, listener: Option<UnixListener
             sleep_unless_stopped(sh, p);
             continue;
         }
-        let stream = match &listener {
-            Some(l) => match l.accept() {
-                Ok((s, _)) => s,
-                Err(_) => {
-                    crate::sys::poll_readable(l.as_raw_fd(), Some(RETRY));
-                    continue;
-                }
-            },
-            None => match UnixStream::connect(path) {
-                Ok(s) => s,
-                Err(_) => {
-                    pause = Some(RETRY);
-                    continue;
-                }
-            },
+        let Some(stream) = accept_or_connect(listener.as_ref(), path, RETRY) else {
+            if listener.is_none() {
+                pause = Some(RETRY);
+            }
+            continue;
         };
         // A setup that panicked (it should not) costs only this connection.
         let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup(sh, stream)))
