@@ -320,7 +320,7 @@ impl Port for BenchPort {
         &self.mem
     }
 
-    fn sync_incoming(&self) {
+    fn sync_incoming(&self, _q: usize) {
         if self.generate && self.running.load(Ordering::Relaxed) {
             // Hand back every slot the switch has consumed, frames unchanged.
             let ring = self.mem.incoming();
@@ -352,11 +352,11 @@ impl Port for BenchPort {
         }
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         (!self.generate).then(|| self.bell.as_raw_fd())
     }
 
-    fn disarm_incoming(&self) {
+    fn disarm_incoming(&self, _q: usize) {
         self.mem.incoming().disarm_wakeup();
         self.bell.drain();
     }

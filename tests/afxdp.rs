@@ -280,7 +280,7 @@ fn is_ours(f: &[u8]) -> bool {
 
 /// Reads what the port put on its incoming ring, as the switch does.
 fn drain_incoming(port: &AfXdpPort, cur: &mut u32, out: &mut Vec<Vec<u8>>) {
-    port.sync_incoming();
+    port.sync_incoming(0);
     let mem = port.mem();
     let ring = mem.incoming();
     let n = ring.available(*cur);
@@ -353,8 +353,8 @@ fn frames_from_the_wire_arrive_intact() {
     let mut cur = port.mem().incoming().hdr.tail.load(Ordering::Acquire);
 
     // Idle: nothing pending, so the worker may sleep on the socket...
-    assert!(port.arm_incoming(cur));
-    let fd = port.incoming_fd().expect("an AF_XDP port can signal");
+    assert!(port.arm_incoming(0, cur));
+    let fd = port.incoming_fd(0).expect("an AF_XDP port can signal");
     assert!(!poll_readable(fd, Duration::ZERO));
     // ...which becomes readable when a frame arrives.
     sock.send(&frame(0, 60));
@@ -362,8 +362,8 @@ fn frames_from_the_wire_arrive_intact() {
         poll_readable(fd, DEADLINE),
         "the socket did not become readable"
     );
-    assert!(!port.arm_incoming(cur), "frames wait: must not sleep");
-    port.disarm_incoming();
+    assert!(!port.arm_incoming(0, cur), "frames wait: must not sleep");
+    port.disarm_incoming(0);
     let got = receive(&port, &mut cur, 1);
     assert_eq!(got, vec![frame(0, 60)]);
 

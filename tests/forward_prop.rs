@@ -325,7 +325,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
         table.insert(Arc::new(PortEntry::new(
             PortId(*id),
             port.clone() as Arc<dyn Port>,
-            0,
+            &[0],
             1,
         )));
     }
@@ -377,7 +377,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
     let entry = table.entry(PortId(input)).unwrap().clone();
     let mut consumed = 0;
     for _ in 0..=c.packets.len() {
-        let n = fwd.forward(&table, &entry, 0, &packet_in);
+        let n = fwd.forward(&table, &entry, 0, 0, &packet_in);
         prop_assert!(n <= c.batch);
         if n == 0 {
             break;
@@ -385,7 +385,7 @@ fn run(c: &Case) -> Result<(), TestCaseError> {
         consumed += n;
     }
     prop_assert_eq!(consumed, c.packets.len());
-    prop_assert_eq!(fwd.forward(&table, &entry, 0, &packet_in), 0);
+    prop_assert_eq!(fwd.forward(&table, &entry, 0, 0, &packet_in), 0);
     prop_assert_eq!(
         ring.hdr.tail.load(std::sync::atomic::Ordering::Acquire),
         c.input_start.wrapping_add(consumed as u32)

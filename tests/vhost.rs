@@ -87,8 +87,14 @@ impl Lab {
     }
 
     fn switch(&mut self, module: &str, ports: &[String]) {
+        self.switch_with(module, &[], ports);
+    }
+
+    /// `switch` with more options for `mswitch run`.
+    fn switch_with(&mut self, module: &str, opts: &[&str], ports: &[String]) {
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--module", module, "--ctl", &self.ctl()]);
+        cmd.args(opts);
         for p in ports {
             cmd.args(["--port", p]);
         }
@@ -173,10 +179,23 @@ impl Testpmd {
     /// Starts testpmd on `sock` (`server`: testpmd listens) with its
     /// forwarding core on `core`, and waits until it forwards.
     fn start(lab: &Lab, name: &str, sock: &Path, server: bool, core: u32, args: &[&str]) -> Self {
+        Testpmd::start_queues(lab, name, sock, server, core, 1, args)
+    }
+
+    /// `start` with `queues` queue pairs, all used.
+    fn start_queues(
+        lab: &Lab,
+        name: &str,
+        sock: &Path,
+        server: bool,
+        core: u32,
+        queues: u32,
+        args: &[&str],
+    ) -> Self {
         let prefix = format!("msw{}{name}", lab.tag);
         let log = lab.dir.join(format!("{name}.log"));
         let vdev = format!(
-            "net_virtio_user0,path={},queues=1,queue_size=256{}",
+            "net_virtio_user0,path={},queues={queues},queue_size=256{}",
             sock.display(),
             if server { ",server=1" } else { "" }
         );
@@ -196,6 +215,8 @@ impl Testpmd {
             "--",
             "--total-num-mbufs=8192",
             "--stats-period=60",
+            &format!("--rxq={queues}"),
+            &format!("--txq={queues}"),
         ]);
         cmd.args(args);
         let out = File::create(&log).expect("log");
@@ -305,24 +326,27 @@ fn two_testpmds(module: &str) {
     if !peers() {
         return;
     }
+    two_testpmds_with(module, 1, 1);
+}
+
+/// `two_testpmds` on a switch with `workers` workers, with `queues` queue
+/// pairs on both ports, all used by both testpmds. Returns the lab (the
+/// switch still running) for more checks.
+fn two_testpmds_with(module: &str, workers: usize, queues: u32) -> Lab {
     let mut lab = Lab::new();
     let (a, b) = (lab.sock("a"), lab.sock("b"));
-    lab.switch(
+    lab.switch_with(
         module,
+        &["--workers", &workers.to_string()],
         &[
-            format!("vhost-user:{},name=vm1", a.display()),
-            format!("vhost-user:{},name=vm2", b.display()),
+            format!("vhost-user:{},name=vm1,queues={queues}", a.display()),
+            format!("vhost-user:{},name=vm2,queues={queues}", b.display()),
         ],
     );
-    let rx = Testpmd::start(&lab, "rx", &b, false, 0, &["--forward-mode=rxonly"]);
-    let tx = Testpmd::start(
-        &lab,
-        "tx",
-        &a,
-        false,
-        1,
-        &["--forward-mode=txonly", "--txonly-multi-flow", PEER2],
-    );
+    let rxonly = ["--forward-mode=rxonly"];
+    let rx = Testpmd::start_queues(&lab, "rx", &b, false, 0, queues, &rxonly);
+    let txonly = ["--forward-mode=txonly", "--txonly-multi-flow", PEER2];
+    let tx = Testpmd::start_queues(&lab, "tx", &a, false, 1, queues, &txonly);
     std::thread::sleep(Duration::from_millis(1000));
     let t = tx.stop();
     // Whatever the switch holds for the receiver gets there meanwhile.
@@ -330,7 +354,9 @@ fn two_testpmds(module: &str) {
     let r = rx.stop();
     let c = lab.counters();
     let (p1, p2) = (c[0], c[1]);
-    eprintln!("{module}: testpmd tx {t:?} rx {r:?}; switch port 1 {p1:?} port 2 {p2:?}");
+    eprintln!(
+        "{module}, {queues} queue pair(s): testpmd tx {t:?} rx {r:?}; switch port 1 {p1:?} port 2 {p2:?}"
+    );
     assert!(t.tx > 1000, "testpmd sent only {} packets", t.tx);
     assert_eq!(p1.0, t.tx, "switch read what testpmd sent");
     assert_eq!(p2.1, r.rx, "testpmd received what the switch sent");
@@ -340,6 +366,7 @@ fn two_testpmds(module: &str) {
         "the switch sent or dropped (and counted)"
     );
     assert!(r.rx > 0);
+    lab
 }
 
 #[test]
@@ -355,6 +382,45 @@ fn testpmd_to_testpmd_with_learn() {
 #[test]
 fn testpmd_to_testpmd_with_flow() {
     two_testpmds("flow:l2=2");
+}
+
+/// Two queue pairs on each port and two workers: each of a port's queue
+/// pairs is polled by a worker of its own, frames to the guest go out on
+/// both of its receive queues, and the counts agree as with one queue.
+#[test]
+fn two_queue_pairs_two_workers() {
+    let _g = common::serial();
+    if !peers() {
+        return;
+    }
+    let lab = two_testpmds_with("dummy", 2, 2);
+    let stats: serde_json::Value =
+        serde_json::from_str(&lab.ctl_cmd(&["stats", "--json"]).expect("stats")).expect("json");
+    for p in stats[0]["ports"].as_array().expect("ports") {
+        assert_eq!(p["queue_workers"], serde_json::json!([0, 1]), "{p}");
+    }
+    for w in stats[0]["workers"].as_array().expect("workers") {
+        assert_eq!(w["queues"], 2, "{w}");
+        assert!(
+            w["packets"].as_u64().unwrap_or(0) > 100,
+            "every worker forwards: {w}"
+        );
+    }
+    // testpmd prints a block per receive queue when it has several.
+    let out = std::fs::read_to_string(lab.dir.join("rx.log")).unwrap_or_default();
+    for q in 0..2 {
+        let head = format!("RX Port= 0/Queue= {q}");
+        let i = out
+            .rfind(&head)
+            .unwrap_or_else(|| panic!("no stats for {head}:\n{out}"));
+        let n: u64 = out[i..]
+            .split("RX-packets:")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "receive queue {q} got frames:\n{out}");
+    }
 }
 
 /// A vhost-user port and a veth (af_packet) port on one switch: frames

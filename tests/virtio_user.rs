@@ -644,8 +644,8 @@ fn a_lying_backend_is_counted_and_dropped() {
     assert!(!be.kicked(1), "not kicked once the backend said so");
 
     // Sleeping: armed, the port is woken by the backend's call.
-    let fd = port.incoming_fd().unwrap();
-    assert!(port.arm_incoming(drv_cursor(&port)));
+    let fd = port.incoming_fd(0).unwrap();
+    assert!(port.arm_incoming(0, drv_cursor(&port)));
     assert!(!mswitch::sys::poll_readable(
         fd,
         Some(Duration::from_millis(20))
@@ -661,7 +661,7 @@ fn a_lying_backend_is_counted_and_dropped() {
         fd,
         Some(Duration::from_secs(2))
     ));
-    port.disarm_incoming();
+    port.disarm_incoming(0);
     got.clear();
     drv.recv(64, |fr| got.push(fr.to_vec()));
     assert_eq!(got.len(), 1);

@@ -319,7 +319,7 @@ impl Daemon {
                     .iter()
                     .map(|p| {
                         let connected = m.vports.get(&p.name).map(|v| v.connected);
-                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "connected": connected })
+                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected })
                     })
                     .collect();
                 let openflow = m.agent.as_ref().map(|a| a.listening.clone());

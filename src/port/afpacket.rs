@@ -296,7 +296,7 @@ impl Port for AfPacketPort {
         &self.mem
     }
 
-    fn sync_incoming(&self) {
+    fn sync_incoming(&self, _q: usize) {
         let mut st = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         let cap = self.mem.buf_size() as usize;
         loop {
@@ -406,14 +406,14 @@ impl Port for AfPacketPort {
         });
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
 
-    fn arm_incoming(&self, _cur: u32) -> bool {
+    fn arm_incoming(&self, _q: usize, _cur: u32) -> bool {
         // epoll reports the socket readable while a block is handed over.
         !self.has_pending()
     }
 
-    fn disarm_incoming(&self) {}
+    fn disarm_incoming(&self, _q: usize) {}
 }

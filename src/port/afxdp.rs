@@ -655,7 +655,7 @@ impl Port for AfXdpPort {
         &self.mem
     }
 
-    fn sync_incoming(&self) {
+    fn sync_incoming(&self, _q: usize) {
         if let Some(mut st) = Self::lock(&self.rx) {
             self.rx_sync(&mut st);
         }
@@ -668,11 +668,11 @@ impl Port for AfXdpPort {
         self.tx.run(|st| self.tx_drain(st));
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         Some(self.sock.as_raw_fd())
     }
 
-    fn arm_incoming(&self, cur: u32) -> bool {
+    fn arm_incoming(&self, _q: usize, cur: u32) -> bool {
         // A TX backlog does not keep the worker awake: it is retried while
         // the worker polls, and by the next `outgoing_published` otherwise
         // (a link that is down must not make the worker spin).
@@ -692,7 +692,7 @@ impl Port for AfXdpPort {
         st.rx.producer().load(Ordering::Acquire) == st.rx_cons
     }
 
-    fn disarm_incoming(&self) {
+    fn disarm_incoming(&self, _q: usize) {
         // Nothing to undo: the socket's readability is the signal, and it
         // clears as `sync_incoming` empties the RX ring.
     }

@@ -1,5 +1,6 @@
 //! Driving a port without a switch: the program takes the switch's side of
-//! the rings (producer of the outgoing ring, consumer of the incoming ring).
+//! the rings (producer of the outgoing ring, consumer of the incoming ring;
+//! of a port with several incoming queues, queue 0).
 //! `pkt-gen` uses it to send and count traffic straight on kernel interfaces.
 
 use std::sync::Arc;
@@ -61,7 +62,7 @@ impl PortDriver {
 
     /// Receives up to `max` frames from the backend, calling `f` on each.
     pub fn recv(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
-        self.port.sync_incoming();
+        self.port.sync_incoming(0);
         let mem = self.port.mem();
         mem.consume(mem.incoming(), &mut self.in_cur, max, f)
     }
@@ -71,15 +72,15 @@ impl PortDriver {
         if self.port.mem().incoming().available(self.in_cur) > 0 {
             return true;
         }
-        match self.port.incoming_fd() {
+        match self.port.incoming_fd(0) {
             Some(fd) => {
                 // Ports whose device signals only when asked (vhost-user,
                 // virtio-user) are asked, as a sleeping worker asks them.
-                if !self.port.arm_incoming(self.in_cur) {
+                if !self.port.arm_incoming(0, self.in_cur) {
                     return true;
                 }
                 let woken = crate::sys::poll_any(&[fd], timeout) > 0;
-                self.port.disarm_incoming();
+                self.port.disarm_incoming(0);
                 woken
             }
             None => {

@@ -89,11 +89,11 @@ impl Port for MemPort {
         }
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         self.incoming_bell.read_end().map(|f| f.as_raw_fd())
     }
 
-    fn disarm_incoming(&self) {
+    fn disarm_incoming(&self, _q: usize) {
         self.mem.incoming().disarm_wakeup();
         self.incoming_bell.drain();
     }

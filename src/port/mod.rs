@@ -92,10 +92,26 @@ pub trait Port: Send + Sync {
     /// The port's rings and buffers.
     fn mem(&self) -> &PortMem;
 
-    /// Called by the port's owning worker before it reads the incoming ring
-    /// (netmap's rxsync). Backends that pull packets from a device fill the
-    /// incoming ring here. Only one worker calls it at a time; no lock is held.
-    fn sync_incoming(&self) {}
+    /// How many incoming queues the port has (default 1). Each is a ring
+    /// of its own that the switch polls on its own, so a device with several
+    /// receive queues (vhost-user with several queue pairs) can have each
+    /// served by a different worker. Queue 0's ring is `mem().incoming()`;
+    /// the number must not change while the port is attached.
+    fn incoming_queues(&self) -> usize {
+        1
+    }
+
+    /// The rings and buffers of incoming queue `q` (`q < incoming_queues()`):
+    /// the switch reads its `incoming()` ring and buffers.
+    fn incoming_mem(&self, _q: usize) -> &PortMem {
+        self.mem()
+    }
+
+    /// Called by the owning worker of incoming queue `q` before it reads that
+    /// queue's ring (netmap's rxsync). Backends that pull packets from a
+    /// device fill the ring here. Only one worker calls it for a queue at a
+    /// time; no lock is held.
+    fn sync_incoming(&self, _q: usize) {}
 
     /// Called after the switch published packets on the outgoing ring
     /// (netmap's txsync and notify). Backends push packets to their device or
@@ -115,8 +131,12 @@ pub trait Port: Send + Sync {
     /// and counted by the port itself); the switch counts the rest as
     /// dropped (`dest_full`). Still a copy, so the device never sees
     /// another port's memory. Several workers may call it at once; no lock is
-    /// held; it must not block.
-    fn transmit(&self, _frames: &[&[u8]]) -> usize {
+    /// held; it must not block. `sender` numbers the calling thread (a
+    /// worker's index, or one past the workers for the control path): a
+    /// device with several queues uses it to give each sender a queue of
+    /// its own, as a NIC has a transmit queue per core, so the frames of
+    /// one flow keep their order.
+    fn transmit(&self, _frames: &[&[u8]], _sender: usize) -> usize {
         0
     }
 
@@ -126,22 +146,23 @@ pub trait Port: Send + Sync {
         true
     }
 
-    /// A descriptor that becomes readable when packets arrive on the incoming
-    /// ring while the switch sleeps (see [`Port::arm_incoming`]). `None` means
-    /// the port cannot signal and is polled whenever its worker runs.
-    fn incoming_fd(&self) -> Option<RawFd> {
+    /// A descriptor that becomes readable when packets arrive on incoming
+    /// queue `q` while the switch sleeps (see [`Port::arm_incoming`]). `None`
+    /// means the queue cannot signal and is polled whenever its worker runs.
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         None
     }
 
-    /// Asks to be signalled on `incoming_fd` when packets arrive beyond the
-    /// switch's index `cur`. Returns false if packets already wait (do not sleep).
-    fn arm_incoming(&self, cur: u32) -> bool {
-        self.mem().incoming().arm_wakeup(cur)
+    /// Asks to be signalled on `incoming_fd(q)` when packets arrive on queue
+    /// `q` beyond the switch's index `cur`. Returns false if packets already
+    /// wait (do not sleep).
+    fn arm_incoming(&self, q: usize, cur: u32) -> bool {
+        self.incoming_mem(q).incoming().arm_wakeup(cur)
     }
 
-    /// Undoes `arm_incoming` once the worker polls the port again, and clears
-    /// any pending signal.
-    fn disarm_incoming(&self) {
-        self.mem().incoming().disarm_wakeup();
+    /// Undoes `arm_incoming` once the worker polls queue `q` again, and
+    /// clears any pending signal.
+    fn disarm_incoming(&self, q: usize) {
+        self.incoming_mem(q).incoming().disarm_wakeup();
     }
 }

@@ -172,7 +172,7 @@ impl Port for TapPort {
         &self.mem
     }
 
-    fn sync_incoming(&self) {
+    fn sync_incoming(&self, _q: usize) {
         let fd = self.fd.as_raw_fd();
         let cap = self.mem.buf_size() as usize;
         self.fill.fill(&self.mem, 256, |buf| {
@@ -205,15 +205,15 @@ impl Port for TapPort {
         });
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
 
-    fn arm_incoming(&self, _cur: u32) -> bool {
+    fn arm_incoming(&self, _q: usize, _cur: u32) -> bool {
         // The worker's epoll watches the TAP fd level-triggered: if frames
         // are waiting, it wakes at once, so there is nothing to arm.
         true
     }
 
-    fn disarm_incoming(&self) {}
+    fn disarm_incoming(&self, _q: usize) {}
 }

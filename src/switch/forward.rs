@@ -83,19 +83,23 @@ impl Forwarder {
         }
     }
 
-    /// Forwards up to one batch from `input`'s incoming ring. Only the input
-    /// port's owning worker may call this for that port. Returns the number of
-    /// slots consumed.
+    /// Forwards up to one batch from the ring of `input`'s incoming queue
+    /// `q`. Only that queue's owning worker may call this for it. Returns
+    /// the number of slots consumed.
     pub fn forward(
         &mut self,
         table: &Table,
         input: &PortEntry,
+        q: usize,
         now: Nanos,
         packet_in: &PacketIns,
     ) -> usize {
-        let mem = input.port.mem();
+        let Some(rxq) = input.rxq.get(q) else {
+            return 0;
+        };
+        let mem = input.port.incoming_mem(q);
         let ring = mem.incoming();
-        let cur = input.rx_cursor();
+        let cur = rxq.cursor();
         let n = (ring.available(cur) as usize).min(self.batch);
         if n == 0 {
             return 0;
@@ -128,7 +132,7 @@ impl Forwarder {
             self.dispatch(table, input, packet_in);
         }
         let next = cur.wrapping_add(n as u32);
-        input.set_rx_cursor(next);
+        rxq.set_cursor(next);
         ring.release(next);
         self.packets += n as u64;
         n
@@ -307,6 +311,7 @@ pub(crate) fn send(
     // A slot's length is 16 bits: longer frames do not fit whatever the
     // buffer size (only `Switch::transmit` could hand one in).
     let cap = mem.buf_size().min(u32::from(u16::MAX));
+    let sender = ctr;
     let ctr = &dst.counters[ctr];
     let oversize = if max_len <= cap {
         0
@@ -316,7 +321,14 @@ pub(crate) fn send(
     let want = total - oversize;
     ctr.drop(DropReason::Oversize, u64::from(oversize));
     if dst.port.transmits_directly() {
-        return send_direct(dst, ctr, pkts, order.filter(|&i| pkts[i].len <= cap), want);
+        return send_direct(
+            dst,
+            sender,
+            ctr,
+            pkts,
+            order.filter(|&i| pkts[i].len <= cap),
+            want,
+        );
     }
     let ring = mem.outgoing();
     let lease = dst.out.reserve(&ring, want);
@@ -386,6 +398,7 @@ pub(crate) fn send(
 /// over in chunks, in order; what it does not take is `dest_full`.
 fn send_direct(
     dst: &PortEntry,
+    sender: usize,
     ctr: &super::stats::PortCounters,
     pkts: &[PacketRef],
     order: impl Iterator<Item = usize>,
@@ -404,7 +417,7 @@ fn send_direct(
             frames[k] = unsafe { std::slice::from_raw_parts(p.ptr, p.len as usize) };
             k += 1;
         }
-        let n = dst.port.transmit(&frames[..k]).min(k);
+        let n = dst.port.transmit(&frames[..k], sender).min(k);
         sent += n as u32;
         bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
         if n < k {

@@ -127,7 +127,10 @@ pub struct PortStats {
     pub id: u16,
     pub name: String,
     pub kind: &'static str,
+    /// The worker that polls the port's (first) incoming queue.
     pub worker: usize,
+    /// The worker of each incoming queue, in queue order.
+    pub queue_workers: Vec<usize>,
     #[serde(flatten)]
     pub totals: PortTotals,
 }
@@ -136,7 +139,8 @@ pub struct PortStats {
 pub struct WorkerStats {
     pub id: usize,
     pub cpu: Option<usize>,
-    pub ports: usize,
+    /// Incoming queues it polls.
+    pub queues: usize,
     pub packets: u64,
     pub sleeps: u64,
     pub sleeping: bool,
@@ -263,7 +267,11 @@ impl Switch {
     }
 
     /// Like `attach`, with the port's incoming ring polled by worker `owner`
-    /// (`None`: the worker with the fewest ports).
+    /// (`None`: the worker with the fewest queues). A port with several
+    /// incoming queues has each polled by its own worker while there are
+    /// workers enough: queue 0 by `owner` (or the least loaded worker), each
+    /// further queue by the least loaded worker that polls none of the
+    /// port's queues yet.
     pub fn attach_to(
         &self,
         port: Arc<dyn Port>,
@@ -292,16 +300,13 @@ impl Switch {
                 .ok_or(SwitchError::Full)?,
         };
         let nworkers = self.shared.workers.len();
-        let owner = match owner {
-            Some(o) if o < nworkers => o,
-            Some(o) => return Err(SwitchError::BadConfig(format!("no worker {o}"))),
-            None => {
-                let mut load = vec![0usize; nworkers];
-                cur.entries().for_each(|e| load[e.owner] += 1);
-                (0..nworkers).min_by_key(|&w| load[w]).unwrap_or(0)
-            }
-        };
-        let entry = Arc::new(PortEntry::new(id, port, owner, self.counter_copies()));
+        if let Some(o) = owner
+            && o >= nworkers
+        {
+            return Err(SwitchError::BadConfig(format!("no worker {o}")));
+        }
+        let owners = spread_queues(&cur, nworkers, port.incoming_queues(), owner);
+        let entry = Arc::new(PortEntry::new(id, port, &owners, self.counter_copies()));
         cur.module.port_attached(id);
         self.publish(cur.derive(|t| t.insert(entry)));
         Ok(id)
@@ -340,7 +345,12 @@ impl Switch {
             ));
         }
         let nworkers = self.shared.workers.len();
-        let entry = Arc::new(PortEntry::new(id, port, old.owner, self.counter_copies()));
+        let owners = if port.incoming_queues() == old.rxq.len() {
+            old.owners()
+        } else {
+            spread_queues(&cur, nworkers, port.incoming_queues(), Some(old.owner()))
+        };
+        let entry = Arc::new(PortEntry::new(id, port, &owners, self.counter_copies()));
         let carried = PortTotals::sum(&old.counters);
         entry.counters[nworkers].load_totals(&carried);
         self.publish(cur.derive(|t| t.insert(entry.clone())));
@@ -453,7 +463,8 @@ impl Switch {
                     id: e.id.0,
                     name: e.port.name().to_owned(),
                     kind: e.port.kind(),
-                    worker: e.owner,
+                    worker: e.owner(),
+                    queue_workers: e.owners(),
                     totals,
                 }
             })
@@ -466,7 +477,10 @@ impl Switch {
             .map(|(i, w)| WorkerStats {
                 id: i,
                 cpu: w.cpu,
-                ports: t.entries().filter(|e| e.owner == i).count(),
+                queues: t
+                    .entries()
+                    .map(|e| e.rxq.iter().filter(|q| q.owner == i).count())
+                    .sum(),
                 packets: w.packets.load(Ordering::Relaxed),
                 sleeps: w.sleeps.load(Ordering::Relaxed),
                 sleeping: w.sleeping.load(Ordering::Relaxed),
@@ -493,6 +507,37 @@ impl Switch {
             let _ = t.join();
         }
     }
+}
+
+/// Workers for the `n` incoming queues of a new port: each queue goes to
+/// the least loaded worker (counting the queues each already polls) that
+/// has none of this port's queues yet, so the port's queues are spread over
+/// as many workers as there are; queue 0 goes to `first` if given.
+fn spread_queues(t: &Table, nworkers: usize, n: usize, first: Option<usize>) -> Vec<usize> {
+    let mut load = vec![0usize; nworkers];
+    for e in t.entries() {
+        for q in e.rxq.iter() {
+            load[q.owner.min(nworkers - 1)] += 1;
+        }
+    }
+    let mut mine = vec![false; nworkers];
+    let mut owners = Vec::with_capacity(n);
+    for q in 0..n.max(1) {
+        if mine.iter().all(|&m| m) {
+            mine.fill(false);
+        }
+        let w = match first {
+            Some(o) if q == 0 => o,
+            _ => (0..nworkers)
+                .filter(|&w| !mine[w])
+                .min_by_key(|&w| load[w])
+                .unwrap_or(0),
+        };
+        mine[w] = true;
+        load[w] += 1;
+        owners.push(w);
+    }
+    owners
 }
 
 impl Drop for Switch {

@@ -15,52 +15,82 @@ use crate::sys::EventFd;
 use super::lease::OutQueue;
 use super::stats::PortCounters;
 
+/// One incoming queue of an attached port, as the switch polls it.
+pub struct RxQueue {
+    /// The worker that polls this queue's ring.
+    pub owner: usize,
+    /// The switch's consumer index on the ring. Only the owner touches it;
+    /// it is never read back from shared memory.
+    cur: AtomicU32,
+}
+
+impl RxQueue {
+    #[inline]
+    pub(crate) fn cursor(&self) -> u32 {
+        self.cur.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set_cursor(&self, v: u32) {
+        self.cur.store(v, Ordering::Relaxed);
+    }
+}
+
 /// A port as attached to a switch: the backend plus the switch's private
 /// state for it.
 pub struct PortEntry {
     pub id: PortId,
     pub port: Arc<dyn Port>,
-    /// The worker that polls this port's incoming ring.
-    pub owner: usize,
+    /// The port's incoming queues (`port.incoming_queues()` of them), each
+    /// with its own owning worker.
+    pub rxq: Box<[RxQueue]>,
     /// Reservations on the outgoing ring (any worker may send here).
     pub(crate) out: OutQueue,
-    /// The switch's consumer index on the incoming ring. Only the owner
-    /// touches it; it is never read back from shared memory.
-    rx_cur: AtomicU32,
     /// One copy per worker, one for the control path (`Switch::replace`)
     /// and one for `Switch::transmit`.
     pub counters: Box<[PortCounters]>,
 }
 
 impl PortEntry {
-    /// The switch's state for `port` as number `id`, polled by worker
-    /// `owner`, with `writers` copies of its counters (one per forwarder).
-    pub fn new(id: PortId, port: Arc<dyn Port>, owner: usize, writers: usize) -> PortEntry {
+    /// The switch's state for `port` as number `id`, its incoming queue `q`
+    /// polled by worker `owners[q]` (queues past the end of `owners` by its
+    /// last), with `writers` copies of its counters (one per forwarder).
+    pub fn new(id: PortId, port: Arc<dyn Port>, owners: &[usize], writers: usize) -> PortEntry {
         let mem = port.mem();
         let out = OutQueue::new(
             mem.outgoing().hdr.head.load(Ordering::Acquire),
             mem.outgoing().size(),
         );
-        let rx_cur = AtomicU32::new(mem.incoming().hdr.tail.load(Ordering::Acquire));
+        let rxq = (0..port.incoming_queues().max(1))
+            .map(|q| RxQueue {
+                owner: owners.get(q).or(owners.last()).copied().unwrap_or(0),
+                cur: AtomicU32::new(
+                    port.incoming_mem(q)
+                        .incoming()
+                        .hdr
+                        .tail
+                        .load(Ordering::Acquire),
+                ),
+            })
+            .collect();
         let counters = (0..writers).map(|_| PortCounters::default()).collect();
         PortEntry {
             id,
             port,
-            owner,
+            rxq,
             out,
-            rx_cur,
             counters,
         }
     }
 
-    #[inline]
-    pub(crate) fn rx_cursor(&self) -> u32 {
-        self.rx_cur.load(Ordering::Relaxed)
+    /// The worker that polls queue 0.
+    pub fn owner(&self) -> usize {
+        self.rxq[0].owner
     }
 
-    #[inline]
-    pub(crate) fn set_rx_cursor(&self, v: u32) {
-        self.rx_cur.store(v, Ordering::Relaxed);
+    /// The workers that poll the port's queues, in queue order.
+    pub fn owners(&self) -> Vec<usize> {
+        self.rxq.iter().map(|q| q.owner).collect()
     }
 }
 

@@ -1,29 +1,30 @@
-//! Worker threads: each polls the incoming rings of the ports it owns and runs
-//! forwarding to completion for what it reads.
+//! Worker threads: each polls the incoming queues it owns (a port has one,
+//! or several, each owned by one worker) and runs forwarding to completion
+//! for what it reads.
 //!
-//! A worker spins while it finds work. A port found empty for longer than
+//! A worker spins while it finds work. A queue found empty for longer than
 //! `idle_after` is retired from the poll list and armed (its backend will
-//! signal its descriptor when packets arrive); when every owned port is
+//! signal its descriptor when packets arrive); when every owned queue is
 //! retired the worker sleeps in epoll, so an idle switch uses no CPU. While
-//! some ports are retired and others busy, the worker checks for signals
+//! some queues are retired and others busy, the worker checks for signals
 //! every few rounds with a zero-timeout epoll. Under light load (a round
 //! moves only a few packets) a worker naps for a few microseconds between
 //! rounds instead of spinning, so a trickle of traffic costs little CPU;
 //! `busy-poll` switches never nap or sleep.
 //!
-//! A port's descriptor is in the worker's epoll set only while the port is
-//! retired. A polled port stays out of it: a descriptor with a waiter makes
+//! A queue's descriptor is in the worker's epoll set only while the queue is
+//! retired. A polled queue stays out of it: a descriptor with a waiter makes
 //! every signal its producer raises cost a wake-up walk on the producer's
 //! core (for an AF_XDP socket, the kernel's receive path on the sending
 //! core takes the socket's wait-queue and the epoll locks for each batch).
-//! Only the worker adds and removes its ports' descriptors, so registration
+//! Only the worker adds and removes its queues' descriptors, so registration
 //! never races a table change.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::port::MAX_PORTS;
 use crate::sys::{Epoll, EventFd};
 
 use super::Shared;
@@ -75,12 +76,21 @@ impl WorkerShared {
     }
 }
 
-/// A port this worker polls.
+/// An incoming queue this worker polls.
 struct Owned {
     entry: Arc<PortEntry>,
+    /// Which of the port's incoming queues.
+    q: usize,
     last_active: Instant,
-    /// Whether the port can signal (and so may be retired when idle).
+    /// Whether the queue can signal (and so may be retired when idle).
     can_sleep: bool,
+}
+
+impl Owned {
+    /// The queue's epoll token: port number and queue index.
+    fn token(&self) -> u64 {
+        u64::from(self.entry.id.0) | (self.q as u64) << 16
+    }
 }
 
 pub(crate) fn run(shared: Arc<Shared>, w: usize) {
@@ -125,23 +135,23 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         let mut i = 0;
         while i < active.len() {
             let o = &mut active[i];
-            o.entry.port.sync_incoming();
-            let n = fwd.forward(&table, &o.entry, now_ns, &shared.packet_in);
+            o.entry.port.sync_incoming(o.q);
+            let n = fwd.forward(&table, &o.entry, o.q, now_ns, &shared.packet_in);
             work += n;
             if n > 0 {
                 o.last_active = now;
             } else if let Some(limit) = idle_after
                 && o.can_sleep
                 && now.duration_since(o.last_active) >= limit
-                && o.entry.port.arm_incoming(o.entry.rx_cursor())
+                && o.entry.port.arm_incoming(o.q, o.entry.rxq[o.q].cursor())
             {
                 // Level-triggered: what arrived since `arm_incoming` looked
                 // is reported by the first wait after the registration.
-                if watch(me, &o.entry) {
+                if watch(me, o) {
                     retired.push(active.swap_remove(i));
                     continue;
                 }
-                o.entry.port.disarm_incoming();
+                o.entry.port.disarm_incoming(o.q);
                 o.last_active = now;
             }
             i += 1;
@@ -185,10 +195,10 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         for &tok in &events {
             if tok == CTRL_TOKEN {
                 me.bell.drain();
-            } else if let Some(pos) = retired.iter().position(|o| u64::from(o.entry.id.0) == tok) {
+            } else if let Some(pos) = retired.iter().position(|o| o.token() == tok) {
                 let mut o = retired.swap_remove(pos);
-                unwatch(me, &o.entry);
-                o.entry.port.disarm_incoming();
+                unwatch(me, &o);
+                o.entry.port.disarm_incoming(o.q);
                 o.last_active = now;
                 active.push(o);
             }
@@ -196,28 +206,28 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     }
     // Leave nothing armed: the port may be re-attached elsewhere.
     for o in retired {
-        unwatch(me, &o.entry);
-        o.entry.port.disarm_incoming();
+        unwatch(me, &o);
+        o.entry.port.disarm_incoming(o.q);
     }
 }
 
-/// Adds a retired port's descriptor to the worker's epoll set; false if it
-/// cannot be (the port then stays polled).
-fn watch(me: &WorkerShared, e: &PortEntry) -> bool {
-    match e.port.incoming_fd() {
-        Some(fd) => me.epoll.add(fd, u64::from(e.id.0)).is_ok(),
+/// Adds a retired queue's descriptor to the worker's epoll set; false if it
+/// cannot be (the queue then stays polled).
+fn watch(me: &WorkerShared, o: &Owned) -> bool {
+    match o.entry.port.incoming_fd(o.q) {
+        Some(fd) => me.epoll.add(fd, o.token()).is_ok(),
         None => false,
     }
 }
 
-fn unwatch(me: &WorkerShared, e: &PortEntry) {
-    if let Some(fd) = e.port.incoming_fd() {
+fn unwatch(me: &WorkerShared, o: &Owned) {
+    if let Some(fd) = o.entry.port.incoming_fd(o.q) {
         let _ = me.epoll.delete(fd);
     }
 }
 
 /// Rebuilds the poll lists for a new table, keeping what stayed the same.
-/// Retired ports stay retired (they are still armed).
+/// Retired queues stay retired (they are still armed).
 fn regroup(
     me: &WorkerShared,
     table: &Table,
@@ -226,30 +236,33 @@ fn regroup(
     retired: &mut Vec<Owned>,
 ) {
     let keep = |o: &Owned| {
-        table
-            .entry(o.entry.id)
-            .is_some_and(|e| e.owner == w && Arc::ptr_eq(e, &o.entry))
+        table.entry(o.entry.id).is_some_and(|e| {
+            Arc::ptr_eq(e, &o.entry) && e.rxq.get(o.q).is_some_and(|r| r.owner == w)
+        })
     };
     for o in retired.iter().filter(|o| !keep(o)) {
-        unwatch(me, &o.entry);
-        o.entry.port.disarm_incoming();
+        unwatch(me, o);
+        o.entry.port.disarm_incoming(o.q);
     }
     active.retain(keep);
     retired.retain(keep);
-    let mut known = vec![false; MAX_PORTS];
-    for o in active.iter().chain(retired.iter()) {
-        known[o.entry.id.index()] = true;
-    }
+    let known: HashSet<u64> = active
+        .iter()
+        .chain(retired.iter())
+        .map(Owned::token)
+        .collect();
     let now = Instant::now();
-    for e in table
-        .entries()
-        .filter(|e| e.owner == w && !known[e.id.index()])
-    {
-        let can_sleep = e.port.incoming_fd().is_some();
-        active.push(Owned {
-            entry: e.clone(),
-            last_active: now,
-            can_sleep,
-        });
+    for e in table.entries() {
+        for (q, r) in e.rxq.iter().enumerate() {
+            let o = Owned {
+                entry: e.clone(),
+                q,
+                last_active: now,
+                can_sleep: e.port.incoming_fd(q).is_some(),
+            };
+            if r.owner == w && !known.contains(&o.token()) {
+                active.push(o);
+            }
+        }
     }
 }

@@ -10,21 +10,22 @@
 //!   connects to PATH, and connects again whenever the frontend goes away.
 //! - [`virtq`]: split virtqueues in guest memory, validated descriptor by
 //!   descriptor ([`guest_mem`] maps and bounds the guest's memory).
-//! - this file: the data path. The owning worker's `sync_incoming` drains
-//!   the guest's transmit queues into the port's incoming ring; any worker's
-//!   `outgoing_published` fills the guest's receive queue from the outgoing
-//!   ring. Frames the guest has no room for wait in the outgoing ring (the
-//!   switch drops when that is full), so a slow guest never stalls others.
+//! - this file: the data path. Each queue pair `k` is an incoming queue of
+//!   the port: its owning worker's `sync_incoming(k)` drains the guest's
+//!   transmit queue `2k + 1` into a ring of its own, so with several queue
+//!   pairs (MQ) and several workers each pair is served by its own worker.
+//!   Workers copy frames for the guest straight into its receive queues
+//!   (`transmit`), worker `w` into pair `w mod pairs` (the next running one
+//!   if that one is not), so a flow keeps its order. Frames a
+//!   [`PortDriver`](super::driver::PortDriver) puts on the outgoing ring go
+//!   to the first running receive queue; those the guest has no room for
+//!   wait there.
 //!
-//! Notifications: while the worker polls, the guest is asked not to kick
-//! (and DPDK frontends ask not to be called); when the worker goes to sleep
-//! (`arm_incoming`) kicks are turned on and the port's `incoming_fd`, an
-//! epoll set of the kick eventfds, wakes it. The guest is called only when
-//! it asked (EVENT_IDX or the ring flags).
-//!
-//! Multiple queue pairs (MQ) are negotiated and all served by the port's
-//! one worker (a port has one incoming ring); frames to the guest go to the
-//! first running receive queue.
+//! Notifications: while a queue's worker polls, the guest is asked not to
+//! kick it (and DPDK frontends ask not to be called); when the worker goes
+//! to sleep (`arm_incoming`) kicks are turned on and the queue's
+//! `incoming_fd`, an epoll set of its kick eventfd, wakes it. The guest is
+//! called only when it asked (EVENT_IDX or the ring flags).
 //!
 //! Guest memory stays mapped while any queue uses it, so a frontend that
 //! dies mid-transfer costs only its port: its queues stop at the next
@@ -122,17 +123,52 @@ impl Live {
     }
 }
 
+/// One incoming queue of the port: queue pair `k`'s transmit virtqueue
+/// (`2k + 1`), drained by its worker into a ring of its own.
+struct InQueue {
+    /// Its ring and buffers (queue 0's also hold the port's outgoing ring).
+    mem: PortMem,
+    fill: IncomingFill,
+    /// Its worker sleeps: the guest must kick.
+    armed: AtomicBool,
+    /// The virtqueue's kick eventfd (token: virtqueue index), for queue 0
+    /// also the receive queues' (frames wait in the outgoing ring for
+    /// guest buffers), and `wake` (token: u64::MAX).
+    epoll: Epoll,
+    wake: EventFd,
+}
+
+impl InQueue {
+    fn new(name: &str, cfg: MemConfig) -> Result<InQueue, VhostUserError> {
+        let os = |what: &'static str| {
+            move |err: io::Error| VhostUserError::Os {
+                what,
+                path: PathBuf::from(name),
+                err,
+            }
+        };
+        let mem = PortMem::new(name, cfg)?;
+        let epoll = Epoll::new().map_err(os("epoll"))?;
+        let wake = EventFd::new().map_err(os("eventfd"))?;
+        epoll.add(wake.as_raw_fd(), u64::MAX).map_err(os("epoll"))?;
+        Ok(InQueue {
+            fill: IncomingFill::new(&mem),
+            mem,
+            armed: AtomicBool::new(false),
+            epoll,
+            wake,
+        })
+    }
+}
+
 /// State shared by the port (data path) and its protocol thread.
 pub(crate) struct Shared {
     name: String,
     queue_pairs: u16,
     /// Virtqueue `2k` receives (switch -> guest), `2k + 1` transmits.
     queues: Vec<Mutex<Option<Live>>>,
-    /// The worker sleeps: queues must be kicked.
-    armed: AtomicBool,
-    /// Kick eventfds (token: queue index) and `wake` (token: u64::MAX).
-    epoll: Epoll,
-    wake: EventFd,
+    /// Incoming queue `k`: virtqueue `2k + 1`'s.
+    inq: Vec<InQueue>,
     counters: Counters,
     stop: AtomicBool,
     /// The protocol connection, to shut down when the port goes away.
@@ -144,6 +180,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The incoming queue whose worker virtqueue `i` wakes: its own pair's
+    /// for a transmit queue, queue 0's for a receive queue.
+    fn waker(&self, i: usize) -> &InQueue {
+        &self.inq[if i % 2 == 1 { i / 2 } else { 0 }]
+    }
+
     /// Before transmit queue `i` stops: gives the data path until
     /// `deadline` to take what the guest already queued, as data written to
     /// a socket before it closes is delivered.
@@ -158,23 +200,24 @@ impl Shared {
             if !waiting {
                 return;
             }
-            self.wake.notify();
+            self.waker(i).wake.notify();
             std::thread::sleep(Duration::from_micros(500));
         }
     }
 
     /// Puts `live` in place of queue `i`'s running state; returns the old.
     fn install(&self, i: usize, live: Option<Live>) -> Option<Live> {
+        let w = self.waker(i);
         let mut g = lock(&self.queues[i]);
         if let Some(k) = g.as_ref().and_then(|l| l.kick.as_ref()) {
-            let _ = self.epoll.delete(k.as_raw_fd());
+            let _ = w.epoll.delete(k.as_raw_fd());
         }
         if let Some(l) = &live {
             if let Some(k) = &l.kick {
                 crate::sys::set_nonblocking(k.as_raw_fd());
-                let _ = self.epoll.add(k.as_raw_fd(), i as u64);
+                let _ = w.epoll.add(k.as_raw_fd(), i as u64);
             }
-            if self.armed.load(Ordering::SeqCst) {
+            if w.armed.load(Ordering::SeqCst) {
                 l.q.enable_kicks();
             } else {
                 l.q.disable_kicks();
@@ -183,7 +226,7 @@ impl Shared {
         let old = std::mem::replace(&mut *g, live);
         drop(g);
         // Let a sleeping worker look at the new queue.
-        self.wake.notify();
+        w.wake.notify();
         old
     }
 }
@@ -193,8 +236,6 @@ pub struct VhostUserPort {
     name: String,
     path: PathBuf,
     mode: Mode,
-    mem: PortMem,
-    fill: IncomingFill,
     shared: Arc<Shared>,
     /// Our consumer index on the outgoing ring, for whoever drains it.
     out_tail: OneAtATime<u32>,
@@ -223,21 +264,22 @@ impl VhostUserPort {
                 err,
             }
         };
+        let inq = (0..queue_pairs)
+            .map(|k| match k {
+                0 => InQueue::new(name, cfg),
+                k => InQueue::new(&format!("{name}-q{k}"), cfg),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let listener = match mode {
             Mode::Server => Some(bind(path)?),
             Mode::Client => None,
         };
-        let mem = PortMem::new(name, cfg)?;
-        let epoll = Epoll::new().map_err(os("epoll"))?;
-        let wake = EventFd::new().map_err(os("eventfd"))?;
-        epoll.add(wake.as_raw_fd(), u64::MAX).map_err(os("epoll"))?;
+        let out_tail = inq[0].mem.outgoing().hdr.tail.load(Ordering::Acquire);
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             queue_pairs,
             queues: (0..2 * queue_pairs).map(|_| Mutex::new(None)).collect(),
-            armed: AtomicBool::new(false),
-            epoll,
-            wake,
+            inq,
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
@@ -246,9 +288,7 @@ impl VhostUserPort {
             name: name.to_owned(),
             path: path.to_owned(),
             mode,
-            fill: IncomingFill::new(&mem),
-            out_tail: OneAtATime::new(mem.outgoing().hdr.tail.load(Ordering::Acquire)),
-            mem,
+            out_tail: OneAtATime::new(out_tail),
             shared: shared.clone(),
             out_stuck: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -286,23 +326,25 @@ impl VhostUserPort {
     }
 
     fn drain_to_guest(&self, tail: &mut u32) {
-        let ring = self.mem.outgoing();
+        let mem = self.mem();
+        let ring = mem.outgoing();
         let n = ring.available(*tail);
         if n == 0 {
             return;
         }
         let frames = (0..n).map(|k| {
             let s = ring.slot(tail.wrapping_add(k));
-            self.mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[])
+            mem.buf(s.buf, usize::from(s.len)).unwrap_or(&[])
         });
-        let (k, stuck) = self.to_guest(frames, true);
+        let (k, stuck) = self.to_guest(frames, 0, true);
         *tail = tail.wrapping_add(k as u32);
         ring.release(*tail);
         self.out_stuck.store(stuck, Ordering::SeqCst);
     }
 
-    /// Copies `frames` into the guest's first running receive queue, in
-    /// order, and tells the guest if it asked. Returns how many frames were
+    /// Copies `frames` into a running receive queue of the guest, in order
+    /// (queue pair `sender mod pairs`, or the next running one), and tells
+    /// the guest if it asked. Returns how many frames were
     /// taken (delivered, or dropped and counted: too big for the guest's
     /// buffers, a bad chain, no frontend) and whether the guest ran out of
     /// buffers before the end. With `wait`, running out asks the guest to
@@ -311,11 +353,13 @@ impl VhostUserPort {
     fn to_guest<'a>(
         &self,
         frames: impl ExactSizeIterator<Item = &'a [u8]>,
+        sender: usize,
         wait: bool,
     ) -> (usize, bool) {
         let c = &self.shared.counters;
         let mut guard = None;
-        for k in 0..usize::from(self.shared.queue_pairs) {
+        let pairs = usize::from(self.shared.queue_pairs);
+        for k in (0..pairs).map(|k| (k + sender) % pairs) {
             let g = lock(&self.shared.queues[2 * k]);
             if g.is_some() {
                 guard = Some(g);
@@ -384,8 +428,8 @@ impl VhostUserPort {
         (k, stuck)
     }
 
-    /// Drains one transmit queue into the incoming ring.
-    fn drain_from_guest(&self, live: &mut Live) {
+    /// Drains one transmit queue into its incoming queue's ring.
+    fn drain_from_guest(&self, live: &mut Live, inq: &InQueue) {
         let c = &self.shared.counters;
         let mut left = live.q.refresh();
         if live.q.just_broke() {
@@ -397,10 +441,10 @@ impl VhostUserPort {
         let since = live.q.used_idx;
         let skip = live.hdr_len;
         // As many chains as this batch takes, the first PREFETCH at once.
-        let take = u32::from(left).min(self.fill.room(&self.mem)).min(256);
+        let take = u32::from(left).min(inq.fill.room(&inq.mem)).min(256);
         let mut ahead = take.saturating_sub(u32::from(PREFETCH));
         live.q.prefetch_batch(prefetch_count(take as usize), false);
-        self.fill.fill(&self.mem, 256, |buf| {
+        inq.fill.fill(&inq.mem, 256, |buf| {
             if left == 0 {
                 return None;
             }
@@ -437,17 +481,22 @@ impl Port for VhostUserPort {
     }
 
     fn mem(&self) -> &PortMem {
-        &self.mem
+        &self.shared.inq[0].mem
     }
 
-    fn sync_incoming(&self) {
-        for k in 0..self.shared.queue_pairs as usize {
-            let Ok(mut g) = self.shared.queues[2 * k + 1].try_lock() else {
-                continue;
-            };
-            if let Some(live) = g.as_mut() {
-                self.drain_from_guest(live);
-            }
+    fn incoming_queues(&self) -> usize {
+        self.shared.inq.len()
+    }
+
+    fn incoming_mem(&self, q: usize) -> &PortMem {
+        &self.shared.inq[q].mem
+    }
+
+    fn sync_incoming(&self, q: usize) {
+        if let Ok(mut g) = self.shared.queues[2 * q + 1].try_lock()
+            && let Some(live) = g.as_mut()
+        {
+            self.drain_from_guest(live, &self.shared.inq[q]);
         }
         if self.out_stuck.load(Ordering::Relaxed) {
             self.flush_outgoing();
@@ -462,39 +511,40 @@ impl Port for VhostUserPort {
         true
     }
 
-    fn transmit(&self, frames: &[&[u8]]) -> usize {
-        self.to_guest(frames.iter().copied(), false).0
+    fn transmit(&self, frames: &[&[u8]], sender: usize) -> usize {
+        self.to_guest(frames.iter().copied(), sender, false).0
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
-        Some(self.shared.epoll.as_raw_fd())
+    fn incoming_fd(&self, q: usize) -> Option<RawFd> {
+        Some(self.shared.inq[q].epoll.as_raw_fd())
     }
 
-    fn arm_incoming(&self, cur: u32) -> bool {
+    fn arm_incoming(&self, q: usize, cur: u32) -> bool {
         let sh = &self.shared;
-        sh.armed.store(true, Ordering::SeqCst);
-        let mut ready = self.mem.incoming().available(cur) > 0;
-        let stuck = self.out_stuck.load(Ordering::SeqCst);
-        for (i, q) in sh.queues.iter().enumerate() {
-            if i.is_multiple_of(2) && !stuck {
-                continue;
-            }
-            if let Some(live) = lock(q).as_mut() {
+        let inq = &sh.inq[q];
+        inq.armed.store(true, Ordering::SeqCst);
+        let mut ready = inq.mem.incoming().available(cur) > 0;
+        // Queue 0's worker also waits for receive buffers when frames are
+        // stuck in the outgoing ring.
+        let stuck = q == 0 && self.out_stuck.load(Ordering::SeqCst);
+        for i in self.kicked_by(q, stuck) {
+            if let Some(live) = lock(&sh.queues[i]).as_mut() {
                 live.q.enable_kicks();
                 ready |= live.q.refresh() > 0;
             }
         }
         if ready {
-            self.disarm_incoming();
+            self.disarm_incoming(q);
         }
         !ready
     }
 
-    fn disarm_incoming(&self) {
+    fn disarm_incoming(&self, q: usize) {
         let sh = &self.shared;
-        sh.armed.store(false, Ordering::SeqCst);
-        for q in &sh.queues {
-            if let Ok(g) = q.try_lock()
+        let inq = &sh.inq[q];
+        inq.armed.store(false, Ordering::SeqCst);
+        for i in self.kicked_by(q, q == 0) {
+            if let Ok(g) = sh.queues[i].try_lock()
                 && let Some(live) = g.as_ref()
             {
                 live.q.disable_kicks();
@@ -503,7 +553,16 @@ impl Port for VhostUserPort {
                 }
             }
         }
-        sh.wake.drain();
+        inq.wake.drain();
+    }
+}
+
+impl VhostUserPort {
+    /// The virtqueues whose kicks wake incoming queue `q`'s worker: its
+    /// transmit queue, and with `rx` (queue 0 only) the receive queues.
+    fn kicked_by(&self, q: usize, rx: bool) -> impl Iterator<Item = usize> {
+        let pairs = usize::from(self.shared.queue_pairs);
+        std::iter::once(2 * q + 1).chain((0..pairs).map(|k| 2 * k).filter(move |_| rx))
     }
 }
 

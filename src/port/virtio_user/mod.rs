@@ -366,7 +366,7 @@ impl Port for VirtioUserPort {
         &self.shared.mem
     }
 
-    fn sync_incoming(&self) {
+    fn sync_incoming(&self, _q: usize) {
         let sh = &self.shared;
         if let Ok(mut g) = sh.rx.try_lock()
             && let Some(q) = g.as_mut()
@@ -386,11 +386,11 @@ impl Port for VirtioUserPort {
         self.connected()
     }
 
-    fn incoming_fd(&self) -> Option<RawFd> {
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         Some(self.shared.epoll.as_raw_fd())
     }
 
-    fn arm_incoming(&self, cur: u32) -> bool {
+    fn arm_incoming(&self, _q: usize, cur: u32) -> bool {
         let sh = &self.shared;
         if sh.mem.incoming().available(cur) > 0 {
             return false;
@@ -422,12 +422,12 @@ impl Port for VirtioUserPort {
             };
         }
         if ready {
-            self.disarm_incoming();
+            self.disarm_incoming(0);
         }
         !ready
     }
 
-    fn disarm_incoming(&self) {
+    fn disarm_incoming(&self, _q: usize) {
         let sh = &self.shared;
         if let Ok(g) = sh.rx.try_lock()
             && let Some(q) = g.as_ref()
