@@ -23,7 +23,8 @@
 # and records the CPU used by other processes during its window; medians
 # are over the runs with less than NOISY=10 % of a core of such load.
 # Reported: packets/s through the switch (testpmd's RX counters, both ports,
-# over a window of D seconds after a 1 s warm-up), the ratio to ovs-dpdk, and
+# over a window of D seconds after a 1 s warm-up), the ratio to ovs-dpdk (of
+# the medians, and the median of each run's own ratio), and
 # the switch thread's cycles per packet: its CPU time in the window (from
 # /proc/PID/task/TID/stat) times the nominal clock, over the packets.
 #
@@ -417,10 +418,19 @@ med_of() { # SETUP SIZE FLOWS COLUMN
     awk -F'\t' -v s="$1" -v z="$2" -v f="$3" -v c="$4" -v n="$NOISY" -v q="$quiet" \
         '$1 == s && $2 == z && $3 == f && (q == 0 || $7 < n) {print $c}' "$RES" | median
 }
+# The median over runs of each run's own ratio (this setup's rate over
+# ovs-dpdk's in the same run, minutes apart): steadier than the ratio of
+# medians when the machine's speed drifts between runs.
+ratio_of() { # SETUP SIZE FLOWS
+    awk -F'\t' -v s="$1" -v z="$2" -v f="$3" '
+        $2 == z && $3 == f && $1 == "ovs-dpdk" {b[$4] = $5}
+        $2 == z && $3 == f && $1 == s {p[$4] = $5}
+        END {for (r in p) if (b[r] > 0) print p[r] / b[r]}' "$RES" | median
+}
 [ -z "$SETUPS" ] || {
 echo
 echo "median of $RUNS run(s), ${D} s windows, $((POP * 32)) packets per port in flight; clock $((HZ / 1000000)) MHz"
-printf '| setup | frame B | flows | Mpps | vs ovs-dpdk | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|\n'
+printf '| setup | frame B | flows | Mpps | vs ovs-dpdk | per-run ratio | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|---|\n'
 for setup in $SETUPS; do
     for size in 64 1518; do
         for flows in 1 256; do
@@ -428,9 +438,11 @@ for setup in $SETUPS; do
             c=$(med_of "$setup" $size $flows 6)
             o=$(med_of "$setup" $size $flows 7)
             b=$(med_of ovs-dpdk $size $flows 5)
-            awk -v s="$setup" -v z=$size -v f=$flows -v p="$p" -v b="$b" -v c="$c" -v o="$o" 'BEGIN {
+            rr=$(ratio_of "$setup" $size $flows)
+            awk -v s="$setup" -v z=$size -v f=$flows -v p="$p" -v b="$b" -v c="$c" -v o="$o" -v rr="$rr" 'BEGIN {
                 r = (b != "" && b > 0) ? sprintf("%.2f", p / b) : "-"
-                printf "| %s | %s | %s | %.2f | %s | %.0f | %.0f |\n", s, z, f, p / 1e6, r, c, o
+                rr = (rr != "" && rr > 0) ? sprintf("%.2f", rr) : "-"
+                printf "| %s | %s | %s | %.2f | %s | %s | %.0f | %.0f |\n", s, z, f, p / 1e6, r, rr, c, o
                 printf "{\"setup\":\"%s\",\"size\":%s,\"flows\":%s,\"pps\":%d,\"cycles_per_packet\":%.0f}\n", s, z, f, p, c > "/dev/stderr"
             }'
         done
