@@ -1,6 +1,6 @@
 //! Driving a port without a switch: the program takes the switch's side of
-//! the rings (producer of the outgoing ring, consumer of the incoming ring;
-//! of a port with several incoming queues, queue 0).
+//! the rings (producer of the outgoing ring, consumer of the incoming rings,
+//! all of a port's incoming queues in turn).
 //! `pkt-gen` uses it to send and count traffic straight on kernel interfaces.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ pub struct PortDriver {
     port: Arc<dyn Port>,
     /// Our producer index on the outgoing ring.
     out_head: u32,
-    /// Our consumer index on the incoming ring.
-    in_cur: u32,
+    /// Our consumer index on each incoming queue's ring.
+    in_cur: Vec<u32>,
 }
 
 impl PortDriver {
@@ -24,11 +24,15 @@ impl PortDriver {
             .hdr
             .head
             .load(std::sync::atomic::Ordering::Acquire);
-        let in_cur = mem
-            .incoming()
-            .hdr
-            .tail
-            .load(std::sync::atomic::Ordering::Acquire);
+        let in_cur = (0..port.incoming_queues())
+            .map(|q| {
+                port.incoming_mem(q)
+                    .incoming()
+                    .hdr
+                    .tail
+                    .load(std::sync::atomic::Ordering::Acquire)
+            })
+            .collect();
         PortDriver {
             port,
             out_head,
@@ -61,26 +65,39 @@ impl PortDriver {
     }
 
     /// Receives up to `max` frames from the backend, calling `f` on each.
-    pub fn recv(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
-        self.port.sync_incoming(0);
-        let mem = self.port.mem();
-        mem.consume(mem.incoming(), &mut self.in_cur, max, f)
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        for (q, cur) in self.in_cur.iter_mut().enumerate() {
+            self.port.sync_incoming(q);
+            let mem = self.port.incoming_mem(q);
+            n += mem.consume(mem.incoming(), cur, max - n, &mut f);
+        }
+        n
     }
 
     /// Waits until the backend may have frames, or `timeout` passes.
     pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
-        if self.port.mem().incoming().available(self.in_cur) > 0 {
+        let port = &self.port;
+        let cur = &self.in_cur;
+        let queues = 0..cur.len();
+        if queues
+            .clone()
+            .any(|q| port.incoming_mem(q).incoming().available(cur[q]) > 0)
+        {
             return true;
         }
-        match self.port.incoming_fd(0) {
-            Some(fd) => {
+        let fds: Option<Vec<_>> = queues.clone().map(|q| port.incoming_fd(q)).collect();
+        match fds {
+            Some(fds) => {
                 // Ports whose device signals only when asked (vhost-user,
                 // virtio-user) are asked, as a sleeping worker asks them.
-                if !self.port.arm_incoming(0, self.in_cur) {
-                    return true;
+                let mut armed = 0;
+                while armed < cur.len() && port.arm_incoming(armed, cur[armed]) {
+                    armed += 1;
                 }
-                let woken = crate::sys::poll_any(&[fd], timeout) > 0;
-                self.port.disarm_incoming(0);
+                let woken = armed < cur.len() || crate::sys::poll_any(&fds, timeout) > 0;
+                // `arm_incoming` that found frames disarmed its queue itself.
+                (0..armed).for_each(|q| port.disarm_incoming(q));
                 woken
             }
             None => {
