@@ -2,6 +2,7 @@
 //! and every kind of bad one a frontend can write.
 
 use super::*;
+use proptest::prelude::*;
 
 const SIZE: u16 = 16;
 const DESC: u64 = 0x0;
@@ -359,5 +360,88 @@ fn short_copies_copy_exactly_their_bytes() {
         unsafe { copy_bytes(src.as_ptr(), dst.as_mut_ptr(), n) };
         assert_eq!(&dst[..n], &src[..], "{n}");
         assert!(dst[n..].iter().all(|&b| b == 0), "{n}: wrote past the end");
+    }
+}
+
+/// Where the property test puts an indirect table.
+const IND: u64 = 0x8000;
+
+/// A descriptor as a hostile driver might write it: (addr, len, flags,
+/// next), mostly plausible (addresses in the buffers or at the indirect
+/// table, small lengths, the three flags, indices in range), sometimes
+/// anything at all.
+fn hostile_desc() -> impl Strategy<Value = (u64, u32, u16, u16)> {
+    let addr = prop_oneof![
+        6 => BUFS..MEM,
+        2 => Just(IND),
+        1 => 0..MEM,
+        1 => any::<u64>(),
+    ];
+    let len = prop_oneof![
+        4 => 0u32..3000,
+        2 => (0u32..9).prop_map(|n| 16 * n),
+        1 => any::<u32>(),
+    ];
+    let flags = prop_oneof![4 => 0u16..8, 1 => any::<u16>()];
+    let next = prop_oneof![4 => 0..SIZE, 1 => any::<u16>()];
+    (addr, len, flags, next)
+}
+
+proptest! {
+    /// Whatever a driver writes in its rings, taking chains from a transmit
+    /// queue and filling a receive queue end, never panic, never report more
+    /// bytes than the buffer holds or more used entries than were offered,
+    /// and taking from a transmit queue writes nothing but the used ring.
+    #[test]
+    fn hostile_rings_are_survived(
+        descs in proptest::collection::vec(hostile_desc(), SIZE as usize),
+        indirect in proptest::collection::vec(hostile_desc(), 0..9),
+        avail in proptest::collection::vec(prop_oneof![4 => 0..SIZE, 1 => any::<u16>()], SIZE as usize),
+        avail_idx in prop_oneof![4 => 0..=SIZE, 1 => any::<u16>()],
+        event_idx: bool,
+        merge: bool,
+        frame_len in prop_oneof![Just(60usize), Just(1514), 0usize..4000],
+    ) {
+        for transmit in [true, false] {
+            let mut r = Rig::new(event_idx, true);
+            for (i, &(addr, len, flags, next)) in descs.iter().enumerate() {
+                r.desc(i as u16, addr, len, flags, next);
+            }
+            for (i, &(addr, len, flags, next)) in indirect.iter().enumerate() {
+                r.desc_in(IND, i as u16, addr, len, flags, next);
+            }
+            for (i, &head) in avail.iter().enumerate() {
+                r.w16(AVAIL + 4 + 2 * i as u64, head);
+            }
+            r.w16(AVAIL + 2, avail_idx);
+            let before = r.read(0, MEM as usize);
+            let offered = r.q.refresh();
+            let hdr = [0u8; 12];
+            let pkt = frame(frame_len);
+            for _ in 0..2 * SIZE {
+                if r.q.pending() == 0 {
+                    break;
+                }
+                if transmit {
+                    let mut buf = vec![0u8; 2048];
+                    if let Ok(Some(n)) = r.q.pop_into(12, &mut buf) {
+                        prop_assert!(n <= buf.len());
+                    }
+                } else if r.q.push(&hdr, &pkt, merge) == Ok(Pushed::NoRoom) {
+                    break;
+                }
+            }
+            r.q.publish(0);
+            prop_assert!(r.q.used_idx <= offered, "used {} of {offered}", r.q.used_idx);
+            // (The used index in memory may be anything: a driver may point
+            // a receive buffer over its own used ring.)
+            if transmit {
+                let after = r.read(0, MEM as usize);
+                let used = USED as usize..USED as usize + 6 + 8 * SIZE as usize;
+                for (i, (a, b)) in before.iter().zip(&after).enumerate() {
+                    prop_assert!(a == b || used.contains(&i), "byte {i:#x} written");
+                }
+            }
+        }
     }
 }
