@@ -829,7 +829,10 @@ mod tests {
         assert!(e.drain());
         let full = u64::MAX - 1;
         // SAFETY: writes 8 bytes from a live u64 to our own fd.
-        assert_eq!(unsafe { libc::write(e.as_raw_fd(), (&raw const full).cast(), 8) }, 8);
+        assert_eq!(
+            unsafe { libc::write(e.as_raw_fd(), (&raw const full).cast(), 8) },
+            8
+        );
         let t = std::time::Instant::now();
         assert!(!e.notify_untrusted(), "a full counter on a blocking file");
         assert!(t.elapsed() < Duration::from_secs(1));

@@ -437,6 +437,10 @@ impl VhostUserPort {
     fn drain_from_guest(&self, live: &mut Live) {
         let c = &self.shared.counters;
         let mut left = live.q.refresh();
+        if live.q.mem_faulted() {
+            self.shared.fail(FAIL_MEMORY);
+            return;
+        }
         if live.q.just_broke() {
             c.broken.fetch_add(1, Ordering::Relaxed);
         }
@@ -532,7 +536,8 @@ impl Port for VhostUserPort {
             }
             if let Some(live) = lock(q).as_mut() {
                 live.q.enable_kicks();
-                ready |= live.q.refresh() > 0;
+                // A fault is looked at by sync_incoming.
+                ready |= live.q.refresh() > 0 || live.q.mem_faulted();
             }
         }
         if ready {
