@@ -11,6 +11,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
+pub mod sigbus;
+pub mod watchdog;
+
 /// Converts a `-1` return of a libc call into the thread's `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -141,6 +144,7 @@ impl EventFd {
     }
 
     /// Rings the doorbell. A full counter (EAGAIN) already means "signalled".
+    /// Only for eventfds no other process holds (see [`Self::notify_untrusted`]).
     pub fn notify(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our own fd.
@@ -149,12 +153,17 @@ impl EventFd {
         }
     }
 
-    /// Clears the doorbell; returns true when it had been rung.
+    /// Rings an eventfd another process holds; false if that process made
+    /// it block (see [`eventfd_notify_untrusted`]).
+    pub fn notify_untrusted(&self) -> bool {
+        eventfd_notify_untrusted(self.fd.as_raw_fd())
+    }
+
+    /// Clears the doorbell; returns true when it had been rung. Never
+    /// blocks, even if another process holding the eventfd made it blocking
+    /// (see [`eventfd_drain`]).
     pub fn drain(&self) -> bool {
-        let mut v: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a live u64 from our own fd.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
-        n == 8
+        eventfd_drain(self.fd.as_raw_fd())
     }
 
     /// Waits until the doorbell rings or `timeout` passes; returns true if rung.
@@ -178,6 +187,76 @@ impl AsRawFd for EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+// Eventfds shared with another process (vhost-user kicks and calls) share
+// one open file description with it, so the peer can clear O_NONBLOCK. What
+// these two rely on, in Linux's fs/eventfd.c (checked on the 6.18 kernel
+// this runs on: the indexed kernel sources were older):
+// - eventfd_read is a `read_iter` that returns -EAGAIN on a zero counter
+//   when the file is O_NONBLOCK *or* the kiocb has IOCB_NOWAIT, and
+//   do_eventfd sets FMODE_NOWAIT, so preadv2(RWF_NOWAIT) never blocks
+//   whatever the file's flags (since Linux 5.12; older kernels refuse the
+//   flag with EOPNOTSUPP).
+// - eventfd_write is a plain `write` (no `write_iter`) that looks only at
+//   O_NONBLOCK; pwritev2(RWF_NOWAIT) fails with EOPNOTSUPP. So a write to a
+//   counter the peer filled (0xffff_ffff_ffff_fffe) blocks on a file the
+//   peer made blocking; polling POLLOUT first or setting O_NONBLOCK again
+//   before the write both leave a window the peer can win. Instead the
+//   write runs under the watchdog (`watchdog::guarded`), which interrupts
+//   it if it blocks, and the caller drops the peer.
+
+/// Rings an eventfd that another process shares; returns false if that
+/// process made it block (the write was interrupted after at most a couple
+/// of [`watchdog::PERIOD`]s): the caller should drop the peer. A full
+/// counter with O_NONBLOCK set (EAGAIN) already means "signalled".
+pub fn eventfd_notify_untrusted(fd: RawFd) -> bool {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to a caller-owned fd.
+    let write = || unsafe { libc::write(fd, (&raw const one).cast(), 8) };
+    match watchdog::guarded(write) {
+        Some(watchdog::Guarded::Done(_)) => true,
+        Some(watchdog::Guarded::Stalled) => false,
+        // No watchdog slot for this thread: write only when the counter has
+        // room (racy, but only with more than 256 threads calling).
+        None => {
+            let mut p = PollFd {
+                fd,
+                events: POLL_OUT,
+                revents: 0,
+            };
+            if poll(std::slice::from_mut(&mut p), Some(Duration::ZERO)) > 0
+                && p.revents & POLL_OUT != 0
+            {
+                write();
+            }
+            true
+        }
+    }
+}
+
+/// Clears an eventfd (ours or shared with another process); returns true
+/// when it had been rung. Never blocks: see the note above.
+pub fn eventfd_drain(fd: RawFd) -> bool {
+    let mut v: u64 = 0;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut v).cast(),
+        iov_len: 8,
+    };
+    // SAFETY: reads at most 8 bytes into a live u64 through one iovec.
+    let n = unsafe { libc::preadv2(fd, &raw mut iov, 1, -1, libc::RWF_NOWAIT) };
+    if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return n == 8;
+    }
+    // A kernel without RWF_NOWAIT on eventfds: a read that blocks is
+    // interrupted.
+    // SAFETY: as above, with read(2).
+    let mut read = || unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+    match watchdog::guarded(&mut read) {
+        Some(watchdog::Guarded::Done(n)) => n == 8,
+        Some(watchdog::Guarded::Stalled) => false,
+        None => poll_readable(fd, Some(Duration::ZERO)) && read() == 8,
     }
 }
 
@@ -732,4 +811,32 @@ pub fn prefetch_write(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hostile peer does to an eventfd it shares: clears
+    /// O_NONBLOCK, then empties or fills the counter.
+    #[test]
+    fn shared_eventfds_never_block() {
+        let e = EventFd::new().unwrap();
+        // SAFETY: fcntl on our own fd.
+        assert_eq!(unsafe { libc::fcntl(e.as_raw_fd(), libc::F_SETFL, 0) }, 0);
+        assert!(!e.drain(), "an empty counter reads as not rung, at once");
+        assert!(e.notify_untrusted());
+        assert!(e.drain());
+        let full = u64::MAX - 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own fd.
+        assert_eq!(
+            unsafe { libc::write(e.as_raw_fd(), (&raw const full).cast(), 8) },
+            8
+        );
+        let t = std::time::Instant::now();
+        assert!(!e.notify_untrusted(), "a full counter on a blocking file");
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(e.drain());
+        assert!(e.notify_untrusted());
+    }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mswitch::module;
 use mswitch::packet::MemConfig;
 use mswitch::port::vhost_user::{Mode, VhostUserPort};
-use mswitch::port::{Port, PortId};
+use mswitch::port::{MemClient, Port, PortId};
 use mswitch::switch::{Switch, SwitchConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
@@ -577,14 +577,31 @@ mod bad_frontend {
         /// Dropping it closes the connection.
         pub _fe: Frontend,
         pub kick: EventFd,
-        _call: EventFd,
+        pub call: EventFd,
         avail: u16,
     }
 
     impl Guest {
         /// Connects and sets up the queue; returns once `port` runs it.
         pub fn connect(path: &Path, port: &VhostUserPort) -> Guest {
-            let mem = mswitch::sys::Region::new("guest", MEM).unwrap();
+            Guest::connect_with(path, port, mswitch::sys::Region::new("guest", MEM).unwrap())
+        }
+
+        /// Guest memory in a memfd without seals, which the frontend can
+        /// shrink under the switch.
+        pub fn unsealed_memory() -> mswitch::sys::Region {
+            // SAFETY: plain syscalls on a fresh memfd that we then own.
+            #[allow(unsafe_code)]
+            let fd = unsafe {
+                let fd = libc::memfd_create(c"guest-unsealed".as_ptr(), libc::MFD_CLOEXEC);
+                assert!(fd >= 0);
+                assert_eq!(libc::ftruncate(fd, MEM as i64), 0);
+                <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            };
+            mswitch::sys::Region::map(fd, MEM).unwrap()
+        }
+
+        pub fn connect_with(path: &Path, port: &VhostUserPort, mem: mswitch::sys::Region) -> Guest {
             let fe = Frontend::connect(path, 2).expect("connect");
             fe.set_owner().unwrap();
             let f = fe.get_features().unwrap();
@@ -623,7 +640,7 @@ mod bad_frontend {
                 mem,
                 _fe: fe,
                 kick,
-                _call: call,
+                call,
                 avail: 0,
             }
         }
@@ -692,6 +709,30 @@ mod bad_frontend {
 
         pub fn kick(&self) {
             self.kick.write(1).unwrap();
+        }
+
+        /// Starts the receive queue (0) too, with rings at the top of guest
+        /// memory; returns its kick and call eventfds. Starting a queue
+        /// wakes a sleeping worker, which then clears every kick eventfd.
+        pub fn start_rx_queue(&self) -> (EventFd, EventFd) {
+            let top = self.mem.as_ptr() as u64 + 0x18000;
+            let (kick, call) = (EventFd::new(0).unwrap(), EventFd::new(0).unwrap());
+            let fe = &self._fe;
+            fe.set_vring_num(0, SIZE).unwrap();
+            let cfg = VringConfigData {
+                queue_max_size: SIZE,
+                queue_size: SIZE,
+                flags: 0,
+                desc_table_addr: top,
+                used_ring_addr: top + 0x2000,
+                avail_ring_addr: top + 0x1000,
+                log_addr: None,
+            };
+            fe.set_vring_addr(0, &cfg).unwrap();
+            fe.set_vring_base(0, 0).unwrap();
+            fe.set_vring_call(0, &call).unwrap();
+            fe.set_vring_kick(0, &kick).unwrap();
+            (kick, call)
         }
     }
 }
@@ -766,4 +807,163 @@ fn a_malformed_frontend_costs_only_its_port() {
     drop(vu);
     assert!(!sock.exists(), "the socket is removed with the port");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A switch with the vhost-user port `vm` (1) and three mem ports; port 3's
+/// frames go to 4 and back, to show that the others keep going.
+struct Hostile {
+    dir: PathBuf,
+    sock: PathBuf,
+    sw: Option<Switch>,
+    vu: Arc<VhostUserPort>,
+    c2: MemClient,
+    c3: MemClient,
+    c4: MemClient,
+    seq: u32,
+}
+
+impl Hostile {
+    fn new() -> Hostile {
+        let dir = std::env::temp_dir().join(format!("msw-vt-{}", tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("bad.sock");
+        let sw = Switch::new(
+            SwitchConfig::default(),
+            module::build("dummy:1=2,3=4,4=3").unwrap(),
+        )
+        .unwrap();
+        let vu =
+            VhostUserPort::open("vm", &sock, Mode::Server, 1, MemConfig::new(256, 2048)).unwrap();
+        sw.attach(vu.clone() as Arc<dyn Port>, Some(PortId(1)))
+            .unwrap();
+        let (p2, c2) = common::port("p2", common::default_cfg());
+        let (p3, c3) = common::port("p3", common::default_cfg());
+        let (p4, c4) = common::port("p4", common::default_cfg());
+        common::attach(&sw, &p2, 2);
+        common::attach(&sw, &p3, 3);
+        common::attach(&sw, &p4, 4);
+        Hostile {
+            dir,
+            sock,
+            sw: Some(sw),
+            vu,
+            c2,
+            c3,
+            c4,
+            seq: 0,
+        }
+    }
+
+    /// Traffic between two other ports: it must get through.
+    fn others(&mut self, n: usize) {
+        let frames: Vec<_> = (0..n)
+            .map(|i| common::frame(60, 3, common::mac(4), self.seq + i as u32))
+            .collect();
+        self.seq += n as u32;
+        common::send_all(&mut self.c3, &frames, Duration::from_secs(5));
+        common::recv_n(&mut self.c4, n, Duration::from_secs(5));
+    }
+
+    /// A well-behaved frontend gets the port back and sends a frame.
+    fn a_new_frontend_works(&mut self, seq: u32) {
+        let mut g = bad_frontend::Guest::connect(&self.sock, &self.vu);
+        g.good(0, seq);
+        g.offer(0);
+        g.kick();
+        let got = common::recv_n(&mut self.c2, 1, Duration::from_secs(5));
+        assert_eq!(common::tag(&got[0]).1, seq);
+    }
+
+    fn dropped(&self) -> u64 {
+        self.vu.counters().dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        drop(self.sw.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A frontend whose memory file has no seals shrinks it under the switch:
+/// the switch's next access to the missing part would raise SIGBUS. The
+/// guard catches it, the frontend is dropped and counted, and the switch
+/// goes on.
+#[test]
+fn a_frontend_that_shrinks_its_memory_costs_only_its_port() {
+    let _g = common::serial();
+    let mut h = Hostile::new();
+    h.others(100);
+    let mem = bad_frontend::Guest::unsealed_memory();
+    use std::os::fd::AsRawFd;
+    let memfd = mem.fd().as_raw_fd();
+    let mut g = bad_frontend::Guest::connect_with(&h.sock, &h.vu, mem);
+    g.good(0, 0);
+    g.offer(0);
+    g.kick();
+    let got = common::recv_n(&mut h.c2, 1, Duration::from_secs(5));
+    assert_eq!(common::tag(&got[0]).1, 0);
+    assert_eq!(h.dropped(), 0);
+
+    // Only the descriptor table (the first page) is left: the rings and
+    // buffers are past the file's end. The switch reads the available ring
+    // whenever it polls or is kicked.
+    // SAFETY: ftruncate on the frontend's own memfd; this test does not
+    // touch its own mapping of the lost part again.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::ftruncate(memfd, 4096) };
+    assert_eq!(r, 0);
+    g.kick();
+    common::wait_until("the frontend to be dropped", Duration::from_secs(5), || {
+        h.dropped() == 1 && !h.vu.running()
+    });
+    h.others(100);
+    drop(g);
+    h.a_new_frontend_works(7);
+    h.others(100);
+    assert_eq!(h.dropped(), 1);
+}
+
+/// A frontend clears O_NONBLOCK on the kick and call eventfds it shares
+/// with the switch, leaves the kick counter at 0 (a read would wait) and
+/// fills the call counter (a write would wait). The worker must not block:
+/// the other ports keep forwarding, and the frontend is dropped when a call
+/// would have blocked.
+#[test]
+fn a_frontend_that_makes_its_eventfds_block_costs_only_its_port() {
+    let _g = common::serial();
+    let mut h = Hostile::new();
+    h.others(100);
+    let mut g = bad_frontend::Guest::connect(&h.sock, &h.vu);
+    use std::os::fd::AsRawFd;
+    for fd in [g.kick.as_raw_fd(), g.call.as_raw_fd()] {
+        // SAFETY: fcntl on the frontend's own eventfds.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+        assert_eq!(r, 0);
+    }
+    // The port's worker goes to sleep; a queue that starts wakes it, and it
+    // then clears every kick eventfd, the transmit queue's too, whose
+    // counter is 0.
+    std::thread::sleep(Duration::from_millis(50));
+    let _rx = g.start_rx_queue();
+    std::thread::sleep(Duration::from_millis(50));
+    h.others(10);
+    assert_eq!(h.dropped(), 0, "a well-formed queue is not dropped");
+    // A frame the switch takes and then calls the guest for.
+    g.call.write(u64::MAX - 1).unwrap();
+    g.good(0, 3);
+    g.offer(0);
+    g.kick();
+    let got = common::recv_n(&mut h.c2, 1, Duration::from_secs(5));
+    assert_eq!(common::tag(&got[0]).1, 3);
+    common::wait_until("the frontend to be dropped", Duration::from_secs(5), || {
+        h.dropped() == 1 && !h.vu.running()
+    });
+    h.others(100);
+    drop(g);
+    h.a_new_frontend_works(8);
+    h.others(100);
+    assert_eq!(h.dropped(), 1);
 }

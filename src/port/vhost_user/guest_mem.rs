@@ -6,16 +6,21 @@
 //! around, or straddling two regions) is refused, and the caller treats the
 //! descriptor that named it as bad. A region is only mapped if its file is
 //! at least as long as the region, so a frontend cannot hand over a short
-//! file whose missing tail would fault on access. (A frontend that shrinks
-//! its file later still can: the same holds for every vhost-user backend.)
-//! `unsafe` here only declares the mapping pointers shareable.
+//! file whose missing tail would fault on access. A frontend that shrinks
+//! its file later would make the next access raise SIGBUS: a file sealed
+//! against shrinking (F_SEAL_SHRINK, as QEMU's memfd backend does) cannot,
+//! and every other region is registered with the SIGBUS guard
+//! ([`crate::sys::sigbus`]), which maps zeros over the missing tail and
+//! marks the region; the data path checks [`GuestMem::faulted`] and drops
+//! the frontend. `unsafe` here only declares the mapping pointers shareable.
 #![allow(unsafe_code)]
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use crate::sys::Region as Mapping;
+use crate::sys::sigbus;
 
 /// Most regions a frontend may map (the protocol's limit without
 /// CONFIGURE_MEM_SLOTS).
@@ -42,6 +47,8 @@ pub enum GuestMemError {
     ShortFile(usize),
     #[error("mapping memory region {0}: {1}")]
     Map(usize, std::io::Error),
+    #[error("memory region {0}: too many unsealed regions in the switch to guard")]
+    Guard(usize),
 }
 
 struct Region {
@@ -63,7 +70,16 @@ enum Backing {
 /// `Arc` held by the rings that use it).
 pub struct GuestMem {
     regions: Vec<Region>,
+    /// The regions whose files can shrink, registered with the SIGBUS guard.
+    guards: Vec<sigbus::Guard>,
     _backing: Backing,
+}
+
+impl Drop for GuestMem {
+    fn drop(&mut self) {
+        // Unregistered before the backing unmaps them.
+        self.guards.clear();
+    }
 }
 
 // SAFETY: the mappings are plain shared memory owned by this value; the raw
@@ -92,6 +108,7 @@ impl GuestMem {
         check_layout(regions)?;
         let mut maps = Vec::with_capacity(regions.len());
         let mut out = Vec::with_capacity(regions.len());
+        let mut guards = Vec::new();
         for (i, (r, f)) in regions.iter().zip(files).enumerate() {
             let meta = f.metadata().map_err(|e| GuestMemError::Map(i, e))?;
             let need = end(r.mmap_offset, r.memory_size).ok_or(GuestMemError::BadRegion(i))?;
@@ -104,7 +121,15 @@ impl GuestMem {
                 .checked_next_multiple_of(blk)
                 .and_then(|l| usize::try_from(l).ok())
                 .ok_or(GuestMemError::BadRegion(i))?;
+            let shrink = sigbus::can_shrink(f.as_raw_fd());
             let m = Mapping::map(OwnedFd::from(f), len).map_err(|e| GuestMemError::Map(i, e))?;
+            if shrink {
+                let align = usize::try_from(blk).unwrap_or(usize::MAX);
+                guards.push(
+                    sigbus::Guard::new(m.as_ptr(), m.len(), align)
+                        .ok_or(GuestMemError::Guard(i))?,
+                );
+            }
             out.push(Region {
                 gpa: r.guest_phys_addr,
                 size: r.memory_size,
@@ -115,6 +140,7 @@ impl GuestMem {
         }
         Ok(GuestMem {
             regions: out,
+            guards,
             _backing: Backing::Maps(maps),
         })
     }
@@ -132,8 +158,17 @@ impl GuestMem {
                 uva: gpa,
                 host,
             }],
+            guards: Vec::new(),
             _backing: Backing::Vec(v),
         }
+    }
+
+    /// Whether the frontend shrank the file of a region the switch touched
+    /// since: the missing part now reads as zeros, and the frontend must be
+    /// dropped.
+    #[inline]
+    pub fn faulted(&self) -> bool {
+        self.guards.iter().any(|g| g.faulted())
     }
 
     /// The host address of guest-physical range `[gpa, gpa + len)`, if it

@@ -29,7 +29,11 @@
 //!
 //! Guest memory stays mapped while any queue uses it, so a frontend that
 //! dies mid-transfer costs only its port: its queues stop at the next
-//! message or when its socket closes.
+//! message or when its socket closes. A frontend that shrinks its memory
+//! file under the switch (caught by the SIGBUS guard, see [`guest_mem`])
+//! or makes a call eventfd block (see [`crate::sys::eventfd_notify_untrusted`])
+//! is dropped: the data path stops using its queues at once and shuts its
+//! socket, and the protocol thread then stops them as for a disconnect.
 
 mod device;
 mod guest_mem;
@@ -39,7 +43,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -104,7 +108,15 @@ pub struct Counters {
     pub broken: AtomicU64,
     /// Frontends that connected.
     pub connects: AtomicU64,
+    /// Frontends dropped for what they did to shared resources: memory
+    /// files shrunk under the switch, eventfds made to block.
+    pub dropped: AtomicU64,
 }
+
+/// Why the data path dropped a frontend (`Shared::failed`).
+const FAIL_NONE: u8 = 0;
+const FAIL_MEMORY: u8 = 1;
+const FAIL_CALL: u8 = 2;
 
 /// A running virtqueue as the data path sees it.
 pub(crate) struct Live {
@@ -116,10 +128,9 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    fn call(&self) {
-        if let Some(c) = &self.call {
-            c.notify();
-        }
+    /// Calls the guest; false if the frontend made the call eventfd block.
+    fn call(&self) -> bool {
+        self.call.as_ref().is_none_or(|c| c.notify_untrusted())
     }
 }
 
@@ -173,6 +184,8 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     /// The protocol connection, to shut down when the port goes away.
     conn: Mutex<Option<UnixStream>>,
+    /// The data path dropped this connection's frontend (a `FAIL_*`).
+    failed: AtomicU8,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -186,6 +199,37 @@ impl Shared {
         &self.inq[if i % 2 == 1 { i / 2 } else { 0 }]
     }
 
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) != FAIL_NONE
+    }
+
+    /// Drops the frontend (once per connection): the data path leaves its
+    /// queues alone from now on, and the protocol thread, whose socket
+    /// this shuts, stops them.
+    fn fail(&self, why: u8) {
+        if self
+            .failed
+            .compare_exchange(FAIL_NONE, why, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = lock(&self.conn).as_ref() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Checks a queue after the data path used it.
+    fn check(&self, live: &Live, called: bool) {
+        if !called {
+            self.fail(FAIL_CALL);
+        }
+        if live.q.mem_faulted() {
+            self.fail(FAIL_MEMORY);
+        }
+    }
+
     /// Before transmit queue `i` stops: gives the data path until
     /// `deadline` to take what the guest already queued, as data written to
     /// a socket before it closes is delivered.
@@ -193,7 +237,7 @@ impl Shared {
         if i.is_multiple_of(2) {
             return;
         }
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !self.failed() {
             let waiting = lock(&self.queues[i])
                 .as_mut()
                 .is_some_and(|l| l.q.refresh() > 0);
@@ -283,6 +327,7 @@ impl VhostUserPort {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             conn: Mutex::new(None),
+            failed: AtomicU8::new(FAIL_NONE),
         });
         let port = Arc::new(VhostUserPort {
             name: name.to_owned(),
@@ -358,7 +403,12 @@ impl VhostUserPort {
     ) -> (usize, bool) {
         let c = &self.shared.counters;
         let mut guard = None;
-        let pairs = usize::from(self.shared.queue_pairs);
+        // A dropped frontend's queues are left alone.
+        let pairs = if self.shared.failed() {
+            0
+        } else {
+            usize::from(self.shared.queue_pairs)
+        };
         for k in (0..pairs).map(|k| (k + sender) % pairs) {
             let g = lock(&self.shared.queues[2 * k]);
             if g.is_some() {
@@ -416,9 +466,8 @@ impl VhostUserPort {
             frames.next();
             k += 1;
         }
-        if live.q.publish(since) {
-            live.call();
-        }
+        let called = !live.q.publish(since) || live.call();
+        self.shared.check(live, called);
         if live.q.just_broke() {
             c.broken.fetch_add(1, Ordering::Relaxed);
         }
@@ -432,6 +481,10 @@ impl VhostUserPort {
     fn drain_from_guest(&self, live: &mut Live, inq: &InQueue) {
         let c = &self.shared.counters;
         let mut left = live.q.refresh();
+        if live.q.mem_faulted() {
+            self.shared.fail(FAIL_MEMORY);
+            return;
+        }
         if live.q.just_broke() {
             c.broken.fetch_add(1, Ordering::Relaxed);
         }
@@ -465,9 +518,8 @@ impl VhostUserPort {
                 }
             }
         });
-        if live.q.publish(since) {
-            live.call();
-        }
+        let called = !live.q.publish(since) || live.call();
+        self.shared.check(live, called);
     }
 }
 
@@ -493,6 +545,9 @@ impl Port for VhostUserPort {
     }
 
     fn sync_incoming(&self, q: usize) {
+        if self.shared.failed() {
+            return;
+        }
         if let Ok(mut g) = self.shared.queues[2 * q + 1].try_lock()
             && let Some(live) = g.as_mut()
         {
@@ -530,7 +585,8 @@ impl Port for VhostUserPort {
         for i in self.kicked_by(q, stuck) {
             if let Some(live) = lock(&sh.queues[i]).as_mut() {
                 live.q.enable_kicks();
-                ready |= live.q.refresh() > 0;
+                // A fault is looked at by sync_incoming.
+                ready |= live.q.refresh() > 0 || live.q.mem_faulted();
             }
         }
         if ready {
@@ -609,6 +665,7 @@ fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
             continue;
         }
         shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+        shared.failed.store(FAIL_NONE, Ordering::SeqCst);
         *lock(&shared.conn) = stream.try_clone().ok();
         if shared.stop.load(Ordering::SeqCst) {
             break;
@@ -620,6 +677,11 @@ fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
             .unwrap_or_else(|_| "internal error".into());
         lock(&dev).reset();
         *lock(&shared.conn) = None;
+        let why = match shared.failed.load(Ordering::SeqCst) {
+            FAIL_MEMORY => "dropped: it shrank its guest memory file under the switch".into(),
+            FAIL_CALL => "dropped: its call eventfd blocked the switch".into(),
+            _ => why,
+        };
         if !shared.stop.load(Ordering::SeqCst) {
             eprintln!("mswitch: {}: frontend gone ({why})", shared.name);
         }

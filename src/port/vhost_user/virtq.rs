@@ -87,6 +87,12 @@ pub struct Virtq {
 unsafe impl Send for Virtq {}
 
 impl Virtq {
+    /// Whether guest memory faulted (see [`GuestMem::faulted`]).
+    #[inline]
+    pub fn mem_faulted(&self) -> bool {
+        self.mem.faulted()
+    }
+
     /// Checks the ring addresses against guest memory and starts the queue
     /// at `base` (the frontend's SET_VRING_BASE). `None` if a part of the
     /// ring lies outside guest memory or is misaligned, or `size` is bad.

@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use vmm_sys_util::eventfd::EventFd as VuEventFd;
 
@@ -79,8 +78,9 @@ pub struct Counters {
     /// Frames from the backend shorter than an Ethernet header (after the
     /// virtio-net header) or longer than their buffer.
     pub rx_bad_len: AtomicU64,
-    /// Queues broken by an impossible used index (the connection is then
-    /// dropped and made again).
+    /// Queues broken by an impossible used index, or kick eventfds the
+    /// backend made to block (the connection is then dropped and made
+    /// again).
     pub broken: AtomicU64,
     /// Frames given to a backend that went away before it took them.
     pub tx_lost: AtomicU64,
@@ -96,18 +96,17 @@ struct Queue {
 }
 
 impl Queue {
-    fn kick(&self) {
-        // A full counter already means "kicked".
-        let _ = self.kick.write(1);
+    /// Kicks the backend; false if it made the kick eventfd block (then
+    /// the write was interrupted: see `sys::eventfd_notify_untrusted`). A
+    /// full counter already means "kicked".
+    fn kick(&self) -> bool {
+        crate::sys::eventfd_notify_untrusted(self.kick.as_raw_fd())
     }
 
-    /// Clears the call eventfd. The backend shares its file: read only
-    /// when it is readable, so a backend that made it blocking cannot
-    /// make this wait.
+    /// Clears the call eventfd. The backend shares its file and may have
+    /// made it blocking: `sys::eventfd_drain` never waits.
     fn drain_call(&self) {
-        if crate::sys::poll_readable(self.call.as_raw_fd(), Some(Duration::ZERO)) {
-            let _ = self.call.read();
-        }
+        crate::sys::eventfd_drain(self.call.as_raw_fd());
     }
 }
 
@@ -132,6 +131,9 @@ pub(crate) struct Shared {
     tx_stuck: AtomicBool,
     /// A queue broke: the protocol thread drops the connection.
     broken: AtomicBool,
+    /// The backend made a kick eventfd block: the data path kicks no more,
+    /// and the protocol thread drops the connection.
+    blocked: AtomicBool,
     /// A backend has both queues running.
     connected: AtomicBool,
     /// Call eventfds (tokens TOKEN_*_CALL) and `wake` (TOKEN_WAKE).
@@ -157,6 +159,15 @@ impl Shared {
     /// Queue size: the port's ring size (a power of two up to 32768).
     fn queue_size(&self) -> u16 {
         self.mem.incoming().size().min(vring::MAX_SIZE) as u16
+    }
+
+    fn kick(&self, q: &Queue) {
+        if !self.blocked.load(Ordering::Relaxed)
+            && !q.kick()
+            && !self.blocked.swap(true, Ordering::SeqCst)
+        {
+            self.counters.broken.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn note_broken(&self, q: &Vring) {
@@ -196,7 +207,7 @@ impl Shared {
             }
         });
         if q.ring.publish() {
-            q.kick();
+            self.kick(q);
         }
     }
 
@@ -250,7 +261,7 @@ impl Shared {
             ring.release(side.tail);
             left -= k;
             if q.ring.publish() {
-                q.kick();
+                self.kick(q);
             }
         }
         self.tx_stuck.store(left > 0, Ordering::SeqCst);
@@ -313,6 +324,7 @@ impl VirtioUserPort {
             rx: Mutex::new(None),
             tx_stuck: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             epoll,
             wake,

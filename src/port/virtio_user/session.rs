@@ -100,7 +100,7 @@ pub(super) fn serve(sh: &Arc<Shared>, path: &Path, listener: Option<UnixListener
             };
             eprintln!("mswitch: {}: backend gone ({why}){lost}", sh.name);
         }
-        if sh.broken.swap(false, Ordering::SeqCst) {
+        if sh.broken.swap(false, Ordering::SeqCst) | sh.blocked.swap(false, Ordering::SeqCst) {
             pause = Some(REFUSED);
         }
     }
@@ -213,7 +213,7 @@ fn setup(sh: &Shared, stream: UnixStream) -> Result<Conn, String> {
         return Err("queues".into());
     };
     // The backend may have started to sleep before the buffers were there.
-    rxq.kick();
+    let _ = rxq.kick();
     install(sh, rxq, txq);
     Ok(Conn {
         _frontend: fe,
@@ -226,6 +226,7 @@ fn install(sh: &Shared, rx: Queue, tx: Queue) {
     let _ = sh.epoll.add(rx.call.as_raw_fd(), TOKEN_RX_CALL);
     let _ = sh.epoll.add(tx.call.as_raw_fd(), TOKEN_TX_CALL);
     sh.broken.store(false, Ordering::SeqCst);
+    sh.blocked.store(false, Ordering::SeqCst);
     *lock(&sh.rx) = Some(rx);
     sh.tx.lock().q = Some(tx);
     sh.connected.store(true, Ordering::SeqCst);
@@ -246,6 +247,9 @@ fn watch(sh: &Shared, conn: &Conn) -> String {
         }
         if sh.broken.load(Ordering::SeqCst) {
             return "it broke a queue: impossible used index".into();
+        }
+        if sh.blocked.load(Ordering::SeqCst) {
+            return "dropped: its kick eventfd blocked the switch".into();
         }
         let mut p = [crate::sys::PollFd {
             fd,
