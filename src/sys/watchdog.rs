@@ -24,8 +24,15 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How often the watchdog looks: a blocked call lasts at most two periods.
+/// How often the watchdog looks while guarded calls are being made: a
+/// blocked call lasts at most two periods.
 pub const PERIOD: Duration = Duration::from_millis(10);
+
+/// How often it looks once no guarded call was made for [`IDLE_AFTER`]
+/// periods (an idle switch makes none), so an idle process is not woken a
+/// hundred times a second. A call that blocks then may last two of these.
+const IDLE_PERIOD: Duration = Duration::from_millis(100);
+const IDLE_AFTER: u32 = 100;
 
 /// Threads that may be in a guarded call at once; more fall back to an
 /// unguarded call (the caller checks readiness first).
@@ -38,7 +45,9 @@ const SIGNAL: libc::c_int = libc::SIGURG;
 struct Slot {
     /// Kernel thread id of the owner, 0 when free.
     tid: AtomicI32,
-    /// An odd sequence number while the owner is in a guarded call, else 0.
+    /// An odd sequence number while the owner is in a guarded call, the
+    /// next even one after it (0 before the first): the watchdog sees both
+    /// a call that lasts and that calls are being made.
     busy: AtomicU64,
 }
 
@@ -105,12 +114,21 @@ fn watch() {
     let mut seen = vec![0u64; SLOTS];
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
+    let mut quiet = 0u32;
     loop {
-        std::thread::sleep(PERIOD);
+        std::thread::sleep(if quiet >= IDLE_AFTER {
+            IDLE_PERIOD
+        } else {
+            PERIOD
+        });
+        quiet = quiet.saturating_add(1);
         for (i, s) in TABLE.iter().enumerate() {
             let busy = s.busy.load(Ordering::SeqCst);
             let tid = s.tid.load(Ordering::SeqCst);
-            if busy != 0 && busy == seen[i] && tid != 0 {
+            if busy != seen[i] {
+                quiet = 0;
+            }
+            if busy % 2 == 1 && busy == seen[i] && tid != 0 {
                 // SAFETY: tgkill only sends a signal; restricted to our own
                 // thread group, a stale id reaches at most one of our threads
                 // (whose handler does nothing).
@@ -134,7 +152,8 @@ pub enum Guarded {
 }
 
 /// Runs `call`, a syscall on a descriptor a peer may have made blocking,
-/// interrupting it if it blocks for more than a [`PERIOD`] or two. Returns
+/// interrupting it if it blocks for more than a [`PERIOD`] or two (or,
+/// the first call after a quiet second, up to two idle periods). Returns
 /// `None` if this thread has no slot (the caller then must not make a
 /// call that can block).
 pub fn guarded(call: impl FnOnce() -> isize) -> Option<Guarded> {
@@ -145,7 +164,7 @@ pub fn guarded(call: impl FnOnce() -> isize) -> Option<Guarded> {
         TABLE[i].busy.store(seq, Ordering::SeqCst);
         let r = call();
         let err = std::io::Error::last_os_error().raw_os_error();
-        TABLE[i].busy.store(0, Ordering::Release);
+        TABLE[i].busy.store(seq.wrapping_add(1), Ordering::Release);
         Some(if r < 0 && err == Some(libc::EINTR) {
             Guarded::Stalled
         } else {
