@@ -651,10 +651,23 @@ fn bind(path: &Path) -> Result<UnixListener, VhostUserError> {
 
 const RETRY: Duration = Duration::from_millis(50);
 
+/// The pause before taking a frontend after one was dropped: from the
+/// first to the last as drops follow one another.
+const PENALTY_MIN: Duration = Duration::from_millis(500);
+const PENALTY_MAX: Duration = Duration::from_secs(30);
+
 /// The protocol thread: one frontend connection after another until the
 /// port goes away.
 fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
+    // After a frontend was dropped, the next is taken only after a pause
+    // that doubles while they keep getting dropped: one that reconnects to
+    // repeat what cost the worker a stall cannot make a habit of it.
+    let mut penalty = Duration::ZERO;
     while !shared.stop.load(Ordering::SeqCst) {
+        let until = Instant::now() + penalty;
+        while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(RETRY);
+        }
         let Some(stream) = accept_or_connect(listener.as_ref(), path, RETRY) else {
             if listener.is_none() {
                 std::thread::sleep(RETRY);
@@ -677,7 +690,12 @@ fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
             .unwrap_or_else(|_| "internal error".into());
         lock(&dev).reset();
         *lock(&shared.conn) = None;
-        let why = match shared.failed.load(Ordering::SeqCst) {
+        let failed = shared.failed.load(Ordering::SeqCst);
+        penalty = match failed {
+            FAIL_NONE => Duration::ZERO,
+            _ => (penalty * 2).clamp(PENALTY_MIN, PENALTY_MAX),
+        };
+        let why = match failed {
             FAIL_MEMORY => "dropped: it shrank its guest memory file under the switch".into(),
             FAIL_CALL => "dropped: its call eventfd blocked the switch".into(),
             _ => why,
