@@ -1240,6 +1240,9 @@ impl Port for MultiQueue {
     fn incoming_mem(&self, q: usize) -> &mswitch::packet::PortMem {
         &self.queues[q]
     }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("queues", self.queues.len() as u64)]
+    }
 }
 
 #[test]
@@ -1260,6 +1263,11 @@ fn incoming_queues_are_spread_over_workers_and_all_forwarded() {
     // Spread: queue 0 and 1 on different workers, queue 2 on the less loaded.
     assert_eq!(st.ports[0].queue_workers, vec![0, 1, 0]);
     assert_eq!(st.ports[1].queue_workers, vec![1]);
+    assert_eq!(
+        st.ports[0].port_counters,
+        vec![("queues", 3)],
+        "the backend's own"
+    );
     assert_eq!(
         st.workers.iter().map(|w| w.queues).collect::<Vec<_>>(),
         vec![2, 2]

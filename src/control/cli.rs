@@ -243,9 +243,16 @@ fn render_stats(data: &Value) -> String {
                 .filter(|c| c.1 > 0)
                 .map(|(r, v)| format!("{r} {v}"))
                 .collect();
+            let pc: Vec<String> = p["port_counters"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .filter(|c| c[1].as_u64().unwrap_or(0) > 0)
+                .map(|c| format!("{} {}", s(&c[0]), n(&c[1])))
+                .collect();
             let _ = writeln!(
                 out,
-                "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}{}",
+                "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}{}{}",
                 n(&p["id"]),
                 s(&p["name"]),
                 n(&p["rx_packets"]),
@@ -257,6 +264,11 @@ fn render_stats(data: &Value) -> String {
                     String::new()
                 } else {
                     format!("  ({})", reasons.join(", "))
+                },
+                if pc.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}: {}]", s(&p["kind"]), pc.join(", "))
                 }
             );
         }
@@ -372,6 +384,16 @@ mod tests {
         assert_eq!(
             CtlCmd::List { json: false }.render(&serde_json::json!([])),
             "no switches\n"
+        );
+        let stats = serde_json::json!([{"name":"sw0","module":"learn","module_counters":[],
+            "workers":[{"id":0,"packets":5,"sleeping":true}],
+            "ports":[{"id":1,"name":"vm1","kind":"vhost-user","rx_packets":5,"rx_bytes":320,
+                "tx_packets":0,"tx_bytes":0,"drops":{"dest_full":0},
+                "port_counters":[["bad_chains",2],["connects",1],["broken",0]]}]}]);
+        let t = render_stats(&stats);
+        assert!(
+            t.contains("[vhost-user: bad_chains 2, connects 1]"),
+            "the backend's counters, those above 0: {t}"
         );
     }
 }

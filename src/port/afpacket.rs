@@ -284,6 +284,13 @@ impl AfPacketPort {
 }
 
 impl Port for AfPacketPort {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("rx_oversize", self.rx_oversize()),
+            ("tx_dropped", self.tx_dropped()),
+        ]
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -643,6 +643,13 @@ impl fmt::Debug for AfXdpPort {
 }
 
 impl Port for AfXdpPort {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("rx_oversize", self.rx_oversize()),
+            ("tx_dropped", self.tx_dropped()),
+        ]
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -140,6 +140,13 @@ pub trait Port: Send + Sync {
         0
     }
 
+    /// The backend's own counters (what its device or peer did wrong, and
+    /// what it lost), by name, for `ctl stats`: the switch's counters cover
+    /// what crossed the rings.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Whether the port can carry frames now: false while a virtio-user
     /// port has no backend. Generators wait for it before they start.
     fn link_up(&self) -> bool {

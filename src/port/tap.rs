@@ -160,6 +160,10 @@ fn set_up(ifname: &str) -> Result<(), KernelPortError> {
 }
 
 impl Port for TapPort {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("rx_oversize", self.rx_oversize())]
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

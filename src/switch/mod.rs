@@ -131,6 +131,9 @@ pub struct PortStats {
     pub worker: usize,
     /// The worker of each incoming queue, in queue order.
     pub queue_workers: Vec<usize>,
+    /// The backend's own counters ([`Port::counters`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_counters: Vec<(&'static str, u64)>,
     #[serde(flatten)]
     pub totals: PortTotals,
 }
@@ -465,6 +468,7 @@ impl Switch {
                     kind: e.port.kind(),
                     worker: e.owner(),
                     queue_workers: e.owners(),
+                    port_counters: e.port.counters(),
                     totals,
                 }
             })

@@ -524,6 +524,19 @@ impl VhostUserPort {
 }
 
 impl Port for VhostUserPort {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.shared.counters;
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("bad_chains", v(&c.bad_chains)),
+            ("rx_bad_len", v(&c.rx_bad_len)),
+            ("tx_dropped", v(&c.tx_dropped)),
+            ("broken", v(&c.broken)),
+            ("connects", v(&c.connects)),
+            ("dropped", v(&c.dropped)),
+        ]
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -366,6 +366,18 @@ impl VirtioUserPort {
 }
 
 impl Port for VirtioUserPort {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let c = self.counters();
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("bad_used", v(&c.bad_used)),
+            ("rx_bad_len", v(&c.rx_bad_len)),
+            ("broken", v(&c.broken)),
+            ("tx_lost", v(&c.tx_lost)),
+            ("connects", v(&c.connects)),
+        ]
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
