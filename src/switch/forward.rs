@@ -145,6 +145,30 @@ impl Forwarder {
         let (mut no_dest, mut module, mut bad, mut ctl_full) = (0u64, 0u64, 0u64, 0u64);
         let room = self.batch * 4;
         self.max_len = self.pkts.iter().map(|p| p.len).max().unwrap_or(0);
+        // The common case, a whole batch to one other port (a port pair, a
+        // single MAC or flow) and nothing for the controller: it goes out
+        // in input order as is, without linking packet by packet.
+        if let Some(&Verdict::Port(p)) = self.verdicts.as_slice().first()
+            && self.verdicts.controller_copies().is_empty()
+            && p != in_id
+            && p.index() != 0
+            && self.active.is_empty()
+            && self.bcast.is_empty()
+            && self
+                .verdicts
+                .as_slice()
+                .iter()
+                .all(|v| *v == Verdict::Port(p))
+        {
+            match table.port(p.index()) {
+                Some(dst) => {
+                    let n = self.pkts.len();
+                    send(dst, self.ctr, &self.pkts, 0..n, n as u32, self.max_len);
+                }
+                None => ctr.drop(DropReason::NoDest, self.pkts.len() as u64),
+            }
+            return;
+        }
         // Controller copies are walked with the packets, in packet order.
         self.verdicts.sort_controller_copies();
         let mut c = 0;

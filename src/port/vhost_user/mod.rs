@@ -416,6 +416,14 @@ impl VhostUserPort {
                 break;
             }
         }
+        // This port's transmit queue is often drained soon after (its worker
+        // polls it next, or the guest answers what it gets): start fetching
+        // the head of its available ring now, while the frames are copied.
+        if let Ok(tx) = self.shared.queues[1].try_lock()
+            && let Some(t) = tx.as_ref()
+        {
+            t.q.prefetch_avail(PREFETCH);
+        }
         let Some(live) = guard.as_mut().and_then(|g| g.as_mut()) else {
             // No frontend: the frames have nowhere to go. Those of the
             // outgoing ring are dropped here; the switch counts the others.
