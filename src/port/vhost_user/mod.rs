@@ -409,17 +409,20 @@ impl VhostUserPort {
         } else {
             usize::from(self.shared.queue_pairs)
         };
+        let mut pair = 0;
         for k in (0..pairs).map(|k| (k + sender) % pairs) {
             let g = lock(&self.shared.queues[2 * k]);
             if g.is_some() {
                 guard = Some(g);
+                pair = k;
                 break;
             }
         }
-        // This port's transmit queue is often drained soon after (its worker
-        // polls it next, or the guest answers what it gets): start fetching
-        // the head of its available ring now, while the frames are copied.
-        if let Ok(tx) = self.shared.queues[1].try_lock()
+        // The same pair's transmit queue is often drained soon after (its
+        // worker polls it next, or the guest answers what it gets): start
+        // fetching the head of its available ring now, while the frames are
+        // copied.
+        if let Ok(tx) = self.shared.queues[2 * pair + 1].try_lock()
             && let Some(t) = tx.as_ref()
         {
             t.q.prefetch_avail(PREFETCH);
