@@ -148,12 +148,11 @@ impl Forwarder {
         // The common case, a whole batch to one other port (a port pair, a
         // single MAC or flow) and nothing for the controller: it goes out
         // in input order as is, without linking packet by packet.
+        // (`flush` leaves no destination lists behind.)
+        debug_assert!(self.active.is_empty() && self.bcast.is_empty());
         if let Some(&Verdict::Port(p)) = self.verdicts.as_slice().first()
             && self.verdicts.controller_copies().is_empty()
             && p != in_id
-            && p.index() != 0
-            && self.active.is_empty()
-            && self.bcast.is_empty()
             && self
                 .verdicts
                 .as_slice()

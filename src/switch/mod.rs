@@ -521,7 +521,7 @@ fn spread_queues(t: &Table, nworkers: usize, n: usize, first: Option<usize>) -> 
     let mut load = vec![0usize; nworkers];
     for e in t.entries() {
         for q in e.rxq.iter() {
-            load[q.owner.min(nworkers - 1)] += 1;
+            load[q.owner] += 1;
         }
     }
     let mut mine = vec![false; nworkers];

@@ -253,14 +253,14 @@ fn regroup(
         .collect();
     let now = Instant::now();
     for e in table.entries() {
-        for (q, r) in e.rxq.iter().enumerate() {
+        for (q, _) in e.rxq.iter().enumerate().filter(|(_, r)| r.owner == w) {
             let o = Owned {
                 entry: e.clone(),
                 q,
                 last_active: now,
                 can_sleep: e.port.incoming_fd(q).is_some(),
             };
-            if r.owner == w && !known.contains(&o.token()) {
+            if !known.contains(&o.token()) {
                 active.push(o);
             }
         }

@@ -150,14 +150,9 @@ struct InQueue {
 }
 
 impl InQueue {
-    fn new(name: &str, cfg: MemConfig) -> Result<InQueue, VhostUserError> {
-        let os = |what: &'static str| {
-            move |err: io::Error| VhostUserError::Os {
-                what,
-                path: PathBuf::from(name),
-                err,
-            }
-        };
+    /// Its memory is named `name`; errors name the port's socket, `path`.
+    fn new(name: &str, path: &Path, cfg: MemConfig) -> Result<InQueue, VhostUserError> {
+        let os = |what| os_error(what, path);
         let mem = PortMem::new(name, cfg)?;
         let epoll = Epoll::new().map_err(os("epoll"))?;
         let wake = EventFd::new().map_err(os("eventfd"))?;
@@ -301,17 +296,10 @@ impl VhostUserPort {
         if !(1..=MAX_QUEUE_PAIRS).contains(&queue_pairs) {
             return Err(VhostUserError::QueuePairs(queue_pairs));
         }
-        let os = |what: &'static str| {
-            move |err: io::Error| VhostUserError::Os {
-                what,
-                path: path.to_owned(),
-                err,
-            }
-        };
         let inq = (0..queue_pairs)
             .map(|k| match k {
-                0 => InQueue::new(name, cfg),
-                k => InQueue::new(&format!("{name}-q{k}"), cfg),
+                0 => InQueue::new(name, path, cfg),
+                k => InQueue::new(&format!("{name}-q{k}"), path, cfg),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let listener = match mode {
@@ -342,7 +330,7 @@ impl VhostUserPort {
         let t = std::thread::Builder::new()
             .name(format!("vhu-{name}"))
             .spawn(move || serve(&shared, &p, listener))
-            .map_err(os("thread"))?;
+            .map_err(os_error("thread", path))?;
         *lock(&port.thread) = Some(t);
         Ok(port)
     }
@@ -658,6 +646,18 @@ impl Drop for VhostUserPort {
         if self.mode == Mode::Server {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Maps an OS error while setting up the port on `path` into its error type.
+fn os_error<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> VhostUserError + 'a {
+    move |err| VhostUserError::Os {
+        what,
+        path: path.to_owned(),
+        err,
     }
 }
 
