@@ -22,7 +22,7 @@ use vhost::vhost_user::message::{
     VhostUserVringAddrFlags, VhostUserVringState,
 };
 use vhost::vhost_user::{Error, GpuBackend, Result, VhostUserBackendReqHandlerMut};
-use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_config::{VIRTIO_F_IN_ORDER, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS};
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 
@@ -32,13 +32,18 @@ use super::{Live, Shared};
 use crate::sys::EventFd;
 
 /// The virtio features the device offers. No offloads: checksums and
-/// segmentation are not implemented, so they are not claimed.
+/// segmentation are not implemented, so they are not claimed. IN_ORDER:
+/// every path of [`Virtq`] (bad chains, packets dropped, partial merges
+/// rolled back) uses chains in the order they were made available, and it
+/// writes a used entry for each, so a driver may rely on the order alone
+/// (DPDK's in-order paths do, and OVS offers the feature too).
 pub fn device_features(queue_pairs: u16) -> u64 {
     let mut f = (1u64 << VIRTIO_F_VERSION_1)
         | (1 << VIRTIO_NET_F_MRG_RXBUF)
         | (1 << VIRTIO_NET_F_STATUS)
         | (1 << VIRTIO_RING_F_EVENT_IDX)
         | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+        | (1 << VIRTIO_F_IN_ORDER)
         | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
     if queue_pairs > 1 {
         f |= 1 << VIRTIO_NET_F_MQ;

@@ -391,7 +391,8 @@ proptest! {
     /// Whatever a driver writes in its rings, taking chains from a transmit
     /// queue and filling a receive queue end, never panic, never report more
     /// bytes than the buffer holds or more used entries than were offered,
-    /// and taking from a transmit queue writes nothing but the used ring.
+    /// taking from a transmit queue writes nothing but the used ring, and
+    /// it uses chains in the order they were offered.
     #[test]
     fn hostile_rings_are_survived(
         descs in proptest::collection::vec(hostile_desc(), SIZE as usize),
@@ -436,6 +437,11 @@ proptest! {
             // (The used index in memory may be anything: a driver may point
             // a receive buffer over its own used ring.)
             if transmit {
+                // In order (VIRTIO_F_IN_ORDER): used entry k is chain k.
+                for k in 0..r.q.used_idx {
+                    let head = avail[usize::from(k % SIZE)];
+                    prop_assert_eq!(r.used(k).0, u32::from(head), "used entry {} out of order", k);
+                }
                 let after = r.read(0, MEM as usize);
                 let used = USED as usize..USED as usize + 6 + 8 * SIZE as usize;
                 for (i, (a, b)) in before.iter().zip(&after).enumerate() {
