@@ -55,7 +55,7 @@ use super::kernel::{IncomingFill, OneAtATime};
 use super::socket::{BindError, accept_or_connect, bind_replacing_stale};
 use crate::packet::{MemConfig, PortMem};
 use crate::sys::{Epoll, EventFd};
-use virtq::{Pushed, Virtq};
+use virtq::{Pushed, Touch, Virtq};
 
 pub use device::device_features;
 
@@ -433,10 +433,10 @@ impl VhostUserPort {
         let (mut k, mut stuck, mut retried) = (0, false, false);
         let count = frames.len();
         let mut frames = frames.peekable();
-        live.q.prefetch_batch(prefetch_count(count), true);
+        live.q.prefetch_batch(prefetch_count(count), Touch::Fill);
         while let Some(frame) = frames.peek() {
             if k + usize::from(PREFETCH) < count {
-                live.q.prefetch(PREFETCH, true);
+                live.q.prefetch(PREFETCH, Touch::Fill);
             }
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
@@ -495,7 +495,8 @@ impl VhostUserPort {
         // As many chains as this batch takes, the first PREFETCH at once.
         let take = u32::from(left).min(inq.fill.room(&inq.mem)).min(256);
         let mut ahead = take.saturating_sub(u32::from(PREFETCH));
-        live.q.prefetch_batch(prefetch_count(take as usize), false);
+        live.q
+            .prefetch_batch(prefetch_count(take as usize), Touch::Take(skip));
         inq.fill.fill(&inq.mem, 256, |buf| {
             if left == 0 {
                 return None;
@@ -503,7 +504,7 @@ impl VhostUserPort {
             left -= 1;
             if ahead > 0 {
                 ahead -= 1;
-                live.q.prefetch(PREFETCH, false);
+                live.q.prefetch(PREFETCH, Touch::Take(skip));
             }
             match live.q.pop_into(skip, buf) {
                 Ok(Some(len)) if len >= 14 => Some(len),

@@ -45,6 +45,19 @@ pub enum BadChain {
     Indirect,
 }
 
+/// What the buffers a prefetch fetches are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// Filling receive buffers: from their start, in a state ready to be
+    /// written.
+    Fill,
+    /// Taking packets from transmit buffers, past their first `skip`
+    /// bytes: the virtio-net header, which the device never reads (it
+    /// offers no offloads) and the driver has just written, so fetching it
+    /// would only pull a line from the driver's core for nothing.
+    Take(usize),
+}
+
 /// Frontend addresses of a queue's three parts, as SET_VRING_ADDR gives them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RingAddrs {
@@ -332,9 +345,9 @@ impl Virtq {
     /// Starts fetching the first buffers of the next `n` waiting chains (at
     /// most as many as wait), all at once, so that their cache misses
     /// overlap instead of being paid one after the other: a guest's buffers
-    /// were last touched on the guest's core. `write` asks for the lines in
-    /// a state ready to be written (the receive queue's buffers). Only a
-    /// hint: anything unexpected is left to `walk`.
+    /// were last touched on the guest's core. `touch` says which bytes the
+    /// device will use and how (see [`Touch`]). Only a hint: anything
+    /// unexpected is left to `walk`.
     ///
     /// It goes in two passes: first the descriptors of all `n` chains (and
     /// the used entries the batch will write), then their buffers. A
@@ -342,7 +355,7 @@ impl Virtq {
     /// waits for each descriptor's miss in turn (only as many overlap as
     /// the out-of-order window holds); in two passes they all overlap.
     #[inline]
-    pub fn prefetch_batch(&self, n: u16, write: bool) {
+    pub fn prefetch_batch(&self, n: u16, touch: Touch) {
         let n = n.min(self.pending());
         let mask = self.size - 1;
         for k in 0..n {
@@ -359,7 +372,7 @@ impl Virtq {
             prefetch_write(self.used.wrapping_add(off));
         }
         for k in 0..n {
-            self.prefetch_chain(k, write);
+            self.prefetch_chain(k, touch);
         }
     }
 
@@ -381,14 +394,14 @@ impl Virtq {
     /// next: called once per chain taken, it keeps `ahead` chains in flight
     /// through a batch longer than the first prefetch.
     #[inline]
-    pub fn prefetch(&self, ahead: u16, write: bool) {
+    pub fn prefetch(&self, ahead: u16, touch: Touch) {
         if ahead < self.pending() {
-            self.prefetch_chain(ahead, write);
+            self.prefetch_chain(ahead, touch);
         }
     }
 
     #[inline(always)]
-    fn prefetch_chain(&self, k: u16, write: bool) {
+    fn prefetch_chain(&self, k: u16, touch: Touch) {
         let head = self.avail_ring(self.last_avail.wrapping_add(k));
         if head >= self.size {
             return;
@@ -397,13 +410,26 @@ impl Virtq {
         if d.flags & DESC_F_INDIRECT != 0 {
             return;
         }
-        let Some(p) = self.mem.translate(d.addr, u64::from(d.len.min(128))) else {
+        let (from, write) = match touch {
+            Touch::Fill => (0, true),
+            Touch::Take(skip) => (skip, false),
+        };
+        let len = d.len as usize;
+        if len <= from {
+            return;
+        }
+        // The first 128 bytes past `from`, in at most two lines: a header
+        // and a short frame usually straddle two; a short frame alone
+        // often fits one.
+        let span = len.min(from + 128);
+        let Some(p) = self.mem.translate(d.addr, span as u64) else {
             return;
         };
-        // Two lines: a header and a short frame usually straddle them.
-        for p in [p, p.wrapping_add(64)]
+        let (start, last) = (p.wrapping_add(from), p.wrapping_add(span - 1));
+        let two = (start as usize ^ last as usize) >> 6 != 0;
+        for p in [start, start.wrapping_add(64)]
             .into_iter()
-            .take(if d.len > 64 { 2 } else { 1 })
+            .take(1 + usize::from(two))
         {
             if write {
                 prefetch_write(p);
