@@ -293,6 +293,14 @@ impl Virtq {
         self.used_idx = self.used_idx.wrapping_add(1);
     }
 
+    /// Rewrites the length of used entry `i` (not yet published).
+    #[inline]
+    fn set_used_len(&mut self, i: u16, len: u32) {
+        let off = 4 + 8 * usize::from(i & (self.size - 1)) + 4;
+        // SAFETY: `off + 4 <= 4 + 8 * size`, inside the checked ring.
+        unsafe { ptr::write_volatile(self.used.add(off).cast::<u32>(), len) };
+    }
+
     /// Publishes used entries written since `since` (the used index before
     /// the batch); returns whether the guest asked to be told.
     #[inline]
@@ -492,8 +500,9 @@ impl Virtq {
     /// Writes `hdr` then `frame` into the guest's next chain(s): with
     /// `merge`, as many chains as the packet needs (and `hdr`'s last two
     /// bytes, num_buffers, set to their count); otherwise one chain that
-    /// must hold it all. A bad chain is consumed (used, length 0) and the
-    /// frame is to be dropped.
+    /// must hold it all. A bad chain is consumed (used, length 0, and so
+    /// are the chains the frame had filled before it) and the frame is to
+    /// be dropped.
     #[inline]
     pub fn push(&mut self, hdr: &[u8], frame: &[u8], merge: bool) -> Result<Pushed, BadChain> {
         let need = hdr.len() + frame.len();
@@ -578,6 +587,12 @@ impl Virtq {
                 done < need
             });
             if let Err(e) = r {
+                // The packet's chains before the bad one are returned empty
+                // too: the guest must not take part of a frame for a whole
+                // one (a used length shorter than the header is dropped).
+                for i in save_used..self.used_idx {
+                    self.set_used_len(i, 0);
+                }
                 self.put_used(head, 0);
                 return Err(e);
             }

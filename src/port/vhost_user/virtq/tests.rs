@@ -280,6 +280,18 @@ fn receive_fills_one_chain_or_merges_several() {
     r.offer(5);
     r.q.refresh();
     assert_eq!(r.q.push(&hdr, &frame(64), true), Err(BadChain::Direction));
+    // A bad chain in the middle of a merge: the chains already filled go
+    // back empty with it, so no part of the frame looks like a whole one.
+    let at = r.q.used_idx;
+    r.desc(6, BUFS, 400, DESC_F_WRITE, 0);
+    r.desc(7, BUFS + 0x1000, 400, 0, 0);
+    r.offer(6);
+    r.offer(7);
+    r.q.refresh();
+    assert_eq!(r.q.push(&hdr, &frame(1000), true), Err(BadChain::Direction));
+    r.q.publish(at);
+    assert_eq!([r.used(at), r.used(at + 1)], [(6, 0), (7, 0)]);
+    assert_eq!(r.q.used_idx, at + 2);
 }
 
 #[test]
