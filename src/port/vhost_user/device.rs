@@ -51,11 +51,13 @@ pub fn device_features(queue_pairs: u16) -> u64 {
     f
 }
 
-/// The protocol features offered (REPLY_ACK is added by the crate).
+/// The protocol features offered (REPLY_ACK is added by the crate). Not
+/// CONFIG: no frontend of a virtio-net device reads the configuration
+/// space through the backend (QEMU keeps its own and warns about a backend
+/// that offers it; DPDK's virtio-user never asks), so `get_config` only
+/// answers a frontend that asks anyway.
 pub fn protocol_features() -> VhostUserProtocolFeatures {
-    VhostUserProtocolFeatures::MQ
-        | VhostUserProtocolFeatures::CONFIG
-        | VhostUserProtocolFeatures::RESET_DEVICE
+    VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::RESET_DEVICE
 }
 
 /// Bytes of the virtio-net header for these features.
