@@ -877,6 +877,19 @@ impl Hostile {
     fn dropped(&self) -> u64 {
         self.vu.counters().dropped.load(Ordering::Relaxed)
     }
+
+    /// The frontend `g` is dropped, once, while the other ports keep
+    /// forwarding, and a new frontend works after it (sending `seq`).
+    fn dropped_then_replaced(&mut self, g: bad_frontend::Guest, seq: u32) {
+        common::wait_until("the frontend to be dropped", Duration::from_secs(5), || {
+            self.dropped() == 1 && !self.vu.running()
+        });
+        self.others(100);
+        drop(g);
+        self.a_new_frontend_works(seq);
+        self.others(100);
+        assert_eq!(self.dropped(), 1);
+    }
 }
 
 impl Drop for Hostile {
@@ -915,14 +928,7 @@ fn a_frontend_that_shrinks_its_memory_costs_only_its_port() {
     let r = unsafe { libc::ftruncate(memfd, 4096) };
     assert_eq!(r, 0);
     g.kick();
-    common::wait_until("the frontend to be dropped", Duration::from_secs(5), || {
-        h.dropped() == 1 && !h.vu.running()
-    });
-    h.others(100);
-    drop(g);
-    h.a_new_frontend_works(7);
-    h.others(100);
-    assert_eq!(h.dropped(), 1);
+    h.dropped_then_replaced(g, 7);
 }
 
 /// A frontend clears O_NONBLOCK on the kick and call eventfds it shares
@@ -958,12 +964,5 @@ fn a_frontend_that_makes_its_eventfds_block_costs_only_its_port() {
     g.kick();
     let got = common::recv_n(&mut h.c2, 1, Duration::from_secs(5));
     assert_eq!(common::tag(&got[0]).1, 3);
-    common::wait_until("the frontend to be dropped", Duration::from_secs(5), || {
-        h.dropped() == 1 && !h.vu.running()
-    });
-    h.others(100);
-    drop(g);
-    h.a_new_frontend_works(8);
-    h.others(100);
-    assert_eq!(h.dropped(), 1);
+    h.dropped_then_replaced(g, 8);
 }
