@@ -404,7 +404,8 @@ proptest! {
     /// queue and filling a receive queue end, never panic, never report more
     /// bytes than the buffer holds or more used entries than were offered,
     /// taking from a transmit queue writes nothing but the used ring, and
-    /// it uses chains in the order they were offered.
+    /// it uses chains in the order they were offered. The prefetch hints
+    /// go along.
     #[test]
     fn hostile_rings_are_survived(
         descs in proptest::collection::vec(hostile_desc(), SIZE as usize),
@@ -431,9 +432,17 @@ proptest! {
             let offered = r.q.refresh();
             let hdr = [0u8; 12];
             let pkt = frame(frame_len);
+            // The prefetch hints read the same hostile rings (and must not
+            // write to them).
+            let touch = if transmit { Touch::Take(12) } else { Touch::Fill };
+            r.q.prefetch_batch(SIZE, touch);
             for _ in 0..2 * SIZE {
                 if r.q.pending() == 0 {
                     break;
+                }
+                r.q.prefetch(3, touch);
+                for ahead in [0, 1, 4, SIZE - 1, SIZE, u16::MAX] {
+                    r.q.prefetch_fill_rest(ahead, hdr.len() + pkt.len());
                 }
                 if transmit {
                     let mut buf = vec![0u8; 2048];
