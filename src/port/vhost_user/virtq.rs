@@ -421,14 +421,9 @@ impl Virtq {
         if bytes <= 128 || ahead >= self.pending() {
             return;
         }
-        let head = self.avail_ring(self.last_avail.wrapping_add(ahead));
-        if head >= self.size {
+        let Some(d) = self.first_desc(ahead) else {
             return;
-        }
-        let d = Self::read_desc(self.desc, u32::from(head));
-        if d.flags & DESC_F_INDIRECT != 0 {
-            return;
-        }
+        };
         let span = bytes.min(d.len as usize);
         let Some(p) = self.mem.translate(d.addr, span as u64) else {
             return;
@@ -442,16 +437,23 @@ impl Virtq {
         }
     }
 
+    /// The head descriptor of the chain `k` places past the next, for the
+    /// prefetch hints: none if its index is out of range or it is indirect.
     #[inline(always)]
-    fn prefetch_chain(&self, k: u16, touch: Touch) {
+    fn first_desc(&self, k: u16) -> Option<Desc> {
         let head = self.avail_ring(self.last_avail.wrapping_add(k));
         if head >= self.size {
-            return;
+            return None;
         }
         let d = Self::read_desc(self.desc, u32::from(head));
-        if d.flags & DESC_F_INDIRECT != 0 {
+        (d.flags & DESC_F_INDIRECT == 0).then_some(d)
+    }
+
+    #[inline(always)]
+    fn prefetch_chain(&self, k: u16, touch: Touch) {
+        let Some(d) = self.first_desc(k) else {
             return;
-        }
+        };
         let (from, write) = match touch {
             Touch::Fill => (0, true),
             Touch::Take(skip) => (skip, false),
