@@ -429,11 +429,9 @@ impl Virtq {
             return;
         };
         // From the first line boundary at or past 128 bytes to the end.
-        let mut at = (p as usize + 128) & !63;
-        let end = p as usize + span;
-        while at < end {
-            prefetch_write(p.wrapping_add(at - p as usize));
-            at += 64;
+        let first = ((p as usize + 128) & !63) - p as usize;
+        for off in (first..span).step_by(64) {
+            prefetch_write(p.wrapping_add(off));
         }
     }
 
