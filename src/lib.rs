@@ -14,11 +14,13 @@
 //! - [`wire`]: packet formats as zero-copy views (Ethernet).
 //! - [`sys`]: the only code that calls the OS (memfd, mmap, eventfd, epoll).
 //! - [`bench`]: the in-process benchmark behind `mswitch bench`.
+//! - [`ab`]: in-process A/B of a change (feature `ab`; nothing without it).
 //!
 //! `unsafe` is denied everywhere except in the modules that touch shared
 //! packet memory or the OS, and every block there says why it is sound.
 #![deny(unsafe_code)]
 
+pub mod ab;
 pub mod bench;
 pub mod control;
 pub mod module;

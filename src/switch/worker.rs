@@ -158,6 +158,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         }
         if work > 0 {
             me.packets.store(fwd.packets, Ordering::Relaxed);
+            crate::ab::count(work as u64);
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
             table.module.tick(now_ns);

@@ -449,12 +449,19 @@ impl VhostUserPort {
             if k + usize::from(PREFETCH) < count {
                 live.q.prefetch(PREFETCH, Touch::Fill);
             }
-            // (Not again when a frame is retried.)
-            while filled <= k + usize::from(FILL_AHEAD)
-                && let Some(bytes) = ahead.next()
-            {
-                live.q.prefetch_fill_rest((filled - k) as u16, bytes);
-                filled += 1;
+            // Only while the frames are long (batches are mostly of one
+            // kind), and not again when a frame is retried.
+            if frame.len() > 128 {
+                if filled < k {
+                    ahead.nth(k - filled - 1);
+                    filled = k;
+                }
+                while filled <= k + usize::from(FILL_AHEAD)
+                    && let Some(bytes) = ahead.next()
+                {
+                    live.q.prefetch_fill_rest((filled - k) as u16, bytes);
+                    filled += 1;
+                }
             }
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
