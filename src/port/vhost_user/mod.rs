@@ -439,29 +439,20 @@ impl VhostUserPort {
         let hdr = &hdr[..live.hdr_len];
         let (mut k, mut stuck, mut retried) = (0, false, false);
         let count = frames.len();
-        // The lengths of the frames FILL_AHEAD places ahead, and how many
-        // frames' buffers have been prefetched whole.
-        let mut ahead = frames.clone().map(|f| hdr.len() + f.len());
-        let mut filled = 0;
-        let mut frames = frames.peekable();
         live.q.prefetch_batch(prefetch_count(count), Touch::Fill);
+        // The rest of long frames' buffers: the first FILL_AHEAD now, then
+        // each frame's as the copy gets FILL_AHEAD frames before it.
+        for (j, f) in frames.clone().take(usize::from(FILL_AHEAD)).enumerate() {
+            live.q.prefetch_fill_rest(j as u16, hdr.len() + f.len());
+        }
+        let mut ahead = frames.clone().skip(usize::from(FILL_AHEAD)).peekable();
+        let mut frames = frames.peekable();
         while let Some(frame) = frames.peek() {
             if k + usize::from(PREFETCH) < count {
                 live.q.prefetch(PREFETCH, Touch::Fill);
             }
-            // Only while the frames are long (batches are mostly of one
-            // kind), and not again when a frame is retried.
-            if frame.len() > 128 {
-                if filled < k {
-                    ahead.nth(k - filled - 1);
-                    filled = k;
-                }
-                while filled <= k + usize::from(FILL_AHEAD)
-                    && let Some(bytes) = ahead.next()
-                {
-                    live.q.prefetch_fill_rest((filled - k) as u16, bytes);
-                    filled += 1;
-                }
+            if let Some(f) = ahead.peek() {
+                live.q.prefetch_fill_rest(FILL_AHEAD, hdr.len() + f.len());
             }
             match live.q.push(hdr, frame, live.merge) {
                 Ok(Pushed::Done) => {}
@@ -488,6 +479,7 @@ impl VhostUserPort {
                 }
             }
             frames.next();
+            ahead.next();
             k += 1;
         }
         let called = !live.q.publish(since) || live.call();

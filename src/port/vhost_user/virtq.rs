@@ -45,6 +45,10 @@ pub enum BadChain {
     Indirect,
 }
 
+/// Bytes of each chain's first buffer that the batch prefetch fetches (two
+/// lines at most): a header and a short frame.
+const HEAD_BYTES: usize = 128;
+
 /// What the buffers a prefetch fetches are for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Touch {
@@ -410,15 +414,15 @@ impl Virtq {
 
     /// Starts fetching, ready to be written, the rest of the receive buffer
     /// that a frame of `bytes` (header included) will fill in the chain
-    /// `ahead` places past the next: the lines past the first 128 bytes,
-    /// which `prefetch_batch` leaves alone. Called once per frame a few
+    /// `ahead` places past the next: the lines past the first
+    /// [`HEAD_BYTES`], which `prefetch_batch` fetches. Called once per frame a few
     /// chains ahead, so that only a few frames' lines are in flight at
     /// once. A long frame spans many lines the driver last wrote long ago,
     /// often out of the cache; without this, the copy stalls on each line
     /// in turn. Only a hint, for the chain's first buffer.
     #[inline]
     pub fn prefetch_fill_rest(&self, ahead: u16, bytes: usize) {
-        if bytes <= 128 || ahead >= self.pending() {
+        if bytes <= HEAD_BYTES || ahead >= self.pending() {
             return;
         }
         let Some(d) = self.first_desc(ahead) else {
@@ -428,8 +432,8 @@ impl Virtq {
         let Some(p) = self.mem.translate(d.addr, span as u64) else {
             return;
         };
-        // From the first line boundary at or past 128 bytes to the end.
-        let first = ((p as usize + 128) & !63) - p as usize;
+        // From the first line boundary at or past HEAD_BYTES to the end.
+        let first = ((p as usize + HEAD_BYTES) & !63) - p as usize;
         for off in (first..span).step_by(64) {
             prefetch_write(p.wrapping_add(off));
         }
@@ -460,10 +464,10 @@ impl Virtq {
         if len <= from {
             return;
         }
-        // The first 128 bytes past `from`, in at most two lines: a header
+        // The first HEAD_BYTES past `from`, in at most two lines: a header
         // and a short frame usually straddle two; a short frame alone
         // often fits one.
-        let span = len.min(from + 128);
+        let span = len.min(from + HEAD_BYTES);
         let Some(p) = self.mem.translate(d.addr, span as u64) else {
             return;
         };
