@@ -25,6 +25,10 @@ pub struct OpenFlowArgs {
     /// standalone (act as a learning bridge; default).
     #[arg(long)]
     pub fail_mode: Option<String>,
+    /// OpenFlow versions to allow, as Open vSwitch's Bridge.protocols:
+    /// OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15 (default: all of them).
+    #[arg(long, value_name = "LIST")]
+    pub protocols: Option<String>,
 }
 
 impl OpenFlowArgs {
@@ -34,6 +38,7 @@ impl OpenFlowArgs {
             listen: self.listen.clone(),
             dpid: self.dpid.clone(),
             fail_mode: self.fail_mode.clone(),
+            protocols: self.protocols.clone(),
         }
     }
 }

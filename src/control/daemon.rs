@@ -226,6 +226,12 @@ impl Daemon {
                 .transpose()?
                 .unwrap_or_default(),
             probe: None,
+            versions: of
+                .protocols
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 

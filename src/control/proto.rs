@@ -76,6 +76,9 @@ pub struct OpenFlowOpts {
     /// `secure` or `standalone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_mode: Option<String>,
+    /// OpenFlow versions allowed: `OpenFlow10,OpenFlow13,...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<String>,
 }
 
 impl OpenFlowOpts {

@@ -20,12 +20,30 @@ pub(crate) type Res<T> = Result<T, ErrorCode>;
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     short: ErrorCode,
+    /// The wire version of the message being read (structures whose layout
+    /// changed between versions ask for it).
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
     /// A reader that reports `short` when a read goes past the end.
     pub fn new(buf: &'a [u8], short: ErrorCode) -> Reader<'a> {
-        Reader { buf, short }
+        Reader {
+            buf,
+            short,
+            version: super::header::OFP_VERSION,
+        }
+    }
+
+    /// The same reader, reading a message of wire version `version`.
+    pub fn with_version(mut self, version: u8) -> Reader<'a> {
+        self.version = version;
+        self
+    }
+
+    /// The wire version of the message being read.
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     pub fn remaining(&self) -> usize {
@@ -93,7 +111,8 @@ impl<'a> Reader<'a> {
     /// Splits off the next `n` bytes as a reader of their own that reports
     /// `short`; if fewer than `n` bytes are left, this reader's code is the error.
     pub fn sub(&mut self, n: usize, short: ErrorCode) -> Res<Reader<'a>> {
-        Ok(Reader::new(self.take(n)?, short))
+        let version = self.version;
+        Ok(Reader::new(self.take(n)?, short).with_version(version))
     }
 
     /// Fails unless everything was consumed.
@@ -116,6 +135,8 @@ pub(crate) fn pad8(n: usize) -> usize {
 pub enum EncodeError {
     #[error("{what} is {len} bytes, more than its 16-bit length field can say")]
     TooLong { what: &'static str, len: usize },
+    #[error("{what} cannot be said in OpenFlow wire version {version:#04x}")]
+    Unsupported { what: &'static str, version: u8 },
 }
 
 /// An output buffer with big-endian writers and length patching.
@@ -123,11 +144,36 @@ pub enum EncodeError {
 pub(crate) struct Writer<'a> {
     buf: &'a mut Vec<u8>,
     error: Option<EncodeError>,
+    /// The wire version being written.
+    version: u8,
 }
 
 impl<'a> Writer<'a> {
     pub fn new(buf: &'a mut Vec<u8>) -> Writer<'a> {
-        Writer { buf, error: None }
+        Writer {
+            buf,
+            error: None,
+            version: super::header::OFP_VERSION,
+        }
+    }
+
+    /// The same writer, writing wire version `version`.
+    pub fn with_version(mut self, version: u8) -> Writer<'a> {
+        self.version = version;
+        self
+    }
+
+    /// The wire version being written.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Records that something cannot be said in this version (the first
+    /// such error is what [`Writer::finish`] reports).
+    pub fn unsupported(&mut self, what: &'static str) {
+        let version = self.version;
+        self.error
+            .get_or_insert(EncodeError::Unsupported { what, version });
     }
 
     pub fn pos(&self) -> usize {

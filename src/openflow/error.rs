@@ -365,7 +365,22 @@ impl ErrorMsg {
     }
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
-        let (ty, code) = self.code.type_code();
+        let (ty, code) = match self.code {
+            // 1.4's bundle errors are ONF extension errors in 1.3.
+            ErrorCode::Other { ty: 17, code } if w.version() == OFP_VERSION => {
+                (OFPET_EXPERIMENTER, 2300 + code)
+            }
+            // ...and 1.3's ONF duplicate-instruction error is standard in 1.4.
+            c if c == ErrorCode::DUP_INST && w.version() > OFP_VERSION => (3, 9),
+            c => c.type_code(),
+        };
+        if ty == OFPET_EXPERIMENTER && !matches!(self.code, ErrorCode::Experimenter { .. }) {
+            w.u16(ty);
+            w.u16(code);
+            w.u32(super::ONF_EXPERIMENTER_ID);
+            w.bytes(&self.data);
+            return;
+        }
         w.u16(ty);
         w.u16(code);
         if let ErrorCode::Experimenter { experimenter, .. } = self.code {
@@ -420,11 +435,17 @@ impl DecodeError {
         self.msg_type != Some(MsgType::Error.to_wire())
     }
 
-    /// The encoded `OFPT_ERROR` answering the failure, with the offending xid.
+    /// The encoded `OFPT_ERROR` answering the failure, with the offending
+    /// xid, in wire version 1.3.
     pub fn reply(&self) -> Vec<u8> {
+        self.reply_version(OFP_VERSION)
+    }
+
+    /// The same in wire version `v` (1.3 to 1.5).
+    pub fn reply_version(&self, v: u8) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + 8 + self.data.len());
-        let mut w = Writer::new(&mut out);
-        w.u8(OFP_VERSION);
+        let mut w = Writer::new(&mut out).with_version(v);
+        w.u8(v);
         w.u8(MsgType::Error.to_wire());
         w.u16(0);
         w.u32(self.xid);

@@ -3,9 +3,12 @@
 
 use super::action::{Action, decode_actions, encode_actions};
 use super::bytes::{Reader, Res, Writer};
-use super::error::{BadRequestCode, ErrorCode, FlowModFailedCode};
+use super::error::{BadMatchCode, BadRequestCode, ErrorCode, FlowModFailedCode};
 use super::flow_match::Match;
+use super::header::version;
 use super::instruction::{Instruction, decode_instructions, encode_instructions};
+use super::oxm::OxmField;
+use super::oxs::Stats;
 use super::port::PortNo;
 
 wire_enum! {
@@ -163,6 +166,9 @@ pub struct FlowRemoved {
 
 impl FlowRemoved {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Res<FlowRemoved> {
+        if r.version() >= version::OF15 {
+            return Self::decode15(r);
+        }
         let m = FlowRemoved {
             cookie: r.u64()?,
             priority: r.u16()?,
@@ -180,7 +186,51 @@ impl FlowRemoved {
         Ok(m)
     }
 
+    /// OpenFlow 1.5's layout: statistics as OXS after the match.
+    fn decode15(r: &mut Reader<'_>) -> Res<FlowRemoved> {
+        let table_id = r.u8()?;
+        let reason = r.u8()?;
+        let priority = r.u16()?;
+        let idle_timeout = r.u16()?;
+        let hard_timeout = r.u16()?;
+        let cookie = r.u64()?;
+        let match_ = Match::decode(r)?;
+        let st = Stats::decode(r)?;
+        r.finish()?;
+        let (duration_sec, duration_nsec) = st.duration.unwrap_or_default();
+        Ok(FlowRemoved {
+            cookie,
+            priority,
+            reason,
+            table_id,
+            duration_sec,
+            duration_nsec,
+            idle_timeout,
+            hard_timeout,
+            packet_count: st.packet_count.unwrap_or_default(),
+            byte_count: st.byte_count.unwrap_or_default(),
+            match_,
+        })
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        if w.version() >= version::OF15 {
+            w.u8(self.table_id);
+            w.u8(self.reason);
+            w.u16(self.priority);
+            w.u16(self.idle_timeout);
+            w.u16(self.hard_timeout);
+            w.u64(self.cookie);
+            self.match_.encode(w);
+            Stats {
+                duration: Some((self.duration_sec, self.duration_nsec)),
+                packet_count: Some(self.packet_count),
+                byte_count: Some(self.byte_count),
+                ..Stats::default()
+            }
+            .encode(w);
+            return;
+        }
         w.u64(self.cookie);
         w.u16(self.priority);
         w.u8(self.reason);
@@ -282,6 +332,9 @@ impl Default for PacketOut {
 
 impl PacketOut {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Res<PacketOut> {
+        if r.version() >= version::OF15 {
+            return Self::decode15(r);
+        }
         let buffer_id = r.u32()?;
         let in_port = PortNo(r.u32()?);
         let actions_len = usize::from(r.u16()?);
@@ -296,7 +349,43 @@ impl PacketOut {
         })
     }
 
+    /// OpenFlow 1.5's layout: the pipeline fields as a match (only
+    /// `in_port` is kept; others are refused as Open vSwitch does for
+    /// fields it cannot set).
+    fn decode15(r: &mut Reader<'_>) -> Res<PacketOut> {
+        let buffer_id = r.u32()?;
+        let actions_len = usize::from(r.u16()?);
+        r.skip(2)?;
+        let m = Match::decode(r)?;
+        if m.fields().iter().any(|f| !matches!(f, OxmField::InPort(_))) {
+            return Err(ErrorCode::BadMatch(BadMatchCode::BadField));
+        }
+        let in_port = m.in_port().unwrap_or(PortNo::CONTROLLER);
+        let mut actions = r.sub(actions_len, ErrorCode::BadRequest(BadRequestCode::BadLen))?;
+        let actions = decode_actions(&mut actions)?;
+        Ok(PacketOut {
+            buffer_id,
+            in_port,
+            actions,
+            data: r.rest().to_vec(),
+        })
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        if w.version() >= version::OF15 {
+            w.u32(self.buffer_id);
+            let len_at = w.pos();
+            w.u16(0);
+            w.zeros(2);
+            Match::from_fields(vec![OxmField::InPort(self.in_port)])
+                .unwrap_or_default()
+                .encode(w);
+            let start = w.pos();
+            encode_actions(&self.actions, w);
+            w.patch_len(len_at, start, "packet-out actions");
+            w.bytes(&self.data);
+            return;
+        }
         w.u32(self.buffer_id);
         w.u32(self.in_port.0);
         let len_at = w.pos();

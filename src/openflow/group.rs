@@ -4,6 +4,7 @@
 use super::action::{Action, decode_actions, encode_actions};
 use super::bytes::{Reader, Res, Writer};
 use super::error::{ErrorCode, GroupModFailedCode};
+use super::header::version;
 use super::port::PortNo;
 
 wire_enum! {
@@ -72,6 +73,9 @@ impl Default for Bucket {
 
 const BUCKET_LEN: usize = 16;
 
+/// `OFPG_BUCKET_ALL`: a 1.5 group mod about every bucket.
+const BUCKET_ALL: u32 = 0xffff_ffff;
+
 impl Bucket {
     /// Reads the buckets filling all of `r`.
     pub(crate) fn decode_list(r: &mut Reader<'_>) -> Res<Vec<Bucket>> {
@@ -96,6 +100,75 @@ impl Bucket {
             });
         }
         Ok(out)
+    }
+
+    /// 1.5's buckets: a bucket id, the actions' length, and weight and
+    /// watches as properties (bucket ids are not kept: buckets are numbered
+    /// in order when written).
+    fn decode_list15(r: &mut Reader<'_>) -> Res<Vec<Bucket>> {
+        let bad = ErrorCode::GroupModFailed(GroupModFailedCode::BadBucket);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            let len = usize::from(r.peek_u16(0).map_err(|_| bad)?);
+            if len < 8 {
+                return Err(bad);
+            }
+            let mut b = r.sub(len, bad).map_err(|_| bad)?;
+            b.skip(2)?;
+            let actions_len = usize::from(b.u16()?);
+            b.skip(4)?;
+            let mut acts = b.sub(actions_len, bad).map_err(|_| bad)?;
+            let mut bucket = Bucket {
+                actions: decode_actions(&mut acts)?,
+                ..Bucket::default()
+            };
+            while !b.is_empty() {
+                let ty = b.u16()?;
+                let plen = usize::from(b.u16()?);
+                if plen < 4 {
+                    return Err(bad);
+                }
+                let mut p = b.sub(plen - 4, bad).map_err(|_| bad)?;
+                match ty {
+                    0 => bucket.weight = p.u16()?,
+                    1 => bucket.watch_port = PortNo(p.u32()?),
+                    2 => bucket.watch_group = p.u32()?,
+                    _ => return Err(bad),
+                }
+            }
+            out.push(bucket);
+        }
+        Ok(out)
+    }
+
+    fn encode_list15(buckets: &[Bucket], select: bool, w: &mut Writer<'_>) {
+        for (id, b) in buckets.iter().enumerate() {
+            let start = w.pos();
+            w.u16(0);
+            let alen_at = w.pos();
+            w.u16(0);
+            w.u32(id as u32);
+            let astart = w.pos();
+            encode_actions(&b.actions, w);
+            w.patch_len(alen_at, astart, "bucket actions");
+            if select || b.weight != 0 {
+                w.u16(0);
+                w.u16(8);
+                w.u16(b.weight);
+                w.zeros(2);
+            }
+            if b.watch_port != PortNo::ANY {
+                w.u16(1);
+                w.u16(8);
+                w.u32(b.watch_port.0);
+            }
+            if b.watch_group != group_id::ANY {
+                w.u16(2);
+                w.u16(8);
+                w.u32(b.watch_group);
+            }
+            w.patch_len(start, start, "bucket");
+        }
     }
 
     pub(crate) fn encode_list(buckets: &[Bucket], w: &mut Writer<'_>) {
@@ -129,6 +202,23 @@ impl GroupMod {
             .ok_or(ErrorCode::GroupModFailed(GroupModFailedCode::BadType))?;
         r.skip(1)?;
         let group_id = r.u32()?;
+        if r.version() >= version::OF15 {
+            // The bucket array's length and the bucket a command is about
+            // (only whole-group commands are supported: every bucket);
+            // group properties after the buckets are ignored.
+            let bad = ErrorCode::GroupModFailed(GroupModFailedCode::BadBucket);
+            let len = usize::from(r.u16()?);
+            r.skip(2)?;
+            let _command_bucket = r.u32()?;
+            let mut b = r.sub(len, bad).map_err(|_| bad)?;
+            r.rest();
+            return Ok(GroupMod {
+                command,
+                group_type,
+                group_id,
+                buckets: Bucket::decode_list15(&mut b)?,
+            });
+        }
         Ok(GroupMod {
             command,
             group_type,
@@ -142,6 +232,16 @@ impl GroupMod {
         w.u8(self.group_type.to_wire());
         w.zeros(1);
         w.u32(self.group_id);
+        if w.version() >= version::OF15 {
+            let len_at = w.pos();
+            w.u16(0);
+            w.zeros(2);
+            w.u32(BUCKET_ALL);
+            let start = w.pos();
+            Bucket::encode_list15(&self.buckets, self.group_type == GroupType::Select, w);
+            w.patch_len(len_at, start, "buckets");
+            return;
+        }
         Bucket::encode_list(&self.buckets, w);
     }
 }
@@ -169,6 +269,17 @@ impl GroupDesc {
                 .ok_or(ErrorCode::GroupModFailed(GroupModFailedCode::BadType))?;
             e.skip(1)?;
             let group_id = e.u32()?;
+            if e.version() >= version::OF15 {
+                let blen = usize::from(e.u16()?);
+                e.skip(6)?;
+                let mut b = e.sub(blen, short)?;
+                out.push(GroupDesc {
+                    group_type,
+                    group_id,
+                    buckets: Bucket::decode_list15(&mut b)?,
+                });
+                continue;
+            }
             out.push(GroupDesc {
                 group_type,
                 group_id,
@@ -185,7 +296,16 @@ impl GroupDesc {
             w.u8(g.group_type.to_wire());
             w.zeros(1);
             w.u32(g.group_id);
-            Bucket::encode_list(&g.buckets, w);
+            if w.version() >= version::OF15 {
+                let len_at = w.pos();
+                w.u16(0);
+                w.zeros(6);
+                let bstart = w.pos();
+                Bucket::encode_list15(&g.buckets, g.group_type == GroupType::Select, w);
+                w.patch_len(len_at, bstart, "buckets");
+            } else {
+                Bucket::encode_list(&g.buckets, w);
+            }
             w.patch_len(start, start, "group description");
         }
     }

@@ -3,8 +3,16 @@
 
 use super::bytes::Writer;
 
-/// The wire version of OpenFlow 1.3.
+/// The wire version of OpenFlow 1.3, the codec's reference version.
 pub const OFP_VERSION: u8 = 0x04;
+
+/// Wire versions, by name.
+pub mod version {
+    pub const OF10: u8 = 0x01;
+    pub const OF13: u8 = 0x04;
+    pub const OF14: u8 = 0x05;
+    pub const OF15: u8 = 0x06;
+}
 
 /// Size of `ofp_header`.
 pub const HEADER_LEN: usize = 8;
@@ -52,7 +60,8 @@ pub fn frame_len(buf: &[u8]) -> Option<usize> {
 }
 
 wire_enum! {
-    /// `ofp_type`: the message types of OpenFlow 1.3.
+    /// `ofp_type`: the message types of OpenFlow 1.3 to 1.5 (the last six
+    /// from 1.4 on: see [`MsgType::exists_in`]).
     pub enum MsgType: u8 {
         Hello = 0 => "OFPT_HELLO",
         Error = 1 => "OFPT_ERROR",
@@ -84,6 +93,25 @@ wire_enum! {
         GetAsyncReply = 27 => "OFPT_GET_ASYNC_REPLY",
         SetAsync = 28 => "OFPT_SET_ASYNC",
         MeterMod = 29 => "OFPT_METER_MOD",
+        RoleStatus = 30 => "OFPT_ROLE_STATUS",
+        TableStatus = 31 => "OFPT_TABLE_STATUS",
+        RequestForward = 32 => "OFPT_REQUESTFORWARD",
+        BundleControl = 33 => "OFPT_BUNDLE_CONTROL",
+        BundleAddMessage = 34 => "OFPT_BUNDLE_ADD_MESSAGE",
+        ControllerStatus = 35 => "OFPT_CONTROLLER_STATUS",
+    }
+}
+
+impl MsgType {
+    /// Whether the type exists in wire version `v` (1.3 to 1.5; 1.0 has
+    /// its own numbering, in its own codec).
+    pub fn exists_in(self, v: u8) -> bool {
+        match self {
+            MsgType::QueueGetConfigRequest | MsgType::QueueGetConfigReply => v == version::OF13,
+            MsgType::ControllerStatus => v >= version::OF15,
+            t if t.to_wire() >= 30 => v >= version::OF14,
+            _ => true,
+        }
     }
 }
 
@@ -117,6 +145,8 @@ mod tests {
             assert_eq!(usize::from(t.to_wire()), i);
             assert_eq!(MsgType::from_wire(t.to_wire()), Some(*t));
         }
-        assert_eq!(MsgType::from_wire(30), None);
+        assert_eq!(MsgType::from_wire(36), None);
+        assert!(!MsgType::BundleControl.exists_in(4) && MsgType::BundleControl.exists_in(5));
+        assert!(!MsgType::QueueGetConfigRequest.exists_in(5));
     }
 }

@@ -2,18 +2,22 @@
 //! queue config, experimenter), and the dispatch of [`decode`] and
 //! [`Message::encode`].
 
+use super::bundle::{
+    BundleAdd, BundleCtrl, ONFT_BUNDLE_ADD_MESSAGE, ONFT_BUNDLE_CONTROL, RoleStatus,
+};
 use super::bytes::{EncodeError, Reader, Res, Writer};
 use super::error::{BadRequestCode, DecodeError, ErrorCode, ErrorMsg, RoleRequestFailedCode};
 use super::flow::{FlowMod, FlowRemoved, PacketIn, PacketOut};
 use super::group::GroupMod;
-use super::header::{HEADER_LEN, Header, MsgType, OFP_VERSION};
+use super::header::{HEADER_LEN, Header, MsgType, OFP_VERSION, version};
 use super::hello::Hello;
 use super::meter::MeterMod;
 use super::multipart::{MultipartReply, MultipartRequest};
 use super::port::{PortMod, PortNo, PortStatus};
 use super::table::TableMod;
 
-/// One OpenFlow 1.3 message.
+/// One OpenFlow message, in the shape of OpenFlow 1.3's (the model every
+/// version is decoded into and encoded from).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
@@ -46,7 +50,14 @@ pub enum Message {
     GetAsyncRequest,
     GetAsyncReply(AsyncConfig),
     SetAsync(AsyncConfig),
+    /// SET_ASYNC of 1.4 on: only the masks it names change.
+    SetAsyncProps(AsyncProps),
     MeterMod(MeterMod),
+    /// 1.4 on (and the ONF extension in 1.3).
+    BundleControl(BundleCtrl),
+    BundleAdd(BundleAdd),
+    /// 1.4 on.
+    RoleStatus(RoleStatus),
 }
 
 /// `OFPT_EXPERIMENTER`: an extension message (this switch knows none).
@@ -221,10 +232,11 @@ impl QueueGetConfigReply {
     }
 }
 
-/// Decodes one whole message: `buf` must be exactly the bytes
-/// [`frame_len`](super::frame_len) announced. Any version is accepted for
-/// HELLO (that is how versions are negotiated); every other message must be
-/// version 0x04.
+/// Decodes one whole message of OpenFlow 1.3, 1.4 or 1.5: `buf` must be
+/// exactly the bytes [`frame_len`](super::frame_len) announced. Any version
+/// is accepted for HELLO (that is how versions are negotiated); other
+/// messages of another version are `OFPBRC_BAD_VERSION`. Structures whose
+/// layout changed between 1.3 and 1.5 are read in the message's version.
 pub fn decode(buf: &[u8]) -> Result<(Header, Message), DecodeError> {
     let short = ErrorCode::BadRequest(BadRequestCode::BadLen);
     let err = |code| DecodeError::new(code, buf);
@@ -232,12 +244,15 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Message), DecodeError> {
     if usize::from(header.length) != buf.len() {
         return Err(err(short));
     }
+    let v = header.version;
     let ty = MsgType::from_wire(header.msg_type);
-    if header.version != OFP_VERSION && ty != Some(MsgType::Hello) {
+    if !(version::OF13..=version::OF15).contains(&v) && ty != Some(MsgType::Hello) {
         return Err(err(ErrorCode::BadRequest(BadRequestCode::BadVersion)));
     }
-    let ty = ty.ok_or_else(|| err(ErrorCode::BadRequest(BadRequestCode::BadType)))?;
-    let mut r = Reader::new(buf.get(HEADER_LEN..).unwrap_or_default(), short);
+    let ty = ty
+        .filter(|t| *t == MsgType::Hello || t.exists_in(v))
+        .ok_or_else(|| err(ErrorCode::BadRequest(BadRequestCode::BadType)))?;
+    let mut r = Reader::new(buf.get(HEADER_LEN..).unwrap_or_default(), short).with_version(v);
     let msg = Message::decode_body(ty, &mut r).map_err(err)?;
     Ok((header, msg))
 }
@@ -245,6 +260,73 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Message), DecodeError> {
 fn empty(r: &mut Reader<'_>, m: Message) -> Res<Message> {
     r.finish()?;
     Ok(m)
+}
+
+/// The asynchronous-message masks of 1.4 on, as properties
+/// (`OFPACPT_*`: type `2k` is message kind `k` as a slave, `2k + 1` as
+/// master or equal; 0-1 packet-in, 2-3 port status, 4-5 flow removed).
+/// Kinds this switch does not send (role status, table status, request
+/// forward) are accepted and have no effect.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AsyncProps(pub Vec<(u16, u32)>);
+
+impl AsyncProps {
+    fn decode(r: &mut Reader<'_>) -> Res<AsyncProps> {
+        let bad_len = ErrorCode::BadRequest(BadRequestCode::BadLen);
+        let mut props = Vec::new();
+        while !r.is_empty() {
+            let ty = r.u16()?;
+            let len = usize::from(r.u16()?);
+            if len < 4 {
+                return Err(bad_len);
+            }
+            let mut body = r.sub(len - 4, bad_len)?;
+            r.skip((len.next_multiple_of(8) - len).min(r.remaining()))?;
+            if ty >= 0xfffe {
+                continue; // experimenter properties: none known
+            }
+            if len != 8 {
+                return Err(bad_len);
+            }
+            props.push((ty, body.u32()?));
+        }
+        Ok(AsyncProps(props))
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        for &(ty, mask) in &self.0 {
+            w.u16(ty);
+            w.u16(8);
+            w.u32(mask);
+        }
+    }
+
+    /// Every mask of `a`, as properties.
+    pub fn from_config(a: &AsyncConfig) -> AsyncProps {
+        let mut props = Vec::with_capacity(6);
+        for (k, masks) in [a.packet_in_mask, a.port_status_mask, a.flow_removed_mask]
+            .iter()
+            .enumerate()
+        {
+            props.push((2 * k as u16, masks[1]));
+            props.push((2 * k as u16 + 1, masks[0]));
+        }
+        AsyncProps(props)
+    }
+
+    /// `a` with the masks these properties name replaced.
+    pub fn applied_to(&self, mut a: AsyncConfig) -> AsyncConfig {
+        for &(ty, mask) in &self.0 {
+            let slot = usize::from(ty % 2 == 0);
+            match ty / 2 {
+                0 => a.packet_in_mask[slot] = mask,
+                1 => a.port_status_mask[slot] = mask,
+                2 => a.flow_removed_mask[slot] = mask,
+                _ => {}
+            }
+        }
+        a
+    }
 }
 
 fn async_config(r: &mut Reader<'_>) -> Res<AsyncConfig> {
@@ -310,8 +392,11 @@ impl Message {
             M::RoleReply(_) => MsgType::RoleReply,
             M::GetAsyncRequest => MsgType::GetAsyncRequest,
             M::GetAsyncReply(_) => MsgType::GetAsyncReply,
-            M::SetAsync(_) => MsgType::SetAsync,
+            M::SetAsync(_) | M::SetAsyncProps(_) => MsgType::SetAsync,
             M::MeterMod(_) => MsgType::MeterMod,
+            M::BundleControl(_) => MsgType::BundleControl,
+            M::BundleAdd(_) => MsgType::BundleAddMessage,
+            M::RoleStatus(_) => MsgType::RoleStatus,
         }
     }
 
@@ -322,11 +407,28 @@ impl Message {
             MsgType::Error => M::Error(ErrorMsg::decode(r)?),
             MsgType::EchoRequest => M::EchoRequest(r.rest().to_vec()),
             MsgType::EchoReply => M::EchoReply(r.rest().to_vec()),
-            MsgType::Experimenter => M::Experimenter(Experimenter {
-                experimenter: r.u32()?,
-                exp_type: r.u32()?,
-                data: r.rest().to_vec(),
-            }),
+            MsgType::Experimenter => {
+                let experimenter = r.u32()?;
+                let exp_type = r.u32()?;
+                // OpenFlow 1.3 carries bundles as an ONF extension.
+                match (experimenter, exp_type) {
+                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_CONTROL)
+                        if r.version() == version::OF13 =>
+                    {
+                        M::BundleControl(BundleCtrl::decode(r)?)
+                    }
+                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_ADD_MESSAGE)
+                        if r.version() == version::OF13 =>
+                    {
+                        M::BundleAdd(BundleAdd::decode(r)?)
+                    }
+                    _ => M::Experimenter(Experimenter {
+                        experimenter,
+                        exp_type,
+                        data: r.rest().to_vec(),
+                    }),
+                }
+            }
             MsgType::FeaturesRequest => return empty(r, M::FeaturesRequest),
             MsgType::FeaturesReply => {
                 let datapath_id = r.u64()?;
@@ -369,30 +471,76 @@ impl Message {
             MsgType::RoleRequest => M::RoleRequest(role(r)?),
             MsgType::RoleReply => M::RoleReply(role(r)?),
             MsgType::GetAsyncRequest => return empty(r, M::GetAsyncRequest),
+            MsgType::GetAsyncReply if r.version() >= version::OF14 => {
+                M::GetAsyncReply(AsyncProps::decode(r)?.applied_to(AsyncConfig::default()))
+            }
+            MsgType::SetAsync if r.version() >= version::OF14 => {
+                M::SetAsyncProps(AsyncProps::decode(r)?)
+            }
             MsgType::GetAsyncReply => M::GetAsyncReply(async_config(r)?),
             MsgType::SetAsync => M::SetAsync(async_config(r)?),
             MsgType::MeterMod => M::MeterMod(MeterMod::decode(r)?),
+            MsgType::BundleControl => M::BundleControl(BundleCtrl::decode(r)?),
+            MsgType::BundleAddMessage => M::BundleAdd(BundleAdd::decode(r)?),
+            MsgType::RoleStatus => M::RoleStatus(RoleStatus::decode(r)?),
+            MsgType::TableStatus | MsgType::RequestForward | MsgType::ControllerStatus => {
+                return Err(ErrorCode::BadRequest(BadRequestCode::BadType));
+            }
         })
     }
 
     /// The message as bytes, with this xid and version 0x04.
     pub fn encode(&self, xid: u32) -> Result<Vec<u8>, EncodeError> {
+        self.encode_version(OFP_VERSION, xid)
+    }
+
+    /// The message as bytes of wire version `v` (1.3 to 1.5), with this xid.
+    pub fn encode_version(&self, v: u8, xid: u32) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::new();
-        self.encode_into(xid, &mut out)?;
+        self.encode_into_version(v, xid, &mut out)?;
         Ok(out)
     }
 
     /// Appends the encoded message to `out` (left as it was on error).
     pub fn encode_into(&self, xid: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_into_version(OFP_VERSION, xid, out)
+    }
+
+    /// Appends the message encoded in wire version `v` (1.3 to 1.5) to `out`
+    /// (left as it was on error, e.g. for a message `v` does not have).
+    pub fn encode_into_version(
+        &self,
+        v: u8,
+        xid: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let start = out.len();
-        let mut w = Writer::new(out);
+        let mut w = Writer::new(out).with_version(v);
+        let ty = self.msg_type();
+        let onf_bundle =
+            v == version::OF13 && matches!(self, Message::BundleControl(_) | Message::BundleAdd(_));
+        let wire_type = if onf_bundle {
+            MsgType::Experimenter
+        } else {
+            ty
+        };
         Header {
-            version: OFP_VERSION,
-            msg_type: self.msg_type().to_wire(),
+            version: v,
+            msg_type: wire_type.to_wire(),
             length: 0,
             xid,
         }
         .write(&mut w);
+        if !(version::OF13..=version::OF15).contains(&v) || !(onf_bundle || ty.exists_in(v)) {
+            w.unsupported(ty.name());
+        }
+        if onf_bundle {
+            w.u32(super::ONF_EXPERIMENTER_ID);
+            w.u32(match self {
+                Message::BundleControl(_) => ONFT_BUNDLE_CONTROL,
+                _ => ONFT_BUNDLE_ADD_MESSAGE,
+            });
+        }
         self.encode_body(&mut w);
         w.patch_len(start + 2, start, "message");
         let result = w.finish();
@@ -451,6 +599,10 @@ impl Message {
                 w.zeros(4);
                 w.u64(r.generation_id);
             }
+            M::SetAsyncProps(p) => p.encode(w),
+            M::GetAsyncReply(a) | M::SetAsync(a) if w.version() >= version::OF14 => {
+                AsyncProps::from_config(a).encode(w)
+            }
             M::GetAsyncReply(a) | M::SetAsync(a) => {
                 for v in a
                     .packet_in_mask
@@ -462,6 +614,9 @@ impl Message {
                 }
             }
             M::MeterMod(m) => m.encode(w),
+            M::BundleControl(b) => b.encode(w),
+            M::BundleAdd(b) => b.encode(w),
+            M::RoleStatus(r) => r.encode(w),
         }
     }
 }

@@ -1,4 +1,16 @@
-//! OpenFlow 1.3 (wire version 0x04): the message codec, with no I/O.
+//! OpenFlow 1.3, 1.4 and 1.5 (wire versions 0x04 to 0x06): the message
+//! codec, with no I/O.
+//!
+//! The types are OpenFlow 1.3's, and they are the switch's model of every
+//! version: a 1.4 or 1.5 message decodes into the same [`Message`], and
+//! [`Message::encode_version`] writes any message in the version a
+//! connection negotiated ([`negotiate`], with the switch's allowed
+//! [`Versions`]). Structures whose layout changed (ports and port
+//! statistics with properties in 1.4; OXS statistics, packet-out matches and
+//! bucket properties in 1.5) are read and written per version; messages a
+//! version does not have fail to encode with [`EncodeError::Unsupported`].
+//! Bundles travel as 1.4 messages or, in 1.3, as the ONF extension
+//! ([`bundle`]).
 //!
 //! [`decode`] turns the bytes of one message (as cut from a stream by
 //! [`frame_len`]) into a [`Header`] and a typed [`Message`]; [`Message::encode`]
@@ -90,6 +102,7 @@ macro_rules! wire_enum {
 mod bytes;
 
 pub mod action;
+pub mod bundle;
 pub mod error;
 pub mod flow;
 pub mod flow_match;
@@ -101,6 +114,7 @@ pub mod message;
 pub mod meter;
 pub mod multipart;
 pub mod oxm;
+pub mod oxs;
 pub mod port;
 pub mod table;
 
@@ -114,7 +128,7 @@ pub use flow::{FlowMod, FlowModCommand, FlowRemoved, PacketIn, PacketOut};
 pub use flow_match::Match;
 pub use group::{Bucket, GroupMod, GroupModCommand, GroupType};
 pub use header::{HEADER_LEN, Header, MsgType, OFP_VERSION, frame_len};
-pub use hello::{Hello, HelloElement, negotiate};
+pub use hello::{Hello, HelloElement, Versions, negotiate};
 pub use instruction::{Instruction, InstructionType};
 pub use message::{Message, decode};
 pub use meter::{MeterBand, MeterMod};

@@ -5,13 +5,19 @@
 //! (`OFPBRC_BAD_LEN` otherwise); an unknown multipart type is
 //! `OFPBRC_BAD_MULTIPART`. Each message carries whole entries: splitting a
 //! long reply over several messages (with [`MORE`]) is the sender's job.
+//! Entries whose layout changed are read and written in the message's
+//! version: ports, port and queue statistics from 1.4 on; flow and aggregate
+//! statistics (as OXS), group descriptions and the port and group filters of
+//! port and group description requests in 1.5.
 
 use super::bytes::{FixedStr, Reader, Res, Writer};
 use super::error::{BadRequestCode, ErrorCode};
 use super::flow_match::Match;
 use super::group::{GroupDesc, GroupFeatures, GroupStats};
+use super::header::version;
 use super::instruction::{Instruction, decode_instructions, encode_instructions};
 use super::meter::{MeterConfig, MeterFeatures, MeterStats};
+use super::oxs::Stats;
 use super::port::{Port, PortNo};
 use super::table::TableFeatures;
 
@@ -118,7 +124,10 @@ pub enum MultipartRequestBody {
     Group {
         group_id: u32,
     },
-    GroupDesc,
+    /// A group, or `OFPG_ALL` (1.3 and 1.4 always ask for all).
+    GroupDesc {
+        group_id: u32,
+    },
     GroupFeatures,
     Meter {
         meter_id: u32,
@@ -129,7 +138,10 @@ pub enum MultipartRequestBody {
     MeterFeatures,
     /// Empty: a query; otherwise the tables to configure.
     TableFeatures(Vec<TableFeatures>),
-    PortDesc,
+    /// A port, or [`PortNo::ANY`] (1.3 and 1.4 always ask for all).
+    PortDesc {
+        port_no: PortNo,
+    },
     Experimenter {
         experimenter: u32,
         exp_type: u32,
@@ -170,13 +182,13 @@ impl MultipartRequestBody {
             B::PortStats { .. } => MultipartType::PortStats,
             B::Queue { .. } => MultipartType::Queue,
             B::Group { .. } => MultipartType::Group,
-            B::GroupDesc => MultipartType::GroupDesc,
+            B::GroupDesc { .. } => MultipartType::GroupDesc,
             B::GroupFeatures => MultipartType::GroupFeatures,
             B::Meter { .. } => MultipartType::Meter,
             B::MeterConfig { .. } => MultipartType::MeterConfig,
             B::MeterFeatures => MultipartType::MeterFeatures,
             B::TableFeatures(_) => MultipartType::TableFeatures,
-            B::PortDesc => MultipartType::PortDesc,
+            B::PortDesc { .. } => MultipartType::PortDesc,
             B::Experimenter { .. } => MultipartType::Experimenter,
         }
     }
@@ -213,7 +225,12 @@ impl MultipartRequest {
             MultipartType::Group => B::Group {
                 group_id: id_and_pad(r)?,
             },
-            MultipartType::GroupDesc => r.finish().map(|_| B::GroupDesc)?,
+            MultipartType::GroupDesc if r.version() >= version::OF15 => B::GroupDesc {
+                group_id: id_and_pad(r)?,
+            },
+            MultipartType::GroupDesc => r.finish().map(|_| B::GroupDesc {
+                group_id: super::group::group_id::ALL,
+            })?,
             MultipartType::GroupFeatures => r.finish().map(|_| B::GroupFeatures)?,
             MultipartType::Meter => B::Meter {
                 meter_id: id_and_pad(r)?,
@@ -223,7 +240,12 @@ impl MultipartRequest {
             },
             MultipartType::MeterFeatures => r.finish().map(|_| B::MeterFeatures)?,
             MultipartType::TableFeatures => B::TableFeatures(TableFeatures::decode_list(r)?),
-            MultipartType::PortDesc => r.finish().map(|_| B::PortDesc)?,
+            MultipartType::PortDesc if r.version() >= version::OF15 => B::PortDesc {
+                port_no: PortNo(id_and_pad(r)?),
+            },
+            MultipartType::PortDesc => r.finish().map(|_| B::PortDesc {
+                port_no: PortNo::ANY,
+            })?,
             MultipartType::Experimenter => B::Experimenter {
                 experimenter: r.u32()?,
                 exp_type: r.u32()?,
@@ -237,12 +259,19 @@ impl MultipartRequest {
         use MultipartRequestBody as B;
         encode_type(w, self.body.multipart_type(), self.flags);
         match &self.body {
+            B::GroupDesc { group_id: id }
+            | B::PortDesc {
+                port_no: PortNo(id),
+            } if w.version() >= version::OF15 => {
+                w.u32(*id);
+                w.zeros(4);
+            }
             B::Desc
             | B::Table
-            | B::GroupDesc
+            | B::GroupDesc { .. }
             | B::GroupFeatures
             | B::MeterFeatures
-            | B::PortDesc => {}
+            | B::PortDesc { .. } => {}
             B::Flow(f) | B::Aggregate(f) => f.encode(w),
             B::PortStats { port_no } => {
                 w.u32(port_no.0);
@@ -315,6 +344,10 @@ impl FlowStats {
                 return Err(short);
             }
             let mut e = r.sub(len, short)?;
+            if e.version() >= version::OF15 {
+                out.push(Self::decode15(&mut e)?);
+                continue;
+            }
             e.skip(2)?;
             let table_id = e.u8()?;
             e.skip(1)?;
@@ -343,8 +376,61 @@ impl FlowStats {
         Ok(out)
     }
 
+    /// 1.5's layout: no counters in the fixed part, OXS after the match.
+    fn decode15(e: &mut Reader<'_>) -> Res<FlowStats> {
+        e.skip(4)?;
+        let table_id = e.u8()?;
+        e.skip(1)?;
+        let priority = e.u16()?;
+        let idle_timeout = e.u16()?;
+        let hard_timeout = e.u16()?;
+        let flags = e.u16()?;
+        e.skip(2)?;
+        let cookie = e.u64()?;
+        let match_ = Match::decode(e)?;
+        let st = Stats::decode(e)?;
+        let (duration_sec, duration_nsec) = st.duration.unwrap_or_default();
+        Ok(FlowStats {
+            table_id,
+            duration_sec,
+            duration_nsec,
+            priority,
+            idle_timeout,
+            hard_timeout,
+            flags,
+            cookie,
+            packet_count: st.packet_count.unwrap_or_default(),
+            byte_count: st.byte_count.unwrap_or_default(),
+            match_,
+            instructions: decode_instructions(e)?,
+        })
+    }
+
     fn encode(&self, w: &mut Writer<'_>) {
         let start = w.pos();
+        if w.version() >= version::OF15 {
+            w.u16(0);
+            w.zeros(2);
+            w.u8(self.table_id);
+            w.u8(0);
+            w.u16(self.priority);
+            w.u16(self.idle_timeout);
+            w.u16(self.hard_timeout);
+            w.u16(self.flags);
+            w.u16(0);
+            w.u64(self.cookie);
+            self.match_.encode(w);
+            Stats {
+                duration: Some((self.duration_sec, self.duration_nsec)),
+                packet_count: Some(self.packet_count),
+                byte_count: Some(self.byte_count),
+                ..Stats::default()
+            }
+            .encode(w);
+            encode_instructions(&self.instructions, w);
+            w.patch_len(start, start, "flow stats");
+            return;
+        }
         w.u16(0);
         w.u8(self.table_id);
         w.zeros(1);
@@ -411,6 +497,75 @@ pub struct QueueStats {
     pub tx_errors: u64,
     pub duration_sec: u32,
     pub duration_nsec: u32,
+}
+
+/// `ofp_port_stats` of 1.4 on: a length, the counters common to every port
+/// kind, and the Ethernet ones as a property (others skipped).
+fn decode_port_stats14(r: &mut Reader<'_>) -> Res<PortStats> {
+    let short = r.short();
+    let len = usize::from(r.peek_u16(0)?);
+    if len < 80 {
+        return Err(short);
+    }
+    let mut e = r.sub(len, short)?;
+    e.skip(4)?;
+    let mut p = PortStats {
+        port_no: PortNo(e.u32()?),
+        duration_sec: e.u32()?,
+        duration_nsec: e.u32()?,
+        rx_packets: e.u64()?,
+        tx_packets: e.u64()?,
+        rx_bytes: e.u64()?,
+        tx_bytes: e.u64()?,
+        rx_dropped: e.u64()?,
+        tx_dropped: e.u64()?,
+        rx_errors: e.u64()?,
+        tx_errors: e.u64()?,
+        ..PortStats::default()
+    };
+    while !e.is_empty() {
+        let ty = e.u16()?;
+        let plen = usize::from(e.u16()?);
+        if plen < 4 {
+            return Err(short);
+        }
+        let mut body = e.sub(plen - 4, short)?;
+        if ty == 0 {
+            body.skip(4)?;
+            p.rx_frame_err = body.u64()?;
+            p.rx_over_err = body.u64()?;
+            p.rx_crc_err = body.u64()?;
+            p.collisions = body.u64()?;
+        }
+    }
+    Ok(p)
+}
+
+fn encode_port_stats14(p: &PortStats, w: &mut Writer<'_>) {
+    w.u16(120);
+    w.zeros(2);
+    w.u32(p.port_no.0);
+    w.u32(p.duration_sec);
+    w.u32(p.duration_nsec);
+    for v in [
+        p.rx_packets,
+        p.tx_packets,
+        p.rx_bytes,
+        p.tx_bytes,
+        p.rx_dropped,
+        p.tx_dropped,
+        p.rx_errors,
+        p.tx_errors,
+    ] {
+        w.u64(v);
+    }
+    // OFPPSPT_ETHERNET.
+    w.u16(0);
+    w.u16(40);
+    w.zeros(4);
+    for v in [p.rx_frame_err, p.rx_over_err, p.rx_crc_err, p.collisions] {
+        w.u64(v);
+    }
 }
 
 /// Reads fixed-size entries filling all of `r`.
@@ -491,11 +646,12 @@ const MULTIPART_HEADER_LEN: usize = 16;
 fn pack<T: Clone>(
     items: Vec<T>,
     max_body: usize,
+    version: u8,
     wrap: impl Fn(Vec<T>) -> MultipartReplyBody,
 ) -> Vec<MultipartReplyBody> {
     let size = |item: &T| {
         let mut v = Vec::new();
-        let mut w = Writer::new(&mut v);
+        let mut w = Writer::new(&mut v).with_version(version);
         MultipartReply {
             flags: 0,
             body: wrap(vec![item.clone()]),
@@ -530,19 +686,26 @@ impl MultipartReply {
     /// its reply (which then fails to encode if over 65535 bytes). Other
     /// bodies come back whole.
     pub fn split(self, max_len: usize) -> Vec<MultipartReply> {
+        self.split_version(super::OFP_VERSION, max_len)
+    }
+
+    /// [`MultipartReply::split`] for replies encoded in wire version `v`
+    /// (1.3 to 1.5), whose entries' sizes differ.
+    pub fn split_version(self, v: u8, max_len: usize) -> Vec<MultipartReply> {
         use MultipartReplyBody as B;
         let max_body = max_len.saturating_sub(MULTIPART_HEADER_LEN);
+        let v_ = v;
         let bodies = match self.body {
-            B::Flow(v) => pack(v, max_body, B::Flow),
-            B::Table(v) => pack(v, max_body, B::Table),
-            B::PortStats(v) => pack(v, max_body, B::PortStats),
-            B::Queue(v) => pack(v, max_body, B::Queue),
-            B::Group(v) => pack(v, max_body, B::Group),
-            B::GroupDesc(v) => pack(v, max_body, B::GroupDesc),
-            B::Meter(v) => pack(v, max_body, B::Meter),
-            B::MeterConfig(v) => pack(v, max_body, B::MeterConfig),
-            B::TableFeatures(v) => pack(v, max_body, B::TableFeatures),
-            B::PortDesc(v) => pack(v, max_body, B::PortDesc),
+            B::Flow(v) => pack(v, max_body, v_, B::Flow),
+            B::Table(v) => pack(v, max_body, v_, B::Table),
+            B::PortStats(v) => pack(v, max_body, v_, B::PortStats),
+            B::Queue(v) => pack(v, max_body, v_, B::Queue),
+            B::Group(v) => pack(v, max_body, v_, B::Group),
+            B::GroupDesc(v) => pack(v, max_body, v_, B::GroupDesc),
+            B::Meter(v) => pack(v, max_body, v_, B::Meter),
+            B::MeterConfig(v) => pack(v, max_body, v_, B::MeterConfig),
+            B::TableFeatures(v) => pack(v, max_body, v_, B::TableFeatures),
+            B::PortDesc(v) => pack(v, max_body, v_, B::PortDesc),
             body => vec![body],
         };
         let last = bodies.len() - 1;
@@ -576,6 +739,15 @@ impl MultipartReply {
                 B::Desc(Box::new(d))
             }
             MultipartType::Flow => B::Flow(FlowStats::decode_list(r)?),
+            MultipartType::Aggregate if r.version() >= version::OF15 => {
+                let st = Stats::decode(r)?;
+                r.finish()?;
+                B::Aggregate(AggregateStats {
+                    packet_count: st.packet_count.unwrap_or_default(),
+                    byte_count: st.byte_count.unwrap_or_default(),
+                    flow_count: st.flow_count.unwrap_or_default(),
+                })
+            }
             MultipartType::Aggregate => {
                 let a = AggregateStats {
                     packet_count: r.u64()?,
@@ -596,6 +768,13 @@ impl MultipartReply {
                     matched_count: r.u64()?,
                 })
             })?),
+            MultipartType::PortStats if r.version() >= version::OF14 => {
+                let mut out = Vec::new();
+                while !r.is_empty() {
+                    out.push(decode_port_stats14(r)?);
+                }
+                B::PortStats(out)
+            }
             MultipartType::PortStats => B::PortStats(fixed_list(r, 112, |r| {
                 let port_no = PortNo(r.u32()?);
                 r.skip(4)?;
@@ -617,6 +796,28 @@ impl MultipartReply {
                     duration_nsec: r.u32()?,
                 })
             })?),
+            MultipartType::Queue if r.version() >= version::OF14 => {
+                let short = r.short();
+                let mut out = Vec::new();
+                while !r.is_empty() {
+                    let len = usize::from(r.peek_u16(0)?);
+                    if len < 48 {
+                        return Err(short);
+                    }
+                    let mut q = r.sub(len, short)?;
+                    q.skip(8)?;
+                    out.push(QueueStats {
+                        port_no: PortNo(q.u32()?),
+                        queue_id: q.u32()?,
+                        tx_bytes: q.u64()?,
+                        tx_packets: q.u64()?,
+                        tx_errors: q.u64()?,
+                        duration_sec: q.u32()?,
+                        duration_nsec: q.u32()?,
+                    });
+                }
+                B::Queue(out)
+            }
             MultipartType::Queue => B::Queue(fixed_list(r, 40, |r| {
                 Ok(QueueStats {
                     port_no: PortNo(r.u32()?),
@@ -657,6 +858,13 @@ impl MultipartReply {
                 d.dp_desc.write(w);
             }
             B::Flow(flows) => flows.iter().for_each(|f| f.encode(w)),
+            B::Aggregate(a) if w.version() >= version::OF15 => Stats {
+                flow_count: Some(a.flow_count),
+                packet_count: Some(a.packet_count),
+                byte_count: Some(a.byte_count),
+                ..Stats::default()
+            }
+            .encode(w),
             B::Aggregate(a) => {
                 w.u64(a.packet_count);
                 w.u64(a.byte_count);
@@ -671,6 +879,9 @@ impl MultipartReply {
                     w.u64(t.lookup_count);
                     w.u64(t.matched_count);
                 }
+            }
+            B::PortStats(ports) if w.version() >= version::OF14 => {
+                ports.iter().for_each(|p| encode_port_stats14(p, w));
             }
             B::PortStats(ports) => {
                 for p in ports {
@@ -698,6 +909,10 @@ impl MultipartReply {
             }
             B::Queue(queues) => {
                 for q in queues {
+                    if w.version() >= version::OF14 {
+                        w.u16(48);
+                        w.zeros(6);
+                    }
                     w.u32(q.port_no.0);
                     w.u32(q.queue_id);
                     w.u64(q.tx_bytes);

@@ -1,11 +1,13 @@
 //! Ports as OpenFlow sees them: port numbers with the reserved ones named,
-//! `ofp_port` (64 bytes), `OFPT_PORT_STATUS` and `OFPT_PORT_MOD`.
+//! `ofp_port` (64 bytes; 72 with its Ethernet property from 1.4 on),
+//! `OFPT_PORT_STATUS` and `OFPT_PORT_MOD`.
 
 use std::fmt;
 
 use crate::wire::MacAddr;
 
 use super::bytes::{FixedStr, Reader, Res, Writer};
+use super::header::version;
 
 /// A port number. Numbers up to [`PortNo::MAX`] are real ports; the ones
 /// above are the reserved ports of the spec.
@@ -134,8 +136,17 @@ pub struct Port {
     pub max_speed: u32,
 }
 
+/// Size of 1.4's `ofp_port` with its one Ethernet property.
+pub const PORT_LEN_14: usize = 72;
+
+/// `OFPPDPT_ETHERNET`, the port description property of 1.4 on.
+const PROP_ETHERNET: u16 = 0;
+
 impl Port {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Res<Port> {
+        if r.version() >= version::OF14 {
+            return Self::decode14(r);
+        }
         let port_no = PortNo(r.u32()?);
         r.skip(4)?;
         let hw_addr = MacAddr(r.array()?);
@@ -155,7 +166,72 @@ impl Port {
         })
     }
 
+    /// 1.4's layout: a length, and the Ethernet facts as a property
+    /// (other properties are skipped).
+    fn decode14(r: &mut Reader<'_>) -> Res<Port> {
+        let short = r.short();
+        let port_no = PortNo(r.u32()?);
+        let len = usize::from(r.u16()?);
+        if len < 40 {
+            return Err(short);
+        }
+        r.skip(2)?;
+        let hw_addr = MacAddr(r.array()?);
+        r.skip(2)?;
+        let mut p = Port {
+            port_no,
+            hw_addr,
+            name: FixedStr::read(r)?,
+            config: r.u32()?,
+            state: r.u32()?,
+            ..Port::default()
+        };
+        let mut props = r.sub(len - 40, short)?;
+        while !props.is_empty() {
+            let ty = props.u16()?;
+            let plen = usize::from(props.u16()?);
+            if plen < 4 {
+                return Err(short);
+            }
+            let mut body = props.sub(plen - 4, short)?;
+            if ty == PROP_ETHERNET {
+                body.skip(4)?;
+                p.curr = body.u32()?;
+                p.advertised = body.u32()?;
+                p.supported = body.u32()?;
+                p.peer = body.u32()?;
+                p.curr_speed = body.u32()?;
+                p.max_speed = body.u32()?;
+            }
+        }
+        Ok(p)
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        if w.version() >= version::OF14 {
+            w.u32(self.port_no.0);
+            w.u16(PORT_LEN_14 as u16);
+            w.zeros(2);
+            w.bytes(&self.hw_addr.0);
+            w.zeros(2);
+            self.name.write(w);
+            w.u32(self.config);
+            w.u32(self.state);
+            w.u16(PROP_ETHERNET);
+            w.u16(32);
+            w.zeros(4);
+            for v in [
+                self.curr,
+                self.advertised,
+                self.supported,
+                self.peer,
+                self.curr_speed,
+                self.max_speed,
+            ] {
+                w.u32(v);
+            }
+            return;
+        }
         w.u32(self.port_no.0);
         w.zeros(4);
         w.bytes(&self.hw_addr.0);
@@ -177,6 +253,13 @@ impl Port {
 
     /// A list of ports filling the rest of `r` (a `PORT_DESC` reply).
     pub(crate) fn decode_list(r: &mut Reader<'_>) -> Res<Vec<Port>> {
+        if r.version() >= version::OF14 {
+            let mut ports = Vec::new();
+            while !r.is_empty() {
+                ports.push(Port::decode(r)?);
+            }
+            return Ok(ports);
+        }
         if !r.remaining().is_multiple_of(PORT_LEN) {
             return Err(r.short());
         }
@@ -230,6 +313,29 @@ impl PortMod {
         r.skip(4)?;
         let hw_addr = MacAddr(r.array()?);
         r.skip(2)?;
+        if r.version() >= version::OF14 {
+            // 1.4: what to advertise is an Ethernet property.
+            let short = r.short();
+            let mut m = PortMod {
+                port_no,
+                hw_addr,
+                config: r.u32()?,
+                mask: r.u32()?,
+                advertise: 0,
+            };
+            while !r.is_empty() {
+                let ty = r.u16()?;
+                let plen = usize::from(r.u16()?);
+                if plen < 4 {
+                    return Err(short);
+                }
+                let mut body = r.sub(plen - 4, short)?;
+                if ty == PROP_ETHERNET {
+                    m.advertise = body.u32()?;
+                }
+            }
+            return Ok(m);
+        }
         let m = PortMod {
             port_no,
             hw_addr,
@@ -249,6 +355,12 @@ impl PortMod {
         w.zeros(2);
         w.u32(self.config);
         w.u32(self.mask);
+        if w.version() >= version::OF14 {
+            w.u16(PROP_ETHERNET);
+            w.u16(8);
+            w.u32(self.advertise);
+            return;
+        }
         w.u32(self.advertise);
         w.zeros(4);
     }

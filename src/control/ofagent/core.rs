@@ -1,12 +1,16 @@
-//! The OpenFlow 1.3 agent's protocol engine, with no I/O: connections are
+//! The OpenFlow agent's protocol engine, with no I/O: connections are
 //! byte buffers in and out, time is passed in, and the switch is reached
 //! through a [`Datapath`]. The socket loop in `mod.rs` feeds it; tests drive
 //! it in memory.
 //!
 //! What it guarantees:
-//! - Every connection starts with our HELLO; versions are negotiated per the
-//!   spec (a peer with no common version gets `OFPET_HELLO_FAILED` and is
-//!   closed).
+//! - Every connection starts with our HELLO, offering the switch's allowed
+//!   versions (`--protocols`) in a bitmap; each connection speaks the highest
+//!   version both allow (a peer with none in common gets
+//!   `OFPET_HELLO_FAILED` and is closed), and every later message of another
+//!   version is `OFPBRC_BAD_VERSION`. Replies and asynchronous messages are
+//!   encoded in each connection's own version, so what one controller
+//!   installs in 1.3 another sees in 1.5.
 //! - A message that cannot be decoded or is not supported gets the
 //!   `OFPT_ERROR` the spec names, with the offending xid and the first 64
 //!   bytes; the connection stays open (only a corrupt stream — a length
@@ -26,11 +30,13 @@ use std::collections::BTreeMap;
 
 use super::datapath::Datapath;
 use crate::module::Nanos;
+use crate::openflow::bundle::{ROLE_REASON_MASTER_REQUEST, RoleStatus};
 use crate::openflow::error::{
     BadRequestCode, ErrorMsg, HelloFailedCode, MeterModFailedCode, QueueOpFailedCode,
     RoleRequestFailedCode, TableFeaturesFailedCode, TableModFailedCode,
 };
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
+use crate::openflow::header::version;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
 use crate::openflow::meter::MeterFeatures;
 use crate::openflow::multipart::{
@@ -38,9 +44,12 @@ use crate::openflow::multipart::{
 };
 use crate::openflow::port::PortStatus;
 use crate::openflow::{
-    ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, PacketIn, PortNo, decode,
-    frame_len, negotiate,
+    EncodeError, ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, OFP_VERSION, PacketIn,
+    PortNo, Versions, decode, frame_len, negotiate,
 };
+
+/// The versions the codec can speak today (1.3 to 1.5).
+const SPOKEN: Versions = Versions::SPOKEN_13_15;
 
 /// Output queued beyond this makes a connection skip packet-ins.
 const ASYNC_LIMIT: usize = 1 << 20;
@@ -91,6 +100,8 @@ pub struct Conn {
     /// Packet-ins skipped because `out` was too full.
     pub skipped: u64,
     next_xid: u32,
+    /// The negotiated wire version (our highest until the peer's hello).
+    pub version: u8,
 }
 
 impl Conn {
@@ -108,24 +119,24 @@ impl Conn {
     }
 
     fn send(&mut self, msg: &Message, xid: u32) {
-        match msg.encode(xid) {
-            Ok(b) => self.out.extend_from_slice(&b),
-            // Only over-long messages fail to encode; say so rather than
-            // send something truncated.
-            Err(e) => self.error(
-                xid,
-                ErrorCode::BadRequest(BadRequestCode::BadLen),
-                e.to_string().as_bytes(),
-            ),
+        match msg.encode_into_version(self.version, xid, &mut self.out) {
+            Ok(()) => {}
+            // An over-long message, or one this version cannot say: say so
+            // rather than send something truncated.
+            Err(e) => {
+                let code = match e {
+                    EncodeError::TooLong { .. } => BadRequestCode::BadLen,
+                    EncodeError::Unsupported { .. } => BadRequestCode::BadType,
+                };
+                self.error(xid, ErrorCode::BadRequest(code), e.to_string().as_bytes())
+            }
         }
     }
 
     fn error(&mut self, xid: u32, code: ErrorCode, raw: &[u8]) {
         let data = raw[..raw.len().min(crate::openflow::error::ERROR_DATA_LEN)].to_vec();
         let m = Message::Error(ErrorMsg { code, data });
-        if let Ok(b) = m.encode(xid) {
-            self.out.extend_from_slice(&b);
-        }
+        let _ = m.encode_into_version(self.version, xid, &mut self.out);
     }
 
     fn xid(&mut self) -> u32 {
@@ -143,6 +154,8 @@ impl Conn {
 /// The agent's state: the datapath and every connection.
 pub struct Core {
     pub dp: Datapath,
+    /// The OpenFlow versions this switch allows (`--protocols`).
+    versions: Versions,
     conns: BTreeMap<u64, Conn>,
     next_id: u64,
     /// The highest generation id a master or slave request has carried.
@@ -153,7 +166,13 @@ pub struct Core {
 
 impl Core {
     pub fn new(dp: Datapath, probe: Nanos) -> Core {
+        Core::with_versions(dp, probe, Versions::SUPPORTED)
+    }
+
+    /// An engine that negotiates only `versions` (those the codec speaks).
+    pub fn with_versions(dp: Datapath, probe: Nanos, versions: Versions) -> Core {
         Core {
+            versions: versions.and(SPOKEN),
             dp,
             conns: BTreeMap::new(),
             next_id: 1,
@@ -178,8 +197,9 @@ impl Core {
             peer,
             skipped: 0,
             next_xid: 0,
+            version: self.versions.highest().unwrap_or(OFP_VERSION),
         };
-        c.send(&Message::Hello(Hello::ours()), 0);
+        c.send(&Message::Hello(Hello::offering(self.versions)), 0);
         self.conns.insert(id, c);
         id
     }
@@ -267,17 +287,25 @@ impl Core {
         let decoded = decode(frame);
         if c.phase == Phase::Hello {
             match &decoded {
-                Ok((h, Message::Hello(hello))) => match negotiate(h.version, hello) {
-                    Ok(_) => c.phase = Phase::Open,
-                    Err(e) => {
-                        let m = Message::Error(e);
-                        if let Ok(b) = m.encode(h.xid) {
-                            c.out.extend_from_slice(&b);
+                Ok((h, Message::Hello(hello))) => {
+                    match negotiate(h.version, hello, self.versions) {
+                        Ok(v) => {
+                            c.version = v;
+                            c.phase = Phase::Open;
                         }
-                        c.closing = Some("no common OpenFlow version".into());
-                        return;
+                        Err(e) => {
+                            // Said in the peer's version when we speak it, so
+                            // that it can read why.
+                            if self.versions.contains(h.version) {
+                                c.version = h.version;
+                            }
+                            let m = Message::Error(e);
+                            let _ = m.encode_into_version(c.version, h.xid, &mut c.out);
+                            c.closing = Some("no common OpenFlow version".into());
+                            return;
+                        }
                     }
-                },
+                }
                 _ => {
                     // Anything but a hello first: the peer does not speak
                     // OpenFlow as we do.
@@ -294,10 +322,18 @@ impl Core {
             return;
         }
         match decoded {
+            Ok((h, _)) if h.version != c.version => {
+                // Every message after the hello speaks the version agreed.
+                c.error(
+                    h.xid,
+                    ErrorCode::BadRequest(BadRequestCode::BadVersion),
+                    frame,
+                );
+            }
             Ok((h, msg)) => self.handle(id, h, msg, frame),
             Err(e) => {
                 if e.wants_reply() {
-                    c.out.extend_from_slice(&e.reply());
+                    c.out.extend_from_slice(&e.reply_version(c.version));
                 }
             }
         }
@@ -316,7 +352,8 @@ impl Core {
     }
 
     fn multipart(&mut self, id: u64, xid: u32, body: R) {
-        let parts = MultipartReply { flags: 0, body }.split(MULTIPART_MAX);
+        let v = self.conns.get(&id).map_or(OFP_VERSION, |c| c.version);
+        let parts = MultipartReply { flags: 0, body }.split_version(v, MULTIPART_MAX);
         for p in parts {
             self.reply(id, xid, Message::MultipartReply(p));
         }
@@ -344,7 +381,9 @@ impl Core {
         let bad_type = ErrorCode::BadRequest(BadRequestCode::BadType);
         let about_ports = match &msg {
             Message::FeaturesRequest | Message::PacketOut(_) | Message::PortMod(_) => true,
-            Message::MultipartRequest(r) => matches!(r.body, Q::PortDesc | Q::PortStats { .. }),
+            Message::MultipartRequest(r) => {
+                matches!(r.body, Q::PortDesc { .. } | Q::PortStats { .. })
+            }
             _ => false,
         };
         if about_ports {
@@ -443,6 +482,12 @@ impl Core {
                 }
                 self.async_changed();
             }
+            Message::SetAsyncProps(p) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.async_cfg = p.applied_to(c.async_cfg);
+                }
+                self.async_changed();
+            }
             Message::MeterMod(_) => self.error(
                 id,
                 xid,
@@ -459,7 +504,17 @@ impl Core {
             | Message::BarrierReply
             | Message::QueueGetConfigReply(_)
             | Message::RoleReply(_)
-            | Message::GetAsyncReply(_) => self.error(id, xid, bad_type, raw),
+            | Message::GetAsyncReply(_)
+            | Message::RoleStatus(_) => self.error(id, xid, bad_type, raw),
+            // Bundles are not offered yet.
+            Message::BundleControl(_) | Message::BundleAdd(_) => self.error(
+                id,
+                xid,
+                crate::openflow::bundle::bundle_error(
+                    crate::openflow::bundle::bundle_failed::EPERM,
+                ),
+                raw,
+            ),
         }
     }
 
@@ -489,7 +544,13 @@ impl Core {
                 }
             }
             Q::Group { group_id } => Ok(R::Group(self.dp.flow.group_stats(group_id, now))),
-            Q::GroupDesc => Ok(R::GroupDesc(self.dp.flow.group_desc())),
+            Q::GroupDesc { group_id } => {
+                let mut groups = self.dp.flow.group_desc();
+                if group_id != crate::openflow::group::group_id::ALL {
+                    groups.retain(|g| g.group_id == group_id);
+                }
+                Ok(R::GroupDesc(groups))
+            }
             Q::GroupFeatures => Ok(R::GroupFeatures(self.dp.flow.group_features())),
             Q::Meter { .. } => Ok(R::Meter(Vec::new())),
             Q::MeterConfig { .. } => Ok(R::MeterConfig(Vec::new())),
@@ -500,7 +561,13 @@ impl Core {
             Q::TableFeatures(_) => Err(ErrorCode::TableFeaturesFailed(
                 TableFeaturesFailedCode::Eperm,
             )),
-            Q::PortDesc => Ok(R::PortDesc(self.dp.port_descs())),
+            Q::PortDesc { port_no } => {
+                let mut ports = self.dp.port_descs();
+                if port_no != PortNo::ANY {
+                    ports.retain(|p| p.port_no == port_no);
+                }
+                Ok(R::PortDesc(ports))
+            }
             Q::Experimenter { .. } => Err(ErrorCode::BadRequest(BadRequestCode::BadExperimenter)),
         };
         match body {
@@ -526,9 +593,18 @@ impl Core {
                 }
                 self.generation = Some(r.generation_id);
                 if r.role == ControllerRole::Master {
+                    let generation_id = r.generation_id;
                     for (other, c) in self.conns.iter_mut() {
                         if *other != id && c.role == ControllerRole::Master {
                             c.role = ControllerRole::Slave;
+                            // From 1.4 on the demoted controller is told.
+                            if c.version >= version::OF14 && c.is_open() {
+                                c.send_async(&Message::RoleStatus(RoleStatus {
+                                    role: ControllerRole::Slave,
+                                    reason: ROLE_REASON_MASTER_REQUEST,
+                                    generation_id,
+                                }));
+                            }
                         }
                     }
                 }

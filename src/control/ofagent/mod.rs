@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::module::Module;
 use crate::module::flow::FlowModule;
+use crate::openflow::Versions;
 use crate::switch::Switch;
 use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
 
@@ -63,6 +64,8 @@ pub struct AgentConfig {
     pub fail_mode: FailMode,
     /// Silence before an echo request (default 5 s).
     pub probe: Option<Duration>,
+    /// The OpenFlow versions to negotiate (default: every one supported).
+    pub versions: Versions,
 }
 
 /// Parses a datapath id: hex with `0x` (or 16 hex digits, as ovs-vsctl
@@ -151,7 +154,7 @@ impl Agent {
         let dp = Datapath::new(sw.clone(), flow, dpid);
         let now = Instant::now();
         let lp = Loop {
-            core: Core::new(dp, probe.as_nanos() as u64),
+            core: Core::with_versions(dp, probe.as_nanos() as u64, cfg.versions),
             listeners,
             actives: cfg
                 .controllers

@@ -205,13 +205,17 @@ pub(super) fn multipart_request() -> impl Strategy<Value = MultipartRequest> {
         port_no().prop_map(|port_no| B::PortStats { port_no }),
         (port_no(), any::<u32>()).prop_map(|(port_no, queue_id)| B::Queue { port_no, queue_id }),
         any::<u32>().prop_map(|group_id| B::Group { group_id }),
-        Just(B::GroupDesc),
+        Just(B::GroupDesc {
+            group_id: crate::openflow::group::group_id::ALL
+        }),
         Just(B::GroupFeatures),
         any::<u32>().prop_map(|meter_id| B::Meter { meter_id }),
         any::<u32>().prop_map(|meter_id| B::MeterConfig { meter_id }),
         Just(B::MeterFeatures),
         vec(table_features(), 0..3).prop_map(B::TableFeatures),
-        Just(B::PortDesc),
+        Just(B::PortDesc {
+            port_no: crate::openflow::PortNo::ANY
+        }),
         (any::<u32>(), any::<u32>(), vec(any::<u8>(), 0..16)).prop_map(
             |(experimenter, exp_type, data)| B::Experimenter {
                 experimenter,
