@@ -845,3 +845,56 @@ fn port_status_follows_the_link_of_a_kernel_port() {
     });
     assert_ne!(st.desc.state & mswitch::openflow::port::state::LIVE, 0);
 }
+
+#[test]
+fn ovs_ofctl_bundles_replace_a_table_at_once_or_not_at_all() {
+    if !have_ofctl() {
+        return;
+    }
+    // 1.4's bundle messages, and 1.3's ONF extension.
+    for v in ["OpenFlow14", "OpenFlow13"] {
+        let sw = Sw::new(&format!("bundle{v}"), 3);
+        let o = ["-O", v, "--bundle"];
+        ofctl_opts(
+            &sw,
+            &o,
+            "add-flow",
+            &["priority=10,in_port=1,actions=output:2"],
+        );
+        let file = sw.dir.join("flows.txt");
+        std::fs::write(
+            &file,
+            "priority=20,in_port=1,actions=output:3\npriority=30,in_port=2,actions=output:1\n",
+        )
+        .unwrap();
+        ofctl_opts(&sw, &o, "replace-flows", &[file.to_str().unwrap()]);
+        assert_eq!(
+            flows(&sw),
+            [
+                "priority=20,in_port=1 actions=output:3",
+                "priority=30,in_port=2 actions=output:1",
+            ],
+            "{v}"
+        );
+        // One bad flow (a group that does not exist): nothing changes.
+        std::fs::write(
+            &file,
+            "priority=40,in_port=3,actions=output:1\npriority=50,actions=group:9\n",
+        )
+        .unwrap();
+        let out = Command::new("ovs-ofctl")
+            .args(["-O", v, "--bundle", "add-flows", &sw.target()])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{v}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("OFPBAC_BAD_OUT_GROUP"), "{v}: {e}");
+        assert_eq!(flows(&sw).len(), 2, "{v}");
+        assert!(!flows(&sw).iter().any(|f| f.contains("priority=40")), "{v}");
+        // Traffic follows the replaced table.
+        let (mut p1, mut p3) = (sw.port(1), sw.port(3));
+        send(&mut p1, &udp(1, 1));
+        assert_eq!(recv_within(&mut p3, 1, LONG).len(), 1, "{v}");
+    }
+}

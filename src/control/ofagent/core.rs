@@ -28,9 +28,13 @@
 
 use std::collections::BTreeMap;
 
+use super::bundles::{Bundles, Held, Outcome};
 use super::datapath::Datapath;
 use crate::module::Nanos;
-use crate::openflow::bundle::{ROLE_REASON_MASTER_REQUEST, RoleStatus};
+use crate::module::flow::Change;
+use crate::openflow::bundle::{
+    BundleCtrl, BundleCtrlType, ROLE_REASON_MASTER_REQUEST, RoleStatus, bundle_error, bundle_failed,
+};
 use crate::openflow::error::{
     BadRequestCode, ErrorMsg, HelloFailedCode, MeterModFailedCode, QueueOpFailedCode,
     RoleRequestFailedCode, TableFeaturesFailedCode, TableModFailedCode,
@@ -102,6 +106,7 @@ pub struct Conn {
     next_xid: u32,
     /// The negotiated wire version (our highest until the peer's hello).
     pub version: u8,
+    bundles: Bundles,
 }
 
 impl Conn {
@@ -198,6 +203,7 @@ impl Core {
             skipped: 0,
             next_xid: 0,
             version: self.versions.highest().unwrap_or(OFP_VERSION),
+            bundles: Bundles::default(),
         };
         c.send(&Message::Hello(Hello::offering(self.versions)), 0);
         self.conns.insert(id, c);
@@ -371,7 +377,9 @@ impl Core {
             | Message::GroupMod(_)
             | Message::PortMod(_)
             | Message::TableMod(_)
-            | Message::MeterMod(_) => true,
+            | Message::MeterMod(_)
+            | Message::BundleAdd(_) => true,
+            Message::BundleControl(b) => b.ctrl_type == BundleCtrlType::CommitRequest,
             Message::MultipartRequest(r) => matches!(&r.body, Q::TableFeatures(t) if !t.is_empty()),
             _ => false,
         };
@@ -506,15 +514,16 @@ impl Core {
             | Message::RoleReply(_)
             | Message::GetAsyncReply(_)
             | Message::RoleStatus(_) => self.error(id, xid, bad_type, raw),
-            // Bundles are not offered yet.
-            Message::BundleControl(_) | Message::BundleAdd(_) => self.error(
-                id,
-                xid,
-                crate::openflow::bundle::bundle_error(
-                    crate::openflow::bundle::bundle_failed::EPERM,
-                ),
-                raw,
-            ),
+            Message::BundleControl(b) => self.bundle_control(id, xid, &b, raw),
+            Message::BundleAdd(a) => {
+                let r = match self.conns.get_mut(&id) {
+                    Some(c) => c.bundles.add(c.version, xid, &a),
+                    None => return,
+                };
+                if let Err(code) = r {
+                    self.error(id, xid, code, raw);
+                }
+            }
         }
     }
 
@@ -574,6 +583,39 @@ impl Core {
             Ok(b) => self.multipart(id, xid, b),
             Err(code) => self.error(id, xid, code, raw),
         }
+    }
+
+    /// A bundle control request; a commit applies the bundle atomically
+    /// and answers with the failing message's error and `OFPBFC_MSG_FAILED`
+    /// if any change is refused (none then stays).
+    fn bundle_control(&mut self, id: u64, xid: u32, b: &BundleCtrl, raw: &[u8]) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let (reply, entries) = match c.bundles.control(b) {
+            Ok(Outcome::Reply(r)) => (r, Vec::new()),
+            Ok(Outcome::Commit { reply, entries }) => (reply, entries),
+            Err(code) => return self.error(id, xid, code, raw),
+        };
+        if !entries.is_empty() {
+            let changes: Vec<Change<'_>> = entries
+                .iter()
+                .map(|e| match &e.change {
+                    Held::Flow(f) => Change::Flow(f),
+                    Held::Group(g) => Change::Group(g),
+                })
+                .collect();
+            let now = self.dp.now();
+            match self.dp.flow.commit(&changes, now) {
+                Ok(removed) => self.broadcast_removed(removed),
+                Err((i, code)) => {
+                    let failed = &entries[i];
+                    self.error(id, failed.xid, code, &failed.raw);
+                    return self.error(id, xid, bundle_error(bundle_failed::MSG_FAILED), raw);
+                }
+            }
+        }
+        self.reply(id, xid, Message::BundleControl(reply));
     }
 
     fn role_request(&mut self, id: u64, xid: u32, r: RoleMsg, raw: &[u8]) {

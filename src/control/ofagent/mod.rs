@@ -15,6 +15,7 @@
 //! into a learning bridge after 3 s without any, and gives the tables back
 //! when a controller completes its handshake.
 
+pub mod bundles;
 pub mod core;
 pub mod datapath;
 pub mod net;

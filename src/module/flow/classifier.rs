@@ -48,11 +48,13 @@ impl<T> Rule<T> {
 
 /// One step of a subtable's staged lookup: the subtable's mask up to the
 /// end of a stage, and how many rules have each value under it.
+#[derive(Clone)]
 struct Stage {
     mask: Key,
     values: KeyMap<u32>,
 }
 
+#[derive(Clone)]
 struct Subtable<T> {
     mask: Key,
     /// The stages before the last one the mask has bits in, each with its
@@ -125,7 +127,9 @@ impl<T> Subtable<T> {
     }
 }
 
-/// The rules of one table.
+/// The rules of one table (cloned whole to snapshot a table before an
+/// atomic bundle commit).
+#[derive(Clone)]
 pub(crate) struct Classifier<T> {
     subtables: Vec<Option<Subtable<T>>>,
     free: Vec<usize>,

@@ -69,7 +69,7 @@ impl GroupCounters {
 }
 
 /// One group, as installed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub group_type: GroupType,
     pub buckets: Vec<Bucket>,

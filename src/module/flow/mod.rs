@@ -148,6 +148,13 @@ pub const INFO: ModuleInfo = ModuleInfo {
 /// (`OFPT_FLOW_REMOVED`).
 pub type Removed = FlowRemoved;
 
+/// One change of an atomic commit ([`FlowModule::commit`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    Flow(&'a FlowMod),
+    Group(&'a GroupMod),
+}
+
 /// How many removals [`FlowModule::tick`](Module::tick) queues at most for
 /// the agent; older ones are dropped (and counted) past that.
 const REMOVED_QUEUE: usize = 65536;
@@ -535,6 +542,67 @@ impl FlowModule {
         let removed = self.write().group_mod(gm, now)?;
         self.queue_removed(removed);
         Ok(())
+    }
+
+    /// Applies a bundle's changes as one (OpenFlow 1.4's atomic commit): in
+    /// order, under one write lock, so no batch sees part of them; if one
+    /// fails, the tables and groups it could have touched are put back as
+    /// they were and its index and error are returned. Only the tables the
+    /// flow mods name are copied beforehand (every table for `OFPTT_ALL`),
+    /// and the groups only if a group mod is among the changes. Flows that
+    /// group deletions removed come back with the commit's own removals.
+    pub fn commit(
+        &self,
+        changes: &[Change<'_>],
+        now: Nanos,
+    ) -> Result<Vec<Removed>, (usize, ErrorCode)> {
+        let mut p = self.write();
+        let n = p.tables.len();
+        let mut tables: Vec<usize> = Vec::new();
+        let mut groups = false;
+        for c in changes {
+            match c {
+                Change::Flow(fm) if fm.table_id == crate::openflow::table_id::ALL => {
+                    tables = (0..n).collect();
+                }
+                Change::Flow(fm) => tables.push(usize::from(fm.table_id)),
+                // A group deletion removes flows from any table.
+                Change::Group(_) => {
+                    groups = true;
+                    tables = (0..n).collect();
+                }
+            }
+        }
+        tables.sort_unstable();
+        tables.dedup();
+        tables.retain(|&t| t < n);
+        let saved_tables: Vec<(usize, pipeline::Table)> =
+            tables.iter().map(|&t| (t, p.tables[t].clone())).collect();
+        let saved_groups = groups.then(|| p.groups.clone());
+        let (flow_count, next_seq) = (p.flow_count, p.next_seq);
+        let mut removed = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let r = match c {
+                Change::Flow(fm) => p.flow_mod(fm, now),
+                Change::Group(gm) => p.group_mod(gm, now),
+            };
+            match r {
+                Ok(mut r) => removed.append(&mut r),
+                Err(code) => {
+                    for (t, table) in saved_tables {
+                        p.tables[t] = table;
+                    }
+                    if let Some(g) = saved_groups {
+                        p.groups = g;
+                    }
+                    p.flow_count = flow_count;
+                    p.next_seq = next_seq;
+                    p.bump();
+                    return Err((i, code));
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes the flow entries whose idle or hard timeout has passed at

@@ -107,7 +107,7 @@ impl Program {
 }
 
 /// One flow entry, as installed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct FlowEntry {
     pub table_id: u8,
     pub match_: Match,
@@ -148,6 +148,16 @@ pub(crate) struct Table {
     pub cls: Classifier<FlowEntry>,
     pub lookups: AtomicU64,
     pub matched: AtomicU64,
+}
+
+impl Clone for Table {
+    fn clone(&self) -> Table {
+        Table {
+            cls: self.cls.clone(),
+            lookups: AtomicU64::new(self.lookups.load(Ordering::Relaxed)),
+            matched: AtomicU64::new(self.matched.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Table {
