@@ -3,6 +3,9 @@
 //! The crate is laid out as the layers of the mSwitch design, dependencies
 //! pointing down only:
 //!
+//! - [`ofproto`]: the switch as OpenFlow sees it, version-independent: the
+//!   protocol engine over a `Datapath` trait (no I/O).
+//! - [`openflow`]: the OpenFlow codec (1.3 to 1.5), no I/O.
 //! - [`module`]: processing modules (`dummy`, `learn`) behind one trait and
 //!   one registry; they answer a verdict per packet and do no I/O.
 //! - [`switch`]: the switching core: workers, the two-phase batched forwarding
@@ -24,6 +27,7 @@ pub mod ab;
 pub mod bench;
 pub mod control;
 pub mod module;
+pub mod ofproto;
 pub mod openflow;
 pub mod packet;
 pub mod pktgen;

@@ -15,9 +15,6 @@
 //! into a learning bridge after 3 s without any, and gives the tables back
 //! when a controller completes its handshake.
 
-pub mod bundles;
-pub mod core;
-pub mod datapath;
 pub mod net;
 
 use std::io::{self, Read, Write};
@@ -33,8 +30,8 @@ use crate::openflow::Versions;
 use crate::switch::Switch;
 use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
 
-pub use self::core::Core;
-pub use datapath::{Datapath, default_dpid};
+pub use crate::ofproto::default_dpid;
+use crate::ofproto::{Engine, SwitchDatapath};
 pub use net::{Listener, Passive, Remote};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -121,7 +118,7 @@ struct Link {
 
 struct Loop {
     /// The protocol engine; its datapath holds the switch and the tables.
-    core: Core,
+    core: Engine<SwitchDatapath>,
     listeners: Vec<Listener>,
     actives: Vec<Active>,
     links: std::collections::BTreeMap<u64, Link>,
@@ -152,10 +149,10 @@ impl Agent {
         }
         let dpid = cfg.dpid.unwrap_or_else(|| default_dpid(sw.name()));
         let probe = cfg.probe.unwrap_or(Duration::from_secs(5));
-        let dp = Datapath::new(sw.clone(), flow, dpid);
+        let dp = SwitchDatapath::new(sw.clone(), flow, dpid);
         let now = Instant::now();
         let lp = Loop {
-            core: Core::with_versions(dp, probe.as_nanos() as u64, cfg.versions),
+            core: Engine::with_versions(dp, probe.as_nanos() as u64, cfg.versions),
             listeners,
             actives: cfg
                 .controllers

@@ -1,7 +1,7 @@
-//! The OpenFlow agent's protocol engine, with no I/O: connections are
-//! byte buffers in and out, time is passed in, and the switch is reached
-//! through a [`Datapath`]. The socket loop in `mod.rs` feeds it; tests drive
-//! it in memory.
+//! The OpenFlow protocol engine, with no I/O: connections are byte buffers
+//! in and out, time is passed in, and the switch is reached through a
+//! [`Datapath`]. The agent's socket loop (`control/ofagent`) feeds it; tests
+//! drive it in memory.
 //!
 //! What it guarantees:
 //! - Every connection starts with our HELLO, offering the switch's allowed
@@ -28,8 +28,8 @@
 
 use std::collections::BTreeMap;
 
+use super::Datapath;
 use super::bundles::{Bundles, Held, Outcome};
-use super::datapath::Datapath;
 use crate::module::Nanos;
 use crate::module::flow::Change;
 use crate::openflow::bundle::{
@@ -156,9 +156,9 @@ impl Conn {
     }
 }
 
-/// The agent's state: the datapath and every connection.
-pub struct Core {
-    pub dp: Datapath,
+/// The protocol engine's state: the datapath and every connection.
+pub struct Engine<D: Datapath> {
+    pub dp: D,
     /// The OpenFlow versions this switch allows (`--protocols`).
     versions: Versions,
     conns: BTreeMap<u64, Conn>,
@@ -169,14 +169,14 @@ pub struct Core {
     pub probe: Nanos,
 }
 
-impl Core {
-    pub fn new(dp: Datapath, probe: Nanos) -> Core {
-        Core::with_versions(dp, probe, Versions::SUPPORTED)
+impl<D: Datapath> Engine<D> {
+    pub fn new(dp: D, probe: Nanos) -> Engine<D> {
+        Engine::with_versions(dp, probe, Versions::SUPPORTED)
     }
 
     /// An engine that negotiates only `versions` (those the codec speaks).
-    pub fn with_versions(dp: Datapath, probe: Nanos, versions: Versions) -> Core {
-        Core {
+    pub fn with_versions(dp: D, probe: Nanos, versions: Versions) -> Engine<D> {
+        Engine {
             versions: versions.and(SPOKEN),
             dp,
             conns: BTreeMap::new(),
@@ -224,7 +224,7 @@ impl Core {
             .conns
             .values()
             .any(|c| c.async_cfg.packet_in_mask[c.slot()] & bit != 0);
-        self.dp.flow.set_invalid_ttl_to_controller(want);
+        self.dp.set_invalid_ttl_to_controller(want);
     }
 
     pub fn conn(&self, id: u64) -> Option<&Conn> {
@@ -416,10 +416,10 @@ impl Core {
                 self.reply(id, xid, Message::FeaturesReply(f));
             }
             Message::GetConfigRequest => {
-                let c = self.dp.config;
+                let c = self.dp.config();
                 self.reply(id, xid, Message::GetConfigReply(c));
             }
-            Message::SetConfig(c) => self.dp.config = c,
+            Message::SetConfig(c) => self.dp.set_config(c),
             Message::PacketOut(po) => match self.dp.packet_out(&po) {
                 Ok(ins) => self.broadcast_packet_ins(ins),
                 Err(code) => self.error(id, xid, code, raw),
@@ -431,23 +431,20 @@ impl Core {
                 }
                 Err(code) => self.error(id, xid, code, raw),
             },
-            Message::GroupMod(gm) => {
-                let now_dp = self.dp.now();
-                match self.dp.flow.group_mod(&gm, now_dp) {
-                    Ok(()) => {
-                        let removed = self.dp.take_removed();
-                        self.broadcast_removed(removed);
-                    }
-                    Err(code) => self.error(id, xid, code, raw),
+            Message::GroupMod(gm) => match self.dp.group_mod(&gm) {
+                Ok(()) => {
+                    let removed = self.dp.take_removed();
+                    self.broadcast_removed(removed);
                 }
-            }
+                Err(code) => self.error(id, xid, code, raw),
+            },
             Message::PortMod(pm) => match self.dp.port_mod(&pm) {
                 Ok(Some(st)) => self.broadcast_port_status(vec![st]),
                 Ok(None) => {}
                 Err(code) => self.error(id, xid, code, raw),
             },
             Message::TableMod(tm) => {
-                let n = self.dp.flow.tables();
+                let n = self.dp.n_tables();
                 if tm.table_id != crate::openflow::table_id::ALL && usize::from(tm.table_id) >= n {
                     self.error(
                         id,
@@ -538,12 +535,11 @@ impl Core {
                 raw,
             );
         }
-        let now = self.dp.now();
         let body = match r.body {
             Q::Desc => Ok(R::Desc(Box::new(self.dp.desc()))),
-            Q::Flow(req) => self.dp.flow.flow_stats(&req, now).map(R::Flow),
-            Q::Aggregate(req) => self.dp.flow.aggregate_stats(&req).map(R::Aggregate),
-            Q::Table => Ok(R::Table(self.dp.flow.table_stats())),
+            Q::Flow(req) => self.dp.flow_stats(&req).map(R::Flow),
+            Q::Aggregate(req) => self.dp.aggregate_stats(&req).map(R::Aggregate),
+            Q::Table => Ok(R::Table(self.dp.table_stats())),
             Q::PortStats { port_no } => self.dp.port_stats(port_no).map(R::PortStats),
             Q::Queue { port_no, .. } => {
                 if port_no != PortNo::ANY && !self.dp.has_port(port_no.0) {
@@ -552,21 +548,19 @@ impl Core {
                     Ok(R::Queue(Vec::new()))
                 }
             }
-            Q::Group { group_id } => Ok(R::Group(self.dp.flow.group_stats(group_id, now))),
+            Q::Group { group_id } => Ok(R::Group(self.dp.group_stats(group_id))),
             Q::GroupDesc { group_id } => {
-                let mut groups = self.dp.flow.group_desc();
+                let mut groups = self.dp.group_desc();
                 if group_id != crate::openflow::group::group_id::ALL {
                     groups.retain(|g| g.group_id == group_id);
                 }
                 Ok(R::GroupDesc(groups))
             }
-            Q::GroupFeatures => Ok(R::GroupFeatures(self.dp.flow.group_features())),
+            Q::GroupFeatures => Ok(R::GroupFeatures(self.dp.group_features())),
             Q::Meter { .. } => Ok(R::Meter(Vec::new())),
             Q::MeterConfig { .. } => Ok(R::MeterConfig(Vec::new())),
             Q::MeterFeatures => Ok(R::MeterFeatures(MeterFeatures::default())),
-            Q::TableFeatures(t) if t.is_empty() => {
-                Ok(R::TableFeatures(self.dp.flow.table_features()))
-            }
+            Q::TableFeatures(t) if t.is_empty() => Ok(R::TableFeatures(self.dp.table_features())),
             Q::TableFeatures(_) => Err(ErrorCode::TableFeaturesFailed(
                 TableFeaturesFailedCode::Eperm,
             )),
@@ -605,8 +599,7 @@ impl Core {
                     Held::Group(g) => Change::Group(g),
                 })
                 .collect();
-            let now = self.dp.now();
-            match self.dp.flow.commit(&changes, now) {
+            match self.dp.commit(&changes) {
                 Ok(removed) => self.broadcast_removed(removed),
                 Err((i, code)) => {
                     let failed = &entries[i];
@@ -688,7 +681,7 @@ impl Core {
                 sent = true;
             }
             if !sent {
-                self.dp.packet_in_dropped += 1;
+                self.dp.packet_in_dropped();
             }
         }
     }
@@ -760,5 +753,5 @@ impl Core {
 }
 
 #[cfg(test)]
-#[path = "core_tests.rs"]
+#[path = "engine_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! The switch as an OpenFlow agent sees it: the flow module's tables, the
+//! The datapath of a running switch ([`super::Datapath`]): the flow module's tables, the
 //! ports with their OpenFlow descriptions (number, name, MAC, link state,
 //! speed, configuration), packets buffered for the controller, and the
 //! translation of packet-ins, packet-outs and statistics between the
@@ -12,14 +12,19 @@ use crate::module::flow::{ControllerMeta, FlowModule, Output};
 use crate::module::{Module, Nanos};
 use crate::openflow::error::{BadActionCode, BadRequestCode, PortModFailedCode};
 use crate::openflow::flow::packet_in_reason;
+use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::message::{SwitchConfig, SwitchFeatures, capabilities};
-use crate::openflow::multipart::{Desc, PortStats};
+use crate::openflow::multipart::{
+    AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
+};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::{self as ofport, PortStatus, config, features, reason, state};
 use crate::openflow::{
-    Action, ErrorCode, FixedStr, FlowMod, FlowRemoved, Match, NO_BUFFER, PacketIn, PacketOut,
-    PortMod, PortNo,
+    Action, ErrorCode, FixedStr, FlowMod, FlowRemoved, GroupMod, Match, NO_BUFFER, PacketIn,
+    PacketOut, PortMod, PortNo, TableFeatures,
 };
+
+use super::{Change, Datapath};
 use crate::port::PortId;
 use crate::switch::Switch;
 use crate::wire::MacAddr;
@@ -44,7 +49,8 @@ struct Buffered {
     data: Vec<u8>,
 }
 
-pub struct Datapath {
+/// The datapath of a running switch whose module is `flow`.
+pub struct SwitchDatapath {
     pub sw: Arc<Switch>,
     pub flow: Arc<FlowModule>,
     pub dpid: u64,
@@ -109,9 +115,9 @@ fn bad_request(c: BadRequestCode) -> ErrorCode {
     ErrorCode::BadRequest(c)
 }
 
-impl Datapath {
-    pub fn new(sw: Arc<Switch>, flow: Arc<FlowModule>, dpid: u64) -> Datapath {
-        let mut dp = Datapath {
+impl SwitchDatapath {
+    pub fn new(sw: Arc<Switch>, flow: Arc<FlowModule>, dpid: u64) -> SwitchDatapath {
+        let mut dp = SwitchDatapath {
             sw,
             flow,
             dpid,
@@ -510,6 +516,89 @@ impl Datapath {
     pub fn expire(&self) {
         let now = self.now();
         self.flow.tick(now);
+    }
+}
+
+/// The engine's view: the inherent methods above, and the flow module's
+/// tables, groups and statistics at the datapath's clock.
+impl Datapath for SwitchDatapath {
+    fn now(&self) -> Nanos {
+        SwitchDatapath::now(self)
+    }
+    fn features(&self) -> SwitchFeatures {
+        SwitchDatapath::features(self)
+    }
+    fn desc(&self) -> Desc {
+        SwitchDatapath::desc(self)
+    }
+    fn config(&self) -> SwitchConfig {
+        self.config
+    }
+    fn set_config(&mut self, c: SwitchConfig) {
+        self.config = c;
+    }
+    fn refresh_ports(&mut self, links: bool) -> Vec<PortStatus> {
+        SwitchDatapath::refresh_ports(self, links)
+    }
+    fn port_descs(&self) -> Vec<ofport::Port> {
+        SwitchDatapath::port_descs(self)
+    }
+    fn has_port(&self, port: u32) -> bool {
+        SwitchDatapath::has_port(self, port)
+    }
+    fn port_mod(&mut self, pm: &PortMod) -> Result<Option<PortStatus>, ErrorCode> {
+        SwitchDatapath::port_mod(self, pm)
+    }
+    fn port_stats(&self, port: PortNo) -> Result<Vec<PortStats>, ErrorCode> {
+        SwitchDatapath::port_stats(self, port)
+    }
+    fn n_tables(&self) -> usize {
+        self.flow.tables()
+    }
+    fn flow_mod(&mut self, fm: &FlowMod) -> Result<(Vec<FlowRemoved>, Vec<PacketIn>), ErrorCode> {
+        SwitchDatapath::flow_mod(self, fm)
+    }
+    fn group_mod(&mut self, gm: &GroupMod) -> Result<(), ErrorCode> {
+        self.flow.group_mod(gm, self.now())
+    }
+    fn commit(&mut self, changes: &[Change<'_>]) -> Result<Vec<FlowRemoved>, (usize, ErrorCode)> {
+        self.flow.commit(changes, self.now())
+    }
+    fn flow_stats(&self, req: &FlowStatsRequest) -> Result<Vec<FlowStats>, ErrorCode> {
+        self.flow.flow_stats(req, self.now())
+    }
+    fn aggregate_stats(&self, req: &FlowStatsRequest) -> Result<AggregateStats, ErrorCode> {
+        self.flow.aggregate_stats(req)
+    }
+    fn table_stats(&self) -> Vec<TableStats> {
+        self.flow.table_stats()
+    }
+    fn table_features(&self) -> Vec<TableFeatures> {
+        self.flow.table_features()
+    }
+    fn group_stats(&self, group_id: u32) -> Vec<GroupStats> {
+        self.flow.group_stats(group_id, self.now())
+    }
+    fn group_desc(&self) -> Vec<GroupDesc> {
+        self.flow.group_desc()
+    }
+    fn group_features(&self) -> GroupFeatures {
+        self.flow.group_features()
+    }
+    fn packet_out(&mut self, po: &PacketOut) -> Result<Vec<PacketIn>, ErrorCode> {
+        SwitchDatapath::packet_out(self, po)
+    }
+    fn take_packet_ins(&mut self, max: usize) -> Vec<PacketIn> {
+        SwitchDatapath::take_packet_ins(self, max)
+    }
+    fn take_removed(&mut self) -> Vec<FlowRemoved> {
+        SwitchDatapath::take_removed(self)
+    }
+    fn set_invalid_ttl_to_controller(&mut self, on: bool) {
+        self.flow.set_invalid_ttl_to_controller(on);
+    }
+    fn packet_in_dropped(&mut self) {
+        self.packet_in_dropped += 1;
     }
 }
 

@@ -2,10 +2,13 @@
 
 use super::*;
 use crate::module::flow::{FlowConfig, FlowModule};
+use crate::ofproto::SwitchDatapath;
 use crate::switch::{Switch, SwitchConfig};
 use std::sync::Arc;
 
 const SEC: Nanos = 1_000_000_000;
+
+type Core = Engine<SwitchDatapath>;
 
 fn core() -> Core {
     let flow = Arc::new(FlowModule::new(FlowConfig {
@@ -13,7 +16,7 @@ fn core() -> Core {
         ..FlowConfig::default()
     }));
     let sw = Arc::new(Switch::new(SwitchConfig::default(), flow.clone()).unwrap());
-    Core::new(Datapath::new(sw, flow, 7), 5 * SEC)
+    Engine::new(SwitchDatapath::new(sw, flow, 7), 5 * SEC)
 }
 
 /// Every whole message in `c`'s output, taken out.
