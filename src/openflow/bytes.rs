@@ -111,11 +111,16 @@ pub(crate) fn pad8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Encoding failed: some length does not fit its 16-bit field.
+/// Encoding failed: some length does not fit its 16-bit field, or the
+/// message cannot be said in the version asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     #[error("{what} is {len} bytes, more than its 16-bit length field can say")]
     TooLong { what: &'static str, len: usize },
+    /// The message needs something the target version of the protocol
+    /// cannot say (a group in OpenFlow 1.0, a port number above 16 bits...).
+    #[error("OpenFlow version {version:#04x} cannot express {what}")]
+    Inexpressible { version: u8, what: &'static str },
 }
 
 /// An output buffer with big-endian writers and length patching.

@@ -387,6 +387,10 @@ pub struct DecodeError {
     pub msg_type: Option<u8>,
     /// The first 64 bytes of the offending message (all of it if shorter).
     pub data: Vec<u8>,
+    /// The OpenFlow version to answer in: [`OFP_VERSION`], or
+    /// [`super::v10::VERSION`] for errors of the OpenFlow 1.0 decoder, whose
+    /// [`reply`](Self::reply) translates `code` to 1.0's errors.
+    pub version: u8,
 }
 
 /// How much of a failed request an error message carries.
@@ -403,6 +407,7 @@ impl DecodeError {
             xid,
             msg_type,
             data: buf[..buf.len().min(ERROR_DATA_LEN)].to_vec(),
+            version: OFP_VERSION,
         }
     }
 
@@ -420,19 +425,29 @@ impl DecodeError {
         self.msg_type != Some(MsgType::Error.to_wire())
     }
 
-    /// The encoded `OFPT_ERROR` answering the failure, with the offending xid.
+    /// The encoded `OFPT_ERROR` answering the failure, with the offending
+    /// xid, in the decoder's version.
     pub fn reply(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 8 + self.data.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + 16 + self.data.len());
         let mut w = Writer::new(&mut out);
-        w.u8(OFP_VERSION);
+        let v10 = self.version == super::v10::VERSION;
+        w.u8(if v10 {
+            super::v10::VERSION
+        } else {
+            OFP_VERSION
+        });
         w.u8(MsgType::Error.to_wire());
         w.u16(0);
         w.u32(self.xid);
-        ErrorMsg {
+        let msg = ErrorMsg {
             code: self.code,
             data: self.data.clone(),
+        };
+        if v10 {
+            super::v10::encode_error_body(&msg, &mut w);
+        } else {
+            msg.encode(&mut w);
         }
-        .encode(&mut w);
         // The data is at most 64 bytes, so the length always fits.
         w.patch_len(2, 0, "OFPT_ERROR");
         out

@@ -1,0 +1,2 @@
+//! Property tests of the OpenFlow 1.0 codec.
+
