@@ -1,2 +1,1 @@
 //! Property tests of the OpenFlow 1.0 codec.
-
