@@ -151,7 +151,8 @@ pub(crate) fn decode_flow_removed(r: &mut Reader<'_>) -> Res<FlowRemoved> {
     let match_ = decode_match(r)?;
     let cookie = r.u64()?;
     let priority = r.u16()?;
-    let reason = r.u8()?;
+    // 1.0 defines 0..=2; anything else is read as DELETE, as it is sent.
+    let reason = removed_reason_to_v10(r.u8()?);
     r.skip(1)?;
     let duration_sec = r.u32()?;
     let duration_nsec = r.u32()?;

@@ -217,7 +217,10 @@ fn raw_of(m: &Match) -> Result<(Raw10, bool), EncodeError> {
     use OxmField as F;
     use wildcards as W;
     let mut r = Raw10 {
-        wildcards: W::ALL,
+        // Unmatched addresses say 32 wildcarded bits, as Open vSwitch writes.
+        wildcards: W::ALL & !W::NW_SRC_MASK & !W::NW_DST_MASK
+            | (32 << W::NW_SRC_SHIFT)
+            | (32 << W::NW_DST_SHIFT),
         in_port: 0,
         dl_src: [0; 6],
         dl_dst: [0; 6],

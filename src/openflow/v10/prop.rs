@@ -262,12 +262,15 @@ fn message() -> impl Strategy<Value = Message> {
                     },
                 })
             }),
-        (port(), any::<u32>()).prop_map(|(port_no, queue_id)| M::MultipartRequest(
-            MultipartRequest {
+        // 1.0 asks for all ports' queues with OFPP_ALL: the model's ANY.
+        (
+            port().prop_filter("ALL is ANY", |p| *p != PortNo::ALL),
+            any::<u32>()
+        )
+            .prop_map(|(port_no, queue_id)| M::MultipartRequest(MultipartRequest {
                 flags: 0,
                 body: MultipartRequestBody::Queue { port_no, queue_id },
-            }
-        )),
+            })),
         (match_(), any::<u8>(), port()).prop_map(|(match_, table_id, out_port)| {
             M::MultipartRequest(MultipartRequest {
                 flags: 0,
