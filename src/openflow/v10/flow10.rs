@@ -6,8 +6,14 @@
 //! encoding: a flow mod's cookie mask is 0 (1.0 modifies and deletes
 //! whatever the cookie), its out_group `OFPG_ANY`; a flow removed has table
 //! 0 and hard_timeout 0; a packet-in has table 0 and cookie `u64::MAX` (no
-//! flow said), its match holding only in_port. A flow mod's actions become
-//! one `ApplyActions` instruction (none for an empty list).
+//! flow said), its match holding only in_port (its reason is sent as is:
+//! 1.3's INVALID_TTL has no 1.0 value, the agent should not send it). A
+//! flow mod's actions become one `ApplyActions` instruction (none for an
+//! empty list); its table is 0 for adds and modifies and `OFPTT_ALL` for
+//! deletes, or the command's high byte with [`Ctx::flow_mod_table_id`]. The
+//! flag EMERG is refused with `OFPFMFC_ALL_TABLES_FULL` (Open vSwitch's
+//! answer), unknown flags with `OFPFMFC_BAD_FLAGS`; 1.3's RESET_COUNTS and
+//! NO_*_COUNTS flags are not sent.
 
 use crate::openflow::bytes::{Reader, Res, Writer};
 use crate::openflow::error::{BadRequestCode, ErrorCode, FlowModFailedCode};

@@ -98,6 +98,9 @@ fn ip_field(value: u32, n: u32) -> Option<Masked<Ipv4Addr>> {
     }
 }
 
+/// Makes a match field of tp_src or tp_dst.
+type FieldOf = fn(u16) -> OxmField;
+
 /// Reads an `ofp_match` and turns it into a model match.
 pub(crate) fn decode_match(r: &mut Reader<'_>) -> Res<Match> {
     let wildcards = r.u32()?;
@@ -181,7 +184,7 @@ fn fields_of(m: &Raw10) -> Vec<OxmField> {
                 has(W::TP_SRC).then_some(m.tp_src),
                 has(W::TP_DST).then_some(m.tp_dst),
             );
-            let l4: Option<(fn(u16) -> OxmField, fn(u16) -> OxmField)> = match proto {
+            let l4: Option<(FieldOf, FieldOf)> = match proto {
                 Some(6) => Some((F::TcpSrc, F::TcpDst)),
                 Some(17) => Some((F::UdpSrc, F::UdpDst)),
                 Some(132) => Some((F::SctpSrc, F::SctpDst)),

@@ -27,7 +27,11 @@
 //! Message types: 1.0 numbers them 0..=21 (HELLO .. QUEUE_GET_CONFIG_REPLY);
 //! `VENDOR` (4) is the model's `Experimenter`, its first u32 after the
 //! vendor id the `exp_type` (Nicira's subtype), `STATS_REQUEST`/`REPLY`
-//! (16, 17) are the model's multipart messages, see [`stats`].
+//! (16, 17) are the model's multipart messages, see [`stats`]. A vendor
+//! message must carry that u32 (`OFPBRC_BAD_LEN` otherwise); Nicira's all
+//! do. HELLO's body, empty in 1.0, is read as later versions' elements and
+//! never fails. A features reply decodes without its ports (the model's
+//! has none); its 1.0-only capabilities and actions bitmap are dropped.
 //!
 //! Port numbers: 1.0's are 16 bits, its reserved ports 0xff00..=0xffff
 //! (MAX, IN_PORT 0xfff8 ... LOCAL 0xfffe, NONE 0xffff) are the model's
@@ -42,6 +46,8 @@ pub mod match10;
 pub mod port10;
 pub mod stats;
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod prop;
 #[cfg(test)]
