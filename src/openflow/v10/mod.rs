@@ -4,7 +4,8 @@
 //! [`decode`] turns one whole 1.0 message into a [`Header`] and a model
 //! [`Message`]; [`encode`] turns a model message into 1.0 bytes, and
 //! [`encode_features_reply`] writes 1.0's features reply, which carries the
-//! ports. The model is OpenFlow 1.3's, so the translation follows how Open
+//! ports; [`split_reply`] cuts long statistics replies to 1.0's sizes.
+//! The model is OpenFlow 1.3's, so the translation follows how Open
 //! vSwitch maps 1.0 onto its 1.3-shaped internals: each submodule's doc says
 //! what is translated how, and what 1.0 cannot say.
 //!
@@ -64,6 +65,7 @@ use super::port::{Port, PortNo};
 pub(crate) use errors::encode_error_body;
 pub use errors::error_to_v10;
 pub use match10::is_exact_in_v10;
+pub use stats::split_reply;
 
 /// The wire version of OpenFlow 1.0.
 pub const VERSION: u8 = 0x01;

@@ -229,6 +229,54 @@ fn encode_flow(f: &FlowStats, w: &mut Writer<'_>) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Splits a reply into replies that each encode in 1.0 to at most
+/// `max_len` bytes, all but the last flagged `OFPSF_REPLY_MORE`, like
+/// [`MultipartReply::split`] but measuring flow statistics by their 1.0
+/// size (an entry with a small match is larger in 1.0 than in 1.3). Other
+/// bodies are no larger in 1.0 than in 1.3 for the sizes a switch has (at
+/// most 255 tables), so the model's split serves.
+pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply> {
+    let MultipartReplyBody::Flow(flows) = reply.body else {
+        return reply.split(max_len);
+    };
+    // Header and stats header before the entries.
+    let max_body = max_len.saturating_sub(12);
+    let mut bodies: Vec<Vec<FlowStats>> = Vec::new();
+    let mut chunk = Vec::new();
+    let mut used = 0;
+    for f in flows {
+        let mut v = Vec::new();
+        // An entry 1.0 cannot say at all (a port above 16 bits) counts as
+        // empty here; encoding the reply reports it.
+        let n = match encode_flow(&f, &mut Writer::new(&mut v)) {
+            Ok(()) => v.len(),
+            Err(_) => 0,
+        };
+        if !chunk.is_empty() && used + n > max_body {
+            bodies.push(std::mem::take(&mut chunk));
+            used = 0;
+        }
+        used += n;
+        chunk.push(f);
+    }
+    if !chunk.is_empty() || bodies.is_empty() {
+        bodies.push(chunk);
+    }
+    let last = bodies.len() - 1;
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| MultipartReply {
+            flags: if i == last {
+                reply.flags
+            } else {
+                reply.flags | MORE
+            },
+            body: MultipartReplyBody::Flow(b),
+        })
+        .collect()
+}
+
 /// Reads fixed-size entries filling all of `r`.
 fn fixed<T>(
     r: &mut Reader<'_>,

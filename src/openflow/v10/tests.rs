@@ -343,3 +343,30 @@ fn header_errors() {
     // Hellos of any version decode.
     assert!(decode(&[4, 0, 0, 8, 0, 0, 0, 1], &Ctx::default()).is_ok());
 }
+
+#[test]
+fn split_reply_measures_flows_in_1_0() {
+    let flow = FlowStats {
+        instructions: vec![Instruction::ApplyActions(vec![Action::output(PortNo(1))])],
+        ..FlowStats::default()
+    };
+    // 96 bytes each in 1.0 (88 in 1.3): ten per 12 + 960 bytes.
+    let replies = stats::split_reply(
+        MultipartReply {
+            flags: 0,
+            body: MultipartReplyBody::Flow(vec![flow; 25]),
+        },
+        12 + 960,
+    );
+    let sizes: Vec<usize> = replies
+        .iter()
+        .map(|r| {
+            encode(&Message::MultipartReply(r.clone()), 1)
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(sizes, [972, 972, 12 + 5 * 96]);
+    let flags: Vec<u16> = replies.iter().map(|r| r.flags).collect();
+    assert_eq!(flags, [MORE, MORE, 0]);
+}
