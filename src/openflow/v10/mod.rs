@@ -104,6 +104,23 @@ pub mod msg_type {
     pub const QUEUE_GET_CONFIG_REPLY: u8 = 21;
 }
 
+/// Subtypes of Nicira's vendor messages (vendor [`errors::NX_VENDOR_ID`])
+/// a 1.0 controller may send: the model's `Experimenter::exp_type`. Numbers
+/// as `ovs-ofctl ofp-print` names them.
+pub mod nx_subtype {
+    pub const ROLE_REQUEST: u32 = 10;
+    pub const ROLE_REPLY: u32 = 11;
+    /// Body: u32 format, 0 = OpenFlow 1.0 matches, 2 = NXM.
+    pub const SET_FLOW_FORMAT: u32 = 12;
+    pub const FLOW_MOD: u32 = 13;
+    /// Body: u8 set (1) or clear (0), then 7 bytes of padding; see [`super::Ctx`].
+    pub const FLOW_MOD_TABLE_ID: u32 = 15;
+    pub const SET_PACKET_IN_FORMAT: u32 = 16;
+    pub const PACKET_IN: u32 = 17;
+    pub const SET_ASYNC_CONFIG: u32 = 19;
+    pub const SET_CONTROLLER_ID: u32 = 20;
+}
+
 /// 1.0's `ofp_capabilities` bits that mean what the model's (1.3's) do:
 /// FLOW_STATS, TABLE_STATS, PORT_STATS, IP_REASM, QUEUE_STATS.
 const SHARED_CAPABILITIES: u32 = capabilities::FLOW_STATS

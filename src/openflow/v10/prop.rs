@@ -332,6 +332,89 @@ fn message() -> impl Strategy<Value = Message> {
             })
         }),
         port().prop_map(M::QueueGetConfigRequest),
+        (
+            match_(),
+            any::<(u64, u16, u32, u32, u16, u64, u64)>(),
+            0u8..3
+        )
+            .prop_map(
+                |(match_, (cookie, priority, ds, dns, idle, p, b), reason)| {
+                    M::FlowRemoved(crate::openflow::flow::FlowRemoved {
+                        cookie,
+                        priority,
+                        reason,
+                        table_id: 0,
+                        duration_sec: ds,
+                        duration_nsec: dns,
+                        idle_timeout: idle,
+                        hard_timeout: 0,
+                        packet_count: p,
+                        byte_count: b,
+                        match_,
+                    })
+                }
+            ),
+        any::<(u16, u16)>().prop_map(|(flags, miss_send_len)| M::SetConfig(
+            crate::openflow::message::SwitchConfig {
+                flags,
+                miss_send_len
+            }
+        )),
+        any::<(u64, u32, u8, u32)>().prop_map(|(datapath_id, n_buffers, n_tables, caps)| {
+            M::FeaturesReply(SwitchFeatures {
+                datapath_id,
+                n_buffers,
+                n_tables,
+                auxiliary_id: 0,
+                capabilities: caps & 0x67,
+                reserved: 0,
+            })
+        }),
+        (
+            port(),
+            vec(
+                (
+                    any::<u32>(),
+                    vec((any::<u16>(), vec(any::<u8>(), 0..9)), 0..3)
+                ),
+                0..3
+            )
+        )
+            .prop_map(|(port, qs)| {
+                use crate::openflow::message::{PacketQueue, QueueGetConfigReply, QueueProp};
+                M::QueueGetConfigReply(QueueGetConfigReply {
+                    port,
+                    queues: qs
+                        .into_iter()
+                        .map(|(queue_id, props)| PacketQueue {
+                            queue_id,
+                            port,
+                            properties: props
+                                .into_iter()
+                                .map(|(property, data)| QueueProp { property, data })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+            }),
+        (any::<u32>(), any::<u32>(), bytes()).prop_map(|(experimenter, exp_type, data)| {
+            M::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::Experimenter {
+                    experimenter,
+                    exp_type,
+                    data,
+                },
+            })
+        }),
+        Just(M::MultipartReply(MultipartReply {
+            flags: 0,
+            body: MultipartReplyBody::Desc(Box::new(Desc {
+                mfr_desc: "mswitch".into(),
+                dp_desc: "br0".into(),
+                ..Desc::default()
+            })),
+        })),
     ]
 }
 
