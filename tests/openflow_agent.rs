@@ -577,14 +577,14 @@ fn packet_in_packet_out_buffers_and_flow_removed() {
 #[test]
 fn errors_roles_and_negotiation_keep_connections_apart() {
     let sw = Sw::new("errors", 2);
-    // No common version: HELLO_FAILED, then closed.
+    // No common version (a 1.1-only peer): HELLO_FAILED, then closed.
     let mut old = Of::raw(&sw.mgmt());
     let _ = old.recv_raw();
     let hello = Hello {
-        elements: vec![HelloElement::VersionBitmap(vec![1 << 1])],
+        elements: vec![HelloElement::VersionBitmap(vec![1 << 2])],
     };
     let mut b = Message::Hello(hello).encode(1).unwrap();
-    b[0] = 0x01;
+    b[0] = 0x02;
     old.send_bytes(&b);
     match old.recv_raw() {
         Some((_, Message::Error(e))) => assert!(matches!(e.code, ErrorCode::HelloFailed(_))),
@@ -897,4 +897,80 @@ fn ovs_ofctl_bundles_replace_a_table_at_once_or_not_at_all() {
         send(&mut p1, &udp(1, 1));
         assert_eq!(recv_within(&mut p3, 1, LONG).len(), 1, "{v}");
     }
+}
+
+/// `ovs-ofctl CMD TARGET ARGS...` with no `-O`: OpenFlow 1.0 only.
+fn plain_ofctl(sw: &Sw, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new("ovs-ofctl")
+        .args(["--timeout=10", cmd, &sw.target()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ovs-ofctl {cmd} {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn plain_ovs_ofctl_speaks_openflow_1_0() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("of10", 3);
+    let show = plain_ofctl(&sw, "show", &[]);
+    assert!(show.contains("OFPT_FEATURES_REPLY (xid="), "{show}");
+    assert!(show.contains(" 2(p2): addr:"), "{show}");
+    assert!(show.contains("OFPT_GET_CONFIG_REPLY"), "{show}");
+    plain_ofctl(&sw, "add-flow", &["priority=5,in_port=1,actions=output:2"]);
+    // A table other than 0 takes Nicira's table-id extension.
+    plain_ofctl(
+        &sw,
+        "add-flow",
+        &["table=1,priority=7,udp,tp_dst=53,actions=drop"],
+    );
+    let f = plain_ofctl(&sw, "dump-flows", &[]);
+    assert!(f.contains("priority=5,in_port=1 actions=output:2"), "{f}");
+    assert!(f.contains("table=1,"), "{f}");
+    assert!(f.contains("priority=7,udp,tp_dst=53 actions=drop"), "{f}");
+    // What 1.0 installed, 1.3 sees.
+    assert!(
+        flows(&sw).contains(&"priority=5,in_port=1 actions=output:2".to_owned()),
+        "{:?}",
+        flows(&sw)
+    );
+    let (mut p1, mut p2, mut p3) = (sw.port(1), sw.port(2), sw.port(3));
+    send(&mut p1, &udp(1, 1));
+    assert_eq!(recv_within(&mut p2, 1, LONG).len(), 1);
+    // 1.0's MODIFY adds a flow when none matches.
+    plain_ofctl(&sw, "mod-flows", &["in_port=3,actions=output:1"]);
+    plain_ofctl(&sw, "mod-flows", &["in_port=1,actions=output:3"]);
+    send(&mut p1, &udp(1, 2));
+    assert_eq!(recv_within(&mut p3, 1, LONG).len(), 1);
+    let f = plain_ofctl(&sw, "dump-flows", &[]);
+    assert!(f.contains("in_port=3 actions=output:1"), "{f}");
+    assert!(f.contains("n_packets=2"), "{f}");
+    let ps = plain_ofctl(&sw, "dump-ports", &["1"]);
+    assert!(ps.contains("rx pkts=2"), "{ps}");
+    plain_ofctl(&sw, "mod-port", &["p3", "no-forward"]);
+    let desc = plain_ofctl(&sw, "dump-ports-desc", &[]);
+    assert!(desc.contains("NO_FWD"), "{desc}");
+    plain_ofctl(&sw, "mod-port", &["p3", "forward"]);
+    let hex: String = udp(7, 9).iter().map(|b| format!("{b:02x}")).collect();
+    plain_ofctl(
+        &sw,
+        "packet-out",
+        &[&format!("in_port=controller,packet={hex},actions=output:2")],
+    );
+    let got = recv_within(&mut p2, 1, LONG);
+    assert_eq!(got.len(), 1);
+    assert_eq!(tag(&got[0]), (7, 9));
+    plain_ofctl(&sw, "del-flows", &["in_port=1"]);
+    let f = plain_ofctl(&sw, "dump-flows", &[]);
+    assert!(!f.contains("in_port=1 "), "{f}");
+    plain_ofctl(&sw, "del-flows", &[]);
+    assert!(flows(&sw).is_empty());
 }

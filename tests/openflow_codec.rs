@@ -1149,6 +1149,7 @@ fn ovs_ofctl_decodes_our_encodings() {
         xid: 7,
         msg_type: Some(14),
         data: Message::FlowMod(flow_mod()).encode(7).unwrap()[..64].to_vec(),
+        version: OFP_VERSION,
     };
     let cases: Vec<(Message, Vec<&str>)> = vec![
         (

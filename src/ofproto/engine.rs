@@ -41,8 +41,10 @@ use crate::openflow::error::{
 };
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
 use crate::openflow::header::version;
+use crate::openflow::message::Experimenter;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
 use crate::openflow::meter::MeterFeatures;
+use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
     MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
 };
@@ -51,9 +53,13 @@ use crate::openflow::{
     EncodeError, ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, OFP_VERSION, PacketIn,
     PortNo, Versions, decode, frame_len, negotiate,
 };
+use crate::openflow::{FlowMod, FlowModCommand, v10};
 
-/// The versions the codec can speak today (1.3 to 1.5).
-const SPOKEN: Versions = Versions::SPOKEN_13_15;
+/// The versions the codecs speak: 1.0, and 1.3 to 1.5.
+const SPOKEN: Versions = Versions::SUPPORTED;
+
+/// Nicira's vendor (experimenter) id.
+const NICIRA: u32 = 0x0000_2320;
 
 /// Output queued beyond this makes a connection skip packet-ins.
 const ASYNC_LIMIT: usize = 1 << 20;
@@ -107,6 +113,8 @@ pub struct Conn {
     /// The negotiated wire version (our highest until the peer's hello).
     pub version: u8,
     bundles: Bundles,
+    /// OpenFlow 1.0's per-connection Nicira state (table ids in flow mods).
+    v10: v10::Ctx,
 }
 
 impl Conn {
@@ -123,8 +131,19 @@ impl Conn {
         usize::from(self.role == ControllerRole::Slave)
     }
 
+    /// Appends `msg` encoded in the connection's version.
+    fn encode(&mut self, msg: &Message, xid: u32) -> Result<(), EncodeError> {
+        if self.version == v10::VERSION {
+            let b = v10::encode_with(msg, xid, &self.v10)?;
+            self.out.extend_from_slice(&b);
+            Ok(())
+        } else {
+            msg.encode_into_version(self.version, xid, &mut self.out)
+        }
+    }
+
     fn send(&mut self, msg: &Message, xid: u32) {
-        match msg.encode_into_version(self.version, xid, &mut self.out) {
+        match self.encode(msg, xid) {
             Ok(()) => {}
             // An over-long message, or one this version cannot say: say so
             // rather than send something truncated.
@@ -141,7 +160,7 @@ impl Conn {
     fn error(&mut self, xid: u32, code: ErrorCode, raw: &[u8]) {
         let data = raw[..raw.len().min(crate::openflow::error::ERROR_DATA_LEN)].to_vec();
         let m = Message::Error(ErrorMsg { code, data });
-        let _ = m.encode_into_version(self.version, xid, &mut self.out);
+        let _ = self.encode(&m, xid);
     }
 
     fn xid(&mut self) -> u32 {
@@ -204,6 +223,7 @@ impl<D: Datapath> Engine<D> {
             next_xid: 0,
             version: self.versions.highest().unwrap_or(OFP_VERSION),
             bundles: Bundles::default(),
+            v10: v10::Ctx::default(),
         };
         c.send(&Message::Hello(Hello::offering(self.versions)), 0);
         self.conns.insert(id, c);
@@ -290,7 +310,11 @@ impl<D: Datapath> Engine<D> {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let decoded = decode(frame);
+        let decoded = if c.phase == Phase::Open && c.version == v10::VERSION {
+            v10::decode(frame, &c.v10)
+        } else {
+            decode(frame)
+        };
         if c.phase == Phase::Hello {
             match &decoded {
                 Ok((h, Message::Hello(hello))) => {
@@ -359,7 +383,12 @@ impl<D: Datapath> Engine<D> {
 
     fn multipart(&mut self, id: u64, xid: u32, body: R) {
         let v = self.conns.get(&id).map_or(OFP_VERSION, |c| c.version);
-        let parts = MultipartReply { flags: 0, body }.split_version(v, MULTIPART_MAX);
+        let reply = MultipartReply { flags: 0, body };
+        let parts = if v == v10::VERSION {
+            v10::split_reply(reply, MULTIPART_MAX)
+        } else {
+            reply.split_version(v, MULTIPART_MAX)
+        };
         for p in parts {
             self.reply(id, xid, Message::MultipartReply(p));
         }
@@ -405,15 +434,20 @@ impl<D: Datapath> Engine<D> {
             Message::Error(_) => {}
             Message::EchoRequest(d) => self.reply(id, xid, Message::EchoReply(d)),
             Message::EchoReply(_) => {}
-            Message::Experimenter(_) => self.error(
-                id,
-                xid,
-                ErrorCode::BadRequest(BadRequestCode::BadExperimenter),
-                raw,
-            ),
+            Message::Experimenter(e) => self.experimenter(id, xid, &e, raw),
             Message::FeaturesRequest => {
                 let f = self.dp.features();
-                self.reply(id, xid, Message::FeaturesReply(f));
+                let Some(c) = self.conns.get_mut(&id) else {
+                    return;
+                };
+                if c.version == v10::VERSION {
+                    // 1.0's features reply lists the ports.
+                    let ports = self.dp.port_descs();
+                    let b = v10::encode_features_reply(&f, &ports, xid);
+                    c.out.extend_from_slice(&b);
+                } else {
+                    c.send(&Message::FeaturesReply(f), xid);
+                }
             }
             Message::GetConfigRequest => {
                 let c = self.dp.config();
@@ -424,7 +458,7 @@ impl<D: Datapath> Engine<D> {
                 Ok(ins) => self.broadcast_packet_ins(ins),
                 Err(code) => self.error(id, xid, code, raw),
             },
-            Message::FlowMod(fm) => match self.dp.flow_mod(&fm) {
+            Message::FlowMod(fm) => match self.dp.flow_mod(&self.modify_may_add(id, fm)) {
                 Ok((removed, ins)) => {
                     self.broadcast_removed(removed);
                     self.broadcast_packet_ins(ins);
@@ -576,6 +610,80 @@ impl<D: Datapath> Engine<D> {
         match body {
             Ok(b) => self.multipart(id, xid, b),
             Err(code) => self.error(id, xid, code, raw),
+        }
+    }
+
+    /// OpenFlow 1.0's MODIFY adds the flow when no entry matches (1.2 and
+    /// later leave the table alone), as Open vSwitch does for 1.0 peers.
+    /// Whether any entry matches is asked non-strictly, so a strict modify
+    /// that only a wider entry overlaps changes nothing and adds nothing.
+    fn modify_may_add(&self, id: u64, fm: FlowMod) -> FlowMod {
+        let is_v10 = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == v10::VERSION);
+        if !is_v10
+            || !matches!(
+                fm.command,
+                FlowModCommand::Modify | FlowModCommand::ModifyStrict
+            )
+        {
+            return fm;
+        }
+        let req = FlowStatsRequest {
+            table_id: fm.table_id,
+            match_: fm.match_.clone(),
+            cookie: fm.cookie,
+            cookie_mask: fm.cookie_mask,
+            ..FlowStatsRequest::default()
+        };
+        match self.dp.aggregate_stats(&req) {
+            Ok(a) if a.flow_count == 0 => FlowMod {
+                command: FlowModCommand::Add,
+                table_id: if fm.table_id == crate::openflow::table_id::ALL {
+                    0
+                } else {
+                    fm.table_id
+                },
+                ..fm
+            },
+            _ => fm,
+        }
+    }
+
+    /// An experimenter (1.0: vendor) message. Of Nicira's, the ones
+    /// `ovs-ofctl` sends to a 1.0 switch: the flow-mod table-id extension is
+    /// taken; asking for NXM flow formats or packet-in formats other than
+    /// the standard one is refused with `OFPBRC_BAD_EXP_TYPE` (1.0's
+    /// BAD_SUBTYPE), on which ovs-ofctl falls back to standard OpenFlow.
+    fn experimenter(&mut self, id: u64, xid: u32, e: &Experimenter, raw: &[u8]) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let bad_type = ErrorCode::BadRequest(BadRequestCode::BadExpType);
+        if e.experimenter != NICIRA {
+            return c.error(
+                xid,
+                ErrorCode::BadRequest(BadRequestCode::BadExperimenter),
+                raw,
+            );
+        }
+        let first = |d: &[u8]| d.first().copied();
+        let word = |d: &[u8]| {
+            d.get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match e.exp_type {
+            v10::nx_subtype::FLOW_MOD_TABLE_ID if c.version == v10::VERSION => match first(&e.data)
+            {
+                Some(set) if e.data.len() == 8 => c.v10.flow_mod_table_id = set != 0,
+                _ => c.error(xid, ErrorCode::BadRequest(BadRequestCode::BadLen), raw),
+            },
+            // Format 0: OpenFlow's own, which is what this switch speaks.
+            v10::nx_subtype::SET_FLOW_FORMAT | v10::nx_subtype::SET_PACKET_IN_FORMAT
+                if word(&e.data) == Some(0) => {}
+            v10::nx_subtype::SET_CONTROLLER_ID => {}
+            _ => c.error(xid, bad_type, raw),
         }
     }
 

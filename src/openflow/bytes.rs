@@ -130,11 +130,14 @@ pub(crate) fn pad8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Encoding failed: some length does not fit its 16-bit field.
+/// Encoding failed: some length does not fit its 16-bit field, or the
+/// message cannot be said in the version asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     #[error("{what} is {len} bytes, more than its 16-bit length field can say")]
     TooLong { what: &'static str, len: usize },
+    /// The message needs something the target version of the protocol
+    /// cannot say (a group in OpenFlow 1.0, a bundle in 1.0...).
     #[error("{what} cannot be said in OpenFlow wire version {version:#04x}")]
     Unsupported { what: &'static str, version: u8 },
 }

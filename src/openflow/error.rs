@@ -402,6 +402,10 @@ pub struct DecodeError {
     pub msg_type: Option<u8>,
     /// The first 64 bytes of the offending message (all of it if shorter).
     pub data: Vec<u8>,
+    /// The OpenFlow version to answer in: [`OFP_VERSION`], or
+    /// [`super::v10::VERSION`] for errors of the OpenFlow 1.0 decoder, whose
+    /// [`reply`](Self::reply) translates `code` to 1.0's errors.
+    pub version: u8,
 }
 
 /// How much of a failed request an error message carries.
@@ -418,6 +422,14 @@ impl DecodeError {
             xid,
             msg_type,
             data: buf[..buf.len().min(ERROR_DATA_LEN)].to_vec(),
+            // Answered in the message's own version where the codec speaks it.
+            version: buf
+                .first()
+                .copied()
+                .filter(|v| {
+                    (super::header::version::OF13..=super::header::version::OF15).contains(v)
+                })
+                .unwrap_or(OFP_VERSION),
         }
     }
 
@@ -436,24 +448,37 @@ impl DecodeError {
     }
 
     /// The encoded `OFPT_ERROR` answering the failure, with the offending
-    /// xid, in wire version 1.3.
+    /// xid, in the version of the message that failed (1.3 for versions
+    /// this codec does not speak).
     pub fn reply(&self) -> Vec<u8> {
-        self.reply_version(OFP_VERSION)
+        let v = if self.version == super::v10::VERSION
+            || (super::header::version::OF13..=super::header::version::OF15).contains(&self.version)
+        {
+            self.version
+        } else {
+            OFP_VERSION
+        };
+        self.reply_version(v)
     }
 
-    /// The same in wire version `v` (1.3 to 1.5).
+    /// The same in wire version `v` (1.0, or 1.3 to 1.5).
     pub fn reply_version(&self, v: u8) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 8 + self.data.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + 16 + self.data.len());
         let mut w = Writer::new(&mut out).with_version(v);
+        let v10 = v == super::v10::VERSION;
         w.u8(v);
         w.u8(MsgType::Error.to_wire());
         w.u16(0);
         w.u32(self.xid);
-        ErrorMsg {
+        let msg = ErrorMsg {
             code: self.code,
             data: self.data.clone(),
+        };
+        if v10 {
+            super::v10::encode_error_body(&msg, &mut w);
+        } else {
+            msg.encode(&mut w);
         }
-        .encode(&mut w);
         // The data is at most 64 bytes, so the length always fits.
         w.patch_len(2, 0, "OFPT_ERROR");
         out

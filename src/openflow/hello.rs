@@ -125,9 +125,6 @@ impl Versions {
     /// 1.2, which no tool or controller we know of needs).
     pub const SUPPORTED: Versions = Versions(1 << 0x01 | 1 << 0x04 | 1 << 0x05 | 1 << 0x06);
 
-    /// 1.3, 1.4 and 1.5: what the 1.3-family codec speaks.
-    pub const SPOKEN_13_15: Versions = Versions(1 << 0x04 | 1 << 0x05 | 1 << 0x06);
-
     /// The names `--protocols` and Open vSwitch's `Bridge.protocols` use.
     const NAMES: [(&'static str, u8); 6] = [
         ("OpenFlow10", 0x01),

@@ -52,6 +52,7 @@
 //! - [`multipart`]: `MULTIPART_REQUEST`/`REPLY` bodies, and
 //!   [`MultipartReply::split`] for replies longer than one message.
 //! - [`message`]: the [`Message`] enum, the small messages, the dispatch.
+//! - [`v10`]: OpenFlow 1.0 (wire version 0x01) to and from these types.
 
 /// Declares a `#[repr]` enum for a set of wire values, with `from_wire`
 /// (unknown values give `None`), `to_wire` and the spec's name of each value.
@@ -117,6 +118,7 @@ pub mod oxm;
 pub mod oxs;
 pub mod port;
 pub mod table;
+pub mod v10;
 
 #[cfg(test)]
 mod testgen;

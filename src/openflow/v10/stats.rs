@@ -1,0 +1,512 @@
+//! OpenFlow 1.0's `STATS_REQUEST` and `STATS_REPLY` to and from the model's
+//! [`MultipartRequest`] and [`MultipartReply`]: DESC, FLOW, AGGREGATE,
+//! TABLE, PORT, QUEUE and VENDOR.
+//!
+//! What 1.0 lacks decodes as fixed values: a flow request's out_group is
+//! `OFPG_ANY` and its cookie and mask 0; port and queue statistics have no
+//! durations (0). A table entry's name, wildcards and max_entries, which the
+//! model has not, are written as `table<N>`, [`wildcards::ALL`] and
+//! [`TABLE_MAX_ENTRIES`]. A flow statistics entry carries the actions of its
+//! flow's apply-actions instruction that 1.0 can say (others are left out:
+//! statistics describe a flow as well as 1.0 can). Port statistics for all
+//! ports ask with `OFPP_NONE`, queue statistics with `OFPP_ALL`: both are the
+//! model's `PortNo::ANY`. Model bodies 1.0 lacks (groups, meters, table
+//! features, port descriptions) cannot be encoded.
+//!
+//! A vendor request or reply must carry a 4-byte subtype after the vendor
+//! id (Nicira's do), which is the model's `exp_type`.
+
+use crate::openflow::bytes::{FixedStr, Reader, Res, Writer};
+use crate::openflow::error::{BadRequestCode, ErrorCode};
+use crate::openflow::group::group_id;
+use crate::openflow::multipart::*;
+use crate::openflow::port::PortNo;
+
+use super::action10::{Context, decode_actions, encode_actions};
+use super::flow10::{flow_actions, flow_instructions};
+use super::match10::{decode_match, encode_match, wildcards};
+use super::port10::{decode_phy_port, encode_phy_port};
+use super::{EncodeError, VERSION, port_from_v10, port_to_v10};
+
+/// `ofp_stats_types` of 1.0.
+pub mod stats_type {
+    pub const DESC: u16 = 0;
+    pub const FLOW: u16 = 1;
+    pub const AGGREGATE: u16 = 2;
+    pub const TABLE: u16 = 3;
+    pub const PORT: u16 = 4;
+    pub const QUEUE: u16 = 5;
+    /// Open vSwitch's extension: 1.3's port descriptions in 1.0 (a port, or
+    /// NONE for all, then 6 bytes of padding; 48-byte `ofp_phy_port`s back).
+    pub const PORT_DESC: u16 = 13;
+    pub const VENDOR: u16 = 0xffff;
+}
+
+/// `max_entries` of the table statistics this codec writes: no fixed limit.
+pub const TABLE_MAX_ENTRIES: u32 = u32::MAX;
+
+/// 1.0's `OFPP_ALL`, which asks for every port's queues.
+const OFPP_ALL: u16 = 0xfffc;
+
+fn inexpressible(what: &'static str) -> EncodeError {
+    EncodeError::Unsupported {
+        version: VERSION,
+        what,
+    }
+}
+
+fn flow_request(r: &mut Reader<'_>) -> Res<FlowStatsRequest> {
+    let match_ = decode_match(r)?;
+    let table_id = r.u8()?;
+    r.skip(1)?;
+    let out_port = port_from_v10(r.u16()?);
+    r.finish()?;
+    Ok(FlowStatsRequest {
+        table_id,
+        out_port,
+        out_group: group_id::ANY,
+        cookie: 0,
+        cookie_mask: 0,
+        match_,
+    })
+}
+
+fn encode_flow_request(f: &FlowStatsRequest, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    encode_match(&f.match_, w)?;
+    w.u8(f.table_id);
+    w.zeros(1);
+    w.u16(port_to_v10(f.out_port)?);
+    Ok(())
+}
+
+/// Reads a vendor body: vendor id, subtype, data.
+fn vendor(r: &mut Reader<'_>) -> Res<(u32, u32, Vec<u8>)> {
+    Ok((r.u32()?, r.u32()?, r.rest().to_vec()))
+}
+
+pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
+    use MultipartRequestBody as B;
+    use stats_type as T;
+    let ty = r.u16()?;
+    let flags = r.u16()?;
+    let body = match ty {
+        T::DESC => r.finish().map(|_| B::Desc)?,
+        T::FLOW => B::Flow(flow_request(r)?),
+        T::AGGREGATE => B::Aggregate(flow_request(r)?),
+        T::TABLE => r.finish().map(|_| B::Table)?,
+        T::PORT => {
+            let port_no = port_from_v10(r.u16()?);
+            r.skip(6)?;
+            r.finish()?;
+            B::PortStats { port_no }
+        }
+        T::PORT_DESC => {
+            let port_no = if r.is_empty() {
+                PortNo::ANY
+            } else {
+                let p = port_from_v10(r.u16()?);
+                r.skip(6)?;
+                p
+            };
+            r.finish()?;
+            B::PortDesc { port_no }
+        }
+        T::QUEUE => {
+            let port = r.u16()?;
+            r.skip(2)?;
+            let queue_id = r.u32()?;
+            r.finish()?;
+            let port_no = if port == OFPP_ALL {
+                PortNo::ANY
+            } else {
+                port_from_v10(port)
+            };
+            B::Queue { port_no, queue_id }
+        }
+        T::VENDOR => {
+            let (experimenter, exp_type, data) = vendor(r)?;
+            B::Experimenter {
+                experimenter,
+                exp_type,
+                data,
+            }
+        }
+        _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
+    };
+    Ok(MultipartRequest { flags, body })
+}
+
+pub(crate) fn encode_request(m: &MultipartRequest, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    use MultipartRequestBody as B;
+    use stats_type as T;
+    let ty = match &m.body {
+        B::Desc => T::DESC,
+        B::Flow(_) => T::FLOW,
+        B::Aggregate(_) => T::AGGREGATE,
+        B::Table => T::TABLE,
+        B::PortStats { .. } => T::PORT,
+        B::Queue { .. } => T::QUEUE,
+        B::PortDesc { .. } => T::PORT_DESC,
+        B::Experimenter { .. } => T::VENDOR,
+        _ => return Err(inexpressible("this statistics request")),
+    };
+    w.u16(ty);
+    w.u16(m.flags);
+    match &m.body {
+        B::Flow(f) | B::Aggregate(f) => encode_flow_request(f, w)?,
+        B::PortStats { port_no } | B::PortDesc { port_no } => {
+            w.u16(port_to_v10(*port_no)?);
+            w.zeros(6);
+        }
+        B::Queue { port_no, queue_id } => {
+            w.u16(if *port_no == PortNo::ANY {
+                OFPP_ALL
+            } else {
+                port_to_v10(*port_no)?
+            });
+            w.zeros(2);
+            w.u32(*queue_id);
+        }
+        B::Experimenter {
+            experimenter,
+            exp_type,
+            data,
+        } => {
+            w.u32(*experimenter);
+            w.u32(*exp_type);
+            w.bytes(data);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Size of a 1.0 flow statistics entry before its actions.
+const FLOW_STATS_LEN: usize = 88;
+
+fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
+    let short = r.short();
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(0)?);
+        if len < FLOW_STATS_LEN {
+            return Err(short);
+        }
+        let mut e = r.sub(len, short)?;
+        e.skip(2)?;
+        let table_id = e.u8()?;
+        e.skip(1)?;
+        let match_ = decode_match(&mut e)?;
+        let duration_sec = e.u32()?;
+        let duration_nsec = e.u32()?;
+        let priority = e.u16()?;
+        let idle_timeout = e.u16()?;
+        let hard_timeout = e.u16()?;
+        e.skip(6)?;
+        let cookie = e.u64()?;
+        let packet_count = e.u64()?;
+        let byte_count = e.u64()?;
+        let actions = decode_actions(&mut e, Context::of(&match_))?;
+        out.push(FlowStats {
+            table_id,
+            duration_sec,
+            duration_nsec,
+            priority,
+            idle_timeout,
+            hard_timeout,
+            flags: 0,
+            cookie,
+            packet_count,
+            byte_count,
+            match_,
+            instructions: flow_instructions(actions),
+        });
+    }
+    Ok(out)
+}
+
+fn encode_flow(f: &FlowStats, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    let start = w.pos();
+    w.u16(0);
+    w.u8(f.table_id);
+    w.zeros(1);
+    encode_match(&f.match_, w)?;
+    w.u32(f.duration_sec);
+    w.u32(f.duration_nsec);
+    w.u16(f.priority);
+    w.u16(f.idle_timeout);
+    w.u16(f.hard_timeout);
+    w.zeros(6);
+    w.u64(f.cookie);
+    w.u64(f.packet_count);
+    w.u64(f.byte_count);
+    encode_actions(flow_actions(&f.instructions, true)?, true, w)?;
+    w.patch_len(start, start, "flow stats");
+    Ok(())
+}
+
+/// Splits a reply into replies that each encode in 1.0 to at most
+/// `max_len` bytes, all but the last flagged `OFPSF_REPLY_MORE`, like
+/// [`MultipartReply::split`] but measuring flow statistics by their 1.0
+/// size (an entry with a small match is larger in 1.0 than in 1.3). Other
+/// bodies are no larger in 1.0 than in 1.3 for the sizes a switch has (at
+/// most 255 tables), so the model's split serves.
+pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply> {
+    let MultipartReplyBody::Flow(flows) = reply.body else {
+        return reply.split(max_len);
+    };
+    // Header and stats header before the entries.
+    let max_body = max_len.saturating_sub(12);
+    let mut bodies: Vec<Vec<FlowStats>> = Vec::new();
+    let mut chunk = Vec::new();
+    let mut used = 0;
+    for f in flows {
+        let mut v = Vec::new();
+        // An entry 1.0 cannot say at all (a port above 16 bits) counts as
+        // empty here; encoding the reply reports it.
+        let n = match encode_flow(&f, &mut Writer::new(&mut v)) {
+            Ok(()) => v.len(),
+            Err(_) => 0,
+        };
+        if !chunk.is_empty() && used + n > max_body {
+            bodies.push(std::mem::take(&mut chunk));
+            used = 0;
+        }
+        used += n;
+        chunk.push(f);
+    }
+    if !chunk.is_empty() || bodies.is_empty() {
+        bodies.push(chunk);
+    }
+    let last = bodies.len() - 1;
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| MultipartReply {
+            flags: if i == last {
+                reply.flags
+            } else {
+                reply.flags | MORE
+            },
+            body: MultipartReplyBody::Flow(b),
+        })
+        .collect()
+}
+
+/// Reads fixed-size entries filling all of `r`.
+fn fixed<T>(
+    r: &mut Reader<'_>,
+    size: usize,
+    one: impl Fn(&mut Reader<'_>) -> Res<T>,
+) -> Res<Vec<T>> {
+    if !r.remaining().is_multiple_of(size) {
+        return Err(r.short());
+    }
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(one(r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
+    use MultipartReplyBody as B;
+    use stats_type as T;
+    let ty = r.u16()?;
+    let flags = r.u16()?;
+    let body = match ty {
+        T::DESC => {
+            let d = Desc {
+                mfr_desc: FixedStr::read(r)?,
+                hw_desc: FixedStr::read(r)?,
+                sw_desc: FixedStr::read(r)?,
+                serial_num: FixedStr::read(r)?,
+                dp_desc: FixedStr::read(r)?,
+            };
+            r.finish()?;
+            B::Desc(Box::new(d))
+        }
+        T::FLOW => B::Flow(decode_flows(r)?),
+        T::AGGREGATE => {
+            let a = AggregateStats {
+                packet_count: r.u64()?,
+                byte_count: r.u64()?,
+                flow_count: r.u32()?,
+            };
+            r.skip(4)?;
+            r.finish()?;
+            B::Aggregate(a)
+        }
+        T::TABLE => B::Table(fixed(r, 64, |r| {
+            let table_id = r.u8()?;
+            r.skip(3 + 32 + 4 + 4)?;
+            Ok(TableStats {
+                table_id,
+                active_count: r.u32()?,
+                lookup_count: r.u64()?,
+                matched_count: r.u64()?,
+            })
+        })?),
+        T::PORT => B::PortStats(fixed(r, 104, |r| {
+            let port_no = port_from_v10(r.u16()?);
+            r.skip(6)?;
+            let mut c = [0u64; 12];
+            for v in &mut c {
+                *v = r.u64()?;
+            }
+            let [
+                rx_packets,
+                tx_packets,
+                rx_bytes,
+                tx_bytes,
+                rx_dropped,
+                tx_dropped,
+                rx_errors,
+                tx_errors,
+                rx_frame_err,
+                rx_over_err,
+                rx_crc_err,
+                collisions,
+            ] = c;
+            Ok(PortStats {
+                port_no,
+                rx_packets,
+                tx_packets,
+                rx_bytes,
+                tx_bytes,
+                rx_dropped,
+                tx_dropped,
+                rx_errors,
+                tx_errors,
+                rx_frame_err,
+                rx_over_err,
+                rx_crc_err,
+                collisions,
+                duration_sec: 0,
+                duration_nsec: 0,
+            })
+        })?),
+        T::QUEUE => B::Queue(fixed(r, 32, |r| {
+            let port_no = port_from_v10(r.u16()?);
+            r.skip(2)?;
+            Ok(QueueStats {
+                port_no,
+                queue_id: r.u32()?,
+                tx_bytes: r.u64()?,
+                tx_packets: r.u64()?,
+                tx_errors: r.u64()?,
+                duration_sec: 0,
+                duration_nsec: 0,
+            })
+        })?),
+        T::PORT_DESC => B::PortDesc(fixed(r, 48, decode_phy_port)?),
+        T::VENDOR => {
+            let (experimenter, exp_type, data) = vendor(r)?;
+            B::Experimenter {
+                experimenter,
+                exp_type,
+                data,
+            }
+        }
+        _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
+    };
+    Ok(MultipartReply { flags, body })
+}
+
+pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+    use MultipartReplyBody as B;
+    use stats_type as T;
+    let ty = match &m.body {
+        B::Desc(_) => T::DESC,
+        B::Flow(_) => T::FLOW,
+        B::Aggregate(_) => T::AGGREGATE,
+        B::Table(_) => T::TABLE,
+        B::PortStats(_) => T::PORT,
+        B::Queue(_) => T::QUEUE,
+        B::PortDesc(_) => T::PORT_DESC,
+        B::Experimenter { .. } => T::VENDOR,
+        _ => return Err(inexpressible("this statistics reply")),
+    };
+    w.u16(ty);
+    w.u16(m.flags);
+    match &m.body {
+        B::Desc(d) => {
+            d.mfr_desc.write(w);
+            d.hw_desc.write(w);
+            d.sw_desc.write(w);
+            d.serial_num.write(w);
+            d.dp_desc.write(w);
+        }
+        B::Flow(flows) => {
+            for f in flows {
+                encode_flow(f, w)?;
+            }
+        }
+        B::Aggregate(a) => {
+            w.u64(a.packet_count);
+            w.u64(a.byte_count);
+            w.u32(a.flow_count);
+            w.zeros(4);
+        }
+        B::Table(tables) => {
+            for t in tables {
+                w.u8(t.table_id);
+                w.zeros(3);
+                FixedStr::<32>::new(&format!("table{}", t.table_id)).write(w);
+                w.u32(wildcards::ALL);
+                w.u32(TABLE_MAX_ENTRIES);
+                w.u32(t.active_count);
+                w.u64(t.lookup_count);
+                w.u64(t.matched_count);
+            }
+        }
+        B::PortStats(ports) => {
+            for p in ports {
+                w.u16(port_to_v10(p.port_no)?);
+                w.zeros(6);
+                for v in [
+                    p.rx_packets,
+                    p.tx_packets,
+                    p.rx_bytes,
+                    p.tx_bytes,
+                    p.rx_dropped,
+                    p.tx_dropped,
+                    p.rx_errors,
+                    p.tx_errors,
+                    p.rx_frame_err,
+                    p.rx_over_err,
+                    p.rx_crc_err,
+                    p.collisions,
+                ] {
+                    w.u64(v);
+                }
+            }
+        }
+        B::PortDesc(ports) => {
+            for p in ports {
+                encode_phy_port(p, w)?;
+            }
+        }
+        B::Queue(queues) => {
+            for q in queues {
+                w.u16(port_to_v10(q.port_no)?);
+                w.zeros(2);
+                w.u32(q.queue_id);
+                w.u64(q.tx_bytes);
+                w.u64(q.tx_packets);
+                w.u64(q.tx_errors);
+            }
+        }
+        B::Experimenter {
+            experimenter,
+            exp_type,
+            data,
+        } => {
+            w.u32(*experimenter);
+            w.u32(*exp_type);
+            w.bytes(data);
+        }
+        _ => {}
+    }
+    Ok(())
+}
