@@ -12,6 +12,7 @@
 pub mod dummy;
 pub mod flow;
 pub mod learn;
+pub mod mactable;
 
 use std::sync::Arc;
 
