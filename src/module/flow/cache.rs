@@ -60,7 +60,10 @@ pub(crate) mod ctr {
     pub const TABLE_MISS: usize = 7;
     pub const REWRITE_DROPS: usize = 8;
     pub const CACHE_RESETS: usize = 9;
-    pub const N: usize = 10;
+    pub const NORMAL_PACKETS: usize = 10;
+    pub const NORMAL_FLOODS: usize = 11;
+    pub const NORMAL_VLAN_DROPS: usize = 12;
+    pub const N: usize = 13;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -72,6 +75,9 @@ pub(crate) mod ctr {
         "table_miss",
         "rewrite_drops",
         "cache_resets",
+        "normal_packets",
+        "normal_floods",
+        "normal_vlan_drops",
     ];
 }
 
@@ -210,6 +216,8 @@ pub(crate) struct Stripe {
     rng: u64,
     /// The per-batch memo, kept here between batches (see `process`).
     pub memo: Option<Box<super::Memo>>,
+    /// NORMAL's scratch, kept here between batches.
+    pub normal: super::normal::Dests,
 }
 
 impl Default for Stripe {
@@ -226,6 +234,7 @@ impl Default for Stripe {
             local: [0; ctr::N],
             rng: 0x2545_f491_4f6c_dd1d,
             memo: None,
+            normal: Default::default(),
         }
     }
 }
@@ -424,7 +433,22 @@ impl Stripe {
     pub fn fast(&self, slot: u32) -> bool {
         self.slots
             .get(slot as usize)
-            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none())
+            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none() && !s.plan.normal)
+    }
+
+    /// Whether the plan in `slot` rewrites packets (and so needs their
+    /// whole layout).
+    #[inline]
+    pub fn rewrites(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| !s.plan.ops.is_empty())
+    }
+
+    /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
+    #[inline]
+    pub fn normal(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(|s| s.plan.normal)
     }
 
     /// Applies the plan's rewrites to packet `i`; false if it must drop.

@@ -111,6 +111,7 @@ mod features;
 mod flowmod;
 mod group;
 mod key;
+mod normal;
 mod parse;
 mod pipeline;
 mod stats;
@@ -132,15 +133,21 @@ use crate::packet::Batch;
 use crate::port::{MAX_PORTS, PortId};
 use crate::wire::MacAddr;
 
+use super::mactable::{MacLimits, MacTable};
 use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
 use cache::{DpCounters, Stripe, ctr};
 use key::Layout;
+pub use normal::{PortVlan, PortVlanError, VlanMode};
 pub use pipeline::ControllerMeta;
+
+/// One entry of NORMAL's MAC table ([`FlowModule::fdb`]), as Open vSwitch's
+/// `ovs-appctl fdb/show` lists it.
+pub use super::mactable::MacEntry as FdbEntry;
 use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
-    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=8192,mac_port_max=4096,mac_aging=300",
     build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
 };
 
@@ -165,6 +172,12 @@ pub struct FlowConfig {
     pub l2: u16,
     /// Benchmark preset: entries that match no benchmark traffic.
     pub filler: usize,
+    /// Preset: `priority=0,actions=NORMAL` in table 0 (a fresh Open
+    /// vSwitch bridge).
+    pub normal: bool,
+    /// NORMAL's MAC table bounds and aging (Open vSwitch's
+    /// `mac-table-size` and `mac-aging-time`; the per-port bound is ours).
+    pub macs: MacLimits,
 }
 
 impl Default for FlowConfig {
@@ -174,6 +187,8 @@ impl Default for FlowConfig {
             max_flows: 1_000_000,
             l2: 0,
             filler: 0,
+            normal: false,
+            macs: MacLimits::default(),
         }
     }
 }
@@ -185,7 +200,22 @@ impl FlowConfig {
             msg,
         };
         let mut c = FlowConfig::default();
+        let mut port_max = None;
         for (k, v) in parse_args("flow", args)? {
+            if k.starts_with("mac_") {
+                let n = super::learn::parse_limit("flow", &k, &v)?;
+                match k.as_str() {
+                    "mac_max" => c.macs.max_entries = n as usize,
+                    "mac_port_max" => port_max = Some(n as usize),
+                    "mac_aging" => c.macs.aging_secs = n as u32,
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown option '{k}' (mac_max, mac_port_max, mac_aging)"
+                        )));
+                    }
+                }
+                continue;
+            }
             let n: u64 = v
                 .parse()
                 .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
@@ -194,16 +224,20 @@ impl FlowConfig {
                 "max_flows" if (1..=100_000_000).contains(&n) => c.max_flows = n as usize,
                 "l2" if n < MAX_PORTS as u64 => c.l2 = n as u16,
                 "filler" if n <= 1_000_000 => c.filler = n as usize,
-                "tables" | "max_flows" | "l2" | "filler" => {
+                "normal" if n <= 1 => c.normal = n == 1,
+                "tables" | "max_flows" | "l2" | "filler" | "normal" => {
                     return Err(bad(format!("{k}={v} is out of range")));
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (tables, max_flows, l2, filler)"
+                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, mac_max, mac_port_max, mac_aging)"
                     )));
                 }
             }
         }
+        c.macs.port_max = port_max
+            .unwrap_or(c.macs.max_entries.div_ceil(2))
+            .min(c.macs.max_entries);
         Ok(c)
     }
 }
@@ -218,6 +252,8 @@ pub struct FlowModule {
     removed: Mutex<VecDeque<Removed>>,
     removed_overflow: std::sync::atomic::AtomicU64,
     metas: Mutex<Metas>,
+    /// NORMAL's MAC table, shared by all workers.
+    macs: MacTable,
 }
 
 /// Most distinct packet-in metadata interned ([`FlowModule::controller_meta`]);
@@ -474,6 +510,7 @@ impl FlowModule {
             removed: Mutex::new(VecDeque::new()),
             removed_overflow: Default::default(),
             metas: Mutex::new(Metas::default()),
+            macs: MacTable::new(cfg.macs),
         };
         m.install_presets();
         m
@@ -732,10 +769,21 @@ impl FlowModule {
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
+        // NORMAL from the controller (or LOCAL) learns nothing and may
+        // go to every port of the packet's VLAN.
+        let in_id = (!pn.is_reserved()).then(|| PortId::new(in_port)).flatten();
+        let normal = |data: &[u8], outs: &mut Vec<Output>| {
+            let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
+            outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
+        };
         for (o, ops) in trace.outs {
             let Some(data) = actions::rewritten(frame, p.layout, &ops) else {
                 continue;
             };
+            if o == Out::Normal {
+                normal(&data, &mut outs);
+                continue;
+            }
             if o != Out::Table {
                 outs.extend(output(o, in_port, data));
                 continue;
@@ -747,7 +795,11 @@ impl FlowModule {
             t.credit(&pipe, data.len() as u64, now);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
-                    outs.extend(output(o, in_port, d));
+                    if o == Out::Normal {
+                        normal(&d, &mut outs);
+                    } else {
+                        outs.extend(output(o, in_port, d));
+                    }
                 }
             }
         }
@@ -807,6 +859,82 @@ impl FlowModule {
             .collect()
     }
 
+    /// NORMAL for packet `i` of a batch whose plan gave it verdict `v`
+    /// (see [`normal::apply`]); returns its verdict.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn normal(
+        &self,
+        pipe: &Pipeline,
+        st: &mut Stripe,
+        batch: &mut Batch<'_>,
+        i: usize,
+        v: Verdict,
+        out: &mut Verdicts,
+        now_s: u32,
+    ) -> Verdict {
+        st.count(ctr::NORMAL_PACKETS);
+        let Some(f) = normal::Frame::read(batch.data(i)) else {
+            return v;
+        };
+        let mut dests = std::mem::take(&mut st.normal);
+        let mut o = normal::Outcome::default();
+        let in_port = Some(batch.in_port());
+        let r = match normal::decide(pipe, &self.macs, in_port, &f, now_s, &mut dests, &mut o) {
+            // Refused by the input port's VLAN configuration: the plan's
+            // other outputs stand.
+            None => {
+                st.count(ctr::NORMAL_VLAN_DROPS);
+                v
+            }
+            Some(vlan) => {
+                if dests.flooded {
+                    st.count(ctr::NORMAL_FLOODS);
+                }
+                normal::apply(batch, i, &f, vlan, v, &mut dests, out).unwrap_or_else(|| {
+                    st.count(ctr::REWRITE_DROPS);
+                    Verdict::Drop
+                })
+            }
+        };
+        st.normal = dests;
+        r
+    }
+
+    /// Sets a port's VLAN configuration for NORMAL (Open vSwitch's
+    /// `vlan_mode`, `tag`, `trunks`); the default is a trunk of every
+    /// VLAN. Applies to every later batch. The MAC table is kept: entries
+    /// in VLANs the port no longer carries are not used for it (a packet
+    /// to such a MAC goes nowhere) and age out.
+    pub fn set_port_vlan(&self, port: PortId, vlan: PortVlan) {
+        let mut p = self.write();
+        let key = u32::from(port.0);
+        let old = if vlan == PortVlan::default() {
+            p.port_vlans.remove(&key)
+        } else {
+            p.port_vlans.insert(key, vlan.clone())
+        };
+        if old.unwrap_or_default() != vlan {
+            p.bump();
+        }
+    }
+
+    /// A port's VLAN configuration for NORMAL.
+    pub fn port_vlan(&self, port: PortId) -> PortVlan {
+        self.read().port_vlan(u32::from(port.0)).clone()
+    }
+
+    /// NORMAL's MAC table at `now` (`ovs-appctl fdb/show`): the live
+    /// entries, by VLAN and MAC, with their age in seconds.
+    pub fn fdb(&self, now: Nanos) -> Vec<FdbEntry> {
+        self.macs.entries(now)
+    }
+
+    /// Empties NORMAL's MAC table (`ovs-appctl fdb/flush`).
+    pub fn fdb_flush(&self) {
+        self.macs.flush();
+    }
+
     fn install_presets(&self) {
         let add = |priority, fields: Vec<OxmField>, port: PortNo| {
             let fm = FlowMod {
@@ -824,6 +952,9 @@ impl FlowModule {
             }
             let bcast = OxmField::EthDst(Masked::exact(MacAddr::BROADCAST));
             add(100, vec![bcast], PortNo::FLOOD);
+        }
+        if self.cfg.normal {
+            add(0, vec![], PortNo::NORMAL);
         }
         for i in 0..self.cfg.filler as u32 {
             // 172.16.0.0/12 with prefixes of /16 to /32, with and without
@@ -860,7 +991,7 @@ fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
         Out::Flood => Output::Flood(data),
         Out::Controller(meta) => Output::Controller { data, meta },
         Out::Local => Output::Local(data),
-        Out::Table => return None,
+        Out::Table | Out::Normal => return None,
     })
 }
 
@@ -876,6 +1007,7 @@ impl Module for FlowModule {
         let mut st = self.stripe(batch.in_port());
         st.begin(pipe.generation);
         let in_port = u32::from(batch.in_port().0);
+        let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of
         // its entries) but only ever serves one batch.
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
@@ -895,6 +1027,11 @@ impl Module for FlowModule {
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
                 if st.rewrite(batch, i, slot, layout) {
+                    let v = if st.normal(slot) {
+                        self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                    } else {
+                        v
+                    };
                     out.set(i, v);
                     if let Some(tag) = st.controller_tag(slot) {
                         out.to_controller(i, tag);
@@ -933,7 +1070,7 @@ impl Module for FlowModule {
             };
             let v = st.verdict(slot, out);
             let fast = st.fast(slot);
-            if !fast && !whole {
+            if !fast && !whole && st.rewrites(slot) {
                 // Rewrites need the whole layout.
                 key::parse_into(d, in_port, &mut p);
             }
@@ -942,6 +1079,11 @@ impl Module for FlowModule {
             if fast {
                 out.set(i, v);
             } else if st.rewrite(batch, i, slot, p.layout) {
+                let v = if st.normal(slot) {
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                } else {
+                    v
+                };
                 out.set(i, v);
                 if let Some(tag) = st.controller_tag(slot) {
                     out.to_controller(i, tag);
@@ -959,11 +1101,13 @@ impl Module for FlowModule {
 
     fn port_detached(&self, port: PortId) {
         self.attached(u32::from(port.0), false);
+        self.macs.forget_port(port);
     }
 
     fn tick(&self, now: Nanos) {
         let removed = self.expire(now);
         self.queue_removed(removed);
+        self.macs.expire(now);
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -986,6 +1130,16 @@ impl Module for FlowModule {
             "removed_overflow",
             self.removed_overflow.load(Ordering::Relaxed),
         ));
+        for (k, n) in self.macs.counters() {
+            let name = match k {
+                "entries" => "mac_entries",
+                "learned" => "mac_learned",
+                "moved" => "mac_moved",
+                "refused" => "mac_refused",
+                _ => "mac_aged",
+            };
+            v.push((name, n));
+        }
         v
     }
 }
