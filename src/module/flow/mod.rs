@@ -68,20 +68,50 @@
 //!   its packets from the controller.
 //! - Packet-outs ([`FlowModule::packet_out`]) run an action list on a copy
 //!   of a frame and return every output with its own bytes ([`Output`]),
-//!   TABLE included; the agent sends them with `Switch::transmit`.
+//!   TABLE and NORMAL included; the agent sends them with `Switch::transmit`.
+//!
+//! # NORMAL
+//!
+//! Output to `OFPP_NORMAL` is Open vSwitch's MAC-learning switch per VLAN
+//! (`normal`): per-port VLAN modes ([`FlowModule::set_port_vlan`],
+//! [`PortVlan`]), a MAC table keyed by (VLAN, MAC) shared with the `learn`
+//! module ([`crate::module::mactable`]: aging, 8192 entries and half of
+//! that per port by default, a flood from one port never evicts another
+//! port's hosts), [`FlowModule::fdb`] and [`FlowModule::fdb_flush`] for
+//! `fdb/show` and `fdb/flush`, `mac_*` and `normal_*` counters.
+//!
+//! A plan only records that NORMAL is one of its outputs; learning and
+//! the lookup happen per packet after the plan's rewrites (memo, EMC and
+//! megaflow hits included), so megaflows never depend on the MAC table
+//! and a host that moves is followed by the next packet without touching
+//! the caches. NORMAL's ports are merged with the plan's other outputs; a
+//! port that wants the packet in the other form (tagged or untagged) gets
+//! it as a [`Verdicts::add_variant`]. When NORMAL is the only output
+//! besides the controller, the bytes are rewritten in place to the form of
+//! most of its ports (a controller copy then sees them so); otherwise they
+//! stay as the plan left them. A FLOOD or ALL in the same list already
+//! reaches every port with those bytes, and NORMAL adds nothing to it.
 //!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
-//! - A packet gets one set of destinations and one version of its bytes. If
-//!   its actions output it several times with rewrites in between, every
-//!   destination (the controller copy too) gets the bytes of the *last*
-//!   output, counted in `multi_version_outputs`. (Packet-outs have no such
-//!   limit.)
+//! - A packet gets one set of destinations and one version of its bytes
+//!   from its actions (NORMAL's tagged/untagged variants aside). If its
+//!   actions output it several times with rewrites in between, every
+//!   destination (the controller copy and NORMAL's input too) gets the
+//!   bytes of the *last* output, counted in `multi_version_outputs`.
+//!   (Packet-outs have no such limit.)
 //! - FLOOD and ALL both mean every port but the input.
 //! - LOCAL is "no such port" on the data path (there is no local port
 //!   yet): that output does nothing; a packet-out returns it as
-//!   [`Output::Local`]. NORMAL is refused, and TABLE too outside
-//!   packet-outs.
+//!   [`Output::Local`]. TABLE is refused outside packet-outs.
+//! - NORMAL: no bonds, no mirrors, no `dot1q-tunnel` mode, no
+//!   `priority-tags`; only 802.1Q (TPID 0x8100) tags are VLAN tags. A tag
+//!   that must be pushed in place needs 4 bytes of room, as for push-VLAN
+//!   (`rewrite_drops`). Changing a port's VLAN configuration keeps the MAC
+//!   table (entries in VLANs the port left are never used for it and age
+//!   out). NORMAL from a packet-out whose `in_port` is the controller or
+//!   LOCAL learns nothing and treats the packet as received on a trunk of
+//!   every VLAN.
 //! - Pushing a VLAN tag needs 4 bytes of room in the buffer; without it the
 //!   packet is dropped (`rewrite_drops`).
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
@@ -96,8 +126,13 @@
 //!
 //! # Spec
 //!
-//! `flow[:tables=N,max_flows=N,l2=N,filler=N]`: `tables` (1..=255, default
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
+//! `tables` (1..=255, default
 //! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
+//! NORMAL's MAC table holds `mac_max` entries (8192), `mac_port_max` per
+//! port (half of `mac_max`), aged after `mac_aging` seconds (300).
+//! `normal=1` installs `priority=0,actions=NORMAL`, as Open vSwitch does
+//! on a new bridge.
 //! The tables start empty, so everything is dropped until the agent installs
 //! entries (OpenFlow 1.3's default). For benchmarks, `l2=N` installs
 //! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
@@ -730,13 +765,15 @@ impl FlowModule {
     /// far through the tables from table 0 (counted in flow, table and
     /// group counters like any packet; a NO_RECV `in_port` does not stop
     /// it) and adds what the pipeline outputs, each with its own bytes.
-    /// Port configuration applies as in the data path.
+    /// Port configuration applies as in the data path. Output to NORMAL
+    /// returns a [`Output::Port`] per port it reaches, each in the form
+    /// (tagged or untagged) that port wants.
     ///
     /// Errors: `OFPBRC_BAD_PORT` for another `in_port` (0, ANY, other
     /// reserved numbers), `OFPBRC_BAD_LEN` for a frame shorter than an
     /// Ethernet header, and the action checks of a flow mod without a
     /// match (`OFPBAC_BAD_OUT_PORT` for unknown ports once
-    /// [`FlowModule::set_ports`] declared them, NORMAL and ANY;
+    /// [`FlowModule::set_ports`] declared them, and ANY;
     /// `OFPBAC_BAD_OUT_GROUP`, `OFPBAC_BAD_TYPE`, `OFPBAC_BAD_SET_TYPE`).
     pub fn packet_out(
         &self,
