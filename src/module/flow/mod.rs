@@ -1049,6 +1049,7 @@ impl Module for FlowModule {
         // its entries) but only ever serves one batch.
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
         memo.reset();
+        st.normal.begin();
         let mut p = key::Parsed::default();
         for i in 0..batch.len() {
             let d = batch.data(i);

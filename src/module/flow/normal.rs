@@ -21,7 +21,7 @@
 
 use std::str::FromStr;
 
-use crate::module::mactable::{self, MacTable, is_group, mac_at};
+use crate::module::mactable::{self, Learned, MacTable, is_group, mac_at};
 use crate::module::{Verdict, Verdicts};
 use crate::packet::Batch;
 use crate::port::PortId;
@@ -343,9 +343,20 @@ pub(crate) struct Dests {
     merged: Vec<PortId>,
     /// The packet was flooded (unknown or group destination).
     pub flooded: bool,
+    /// Within one batch (all from one port): the last source key learned
+    /// and the last destination key looked up with its port, since
+    /// consecutive packets mostly share addresses (as in `learn`).
+    last_src: u64,
+    last_dst: u64,
+    last_port: Option<PortId>,
 }
 
 impl Dests {
+    /// Starts a batch: forgets what the last one learned and looked up.
+    pub fn begin(&mut self) {
+        (self.last_src, self.last_dst) = (0, 0);
+    }
+
     fn clear(&mut self) {
         self.untagged.clear();
         self.tagged.clear();
@@ -396,11 +407,27 @@ pub(crate) fn decide(
     if let Some(p) = in_port
         && !is_group(f.src)
     {
-        macs.learn(mactable::key(vlan, f.src), p, now_s);
+        let src = mactable::key(vlan, f.src);
+        if src != dests.last_src {
+            if macs.learn(src, p, now_s) != Learned::Known {
+                // What the table says of the last destination may have
+                // changed with it.
+                dests.last_dst = 0;
+            }
+            dests.last_src = src;
+        }
     }
-    if !is_group(f.dst)
-        && let Some(p) = macs.lookup_secs(mactable::key(vlan, f.dst), now_s)
-    {
+    let dst = mactable::key(vlan, f.dst);
+    let known = if is_group(f.dst) {
+        None
+    } else if dst == dests.last_dst {
+        dests.last_port
+    } else {
+        let p = macs.lookup_secs(dst, now_s);
+        (dests.last_dst, dests.last_port) = (dst, p);
+        p
+    };
+    if let Some(p) = known {
         // Known: to that port, if it still carries the VLAN and takes
         // outputs; a destination on the input port goes nowhere.
         if Some(p) != in_port
