@@ -530,3 +530,26 @@ fn a_switch_sends_both_versions_of_a_packet() {
     assert!(clients[1].recv_all().is_empty());
     assert_eq!(common::totals(&sw, 1).drops.no_dest, 0);
 }
+
+#[test]
+fn a_vlan_change_applies_to_the_next_batch_with_warm_caches() {
+    let m = bridge(3, MacLimits::default());
+    let b = frame(MacAddr::BROADCAST, mac(1), 1);
+    for _ in 0..10 {
+        assert!(
+            run(&m, 1, &vec![b.clone(); 16], 0)
+                .iter()
+                .all(|s| ports(s) == [2, 3])
+        );
+    }
+    one(&m, 3, &frame(mac(1), mac(3), 2), 0);
+    let upcalls = counter(&m, "upcalls");
+    set_vlan(&m, 2, "tag=10");
+    assert_eq!(ports(&one(&m, 1, &b, 0)), [3], "port 2 left VLAN 0");
+    // A known host behind a port that left the VLAN: nowhere.
+    set_vlan(&m, 3, "tag=20");
+    assert!(one(&m, 1, &frame(mac(3), mac(1), 3), 0).is_empty());
+    set_vlan(&m, 3, "");
+    assert_eq!(ports(&one(&m, 1, &frame(mac(3), mac(1), 4), 0)), [3]);
+    assert_eq!(counter(&m, "upcalls"), upcalls, "no plan depends on VLANs");
+}

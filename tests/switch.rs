@@ -1337,7 +1337,7 @@ impl Module for Variants {
         let set = out.add_set(&[PortId(3), PortId(4)]);
         for i in 0..batch.len() {
             let d = batch.data(i);
-            if tag(d).1 % 2 == 0 {
+            if tag(d).1.is_multiple_of(2) {
                 out.set(i, Verdict::Port(PortId(2)));
                 assert!(out.add_variant(i, set, &[d, &[0xaa]]));
                 assert!(out.add_variant(i, Verdict::Port(PortId(9)), &[d]));

@@ -940,19 +940,17 @@ impl FlowModule {
 
     /// Sets a port's VLAN configuration for NORMAL (Open vSwitch's
     /// `vlan_mode`, `tag`, `trunks`); the default is a trunk of every
-    /// VLAN. Applies to every later batch. The MAC table is kept: entries
-    /// in VLANs the port no longer carries are not used for it (a packet
-    /// to such a MAC goes nowhere) and age out.
+    /// VLAN. Applies to every later batch (it waits for those in flight);
+    /// no cached plan depends on it, so the caches stay. The MAC table is
+    /// kept: entries in VLANs the port no longer carries are not used for
+    /// it (a packet to such a MAC goes nowhere) and age out.
     pub fn set_port_vlan(&self, port: PortId, vlan: PortVlan) {
         let mut p = self.write();
         let key = u32::from(port.0);
-        let old = if vlan == PortVlan::default() {
-            p.port_vlans.remove(&key)
+        if vlan == PortVlan::default() {
+            p.port_vlans.remove(&key);
         } else {
-            p.port_vlans.insert(key, vlan.clone())
-        };
-        if old.unwrap_or_default() != vlan {
-            p.bump();
+            p.port_vlans.insert(key, vlan);
         }
     }
 
