@@ -428,12 +428,13 @@ impl Stripe {
     }
 
     /// Whether the plan in `slot` neither rewrites packets nor sends them
-    /// to the controller: its packets only count (the memo's fast hits).
+    /// to the controller: its packets only count (the memo's fast hits;
+    /// NORMAL, if the plan has it, still runs per packet).
     #[inline]
     pub fn fast(&self, slot: u32) -> bool {
         self.slots
             .get(slot as usize)
-            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none() && !s.plan.normal)
+            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none())
     }
 
     /// Whether the plan in `slot` rewrites packets (and so needs their

@@ -356,6 +356,8 @@ struct MemoEntry {
     verdict: Verdict,
     /// The plan rewrites nothing: hits only count.
     fast: bool,
+    /// The plan outputs to NORMAL, which still runs per packet.
+    normal: bool,
     /// Fast hits not yet credited to the plan.
     packets: u64,
     bytes: u64,
@@ -388,6 +390,7 @@ impl MemoEntry {
         },
         verdict: Verdict::Drop,
         fast: false,
+        normal: false,
         packets: 0,
         bytes: 0,
     };
@@ -504,6 +507,7 @@ impl Memo {
         layout: Layout,
         verdict: Verdict,
         fast: bool,
+        normal: bool,
     ) {
         let words = depth.div_ceil(8);
         if words == 0 || words > Memo::WORDS || 8 * words > d.len() || !self.useful() {
@@ -524,7 +528,7 @@ impl Memo {
         }
         e.hdr[words - 1] &= e.tail;
         (e.len, e.words, e.slot, e.layout) = (d.len(), words, slot, layout);
-        (e.verdict, e.fast) = (verdict, fast);
+        (e.verdict, e.fast, e.normal) = (verdict, fast, normal);
         (self.prev, self.last) = (self.last, at);
     }
 }
@@ -914,27 +918,28 @@ impl FlowModule {
         let Some(f) = normal::Frame::read(batch.data(i)) else {
             return v;
         };
-        let mut dests = std::mem::take(&mut st.normal);
         let mut o = normal::Outcome::default();
+        let dests = &mut st.normal;
         let in_port = Some(batch.in_port());
-        let r = match normal::decide(pipe, &self.macs, in_port, &f, now_s, &mut dests, &mut o) {
-            // Refused by the input port's VLAN configuration: the plan's
-            // other outputs stand.
-            None => {
-                st.count(ctr::NORMAL_VLAN_DROPS);
-                v
+        let (r, flooded, no_room) =
+            match normal::decide(pipe, &self.macs, in_port, &f, now_s, dests, &mut o) {
+                // Refused by the input port's VLAN configuration: the
+                // plan's other outputs stand.
+                None => (v, false, false),
+                Some(vlan) => match normal::apply(batch, i, &f, vlan, v, dests, out) {
+                    Some(r) => (r, dests.flooded, false),
+                    None => (Verdict::Drop, dests.flooded, true),
+                },
+            };
+        for (on, c) in [
+            (o.vlan_drop, ctr::NORMAL_VLAN_DROPS),
+            (flooded, ctr::NORMAL_FLOODS),
+            (no_room, ctr::REWRITE_DROPS),
+        ] {
+            if on {
+                st.count(c);
             }
-            Some(vlan) => {
-                if dests.flooded {
-                    st.count(ctr::NORMAL_FLOODS);
-                }
-                normal::apply(batch, i, &f, vlan, v, &mut dests, out).unwrap_or_else(|| {
-                    st.count(ctr::REWRITE_DROPS);
-                    Verdict::Drop
-                })
-            }
-        };
-        st.normal = dests;
+        }
         r
     }
 
@@ -1056,7 +1061,13 @@ impl Module for FlowModule {
                 if e.fast {
                     e.packets += 1;
                     e.bytes += len;
-                    out.set(i, e.verdict);
+                    let v = if e.normal {
+                        let v = e.verdict;
+                        self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                    } else {
+                        e.verdict
+                    };
+                    out.set(i, v);
                     continue;
                 }
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
@@ -1110,12 +1121,18 @@ impl Module for FlowModule {
                 // Rewrites need the whole layout.
                 key::parse_into(d, in_port, &mut p);
             }
-            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast);
+            let normal = st.normal(slot);
+            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
             st.account(slot, 1, len);
             if fast {
+                let v = if normal {
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                } else {
+                    v
+                };
                 out.set(i, v);
             } else if st.rewrite(batch, i, slot, p.layout) {
-                let v = if st.normal(slot) {
+                let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s)
                 } else {
                     v
