@@ -553,3 +553,47 @@ fn a_vlan_change_applies_to_the_next_batch_with_warm_caches() {
     assert_eq!(ports(&one(&m, 1, &frame(mac(3), mac(1), 4), 0)), [3]);
     assert_eq!(counter(&m, "upcalls"), upcalls, "no plan depends on VLANs");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes, tagged or not, from any port of the VLAN bridge:
+    /// nothing panics, frames of VLAN 20 (port 3's) never reach the VLAN
+    /// 10 access ports and the reverse, and an access port only ever gets
+    /// frames without the tag of the VLAN it is in (a tag needs 18 bytes:
+    /// a shorter frame with TPID 0x8100 is untagged, as Open vSwitch reads it).
+    #[test]
+    fn arbitrary_frames_keep_vlans_apart(
+        frames in proptest::collection::vec(
+            (1u16..=7, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0u8..4),
+            1..40,
+        )
+    ) {
+        let m = vlan_bridge();
+        for (port, mut bytes, shape) in frames {
+            if bytes.len() >= 18 && shape > 0 {
+                bytes[12..14].copy_from_slice(&[0x81, 0x00]);
+                let vid: u16 = [0, 10, 20][usize::from(shape - 1)];
+                bytes[14] = (bytes[14] & 0xf0) | (vid >> 8) as u8;
+                bytes[15] = vid as u8;
+            }
+            let s = one(&m, port, &bytes, 0);
+            if port == 3 {
+                proptest::prop_assert!(!s.contains_key(&1) && !s.contains_key(&2));
+            }
+            if port == 1 || port == 2 {
+                proptest::prop_assert!(!s.contains_key(&3));
+            }
+            for p in [1u16, 2, 3] {
+                if let Some(b) = s.get(&p).filter(|b| b.len() >= 18) {
+                    let vid = u16::from_be_bytes([b[14], b[15]]) & 0xfff;
+                    let own = if p == 3 { 20 } else { 10 };
+                    proptest::prop_assert!(
+                        !(b[12..14] == [0x81, 0x00] && vid == own),
+                        "port {} got its own VLAN's tag", p
+                    );
+                }
+            }
+        }
+    }
+}

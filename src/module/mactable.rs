@@ -474,4 +474,49 @@ mod tests {
         assert!(t.len() <= 64);
         assert!(t.counters()[3].1 > 0);
     }
+
+    /// Readers racing inserts, evictions and flushes never see a key with
+    /// a port that was never its own (each key has one port here).
+    #[test]
+    fn lookups_never_pair_a_key_with_another_entrys_port() {
+        let t = std::sync::Arc::new(MacTable::new(MacLimits {
+            max_entries: 64,
+            port_max: 64,
+            aging_secs: 300,
+        }));
+        let port_of = |n: u32| PortId((n % 50 + 1) as u16);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (t, stop) = (t.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut found = 0u64;
+                    let mut n = r;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = (n + 7) % 1000;
+                        if let Some(p) = t.lookup(1, mac(n), 0) {
+                            assert_eq!(p, port_of(n), "mac {n}");
+                            found += 1;
+                        }
+                    }
+                    found
+                })
+            })
+            .collect();
+        for round in 0..200u32 {
+            for n in 0..1000 {
+                t.learn(
+                    key(1, mac((n + round) % 1000)),
+                    port_of((n + round) % 1000),
+                    0,
+                );
+            }
+            if round % 10 == 0 {
+                t.flush();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let found: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(found > 0);
+    }
 }
