@@ -84,6 +84,9 @@ pub(crate) struct Variant {
 }
 
 impl Verdicts {
+    /// Variants a batch may have per packet, on average.
+    pub const MAX_VARIANTS_PER_PACKET: usize = 4;
+
     pub fn with_capacity(n: usize) -> Verdicts {
         Verdicts {
             v: Vec::with_capacity(n),
@@ -179,8 +182,10 @@ impl Verdicts {
     /// bytes of its own: `parts` put end to end. The destinations should
     /// not overlap the packet's verdict (a port named by both gets both
     /// copies); the input port is skipped. Returns false, recording
-    /// nothing, for another kind of verdict or bytes longer than a slot can
-    /// describe (65535).
+    /// nothing, for another kind of verdict, bytes longer than a slot can
+    /// describe (65535), or past [`Verdicts::MAX_VARIANTS_PER_PACKET`]
+    /// variants per packet of the batch on average (the switch numbers
+    /// them in 16 bits with the packets).
     pub fn add_variant(&mut self, i: usize, to: Verdict, parts: &[&[u8]]) -> bool {
         let ok = match to {
             Verdict::Port(_) => true,
@@ -188,7 +193,11 @@ impl Verdicts {
             _ => false,
         };
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if !ok || len > usize::from(u16::MAX) || i >= self.v.len() {
+        if !ok
+            || len > usize::from(u16::MAX)
+            || i >= self.v.len()
+            || self.variants.len() >= Self::MAX_VARIANTS_PER_PACKET * self.v.len()
+        {
             return false;
         }
         let start = self.arena.len() as u32;
@@ -382,7 +391,16 @@ mod tests {
         assert!(!v.add_variant(0, hp, &[b"x"]));
         assert!(!v.add_variant(7, Verdict::Port(PortId(5)), &[b"x"]));
         assert!(!v.add_variant(0, Verdict::Port(PortId(5)), &[&[0; 70000]]));
-        let got: Vec<_> = v.variants().map(|(i, t, b)| (i, t, b.to_vec())).collect();
+        let mut full = 0;
+        while v.add_variant(1, Verdict::Port(PortId(6)), &[b"y"]) {
+            full += 1;
+        }
+        assert_eq!(full, 3 * Verdicts::MAX_VARIANTS_PER_PACKET - 2);
+        let got: Vec<_> = v
+            .variants()
+            .filter(|&(i, _, _)| i != 1)
+            .map(|(i, t, b)| (i, t, b.to_vec()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -391,7 +409,8 @@ mod tests {
             ]
         );
         let (sorted, _) = v.sorted_variants();
-        assert_eq!(sorted.iter().map(|x| x.pkt).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(sorted.first().map(|x| x.pkt), Some(0));
+        assert_eq!(sorted.last().map(|x| x.pkt), Some(2));
         v.reset(1);
         assert!(!v.has_variants());
     }
