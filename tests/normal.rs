@@ -212,6 +212,17 @@ fn floods_stay_in_their_vlan_tagged_and_untagged_as_each_port_wants() {
     for p in [4, 5, 7] {
         assert_eq!(s[&p], tagged(&b, 10), "port {p}: tagged 10");
     }
+    // A batch of them: every packet gets its own tagged variant, and one
+    // that needs a tag pushed in place (trunk only) gets it each time.
+    for s in run(&m, 1, &vec![b.clone(); 5], 0) {
+        assert_eq!(ports(&s), [2, 4, 5, 6, 7]);
+        assert_eq!(s[&4], tagged(&b, 10));
+    }
+    one(&m, 4, &tagged(&frame(MacAddr::BROADCAST, mac(4), 9), 10), 0);
+    let to4 = frame(mac(4), mac(1), 5);
+    for s in run(&m, 1, &vec![to4.clone(); 5], 0) {
+        assert_eq!(s, Sent::from([(4, tagged(&to4, 10))]));
+    }
     // From the trunk, tagged 20 with a priority: to the VLAN 20 ports.
     let t = tagged(&frame(MacAddr::BROADCAST, mac(40), 2), 0x6000 | 20);
     let s = one(&m, 4, &t, 0);
@@ -237,7 +248,7 @@ fn floods_stay_in_their_vlan_tagged_and_untagged_as_each_port_wants() {
             .iter()
             .map(|e| (e.vlan, e.port.0))
             .collect::<Vec<_>>(),
-        [(0, 5), (10, 1), (20, 4), (20, 7)]
+        [(0, 5), (10, 1), (10, 4), (20, 4), (20, 7)]
     );
 }
 
@@ -596,4 +607,25 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn decisions_replayed_within_a_batch_follow_what_the_batch_learns() {
+    let m = bridge(3, MacLimits::default());
+    let x_to_y = frame(mac(2), mac(1), 0);
+    let mut frames = vec![x_to_y.clone(); 3];
+    // Y shows up behind the input port itself in the same batch.
+    frames.push(frame(mac(9), mac(2), 1));
+    frames.extend(vec![x_to_y.clone(); 3]);
+    let s = run(&m, 1, &frames, 0);
+    for (i, s) in s.iter().enumerate() {
+        let want: &[u16] = if i < 4 { &[2, 3] } else { &[] };
+        assert_eq!(ports(s), want, "packet {i}");
+    }
+    assert_eq!(counter(&m, "normal_packets"), 7);
+    assert_eq!(counter(&m, "normal_floods"), 4);
+    // Replayed decisions count like made ones.
+    run(&m, 2, &vec![frame(mac(1), mac(5), 0); 10], 0);
+    assert_eq!(counter(&m, "normal_packets"), 17);
+    assert_eq!(counter(&m, "normal_floods"), 4);
 }

@@ -271,6 +271,17 @@ impl Stripe {
         self.local[c] += 1;
     }
 
+    /// Counts one packet through NORMAL, with `counts` ([`super::NV_FLOOD`],
+    /// [`super::NV_VLAN_DROP`]).
+    #[inline]
+    pub fn count_normal(&mut self, counts: u8) {
+        self.local[ctr::NORMAL_PACKETS] += 1;
+        if counts != 0 {
+            self.local[ctr::NORMAL_FLOODS] += u64::from(counts & super::NV_FLOOD);
+            self.local[ctr::NORMAL_VLAN_DROPS] += u64::from(counts & super::NV_VLAN_DROP != 0);
+        }
+    }
+
     pub fn count_n(&mut self, c: usize, n: u64) {
         self.local[c] += n;
     }

@@ -356,8 +356,14 @@ struct MemoEntry {
     verdict: Verdict,
     /// The plan rewrites nothing: hits only count.
     fast: bool,
-    /// The plan outputs to NORMAL, which still runs per packet.
+    /// The plan outputs to NORMAL, which still runs per packet...
     normal: bool,
+    /// ...unless it made a bare verdict (no rewrite, no variant) for this
+    /// entry's addresses at the MAC table epoch `nv_epoch` (0: none) of
+    /// this batch: then that verdict is replayed, with the `NV_*` counts.
+    nv: Verdict,
+    nv_epoch: u32,
+    nv_counts: u8,
     /// Fast hits not yet credited to the plan.
     packets: u64,
     bytes: u64,
@@ -391,6 +397,9 @@ impl MemoEntry {
         verdict: Verdict::Drop,
         fast: false,
         normal: false,
+        nv: Verdict::Drop,
+        nv_epoch: 0,
+        nv_counts: 0,
         packets: 0,
         bytes: 0,
     };
@@ -528,7 +537,7 @@ impl Memo {
         }
         e.hdr[words - 1] &= e.tail;
         (e.len, e.words, e.slot, e.layout) = (d.len(), words, slot, layout);
-        (e.verdict, e.fast, e.normal) = (verdict, fast, normal);
+        (e.verdict, e.fast, e.normal, e.nv_epoch) = (verdict, fast, normal, 0);
         (self.prev, self.last) = (self.last, at);
     }
 }
@@ -901,7 +910,9 @@ impl FlowModule {
     }
 
     /// NORMAL for packet `i` of a batch whose plan gave it verdict `v`
-    /// (see [`normal::apply`]); returns its verdict.
+    /// (see [`normal::apply`]); returns its verdict, and the counts to
+    /// replay with it if it is a bare verdict that any packet with the
+    /// same addresses gets until the MAC table changes.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn normal(
@@ -913,10 +924,10 @@ impl FlowModule {
         v: Verdict,
         out: &mut Verdicts,
         now_s: u32,
-    ) -> Verdict {
-        st.count(ctr::NORMAL_PACKETS);
+    ) -> (Verdict, Option<u8>) {
         let Some(f) = normal::Frame::read(batch.data(i)) else {
-            return v;
+            st.count(ctr::NORMAL_PACKETS);
+            return (v, None);
         };
         let mut o = normal::Outcome::default();
         let dests = &mut st.normal;
@@ -931,16 +942,13 @@ impl FlowModule {
                     None => (Verdict::Drop, dests.flooded, true),
                 },
             };
-        for (on, c) in [
-            (o.vlan_drop, ctr::NORMAL_VLAN_DROPS),
-            (flooded, ctr::NORMAL_FLOODS),
-            (no_room, ctr::REWRITE_DROPS),
-        ] {
-            if on {
-                st.count(c);
-            }
+        let counts = u8::from(flooded) * NV_FLOOD | u8::from(o.vlan_drop) * NV_VLAN_DROP;
+        st.count_normal(counts);
+        if no_room {
+            st.count(ctr::REWRITE_DROPS);
         }
-        r
+        let bare = !no_room && !st.normal.reshaped;
+        (r, bare.then_some(counts))
     }
 
     /// Sets a port's VLAN configuration for NORMAL (Open vSwitch's
@@ -1019,6 +1027,10 @@ impl FlowModule {
     }
 }
 
+/// Counts a NORMAL decision adds per packet (besides `normal_packets`).
+pub(crate) const NV_FLOOD: u8 = 1;
+pub(crate) const NV_VLAN_DROP: u8 = 2;
+
 /// What a packet-out sends for one executor output.
 fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
     Some(match o {
@@ -1061,11 +1073,18 @@ impl Module for FlowModule {
                 if e.fast {
                     e.packets += 1;
                     e.bytes += len;
-                    let v = if e.normal {
-                        let v = e.verdict;
-                        self.normal(&pipe, &mut st, batch, i, v, out, now_s)
-                    } else {
+                    let v = if !e.normal {
                         e.verdict
+                    } else if e.nv_epoch == st.normal.epoch {
+                        st.count_normal(e.nv_counts);
+                        e.nv
+                    } else {
+                        let (v, counts) =
+                            self.normal(&pipe, &mut st, batch, i, e.verdict, out, now_s);
+                        if let Some(c) = counts {
+                            (e.nv, e.nv_epoch, e.nv_counts) = (v, st.normal.epoch, c);
+                        }
+                        v
                     };
                     out.set(i, v);
                     continue;
@@ -1075,7 +1094,7 @@ impl Module for FlowModule {
                 st.account(slot, 1, len);
                 if st.rewrite(batch, i, slot, layout) {
                     let v = if st.normal(slot) {
-                        self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                        self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                     } else {
                         v
                     };
@@ -1126,14 +1145,14 @@ impl Module for FlowModule {
             st.account(slot, 1, len);
             if fast {
                 let v = if normal {
-                    self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                 } else {
                     v
                 };
                 out.set(i, v);
             } else if st.rewrite(batch, i, slot, p.layout) {
                 let v = if normal {
-                    self.normal(&pipe, &mut st, batch, i, v, out, now_s)
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                 } else {
                     v
                 };

@@ -349,18 +349,26 @@ pub(crate) struct Dests {
     last_src: u64,
     last_dst: u64,
     last_port: Option<PortId>,
+    /// Bumped (from 1, per batch) whenever learning changes the table:
+    /// a decision made at one epoch holds for the same addresses until
+    /// the next.
+    pub epoch: u32,
+    /// The last `apply` rewrote the packet or added a variant: its
+    /// decision cannot be replayed on another packet as a bare verdict.
+    pub reshaped: bool,
 }
 
 impl Dests {
     /// Starts a batch: forgets what the last one learned and looked up.
     pub fn begin(&mut self) {
-        (self.last_src, self.last_dst) = (0, 0);
+        (self.last_src, self.last_dst, self.epoch) = (0, 0, 1);
     }
 
     fn clear(&mut self) {
         self.untagged.clear();
         self.tagged.clear();
         self.flooded = false;
+        self.reshaped = false;
     }
 
     fn push(&mut self, p: PortId, e: Egress) {
@@ -409,10 +417,11 @@ pub(crate) fn decide(
     {
         let src = mactable::key(vlan, f.src);
         if src != dests.last_src {
-            if macs.learn(src, p, now_s) != Learned::Known {
+            if !matches!(macs.learn(src, p, now_s), Learned::Known | Learned::Refused) {
                 // What the table says of the last destination may have
                 // changed with it.
                 dests.last_dst = 0;
+                dests.epoch = dests.epoch.wrapping_add(1).max(1);
             }
             dests.last_src = src;
         }
@@ -517,6 +526,7 @@ pub(crate) fn apply(
                 let to = one_or_set(out, list);
                 let d = batch.data(i);
                 out.add_variant(i, to, &parts(d, f, e, &tag));
+                dests.reshaped = true;
             }
         }
         return Some(verdict);
@@ -538,9 +548,13 @@ pub(crate) fn apply(
         let to = one_or_set(out, dests.list(other));
         let d = batch.data(i);
         out.add_variant(i, to, &parts(d, f, other, &tag));
+        dests.reshaped = true;
     }
-    if as_is != Some(main) && !rewrite(batch, i, f, main, &tag) {
-        return None;
+    if as_is != Some(main) {
+        dests.reshaped = true;
+        if !rewrite(batch, i, f, main, &tag) {
+            return None;
+        }
     }
     Some(one_or_set(out, dests.list(main)))
 }
