@@ -942,7 +942,7 @@ impl FlowModule {
                     None => (Verdict::Drop, dests.flooded, true),
                 },
             };
-        let counts = u8::from(flooded) * NV_FLOOD | u8::from(o.vlan_drop) * NV_VLAN_DROP;
+        let counts = (u8::from(flooded) * NV_FLOOD) | (u8::from(o.vlan_drop) * NV_VLAN_DROP);
         st.count_normal(counts);
         if no_room {
             st.count(ctr::REWRITE_DROPS);
