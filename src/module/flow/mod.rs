@@ -84,7 +84,12 @@
 //! the lookup happen per packet after the plan's rewrites (memo, EMC and
 //! megaflow hits included), so megaflows never depend on the MAC table
 //! and a host that moves is followed by the next packet without touching
-//! the caches. NORMAL's ports are merged with the plan's other outputs; a
+//! the caches. Within a batch, as in `learn`, the last source learned and
+//! the last destination looked up are remembered, and a memo entry (same
+//! header bytes, so same addresses and tag) replays NORMAL's verdict when
+//! it was a bare one (no rewrite, no variant), until the batch's own
+//! learning changes the MAC table; what other workers learn meanwhile is
+//! seen from the next batch. NORMAL's ports are merged with the plan's other outputs; a
 //! port that wants the packet in the other form (tagged or untagged) gets
 //! it as a [`Verdicts::add_variant`]. When NORMAL is the only output
 //! besides the controller, the bytes are rewritten in place to the form of

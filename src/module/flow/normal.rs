@@ -17,7 +17,9 @@
 //! One packet can need two versions of its bytes (tagged for trunks,
 //! untagged for access ports): the one the frame already has (or gets by a
 //! rewrite in place when NORMAL is its only output) goes with its verdict,
-//! the other as a [`Verdicts::add_variant`].
+//! the other as a [`Verdicts::add_variant`]. `Dests` carries what a batch
+//! may reuse: the last source learned, the last destination looked up,
+//! and an epoch that moves when the batch's learning changes the table.
 
 use std::str::FromStr;
 
