@@ -1320,3 +1320,70 @@ fn incoming_queues_are_spread_over_workers_and_all_forwarded() {
         "both workers forwarded"
     );
 }
+
+// Variants: extra copies of a packet with bytes of their own.
+
+/// Even sequence numbers: the frame as is to port 2, and a variant (the
+/// frame with one byte appended) to ports 3 and 4, and another to port 9
+/// (not attached). Odd ones flood as they are.
+struct Variants;
+
+impl Module for Variants {
+    fn name(&self) -> &'static str {
+        "variants"
+    }
+
+    fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, _now: Nanos) {
+        let set = out.add_set(&[PortId(3), PortId(4)]);
+        for i in 0..batch.len() {
+            let d = batch.data(i);
+            if tag(d).1.is_multiple_of(2) {
+                out.set(i, Verdict::Port(PortId(2)));
+                assert!(out.add_variant(i, set, &[d, &[0xaa]]));
+                assert!(out.add_variant(i, Verdict::Port(PortId(9)), &[d]));
+            } else {
+                out.set(i, Verdict::Flood);
+            }
+        }
+    }
+}
+
+#[test]
+fn variants_reach_their_ports_with_their_bytes_in_input_order() {
+    let _g = serial();
+    let sw = switch(cfg(1), Arc::new(Variants));
+    let (_ports, mut clients) = make_ports(&sw, 4, default_cfg());
+    let frames: Vec<Vec<u8>> = (0..200)
+        .map(|s| frame(len_for(1, s), 1, mac(2), s))
+        .collect();
+    let c1 = clients.get_mut(&1).unwrap();
+    send_all(c1, &frames, LONG);
+    let got2 = recv_n(clients.get_mut(&2).unwrap(), 200, LONG);
+    assert_eq!(got2, frames, "port 2: every frame as sent, in order");
+    for p in [3, 4] {
+        let got = recv_n(clients.get_mut(&p).unwrap(), 200, LONG);
+        let want: Vec<Vec<u8>> = frames
+            .iter()
+            .enumerate()
+            .map(|(s, f)| {
+                let mut f = f.clone();
+                if s % 2 == 0 {
+                    f.push(0xaa);
+                }
+                f
+            })
+            .collect();
+        assert_eq!(
+            got, want,
+            "port {p}: variants in the place of their packets"
+        );
+    }
+    wait_tx(&sw, 4, 200);
+    let t = totals(&sw, 1);
+    assert_eq!(t.drops.no_dest, 100, "the variants to port 9 are counted");
+    assert_eq!(t.drops.module, 0);
+    assert_eq!(
+        totals(&sw, 3).tx_bytes,
+        frames.iter().map(|f| f.len() as u64).sum::<u64>() + 100
+    );
+}

@@ -4,35 +4,27 @@
 //! learned port, floods unknown unicast, broadcast and multicast, drops frames
 //! whose destination sits on the input port, and ages entries out.
 //!
-//! The MAC table is a fixed-size, set-associative hash table (8 entries per
-//! 64-byte bucket) allocated once: memory is bounded whatever arrives. Each
-//! entry is one `u64` (`mac << 16 | port`), so lookups are lock-free and never
-//! see a MAC paired with another entry's port. Inserts, moves and aging take a
-//! mutex; the hot path takes it only for a MAC it has not seen on that port.
-//!
-//! A MAC flood from one port cannot take over the table: a port may hold at
-//! most `port_max` entries, and when a bucket or the table is full a newcomer
-//! may only evict an entry of a port that holds more entries than its own.
-//! The hash is keyed per table, so senders cannot aim collisions at a bucket.
+//! The MAC table is [`MacTable`] (shared with the flow module's NORMAL
+//! action), every entry in VLAN 0: fixed memory, lock-free lookups, a mutex
+//! only for a MAC not yet seen on that port. A MAC flood from one port
+//! cannot take over the table: a port may hold at most `port_max` entries,
+//! and when a bucket or the table is full a newcomer may only evict an
+//! entry of a port that holds more entries than its own.
 //!
 //! Spec: `learn[:max=N,port_max=N,aging=SECS]` (defaults 8192, max/2, 300).
 
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use super::mactable::{self, MacLimits, MacTable, is_group, mac_at};
 use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
 use crate::packet::Batch;
-use crate::port::{MAX_PORTS, PortId};
+use crate::port::PortId;
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "learn",
     help: "learning bridge; learn:max=8192,port_max=4096,aging=300",
     build: |args| Ok(Arc::new(Learn::new(LearnConfig::parse(args)?))),
 };
-
-const WAYS: usize = 8;
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LearnConfig {
@@ -46,34 +38,34 @@ pub struct LearnConfig {
 
 impl Default for LearnConfig {
     fn default() -> Self {
+        let d = MacLimits::default();
         LearnConfig {
-            max_entries: 8192,
-            port_max: 4096,
-            aging_secs: 300,
+            max_entries: d.max_entries,
+            port_max: d.port_max,
+            aging_secs: d.aging_secs,
         }
     }
 }
 
 impl LearnConfig {
     pub fn parse(args: &str) -> Result<LearnConfig, ModuleError> {
-        let bad = |msg: String| ModuleError::BadArgs {
-            module: "learn",
-            msg,
-        };
         let mut c = LearnConfig::default();
         let mut port_max = None;
         for (k, v) in parse_args("learn", args)? {
-            let n: u64 = v
-                .parse()
-                .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
             match k.as_str() {
-                "max" if (1..=1 << 24).contains(&n) => c.max_entries = n as usize,
-                "port_max" if n >= 1 => port_max = Some(n as usize),
-                "aging" if (1..=1_000_000).contains(&n) => c.aging_secs = n as u32,
-                "max" | "port_max" | "aging" => {
-                    return Err(bad(format!("{k}={v} is out of range")));
+                "max" | "port_max" | "aging" => {}
+                _ => {
+                    return Err(ModuleError::BadArgs {
+                        module: "learn",
+                        msg: format!("unknown option '{k}' (max, port_max, aging)"),
+                    });
                 }
-                _ => return Err(bad(format!("unknown option '{k}' (max, port_max, aging)"))),
+            }
+            let n = parse_limit("learn", &k, &v)?;
+            match k.as_str() {
+                "max" => c.max_entries = n as usize,
+                "port_max" => port_max = Some(n as usize),
+                _ => c.aging_secs = n as u32,
             }
         }
         c.port_max = port_max
@@ -81,71 +73,47 @@ impl LearnConfig {
             .min(c.max_entries);
         Ok(c)
     }
+
+    fn limits(&self) -> MacLimits {
+        MacLimits {
+            max_entries: self.max_entries,
+            port_max: self.port_max,
+            aging_secs: self.aging_secs,
+        }
+    }
 }
 
-#[repr(C, align(64))]
-struct Bucket([AtomicU64; WAYS]);
-
-/// Bookkeeping changed only under the write lock.
-struct Books {
-    per_port: Vec<u32>,
-    total: usize,
+/// Checks one MAC table bound of a module spec (`max`, `port_max` or
+/// `aging`, under whatever name the module gives it) and returns it.
+pub(crate) fn parse_limit(module: &'static str, k: &str, v: &str) -> Result<u64, ModuleError> {
+    let bad = |msg: String| ModuleError::BadArgs { module, msg };
+    let n: u64 = v
+        .parse()
+        .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
+    let ok = if k.ends_with("port_max") {
+        n >= 1
+    } else if k.ends_with("max") {
+        (1..=1 << 24).contains(&n)
+    } else {
+        (1..=1_000_000).contains(&n)
+    };
+    if ok {
+        Ok(n)
+    } else {
+        Err(bad(format!("{k}={v} is out of range")))
+    }
 }
 
 pub struct Learn {
     cfg: LearnConfig,
-    buckets: Box<[Bucket]>,
-    /// Last time (seconds) each entry's MAC was seen, indexed like the entries.
-    seen: Box<[AtomicU32]>,
-    mask: usize,
-    seed: u64,
-    books: Mutex<Books>,
-    learned: AtomicU64,
-    moved: AtomicU64,
-    refused: AtomicU64,
-    aged: AtomicU64,
-}
-
-#[inline]
-fn mac_at(b: &[u8]) -> u64 {
-    u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
-}
-
-#[inline]
-fn is_group(mac: u64) -> bool {
-    mac & (1 << 40) != 0
-}
-
-#[inline]
-fn entry_mac(e: u64) -> u64 {
-    e >> 16
-}
-
-#[inline]
-fn entry_port(e: u64) -> u16 {
-    e as u16
+    table: MacTable,
 }
 
 impl Learn {
     pub fn new(cfg: LearnConfig) -> Learn {
-        let nbuckets = (cfg.max_entries * 2).div_ceil(WAYS).next_power_of_two();
-        let buckets = (0..nbuckets).map(|_| Bucket(Default::default())).collect();
-        let seen = (0..nbuckets * WAYS).map(|_| AtomicU32::new(0)).collect();
         Learn {
             cfg,
-            buckets,
-            seen,
-            mask: nbuckets - 1,
-            seed: std::collections::hash_map::RandomState::new()
-                .hash_one(0x006d_7377_6974_6368_u64),
-            books: Mutex::new(Books {
-                per_port: vec![0; MAX_PORTS],
-                total: 0,
-            }),
-            learned: AtomicU64::new(0),
-            moved: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            aged: AtomicU64::new(0),
+            table: MacTable::new(cfg.limits()),
         }
     }
 
@@ -153,166 +121,24 @@ impl Learn {
         self.cfg
     }
 
-    fn books(&self) -> MutexGuard<'_, Books> {
-        self.books.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    #[inline]
-    fn bucket_of(&self, mac: u64) -> usize {
-        let h = (mac ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        ((h >> 32) ^ h) as usize & self.mask
-    }
-
-    #[inline]
-    fn live(&self, idx: usize, now_s: u32) -> bool {
-        now_s.wrapping_sub(self.seen[idx].load(Ordering::Relaxed)) < self.cfg.aging_secs
-    }
-
-    /// Finds `mac`'s entry: (entry index, port), live or not.
-    #[inline]
-    fn find(&self, mac: u64) -> Option<(usize, u16)> {
-        let b = self.bucket_of(mac);
-        for (w, e) in self.buckets[b].0.iter().enumerate() {
-            let v = e.load(Ordering::Acquire);
-            if v != 0 && entry_mac(v) == mac {
-                return Some((b * WAYS + w, entry_port(v)));
-            }
-        }
-        None
-    }
-
-    fn entry(&self, idx: usize) -> &AtomicU64 {
-        &self.buckets[idx / WAYS].0[idx % WAYS]
-    }
-
     /// The port `mac` was learned on, if its entry is live.
     pub fn lookup(&self, mac: u64, now: Nanos) -> Option<PortId> {
-        let now_s = (now / NS_PER_SEC) as u32;
-        self.find(mac)
-            .filter(|&(i, _)| self.live(i, now_s))
-            .map(|(_, p)| PortId(p))
+        self.table.lookup(0, mac, now)
     }
 
     /// Number of live entries as far as the bookkeeping knows (expired entries
     /// count until the next `tick` or until reused).
     pub fn len(&self) -> usize {
-        self.books().total
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Learns that `mac` is behind `port`.
-    #[inline]
-    pub fn learn(&self, mac: u64, port: PortId, now_s: u32) {
-        if let Some((i, p)) = self.find(mac)
-            && p == port.0
-        {
-            if self.seen[i].load(Ordering::Relaxed) != now_s {
-                self.seen[i].store(now_s, Ordering::Relaxed);
-            }
-            return;
-        }
-        self.learn_slow(mac, port, now_s);
-    }
-
-    fn learn_slow(&self, mac: u64, port: PortId, now_s: u32) {
-        let mut books = self.books();
-        let value = mac << 16 | u64::from(port.0);
-        if let Some((i, p)) = self.find(mac) {
-            // Seen on another port: the host moved (or raced us to the same port).
-            self.seen[i].store(now_s, Ordering::Relaxed);
-            if p != port.0 {
-                books.per_port[p as usize] -= 1;
-                books.per_port[port.index()] += 1;
-                self.entry(i).store(value, Ordering::Release);
-                self.moved.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        if books.per_port[port.index()] as usize >= self.cfg.port_max {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let b = self.bucket_of(mac);
-        let base = b * WAYS;
-        let mut free = None;
-        for w in 0..WAYS {
-            let v = self.entry(base + w).load(Ordering::Relaxed);
-            if v == 0 {
-                free = Some(base + w);
-                break;
-            }
-            if !self.live(base + w, now_s) {
-                self.remove(&mut books, base + w, v);
-                self.aged.fetch_add(1, Ordering::Relaxed);
-                free = Some(base + w);
-                break;
-            }
-        }
-        if free.is_some() && books.total >= self.cfg.max_entries {
-            free = None;
-        }
-        let slot = match free {
-            Some(s) => s,
-            None => {
-                // Full: evict the oldest entry of the heaviest port in this
-                // bucket, but only if that port holds more than the newcomer's.
-                let mine = books.per_port[port.index()];
-                let victim = (base..base + WAYS)
-                    .filter_map(|i| {
-                        let v = self.entry(i).load(Ordering::Relaxed);
-                        (v != 0).then(|| (i, v, books.per_port[entry_port(v) as usize]))
-                    })
-                    .filter(|&(_, _, n)| n > mine + 1)
-                    .max_by_key(|&(i, _, n)| (n, u32::MAX - self.seen[i].load(Ordering::Relaxed)));
-                match victim {
-                    Some((i, v, _)) => {
-                        self.remove(&mut books, i, v);
-                        i
-                    }
-                    None => {
-                        self.refused.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-        };
-        self.seen[slot].store(now_s, Ordering::Relaxed);
-        self.entry(slot).store(value, Ordering::Release);
-        books.per_port[port.index()] += 1;
-        books.total += 1;
-        self.learned.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn remove(&self, books: &mut Books, idx: usize, v: u64) {
-        self.entry(idx).store(0, Ordering::Release);
-        books.per_port[entry_port(v) as usize] -= 1;
-        books.total -= 1;
-    }
-
-    /// Removes entries matching `pred` (under the write lock); returns how many.
-    fn sweep(&self, mut pred: impl FnMut(usize, u64) -> bool) -> u64 {
-        let mut books = self.books();
-        let mut n = 0;
-        for i in 0..self.seen.len() {
-            let v = self.entry(i).load(Ordering::Relaxed);
-            if v != 0 && pred(i, v) {
-                self.remove(&mut books, i, v);
-                n += 1;
-            }
-        }
-        n
+        self.table.is_empty()
     }
 
     /// Entries learned on `port`.
     pub fn port_entries(&self, port: PortId) -> u32 {
-        self.books()
-            .per_port
-            .get(port.index())
-            .copied()
-            .unwrap_or(0)
+        self.table.port_entries(port)
     }
 }
 
@@ -323,7 +149,7 @@ impl Module for Learn {
 
     fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, now: Nanos) {
         let in_port = batch.in_port();
-        let now_s = (now / NS_PER_SEC) as u32;
+        let now_s = MacTable::secs(now);
         // Consecutive packets of a batch mostly share addresses: remember the
         // last source learned and the last destination decided.
         let (mut last_src, mut last_dst, mut last_v) = (u64::MAX, u64::MAX, Verdict::Drop);
@@ -340,22 +166,17 @@ impl Module for Learn {
                     out.set(i, Verdict::Invalid);
                     continue;
                 }
-                self.learn(src, in_port, now_s);
+                self.table.learn(mactable::key(0, src), in_port, now_s);
                 last_src = src;
             }
             if dst != last_dst {
                 last_v = if is_group(dst) {
                     Verdict::Flood
                 } else {
-                    match self.find(dst) {
-                        Some((idx, p)) if self.live(idx, now_s) => {
-                            if p == in_port.0 {
-                                Verdict::Drop
-                            } else {
-                                Verdict::Port(PortId(p))
-                            }
-                        }
-                        _ => Verdict::Flood,
+                    match self.table.lookup_secs(mactable::key(0, dst), now_s) {
+                        Some(p) if p == in_port => Verdict::Drop,
+                        Some(p) => Verdict::Port(p),
+                        None => Verdict::Flood,
                     }
                 };
                 last_dst = dst;
@@ -365,23 +186,15 @@ impl Module for Learn {
     }
 
     fn port_detached(&self, port: PortId) {
-        self.sweep(|_, v| entry_port(v) == port.0);
+        self.table.forget_port(port);
     }
 
     fn tick(&self, now: Nanos) {
-        let now_s = (now / NS_PER_SEC) as u32;
-        let n = self.sweep(|i, _| !self.live(i, now_s));
-        self.aged.fetch_add(n, Ordering::Relaxed);
+        self.table.expire(now);
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("entries", self.len() as u64),
-            ("learned", self.learned.load(Ordering::Relaxed)),
-            ("moved", self.moved.load(Ordering::Relaxed)),
-            ("refused", self.refused.load(Ordering::Relaxed)),
-            ("aged", self.aged.load(Ordering::Relaxed)),
-        ]
+        self.table.counters().to_vec()
     }
 }
 
@@ -390,7 +203,7 @@ mod tests {
     use super::*;
     use crate::wire::MacAddr;
 
-    const SEC: Nanos = NS_PER_SEC;
+    const SEC: Nanos = 1_000_000_000;
 
     fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
         let mut f = vec![0u8; 60];

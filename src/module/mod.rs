@@ -12,6 +12,7 @@
 pub mod dummy;
 pub mod flow;
 pub mod learn;
+pub mod mactable;
 
 use std::sync::Arc;
 
@@ -52,6 +53,13 @@ pub enum Verdict {
 /// metadata behind it). A packet whose verdict is [`Verdict::Controller`]
 /// goes up once: with the tag of its `to_controller` entry if it has one,
 /// else with tag 0. Each `to_controller` entry is one copy.
+///
+/// Variants: [`Verdicts::add_variant`] sends a packet to more ports with
+/// bytes of its own (the flow module's NORMAL sends a VLAN's packet tagged
+/// to trunks and untagged to access ports). The bytes live in an arena
+/// reused across batches; the switch copies them to those destinations
+/// like any packet, in input order with the others. Only batches that
+/// have variants take that path.
 #[derive(Default)]
 pub struct Verdicts {
     v: Vec<Verdict>,
@@ -60,15 +68,33 @@ pub struct Verdicts {
     ranges: Vec<(u32, u32, bool)>,
     /// (packet, tag) of the controller copies, in the order recorded.
     ctl: Vec<(u16, u32)>,
+    variants: Vec<Variant>,
+    /// The variants' bytes, back to back.
+    arena: Vec<u8>,
+}
+
+/// One variant: a packet's extra copy with its own bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Variant {
+    pub pkt: u16,
+    /// A [`Verdict::Port`] or a [`Verdict::Ports`] set without hairpin.
+    pub to: Verdict,
+    pub start: u32,
+    pub len: u32,
 }
 
 impl Verdicts {
+    /// Variants a batch may have per packet, on average.
+    pub const MAX_VARIANTS_PER_PACKET: usize = 4;
+
     pub fn with_capacity(n: usize) -> Verdicts {
         Verdicts {
             v: Vec::with_capacity(n),
             sets: Vec::with_capacity(n),
             ranges: Vec::with_capacity(n),
             ctl: Vec::new(),
+            variants: Vec::new(),
+            arena: Vec::new(),
         }
     }
 
@@ -79,6 +105,8 @@ impl Verdicts {
         self.sets.clear();
         self.ranges.clear();
         self.ctl.clear();
+        self.variants.clear();
+        self.arena.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -147,6 +175,70 @@ impl Verdicts {
         if !self.ctl.is_sorted_by_key(|c| c.0) {
             self.ctl.sort_by_key(|c| c.0);
         }
+    }
+
+    /// Sends packet `i` also to `to` (a [`Verdict::Port`], or a
+    /// [`Verdict::Ports`] set of this batch that is not a hairpin set) with
+    /// bytes of its own: `parts` put end to end. The destinations should
+    /// not overlap the packet's verdict (a port named by both gets both
+    /// copies); the input port is skipped. Returns false, recording
+    /// nothing, for another kind of verdict, bytes longer than a slot can
+    /// describe (65535), or past [`Verdicts::MAX_VARIANTS_PER_PACKET`]
+    /// variants per packet of the batch on average (the switch numbers
+    /// them in 16 bits with the packets).
+    pub fn add_variant(&mut self, i: usize, to: Verdict, parts: &[&[u8]]) -> bool {
+        let ok = match to {
+            Verdict::Port(_) => true,
+            Verdict::Ports(k) => self.ranges.get(usize::from(k)).is_some_and(|r| !r.2),
+            _ => false,
+        };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if !ok
+            || len > usize::from(u16::MAX)
+            || i >= self.v.len()
+            || self.variants.len() >= Self::MAX_VARIANTS_PER_PACKET * self.v.len()
+        {
+            return false;
+        }
+        let start = self.arena.len() as u32;
+        for p in parts {
+            self.arena.extend_from_slice(p);
+        }
+        self.variants.push(Variant {
+            pkt: i as u16,
+            to,
+            start,
+            len: len as u32,
+        });
+        true
+    }
+
+    /// The variants recorded: (packet, destinations, bytes), in the order
+    /// recorded (in packet order once the switch sorted them).
+    pub fn variants(&self) -> impl Iterator<Item = (usize, Verdict, &[u8])> {
+        self.variants.iter().map(|v| {
+            let b = &self.arena[v.start as usize..(v.start + v.len) as usize];
+            (usize::from(v.pkt), v.to, b)
+        })
+    }
+
+    /// Where variant `k` goes (in the order of [`Verdicts::sorted_variants`]).
+    #[inline]
+    pub(crate) fn variant_to(&self, k: usize) -> Option<Verdict> {
+        self.variants.get(k).map(|v| v.to)
+    }
+
+    #[inline]
+    pub fn has_variants(&self) -> bool {
+        !self.variants.is_empty()
+    }
+
+    /// The variants, ordered by packet (stable), and their arena.
+    pub(crate) fn sorted_variants(&mut self) -> (&[Variant], &[u8]) {
+        if !self.variants.is_sorted_by_key(|v| v.pkt) {
+            self.variants.sort_by_key(|v| v.pkt);
+        }
+        (&self.variants, &self.arena)
     }
 
     /// Sends packet `i` to a set of ports.
@@ -285,5 +377,41 @@ mod tests {
         assert_eq!(v.controller_copies(), &[(0, 7), (2, 9)]);
         v.reset(2);
         assert!(v.controller_copies().is_empty());
+    }
+
+    #[test]
+    fn variants_carry_their_own_bytes() {
+        let mut v = Verdicts::with_capacity(4);
+        v.reset(3);
+        let set = v.add_set(&[PortId(3), PortId(4)]);
+        let hp = v.add_set_with(&[PortId(1)], true);
+        assert!(v.add_variant(2, set, &[b"ab", b"", b"cd"]));
+        assert!(v.add_variant(0, Verdict::Port(PortId(5)), &[b"x"]));
+        assert!(!v.add_variant(0, Verdict::Flood, &[b"x"]));
+        assert!(!v.add_variant(0, hp, &[b"x"]));
+        assert!(!v.add_variant(7, Verdict::Port(PortId(5)), &[b"x"]));
+        assert!(!v.add_variant(0, Verdict::Port(PortId(5)), &[&[0; 70000]]));
+        let mut full = 0;
+        while v.add_variant(1, Verdict::Port(PortId(6)), &[b"y"]) {
+            full += 1;
+        }
+        assert_eq!(full, 3 * Verdicts::MAX_VARIANTS_PER_PACKET - 2);
+        let got: Vec<_> = v
+            .variants()
+            .filter(|&(i, _, _)| i != 1)
+            .map(|(i, t, b)| (i, t, b.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, set, b"abcd".to_vec()),
+                (0, Verdict::Port(PortId(5)), b"x".to_vec())
+            ]
+        );
+        let (sorted, _) = v.sorted_variants();
+        assert_eq!(sorted.first().map(|x| x.pkt), Some(0));
+        assert_eq!(sorted.last().map(|x| x.pkt), Some(2));
+        v.reset(1);
+        assert!(!v.has_variants());
     }
 }

@@ -13,6 +13,12 @@
 //!    `send` is that step for any list of packets; `Switch::transmit` uses
 //!    it for the agent's packet-outs.
 //!
+//! Variants ([`Verdicts::add_variant`]: a packet's extra copies with bytes
+//! of their own) join the batch as extra packets after the last one,
+//! pointing into the verdicts' arena, and are linked right after their
+//! packet, so each destination still receives in input order. A batch
+//! without variants never looks at them.
+//!
 //! A packet never goes back out of its input port, except through a
 //! hairpin set ([`Verdicts::add_set_with`]); floods never do. Controller
 //! copies ([`Verdicts::to_controller`]) are queued while walking the batch,
@@ -57,6 +63,8 @@ pub struct Forwarder {
     dst: Vec<DstList>,
     active: Vec<u16>,
     bcast: Vec<u16>,
+    /// Per variant (packet `n + k` of `pkts`): the packet it is a copy of.
+    origin: Vec<u16>,
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
     /// Packets forwarded (read from an input ring) by this forwarder.
@@ -71,13 +79,15 @@ impl Forwarder {
         Forwarder {
             batch,
             ctr,
-            pkts: Vec::with_capacity(batch),
+            // The batch, and as many variants.
+            pkts: Vec::with_capacity(2 * batch),
             verdicts: Verdicts::with_capacity(batch),
             // Room for every packet to reach four ports, plus one full fan-out.
             links: Vec::with_capacity(batch * 4 + MAX_PORTS),
             dst: vec![DstList::default(); MAX_PORTS],
             active: Vec::with_capacity(64),
             bcast: Vec::with_capacity(batch),
+            origin: Vec::with_capacity(batch),
             max_len: 0,
             packets: 0,
         }
@@ -152,6 +162,7 @@ impl Forwarder {
         debug_assert!(self.active.is_empty() && self.bcast.is_empty());
         if let Some(&Verdict::Port(p)) = self.verdicts.as_slice().first()
             && self.verdicts.controller_copies().is_empty()
+            && !self.verdicts.has_variants()
             && p != in_id
             && self
                 .verdicts
@@ -168,10 +179,24 @@ impl Forwarder {
             }
             return;
         }
-        // Controller copies are walked with the packets, in packet order.
+        // Controller copies and variants are walked with the packets, in
+        // packet order.
         self.verdicts.sort_controller_copies();
-        let mut c = 0;
-        for i in 0..self.pkts.len() {
+        let n = self.pkts.len();
+        self.origin.clear();
+        if self.verdicts.has_variants() {
+            let (vs, arena) = self.verdicts.sorted_variants();
+            for v in vs {
+                let b = &arena[v.start as usize..(v.start + v.len) as usize];
+                // Read-only views of the arena, which stays put until the
+                // next batch's `reset` (the verdicts are not touched before).
+                self.pkts.push(PacketRef::readonly(b));
+                self.origin.push(v.pkt);
+                self.max_len = self.max_len.max(v.len);
+            }
+        }
+        let (mut c, mut var) = (0, 0);
+        for i in 0..n {
             let mut copied = false;
             while let Some(&(k, tag)) = self.verdicts.controller_copies().get(c)
                 && usize::from(k) == i
@@ -207,6 +232,14 @@ impl Forwarder {
                 }
                 Verdict::Drop => module += 1,
                 Verdict::Invalid => bad += 1,
+            }
+            while let Some(&pkt) = self.origin.get(var)
+                && usize::from(pkt) == i
+            {
+                if !self.link_variant(table, in_id, n + var) {
+                    no_dest += 1;
+                }
+                var += 1;
             }
             if self.links.len() > room {
                 self.flush(table, input);
@@ -248,6 +281,33 @@ impl Forwarder {
             next: NIL,
         });
         true
+    }
+
+    /// Chains variant packet `j` (index into `pkts`) to its destinations.
+    /// False if it reaches none.
+    #[cold]
+    fn link_variant(&mut self, table: &Table, in_id: PortId, j: usize) -> bool {
+        let Some(to) = self.verdicts.variant_to(j - self.origin_base()) else {
+            return false;
+        };
+        match to {
+            Verdict::Port(p) => self.link(table, p, in_id, j, false),
+            Verdict::Ports(k) => {
+                let mut any = false;
+                for m in 0..self.verdicts.set_members(k).len() {
+                    let p = self.verdicts.set_members(k)[m];
+                    any |= self.link(table, p, in_id, j, false);
+                }
+                any
+            }
+            _ => false,
+        }
+    }
+
+    /// Index in `pkts` of the first variant.
+    #[inline]
+    fn origin_base(&self) -> usize {
+        self.pkts.len() - self.origin.len()
     }
 
     fn packet(&self, i: usize) -> &[u8] {
@@ -308,6 +368,8 @@ impl Forwarder {
             next: list.head,
             bcast,
             b: 0,
+            base: self.origin_base(),
+            origin: &self.origin,
         };
         send(dst, self.ctr, &self.pkts, merged, total, self.max_len);
     }
@@ -454,13 +516,27 @@ fn send_direct(
 }
 
 /// Walks a destination's linked list and the broadcast list together,
-/// yielding packet indices in increasing order.
+/// yielding packet indices in input order (a variant, index `base + k`,
+/// sits at the place of its packet `origin[k]`, after it).
 #[derive(Clone)]
 struct Merge<'a> {
     links: &'a [Link],
     next: u16,
     bcast: &'a [u16],
     b: usize,
+    base: usize,
+    origin: &'a [u16],
+}
+
+impl Merge<'_> {
+    /// The input position packet `u` goes out at.
+    #[inline]
+    fn pos(&self, u: u16) -> u16 {
+        match usize::from(u).checked_sub(self.base) {
+            Some(k) => self.origin.get(k).copied().unwrap_or(u),
+            None => u,
+        }
+    }
 }
 
 impl Iterator for Merge<'_> {
@@ -471,7 +547,7 @@ impl Iterator for Merge<'_> {
         let u = (self.next != NIL).then(|| self.links[self.next as usize].pkt);
         let b = self.bcast.get(self.b).copied();
         match (u, b) {
-            (Some(u), Some(b)) if b < u => {
+            (Some(u), Some(b)) if b < self.pos(u) || (b == self.pos(u) && b != u) => {
                 self.b += 1;
                 Some(b as usize)
             }

@@ -60,7 +60,10 @@ pub(crate) mod ctr {
     pub const TABLE_MISS: usize = 7;
     pub const REWRITE_DROPS: usize = 8;
     pub const CACHE_RESETS: usize = 9;
-    pub const N: usize = 10;
+    pub const NORMAL_PACKETS: usize = 10;
+    pub const NORMAL_FLOODS: usize = 11;
+    pub const NORMAL_VLAN_DROPS: usize = 12;
+    pub const N: usize = 13;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -72,6 +75,9 @@ pub(crate) mod ctr {
         "table_miss",
         "rewrite_drops",
         "cache_resets",
+        "normal_packets",
+        "normal_floods",
+        "normal_vlan_drops",
     ];
 }
 
@@ -210,6 +216,8 @@ pub(crate) struct Stripe {
     rng: u64,
     /// The per-batch memo, kept here between batches (see `process`).
     pub memo: Option<Box<super::Memo>>,
+    /// NORMAL's scratch, kept here between batches.
+    pub normal: super::normal::Dests,
 }
 
 impl Default for Stripe {
@@ -226,6 +234,7 @@ impl Default for Stripe {
             local: [0; ctr::N],
             rng: 0x2545_f491_4f6c_dd1d,
             memo: None,
+            normal: Default::default(),
         }
     }
 }
@@ -260,6 +269,17 @@ impl Stripe {
 
     pub fn count(&mut self, c: usize) {
         self.local[c] += 1;
+    }
+
+    /// Counts one packet through NORMAL, with `counts` ([`super::NV_FLOOD`],
+    /// [`super::NV_VLAN_DROP`]).
+    #[inline]
+    pub fn count_normal(&mut self, counts: u8) {
+        self.local[ctr::NORMAL_PACKETS] += 1;
+        if counts != 0 {
+            self.local[ctr::NORMAL_FLOODS] += u64::from(counts & super::NV_FLOOD);
+            self.local[ctr::NORMAL_VLAN_DROPS] += u64::from(counts & super::NV_VLAN_DROP != 0);
+        }
     }
 
     pub fn count_n(&mut self, c: usize, n: u64) {
@@ -419,12 +439,28 @@ impl Stripe {
     }
 
     /// Whether the plan in `slot` neither rewrites packets nor sends them
-    /// to the controller: its packets only count (the memo's fast hits).
+    /// to the controller: its packets only count (the memo's fast hits;
+    /// NORMAL, if the plan has it, still runs per packet).
     #[inline]
     pub fn fast(&self, slot: u32) -> bool {
         self.slots
             .get(slot as usize)
             .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none())
+    }
+
+    /// Whether the plan in `slot` rewrites packets (and so needs their
+    /// whole layout).
+    #[inline]
+    pub fn rewrites(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| !s.plan.ops.is_empty())
+    }
+
+    /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
+    #[inline]
+    pub fn normal(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(|s| s.plan.normal)
     }
 
     /// Applies the plan's rewrites to packet `i`; false if it must drop.

@@ -8,7 +8,7 @@
 //!   (`OFPBIC_BAD_TABLE_ID`); meters are not supported (`OFPBIC_UNSUP_INST`).
 //! - Actions: outputs to real ports that exist (when the port set is known;
 //!   otherwise any number a port can have), IN_PORT, FLOOD, ALL, CONTROLLER
-//!   and LOCAL; TABLE, NORMAL, ANY and port 0 are `OFPBAC_BAD_OUT_PORT`.
+//!   LOCAL and NORMAL; TABLE, ANY and port 0 are `OFPBAC_BAD_OUT_PORT`.
 //!   Groups must exist (`OFPBAC_BAD_OUT_GROUP`). MPLS, PBB and TTL-copy
 //!   actions are not supported (`OFPBAC_BAD_TYPE`); set-queue is accepted
 //!   and ignored (no queues). Set-field works on the fields listed in
@@ -163,9 +163,12 @@ impl Pipeline {
 
     fn check_out_port(&self, port: PortNo) -> Result<(), ErrorCode> {
         let ok = match port {
-            PortNo::IN_PORT | PortNo::FLOOD | PortNo::ALL | PortNo::CONTROLLER | PortNo::LOCAL => {
-                true
-            }
+            PortNo::IN_PORT
+            | PortNo::FLOOD
+            | PortNo::ALL
+            | PortNo::CONTROLLER
+            | PortNo::LOCAL
+            | PortNo::NORMAL => true,
             p if p.is_reserved() => false,
             p => match &self.known_ports {
                 Some(k) => k.contains(&p.0),

@@ -68,20 +68,55 @@
 //!   its packets from the controller.
 //! - Packet-outs ([`FlowModule::packet_out`]) run an action list on a copy
 //!   of a frame and return every output with its own bytes ([`Output`]),
-//!   TABLE included; the agent sends them with `Switch::transmit`.
+//!   TABLE and NORMAL included; the agent sends them with `Switch::transmit`.
+//!
+//! # NORMAL
+//!
+//! Output to `OFPP_NORMAL` is Open vSwitch's MAC-learning switch per VLAN
+//! (`normal`): per-port VLAN modes ([`FlowModule::set_port_vlan`],
+//! [`PortVlan`]), a MAC table keyed by (VLAN, MAC) shared with the `learn`
+//! module ([`crate::module::mactable`]: aging, 8192 entries and half of
+//! that per port by default, a flood from one port never evicts another
+//! port's hosts), [`FlowModule::fdb`] and [`FlowModule::fdb_flush`] for
+//! `fdb/show` and `fdb/flush`, `mac_*` and `normal_*` counters.
+//!
+//! A plan only records that NORMAL is one of its outputs; learning and
+//! the lookup happen per packet after the plan's rewrites (memo, EMC and
+//! megaflow hits included), so megaflows never depend on the MAC table
+//! and a host that moves is followed by the next packet without touching
+//! the caches. Within a batch, as in `learn`, the last source learned and
+//! the last destination looked up are remembered, and a memo entry (same
+//! header bytes, so same addresses and tag) replays NORMAL's verdict when
+//! it was a bare one (no rewrite, no variant), until the batch's own
+//! learning changes the MAC table; what other workers learn meanwhile is
+//! seen from the next batch. NORMAL's ports are merged with the plan's other outputs; a
+//! port that wants the packet in the other form (tagged or untagged) gets
+//! it as a [`Verdicts::add_variant`]. When NORMAL is the only output
+//! besides the controller, the bytes are rewritten in place to the form of
+//! most of its ports (a controller copy then sees them so); otherwise they
+//! stay as the plan left them. A FLOOD or ALL in the same list already
+//! reaches every port with those bytes, and NORMAL adds nothing to it.
 //!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
-//! - A packet gets one set of destinations and one version of its bytes. If
-//!   its actions output it several times with rewrites in between, every
-//!   destination (the controller copy too) gets the bytes of the *last*
-//!   output, counted in `multi_version_outputs`. (Packet-outs have no such
-//!   limit.)
+//! - A packet gets one set of destinations and one version of its bytes
+//!   from its actions (NORMAL's tagged/untagged variants aside). If its
+//!   actions output it several times with rewrites in between, every
+//!   destination (the controller copy and NORMAL's input too) gets the
+//!   bytes of the *last* output, counted in `multi_version_outputs`.
+//!   (Packet-outs have no such limit.)
 //! - FLOOD and ALL both mean every port but the input.
 //! - LOCAL is "no such port" on the data path (there is no local port
 //!   yet): that output does nothing; a packet-out returns it as
-//!   [`Output::Local`]. NORMAL is refused, and TABLE too outside
-//!   packet-outs.
+//!   [`Output::Local`]. TABLE is refused outside packet-outs.
+//! - NORMAL: no bonds, no mirrors, no `dot1q-tunnel` mode, no
+//!   `priority-tags`; only 802.1Q (TPID 0x8100) tags are VLAN tags. A tag
+//!   that must be pushed in place needs 4 bytes of room, as for push-VLAN
+//!   (`rewrite_drops`). Changing a port's VLAN configuration keeps the MAC
+//!   table (entries in VLANs the port left are never used for it and age
+//!   out). NORMAL from a packet-out whose `in_port` is the controller or
+//!   LOCAL learns nothing and treats the packet as received on a trunk of
+//!   every VLAN.
 //! - Pushing a VLAN tag needs 4 bytes of room in the buffer; without it the
 //!   packet is dropped (`rewrite_drops`).
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
@@ -96,8 +131,13 @@
 //!
 //! # Spec
 //!
-//! `flow[:tables=N,max_flows=N,l2=N,filler=N]`: `tables` (1..=255, default
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
+//! `tables` (1..=255, default
 //! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
+//! NORMAL's MAC table holds `mac_max` entries (8192), `mac_port_max` per
+//! port (half of `mac_max`), aged after `mac_aging` seconds (300).
+//! `normal=1` installs `priority=0,actions=NORMAL`, as Open vSwitch does
+//! on a new bridge.
 //! The tables start empty, so everything is dropped until the agent installs
 //! entries (OpenFlow 1.3's default). For benchmarks, `l2=N` installs
 //! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
@@ -111,6 +151,7 @@ mod features;
 mod flowmod;
 mod group;
 mod key;
+mod normal;
 mod parse;
 mod pipeline;
 mod stats;
@@ -132,15 +173,21 @@ use crate::packet::Batch;
 use crate::port::{MAX_PORTS, PortId};
 use crate::wire::MacAddr;
 
+use super::mactable::{MacLimits, MacTable};
 use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
 use cache::{DpCounters, Stripe, ctr};
 use key::Layout;
+pub use normal::{PortVlan, PortVlanError, VlanMode};
 pub use pipeline::ControllerMeta;
+
+/// One entry of NORMAL's MAC table ([`FlowModule::fdb`]), as Open vSwitch's
+/// `ovs-appctl fdb/show` lists it.
+pub use super::mactable::MacEntry as FdbEntry;
 use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
-    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=8192,mac_port_max=4096,mac_aging=300",
     build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
 };
 
@@ -172,6 +219,12 @@ pub struct FlowConfig {
     pub l2: u16,
     /// Benchmark preset: entries that match no benchmark traffic.
     pub filler: usize,
+    /// Preset: `priority=0,actions=NORMAL` in table 0 (a fresh Open
+    /// vSwitch bridge).
+    pub normal: bool,
+    /// NORMAL's MAC table bounds and aging (Open vSwitch's
+    /// `mac-table-size` and `mac-aging-time`; the per-port bound is ours).
+    pub macs: MacLimits,
 }
 
 impl Default for FlowConfig {
@@ -181,6 +234,8 @@ impl Default for FlowConfig {
             max_flows: 1_000_000,
             l2: 0,
             filler: 0,
+            normal: false,
+            macs: MacLimits::default(),
         }
     }
 }
@@ -192,7 +247,22 @@ impl FlowConfig {
             msg,
         };
         let mut c = FlowConfig::default();
+        let mut port_max = None;
         for (k, v) in parse_args("flow", args)? {
+            if k.starts_with("mac_") {
+                let n = super::learn::parse_limit("flow", &k, &v)?;
+                match k.as_str() {
+                    "mac_max" => c.macs.max_entries = n as usize,
+                    "mac_port_max" => port_max = Some(n as usize),
+                    "mac_aging" => c.macs.aging_secs = n as u32,
+                    _ => {
+                        return Err(bad(format!(
+                            "unknown option '{k}' (mac_max, mac_port_max, mac_aging)"
+                        )));
+                    }
+                }
+                continue;
+            }
             let n: u64 = v
                 .parse()
                 .map_err(|_| bad(format!("{k}: '{v}' is not a number")))?;
@@ -201,16 +271,20 @@ impl FlowConfig {
                 "max_flows" if (1..=100_000_000).contains(&n) => c.max_flows = n as usize,
                 "l2" if n < MAX_PORTS as u64 => c.l2 = n as u16,
                 "filler" if n <= 1_000_000 => c.filler = n as usize,
-                "tables" | "max_flows" | "l2" | "filler" => {
+                "normal" if n <= 1 => c.normal = n == 1,
+                "tables" | "max_flows" | "l2" | "filler" | "normal" => {
                     return Err(bad(format!("{k}={v} is out of range")));
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (tables, max_flows, l2, filler)"
+                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, mac_max, mac_port_max, mac_aging)"
                     )));
                 }
             }
         }
+        c.macs.port_max = port_max
+            .unwrap_or(c.macs.max_entries.div_ceil(2))
+            .min(c.macs.max_entries);
         Ok(c)
     }
 }
@@ -225,6 +299,8 @@ pub struct FlowModule {
     removed: Mutex<VecDeque<Removed>>,
     removed_overflow: std::sync::atomic::AtomicU64,
     metas: Mutex<Metas>,
+    /// NORMAL's MAC table, shared by all workers.
+    macs: MacTable,
 }
 
 /// Most distinct packet-in metadata interned ([`FlowModule::controller_meta`]);
@@ -292,6 +368,14 @@ struct MemoEntry {
     verdict: Verdict,
     /// The plan rewrites nothing: hits only count.
     fast: bool,
+    /// The plan outputs to NORMAL, which still runs per packet...
+    normal: bool,
+    /// ...unless it made a bare verdict (no rewrite, no variant) for this
+    /// entry's addresses at the MAC table epoch `nv_epoch` (0: none) of
+    /// this batch: then that verdict is replayed, with the `NV_*` counts.
+    nv: Verdict,
+    nv_epoch: u32,
+    nv_counts: u8,
     /// Fast hits not yet credited to the plan.
     packets: u64,
     bytes: u64,
@@ -324,6 +408,10 @@ impl MemoEntry {
         },
         verdict: Verdict::Drop,
         fast: false,
+        normal: false,
+        nv: Verdict::Drop,
+        nv_epoch: 0,
+        nv_counts: 0,
         packets: 0,
         bytes: 0,
     };
@@ -440,6 +528,7 @@ impl Memo {
         layout: Layout,
         verdict: Verdict,
         fast: bool,
+        normal: bool,
     ) {
         let words = depth.div_ceil(8);
         if words == 0 || words > Memo::WORDS || 8 * words > d.len() || !self.useful() {
@@ -460,7 +549,7 @@ impl Memo {
         }
         e.hdr[words - 1] &= e.tail;
         (e.len, e.words, e.slot, e.layout) = (d.len(), words, slot, layout);
-        (e.verdict, e.fast) = (verdict, fast);
+        (e.verdict, e.fast, e.normal, e.nv_epoch) = (verdict, fast, normal, 0);
         (self.prev, self.last) = (self.last, at);
     }
 }
@@ -481,6 +570,7 @@ impl FlowModule {
             removed: Mutex::new(VecDeque::new()),
             removed_overflow: Default::default(),
             metas: Mutex::new(Metas::default()),
+            macs: MacTable::new(cfg.macs),
         };
         m.install_presets();
         m
@@ -761,13 +851,15 @@ impl FlowModule {
     /// far through the tables from table 0 (counted in flow, table and
     /// group counters like any packet; a NO_RECV `in_port` does not stop
     /// it) and adds what the pipeline outputs, each with its own bytes.
-    /// Port configuration applies as in the data path.
+    /// Port configuration applies as in the data path. Output to NORMAL
+    /// returns a [`Output::Port`] per port it reaches, each in the form
+    /// (tagged or untagged) that port wants.
     ///
     /// Errors: `OFPBRC_BAD_PORT` for another `in_port` (0, ANY, other
     /// reserved numbers), `OFPBRC_BAD_LEN` for a frame shorter than an
     /// Ethernet header, and the action checks of a flow mod without a
     /// match (`OFPBAC_BAD_OUT_PORT` for unknown ports once
-    /// [`FlowModule::set_ports`] declared them, NORMAL and ANY;
+    /// [`FlowModule::set_ports`] declared them, and ANY;
     /// `OFPBAC_BAD_OUT_GROUP`, `OFPBAC_BAD_TYPE`, `OFPBAC_BAD_SET_TYPE`).
     pub fn packet_out(
         &self,
@@ -800,10 +892,21 @@ impl FlowModule {
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
+        // NORMAL from the controller (or LOCAL) learns nothing and may
+        // go to every port of the packet's VLAN.
+        let in_id = (!pn.is_reserved()).then(|| PortId::new(in_port)).flatten();
+        let normal = |data: &[u8], outs: &mut Vec<Output>| {
+            let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
+            outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
+        };
         for (o, ops) in trace.outs {
             let Some(data) = actions::rewritten(frame, p.layout, &ops) else {
                 continue;
             };
+            if o == Out::Normal {
+                normal(&data, &mut outs);
+                continue;
+            }
             if o != Out::Table {
                 outs.extend(output(o, in_port, data));
                 continue;
@@ -815,7 +918,11 @@ impl FlowModule {
             t.credit(&pipe, data.len() as u64, now);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
-                    outs.extend(output(o, in_port, d));
+                    if o == Out::Normal {
+                        normal(&d, &mut outs);
+                    } else {
+                        outs.extend(output(o, in_port, d));
+                    }
                 }
             }
         }
@@ -875,6 +982,80 @@ impl FlowModule {
             .collect()
     }
 
+    /// NORMAL for packet `i` of a batch whose plan gave it verdict `v`
+    /// (see [`normal::apply`]); returns its verdict, and the counts to
+    /// replay with it if it is a bare verdict that any packet with the
+    /// same addresses gets until the MAC table changes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn normal(
+        &self,
+        pipe: &Pipeline,
+        st: &mut Stripe,
+        batch: &mut Batch<'_>,
+        i: usize,
+        v: Verdict,
+        out: &mut Verdicts,
+        now_s: u32,
+    ) -> (Verdict, Option<u8>) {
+        let Some(f) = normal::Frame::read(batch.data(i)) else {
+            st.count(ctr::NORMAL_PACKETS);
+            return (v, None);
+        };
+        let mut o = normal::Outcome::default();
+        let dests = &mut st.normal;
+        let in_port = Some(batch.in_port());
+        let (r, flooded, no_room) =
+            match normal::decide(pipe, &self.macs, in_port, &f, now_s, dests, &mut o) {
+                // Refused by the input port's VLAN configuration: the
+                // plan's other outputs stand.
+                None => (v, false, false),
+                Some(vlan) => match normal::apply(batch, i, &f, vlan, v, dests, out) {
+                    Some(r) => (r, dests.flooded, false),
+                    None => (Verdict::Drop, dests.flooded, true),
+                },
+            };
+        let counts = (u8::from(flooded) * NV_FLOOD) | (u8::from(o.vlan_drop) * NV_VLAN_DROP);
+        st.count_normal(counts);
+        if no_room {
+            st.count(ctr::REWRITE_DROPS);
+        }
+        let bare = !no_room && !st.normal.reshaped;
+        (r, bare.then_some(counts))
+    }
+
+    /// Sets a port's VLAN configuration for NORMAL (Open vSwitch's
+    /// `vlan_mode`, `tag`, `trunks`); the default is a trunk of every
+    /// VLAN. Applies to every later batch (it waits for those in flight);
+    /// no cached plan depends on it, so the caches stay. The MAC table is
+    /// kept: entries in VLANs the port no longer carries are not used for
+    /// it (a packet to such a MAC goes nowhere) and age out.
+    pub fn set_port_vlan(&self, port: PortId, vlan: PortVlan) {
+        let mut p = self.write();
+        let key = u32::from(port.0);
+        if vlan == PortVlan::default() {
+            p.port_vlans.remove(&key);
+        } else {
+            p.port_vlans.insert(key, vlan);
+        }
+    }
+
+    /// A port's VLAN configuration for NORMAL.
+    pub fn port_vlan(&self, port: PortId) -> PortVlan {
+        self.read().port_vlan(u32::from(port.0)).clone()
+    }
+
+    /// NORMAL's MAC table at `now` (`ovs-appctl fdb/show`): the live
+    /// entries, by VLAN and MAC, with their age in seconds.
+    pub fn fdb(&self, now: Nanos) -> Vec<FdbEntry> {
+        self.macs.entries(now)
+    }
+
+    /// Empties NORMAL's MAC table (`ovs-appctl fdb/flush`).
+    pub fn fdb_flush(&self) {
+        self.macs.flush();
+    }
+
     fn install_presets(&self) {
         let add = |priority, fields: Vec<OxmField>, port: PortNo| {
             let fm = FlowMod {
@@ -892,6 +1073,9 @@ impl FlowModule {
             }
             let bcast = OxmField::EthDst(Masked::exact(MacAddr::BROADCAST));
             add(100, vec![bcast], PortNo::FLOOD);
+        }
+        if self.cfg.normal {
+            add(0, vec![], PortNo::NORMAL);
         }
         for i in 0..self.cfg.filler as u32 {
             // 172.16.0.0/12 with prefixes of /16 to /32, with and without
@@ -916,6 +1100,10 @@ impl FlowModule {
     }
 }
 
+/// Counts a NORMAL decision adds per packet (besides `normal_packets`).
+pub(crate) const NV_FLOOD: u8 = 1;
+pub(crate) const NV_VLAN_DROP: u8 = 2;
+
 /// What a packet-out sends for one executor output.
 fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
     Some(match o {
@@ -928,7 +1116,7 @@ fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
         Out::Flood => Output::Flood(data),
         Out::Controller(meta) => Output::Controller { data, meta },
         Out::Local => Output::Local(data),
-        Out::Table => return None,
+        Out::Table | Out::Normal => return None,
     })
 }
 
@@ -944,10 +1132,12 @@ impl Module for FlowModule {
         let mut st = self.stripe(batch.in_port());
         st.begin(pipe.generation);
         let in_port = u32::from(batch.in_port().0);
+        let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of
         // its entries) but only ever serves one batch.
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
         memo.reset();
+        st.normal.begin();
         let mut p = key::Parsed::default();
         for i in 0..batch.len() {
             let d = batch.data(i);
@@ -956,13 +1146,31 @@ impl Module for FlowModule {
                 if e.fast {
                     e.packets += 1;
                     e.bytes += len;
-                    out.set(i, e.verdict);
+                    let v = if !e.normal {
+                        e.verdict
+                    } else if e.nv_epoch == st.normal.epoch {
+                        st.count_normal(e.nv_counts);
+                        e.nv
+                    } else {
+                        let (v, counts) =
+                            self.normal(&pipe, &mut st, batch, i, e.verdict, out, now_s);
+                        if let Some(c) = counts {
+                            (e.nv, e.nv_epoch, e.nv_counts) = (v, st.normal.epoch, c);
+                        }
+                        v
+                    };
+                    out.set(i, v);
                     continue;
                 }
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
                 if st.rewrite(batch, i, slot, layout) {
+                    let v = if st.normal(slot) {
+                        self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
+                    } else {
+                        v
+                    };
                     out.set(i, v);
                     if let Some(tag) = st.controller_tag(slot) {
                         out.to_controller(i, tag);
@@ -1001,15 +1209,26 @@ impl Module for FlowModule {
             };
             let v = st.verdict(slot, out);
             let fast = st.fast(slot);
-            if !fast && !whole {
+            if !fast && !whole && st.rewrites(slot) {
                 // Rewrites need the whole layout.
                 key::parse_into(d, in_port, &mut p);
             }
-            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast);
+            let normal = st.normal(slot);
+            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
             st.account(slot, 1, len);
             if fast {
+                let v = if normal {
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
+                } else {
+                    v
+                };
                 out.set(i, v);
             } else if st.rewrite(batch, i, slot, p.layout) {
+                let v = if normal {
+                    self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
+                } else {
+                    v
+                };
                 out.set(i, v);
                 if let Some(tag) = st.controller_tag(slot) {
                     out.to_controller(i, tag);
@@ -1027,11 +1246,13 @@ impl Module for FlowModule {
 
     fn port_detached(&self, port: PortId) {
         self.attached(u32::from(port.0), false);
+        self.macs.forget_port(port);
     }
 
     fn tick(&self, now: Nanos) {
         let removed = self.expire(now);
         self.queue_removed(removed);
+        self.macs.expire(now);
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -1054,6 +1275,16 @@ impl Module for FlowModule {
             "removed_overflow",
             self.removed_overflow.load(Ordering::Relaxed),
         ));
+        for (k, n) in self.macs.counters() {
+            let name = match k {
+                "entries" => "mac_entries",
+                "learned" => "mac_learned",
+                "moved" => "mac_moved",
+                "refused" => "mac_refused",
+                _ => "mac_aged",
+            };
+            v.push((name, n));
+        }
         v
     }
 }

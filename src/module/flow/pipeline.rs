@@ -46,6 +46,7 @@ use super::actions::Op;
 use super::classifier::Classifier;
 use super::group::{Group, GroupCounters};
 use super::key::*;
+use super::normal::{DEFAULT_VLAN, PortVlan};
 
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
@@ -184,6 +185,9 @@ pub(crate) struct Pipeline {
     pub attached: BTreeSet<u32>,
     /// `OFPPC_*` bits of the ports that have any ([`super::FlowModule::set_port_config`]).
     pub port_config: BTreeMap<u32, u32>,
+    /// NORMAL's VLAN configuration of the ports that are not the default
+    /// ([`super::FlowModule::set_port_vlan`]).
+    pub port_vlans: BTreeMap<u32, PortVlan>,
     /// A TTL that cannot be decremented sends the packet to the controller
     /// (reason INVALID_TTL) before it is dropped.
     pub invalid_ttl_to_controller: bool,
@@ -202,6 +206,7 @@ impl Pipeline {
             known_ports: None,
             attached: BTreeSet::new(),
             port_config: BTreeMap::new(),
+            port_vlans: BTreeMap::new(),
             invalid_ttl_to_controller: false,
             next_seq: 0,
             generation: 1,
@@ -227,8 +232,27 @@ impl Pipeline {
         self.port_config.get(&port).copied().unwrap_or(0)
     }
 
+    /// NORMAL's VLAN configuration of `port`.
+    #[inline]
+    pub fn port_vlan(&self, port: u32) -> &PortVlan {
+        if self.port_vlans.is_empty() {
+            return &DEFAULT_VLAN;
+        }
+        self.port_vlans.get(&port).unwrap_or(&DEFAULT_VLAN)
+    }
+
+    /// The ports a flood may reach (before excluding the input and those
+    /// that refuse outputs): the known ports, else the attached ones.
+    pub fn flood_candidates(&self) -> &BTreeSet<u32> {
+        self.known_ports.as_ref().unwrap_or(&self.attached)
+    }
+
     /// Whether outputs to `port` are refused (PORT_DOWN or NO_FWD).
-    fn no_fwd(&self, port: u32) -> bool {
+    #[inline]
+    pub fn no_fwd(&self, port: u32) -> bool {
+        if self.port_config.is_empty() {
+            return false;
+        }
         self.config(port) & (config::PORT_DOWN | config::NO_FWD) != 0
     }
 
@@ -457,6 +481,9 @@ pub(crate) struct Plan {
     pub controller: Option<ControllerMeta>,
     /// The tag interning `controller`, filled in by the module.
     pub ctl_tag: u32,
+    /// The packet also goes through NORMAL (per packet, after the rest,
+    /// on the bytes the plan delivers).
+    pub normal: bool,
 }
 
 /// One output, as the executor records it.
@@ -473,6 +500,8 @@ pub(crate) enum Out {
     Local,
     /// `OFPP_TABLE` (packet-out only): through the tables from table 0.
     Table,
+    /// `OFPP_NORMAL`: decided per packet (`normal`).
+    Normal,
 }
 
 /// The action set: at most one action of each kind (one set-field per
@@ -623,12 +652,13 @@ impl<'p> Exec<'p> {
                 })
             }
             PortNo::LOCAL => Out::Local,
+            PortNo::NORMAL => Out::Normal,
             PortNo::TABLE if self.table_ok && depth == 0 => Out::Table,
             p if !p.is_reserved() && !self.p.no_fwd(p.0) => match PortId::new(p.0) {
                 Some(id) => Out::Port(id),
                 None => return,
             },
-            // NORMAL, ANY, TABLE from a flow entry, refused ports: nowhere.
+            // ANY, TABLE from a flow entry, refused ports: nowhere.
             _ => return,
         };
         self.outs.push((o, self.ops.clone()));
@@ -831,13 +861,14 @@ impl<'p> Exec<'p> {
     fn finish(self) -> Plan {
         let in_port = IN_PORT.get(&self.key) as u32;
         let mut ports: Vec<PortId> = Vec::new();
-        let (mut flood, mut hairpin, mut ctl) = (false, false, None);
+        let (mut flood, mut hairpin, mut ctl, mut normal) = (false, false, None, false);
         for (o, _) in &self.outs {
             match *o {
                 Out::Port(p) => ports.push(p),
                 Out::InPort => hairpin = true,
                 Out::Flood => flood = true,
                 Out::Controller(m) => ctl = ctl.or(Some(m)),
+                Out::Normal => normal = true,
                 Out::Local | Out::Table => {}
             }
         }
@@ -869,7 +900,8 @@ impl<'p> Exec<'p> {
             .iter()
             .filter(|(o, _)| !matches!(o, Out::Local | Out::Table));
         let ops: Vec<Op> = match (&verdict, acted.clone().next_back()) {
-            (PlanVerdict::Drop, _) | (_, None) => Vec::new(),
+            (PlanVerdict::Drop, _) if !normal => Vec::new(),
+            (_, None) => Vec::new(),
             (_, Some((_, last))) => {
                 if acted.any(|(_, o)| o != last) {
                     events |= event::MULTI_VERSION;
@@ -886,6 +918,7 @@ impl<'p> Exec<'p> {
             events,
             controller: ctl,
             ctl_tag: 0,
+            normal,
         }
     }
 }

@@ -294,9 +294,29 @@ fn presets_and_config() {
     assert_eq!(FlowConfig::parse("").unwrap(), FlowConfig::default());
     let c = FlowConfig::parse("tables=4,l2=3,filler=100").unwrap();
     assert_eq!((c.tables, c.l2, c.filler), (4, 3, 100));
-    for bad in ["tables=0", "tables=256", "l2=4096", "x=1", "tables"] {
+    for bad in [
+        "tables=0",
+        "tables=256",
+        "l2=4096",
+        "x=1",
+        "tables",
+        "normal=2",
+        "mac_max=0",
+        "mac_aging=0",
+        "mac_size=3",
+    ] {
         assert!(FlowConfig::parse(bad).is_err(), "{bad}");
     }
+    let n = FlowConfig::parse("normal=1,mac_max=100,mac_aging=5").unwrap();
+    assert!(n.normal);
+    assert_eq!(
+        (n.macs.max_entries, n.macs.port_max, n.macs.aging_secs),
+        (100, 50, 5)
+    );
+    let n = FlowConfig::parse("mac_port_max=10").unwrap();
+    assert_eq!((n.macs.max_entries, n.macs.port_max), (8192, 10));
+    let nm = FlowModule::new(FlowConfig::parse("normal=1").unwrap());
+    assert_eq!(nm.flow_count(), 1, "priority=0,actions=NORMAL");
     let m = FlowModule::new(c);
     assert_eq!(m.flow_count(), 104);
     assert_eq!(

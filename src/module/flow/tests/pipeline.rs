@@ -148,10 +148,7 @@ fn instructions_and_actions_are_checked() {
         try_add(0, vec![apply(vec![out(0)])], vec![]),
         ba(BadActionCode::BadOutPort)
     );
-    assert_eq!(
-        try_add(0, vec![apply(vec![Action::output(PortNo::NORMAL)])], vec![]),
-        ba(BadActionCode::BadOutPort)
-    );
+    assert!(try_add(0, vec![apply(vec![Action::output(PortNo::NORMAL)])], vec![]).is_ok());
     assert_eq!(
         try_add(0, vec![apply(vec![out(5000)])], vec![]),
         ba(BadActionCode::BadOutPort)
