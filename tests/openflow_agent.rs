@@ -644,7 +644,8 @@ fn errors_roles_and_negotiation_keep_connections_apart() {
     }));
     match a.answer(x) {
         Message::MultipartReply(r) => match r.body {
-            R::Flow(f) => assert_eq!(f.len(), 1),
+            // The flow added, and the standalone switch's own NORMAL flow.
+            R::Flow(f) => assert_eq!(f.len(), 2),
             b => panic!("{b:?}"),
         },
         m => panic!("{m:?}"),
@@ -973,4 +974,41 @@ fn plain_ovs_ofctl_speaks_openflow_1_0() {
     assert!(!f.contains("in_port=1 "), "{f}");
     plain_ofctl(&sw, "del-flows", &[]);
     assert!(flows(&sw).is_empty());
+}
+
+#[test]
+fn a_standalone_switch_forwards_from_its_first_packet_and_a_secure_one_does_not() {
+    if !have_ofctl() {
+        return;
+    }
+    // Standalone (the default) with no controller: Open vSwitch's flow.
+    let sw = Sw::new("standalone", 3);
+    assert_eq!(flows(&sw), ["priority=0 actions=NORMAL"]);
+    let (mut p1, mut p2, mut p3) = (sw.port(1), sw.port(2), sw.port(3));
+    // Unknown destination: flooded; the answer goes only to the learned port.
+    send(&mut p1, &udp(1, 1));
+    assert_eq!(recv_within(&mut p2, 1, LONG).len(), 1);
+    assert_eq!(recv_within(&mut p3, 1, LONG).len(), 1);
+    let reply = frame(MIN_LEN, 2, mac(1), 2);
+    send(&mut p2, &reply);
+    assert_eq!(recv_within(&mut p1, 1, LONG).len(), 1);
+    assert!(recv_within(&mut p3, 1, Duration::from_millis(200)).is_empty());
+    drop((p1, p2, p3));
+    drop(sw);
+    // Secure: empty tables, nothing forwarded.
+    let dir = PathBuf::from(format!("/tmp/mswitch-of-{}-secure", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = Daemon::new().unwrap();
+    d.set_run_dir(&dir);
+    let of = OpenFlowOpts {
+        fail_mode: Some("secure".into()),
+        ..OpenFlowOpts::default()
+    };
+    d.create("sec", "flow", 1, None, false, &of).unwrap();
+    let target = format!("unix:{}", d.mgmt_path("sec").display());
+    let out = common::ovs_ofctl(&["--no-stats"], "dump-flows", &target, &[]);
+    assert!(!out.contains("actions="), "{out}");
+    d.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }

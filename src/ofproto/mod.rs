@@ -39,6 +39,18 @@ use crate::openflow::{
     PortStatus, TableFeatures,
 };
 
+/// The flow a `standalone` switch with no controller starts with, as Open
+/// vSwitch's bridges do: `priority=0 actions=NORMAL` in table 0.
+pub fn standalone_flow() -> FlowMod {
+    FlowMod {
+        priority: 0,
+        instructions: vec![crate::openflow::Instruction::ApplyActions(vec![
+            crate::openflow::Action::output(PortNo::NORMAL),
+        ])],
+        ..FlowMod::default()
+    }
+}
+
 /// What the protocol engine needs of a switch. Every method is called
 /// from the engine's one thread; none blocks on the network. Errors are the
 /// `OFPET_*` codes to answer the request with.

@@ -9,6 +9,10 @@
 //! does no I/O. Every `probe` of silence a connection gets an echo request
 //! and is dropped if it stays silent as long again.
 //!
+//! With no controller, a `standalone` switch starts with Open vSwitch's
+//! `priority=0 actions=NORMAL` flow, so it forwards from its first packet;
+//! a `secure` one starts with empty tables.
+//!
 //! Fail mode, when controllers are configured (as in Open vSwitch):
 //! `secure` keeps forwarding with the flow tables as they are while no
 //! controller is connected; `standalone` (the default) turns the switch
@@ -146,6 +150,12 @@ impl Agent {
                 _ => p.to_string(),
             });
             listeners.push(l);
+        }
+        if cfg.controllers.is_empty() && cfg.fail_mode == FailMode::Standalone {
+            // As Open vSwitch: a standalone bridge with no controller
+            // forwards from its first packet.
+            flow.flow_mod(&crate::ofproto::standalone_flow(), sw.now())
+                .map_err(|e| format!("cannot install the standalone NORMAL flow: {e}"))?;
         }
         let dpid = cfg.dpid.unwrap_or_else(|| default_dpid(sw.name()));
         let probe = cfg.probe.unwrap_or(Duration::from_secs(5));

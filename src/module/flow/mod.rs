@@ -139,7 +139,8 @@
 //! `normal=1` installs `priority=0,actions=NORMAL`, as Open vSwitch does
 //! on a new bridge.
 //! The tables start empty, so everything is dropped until the agent installs
-//! entries (OpenFlow 1.3's default). For benchmarks, `l2=N` installs
+//! entries (OpenFlow 1.3's default; the agent of a `standalone` switch with
+//! no controller installs `priority=0 actions=NORMAL` at once). For benchmarks, `l2=N` installs
 //! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
 //! `mswitch bench` uses) and broadcast to FLOOD, and `filler=N` adds N
 //! entries of many different masks that match none of that traffic.
