@@ -70,6 +70,10 @@ struct RunArgs {
     /// Control socket path.
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// A port's VLAN settings for NORMAL (flow module), as PORT=SETTINGS
+    /// with the port's name or number: `--vlan p1="tag=10"` (repeat).
+    #[arg(long = "vlan", value_name = "PORT=SETTINGS")]
+    vlans: Vec<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
 }
@@ -289,6 +293,12 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
             if let Some(note) = r["note"].as_str() {
                 eprintln!("mswitch: {note}");
             }
+        }
+        for v in &a.vlans {
+            let (port, settings) = v
+                .split_once('=')
+                .ok_or_else(|| format!("--vlan '{v}': expected PORT=SETTINGS"))?;
+            d.set_vlan(name, port, settings)?;
         }
         eprintln!(
             "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",

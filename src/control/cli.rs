@@ -72,6 +72,26 @@ pub enum CtlCmd {
         /// Port number (default: the lowest free one).
         #[arg(long)]
         ofport: Option<u32>,
+        /// VLAN settings for the NORMAL action of a flow switch, as Open
+        /// vSwitch's Port table: "tag=10", "vlan_mode=trunk trunks=10,20",
+        /// "vlan_mode=native-untagged tag=10 trunks=20".
+        #[arg(long, value_name = "SETTINGS")]
+        vlan: Option<String>,
+    },
+    /// Change a port's VLAN settings (see attach --vlan; "" for the default:
+    /// a trunk of every VLAN).
+    Vlan {
+        switch: String,
+        port: String,
+        settings: String,
+    },
+    /// Show the MAC table of a flow switch's NORMAL action (or --flush it).
+    Fdb {
+        switch: String,
+        #[arg(long)]
+        flush: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Detach a port, by name or number.
     Detach { switch: String, port: String },
@@ -113,11 +133,23 @@ impl CtlCmd {
                 switch,
                 spec,
                 ofport,
+                vlan,
             } => Request::Attach {
                 switch,
                 spec,
                 ofport,
+                vlan,
             },
+            CtlCmd::Vlan {
+                switch,
+                port,
+                settings,
+            } => Request::Vlan {
+                switch,
+                port,
+                vlan: settings,
+            },
+            CtlCmd::Fdb { switch, flush, .. } => Request::Fdb { switch, flush },
             CtlCmd::Detach { switch, port } => Request::Detach { switch, port },
             CtlCmd::Module { switch, module } => Request::Module { switch, module },
             CtlCmd::List { .. } => Request::List,
@@ -128,7 +160,9 @@ impl CtlCmd {
     /// The answer as a person (or, with `--json`, a program) wants to read it.
     pub fn render(&self, data: &Value) -> String {
         match self {
-            CtlCmd::List { json: true } | CtlCmd::Stats { json: true, .. } => {
+            CtlCmd::List { json: true }
+            | CtlCmd::Stats { json: true, .. }
+            | CtlCmd::Fdb { json: true, .. } => {
                 format!("{}\n", serde_json::to_string(data).unwrap_or_default())
             }
             CtlCmd::List { .. } => render_list(data),
@@ -160,8 +194,37 @@ impl CtlCmd {
             CtlCmd::Module { switch, module } => {
                 format!("switch {switch} now runs module {module}\n")
             }
+            CtlCmd::Vlan { switch, port, .. } => {
+                format!("port {port} of {switch}: {}\n", s(&data["vlan"]))
+            }
+            CtlCmd::Fdb {
+                flush: true,
+                switch,
+                ..
+            } => format!("flushed the MAC table of {switch}\n"),
+            CtlCmd::Fdb { .. } => render_fdb(data),
         }
     }
+}
+
+/// The MAC table as Open vSwitch's `ovs-appctl fdb/show` prints it.
+fn render_fdb(data: &Value) -> String {
+    let mut out = String::from(" port  VLAN  MAC                Age\n");
+    for e in data["entries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>4}  {}  {:>3}",
+            n(&e["port"]),
+            n(&e["vlan"]),
+            s(&e["mac"]),
+            n(&e["age"])
+        );
+    }
+    out
 }
 
 /// The OpenFlow listeners in an answer, joined, if any.

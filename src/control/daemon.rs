@@ -25,7 +25,7 @@ use serde_json::json;
 use super::ofagent::{self, Agent, AgentConfig};
 use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
-use crate::module::flow::{FlowConfig, FlowModule};
+use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
@@ -126,7 +126,10 @@ impl Daemon {
                 switch,
                 spec,
                 ofport,
-            } => self.attach(&switch, &spec, ofport),
+                vlan,
+            } => self.attach_with_vlan(&switch, &spec, ofport, vlan.as_deref()),
+            Request::Vlan { switch, port, vlan } => self.set_vlan(&switch, &port, &vlan),
+            Request::Fdb { switch, flush } => self.fdb(&switch, flush),
             Request::Detach { switch, port } => self.detach(&switch, &port),
             Request::Module { switch, module } => self.set_module(&switch, &module),
             Request::List => Ok(self.list()),
@@ -242,6 +245,80 @@ impl Daemon {
             .ok_or_else(|| format!("no switch '{name}'"))?;
         drop(m); // stops the workers; vport clients see their ports go quiet
         Ok(json!({ "switch": name }))
+    }
+
+    /// [`Daemon::attach`], then the port's VLAN settings (checked first, so
+    /// bad settings attach nothing).
+    pub fn attach_with_vlan(
+        &self,
+        switch: &str,
+        spec: &str,
+        ofport: Option<u32>,
+        vlan: Option<&str>,
+    ) -> Res<serde_json::Value> {
+        let Some(vlan) = vlan else {
+            return self.attach(switch, spec, ofport);
+        };
+        let v: PortVlan = vlan.parse().map_err(|e: PortVlanError| e.to_string())?;
+        self.flow_of(switch)?;
+        let mut r = self.attach(switch, spec, ofport)?;
+        let id = r["ofport"].as_u64().and_then(|n| PortId::new(n as u32));
+        if let (Some(id), Ok(flow)) = (id, self.flow_of(switch)) {
+            flow.set_port_vlan(id, v.clone());
+        }
+        r["vlan"] = json!(v.to_string());
+        Ok(r)
+    }
+
+    /// The flow module of a flow switch (VLAN settings and the MAC table
+    /// belong to its NORMAL action).
+    fn flow_of(&self, switch: &str) -> Res<Arc<FlowModule>> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        m.flow.clone().ok_or_else(|| {
+            format!("switch '{switch}' has no flow module: VLAN settings and the MAC table belong to NORMAL")
+        })
+    }
+
+    /// Sets a port's VLAN settings (by port name or number).
+    pub fn set_vlan(&self, switch: &str, port: &str, vlan: &str) -> Res<serde_json::Value> {
+        let v: PortVlan = vlan.parse().map_err(|e: PortVlanError| e.to_string())?;
+        let flow = self.flow_of(switch)?;
+        let id = self.port_id(switch, port)?;
+        flow.set_port_vlan(id, v.clone());
+        Ok(json!({ "switch": switch, "port": port, "ofport": id.0, "vlan": v.to_string() }))
+    }
+
+    /// NORMAL's MAC table, or empties it.
+    pub fn fdb(&self, switch: &str, flush: bool) -> Res<serde_json::Value> {
+        let flow = self.flow_of(switch)?;
+        if flush {
+            flow.fdb_flush();
+            return Ok(json!({ "switch": switch }));
+        }
+        let now = self.lock().get(switch).map(|m| m.sw.now()).unwrap_or(0);
+        let entries: Vec<serde_json::Value> = flow
+            .fdb(now)
+            .iter()
+            .map(|e| json!({ "port": e.port.0, "vlan": e.vlan, "mac": e.mac.to_string(), "age": e.age_secs }))
+            .collect();
+        Ok(json!({ "switch": switch, "entries": entries }))
+    }
+
+    /// A port of `switch` by name or number.
+    fn port_id(&self, switch: &str, port: &str) -> Res<PortId> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let st = m.sw.stats();
+        st.ports
+            .iter()
+            .find(|p| p.name == port || p.id.to_string() == port)
+            .and_then(|p| PortId::new(u32::from(p.id)))
+            .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))
     }
 
     pub fn attach(&self, switch: &str, spec: &str, ofport: Option<u32>) -> Res<serde_json::Value> {
