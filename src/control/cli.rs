@@ -422,14 +422,15 @@ mod tests {
 
     #[test]
     fn config_files_are_ctl_commands() {
-        let r = parse_config("# two ports\ncreate sw0 --module dummy\nattach sw0 vport:a   # first\n\nattach sw0 vport:b --ofport 7\n", "f").unwrap();
+        let r = parse_config("# two ports\ncreate sw0 --module dummy\nattach sw0 vport:a   # first\n\nattach sw0 vport:b --ofport 7 --vlan vlan_mode=native-untagged;tag=10\n", "f").unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(
             r[2],
             Request::Attach {
                 switch: "sw0".into(),
                 spec: "vport:b".into(),
-                ofport: Some(7)
+                ofport: Some(7),
+                vlan: Some("vlan_mode=native-untagged;tag=10".into()),
             }
         );
         let l = parse_config_lines("# c\n\ncreate sw0\nattach sw0 vport:a\n", "f").unwrap();
