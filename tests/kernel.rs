@@ -408,7 +408,7 @@ fn normal_keeps_vlans_apart_between_namespaces() {
     }
     let mut lab = Lab::new();
     let (ns1, v1) = lab.host(1, "10.78.0.1/24", 1500);
-    let (ns2, v2) = lab.host(2, "10.78.0.2/24", 1500);
+    let (_ns2, v2) = lab.host(2, "10.78.0.2/24", 1500);
     let (ns3, v3) = lab.host(3, "10.78.0.3/24", 1500);
     let ports: Vec<String> = [&v1, &v2, &v3]
         .iter()
