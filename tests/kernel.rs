@@ -458,3 +458,63 @@ fn normal_keeps_vlans_apart_between_namespaces() {
     let text = lab.ctl_cmd(&["fdb", "sw0"]).expect("fdb");
     assert!(text.starts_with(" port  VLAN  MAC"), "{text}");
 }
+
+/// The bridge's own interface: a flow switch has a TAP named after it as
+/// OpenFlow port LOCAL, down until the host configures it; then the host
+/// reaches a namespace through the switch's NORMAL flow, and a flow can
+/// name LOCAL.
+#[test]
+fn the_local_port_is_the_hosts_way_onto_the_bridge() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.79.0.1/24", 1500);
+    let br = format!("msl{}", lab.tag);
+    lab.links.push(br.clone());
+    lab.switch_with(
+        "flow",
+        &[format!("af_packet:{v1}")],
+        &["--name".to_owned(), br.clone()],
+    );
+    let flags =
+        std::fs::read_to_string(format!("/sys/class/net/{br}/flags")).expect("the LOCAL TAP");
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 0, "LOCAL starts down");
+    let _ = sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{br}.disable_ipv6=1"),
+    ]);
+    must(&["ip", "addr", "add", "10.79.0.254/24", "dev", &br]);
+    must(&["ip", "link", "set", &br, "up"]);
+    ping(&ns1, "10.79.0.254", &[]).expect("namespace to the host through LOCAL");
+    let mgmt = format!("unix:{}", lab.dir.join(format!("{br}.mgmt")).display());
+    let show = common::ovs_ofctl(&[], "show", &mgmt, &[]);
+    assert!(show.contains(&format!("LOCAL({br}): addr:")), "{show}");
+    // A flow on in_port=LOCAL: the host's packets go nowhere but port 1...
+    common::ovs_ofctl(
+        &[],
+        "add-flow",
+        &mgmt,
+        &["priority=10,in_port=LOCAL,actions=drop"],
+    );
+    assert!(
+        ping(&ns1, "10.79.0.254", &["-c", "2"]).is_err(),
+        "in_port=LOCAL not matched"
+    );
+    common::ovs_ofctl(
+        &[],
+        "del-flows",
+        &mgmt,
+        &["--strict", "priority=10,in_port=LOCAL"],
+    );
+    // ...and output:LOCAL is the way to it.
+    common::ovs_ofctl(
+        &[],
+        "add-flow",
+        &mgmt,
+        &["priority=10,in_port=1,actions=output:LOCAL"],
+    );
+    ping(&ns1, "10.79.0.254", &[]).expect("output:LOCAL");
+}

@@ -29,6 +29,10 @@ pub struct OpenFlowArgs {
     /// OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15 (default: all of them).
     #[arg(long, value_name = "LIST")]
     pub protocols: Option<String>,
+    /// No LOCAL port (by default a TAP named after the switch is OpenFlow
+    /// port LOCAL, the bridge's own interface, as in Open vSwitch).
+    #[arg(long)]
+    pub no_local: bool,
 }
 
 impl OpenFlowArgs {
@@ -39,6 +43,7 @@ impl OpenFlowArgs {
             dpid: self.dpid.clone(),
             fail_mode: self.fail_mode.clone(),
             protocols: self.protocols.clone(),
+            no_local: self.no_local,
         }
     }
 }
@@ -167,10 +172,16 @@ impl CtlCmd {
             }
             CtlCmd::List { .. } => render_list(data),
             CtlCmd::Stats { .. } => render_stats(data),
-            CtlCmd::Create { switch, .. } => match openflow_of(data) {
-                Some(l) => format!("created switch {switch} (OpenFlow on {l})\n"),
-                None => format!("created switch {switch}\n"),
-            },
+            CtlCmd::Create { switch, .. } => {
+                let note = data["note"]
+                    .as_str()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default();
+                match openflow_of(data) {
+                    Some(l) => format!("created switch {switch} (OpenFlow on {l}{note})\n"),
+                    None => format!("created switch {switch}\n"),
+                }
+            }
             CtlCmd::Destroy { switch } => format!("destroyed switch {switch}\n"),
             CtlCmd::Attach { switch, .. } => {
                 let note = data["note"]

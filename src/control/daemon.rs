@@ -65,6 +65,19 @@ pub struct Daemon {
 
 type Res<T> = Result<T, String>;
 
+/// Attaches a TAP named after the switch as its LOCAL port (the highest
+/// port number, out of the way of ports numbered from 1).
+fn attach_local(name: &str, sw: &Switch, flow: &FlowModule) -> Res<()> {
+    let spec: PortSpec = format!("tap:{name}").parse()?;
+    let port = crate::port::tap::TapPort::open_with(name, name, spec.mem_config(), false)
+        .map_err(|e| e.to_string())?;
+    let id = sw
+        .attach(port, PortId::new(crate::port::MAX_PORTS as u32 - 1))
+        .map_err(|e| e.to_string())?;
+    flow.set_local_port(Some(id));
+    Ok(())
+}
+
 /// Control connections served at once (vport clients included).
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -186,6 +199,14 @@ impl Daemon {
             ..SwitchConfig::default()
         };
         let sw = Arc::new(Switch::new(cfg, m).map_err(|e| e.to_string())?);
+        // The bridge's own interface, OpenFlow's LOCAL, before the agent
+        // first reads the ports (as Open vSwitch's bridges have one).
+        let mut note = None;
+        if let Some(f) = flow.as_ref().filter(|_| !of.no_local)
+            && let Err(e) = attach_local(name, &sw, f)
+        {
+            note = Some(format!("no LOCAL port: {e}"));
+        }
         let (agent, listening) = match (&flow, agent_cfg) {
             (Some(f), Some(c)) => {
                 let a = Agent::start(sw.clone(), f.clone(), c)?;
@@ -204,7 +225,11 @@ impl Daemon {
                 vports: BTreeMap::new(),
             },
         );
-        Ok(json!({ "switch": name, "openflow": listening }))
+        let mut r = json!({ "switch": name, "openflow": listening });
+        if let Some(n) = note {
+            r["note"] = json!(n);
+        }
+        Ok(r)
     }
 
     /// The agent configuration `of` asks for, with the switch's own Unix
@@ -374,6 +399,9 @@ impl Daemon {
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
         m.vports.remove(p.name());
+        if let Some(f) = m.flow.as_ref().filter(|f| f.local_port() == Some(id)) {
+            f.set_local_port(None);
+        }
         Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
     }
 

@@ -94,6 +94,9 @@ pub struct OpenFlowOpts {
     /// OpenFlow versions allowed: `OpenFlow10,OpenFlow13,...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocols: Option<String>,
+    /// No LOCAL port (the TAP named after the switch).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_local: bool,
 }
 
 impl OpenFlowOpts {
