@@ -47,6 +47,43 @@ enum Cmd {
     },
     /// Run one switch in the foreground, with the same control socket.
     Run(RunArgs),
+    /// Stand in for Open vSwitch's ovs-vswitchd: read the bridges from its
+    /// ovsdb-server (configured with ovs-vsctl) and run them.
+    Vswitchd(VswitchdArgs),
+}
+
+/// The options Open vSwitch's start scripts give ovs-vswitchd.
+#[derive(clap::Args)]
+struct VswitchdArgs {
+    /// The database: unix:PATH or tcp:IP:PORT (default unix:$OVS_RUNDIR/db.sock).
+    database: Option<String>,
+    /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pidfile: Option<String>,
+    /// Accepted for ovs-ctl; mswitch vswitchd stays in the foreground.
+    #[arg(long)]
+    detach: bool,
+    /// Accepted for ovs-ctl (no monitor process).
+    #[arg(long)]
+    monitor: bool,
+    /// Accepted for ovs-ctl.
+    #[arg(long)]
+    no_chdir: bool,
+    /// Accepted for ovs-ctl (messages go to standard error).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    log_file: Option<String>,
+    /// Accepted for ovs-ctl.
+    #[arg(long)]
+    mlockall: bool,
+    /// Open vSwitch's log levels (-vconsole:emer...): accepted.
+    #[arg(short = 'v', long = "verbose", num_args = 0..=1, default_missing_value = "")]
+    verbose: Vec<String>,
+    /// Accepted for ovs-ctl (ovs-appctl is not served yet).
+    #[arg(long, value_name = "PATH")]
+    unixctl: Option<String>,
+    /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
+    #[arg(long)]
+    ctl: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +182,7 @@ fn main() -> ExitCode {
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
         Cmd::Run(a) => run_switch(&a),
+        Cmd::Vswitchd(a) => run_vswitchd(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -307,4 +345,54 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
         );
         Ok(())
     })
+}
+
+fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
+    use mswitch::control::vswitchd;
+    let run_dir = vswitchd::run_dir();
+    let remote: mswitch::ovsdb::Remote = a
+        .database
+        .clone()
+        .unwrap_or_else(vswitchd::default_db)
+        .parse()?;
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    let pidfile = a.pidfile.as_deref().map(|p| {
+        if p.is_empty() {
+            run_dir.join("ovs-vswitchd.pid")
+        } else {
+            PathBuf::from(p)
+        }
+    });
+    if let Some(p) = &pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    if a.detach {
+        eprintln!("mswitch vswitchd: --detach is not supported yet: running in the foreground");
+    }
+    let ctl = a
+        .ctl
+        .clone()
+        .unwrap_or_else(|| run_dir.join("mswitch.sock"));
+    let r = daemon::run_foreground(&ctl, |d| {
+        d.set_run_dir(&run_dir);
+        let (dd, rd) = (d.clone(), run_dir.clone());
+        std::thread::Builder::new()
+            .name("vswitchd-db".into())
+            .spawn(move || vswitchd::follow(dd, remote, rd))
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "mswitch vswitchd: following {}; bridges' OpenFlow sockets in {}",
+            a.database
+                .as_deref()
+                .map_or_else(vswitchd::default_db, str::to_owned),
+            run_dir.display()
+        );
+        Ok(())
+    });
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    r
 }

@@ -655,6 +655,11 @@ impl Daemon {
     }
 
     /// Asks `serve` to return and closes every connection.
+    /// Whether the daemon was asked to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_bell.notify();
@@ -735,7 +740,7 @@ pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
 /// Runs a daemon in the foreground until SIGINT or SIGTERM: binds `ctl`,
 /// lets `setup` configure it, serves, then stops every switch and removes
 /// the socket.
-pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Daemon) -> Res<()>) -> Res<()> {
+pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -> Res<()> {
     sys::block_stop_signals();
     let listener = bind_ctl(ctl)?;
     let d = Daemon::new().map_err(|e| e.to_string())?;
