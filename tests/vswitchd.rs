@@ -88,18 +88,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            // SAFETY: kill(2) of a child we started.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        while let Some(c) = self.children.pop() {
+            stop(c);
         }
         common::remove_lab(&self.links, &self.netns, &self.dir);
     }
@@ -109,6 +99,60 @@ fn ping(ns: &str, to: &str, count: &str) -> Result<String, String> {
     sh(&[
         "ip", "netns", "exec", ns, "ping", "-c", count, "-i", "0.2", "-W", "2", to,
     ])
+}
+
+/// ovsdb-server on `dir`'s database and socket, waiting for the socket.
+fn start_server(dir: &std::path::Path) -> Child {
+    let _ = std::fs::remove_file(dir.join("db.sock"));
+    let c = Command::new("ovsdb-server")
+        .arg(dir.join("conf.db"))
+        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
+        .arg(format!("--unixctl={}", dir.join("ovsdb.ctl").display()))
+        .arg("--no-chdir")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dir.join("db.sock").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c
+}
+
+/// `mswitch vswitchd` with ovs-ctl's usual options, on `dir`.
+fn start_vswitchd(dir: &std::path::Path) -> Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("vswitchd.err"))
+        .unwrap();
+    Command::new(BIN)
+        .env("OVS_RUNDIR", dir)
+        .args([
+            "vswitchd",
+            &format!("unix:{}", dir.join("db.sock").display()),
+        ])
+        .args(["--pidfile", "--no-chdir", "-vconsole:emer", "--mlockall"])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then a bounded wait, then SIGKILL.
+fn stop(mut c: Child) {
+    // SAFETY: kill(2) of a child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 #[test]
@@ -273,6 +317,38 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
         "ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all",
     ]);
     ping(&ns[0].0, "10.80.0.2", "3").expect("both in VLAN 10");
+
+    // A restart of the daemon: everything rebuilt from the database, with
+    // the same port numbers (requested or not), forwarding again.
+    stop(lab.children.pop().unwrap());
+    lab.children.push(start_vswitchd(&dir));
+    lab.vsctl(&["set", "port", v2, "tag=10"]).unwrap();
+    assert_eq!(lab.vsctl(&["get", "Interface", v1, "ofport"]).unwrap(), "5");
+    assert_eq!(lab.vsctl(&["get", "Interface", v2, "ofport"]).unwrap(), "1");
+    let _ = sh(&[
+        "ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all",
+    ]);
+    ping(&ns[0].0, "10.80.0.2", "3").expect("after a restart of mswitch");
+
+    // A restart of ovsdb-server: traffic goes on meanwhile, and the daemon
+    // comes back to the database.
+    let vsd = lab.children.pop().unwrap();
+    stop(lab.children.pop().unwrap());
+    ping(&ns[0].0, "10.80.0.2", "2").expect("forwarding without the database");
+    lab.children.push(start_server(&dir));
+    lab.children.push(vsd);
+    lab.vsctl(&["set", "port", v1, "tag=10"]).unwrap();
+    lab.vsctl(&[
+        "set",
+        "bridge",
+        &br,
+        "other-config:datapath-id=00000000000000aa",
+    ])
+    .unwrap();
+    assert_eq!(
+        lab.vsctl(&["get", "Bridge", &br, "datapath_id"]).unwrap(),
+        "\"00000000000000aa\""
+    );
 
     // Removing a port and the bridge.
     lab.vsctl(&["del-port", &br, v2]).unwrap();

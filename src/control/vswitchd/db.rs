@@ -141,6 +141,7 @@ impl Mirror {
                             .collect(),
                         ofport_request: datum::optional(&i["ofport_request"])
                             .and_then(Value::as_i64),
+                        ofport: datum::optional(&i["ofport"]).and_then(Value::as_i64),
                         vlan: vlan.clone(),
                     });
                 }
@@ -211,6 +212,9 @@ pub struct WantedIface {
     pub kind: String,
     pub options: BTreeMap<String, String>,
     pub ofport_request: Option<i64>,
+    /// The number it had (written by a daemon before this one), kept on
+    /// restart when no number is requested, as ovs-vswitchd does.
+    pub ofport: Option<i64>,
     /// Its Port's VLAN settings.
     pub vlan: String,
 }

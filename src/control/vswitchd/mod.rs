@@ -84,7 +84,7 @@ pub fn follow(d: Arc<Daemon>, remote: Remote, run_dir: PathBuf) {
     let mut applied: BTreeMap<String, AppliedBridge> = BTreeMap::new();
     let mut backoff = BACKOFF_MIN;
     while !d.stopping() {
-        match session(&d, &remote, &run_dir, &mut applied) {
+        match session(&d, &remote, &run_dir, &mut applied, &mut backoff) {
             Ok(()) => return,
             Err(e) => {
                 eprintln!("mswitch vswitchd: {e}; retrying in {}s", backoff.as_secs());
@@ -105,8 +105,11 @@ fn session(
     remote: &Remote,
     run_dir: &Path,
     applied: &mut BTreeMap<String, AppliedBridge>,
+    backoff: &mut Duration,
 ) -> Result<(), OvsdbError> {
     let mut c = Client::connect(remote, RPC)?;
+    // Connected: a later loss starts the backoff from its minimum again.
+    *backoff = BACKOFF_MIN;
     if !c.lock(LOCK, RPC)? {
         eprintln!("mswitch vswitchd: another daemon holds the {LOCK} lock; waiting for it");
         loop {
@@ -324,11 +327,18 @@ fn attach(
         Ok(s) => s,
         Err(e) => return (-1, Some(e)),
     };
-    let ofport = i
-        .ofport_request
-        .filter(|&n| (1..0xff00).contains(&n))
-        .map(|n| n as u32);
-    match d.attach(bridge, &spec, ofport) {
+    let usable = |n: &i64| (1..0xff00).contains(n);
+    let requested = i.ofport_request.filter(usable).map(|n| n as u32);
+    // Without a request, the number it had before a restart, if free.
+    let before = i.ofport.filter(usable).map(|n| n as u32);
+    let r = match (requested, before) {
+        (Some(n), _) => d.attach(bridge, &spec, Some(n)),
+        (None, Some(n)) => d
+            .attach(bridge, &spec, Some(n))
+            .or_else(|_| d.attach(bridge, &spec, None)),
+        (None, None) => d.attach(bridge, &spec, None),
+    };
+    match r {
         Ok(v) => (v["ofport"].as_i64().unwrap_or(-1), None),
         Err(e) => {
             eprintln!("mswitch vswitchd: {bridge}: {}: {e}", i.name);
