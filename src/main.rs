@@ -78,9 +78,10 @@ struct VswitchdArgs {
     /// Open vSwitch's log levels (-vconsole:emer...): accepted.
     #[arg(short = 'v', long = "verbose", num_args = 0..=1, default_missing_value = "")]
     verbose: Vec<String>,
-    /// Accepted for ovs-ctl (ovs-appctl is not served yet).
+    /// Where ovs-appctl reaches the daemon (default
+    /// $OVS_RUNDIR/ovs-vswitchd.PID.ctl).
     #[arg(long, value_name = "PATH")]
-    unixctl: Option<String>,
+    unixctl: Option<PathBuf>,
     /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
     #[arg(long)]
     ctl: Option<PathBuf>,
@@ -364,10 +365,13 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
             PathBuf::from(p)
         }
     });
-    if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
-    }
+    // Held (and locked) until the daemon exits.
+    let _pidfile_lock = match &pidfile {
+        Some(p) => Some(
+            mswitch::sys::lock_pidfile(p).map_err(|e| format!("pidfile {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     if a.detach {
         eprintln!("mswitch vswitchd: --detach is not supported yet: running in the foreground");
     }
@@ -375,8 +379,13 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .ctl
         .clone()
         .unwrap_or_else(|| run_dir.join("mswitch.sock"));
+    let unixctl = a
+        .unixctl
+        .clone()
+        .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
     let r = daemon::run_foreground(&ctl, |d| {
         d.set_run_dir(&run_dir);
+        vswitchd::unixctl::start(d.clone(), &unixctl)?;
         let (dd, rd) = (d.clone(), run_dir.clone());
         std::thread::Builder::new()
             .name("vswitchd-db".into())
@@ -394,5 +403,6 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
+    let _ = std::fs::remove_file(&unixctl);
     r
 }

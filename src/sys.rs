@@ -632,6 +632,34 @@ pub fn wait_signal() -> i32 {
 }
 
 /// Effective user id.
+/// Writes this process's id to `path` and holds a write lock on the file
+/// for as long as the returned file is open, as Open vSwitch's daemons do
+/// (`ovs-appctl` finds a daemon's pid as the lock's holder, so a stale
+/// file from a dead process is recognised as such).
+pub fn lock_pidfile(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: a zeroed flock is a valid argument; l_type etc. set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_SETLK with a flock we own, on a file descriptor we own.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is locked by another process", path.display()),
+        ));
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
 pub fn euid() -> u32 {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() }

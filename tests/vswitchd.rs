@@ -350,6 +350,45 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
         "\"00000000000000aa\""
     );
 
+    // ovs-appctl, finding the daemon through its pidfile.
+    let appctl = |args: &[&str]| {
+        let out = Command::new("ovs-appctl")
+            .env("OVS_RUNDIR", &dir)
+            .args(["--timeout=10", "-t", "ovs-vswitchd"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, v) = appctl(&["version"]);
+    assert!(ok && v.contains("mswitch"), "{v}");
+    let (ok, l) = appctl(&["ofproto/list"]);
+    assert!(ok && l.lines().any(|x| x == br), "{l}");
+    // (The datapath-id change made the bridge again: new traffic to learn.)
+    let _ = sh(&["ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all"]);
+    ping(&ns[0].0, "10.80.0.2", "2").expect("through the remade bridge");
+    let (ok, f) = appctl(&["fdb/show", &br]);
+    assert!(ok && f.starts_with(" port  VLAN  MAC"), "{f}");
+    assert!(
+        f.lines().any(|x| x.contains("   10  ")),
+        "learned in VLAN 10: {f}"
+    );
+    let (ok, s) = appctl(&["dpif/show"]);
+    assert!(
+        ok && s.contains(&format!("{br} 65534/")) && s.contains(&format!("{v1} 5/")),
+        "{s}"
+    );
+    let (ok, _) = appctl(&["fdb/flush", &br]);
+    assert!(ok);
+    let (ok, c) = appctl(&["list-commands"]);
+    assert!(ok && c.contains("fdb/show"), "{c}");
+    let (ok, e) = appctl(&["no/such-command"]);
+    assert!(!ok && e.contains("not a valid command"), "{e}");
+
     // Removing a port and the bridge.
     lab.vsctl(&["del-port", &br, v2]).unwrap();
     let show = lab.ofctl("show", &br, &[]);

@@ -22,9 +22,11 @@
 //! (TAP), `dpdkvhostuser` (a vhost-user server socket in the run
 //! directory), `dpdkvhostuserclient` (`options:vhost-server-path`). Others
 //! get `ofport` -1 and an `error`; every other port keeps forwarding.
-//! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`.
+//! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
+//! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
+pub mod unixctl;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
