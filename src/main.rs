@@ -60,7 +60,7 @@ struct VswitchdArgs {
     /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
     pidfile: Option<String>,
-    /// Accepted for ovs-ctl; mswitch vswitchd stays in the foreground.
+    /// Run in the background once set up (the parent exits then).
     #[arg(long)]
     detach: bool,
     /// Accepted for ovs-ctl (no monitor process).
@@ -69,7 +69,8 @@ struct VswitchdArgs {
     /// Accepted for ovs-ctl.
     #[arg(long)]
     no_chdir: bool,
-    /// Accepted for ovs-ctl (messages go to standard error).
+    /// Log to FILE (default $OVS_LOGDIR/ovs-vswitchd.log) instead of
+    /// standard error.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
     log_file: Option<String>,
     /// Accepted for ovs-ctl.
@@ -365,6 +366,31 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
             PathBuf::from(p)
         }
     });
+    let log = a.log_file.as_deref().map(|f| {
+        if f.is_empty() {
+            std::env::var_os("OVS_LOGDIR")
+                .map_or_else(|| PathBuf::from("/var/log/openvswitch"), PathBuf::from)
+                .join("ovs-vswitchd.log")
+        } else {
+            PathBuf::from(f)
+        }
+    });
+    if let Some(l) = &log
+        && let Some(dir) = l.parent()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Into the background before any thread starts and before the pidfile
+    // is locked (the lock belongs to the process that stays).
+    let mut detached = if a.detach {
+        Some(mswitch::sys::detach().map_err(|e| format!("--detach: {e}"))?)
+    } else {
+        None
+    };
+    if log.is_some() || detached.is_some() {
+        mswitch::sys::redirect_stdio(log.as_deref(), detached.is_some())
+            .map_err(|e| format!("--log-file: {e}"))?;
+    }
     // Held (and locked) until the daemon exits.
     let _pidfile_lock = match &pidfile {
         Some(p) => Some(
@@ -372,9 +398,6 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         ),
         None => None,
     };
-    if a.detach {
-        eprintln!("mswitch vswitchd: --detach is not supported yet: running in the foreground");
-    }
     let ctl = a
         .ctl
         .clone()
@@ -391,6 +414,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
             .name("vswitchd-db".into())
             .spawn(move || vswitchd::follow(dd, remote, rd))
             .map_err(|e| e.to_string())?;
+        if let Some(dt) = detached.as_mut() {
+            dt.ready();
+        }
         eprintln!(
             "mswitch vswitchd: following {}; bridges' OpenFlow sockets in {}",
             a.database

@@ -369,7 +369,9 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
     let (ok, l) = appctl(&["ofproto/list"]);
     assert!(ok && l.lines().any(|x| x == br), "{l}");
     // (The datapath-id change made the bridge again: new traffic to learn.)
-    let _ = sh(&["ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all"]);
+    let _ = sh(&[
+        "ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all",
+    ]);
     ping(&ns[0].0, "10.80.0.2", "2").expect("through the remade bridge");
     let (ok, f) = appctl(&["fdb/show", &br]);
     assert!(ok && f.starts_with(" port  VLAN  MAC"), "{f}");
@@ -402,4 +404,77 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
         !dir.join(format!("{br}.mgmt")).exists(),
         "the bridge's socket is gone"
     );
+}
+
+/// Started as `ovs-ctl` starts ovs-vswitchd: `--detach` returns once the
+/// daemon is up, the locked pidfile leads `ovs-appctl` to it, the log goes
+/// to `--log-file`, and `ovs-appctl exit` stops it, removing the pidfile.
+#[test]
+fn detach_pidfile_log_file_and_appctl_exit_work_as_ovs_ctl_expects() {
+    if Command::new("ovs-appctl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "ovs-appctl missing in CI");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mswitch-vsd-detach-{}", common::unique_tag()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("vswitchd.log");
+    // No database yet: the daemon starts anyway and keeps trying it.
+    let st = Command::new(BIN)
+        .env("OVS_RUNDIR", &dir)
+        .args([
+            "vswitchd",
+            "--pidfile",
+            "--detach",
+            "--no-chdir",
+            "--monitor",
+        ])
+        .arg(format!("--log-file={}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(dir.join("ovs-vswitchd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let appctl = |args: &[&str]| {
+        Command::new("ovs-appctl")
+            .env("OVS_RUNDIR", &dir)
+            .args(["--timeout=10", "-t", "ovs-vswitchd"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v = appctl(&["version"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(appctl(&["exit"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    #[allow(unsafe_code)]
+    while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: as above.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    if alive {
+        // SAFETY: the daemon this test started.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    assert!(!alive, "ovs-appctl exit did not stop it");
+    assert!(!dir.join("ovs-vswitchd.pid").exists());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("mswitch vswitchd"), "log: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
