@@ -391,6 +391,22 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
     let (ok, e) = appctl(&["no/such-command"]);
     assert!(!ok && e.contains("not a valid command"), "{e}");
 
+    // Counters and link state in the Interface table, every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let rx = lab.vsctl(&["get", "Interface", v1, "statistics:rx_packets"]);
+        let link = lab.vsctl(&["get", "Interface", v1, "link_state"]);
+        if rx
+            .as_deref()
+            .is_ok_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+            && link.as_deref() == Ok("up")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no statistics: {rx:?} {link:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
     // Removing a port and the bridge.
     lab.vsctl(&["del-port", &br, v2]).unwrap();
     let show = lab.ofctl("show", &br, &[]);

@@ -12,7 +12,7 @@ use crate::ovsdb::datum;
 /// The tables and columns monitored (what the daemon acts on).
 pub fn monitor_requests() -> Value {
     json!({
-        "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges"]},
+        "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges", "other_config"]},
         "Bridge": {"columns": ["name", "datapath_type", "fail_mode", "controller",
                                "protocols", "other_config", "ports", "datapath_id"]},
         "Port": {"columns": ["name", "interfaces", "tag", "trunks", "vlan_mode"]},
@@ -72,6 +72,19 @@ impl Mirror {
         self.root()
             .and_then(|(_, r)| r["next_cfg"].as_i64())
             .unwrap_or(0)
+    }
+
+    /// `other_config:stats-update-interval` (ms, at least 5000 as Open
+    /// vSwitch enforces), 5 s by default.
+    pub fn stats_interval(&self) -> std::time::Duration {
+        let ms = self
+            .root()
+            .and_then(|(_, r)| datum::map_get(&r["other_config"], "stats-update-interval"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(5000)
+            .max(5000);
+        std::time::Duration::from_millis(ms)
     }
 
     pub fn cur_cfg(&self) -> i64 {

@@ -128,6 +128,7 @@ fn session(
     let mut mirror = Mirror::default();
     mirror.apply(&c.monitor(DB, "mswitch", db::monitor_requests(), RPC)?);
     let mut types_written = false;
+    let mut stats_due = Instant::now();
     loop {
         if d.stopping() {
             return Ok(());
@@ -141,6 +142,10 @@ fn session(
                 "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
                         "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
             types_written = true;
+        }
+        if Instant::now() >= stats_due {
+            ops.extend(state_ops(d, &wanted, applied));
+            stats_due = Instant::now() + mirror.stats_interval();
         }
         if !ops.is_empty() {
             c.transact(DB, &ops, RPC)?;
@@ -400,6 +405,72 @@ fn write_back(
             root,
             json!({"cur_cfg": mirror.next_cfg()}),
         ));
+    }
+    ops
+}
+
+/// What the kernel says of interface `name`: (admin up, link up, MAC, MTU,
+/// ifindex), if it is one.
+fn kernel_state(name: &str) -> Option<(bool, bool, String, i64, i64)> {
+    let dir = Path::new("/sys/class/net").join(name);
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let flags = u32::from_str_radix(read("flags")?.trim_start_matches("0x"), 16).ok()?;
+    let admin = flags & 1 != 0;
+    let link = admin && read("carrier").is_some_and(|c| c == "1");
+    let mac = read("address").unwrap_or_default();
+    let mtu = read("mtu").and_then(|m| m.parse().ok()).unwrap_or(0);
+    let ifindex = read("ifindex").and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((admin, link, mac, mtu, ifindex))
+}
+
+/// The periodic writes of what ovs-vswitchd reports about each
+/// interface: counters (`statistics`), `admin_state`, `link_state`,
+/// `mac_in_use`, `mtu` and `ifindex` of kernel interfaces.
+fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBridge>) -> Vec<Value> {
+    let mut ops = Vec::new();
+    for (name, b) in &wanted.bridges {
+        let Some(a) = applied.get(name) else { continue };
+        let Ok(st) = d.stats(Some(name)) else {
+            continue;
+        };
+        let ports = st[0]["ports"].as_array().cloned().unwrap_or_default();
+        for i in &b.ifaces {
+            if a.ifaces.get(&i.name).is_none_or(|ap| ap.ofport <= 0) {
+                continue;
+            }
+            let Some(p) = ports.iter().find(|p| p["name"] == i.name.as_str()) else {
+                continue;
+            };
+            let n = |k: &str| p[k].as_u64().unwrap_or(0);
+            let dr = |k: &str| p["drops"][k].as_u64().unwrap_or(0);
+            let stats: Vec<Value> = [
+                ("rx_packets", n("rx_packets")),
+                ("rx_bytes", n("rx_bytes")),
+                ("tx_packets", n("tx_packets")),
+                ("tx_bytes", n("tx_bytes")),
+                ("rx_dropped", dr("no_dest") + dr("module")),
+                ("tx_dropped", dr("dest_full") + dr("oversize")),
+                ("rx_errors", dr("bad_frame")),
+            ]
+            .iter()
+            .map(|(k, v)| json!([k, v]))
+            .collect();
+            let mut row = json!({"statistics": ["map", stats]});
+            if let Some((admin, link, mac, mtu, ifindex)) = kernel_state(&i.name) {
+                let updown = |b: bool| if b { "up" } else { "down" };
+                row["admin_state"] = json!(updown(admin));
+                row["link_state"] = json!(updown(link));
+                row["mac_in_use"] = json!(mac);
+                row["mtu"] = json!(mtu);
+                row["ifindex"] = json!(ifindex);
+            }
+            ops.push(json!({"op": "update", "table": "Interface",
+                "where": [["_uuid", "==", datum::to_uuid(&i.uuid)]], "row": row}));
+        }
     }
     ops
 }
