@@ -407,6 +407,30 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    // A controller from the Controller table: dialled, and reported
+    // connected once it has said hello.
+    let ctl_sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ctl_sock.local_addr().unwrap().port();
+    let target = format!("tcp:127.0.0.1:{port}");
+    lab.vsctl(&["set-controller", &br, &target]).unwrap();
+    let (mut conn, _) = ctl_sock.accept().unwrap();
+    use std::io::Write as _;
+    conn.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while lab
+        .vsctl(&["get", "Controller", &br, "is_connected"])
+        .as_deref()
+        != Ok("true")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the controller is never reported connected"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    lab.vsctl(&["del-controller", &br]).unwrap();
+    drop(conn);
+
     // Removing a port and the bridge.
     lab.vsctl(&["del-port", &br, v2]).unwrap();
     let show = lab.ofctl("show", &br, &[]);

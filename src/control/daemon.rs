@@ -295,6 +295,15 @@ impl Daemon {
         Ok(r)
     }
 
+    /// Each controller a flow switch dials, and whether it is connected.
+    pub fn controllers(&self, switch: &str) -> Res<Vec<(String, bool)>> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        Ok(m.agent.as_ref().map(Agent::controllers).unwrap_or_default())
+    }
+
     /// The flow module of a flow switch (VLAN settings and the MAC table
     /// belong to its NORMAL action).
     fn flow_of(&self, switch: &str) -> Res<Arc<FlowModule>> {

@@ -99,6 +99,8 @@ pub struct Agent {
     thread: Option<JoinHandle<()>>,
     /// What it listens on (with the real port of `ptcp:0`).
     pub listening: Vec<String>,
+    /// Each dialled controller and whether its connection is up.
+    status: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
 }
 
 /// A controller this switch dials.
@@ -131,6 +133,7 @@ struct Loop {
     last_controller: Instant,
     fail_open: bool,
     origin: Instant,
+    status: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
 }
 
 impl Agent {
@@ -160,6 +163,7 @@ impl Agent {
         let dpid = cfg.dpid.unwrap_or_else(|| default_dpid(sw.name()));
         let probe = cfg.probe.unwrap_or(Duration::from_secs(5));
         let dp = SwitchDatapath::new(sw.clone(), flow, dpid);
+        let status = Arc::new(std::sync::Mutex::new(Vec::new()));
         let now = Instant::now();
         let lp = Loop {
             core: Engine::with_versions(dp, probe.as_nanos() as u64, cfg.versions),
@@ -178,6 +182,7 @@ impl Agent {
             last_controller: now,
             fail_open: false,
             origin: now,
+            status: status.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
@@ -191,7 +196,17 @@ impl Agent {
             bell,
             thread: Some(thread),
             listening,
+            status,
         })
+    }
+
+    /// Each controller this agent dials, and whether it is connected now
+    /// (handshake done).
+    pub fn controllers(&self) -> Vec<(String, bool)> {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn shutdown(&mut self) {
@@ -490,8 +505,23 @@ impl Loop {
         self.actives[i].state = ActiveState::Up { conn: id };
     }
 
-    /// Standalone fail mode: learn while no controller is there.
+    /// Standalone fail mode: learn while no controller is there. Also
+    /// publishes which controllers are connected.
     fn fail_mode_step(&mut self) {
+        let now: Vec<(String, bool)> = self
+            .actives
+            .iter()
+            .map(|a| {
+                let up = matches!(a.state, ActiveState::Up { conn } if self.core.is_open(conn));
+                (a.remote.to_string(), up)
+            })
+            .collect();
+        {
+            let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            if *st != now {
+                *st = now;
+            }
+        }
         if self.actives.is_empty() || self.fail_mode != FailMode::Standalone {
             return;
         }

@@ -120,6 +120,13 @@ impl Mirror {
                     .filter_map(|c| self.row("Controller", c))
                     .filter_map(|c| c["target"].as_str().map(str::to_owned))
                     .collect(),
+                controller_rows: datum::uuids(&b["controller"])
+                    .into_iter()
+                    .filter_map(|c| {
+                        let t = self.row("Controller", c)?["target"].as_str()?;
+                        Some((c.to_owned(), t.to_owned()))
+                    })
+                    .collect(),
                 protocols: datum::set(&b["protocols"])
                     .into_iter()
                     .filter_map(|p| p.as_str().map(str::to_owned))
@@ -199,6 +206,8 @@ pub struct WantedBridge {
     pub datapath_type: String,
     pub fail_mode: Option<String>,
     pub controllers: Vec<String>,
+    /// The Controller rows: (UUID, target).
+    pub controller_rows: Vec<(String, String)>,
     pub protocols: Vec<String>,
     pub datapath_id: Option<String>,
     pub ifaces: Vec<WantedIface>,

@@ -434,6 +434,15 @@ fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBrid
     let mut ops = Vec::new();
     for (name, b) in &wanted.bridges {
         let Some(a) = applied.get(name) else { continue };
+        // Controller.is_connected of the controllers the bridge dials.
+        let up = d.controllers(name).unwrap_or_default();
+        for (uuid, target) in &b.controller_rows {
+            if let Some((_, c)) = up.iter().find(|(t, _)| t == target) {
+                ops.push(json!({"op": "update", "table": "Controller",
+                    "where": [["_uuid", "==", datum::to_uuid(uuid)]],
+                    "row": {"is_connected": c}}));
+            }
+        }
         let Ok(st) = d.stats(Some(name)) else {
             continue;
         };
