@@ -44,7 +44,7 @@ pub(crate) fn table_features(id: u8, n_tables: u8, max_entries: u32) -> TableFea
     use TableFeatureProp as P;
     let insts: Vec<InstructionId> = InstructionType::ALL
         .iter()
-        .filter(|t| !matches!(t, InstructionType::Experimenter | InstructionType::Meter))
+        .filter(|t| **t != InstructionType::Experimenter)
         .filter(|t| id + 1 < n_tables || **t != InstructionType::GotoTable)
         .map(|t| InstructionId::new(*t))
         .collect();

@@ -152,6 +152,7 @@ mod features;
 mod flowmod;
 mod group;
 mod key;
+mod meter;
 mod normal;
 mod parse;
 mod pipeline;
@@ -164,6 +165,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use crate::openflow::error::BadRequestCode;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
+use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{AggregateStats, FlowStats, FlowStatsRequest, TableStats};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::config;
@@ -964,6 +966,29 @@ impl FlowModule {
         stats::group_features()
     }
 
+    /// Applies an `OFPT_METER_MOD` (see `meter`). Flow entries removed
+    /// with a deleted meter are queued for [`FlowModule::take_removed`].
+    pub fn meter_mod(&self, mm: &MeterMod, now: Nanos) -> Result<(), ErrorCode> {
+        let removed = self.write().meter_mod(mm, now)?;
+        self.queue_removed(removed);
+        Ok(())
+    }
+
+    /// `OFPMP_METER` for one meter or `OFPM_ALL` (an unknown one: none).
+    pub fn meter_stats(&self, meter_id: u32, now: Nanos) -> Vec<MeterStats> {
+        self.read().meter_stats(meter_id, now)
+    }
+
+    /// `OFPMP_METER_CONFIG` for one meter or `OFPM_ALL`.
+    pub fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.read().meters.config(meter_id)
+    }
+
+    /// `OFPMP_METER_FEATURES`.
+    pub fn meter_features(&self) -> MeterFeatures {
+        meter::features()
+    }
+
     /// Flow entries in all tables.
     pub fn flow_count(&self) -> usize {
         self.read().flow_count
@@ -1131,7 +1156,7 @@ impl Module for FlowModule {
         // the counters are flushed under it too.
         let pipe = self.read();
         let mut st = self.stripe(batch.in_port());
-        st.begin(pipe.generation);
+        st.begin(pipe.generation, now);
         let in_port = u32::from(batch.in_port().0);
         let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of

@@ -46,6 +46,7 @@ use super::actions::Op;
 use super::classifier::Classifier;
 use super::group::{Group, GroupCounters};
 use super::key::*;
+use super::meter::{Meter, Meters};
 use super::normal::{DEFAULT_VLAN, PortVlan};
 
 /// How deep group chaining may go.
@@ -86,6 +87,8 @@ pub(crate) struct Program {
     pub write: Option<Vec<Action>>,
     pub metadata: Option<(u64, u64)>,
     pub goto: Option<u8>,
+    /// The meter instruction's meter id.
+    pub meter: Option<u32>,
 }
 
 impl Program {
@@ -100,7 +103,7 @@ impl Program {
                     p.metadata = Some((*metadata, *mask))
                 }
                 Instruction::GotoTable(t) => p.goto = Some(*t),
-                Instruction::Meter(_) => {}
+                Instruction::Meter(m) => p.meter = Some(*m),
             }
         }
         p
@@ -191,6 +194,8 @@ pub(crate) struct Pipeline {
     /// A TTL that cannot be decremented sends the packet to the controller
     /// (reason INVALID_TTL) before it is dropped.
     pub invalid_ttl_to_controller: bool,
+    /// The meters (`meter`), which flow entries name by id.
+    pub meters: Meters,
     pub next_seq: u64,
     pub generation: u64,
     pub max_flows: usize,
@@ -208,6 +213,7 @@ impl Pipeline {
             port_config: BTreeMap::new(),
             port_vlans: BTreeMap::new(),
             invalid_ttl_to_controller: false,
+            meters: Meters::default(),
             next_seq: 0,
             generation: 1,
             max_flows,
@@ -325,6 +331,11 @@ impl Pipeline {
             };
             let e = &rule.data;
             x.flows.push(e.counters.clone());
+            // OF1.3 5.7: the meter runs before the entry's actions; the
+            // plan names it, the data path applies it per packet.
+            if let Some(m) = e.prog.meter.and_then(|id| self.meters.get(id)) {
+                x.meters.push(m.clone());
+            }
             // OF1.3 5.4: the table-miss entry is the one that wildcards all
             // fields and has priority 0; its packet-ins say NO_MATCH.
             let miss = rule.priority == 0 && rule.mask == Key::default();
@@ -484,6 +495,9 @@ pub(crate) struct Plan {
     /// The packet also goes through NORMAL (per packet, after the rest,
     /// on the bytes the plan delivers).
     pub normal: bool,
+    /// The meters of the entries it went through, in order: applied to
+    /// each packet before its rewrites.
+    pub meters: Box<[Arc<Meter>]>,
 }
 
 /// One output, as the executor records it.
@@ -548,6 +562,7 @@ struct Exec<'p> {
     flows: Vec<Arc<FlowCounters>>,
     tables: Vec<(u8, bool)>,
     groups: Vec<(Arc<GroupCounters>, u32)>,
+    meters: Vec<Arc<Meter>>,
     events: u8,
     stopped: bool,
     /// The entry whose actions run (for packet-in metadata).
@@ -567,6 +582,7 @@ impl<'p> Exec<'p> {
             flows: Vec::new(),
             tables: Vec::new(),
             groups: Vec::new(),
+            meters: Vec::new(),
             events: 0,
             stopped: false,
             entry: EntryInfo {
@@ -919,6 +935,7 @@ impl<'p> Exec<'p> {
             controller: ctl,
             ctl_tag: 0,
             normal,
+            meters: self.meters.into_boxed_slice(),
         }
     }
 }

@@ -138,7 +138,9 @@ fn instructions_and_actions_are_checked() {
     );
     assert_eq!(
         try_add(0, vec![Instruction::Meter(1)], vec![]),
-        bi(BadInstructionCode::UnsupInst)
+        Err(ErrorCode::MeterModFailed(
+            crate::openflow::error::MeterModFailedCode::UnknownMeter
+        ))
     );
     assert_eq!(
         try_add(8, vec![], vec![]),
