@@ -97,6 +97,16 @@
 //! stay as the plan left them. A FLOOD or ALL in the same list already
 //! reaches every port with those bytes, and NORMAL adds nothing to it.
 //!
+//! # Meters
+//!
+//! [`FlowModule::meter_mod`] keeps the meters (`meter`: DROP and
+//! DSCP_REMARK bands, kbps or pktps, burst, stats). A plan names the
+//! meters of the entries it went through; every packet of the plan, memo
+//! and cache hits included, takes its tokens from them before its
+//! rewrites (lock-free atomic buckets refilled from the batch's `now`), so
+//! no meter decision is ever cached. Drops count in `meter_drops` and in
+//! the band's counters.
+//!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
 //! - A packet gets one set of destinations and one version of its bytes
@@ -122,7 +132,12 @@
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
 //!   goes to the controller first (reason INVALID_TTL) only if the agent
 //!   asked ([`FlowModule::set_invalid_ttl_to_controller`]).
-//! - No meters, no queues (set-queue is accepted and ignored), no MPLS/PBB.
+//! - Meters act on the packet as received (before any rewrite), and a
+//!   meter's drop drops the whole packet, outputs of earlier tables
+//!   included (Open vSwitch would have sent those). Packet-outs are not
+//!   metered (nor their output to TABLE). No virtual meters (SLOWPATH,
+//!   CONTROLLER).
+//! - No queues (set-queue is accepted and ignored), no MPLS/PBB.
 //! - Staged lookup has no prefix tracking (Open vSwitch's tries): a
 //!   subtable whose rules a packet passes up to a stage unwildcards that
 //!   stage's bits whole, e.g. a /16 and a /32 rule on `ipv4_dst` make
