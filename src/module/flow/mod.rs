@@ -168,6 +168,7 @@ mod flowmod;
 mod group;
 mod key;
 mod meter;
+mod mpls;
 mod normal;
 mod parse;
 mod pipeline;

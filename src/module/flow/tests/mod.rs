@@ -167,4 +167,5 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 mod agent;
 mod megaflows;
 mod meters;
+mod mpls;
 mod pipeline;
