@@ -137,7 +137,12 @@
 //!   included (Open vSwitch would have sent those). Packet-outs are not
 //!   metered (nor their output to TABLE). No virtual meters (SLOWPATH,
 //!   CONTROLLER).
-//! - No queues (set-queue is accepted and ignored), no MPLS/PBB.
+//! - MPLS (`mpls`): only the top label stack entry is parsed, and what a
+//!   pop_mpls uncovers is not parsed in the same pass (Open vSwitch
+//!   recirculates): later tables and actions see no L3 header. A push
+//!   needs 4 bytes of room, as for push-VLAN (`rewrite_drops`). No TTL
+//!   copies (nor has Open vSwitch).
+//! - No queues (set-queue is accepted and ignored), no PBB.
 //! - Staged lookup has no prefix tracking (Open vSwitch's tries): a
 //!   subtable whose rules a packet passes up to a stage unwildcards that
 //!   stage's bits whole, e.g. a /16 and a /32 rule on `ipv4_dst` make
