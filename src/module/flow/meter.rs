@@ -498,6 +498,25 @@ mod tests {
     }
 
     #[test]
+    fn workers_sharing_a_meter_never_overspend() {
+        let m = Arc::new(meter(meter_flags::PKTPS, vec![drop_band(1000, 0)]));
+        let threads: Vec<_> = (0..4)
+            .map(|k| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    // Each worker at its own, slightly different time.
+                    (0..5000u64)
+                        .filter(|i| m.police(60, SEC + k * 1000 + i) != Decision::Drop)
+                        .count()
+                })
+            })
+            .collect();
+        let passed: usize = threads.into_iter().map(|t| t.join().expect("worker")).sum();
+        // The burst (1000) plus at most ~8 us of refill at 1000/s.
+        assert_eq!(passed, 1000);
+    }
+
+    #[test]
     fn a_clock_that_goes_back_earns_nothing() {
         let m = meter(meter_flags::PKTPS, vec![drop_band(10, 0)]);
         assert_eq!(passed(&m, 100, 60, SEC), 10);
