@@ -23,9 +23,10 @@ fn ovs_ofctl_manages_meters_and_their_flows() {
     assert!(f.contains("drop") && f.contains("dscp_remark"), "{f}");
     assert!(f.contains("pktps") && f.contains("burst"), "{f}");
 
-    // A flow naming a meter that does not exist is refused.
+    // A flow naming a meter that does not exist is refused, with Open
+    // vSwitch's error.
     let e = sw.ofctl_err("add-flow", &["in_port=1,actions=meter:1,output:2"]);
-    assert!(e.contains("OFPMMFC_UNKNOWN_METER"), "{e}");
+    assert!(e.contains("OFPMMFC_INVALID_METER"), "{e}");
 
     sw.ofctl("add-meter", &["meter=1,pktps,band=type=drop,rate=100"]);
     sw.ofctl(

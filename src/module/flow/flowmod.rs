@@ -5,8 +5,8 @@
 //! - Tables: 0 to `tables - 1`; `OFPTT_ALL` only for deletes
 //!   (`OFPFMFC_BAD_TABLE_ID`). Unknown flag bits: `OFPFMFC_BAD_FLAGS`.
 //! - Instructions: goto-table must go forward to an existing table
-//!   (`OFPBIC_BAD_TABLE_ID`); a meter must exist (`OFPMMFC_UNKNOWN_METER`,
-//!   as Open vSwitch answers).
+//!   (`OFPBIC_BAD_TABLE_ID`); a meter must exist (`OFPMMFC_INVALID_METER`:
+//!   what Open vSwitch's `ofproto_check_ofpacts` answers).
 //! - Actions: outputs to real ports that exist (when the port set is known;
 //!   otherwise any number a port can have), IN_PORT, FLOOD, ALL, CONTROLLER
 //!   LOCAL and NORMAL; TABLE, ANY and port 0 are `OFPBAC_BAD_OUT_PORT`.
@@ -225,7 +225,7 @@ impl Pipeline {
                 Instruction::Meter(id) => {
                     if !self.meters.contains(*id) {
                         return Err(ErrorCode::MeterModFailed(
-                            crate::openflow::error::MeterModFailedCode::UnknownMeter,
+                            crate::openflow::error::MeterModFailedCode::InvalidMeter,
                         ));
                     }
                 }

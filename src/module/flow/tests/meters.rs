@@ -45,7 +45,7 @@ fn a_flow_naming_a_missing_meter_is_refused() {
     let m = module();
     assert_eq!(
         m.flow_mod(&metered(1, 2), 0),
-        Err(ErrorCode::MeterModFailed(MeterModFailedCode::UnknownMeter))
+        Err(ErrorCode::MeterModFailed(MeterModFailedCode::InvalidMeter))
     );
     pktps(&m, 1, 10);
     m.flow_mod(&metered(1, 2), 0).expect("the meter exists now");

@@ -139,7 +139,7 @@ fn instructions_and_actions_are_checked() {
     assert_eq!(
         try_add(0, vec![Instruction::Meter(1)], vec![]),
         Err(ErrorCode::MeterModFailed(
-            crate::openflow::error::MeterModFailedCode::UnknownMeter
+            crate::openflow::error::MeterModFailedCode::InvalidMeter
         ))
     );
     assert_eq!(
