@@ -41,7 +41,8 @@ use super::key::{L3, Layout};
 use super::pipeline::Pipeline;
 use super::stats::removed_msg;
 
-/// Most meters a switch holds (`max_meter` of the features reply).
+/// Most meters a switch holds (`max_meter` of the features reply), and
+/// the largest meter id, as in Open vSwitch.
 pub(crate) const MAX_METERS: usize = 65536;
 /// Most bands per meter (Open vSwitch's userspace datapath has 8).
 pub(crate) const MAX_BANDS: usize = 8;
@@ -324,12 +325,14 @@ impl Meters {
         if id == 0 || id > meter_id::MAX {
             return Err(failed(MeterModFailedCode::InvalidMeter));
         }
+        // Open vSwitch numbers meters 1..=max_meter: a larger id is out
+        // of meters, whatever the count.
+        if id as usize > MAX_METERS {
+            return Err(failed(MeterModFailedCode::OutOfMeters));
+        }
         let exists = self.map.contains_key(&id);
         match mm.command {
             MeterModCommand::Add if exists => return Err(failed(MeterModFailedCode::MeterExists)),
-            MeterModCommand::Add if self.map.len() >= MAX_METERS => {
-                return Err(failed(MeterModFailedCode::OutOfMeters));
-            }
             MeterModCommand::Modify if !exists => {
                 return Err(failed(MeterModFailedCode::UnknownMeter));
             }
@@ -580,6 +583,10 @@ mod tests {
                 err(MeterModFailedCode::InvalidMeter)
             );
         }
+        assert_eq!(
+            t.meter_mod(&mm(Add, MAX_METERS as u32 + 1, 0, ok.clone()), 0),
+            err(MeterModFailedCode::OutOfMeters)
+        );
         let both = meter_flags::KBPS | meter_flags::PKTPS;
         for flags in [both, 1 << 4] {
             assert_eq!(
