@@ -106,3 +106,43 @@ fn a_meter_passes_about_its_rate() {
     let dropped = number(&s, "0: packet_count:").expect("band stats");
     assert_eq!(dropped + got as u64, u64::from(N), "{s}");
 }
+
+#[test]
+fn a_dscp_remark_band_raises_the_drop_precedence_of_the_excess() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("remark", 2);
+    let mut p1 = sw.port(1);
+    let mut p2 = sw.port(2);
+    sw.ofctl(
+        "add-meter",
+        &["meter=3,pktps,burst,band=type=dscp_remark,rate=1,burst_size=2,prec_level=1"],
+    );
+    sw.ofctl("add-flow", &["in_port=1,ip,actions=meter:3,output:2"]);
+    // AF11 (DSCP 10), with its IPv4 header checksum made right.
+    let mut f = frame(MIN_LEN, 1, mac(2), 1);
+    f[15] = 10 << 2;
+    f[24..26].fill(0);
+    let sum = !mswitch::wire::ethernet::ones_complement_sum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    const N: usize = 10;
+    for _ in 0..N {
+        send(&mut p1, &f);
+    }
+    let got = ofsw::recv_within(&mut p2, N, LONG);
+    assert_eq!(got.len(), N, "a remark band drops nothing");
+    let remarked: Vec<&Vec<u8>> = got.iter().filter(|g| g[15] >> 2 == 12).collect();
+    // The burst of 2 passes as it was, and about all the rest is AF12.
+    assert!(remarked.len() >= N - 3, "{} remarked", remarked.len());
+    assert!(got.iter().all(|g| g[15] >> 2 == 10 || g[15] >> 2 == 12));
+    for g in remarked {
+        assert_eq!(
+            mswitch::wire::ethernet::ones_complement_sum(&g[14..34]),
+            0xffff,
+            "the IPv4 checksum follows the DSCP"
+        );
+    }
+    let s = sw.ofctl("meter-stats", &["meter=3"]);
+    assert!(s.contains("0: packet_count:"), "{s}");
+}
