@@ -40,7 +40,13 @@
 # processes on CPU 0, generator and sink on CPU 1); SETUPS="bridge ..." runs a
 # subset (the direct pair always runs); MSWITCH_FLAGS="--busy-poll" adds
 # flags to `mswitch run`; NO_BUILD=1 skips `cargo build`; MSWITCH=PATH runs
-# another mswitch binary.
+# another mswitch binary. NORMAL=1 compares the switches as bridges come out
+# of the box: Open vSwitch keeps the `priority=0 actions=NORMAL` flow of
+# `ovs-vsctl add-br`, and every mswitch setup is `run --module flow`, a
+# standalone switch whose only flow is the same (ms-flow-afxdp is then
+# ms-afxdp and is skipped). The destination MAC is never learned (the sink
+# does not answer), so both switches flood each frame to their one other
+# port.
 # Prints a table and one JSON object per result (lines starting `{`).
 set -eEuo pipefail
 trap 'echo "$0: line $LINENO: \`$BASH_COMMAND\` failed" >&2' ERR
@@ -273,7 +279,7 @@ forwards() {
 }
 
 echo "# mswitch kernel-interface comparison, $(date -u +%FT%TZ), $(nproc) CPUs, ${D} s per measurement," \
-    "pinning: ${PIN:-yes} (switch on CPU 0, generator and sink on CPU 1)${MSWITCH_FLAGS:+, mswitch run $MSWITCH_FLAGS}"
+    "pinning: ${PIN:-yes} (switch on CPU 0, generator and sink on CPU 1)${MSWITCH_FLAGS:+, mswitch run $MSWITCH_FLAGS}${NORMAL:+, NORMAL on both sides}"
 
 # --- the generator: af_packet or af_xdp, whichever the direct pair carries faster
 GENKIND=af_packet GENNOTE="" ROUND=0
@@ -339,8 +345,14 @@ setup_ovs() { # TYPE ("" for the default AF_PACKET ports, or afxdp); says why on
             return 1
         fi
     done
-    for i in $(seq 50); do ovs ovs-ofctl del-flows "$BR" 2>/dev/null && break; sleep 0.1; done
-    ovs ovs-ofctl add-flow "$BR" in_port=1,actions=output:2 || { echo "add-flow failed"; return 1; }
+    if [ -n "${NORMAL:-}" ]; then
+        # The bridge as add-br made it: check its one NORMAL flow is there.
+        for i in $(seq 50); do ovs ovs-ofctl dump-flows "$BR" 2>/dev/null | grep -q "actions=NORMAL" && break; sleep 0.1; done
+        ovs ovs-ofctl dump-flows "$BR" | grep -q "actions=NORMAL" || { echo "no NORMAL flow on $BR"; return 1; }
+    else
+        for i in $(seq 50); do ovs ovs-ofctl del-flows "$BR" 2>/dev/null && break; sleep 0.1; done
+        ovs ovs-ofctl add-flow "$BR" in_port=1,actions=output:2 || { echo "add-flow failed"; return 1; }
+    fi
     sleep 0.5
 }
 teardown_ovs() {
@@ -368,7 +380,7 @@ setup_mswitch() { # KIND [MODULE]; prints a reason on failure
         echo "mswitch run did not start: $(tail -1 "$DIR/sw.err")"
         return 1
     fi
-    if [ "${2:-}" = flow ] &&
+    if [ "${2:-}" = flow ] && [ -z "${NORMAL:-}" ] &&
         ! timeout 10 ovs-ofctl -O OpenFlow13 add-flow "unix:$DIR/sw0.mgmt" in_port=1,actions=output:2 2>&1; then
         echo "ovs-ofctl add-flow failed"
         return 1
@@ -398,6 +410,10 @@ run_setup() { # SETUP
         ms-afxdp | ms-afpacket | ms-flow-afxdp)
             k=af_packet; [ "$setup" != ms-afpacket ] && k=af_xdp
             mod=dummy; [ "$setup" = ms-flow-afxdp ] && mod=flow
+            if [ -n "${NORMAL:-}" ]; then
+                [ "$setup" = ms-flow-afxdp ] && { echo "  (the same as ms-afxdp with NORMAL=1)"; return; }
+                mod=flow
+            fi
             down=teardown_mswitch
             if ! setup_mswitch "$k" "$mod" >"$DIR/why" 2>&1; then
                 teardown_mswitch

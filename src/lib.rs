@@ -29,6 +29,7 @@ pub mod control;
 pub mod module;
 pub mod ofproto;
 pub mod openflow;
+pub mod ovsdb;
 pub mod packet;
 pub mod pktgen;
 pub mod port;

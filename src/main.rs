@@ -47,6 +47,45 @@ enum Cmd {
     },
     /// Run one switch in the foreground, with the same control socket.
     Run(RunArgs),
+    /// Stand in for Open vSwitch's ovs-vswitchd: read the bridges from its
+    /// ovsdb-server (configured with ovs-vsctl) and run them.
+    Vswitchd(VswitchdArgs),
+}
+
+/// The options Open vSwitch's start scripts give ovs-vswitchd.
+#[derive(clap::Args)]
+struct VswitchdArgs {
+    /// The database: unix:PATH or tcp:IP:PORT (default unix:$OVS_RUNDIR/db.sock).
+    database: Option<String>,
+    /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    pidfile: Option<String>,
+    /// Run in the background once set up (the parent exits then).
+    #[arg(long)]
+    detach: bool,
+    /// Accepted for ovs-ctl (no monitor process).
+    #[arg(long)]
+    monitor: bool,
+    /// Accepted for ovs-ctl.
+    #[arg(long)]
+    no_chdir: bool,
+    /// Log to FILE (default $OVS_LOGDIR/ovs-vswitchd.log) instead of
+    /// standard error.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
+    log_file: Option<String>,
+    /// Accepted for ovs-ctl.
+    #[arg(long)]
+    mlockall: bool,
+    /// Open vSwitch's log levels (-vconsole:emer...): accepted.
+    #[arg(short = 'v', long = "verbose", num_args = 0..=1, default_missing_value = "")]
+    verbose: Vec<String>,
+    /// Where ovs-appctl reaches the daemon (default
+    /// $OVS_RUNDIR/ovs-vswitchd.PID.ctl).
+    #[arg(long, value_name = "PATH")]
+    unixctl: Option<PathBuf>,
+    /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
+    #[arg(long)]
+    ctl: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +109,10 @@ struct RunArgs {
     /// Control socket path.
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// A port's VLAN settings for NORMAL (flow module), as PORT=SETTINGS
+    /// with the port's name or number: `--vlan p1="tag=10"` (repeat).
+    #[arg(long = "vlan", value_name = "PORT=SETTINGS")]
+    vlans: Vec<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
 }
@@ -141,6 +184,7 @@ fn main() -> ExitCode {
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
         Cmd::Run(a) => run_switch(&a),
+        Cmd::Vswitchd(a) => run_vswitchd(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -290,6 +334,12 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
                 eprintln!("mswitch: {note}");
             }
         }
+        for v in &a.vlans {
+            let (port, settings) = v
+                .split_once('=')
+                .ok_or_else(|| format!("--vlan '{v}': expected PORT=SETTINGS"))?;
+            d.set_vlan(name, port, settings)?;
+        }
         eprintln!(
             "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",
             ports.len(),
@@ -297,4 +347,88 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
         );
         Ok(())
     })
+}
+
+fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
+    use mswitch::control::vswitchd;
+    let run_dir = vswitchd::run_dir();
+    let remote: mswitch::ovsdb::Remote = a
+        .database
+        .clone()
+        .unwrap_or_else(vswitchd::default_db)
+        .parse()?;
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    let pidfile = a.pidfile.as_deref().map(|p| {
+        if p.is_empty() {
+            run_dir.join("ovs-vswitchd.pid")
+        } else {
+            PathBuf::from(p)
+        }
+    });
+    let log = a.log_file.as_deref().map(|f| {
+        if f.is_empty() {
+            std::env::var_os("OVS_LOGDIR")
+                .map_or_else(|| PathBuf::from("/var/log/openvswitch"), PathBuf::from)
+                .join("ovs-vswitchd.log")
+        } else {
+            PathBuf::from(f)
+        }
+    });
+    if let Some(l) = &log
+        && let Some(dir) = l.parent()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Into the background before any thread starts and before the pidfile
+    // is locked (the lock belongs to the process that stays).
+    let mut detached = if a.detach {
+        Some(mswitch::sys::detach().map_err(|e| format!("--detach: {e}"))?)
+    } else {
+        None
+    };
+    if log.is_some() || detached.is_some() {
+        mswitch::sys::redirect_stdio(log.as_deref(), detached.is_some())
+            .map_err(|e| format!("--log-file: {e}"))?;
+    }
+    // Held (and locked) until the daemon exits.
+    let _pidfile_lock = match &pidfile {
+        Some(p) => Some(
+            mswitch::sys::lock_pidfile(p).map_err(|e| format!("pidfile {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let ctl = a
+        .ctl
+        .clone()
+        .unwrap_or_else(|| run_dir.join("mswitch.sock"));
+    let unixctl = a
+        .unixctl
+        .clone()
+        .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
+    let r = daemon::run_foreground(&ctl, |d| {
+        d.set_run_dir(&run_dir);
+        vswitchd::unixctl::start(d.clone(), &unixctl)?;
+        let (dd, rd) = (d.clone(), run_dir.clone());
+        std::thread::Builder::new()
+            .name("vswitchd-db".into())
+            .spawn(move || vswitchd::follow(dd, remote, rd))
+            .map_err(|e| e.to_string())?;
+        if let Some(dt) = detached.as_mut() {
+            dt.ready();
+        }
+        eprintln!(
+            "mswitch vswitchd: following {}; bridges' OpenFlow sockets in {}",
+            a.database
+                .as_deref()
+                .map_or_else(vswitchd::default_db, str::to_owned),
+            run_dir.display()
+        );
+        Ok(())
+    });
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_file(&unixctl);
+    r
 }

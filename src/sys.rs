@@ -632,6 +632,108 @@ pub fn wait_signal() -> i32 {
 }
 
 /// Effective user id.
+/// Writes this process's id to `path` and holds a write lock on the file
+/// for as long as the returned file is open, as Open vSwitch's daemons do
+/// (`ovs-appctl` finds a daemon's pid as the lock's holder, so a stale
+/// file from a dead process is recognised as such).
+pub fn lock_pidfile(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: a zeroed flock is a valid argument; l_type etc. set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_SETLK with a flock we own, on a file descriptor we own.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is locked by another process", path.display()),
+        ));
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+/// Sends standard error (and with `quiet`, standard input and output) to
+/// `log` (appending) or to /dev/null.
+pub fn redirect_stdio(log: Option<&std::path::Path>, quiet: bool) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let err = match log {
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?,
+        None => null.try_clone()?,
+    };
+    let targets: &[(RawFd, &std::fs::File)] = if quiet {
+        &[(0, &null), (1, &null), (2, &err)]
+    } else {
+        &[(2, &err)]
+    };
+    for (fd, f) in targets {
+        // SAFETY: dup2 onto a standard descriptor from a file we own.
+        if unsafe { libc::dup2(f.as_raw_fd(), *fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Goes to the background as Open vSwitch's `--detach` does: forks; the
+/// parent waits until the child calls [`Detached::ready`] (or exits) and
+/// exits with 0 (or 1); the child starts a new session. Call it before any
+/// thread is started: only the calling thread survives a fork.
+pub fn detach() -> io::Result<Detached> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills the two-element array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fork in a process that has started no other thread (the
+    // caller's contract); the child continues with its own copies.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        drop(wr);
+        let mut b = [0u8; 1];
+        // SAFETY: read of one byte into a buffer we own.
+        let n = unsafe { libc::read(rd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        std::process::exit(if n == 1 { 0 } else { 1 });
+    }
+    drop(rd);
+    // SAFETY: setsid has no preconditions in a fresh child.
+    unsafe { libc::setsid() };
+    Ok(Detached { ready: Some(wr) })
+}
+
+/// The child's end of [`detach`].
+pub struct Detached {
+    ready: Option<OwnedFd>,
+}
+
+impl Detached {
+    /// Tells the waiting parent the daemon is up (it then exits).
+    pub fn ready(&mut self) {
+        if let Some(fd) = self.ready.take() {
+            // SAFETY: write of one byte from a constant to a pipe we own.
+            unsafe { libc::write(fd.as_raw_fd(), b"r".as_ptr().cast(), 1) };
+        }
+    }
+}
+
 pub fn euid() -> u32 {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() }

@@ -189,7 +189,7 @@ impl Lab {
 
     /// Starts the controller application as `name` on 127.0.0.1:`port`,
     /// waiting until it listens.
-    fn controller(&mut self, name: &str, app: &str, port: u16, miss_len: u16) -> usize {
+    fn controller(&mut self, name: &str, app: &str, port: u16, miss_len: u16, of: &str) -> usize {
         let i = self.spawn(
             name,
             &[
@@ -200,6 +200,8 @@ impl Lab {
                 &port.to_string(),
                 "--miss-len",
                 &miss_len.to_string(),
+                "--of",
+                of,
             ],
         );
         let out = format!("{name}.out");
@@ -482,7 +484,20 @@ const NO_BUFFER: u16 = 0xffff;
 
 #[test]
 fn os_ken_l2_learning_drives_the_flow_module() {
-    l2_learning(NO_BUFFER);
+    l2_learning(NO_BUFFER, "1.3");
+}
+
+/// The same controller speaking OpenFlow 1.0 (its own match, actions in the
+/// flow mod, in_port in the packet-in header).
+#[test]
+fn os_ken_l2_learning_in_openflow_1_0() {
+    l2_learning(NO_BUFFER, "1.0");
+}
+
+/// The same controller speaking OpenFlow 1.5 (packet-outs carry a match).
+#[test]
+fn os_ken_l2_learning_in_openflow_1_5() {
+    l2_learning(NO_BUFFER, "1.5");
 }
 
 /// The table-miss flow sends only the first 64 bytes: the switch buffers
@@ -490,11 +505,12 @@ fn os_ken_l2_learning_drives_the_flow_module() {
 /// buffer_id in its PACKET_OUTs.
 #[test]
 fn os_ken_l2_learning_with_buffered_packet_ins() {
-    l2_learning(64);
+    l2_learning(64, "1.3");
 }
 
-/// The whole scenario, with table-miss packets cut to `miss_len` bytes.
-fn l2_learning(miss_len: u16) {
+/// The whole scenario, with table-miss packets cut to `miss_len` bytes, the
+/// controller speaking OpenFlow version `of` ("1.0", "1.3", "1.5").
+fn l2_learning(miss_len: u16, of: &str) {
     if !ready() {
         return;
     }
@@ -511,7 +527,7 @@ fn l2_learning(miss_len: u16) {
     // The controller, on a loopback port of its own.
     let port = free_port();
     let app = app_path().display().to_string();
-    let ctl_proc = lab.controller("controller", &app, port, miss_len);
+    let ctl_proc = lab.controller("controller", &app, port, miss_len, of);
 
     // The switch: flow module, secure fail mode, the three outer veth ends
     // as OpenFlow ports 1, 2, 3.
@@ -555,6 +571,14 @@ fn l2_learning(miss_len: u16) {
         confirmed,
         "the controller did not install its table-miss flow"
     );
+    // It speaks the version asked for.
+    let wire = match of {
+        "1.0" => "0x01",
+        "1.5" => "0x06",
+        _ => "0x04",
+    };
+    let out = lab.read("controller.out");
+    assert!(out.contains(&format!("version={wire}")), "{out}");
     let mut flows = Vec::new();
     let miss = wait_until(5, || {
         flows = dump_flows(&mgmt).unwrap_or_default();
@@ -678,7 +702,7 @@ fn l2_learning(miss_len: u16) {
     // A controller that comes back finds the switch again (it redials with
     // a backoff of at most 8 s) and puts its table-miss flow back in place
     // of the old one, beside the flows that stayed.
-    let again = lab.controller("controller2", &app, port, miss_len);
+    let again = lab.controller("controller2", &app, port, miss_len, of);
     let back = wait_until(15, || {
         lab.read("controller2.out").contains("table_miss_confirmed")
             || lab.children[sw].1.try_wait().ok().flatten().is_some()

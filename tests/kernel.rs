@@ -100,11 +100,17 @@ impl Lab {
 
     /// Starts `mswitch run` with `ports`, waiting until its socket answers.
     fn switch(&mut self, module: &str, ports: &[String]) {
+        self.switch_with(module, ports, &[]);
+    }
+
+    /// The same, with more arguments for `mswitch run`.
+    fn switch_with(&mut self, module: &str, ports: &[String], extra: &[String]) {
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--module", module, "--ctl", &self.ctl()]);
         for p in ports {
             cmd.args(["--port", p]);
         }
+        cmd.args(extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -387,4 +393,128 @@ fn kernel_port_errors_are_one_line() {
         .ctl_cmd(&["attach", "sw0", &format!("af_packet:{v1},buf=9216")])
         .unwrap_err();
     assert!(e.contains("already"), "{e}");
+}
+
+/// Open vSwitch's NORMAL with its port VLAN modes between namespaces: two
+/// access ports of VLAN 10 and one of VLAN 20 on the same subnet, and a
+/// trunk port. VLAN 10's hosts reach each other, never VLAN 20's. (Tagged
+/// hosts on the trunk would need the kernel's 8021q module, which this
+/// machine's kernel lacks: tagging on trunks is tested with memory ports in
+/// tests/normal.rs.)
+#[test]
+fn normal_keeps_vlans_apart_between_namespaces() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.78.0.1/24", 1500);
+    let (_ns2, v2) = lab.host(2, "10.78.0.2/24", 1500);
+    let (ns3, v3) = lab.host(3, "10.78.0.3/24", 1500);
+    let ports: Vec<String> = [&v1, &v2, &v3]
+        .iter()
+        .map(|v| format!("af_packet:{v}"))
+        .collect();
+    let vlans = [
+        format!("{v1}=tag=10"),
+        format!("{v2}=vlan_mode=native-untagged tag=10 trunks=10,30"),
+        format!("{v3}=tag=20"),
+    ];
+    let extra: Vec<String> = vlans
+        .iter()
+        .flat_map(|v| ["--vlan".to_owned(), v.clone()])
+        .collect();
+    lab.switch_with("flow", &ports, &extra);
+    ping(&ns1, "10.78.0.2", &[]).expect("VLAN 10: access to native-untagged");
+    assert!(
+        ping(&ns1, "10.78.0.3", &["-c", "2"]).is_err(),
+        "VLAN 20 reached from VLAN 10"
+    );
+    assert!(
+        ping(&ns3, "10.78.0.2", &["-c", "2"]).is_err(),
+        "VLAN 10 reached from VLAN 20"
+    );
+    // The MAC table learned VLAN 10's hosts on their ports; VLAN 20 holds
+    // only host 3.
+    let fdb = lab.ctl_cmd(&["fdb", "sw0", "--json"]).expect("fdb");
+    let fdb: serde_json::Value = serde_json::from_str(&fdb).unwrap();
+    let entries = fdb["entries"].as_array().unwrap();
+    let on = |port: u64, vlan: u64| {
+        entries
+            .iter()
+            .any(|e| e["port"] == port && e["vlan"] == vlan)
+    };
+    assert!(on(1, 10) && on(2, 10), "{fdb}");
+    assert!(
+        !entries.iter().any(|e| e["vlan"] == 20 && e["port"] != 3),
+        "{fdb}"
+    );
+    // Moving host 3 into VLAN 10 lets it in; a bad tag is refused.
+    lab.ctl_cmd(&["vlan", "sw0", &v3, "tag=10"])
+        .expect("ctl vlan");
+    // (Host 3's kernel gave up on 10.78.0.2 while it was in VLAN 20.)
+    must(&["ip", "netns", "exec", &ns3, "ip", "neigh", "flush", "all"]);
+    ping(&ns3, "10.78.0.2", &[]).expect("host 3 moved to VLAN 10");
+    assert!(lab.ctl_cmd(&["vlan", "sw0", &v3, "tag=5000"]).is_err());
+    let text = lab.ctl_cmd(&["fdb", "sw0"]).expect("fdb");
+    assert!(text.starts_with(" port  VLAN  MAC"), "{text}");
+}
+
+/// The bridge's own interface: a flow switch has a TAP named after it as
+/// OpenFlow port LOCAL, down until the host configures it; then the host
+/// reaches a namespace through the switch's NORMAL flow, and a flow can
+/// name LOCAL.
+#[test]
+fn the_local_port_is_the_hosts_way_onto_the_bridge() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (ns1, v1) = lab.host(1, "10.79.0.1/24", 1500);
+    let br = format!("msl{}", lab.tag);
+    lab.links.push(br.clone());
+    lab.switch_with(
+        "flow",
+        &[format!("af_packet:{v1}")],
+        &["--name".to_owned(), br.clone()],
+    );
+    let flags =
+        std::fs::read_to_string(format!("/sys/class/net/{br}/flags")).expect("the LOCAL TAP");
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 0, "LOCAL starts down");
+    let _ = sh(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{br}.disable_ipv6=1"),
+    ]);
+    must(&["ip", "addr", "add", "10.79.0.254/24", "dev", &br]);
+    must(&["ip", "link", "set", &br, "up"]);
+    ping(&ns1, "10.79.0.254", &[]).expect("namespace to the host through LOCAL");
+    let mgmt = format!("unix:{}", lab.dir.join(format!("{br}.mgmt")).display());
+    let show = common::ovs_ofctl(&[], "show", &mgmt, &[]);
+    assert!(show.contains(&format!("LOCAL({br}): addr:")), "{show}");
+    // A flow on in_port=LOCAL: the host's packets go nowhere but port 1...
+    common::ovs_ofctl(
+        &[],
+        "add-flow",
+        &mgmt,
+        &["priority=10,in_port=LOCAL,actions=drop"],
+    );
+    assert!(
+        ping(&ns1, "10.79.0.254", &["-c", "2"]).is_err(),
+        "in_port=LOCAL not matched"
+    );
+    common::ovs_ofctl(
+        &[],
+        "del-flows",
+        &mgmt,
+        &["--strict", "priority=10,in_port=LOCAL"],
+    );
+    // ...and output:LOCAL is the way to it.
+    common::ovs_ofctl(
+        &[],
+        "add-flow",
+        &mgmt,
+        &["priority=10,in_port=1,actions=output:LOCAL"],
+    );
+    ping(&ns1, "10.79.0.254", &[]).expect("output:LOCAL");
 }

@@ -29,6 +29,10 @@ pub struct OpenFlowArgs {
     /// OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15 (default: all of them).
     #[arg(long, value_name = "LIST")]
     pub protocols: Option<String>,
+    /// No LOCAL port (by default a TAP named after the switch is OpenFlow
+    /// port LOCAL, the bridge's own interface, as in Open vSwitch).
+    #[arg(long)]
+    pub no_local: bool,
 }
 
 impl OpenFlowArgs {
@@ -39,6 +43,7 @@ impl OpenFlowArgs {
             dpid: self.dpid.clone(),
             fail_mode: self.fail_mode.clone(),
             protocols: self.protocols.clone(),
+            no_local: self.no_local,
         }
     }
 }
@@ -72,6 +77,26 @@ pub enum CtlCmd {
         /// Port number (default: the lowest free one).
         #[arg(long)]
         ofport: Option<u32>,
+        /// VLAN settings for the NORMAL action of a flow switch, as Open
+        /// vSwitch's Port table: "tag=10", "vlan_mode=trunk trunks=10,20",
+        /// "vlan_mode=native-untagged tag=10 trunks=20".
+        #[arg(long, value_name = "SETTINGS")]
+        vlan: Option<String>,
+    },
+    /// Change a port's VLAN settings (see attach --vlan; "" for the default:
+    /// a trunk of every VLAN).
+    Vlan {
+        switch: String,
+        port: String,
+        settings: String,
+    },
+    /// Show the MAC table of a flow switch's NORMAL action (or --flush it).
+    Fdb {
+        switch: String,
+        #[arg(long)]
+        flush: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Detach a port, by name or number.
     Detach { switch: String, port: String },
@@ -113,11 +138,23 @@ impl CtlCmd {
                 switch,
                 spec,
                 ofport,
+                vlan,
             } => Request::Attach {
                 switch,
                 spec,
                 ofport,
+                vlan,
             },
+            CtlCmd::Vlan {
+                switch,
+                port,
+                settings,
+            } => Request::Vlan {
+                switch,
+                port,
+                vlan: settings,
+            },
+            CtlCmd::Fdb { switch, flush, .. } => Request::Fdb { switch, flush },
             CtlCmd::Detach { switch, port } => Request::Detach { switch, port },
             CtlCmd::Module { switch, module } => Request::Module { switch, module },
             CtlCmd::List { .. } => Request::List,
@@ -128,15 +165,23 @@ impl CtlCmd {
     /// The answer as a person (or, with `--json`, a program) wants to read it.
     pub fn render(&self, data: &Value) -> String {
         match self {
-            CtlCmd::List { json: true } | CtlCmd::Stats { json: true, .. } => {
+            CtlCmd::List { json: true }
+            | CtlCmd::Stats { json: true, .. }
+            | CtlCmd::Fdb { json: true, .. } => {
                 format!("{}\n", serde_json::to_string(data).unwrap_or_default())
             }
             CtlCmd::List { .. } => render_list(data),
             CtlCmd::Stats { .. } => render_stats(data),
-            CtlCmd::Create { switch, .. } => match openflow_of(data) {
-                Some(l) => format!("created switch {switch} (OpenFlow on {l})\n"),
-                None => format!("created switch {switch}\n"),
-            },
+            CtlCmd::Create { switch, .. } => {
+                let note = data["note"]
+                    .as_str()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default();
+                match openflow_of(data) {
+                    Some(l) => format!("created switch {switch} (OpenFlow on {l}{note})\n"),
+                    None => format!("created switch {switch}\n"),
+                }
+            }
             CtlCmd::Destroy { switch } => format!("destroyed switch {switch}\n"),
             CtlCmd::Attach { switch, .. } => {
                 let note = data["note"]
@@ -160,8 +205,37 @@ impl CtlCmd {
             CtlCmd::Module { switch, module } => {
                 format!("switch {switch} now runs module {module}\n")
             }
+            CtlCmd::Vlan { switch, port, .. } => {
+                format!("port {port} of {switch}: {}\n", s(&data["vlan"]))
+            }
+            CtlCmd::Fdb {
+                flush: true,
+                switch,
+                ..
+            } => format!("flushed the MAC table of {switch}\n"),
+            CtlCmd::Fdb { .. } => render_fdb(data),
         }
     }
+}
+
+/// The MAC table as Open vSwitch's `ovs-appctl fdb/show` prints it.
+fn render_fdb(data: &Value) -> String {
+    let mut out = String::from(" port  VLAN  MAC                Age\n");
+    for e in data["entries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:>4}  {}  {:>3}",
+            n(&e["port"]),
+            n(&e["vlan"]),
+            s(&e["mac"]),
+            n(&e["age"])
+        );
+    }
+    out
 }
 
 /// The OpenFlow listeners in an answer, joined, if any.
@@ -359,14 +433,15 @@ mod tests {
 
     #[test]
     fn config_files_are_ctl_commands() {
-        let r = parse_config("# two ports\ncreate sw0 --module dummy\nattach sw0 vport:a   # first\n\nattach sw0 vport:b --ofport 7\n", "f").unwrap();
+        let r = parse_config("# two ports\ncreate sw0 --module dummy\nattach sw0 vport:a   # first\n\nattach sw0 vport:b --ofport 7 --vlan vlan_mode=native-untagged;tag=10\n", "f").unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(
             r[2],
             Request::Attach {
                 switch: "sw0".into(),
                 spec: "vport:b".into(),
-                ofport: Some(7)
+                ofport: Some(7),
+                vlan: Some("vlan_mode=native-untagged;tag=10".into()),
             }
         );
         let l = parse_config_lines("# c\n\ncreate sw0\nattach sw0 vport:a\n", "f").unwrap();

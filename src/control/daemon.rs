@@ -25,7 +25,7 @@ use serde_json::json;
 use super::ofagent::{self, Agent, AgentConfig};
 use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
-use crate::module::flow::{FlowConfig, FlowModule};
+use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
@@ -64,6 +64,19 @@ pub struct Daemon {
 }
 
 type Res<T> = Result<T, String>;
+
+/// Attaches a TAP named after the switch as its LOCAL port (the highest
+/// port number, out of the way of ports numbered from 1).
+fn attach_local(name: &str, sw: &Switch, flow: &FlowModule) -> Res<()> {
+    let spec: PortSpec = format!("tap:{name}").parse()?;
+    let port = crate::port::tap::TapPort::open_with(name, name, spec.mem_config(), false)
+        .map_err(|e| e.to_string())?;
+    let id = sw
+        .attach(port, PortId::new(crate::port::MAX_PORTS as u32 - 1))
+        .map_err(|e| e.to_string())?;
+    flow.set_local_port(Some(id));
+    Ok(())
+}
 
 /// Control connections served at once (vport clients included).
 const MAX_CONNECTIONS: usize = 1024;
@@ -126,7 +139,10 @@ impl Daemon {
                 switch,
                 spec,
                 ofport,
-            } => self.attach(&switch, &spec, ofport),
+                vlan,
+            } => self.attach_with_vlan(&switch, &spec, ofport, vlan.as_deref()),
+            Request::Vlan { switch, port, vlan } => self.set_vlan(&switch, &port, &vlan),
+            Request::Fdb { switch, flush } => self.fdb(&switch, flush),
             Request::Detach { switch, port } => self.detach(&switch, &port),
             Request::Module { switch, module } => self.set_module(&switch, &module),
             Request::List => Ok(self.list()),
@@ -183,6 +199,14 @@ impl Daemon {
             ..SwitchConfig::default()
         };
         let sw = Arc::new(Switch::new(cfg, m).map_err(|e| e.to_string())?);
+        // The bridge's own interface, OpenFlow's LOCAL, before the agent
+        // first reads the ports (as Open vSwitch's bridges have one).
+        let mut note = None;
+        if let Some(f) = flow.as_ref().filter(|_| !of.no_local)
+            && let Err(e) = attach_local(name, &sw, f)
+        {
+            note = Some(format!("no LOCAL port: {e}"));
+        }
         let (agent, listening) = match (&flow, agent_cfg) {
             (Some(f), Some(c)) => {
                 let a = Agent::start(sw.clone(), f.clone(), c)?;
@@ -201,7 +225,11 @@ impl Daemon {
                 vports: BTreeMap::new(),
             },
         );
-        Ok(json!({ "switch": name, "openflow": listening }))
+        let mut r = json!({ "switch": name, "openflow": listening });
+        if let Some(n) = note {
+            r["note"] = json!(n);
+        }
+        Ok(r)
     }
 
     /// The agent configuration `of` asks for, with the switch's own Unix
@@ -242,6 +270,80 @@ impl Daemon {
             .ok_or_else(|| format!("no switch '{name}'"))?;
         drop(m); // stops the workers; vport clients see their ports go quiet
         Ok(json!({ "switch": name }))
+    }
+
+    /// [`Daemon::attach`], then the port's VLAN settings (checked first, so
+    /// bad settings attach nothing).
+    pub fn attach_with_vlan(
+        &self,
+        switch: &str,
+        spec: &str,
+        ofport: Option<u32>,
+        vlan: Option<&str>,
+    ) -> Res<serde_json::Value> {
+        let Some(vlan) = vlan else {
+            return self.attach(switch, spec, ofport);
+        };
+        let v: PortVlan = vlan.parse().map_err(|e: PortVlanError| e.to_string())?;
+        self.flow_of(switch)?;
+        let mut r = self.attach(switch, spec, ofport)?;
+        let id = r["ofport"].as_u64().and_then(|n| PortId::new(n as u32));
+        if let (Some(id), Ok(flow)) = (id, self.flow_of(switch)) {
+            flow.set_port_vlan(id, v.clone());
+        }
+        r["vlan"] = json!(v.to_string());
+        Ok(r)
+    }
+
+    /// The flow module of a flow switch (VLAN settings and the MAC table
+    /// belong to its NORMAL action).
+    fn flow_of(&self, switch: &str) -> Res<Arc<FlowModule>> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        m.flow.clone().ok_or_else(|| {
+            format!("switch '{switch}' has no flow module: VLAN settings and the MAC table belong to NORMAL")
+        })
+    }
+
+    /// Sets a port's VLAN settings (by port name or number).
+    pub fn set_vlan(&self, switch: &str, port: &str, vlan: &str) -> Res<serde_json::Value> {
+        let v: PortVlan = vlan.parse().map_err(|e: PortVlanError| e.to_string())?;
+        let flow = self.flow_of(switch)?;
+        let id = self.port_id(switch, port)?;
+        flow.set_port_vlan(id, v.clone());
+        Ok(json!({ "switch": switch, "port": port, "ofport": id.0, "vlan": v.to_string() }))
+    }
+
+    /// NORMAL's MAC table, or empties it.
+    pub fn fdb(&self, switch: &str, flush: bool) -> Res<serde_json::Value> {
+        let flow = self.flow_of(switch)?;
+        if flush {
+            flow.fdb_flush();
+            return Ok(json!({ "switch": switch }));
+        }
+        let now = self.lock().get(switch).map(|m| m.sw.now()).unwrap_or(0);
+        let entries: Vec<serde_json::Value> = flow
+            .fdb(now)
+            .iter()
+            .map(|e| json!({ "port": e.port.0, "vlan": e.vlan, "mac": e.mac.to_string(), "age": e.age_secs }))
+            .collect();
+        Ok(json!({ "switch": switch, "entries": entries }))
+    }
+
+    /// A port of `switch` by name or number.
+    fn port_id(&self, switch: &str, port: &str) -> Res<PortId> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let st = m.sw.stats();
+        st.ports
+            .iter()
+            .find(|p| p.name == port || p.id.to_string() == port)
+            .and_then(|p| PortId::new(u32::from(p.id)))
+            .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))
     }
 
     pub fn attach(&self, switch: &str, spec: &str, ofport: Option<u32>) -> Res<serde_json::Value> {
@@ -297,6 +399,9 @@ impl Daemon {
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
         m.vports.remove(p.name());
+        if let Some(f) = m.flow.as_ref().filter(|f| f.local_port() == Some(id)) {
+            f.set_local_port(None);
+        }
         Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
     }
 
@@ -325,7 +430,8 @@ impl Daemon {
                     .iter()
                     .map(|p| {
                         let connected = m.vports.get(&p.name).map(|v| v.connected);
-                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected })
+                        let local = m.flow.as_ref().and_then(|f| f.local_port()).map(|l| l.0) == Some(p.id);
+                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected, "local": local })
                     })
                     .collect();
                 let openflow = m.agent.as_ref().map(|a| a.listening.clone());
@@ -550,6 +656,11 @@ impl Daemon {
     }
 
     /// Asks `serve` to return and closes every connection.
+    /// Whether the daemon was asked to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_bell.notify();
@@ -630,7 +741,7 @@ pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
 /// Runs a daemon in the foreground until SIGINT or SIGTERM: binds `ctl`,
 /// lets `setup` configure it, serves, then stops every switch and removes
 /// the socket.
-pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Daemon) -> Res<()>) -> Res<()> {
+pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -> Res<()> {
     sys::block_stop_signals();
     let listener = bind_ctl(ctl)?;
     let d = Daemon::new().map_err(|e| e.to_string())?;

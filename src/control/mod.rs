@@ -7,6 +7,7 @@ pub mod client;
 pub mod daemon;
 pub mod ofagent;
 pub mod proto;
+pub mod vswitchd;
 
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -40,6 +40,21 @@ pub enum Request {
         spec: String,
         #[serde(default)]
         ofport: Option<u32>,
+        /// VLAN settings for NORMAL (`tag=10`, `vlan_mode=trunk trunks=10,20`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vlan: Option<String>,
+    },
+    /// Changes a port's VLAN settings (flow switches: NORMAL).
+    Vlan {
+        switch: String,
+        port: String,
+        vlan: String,
+    },
+    /// NORMAL's MAC table of a flow switch (`flush`: empty it).
+    Fdb {
+        switch: String,
+        #[serde(default)]
+        flush: bool,
     },
     Detach {
         switch: String,
@@ -79,6 +94,9 @@ pub struct OpenFlowOpts {
     /// OpenFlow versions allowed: `OpenFlow10,OpenFlow13,...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocols: Option<String>,
+    /// No LOCAL port (the TAP named after the switch).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_local: bool,
 }
 
 impl OpenFlowOpts {

@@ -176,10 +176,16 @@ impl SwitchDatapath {
         let mut out = Vec::new();
         let now = Instant::now();
         let stats = self.sw.stats();
+        // Keyed by OpenFlow number: the local port is LOCAL.
         let current: BTreeMap<u32, (&str, &'static str)> = stats
             .ports
             .iter()
-            .map(|p| (u32::from(p.id), (p.name.as_str(), p.kind)))
+            .filter_map(|p| {
+                Some((
+                    self.flow.of_port(PortId::new(u32::from(p.id))?),
+                    (p.name.as_str(), p.kind),
+                ))
+            })
             .collect();
         let gone: Vec<u32> = self
             .ports
@@ -329,16 +335,17 @@ impl SwitchDatapath {
         Ok(stats
             .ports
             .iter()
-            .filter(|p| port == PortNo::ANY || u32::from(p.id) == port.0)
-            .map(|p| {
+            .filter_map(|p| Some((self.flow.of_port(PortId::new(u32::from(p.id))?), p)))
+            .filter(|(n, _)| port == PortNo::ANY || *n == port.0)
+            .map(|(n, p)| {
                 let t = &p.totals;
                 let d = self
                     .ports
-                    .get(&u32::from(p.id))
+                    .get(&n)
                     .map(|v| now.saturating_duration_since(v.since))
                     .unwrap_or_default();
                 PortStats {
-                    port_no: PortNo(u32::from(p.id)),
+                    port_no: PortNo(n),
                     rx_packets: t.rx_packets,
                     tx_packets: t.tx_packets,
                     rx_bytes: t.rx_bytes,
@@ -424,7 +431,8 @@ impl SwitchDatapath {
                 max_len: NO_BUFFER_LEN,
                 metadata: 0,
             });
-            out.push(self.packet_in(u32::from(p.in_port.0), &p.data, &meta));
+            let in_port = self.flow.of_port(p.in_port);
+            out.push(self.packet_in(in_port, &p.data, &meta));
         }
         out
     }
@@ -488,7 +496,7 @@ impl SwitchDatapath {
                     self.sw.transmit(p, &[&bytes]);
                 }
                 Output::InPort(bytes) => {
-                    if let Some(p) = PortId::new(in_port) {
+                    if let Some(p) = self.flow.port_id(in_port) {
                         self.sw.transmit(p, &[&bytes]);
                     }
                 }
@@ -500,8 +508,12 @@ impl SwitchDatapath {
                 Output::Controller { data, meta } => {
                     ins.push(self.packet_in(in_port, &data, &meta));
                 }
-                // There is no local port.
-                Output::Local(_) => {}
+                // Only without a local port: nowhere to send it.
+                Output::Local(bytes) => {
+                    if let Some(p) = self.flow.local_port() {
+                        self.sw.transmit(p, &[&bytes]);
+                    }
+                }
             }
         }
         Ok(ins)

@@ -52,8 +52,21 @@ fn ifreq(name: &str, flags: libc::c_short) -> IfReq {
 }
 
 impl TapPort {
-    /// Opens (creating if needed) TAP `ifname` as port `name`.
+    /// Opens (creating if needed, and then bringing up) TAP `ifname` as
+    /// port `name`.
     pub fn open(name: &str, ifname: &str, cfg: MemConfig) -> Result<Arc<TapPort>, KernelPortError> {
+        Self::open_with(name, ifname, cfg, true)
+    }
+
+    /// The same; a TAP it creates is brought up only with `up` (a bridge's
+    /// own interface stays down until the host configures it, as Open
+    /// vSwitch's internal ports do, so it sends nothing unasked).
+    pub fn open_with(
+        name: &str,
+        ifname: &str,
+        cfg: MemConfig,
+        up: bool,
+    ) -> Result<Arc<TapPort>, KernelPortError> {
         check_ifname(ifname)?;
         let existed = std::path::Path::new(&format!("/sys/class/net/{ifname}")).exists();
         // SAFETY: plain open(2) of a constant path.
@@ -87,7 +100,7 @@ impl TapPort {
             });
         }
         check_mtu(ifname, cfg.buf_size)?;
-        if !existed {
+        if !existed && up {
             set_up(ifname)?;
         }
         let mem = PortMem::new(name, cfg)?;

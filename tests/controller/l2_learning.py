@@ -1,4 +1,5 @@
-"""An L2 learning switch for OpenFlow 1.3, as an os-ken application.
+"""An L2 learning switch for OpenFlow 1.0, 1.3, 1.4 or 1.5, as an os-ken
+application (`--of`; 1.3 by default).
 
 Used by tests/controller.rs to drive mswitch with a real controller. On
 switch features it installs a table-miss flow (priority 0, empty match,
@@ -29,7 +30,15 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, MAIN_DISPATCHER,
                                        DEAD_DISPATCHER, set_ev_cls)
 from os_ken.lib.packet import ethernet, ether_types, packet
-from os_ken.ofproto import ofproto_v1_3
+from os_ken.lib import mac as mac_lib
+from os_ken.ofproto import ofproto_v1_0, ofproto_v1_3, ofproto_v1_4, ofproto_v1_5
+
+VERSIONS = {
+    "1.0": ofproto_v1_0.OFP_VERSION,
+    "1.3": ofproto_v1_3.OFP_VERSION,
+    "1.4": ofproto_v1_4.OFP_VERSION,
+    "1.5": ofproto_v1_5.OFP_VERSION,
+}
 
 COUNTS = {"packet_in": 0, "flow_mod": 0, "packet_out": 0, "errors": 0}
 _LOCK = threading.Lock()
@@ -65,12 +74,23 @@ class L2Learning(app_manager.OSKenApp):
 
     def add_flow(self, dp, priority, match, actions, idle_timeout=0):
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
-        mod = parser.OFPFlowMod(datapath=dp, priority=priority, match=match,
-                                instructions=inst, idle_timeout=idle_timeout)
+        if ofp.OFP_VERSION == ofproto_v1_0.OFP_VERSION:
+            # 1.0: actions in the flow mod itself, no instructions.
+            mod = parser.OFPFlowMod(
+                datapath=dp, match=match, cookie=0, command=ofp.OFPFC_ADD,
+                idle_timeout=idle_timeout, hard_timeout=0, priority=priority,
+                buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_NONE, flags=0,
+                actions=actions)
+        else:
+            inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                 actions)]
+            mod = parser.OFPFlowMod(datapath=dp, priority=priority,
+                                    match=match, instructions=inst,
+                                    idle_timeout=idle_timeout)
         dp.send_msg(mod)
         say("flow_mod", f"dpid={dp.id:016x} priority={priority} "
-            f"match={dict(match.items())} actions={actions} "
+            f"match={dict(match.items()) if hasattr(match, 'items') else match} "
+            f"actions={actions} "
             f"idle_timeout={idle_timeout}")
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -80,6 +100,7 @@ class L2Learning(app_manager.OSKenApp):
         say("features", f"dpid={dp.id:016x} n_tables={ev.msg.n_tables} "
             f"n_buffers={ev.msg.n_buffers}")
         self.mac_to_port.setdefault(dp.id, {})
+        say("version", f"dpid={dp.id:016x} version=0x{ofp.OFP_VERSION:02x}")
         actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, self.MISS_LEN)]
         self.add_flow(dp, 0, parser.OFPMatch(), actions)
         barrier = parser.OFPBarrierRequest(dp)
@@ -99,14 +120,15 @@ class L2Learning(app_manager.OSKenApp):
         msg = ev.msg
         dp = msg.datapath
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        in_port = msg.match["in_port"]
+        v10 = ofp.OFP_VERSION == ofproto_v1_0.OFP_VERSION
+        in_port = msg.in_port if v10 else msg.match["in_port"]
         pkt = packet.Packet(msg.data)
         eth = pkt.get_protocols(ethernet.ethernet)[0]
         say("packet_in", f"dpid={dp.id:016x} in_port={in_port} "
             f"src={eth.src} dst={eth.dst} ethertype=0x{eth.ethertype:04x} "
             f"buffer_id=0x{msg.buffer_id:x} total_len={msg.total_len} "
             f"data_len={len(msg.data)} reason={msg.reason} "
-            f"table_id={msg.table_id}")
+            f"table_id={0 if v10 else msg.table_id}")
         if eth.ethertype == ether_types.ETH_TYPE_LLDP:
             return
 
@@ -115,17 +137,25 @@ class L2Learning(app_manager.OSKenApp):
         out_port = table.get(eth.dst, ofp.OFPP_FLOOD)
         actions = [parser.OFPActionOutput(out_port)]
         if out_port != ofp.OFPP_FLOOD:
-            match = parser.OFPMatch(in_port=in_port, eth_dst=eth.dst,
-                                    eth_src=eth.src)
+            if v10:
+                match = parser.OFPMatch(in_port=in_port,
+                                        dl_dst=mac_lib.haddr_to_bin(eth.dst),
+                                        dl_src=mac_lib.haddr_to_bin(eth.src))
+            else:
+                match = parser.OFPMatch(in_port=in_port, eth_dst=eth.dst,
+                                        eth_src=eth.src)
             self.add_flow(dp, 1, match, actions, self.IDLE_TIMEOUT)
 
-        if msg.buffer_id != ofp.OFP_NO_BUFFER:
+        data = None if msg.buffer_id != ofp.OFP_NO_BUFFER else msg.data
+        if ofp.OFP_VERSION >= ofproto_v1_5.OFP_VERSION:
+            # 1.5: the packet's pipeline fields travel as a match.
             out = parser.OFPPacketOut(datapath=dp, buffer_id=msg.buffer_id,
-                                      in_port=in_port, actions=actions)
+                                      match=parser.OFPMatch(in_port=in_port),
+                                      actions=actions, data=data)
         else:
-            out = parser.OFPPacketOut(datapath=dp, buffer_id=ofp.OFP_NO_BUFFER,
+            out = parser.OFPPacketOut(datapath=dp, buffer_id=msg.buffer_id,
                                       in_port=in_port, actions=actions,
-                                      data=msg.data)
+                                      data=data)
         dp.send_msg(out)
         say("packet_out", f"dpid={dp.id:016x} in_port={in_port} "
             f"out_port={'FLOOD' if out_port == ofp.OFPP_FLOOD else out_port} "
@@ -164,8 +194,11 @@ def main():
                     default=ofproto_v1_3.OFPCML_NO_BUFFER,
                     help="bytes of a table-miss packet sent to the controller "
                     "(default 65535, OFPCML_NO_BUFFER: all, nothing buffered)")
+    ap.add_argument("--of", choices=sorted(VERSIONS), default="1.3",
+                    help="the OpenFlow version to speak (default 1.3)")
     args = ap.parse_args()
     L2Learning.MISS_LEN = args.miss_len
+    L2Learning.OFP_VERSIONS = [VERSIONS[args.of]]
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(name)s %(levelname)s %(message)s")

@@ -116,9 +116,9 @@
 //!   bytes of the *last* output, counted in `multi_version_outputs`.
 //!   (Packet-outs have no such limit.)
 //! - FLOOD and ALL both mean every port but the input.
-//! - LOCAL is "no such port" on the data path (there is no local port
-//!   yet): that output does nothing; a packet-out returns it as
-//!   [`Output::Local`]. TABLE is refused outside packet-outs.
+//! - LOCAL is the port [`FlowModule::set_local_port`] named (the agent
+//!   attaches the bridge's own TAP as it); without one, that output does
+//!   nothing and a packet-out returns it as [`Output::Local`]. TABLE is refused outside packet-outs.
 //! - NORMAL: no bonds, no mirrors, no `dot1q-tunnel` mode, no
 //!   `priority-tags`; only 802.1Q (TPID 0x8100) tags are VLAN tags. A tag
 //!   that must be pushed in place needs 4 bytes of room, as for push-VLAN
@@ -916,9 +916,9 @@ impl FlowModule {
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
-        // NORMAL from the controller (or LOCAL) learns nothing and may
-        // go to every port of the packet's VLAN.
-        let in_id = (!pn.is_reserved()).then(|| PortId::new(in_port)).flatten();
+        // NORMAL from the controller (or LOCAL without a local port)
+        // learns nothing and may go to every port of the packet's VLAN.
+        let in_id = pipe.port_id(in_port);
         let normal = |data: &[u8], outs: &mut Vec<Output>| {
             let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
             outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
@@ -932,7 +932,7 @@ impl FlowModule {
                 continue;
             }
             if o != Out::Table {
-                outs.extend(output(o, in_port, data));
+                outs.extend(output(o, in_port, in_id, data));
                 continue;
             }
             let Some(q) = key::parse(&data, in_port) else {
@@ -945,7 +945,7 @@ impl FlowModule {
                     if o == Out::Normal {
                         normal(&d, &mut outs);
                     } else {
-                        outs.extend(output(o, in_port, d));
+                        outs.extend(output(o, in_port, in_id, d));
                     }
                 }
             }
@@ -1077,6 +1077,30 @@ impl FlowModule {
     /// no cached plan depends on it, so the caches stay. The MAC table is
     /// kept: entries in VLANs the port no longer carries are not used for
     /// it (a packet to such a MAC goes nowhere) and age out.
+    /// Makes switch port `port` OpenFlow's `LOCAL` (the bridge's own
+    /// interface), or none. Packets from it have in_port LOCAL, outputs to
+    /// LOCAL go to it, and its own number is no OpenFlow port.
+    pub fn set_local_port(&self, port: Option<PortId>) {
+        let mut p = self.write();
+        p.local = port;
+        p.bump();
+    }
+
+    /// The switch port that is `LOCAL`, if any.
+    pub fn local_port(&self) -> Option<PortId> {
+        self.read().local
+    }
+
+    /// The OpenFlow number of switch port `id` (LOCAL for the local port).
+    pub fn of_port(&self, id: PortId) -> u32 {
+        self.read().of_port(id)
+    }
+
+    /// The switch port of OpenFlow port `n`, if it is one.
+    pub fn port_id(&self, n: u32) -> Option<PortId> {
+        self.read().port_id(n)
+    }
+
     pub fn set_port_vlan(&self, port: PortId, vlan: PortVlan) {
         let mut p = self.write();
         let key = u32::from(port.0);
@@ -1151,11 +1175,13 @@ impl FlowModule {
 pub(crate) const NV_FLOOD: u8 = 1;
 pub(crate) const NV_VLAN_DROP: u8 = 2;
 
-/// What a packet-out sends for one executor output.
-fn output(o: Out, in_port: u32, data: Vec<u8>) -> Option<Output> {
+/// What a packet-out sends for one executor output (`in_id`: the switch
+/// port of `in_port`, if it is one).
+fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<Output> {
     Some(match o {
-        Out::Port(p) if u32::from(p.0) == in_port => return None,
+        Out::Port(p) if Some(p) == in_id => return None,
         Out::Port(p) => Output::Port(p, data),
+        Out::InPort if in_id.is_some() => Output::InPort(data),
         Out::InPort if in_port == PortNo::LOCAL.0 => Output::Local(data),
         // Back to the controller it came from: nowhere.
         Out::InPort if PortNo(in_port).is_reserved() => return None,
@@ -1178,7 +1204,7 @@ impl Module for FlowModule {
         let pipe = self.read();
         let mut st = self.stripe(batch.in_port());
         st.begin(pipe.generation, now);
-        let in_port = u32::from(batch.in_port().0);
+        let in_port = pipe.of_port(batch.in_port());
         let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of
         // its entries) but only ever serves one batch.

@@ -244,7 +244,12 @@ impl FromStr for PortVlan {
                 .ok_or_else(|| PortVlanError::Vlan(v.to_owned()))
         };
         let (mut mode, mut tag, mut trunks) = (None, None, Vec::new());
-        for tok in s.split_whitespace() {
+        // Settings are separated by spaces (Open vSwitch's way) or `;` (for
+        // config files, whose words cannot hold spaces).
+        let toks = s
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|t| !t.is_empty());
+        for tok in toks {
             let (k, v) = tok
                 .split_once('=')
                 .ok_or_else(|| PortVlanError::Syntax(tok.to_owned()))?;

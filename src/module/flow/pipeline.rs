@@ -201,6 +201,10 @@ pub(crate) struct Pipeline {
     pub generation: u64,
     pub max_flows: usize,
     pub flow_count: usize,
+    /// The switch port that is OpenFlow's `LOCAL` (the bridge's own
+    /// interface), if any ([`super::FlowModule::set_local_port`]). Its
+    /// number is not an OpenFlow port: packets from it have in_port LOCAL.
+    pub local: Option<PortId>,
 }
 
 impl Pipeline {
@@ -219,7 +223,26 @@ impl Pipeline {
             generation: 1,
             max_flows,
             flow_count: 0,
+            local: None,
         }
+    }
+
+    /// The OpenFlow number of switch port `id` (LOCAL for the local port).
+    pub fn of_port(&self, id: PortId) -> u32 {
+        if self.local == Some(id) {
+            PortNo::LOCAL.0
+        } else {
+            u32::from(id.0)
+        }
+    }
+
+    /// The switch port of OpenFlow port `n` (LOCAL is the local port; the
+    /// local port's own number is no OpenFlow port).
+    pub fn port_id(&self, n: u32) -> Option<PortId> {
+        if n == PortNo::LOCAL.0 {
+            return self.local;
+        }
+        PortId::new(n).filter(|id| self.local != Some(*id))
     }
 
     /// Marks a change: every cached plan is now stale.
@@ -279,8 +302,11 @@ impl Pipeline {
             .as_ref()
             .unwrap_or(&self.attached)
             .iter()
-            .filter(|&&p| p != in_port && !self.no_fwd(p))
             .filter_map(|&p| PortId::new(p))
+            .filter(|&id| {
+                let n = self.of_port(id);
+                n != in_port && !self.no_fwd(n)
+            })
             .collect()
     }
 
@@ -693,10 +719,14 @@ impl<'p> Exec<'p> {
                     metadata: METADATA.get(&self.key),
                 })
             }
-            PortNo::LOCAL => Out::Local,
+            PortNo::LOCAL => match self.p.local {
+                Some(_) if self.p.no_fwd(PortNo::LOCAL.0) => return,
+                Some(id) => Out::Port(id),
+                None => Out::Local,
+            },
             PortNo::NORMAL => Out::Normal,
             PortNo::TABLE if self.table_ok && depth == 0 => Out::Table,
-            p if !p.is_reserved() && !self.p.no_fwd(p.0) => match PortId::new(p.0) {
+            p if !p.is_reserved() && !self.p.no_fwd(p.0) => match self.p.port_id(p.0) {
                 Some(id) => Out::Port(id),
                 None => return,
             },
@@ -987,7 +1017,7 @@ impl<'p> Exec<'p> {
                 Out::Local | Out::Table => {}
             }
         }
-        let in_id = PortId::new(in_port);
+        let in_id = self.p.port_id(in_port);
         let hairpin = hairpin && in_id.is_some();
         let verdict = if flood && !hairpin && !self.p.flood_filtered() {
             PlanVerdict::Flood

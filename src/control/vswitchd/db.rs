@@ -1,0 +1,265 @@
+//! The part of Open vSwitch's database `mswitch vswitchd` reads, mirrored
+//! from `monitor` replies and `update` notifications, and the switch
+//! configuration it describes. No I/O: the loop feeds it JSON and asks for
+//! the [`Wanted`] state.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::ovsdb::datum;
+
+/// The tables and columns monitored (what the daemon acts on).
+pub fn monitor_requests() -> Value {
+    json!({
+        "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges"]},
+        "Bridge": {"columns": ["name", "datapath_type", "fail_mode", "controller",
+                               "protocols", "other_config", "ports", "datapath_id"]},
+        "Port": {"columns": ["name", "interfaces", "tag", "trunks", "vlan_mode"]},
+        "Interface": {"columns": ["name", "type", "options", "ofport_request",
+                                  "ofport", "error"]},
+        "Controller": {"columns": ["target"]},
+    })
+}
+
+/// Rows by table and UUID, each as the monitor last sent it.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    pub tables: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Mirror {
+    /// Applies a `table-updates` object (the monitor's reply, or the second
+    /// parameter of an `update`): a row with `new` is (re)placed, one with
+    /// only `old` deleted. Anything malformed is skipped.
+    pub fn apply(&mut self, updates: &Value) {
+        let Some(tables) = updates.as_object() else {
+            return;
+        };
+        for (table, rows) in tables {
+            let Some(rows) = rows.as_object() else {
+                continue;
+            };
+            let t = self.tables.entry(table.clone()).or_default();
+            for (uuid, change) in rows {
+                match change.get("new") {
+                    Some(new) if new.is_object() => {
+                        t.insert(uuid.clone(), new.clone());
+                    }
+                    _ => {
+                        t.remove(uuid);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn row(&self, table: &str, uuid: &str) -> Option<&Value> {
+        self.tables.get(table)?.get(uuid)
+    }
+
+    /// The one Open_vSwitch row: (UUID, row).
+    pub fn root(&self) -> Option<(&str, &Value)> {
+        self.tables
+            .get("Open_vSwitch")?
+            .iter()
+            .next()
+            .map(|(u, r)| (u.as_str(), r))
+    }
+
+    /// `next_cfg` of the root row (0 without one).
+    pub fn next_cfg(&self) -> i64 {
+        self.root()
+            .and_then(|(_, r)| r["next_cfg"].as_i64())
+            .unwrap_or(0)
+    }
+
+    pub fn cur_cfg(&self) -> i64 {
+        self.root()
+            .and_then(|(_, r)| r["cur_cfg"].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// The configuration the database asks for.
+    pub fn wanted(&self) -> Wanted {
+        let mut w = Wanted::default();
+        let Some((_, root)) = self.root() else {
+            return w;
+        };
+        for bu in datum::uuids(&root["bridges"]) {
+            let Some(b) = self.row("Bridge", bu) else {
+                continue;
+            };
+            let Some(name) = b["name"].as_str() else {
+                continue;
+            };
+            let str_of = |v: &Value| {
+                datum::optional(v)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let mut bridge = WantedBridge {
+                uuid: bu.to_owned(),
+                datapath_type: b["datapath_type"].as_str().unwrap_or("").to_owned(),
+                fail_mode: str_of(&b["fail_mode"]),
+                controllers: datum::uuids(&b["controller"])
+                    .into_iter()
+                    .filter_map(|c| self.row("Controller", c))
+                    .filter_map(|c| c["target"].as_str().map(str::to_owned))
+                    .collect(),
+                protocols: datum::set(&b["protocols"])
+                    .into_iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect(),
+                datapath_id: datum::map_get(&b["other_config"], "datapath-id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                ifaces: Vec::new(),
+            };
+            bridge.controllers.sort();
+            for pu in datum::uuids(&b["ports"]) {
+                let Some(p) = self.row("Port", pu) else {
+                    continue;
+                };
+                let vlan = port_vlan(p);
+                for iu in datum::uuids(&p["interfaces"]) {
+                    let Some(i) = self.row("Interface", iu) else {
+                        continue;
+                    };
+                    let Some(iname) = i["name"].as_str() else {
+                        continue;
+                    };
+                    bridge.ifaces.push(WantedIface {
+                        uuid: iu.to_owned(),
+                        name: iname.to_owned(),
+                        kind: i["type"].as_str().unwrap_or("").to_owned(),
+                        options: datum::map(&i["options"])
+                            .into_iter()
+                            .filter_map(|(k, v)| {
+                                Some((k.as_str()?.to_owned(), v.as_str()?.to_owned()))
+                            })
+                            .collect(),
+                        ofport_request: datum::optional(&i["ofport_request"])
+                            .and_then(Value::as_i64),
+                        ofport: datum::optional(&i["ofport"]).and_then(Value::as_i64),
+                        vlan: vlan.clone(),
+                    });
+                }
+            }
+            bridge.ifaces.sort_by(|a, b| a.name.cmp(&b.name));
+            w.bridges.insert(name.to_owned(), bridge);
+        }
+        w
+    }
+}
+
+/// A Port's VLAN columns as the settings text `mswitch` takes (empty: the
+/// default, a trunk of every VLAN).
+fn port_vlan(p: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = datum::optional(&p["vlan_mode"]).and_then(Value::as_str) {
+        parts.push(format!("vlan_mode={m}"));
+    }
+    if let Some(t) = datum::optional(&p["tag"]).and_then(Value::as_i64) {
+        parts.push(format!("tag={t}"));
+    }
+    let trunks: Vec<String> = datum::set(&p["trunks"])
+        .into_iter()
+        .filter_map(Value::as_i64)
+        .map(|t| t.to_string())
+        .collect();
+    if !trunks.is_empty() {
+        parts.push(format!("trunks={}", trunks.join(",")));
+    }
+    parts.join(" ")
+}
+
+/// The switches the database asks for, by bridge name.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Wanted {
+    pub bridges: BTreeMap<String, WantedBridge>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantedBridge {
+    pub uuid: String,
+    pub datapath_type: String,
+    pub fail_mode: Option<String>,
+    pub controllers: Vec<String>,
+    pub protocols: Vec<String>,
+    pub datapath_id: Option<String>,
+    pub ifaces: Vec<WantedIface>,
+}
+
+impl WantedBridge {
+    /// What decides how the switch and its agent are made: a change
+    /// rebuilds the agent.
+    pub fn openflow_key(&self) -> (Option<String>, Vec<String>, Vec<String>, Option<String>) {
+        (
+            self.fail_mode.clone(),
+            self.controllers.clone(),
+            self.protocols.clone(),
+            self.datapath_id.clone(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantedIface {
+    pub uuid: String,
+    pub name: String,
+    /// The Interface's `type` ("" is a system interface).
+    pub kind: String,
+    pub options: BTreeMap<String, String>,
+    pub ofport_request: Option<i64>,
+    /// The number it had (written by a daemon before this one), kept on
+    /// restart when no number is requested, as ovs-vswitchd does.
+    pub ofport: Option<i64>,
+    /// Its Port's VLAN settings.
+    pub vlan: String,
+}
+
+impl WantedIface {
+    /// What decides how the port is attached: a change re-attaches it.
+    pub fn attach_key(&self) -> (String, BTreeMap<String, String>, Option<i64>) {
+        (self.kind.clone(), self.options.clone(), self.ofport_request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mirror_follows_updates_and_yields_the_wanted_switches() {
+        let mut m = Mirror::default();
+        m.apply(&json!({
+            "Open_vSwitch": {"r": {"new": {"next_cfg": 3, "cur_cfg": 2, "bridges": ["uuid", "b"]}}},
+            "Bridge": {"b": {"new": {"name": "br0", "datapath_type": "netdev",
+                "fail_mode": ["set", []], "controller": ["set", [["uuid", "c"]]],
+                "protocols": ["set", ["OpenFlow13", "OpenFlow10"]],
+                "other_config": ["map", [["datapath-id", "0000000000000001"]]],
+                "ports": ["set", [["uuid", "p"]]]}}},
+            "Controller": {"c": {"new": {"target": "tcp:127.0.0.1:6653"}}},
+            "Port": {"p": {"new": {"name": "v1", "interfaces": ["uuid", "i"], "tag": 10,
+                "trunks": ["set", []], "vlan_mode": ["set", []]}}},
+            "Interface": {"i": {"new": {"name": "v1", "type": "", "options": ["map", []],
+                "ofport_request": 5, "ofport": ["set", []], "error": ["set", []]}}},
+        }));
+        assert_eq!((m.next_cfg(), m.cur_cfg()), (3, 2));
+        let w = m.wanted();
+        let b = &w.bridges["br0"];
+        assert_eq!(b.controllers, ["tcp:127.0.0.1:6653"]);
+        assert_eq!(b.datapath_id.as_deref(), Some("0000000000000001"));
+        assert_eq!(b.fail_mode, None);
+        assert_eq!(b.ifaces.len(), 1);
+        assert_eq!(b.ifaces[0].ofport_request, Some(5));
+        assert_eq!(b.ifaces[0].vlan, "tag=10");
+        // A deleted port leaves the bridge; odd input changes nothing.
+        m.apply(&json!({"Port": {"p": {"old": {}}}}));
+        assert!(m.wanted().bridges["br0"].ifaces.is_empty());
+        m.apply(&json!([1, 2]));
+        m.apply(&json!({"Bridge": 7}));
+        assert_eq!(m.wanted().bridges.len(), 1);
+    }
+}

@@ -1,0 +1,405 @@
+//! `mswitch vswitchd`: mswitch in ovs-vswitchd's place, configured by Open
+//! vSwitch's own `ovsdb-server` (so `ovs-vsctl`, and anything else that
+//! writes the database, configures it) and writing back the state
+//! ovs-vswitchd writes.
+//!
+//! One thread follows the database; the switches are the daemon's
+//! (`control::daemon`), so `mswitch ctl` works beside it and forwarding
+//! never waits on the database. The thread connects (retrying with a 1-8 s
+//! backoff), takes the `ovs_vswitchd` lock (a second instance waits for
+//! it), monitors the tables it reads ([`db::monitor_requests`]) and, after
+//! every change, makes the switches match (`reconcile`) and writes back in
+//! one transaction what changed: `Interface.ofport`/`error`,
+//! `Bridge.datapath_id`, and `Open_vSwitch.cur_cfg` once `next_cfg` is in
+//! force (which is what `ovs-vsctl` without `--no-wait` waits for). It
+//! never reacts to its own writes: they change nothing it acts on. When the
+//! database goes away the switches keep forwarding; on reconnection the
+//! state is read again and written back.
+//!
+//! Bridges are `flow` switches with the bridge's name; the bridge's own
+//! interface is the switch's LOCAL TAP. Interface types: `""`/`system`
+//! (AF_XDP, falling back to AF_PACKET), `afxdp`, `internal` and `tap`
+//! (TAP), `dpdkvhostuser` (a vhost-user server socket in the run
+//! directory), `dpdkvhostuserclient` (`options:vhost-server-path`). Others
+//! get `ofport` -1 and an `error`; every other port keeps forwarding.
+//! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
+//! `ovs-appctl` the daemon through [`unixctl`].
+
+pub mod db;
+pub mod unixctl;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::daemon::Daemon;
+use super::proto::OpenFlowOpts;
+use crate::ofproto::default_dpid;
+use crate::ovsdb::{Client, OvsdbError, Remote, datum};
+use db::{Mirror, Wanted, WantedBridge, WantedIface};
+
+/// The database name and the lock every switch daemon takes.
+const DB: &str = "Open_vSwitch";
+const LOCK: &str = "ovs_vswitchd";
+/// How long one database request may take.
+const RPC: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// `$OVS_RUNDIR`, or Open vSwitch's default.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("OVS_RUNDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"))
+}
+
+/// The default database: `unix:$OVS_RUNDIR/db.sock`.
+pub fn default_db() -> String {
+    format!("unix:{}", run_dir().join("db.sock").display())
+}
+
+/// What was made for one interface.
+#[derive(Debug, Clone)]
+struct Applied {
+    key: (String, BTreeMap<String, String>, Option<i64>),
+    ofport: i64,
+    error: Option<String>,
+    vlan: String,
+}
+
+/// What was made for one bridge.
+#[derive(Debug)]
+struct AppliedBridge {
+    key: (Option<String>, Vec<String>, Vec<String>, Option<String>),
+    dpid: u64,
+    /// Why the bridge has no LOCAL port, if it has none.
+    no_local: Option<String>,
+    error: Option<String>,
+    ifaces: BTreeMap<String, Applied>,
+}
+
+/// Follows the database until the daemon stops.
+pub fn follow(d: Arc<Daemon>, remote: Remote, run_dir: PathBuf) {
+    let mut applied: BTreeMap<String, AppliedBridge> = BTreeMap::new();
+    let mut backoff = BACKOFF_MIN;
+    while !d.stopping() {
+        match session(&d, &remote, &run_dir, &mut applied, &mut backoff) {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("mswitch vswitchd: {e}; retrying in {}s", backoff.as_secs());
+            }
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !d.stopping() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection: lock, monitor, reconcile after every change. Returns
+/// `Ok` when the daemon stops, an error when the connection is lost.
+fn session(
+    d: &Arc<Daemon>,
+    remote: &Remote,
+    run_dir: &Path,
+    applied: &mut BTreeMap<String, AppliedBridge>,
+    backoff: &mut Duration,
+) -> Result<(), OvsdbError> {
+    let mut c = Client::connect(remote, RPC)?;
+    // Connected: a later loss starts the backoff from its minimum again.
+    *backoff = BACKOFF_MIN;
+    if !c.lock(LOCK, RPC)? {
+        eprintln!("mswitch vswitchd: another daemon holds the {LOCK} lock; waiting for it");
+        loop {
+            if d.stopping() {
+                return Ok(());
+            }
+            c.poll(Duration::from_millis(500))?;
+            if c.take_notifications().iter().any(|(m, _)| m == "locked") {
+                break;
+            }
+        }
+    }
+    eprintln!("mswitch vswitchd: connected to {remote}");
+    let mut mirror = Mirror::default();
+    mirror.apply(&c.monitor(DB, "mswitch", db::monitor_requests(), RPC)?);
+    let mut types_written = false;
+    loop {
+        if d.stopping() {
+            return Ok(());
+        }
+        let wanted = mirror.wanted();
+        reconcile(d, &wanted, run_dir, applied);
+        let mut ops = write_back(&mirror, &wanted, applied);
+        if !types_written && let Some((root, _)) = mirror.root() {
+            ops.push(json!({"op": "update", "table": "Open_vSwitch",
+                "where": [["_uuid", "==", datum::to_uuid(root)]],
+                "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
+                        "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
+            types_written = true;
+        }
+        if !ops.is_empty() {
+            c.transact(DB, &ops, RPC)?;
+        }
+        c.poll(Duration::from_millis(500))?;
+        for (method, params) in c.take_notifications() {
+            match method.as_str() {
+                "update" => mirror.apply(&params[1]),
+                "stolen" => {
+                    return Err(OvsdbError::Bad(format!("the {LOCK} lock was taken away")));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The interface types this daemon makes (written to `iface_types`).
+const IFACE_TYPES: &[&str] = &[
+    "",
+    "system",
+    "internal",
+    "tap",
+    "afxdp",
+    "dpdkvhostuser",
+    "dpdkvhostuserclient",
+];
+
+/// The port spec for an interface, or why it cannot be made.
+fn spec_for(i: &WantedIface, run_dir: &Path) -> Result<String, String> {
+    Ok(match i.kind.as_str() {
+        "" | "system" => format!("af_xdp:{}", i.name),
+        "afxdp" => format!("af_xdp:{}", i.name),
+        "internal" | "tap" => format!("tap:{}", i.name),
+        "dpdkvhostuser" => format!(
+            "vhost-user:{},server,name={}",
+            run_dir.join(&i.name).display(),
+            i.name
+        ),
+        "dpdkvhostuserclient" => {
+            let path = i
+                .options
+                .get("vhost-server-path")
+                .ok_or("dpdkvhostuserclient needs options:vhost-server-path")?;
+            format!("vhost-user:{path},client,name={}", i.name)
+        }
+        t => return Err(format!("interface type '{t}' is not supported")),
+    })
+}
+
+/// The OpenFlow options of a bridge.
+fn openflow_opts(b: &WantedBridge) -> OpenFlowOpts {
+    let (active, passive): (Vec<String>, Vec<String>) = b
+        .controllers
+        .iter()
+        .cloned()
+        .partition(|t| !t.starts_with('p'));
+    OpenFlowOpts {
+        controllers: active,
+        listen: passive,
+        dpid: b.datapath_id.clone(),
+        fail_mode: b.fail_mode.clone(),
+        protocols: (!b.protocols.is_empty()).then(|| b.protocols.join(",")),
+        no_local: false,
+    }
+}
+
+/// Makes the daemon's switches what the database asks for.
+fn reconcile(
+    d: &Daemon,
+    wanted: &Wanted,
+    run_dir: &Path,
+    applied: &mut BTreeMap<String, AppliedBridge>,
+) {
+    let gone: Vec<String> = applied
+        .keys()
+        .filter(|n| !wanted.bridges.contains_key(*n))
+        .cloned()
+        .collect();
+    for name in gone {
+        let _ = d.destroy(&name);
+        applied.remove(&name);
+    }
+    for (name, b) in &wanted.bridges {
+        if applied.get(name).is_some_and(|a| a.key != b.openflow_key()) {
+            // A new controller, fail mode, version list or datapath id:
+            // the bridge is made again (its flows go, as its controllers
+            // come back to install them).
+            let _ = d.destroy(name);
+            applied.remove(name);
+        }
+        if !applied.contains_key(name) {
+            let opts = openflow_opts(b);
+            let made = d.create(name, "flow", 1, None, false, &opts);
+            let (error, no_local) = match &made {
+                Ok(v) => (None, v["note"].as_str().map(str::to_owned)),
+                Err(e) => (Some(e.clone()), None),
+            };
+            if let Some(e) = &error {
+                eprintln!("mswitch vswitchd: bridge {name}: {e}");
+            }
+            let dpid = opts
+                .dpid
+                .as_deref()
+                .and_then(|s| super::ofagent::parse_dpid(s).ok())
+                .unwrap_or_else(|| default_dpid(name));
+            applied.insert(
+                name.clone(),
+                AppliedBridge {
+                    key: b.openflow_key(),
+                    dpid,
+                    no_local,
+                    error,
+                    ifaces: BTreeMap::new(),
+                },
+            );
+        }
+        let Some(a) = applied.get_mut(name) else {
+            continue;
+        };
+        let want: BTreeMap<&str, &WantedIface> =
+            b.ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
+        let stale: Vec<String> = a
+            .ifaces
+            .iter()
+            .filter(|(n, ap)| {
+                want.get(n.as_str())
+                    .is_none_or(|w| w.attach_key() != ap.key)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in stale {
+            if let Some(ap) = a.ifaces.remove(&n)
+                && ap.ofport > 0
+                && n != *name
+            {
+                let _ = d.detach(name, &n);
+            }
+        }
+        for i in &b.ifaces {
+            if !a.ifaces.contains_key(&i.name) {
+                let (ofport, error) = attach(d, name, a, i, run_dir);
+                a.ifaces.insert(
+                    i.name.clone(),
+                    Applied {
+                        key: i.attach_key(),
+                        ofport,
+                        error,
+                        vlan: String::new(),
+                    },
+                );
+            }
+            if let Some(ap) = a.ifaces.get_mut(&i.name)
+                && ap.ofport > 0
+                && ap.vlan != i.vlan
+            {
+                match d.set_vlan(name, &i.name, &i.vlan) {
+                    Ok(_) => ap.vlan = i.vlan.clone(),
+                    Err(e) => ap.error = Some(e),
+                }
+            }
+        }
+    }
+}
+
+/// Attaches one interface: its OpenFlow port number (-1 if it could not
+/// be made) and the error to report.
+fn attach(
+    d: &Daemon,
+    bridge: &str,
+    a: &AppliedBridge,
+    i: &WantedIface,
+    run_dir: &Path,
+) -> (i64, Option<String>) {
+    if let Some(e) = &a.error {
+        return (-1, Some(e.clone()));
+    }
+    // The bridge's own interface is its LOCAL port.
+    if i.name == bridge && matches!(i.kind.as_str(), "internal" | "") {
+        return match &a.no_local {
+            None => (65534, None),
+            Some(e) => (-1, Some(e.clone())),
+        };
+    }
+    let spec = match spec_for(i, run_dir) {
+        Ok(s) => s,
+        Err(e) => return (-1, Some(e)),
+    };
+    let usable = |n: &i64| (1..0xff00).contains(n);
+    let requested = i.ofport_request.filter(usable).map(|n| n as u32);
+    // Without a request, the number it had before a restart, if free.
+    let before = i.ofport.filter(usable).map(|n| n as u32);
+    let r = match (requested, before) {
+        (Some(n), _) => d.attach(bridge, &spec, Some(n)),
+        (None, Some(n)) => d
+            .attach(bridge, &spec, Some(n))
+            .or_else(|_| d.attach(bridge, &spec, None)),
+        (None, None) => d.attach(bridge, &spec, None),
+    };
+    match r {
+        Ok(v) => (v["ofport"].as_i64().unwrap_or(-1), None),
+        Err(e) => {
+            eprintln!("mswitch vswitchd: {bridge}: {}: {e}", i.name);
+            (-1, Some(e))
+        }
+    }
+}
+
+/// The writes that bring the database up to date with what was made:
+/// interface numbers and errors, datapath ids, and `cur_cfg`.
+fn write_back(
+    mirror: &Mirror,
+    wanted: &Wanted,
+    applied: &BTreeMap<String, AppliedBridge>,
+) -> Vec<Value> {
+    let mut ops = Vec::new();
+    let update = |table: &str, uuid: &str, row: Value| {
+        json!({"op": "update", "table": table,
+               "where": [["_uuid", "==", datum::to_uuid(uuid)]], "row": row})
+    };
+    for (name, b) in &wanted.bridges {
+        let Some(a) = applied.get(name) else { continue };
+        let dpid = format!("{:016x}", a.dpid);
+        let cur = mirror.row("Bridge", &b.uuid);
+        if cur.is_some_and(|r| {
+            datum::optional(&r["datapath_id"]).and_then(Value::as_str) != Some(&dpid)
+        }) {
+            ops.push(update("Bridge", &b.uuid, json!({"datapath_id": dpid})));
+        }
+        for i in &b.ifaces {
+            let Some(ap) = a.ifaces.get(&i.name) else {
+                continue;
+            };
+            let Some(row) = mirror.row("Interface", &i.uuid) else {
+                continue;
+            };
+            let have_of = datum::optional(&row["ofport"]).and_then(Value::as_i64);
+            let have_err = datum::optional(&row["error"]).and_then(Value::as_str);
+            if have_of != Some(ap.ofport) || have_err != ap.error.as_deref() {
+                let err = match &ap.error {
+                    Some(e) => datum::to_set(vec![json!(e)]),
+                    None => datum::to_set(Vec::new()),
+                };
+                ops.push(update(
+                    "Interface",
+                    &i.uuid,
+                    json!({"ofport": ap.ofport, "error": err}),
+                ));
+            }
+        }
+    }
+    if let Some((root, _)) = mirror.root()
+        && mirror.cur_cfg() != mirror.next_cfg()
+    {
+        ops.push(update(
+            "Open_vSwitch",
+            root,
+            json!({"cur_cfg": mirror.next_cfg()}),
+        ));
+    }
+    ops
+}
