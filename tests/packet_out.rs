@@ -298,9 +298,17 @@ fn bad_packet_outs_get_the_spec_errors() {
     assert_eq!(m.packet_out(1, &f, &[out(9)], 0), bad_out);
     assert!(m.packet_out(1, &f, &[out(2)], 0).is_ok());
     assert_eq!(
-        m.packet_out(1, &f, &[Action::PushMpls(0x8847)], 0),
+        m.packet_out(1, &f, &[Action::CopyTtlOut], 0),
         Err(ErrorCode::BadAction(BadActionCode::BadType))
     );
+    // A pushed label goes out with the bytes it was pushed on.
+    let pushed = m
+        .packet_out(1, &f, &[Action::PushMpls(0x8847), out(2)], 0)
+        .expect("push_mpls is accepted");
+    let [Output::Port(_, g)] = &pushed[..] else {
+        panic!("{pushed:?}")
+    };
+    assert_eq!((g.len(), &g[12..14]), (f.len() + 4, &[0x88, 0x47][..]));
     assert_eq!(
         m.packet_out(1, &f[..10], &[out(2)], 0),
         Err(ErrorCode::BadRequest(BadRequestCode::BadLen))

@@ -36,14 +36,13 @@ use crate::openflow::bundle::{
     BundleCtrl, BundleCtrlType, ROLE_REASON_MASTER_REQUEST, RoleStatus, bundle_error, bundle_failed,
 };
 use crate::openflow::error::{
-    BadRequestCode, ErrorMsg, HelloFailedCode, MeterModFailedCode, QueueOpFailedCode,
-    RoleRequestFailedCode, TableFeaturesFailedCode, TableModFailedCode,
+    BadRequestCode, ErrorMsg, HelloFailedCode, QueueOpFailedCode, RoleRequestFailedCode,
+    TableFeaturesFailedCode, TableModFailedCode,
 };
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
 use crate::openflow::header::version;
 use crate::openflow::message::Experimenter;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
-use crate::openflow::meter::MeterFeatures;
 use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
     MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
@@ -527,12 +526,13 @@ impl<D: Datapath> Engine<D> {
                 }
                 self.async_changed();
             }
-            Message::MeterMod(_) => self.error(
-                id,
-                xid,
-                ErrorCode::MeterModFailed(MeterModFailedCode::OutOfMeters),
-                raw,
-            ),
+            Message::MeterMod(mm) => match self.dp.meter_mod(&mm) {
+                Ok(()) => {
+                    let removed = self.dp.take_removed();
+                    self.broadcast_removed(removed);
+                }
+                Err(code) => self.error(id, xid, code, raw),
+            },
             // Messages only a switch sends.
             Message::FeaturesReply(_)
             | Message::GetConfigReply(_)
@@ -591,9 +591,9 @@ impl<D: Datapath> Engine<D> {
                 Ok(R::GroupDesc(groups))
             }
             Q::GroupFeatures => Ok(R::GroupFeatures(self.dp.group_features())),
-            Q::Meter { .. } => Ok(R::Meter(Vec::new())),
-            Q::MeterConfig { .. } => Ok(R::MeterConfig(Vec::new())),
-            Q::MeterFeatures => Ok(R::MeterFeatures(MeterFeatures::default())),
+            Q::Meter { meter_id } => Ok(R::Meter(self.dp.meter_stats(meter_id))),
+            Q::MeterConfig { meter_id } => Ok(R::MeterConfig(self.dp.meter_config(meter_id))),
+            Q::MeterFeatures => Ok(R::MeterFeatures(self.dp.meter_features())),
             Q::TableFeatures(t) if t.is_empty() => Ok(R::TableFeatures(self.dp.table_features())),
             Q::TableFeatures(_) => Err(ErrorCode::TableFeaturesFailed(
                 TableFeaturesFailedCode::Eperm,

@@ -9,9 +9,13 @@ use crate::module::Nanos;
 use crate::openflow::bundle::{
     BundleAdd, BundleCtrl, BundleCtrlType, bundle_error, bundle_failed, bundle_flags,
 };
-use crate::openflow::error::{BadActionCode, BadRequestCode, HelloFailedCode};
+use crate::openflow::error::{BadActionCode, BadRequestCode, HelloFailedCode, MeterModFailedCode};
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::message::{ControllerRole, RoleMsg, SwitchConfig, SwitchFeatures};
+use crate::openflow::meter::{
+    MeterBand, MeterBandStats, MeterConfig, MeterFeatures, MeterMod, MeterModCommand, MeterStats,
+    meter_id,
+};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, MultipartReplyBody as R, MultipartRequest,
     MultipartRequestBody as Q, PortStats, TableStats,
@@ -32,6 +36,8 @@ struct Fake {
     pending: Vec<PortStatus>,
     config: SwitchConfig,
     commits: usize,
+    /// Meters by id, as added (no buckets: the engine only relays them).
+    meters: Vec<MeterMod>,
 }
 
 fn bad_group() -> ErrorCode {
@@ -143,6 +149,54 @@ impl Datapath for Fake {
     fn group_features(&self) -> GroupFeatures {
         GroupFeatures::default()
     }
+    fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), ErrorCode> {
+        let known = self.meters.iter().position(|m| m.meter_id == mm.meter_id);
+        match (mm.command, known) {
+            (MeterModCommand::Add, Some(_)) => {
+                Err(ErrorCode::MeterModFailed(MeterModFailedCode::MeterExists))
+            }
+            (MeterModCommand::Add, None) => {
+                self.meters.push(mm.clone());
+                Ok(())
+            }
+            (MeterModCommand::Delete, _) => {
+                self.meters
+                    .retain(|m| mm.meter_id != meter_id::ALL && m.meter_id != mm.meter_id);
+                Ok(())
+            }
+            (MeterModCommand::Modify, Some(i)) => {
+                self.meters[i] = mm.clone();
+                Ok(())
+            }
+            (MeterModCommand::Modify, None) => {
+                Err(ErrorCode::MeterModFailed(MeterModFailedCode::UnknownMeter))
+            }
+        }
+    }
+    fn meter_stats(&self, id: u32) -> Vec<MeterStats> {
+        self.selected(id)
+            .map(|m| MeterStats {
+                meter_id: m.meter_id,
+                band_stats: vec![MeterBandStats::default(); m.bands.len()],
+                ..MeterStats::default()
+            })
+            .collect()
+    }
+    fn meter_config(&self, id: u32) -> Vec<MeterConfig> {
+        self.selected(id)
+            .map(|m| MeterConfig {
+                flags: m.flags,
+                meter_id: m.meter_id,
+                bands: m.bands.clone(),
+            })
+            .collect()
+    }
+    fn meter_features(&self) -> MeterFeatures {
+        MeterFeatures {
+            max_meter: 4,
+            ..MeterFeatures::default()
+        }
+    }
     fn packet_out(&mut self, _po: &PacketOut) -> Result<Vec<PacketIn>, ErrorCode> {
         Ok(Vec::new())
     }
@@ -154,6 +208,14 @@ impl Datapath for Fake {
     }
     fn set_invalid_ttl_to_controller(&mut self, _on: bool) {}
     fn packet_in_dropped(&mut self) {}
+}
+
+impl Fake {
+    fn selected(&self, id: u32) -> impl Iterator<Item = &MeterMod> {
+        self.meters
+            .iter()
+            .filter(move |m| id == meter_id::ALL || m.meter_id == id)
+    }
 }
 
 fn engine(versions: &str) -> Engine<Fake> {
@@ -360,4 +422,63 @@ fn port_status_reaches_each_connection_in_its_version() {
             "{got:?}"
         );
     }
+}
+
+#[test]
+fn meter_mods_and_meter_multiparts_go_to_the_datapath() {
+    let mut e = engine("OpenFlow13");
+    let id = connect(&mut e, OF13);
+    let mm = |command| {
+        Message::MeterMod(MeterMod {
+            command,
+            flags: 0,
+            meter_id: 1,
+            bands: vec![MeterBand::Drop {
+                rate: 10,
+                burst_size: 0,
+            }],
+        })
+    };
+    assert!(send(&mut e, id, 4, 1, &mm(MeterModCommand::Add)).is_empty());
+    let got = send(&mut e, id, 4, 2, &mm(MeterModCommand::Add));
+    assert!(
+        matches!(&got[..], [(h, Message::Error(m))] if h.xid == 2 && m.code == ErrorCode::MeterModFailed(MeterModFailedCode::MeterExists)),
+        "{got:?}"
+    );
+    let ask = |body| Message::MultipartRequest(MultipartRequest { flags: 0, body });
+    let got = send(
+        &mut e,
+        id,
+        4,
+        3,
+        &ask(Q::MeterConfig {
+            meter_id: meter_id::ALL,
+        }),
+    );
+    let [(_, Message::MultipartReply(r))] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert!(matches!(&r.body, R::MeterConfig(c) if c.len() == 1 && c[0].meter_id == 1));
+    let got = send(&mut e, id, 4, 4, &ask(Q::Meter { meter_id: 1 }));
+    let [(_, Message::MultipartReply(r))] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert!(matches!(&r.body, R::Meter(s) if s.len() == 1 && s[0].band_stats.len() == 1));
+    let got = send(&mut e, id, 4, 5, &ask(Q::MeterFeatures));
+    let [(_, Message::MultipartReply(r))] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert!(matches!(&r.body, R::MeterFeatures(f) if f.max_meter == 4));
+    // A slave may look but not change.
+    let role = Message::RoleRequest(RoleMsg {
+        role: ControllerRole::Slave,
+        generation_id: 1,
+    });
+    send(&mut e, id, 4, 6, &role);
+    let got = send(&mut e, id, 4, 7, &mm(MeterModCommand::Delete));
+    assert!(
+        matches!(&got[..], [(_, Message::Error(m))] if m.code == ErrorCode::BadRequest(BadRequestCode::IsSlave)),
+        "{got:?}"
+    );
+    assert_eq!(e.dp.meters.len(), 1);
 }

@@ -31,6 +31,7 @@ use crate::module::Nanos;
 pub use crate::module::flow::Change;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::message::{SwitchConfig, SwitchFeatures};
+use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
 };
@@ -101,6 +102,28 @@ pub trait Datapath {
     fn group_stats(&self, group_id: u32) -> Vec<GroupStats>;
     fn group_desc(&self) -> Vec<GroupDesc>;
     fn group_features(&self) -> GroupFeatures;
+
+    // Meters: a datapath without them keeps these defaults (every meter
+    // mod refused, no meters listed, features all zero).
+
+    /// Applies a meter mod; flows removed with a deleted meter are
+    /// reported through [`Datapath::take_removed`].
+    fn meter_mod(&mut self, _mm: &MeterMod) -> Result<(), ErrorCode> {
+        Err(ErrorCode::MeterModFailed(
+            crate::openflow::error::MeterModFailedCode::OutOfMeters,
+        ))
+    }
+    /// Statistics of one meter, or every meter for `OFPM_ALL`.
+    fn meter_stats(&self, _meter_id: u32) -> Vec<MeterStats> {
+        Vec::new()
+    }
+    /// Configuration of one meter, or every meter for `OFPM_ALL`.
+    fn meter_config(&self, _meter_id: u32) -> Vec<MeterConfig> {
+        Vec::new()
+    }
+    fn meter_features(&self) -> MeterFeatures {
+        MeterFeatures::default()
+    }
 
     // Packets.
 

@@ -14,6 +14,7 @@ use crate::openflow::error::{BadActionCode, BadRequestCode, PortModFailedCode};
 use crate::openflow::flow::packet_in_reason;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::message::{SwitchConfig, SwitchFeatures, capabilities};
+use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
 };
@@ -596,6 +597,18 @@ impl Datapath for SwitchDatapath {
     }
     fn group_features(&self) -> GroupFeatures {
         self.flow.group_features()
+    }
+    fn meter_mod(&mut self, mm: &MeterMod) -> Result<(), ErrorCode> {
+        self.flow.meter_mod(mm, self.now())
+    }
+    fn meter_stats(&self, meter_id: u32) -> Vec<MeterStats> {
+        self.flow.meter_stats(meter_id, self.now())
+    }
+    fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.flow.meter_config(meter_id)
+    }
+    fn meter_features(&self) -> MeterFeatures {
+        self.flow.meter_features()
     }
     fn packet_out(&mut self, po: &PacketOut) -> Result<Vec<PacketIn>, ErrorCode> {
         SwitchDatapath::packet_out(self, po)

@@ -77,6 +77,27 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// [`Batch::from_buffers`] with room to grow: packet `i` is the first
+    /// `lens[i]` bytes of `bufs[i]` (at most all of them), and may grow to
+    /// the whole buffer (tests of pushed headers).
+    pub fn from_buffers_with_room(
+        bufs: &'a mut [Vec<u8>],
+        lens: &[usize],
+        refs: &'a mut Vec<PacketRef>,
+        in_port: PortId,
+    ) -> Batch<'a> {
+        refs.clear();
+        refs.extend(bufs.iter_mut().zip(lens).map(|(b, &len)| PacketRef {
+            ptr: b.as_mut_ptr(),
+            len: len.min(b.len()) as u32,
+            cap: b.len() as u32,
+        }));
+        Batch {
+            pkts: refs.as_mut_slice(),
+            in_port,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.pkts.len()
     }

@@ -19,6 +19,7 @@ use crate::openflow::oxm::OxmField;
 use crate::packet::Batch;
 
 use super::key::{IP_ICMP, IP_ICMPV6, IP_SCTP, IP_TCP, IP_UDP, L3, Layout};
+use super::mpls;
 
 /// One rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,12 @@ pub(crate) enum Op {
     PopVlan,
     DecTtl,
     SetTtl(u8),
+    /// Push an MPLS entry with this ethertype (`mpls`).
+    PushMpls(u16),
+    /// Pop the top MPLS entry, setting this ethertype.
+    PopMpls(u16),
+    DecMplsTtl,
+    SetMplsTtl(u8),
 }
 
 /// A frame being rewritten: its bytes, and a way to change its length
@@ -98,7 +105,10 @@ impl Frame for VecFrame {
 /// `f` (laid out as `lay`) with `ops` applied, in a buffer of its own; None
 /// if the ops drop it.
 pub(crate) fn rewritten(f: &[u8], lay: Layout, ops: &[Op]) -> Option<Vec<u8>> {
-    let pushes = ops.iter().filter(|o| matches!(o, Op::PushVlan(_))).count();
+    let pushes = ops
+        .iter()
+        .filter(|o| matches!(o, Op::PushVlan(_) | Op::PushMpls(_)))
+        .count();
     let mut v = VecFrame::new(f, 4 * pushes);
     apply(&mut v, lay, ops).then(|| v.into_vec())
 }
@@ -212,6 +222,26 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
                 set_ttl(f.bytes(), &lay, Some(t), &mut sums);
             }
             Op::Set(field) => set(f.bytes(), &lay, &field, &mut sums),
+            // The layout changes under the IP header: settle its
+            // checksums where it is now.
+            Op::PushMpls(t) => {
+                finish(f.bytes(), &lay, &std::mem::take(&mut sums));
+                if !mpls::push(f, &mut lay, t) {
+                    return false;
+                }
+            }
+            Op::PopMpls(t) => {
+                finish(f.bytes(), &lay, &std::mem::take(&mut sums));
+                mpls::pop(f, &mut lay, t);
+            }
+            Op::DecMplsTtl => {
+                if !mpls::set_ttl(f.bytes(), &lay, None) {
+                    return false;
+                }
+            }
+            Op::SetMplsTtl(t) => {
+                mpls::set_ttl(f.bytes(), &lay, Some(t));
+            }
         }
     }
     finish(f.bytes(), &lay, &sums);
@@ -316,6 +346,8 @@ fn set(d: &mut [u8], lay: &Layout, field: &OxmField, sums: &mut Sums) {
     match *field {
         OxmField::EthDst(m) => write(d, 0, &m.value.0, None, None),
         OxmField::EthSrc(m) => write(d, 6, &m.value.0, None, None),
+        OxmField::MplsLabel(l) => mpls::set_label_tc(d, lay, Some(l), None),
+        OxmField::MplsTc(t) => mpls::set_label_tc(d, lay, None, Some(t)),
         OxmField::VlanVid(_) | OxmField::VlanPcp(_) if lay.vlans > 0 => {
             let Some(&[a, b]) = d.get(14..16) else { return };
             let tci = u16::from_be_bytes([a, b]);

@@ -34,6 +34,7 @@ use crate::packet::Batch;
 
 use super::actions::{self, BatchFrame};
 use super::key::{self, Key, Layout, WORDS, Words};
+use super::meter;
 use super::pipeline::{FlowCounters, Pipeline, Plan, PlanVerdict, Table, event};
 
 const EMC_SIZE: usize = 8192;
@@ -63,7 +64,8 @@ pub(crate) mod ctr {
     pub const NORMAL_PACKETS: usize = 10;
     pub const NORMAL_FLOODS: usize = 11;
     pub const NORMAL_VLAN_DROPS: usize = 12;
-    pub const N: usize = 13;
+    pub const METER_DROPS: usize = 13;
+    pub const N: usize = 14;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -78,6 +80,7 @@ pub(crate) mod ctr {
         "normal_packets",
         "normal_floods",
         "normal_vlan_drops",
+        "meter_drops",
     ];
 }
 
@@ -218,6 +221,8 @@ pub(crate) struct Stripe {
     pub memo: Option<Box<super::Memo>>,
     /// NORMAL's scratch, kept here between batches.
     pub normal: super::normal::Dests,
+    /// The batch's time, for meters.
+    now: Nanos,
 }
 
 impl Default for Stripe {
@@ -235,13 +240,15 @@ impl Default for Stripe {
             rng: 0x2545_f491_4f6c_dd1d,
             memo: None,
             normal: Default::default(),
+            now: 0,
         }
     }
 }
 
 impl Stripe {
-    /// Starts a batch under pipeline generation `generation`.
-    pub fn begin(&mut self, generation: u64) {
+    /// Starts a batch seen at `now` under pipeline generation `generation`.
+    pub fn begin(&mut self, generation: u64, now: Nanos) {
+        self.now = now;
         if self.emc_tags.is_empty() {
             self.emc_tags = vec![0; EMC_SIZE];
             self.emc_keys = vec![Key::default(); EMC_SIZE];
@@ -438,23 +445,23 @@ impl Stripe {
             .and_then(|s| s.plan.controller.map(|_| s.plan.ctl_tag))
     }
 
-    /// Whether the plan in `slot` neither rewrites packets nor sends them
-    /// to the controller: its packets only count (the memo's fast hits;
-    /// NORMAL, if the plan has it, still runs per packet).
+    /// Whether the plan in `slot` neither rewrites packets, nor meters
+    /// them, nor sends them to the controller: its packets only count (the
+    /// memo's fast hits; NORMAL, if the plan has it, still runs per packet).
     #[inline]
     pub fn fast(&self, slot: u32) -> bool {
-        self.slots
-            .get(slot as usize)
-            .is_none_or(|s| s.plan.ops.is_empty() && s.plan.controller.is_none())
+        self.slots.get(slot as usize).is_none_or(|s| {
+            s.plan.ops.is_empty() && s.plan.controller.is_none() && s.plan.meters.is_empty()
+        })
     }
 
-    /// Whether the plan in `slot` rewrites packets (and so needs their
-    /// whole layout).
+    /// Whether the plan in `slot` rewrites or meters packets (and so needs
+    /// their whole layout: a meter may remark the DSCP).
     #[inline]
     pub fn rewrites(&self, slot: u32) -> bool {
         self.slots
             .get(slot as usize)
-            .is_some_and(|s| !s.plan.ops.is_empty())
+            .is_some_and(|s| !s.plan.ops.is_empty() || !s.plan.meters.is_empty())
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
@@ -463,12 +470,25 @@ impl Stripe {
         self.slots.get(slot as usize).is_some_and(|s| s.plan.normal)
     }
 
-    /// Applies the plan's rewrites to packet `i`; false if it must drop.
+    /// Applies the plan's meters, then its rewrites, to packet `i`; false
+    /// if it must drop. A meter's decision is never cached: it is taken
+    /// here for every packet, hits included.
     #[inline]
     pub fn rewrite(&mut self, batch: &mut Batch<'_>, i: usize, slot: u32, layout: Layout) -> bool {
         let Some(s) = self.slots.get(slot as usize) else {
             return false;
         };
+        if !s.plan.meters.is_empty()
+            && !meter::police(
+                &s.plan.meters,
+                &mut BatchFrame { batch, i },
+                layout,
+                self.now,
+            )
+        {
+            self.local[ctr::METER_DROPS] += 1;
+            return false;
+        }
         if s.plan.ops.is_empty()
             || actions::apply(&mut BatchFrame { batch, i }, layout, &s.plan.ops)
         {
@@ -524,6 +544,9 @@ impl Stripe {
             }
             for (g, bucket) in &plan.groups {
                 g.credit(*bucket, p, b);
+            }
+            for m in &plan.meters {
+                m.credit(p, b);
             }
             for (bit, c) in [
                 (event::MULTI_VERSION, ctr::MULTI_VERSION),

@@ -11,18 +11,12 @@ use crate::openflow::table::{TableFeatureProp, TableFeatures};
 
 use super::flowmod::settable;
 
-/// Match fields the pipeline cannot parse (no MPLS, no PBB).
+/// Match fields the pipeline cannot parse (no PBB).
 fn matchable(t: OxmFieldType) -> bool {
-    !matches!(
-        t,
-        OxmFieldType::MplsLabel
-            | OxmFieldType::MplsTc
-            | OxmFieldType::MplsBos
-            | OxmFieldType::PbbIsid
-    )
+    t != OxmFieldType::PbbIsid
 }
 
-/// Actions `flow_mod` accepts (MPLS, PBB and TTL copies are refused).
+/// Actions `flow_mod` accepts (PBB and TTL copies are refused).
 fn supported_action(t: ActionType) -> bool {
     use ActionType as A;
     matches!(
@@ -34,6 +28,10 @@ fn supported_action(t: ActionType) -> bool {
             | A::Group
             | A::SetNwTtl
             | A::DecNwTtl
+            | A::PushMpls
+            | A::PopMpls
+            | A::SetMplsTtl
+            | A::DecMplsTtl
             | A::SetField
     )
 }
@@ -44,7 +42,7 @@ pub(crate) fn table_features(id: u8, n_tables: u8, max_entries: u32) -> TableFea
     use TableFeatureProp as P;
     let insts: Vec<InstructionId> = InstructionType::ALL
         .iter()
-        .filter(|t| !matches!(t, InstructionType::Experimenter | InstructionType::Meter))
+        .filter(|t| **t != InstructionType::Experimenter)
         .filter(|t| id + 1 < n_tables || **t != InstructionType::GotoTable)
         .map(|t| InstructionId::new(*t))
         .collect();

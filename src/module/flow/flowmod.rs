@@ -5,12 +5,16 @@
 //! - Tables: 0 to `tables - 1`; `OFPTT_ALL` only for deletes
 //!   (`OFPFMFC_BAD_TABLE_ID`). Unknown flag bits: `OFPFMFC_BAD_FLAGS`.
 //! - Instructions: goto-table must go forward to an existing table
-//!   (`OFPBIC_BAD_TABLE_ID`); meters are not supported (`OFPBIC_UNSUP_INST`).
+//!   (`OFPBIC_BAD_TABLE_ID`); a meter must exist (`OFPMMFC_INVALID_METER`:
+//!   what Open vSwitch's `ofproto_check_ofpacts` answers).
 //! - Actions: outputs to real ports that exist (when the port set is known;
 //!   otherwise any number a port can have), IN_PORT, FLOOD, ALL, CONTROLLER
 //!   LOCAL and NORMAL; TABLE, ANY and port 0 are `OFPBAC_BAD_OUT_PORT`.
-//!   Groups must exist (`OFPBAC_BAD_OUT_GROUP`). MPLS, PBB and TTL-copy
-//!   actions are not supported (`OFPBAC_BAD_TYPE`); set-queue is accepted
+//!   Groups must exist (`OFPBAC_BAD_OUT_GROUP`). MPLS actions need an MPLS
+//!   packet (the match's `eth_type`, or a push before them;
+//!   `OFPBAC_MATCH_INCONSISTENT`), push_mpls an MPLS ethertype
+//!   (`OFPBAC_BAD_ARGUMENT`). PBB and TTL-copy actions are not supported
+//!   (`OFPBAC_BAD_TYPE`, as Open vSwitch has none); set-queue is accepted
 //!   and ignored (no queues). Set-field works on the fields listed in
 //!   [`settable`] (`OFPBAC_BAD_SET_TYPE` otherwise) and must be consistent
 //!   with the flow's match (`OFPBAC_MATCH_INCONSISTENT`), counting a VLAN
@@ -83,6 +87,8 @@ pub(crate) fn settable(t: OxmFieldType) -> bool {
             | Ipv6NdTarget
             | Ipv6NdSll
             | Ipv6NdTll
+            | MplsLabel
+            | MplsTc
     )
 }
 
@@ -123,6 +129,10 @@ impl Pipeline {
         m: Option<&Match>,
     ) -> Result<(), ErrorCode> {
         let mut vlan_pushed = actions.iter().any(|a| matches!(a, Action::PushVlan(_)));
+        // Whether the packet is MPLS at this point of the list (a bucket
+        // has no match to tell: anything goes, as the data path checks).
+        let mut mpls = m.is_none_or(|m| m.prerequisites_met(OxmFieldType::MplsLabel));
+        let inconsistent = || Err(bad_action(BadActionCode::MatchInconsistent));
         for a in actions {
             match *a {
                 Action::Output { port, .. } => self.check_out_port(port)?,
@@ -139,6 +149,7 @@ impl Pipeline {
                     if let Some(m) = m {
                         let ok = match ty {
                             OxmFieldType::VlanPcp => vlan_pushed || m.prerequisites_met(ty),
+                            OxmFieldType::MplsLabel | OxmFieldType::MplsTc => mpls,
                             _ => m.prerequisites_met(ty),
                         };
                         if !ok {
@@ -148,14 +159,24 @@ impl Pipeline {
                 }
                 Action::PushVlan(_) => vlan_pushed = true,
                 Action::PopVlan | Action::DecNwTtl | Action::SetNwTtl(_) | Action::SetQueue(_) => {}
-                Action::CopyTtlOut
-                | Action::CopyTtlIn
-                | Action::SetMplsTtl(_)
-                | Action::DecMplsTtl
-                | Action::PushMpls(_)
-                | Action::PopMpls(_)
-                | Action::PushPbb(_)
-                | Action::PopPbb => return Err(bad_action(BadActionCode::BadType)),
+                Action::PushMpls(t) => {
+                    if !super::mpls::is_mpls(t) {
+                        return Err(bad_action(BadActionCode::BadArgument));
+                    }
+                    mpls = true;
+                }
+                Action::PopMpls(t) => {
+                    if !mpls {
+                        return inconsistent();
+                    }
+                    mpls = m.is_none() || super::mpls::is_mpls(t);
+                }
+                Action::SetMplsTtl(_) | Action::DecMplsTtl if !mpls => return inconsistent(),
+                Action::SetMplsTtl(_) | Action::DecMplsTtl => {}
+                // Open vSwitch has no TTL copies either.
+                Action::CopyTtlOut | Action::CopyTtlIn | Action::PushPbb(_) | Action::PopPbb => {
+                    return Err(bad_action(BadActionCode::BadType));
+                }
             }
         }
         Ok(())
@@ -201,7 +222,13 @@ impl Pipeline {
                         return Err(bad(BadInstructionCode::BadTableId));
                     }
                 }
-                Instruction::Meter(_) => return Err(bad(BadInstructionCode::UnsupInst)),
+                Instruction::Meter(id) => {
+                    if !self.meters.contains(*id) {
+                        return Err(ErrorCode::MeterModFailed(
+                            crate::openflow::error::MeterModFailedCode::InvalidMeter,
+                        ));
+                    }
+                }
                 Instruction::WriteActions(a) | Instruction::ApplyActions(a) => {
                     self.check_actions(a, Some(m))?
                 }

@@ -12,7 +12,8 @@
 //!   1    metadata (64)
 //!   2    eth_dst (48)                                | tp_src (16)
 //!   3    eth_src (48)                                | tp_dst (16)
-//!   4,5  nw_src (128: IPv6 source; IPv4 source or ARP SPA in the low 32)
+//!   4,5  nw_src (128: IPv6 source; IPv4 source, ARP SPA or the top MPLS
+//!        label stack entry in the low 32)
 //!   6,7  nw_dst (128: IPv6 destination; IPv4 destination or ARP TPA)
 //!   8    proto (8) | tos (8) | ttl (8) | flabel (20) | exthdr (9) | . | flags (4)
 //!   9,10 nd_target (128); for ARP: SHA in word 9, THA in word 10 (48 each)
@@ -41,6 +42,7 @@ use crate::openflow::error::BadMatchCode;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
 
+pub(crate) use super::mpls::{MPLS_BOS, MPLS_LABEL, MPLS_LSE, MPLS_TC, MPLS_TTL};
 pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
 pub(crate) const WORDS: usize = 12;
@@ -404,7 +406,8 @@ fn mac(a: crate::wire::MacAddr) -> u64 {
 }
 
 /// A match as a rule's (value, mask): every field, plus the flag bits of
-/// the layers the fields need. MPLS and PBB fields are not supported
+/// the layers the fields need. MPLS fields are the top entry's
+/// (`mpls`); PBB fields are not supported
 /// (`OFPBMC_BAD_FIELD`); `tunnel_id` is 0 for every packet (no tunnels
 /// here), so a rule asking for another value can never match.
 pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
@@ -499,10 +502,19 @@ pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
                     put(v, k, NEVER, 1, 1);
                 }
             }
-            OxmField::MplsLabel(_)
-            | OxmField::MplsTc(_)
-            | OxmField::MplsBos(_)
-            | OxmField::PbbIsid(_) => return Err(ErrorCode::BadMatch(BadMatchCode::BadField)),
+            OxmField::MplsLabel(x) => {
+                put(v, k, MPLS_LABEL, u64::from(x & 0xf_ffff), !0);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::MplsTc(x) => {
+                put(v, k, MPLS_TC, u64::from(x & 7), !0);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::MplsBos(x) => {
+                put(v, k, MPLS_BOS, u64::from(x & 1), !0);
+                put(v, k, L3_OK, 1, 1);
+            }
+            OxmField::PbbIsid(_) => return Err(ErrorCode::BadMatch(BadMatchCode::BadField)),
         }
     }
     Ok((*v, *k))
@@ -561,6 +573,8 @@ pub(crate) fn set_field(k: &mut Key, f: &OxmField) {
             ND_LO.set(k, a as u64);
         }
         OxmField::Ipv6NdSll(a) | OxmField::Ipv6NdTll(a) => ND_LL.set(k, mac(a)),
+        OxmField::MplsLabel(x) => MPLS_LABEL.set(k, u64::from(x)),
+        OxmField::MplsTc(x) => MPLS_TC.set(k, u64::from(x)),
         // Refused when the flow is installed.
         _ => {}
     }
@@ -609,9 +623,28 @@ mod tests {
         let (v, mk) = match_key(&m).unwrap();
         assert_eq!(NEVER.get(&v), 1);
         assert!(!parse(&udp(), 3).unwrap().key.matches(&v, &mk));
+        // MPLS fields are the top entry's, and need a whole one.
         let m = Match::from_fields(vec![OxmField::EthType(0x8847), OxmField::MplsBos(1)]).unwrap();
+        let (v, mk) = match_key(&m).unwrap();
+        assert_eq!((MPLS_BOS.get(&v), L3_OK.get(&v)), (1, 1));
+        assert_eq!(MPLS_BOS.get(&mk), 1);
+        let mut f = udp();
+        f[12..14].copy_from_slice(&[0x88, 0x47]);
+        f[14..18].copy_from_slice(&[0x00, 0x00, 0xa1, 0x40]);
+        let p = parse(&f, 1).unwrap();
+        assert!(p.key.matches(&v, &mk));
+        assert_eq!(MPLS_LABEL.get(&p.key), 10);
+        assert_eq!(p.depth, 18);
+        f[16] = 0xa0;
+        assert!(!parse(&f, 1).unwrap().key.matches(&v, &mk));
+        assert!(!parse(&f[..16], 1).unwrap().key.matches(&v, &mk));
+        let pbb = Match::from_fields(vec![
+            OxmField::EthType(0x88e7),
+            OxmField::PbbIsid(Masked::exact(1)),
+        ])
+        .unwrap();
         assert_eq!(
-            match_key(&m),
+            match_key(&pbb),
             Err(ErrorCode::BadMatch(BadMatchCode::BadField))
         );
     }

@@ -97,6 +97,16 @@
 //! stay as the plan left them. A FLOOD or ALL in the same list already
 //! reaches every port with those bytes, and NORMAL adds nothing to it.
 //!
+//! # Meters
+//!
+//! [`FlowModule::meter_mod`] keeps the meters (`meter`: DROP and
+//! DSCP_REMARK bands, kbps or pktps, burst, stats). A plan names the
+//! meters of the entries it went through; every packet of the plan, memo
+//! and cache hits included, takes its tokens from them before its
+//! rewrites (lock-free atomic buckets refilled from the batch's `now`), so
+//! no meter decision is ever cached. Drops count in `meter_drops` and in
+//! the band's counters.
+//!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
 //! - A packet gets one set of destinations and one version of its bytes
@@ -122,7 +132,17 @@
 //! - A TTL that cannot be decremented drops the packet (`invalid_ttl`); it
 //!   goes to the controller first (reason INVALID_TTL) only if the agent
 //!   asked ([`FlowModule::set_invalid_ttl_to_controller`]).
-//! - No meters, no queues (set-queue is accepted and ignored), no MPLS/PBB.
+//! - Meters act on the packet as received (before any rewrite), and a
+//!   meter's drop drops the whole packet, outputs of earlier tables
+//!   included (Open vSwitch would have sent those). Packet-outs are not
+//!   metered (nor their output to TABLE). No virtual meters (SLOWPATH,
+//!   CONTROLLER).
+//! - MPLS (`mpls`): only the top label stack entry is parsed, and what a
+//!   pop_mpls uncovers is not parsed in the same pass (Open vSwitch
+//!   recirculates): later tables and actions see no L3 header. A push
+//!   needs 4 bytes of room, as for push-VLAN (`rewrite_drops`). No TTL
+//!   copies (nor has Open vSwitch).
+//! - No queues (set-queue is accepted and ignored), no PBB.
 //! - Staged lookup has no prefix tracking (Open vSwitch's tries): a
 //!   subtable whose rules a packet passes up to a stage unwildcards that
 //!   stage's bits whole, e.g. a /16 and a /32 rule on `ipv4_dst` make
@@ -152,6 +172,8 @@ mod features;
 mod flowmod;
 mod group;
 mod key;
+mod meter;
+mod mpls;
 mod normal;
 mod parse;
 mod pipeline;
@@ -164,6 +186,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use crate::openflow::error::BadRequestCode;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
+use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{AggregateStats, FlowStats, FlowStatsRequest, TableStats};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::config;
@@ -964,6 +987,29 @@ impl FlowModule {
         stats::group_features()
     }
 
+    /// Applies an `OFPT_METER_MOD` (see `meter`). Flow entries removed
+    /// with a deleted meter are queued for [`FlowModule::take_removed`].
+    pub fn meter_mod(&self, mm: &MeterMod, now: Nanos) -> Result<(), ErrorCode> {
+        let removed = self.write().meter_mod(mm, now)?;
+        self.queue_removed(removed);
+        Ok(())
+    }
+
+    /// `OFPMP_METER` for one meter or `OFPM_ALL` (an unknown one: none).
+    pub fn meter_stats(&self, meter_id: u32, now: Nanos) -> Vec<MeterStats> {
+        self.read().meter_stats(meter_id, now)
+    }
+
+    /// `OFPMP_METER_CONFIG` for one meter or `OFPM_ALL`.
+    pub fn meter_config(&self, meter_id: u32) -> Vec<MeterConfig> {
+        self.read().meters.config(meter_id)
+    }
+
+    /// `OFPMP_METER_FEATURES`.
+    pub fn meter_features(&self) -> MeterFeatures {
+        meter::features()
+    }
+
     /// Flow entries in all tables.
     pub fn flow_count(&self) -> usize {
         self.read().flow_count
@@ -1157,7 +1203,7 @@ impl Module for FlowModule {
         // the counters are flushed under it too.
         let pipe = self.read();
         let mut st = self.stripe(batch.in_port());
-        st.begin(pipe.generation);
+        st.begin(pipe.generation, now);
         let in_port = pipe.of_port(batch.in_port());
         let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of

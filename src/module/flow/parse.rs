@@ -2,7 +2,8 @@
 //! (where the headers are, for rewriting), as deep as the frame goes.
 //!
 //! Ethernet with up to two VLAN tags, then IPv4, IPv6 (with its extension
-//! headers, summarised in `IPV6_EXTHDR`), or Ethernet/IPv4 ARP, then TCP,
+//! headers, summarised in `IPV6_EXTHDR`), Ethernet/IPv4 ARP, or the top
+//! MPLS label stack entry (nothing past it), then TCP,
 //! UDP, SCTP, ICMP or ICMPv6 (with neighbour discovery). Every read is
 //! bounds-checked: a truncated or malformed frame parses as far as it is
 //! whole, with the key's layer flags saying which layers are there, and
@@ -18,6 +19,8 @@ pub(crate) enum L3 {
     Ipv4,
     Ipv6,
     Arp,
+    /// MPLS: `l3` is the top label stack entry.
+    Mpls,
 }
 
 /// Where a frame's headers are: what rewriting needs besides the key. All
@@ -178,9 +181,22 @@ pub(crate) fn parse_upto(d: &[u8], in_port: u32, p: &mut Parsed, stage: usize) -
         ETH_IPV4 => parse_ipv4(d, off, l4, p),
         ETH_IPV6 => parse_ipv6(d, off, l4, p),
         ETH_ARP => parse_arp(d, off, p),
+        super::mpls::ETH_MPLS | super::mpls::ETH_MPLS_MC => parse_mpls(d, off, p),
         _ => {}
     }
     true
+}
+
+/// The top label stack entry only (as Open vSwitch matches it).
+fn parse_mpls(d: &[u8], l3: usize, p: &mut Parsed) {
+    let Some(e) = arr::<4>(d, l3) else {
+        return;
+    };
+    p.depth = l3 + 4;
+    super::mpls::MPLS_LSE.set(&mut p.key, u64::from(u32::from_be_bytes(*e)));
+    L3_OK.set(&mut p.key, 1);
+    p.layout.l3_kind = L3::Mpls;
+    p.layout.l3 = l3 as u16;
 }
 
 fn parse_arp(d: &[u8], l3: usize, p: &mut Parsed) {

@@ -46,6 +46,8 @@ use super::actions::Op;
 use super::classifier::Classifier;
 use super::group::{Group, GroupCounters};
 use super::key::*;
+use super::meter::{Meter, Meters};
+use super::mpls;
 use super::normal::{DEFAULT_VLAN, PortVlan};
 
 /// How deep group chaining may go.
@@ -86,6 +88,8 @@ pub(crate) struct Program {
     pub write: Option<Vec<Action>>,
     pub metadata: Option<(u64, u64)>,
     pub goto: Option<u8>,
+    /// The meter instruction's meter id.
+    pub meter: Option<u32>,
 }
 
 impl Program {
@@ -100,7 +104,7 @@ impl Program {
                     p.metadata = Some((*metadata, *mask))
                 }
                 Instruction::GotoTable(t) => p.goto = Some(*t),
-                Instruction::Meter(_) => {}
+                Instruction::Meter(m) => p.meter = Some(*m),
             }
         }
         p
@@ -191,6 +195,8 @@ pub(crate) struct Pipeline {
     /// A TTL that cannot be decremented sends the packet to the controller
     /// (reason INVALID_TTL) before it is dropped.
     pub invalid_ttl_to_controller: bool,
+    /// The meters (`meter`), which flow entries name by id.
+    pub meters: Meters,
     pub next_seq: u64,
     pub generation: u64,
     pub max_flows: usize,
@@ -212,6 +218,7 @@ impl Pipeline {
             port_config: BTreeMap::new(),
             port_vlans: BTreeMap::new(),
             invalid_ttl_to_controller: false,
+            meters: Meters::default(),
             next_seq: 0,
             generation: 1,
             max_flows,
@@ -351,6 +358,11 @@ impl Pipeline {
             };
             let e = &rule.data;
             x.flows.push(e.counters.clone());
+            // OF1.3 5.7: the meter runs before the entry's actions; the
+            // plan names it, the data path applies it per packet.
+            if let Some(m) = e.prog.meter.and_then(|id| self.meters.get(id)) {
+                x.meters.push(m.clone());
+            }
             // OF1.3 5.4: the table-miss entry is the one that wildcards all
             // fields and has priority 0; its packet-ins say NO_MATCH.
             let miss = rule.priority == 0 && rule.mask == Key::default();
@@ -510,6 +522,9 @@ pub(crate) struct Plan {
     /// The packet also goes through NORMAL (per packet, after the rest,
     /// on the bytes the plan delivers).
     pub normal: bool,
+    /// The meters of the entries it went through, in order: applied to
+    /// each packet before its rewrites.
+    pub meters: Box<[Arc<Meter>]>,
 }
 
 /// One output, as the executor records it.
@@ -536,7 +551,11 @@ pub(crate) enum Out {
 struct ActionSet {
     pop_vlan: bool,
     push_vlan: Option<u16>,
+    pop_mpls: Option<u16>,
+    push_mpls: Option<u16>,
     dec_ttl: bool,
+    dec_mpls_ttl: bool,
+    set_mpls_ttl: Option<u8>,
     fields: Vec<OxmField>,
     set_ttl: Option<u8>,
     group: Option<u32>,
@@ -552,6 +571,10 @@ impl ActionSet {
                 Action::PushVlan(t) => self.push_vlan = Some(t),
                 Action::DecNwTtl => self.dec_ttl = true,
                 Action::SetNwTtl(t) => self.set_ttl = Some(t),
+                Action::PopMpls(t) => self.pop_mpls = Some(t),
+                Action::PushMpls(t) => self.push_mpls = Some(t),
+                Action::DecMplsTtl => self.dec_mpls_ttl = true,
+                Action::SetMplsTtl(t) => self.set_mpls_ttl = Some(t),
                 Action::SetField(f) => {
                     self.fields.retain(|g| g.field_type() != f.field_type());
                     self.fields.push(f);
@@ -574,6 +597,7 @@ struct Exec<'p> {
     flows: Vec<Arc<FlowCounters>>,
     tables: Vec<(u8, bool)>,
     groups: Vec<(Arc<GroupCounters>, u32)>,
+    meters: Vec<Arc<Meter>>,
     events: u8,
     stopped: bool,
     /// The entry whose actions run (for packet-in metadata).
@@ -593,6 +617,7 @@ impl<'p> Exec<'p> {
             flows: Vec::new(),
             tables: Vec::new(),
             groups: Vec::new(),
+            meters: Vec::new(),
             events: 0,
             stopped: false,
             entry: EntryInfo {
@@ -626,29 +651,46 @@ impl<'p> Exec<'p> {
                 Action::PopVlan => self.pop_vlan(),
                 Action::DecNwTtl => self.dec_ttl(),
                 Action::SetNwTtl(t) => self.set_ttl(t),
+                Action::PushMpls(t) => self.push_mpls(t),
+                Action::PopMpls(t) => self.pop_mpls(t),
+                Action::DecMplsTtl => self.dec_mpls_ttl(),
+                Action::SetMplsTtl(t) => self.set_mpls_ttl(t),
                 _ => {}
             }
         }
     }
 
     fn exec_set(&mut self, set: &ActionSet) {
+        // OF1.3 5.10: pops, MPLS push, VLAN push, TTL decrements, sets.
         if set.pop_vlan {
             self.pop_vlan();
+        }
+        if let Some(t) = set.pop_mpls {
+            self.pop_mpls(t);
+        }
+        if let Some(t) = set.push_mpls {
+            self.push_mpls(t);
         }
         if let Some(t) = set.push_vlan {
             self.push_vlan(t);
         }
         if set.dec_ttl {
             self.dec_ttl();
-            if self.stopped {
-                return;
-            }
+        }
+        if set.dec_mpls_ttl && !self.stopped {
+            self.dec_mpls_ttl();
+        }
+        if self.stopped {
+            return;
         }
         for f in &set.fields {
             self.set_field(f);
         }
         if let Some(t) = set.set_ttl {
             self.set_ttl(t);
+        }
+        if let Some(t) = set.set_mpls_ttl {
+            self.set_mpls_ttl(t);
         }
         if let Some(g) = set.group {
             self.group(g, 0);
@@ -713,6 +755,11 @@ impl<'p> Exec<'p> {
         (self.eth_is(ETH_IPV4) || self.eth_is(ETH_IPV6)) && self.flag(L3_OK)
     }
 
+    /// Whether the packet (as rewritten so far) has an MPLS entry on top.
+    fn is_mpls(&mut self) -> bool {
+        (self.eth_is(mpls::ETH_MPLS) || self.eth_is(mpls::ETH_MPLS_MC)) && self.flag(L3_OK)
+    }
+
     fn l4_is(&mut self, proto: u8) -> bool {
         self.is_ip() && self.proto_is(proto) && self.flag(L4_OK)
     }
@@ -723,6 +770,7 @@ impl<'p> Exec<'p> {
         use OxmField as F;
         match f {
             F::EthDst(_) | F::EthSrc(_) => true,
+            F::MplsLabel(_) | F::MplsTc(_) => self.is_mpls(),
             F::VlanVid(_) | F::VlanPcp(_) => {
                 self.mask.0[VLAN_TCI.word] |= VID_PRESENT;
                 VLAN_TCI.get(&self.key) & VID_PRESENT != 0
@@ -793,18 +841,85 @@ impl<'p> Exec<'p> {
         NW_TTL.all(&mut self.mask);
         let ttl = NW_TTL.get(&self.key);
         if ttl <= 1 {
-            self.events |= event::INVALID_TTL;
-            self.stopped = true;
-            if self.p.invalid_ttl_to_controller {
-                let e = self.entry;
-                self.entry.reason = packet_in_reason::INVALID_TTL;
-                self.output(PortNo::CONTROLLER, CONTROLLER_MAX_LEN_NO_BUFFER, 0);
-                self.entry = e;
-            }
+            self.invalid_ttl();
             return;
         }
         NW_TTL.set(&mut self.key, ttl - 1);
         self.ops.push(Op::DecTtl);
+    }
+
+    /// A TTL that cannot be decremented: processing stops, and the packet
+    /// goes to the controller first if the agent asked.
+    fn invalid_ttl(&mut self) {
+        self.events |= event::INVALID_TTL;
+        self.stopped = true;
+        if self.p.invalid_ttl_to_controller {
+            let e = self.entry;
+            self.entry.reason = packet_in_reason::INVALID_TTL;
+            self.output(PortNo::CONTROLLER, CONTROLLER_MAX_LEN_NO_BUFFER, 0);
+            self.entry = e;
+        }
+    }
+
+    /// Pushes an MPLS entry (see `mpls` for what it holds): the packet is
+    /// MPLS from now on, its IP fields out of reach.
+    fn push_mpls(&mut self, eth_type: u16) {
+        let lse = if self.is_mpls() {
+            MPLS_LSE.all(&mut self.mask);
+            MPLS_LSE.get(&self.key) & !u64::from(mpls::BOS)
+        } else {
+            let et = ETH_TYPE.get(&self.key) as u16;
+            let ip = if self.is_ip() {
+                NW_TOS.all(&mut self.mask);
+                NW_TTL.all(&mut self.mask);
+                Some((NW_TOS.get(&self.key) as u8, NW_TTL.get(&self.key) as u8))
+            } else {
+                None
+            };
+            u64::from(mpls::new_lse(et, ip))
+        };
+        ETH_TYPE.set(&mut self.key, u64::from(eth_type));
+        MPLS_LSE.set(&mut self.key, lse);
+        L3_OK.set(&mut self.key, 1);
+        L4_OK.set(&mut self.key, 0);
+        ND_OK.set(&mut self.key, 0);
+        self.ops.push(Op::PushMpls(eth_type));
+    }
+
+    /// Pops the top MPLS entry. What it uncovers is not parsed in this
+    /// pass (Open vSwitch recirculates for that): later tables and actions
+    /// see no L3 header.
+    fn pop_mpls(&mut self, eth_type: u16) {
+        if !self.is_mpls() {
+            return;
+        }
+        ETH_TYPE.set(&mut self.key, u64::from(eth_type));
+        MPLS_LSE.set(&mut self.key, 0);
+        L3_OK.set(&mut self.key, 0);
+        L4_OK.set(&mut self.key, 0);
+        ND_OK.set(&mut self.key, 0);
+        self.ops.push(Op::PopMpls(eth_type));
+    }
+
+    fn dec_mpls_ttl(&mut self) {
+        if !self.is_mpls() {
+            return;
+        }
+        MPLS_TTL.all(&mut self.mask);
+        let ttl = MPLS_TTL.get(&self.key);
+        if ttl <= 1 {
+            self.invalid_ttl();
+            return;
+        }
+        MPLS_TTL.set(&mut self.key, ttl - 1);
+        self.ops.push(Op::DecMplsTtl);
+    }
+
+    fn set_mpls_ttl(&mut self, t: u8) {
+        if self.is_mpls() {
+            MPLS_TTL.set(&mut self.key, u64::from(t));
+            self.ops.push(Op::SetMplsTtl(t));
+        }
     }
 
     fn set_ttl(&mut self, t: u8) {
@@ -949,6 +1064,7 @@ impl<'p> Exec<'p> {
             controller: ctl,
             ctl_tag: 0,
             normal,
+            meters: self.meters.into_boxed_slice(),
         }
     }
 }

@@ -166,4 +166,6 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 
 mod agent;
 mod megaflows;
+mod meters;
+mod mpls;
 mod pipeline;

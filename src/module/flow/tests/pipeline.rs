@@ -138,7 +138,9 @@ fn instructions_and_actions_are_checked() {
     );
     assert_eq!(
         try_add(0, vec![Instruction::Meter(1)], vec![]),
-        bi(BadInstructionCode::UnsupInst)
+        Err(ErrorCode::MeterModFailed(
+            crate::openflow::error::MeterModFailedCode::InvalidMeter
+        ))
     );
     assert_eq!(
         try_add(8, vec![], vec![]),
@@ -157,8 +159,21 @@ fn instructions_and_actions_are_checked() {
         try_add(0, vec![apply(vec![Action::Group(9)])], vec![]),
         ba(BadActionCode::BadOutGroup)
     );
+    assert!(try_add(0, vec![apply(vec![Action::PushMpls(0x8847)])], vec![]).is_ok());
     assert_eq!(
-        try_add(0, vec![apply(vec![Action::PushMpls(0x8847)])], vec![]),
+        try_add(0, vec![apply(vec![Action::PushMpls(0x0800)])], vec![]),
+        ba(BadActionCode::BadArgument)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::PopMpls(0x0800)])], vec![]),
+        ba(BadActionCode::MatchInconsistent)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::DecMplsTtl])], vec![]),
+        ba(BadActionCode::MatchInconsistent)
+    );
+    assert_eq!(
+        try_add(0, vec![apply(vec![Action::CopyTtlOut])], vec![]),
         ba(BadActionCode::BadType)
     );
     let set_ip = Action::SetField(OxmField::Ipv4Src(Masked::exact(Ipv4Addr::LOCALHOST)));
