@@ -156,6 +156,8 @@ impl Pipeline {
                 | Action::PopMpls(_)
                 | Action::PushPbb(_)
                 | Action::PopPbb => return Err(bad_action(BadActionCode::BadType)),
+
+                Action::Nx(ref x) => self.check_nx(x)?,
             }
         }
         Ok(())

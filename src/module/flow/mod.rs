@@ -152,6 +152,7 @@ mod features;
 mod flowmod;
 mod group;
 mod key;
+mod nicira;
 mod normal;
 mod parse;
 mod pipeline;
