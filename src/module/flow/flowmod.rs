@@ -38,7 +38,7 @@ use crate::port::PortId;
 
 use super::classifier::Rule;
 use super::key::{Key, match_key};
-use super::pipeline::{FlowCounters, FlowEntry, Pipeline, Program};
+use super::pipeline::{FlowCounters, FlowEntry, Pipeline, Program, regs_cover, same_regs};
 use super::stats::removed_msg;
 
 fn bad_action(c: BadActionCode) -> ErrorCode {
@@ -254,7 +254,9 @@ impl Pipeline {
             created: now,
             counters,
         };
-        if let Some(r) = cls.find_strict_mut(&value, &mask, fm.priority) {
+        if let Some(r) = cls.find_strict_mut(&value, &mask, fm.priority, |d| {
+            same_regs(&d.match_, &fm.match_)
+        }) {
             let counters = if reset {
                 FlowCounters::new(now)
             } else {
@@ -291,9 +293,12 @@ impl Pipeline {
         let mut changed = false;
         for r in self.tables[t].cls.iter_mut() {
             let selected = if strict {
-                r.value == value && r.mask == mask && r.priority == fm.priority
+                r.value == value
+                    && r.mask == mask
+                    && r.priority == fm.priority
+                    && same_regs(&r.data.match_, &fm.match_)
             } else {
-                covered(r, &value, &mask)
+                covered(r, &value, &mask) && regs_cover(&r.data.match_, &fm.match_)
             };
             if !selected || !cookie_ok(r, fm.cookie, fm.cookie_mask) {
                 continue;
@@ -327,9 +332,12 @@ impl Pipeline {
         for t in tables {
             let gone = self.tables[t].cls.remove_where(|r| {
                 let selected = if strict {
-                    r.value == value && r.mask == mask && r.priority == fm.priority
+                    r.value == value
+                        && r.mask == mask
+                        && r.priority == fm.priority
+                        && same_regs(&r.data.match_, &fm.match_)
                 } else {
-                    covered(r, &value, &mask)
+                    covered(r, &value, &mask) && regs_cover(&r.data.match_, &fm.match_)
                 };
                 selected
                     && cookie_ok(r, fm.cookie, fm.cookie_mask)

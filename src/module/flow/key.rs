@@ -408,10 +408,6 @@ fn mac(a: crate::wire::MacAddr) -> u64 {
 /// (`OFPBMC_BAD_FIELD`); `tunnel_id` is 0 for every packet (no tunnels
 /// here), so a rule asking for another value can never match.
 pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
-    // Registers are matched beside the key (`nicira`), never in it.
-    if !m.registers().is_empty() {
-        return Err(ErrorCode::BadMatch(BadMatchCode::BadField));
-    }
     let (mut v, mut k) = (Key::default(), Key::default());
     let (v, k) = (&mut v, &mut k);
     for f in m.fields() {

@@ -1,16 +1,235 @@
-//! Nicira extensions in the pipeline: registers, resubmit, register loads
-//! and moves, output to a register's port, notes.
+//! Nicira extensions in the pipeline (a child of `pipeline`): registers,
+//! `resubmit`, register loads and moves, output to a register's port,
+//! notes.
+//!
+//! Registers are pipeline state, like the metadata, but not in the key:
+//! sixteen `u32`s that start at 0 for every packet and live in the
+//! executor while a plan is compiled. A rule's register fields are checked
+//! beside the classifier's key lookup ([`regs_match`], given to
+//! `Classifier::lookup_with`), so the key, the caches and a cache hit are
+//! as they were. This is exact for the megaflow cache because a register's
+//! value is a function of what the lookups before it read: a constant that
+//! a matched rule loaded (the rule was chosen on key bits already in the
+//! megaflow's mask), or key bits a `move` or `output:reg` copied (those
+//! bits are unwildcarded when read). So a packet that agrees with another
+//! under the mask gets the same registers at every lookup, and the same
+//! plan; resubmits and loads never need a register in the key.
 
 use crate::openflow::ErrorCode;
+use crate::openflow::PortNo;
 use crate::openflow::error::BadActionCode;
-use crate::openflow::nicira::NxAction;
+use crate::openflow::flow::packet_in_reason;
+use crate::openflow::nicira::{FieldRef, N_REGS, NxAction};
 
-use super::pipeline::Pipeline;
+use super::*;
+
+/// How deep resubmits may nest, and how many one packet may do in all
+/// (Open vSwitch's limits); past either the packet is dropped
+/// (`resubmit_drops`).
+pub(crate) const MAX_RESUBMIT_DEPTH: u8 = 64;
+pub(crate) const MAX_RESUBMITS: u16 = 4096;
+
+/// `OFPP_IN_PORT` in a resubmit's 16-bit port: keep the packet's own.
+const RESUBMIT_OWN_PORT: u16 = 0xfff8;
+
+/// Whether the registers satisfy a rule's register fields.
+#[inline]
+pub(crate) fn regs_match(e: &FlowEntry, regs: &[u32; N_REGS]) -> bool {
+    e.match_
+        .registers()
+        .iter()
+        .all(|r| r.reg.get(regs) & r.mask_or_all() == r.value)
+}
+
+/// The key bits a field reference reads, for fields a `move` or
+/// `output:reg` may read from the packet (registers aside).
+fn key_bits(f: FieldRef) -> Option<Bits> {
+    Some(match f.0 {
+        // NXM_OF_IN_PORT (16 bits) and OXM_OF_IN_PORT (32).
+        0x0000_0002 => Bits {
+            word: IN_PORT.word,
+            shift: IN_PORT.shift,
+            width: 16,
+        },
+        0x8000_0004 => IN_PORT,
+        0x8000_0408 => METADATA,
+        0x0000_0206 | 0x8000_0606 => ETH_DST,
+        0x0000_0406 | 0x8000_0806 => ETH_SRC,
+        0x0000_0602 | 0x8000_0a02 => ETH_TYPE,
+        0x0000_0e04 | 0x8000_1604 => IPV4_SRC,
+        0x0000_1004 | 0x8000_1804 => IPV4_DST,
+        _ => return None,
+    })
+}
+
+/// `n` one bits.
+fn ones(n: u16) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// Shifts that give 0 past the word instead of overflowing (a field
+/// reference's offset is checked against its field, not against 64).
+fn shl(v: u64, s: u16) -> u64 {
+    v.checked_shl(u32::from(s)).unwrap_or(0)
+}
+
+fn shr(v: u64, s: u16) -> u64 {
+    v.checked_shr(u32::from(s)).unwrap_or(0)
+}
 
 impl Pipeline {
-    /// Checks one Nicira action of a flow or bucket.
+    /// Checks one Nicira action of a flow or bucket: what it writes must be
+    /// a register or the metadata, what it reads a register or a field
+    /// this pipeline keeps (the codec checked the bit ranges).
     pub(crate) fn check_nx(&self, a: &NxAction) -> Result<(), ErrorCode> {
-        let _ = a;
-        Err(ErrorCode::BadAction(BadActionCode::BadExperimenter))
+        let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
+        let writable = |f: FieldRef| f.register().is_some() || f.0 == 0x8000_0408;
+        let readable = |f: FieldRef| f.register().is_some() || key_bits(f).is_some();
+        match *a {
+            NxAction::RegLoad { dst, .. } if !writable(dst) => bad,
+            NxAction::RegMove { src, dst, .. } if !writable(dst) || !readable(src) => bad,
+            NxAction::OutputReg { src, .. } if !readable(src) => bad,
+            _ => Ok(()),
+        }
     }
+}
+
+impl Exec<'_> {
+    /// Runs one Nicira action; `depth` is the group depth.
+    pub(super) fn nx(&mut self, a: &NxAction, depth: usize) {
+        match *a {
+            NxAction::Resubmit { in_port, table, .. } => self.resubmit(in_port, table, depth),
+            NxAction::Note { .. } => {}
+            NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
+            NxAction::RegLoad {
+                dst,
+                ofs,
+                n_bits,
+                value,
+            } => self.write_bits(dst, ofs, n_bits, value),
+            NxAction::RegMove {
+                src,
+                dst,
+                src_ofs,
+                dst_ofs,
+                n_bits,
+            } => {
+                let v = self.read_bits(src, src_ofs, n_bits);
+                self.write_bits(dst, dst_ofs, n_bits, v);
+            }
+            NxAction::OutputReg {
+                src,
+                ofs,
+                n_bits,
+                max_len,
+                ..
+            } => {
+                let port = self.read_bits(src, ofs, n_bits);
+                // A 16-bit value names an OpenFlow 1.0 port: its reserved
+                // ports are the high ones of 1.3.
+                let port = if n_bits <= 16 && port >= 0xff00 {
+                    0xffff_0000 | port as u32
+                } else {
+                    port as u32
+                };
+                self.output(PortNo(port), max_len, depth);
+            }
+        }
+    }
+
+    /// Reads `n` bits of a field from `ofs`; key bits read are unwildcarded.
+    fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
+        if let Some(r) = f.register() {
+            return shr(r.get(&self.regs), ofs) & ones(n);
+        }
+        let Some(b) = key_bits(f) else { return 0 };
+        let m = shl(ones(n), ofs) & (b.mask() >> b.shift);
+        self.mask.0[b.word] |= m << b.shift;
+        shr(b.get(&self.key) & m, ofs)
+    }
+
+    /// Writes `n` bits of `v` into a register or the metadata at `ofs`.
+    fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
+        let m = shl(ones(n), ofs);
+        if let Some(r) = f.register() {
+            let old = r.get(&self.regs);
+            r.set(&mut self.regs, (old & !m) | (shl(v, ofs) & m));
+        } else if f.0 == 0x8000_0408 {
+            let old = METADATA.get(&self.key);
+            METADATA.set(&mut self.key, (old & !m) | (shl(v, ofs) & m));
+        }
+    }
+
+    /// Looks `table` (this one if `None`) up with the packet as it is now
+    /// (registers and metadata included), from `in_port` if given, runs
+    /// the apply-actions and metadata write of the entry found, and comes
+    /// back. The entry's other instructions do not apply (Open vSwitch
+    /// runs only its actions).
+    fn resubmit(&mut self, in_port: u16, table: Option<u8>, depth: usize) {
+        self.resubmits += 1;
+        if self.nest >= MAX_RESUBMIT_DEPTH || self.resubmits > MAX_RESUBMITS {
+            // Open vSwitch drops a packet whose translation goes too deep.
+            self.outs.clear();
+            self.stopped = true;
+            self.events |= event::RESUBMIT_LIMIT;
+            return;
+        }
+        let t = table.unwrap_or(self.entry.table_id);
+        let own = IN_PORT.get(&self.key);
+        if in_port != RESUBMIT_OWN_PORT {
+            let p = if in_port >= 0xff00 {
+                0xffff_0000 | u32::from(in_port)
+            } else {
+                u32::from(in_port)
+            };
+            IN_PORT.set(&mut self.key, p.into());
+        }
+        let p = self.p;
+        let regs = self.regs;
+        let hit = p.tables.get(usize::from(t)).and_then(|tb| {
+            tb.cls
+                .lookup_with(&self.key, &mut self.mask, |e| regs_match(e, &regs))
+        });
+        self.tables.push((t, hit.is_some()));
+        if let Some(rule) = hit {
+            let e = &rule.data;
+            self.flows.push(e.counters.clone());
+            let caller = self.entry;
+            self.entry = EntryInfo {
+                table_id: t,
+                cookie: e.cookie,
+                reason: packet_in_reason::ACTION,
+            };
+            self.nest += 1;
+            if let Some(a) = &e.prog.apply {
+                self.exec_list(a, depth);
+            }
+            self.nest -= 1;
+            if let Some((v, m)) = e.prog.metadata {
+                let md = METADATA.get(&self.key);
+                METADATA.set(&mut self.key, (md & !m) | (v & m));
+            }
+            self.entry = caller;
+        }
+        IN_PORT.set(&mut self.key, own);
+    }
+}
+
+/// Whether two matches have the same register fields (in any order): part
+/// of a flow's identity for ADD and the strict commands.
+pub(crate) fn same_regs(a: &Match, b: &Match) -> bool {
+    let (a, b) = (a.registers(), b.registers());
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// Whether a rule's register fields are at least as specific as a
+/// request's (what a non-strict modify or delete selects).
+pub(crate) fn regs_cover(rule: &Match, req: &Match) -> bool {
+    req.registers().iter().all(|q| {
+        rule.registers().iter().any(|r| {
+            r.reg == q.reg
+                && r.mask_or_all() & q.mask_or_all() == q.mask_or_all()
+                && r.value & q.mask_or_all() == q.value
+        })
+    })
 }

@@ -166,4 +166,5 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 
 mod agent;
 mod megaflows;
+mod nicira;
 mod pipeline;

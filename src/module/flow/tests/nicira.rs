@@ -1,0 +1,218 @@
+//! Nicira extensions through `process`: registers set by one table and
+//! matched by another via `resubmit`, the caches on the second arrival,
+//! the resubmit limit, `move` and `output:reg`.
+
+use super::*;
+use crate::openflow::nicira::{FieldRef, NxAction, NxMatchField, Register};
+
+fn reg_flow(table: u8, priority: u16, reg: Register, value: u64, acts: Vec<Action>) -> FlowMod {
+    FlowMod {
+        table_id: table,
+        priority,
+        match_: Match::new()
+            .with_registers(vec![NxMatchField {
+                reg,
+                value,
+                mask: None,
+            }])
+            .expect("valid register match"),
+        instructions: vec![apply(acts)],
+        ..FlowMod::default()
+    }
+}
+
+fn load(reg: Register, value: u64) -> Action {
+    Action::Nx(NxAction::RegLoad {
+        dst: FieldRef::reg(reg),
+        ofs: 0,
+        n_bits: reg.bits(),
+        value,
+    })
+}
+
+fn resubmit(table: u8) -> Action {
+    Action::Nx(NxAction::resubmit_table(table))
+}
+
+const R0: Register = Register::Reg(0);
+
+/// `table=0,in_port=1,actions=load:2->reg0,resubmit(,1)`,
+/// `table=1,reg0=2,actions=output:2`, `table=1,reg0=3,actions=output:3`.
+fn two_tables() -> FlowModule {
+    let m = module();
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(1))],
+            vec![apply(vec![load(R0, 2), resubmit(1)])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(4))],
+            vec![apply(vec![load(R0, 3), resubmit(1)])],
+        ),
+    );
+    add(&m, reg_flow(1, 5, R0, 2, vec![out(2)]));
+    add(&m, reg_flow(1, 5, R0, 3, vec![out(3)]));
+    m
+}
+
+#[test]
+fn load_resubmit_and_match_on_a_register() {
+    let m = two_tables();
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(2)]);
+    assert_eq!(run(&m, 4, vec![udp(1, 2, 1, 1)]), [R::Port(3)]);
+    // Another port: no entry in table 0.
+    assert_eq!(run(&m, 5, vec![udp(1, 2, 1, 1)]), [R::Drop]);
+    // Two rules differing only in their registers are two flows.
+    let stats = m
+        .flow_stats(
+            &FlowStatsRequest {
+                table_id: 1,
+                ..FlowStatsRequest::default()
+            },
+            0,
+        )
+        .expect("stats");
+    assert_eq!(stats.len(), 2);
+}
+
+#[test]
+fn second_arrival_hits_the_megaflow() {
+    let m = two_tables();
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(2)]);
+    assert_eq!(counter(&m, "upcalls"), 1);
+    // Other addresses and ports: table 0 only looked at in_port, and the
+    // register is a function of that, so one megaflow serves them all.
+    for k in 0..20u8 {
+        assert_eq!(run(&m, 1, vec![udp(k, 9, 1000, 2000)]), [R::Port(2)]);
+    }
+    assert_eq!(counter(&m, "upcalls"), 1);
+    assert!(
+        counter(&m, "megaflow_hits") + counter(&m, "emc_hits") + counter(&m, "memo_hits") >= 20
+    );
+}
+
+#[test]
+fn resubmit_loops_are_bounded() {
+    let m = module();
+    // Table 0 resubmits to itself forever.
+    add(
+        &m,
+        flow(0, 1, vec![], vec![apply(vec![out(2), resubmit(0)])]),
+    );
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Drop]);
+    assert_eq!(counter(&m, "resubmit_drops"), 1);
+    // A fan-out (every entry resubmits twice to the next table: 254
+    // resubmits, 8 deep) stays within both limits.
+    let m = module();
+    for t in 0..7u8 {
+        add(
+            &m,
+            flow(
+                t,
+                1,
+                vec![],
+                vec![apply(vec![resubmit(t + 1), resubmit(t + 1)])],
+            ),
+        );
+    }
+    add(&m, flow(7, 1, vec![], vec![apply(vec![out(2)])]));
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(2)]);
+}
+
+#[test]
+fn resubmit_with_an_in_port_and_a_missing_entry() {
+    let m = module();
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(1))],
+            vec![apply(vec![
+                Action::Nx(NxAction::Resubmit {
+                    in_port: 7,
+                    table: None,
+                    with_table: false,
+                }),
+                // Table 3 is empty: nothing happens, the list goes on.
+                resubmit(3),
+                out(4),
+            ])],
+        ),
+    );
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(7))],
+            vec![apply(vec![out(2)])],
+        ),
+    );
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Ports(vec![2, 4])]);
+}
+
+#[test]
+fn move_and_output_reg() {
+    let m = module();
+    // Copy the low 16 bits of the destination MAC (00:..:00:02) into reg1
+    // and output to the port they name.
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![apply(vec![
+                Action::Nx(NxAction::RegMove {
+                    src: FieldRef(0x0000_0206),
+                    dst: FieldRef::reg(Register::Reg(1)),
+                    src_ofs: 0,
+                    dst_ofs: 0,
+                    n_bits: 16,
+                }),
+                Action::Nx(NxAction::OutputReg {
+                    src: FieldRef::reg(Register::Reg(1)),
+                    ofs: 0,
+                    n_bits: 16,
+                    max_len: 0,
+                    v2: false,
+                }),
+            ])],
+        ),
+    );
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(2)]);
+    assert_eq!(run(&m, 1, vec![udp(1, 3, 1, 1)]), [R::Port(3)]);
+    // The MAC bits read are in the megaflow: two megaflows, not one.
+    assert_eq!(counter(&m, "upcalls"), 2);
+    assert_eq!(run(&m, 1, vec![udp(5, 3, 9, 9)]), [R::Port(3)]);
+    assert_eq!(counter(&m, "upcalls"), 2);
+}
+
+#[test]
+fn writes_to_packet_fields_are_refused() {
+    let m = module();
+    let f = flow(
+        0,
+        1,
+        vec![],
+        vec![apply(vec![Action::Nx(NxAction::RegLoad {
+            dst: FieldRef(0x0000_0206),
+            ofs: 0,
+            n_bits: 48,
+            value: 1,
+        })])],
+    );
+    assert_eq!(
+        m.flow_mod(&f, 0).err(),
+        Some(ErrorCode::BadAction(BadActionCode::BadArgument))
+    );
+}
