@@ -128,6 +128,9 @@ impl Action {
     /// Reads one action of `len` bytes (already checked to be there, at
     /// least 8 and a multiple of 8); `r` is positioned after its header.
     fn decode_body(ty: u16, len: usize, r: &mut Reader<'_>) -> Res<Action> {
+        if ty == super::nicira::OFPAT_COPY_FIELD && r.version() >= 0x06 {
+            return Ok(Action::Nx(NxAction::decode_copy_field(len, r)?));
+        }
         let ty = ActionType::from_wire(ty).ok_or(bad(BadActionCode::BadType))?;
         let fixed = match ty {
             ActionType::Output => Some(16),
@@ -173,6 +176,9 @@ impl Action {
             ActionType::PushPbb => Action::PushPbb(ethertype(r, &[0x88e7])?),
             ActionType::PopPbb => Action::PopPbb,
             ActionType::SetField if r.peek_u16(0).is_ok_and(is_register_class) => {
+                if r.peek_u16(2).is_ok_and(|h| h & 0x100 != 0) && r.version() >= 0x06 {
+                    return Ok(Action::Nx(NxAction::decode_masked_set(len, r)?));
+                }
                 let header = r.u32()?;
                 let reg = Register::from_header(header)
                     .filter(|_| header & 0x100 == 0)

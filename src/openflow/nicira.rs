@@ -14,7 +14,9 @@
 //! (8), `output_reg` (15 and 32), plus a SET_FIELD whose field is a
 //! register, which Open vSwitch writes for `set_field:5->reg3`. Field
 //! references ([`FieldRef`]) keep the NXM/OXM header exactly as received,
-//! so every action encodes back to its own bytes. Decoding checks lengths,
+//! so every action encodes back to its own bytes. In OpenFlow 1.5, where
+//! Open vSwitch takes neither `reg_load` nor `reg_move`, a load travels as
+//! a masked SET_FIELD and a move as `OFPAT_COPY_FIELD`, both ways. Decoding checks lengths,
 //! bit ranges against the field's width, and padding; it never panics.
 
 use super::bytes::{Reader, Res, Writer, pad8};
@@ -31,6 +33,8 @@ pub const NXM_CLASS_NX: u16 = 0x0001;
 pub const OXM_CLASS_PACKET_REGS: u16 = 0x8001;
 /// Number of 32-bit registers.
 pub const N_REGS: usize = 16;
+/// `OFPAT_COPY_FIELD` (OpenFlow 1.5).
+pub const OFPAT_COPY_FIELD: u16 = 28;
 /// The longest note kept (bytes after the subtype, padding included).
 pub const NOTE_MAX: usize = 64;
 
@@ -406,9 +410,122 @@ impl NxAction {
         })
     }
 
+    /// Reads an OpenFlow 1.5 `OFPAT_COPY_FIELD` (Open vSwitch's `move`
+    /// there) of `len` bytes, `r` after the action header.
+    pub(crate) fn decode_copy_field(len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
+        let bad = |c| ErrorCode::BadAction(c);
+        if len != 24 {
+            return Err(bad(BadActionCode::BadLen));
+        }
+        let n_bits = r.u16()?;
+        let src_ofs = r.u16()?;
+        let dst_ofs = r.u16()?;
+        r.skip(2)?;
+        let src = FieldRef(r.u32()?);
+        let dst = FieldRef(r.u32()?);
+        if r.rest().iter().any(|&b| b != 0) {
+            return Err(bad(BadActionCode::BadArgument));
+        }
+        let fits = |f: FieldRef, ofs: u16| {
+            f.0 & 0x100 == 0 && u32::from(ofs) + u32::from(n_bits) <= u32::from(f.bits())
+        };
+        if n_bits == 0 || !fits(src, src_ofs) || !fits(dst, dst_ofs) {
+            return Err(bad(BadActionCode::BadArgument));
+        }
+        Ok(NxAction::RegMove {
+            src,
+            dst,
+            src_ofs,
+            dst_ofs,
+            n_bits,
+        })
+    }
+
+    /// Reads a masked SET_FIELD of a register (OpenFlow 1.5's form of
+    /// `reg_load`), `r` after the action header; the mask must be one run
+    /// of bits.
+    pub(crate) fn decode_masked_set(len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
+        let bad = |c| ErrorCode::BadAction(c);
+        let header = r.u32()?;
+        let reg = Register::from_header(header).ok_or(bad(BadActionCode::BadSetArgument))?;
+        let n = usize::from(reg.bits() / 8);
+        let body = r.take(2 * n).map_err(|_| bad(BadActionCode::BadSetLen))?;
+        if len != pad8(4 + 4 + 2 * n) {
+            return Err(bad(BadActionCode::BadSetLen));
+        }
+        r.rest();
+        let (value, mask) = (be(&body[..n]), be(&body[n..]));
+        let ofs = mask.trailing_zeros() as u16;
+        let n_bits = mask.count_ones() as u16;
+        let run = if n_bits >= 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n_bits) - 1) << ofs
+        };
+        if mask == 0 || run != mask || value & !mask != 0 {
+            return Err(bad(BadActionCode::BadSetArgument));
+        }
+        Ok(NxAction::RegLoad {
+            dst: FieldRef::reg(reg),
+            ofs,
+            n_bits,
+            value: value >> ofs,
+        })
+    }
+
     /// Writes the action, header included.
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
         let start = w.pos();
+        if let NxAction::RegMove {
+            src,
+            dst,
+            src_ofs,
+            dst_ofs,
+            n_bits,
+        } = *self
+            && w.version() >= 0x06
+        {
+            // OpenFlow 1.5 has its own copy action; Open vSwitch takes no
+            // reg_move there.
+            w.u16(OFPAT_COPY_FIELD);
+            w.u16(0);
+            w.u16(n_bits);
+            w.u16(src_ofs);
+            w.u16(dst_ofs);
+            w.zeros(2);
+            w.u32(src.0);
+            w.u32(dst.0);
+            w.pad_to_8(start);
+            w.patch_len(start + 2, start, "action");
+            return;
+        }
+        if let NxAction::RegLoad {
+            dst,
+            ofs,
+            n_bits,
+            value,
+        } = *self
+            && w.version() >= 0x06
+            && let Some(reg) = dst.register()
+        {
+            // OpenFlow 1.5 sets masked fields, and Open vSwitch takes no
+            // reg_load there.
+            let n = usize::from(reg.bits() / 8);
+            let shl = |v: u64| v.checked_shl(u32::from(ofs)).unwrap_or(0);
+            let mask = shl(if n_bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << n_bits) - 1
+            });
+            w.u16(25); // OFPAT_SET_FIELD
+            w.u16(0);
+            w.u32(reg.header(true));
+            w.bytes(&(shl(value) & mask).to_be_bytes()[8 - n..]);
+            w.bytes(&mask.to_be_bytes()[8 - n..]);
+            w.pad_to_8(start);
+            w.patch_len(start + 2, start, "action");
+            return;
+        }
         if let NxAction::SetReg { reg, value } = *self {
             w.u16(25); // OFPAT_SET_FIELD
             w.u16(0);
