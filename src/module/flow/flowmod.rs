@@ -38,7 +38,9 @@ use crate::port::PortId;
 
 use super::classifier::Rule;
 use super::key::{Key, match_key};
-use super::pipeline::{FlowCounters, FlowEntry, Pipeline, Program, regs_cover, same_regs};
+use super::pipeline::{
+    FlowCounters, FlowEntry, Pipeline, Program, no_nx_in_write_actions, regs_cover, same_regs,
+};
 use super::stats::removed_msg;
 
 fn bad_action(c: BadActionCode) -> ErrorCode {
@@ -233,6 +235,7 @@ impl Pipeline {
         let t = self.table_index(fm.table_id)?;
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
+        no_nx_in_write_actions(&fm.instructions)?;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let cls = &mut self.tables[t].cls;
         if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0
@@ -288,6 +291,7 @@ impl Pipeline {
         let t = self.table_index(fm.table_id)?;
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
+        no_nx_in_write_actions(&fm.instructions)?;
         let strict = fm.command == FlowModCommand::ModifyStrict;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let mut changed = false;

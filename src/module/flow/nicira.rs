@@ -233,3 +233,16 @@ pub(crate) fn regs_cover(rule: &Match, req: &Match) -> bool {
         })
     })
 }
+
+/// Nicira actions run only where they are applied: the action set has no
+/// place for them (`OFPBAC_UNSUPPORTED_ORDER` in write-actions).
+pub(crate) fn no_nx_in_write_actions(insts: &[Instruction]) -> Result<(), ErrorCode> {
+    let in_set = insts.iter().any(|i| {
+        matches!(i, Instruction::WriteActions(a) if a.iter().any(|x| matches!(x, Action::Nx(_))))
+    });
+    if in_set {
+        Err(ErrorCode::BadAction(BadActionCode::UnsupportedOrder))
+    } else {
+        Ok(())
+    }
+}

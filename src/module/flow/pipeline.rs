@@ -50,7 +50,7 @@ use super::normal::{DEFAULT_VLAN, PortVlan};
 
 #[path = "nicira.rs"]
 mod nicira;
-pub(crate) use nicira::{regs_cover, same_regs};
+pub(crate) use nicira::{no_nx_in_write_actions, regs_cover, same_regs};
 
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;

@@ -216,3 +216,55 @@ fn writes_to_packet_fields_are_refused() {
         Some(ErrorCode::BadAction(BadActionCode::BadArgument))
     );
 }
+
+#[test]
+fn nicira_actions_in_write_actions_are_refused() {
+    let m = module();
+    let f = flow(
+        0,
+        1,
+        vec![],
+        vec![Instruction::WriteActions(vec![resubmit(1)])],
+    );
+    assert_eq!(
+        m.flow_mod(&f, 0).err(),
+        Some(ErrorCode::BadAction(BadActionCode::UnsupportedOrder))
+    );
+}
+
+#[test]
+fn xregs_alias_regs_and_stats_filter_on_registers() {
+    let m = module();
+    // xreg1 is reg2 (high) and reg3 (low).
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![apply(vec![
+                load(Register::XReg(1), 0x0000_0007_0000_0002),
+                resubmit(1),
+            ])],
+        ),
+    );
+    add(&m, reg_flow(1, 9, Register::Reg(2), 7, vec![resubmit(2)]));
+    add(&m, reg_flow(2, 9, Register::Reg(3), 2, vec![out(3)]));
+    add(&m, reg_flow(2, 5, Register::Reg(3), 9, vec![out(4)]));
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(3)]);
+    // A stats request on reg3=2 selects the one flow with it.
+    let req = FlowStatsRequest {
+        table_id: 2,
+        match_: Match::new()
+            .with_registers(vec![NxMatchField {
+                reg: Register::Reg(3),
+                value: 2,
+                mask: None,
+            }])
+            .expect("valid"),
+        ..FlowStatsRequest::default()
+    };
+    let stats = m.flow_stats(&req, 0).expect("stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].priority, 9);
+}
