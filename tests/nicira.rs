@@ -140,6 +140,27 @@ fn registers_and_resubmit_with_ovs_ofctl() {
     let mut got = sw.flows();
     got.sort();
     assert_eq!(got, want);
+    // The same in OpenFlow 1.4 and 1.5 (where loads and moves travel as
+    // masked SET_FIELD and COPY_FIELD).
+    for v in ["OpenFlow14", "OpenFlow15"] {
+        let mut got: Vec<String> = sw
+            .ofctl(&["-O", v, "--no-stats", "--sort"], "dump-flows", &[])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty() && !l.starts_with("OFPST_FLOW"))
+            .collect();
+        got.sort();
+        // 1.5 has no reg_load: a whole-register load is a SET_FIELD, and
+        // ovs-ofctl says so (as it does with Open vSwitch's own switch).
+        let want: Vec<String> = want
+            .iter()
+            .map(|f| match v {
+                "OpenFlow15" => f.replace("load:0x2->NXM_NX_REG0[]", "set_field:0x2->reg0"),
+                _ => f.clone(),
+            })
+            .collect();
+        assert_eq!(got, want, "{v}");
+    }
 
     let (mut p1, mut p2, mut p3, mut p4) = (sw.port(1), sw.port(2), sw.port(3), sw.port(4));
     let t = Duration::from_millis(500);
