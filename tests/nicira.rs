@@ -185,3 +185,55 @@ fn registers_and_resubmit_with_ovs_ofctl() {
     sw.ofctl(&[], "del-flows", &["--strict", "table=1,priority=5,reg0=2"]);
     assert_eq!(sw.flows().len(), 5);
 }
+
+/// `ovs-ofctl` without `-O`: OpenFlow 1.0, where Nicira's actions are
+/// vendor actions of the same layout (register matches need NXM, which
+/// this switch does not speak: not here).
+fn plain_ofctl(sw: &Sw, cmd: &str, args: &[&str]) -> String {
+    let target = format!("unix:{}", sw.d.mgmt_path(NAME).display());
+    let out = std::process::Command::new("ovs-ofctl")
+        .args(["--timeout=10", cmd, &target])
+        .args(args)
+        .output()
+        .expect("run ovs-ofctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ovs-ofctl {cmd} {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn nicira_actions_in_openflow_1_0() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("of10", 3);
+    plain_ofctl(&sw, "del-flows", &[]);
+    plain_ofctl(
+        &sw,
+        "add-flow",
+        &["priority=10,in_port=1,actions=load:0x3->NXM_NX_REG0[0..15],note:aa.bb,resubmit(,1)"],
+    );
+    plain_ofctl(
+        &sw,
+        "add-flow",
+        &["table=1,priority=5,actions=output:NXM_NX_REG0[0..15]"],
+    );
+    let dump = plain_ofctl(&sw, "dump-flows", &["--no-stats"]);
+    assert!(
+        dump.contains(
+            "priority=10,in_port=1 actions=load:0x3->NXM_NX_REG0[0..15],note:aa.bb.00.00.00.00,resubmit(,1)"
+        ),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("table=1, priority=5 actions=output:NXM_NX_REG0[0..15]"),
+        "{dump}"
+    );
+    let (mut p1, mut p3) = (sw.port(1), sw.port(3));
+    send(&mut p1, &frame(MIN_LEN, 1, mac(9), 1));
+    assert_eq!(recv_within(&mut p3, 1, Duration::from_secs(5)).len(), 1);
+}
