@@ -57,8 +57,13 @@
 //! a table up with the current registers and metadata (from another
 //! `in_port` if asked), runs that entry's apply-actions and metadata write,
 //! and continues; at 64 nested or 4096 in all the packet is dropped
-//! (`resubmit_drops`). Loads and moves write registers or the metadata;
-//! writes to packet fields are refused (`OFPBAC_BAD_ARGUMENT`).
+//! (`resubmit_drops`). Loads and moves write registers, the metadata, or
+//! the Ethernet, IPv4, TCP/UDP port and ARP fields (as a set-field of
+//! the whole field; what a partial write keeps is unwildcarded); other
+//! fields are refused (`OFPBAC_BAD_ARGUMENT`). Reads of header fields do
+//! not check that the header is there (Open vSwitch checks the flow's
+//! prerequisites at install; here a missing header reads as 0, or as the
+//! field sharing its room in the key).
 //!
 //! # The agent's side
 //!

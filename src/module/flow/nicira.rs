@@ -20,6 +20,8 @@ use crate::openflow::PortNo;
 use crate::openflow::error::BadActionCode;
 use crate::openflow::flow::packet_in_reason;
 use crate::openflow::nicira::{FieldRef, N_REGS, NxAction};
+use crate::openflow::oxm::Masked;
+use crate::wire::MacAddr;
 
 use super::*;
 
@@ -41,9 +43,41 @@ pub(crate) fn regs_match(e: &FlowEntry, regs: &[u32; N_REGS]) -> bool {
         .all(|r| r.reg.get(regs) & r.mask_or_all() == r.value)
 }
 
+/// A header field that loads and moves may write, NXM or OXM: its key
+/// bits and the set-field that writes a whole value of it.
+fn packet_field(f: FieldRef) -> Option<(Bits, fn(u64) -> OxmField)> {
+    use OxmField as F;
+    fn mac(v: u64) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+    fn ip(v: u64) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(v as u32)
+    }
+    Some(match f.0 {
+        0x0000_0206 | 0x8000_0606 => (ETH_DST, |v| F::EthDst(Masked::exact(mac(v)))),
+        0x0000_0406 | 0x8000_0806 => (ETH_SRC, |v| F::EthSrc(Masked::exact(mac(v)))),
+        0x0000_0e04 | 0x8000_1604 => (IPV4_SRC, |v| F::Ipv4Src(Masked::exact(ip(v)))),
+        0x0000_1004 | 0x8000_1804 => (IPV4_DST, |v| F::Ipv4Dst(Masked::exact(ip(v)))),
+        0x0000_1202 | 0x8000_1a02 => (TP_SRC, |v| F::TcpSrc(v as u16)),
+        0x0000_1402 | 0x8000_1c02 => (TP_DST, |v| F::TcpDst(v as u16)),
+        0x0000_1602 | 0x8000_1e02 => (TP_SRC, |v| F::UdpSrc(v as u16)),
+        0x0000_1802 | 0x8000_2002 => (TP_DST, |v| F::UdpDst(v as u16)),
+        0x0000_1e02 | 0x8000_2a02 => (TP_SRC, |v| F::ArpOp(v as u16)),
+        0x0000_2004 | 0x8000_2c04 => (IPV4_SRC, |v| F::ArpSpa(Masked::exact(ip(v)))),
+        0x0000_2204 | 0x8000_2e04 => (IPV4_DST, |v| F::ArpTpa(Masked::exact(ip(v)))),
+        0x0001_2206 | 0x8000_3006 => (ARP_SHA, |v| F::ArpSha(Masked::exact(mac(v)))),
+        0x0001_2406 | 0x8000_3206 => (ARP_THA, |v| F::ArpTha(Masked::exact(mac(v)))),
+        _ => return None,
+    })
+}
+
 /// The key bits a field reference reads, for fields a `move` or
 /// `output:reg` may read from the packet (registers aside).
 fn key_bits(f: FieldRef) -> Option<Bits> {
+    if let Some((b, _)) = packet_field(f) {
+        return Some(b);
+    }
     Some(match f.0 {
         // NXM_OF_IN_PORT (16 bits) and OXM_OF_IN_PORT (32).
         0x0000_0002 => Bits {
@@ -53,11 +87,7 @@ fn key_bits(f: FieldRef) -> Option<Bits> {
         },
         0x8000_0004 => IN_PORT,
         0x8000_0408 => METADATA,
-        0x0000_0206 | 0x8000_0606 => ETH_DST,
-        0x0000_0406 | 0x8000_0806 => ETH_SRC,
         0x0000_0602 | 0x8000_0a02 => ETH_TYPE,
-        0x0000_0e04 | 0x8000_1604 => IPV4_SRC,
-        0x0000_1004 | 0x8000_1804 => IPV4_DST,
         _ => return None,
     })
 }
@@ -79,11 +109,13 @@ fn shr(v: u64, s: u16) -> u64 {
 
 impl Pipeline {
     /// Checks one Nicira action of a flow or bucket: what it writes must be
-    /// a register or the metadata, what it reads a register or a field
-    /// this pipeline keeps (the codec checked the bit ranges).
+    /// a register, the metadata or a header field of [`packet_field`],
+    /// what it reads one of those or a field this pipeline keeps (the
+    /// codec checked the bit ranges).
     pub(crate) fn check_nx(&self, a: &NxAction) -> Result<(), ErrorCode> {
         let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
-        let writable = |f: FieldRef| f.register().is_some() || f.0 == 0x8000_0408;
+        let writable =
+            |f: FieldRef| f.register().is_some() || f.0 == 0x8000_0408 || packet_field(f).is_some();
         let readable = |f: FieldRef| f.register().is_some() || key_bits(f).is_some();
         match *a {
             NxAction::RegLoad { dst, .. } if !writable(dst) => bad,
@@ -148,10 +180,23 @@ impl Exec<'_> {
         shr(b.get(&self.key) & m, ofs)
     }
 
-    /// Writes `n` bits of `v` into a register or the metadata at `ofs`.
+    /// Writes `n` bits of `v` into a register, the metadata or a header
+    /// field at `ofs`. A header field is rewritten whole by a set-field
+    /// (none if the packet lacks that header); the bits kept from a
+    /// partial write are read, so unwildcarded.
     fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
         let m = shl(ones(n), ofs);
-        if let Some(r) = f.register() {
+        if let Some((b, make)) = packet_field(f) {
+            let full = b.mask() >> b.shift;
+            let kept = full & !m;
+            let old = if kept == 0 {
+                0
+            } else {
+                self.mask.0[b.word] |= kept << b.shift;
+                b.get(&self.key) & kept
+            };
+            self.set_field(&make(old | (shl(v, ofs) & m & full)));
+        } else if let Some(r) = f.register() {
             let old = r.get(&self.regs);
             r.set(&mut self.regs, (old & !m) | (shl(v, ofs) & m));
         } else if f.0 == 0x8000_0408 {

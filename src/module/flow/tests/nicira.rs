@@ -198,21 +198,53 @@ fn move_and_output_reg() {
 }
 
 #[test]
-fn writes_to_packet_fields_are_refused() {
+fn loads_and_moves_rewrite_header_fields() {
     let m = module();
-    let f = flow(
+    // eth_dst := eth_src; the low byte of ipv4_dst := 0x63.
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![apply(vec![
+                Action::Nx(NxAction::RegMove {
+                    src: FieldRef(0x0000_0406),
+                    dst: FieldRef(0x0000_0206),
+                    src_ofs: 0,
+                    dst_ofs: 0,
+                    n_bits: 48,
+                }),
+                Action::Nx(NxAction::RegLoad {
+                    dst: FieldRef(0x0000_1004),
+                    ofs: 0,
+                    n_bits: 8,
+                    value: 0x63,
+                }),
+                out(2),
+            ])],
+        ),
+    );
+    let f = udp(1, 2, 1, 1);
+    let (r, frames) = run_at(&m, 1, vec![f.clone()], 0);
+    assert_eq!(r, [R::Port(2)]);
+    let g = &frames[0];
+    assert_eq!(g[0..6], f[6..12], "eth_dst is the source");
+    assert_eq!(g[30..34], [10, 0, 1, 0x63]);
+    // A write to a field this pipeline cannot set (NXM_NX_IPV6_SRC).
+    let bad = flow(
         0,
         1,
         vec![],
         vec![apply(vec![Action::Nx(NxAction::RegLoad {
-            dst: FieldRef(0x0000_0206),
+            dst: FieldRef(0x0001_3410),
             ofs: 0,
-            n_bits: 48,
+            n_bits: 8,
             value: 1,
         })])],
     );
     assert_eq!(
-        m.flow_mod(&f, 0).err(),
+        m.flow_mod(&bad, 0).err(),
         Some(ErrorCode::BadAction(BadActionCode::BadArgument))
     );
 }
