@@ -43,9 +43,12 @@ pub(crate) fn regs_match(e: &FlowEntry, regs: &[u32; N_REGS]) -> bool {
         .all(|r| r.reg.get(regs) & r.mask_or_all() == r.value)
 }
 
+/// Builds the set-field that writes a whole value of a header field.
+type SetWhole = fn(u64) -> OxmField;
+
 /// A header field that loads and moves may write, NXM or OXM: its key
 /// bits and the set-field that writes a whole value of it.
-fn packet_field(f: FieldRef) -> Option<(Bits, fn(u64) -> OxmField)> {
+fn packet_field(f: FieldRef) -> Option<(Bits, SetWhole)> {
     use OxmField as F;
     fn mac(v: u64) -> MacAddr {
         let b = v.to_be_bytes();
