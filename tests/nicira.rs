@@ -181,6 +181,20 @@ fn registers_and_resubmit_with_ovs_ofctl() {
     assert_eq!(recv_within(&mut p3, 1, Duration::from_secs(5)).len(), 1);
     assert!(recv_within(&mut p2, 1, t).is_empty());
 
+    // A packet-out runs the same actions: load, then table 1 sends it on.
+    let hex: String = frame(MIN_LEN, 7, mac(9), 6)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    sw.ofctl(
+        &[],
+        "packet-out",
+        &[&format!(
+            "in_port=controller,packet={hex},actions=load:0x2->NXM_NX_REG0[],resubmit(,1)"
+        )],
+    );
+    assert_eq!(recv_within(&mut p2, 1, Duration::from_secs(5)).len(), 1);
+
     // Deleting by register selects only the flows with that register.
     sw.ofctl(&[], "del-flows", &["--strict", "table=1,priority=5,reg0=2"]);
     assert_eq!(sw.flows().len(), 5);
