@@ -38,6 +38,7 @@ use mswitch::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, MultipartType, PortStats, QueueStats,
     TableStats,
 };
+use mswitch::openflow::nicira::{FieldRef, NxAction, NxMatchField, Register};
 use mswitch::openflow::oxm::{OFPVID_PRESENT, OxmId};
 use mswitch::openflow::port::{config, features, state};
 use mswitch::openflow::table::TableFeatureProp;
@@ -93,6 +94,91 @@ fn flow_mod() -> FlowMod {
             },
             Instruction::GotoTable(1),
         ],
+        ..FlowMod::default()
+    }
+}
+
+fn nx_reg(reg: Register, value: u64, mask: Option<u64>) -> NxMatchField {
+    NxMatchField { reg, value, mask }
+}
+
+/// `reg0=5/0xff,reg2=0,reg3=7,actions=load:0x5->NXM_NX_REG0[],resubmit(,1),
+/// resubmit(3),resubmit(4,2)`, as ovs-ofctl -O OpenFlow13 sends it.
+fn nicira_flow_mod() -> FlowMod {
+    let r0 = FieldRef::reg(Register::Reg(0));
+    FlowMod {
+        priority: 0x8000,
+        match_: Match::new()
+            .with_registers(vec![
+                nx_reg(Register::Reg(0), 5, Some(0xff)),
+                nx_reg(Register::Reg(2), 0, None),
+                nx_reg(Register::Reg(3), 7, None),
+            ])
+            .unwrap(),
+        instructions: vec![Instruction::ApplyActions(vec![
+            Action::Nx(NxAction::RegLoad {
+                dst: r0,
+                ofs: 0,
+                n_bits: 32,
+                value: 5,
+            }),
+            Action::Nx(NxAction::resubmit_table(1)),
+            Action::Nx(NxAction::Resubmit {
+                in_port: 3,
+                table: None,
+                with_table: true,
+            }),
+            Action::Nx(NxAction::Resubmit {
+                in_port: 4,
+                table: Some(2),
+                with_table: true,
+            }),
+        ])],
+        ..FlowMod::default()
+    }
+}
+
+/// `actions=move:NXM_OF_ETH_SRC[0..31]->NXM_NX_REG0[],note:01.02.03,
+/// output:NXM_NX_REG1[0..15],set_field:5->reg3,load:0x3->NXM_NX_REG2[4..7],
+/// move:NXM_NX_REG0[]->OXM_OF_PKT_REG1[0..31]`, as ovs-ofctl sends it.
+fn nicira_flow_mod2() -> FlowMod {
+    let reg = |i| FieldRef::reg(Register::Reg(i));
+    FlowMod {
+        priority: 0x8000,
+        instructions: vec![Instruction::ApplyActions(vec![
+            Action::Nx(NxAction::RegMove {
+                src: FieldRef(0x0000_0406),
+                dst: reg(0),
+                src_ofs: 0,
+                dst_ofs: 0,
+                n_bits: 32,
+            }),
+            Action::Nx(NxAction::note(&[1, 2, 3]).unwrap()),
+            Action::Nx(NxAction::OutputReg {
+                src: reg(1),
+                ofs: 0,
+                n_bits: 16,
+                max_len: 0xffff,
+                v2: false,
+            }),
+            Action::Nx(NxAction::SetReg {
+                reg: Register::Reg(3),
+                value: 5,
+            }),
+            Action::Nx(NxAction::RegLoad {
+                dst: reg(2),
+                ofs: 4,
+                n_bits: 4,
+                value: 3,
+            }),
+            Action::Nx(NxAction::RegMove {
+                src: reg(0),
+                dst: FieldRef::reg(Register::XReg(1)),
+                src_ofs: 0,
+                dst_ofs: 0,
+                n_bits: 32,
+            }),
+        ])],
         ..FlowMod::default()
     }
 }
@@ -387,6 +473,8 @@ fn all_messages() -> Vec<Message> {
             ..PacketOut::default()
         }),
         Message::FlowMod(flow_mod()),
+        Message::FlowMod(nicira_flow_mod()),
+        Message::FlowMod(nicira_flow_mod2()),
         Message::FlowMod(FlowMod {
             command: FlowModCommand::DeleteStrict,
             table_id: table_id::ALL,
@@ -733,6 +821,14 @@ fn captured_from_ovs_ofctl() -> Vec<(&'static str, Message)> {
     tcp_mod.instructions.truncate(1);
     tcp_mod.match_ = ovs_tcp_match.clone();
     vec![
+        (
+            "040e00a000000006000000000000000000000000000000000000000000008000ffffffffffffffffffffffff00000000000100200001010800000005000000ff000104040000000000010604000000070004005000000000ffff0018000023200007001f000100040000000000000005ffff001000002320000efff801000000ffff001000002320000e0003ff000000ffff001000002320000e000402000000",
+            Message::FlowMod(nicira_flow_mod()),
+        ),
+        (
+            "040e00c000000006000000000000000000000000000000000000000000008000ffffffffffffffffffffffff0000000000010004000000000004008800000000ffff00180000232000060020000000000000040600010004ffff0010000023200008010203000000ffff001800002320000f000f00010204ffff00000000000000190010000106040000000500000000ffff00180000232000070103000104040000000000000003ffff00180000232000060020000000000001000480010208",
+            Message::FlowMod(nicira_flow_mod2()),
+        ),
         // add-flow priority=100,tcp,in_port=1,nw_src=10.0.0.0/24,tp_dst=80,
         // actions=mod_vlan_vid:5,output:2
         (
@@ -981,10 +1077,19 @@ fn decode_names_the_spec_error() {
         (
             broken_flow_mod(FlowMod::default(), |b| {
                 b.extend_from_slice(&unhex(
-                    "0004 0018 00000000 ffff 0010 00002320 0000000000000000",
+                    "0004 0018 00000000 ffff 0010 00002321 0000000000000000",
                 ))
             }),
             E::BadAction(BadActionCode::BadExperimenter),
+        ),
+        (
+            // Nicira's, with a subtype this switch does not know.
+            broken_flow_mod(FlowMod::default(), |b| {
+                b.extend_from_slice(&unhex(
+                    "0004 0018 00000000 ffff 0010 00002320 0000000000000000",
+                ))
+            }),
+            E::BadAction(BadActionCode::BadExpType),
         ),
         (
             unhex("04 0f 00 10 00 00 00 77 00 00 07 00 00 00 00 01"),
@@ -1159,6 +1264,19 @@ fn ovs_ofctl_decodes_our_encodings() {
                 "priority=100,tcp,in_port=1,nw_src=10.0.0.0/24,tp_dst=80",
                 "cookie:0x1234 idle:30",
                 "actions=push_vlan:0x8100,set_field:4101->vlan_vid,output:2,write_metadata:0x5/0xff,goto_table:1",
+            ],
+        ),
+        (
+            Message::FlowMod(nicira_flow_mod()),
+            vec![
+                "reg0=0x5/0xff,reg2=0,reg3=0x7",
+                "actions=load:0x5->NXM_NX_REG0[],resubmit(,1),resubmit:3,resubmit(4,2)",
+            ],
+        ),
+        (
+            Message::FlowMod(nicira_flow_mod2()),
+            vec![
+                "actions=move:NXM_OF_ETH_SRC[0..31]->NXM_NX_REG0[],note:01.02.03.00.00.00,output:NXM_NX_REG1[0..15],set_field:0x5->reg3,load:0x3->NXM_NX_REG2[4..7],move:NXM_NX_REG0[]->OXM_OF_PKT_REG1[0..31]",
             ],
         ),
         (

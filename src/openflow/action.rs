@@ -3,11 +3,14 @@
 //! Every action of OpenFlow 1.3 is an [`Action`] variant. Decoding checks
 //! each action's length (at least 8, a multiple of 8, the exact size of its
 //! type), the ethertypes the push actions allow, and that SET_FIELD carries
-//! exactly one unmasked basic field, padded to 8 bytes. Experimenter actions
-//! are rejected with `OFPBAC_BAD_EXPERIMENTER`: this switch supports none.
+//! exactly one unmasked basic field (or a register, [`Action::Nx`]), padded
+//! to 8 bytes. Nicira experimenter actions decode as [`Action::Nx`]
+//! ([`super::nicira`]); other experimenters are rejected with
+//! `OFPBAC_BAD_EXPERIMENTER`.
 
 use super::bytes::{Reader, Res, Writer, pad8};
 use super::error::{BadActionCode, ErrorCode};
+use super::nicira::{NxAction, Register};
 use super::oxm::{OxmError, OxmField};
 use super::port::PortNo;
 
@@ -69,6 +72,8 @@ pub enum Action {
     /// Push a PBB service tag with this ethertype (0x88e7).
     PushPbb(u16),
     PopPbb,
+    /// A Nicira extension action, or a SET_FIELD of a register.
+    Nx(NxAction),
 }
 
 const fn bad(c: BadActionCode) -> ErrorCode {
@@ -94,6 +99,8 @@ impl Action {
             Action::SetField(_) => ActionType::SetField,
             Action::PushPbb(_) => ActionType::PushPbb,
             Action::PopPbb => ActionType::PopPbb,
+            Action::Nx(NxAction::SetReg { .. }) => ActionType::SetField,
+            Action::Nx(_) => ActionType::Experimenter,
         }
     }
 
@@ -113,6 +120,7 @@ impl Action {
         match self {
             Action::Output { .. } => 16,
             Action::SetField(f) => pad8(4 + f.encoded_len()),
+            Action::Nx(a) => a.encoded_len(),
             _ => 8,
         }
     }
@@ -120,6 +128,9 @@ impl Action {
     /// Reads one action of `len` bytes (already checked to be there, at
     /// least 8 and a multiple of 8); `r` is positioned after its header.
     fn decode_body(ty: u16, len: usize, r: &mut Reader<'_>) -> Res<Action> {
+        if ty == super::nicira::OFPAT_COPY_FIELD && r.version() >= 0x06 {
+            return Ok(Action::Nx(NxAction::decode_copy_field(len, r)?));
+        }
         let ty = ActionType::from_wire(ty).ok_or(bad(BadActionCode::BadType))?;
         let fixed = match ty {
             ActionType::Output => Some(16),
@@ -164,6 +175,26 @@ impl Action {
             ActionType::DecNwTtl => Action::DecNwTtl,
             ActionType::PushPbb => Action::PushPbb(ethertype(r, &[0x88e7])?),
             ActionType::PopPbb => Action::PopPbb,
+            ActionType::SetField if r.peek_u16(0).is_ok_and(is_register_class) => {
+                if r.peek_u16(2).is_ok_and(|h| h & 0x100 != 0) && r.version() >= 0x06 {
+                    return Ok(Action::Nx(NxAction::decode_masked_set(len, r)?));
+                }
+                let header = r.u32()?;
+                let reg = Register::from_header(header)
+                    .filter(|_| header & 0x100 == 0)
+                    .ok_or(bad(BadActionCode::BadSetArgument))?;
+                let n = usize::from(reg.bits() / 8);
+                let value = r
+                    .take(n)
+                    .map_err(|_| bad(BadActionCode::BadSetLen))?
+                    .iter()
+                    .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+                if len != pad8(8 + n) {
+                    return Err(bad(BadActionCode::BadSetLen));
+                }
+                r.rest();
+                Action::Nx(NxAction::SetReg { reg, value })
+            }
             ActionType::SetField => {
                 let field = OxmField::decode(r).map_err(|e| {
                     bad(match e {
@@ -183,11 +214,15 @@ impl Action {
                 r.rest();
                 Action::SetField(field)
             }
-            ActionType::Experimenter => return Err(bad(BadActionCode::BadExperimenter)),
+            ActionType::Experimenter => Action::Nx(NxAction::decode_experimenter(len, r)?),
         })
     }
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
+        if let Action::Nx(a) = self {
+            a.encode(w);
+            return;
+        }
         let start = w.pos();
         w.u16(self.action_type().to_wire());
         w.u16(0);
@@ -217,10 +252,16 @@ impl Action {
             | Action::PopVlan
             | Action::DecNwTtl
             | Action::PopPbb => w.zeros(4),
+            Action::Nx(_) => {}
         }
         w.pad_to_8(start);
         w.patch_len(start + 2, start, "action");
     }
+}
+
+/// Whether an OXM class is that of a register (SET_FIELD of a register).
+fn is_register_class(class: u16) -> bool {
+    class == super::nicira::NXM_CLASS_NX || class == super::nicira::OXM_CLASS_PACKET_REGS
 }
 
 /// Reads a list of actions filling all of `r`.
@@ -347,7 +388,7 @@ mod tests {
         assert_eq!(dec(&[0, 11, 0]), e(BadActionCode::BadLen));
         assert_eq!(dec(&[0, 99, 0, 8, 0, 0, 0, 0]), e(BadActionCode::BadType));
         assert_eq!(
-            dec(&[0xff, 0xff, 0, 8, 0, 0, 0x23, 0x20]),
+            dec(&[0xff, 0xff, 0, 8, 0, 0, 0x23, 0x21]),
             e(BadActionCode::BadExperimenter)
         );
         assert_eq!(

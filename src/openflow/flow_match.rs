@@ -6,10 +6,13 @@
 //! prerequisite present (Table 12 of the spec, transitively). Prerequisites
 //! are checked against the whole match, whatever the order of its fields;
 //! the fields keep the order and masks they were given, so a flow's match is
-//! echoed byte for byte.
+//! echoed byte for byte. Nicira register fields
+//! ([`NxMatchField`](super::nicira::NxMatchField)) are kept apart, in their
+//! own order, and written after the basic fields.
 
 use super::bytes::{Reader, Res, Writer, pad8};
 use super::error::{BadMatchCode, ErrorCode};
+use super::nicira::NxMatchField;
 use super::oxm::{OFPMT_OXM, OFPVID_PRESENT, OxmError, OxmField, OxmFieldType};
 use super::port::PortNo;
 
@@ -18,6 +21,8 @@ use super::port::PortNo;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Match {
     fields: Vec<OxmField>,
+    /// Registers (Nicira extension fields), in the order given.
+    regs: Vec<NxMatchField>,
 }
 
 impl Match {
@@ -35,12 +40,35 @@ impl Match {
                 return Err(BadMatchCode::DupField);
             }
         }
-        let m = Match { fields };
+        let m = Match {
+            fields,
+            regs: Vec::new(),
+        };
         if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
             Ok(m)
         } else {
             Err(BadMatchCode::BadPrereq)
         }
+    }
+
+    /// This match with register fields too (a register at most once, no
+    /// value bit outside its mask).
+    pub fn with_registers(mut self, regs: Vec<NxMatchField>) -> Result<Match, BadMatchCode> {
+        for (i, r) in regs.iter().enumerate() {
+            if r.mask.is_some_and(|m| r.value & !m != 0) || r.value & !r.mask_or_all() != 0 {
+                return Err(BadMatchCode::BadWildcards);
+            }
+            if regs[..i].iter().any(|q| q.reg == r.reg) {
+                return Err(BadMatchCode::DupField);
+            }
+        }
+        self.regs = regs;
+        Ok(self)
+    }
+
+    /// The register fields.
+    pub fn registers(&self) -> &[NxMatchField] {
+        &self.regs
     }
 
     pub fn fields(&self) -> &[OxmField] {
@@ -131,7 +159,14 @@ impl Match {
 
     /// Size of the encoded `ofp_match`, padding included.
     pub fn encoded_len(&self) -> usize {
-        pad8(4 + self.fields.iter().map(OxmField::encoded_len).sum::<usize>())
+        pad8(
+            4 + self.fields.iter().map(OxmField::encoded_len).sum::<usize>()
+                + self
+                    .regs
+                    .iter()
+                    .map(NxMatchField::encoded_len)
+                    .sum::<usize>(),
+        )
     }
 
     /// Reads an `ofp_match` and its padding.
@@ -151,14 +186,22 @@ impl Match {
         r.skip(pad8(len) - len)
             .map_err(|_| bad(BadMatchCode::BadLen))?;
         let mut fields: Vec<OxmField> = Vec::new();
+        let mut regs: Vec<NxMatchField> = Vec::new();
         while !body.is_empty() {
+            if let Some(reg) = decode_register(&mut body)? {
+                if regs.iter().any(|q| q.reg == reg.reg) {
+                    return Err(bad(BadMatchCode::DupField));
+                }
+                regs.push(reg);
+                continue;
+            }
             let f = OxmField::decode(&mut body).map_err(OxmError::match_code)?;
             if fields.iter().any(|g| g.field_type() == f.field_type()) {
                 return Err(bad(BadMatchCode::DupField));
             }
             fields.push(f);
         }
-        let m = Match { fields };
+        let m = Match { fields, regs };
         if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
             Ok(m)
         } else {
@@ -173,8 +216,33 @@ impl Match {
         for f in &self.fields {
             f.encode(w);
         }
+        for r in &self.regs {
+            r.encode(w);
+        }
         w.patch_len(start + 2, start, "ofp_match");
         w.pad_to_8(start);
+    }
+}
+
+/// Reads the next TLV if it is a register (`None`, reading nothing, if
+/// it is not).
+fn decode_register(r: &mut Reader<'_>) -> Res<Option<NxMatchField>> {
+    let err = |e: OxmError| e.match_code();
+    let class = match r.peek_u16(0) {
+        Ok(c) => c,
+        Err(_) => return Ok(None),
+    };
+    if class != super::nicira::NXM_CLASS_NX && class != super::nicira::OXM_CLASS_PACKET_REGS {
+        return Ok(None);
+    }
+    let header = r.u32().map_err(|_| err(OxmError::Len))?;
+    let payload = r
+        .take((header & 0xff) as usize)
+        .map_err(|_| err(OxmError::Len))?;
+    match NxMatchField::from_tlv(header, payload) {
+        Some(Ok(f)) => Ok(Some(f)),
+        Some(Err(e)) => Err(err(e)),
+        None => Err(err(OxmError::Field)),
     }
 }
 

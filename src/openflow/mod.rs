@@ -30,9 +30,12 @@
 //! The codec checks what the wire format alone decides: lengths, known types,
 //! match field sizes, masks and prerequisites, value ranges, action arguments
 //! the spec restricts (the ethertypes of push actions), one instruction of
-//! each type. Experimenter actions, instructions and match fields are
-//! rejected (`OFPBAC_BAD_EXPERIMENTER`, `OFPBIC_BAD_EXPERIMENTER`,
-//! `OFPBMC_BAD_FIELD`): this switch supports none. Experimenter messages and
+//! each type. The Nicira extensions Open vSwitch's tools use ([`nicira`]:
+//! registers in matches, resubmit, register load/move, output to a
+//! register, notes) decode as [`nicira::NxMatchField`]s and
+//! [`Action::Nx`]; other experimenter actions, instructions and match
+//! fields are rejected (`OFPBAC_BAD_EXPERIMENTER`, `OFPBIC_BAD_EXPERIMENTER`,
+//! `OFPBMC_BAD_FIELD`). Experimenter messages and
 //! multipart bodies decode, for the agent to refuse. What depends on the
 //! switch's state (does port 7 exist, is group 3 defined, may this table go to
 //! that one, is a SET_FIELD consistent with its flow's match) is for the
@@ -52,6 +55,7 @@
 //! - [`multipart`]: `MULTIPART_REQUEST`/`REPLY` bodies, and
 //!   [`MultipartReply::split`] for replies longer than one message.
 //! - [`message`]: the [`Message`] enum, the small messages, the dispatch.
+//! - [`nicira`]: Nicira extension match fields and actions.
 //! - [`v10`]: OpenFlow 1.0 (wire version 0x01) to and from these types.
 
 /// Declares a `#[repr]` enum for a set of wire values, with `from_wire`
@@ -114,6 +118,7 @@ pub mod instruction;
 pub mod message;
 pub mod meter;
 pub mod multipart;
+pub mod nicira;
 pub mod oxm;
 pub mod oxs;
 pub mod port;

@@ -65,7 +65,8 @@ pub(crate) mod ctr {
     pub const NORMAL_FLOODS: usize = 11;
     pub const NORMAL_VLAN_DROPS: usize = 12;
     pub const METER_DROPS: usize = 13;
-    pub const N: usize = 14;
+    pub const RESUBMIT_DROPS: usize = 14;
+    pub const N: usize = 15;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -81,6 +82,7 @@ pub(crate) mod ctr {
         "normal_floods",
         "normal_vlan_drops",
         "meter_drops",
+        "resubmit_drops",
     ];
 }
 
@@ -553,6 +555,7 @@ impl Stripe {
                 (event::NO_RECV, ctr::NO_RECV_DROPS),
                 (event::INVALID_TTL, ctr::INVALID_TTL),
                 (event::MISS, ctr::TABLE_MISS),
+                (event::RESUBMIT_LIMIT, ctr::RESUBMIT_DROPS),
             ] {
                 if plan.events & bit != 0 {
                     self.local[c] += p;

@@ -110,7 +110,7 @@ impl<T> Subtable<T> {
     /// agrees with ends the search, having unwildcarded only the stages
     /// up to it.
     #[inline]
-    fn find(&self, key: &Key, unwildcard: &mut Key) -> Option<&Rule<T>> {
+    fn find(&self, key: &Key, unwildcard: &mut Key, pred: impl Fn(&T) -> bool) -> Option<&Rule<T>> {
         for st in &self.stages {
             let k = key.and(&st.mask);
             if !st.values.contains_key(&k) {
@@ -119,7 +119,9 @@ impl<T> Subtable<T> {
             }
         }
         unwildcard.or_assign(&self.mask);
-        self.rules.get(&key.and(&self.mask)).and_then(|l| l.first())
+        self.rules
+            .get(&key.and(&self.mask))
+            .and_then(|l| l.iter().find(|r| pred(&r.data)))
     }
 
     fn refresh_max(&mut self) {
@@ -230,8 +232,21 @@ impl<T> Classifier<T> {
 
     /// The best rule matching `key`; ORs every probed subtable's mask into
     /// `unwildcard`.
+    #[cfg(test)]
     #[inline]
     pub fn lookup(&self, key: &Key, unwildcard: &mut Key) -> Option<&Rule<T>> {
+        self.lookup_with(key, unwildcard, |_| true)
+    }
+
+    /// [`Classifier::lookup`] among the rules whose data satisfies `pred`
+    /// (the pipeline's register fields, checked beside the key).
+    #[inline]
+    pub fn lookup_with(
+        &self,
+        key: &Key,
+        unwildcard: &mut Key,
+        pred: impl Fn(&T) -> bool,
+    ) -> Option<&Rule<T>> {
         let mut best: Option<&Rule<T>> = None;
         for &i in &self.order {
             let st = self.st(i);
@@ -240,7 +255,7 @@ impl<T> Classifier<T> {
             {
                 break;
             }
-            if let Some(r) = st.find(key, unwildcard)
+            if let Some(r) = st.find(key, unwildcard, &pred)
                 && best.is_none_or(|b| r.beats(b))
             {
                 best = Some(r);
@@ -265,13 +280,14 @@ impl<T> Classifier<T> {
         value: &Key,
         mask: &Key,
         priority: u16,
+        pred: impl Fn(&T) -> bool,
     ) -> Option<&mut Rule<T>> {
         let &i = self.by_mask.get(mask)?;
         self.st_mut(i)
             .rules
             .get_mut(value)?
             .iter_mut()
-            .find(|r| r.priority == priority)
+            .find(|r| r.priority == priority && pred(&r.data))
     }
 
     /// Every rule, in no particular order.

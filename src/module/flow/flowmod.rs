@@ -42,7 +42,9 @@ use crate::port::PortId;
 
 use super::classifier::Rule;
 use super::key::{Key, match_key};
-use super::pipeline::{FlowCounters, FlowEntry, Pipeline, Program};
+use super::pipeline::{
+    FlowCounters, FlowEntry, Pipeline, Program, no_nx_in_write_actions, regs_cover, same_regs,
+};
 use super::stats::removed_msg;
 
 fn bad_action(c: BadActionCode) -> ErrorCode {
@@ -177,6 +179,8 @@ impl Pipeline {
                 Action::CopyTtlOut | Action::CopyTtlIn | Action::PushPbb(_) | Action::PopPbb => {
                     return Err(bad_action(BadActionCode::BadType));
                 }
+
+                Action::Nx(ref x) => self.check_nx(x)?,
             }
         }
         Ok(())
@@ -258,6 +262,7 @@ impl Pipeline {
         let t = self.table_index(fm.table_id)?;
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
+        no_nx_in_write_actions(&fm.instructions)?;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let cls = &mut self.tables[t].cls;
         if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0
@@ -279,7 +284,9 @@ impl Pipeline {
             created: now,
             counters,
         };
-        if let Some(r) = cls.find_strict_mut(&value, &mask, fm.priority) {
+        if let Some(r) = cls.find_strict_mut(&value, &mask, fm.priority, |d| {
+            same_regs(&d.match_, &fm.match_)
+        }) {
             let counters = if reset {
                 FlowCounters::new(now)
             } else {
@@ -311,14 +318,18 @@ impl Pipeline {
         let t = self.table_index(fm.table_id)?;
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
+        no_nx_in_write_actions(&fm.instructions)?;
         let strict = fm.command == FlowModCommand::ModifyStrict;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let mut changed = false;
         for r in self.tables[t].cls.iter_mut() {
             let selected = if strict {
-                r.value == value && r.mask == mask && r.priority == fm.priority
+                r.value == value
+                    && r.mask == mask
+                    && r.priority == fm.priority
+                    && same_regs(&r.data.match_, &fm.match_)
             } else {
-                covered(r, &value, &mask)
+                covered(r, &value, &mask) && regs_cover(&r.data.match_, &fm.match_)
             };
             if !selected || !cookie_ok(r, fm.cookie, fm.cookie_mask) {
                 continue;
@@ -352,9 +363,12 @@ impl Pipeline {
         for t in tables {
             let gone = self.tables[t].cls.remove_where(|r| {
                 let selected = if strict {
-                    r.value == value && r.mask == mask && r.priority == fm.priority
+                    r.value == value
+                        && r.mask == mask
+                        && r.priority == fm.priority
+                        && same_regs(&r.data.match_, &fm.match_)
                 } else {
-                    covered(r, &value, &mask)
+                    covered(r, &value, &mask) && regs_cover(&r.data.match_, &fm.match_)
                 };
                 selected
                     && cookie_ok(r, fm.cookie, fm.cookie_mask)

@@ -44,6 +44,27 @@
 //! flight and applies to every later one: once `flow_mod` returns, no packet
 //! is treated by the old tables. (A barrier reply can be sent then.)
 //!
+//! # Nicira extensions
+//!
+//! Registers (`reg0`..`reg15`, `xreg0`..`xreg7`) are pipeline state like
+//! the metadata, 0 for every packet, but they are not in the key: a rule's
+//! register fields are checked beside the classifier's lookup while a plan
+//! is compiled (`nicira`), so keys, caches and hits are unchanged. A
+//! register's value only ever comes from a constant a matched rule loaded
+//! or from key bits a `move`/`output:reg` read (which are unwildcarded), so
+//! it is a function of the bits already in the megaflow's mask, and packets
+//! through resubmits and loads are cached like any other. `resubmit` looks
+//! a table up with the current registers and metadata (from another
+//! `in_port` if asked), runs that entry's apply-actions and metadata write,
+//! and continues; at 64 nested or 4096 in all the packet is dropped
+//! (`resubmit_drops`). Loads and moves write registers, the metadata, or
+//! the Ethernet, IPv4, TCP/UDP port and ARP fields (as a set-field of
+//! the whole field; what a partial write keeps is unwildcarded); other
+//! fields are refused (`OFPBAC_BAD_ARGUMENT`). Reads of header fields do
+//! not check that the header is there (Open vSwitch checks the flow's
+//! prerequisites at install; here a missing header reads as 0, or as the
+//! field sharing its room in the key).
+//!
 //! # The agent's side
 //!
 //! - Controller outputs: the packet goes to the controller as well as to

@@ -50,6 +50,10 @@ use super::meter::{Meter, Meters};
 use super::mpls;
 use super::normal::{DEFAULT_VLAN, PortVlan};
 
+#[path = "nicira.rs"]
+mod nicira;
+pub(crate) use nicira::{no_nx_in_write_actions, regs_cover, same_regs};
+
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
 
@@ -350,7 +354,10 @@ impl Pipeline {
         let mut set = ActionSet::default();
         let mut t = 0usize;
         while let Some(table) = self.tables.get(t) {
-            let hit = table.cls.lookup(&x.key, &mut x.mask);
+            let regs = x.regs;
+            let hit = table
+                .cls
+                .lookup_with(&x.key, &mut x.mask, |e| nicira::regs_match(e, &regs));
             x.tables.push((t as u8, hit.is_some()));
             let Some(rule) = hit else {
                 x.events |= event::MISS;
@@ -487,6 +494,8 @@ pub(crate) mod event {
     pub const INVALID_TTL: u8 = 4;
     /// No entry matched in some table (table miss without a miss entry).
     pub const MISS: u8 = 8;
+    /// Too many resubmits, or nested too deep: dropped.
+    pub const RESUBMIT_LIMIT: u8 = 16;
 }
 
 /// Where a packet goes, as decided once for its megaflow.
@@ -604,6 +613,11 @@ struct Exec<'p> {
     entry: EntryInfo,
     /// Output to TABLE is allowed (a packet-out's own list, not in groups).
     table_ok: bool,
+    /// Nicira registers: pipeline state, 0 for every packet (`nicira`).
+    regs: [u32; crate::openflow::nicira::N_REGS],
+    /// Resubmits nested now, and done in all.
+    nest: u8,
+    resubmits: u16,
 }
 
 impl<'p> Exec<'p> {
@@ -626,6 +640,9 @@ impl<'p> Exec<'p> {
                 reason: packet_in_reason::ACTION,
             },
             table_ok: false,
+            regs: [0; crate::openflow::nicira::N_REGS],
+            nest: 0,
+            resubmits: 0,
         }
     }
 
@@ -655,6 +672,7 @@ impl<'p> Exec<'p> {
                 Action::PopMpls(t) => self.pop_mpls(t),
                 Action::DecMplsTtl => self.dec_mpls_ttl(),
                 Action::SetMplsTtl(t) => self.set_mpls_ttl(t),
+                Action::Nx(ref x) => self.nx(x, depth),
                 _ => {}
             }
         }

@@ -20,7 +20,7 @@ use super::classifier::Rule;
 use super::flowmod::{cookie_ok, covered};
 use super::group::{MAX_GROUPS, bucket_refs};
 use super::key::{Key, match_key};
-use super::pipeline::{FlowEntry, Pipeline};
+use super::pipeline::{FlowEntry, Pipeline, regs_cover};
 
 const NS: u64 = 1_000_000_000;
 
@@ -71,11 +71,14 @@ struct Filter {
     out_group: u32,
     cookie: u64,
     cookie_mask: u64,
+    /// The request's match, for its register fields.
+    regs: crate::openflow::Match,
 }
 
 impl Filter {
     fn selects(&self, r: &Rule<FlowEntry>) -> bool {
         covered(r, &self.value, &self.mask)
+            && regs_cover(&r.data.match_, &self.regs)
             && cookie_ok(r, self.cookie, self.cookie_mask)
             && (self.out_port == PortNo::ANY || r.data.outputs_to(self.out_port))
             && (self.out_group == group_id::ANY || r.data.uses_group(self.out_group))
@@ -99,6 +102,7 @@ impl Pipeline {
             out_group: req.out_group,
             cookie: req.cookie,
             cookie_mask: req.cookie_mask,
+            regs: req.match_.clone(),
         })
     }
 

@@ -331,6 +331,7 @@ pub(crate) fn action() -> impl Strategy<Value = Action> {
         set_field().prop_map(Action::SetField),
         Just(Action::PushPbb(0x88e7)),
         Just(Action::PopPbb),
+        super::nicira::nx_action().prop_map(Action::Nx),
     ]
 }
 

@@ -5,6 +5,7 @@
 
 mod bodies;
 mod fields;
+mod nicira;
 
 use proptest::collection::vec;
 use proptest::prelude::*;

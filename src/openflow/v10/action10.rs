@@ -10,7 +10,7 @@
 //! | `SET_NW_TOS` | `SetField(ip_dscp)` (ECN bits set: `OFPBAC_BAD_ARGUMENT`) |
 //! | `SET_TP_SRC` / `SET_TP_DST` | `SetField(tcp_*, udp_* or sctp_*)` by the flow's nw_proto; TCP when it is not known |
 //! | `ENQUEUE` port, queue | `SetQueue(queue)`, `Output(port)` |
-//! | `VENDOR` | refused, `OFPBAC_BAD_VENDOR` |
+//! | `VENDOR` of Nicira | `Nx` ([`crate::openflow::nicira`], same layout; `SetReg` goes out as `reg_load`); other vendors refused, `OFPBAC_BAD_VENDOR` |
 //!
 //! 1.0's VLAN actions push a tag when there is none (as Open vSwitch, which
 //! translates them to 1.3 the same way); whether one is there is known from
@@ -26,6 +26,7 @@ use crate::openflow::action::Action;
 use crate::openflow::bytes::{Reader, Res, Writer};
 use crate::openflow::error::{BadActionCode, ErrorCode};
 use crate::openflow::flow_match::Match;
+use crate::openflow::nicira::{FieldRef, NxAction};
 use crate::openflow::oxm::{Masked, OFPVID_PRESENT, OxmField};
 use crate::openflow::port::PortNo;
 use crate::wire::MacAddr;
@@ -200,6 +201,8 @@ pub(crate) fn decode_actions(r: &mut Reader<'_>, ctx: Context) -> Res<Vec<Action
                     max_len: 0,
                 });
             }
+            // Nicira's vendor actions have the same layout in every version.
+            T::VENDOR => out.push(Action::Nx(NxAction::decode_experimenter(len, &mut a)?)),
             _ => return Err(bad(BadActionCode::BadExperimenter)),
         }
     }
@@ -287,6 +290,15 @@ fn encode_one(a: &Action, next: Option<&Action>, w: &mut Writer<'_>) -> Result<u
             F::TcpDst(p) | F::UdpDst(p) | F::SctpDst(p) => u16_pad(w, T::SET_TP_DST, p),
             _ => return Err(inexpressible("this set-field action")),
         },
+        // 1.0 has no SET_FIELD: a register is set with reg_load.
+        Action::Nx(NxAction::SetReg { reg, value }) => NxAction::RegLoad {
+            dst: FieldRef::reg(reg),
+            ofs: 0,
+            n_bits: reg.bits(),
+            value,
+        }
+        .encode(w),
+        Action::Nx(x) => x.encode(w),
         _ => return Err(inexpressible("this action")),
     }
     Ok(1)

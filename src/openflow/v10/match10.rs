@@ -346,6 +346,8 @@ fn raw_of(m: &Match) -> Result<(Raw10, bool), EncodeError> {
         };
         exact &= said;
     }
+    // Registers need NXM, which is not 1.0's `ofp_match`.
+    exact &= m.registers().is_empty();
     Ok((r, exact))
 }
 

@@ -274,7 +274,7 @@ fn flow_mod_table_id_emerg_and_bad_actions() {
     );
     assert_eq!(bad(&[0, 0, 0, 4]), ErrorCode::BadAction(A::BadLen));
     assert_eq!(
-        bad(&[0xff, 0xff, 0, 8, 0, 0, 0x23, 0x20]),
+        bad(&[0xff, 0xff, 0, 8, 0, 0, 0x23, 0x21]),
         ErrorCode::BadAction(A::BadExperimenter)
     );
     // OFPT_ERROR: OFPBAC_BAD_VENDOR.

@@ -168,4 +168,5 @@ mod agent;
 mod megaflows;
 mod meters;
 mod mpls;
+mod nicira;
 mod pipeline;
