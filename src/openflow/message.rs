@@ -410,16 +410,14 @@ impl Message {
             MsgType::Experimenter => {
                 let experimenter = r.u32()?;
                 let exp_type = r.u32()?;
-                // OpenFlow 1.3 carries bundles as an ONF extension.
+                // OpenFlow 1.3 carries bundles as an ONF extension. It is
+                // read in every version, so that any message that decodes
+                // encodes back (in 1.3, as the extension) to itself.
                 match (experimenter, exp_type) {
-                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_CONTROL)
-                        if r.version() == version::OF13 =>
-                    {
+                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_CONTROL) => {
                         M::BundleControl(BundleCtrl::decode(r)?)
                     }
-                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_ADD_MESSAGE)
-                        if r.version() == version::OF13 =>
-                    {
+                    (super::ONF_EXPERIMENTER_ID, ONFT_BUNDLE_ADD_MESSAGE) => {
                         M::BundleAdd(BundleAdd::decode(r)?)
                     }
                     _ => M::Experimenter(Experimenter {
