@@ -487,6 +487,88 @@ pub struct PortStats {
     pub duration_nsec: u32,
 }
 
+impl Desc {
+    /// The five strings, as every version lays them out.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Res<Desc> {
+        let d = Desc {
+            mfr_desc: FixedStr::read(r)?,
+            hw_desc: FixedStr::read(r)?,
+            sw_desc: FixedStr::read(r)?,
+            serial_num: FixedStr::read(r)?,
+            dp_desc: FixedStr::read(r)?,
+        };
+        r.finish()?;
+        Ok(d)
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        self.mfr_desc.write(w);
+        self.hw_desc.write(w);
+        self.sw_desc.write(w);
+        self.serial_num.write(w);
+        self.dp_desc.write(w);
+    }
+}
+
+impl PortStats {
+    /// The twelve counters 1.0 and 1.3 lay out in this order.
+    pub(crate) fn counters(&self) -> [u64; 12] {
+        [
+            self.rx_packets,
+            self.tx_packets,
+            self.rx_bytes,
+            self.tx_bytes,
+            self.rx_dropped,
+            self.tx_dropped,
+            self.rx_errors,
+            self.tx_errors,
+            self.rx_frame_err,
+            self.rx_over_err,
+            self.rx_crc_err,
+            self.collisions,
+        ]
+    }
+
+    /// Port `port_no` with the twelve counters read in that order.
+    pub(crate) fn read_counters(port_no: PortNo, r: &mut Reader<'_>) -> Res<PortStats> {
+        let mut c = [0u64; 12];
+        for v in &mut c {
+            *v = r.u64()?;
+        }
+        let [
+            rx_packets,
+            tx_packets,
+            rx_bytes,
+            tx_bytes,
+            rx_dropped,
+            tx_dropped,
+            rx_errors,
+            tx_errors,
+            rx_frame_err,
+            rx_over_err,
+            rx_crc_err,
+            collisions,
+        ] = c;
+        Ok(PortStats {
+            port_no,
+            rx_packets,
+            tx_packets,
+            rx_bytes,
+            tx_bytes,
+            rx_dropped,
+            tx_dropped,
+            rx_errors,
+            tx_errors,
+            rx_frame_err,
+            rx_over_err,
+            rx_crc_err,
+            collisions,
+            duration_sec: 0,
+            duration_nsec: 0,
+        })
+    }
+}
+
 /// `ofp_queue_stats`: one queue of an `OFPMP_QUEUE` reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
@@ -727,17 +809,7 @@ impl MultipartReply {
         use MultipartReplyBody as B;
         let (ty, flags) = decode_type(r)?;
         let body = match ty {
-            MultipartType::Desc => {
-                let d = Desc {
-                    mfr_desc: FixedStr::read(r)?,
-                    hw_desc: FixedStr::read(r)?,
-                    sw_desc: FixedStr::read(r)?,
-                    serial_num: FixedStr::read(r)?,
-                    dp_desc: FixedStr::read(r)?,
-                };
-                r.finish()?;
-                B::Desc(Box::new(d))
-            }
+            MultipartType::Desc => B::Desc(Box::new(Desc::read(r)?)),
             MultipartType::Flow => B::Flow(FlowStats::decode_list(r)?),
             MultipartType::Aggregate if r.version() >= version::OF15 => {
                 let st = Stats::decode(r)?;
@@ -778,23 +850,10 @@ impl MultipartReply {
             MultipartType::PortStats => B::PortStats(fixed_list(r, 112, |r| {
                 let port_no = PortNo(r.u32()?);
                 r.skip(4)?;
-                Ok(PortStats {
-                    port_no,
-                    rx_packets: r.u64()?,
-                    tx_packets: r.u64()?,
-                    rx_bytes: r.u64()?,
-                    tx_bytes: r.u64()?,
-                    rx_dropped: r.u64()?,
-                    tx_dropped: r.u64()?,
-                    rx_errors: r.u64()?,
-                    tx_errors: r.u64()?,
-                    rx_frame_err: r.u64()?,
-                    rx_over_err: r.u64()?,
-                    rx_crc_err: r.u64()?,
-                    collisions: r.u64()?,
-                    duration_sec: r.u32()?,
-                    duration_nsec: r.u32()?,
-                })
+                let mut p = PortStats::read_counters(port_no, r)?;
+                p.duration_sec = r.u32()?;
+                p.duration_nsec = r.u32()?;
+                Ok(p)
             })?),
             MultipartType::Queue if r.version() >= version::OF14 => {
                 let short = r.short();
@@ -850,13 +909,7 @@ impl MultipartReply {
         use MultipartReplyBody as B;
         encode_type(w, self.body.multipart_type(), self.flags);
         match &self.body {
-            B::Desc(d) => {
-                d.mfr_desc.write(w);
-                d.hw_desc.write(w);
-                d.sw_desc.write(w);
-                d.serial_num.write(w);
-                d.dp_desc.write(w);
-            }
+            B::Desc(d) => d.write(w),
             B::Flow(flows) => flows.iter().for_each(|f| f.encode(w)),
             B::Aggregate(a) if w.version() >= version::OF15 => Stats {
                 flow_count: Some(a.flow_count),
@@ -887,22 +940,7 @@ impl MultipartReply {
                 for p in ports {
                     w.u32(p.port_no.0);
                     w.zeros(4);
-                    for v in [
-                        p.rx_packets,
-                        p.tx_packets,
-                        p.rx_bytes,
-                        p.tx_bytes,
-                        p.rx_dropped,
-                        p.tx_dropped,
-                        p.rx_errors,
-                        p.tx_errors,
-                        p.rx_frame_err,
-                        p.rx_over_err,
-                        p.rx_crc_err,
-                        p.collisions,
-                    ] {
-                        w.u64(v);
-                    }
+                    p.counters().iter().for_each(|v| w.u64(*v));
                     w.u32(p.duration_sec);
                     w.u32(p.duration_nsec);
                 }

@@ -315,17 +315,7 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
     let ty = r.u16()?;
     let flags = r.u16()?;
     let body = match ty {
-        T::DESC => {
-            let d = Desc {
-                mfr_desc: FixedStr::read(r)?,
-                hw_desc: FixedStr::read(r)?,
-                sw_desc: FixedStr::read(r)?,
-                serial_num: FixedStr::read(r)?,
-                dp_desc: FixedStr::read(r)?,
-            };
-            r.finish()?;
-            B::Desc(Box::new(d))
-        }
+        T::DESC => B::Desc(Box::new(Desc::read(r)?)),
         T::FLOW => B::Flow(decode_flows(r)?),
         T::AGGREGATE => {
             let a = AggregateStats {
@@ -350,41 +340,7 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
         T::PORT => B::PortStats(fixed(r, 104, |r| {
             let port_no = port_from_v10(r.u16()?);
             r.skip(6)?;
-            let mut c = [0u64; 12];
-            for v in &mut c {
-                *v = r.u64()?;
-            }
-            let [
-                rx_packets,
-                tx_packets,
-                rx_bytes,
-                tx_bytes,
-                rx_dropped,
-                tx_dropped,
-                rx_errors,
-                tx_errors,
-                rx_frame_err,
-                rx_over_err,
-                rx_crc_err,
-                collisions,
-            ] = c;
-            Ok(PortStats {
-                port_no,
-                rx_packets,
-                tx_packets,
-                rx_bytes,
-                tx_bytes,
-                rx_dropped,
-                tx_dropped,
-                rx_errors,
-                tx_errors,
-                rx_frame_err,
-                rx_over_err,
-                rx_crc_err,
-                collisions,
-                duration_sec: 0,
-                duration_nsec: 0,
-            })
+            PortStats::read_counters(port_no, r)
         })?),
         T::QUEUE => B::Queue(fixed(r, 32, |r| {
             let port_no = port_from_v10(r.u16()?);
@@ -430,13 +386,7 @@ pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(),
     w.u16(ty);
     w.u16(m.flags);
     match &m.body {
-        B::Desc(d) => {
-            d.mfr_desc.write(w);
-            d.hw_desc.write(w);
-            d.sw_desc.write(w);
-            d.serial_num.write(w);
-            d.dp_desc.write(w);
-        }
+        B::Desc(d) => d.write(w),
         B::Flow(flows) => {
             for f in flows {
                 encode_flow(f, w)?;
@@ -464,22 +414,7 @@ pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(),
             for p in ports {
                 w.u16(port_to_v10(p.port_no)?);
                 w.zeros(6);
-                for v in [
-                    p.rx_packets,
-                    p.tx_packets,
-                    p.rx_bytes,
-                    p.tx_bytes,
-                    p.rx_dropped,
-                    p.tx_dropped,
-                    p.rx_errors,
-                    p.tx_errors,
-                    p.rx_frame_err,
-                    p.rx_over_err,
-                    p.rx_crc_err,
-                    p.collisions,
-                ] {
-                    w.u64(v);
-                }
+                p.counters().iter().for_each(|v| w.u64(*v));
             }
         }
         B::PortDesc(ports) => {
