@@ -30,6 +30,13 @@ pub struct TapPort {
     created: bool,
     rx_oversize: AtomicU64,
     tx_errors: AtomicU64,
+    /// While the interface is down (a write failed with EIO), frames are
+    /// dropped without a system call until this time (ns since `epoch`),
+    /// when one write tries again: a down bridge interface (OpenFlow's
+    /// LOCAL before the host configures it) then costs a flood nothing.
+    down_until: AtomicU64,
+    epoch: std::time::Instant,
+    tx_down: AtomicU64,
 }
 
 #[repr(C)]
@@ -114,6 +121,9 @@ impl TapPort {
             created: !existed,
             rx_oversize: AtomicU64::new(0),
             tx_errors: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            tx_down: AtomicU64::new(0),
         }))
     }
 
@@ -174,7 +184,11 @@ fn set_up(ifname: &str) -> Result<(), KernelPortError> {
 
 impl Port for TapPort {
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        vec![("rx_oversize", self.rx_oversize())]
+        vec![
+            ("rx_oversize", self.rx_oversize()),
+            ("tx_errors", self.tx_errors()),
+            ("tx_down", self.tx_down.load(Ordering::Relaxed)),
+        ]
     }
 
     fn name(&self) -> &str {
@@ -211,12 +225,25 @@ impl Port for TapPort {
 
     fn outgoing_published(&self) {
         let fd = self.fd.as_raw_fd();
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let mut down = now < self.down_until.load(Ordering::Relaxed);
         self.drain.drain(&self.mem, |frames| {
             for f in frames {
+                if down {
+                    self.tx_down.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 // SAFETY: writes f.len() bytes from a live slice.
                 let n = unsafe { libc::write(fd, f.as_ptr().cast(), f.len()) };
                 if n < 0 {
-                    self.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    if io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
+                        // Down: look again in 100 ms.
+                        self.down_until.store(now + 100_000_000, Ordering::Relaxed);
+                        down = true;
+                        self.tx_down.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.tx_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
