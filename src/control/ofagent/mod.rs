@@ -1,6 +1,7 @@
-//! The OpenFlow 1.3 agent of a switch whose module is `flow`: what
-//! `ovs-ofctl -O OpenFlow13` and controllers (os-ken/Ryu, Faucet, ONOS...)
-//! talk to.
+//! The OpenFlow agent of a switch whose module is `flow` (OpenFlow 1.0 and
+//! 1.3 to 1.5): what `ovs-ofctl` and controllers (os-ken/Ryu, Faucet,
+//! ONOS...) talk to. The protocol is `crate::ofproto`'s engine; this is its
+//! sockets.
 //!
 //! One thread per switch runs a poll loop over its listeners (`ptcp:`,
 //! `punix:`), the controllers it dials (`tcp:`, `unix:`, reconnecting with
