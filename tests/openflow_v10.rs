@@ -261,6 +261,14 @@ fn ovs_ofctl_speaks_1_0_to_a_fake_switch() {
     let dir = std::env::temp_dir().join(format!("mswitch-of10-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, also when an assertion fails.
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
     let path = dir.join("switch.sock");
     let listener = UnixListener::bind(&path).unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
