@@ -209,6 +209,7 @@ use crate::openflow::error::BadRequestCode;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
 use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{AggregateStats, FlowStats, FlowStatsRequest, TableStats};
+use crate::openflow::nicira::{NxAction, NxMatchField, Register};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::config;
 use crate::openflow::{
@@ -267,6 +268,11 @@ pub struct FlowConfig {
     /// Preset: `priority=0,actions=NORMAL` in table 0 (a fresh Open
     /// vSwitch bridge).
     pub normal: bool,
+    /// Benchmark preset (with `l2`): the MAC forwarding entries move to
+    /// table N-1, and tables 0..N-1 each load a register and resubmit to
+    /// the next, which matches on it (`load:k->reg0,resubmit(,k)`;
+    /// `reg0=k,...`): an N-table Nicira pipeline. 0 or 1: none.
+    pub resubmits: u8,
     /// NORMAL's MAC table bounds and aging (Open vSwitch's
     /// `mac-table-size` and `mac-aging-time`; the per-port bound is ours).
     pub macs: MacLimits,
@@ -280,6 +286,7 @@ impl Default for FlowConfig {
             l2: 0,
             filler: 0,
             normal: false,
+            resubmits: 0,
             macs: MacLimits::default(),
         }
     }
@@ -317,12 +324,13 @@ impl FlowConfig {
                 "l2" if n < MAX_PORTS as u64 => c.l2 = n as u16,
                 "filler" if n <= 1_000_000 => c.filler = n as usize,
                 "normal" if n <= 1 => c.normal = n == 1,
-                "tables" | "max_flows" | "l2" | "filler" | "normal" => {
+                "resubmits" if n <= 64 => c.resubmits = n as u8,
+                "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits" => {
                     return Err(bad(format!("{k}={v} is out of range")));
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, mac_max, mac_port_max, mac_aging)"
+                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, resubmits, mac_max, mac_port_max, mac_aging)"
                     )));
                 }
             }
@@ -1148,6 +1156,38 @@ impl FlowModule {
         self.macs.flush();
     }
 
+    /// Stage `k` of the `resubmits` preset: table k matches reg0=k (all
+    /// packets in table 0), loads k+1 into reg0 and resubmits to k+1.
+    fn install_resubmit_stage(&self, k: u8, _last: u8) {
+        let regs = if k == 0 {
+            Vec::new()
+        } else {
+            vec![NxMatchField {
+                reg: Register::Reg(0),
+                value: u64::from(k),
+                mask: None,
+            }]
+        };
+        let fm = FlowMod {
+            table_id: k,
+            priority: 1,
+            match_: Match::new().with_registers(regs).unwrap_or_default(),
+            instructions: vec![Instruction::ApplyActions(vec![
+                Action::Nx(NxAction::SetReg {
+                    reg: Register::Reg(0),
+                    value: u64::from(k) + 1,
+                }),
+                Action::Nx(NxAction::Resubmit {
+                    in_port: 0xfff8,
+                    table: Some(k + 1),
+                    with_table: true,
+                }),
+            ])],
+            ..FlowMod::default()
+        };
+        let _ = self.flow_mod(&fm, 0);
+    }
+
     fn install_presets(&self) {
         let add = |priority, fields: Vec<OxmField>, port: PortNo| {
             let fm = FlowMod {
@@ -1159,12 +1199,41 @@ impl FlowModule {
             let _ = self.flow_mod(&fm, 0);
         };
         if self.cfg.l2 > 0 {
+            // With resubmits=N, the forwarding entries sit in table N-1,
+            // behind a chain of register loads and resubmits.
+            let last = self.cfg.resubmits.saturating_sub(1);
+            for k in 0..last {
+                self.install_resubmit_stage(k, last);
+            }
+            let gate = |last: u8| -> Vec<NxMatchField> {
+                if last == 0 {
+                    Vec::new()
+                } else {
+                    vec![NxMatchField {
+                        reg: Register::Reg(0),
+                        value: u64::from(last),
+                        mask: None,
+                    }]
+                }
+            };
+            let add_in = |fields: Vec<OxmField>, port: PortNo| {
+                let fm = FlowMod {
+                    table_id: last,
+                    priority: 100,
+                    match_: Match::from_fields(fields)
+                        .and_then(|m| m.with_registers(gate(last)))
+                        .unwrap_or_default(),
+                    instructions: vec![Instruction::ApplyActions(vec![Action::output(port)])],
+                    ..FlowMod::default()
+                };
+                let _ = self.flow_mod(&fm, 0);
+            };
             for p in 1..=u32::from(self.cfg.l2) {
                 let dst = OxmField::EthDst(Masked::exact(MacAddr::local(p)));
-                add(100, vec![dst], PortNo(p));
+                add_in(vec![dst], PortNo(p));
             }
             let bcast = OxmField::EthDst(Masked::exact(MacAddr::BROADCAST));
-            add(100, vec![bcast], PortNo::FLOOD);
+            add_in(vec![bcast], PortNo::FLOOD);
         }
         if self.cfg.normal {
             add(0, vec![], PortNo::NORMAL);
