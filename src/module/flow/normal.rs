@@ -447,7 +447,7 @@ pub(crate) fn decide(
         // Known: to that port, if it still carries the VLAN and takes
         // outputs; a destination on the input port goes nowhere.
         if Some(p) != in_port
-            && !pipe.no_fwd(u32::from(p.0))
+            && !pipe.id_no_fwd(p)
             && let Some(e) = pipe.port_vlan(u32::from(p.0)).egress(vlan)
         {
             dests.push(p, e);
@@ -455,12 +455,12 @@ pub(crate) fn decide(
         return Some(vlan);
     }
     dests.flooded = true;
-    let in_no = in_port.map_or(0, |p| u32::from(p.0));
     for &c in pipe.flood_candidates() {
-        if c == in_no || pipe.no_fwd(c) {
+        let Some(p) = PortId::new(c) else { continue };
+        if Some(p) == in_port || pipe.id_no_fwd(p) {
             continue;
         }
-        if let (Some(p), Some(e)) = (PortId::new(c), pipe.port_vlan(c).egress(vlan)) {
+        if let Some(e) = pipe.port_vlan(c).egress(vlan) {
             dests.push(p, e);
         }
     }

@@ -281,7 +281,15 @@ impl Pipeline {
         self.known_ports.as_ref().unwrap_or(&self.attached)
     }
 
-    /// Whether outputs to `port` are refused (PORT_DOWN or NO_FWD).
+    /// Whether outputs to switch port `id` are refused: [`Pipeline::no_fwd`]
+    /// of its OpenFlow number (LOCAL's configuration for the local port).
+    #[inline]
+    pub fn id_no_fwd(&self, id: PortId) -> bool {
+        self.no_fwd(self.of_port(id))
+    }
+
+    /// Whether outputs to OpenFlow port `port` are refused (PORT_DOWN or
+    /// NO_FWD).
     #[inline]
     pub fn no_fwd(&self, port: u32) -> bool {
         if self.port_config.is_empty() {
@@ -307,10 +315,7 @@ impl Pipeline {
             .unwrap_or(&self.attached)
             .iter()
             .filter_map(|&p| PortId::new(p))
-            .filter(|&id| {
-                let n = self.of_port(id);
-                n != in_port && !self.no_fwd(n)
-            })
+            .filter(|&id| self.of_port(id) != in_port && !self.id_no_fwd(id))
             .collect()
     }
 
