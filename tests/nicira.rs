@@ -5,114 +5,12 @@
 //! must go where they say. Skipped (with a note) without ovs-ofctl.
 
 mod common;
+mod ofsw;
 
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{MIN_LEN, frame, mac};
-use mswitch::control::client::VportConn;
-use mswitch::control::daemon::Daemon;
-use mswitch::control::proto::OpenFlowOpts;
-
-/// A daemon with one `flow` switch `nx0` and vports p1..=pN.
-struct Sw {
-    d: Arc<Daemon>,
-    dir: PathBuf,
-    ctl: PathBuf,
-    serve: Option<std::thread::JoinHandle<()>>,
-}
-
-const NAME: &str = "nx0";
-
-impl Sw {
-    fn new(test: &str, ports: u16) -> Sw {
-        let dir = PathBuf::from(format!("/tmp/mswitch-nx-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let ctl = dir.join("ctl.sock");
-        let d = Daemon::new().expect("daemon");
-        d.set_run_dir(&dir);
-        d.create(NAME, "flow", 1, None, false, &OpenFlowOpts::default())
-            .expect("switch");
-        for p in 1..=ports {
-            d.attach(NAME, &format!("vport:p{p}"), Some(u32::from(p)))
-                .expect("port");
-        }
-        let listener = UnixListener::bind(&ctl).expect("control socket");
-        let dd = d.clone();
-        let serve = std::thread::spawn(move || {
-            let _ = dd.serve(listener);
-        });
-        Sw {
-            d,
-            dir,
-            ctl,
-            serve: Some(serve),
-        }
-    }
-
-    fn ofctl(&self, opts: &[&str], cmd: &str, args: &[&str]) -> String {
-        let target = format!("unix:{}", self.d.mgmt_path(NAME).display());
-        common::ovs_ofctl(opts, cmd, &target, args)
-    }
-
-    /// `dump-flows --no-stats --sort`, one line per flow.
-    fn flows(&self) -> Vec<String> {
-        self.ofctl(&["--no-stats", "--sort"], "dump-flows", &[])
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty() && !l.starts_with("OFPST_FLOW"))
-            .collect()
-    }
-
-    fn port(&self, p: u16) -> VportConn {
-        VportConn::connect(Some(&self.ctl), NAME, &format!("p{p}")).expect("vport")
-    }
-}
-
-impl Drop for Sw {
-    fn drop(&mut self) {
-        self.d.stop();
-        if let Some(t) = self.serve.take() {
-            let _ = t.join();
-        }
-        self.d.shutdown();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn have_ofctl() -> bool {
-    let ok = std::process::Command::new("ovs-ofctl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: ovs-ofctl not installed");
-    }
-    ok
-}
-
-fn send(c: &mut VportConn, f: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.send_one(f) {
-        assert!(Instant::now() < deadline, "cannot send");
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
-fn recv_within(c: &mut VportConn, n: usize, t: Duration) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + t;
-    let mut got = Vec::new();
-    while got.len() < n && Instant::now() < deadline {
-        got.extend(c.recv_all());
-        if got.len() < n {
-            c.wait(Some(Duration::from_millis(5)));
-        }
-    }
-    got
-}
+use ofsw::{Sw, have_ofctl, recv_within, send};
 
 #[test]
 fn registers_and_resubmit_with_ovs_ofctl() {
@@ -129,11 +27,11 @@ fn registers_and_resubmit_with_ovs_ofctl() {
         "table=2, priority=1,in_port=2 actions=output:1",
     ];
     // A standalone switch starts with NORMAL: start from nothing.
-    sw.ofctl(&[], "del-flows", &[]);
+    sw.ofctl_opts(&[], "del-flows", &[]);
     for f in given {
         // ovs-ofctl's input syntax: commas where dump-flows has spaces.
         let f = f.replace(", ", ",").replace(" actions", ",actions");
-        sw.ofctl(&[], "add-flow", &[&f]);
+        sw.ofctl_opts(&[], "add-flow", &[&f]);
     }
     let mut want: Vec<String> = given.iter().map(|s| s.to_string()).collect();
     want.sort();
@@ -144,7 +42,7 @@ fn registers_and_resubmit_with_ovs_ofctl() {
     // masked SET_FIELD and COPY_FIELD).
     for v in ["OpenFlow14", "OpenFlow15"] {
         let mut got: Vec<String> = sw
-            .ofctl(&["-O", v, "--no-stats", "--sort"], "dump-flows", &[])
+            .ofctl_opts(&["-O", v, "--no-stats", "--sort"], "dump-flows", &[])
             .lines()
             .map(|l| l.trim().to_owned())
             .filter(|l| !l.is_empty() && !l.starts_with("OFPST_FLOW"))
@@ -186,7 +84,7 @@ fn registers_and_resubmit_with_ovs_ofctl() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    sw.ofctl(
+    sw.ofctl_opts(
         &[],
         "packet-out",
         &[&format!(
@@ -196,27 +94,8 @@ fn registers_and_resubmit_with_ovs_ofctl() {
     assert_eq!(recv_within(&mut p2, 1, Duration::from_secs(5)).len(), 1);
 
     // Deleting by register selects only the flows with that register.
-    sw.ofctl(&[], "del-flows", &["--strict", "table=1,priority=5,reg0=2"]);
+    sw.ofctl_opts(&[], "del-flows", &["--strict", "table=1,priority=5,reg0=2"]);
     assert_eq!(sw.flows().len(), 5);
-}
-
-/// `ovs-ofctl` without `-O`: OpenFlow 1.0, where Nicira's actions are
-/// vendor actions of the same layout (register matches need NXM, which
-/// this switch does not speak: not here).
-fn plain_ofctl(sw: &Sw, cmd: &str, args: &[&str]) -> String {
-    let target = format!("unix:{}", sw.d.mgmt_path(NAME).display());
-    let out = std::process::Command::new("ovs-ofctl")
-        .args(["--timeout=10", cmd, &target])
-        .args(args)
-        .output()
-        .expect("run ovs-ofctl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "ovs-ofctl {cmd} {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -225,18 +104,16 @@ fn nicira_actions_in_openflow_1_0() {
         return;
     }
     let sw = Sw::new("of10", 3);
-    plain_ofctl(&sw, "del-flows", &[]);
-    plain_ofctl(
-        &sw,
+    sw.plain_ofctl("del-flows", &[]);
+    sw.plain_ofctl(
         "add-flow",
         &["priority=10,in_port=1,actions=load:0x3->NXM_NX_REG0[0..15],note:aa.bb,resubmit(,1)"],
     );
-    plain_ofctl(
-        &sw,
+    sw.plain_ofctl(
         "add-flow",
         &["table=1,priority=5,actions=output:NXM_NX_REG0[0..15]"],
     );
-    let dump = plain_ofctl(&sw, "dump-flows", &["--no-stats"]);
+    let dump = sw.plain_ofctl("dump-flows", &["--no-stats"]);
     assert!(
         dump.contains(
             "priority=10,in_port=1 actions=load:0x3->NXM_NX_REG0[0..15],note:aa.bb.00.00.00.00,resubmit(,1)"

@@ -166,6 +166,39 @@ pub struct QueueProp {
     pub data: Vec<u8>,
 }
 
+impl QueueProp {
+    /// The properties filling the rest of `r` (each an 8-byte header,
+    /// type and length, then its data), as 1.0 and 1.3 lay them out.
+    pub(crate) fn decode_list(r: &mut Reader<'_>) -> Res<Vec<QueueProp>> {
+        let short = r.short();
+        let mut properties = Vec::new();
+        while !r.is_empty() {
+            let property = r.u16()?;
+            let plen = usize::from(r.u16()?);
+            if plen < 8 {
+                return Err(short);
+            }
+            r.skip(4)?;
+            properties.push(QueueProp {
+                property,
+                data: r.take(plen - 8)?.to_vec(),
+            });
+        }
+        Ok(properties)
+    }
+
+    pub(crate) fn encode_list(props: &[QueueProp], w: &mut Writer<'_>) {
+        for p in props {
+            let pstart = w.pos();
+            w.u16(p.property);
+            w.u16(0);
+            w.zeros(4);
+            w.bytes(&p.data);
+            w.patch_len(pstart + 2, pstart, "queue property");
+        }
+    }
+}
+
 /// `OFPT_QUEUE_GET_CONFIG_REPLY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueGetConfigReply {
@@ -188,23 +221,10 @@ impl QueueGetConfigReply {
             let queue_id = q.u32()?;
             let qport = PortNo(q.u32()?);
             q.skip(8)?;
-            let mut properties = Vec::new();
-            while !q.is_empty() {
-                let property = q.u16()?;
-                let plen = usize::from(q.u16()?);
-                if plen < 8 {
-                    return Err(short);
-                }
-                q.skip(4)?;
-                properties.push(QueueProp {
-                    property,
-                    data: q.take(plen - 8)?.to_vec(),
-                });
-            }
             queues.push(PacketQueue {
                 queue_id,
                 port: qport,
-                properties,
+                properties: QueueProp::decode_list(&mut q)?,
             });
         }
         Ok(QueueGetConfigReply { port, queues })
@@ -219,14 +239,7 @@ impl QueueGetConfigReply {
             w.u32(q.port.0);
             w.u16(0);
             w.zeros(6);
-            for p in &q.properties {
-                let pstart = w.pos();
-                w.u16(p.property);
-                w.u16(0);
-                w.zeros(4);
-                w.bytes(&p.data);
-                w.patch_len(pstart + 2, pstart, "queue property");
-            }
+            QueueProp::encode_list(&q.properties, w);
             w.patch_len(start + 8, start, "queue");
         }
     }
@@ -257,7 +270,8 @@ pub fn decode(buf: &[u8]) -> Result<(Header, Message), DecodeError> {
     Ok((header, msg))
 }
 
-fn empty(r: &mut Reader<'_>, m: Message) -> Res<Message> {
+/// A message whose body must be empty.
+pub(crate) fn empty(r: &mut Reader<'_>, m: Message) -> Res<Message> {
     r.finish()?;
     Ok(m)
 }
@@ -339,7 +353,8 @@ fn async_config(r: &mut Reader<'_>) -> Res<AsyncConfig> {
     Ok(a)
 }
 
-fn switch_config(r: &mut Reader<'_>) -> Res<SwitchConfig> {
+/// `ofp_switch_config`, the same in every version.
+pub(crate) fn switch_config(r: &mut Reader<'_>) -> Res<SwitchConfig> {
     let c = SwitchConfig {
         flags: r.u16()?,
         miss_send_len: r.u16()?,

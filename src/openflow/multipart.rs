@@ -487,6 +487,27 @@ pub struct PortStats {
     pub duration_nsec: u32,
 }
 
+impl AggregateStats {
+    /// The fixed layout of 1.0 to 1.4 (1.5's is OXS).
+    pub(crate) fn read(r: &mut Reader<'_>) -> Res<AggregateStats> {
+        let a = AggregateStats {
+            packet_count: r.u64()?,
+            byte_count: r.u64()?,
+            flow_count: r.u32()?,
+        };
+        r.skip(4)?;
+        r.finish()?;
+        Ok(a)
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        w.u64(self.packet_count);
+        w.u64(self.byte_count);
+        w.u32(self.flow_count);
+        w.zeros(4);
+    }
+}
+
 impl Desc {
     /// The five strings, as every version lays them out.
     pub(crate) fn read(r: &mut Reader<'_>) -> Res<Desc> {
@@ -820,16 +841,7 @@ impl MultipartReply {
                     flow_count: st.flow_count.unwrap_or_default(),
                 })
             }
-            MultipartType::Aggregate => {
-                let a = AggregateStats {
-                    packet_count: r.u64()?,
-                    byte_count: r.u64()?,
-                    flow_count: r.u32()?,
-                };
-                r.skip(4)?;
-                r.finish()?;
-                B::Aggregate(a)
-            }
+            MultipartType::Aggregate => B::Aggregate(AggregateStats::read(r)?),
             MultipartType::Table => B::Table(fixed_list(r, 24, |r| {
                 let table_id = r.u8()?;
                 r.skip(3)?;
@@ -918,12 +930,7 @@ impl MultipartReply {
                 ..Stats::default()
             }
             .encode(w),
-            B::Aggregate(a) => {
-                w.u64(a.packet_count);
-                w.u64(a.byte_count);
-                w.u32(a.flow_count);
-                w.zeros(4);
-            }
+            B::Aggregate(a) => a.write(w),
             B::Table(tables) => {
                 for t in tables {
                     w.u8(t.table_id);

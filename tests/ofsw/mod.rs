@@ -1,7 +1,7 @@
 //! A `flow` switch in this process driven by the real `ovs-ofctl`, for
-//! the end-to-end tests of meters and MPLS: a daemon with vports p1..=pN,
-//! `ovs-ofctl -O OpenFlow13` on its management socket, and frames in and
-//! out of the vports.
+//! the end-to-end tests of meters, MPLS and Nicira extensions: a daemon
+//! with vports p1..=pN, `ovs-ofctl` on its management socket, and frames
+//! in and out of the vports.
 
 #![allow(dead_code)]
 
@@ -68,6 +68,38 @@ impl Sw {
     /// `ovs-ofctl -O OpenFlow13 CMD TARGET ARGS...`, which must succeed.
     pub fn ofctl(&self, cmd: &str, args: &[&str]) -> String {
         common::ovs_ofctl(&[], cmd, &self.target(), args)
+    }
+
+    /// `ovs-ofctl -O OpenFlow13 OPTS CMD TARGET ARGS...` (a later `-O` in
+    /// `opts` wins), which must succeed.
+    pub fn ofctl_opts(&self, opts: &[&str], cmd: &str, args: &[&str]) -> String {
+        common::ovs_ofctl(opts, cmd, &self.target(), args)
+    }
+
+    /// `ovs-ofctl CMD TARGET ARGS...` with no `-O` (OpenFlow 1.0 only),
+    /// which must succeed.
+    pub fn plain_ofctl(&self, cmd: &str, args: &[&str]) -> String {
+        let out = Command::new("ovs-ofctl")
+            .args(["--timeout=10", cmd, &self.target()])
+            .args(args)
+            .output()
+            .expect("run ovs-ofctl");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ovs-ofctl {cmd} {args:?}: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// `dump-flows --no-stats --sort`, one line per flow.
+    pub fn flows(&self) -> Vec<String> {
+        self.ofctl_opts(&["--no-stats", "--sort"], "dump-flows", &[])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty() && !l.starts_with("OFPST_FLOW"))
+            .collect()
     }
 
     /// The same, which must fail: its standard error.

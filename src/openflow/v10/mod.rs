@@ -59,7 +59,7 @@ use super::bytes::{Reader, Res, Writer};
 use super::error::{BadRequestCode, DecodeError, ErrorCode};
 use super::header::{HEADER_LEN, Header, MsgType};
 use super::hello::Hello;
-use super::message::{Experimenter, Message, SwitchConfig, SwitchFeatures, capabilities};
+use super::message::{Experimenter, Message, SwitchFeatures, capabilities, empty, switch_config};
 use super::port::{Port, PortNo};
 
 pub(crate) use errors::encode_error_body;
@@ -183,20 +183,6 @@ pub fn decode(buf: &[u8], ctx: &Ctx) -> Result<(Header, Message), DecodeError> {
     let mut r = Reader::new(buf.get(HEADER_LEN..).unwrap_or_default(), short);
     let msg = decode_body(header.msg_type, &mut r, ctx).map_err(err)?;
     Ok((header, msg))
-}
-
-fn empty(r: &mut Reader<'_>, m: Message) -> Res<Message> {
-    r.finish()?;
-    Ok(m)
-}
-
-fn switch_config(r: &mut Reader<'_>) -> Res<SwitchConfig> {
-    let c = SwitchConfig {
-        flags: r.u16()?,
-        miss_send_len: r.u16()?,
-    };
-    r.finish()?;
-    Ok(c)
 }
 
 fn decode_body(ty: u8, r: &mut Reader<'_>, ctx: &Ctx) -> Res<Message> {

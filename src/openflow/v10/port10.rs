@@ -122,19 +122,7 @@ pub(crate) fn decode_queue_reply(r: &mut Reader<'_>) -> Res<QueueGetConfigReply>
         let mut q = r.sub(len, short)?;
         let queue_id = q.u32()?;
         q.skip(4)?;
-        let mut properties = Vec::new();
-        while !q.is_empty() {
-            let property = q.u16()?;
-            let plen = usize::from(q.u16()?);
-            if plen < 8 {
-                return Err(short);
-            }
-            q.skip(4)?;
-            properties.push(QueueProp {
-                property,
-                data: q.take(plen - 8)?.to_vec(),
-            });
-        }
+        let properties = QueueProp::decode_list(&mut q)?;
         queues.push(PacketQueue {
             queue_id,
             port,
@@ -155,14 +143,7 @@ pub(crate) fn encode_queue_reply(
         w.u32(queue.queue_id);
         w.u16(0);
         w.zeros(2);
-        for p in &queue.properties {
-            let pstart = w.pos();
-            w.u16(p.property);
-            w.u16(0);
-            w.zeros(4);
-            w.bytes(&p.data);
-            w.patch_len(pstart + 2, pstart, "queue property");
-        }
+        QueueProp::encode_list(&queue.properties, w);
         w.patch_len(start + 4, start, "queue");
     }
     Ok(())

@@ -317,16 +317,7 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
     let body = match ty {
         T::DESC => B::Desc(Box::new(Desc::read(r)?)),
         T::FLOW => B::Flow(decode_flows(r)?),
-        T::AGGREGATE => {
-            let a = AggregateStats {
-                packet_count: r.u64()?,
-                byte_count: r.u64()?,
-                flow_count: r.u32()?,
-            };
-            r.skip(4)?;
-            r.finish()?;
-            B::Aggregate(a)
-        }
+        T::AGGREGATE => B::Aggregate(AggregateStats::read(r)?),
         T::TABLE => B::Table(fixed(r, 64, |r| {
             let table_id = r.u8()?;
             r.skip(3 + 32 + 4 + 4)?;
@@ -392,12 +383,7 @@ pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(),
                 encode_flow(f, w)?;
             }
         }
-        B::Aggregate(a) => {
-            w.u64(a.packet_count);
-            w.u64(a.byte_count);
-            w.u32(a.flow_count);
-            w.zeros(4);
-        }
+        B::Aggregate(a) => a.write(w),
         B::Table(tables) => {
             for t in tables {
                 w.u8(t.table_id);
