@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! vport:NAME[,ring=N][,buf=N]          shared memory for another process
-//! tap:IFNAME[,ring=N][,buf=N]          the host's TCP/IP stack
+//! tap:IFNAME[,down][,ring=N][,buf=N]   the host's TCP/IP stack (down: a TAP it creates stays down)
 //! af_packet:IFNAME[,ring=N][,buf=N]    any interface, TPACKET_V3
 //! af_xdp:IFNAME[,queue=N][,ring=N][,buf=N]
 //!                                      AF_XDP, falling back to af_packet
@@ -80,6 +80,10 @@ pub struct PortSpec {
     pub queue: Option<u32>,
     /// The socket of a vhost-user or virtio-user port.
     pub vhost: Option<VhostSpec>,
+    /// A TAP this port creates is left down (`tap:NAME,down`), as Open
+    /// vSwitch leaves its `internal` interfaces for the user to bring up;
+    /// it forwards once it is up.
+    pub down: bool,
 }
 
 /// Default ring size of a vhost-user port. Its owning worker fills the
@@ -116,6 +120,7 @@ impl PortSpec {
             buf: None,
             queue: None,
             vhost: None,
+            down: false,
         }
     }
 
@@ -142,7 +147,7 @@ impl PortSpec {
         match self.kind {
             PortKind::Vport => Err(KernelPortError::BadName(self.name.clone())),
             PortKind::Tap => Ok((
-                TapPort::open(&self.name, &self.name, cfg)? as Arc<dyn Port>,
+                TapPort::open_with(&self.name, &self.name, cfg, !self.down)? as Arc<dyn Port>,
                 None,
             )),
             PortKind::AfPacket => Ok((
@@ -206,8 +211,13 @@ impl FromStr for PortSpec {
             buf: None,
             queue: None,
             vhost: None,
+            down: false,
         };
         for kv in parts {
+            if kv == "down" && kind == PortKind::Tap {
+                spec.down = true;
+                continue;
+            }
             let (k, v) = kv
                 .split_once('=')
                 .ok_or_else(|| format!("bad port option '{kv}' in '{s}'"))?;
@@ -219,10 +229,10 @@ impl FromStr for PortSpec {
                 "buf" => spec.buf = Some(n),
                 "queue" if kind == PortKind::AfXdp => spec.queue = Some(n),
                 _ => {
-                    let opts = if kind == PortKind::AfXdp {
-                        "queue, ring, buf"
-                    } else {
-                        "ring, buf"
+                    let opts = match kind {
+                        PortKind::AfXdp => "queue, ring, buf",
+                        PortKind::Tap => "down, ring, buf",
+                        _ => "ring, buf",
                     };
                     return Err(format!("unknown port option '{k}' in '{s}' ({opts})"));
                 }
@@ -297,6 +307,7 @@ fn parse_socket(kind: PortKind, s: &str, rest: &str) -> Result<PortSpec, String>
         buf,
         queue: None,
         vhost: Some(v),
+        down: false,
     };
     spec.mem_config()
         .validate()
@@ -324,6 +335,9 @@ impl fmt::Display for PortSpec {
         } else {
             write!(f, "{}:{}", self.kind.name(), self.name)?;
         }
+        if self.down {
+            f.write_str(",down")?;
+        }
         if let Some(q) = self.queue {
             write!(f, ",queue={q}")?;
         }
@@ -350,6 +364,9 @@ mod tests {
         let x: PortSpec = "af_xdp:veth0,queue=1".parse().unwrap();
         assert_eq!((x.kind, x.queue), (PortKind::AfXdp, Some(1)));
         assert_eq!("tap:tap0".parse::<PortSpec>().unwrap().kind, PortKind::Tap);
+        let t: PortSpec = "tap:tap0,down,ring=64".parse().unwrap();
+        assert!(t.down);
+        assert_eq!(t.to_string(), "tap:tap0,down,ring=64");
         assert_eq!(
             "af_packet:eth0,buf=9216"
                 .parse::<PortSpec>()
@@ -368,6 +385,7 @@ mod tests {
             "af_packet:a/b",
             "af_packet:abcdefghijklmnop",
             "af_packet:eth0,queue=1",
+            "af_packet:eth0,down",
             "tap:",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");

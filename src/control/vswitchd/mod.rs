@@ -179,7 +179,9 @@ fn spec_for(i: &WantedIface, run_dir: &Path) -> Result<String, String> {
     Ok(match i.kind.as_str() {
         "" | "system" => format!("af_xdp:{}", i.name),
         "afxdp" => format!("af_xdp:{}", i.name),
-        "internal" | "tap" => format!("tap:{}", i.name),
+        // As Open vSwitch: the TAP of an internal interface is left down
+        // until its user brings it up (it forwards from then on).
+        "internal" | "tap" => format!("tap:{},down", i.name),
         "dpdkvhostuser" => format!(
             "vhost-user:{},server,name={}",
             run_dir.join(&i.name).display(),
