@@ -39,7 +39,7 @@ pub mod flags {
 
 /// The 1.0 flags of a model flow mod: those 1.0 has (the others, counters
 /// and reset, have no 1.0 form and are dropped).
-fn flags_to_v10(f: u16) -> u16 {
+pub(crate) fn flags_to_v10(f: u16) -> u16 {
     f & (flags::SEND_FLOW_REM | flags::CHECK_OVERLAP)
 }
 
@@ -74,16 +74,14 @@ pub(crate) fn flow_instructions(actions: Vec<crate::openflow::action::Action>) -
     }
 }
 
-pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
-    let match_ = decode_match(r)?;
-    let cookie = r.u64()?;
-    let raw_command = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let priority = r.u16()?;
-    let buffer_id = r.u32()?;
-    let out_port = port_from_v10(r.u16()?);
-    let raw_flags = r.u16()?;
+/// A 1.0 flow mod's command and table (the command's high byte with
+/// `NXT_FLOW_MOD_TABLE_ID`, else 0 or, for deletes, all), its flags
+/// checked.
+pub(crate) fn command_and_table(
+    raw_command: u16,
+    raw_flags: u16,
+    ctx: &Ctx,
+) -> Res<(FlowModCommand, u8)> {
     let (table, command) = if ctx.flow_mod_table_id {
         (Some((raw_command >> 8) as u8), raw_command & 0xff)
     } else {
@@ -104,6 +102,20 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => table_id::ALL,
         _ => 0,
     });
+    Ok((command, table_id))
+}
+
+pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
+    let match_ = decode_match(r)?;
+    let cookie = r.u64()?;
+    let raw_command = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let priority = r.u16()?;
+    let buffer_id = r.u32()?;
+    let out_port = port_from_v10(r.u16()?);
+    let raw_flags = r.u16()?;
+    let (command, table_id) = command_and_table(raw_command, raw_flags, ctx)?;
     let actions = decode_actions(r, Context::of(&match_))?;
     Ok(FlowMod {
         cookie,
@@ -149,7 +161,7 @@ pub(crate) fn encode_flow_mod(
 
 /// `ofp_flow_removed_reason` of 1.0 (the model's GROUP_DELETE is sent as
 /// DELETE, the closest).
-fn removed_reason_to_v10(reason: u8) -> u8 {
+pub(crate) fn removed_reason_to_v10(reason: u8) -> u8 {
     reason.min(2)
 }
 

@@ -23,10 +23,11 @@ use crate::openflow::multipart::*;
 use crate::openflow::port::PortNo;
 
 use super::action10::{Context, decode_actions, encode_actions};
+use super::errors::NX_VENDOR_ID;
 use super::flow10::{flow_actions, flow_instructions};
 use super::match10::{decode_match, encode_match, wildcards};
 use super::port10::{decode_phy_port, encode_phy_port};
-use super::{EncodeError, VERSION, port_from_v10, port_to_v10};
+use super::{Ctx, EncodeError, VERSION, nx, port_from_v10, port_to_v10};
 
 /// `ofp_stats_types` of 1.0.
 pub mod stats_type {
@@ -79,11 +80,6 @@ fn encode_flow_request(f: &FlowStatsRequest, w: &mut Writer<'_>) -> Result<(), E
     Ok(())
 }
 
-/// Reads a vendor body: vendor id, subtype, data.
-fn vendor(r: &mut Reader<'_>) -> Res<(u32, u32, Vec<u8>)> {
-    Ok((r.u32()?, r.u32()?, r.rest().to_vec()))
-}
-
 pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
     use MultipartRequestBody as B;
     use stats_type as T;
@@ -124,11 +120,18 @@ pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
             B::Queue { port_no, queue_id }
         }
         T::VENDOR => {
-            let (experimenter, exp_type, data) = vendor(r)?;
-            B::Experimenter {
-                experimenter,
-                exp_type,
-                data,
+            let experimenter = r.u32()?;
+            let exp_type = r.u32()?;
+            match (experimenter, exp_type) {
+                (NX_VENDOR_ID, nx::stats_subtype::FLOW) => B::Flow(nx::decode_flow_request(r)?),
+                (NX_VENDOR_ID, nx::stats_subtype::AGGREGATE) => {
+                    B::Aggregate(nx::decode_flow_request(r)?)
+                }
+                _ => B::Experimenter {
+                    experimenter,
+                    exp_type,
+                    data: r.rest().to_vec(),
+                },
             }
         }
         _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
@@ -136,9 +139,35 @@ pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
     Ok(MultipartRequest { flags, body })
 }
 
-pub(crate) fn encode_request(m: &MultipartRequest, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+/// Whether a flow or aggregate statistics body goes out as NXM's.
+fn nx_flows(ctx: &Ctx) -> bool {
+    ctx.flow_format == nx::FlowFormat::Nxm
+}
+
+/// Writes the vendor statistics header's vendor, subtype and padding.
+fn nx_header(subtype: u32, w: &mut Writer<'_>) {
+    w.u32(NX_VENDOR_ID);
+    w.u32(subtype);
+    w.zeros(4);
+}
+
+pub(crate) fn encode_request(
+    m: &MultipartRequest,
+    ctx: &Ctx,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
     use MultipartRequestBody as B;
     use stats_type as T;
+    if let (B::Flow(f) | B::Aggregate(f), true) = (&m.body, nx_flows(ctx)) {
+        w.u16(T::VENDOR);
+        w.u16(m.flags);
+        let subtype = match m.body {
+            B::Flow(_) => nx::stats_subtype::FLOW,
+            _ => nx::stats_subtype::AGGREGATE,
+        };
+        nx_header(subtype, w);
+        return nx::encode_flow_request(f, w);
+    }
     let ty = match &m.body {
         B::Desc => T::DESC,
         B::Flow(_) => T::FLOW,
@@ -252,11 +281,18 @@ fn encode_flow(f: &FlowStats, w: &mut Writer<'_>) -> Result<(), EncodeError> {
 /// bodies are no larger in 1.0 than in 1.3 for the sizes a switch has (at
 /// most 255 tables), so the model's split serves.
 pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply> {
+    split_reply_with(reply, max_len, &Ctx::default())
+}
+
+/// [`split_reply`] for a reply in the form `ctx` says (NXM's flow
+/// statistics entries are measured as such).
+pub fn split_reply_with(reply: MultipartReply, max_len: usize, ctx: &Ctx) -> Vec<MultipartReply> {
     let MultipartReplyBody::Flow(flows) = reply.body else {
         return reply.split(max_len);
     };
-    // Header and stats header before the entries.
-    let max_body = max_len.saturating_sub(12);
+    let nxm = nx_flows(ctx);
+    // Header and stats header (with NXM's vendor header) before the entries.
+    let max_body = max_len.saturating_sub(if nxm { 24 } else { 12 });
     let mut bodies: Vec<Vec<FlowStats>> = Vec::new();
     let mut chunk = Vec::new();
     let mut used = 0;
@@ -264,7 +300,8 @@ pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply>
         let mut v = Vec::new();
         // An entry 1.0 cannot say at all (a port above 16 bits) counts as
         // empty here; encoding the reply reports it.
-        let n = match encode_flow(&f, &mut Writer::new(&mut v)) {
+        let put = if nxm { nx::encode_flow } else { encode_flow };
+        let n = match put(&f, &mut Writer::new(&mut v)) {
             Ok(()) => v.len(),
             Err(_) => 0,
         };
@@ -348,11 +385,19 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
         })?),
         T::PORT_DESC => B::PortDesc(fixed(r, 48, decode_phy_port)?),
         T::VENDOR => {
-            let (experimenter, exp_type, data) = vendor(r)?;
-            B::Experimenter {
-                experimenter,
-                exp_type,
-                data,
+            let experimenter = r.u32()?;
+            let exp_type = r.u32()?;
+            match (experimenter, exp_type) {
+                (NX_VENDOR_ID, nx::stats_subtype::FLOW) => B::Flow(nx::decode_flows(r)?),
+                (NX_VENDOR_ID, nx::stats_subtype::AGGREGATE) => {
+                    r.skip(4)?;
+                    B::Aggregate(AggregateStats::read(r)?)
+                }
+                _ => B::Experimenter {
+                    experimenter,
+                    exp_type,
+                    data: r.rest().to_vec(),
+                },
             }
         }
         _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
@@ -360,9 +405,34 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
     Ok(MultipartReply { flags, body })
 }
 
-pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+pub(crate) fn encode_reply(
+    m: &MultipartReply,
+    ctx: &Ctx,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
     use MultipartReplyBody as B;
     use stats_type as T;
+    if nx_flows(ctx) {
+        match &m.body {
+            B::Flow(flows) => {
+                w.u16(T::VENDOR);
+                w.u16(m.flags);
+                nx_header(nx::stats_subtype::FLOW, w);
+                for f in flows {
+                    nx::encode_flow(f, w)?;
+                }
+                return Ok(());
+            }
+            B::Aggregate(a) => {
+                w.u16(T::VENDOR);
+                w.u16(m.flags);
+                nx_header(nx::stats_subtype::AGGREGATE, w);
+                a.write(w);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     let ty = match &m.body {
         B::Desc(_) => T::DESC,
         B::Flow(_) => T::FLOW,
