@@ -41,7 +41,6 @@ use crate::openflow::error::{
 };
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
 use crate::openflow::header::version;
-use crate::openflow::message::Experimenter;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
 use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
@@ -112,8 +111,11 @@ pub struct Conn {
     /// The negotiated wire version (our highest until the peer's hello).
     pub version: u8,
     bundles: Bundles,
-    /// OpenFlow 1.0's per-connection Nicira state (table ids in flow mods).
+    /// OpenFlow 1.0's per-connection Nicira state (table ids in flow
+    /// mods, flow and packet-in formats).
     v10: v10::Ctx,
+    /// `NXT_SET_CONTROLLER_ID`'s connection id (0 until set).
+    pub controller_id: u16,
 }
 
 impl Conn {
@@ -132,8 +134,14 @@ impl Conn {
 
     /// Appends `msg` encoded in the connection's version.
     fn encode(&mut self, msg: &Message, xid: u32) -> Result<(), EncodeError> {
+        let ctx = self.v10;
+        self.encode_with(msg, xid, &ctx)
+    }
+
+    /// [`Conn::encode`], in 1.0 with these Nicira formats.
+    fn encode_with(&mut self, msg: &Message, xid: u32, ctx: &v10::Ctx) -> Result<(), EncodeError> {
         if self.version == v10::VERSION {
-            let b = v10::encode_with(msg, xid, &self.v10)?;
+            let b = v10::encode_with(msg, xid, ctx)?;
             self.out.extend_from_slice(&b);
             Ok(())
         } else {
@@ -142,7 +150,13 @@ impl Conn {
     }
 
     fn send(&mut self, msg: &Message, xid: u32) {
-        match self.encode(msg, xid) {
+        let ctx = self.v10;
+        self.send_with(msg, xid, &ctx);
+    }
+
+    /// [`Conn::send`], in 1.0 with these Nicira formats.
+    fn send_with(&mut self, msg: &Message, xid: u32, ctx: &v10::Ctx) {
+        match self.encode_with(msg, xid, ctx) {
             Ok(()) => {}
             // An over-long message, or one this version cannot say: say so
             // rather than send something truncated.
@@ -223,6 +237,7 @@ impl<D: Datapath> Engine<D> {
             version: self.versions.highest().unwrap_or(OFP_VERSION),
             bundles: Bundles::default(),
             v10: v10::Ctx::default(),
+            controller_id: 0,
         };
         c.send(&Message::Hello(Hello::offering(self.versions)), 0);
         self.conns.insert(id, c);
@@ -380,16 +395,29 @@ impl<D: Datapath> Engine<D> {
         }
     }
 
-    fn multipart(&mut self, id: u64, xid: u32, body: R) {
-        let v = self.conns.get(&id).map_or(OFP_VERSION, |c| c.version);
+    /// A multipart reply, cut to size; in 1.0 flow statistics take the
+    /// form of their request (`nx`: Nicira's NXST), whatever the
+    /// connection's flow format.
+    fn multipart(&mut self, id: u64, xid: u32, body: R, nx: bool) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let reply = MultipartReply { flags: 0, body };
-        let parts = if v == v10::VERSION {
-            v10::split_reply(reply, MULTIPART_MAX)
+        let ctx = v10::Ctx {
+            flow_format: if nx {
+                v10::nx::FlowFormat::Nxm
+            } else {
+                v10::nx::FlowFormat::OpenFlow10
+            },
+            ..c.v10
+        };
+        let parts = if c.version == v10::VERSION {
+            v10::split_reply_with(reply, MULTIPART_MAX, &ctx)
         } else {
-            reply.split_version(v, MULTIPART_MAX)
+            reply.split_version(c.version, MULTIPART_MAX)
         };
         for p in parts {
-            self.reply(id, xid, Message::MultipartReply(p));
+            c.send_with(&Message::MultipartReply(p), xid, &ctx);
         }
     }
 
@@ -607,8 +635,12 @@ impl<D: Datapath> Engine<D> {
             }
             Q::Experimenter { .. } => Err(ErrorCode::BadRequest(BadRequestCode::BadExperimenter)),
         };
+        let nx = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == v10::VERSION && v10::is_nx_flow_request(raw));
         match body {
-            Ok(b) => self.multipart(id, xid, b),
+            Ok(b) => self.multipart(id, xid, b, nx),
             Err(code) => self.error(id, xid, code, raw),
         }
     }
@@ -648,42 +680,6 @@ impl<D: Datapath> Engine<D> {
                 ..fm
             },
             _ => fm,
-        }
-    }
-
-    /// An experimenter (1.0: vendor) message. Of Nicira's, the ones
-    /// `ovs-ofctl` sends to a 1.0 switch: the flow-mod table-id extension is
-    /// taken; asking for NXM flow formats or packet-in formats other than
-    /// the standard one is refused with `OFPBRC_BAD_EXP_TYPE` (1.0's
-    /// BAD_SUBTYPE), on which ovs-ofctl falls back to standard OpenFlow.
-    fn experimenter(&mut self, id: u64, xid: u32, e: &Experimenter, raw: &[u8]) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let bad_type = ErrorCode::BadRequest(BadRequestCode::BadExpType);
-        if e.experimenter != NICIRA {
-            return c.error(
-                xid,
-                ErrorCode::BadRequest(BadRequestCode::BadExperimenter),
-                raw,
-            );
-        }
-        let first = |d: &[u8]| d.first().copied();
-        let word = |d: &[u8]| {
-            d.get(..4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match e.exp_type {
-            v10::nx_subtype::FLOW_MOD_TABLE_ID if c.version == v10::VERSION => match first(&e.data)
-            {
-                Some(set) if e.data.len() == 8 => c.v10.flow_mod_table_id = set != 0,
-                _ => c.error(xid, ErrorCode::BadRequest(BadRequestCode::BadLen), raw),
-            },
-            // Format 0: OpenFlow's own, which is what this switch speaks.
-            v10::nx_subtype::SET_FLOW_FORMAT | v10::nx_subtype::SET_PACKET_IN_FORMAT
-                if word(&e.data) == Some(0) => {}
-            v10::nx_subtype::SET_CONTROLLER_ID => {}
-            _ => c.error(xid, bad_type, raw),
         }
     }
 
@@ -859,6 +855,9 @@ impl<D: Datapath> Engine<D> {
         dead
     }
 }
+
+#[path = "engine_nx.rs"]
+mod nx;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -336,7 +336,7 @@ pub fn decode_fields(body: &[u8]) -> Res<NxMatch> {
         let len = (h & 0xff) as usize;
         let hasmask = h & 0x100 != 0;
         let payload = r.take(len)?;
-        if hasmask && len % 2 != 0 {
+        if hasmask && !len.is_multiple_of(2) {
             return Err(short);
         }
         let (value, mask) = if hasmask {

@@ -66,7 +66,7 @@ use super::port::{Port, PortNo};
 pub(crate) use errors::encode_error_body;
 pub use errors::error_to_v10;
 pub use match10::is_exact_in_v10;
-pub use stats::{split_reply, split_reply_with};
+pub use stats::{is_nx_flow_request, split_reply, split_reply_with};
 
 /// The wire version of OpenFlow 1.0.
 pub const VERSION: u8 = 0x01;

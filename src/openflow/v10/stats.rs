@@ -139,6 +139,29 @@ pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
     Ok(MultipartRequest { flags, body })
 }
 
+/// Whether `frame` (one whole 1.0 message) is a Nicira vendor statistics
+/// request, whose flow statistics are answered as NXST replies.
+pub fn is_nx_flow_request(frame: &[u8]) -> bool {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let be32 = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    frame.first() == Some(&VERSION)
+        && frame.get(1) == Some(&super::msg_type::STATS_REQUEST)
+        && be16(8) == Some(stats_type::VENDOR)
+        && be32(12) == Some(NX_VENDOR_ID)
+        && matches!(
+            be32(16),
+            Some(nx::stats_subtype::FLOW | nx::stats_subtype::AGGREGATE)
+        )
+}
+
 /// Whether a flow or aggregate statistics body goes out as NXM's.
 fn nx_flows(ctx: &Ctx) -> bool {
     ctx.flow_format == nx::FlowFormat::Nxm
