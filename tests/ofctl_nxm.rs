@@ -90,7 +90,10 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "priority=12,mpls,mpls_label=7,mpls_tc=2,mpls_bos=1 actions=drop",
         "priority=20,ipv6,reg1=0x9,ipv6_src=2001:db8::9 actions=drop",
     ] {
-        assert!(listed.iter().any(|l| l == want), "{want} not in {listed:#?}");
+        assert!(
+            listed.iter().any(|l| l == want),
+            "{want} not in {listed:#?}"
+        );
     }
 
     // mod-flows and del-flows select by NXM matches.
@@ -190,4 +193,37 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
     assert!(found.contains("total_len=60"), "{found}");
     assert!(found.contains("in_port=1"), "{found}");
     assert!(found.contains("(via action)"), "{found}");
+}
+
+/// OpenFlow 1.5 says a meter as an action (`OFPAT_METER`), 1.3 as an
+/// instruction: a metered flow added in either reads the same in both.
+#[test]
+fn meter_action_in_openflow15() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("nxmmeter", 2);
+    sw.plain_ofctl("del-flows", &[]);
+    sw.ofctl("add-meter", &["meter=1,kbps,band=type=drop,rate=1000"]);
+    sw.ofctl(
+        "add-flow",
+        &["priority=5,in_port=1,actions=meter:1,output:2"],
+    );
+    let of15 = ["-O", "OpenFlow15"];
+    sw.ofctl_opts(
+        &of15,
+        "add-flow",
+        &["priority=6,in_port=2,actions=meter:1,output:1"],
+    );
+    let want = [
+        "priority=5,in_port=1 actions=meter:1,output:2",
+        "priority=6,in_port=2 actions=meter:1,output:1",
+    ];
+    assert_eq!(of13_dump(&sw), want);
+    let listed = flow_lines(&sw.ofctl_opts(
+        &["-O", "OpenFlow15", "--no-stats", "--sort"],
+        "dump-flows",
+        &[],
+    ));
+    assert_eq!(listed, want);
 }
