@@ -42,6 +42,7 @@ use crate::openflow::error::{
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
 use crate::openflow::header::version;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
+use crate::openflow::meter::MeterModCommand;
 use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
     MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
@@ -82,7 +83,8 @@ fn default_async() -> AsyncConfig {
     let fr = (1 << flow_removed_reason::IDLE_TIMEOUT)
         | (1 << flow_removed_reason::HARD_TIMEOUT)
         | (1 << flow_removed_reason::DELETE)
-        | (1 << flow_removed_reason::GROUP_DELETE);
+        | (1 << flow_removed_reason::GROUP_DELETE)
+        | (1 << flow_removed_reason::METER_DELETE);
     AsyncConfig {
         packet_in_mask: [pin, 0],
         port_status_mask: [0x7, 0x7],
@@ -556,7 +558,17 @@ impl<D: Datapath> Engine<D> {
             }
             Message::MeterMod(mm) => match self.dp.meter_mod(&mm) {
                 Ok(()) => {
-                    let removed = self.dp.take_removed();
+                    let mut removed = self.dp.take_removed();
+                    if mm.command == MeterModCommand::Delete {
+                        // The deletions pending now are the meter's (a flow
+                        // mod's are sent as they happen, timeouts have
+                        // their own reasons).
+                        for r in &mut removed {
+                            if r.reason == flow_removed_reason::DELETE {
+                                r.reason = flow_removed_reason::METER_DELETE;
+                            }
+                        }
+                    }
                     self.broadcast_removed(removed);
                 }
                 Err(code) => self.error(id, xid, code, raw),
@@ -790,13 +802,29 @@ impl<D: Datapath> Engine<D> {
         }
     }
 
+    /// Sends flow removals to every open connection that wants their
+    /// reason. METER_DELETE exists from 1.4 on: earlier versions are told
+    /// DELETE (and asked about it by that bit of their mask).
     pub fn broadcast_removed(&mut self, removed: Vec<FlowRemoved>) {
         for r in removed {
-            let reason = u32::from(r.reason);
+            let older = (r.reason == flow_removed_reason::METER_DELETE).then(|| {
+                Message::FlowRemoved(FlowRemoved {
+                    reason: flow_removed_reason::DELETE,
+                    ..r.clone()
+                })
+            });
             let msg = Message::FlowRemoved(r);
             for c in self.conns.values_mut() {
-                if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & (1 << reason) != 0 {
-                    c.send_async(&msg);
+                let m = match &older {
+                    Some(o) if c.version < version::OF14 => o,
+                    _ => &msg,
+                };
+                let Message::FlowRemoved(f) = m else {
+                    continue;
+                };
+                let bit = 1u32.checked_shl(u32::from(f.reason)).unwrap_or(0);
+                if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & bit != 0 {
+                    c.send_async(m);
                 }
             }
         }
