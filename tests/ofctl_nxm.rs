@@ -71,6 +71,9 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "priority=17,arp,arp_sha=00:01:02:03:04:05,actions=drop",
         "priority=18,tun_id=0x5,udp,tp_src=53,actions=drop",
         "priority=19,dl_vlan=5,dl_vlan_pcp=3,actions=drop",
+        // MPLS and TTL actions, Nicira's in 1.0.
+        "priority=21,ip,actions=push_mpls:0x8847,set_mpls_ttl(9),dec_mpls_ttl,output:2",
+        "priority=22,mpls,actions=pop_mpls:0x0800,dec_ttl,output:1",
     ] {
         sw.plain_ofctl("add-flow", &[f]);
     }
@@ -82,13 +85,15 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
 
     let of13 = of13_dump(&sw);
     let listed = plain_dump(&sw);
-    assert_eq!(listed.len(), 11, "{listed:#?}");
+    assert_eq!(listed.len(), 13, "{listed:#?}");
     assert_eq!(listed, of13);
     for want in [
         "priority=10,ipv6,ipv6_src=2001:db8::1,ipv6_dst=2001:db8::/32 actions=drop",
         "priority=11,reg0=0x5,reg3=0x10/0xf0 actions=output:2",
         "priority=12,mpls,mpls_label=7,mpls_tc=2,mpls_bos=1 actions=drop",
         "priority=20,ipv6,reg1=0x9,ipv6_src=2001:db8::9 actions=drop",
+        "priority=21,ip actions=push_mpls:0x8847,set_mpls_ttl(9),dec_mpls_ttl,output:2",
+        "priority=22,mpls actions=pop_mpls:0x0800,dec_ttl,output:1",
     ] {
         assert!(
             listed.iter().any(|l| l == want),
@@ -107,7 +112,7 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "{after:#?}"
     );
     assert!(!after.iter().any(|l| l.contains("ipv6_src=2001:db8::1 ")));
-    assert_eq!(after.len(), 10, "{after:#?}");
+    assert_eq!(after.len(), 12, "{after:#?}");
     // A strict delete of the MPLS flow, by its whole match and priority.
     plain(
         &sw,
@@ -115,7 +120,7 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "del-flows",
         &["priority=12,mpls,mpls_label=7,mpls_tc=2,mpls_bos=1"],
     );
-    assert_eq!(plain_dump(&sw).len(), 9);
+    assert_eq!(plain_dump(&sw).len(), 11);
     assert_eq!(plain_dump(&sw), of13_dump(&sw));
 }
 

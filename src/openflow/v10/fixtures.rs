@@ -113,7 +113,7 @@ pub(super) fn samples() -> Vec<Message> {
         byte_count: 500,
         match_: tcp_match(),
         instructions: vec![
-            Instruction::ApplyActions(vec![Action::DecNwTtl, Action::output(PortNo(2))]),
+            Instruction::ApplyActions(vec![Action::CopyTtlOut, Action::output(PortNo(2))]),
             Instruction::GotoTable(1),
         ],
         ..FlowStats::default()

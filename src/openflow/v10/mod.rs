@@ -45,6 +45,7 @@ pub mod errors;
 pub mod flow10;
 pub mod match10;
 pub mod nx;
+pub mod nx_actions;
 pub mod port10;
 pub mod stats;
 
