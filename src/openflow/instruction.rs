@@ -261,6 +261,7 @@ mod tests {
     use super::*;
     use crate::openflow::error::{BadActionCode, BadRequestCode};
     use crate::openflow::port::PortNo;
+    use crate::openflow::v10::fixtures::unhex;
 
     const SHORT: ErrorCode = ErrorCode::BadRequest(BadRequestCode::BadLen);
 
@@ -341,14 +342,6 @@ mod tests {
 
     fn dec_v(b: &[u8], v: u8) -> Res<Vec<Instruction>> {
         decode_instructions(&mut Reader::new(b, SHORT).with_version(v))
-    }
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     /// `meter:5,output:2` in 1.5 (as `ovs-ofctl -O OpenFlow15` writes it)

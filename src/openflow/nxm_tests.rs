@@ -6,15 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::*;
 use crate::openflow::nicira::Register;
 use crate::openflow::port::PortNo;
+use crate::openflow::v10::fixtures::unhex;
 use crate::wire::MacAddr;
-
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 fn enc(m: &Match, cookie: Option<Masked<u64>>) -> Vec<u8> {
     let mut v = Vec::new();

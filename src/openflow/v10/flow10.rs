@@ -105,8 +105,10 @@ pub(crate) fn command_and_table(
     Ok((command, table_id))
 }
 
-pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
-    let match_ = decode_match(r)?;
+/// What follows the match in 1.0's `ofp_flow_mod` and comes first in
+/// Nicira's `nx_flow_mod` (cookie to flags): read as a model flow mod with
+/// no match and no instructions.
+pub(crate) fn read_flow_mod_head(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
     let cookie = r.u64()?;
     let raw_command = r.u16()?;
     let idle_timeout = r.u16()?;
@@ -114,9 +116,8 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
     let priority = r.u16()?;
     let buffer_id = r.u32()?;
     let out_port = port_from_v10(r.u16()?);
-    let raw_flags = r.u16()?;
-    let (command, table_id) = command_and_table(raw_command, raw_flags, ctx)?;
-    let actions = decode_actions(r, Context::of(&match_))?;
+    let flags = r.u16()?;
+    let (command, table_id) = command_and_table(raw_command, flags, ctx)?;
     Ok(FlowMod {
         cookie,
         cookie_mask: 0,
@@ -128,22 +129,22 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
         buffer_id,
         out_port,
         out_group: group_id::ANY,
-        flags: raw_flags,
-        match_,
-        instructions: flow_instructions(actions),
+        flags,
+        match_: Match::new(),
+        instructions: Vec::new(),
     })
 }
 
-/// Writes a flow mod; with `table_in_command` (the peer enabled
-/// `NXT_FLOW_MOD_TABLE_ID`) its table goes in the command's high byte,
-/// otherwise the table is not said.
-pub(crate) fn encode_flow_mod(
+/// Writes the part [`read_flow_mod_head`] reads, with this cookie; with
+/// `table_in_command` (the peer enabled `NXT_FLOW_MOD_TABLE_ID`) the table
+/// goes in the command's high byte, otherwise it is not said.
+pub(crate) fn write_flow_mod_head(
     f: &FlowMod,
+    cookie: u64,
     table_in_command: bool,
     w: &mut Writer<'_>,
 ) -> Result<(), EncodeError> {
-    encode_match(&f.match_, w)?;
-    w.u64(f.cookie);
+    w.u64(cookie);
     let high = if table_in_command {
         u16::from(f.table_id) << 8
     } else {
@@ -156,6 +157,28 @@ pub(crate) fn encode_flow_mod(
     w.u32(f.buffer_id);
     w.u16(port_to_v10(f.out_port)?);
     w.u16(flags_to_v10(f.flags));
+    Ok(())
+}
+
+pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
+    let match_ = decode_match(r)?;
+    let head = read_flow_mod_head(r, ctx)?;
+    let actions = decode_actions(r, Context::of(&match_))?;
+    Ok(FlowMod {
+        match_,
+        instructions: flow_instructions(actions),
+        ..head
+    })
+}
+
+/// Writes a flow mod (see [`write_flow_mod_head`] for its table).
+pub(crate) fn encode_flow_mod(
+    f: &FlowMod,
+    table_in_command: bool,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
+    encode_match(&f.match_, w)?;
+    write_flow_mod_head(f, f.cookie, table_in_command, w)?;
     encode_actions(flow_actions(&f.instructions, false)?, false, w)
 }
 

@@ -50,7 +50,7 @@ pub mod port10;
 pub mod stats;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod prop;
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::openflow::nxm::{self, NxMatch};
 use crate::openflow::oxm::Masked;
 
 use super::action10::{Context, decode_actions, encode_actions};
-use super::flow10::{command_and_table, flags_to_v10, flow_actions, flow_instructions};
+use super::flow10::{flow_actions, flow_instructions, read_flow_mod_head, write_flow_mod_head};
 use super::{Ctx, EncodeError, port_from_v10, port_to_v10};
 
 /// How flows are said to a 1.0 peer (`NXT_SET_FLOW_FORMAT`).
@@ -129,40 +129,24 @@ fn no_cookie(m: NxMatch) -> Res<Match> {
 
 /// `nx_flow_mod` (32 bytes), its match and its 1.0 actions.
 pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
-    let cookie = r.u64()?;
-    let raw_command = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let priority = r.u16()?;
-    let buffer_id = r.u32()?;
-    let out_port = port_from_v10(r.u16()?);
-    let flags = r.u16()?;
+    let head = read_flow_mod_head(r, ctx)?;
     let match_len = r.u16()?;
     r.skip(6)?;
-    let (command, table_id) = command_and_table(raw_command, flags, ctx)?;
     let m = nx_match_at(r, match_len)?;
-    let (cookie, cookie_mask, match_) = match m.cookie {
-        Some(_) if command == FlowModCommand::Add => {
+    let (cookie, cookie_mask) = match m.cookie {
+        Some(_) if head.command == FlowModCommand::Add => {
             return Err(ErrorCode::BadMatch(BadMatchCode::BadField));
         }
-        Some(c) => (c.value, c.mask.unwrap_or(u64::MAX), m.match_),
-        None => (cookie, 0, m.match_),
+        Some(c) => (c.value, c.mask.unwrap_or(u64::MAX)),
+        None => (head.cookie, 0),
     };
-    let actions = decode_actions(r, Context::of(&match_))?;
+    let actions = decode_actions(r, Context::of(&m.match_))?;
     Ok(FlowMod {
         cookie,
         cookie_mask,
-        table_id,
-        command,
-        idle_timeout,
-        hard_timeout,
-        priority,
-        buffer_id,
-        out_port,
-        out_group: group_id::ANY,
-        flags,
-        match_,
+        match_: m.match_,
         instructions: flow_instructions(actions),
+        ..head
     })
 }
 
@@ -178,19 +162,8 @@ pub(crate) fn encode_flow_mod(
     };
     // A cookie that selects travels in the match (the field is then a new
     // cookie, which the model has not: 0, as ovs-ofctl sends).
-    w.u64(if cookie.is_some() { 0 } else { f.cookie });
-    let high = if table_in_command {
-        u16::from(f.table_id) << 8
-    } else {
-        0
-    };
-    w.u16(high | u16::from(f.command.to_wire()));
-    w.u16(f.idle_timeout);
-    w.u16(f.hard_timeout);
-    w.u16(f.priority);
-    w.u32(f.buffer_id);
-    w.u16(port_to_v10(f.out_port)?);
-    w.u16(flags_to_v10(f.flags));
+    let new_cookie = if cookie.is_some() { 0 } else { f.cookie };
+    write_flow_mod_head(f, new_cookie, table_in_command, w)?;
     let len_at = w.pos();
     w.u16(0);
     w.zeros(6);
@@ -425,46 +398,31 @@ const FLOW_STATS_LEN: usize = 48;
 /// The entries of an NXST_FLOW reply, `r` after the vendor and subtype.
 pub(crate) fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
     r.skip(4)?;
-    let short = r.short();
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let len = usize::from(r.peek_u16(0)?);
-        if len < FLOW_STATS_LEN {
-            return Err(short);
-        }
-        let mut e = r.sub(len, short)?;
-        e.skip(2)?;
-        let table_id = e.u8()?;
-        e.skip(1)?;
-        let duration_sec = e.u32()?;
-        let duration_nsec = e.u32()?;
-        let priority = e.u16()?;
-        let idle_timeout = e.u16()?;
-        let hard_timeout = e.u16()?;
-        let match_len = e.u16()?;
-        // idle_age, hard_age: the model keeps no ages.
-        e.skip(4)?;
-        let cookie = e.u64()?;
-        let packet_count = e.u64()?;
-        let byte_count = e.u64()?;
-        let match_ = no_cookie(nx_match_at(&mut e, match_len)?)?;
-        let actions = decode_actions(&mut e, Context::of(&match_))?;
-        out.push(FlowStats {
-            table_id,
-            duration_sec,
-            duration_nsec,
-            priority,
-            idle_timeout,
-            hard_timeout,
-            flags: 0,
-            cookie,
-            packet_count,
-            byte_count,
-            match_,
-            instructions: flow_instructions(actions),
-        });
-    }
-    Ok(out)
+    super::stats::flow_entries(r, FLOW_STATS_LEN, decode_flow)
+}
+
+/// One `nx_flow_stats` entry filling `e`.
+fn decode_flow(e: &mut Reader<'_>) -> Res<FlowStats> {
+    e.skip(2)?;
+    let mut f = FlowStats {
+        table_id: e.u8()?,
+        ..FlowStats::default()
+    };
+    e.skip(1)?;
+    f.duration_sec = e.u32()?;
+    f.duration_nsec = e.u32()?;
+    f.priority = e.u16()?;
+    f.idle_timeout = e.u16()?;
+    f.hard_timeout = e.u16()?;
+    let match_len = e.u16()?;
+    // idle_age, hard_age: the model keeps no ages.
+    e.skip(4)?;
+    f.cookie = e.u64()?;
+    f.packet_count = e.u64()?;
+    f.byte_count = e.u64()?;
+    f.match_ = no_cookie(nx_match_at(e, match_len)?)?;
+    f.instructions = flow_instructions(decode_actions(e, Context::of(&f.match_))?);
+    Ok(f)
 }
 
 /// One `nx_flow_stats` entry, with the actions 1.0 can say.

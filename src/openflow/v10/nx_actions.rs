@@ -155,14 +155,7 @@ pub(crate) fn encode(a: &Action, w: &mut Writer<'_>) -> bool {
 mod tests {
     use super::*;
     use crate::openflow::error::BadRequestCode;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::openflow::v10::fixtures::unhex;
 
     fn dec(b: &[u8]) -> Res<Action> {
         let mut r = Reader::new(&b[4..], ErrorCode::BadRequest(BadRequestCode::BadLen));

@@ -16,14 +16,7 @@ use crate::openflow::multipart::{
 use crate::openflow::nicira::{NxMatchField, Register};
 use crate::openflow::oxm::OxmField;
 use crate::openflow::port::PortNo;
-
-fn unhex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use crate::openflow::v10::fixtures::unhex;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -237,18 +237,11 @@ pub(crate) fn encode_request(
 const FLOW_STATS_LEN: usize = 88;
 
 fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
-    let short = r.short();
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let len = usize::from(r.peek_u16(0)?);
-        if len < FLOW_STATS_LEN {
-            return Err(short);
-        }
-        let mut e = r.sub(len, short)?;
+    flow_entries(r, FLOW_STATS_LEN, |e| {
         e.skip(2)?;
         let table_id = e.u8()?;
         e.skip(1)?;
-        let match_ = decode_match(&mut e)?;
+        let match_ = decode_match(e)?;
         let duration_sec = e.u32()?;
         let duration_nsec = e.u32()?;
         let priority = e.u16()?;
@@ -258,8 +251,8 @@ fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
         let cookie = e.u64()?;
         let packet_count = e.u64()?;
         let byte_count = e.u64()?;
-        let actions = decode_actions(&mut e, Context::of(&match_))?;
-        out.push(FlowStats {
+        let actions = decode_actions(e, Context::of(&match_))?;
+        Ok(FlowStats {
             table_id,
             duration_sec,
             duration_nsec,
@@ -272,7 +265,26 @@ fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
             byte_count,
             match_,
             instructions: flow_instructions(actions),
-        });
+        })
+    })
+}
+
+/// Flow statistics entries filling `r`, each led by its u16 length (at
+/// least `min`) and read whole by `one`.
+pub(crate) fn flow_entries(
+    r: &mut Reader<'_>,
+    min: usize,
+    one: impl Fn(&mut Reader<'_>) -> Res<FlowStats>,
+) -> Res<Vec<FlowStats>> {
+    let short = r.short();
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(0)?);
+        if len < min {
+            return Err(short);
+        }
+        let mut e = r.sub(len, short)?;
+        out.push(one(&mut e)?);
     }
     Ok(out)
 }
