@@ -74,6 +74,8 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         // MPLS and TTL actions, Nicira's in 1.0.
         "priority=21,ip,actions=push_mpls:0x8847,set_mpls_ttl(9),dec_mpls_ttl,output:2",
         "priority=22,mpls,actions=pop_mpls:0x0800,dec_ttl,output:1",
+        // A table other than 0 (with NXT_FLOW_MOD_TABLE_ID).
+        "table=1,priority=23,ipv6,ipv6_dst=2001:db8::7,actions=drop",
     ] {
         sw.plain_ofctl("add-flow", &[f]);
     }
@@ -85,7 +87,7 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
 
     let of13 = of13_dump(&sw);
     let listed = plain_dump(&sw);
-    assert_eq!(listed.len(), 13, "{listed:#?}");
+    assert_eq!(listed.len(), 14, "{listed:#?}");
     assert_eq!(listed, of13);
     for want in [
         "priority=10,ipv6,ipv6_src=2001:db8::1,ipv6_dst=2001:db8::/32 actions=drop",
@@ -94,12 +96,19 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "priority=20,ipv6,reg1=0x9,ipv6_src=2001:db8::9 actions=drop",
         "priority=21,ip actions=push_mpls:0x8847,set_mpls_ttl(9),dec_mpls_ttl,output:2",
         "priority=22,mpls actions=pop_mpls:0x0800,dec_ttl,output:1",
+        "table=1, priority=23,ipv6,ipv6_dst=2001:db8::7 actions=drop",
     ] {
         assert!(
             listed.iter().any(|l| l == want),
             "{want} not in {listed:#?}"
         );
     }
+
+    // NXST_AGGREGATE, selecting by an NXM match: the five IPv6 flows
+    // (ipv6, tcp6, icmp6, with reg1, in table 1).
+    let agg = plain(&sw, &[], "dump-aggregate", &["ipv6"]);
+    assert!(agg.contains("NXST_AGGREGATE reply"), "{agg}");
+    assert!(agg.contains("flow_count=5"), "{agg}");
 
     // mod-flows and del-flows select by NXM matches.
     sw.plain_ofctl("mod-flows", &["reg0=5,actions=output:1"]);
@@ -112,7 +121,7 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "{after:#?}"
     );
     assert!(!after.iter().any(|l| l.contains("ipv6_src=2001:db8::1 ")));
-    assert_eq!(after.len(), 12, "{after:#?}");
+    assert_eq!(after.len(), 13, "{after:#?}");
     // A strict delete of the MPLS flow, by its whole match and priority.
     plain(
         &sw,
@@ -120,7 +129,7 @@ fn plain_ovs_ofctl_uses_nxm_for_every_field() {
         "del-flows",
         &["priority=12,mpls,mpls_label=7,mpls_tc=2,mpls_bos=1"],
     );
-    assert_eq!(plain_dump(&sw).len(), 11);
+    assert_eq!(plain_dump(&sw).len(), 12);
     assert_eq!(plain_dump(&sw), of13_dump(&sw));
 }
 
