@@ -238,6 +238,11 @@ fn decode_entry(t: &Tlv<'_>) -> Result<Entry, OxmError> {
         OXM_CLASS_PACKET_REGS => return reg(t),
         _ => {}
     }
+    if t.class == NXM_CLASS_NX && t.field == NX_CONJ_ID {
+        // Hook for conjunctions: once the model has a conj_id field, read
+        // the 32-bit value here (`t.ints(4)`, no mask) into it.
+        return Err(OxmError::Field);
+    }
     if t.class == NXM_CLASS_NX && t.field == NX_COOKIE && t.value.len() == 8 {
         let (v, m) = t.ints(8)?;
         return Ok(Entry::Cookie(Masked { value: v, mask: m }));

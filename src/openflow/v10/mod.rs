@@ -18,12 +18,22 @@
 //!   [`reply`](DecodeError::reply) is the 1.0 `OFPT_ERROR` to send back
 //!   (model error codes mapped to 1.0's by [`errors`]).
 //! - Encoding never panics: a model message 1.0 cannot express (groups,
-//!   meters, roles, async config, table mod, goto-table, MPLS actions, a port
+//!   meters, roles, async config, table mod, goto-table, TTL copies, a port
 //!   number that does not fit 16 bits...) is an
 //!   [`EncodeError::Unsupported`]. Two exceptions widen instead of
 //!   failing, because they only describe a flow: match fields 1.0 has not
 //!   are wildcarded (see [`match10`]), and actions without a 1.0 form are
 //!   left out of flow statistics.
+//!
+//! Nicira's NXM forms ([`nx`]): a vendor `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
+//! `NXT_PACKET_IN` or `NXT_PACKET_IN2` decodes as the model's flow mod, flow
+//! removed or packet-in, and a vendor statistics `NXST_FLOW` or
+//! `NXST_AGGREGATE` as its flow or aggregate multipart, whatever the
+//! connection's state; which form a message is encoded in is the [`Ctx`]'s
+//! flow and packet-in formats (a flow statistics reply takes its request's
+//! form: the caller says which with the `Ctx` it encodes with, see
+//! [`is_nx_flow_request`]). Their matches are [`crate::openflow::nxm`]'s, so
+//! they say all the model's fields and registers.
 //!
 //! Message types: 1.0 numbers them 0..=21 (HELLO .. QUEUE_GET_CONFIG_REPLY);
 //! `VENDOR` (4) is the model's `Experimenter`, its first u32 after the
