@@ -151,6 +151,30 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
     let sw = Sw::new("nxmmon", 2);
     sw.plain_ofctl("del-flows", &[]);
     sw.plain_ofctl("add-flow", &["in_port=1,actions=controller"]);
+    let mut p1 = sw.port(1);
+    // Unasked, ovs-ofctl asks for NXT_PACKET_IN2 first and gets it; asked,
+    // it gets the format it names.
+    for (opt, want) in [
+        (None, "NXT_PACKET_IN2 "),
+        (Some("--packet-in-format=nxt_packet_in"), "NXT_PACKET_IN "),
+        (Some("--packet-in-format=standard"), "OFPT_PACKET_IN "),
+    ] {
+        let found = first_packet_in(&sw, opt, &mut p1);
+        assert!(found.starts_with(want), "{opt:?}: {found}");
+        // With the port the packet came in on.
+        assert!(found.contains("total_len=60"), "{found}");
+        assert!(found.contains("in_port=1"), "{found}");
+        assert!(found.contains("(via action)"), "{found}");
+    }
+}
+
+/// The first packet-in line `ovs-ofctl monitor TARGET 65534` (with `opt`)
+/// prints, sending a frame into `p1` until one comes.
+fn first_packet_in(
+    sw: &Sw,
+    opt: Option<&str>,
+    p1: &mut mswitch::control::client::VportConn,
+) -> String {
     // The monitor's control socket goes beside the switch's, in the
     // test's own directory.
     let target = sw.target();
@@ -160,6 +184,7 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
         .to_owned();
     let mut mon = Monitor(
         Command::new("ovs-ofctl")
+            .args(opt)
             .args(["monitor", &target, "65534"])
             .env("OVS_RUNDIR", &run_dir)
             .stdout(Stdio::piped())
@@ -183,30 +208,19 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
         });
     }
     // The monitor connects in its own time: send until a packet-in shows.
-    let mut p1 = sw.port(1);
     let f = frame(MIN_LEN, 1, mac(2), 1);
     let deadline = Instant::now() + LONG;
     let mut seen = Vec::new();
-    let found = loop {
+    loop {
         assert!(Instant::now() < deadline, "no packet-in: {seen:#?}");
-        send(&mut p1, &f);
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => {
-                let hit = l.contains("PACKET_IN");
-                seen.push(l);
-                if hit {
-                    break seen.last().cloned().unwrap_or_default();
-                }
+        send(p1, &f);
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            if l.contains("PACKET_IN") {
+                return l;
             }
-            Err(_) => continue,
+            seen.push(l);
         }
-    };
-    // ovs-ofctl asks for NXT_PACKET_IN2 first, and gets it, with the port
-    // the packet came in on.
-    assert!(found.starts_with("NXT_PACKET_IN2"), "{found}");
-    assert!(found.contains("total_len=60"), "{found}");
-    assert!(found.contains("in_port=1"), "{found}");
-    assert!(found.contains("(via action)"), "{found}");
+    }
 }
 
 /// OpenFlow 1.5 says a meter as an action (`OFPAT_METER`), 1.3 as an
