@@ -133,7 +133,10 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
     let match_len = r.u16()?;
     r.skip(6)?;
     let m = nx_match_at(r, match_len)?;
-    let (cookie, cookie_mask) = match m.cookie {
+    // A cookie wildcarded whole selects nothing: as if absent.
+    let selector = m.cookie.filter(|c| c.mask != Some(0));
+    let (cookie, cookie_mask) = match selector {
+        // Open vSwitch's NXBRC_NXM_INVALID: an addition cannot select.
         Some(_) if head.command == FlowModCommand::Add => {
             return Err(ErrorCode::BadMatch(BadMatchCode::BadField));
         }

@@ -125,6 +125,19 @@ fn flow_mod_errors() {
         decode(&add, &Ctx::default()).unwrap_err().code,
         ErrorCode::BadMatch(BadMatchCode::BadField)
     );
+    // A cookie wildcarded whole is no selector, even when adding.
+    let add0 = unhex(
+        "0104005000000008 00002320 0000000d
+         0000000000000009 0000 0000 0000 8000 ffffffff ffff 0000 001a 000000000000
+         0000060286dd 00013d10 0000000000000000 0000000000000000 000000000000",
+    );
+    let (_, Message::FlowMod(fm)) = decode(&add0, &Ctx::default()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (fm.command, fm.cookie, fm.cookie_mask),
+        (FlowModCommand::Add, 9, 0)
+    );
     // An unknown command, the EMERG flag.
     let mut cmd = b.clone();
     cmd[16 + 9] = 9;
