@@ -25,6 +25,9 @@
 //!   each connection's role and SET_ASYNC masks.
 //! - Connections that fall far behind (a slow controller) stop getting
 //!   packet-ins (counted) rather than growing without bound.
+//! - A 1.0 peer may ask for Nicira's NXM flow format and packet-in formats
+//!   (`engine_nx.rs`); each connection's messages then take its formats,
+//!   and flow statistics the form of their request.
 
 use std::collections::BTreeMap;
 
@@ -806,23 +809,22 @@ impl<D: Datapath> Engine<D> {
     /// reason. METER_DELETE exists from 1.4 on: earlier versions are told
     /// DELETE (and asked about it by that bit of their mask).
     pub fn broadcast_removed(&mut self, removed: Vec<FlowRemoved>) {
+        let delete = flow_removed_reason::DELETE;
         for r in removed {
-            let older = (r.reason == flow_removed_reason::METER_DELETE).then(|| {
+            let reason = r.reason;
+            let older = (reason == flow_removed_reason::METER_DELETE).then(|| {
                 Message::FlowRemoved(FlowRemoved {
-                    reason: flow_removed_reason::DELETE,
+                    reason: delete,
                     ..r.clone()
                 })
             });
             let msg = Message::FlowRemoved(r);
             for c in self.conns.values_mut() {
-                let m = match &older {
-                    Some(o) if c.version < version::OF14 => o,
-                    _ => &msg,
+                let (m, reason) = match &older {
+                    Some(o) if c.version < version::OF14 => (o, delete),
+                    _ => (&msg, reason),
                 };
-                let Message::FlowRemoved(f) = m else {
-                    continue;
-                };
-                let bit = 1u32.checked_shl(u32::from(f.reason)).unwrap_or(0);
+                let bit = 1u32.checked_shl(u32::from(reason)).unwrap_or(0);
                 if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & bit != 0 {
                     c.send_async(m);
                 }
