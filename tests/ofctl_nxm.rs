@@ -152,12 +152,15 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
     sw.plain_ofctl("del-flows", &[]);
     sw.plain_ofctl("add-flow", &["in_port=1,actions=controller"]);
     let mut p1 = sw.port(1);
-    // Unasked, ovs-ofctl asks for NXT_PACKET_IN2 first and gets it; asked,
-    // it gets the format it names.
+    // Unasked, ovs-ofctl asks for NXT_PACKET_IN2 first and gets it (in 1.0
+    // or 1.3); asked, it gets the format it names.
     for (opt, want) in [
         (None, "NXT_PACKET_IN2 "),
         (Some("--packet-in-format=nxt_packet_in"), "NXT_PACKET_IN "),
         (Some("--packet-in-format=standard"), "OFPT_PACKET_IN "),
+        // NXT_PACKET_IN2 exists in every version.
+        (Some("--protocols=OpenFlow13"), "NXT_PACKET_IN2 (OF1.3)"),
+        (Some("--protocols=OpenFlow15"), "NXT_PACKET_IN2 (OF1.5)"),
     ] {
         let found = first_packet_in(&sw, opt, &mut p1);
         assert!(found.starts_with(want), "{opt:?}: {found}");

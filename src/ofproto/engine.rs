@@ -25,9 +25,10 @@
 //!   each connection's role and SET_ASYNC masks.
 //! - Connections that fall far behind (a slow controller) stop getting
 //!   packet-ins (counted) rather than growing without bound.
-//! - A 1.0 peer may ask for Nicira's NXM flow format and packet-in formats
-//!   (`engine_nx.rs`); each connection's messages then take its formats,
-//!   and flow statistics the form of their request.
+//! - A 1.0 peer may ask for Nicira's NXM flow format and packet-in formats,
+//!   a later one for `NXT_PACKET_IN2` (`engine_nx.rs`); each connection's
+//!   messages then take its formats, and flow statistics the form of their
+//!   request.
 
 use std::collections::BTreeMap;
 
@@ -143,10 +144,17 @@ impl Conn {
         self.encode_with(msg, xid, &ctx)
     }
 
-    /// [`Conn::encode`], in 1.0 with these Nicira formats.
+    /// [`Conn::encode`], with these Nicira formats (in later versions only
+    /// the packet-in format, and only `NXT_PACKET_IN2`).
     fn encode_with(&mut self, msg: &Message, xid: u32, ctx: &v10::Ctx) -> Result<(), EncodeError> {
         if self.version == v10::VERSION {
             let b = v10::encode_with(msg, xid, ctx)?;
+            self.out.extend_from_slice(&b);
+            Ok(())
+        } else if let (Message::PacketIn(p), v10::nx::PacketInFormat::Nxt2) =
+            (msg, ctx.packet_in_format)
+        {
+            let b = v10::nx::packet_in2_message(p, self.version, xid)?;
             self.out.extend_from_slice(&b);
             Ok(())
         } else {

@@ -6,9 +6,9 @@
 //!   flow removals go out as `NXT_FLOW_REMOVED`. (`NXT_FLOW_MOD` and
 //!   `NXST_FLOW`/`NXST_AGGREGATE` are read whatever the format, and flow
 //!   statistics are answered in their request's form, as Open vSwitch does.)
-//! - `NXT_SET_PACKET_IN_FORMAT`: standard, `NXT_PACKET_IN` or
-//!   `NXT_PACKET_IN2` in 1.0; later versions keep their own packet-in, so
-//!   only the standard format is taken there (`ovs-ofctl` then falls back).
+//! - `NXT_SET_PACKET_IN_FORMAT`: standard, `NXT_PACKET_IN` (1.0 only) or
+//!   `NXT_PACKET_IN2` (any version, as Open vSwitch; `ovs-ofctl monitor`
+//!   asks for it first).
 //! - `NXT_SET_CONTROLLER_ID`: the connection's id (kept; no action reads it
 //!   yet).
 //! - `NXT_SET_ASYNC_CONFIG`: the same masks as 1.3's SET_ASYNC.
@@ -72,13 +72,13 @@ impl<D: Datapath> Engine<D> {
             v10::nx_subtype::SET_PACKET_IN_FORMAT => match word(d) {
                 None => Err(BadRequestCode::BadLen),
                 Some(f) => match PacketInFormat::from_wire(f) {
-                    Some(f) if v10 => {
+                    // NXT_PACKET_IN is 1.0's; later versions have their
+                    // own packet-in with a match (ovs-ofctl asks only 1.0).
+                    Some(PacketInFormat::Nxt) if !v10 => Err(BadRequestCode::BadExpType),
+                    Some(f) => {
                         c.v10.packet_in_format = f;
                         Ok(())
                     }
-                    Some(PacketInFormat::Standard) => Ok(()),
-                    // Later versions say packet-ins their own way.
-                    Some(_) => Err(BadRequestCode::BadExpType),
                     None => Err(BadRequestCode::Eperm),
                 },
             },

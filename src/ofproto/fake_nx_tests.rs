@@ -195,13 +195,28 @@ fn removals_and_packet_ins_follow_each_connections_formats() {
         error_of(&send10(&mut e, a, &bad, &std)),
         Some(ErrorCode::BadRequest(BadRequestCode::Eperm))
     );
-    // A 1.3 connection keeps its own packet-in (ovs-ofctl falls back).
     assert_eq!(take(&mut e, b).len(), 3, "the 1.3 peer got each standard");
-    let m = nx_msg(v10::nx_subtype::SET_PACKET_IN_FORMAT, &2u32.to_be_bytes());
+    // A 1.3 connection may ask for NXT_PACKET_IN2 (not NXT_PACKET_IN).
+    let m = nx_msg(v10::nx_subtype::SET_PACKET_IN_FORMAT, &1u32.to_be_bytes());
     assert_eq!(
         error13(&send(&mut e, b, 4, 1, &m)),
         Some(ErrorCode::BadRequest(BadRequestCode::BadExpType))
     );
+    let m = nx_msg(v10::nx_subtype::SET_PACKET_IN_FORMAT, &2u32.to_be_bytes());
+    assert!(send(&mut e, b, 4, 2, &m).is_empty());
+    take10(&mut e, a);
+    e.broadcast_packet_ins(vec![pin.clone()]);
+    let got = take(&mut e, b);
+    let [(h, Message::Experimenter(x))] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert_eq!((h.version, x.exp_type), (4, v10::nx_subtype::PACKET_IN2));
+    // The same experimenter message as 1.0's, but for the version.
+    let raw = v10::nx::packet_in2_message(&pin, 4, 0).unwrap();
+    let mut as10 = raw.clone();
+    as10[0] = v10::VERSION;
+    let (_, back) = v10::decode(&as10, &v10::Ctx::default()).unwrap();
+    assert_eq!(back, Message::PacketIn(pin.clone()));
 }
 
 #[test]

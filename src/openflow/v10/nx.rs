@@ -297,6 +297,27 @@ pub(crate) fn encode_packet_in2(p: &PacketIn, w: &mut Writer<'_>) -> Result<(), 
     Ok(())
 }
 
+/// A whole `NXT_PACKET_IN2` in wire version `version` (the message is the
+/// same experimenter message in every version; Open vSwitch takes it in
+/// all of them).
+pub fn packet_in2_message(p: &PacketIn, version: u8, xid: u32) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out).with_version(version);
+    crate::openflow::header::Header {
+        version,
+        msg_type: super::msg_type::VENDOR,
+        length: 0,
+        xid,
+    }
+    .write(&mut w);
+    w.u32(super::errors::NX_VENDOR_ID);
+    w.u32(super::nx_subtype::PACKET_IN2);
+    encode_packet_in2(p, &mut w)?;
+    w.patch_len(2, 0, "message");
+    w.finish()?;
+    Ok(out)
+}
+
 pub(crate) fn decode_packet_in2(r: &mut Reader<'_>) -> Res<PacketIn> {
     let bad_len = ErrorCode::BadRequest(BadRequestCode::BadLen);
     // What an absent property means.
