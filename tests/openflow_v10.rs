@@ -383,6 +383,7 @@ fn ovs_ofctl_speaks_1_0_to_a_fake_switch() {
         let xid = Header::parse(bytes).unwrap().xid;
         let ctx = Ctx {
             flow_mod_table_id: bytes[1] == 14 && bytes[56] != 0,
+            ..Ctx::default()
         };
         assert_eq!(
             hex(&v10::encode_with(m, xid, &ctx).unwrap()),

@@ -25,6 +25,10 @@
 //!   each connection's role and SET_ASYNC masks.
 //! - Connections that fall far behind (a slow controller) stop getting
 //!   packet-ins (counted) rather than growing without bound.
+//! - A 1.0 peer may ask for Nicira's NXM flow format and packet-in formats,
+//!   a later one for `NXT_PACKET_IN2` (`engine_nx.rs`); each connection's
+//!   messages then take its formats, and flow statistics the form of their
+//!   request.
 
 use std::collections::BTreeMap;
 
@@ -41,8 +45,8 @@ use crate::openflow::error::{
 };
 use crate::openflow::flow::{flow_removed_reason, packet_in_reason};
 use crate::openflow::header::version;
-use crate::openflow::message::Experimenter;
 use crate::openflow::message::{AsyncConfig, ControllerRole, QueueGetConfigReply, RoleMsg};
+use crate::openflow::meter::MeterModCommand;
 use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
     MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
@@ -83,7 +87,8 @@ fn default_async() -> AsyncConfig {
     let fr = (1 << flow_removed_reason::IDLE_TIMEOUT)
         | (1 << flow_removed_reason::HARD_TIMEOUT)
         | (1 << flow_removed_reason::DELETE)
-        | (1 << flow_removed_reason::GROUP_DELETE);
+        | (1 << flow_removed_reason::GROUP_DELETE)
+        | (1 << flow_removed_reason::METER_DELETE);
     AsyncConfig {
         packet_in_mask: [pin, 0],
         port_status_mask: [0x7, 0x7],
@@ -112,8 +117,11 @@ pub struct Conn {
     /// The negotiated wire version (our highest until the peer's hello).
     pub version: u8,
     bundles: Bundles,
-    /// OpenFlow 1.0's per-connection Nicira state (table ids in flow mods).
+    /// OpenFlow 1.0's per-connection Nicira state (table ids in flow
+    /// mods, flow and packet-in formats).
     v10: v10::Ctx,
+    /// `NXT_SET_CONTROLLER_ID`'s connection id (0 until set).
+    pub controller_id: u16,
 }
 
 impl Conn {
@@ -132,8 +140,21 @@ impl Conn {
 
     /// Appends `msg` encoded in the connection's version.
     fn encode(&mut self, msg: &Message, xid: u32) -> Result<(), EncodeError> {
+        let ctx = self.v10;
+        self.encode_with(msg, xid, &ctx)
+    }
+
+    /// [`Conn::encode`], with these Nicira formats (in later versions only
+    /// the packet-in format, and only `NXT_PACKET_IN2`).
+    fn encode_with(&mut self, msg: &Message, xid: u32, ctx: &v10::Ctx) -> Result<(), EncodeError> {
         if self.version == v10::VERSION {
-            let b = v10::encode_with(msg, xid, &self.v10)?;
+            let b = v10::encode_with(msg, xid, ctx)?;
+            self.out.extend_from_slice(&b);
+            Ok(())
+        } else if let (Message::PacketIn(p), v10::nx::PacketInFormat::Nxt2) =
+            (msg, ctx.packet_in_format)
+        {
+            let b = v10::nx::packet_in2_message(p, self.version, xid)?;
             self.out.extend_from_slice(&b);
             Ok(())
         } else {
@@ -142,7 +163,13 @@ impl Conn {
     }
 
     fn send(&mut self, msg: &Message, xid: u32) {
-        match self.encode(msg, xid) {
+        let ctx = self.v10;
+        self.send_with(msg, xid, &ctx);
+    }
+
+    /// [`Conn::send`], in 1.0 with these Nicira formats.
+    fn send_with(&mut self, msg: &Message, xid: u32, ctx: &v10::Ctx) {
+        match self.encode_with(msg, xid, ctx) {
             Ok(()) => {}
             // An over-long message, or one this version cannot say: say so
             // rather than send something truncated.
@@ -223,6 +250,7 @@ impl<D: Datapath> Engine<D> {
             version: self.versions.highest().unwrap_or(OFP_VERSION),
             bundles: Bundles::default(),
             v10: v10::Ctx::default(),
+            controller_id: 0,
         };
         c.send(&Message::Hello(Hello::offering(self.versions)), 0);
         self.conns.insert(id, c);
@@ -380,16 +408,29 @@ impl<D: Datapath> Engine<D> {
         }
     }
 
-    fn multipart(&mut self, id: u64, xid: u32, body: R) {
-        let v = self.conns.get(&id).map_or(OFP_VERSION, |c| c.version);
+    /// A multipart reply, cut to size; in 1.0 flow statistics take the
+    /// form of their request (`nx`: Nicira's NXST), whatever the
+    /// connection's flow format.
+    fn multipart(&mut self, id: u64, xid: u32, body: R, nx: bool) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let reply = MultipartReply { flags: 0, body };
-        let parts = if v == v10::VERSION {
-            v10::split_reply(reply, MULTIPART_MAX)
+        let ctx = v10::Ctx {
+            flow_format: if nx {
+                v10::nx::FlowFormat::Nxm
+            } else {
+                v10::nx::FlowFormat::OpenFlow10
+            },
+            ..c.v10
+        };
+        let parts = if c.version == v10::VERSION {
+            v10::split_reply_with(reply, MULTIPART_MAX, &ctx)
         } else {
-            reply.split_version(v, MULTIPART_MAX)
+            reply.split_version(c.version, MULTIPART_MAX)
         };
         for p in parts {
-            self.reply(id, xid, Message::MultipartReply(p));
+            c.send_with(&Message::MultipartReply(p), xid, &ctx);
         }
     }
 
@@ -528,7 +569,17 @@ impl<D: Datapath> Engine<D> {
             }
             Message::MeterMod(mm) => match self.dp.meter_mod(&mm) {
                 Ok(()) => {
-                    let removed = self.dp.take_removed();
+                    let mut removed = self.dp.take_removed();
+                    if mm.command == MeterModCommand::Delete {
+                        // The deletions pending now are the meter's (a flow
+                        // mod's are sent as they happen, timeouts have
+                        // their own reasons).
+                        for r in &mut removed {
+                            if r.reason == flow_removed_reason::DELETE {
+                                r.reason = flow_removed_reason::METER_DELETE;
+                            }
+                        }
+                    }
                     self.broadcast_removed(removed);
                 }
                 Err(code) => self.error(id, xid, code, raw),
@@ -607,8 +658,12 @@ impl<D: Datapath> Engine<D> {
             }
             Q::Experimenter { .. } => Err(ErrorCode::BadRequest(BadRequestCode::BadExperimenter)),
         };
+        let nx = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.version == v10::VERSION && v10::is_nx_flow_request(raw));
         match body {
-            Ok(b) => self.multipart(id, xid, b),
+            Ok(b) => self.multipart(id, xid, b, nx),
             Err(code) => self.error(id, xid, code, raw),
         }
     }
@@ -648,42 +703,6 @@ impl<D: Datapath> Engine<D> {
                 ..fm
             },
             _ => fm,
-        }
-    }
-
-    /// An experimenter (1.0: vendor) message. Of Nicira's, the ones
-    /// `ovs-ofctl` sends to a 1.0 switch: the flow-mod table-id extension is
-    /// taken; asking for NXM flow formats or packet-in formats other than
-    /// the standard one is refused with `OFPBRC_BAD_EXP_TYPE` (1.0's
-    /// BAD_SUBTYPE), on which ovs-ofctl falls back to standard OpenFlow.
-    fn experimenter(&mut self, id: u64, xid: u32, e: &Experimenter, raw: &[u8]) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let bad_type = ErrorCode::BadRequest(BadRequestCode::BadExpType);
-        if e.experimenter != NICIRA {
-            return c.error(
-                xid,
-                ErrorCode::BadRequest(BadRequestCode::BadExperimenter),
-                raw,
-            );
-        }
-        let first = |d: &[u8]| d.first().copied();
-        let word = |d: &[u8]| {
-            d.get(..4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match e.exp_type {
-            v10::nx_subtype::FLOW_MOD_TABLE_ID if c.version == v10::VERSION => match first(&e.data)
-            {
-                Some(set) if e.data.len() == 8 => c.v10.flow_mod_table_id = set != 0,
-                _ => c.error(xid, ErrorCode::BadRequest(BadRequestCode::BadLen), raw),
-            },
-            // Format 0: OpenFlow's own, which is what this switch speaks.
-            v10::nx_subtype::SET_FLOW_FORMAT | v10::nx_subtype::SET_PACKET_IN_FORMAT
-                if word(&e.data) == Some(0) => {}
-            v10::nx_subtype::SET_CONTROLLER_ID => {}
-            _ => c.error(xid, bad_type, raw),
         }
     }
 
@@ -794,13 +813,28 @@ impl<D: Datapath> Engine<D> {
         }
     }
 
+    /// Sends flow removals to every open connection that wants their
+    /// reason. METER_DELETE exists from 1.4 on: earlier versions are told
+    /// DELETE (and asked about it by that bit of their mask).
     pub fn broadcast_removed(&mut self, removed: Vec<FlowRemoved>) {
+        let delete = flow_removed_reason::DELETE;
         for r in removed {
-            let reason = u32::from(r.reason);
+            let reason = r.reason;
+            let older = (reason == flow_removed_reason::METER_DELETE).then(|| {
+                Message::FlowRemoved(FlowRemoved {
+                    reason: delete,
+                    ..r.clone()
+                })
+            });
             let msg = Message::FlowRemoved(r);
             for c in self.conns.values_mut() {
-                if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & (1 << reason) != 0 {
-                    c.send_async(&msg);
+                let (m, reason) = match &older {
+                    Some(o) if c.version < version::OF14 => (o, delete),
+                    _ => (&msg, reason),
+                };
+                let bit = 1u32.checked_shl(u32::from(reason)).unwrap_or(0);
+                if c.is_open() && c.async_cfg.flow_removed_mask[c.slot()] & bit != 0 {
+                    c.send_async(m);
                 }
             }
         }
@@ -859,6 +893,9 @@ impl<D: Datapath> Engine<D> {
         dead
     }
 }
+
+#[path = "engine_nx.rs"]
+mod nx;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -158,3 +158,95 @@ proptest::proptest! {
         proptest::prop_assert!(got.iter().any(|(h, m)| h.xid == 3 && *m == Message::EchoReply(b"ok".to_vec())));
     }
 }
+
+/// Through the real flow module: an NXM flow from a plain 1.0 peer (IPv6
+/// and a register), listed whole by NXST_FLOW, and its removal told as
+/// NXT_FLOW_REMOVED with the whole match.
+#[test]
+fn nxm_flows_through_the_flow_module() {
+    use crate::openflow::nicira::{NxMatchField, Register};
+    use crate::openflow::oxm::{Masked, OxmField};
+    use crate::openflow::v10;
+    let mut c = core();
+    let id = c.open("plain".into(), 0);
+    let hello = v10::encode(&Message::Hello(Hello::default()), 1).unwrap();
+    c.input(id, &hello, 0);
+    assert_eq!(c.conn(id).unwrap().version, v10::VERSION);
+    c.conn_mut(id).unwrap().out.clear();
+    let nxm = v10::Ctx {
+        flow_format: v10::nx::FlowFormat::Nxm,
+        ..v10::Ctx::default()
+    };
+    let take10 = |c: &mut Core| -> Vec<Message> {
+        let conn = c.conn_mut(id).unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(len) = frame_len(&conn.out[at..]) {
+            out.push(v10::decode(&conn.out[at..at + len], &nxm).unwrap().1);
+            at += len;
+        }
+        conn.out.drain(..at);
+        out
+    };
+    let set_format = Message::Experimenter(crate::openflow::message::Experimenter {
+        experimenter: 0x2320,
+        exp_type: v10::nx_subtype::SET_FLOW_FORMAT,
+        data: 2u32.to_be_bytes().to_vec(),
+    });
+    c.input(id, &v10::encode(&set_format, 2).unwrap(), SEC);
+    let m = crate::openflow::Match::from_fields(vec![
+        OxmField::EthType(0x86dd),
+        OxmField::Ipv6Src(Masked::exact(std::net::Ipv6Addr::LOCALHOST)),
+    ])
+    .unwrap()
+    .with_registers(vec![NxMatchField {
+        reg: Register::Reg(2),
+        value: 7,
+        mask: None,
+    }])
+    .unwrap();
+    let add = crate::openflow::FlowMod {
+        priority: 5,
+        flags: crate::openflow::v10::flow10::flags::SEND_FLOW_REM,
+        match_: m.clone(),
+        ..Default::default()
+    };
+    c.input(
+        id,
+        &v10::encode_with(&Message::FlowMod(add), 3, &nxm).unwrap(),
+        SEC,
+    );
+    assert!(take10(&mut c).is_empty(), "the flow is taken");
+    let req = Message::MultipartRequest(MultipartRequest {
+        flags: 0,
+        body: Q::Flow(Default::default()),
+    });
+    c.input(id, &v10::encode_with(&req, 4, &nxm).unwrap(), SEC);
+    let got = take10(&mut c);
+    let [Message::MultipartReply(r)] = &got[..] else {
+        panic!("{got:?}")
+    };
+    let crate::openflow::multipart::MultipartReplyBody::Flow(flows) = &r.body else {
+        panic!("{r:?}")
+    };
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].match_, m);
+    let del = crate::openflow::FlowMod {
+        command: crate::openflow::FlowModCommand::Delete,
+        table_id: crate::openflow::table_id::ALL,
+        match_: crate::openflow::Match::from_fields(vec![OxmField::EthType(0x86dd)]).unwrap(),
+        ..Default::default()
+    };
+    c.input(
+        id,
+        &v10::encode_with(&Message::FlowMod(del), 5, &nxm).unwrap(),
+        SEC,
+    );
+    let raw = c.conn(id).unwrap().out.clone();
+    assert_eq!(raw[1], v10::msg_type::VENDOR, "NXT_FLOW_REMOVED");
+    let got = take10(&mut c);
+    let [Message::FlowRemoved(fr)] = &got[..] else {
+        panic!("{got:?}")
+    };
+    assert_eq!((fr.priority, &fr.match_), (5, &m));
+}

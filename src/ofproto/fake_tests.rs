@@ -26,6 +26,7 @@ use crate::openflow::{
     Message, PacketIn, PacketOut, Port, PortMod, PortNo, PortStatus, TableFeatures, decode,
     frame_len,
 };
+use nx::{connect10, take10};
 
 /// A datapath that remembers flow mods (adds only) and ports.
 #[derive(Default)]
@@ -38,6 +39,8 @@ struct Fake {
     commits: usize,
     /// Meters by id, as added (no buckets: the engine only relays them).
     meters: Vec<MeterMod>,
+    /// Removals for the next `take_removed`.
+    removed: Vec<FlowRemoved>,
 }
 
 fn bad_group() -> ErrorCode {
@@ -162,6 +165,18 @@ impl Datapath for Fake {
             (MeterModCommand::Delete, _) => {
                 self.meters
                     .retain(|m| mm.meter_id != meter_id::ALL && m.meter_id != mm.meter_id);
+                // Flows that use the meter go, with reason DELETE (the
+                // model's, as the flow module reports them).
+                let uses = |f: &FlowMod| f.instructions.contains(&Instruction::Meter(mm.meter_id));
+                for f in self.flows.iter().filter(|f| uses(f)) {
+                    self.removed.push(FlowRemoved {
+                        priority: f.priority,
+                        reason: crate::openflow::flow::flow_removed_reason::DELETE,
+                        match_: f.match_.clone(),
+                        ..FlowRemoved::default()
+                    });
+                }
+                self.flows.retain(|f| !uses(f));
                 Ok(())
             }
             (MeterModCommand::Modify, Some(i)) => {
@@ -204,7 +219,7 @@ impl Datapath for Fake {
         Vec::new()
     }
     fn take_removed(&mut self) -> Vec<FlowRemoved> {
-        Vec::new()
+        std::mem::take(&mut self.removed)
     }
     fn set_invalid_ttl_to_controller(&mut self, _on: bool) {}
     fn packet_in_dropped(&mut self) {}
@@ -482,3 +497,58 @@ fn meter_mods_and_meter_multiparts_go_to_the_datapath() {
     );
     assert_eq!(e.dp.meters.len(), 1);
 }
+
+/// Deleting a meter removes its flows: 1.4 and later hear METER_DELETE,
+/// 1.3 (which has no such reason) DELETE, 1.0 DELETE.
+#[test]
+fn meter_delete_is_its_own_reason_from_1_4_on() {
+    use crate::openflow::flow::flow_removed_reason as why;
+    let mut e = engine("OpenFlow10,OpenFlow13,OpenFlow14");
+    let old = connect(&mut e, OF13);
+    let new = connect(&mut e, OF14);
+    let v10c = connect10(&mut e);
+    let meter = MeterMod {
+        command: MeterModCommand::Add,
+        flags: 0,
+        meter_id: 3,
+        bands: Vec::new(),
+    };
+    assert!(send(&mut e, new, 5, 1, &Message::MeterMod(meter.clone())).is_empty());
+    let fm = FlowMod {
+        priority: 4,
+        instructions: vec![Instruction::Meter(3)],
+        ..FlowMod::default()
+    };
+    assert!(send(&mut e, new, 5, 2, &Message::FlowMod(fm)).is_empty());
+    let del = MeterMod {
+        command: MeterModCommand::Delete,
+        ..meter
+    };
+    let reason = |got: &[(Header, Message)]| match got {
+        [(_, Message::FlowRemoved(f))] => Some(f.reason),
+        _ => None,
+    };
+    let got = send(&mut e, new, 5, 3, &Message::MeterMod(del));
+    assert_eq!(reason(&got), Some(why::METER_DELETE));
+    assert_eq!(reason(&take(&mut e, old)), Some(why::DELETE));
+    let got = take10(&mut e, v10c);
+    assert!(
+        matches!(&got[..], [(_, Message::FlowRemoved(f))] if f.reason == why::DELETE),
+        "{got:?}"
+    );
+    // A 1.4 controller that unasks METER_DELETE hears nothing.
+    let masks = crate::openflow::message::AsyncConfig {
+        flow_removed_mask: [1 << why::DELETE, 0],
+        ..Default::default()
+    };
+    assert!(send(&mut e, new, 5, 4, &Message::SetAsync(masks)).is_empty());
+    e.broadcast_removed(vec![FlowRemoved {
+        reason: why::METER_DELETE,
+        ..FlowRemoved::default()
+    }]);
+    assert!(take(&mut e, new).is_empty());
+    assert_eq!(reason(&take(&mut e, old)), Some(why::DELETE));
+}
+
+#[path = "fake_nx_tests.rs"]
+mod nx;

@@ -46,6 +46,8 @@ pub mod flow_removed_reason {
     pub const HARD_TIMEOUT: u8 = 1;
     pub const DELETE: u8 = 2;
     pub const GROUP_DELETE: u8 = 3;
+    /// OpenFlow 1.4 and later (1.3 says DELETE).
+    pub const METER_DELETE: u8 = 4;
 }
 
 /// `OFPG_ANY` and friends live in [`super::group::group_id`]; `out_group`

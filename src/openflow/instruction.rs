@@ -5,10 +5,16 @@
 //! 1.3 allows one of each; it names no code for that, so the error is the
 //! ONF extension `OFPBIC_DUP_INST`, as Open vSwitch sends).
 //! Experimenter instructions are rejected with `OFPBIC_BAD_EXPERIMENTER`.
+//!
+//! OpenFlow 1.5 moved the meter from an instruction to an action
+//! (`OFPAT_METER`): in 1.5 a meter action at the head of the apply-actions
+//! reads as the model's [`Instruction::Meter`], and that instruction is
+//! written back as such an action (elsewhere in a list it is refused as an
+//! unknown action: the model meters before any action runs).
 
 use super::action::{Action, decode_actions, encode_actions};
 use super::bytes::{Reader, Res, Writer};
-use super::error::{BadInstructionCode, ErrorCode};
+use super::error::{BadActionCode, BadInstructionCode, ErrorCode};
 
 wire_enum! {
     /// `ofp_instruction_type`.
@@ -147,19 +153,89 @@ pub(crate) fn decode_instructions(r: &mut Reader<'_>) -> Res<Vec<Instruction>> {
         let mut body = r.sub(len, short).map_err(|_| short)?;
         body.skip(4)?;
         let ty = InstructionType::from_wire(ty).ok_or(bad(BadInstructionCode::UnknownInst))?;
-        let inst = Instruction::decode_body(ty, len, &mut body)?;
+        let insts = if ty == InstructionType::ApplyActions && body.version() >= OF15 {
+            apply_actions_15(&mut body)?
+        } else {
+            vec![Instruction::decode_body(ty, len, &mut body)?]
+        };
         body.finish()?;
-        if out.iter().any(|i| i.instruction_type() == ty) {
-            return Err(ErrorCode::DUP_INST);
+        for inst in insts {
+            if out
+                .iter()
+                .any(|i| i.instruction_type() == inst.instruction_type())
+            {
+                return Err(ErrorCode::DUP_INST);
+            }
+            out.push(inst);
         }
-        out.push(inst);
+    }
+    Ok(out)
+}
+
+/// OpenFlow 1.5's wire version, where a meter is an action.
+const OF15: u8 = 0x06;
+
+/// `OFPAT_METER` (OpenFlow 1.5): meter the packet, as 1.3's meter
+/// instruction did.
+pub const OFPAT_METER: u16 = 29;
+
+/// A 1.5 apply-actions, `r` after its header: `OFPAT_METER` at its head is
+/// the model's meter instruction (which meters before any action runs); a
+/// meter later in the list would meter after earlier actions, which the
+/// model cannot say (refused as an unknown action). An apply-actions
+/// holding only the meter is that instruction alone.
+fn apply_actions_15(r: &mut Reader<'_>) -> Res<Vec<Instruction>> {
+    r.skip(4)?;
+    let mut out = Vec::new();
+    if r.peek_u16(0).ok() == Some(OFPAT_METER) {
+        if r.peek_u16(2)? != 8 {
+            return Err(ErrorCode::BadAction(BadActionCode::BadLen));
+        }
+        r.skip(4)?;
+        out.push(Instruction::Meter(r.u32()?));
+    }
+    let actions = decode_actions(r)?;
+    if !actions.is_empty() || out.is_empty() {
+        out.push(Instruction::ApplyActions(actions));
     }
     Ok(out)
 }
 
 pub(crate) fn encode_instructions(insts: &[Instruction], w: &mut Writer<'_>) {
+    let meter = insts.iter().find_map(|i| match i {
+        Instruction::Meter(m) => Some(*m),
+        _ => None,
+    });
+    let Some(meter) = meter.filter(|_| w.version() >= OF15) else {
+        for i in insts {
+            i.encode(w);
+        }
+        return;
+    };
+    // 1.5: the meter is the first action of the apply-actions (one is made
+    // where the meter was if there is none).
+    let has_apply = insts
+        .iter()
+        .any(|i| matches!(i, Instruction::ApplyActions(_)));
     for i in insts {
-        i.encode(w);
+        let actions: &[Action] = match i {
+            Instruction::ApplyActions(a) => a,
+            Instruction::Meter(_) if !has_apply => &[],
+            Instruction::Meter(_) => continue,
+            other => {
+                other.encode(w);
+                continue;
+            }
+        };
+        let start = w.pos();
+        w.u16(InstructionType::ApplyActions.to_wire());
+        w.u16(0);
+        w.zeros(4);
+        w.u16(OFPAT_METER);
+        w.u16(8);
+        w.u32(meter);
+        encode_actions(actions, w);
+        w.patch_len(start + 2, start, "instruction");
     }
 }
 
@@ -185,6 +261,7 @@ mod tests {
     use super::*;
     use crate::openflow::error::{BadActionCode, BadRequestCode};
     use crate::openflow::port::PortNo;
+    use crate::openflow::v10::fixtures::unhex;
 
     const SHORT: ErrorCode = ErrorCode::BadRequest(BadRequestCode::BadLen);
 
@@ -251,6 +328,62 @@ mod tests {
         // A bad action inside apply-actions reports the action's error.
         assert_eq!(
             dec(&[0, 4, 0, 16, 0, 0, 0, 0, 0, 99, 0, 8, 0, 0, 0, 0]),
+            Err(ErrorCode::BadAction(BadActionCode::BadType))
+        );
+    }
+
+    fn enc_v(insts: &[Instruction], v: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out).with_version(v);
+        encode_instructions(insts, &mut w);
+        w.finish().unwrap();
+        out
+    }
+
+    fn dec_v(b: &[u8], v: u8) -> Res<Vec<Instruction>> {
+        decode_instructions(&mut Reader::new(b, SHORT).with_version(v))
+    }
+
+    /// `meter:5,output:2` in 1.5 (as `ovs-ofctl -O OpenFlow15` writes it)
+    /// is 1.3's meter instruction and apply-actions.
+    #[test]
+    fn meter_is_an_action_in_1_5() {
+        let out2 = Action::Output {
+            port: PortNo(2),
+            max_len: 0xffff,
+        };
+        let insts = vec![Instruction::Meter(5), Instruction::ApplyActions(vec![out2])];
+        let b15 = unhex("00040020 00000000 001d0008 00000005 00000010 00000002 ffff000000000000");
+        assert_eq!(enc_v(&insts, 6), b15);
+        assert_eq!(dec_v(&b15, 6), Ok(insts.clone()));
+        // 1.3 and 1.4 keep the instruction.
+        let b13 = enc_v(&insts, 4);
+        assert_eq!(&b13[..8], &unhex("00060008 00000005")[..]);
+        assert_eq!(dec_v(&b13, 4), Ok(insts.clone()));
+        // A meter alone is an apply-actions of just the meter.
+        let alone = unhex("00040010 00000000 001d0008 00000007");
+        assert_eq!(enc_v(&[Instruction::Meter(7)], 6), alone);
+        assert_eq!(dec_v(&alone, 6), Ok(vec![Instruction::Meter(7)]));
+        // The meter stays ahead of other instructions' order.
+        let with_goto = vec![Instruction::Meter(7), Instruction::GotoTable(1)];
+        assert_eq!(dec_v(&enc_v(&with_goto, 6), 6), Ok(with_goto));
+        // Not at the head, a bad length, with the old instruction too, and
+        // in 1.3 where the action does not exist.
+        let late = unhex("00040020 00000000 00000010 00000002 ffff000000000000 001d0008 00000005");
+        assert_eq!(
+            dec_v(&late, 6),
+            Err(ErrorCode::BadAction(BadActionCode::BadType))
+        );
+        let long = unhex("00040018 00000000 001d0010 00000005 0000000000000000");
+        assert_eq!(
+            dec_v(&long, 6),
+            Err(ErrorCode::BadAction(BadActionCode::BadLen))
+        );
+        let mut twice = unhex("00060008 00000009");
+        twice.extend_from_slice(&alone);
+        assert_eq!(dec_v(&twice, 6), Err(ErrorCode::DUP_INST));
+        assert_eq!(
+            dec_v(&alone, 4),
             Err(ErrorCode::BadAction(BadActionCode::BadType))
         );
     }

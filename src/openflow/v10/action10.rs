@@ -11,14 +11,16 @@
 //! | `SET_TP_SRC` / `SET_TP_DST` | `SetField(tcp_*, udp_* or sctp_*)` by the flow's nw_proto; TCP when it is not known |
 //! | `ENQUEUE` port, queue | `SetQueue(queue)`, `Output(port)` |
 //! | `VENDOR` of Nicira | `Nx` ([`crate::openflow::nicira`], same layout; `SetReg` goes out as `reg_load`); other vendors refused, `OFPBAC_BAD_VENDOR` |
+//! | `VENDOR` of Nicira: dec_ttl, MPLS push/pop/TTL/label/TC | `DecNwTtl`, `PushMpls`, `PopMpls`, `SetMplsTtl`, `DecMplsTtl`, `SetField(mpls_label / mpls_tc)` ([`super::nx_actions`]) |
 //!
 //! 1.0's VLAN actions push a tag when there is none (as Open vSwitch, which
 //! translates them to 1.3 the same way); whether one is there is known from
 //! the flow's match (a VLAN id matched as present) and from the earlier
 //! actions of the list. Encoding folds those pairs back, and a `SetQueue`
 //! right before an `Output` into `ENQUEUE` (so in 1.0 a queue applies to
-//! that one output only). Other model actions (MPLS, TTLs, groups, other
-//! set-fields, a lone `PushVlan` or `SetQueue`) have no 1.0 form.
+//! that one output only). Other model actions (TTL copies, setting the IP
+//! TTL, groups, other set-fields, a lone `PushVlan` or `SetQueue`) have no
+//! 1.0 form.
 
 use std::net::Ipv4Addr;
 
@@ -201,6 +203,10 @@ pub(crate) fn decode_actions(r: &mut Reader<'_>, ctx: Context) -> Res<Vec<Action
                     max_len: 0,
                 });
             }
+            // Standard actions of later versions, as Nicira's.
+            T::VENDOR if super::nx_actions::is_ours(&a) => {
+                out.push(super::nx_actions::decode(len, &mut a)?)
+            }
             // Nicira's vendor actions have the same layout in every version.
             T::VENDOR => out.push(Action::Nx(NxAction::decode_experimenter(len, &mut a)?)),
             _ => return Err(bad(BadActionCode::BadExperimenter)),
@@ -249,6 +255,9 @@ fn encode_one(a: &Action, next: Option<&Action>, w: &mut Writer<'_>) -> Result<u
             return Ok(2);
         }
         _ => {}
+    }
+    if super::nx_actions::encode(a, w) {
+        return Ok(1);
     }
     match *a {
         Action::Output { port, max_len } => {

@@ -113,7 +113,7 @@ pub(super) fn samples() -> Vec<Message> {
         byte_count: 500,
         match_: tcp_match(),
         instructions: vec![
-            Instruction::ApplyActions(vec![Action::DecNwTtl, Action::output(PortNo(2))]),
+            Instruction::ApplyActions(vec![Action::CopyTtlOut, Action::output(PortNo(2))]),
             Instruction::GotoTable(1),
         ],
         ..FlowStats::default()
@@ -307,7 +307,9 @@ pub(super) const FIXTURES: &[&str] = &[
     "011100240000000700020000000000000000000500000000000001f40000000200000000",
 ];
 
-pub(super) fn unhex(s: &str) -> Vec<u8> {
+/// Bytes of a hex string (anything but hex digits, such as spaces, is
+/// skipped).
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())

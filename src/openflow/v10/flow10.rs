@@ -39,7 +39,7 @@ pub mod flags {
 
 /// The 1.0 flags of a model flow mod: those 1.0 has (the others, counters
 /// and reset, have no 1.0 form and are dropped).
-fn flags_to_v10(f: u16) -> u16 {
+pub(crate) fn flags_to_v10(f: u16) -> u16 {
     f & (flags::SEND_FLOW_REM | flags::CHECK_OVERLAP)
 }
 
@@ -74,16 +74,14 @@ pub(crate) fn flow_instructions(actions: Vec<crate::openflow::action::Action>) -
     }
 }
 
-pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
-    let match_ = decode_match(r)?;
-    let cookie = r.u64()?;
-    let raw_command = r.u16()?;
-    let idle_timeout = r.u16()?;
-    let hard_timeout = r.u16()?;
-    let priority = r.u16()?;
-    let buffer_id = r.u32()?;
-    let out_port = port_from_v10(r.u16()?);
-    let raw_flags = r.u16()?;
+/// A 1.0 flow mod's command and table (the command's high byte with
+/// `NXT_FLOW_MOD_TABLE_ID`, else 0 or, for deletes, all), its flags
+/// checked.
+pub(crate) fn command_and_table(
+    raw_command: u16,
+    raw_flags: u16,
+    ctx: &Ctx,
+) -> Res<(FlowModCommand, u8)> {
     let (table, command) = if ctx.flow_mod_table_id {
         (Some((raw_command >> 8) as u8), raw_command & 0xff)
     } else {
@@ -104,7 +102,22 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => table_id::ALL,
         _ => 0,
     });
-    let actions = decode_actions(r, Context::of(&match_))?;
+    Ok((command, table_id))
+}
+
+/// What follows the match in 1.0's `ofp_flow_mod` and comes first in
+/// Nicira's `nx_flow_mod` (cookie to flags): read as a model flow mod with
+/// no match and no instructions.
+pub(crate) fn read_flow_mod_head(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
+    let cookie = r.u64()?;
+    let raw_command = r.u16()?;
+    let idle_timeout = r.u16()?;
+    let hard_timeout = r.u16()?;
+    let priority = r.u16()?;
+    let buffer_id = r.u32()?;
+    let out_port = port_from_v10(r.u16()?);
+    let flags = r.u16()?;
+    let (command, table_id) = command_and_table(raw_command, flags, ctx)?;
     Ok(FlowMod {
         cookie,
         cookie_mask: 0,
@@ -116,22 +129,22 @@ pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
         buffer_id,
         out_port,
         out_group: group_id::ANY,
-        flags: raw_flags,
-        match_,
-        instructions: flow_instructions(actions),
+        flags,
+        match_: Match::new(),
+        instructions: Vec::new(),
     })
 }
 
-/// Writes a flow mod; with `table_in_command` (the peer enabled
-/// `NXT_FLOW_MOD_TABLE_ID`) its table goes in the command's high byte,
-/// otherwise the table is not said.
-pub(crate) fn encode_flow_mod(
+/// Writes the part [`read_flow_mod_head`] reads, with this cookie; with
+/// `table_in_command` (the peer enabled `NXT_FLOW_MOD_TABLE_ID`) the table
+/// goes in the command's high byte, otherwise it is not said.
+pub(crate) fn write_flow_mod_head(
     f: &FlowMod,
+    cookie: u64,
     table_in_command: bool,
     w: &mut Writer<'_>,
 ) -> Result<(), EncodeError> {
-    encode_match(&f.match_, w)?;
-    w.u64(f.cookie);
+    w.u64(cookie);
     let high = if table_in_command {
         u16::from(f.table_id) << 8
     } else {
@@ -144,12 +157,34 @@ pub(crate) fn encode_flow_mod(
     w.u32(f.buffer_id);
     w.u16(port_to_v10(f.out_port)?);
     w.u16(flags_to_v10(f.flags));
+    Ok(())
+}
+
+pub(crate) fn decode_flow_mod(r: &mut Reader<'_>, ctx: &Ctx) -> Res<FlowMod> {
+    let match_ = decode_match(r)?;
+    let head = read_flow_mod_head(r, ctx)?;
+    let actions = decode_actions(r, Context::of(&match_))?;
+    Ok(FlowMod {
+        match_,
+        instructions: flow_instructions(actions),
+        ..head
+    })
+}
+
+/// Writes a flow mod (see [`write_flow_mod_head`] for its table).
+pub(crate) fn encode_flow_mod(
+    f: &FlowMod,
+    table_in_command: bool,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
+    encode_match(&f.match_, w)?;
+    write_flow_mod_head(f, f.cookie, table_in_command, w)?;
     encode_actions(flow_actions(&f.instructions, false)?, false, w)
 }
 
 /// `ofp_flow_removed_reason` of 1.0 (the model's GROUP_DELETE is sent as
 /// DELETE, the closest).
-fn removed_reason_to_v10(reason: u8) -> u8 {
+pub(crate) fn removed_reason_to_v10(reason: u8) -> u8 {
     reason.min(2)
 }
 

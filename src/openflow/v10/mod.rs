@@ -18,12 +18,22 @@
 //!   [`reply`](DecodeError::reply) is the 1.0 `OFPT_ERROR` to send back
 //!   (model error codes mapped to 1.0's by [`errors`]).
 //! - Encoding never panics: a model message 1.0 cannot express (groups,
-//!   meters, roles, async config, table mod, goto-table, MPLS actions, a port
+//!   meters, roles, async config, table mod, goto-table, TTL copies, a port
 //!   number that does not fit 16 bits...) is an
 //!   [`EncodeError::Unsupported`]. Two exceptions widen instead of
 //!   failing, because they only describe a flow: match fields 1.0 has not
 //!   are wildcarded (see [`match10`]), and actions without a 1.0 form are
 //!   left out of flow statistics.
+//!
+//! Nicira's NXM forms ([`nx`]): a vendor `NXT_FLOW_MOD`, `NXT_FLOW_REMOVED`,
+//! `NXT_PACKET_IN` or `NXT_PACKET_IN2` decodes as the model's flow mod, flow
+//! removed or packet-in, and a vendor statistics `NXST_FLOW` or
+//! `NXST_AGGREGATE` as its flow or aggregate multipart, whatever the
+//! connection's state; which form a message is encoded in is the [`Ctx`]'s
+//! flow and packet-in formats (a flow statistics reply takes its request's
+//! form: the caller says which with the `Ctx` it encodes with, see
+//! [`is_nx_flow_request`]). Their matches are [`crate::openflow::nxm`]'s, so
+//! they say all the model's fields and registers.
 //!
 //! Message types: 1.0 numbers them 0..=21 (HELLO .. QUEUE_GET_CONFIG_REPLY);
 //! `VENDOR` (4) is the model's `Experimenter`, its first u32 after the
@@ -44,11 +54,13 @@ pub mod action10;
 pub mod errors;
 pub mod flow10;
 pub mod match10;
+pub mod nx;
+pub mod nx_actions;
 pub mod port10;
 pub mod stats;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod prop;
 #[cfg(test)]
@@ -65,7 +77,7 @@ use super::port::{Port, PortNo};
 pub(crate) use errors::encode_error_body;
 pub use errors::error_to_v10;
 pub use match10::is_exact_in_v10;
-pub use stats::split_reply;
+pub use stats::{is_nx_flow_request, split_reply, split_reply_with};
 
 /// The wire version of OpenFlow 1.0.
 pub const VERSION: u8 = 0x01;
@@ -76,6 +88,12 @@ pub struct Ctx {
     /// The peer enabled Nicira's `NXT_FLOW_MOD_TABLE_ID`: a flow mod's
     /// command carries its table id in the high byte.
     pub flow_mod_table_id: bool,
+    /// `NXT_SET_FLOW_FORMAT`: with NXM, flow removals go out as
+    /// `NXT_FLOW_REMOVED` (and this side's flow mods and flow statistics
+    /// requests as NXM's). Flow statistics replies take their request's form.
+    pub flow_format: nx::FlowFormat,
+    /// `NXT_SET_PACKET_IN_FORMAT`.
+    pub packet_in_format: nx::PacketInFormat,
 }
 
 /// `ofp_type` of OpenFlow 1.0.
@@ -113,12 +131,16 @@ pub mod nx_subtype {
     /// Body: u32 format, 0 = OpenFlow 1.0 matches, 2 = NXM.
     pub const SET_FLOW_FORMAT: u32 = 12;
     pub const FLOW_MOD: u32 = 13;
+    pub const FLOW_REMOVED: u32 = 14;
     /// Body: u8 set (1) or clear (0), then 7 bytes of padding; see [`super::Ctx`].
     pub const FLOW_MOD_TABLE_ID: u32 = 15;
     pub const SET_PACKET_IN_FORMAT: u32 = 16;
     pub const PACKET_IN: u32 = 17;
+    /// Body empty: the switch keeps flow ages (a no-op here, as in Open vSwitch).
+    pub const FLOW_AGE: u32 = 18;
     pub const SET_ASYNC_CONFIG: u32 = 19;
     pub const SET_CONTROLLER_ID: u32 = 20;
+    pub const PACKET_IN2: u32 = 30;
 }
 
 /// 1.0's `ofp_capabilities` bits that mean what the model's (1.3's) do:
@@ -194,11 +216,26 @@ fn decode_body(ty: u8, r: &mut Reader<'_>, ctx: &Ctx) -> Res<Message> {
         T::ERROR => M::Error(errors::decode_error_body(r)?),
         T::ECHO_REQUEST => M::EchoRequest(r.rest().to_vec()),
         T::ECHO_REPLY => M::EchoReply(r.rest().to_vec()),
-        T::VENDOR => M::Experimenter(Experimenter {
-            experimenter: r.u32()?,
-            exp_type: r.u32()?,
-            data: r.rest().to_vec(),
-        }),
+        T::VENDOR => {
+            let experimenter = r.u32()?;
+            let exp_type = r.u32()?;
+            if experimenter == errors::NX_VENDOR_ID {
+                match exp_type {
+                    nx_subtype::FLOW_MOD => return Ok(M::FlowMod(nx::decode_flow_mod(r, ctx)?)),
+                    nx_subtype::FLOW_REMOVED => {
+                        return Ok(M::FlowRemoved(nx::decode_flow_removed(r)?));
+                    }
+                    nx_subtype::PACKET_IN => return Ok(M::PacketIn(nx::decode_packet_in(r)?)),
+                    nx_subtype::PACKET_IN2 => return Ok(M::PacketIn(nx::decode_packet_in2(r)?)),
+                    _ => {}
+                }
+            }
+            M::Experimenter(Experimenter {
+                experimenter,
+                exp_type,
+                data: r.rest().to_vec(),
+            })
+        }
         T::FEATURES_REQUEST => return empty(r, M::FeaturesRequest),
         T::FEATURES_REPLY => {
             let datapath_id = r.u64()?;
@@ -297,13 +334,17 @@ pub fn encode(msg: &Message, xid: u32) -> Result<Vec<u8>, EncodeError> {
 /// [`encode`] for a peer with this connection state: with
 /// `flow_mod_table_id`, a flow mod's table id goes in its command's high byte.
 pub fn encode_with(msg: &Message, xid: u32, ctx: &Ctx) -> Result<Vec<u8>, EncodeError> {
-    let ty = msg_type_of(msg).ok_or_else(|| match msg.msg_type() {
-        MsgType::GroupMod => inexpressible("groups"),
-        MsgType::MeterMod => inexpressible("meters"),
-        MsgType::TableMod => inexpressible("table mods"),
-        MsgType::RoleRequest | MsgType::RoleReply => inexpressible("controller roles"),
-        _ => inexpressible("asynchronous message configuration"),
-    })?;
+    let nx = nx_subtype_of(msg, ctx);
+    let ty = nx
+        .map(|_| msg_type::VENDOR)
+        .or_else(|| msg_type_of(msg))
+        .ok_or_else(|| match msg.msg_type() {
+            MsgType::GroupMod => inexpressible("groups"),
+            MsgType::MeterMod => inexpressible("meters"),
+            MsgType::TableMod => inexpressible("table mods"),
+            MsgType::RoleRequest | MsgType::RoleReply => inexpressible("controller roles"),
+            _ => inexpressible("asynchronous message configuration"),
+        })?;
     let mut out = Vec::new();
     let mut w = Writer::new(&mut out);
     Header {
@@ -313,10 +354,38 @@ pub fn encode_with(msg: &Message, xid: u32, ctx: &Ctx) -> Result<Vec<u8>, Encode
         xid,
     }
     .write(&mut w);
-    encode_body(msg, ctx, &mut w)?;
+    match nx {
+        Some(subtype) => {
+            w.u32(errors::NX_VENDOR_ID);
+            w.u32(subtype);
+            match msg {
+                Message::FlowMod(f) => nx::encode_flow_mod(f, ctx.flow_mod_table_id, &mut w)?,
+                Message::FlowRemoved(f) => nx::encode_flow_removed(f, &mut w)?,
+                Message::PacketIn(p) if subtype == nx_subtype::PACKET_IN => {
+                    nx::encode_packet_in(p, &mut w)?
+                }
+                Message::PacketIn(p) => nx::encode_packet_in2(p, &mut w)?,
+                _ => return Err(inexpressible("this Nicira message")),
+            }
+        }
+        None => encode_body(msg, ctx, &mut w)?,
+    }
     w.patch_len(2, 0, "message");
     w.finish()?;
     Ok(out)
+}
+
+/// The Nicira message a model message goes out as on a connection with
+/// these formats, if not its 1.0 one.
+fn nx_subtype_of(msg: &Message, ctx: &Ctx) -> Option<u32> {
+    use nx::{FlowFormat, PacketInFormat};
+    match (msg, ctx.flow_format, ctx.packet_in_format) {
+        (Message::FlowMod(_), FlowFormat::Nxm, _) => Some(nx_subtype::FLOW_MOD),
+        (Message::FlowRemoved(_), FlowFormat::Nxm, _) => Some(nx_subtype::FLOW_REMOVED),
+        (Message::PacketIn(_), _, PacketInFormat::Nxt) => Some(nx_subtype::PACKET_IN),
+        (Message::PacketIn(_), _, PacketInFormat::Nxt2) => Some(nx_subtype::PACKET_IN2),
+        _ => None,
+    }
 }
 
 fn encode_body(msg: &Message, ctx: &Ctx, w: &mut Writer<'_>) -> Result<(), EncodeError> {
@@ -342,8 +411,8 @@ fn encode_body(msg: &Message, ctx: &Ctx, w: &mut Writer<'_>) -> Result<(), Encod
         M::PacketOut(p) => flow10::encode_packet_out(p, w)?,
         M::FlowMod(f) => flow10::encode_flow_mod(f, ctx.flow_mod_table_id, w)?,
         M::PortMod(p) => port10::encode_port_mod(p, w)?,
-        M::MultipartRequest(m) => stats::encode_request(m, w)?,
-        M::MultipartReply(m) => stats::encode_reply(m, w)?,
+        M::MultipartRequest(m) => stats::encode_request(m, ctx, w)?,
+        M::MultipartReply(m) => stats::encode_reply(m, ctx, w)?,
         M::QueueGetConfigRequest(p) => {
             w.u16(port_to_v10(*p)?);
             w.zeros(2);

@@ -23,10 +23,11 @@ use crate::openflow::multipart::*;
 use crate::openflow::port::PortNo;
 
 use super::action10::{Context, decode_actions, encode_actions};
+use super::errors::NX_VENDOR_ID;
 use super::flow10::{flow_actions, flow_instructions};
 use super::match10::{decode_match, encode_match, wildcards};
 use super::port10::{decode_phy_port, encode_phy_port};
-use super::{EncodeError, VERSION, port_from_v10, port_to_v10};
+use super::{Ctx, EncodeError, VERSION, nx, port_from_v10, port_to_v10};
 
 /// `ofp_stats_types` of 1.0.
 pub mod stats_type {
@@ -79,11 +80,6 @@ fn encode_flow_request(f: &FlowStatsRequest, w: &mut Writer<'_>) -> Result<(), E
     Ok(())
 }
 
-/// Reads a vendor body: vendor id, subtype, data.
-fn vendor(r: &mut Reader<'_>) -> Res<(u32, u32, Vec<u8>)> {
-    Ok((r.u32()?, r.u32()?, r.rest().to_vec()))
-}
-
 pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
     use MultipartRequestBody as B;
     use stats_type as T;
@@ -124,11 +120,18 @@ pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
             B::Queue { port_no, queue_id }
         }
         T::VENDOR => {
-            let (experimenter, exp_type, data) = vendor(r)?;
-            B::Experimenter {
-                experimenter,
-                exp_type,
-                data,
+            let experimenter = r.u32()?;
+            let exp_type = r.u32()?;
+            match (experimenter, exp_type) {
+                (NX_VENDOR_ID, nx::stats_subtype::FLOW) => B::Flow(nx::decode_flow_request(r)?),
+                (NX_VENDOR_ID, nx::stats_subtype::AGGREGATE) => {
+                    B::Aggregate(nx::decode_flow_request(r)?)
+                }
+                _ => B::Experimenter {
+                    experimenter,
+                    exp_type,
+                    data: r.rest().to_vec(),
+                },
             }
         }
         _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
@@ -136,9 +139,58 @@ pub(crate) fn decode_request(r: &mut Reader<'_>) -> Res<MultipartRequest> {
     Ok(MultipartRequest { flags, body })
 }
 
-pub(crate) fn encode_request(m: &MultipartRequest, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+/// Whether `frame` (one whole 1.0 message) is a Nicira vendor statistics
+/// request, whose flow statistics are answered as NXST replies.
+pub fn is_nx_flow_request(frame: &[u8]) -> bool {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let be32 = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    frame.first() == Some(&VERSION)
+        && frame.get(1) == Some(&super::msg_type::STATS_REQUEST)
+        && be16(8) == Some(stats_type::VENDOR)
+        && be32(12) == Some(NX_VENDOR_ID)
+        && matches!(
+            be32(16),
+            Some(nx::stats_subtype::FLOW | nx::stats_subtype::AGGREGATE)
+        )
+}
+
+/// Whether a flow or aggregate statistics body goes out as NXM's.
+fn nx_flows(ctx: &Ctx) -> bool {
+    ctx.flow_format == nx::FlowFormat::Nxm
+}
+
+/// Writes the vendor statistics header's vendor, subtype and padding.
+fn nx_header(subtype: u32, w: &mut Writer<'_>) {
+    w.u32(NX_VENDOR_ID);
+    w.u32(subtype);
+    w.zeros(4);
+}
+
+pub(crate) fn encode_request(
+    m: &MultipartRequest,
+    ctx: &Ctx,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
     use MultipartRequestBody as B;
     use stats_type as T;
+    if let (B::Flow(f) | B::Aggregate(f), true) = (&m.body, nx_flows(ctx)) {
+        w.u16(T::VENDOR);
+        w.u16(m.flags);
+        let subtype = match m.body {
+            B::Flow(_) => nx::stats_subtype::FLOW,
+            _ => nx::stats_subtype::AGGREGATE,
+        };
+        nx_header(subtype, w);
+        return nx::encode_flow_request(f, w);
+    }
     let ty = match &m.body {
         B::Desc => T::DESC,
         B::Flow(_) => T::FLOW,
@@ -185,18 +237,11 @@ pub(crate) fn encode_request(m: &MultipartRequest, w: &mut Writer<'_>) -> Result
 const FLOW_STATS_LEN: usize = 88;
 
 fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
-    let short = r.short();
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let len = usize::from(r.peek_u16(0)?);
-        if len < FLOW_STATS_LEN {
-            return Err(short);
-        }
-        let mut e = r.sub(len, short)?;
+    flow_entries(r, FLOW_STATS_LEN, |e| {
         e.skip(2)?;
         let table_id = e.u8()?;
         e.skip(1)?;
-        let match_ = decode_match(&mut e)?;
+        let match_ = decode_match(e)?;
         let duration_sec = e.u32()?;
         let duration_nsec = e.u32()?;
         let priority = e.u16()?;
@@ -206,8 +251,8 @@ fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
         let cookie = e.u64()?;
         let packet_count = e.u64()?;
         let byte_count = e.u64()?;
-        let actions = decode_actions(&mut e, Context::of(&match_))?;
-        out.push(FlowStats {
+        let actions = decode_actions(e, Context::of(&match_))?;
+        Ok(FlowStats {
             table_id,
             duration_sec,
             duration_nsec,
@@ -220,7 +265,26 @@ fn decode_flows(r: &mut Reader<'_>) -> Res<Vec<FlowStats>> {
             byte_count,
             match_,
             instructions: flow_instructions(actions),
-        });
+        })
+    })
+}
+
+/// Flow statistics entries filling `r`, each led by its u16 length (at
+/// least `min`) and read whole by `one`.
+pub(crate) fn flow_entries(
+    r: &mut Reader<'_>,
+    min: usize,
+    one: impl Fn(&mut Reader<'_>) -> Res<FlowStats>,
+) -> Res<Vec<FlowStats>> {
+    let short = r.short();
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let len = usize::from(r.peek_u16(0)?);
+        if len < min {
+            return Err(short);
+        }
+        let mut e = r.sub(len, short)?;
+        out.push(one(&mut e)?);
     }
     Ok(out)
 }
@@ -252,11 +316,18 @@ fn encode_flow(f: &FlowStats, w: &mut Writer<'_>) -> Result<(), EncodeError> {
 /// bodies are no larger in 1.0 than in 1.3 for the sizes a switch has (at
 /// most 255 tables), so the model's split serves.
 pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply> {
+    split_reply_with(reply, max_len, &Ctx::default())
+}
+
+/// [`split_reply`] for a reply in the form `ctx` says (NXM's flow
+/// statistics entries are measured as such).
+pub fn split_reply_with(reply: MultipartReply, max_len: usize, ctx: &Ctx) -> Vec<MultipartReply> {
     let MultipartReplyBody::Flow(flows) = reply.body else {
         return reply.split(max_len);
     };
-    // Header and stats header before the entries.
-    let max_body = max_len.saturating_sub(12);
+    let nxm = nx_flows(ctx);
+    // Header and stats header (with NXM's vendor header) before the entries.
+    let max_body = max_len.saturating_sub(if nxm { 24 } else { 12 });
     let mut bodies: Vec<Vec<FlowStats>> = Vec::new();
     let mut chunk = Vec::new();
     let mut used = 0;
@@ -264,7 +335,8 @@ pub fn split_reply(reply: MultipartReply, max_len: usize) -> Vec<MultipartReply>
         let mut v = Vec::new();
         // An entry 1.0 cannot say at all (a port above 16 bits) counts as
         // empty here; encoding the reply reports it.
-        let n = match encode_flow(&f, &mut Writer::new(&mut v)) {
+        let put = if nxm { nx::encode_flow } else { encode_flow };
+        let n = match put(&f, &mut Writer::new(&mut v)) {
             Ok(()) => v.len(),
             Err(_) => 0,
         };
@@ -348,11 +420,19 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
         })?),
         T::PORT_DESC => B::PortDesc(fixed(r, 48, decode_phy_port)?),
         T::VENDOR => {
-            let (experimenter, exp_type, data) = vendor(r)?;
-            B::Experimenter {
-                experimenter,
-                exp_type,
-                data,
+            let experimenter = r.u32()?;
+            let exp_type = r.u32()?;
+            match (experimenter, exp_type) {
+                (NX_VENDOR_ID, nx::stats_subtype::FLOW) => B::Flow(nx::decode_flows(r)?),
+                (NX_VENDOR_ID, nx::stats_subtype::AGGREGATE) => {
+                    r.skip(4)?;
+                    B::Aggregate(AggregateStats::read(r)?)
+                }
+                _ => B::Experimenter {
+                    experimenter,
+                    exp_type,
+                    data: r.rest().to_vec(),
+                },
             }
         }
         _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadMultipart)),
@@ -360,9 +440,34 @@ pub(crate) fn decode_reply(r: &mut Reader<'_>) -> Res<MultipartReply> {
     Ok(MultipartReply { flags, body })
 }
 
-pub(crate) fn encode_reply(m: &MultipartReply, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+pub(crate) fn encode_reply(
+    m: &MultipartReply,
+    ctx: &Ctx,
+    w: &mut Writer<'_>,
+) -> Result<(), EncodeError> {
     use MultipartReplyBody as B;
     use stats_type as T;
+    if nx_flows(ctx) {
+        match &m.body {
+            B::Flow(flows) => {
+                w.u16(T::VENDOR);
+                w.u16(m.flags);
+                nx_header(nx::stats_subtype::FLOW, w);
+                for f in flows {
+                    nx::encode_flow(f, w)?;
+                }
+                return Ok(());
+            }
+            B::Aggregate(a) => {
+                w.u16(T::VENDOR);
+                w.u16(m.flags);
+                nx_header(nx::stats_subtype::AGGREGATE, w);
+                a.write(w);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     let ty = match &m.body {
         B::Desc(_) => T::DESC,
         B::Flow(_) => T::FLOW,

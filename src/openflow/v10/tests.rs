@@ -224,6 +224,7 @@ fn flow_mod_table_id_emerg_and_bad_actions() {
     use crate::openflow::error::{BadActionCode as A, FlowModFailedCode};
     let ctx = Ctx {
         flow_mod_table_id: true,
+        ..Ctx::default()
     };
     let (_, m) = decode(&flow_mod_bytes(0x0300, 0, &[]), &ctx).unwrap();
     let Message::FlowMod(f) = &m else { panic!() };
