@@ -27,6 +27,7 @@ use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
 use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
+use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
@@ -61,6 +62,8 @@ pub struct Daemon {
     /// Where switches' OpenFlow sockets (`SWITCH.mgmt`) go: beside the
     /// control socket.
     run_dir: Mutex<PathBuf>,
+    /// Where patch ports find their peers (on any of the switches).
+    patches: PatchPanel,
 }
 
 type Res<T> = Result<T, String>;
@@ -90,6 +93,7 @@ impl Daemon {
             stop_bell: EventFd::new()?,
             conns: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(0),
+            patches: PatchPanel::new(),
             run_dir: Mutex::new(
                 super::default_ctl_path()
                     .parent()
@@ -394,6 +398,34 @@ impl Daemon {
         let m = sws.get_mut(switch).ok_or("switch vanished")?;
         let id = attach_spec(m, &spec, id, true)?;
         Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": "vport" }))
+    }
+
+    /// Attaches patch port `name` of `switch`, linked to the patch port
+    /// named `peer` (on any switch) once that exists and names it back.
+    pub fn attach_patch(
+        &self,
+        switch: &str,
+        name: &str,
+        peer: Option<&str>,
+        ofport: Option<u32>,
+    ) -> Res<serde_json::Value> {
+        valid_name("port", name)?;
+        let id = ofport.and_then(PortId::new);
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let port = self
+            .patches
+            .open(name, peer, crate::packet::DEFAULT_BUF_SIZE)
+            .map_err(|e| e.to_string())?;
+        let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
+        Ok(json!({ "switch": switch, "port": name, "ofport": id.0, "kind": "patch" }))
+    }
+
+    /// Whether patch port `name` is linked to its peer.
+    pub fn patch_plugged(&self, name: &str) -> bool {
+        self.patches.plugged(name)
     }
 
     pub fn detach(&self, switch: &str, port: &str) -> Res<serde_json::Value> {

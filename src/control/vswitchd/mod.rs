@@ -20,8 +20,12 @@
 //! interface is the switch's LOCAL TAP. Interface types: `""`/`system`
 //! (AF_XDP, falling back to AF_PACKET), `afxdp`, `internal` and `tap`
 //! (TAP), `dpdkvhostuser` (a vhost-user server socket in the run
-//! directory), `dpdkvhostuserclient` (`options:vhost-server-path`). Others
-//! get `ofport` -1 and an `error`; every other port keeps forwarding.
+//! directory), `dpdkvhostuserclient` (`options:vhost-server-path`),
+//! `patch` (`options:peer`: a [`crate::port::patch`] link to a patch port
+//! of another bridge, in the process). Others get `ofport` -1 and an
+//! `error`; every other port keeps forwarding. A patch port without a
+//! `peer` option gets -1 too; one whose peer is missing keeps its number
+//! and says so in `error` (as ovs-vswitchd does).
 //! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
@@ -172,6 +176,7 @@ const IFACE_TYPES: &[&str] = &[
     "afxdp",
     "dpdkvhostuser",
     "dpdkvhostuserclient",
+    "patch",
 ];
 
 /// The port spec for an interface, or why it cannot be made.
@@ -309,6 +314,23 @@ fn reconcile(
             }
         }
     }
+    patch_errors(d, applied);
+}
+
+/// A patch port whose peer is missing (or names another port) keeps its
+/// number and reports it in `error`, as ovs-vswitchd does.
+fn patch_errors(d: &Daemon, applied: &mut BTreeMap<String, AppliedBridge>) {
+    for a in applied.values_mut() {
+        for (name, ap) in &mut a.ifaces {
+            if ap.key.0 != "patch" || ap.ofport <= 0 {
+                continue;
+            }
+            ap.error = (!d.patch_plugged(name)).then(|| {
+                let peer = ap.key.1.get("peer").map_or("", String::as_str);
+                format!("No usable peer '{peer}' exists in 'netdev' datapath.")
+            });
+        }
+    }
 }
 
 /// Attaches one interface: its OpenFlow port number (-1 if it could not
@@ -330,20 +352,21 @@ fn attach(
             Some(e) => (-1, Some(e.clone())),
         };
     }
-    let spec = match spec_for(i, run_dir) {
-        Ok(s) => s,
-        Err(e) => return (-1, Some(e)),
+    let make = |n: Option<u32>| {
+        if i.kind == "patch" {
+            let peer = i.options.get("peer").map(String::as_str);
+            return d.attach_patch(bridge, &i.name, peer, n);
+        }
+        d.attach(bridge, &spec_for(i, run_dir)?, n)
     };
     let usable = |n: &i64| (1..0xff00).contains(n);
     let requested = i.ofport_request.filter(usable).map(|n| n as u32);
     // Without a request, the number it had before a restart, if free.
     let before = i.ofport.filter(usable).map(|n| n as u32);
     let r = match (requested, before) {
-        (Some(n), _) => d.attach(bridge, &spec, Some(n)),
-        (None, Some(n)) => d
-            .attach(bridge, &spec, Some(n))
-            .or_else(|_| d.attach(bridge, &spec, None)),
-        (None, None) => d.attach(bridge, &spec, None),
+        (Some(n), _) => make(Some(n)),
+        (None, Some(n)) => make(Some(n)).or_else(|_| make(None)),
+        (None, None) => make(None),
     };
     match r {
         Ok(v) => (v["ofport"].as_i64().unwrap_or(-1), None),
