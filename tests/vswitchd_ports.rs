@@ -8,6 +8,9 @@
 mod common;
 mod vswitchd_lab;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
 use vswitchd_lab::{Lab, eventually, ready};
 
 /// Two bridges joined by a patch pair, a host on each: they reach each
@@ -104,4 +107,111 @@ fn add_patch(lab: &Lab, br: &str, name: &str, peer: &str) {
         "type=patch",
         &peer,
     ]);
+}
+
+/// What tcpdump saw of ICMP on `eth0` of `ns` while `during` ran: one line
+/// per frame. Waits (bounded) until tcpdump listens before `during`.
+fn capture(ns: &str, during: impl FnOnce()) -> String {
+    let mut td = Command::new("ip")
+        .args(["netns", "exec", ns, "tcpdump", "-i", "eth0", "-nn", "-l"])
+        .args(["-c", "100", "icmp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump says "listening on" on stderr once it captures.
+    let mut err = std::io::BufReader::new(td.stderr.take().unwrap());
+    let mut said = String::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut err, &mut line);
+        said += &line;
+        if line.contains("listening") || line.is_empty() {
+            break;
+        }
+    }
+    assert!(said.contains("listening"), "tcpdump: {said}");
+    during();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = td.kill();
+    let out = td.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A mirror of one host's port to a third host's port: tcpdump there sees
+/// what the mirror selects and nothing else, the mirror counts what it
+/// copied, and the output port carries no other traffic.
+#[test]
+fn a_mirror_copies_to_its_output_port() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::start();
+    let br = format!("msm{}", lab.tag);
+    lab.add_br(&br);
+    let h: Vec<_> = (1..=3)
+        .map(|n| lab.host(n, &format!("10.82.0.{n}")))
+        .collect();
+    for x in &h {
+        lab.must_vsctl(&["add-port", &br, &x.port]);
+    }
+    h[0].ping(&h[1].ip, "1").expect("before any mirror");
+    let p2 = format!("@p{}", 2);
+    lab.must_vsctl(&[
+        "--",
+        "--id=@p",
+        "get",
+        "port",
+        &h[0].port,
+        "--",
+        &format!("--id={p2}"),
+        "get",
+        "port",
+        &h[2].port,
+        "--",
+        "--id=@m",
+        "create",
+        "mirror",
+        "name=m0",
+        "select-src-port=@p",
+        &format!("output-port={p2}"),
+        "--",
+        "set",
+        "bridge",
+        &br,
+        "mirrors=@m",
+    ]);
+    // Only what host 1 sends: echo requests, no replies.
+    let seen = capture(&h[2].ns, || {
+        h[0].ping(&h[1].ip, "3").expect("while mirrored");
+    });
+    let requests = seen.lines().filter(|l| l.contains("echo request")).count();
+    assert!(requests >= 3, "{seen}");
+    assert!(!seen.contains("echo reply"), "{seen}");
+    // The output port is reserved for the mirror.
+    h[2].flush_neigh();
+    assert!(
+        h[2].ping(&h[0].ip, "2").is_err(),
+        "the output port forwarded"
+    );
+
+    // select_all: both directions.
+    lab.must_vsctl(&["set", "mirror", "m0", "select_all=true"]);
+    let seen = capture(&h[2].ns, || {
+        h[1].ping(&h[0].ip, "2")
+            .expect("while mirroring everything");
+    });
+    assert!(
+        seen.contains("echo request") && seen.contains("echo reply"),
+        "{seen}"
+    );
+    eventually("no Mirror statistics", 12, || {
+        lab.vsctl(&["get", "mirror", "m0", "statistics:tx_packets"])
+            .is_ok_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 7))
+    });
+
+    // Mirror removed: the third host is an ordinary host again.
+    lab.must_vsctl(&["clear", "bridge", &br, "mirrors"]);
+    h[2].flush_neigh();
+    h[2].ping(&h[0].ip, "2").expect("after the mirror went");
 }

@@ -29,6 +29,7 @@ use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
 use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
+use crate::switch::mirror::MirrorSpec;
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
 
@@ -421,6 +422,16 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
         Ok(json!({ "switch": switch, "port": name, "ofport": id.0, "kind": "patch" }))
+    }
+
+    /// Replaces the port mirrors of `switch`.
+    pub fn set_mirrors(&self, switch: &str, specs: &[MirrorSpec]) -> Res<()> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        m.sw.set_mirrors(specs);
+        Ok(())
     }
 
     /// Whether patch port `name` is linked to its peer.

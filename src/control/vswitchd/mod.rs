@@ -25,11 +25,14 @@
 //! of another bridge, in the process). Others get `ofport` -1 and an
 //! `error`; every other port keeps forwarding. A patch port without a
 //! `peer` option gets -1 too; one whose peer is missing keeps its number
-//! and says so in `error` (as ovs-vswitchd does).
+//! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
+//! become the switch's port mirrors ([`mirrors`]), with their
+//! `statistics` written back.
 //! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
+mod mirrors;
 pub mod unixctl;
 
 use std::collections::BTreeMap;
@@ -83,6 +86,7 @@ struct AppliedBridge {
     no_local: Option<String>,
     error: Option<String>,
     ifaces: BTreeMap<String, Applied>,
+    mirrors: mirrors::AppliedMirrors,
 }
 
 /// Follows the database until the daemon stops.
@@ -265,6 +269,7 @@ fn reconcile(
                     no_local,
                     error,
                     ifaces: BTreeMap::new(),
+                    mirrors: Default::default(),
                 },
             );
         }
@@ -312,6 +317,9 @@ fn reconcile(
                     Err(e) => ap.error = Some(e),
                 }
             }
+        }
+        if a.error.is_none() {
+            mirrors::apply(d, name, &b.mirrors, &a.ifaces, &mut a.mirrors);
         }
     }
     patch_errors(d, applied);
@@ -466,6 +474,7 @@ fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBrid
                     "row": {"is_connected": c}}));
             }
         }
+        ops.extend(mirrors::stats_ops(&a.mirrors));
         let Ok(st) = d.stats(Some(name)) else {
             continue;
         };
