@@ -136,11 +136,11 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
     assert!(ok && v.contains("mswitch"), "{v}");
     let (ok, l) = appctl(&["ofproto/list"]);
     assert!(ok && l.lines().any(|x| x == br), "{l}");
-    // (The datapath-id change made the bridge again: new traffic to learn.)
+    // (Learning starts afresh: the neighbours are forgotten.)
     let _ = sh(&[
         "ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all",
     ]);
-    ping(&ns[0].0, "10.80.0.2", "2").expect("through the remade bridge");
+    ping(&ns[0].0, "10.80.0.2", "2").expect("after the datapath id changed");
     let (ok, f) = appctl(&["fdb/show", &br]);
     assert!(ok && f.starts_with(" port  VLAN  MAC"), "{f}");
     assert!(
@@ -263,6 +263,29 @@ fn detach_pidfile_log_file_and_appctl_exit_work_as_ovs_ctl_expects() {
     };
     let v = appctl(&["version"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // --monitor: a crash (SIGABRT) brings up a new daemon, with a new pid
+    // in the pidfile, that ovs-appctl reaches. (The monitor waits longer
+    // after a daemon that crashed within 2 s of starting.)
+    std::thread::sleep(Duration::from_millis(2100));
+    // SAFETY: signals the daemon this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGABRT);
+    }
+    let read_pid = || {
+        std::fs::read_to_string(dir.join("ovs-vswitchd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_pid().is_none_or(|p| p == pid) || !appctl(&["version"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor did not restart the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = read_pid().unwrap();
     assert!(appctl(&["exit"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     // SAFETY: kill(pid, 0) only asks whether the process exists.

@@ -309,6 +309,47 @@ impl Daemon {
         Ok(m.agent.as_ref().map(Agent::controllers).unwrap_or_default())
     }
 
+    /// Each controller a flow switch dials, in detail.
+    pub fn controller_status(&self, switch: &str) -> Res<Vec<ofagent::ControllerStatus>> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        Ok(m.agent
+            .as_ref()
+            .map(Agent::controller_status)
+            .unwrap_or_default())
+    }
+
+    /// Gives a flow switch new OpenFlow settings (controllers, listeners,
+    /// fail mode, versions, datapath id) by restarting only its agent: the
+    /// switch, its ports and its flows stay (emptied first if `flush`).
+    pub fn set_openflow(&self, switch: &str, of: &OpenFlowOpts, flush: bool) -> Res<()> {
+        let cfg = self.agent_config(switch, of)?;
+        let mut sws = self.lock();
+        let m = sws
+            .get_mut(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let flow = m
+            .flow
+            .clone()
+            .ok_or_else(|| format!("switch '{switch}' has no flow module"))?;
+        // The old agent goes first: it holds the listening sockets, and may
+        // have left the switch learning (standalone without controller).
+        m.agent = None;
+        m.sw.set_module(flow.clone() as Arc<dyn Module>);
+        if flush {
+            let all = crate::openflow::FlowMod {
+                command: crate::openflow::flow::FlowModCommand::Delete,
+                table_id: crate::openflow::table_id::ALL,
+                ..Default::default()
+            };
+            flow.flow_mod(&all, m.sw.now()).map_err(|e| e.to_string())?;
+        }
+        m.agent = Some(Agent::start(m.sw.clone(), flow, cfg)?);
+        Ok(())
+    }
+
     /// The flow module of a flow switch (VLAN settings and the MAC table
     /// belong to its NORMAL action).
     fn flow_of(&self, switch: &str) -> Res<Arc<FlowModule>> {
@@ -422,6 +463,14 @@ impl Daemon {
             .map_err(|e| e.to_string())?;
         let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
         Ok(json!({ "switch": switch, "port": name, "ofport": id.0, "kind": "patch" }))
+    }
+
+    /// Every flow of a flow switch, as flow stats (all tables).
+    pub fn flows(&self, switch: &str) -> Res<Vec<crate::openflow::multipart::FlowStats>> {
+        let flow = self.flow_of(switch)?;
+        let now = self.lock().get(switch).map(|m| m.sw.now()).unwrap_or(0);
+        flow.flow_stats(&Default::default(), now)
+            .map_err(|e| e.to_string())
     }
 
     /// Replaces the port mirrors of `switch`.

@@ -32,7 +32,9 @@
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
+mod flows;
 mod mirrors;
+mod status;
 pub mod unixctl;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,7 @@ struct Applied {
 #[derive(Debug)]
 struct AppliedBridge {
     key: (Option<String>, Vec<String>, Vec<String>, Option<String>),
+    datapath_type: String,
     dpid: u64,
     /// Why the bridge has no LOCAL port, if it has none.
     no_local: Option<String>,
@@ -137,6 +140,7 @@ fn session(
     mirror.apply(&c.monitor(DB, "mswitch", db::monitor_requests(), RPC)?);
     let mut types_written = false;
     let mut stats_due = Instant::now();
+    let mut ctl_written = BTreeMap::new();
     loop {
         if d.stopping() {
             return Ok(());
@@ -151,7 +155,14 @@ fn session(
                         "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
             types_written = true;
         }
-        if Instant::now() >= stats_due {
+        let stats_now = Instant::now() >= stats_due;
+        ops.extend(status::controller_ops(
+            d,
+            &wanted,
+            &mut ctl_written,
+            stats_now,
+        ));
+        if stats_now {
             ops.extend(state_ops(d, &wanted, applied));
             stats_due = Instant::now() + mirror.stats_interval();
         }
@@ -222,6 +233,32 @@ fn openflow_opts(b: &WantedBridge) -> OpenFlowOpts {
     }
 }
 
+/// The datapath id a bridge gets.
+fn dpid_of(opts: &OpenFlowOpts, bridge: &str) -> u64 {
+    opts.dpid
+        .as_deref()
+        .and_then(|s| super::ofagent::parse_dpid(s).ok())
+        .unwrap_or_else(|| default_dpid(bridge))
+}
+
+/// New controllers, fail mode, versions or datapath id for a bridge that
+/// stays, with its flows where ovs-vswitchd keeps them: they are flushed
+/// only when the bridge gains its first controller or loses its last, or
+/// when its fail mode changes while it has none (what Open vSwitch's
+/// connection manager does).
+fn set_openflow(d: &Daemon, name: &str, a: &mut AppliedBridge, b: &WantedBridge) {
+    let active = |ctls: &[String]| ctls.iter().any(|t| !t.starts_with('p'));
+    let mode = |m: &Option<String>| m.clone().unwrap_or_else(|| "standalone".into());
+    let (had, has) = (active(&a.key.1), active(&b.controllers));
+    let flush = had != has || (!has && mode(&a.key.0) != mode(&b.fail_mode));
+    let opts = openflow_opts(b);
+    if let Err(e) = d.set_openflow(name, &opts, flush) {
+        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+    }
+    a.key = b.openflow_key();
+    a.dpid = dpid_of(&opts, name);
+}
+
 /// Makes the daemon's switches what the database asks for.
 fn reconcile(
     d: &Daemon,
@@ -239,12 +276,17 @@ fn reconcile(
         applied.remove(&name);
     }
     for (name, b) in &wanted.bridges {
-        if applied.get(name).is_some_and(|a| a.key != b.openflow_key()) {
-            // A new controller, fail mode, version list or datapath id:
-            // the bridge is made again (its flows go, as its controllers
-            // come back to install them).
-            let _ = d.destroy(name);
-            applied.remove(name);
+        if let Some(a) = applied.get_mut(name) {
+            let changed = a.key != b.openflow_key();
+            if a.datapath_type != b.datapath_type || (changed && a.error.is_some()) {
+                // As ovs-vswitchd: a new datapath type makes the bridge
+                // again (and a bridge that could not be made is tried
+                // again when its settings change).
+                let _ = d.destroy(name);
+                applied.remove(name);
+            } else if changed {
+                set_openflow(d, name, a, b);
+            }
         }
         if !applied.contains_key(name) {
             let opts = openflow_opts(b);
@@ -256,16 +298,12 @@ fn reconcile(
             if let Some(e) = &error {
                 eprintln!("mswitch vswitchd: bridge {name}: {e}");
             }
-            let dpid = opts
-                .dpid
-                .as_deref()
-                .and_then(|s| super::ofagent::parse_dpid(s).ok())
-                .unwrap_or_else(|| default_dpid(name));
             applied.insert(
                 name.clone(),
                 AppliedBridge {
                     key: b.openflow_key(),
-                    dpid,
+                    datapath_type: b.datapath_type.clone(),
+                    dpid: dpid_of(&opts, name),
                     no_local,
                     error,
                     ifaces: BTreeMap::new(),
@@ -465,15 +503,6 @@ fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBrid
     let mut ops = Vec::new();
     for (name, b) in &wanted.bridges {
         let Some(a) = applied.get(name) else { continue };
-        // Controller.is_connected of the controllers the bridge dials.
-        let up = d.controllers(name).unwrap_or_default();
-        for (uuid, target) in &b.controller_rows {
-            if let Some((_, c)) = up.iter().find(|(t, _)| t == target) {
-                ops.push(json!({"op": "update", "table": "Controller",
-                    "where": [["_uuid", "==", datum::to_uuid(uuid)]],
-                    "row": {"is_connected": c}}));
-            }
-        }
         ops.extend(mirrors::stats_ops(&a.mirrors));
         let Ok(st) = d.stats(Some(name)) else {
             continue;
