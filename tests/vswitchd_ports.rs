@@ -8,9 +8,6 @@
 mod common;
 mod vswitchd_lab;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use vswitchd_lab::{Lab, eventually, ready};
 
 /// Two bridges joined by a patch pair, a host on each: they reach each
@@ -109,35 +106,6 @@ fn add_patch(lab: &Lab, br: &str, name: &str, peer: &str) {
     ]);
 }
 
-/// What tcpdump saw of ICMP on `eth0` of `ns` while `during` ran: one line
-/// per frame. Waits (bounded) until tcpdump listens before `during`.
-fn capture(ns: &str, during: impl FnOnce()) -> String {
-    let mut td = Command::new("ip")
-        .args(["netns", "exec", ns, "tcpdump", "-i", "eth0", "-nn", "-l"])
-        .args(["-c", "100", "icmp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    // tcpdump says "listening on" on stderr once it captures.
-    let mut err = std::io::BufReader::new(td.stderr.take().unwrap());
-    let mut said = String::new();
-    for _ in 0..5 {
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut err, &mut line);
-        said += &line;
-        if line.contains("listening") || line.is_empty() {
-            break;
-        }
-    }
-    assert!(said.contains("listening"), "tcpdump: {said}");
-    during();
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = td.kill();
-    let out = td.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A mirror of one host's port to a third host's port: tcpdump there sees
 /// what the mirror selects and nothing else, the mirror counts what it
 /// copied, and the output port carries no other traffic.
@@ -182,7 +150,7 @@ fn a_mirror_copies_to_its_output_port() {
         "mirrors=@m",
     ]);
     // Only what host 1 sends: echo requests, no replies.
-    let seen = capture(&h[2].ns, || {
+    let seen = h[2].capture(&["icmp"], || {
         h[0].ping(&h[1].ip, "3").expect("while mirrored");
     });
     let requests = seen.lines().filter(|l| l.contains("echo request")).count();
@@ -197,7 +165,7 @@ fn a_mirror_copies_to_its_output_port() {
 
     // select_all: both directions.
     lab.must_vsctl(&["set", "mirror", "m0", "select_all=true"]);
-    let seen = capture(&h[2].ns, || {
+    let seen = h[2].capture(&["icmp"], || {
         h[1].ping(&h[0].ip, "2")
             .expect("while mirroring everything");
     });
