@@ -112,4 +112,11 @@ fn flows_stay_when_the_openflow_settings_change() {
     assert!(!has_flow(&lab, &br, text));
     assert!(has_flow(&lab, &br, "priority=0,actions=NORMAL"));
     drop(conn);
+
+    // Only a new datapath type makes the bridge again (flows gone).
+    lab.ofctl("add-flow", &br, &["priority=9,actions=drop"]);
+    assert!(has_flow(&lab, &br, "priority=9,actions=drop"));
+    lab.must_vsctl(&["set", "bridge", &br, "datapath_type=system"]);
+    assert!(!has_flow(&lab, &br, "priority=9,actions=drop"));
+    assert!(has_flow(&lab, &br, "priority=0,actions=NORMAL"));
 }
