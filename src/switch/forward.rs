@@ -266,6 +266,9 @@ impl Forwarder {
                 if !self.link_variant::<M>(table, in_id, n + var, mirrors) {
                     no_dest += 1;
                 }
+                if M && let Some(m) = mirrors {
+                    self.mirror_variant(table, m, in_id, n + var);
+                }
                 var += 1;
             }
             if self.links.len() > room {
@@ -350,14 +353,36 @@ impl Forwarder {
     }
 
     /// Copies packet `i` to the output port of every mirror that selects
-    /// it, by its input port or by where the module sent it (its rewritten
-    /// copies, the variants, are mirrored as this packet).
+    /// it, by its input port or by where the module sent it.
     #[cold]
     fn mirror(&mut self, table: &Table, m: &Mirrors, in_id: PortId, i: usize) {
+        let v = self.verdicts.get(i);
+        self.mirror_to(table, m, in_id, i, v, false);
+    }
+
+    /// Copies variant `j` (a rewritten copy of a packet, index into `pkts`)
+    /// to the output port of every mirror that selects it by where it goes
+    /// and did not already take its packet.
+    #[cold]
+    fn mirror_variant(&mut self, table: &Table, m: &Mirrors, in_id: PortId, j: usize) {
+        if let Some(v) = self.verdicts.variant_to(j - self.origin_base()) {
+            self.mirror_to(table, m, in_id, j, v, true);
+        }
+    }
+
+    fn mirror_to(
+        &mut self,
+        table: &Table,
+        m: &Mirrors,
+        in_id: PortId,
+        i: usize,
+        v: Verdict,
+        variant: bool,
+    ) {
         let mut outs = std::mem::take(&mut self.mirror_outs);
         outs.clear();
         let one;
-        let dests = match self.verdicts.get(i) {
+        let dests = match v {
             Verdict::Port(p) => {
                 one = [p];
                 Dests::Ports(&one)
@@ -366,9 +391,14 @@ impl Forwarder {
             Verdict::Flood => Dests::Flood,
             _ => Dests::None,
         };
-        m.select(in_id, dests, &table.attached, self.pkts[i].len, |o| {
-            outs.push(o)
-        });
+        m.select(
+            in_id,
+            dests,
+            &table.attached,
+            self.pkts[i].len,
+            variant,
+            |o| outs.push(o),
+        );
         for &o in &outs {
             // The output port is reserved, so only a mirror copy goes there.
             self.link::<false>(table, o, in_id, i, false, None);

@@ -1,6 +1,8 @@
 //! Port mirroring (SPAN, Open vSwitch's Mirror table): every frame received
 //! on a selected source port, or sent to a selected destination port, is
 //! also copied to the mirror's output port, whatever the module decided.
+//! A copy the module rewrote for some port (a variant) is mirrored as that
+//! port gets it, by the mirrors that select that port as a destination.
 //!
 //! A switch without mirrors pays one predictable branch per batch: the
 //! forwarder picks its mirroring variant only when the published table
@@ -114,26 +116,31 @@ impl Mirrors {
     /// The output ports that want a frame received on `input` whose
     /// destinations are `dst` (a flood reaches every attached port but the
     /// input, `attached`), each counted with the frame's `len` bytes.
-    /// Calls `to(out)` once per mirror that selects the frame.
+    /// Calls `to(out)` once per mirror that selects the frame. For a
+    /// `variant` (another version of a frame already offered) only the
+    /// mirrors that select by destination and did not take the frame itself
+    /// count.
     pub fn select(
         &self,
         input: PortId,
         dst: Dests<'_>,
         attached: &[PortId],
         len: u32,
+        variant: bool,
         mut to: impl FnMut(PortId),
     ) {
         for m in &self.mirrors {
-            let hit = m.all
-                || m.src.has(input)
-                || match dst {
-                    Dests::None => false,
-                    Dests::Ports(ps) => ps.iter().any(|p| *p != input && m.dst.has(*p)),
-                    Dests::Flood => m
-                        .dst_list
-                        .iter()
-                        .any(|p| *p != input && !self.reserved(*p) && attached.contains(p)),
-                };
+            let took_frame = m.all || m.src.has(input);
+            let hit = (took_frame && !variant)
+                || !took_frame
+                    && match dst {
+                        Dests::None => false,
+                        Dests::Ports(ps) => ps.iter().any(|p| *p != input && m.dst.has(*p)),
+                        Dests::Flood => m
+                            .dst_list
+                            .iter()
+                            .any(|p| *p != input && !self.reserved(*p) && attached.contains(p)),
+                    };
             if hit {
                 m.counters.packets.fetch_add(1, Ordering::Relaxed);
                 m.counters
@@ -188,7 +195,7 @@ mod tests {
         let (to1, to2) = ([p(1)], [p(2)]);
         let outs = |input, d| {
             let mut v = Vec::new();
-            m.select(p(input), d, &attached, 100, |o| v.push(o.0));
+            m.select(p(input), d, &attached, 100, false, |o| v.push(o.0));
             v
         };
         assert_eq!(outs(1, Dests::None), vec![9, 4095], "received on 1");
@@ -198,5 +205,16 @@ mod tests {
         assert_eq!(outs(2, Dests::Flood), vec![4095], "not back to its input");
         assert_eq!(c0.read(), (3, 300));
         assert_eq!(c1.read(), (5, 500));
+        // A rewritten copy sent to 2: only mirror 0 (selecting by
+        // destination, not by the input) wants it; from 1 mirror 0 took
+        // the frame itself already.
+        let mut v = Vec::new();
+        m.select(p(3), Dests::Ports(&to2), &attached, 50, true, |o| {
+            v.push(o.0)
+        });
+        m.select(p(1), Dests::Ports(&to2), &attached, 50, true, |o| {
+            v.push(o.0)
+        });
+        assert_eq!(v, vec![9]);
     }
 }
