@@ -63,7 +63,8 @@ struct VswitchdArgs {
     /// Run in the background once set up (the parent exits then).
     #[arg(long)]
     detach: bool,
-    /// Accepted for ovs-ctl (no monitor process).
+    /// Run under a monitor process that starts the daemon again when it
+    /// crashes (as ovs-vswitchd's --monitor).
     #[arg(long)]
     monitor: bool,
     /// Accepted for ovs-ctl.
@@ -390,6 +391,11 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
     if log.is_some() || detached.is_some() {
         mswitch::sys::redirect_stdio(log.as_deref(), detached.is_some())
             .map_err(|e| format!("--log-file: {e}"))?;
+    }
+    // The monitor stays here; only the daemon it forks goes on (and takes
+    // the pidfile), as many times as it crashes.
+    if a.monitor {
+        mswitch::sys::monitor().map_err(|e| format!("--monitor: {e}"))?;
     }
     // Held (and locked) until the daemon exits.
     let _pidfile_lock = match &pidfile {

@@ -8,254 +8,34 @@
 //! to the test, and everything is removed on drop.
 
 mod common;
+mod vswitchd_lab;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{must, sh};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
-const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
-
-fn ready() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let root = unsafe { libc::geteuid() } == 0;
-    let tools = ["ovsdb-server", "ovs-vsctl", "ovs-ofctl"]
-        .iter()
-        .all(|t| Command::new(t).arg("--version").output().is_ok());
-    if root && tools && std::path::Path::new(SCHEMA).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the vswitchd test must run in CI (root, openvswitch-switch)"
-    );
-    eprintln!("SKIPPED: needs root and Open vSwitch's tools");
-    false
-}
-
-struct Lab {
-    dir: PathBuf,
-    children: Vec<Child>,
-    netns: Vec<String>,
-    links: Vec<String>,
-}
-
-impl Lab {
-    fn db(&self) -> String {
-        format!("--db=unix:{}", self.dir.join("db.sock").display())
-    }
-
-    /// `ovs-vsctl` on the lab's database, waiting (at most 10 s) for the
-    /// daemon to apply the change.
-    fn vsctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ovs-vsctl")
-            .env("OVS_RUNDIR", &self.dir)
-            .args([&self.db(), "--timeout=10"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let so = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() {
-            Ok(so)
-        } else {
-            Err(format!(
-                "ovs-vsctl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    /// `ovs-ofctl CMD BRIDGE ARGS...`, finding the bridge by name in the
-    /// run directory as Open vSwitch's tools do.
-    fn ofctl(&self, cmd: &str, br: &str, args: &[&str]) -> String {
-        let out = Command::new("ovs-ofctl")
-            .env("OVS_RUNDIR", &self.dir)
-            .args(["--timeout=10", cmd, br])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ovs-ofctl {cmd} {br}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        while let Some(c) = self.children.pop() {
-            stop(c);
-        }
-        common::remove_lab(&self.links, &self.netns, &self.dir);
-    }
-}
-
-fn ping(ns: &str, to: &str, count: &str) -> Result<String, String> {
-    sh(&[
-        "ip", "netns", "exec", ns, "ping", "-c", count, "-i", "0.2", "-W", "2", to,
-    ])
-}
-
-/// ovsdb-server on `dir`'s database and socket, waiting for the socket.
-fn start_server(dir: &std::path::Path) -> Child {
-    let _ = std::fs::remove_file(dir.join("db.sock"));
-    let c = Command::new("ovsdb-server")
-        .arg(dir.join("conf.db"))
-        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
-        .arg(format!("--unixctl={}", dir.join("ovsdb.ctl").display()))
-        .arg("--no-chdir")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !dir.join("db.sock").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c
-}
-
-/// `mswitch vswitchd` with ovs-ctl's usual options, on `dir`.
-fn start_vswitchd(dir: &std::path::Path) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("vswitchd.err"))
-        .unwrap();
-    Command::new(BIN)
-        .env("OVS_RUNDIR", dir)
-        .args([
-            "vswitchd",
-            &format!("unix:{}", dir.join("db.sock").display()),
-        ])
-        .args(["--pidfile", "--no-chdir", "-vconsole:emer", "--mlockall"])
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
-}
-
-/// SIGTERM, then a bounded wait, then SIGKILL.
-fn stop(mut c: Child) {
-    // SAFETY: kill(2) of a child we started.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(c.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
+use common::sh;
+use vswitchd_lab::{BIN, Lab, ping, ready, start_server, start_vswitchd, stop};
 
 #[test]
 fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
     if !ready() {
         return;
     }
-    let tag = common::unique_tag();
-    let dir = std::env::temp_dir().join(format!("mswitch-vsd-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lab = Lab {
-        dir: dir.clone(),
-        children: Vec::new(),
-        netns: Vec::new(),
-        links: Vec::new(),
-    };
-    // The database, as Open vSwitch's own set-up makes it.
-    let db = dir.join("conf.db");
-    must(&["ovsdb-tool", "create", db.to_str().unwrap(), SCHEMA]);
-    let server = Command::new("ovsdb-server")
-        .arg(&db)
-        .arg(format!("--remote=punix:{}", dir.join("db.sock").display()))
-        .arg(format!("--unixctl={}", dir.join("ovsdb.ctl").display()))
-        .arg("--no-chdir")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.children.push(server);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !dir.join("db.sock").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    lab.vsctl(&["--no-wait", "init"]).unwrap();
-    // mswitch in ovs-vswitchd's place, with ovs-ctl's usual options.
-    let vsd = Command::new(BIN)
-        .env("OVS_RUNDIR", &dir)
-        .args([
-            "vswitchd",
-            &format!("unix:{}", dir.join("db.sock").display()),
-        ])
-        .args(["--pidfile", "--no-chdir", "-vconsole:emer", "--mlockall"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("vswitchd.err")).unwrap())
-        .spawn()
-        .unwrap();
-    lab.children.push(vsd);
+    let mut lab = Lab::start();
+    let (tag, dir) = (lab.tag.clone(), lab.dir.clone());
 
     // A bridge, two namespaces on two system ports (one asking for a number).
     let br = format!("msv{tag}");
-    lab.links.push(br.clone());
-    lab.vsctl(&[
-        "add-br",
-        &br,
-        "--",
-        "set",
-        "bridge",
-        &br,
-        "datapath_type=netdev",
-    ])
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}",
-            std::fs::read_to_string(dir.join("vswitchd.err")).unwrap_or_default()
-        )
-    });
+    lab.add_br(&br);
     assert_eq!(
         lab.vsctl(&["get", "Interface", &br, "ofport"]).unwrap(),
         "65534"
     );
-    let mut ns = Vec::new();
-    for n in 1..=2 {
-        let name = format!("msv{tag}n{n}");
-        let outer = format!("mv{tag}o{n}");
-        let inner = format!("mv{tag}i{n}");
-        common::veth_into_netns(&name, &outer, &inner, &mut lab.netns, &mut lab.links);
-        must(&["ip", "link", "set", &outer, "up"]);
-        let ex = |a: &[&str]| {
-            let mut v = vec!["ip", "netns", "exec", &name];
-            v.extend_from_slice(a);
-            must(&v)
-        };
-        ex(&["ip", "link", "set", &inner, "name", "eth0"]);
-        ex(&["ip", "link", "set", "lo", "up"]);
-        ex(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("10.80.0.{n}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ex(&["ip", "link", "set", "eth0", "up"]);
-        let _ = sh(&[
-            "ethtool", "-K", &outer, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-        ]);
-        let _ = sh(&[
-            "ip", "netns", "exec", &name, "ethtool", "-K", "eth0", "tx", "off", "tso", "off",
-            "gso", "off",
-        ]);
-        ns.push((name, outer));
-    }
+    let hosts = [lab.host(1, "10.80.0.1"), lab.host(2, "10.80.0.2")];
+    let ns: Vec<(String, String)> = hosts
+        .iter()
+        .map(|h| (h.ns.clone(), h.port.clone()))
+        .collect();
     let (v1, v2) = (&ns[0].1, &ns[1].1);
     lab.vsctl(&[
         "add-port",
@@ -291,7 +71,7 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
         "set",
         "Interface",
         "nope",
-        "type=patch",
+        "type=stt",
     ]);
     assert_eq!(
         lab.vsctl(&["get", "Interface", "nope", "ofport"]).unwrap(),
@@ -351,28 +131,16 @@ fn ovs_vsctl_and_ovs_ofctl_drive_mswitch_vswitchd() {
     );
 
     // ovs-appctl, finding the daemon through its pidfile.
-    let appctl = |args: &[&str]| {
-        let out = Command::new("ovs-appctl")
-            .env("OVS_RUNDIR", &dir)
-            .args(["--timeout=10", "-t", "ovs-vswitchd"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let appctl = |args: &[&str]| lab.appctl(args);
     let (ok, v) = appctl(&["version"]);
     assert!(ok && v.contains("mswitch"), "{v}");
     let (ok, l) = appctl(&["ofproto/list"]);
     assert!(ok && l.lines().any(|x| x == br), "{l}");
-    // (The datapath-id change made the bridge again: new traffic to learn.)
+    // (Learning starts afresh: the neighbours are forgotten.)
     let _ = sh(&[
         "ip", "netns", "exec", &ns[0].0, "ip", "neigh", "flush", "all",
     ]);
-    ping(&ns[0].0, "10.80.0.2", "2").expect("through the remade bridge");
+    ping(&ns[0].0, "10.80.0.2", "2").expect("after the datapath id changed");
     let (ok, f) = appctl(&["fdb/show", &br]);
     assert!(ok && f.starts_with(" port  VLAN  MAC"), "{f}");
     assert!(
@@ -495,6 +263,29 @@ fn detach_pidfile_log_file_and_appctl_exit_work_as_ovs_ctl_expects() {
     };
     let v = appctl(&["version"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // --monitor: a crash (SIGABRT) brings up a new daemon, with a new pid
+    // in the pidfile, that ovs-appctl reaches. (The monitor waits longer
+    // after a daemon that crashed within 2 s of starting.)
+    std::thread::sleep(Duration::from_millis(2100));
+    // SAFETY: signals the daemon this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGABRT);
+    }
+    let read_pid = || {
+        std::fs::read_to_string(dir.join("ovs-vswitchd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_pid().is_none_or(|p| p == pid) || !appctl(&["version"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor did not restart the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = read_pid().unwrap();
     assert!(appctl(&["exit"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     // SAFETY: kill(pid, 0) only asks whether the process exists.

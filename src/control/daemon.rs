@@ -27,6 +27,7 @@ use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
 use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
+use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
@@ -61,9 +62,13 @@ pub struct Daemon {
     /// Where switches' OpenFlow sockets (`SWITCH.mgmt`) go: beside the
     /// control socket.
     run_dir: Mutex<PathBuf>,
+    /// Where patch ports find their peers (on any of the switches).
+    patches: PatchPanel,
 }
 
 type Res<T> = Result<T, String>;
+
+mod ovs;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
 /// port number, out of the way of ports numbered from 1).
@@ -90,6 +95,7 @@ impl Daemon {
             stop_bell: EventFd::new()?,
             conns: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(0),
+            patches: PatchPanel::new(),
             run_dir: Mutex::new(
                 super::default_ctl_path()
                     .parent()

@@ -129,6 +129,11 @@ impl Conn {
         self.phase == Phase::Open && self.closing.is_none()
     }
 
+    /// The role the controller asked for (`Equal` until it asks).
+    pub fn role(&self) -> ControllerRole {
+        self.role
+    }
+
     /// Whether to read more from the peer now.
     pub fn wants_read(&self) -> bool {
         self.closing.is_none() && self.out.len() < READ_LIMIT

@@ -13,6 +13,7 @@ pub mod afxdp;
 pub mod driver;
 pub mod kernel;
 pub mod mem;
+pub mod patch;
 pub mod socket;
 pub mod spec;
 pub mod tap;

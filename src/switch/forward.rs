@@ -32,6 +32,7 @@ use crate::module::{Nanos, Verdict, Verdicts};
 use crate::packet::{Batch, PacketRef, Slot, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
+use super::mirror::{Dests, Mirrors};
 use super::stats::DropReason;
 use super::table::{PacketIns, PortEntry, Table};
 
@@ -65,6 +66,8 @@ pub struct Forwarder {
     bcast: Vec<u16>,
     /// Per variant (packet `n + k` of `pkts`): the packet it is a copy of.
     origin: Vec<u16>,
+    /// Scratch for the mirror output ports of one packet.
+    mirror_outs: Vec<PortId>,
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
     /// Packets forwarded (read from an input ring) by this forwarder.
@@ -88,6 +91,7 @@ impl Forwarder {
             active: Vec::with_capacity(64),
             bcast: Vec::with_capacity(batch),
             origin: Vec::with_capacity(batch),
+            mirror_outs: Vec::new(),
             max_len: 0,
             packets: 0,
         }
@@ -148,8 +152,27 @@ impl Forwarder {
         n
     }
 
-    /// Phases 3 and 4: group by destination and send.
+    /// Phases 3 and 4: group by destination and send. A switch with
+    /// mirrors takes the variant that copies to them (one branch here per
+    /// batch; the variant without mirrors has no mirror code at all).
     fn dispatch(&mut self, table: &Table, input: &PortEntry, packet_in: &PacketIns) {
+        match table.mirrors.as_deref() {
+            None => self.dispatch_with::<false>(table, input, packet_in, None),
+            // A mirror's output port is reserved: what it receives is dropped.
+            Some(m) if m.reserved(input.id) => {
+                input.counters[self.ctr].drop(DropReason::Module, self.pkts.len() as u64);
+            }
+            Some(m) => self.dispatch_with::<true>(table, input, packet_in, Some(m)),
+        }
+    }
+
+    fn dispatch_with<const M: bool>(
+        &mut self,
+        table: &Table,
+        input: &PortEntry,
+        packet_in: &PacketIns,
+        mirrors: Option<&Mirrors>,
+    ) {
         let in_id = input.id;
         let ctr = &input.counters[self.ctr];
         let (mut no_dest, mut module, mut bad, mut ctl_full) = (0u64, 0u64, 0u64, 0u64);
@@ -160,7 +183,8 @@ impl Forwarder {
         // in input order as is, without linking packet by packet.
         // (`flush` leaves no destination lists behind.)
         debug_assert!(self.active.is_empty() && self.bcast.is_empty());
-        if let Some(&Verdict::Port(p)) = self.verdicts.as_slice().first()
+        if !M
+            && let Some(&Verdict::Port(p)) = self.verdicts.as_slice().first()
             && self.verdicts.controller_copies().is_empty()
             && !self.verdicts.has_variants()
             && p != in_id
@@ -209,7 +233,7 @@ impl Forwarder {
             }
             match self.verdicts.get(i) {
                 Verdict::Port(p) => {
-                    if !self.link(table, p, in_id, i, false) {
+                    if !self.link::<M>(table, p, in_id, i, false, mirrors) {
                         no_dest += 1;
                     }
                 }
@@ -219,7 +243,7 @@ impl Forwarder {
                     let mut any = false;
                     for j in 0..self.verdicts.set_members(k).len() {
                         let p = self.verdicts.set_members(k)[j];
-                        any |= self.link(table, p, in_id, i, hairpin);
+                        any |= self.link::<M>(table, p, in_id, i, hairpin, mirrors);
                     }
                     if !any {
                         no_dest += 1;
@@ -233,19 +257,25 @@ impl Forwarder {
                 Verdict::Drop => module += 1,
                 Verdict::Invalid => bad += 1,
             }
+            if M && let Some(m) = mirrors {
+                self.mirror(table, m, in_id, i);
+            }
             while let Some(&pkt) = self.origin.get(var)
                 && usize::from(pkt) == i
             {
-                if !self.link_variant(table, in_id, n + var) {
+                if !self.link_variant::<M>(table, in_id, n + var, mirrors) {
                     no_dest += 1;
+                }
+                if M && let Some(m) = mirrors {
+                    self.mirror_variant(table, m, in_id, n + var);
                 }
                 var += 1;
             }
             if self.links.len() > room {
-                self.flush(table, input);
+                self.flush(table, input, mirrors);
             }
         }
-        self.flush(table, input);
+        self.flush(table, input, mirrors);
         ctr.drop(DropReason::NoDest, no_dest);
         ctr.drop(DropReason::Module, module);
         ctr.drop(DropReason::BadFrame, bad);
@@ -256,10 +286,22 @@ impl Forwarder {
     /// a destination (not attached, or the input port itself unless
     /// `hairpin`): a packet that reaches no destination is one `NoDest`
     /// drop, however many ports its verdict named.
+    /// With mirrors (`M`), their output ports are no destinations.
     #[inline]
-    fn link(&mut self, table: &Table, p: PortId, in_id: PortId, i: usize, hairpin: bool) -> bool {
+    fn link<const M: bool>(
+        &mut self,
+        table: &Table,
+        p: PortId,
+        in_id: PortId,
+        i: usize,
+        hairpin: bool,
+        mirrors: Option<&Mirrors>,
+    ) -> bool {
         let d = p.index();
         if (p == in_id && !hairpin) || d == 0 || table.port(d).is_none() {
+            return false;
+        }
+        if M && mirrors.is_some_and(|m| m.reserved(p)) {
             return false;
         }
         let idx = self.links.len() as u16;
@@ -286,22 +328,82 @@ impl Forwarder {
     /// Chains variant packet `j` (index into `pkts`) to its destinations.
     /// False if it reaches none.
     #[cold]
-    fn link_variant(&mut self, table: &Table, in_id: PortId, j: usize) -> bool {
+    fn link_variant<const M: bool>(
+        &mut self,
+        table: &Table,
+        in_id: PortId,
+        j: usize,
+        mirrors: Option<&Mirrors>,
+    ) -> bool {
         let Some(to) = self.verdicts.variant_to(j - self.origin_base()) else {
             return false;
         };
         match to {
-            Verdict::Port(p) => self.link(table, p, in_id, j, false),
+            Verdict::Port(p) => self.link::<M>(table, p, in_id, j, false, mirrors),
             Verdict::Ports(k) => {
                 let mut any = false;
                 for m in 0..self.verdicts.set_members(k).len() {
                     let p = self.verdicts.set_members(k)[m];
-                    any |= self.link(table, p, in_id, j, false);
+                    any |= self.link::<M>(table, p, in_id, j, false, mirrors);
                 }
                 any
             }
             _ => false,
         }
+    }
+
+    /// Copies packet `i` to the output port of every mirror that selects
+    /// it, by its input port or by where the module sent it.
+    #[cold]
+    fn mirror(&mut self, table: &Table, m: &Mirrors, in_id: PortId, i: usize) {
+        let v = self.verdicts.get(i);
+        self.mirror_to(table, m, in_id, i, v, false);
+    }
+
+    /// Copies variant `j` (a rewritten copy of a packet, index into `pkts`)
+    /// to the output port of every mirror that selects it by where it goes
+    /// and did not already take its packet.
+    #[cold]
+    fn mirror_variant(&mut self, table: &Table, m: &Mirrors, in_id: PortId, j: usize) {
+        if let Some(v) = self.verdicts.variant_to(j - self.origin_base()) {
+            self.mirror_to(table, m, in_id, j, v, true);
+        }
+    }
+
+    fn mirror_to(
+        &mut self,
+        table: &Table,
+        m: &Mirrors,
+        in_id: PortId,
+        i: usize,
+        v: Verdict,
+        variant: bool,
+    ) {
+        let mut outs = std::mem::take(&mut self.mirror_outs);
+        outs.clear();
+        let one;
+        let dests = match v {
+            Verdict::Port(p) => {
+                one = [p];
+                Dests::Ports(&one)
+            }
+            Verdict::Ports(k) => Dests::Ports(self.verdicts.set_members(k)),
+            Verdict::Flood => Dests::Flood,
+            _ => Dests::None,
+        };
+        m.select(
+            in_id,
+            dests,
+            &table.attached,
+            self.pkts[i].len,
+            variant,
+            |o| outs.push(o),
+        );
+        for &o in &outs {
+            // The output port is reserved, so only a mirror copy goes there.
+            self.link::<false>(table, o, in_id, i, false, None);
+        }
+        self.mirror_outs = outs;
     }
 
     /// Index in `pkts` of the first variant.
@@ -317,21 +419,24 @@ impl Forwarder {
     }
 
     /// Sends every grouped packet and clears the groups.
-    fn flush(&mut self, table: &Table, input: &PortEntry) {
+    fn flush(&mut self, table: &Table, input: &PortEntry, mirrors: Option<&Mirrors>) {
         let in_idx = input.id.index();
         for k in 0..self.active.len() {
             let d = self.active[k] as usize;
             let list = self.dst[d];
             // `link` only chains ports attached in this same table. The
-            // input is active only for hairpin sets: floods skip it.
+            // input is active only for hairpin sets: floods skip it, and
+            // a mirror's output port.
             if let Some(dst) = table.port(d) {
-                self.deliver(dst, list, d != in_idx);
+                let flood = d != in_idx && !mirrors.is_some_and(|m| m.reserved(dst.id));
+                self.deliver(dst, list, flood);
             }
         }
         if !self.bcast.is_empty() {
             for &p in &table.attached {
                 let d = p.index();
-                if p == input.id || self.dst[d].count > 0 {
+                if p == input.id || self.dst[d].count > 0 || mirrors.is_some_and(|m| m.reserved(p))
+                {
                     continue;
                 }
                 if let Some(dst) = table.port(d) {

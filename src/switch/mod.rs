@@ -11,6 +11,7 @@
 
 pub mod forward;
 pub mod lease;
+pub mod mirror;
 pub mod stats;
 pub mod table;
 mod worker;
@@ -392,6 +393,15 @@ impl Switch {
             module.port_attached(*p);
         }
         self.publish(cur.derive(|t| t.module = module));
+    }
+
+    /// Replaces the port mirrors (an empty list removes them) while
+    /// traffic flows.
+    pub fn set_mirrors(&self, specs: &[mirror::MirrorSpec]) {
+        let _g = self.lock_control();
+        let cur = self.shared.table();
+        let m = mirror::Mirrors::new(specs).map(Arc::new);
+        self.publish(cur.derive(|t| t.mirrors = m));
     }
 
     pub fn module(&self) -> Arc<dyn Module> {

@@ -13,6 +13,7 @@ use crate::port::{MAX_PORTS, Port, PortId};
 use crate::sys::EventFd;
 
 use super::lease::OutQueue;
+use super::mirror::Mirrors;
 use super::stats::PortCounters;
 
 /// One incoming queue of an attached port, as the switch polls it.
@@ -101,6 +102,8 @@ pub struct Table {
     /// Attached port numbers, ascending (flood order).
     pub attached: Vec<PortId>,
     pub module: Arc<dyn Module>,
+    /// The switch's port mirrors, if it has any.
+    pub mirrors: Option<Arc<Mirrors>>,
 }
 
 impl Table {
@@ -110,6 +113,7 @@ impl Table {
             ports: vec![None; MAX_PORTS].into_boxed_slice(),
             attached: Vec::new(),
             module,
+            mirrors: None,
         }
     }
 
@@ -133,6 +137,7 @@ impl Table {
             ports: self.ports.clone(),
             attached: self.attached.clone(),
             module: self.module.clone(),
+            mirrors: self.mirrors.clone(),
         };
         f(&mut t);
         t

@@ -100,8 +100,24 @@ pub struct Agent {
     thread: Option<JoinHandle<()>>,
     /// What it listens on (with the real port of `ptcp:0`).
     pub listening: Vec<String>,
-    /// Each dialled controller and whether its connection is up.
-    status: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    /// Each dialled controller's connection, as the loop last saw it.
+    status: Arc<std::sync::Mutex<Vec<ControllerStatus>>>,
+}
+
+/// What is known of the connection to one dialled controller (what
+/// ovs-vswitchd writes to the Controller table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControllerStatus {
+    pub target: String,
+    /// Handshake done and the connection open.
+    pub connected: bool,
+    /// Open vSwitch's connection states: `ACTIVE`, `CONNECTING`, `BACKOFF`.
+    pub state: &'static str,
+    /// Its role while connected: `other`, `master` or `slave`.
+    pub role: Option<&'static str>,
+    pub last_connected: Option<Instant>,
+    pub last_disconnected: Option<Instant>,
+    pub last_error: Option<String>,
 }
 
 /// A controller this switch dials.
@@ -109,6 +125,9 @@ struct Active {
     remote: Remote,
     state: ActiveState,
     backoff: Duration,
+    last_connected: Option<Instant>,
+    last_disconnected: Option<Instant>,
+    last_error: Option<String>,
 }
 
 enum ActiveState {
@@ -134,7 +153,7 @@ struct Loop {
     last_controller: Instant,
     fail_open: bool,
     origin: Instant,
-    status: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    status: Arc<std::sync::Mutex<Vec<ControllerStatus>>>,
 }
 
 impl Agent {
@@ -176,6 +195,9 @@ impl Agent {
                     remote: r.clone(),
                     state: ActiveState::Idle { retry_at: now },
                     backoff: BACKOFF_MIN,
+                    last_connected: None,
+                    last_disconnected: None,
+                    last_error: None,
                 })
                 .collect(),
             links: Default::default(),
@@ -204,6 +226,14 @@ impl Agent {
     /// Each controller this agent dials, and whether it is connected now
     /// (handshake done).
     pub fn controllers(&self) -> Vec<(String, bool)> {
+        self.controller_status()
+            .into_iter()
+            .map(|c| (c.target, c.connected))
+            .collect()
+    }
+
+    /// Each controller this agent dials, in detail.
+    pub fn controller_status(&self) -> Vec<ControllerStatus> {
         self.status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -222,6 +252,16 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A controller role as the Controller table spells it.
+fn role_name(r: crate::openflow::message::ControllerRole) -> &'static str {
+    use crate::openflow::message::ControllerRole as R;
+    match r {
+        R::Master => "master",
+        R::Slave => "slave",
+        R::Equal | R::NoChange => "other",
     }
 }
 
@@ -430,6 +470,8 @@ impl Loop {
                 retry_at: Instant::now() + a.backoff,
             };
             a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+            a.last_disconnected = Some(Instant::now());
+            a.last_error = Some(why.to_owned());
         }
     }
 
@@ -445,7 +487,8 @@ impl Loop {
                             a.state = ActiveState::Connecting { stream, since: now };
                         }
                         Ok(stream) => self.up(i, stream),
-                        Err(_) => {
+                        Err(e) => {
+                            a.last_error = Some(e.to_string());
                             a.state = ActiveState::Idle {
                                 retry_at: now + a.backoff,
                             };
@@ -484,7 +527,13 @@ impl Loop {
         };
         match sys::socket_error(stream.as_raw_fd()) {
             Ok(()) if stream.set_nonblocking().is_ok() => self.up(i, stream),
-            _ => a.backoff = (a.backoff * 2).min(BACKOFF_MAX),
+            r => {
+                a.last_error = Some(match r {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "cannot make the socket non-blocking".into(),
+                });
+                a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+            }
         }
     }
 
@@ -504,17 +553,33 @@ impl Loop {
             },
         );
         self.actives[i].state = ActiveState::Up { conn: id };
+        self.actives[i].last_connected = Some(Instant::now());
     }
 
     /// Standalone fail mode: learn while no controller is there. Also
     /// publishes which controllers are connected.
     fn fail_mode_step(&mut self) {
-        let now: Vec<(String, bool)> = self
+        let now: Vec<ControllerStatus> = self
             .actives
             .iter()
             .map(|a| {
-                let up = matches!(a.state, ActiveState::Up { conn } if self.core.is_open(conn));
-                (a.remote.to_string(), up)
+                let conn = match a.state {
+                    ActiveState::Up { conn } => self.core.conn(conn).filter(|c| c.is_open()),
+                    _ => None,
+                };
+                ControllerStatus {
+                    target: a.remote.to_string(),
+                    connected: conn.is_some(),
+                    state: match (&a.state, conn) {
+                        (_, Some(_)) | (ActiveState::Up { .. }, None) => "ACTIVE",
+                        (ActiveState::Connecting { .. }, _) => "CONNECTING",
+                        (ActiveState::Idle { .. }, _) => "BACKOFF",
+                    },
+                    role: conn.map(|c| role_name(c.role())),
+                    last_connected: a.last_connected,
+                    last_disconnected: a.last_disconnected,
+                    last_error: a.last_error.clone(),
+                }
             })
             .collect();
         {

@@ -14,11 +14,14 @@ pub fn monitor_requests() -> Value {
     json!({
         "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges", "other_config"]},
         "Bridge": {"columns": ["name", "datapath_type", "fail_mode", "controller",
-                               "protocols", "other_config", "ports", "datapath_id"]},
+                               "protocols", "other_config", "ports", "datapath_id",
+                               "mirrors"]},
         "Port": {"columns": ["name", "interfaces", "tag", "trunks", "vlan_mode"]},
         "Interface": {"columns": ["name", "type", "options", "ofport_request",
                                   "ofport", "error"]},
         "Controller": {"columns": ["target"]},
+        "Mirror": {"columns": ["name", "select_all", "select_src_port", "select_dst_port",
+                               "output_port", "select_vlan", "output_vlan"]},
     })
 }
 
@@ -135,6 +138,7 @@ impl Mirror {
                     .and_then(Value::as_str)
                     .map(str::to_owned),
                 ifaces: Vec::new(),
+                mirrors: Vec::new(),
             };
             bridge.controllers.sort();
             for pu in datum::uuids(&b["ports"]) {
@@ -167,10 +171,56 @@ impl Mirror {
                 }
             }
             bridge.ifaces.sort_by(|a, b| a.name.cmp(&b.name));
+            bridge.mirrors = datum::uuids(&b["mirrors"])
+                .into_iter()
+                .filter_map(|mu| self.wanted_mirror(mu))
+                .collect();
             w.bridges.insert(name.to_owned(), bridge);
         }
         w
     }
+}
+
+impl Mirror {
+    /// Mirror row `uuid`, its ports as the names of their interfaces.
+    fn wanted_mirror(&self, uuid: &str) -> Option<WantedMirror> {
+        let m = self.row("Mirror", uuid)?;
+        let ifaces = |col: &Value| -> Vec<String> {
+            datum::uuids(col)
+                .into_iter()
+                .filter_map(|pu| self.row("Port", pu))
+                .flat_map(|p| datum::uuids(&p["interfaces"]))
+                .filter_map(|iu| self.row("Interface", iu)?["name"].as_str())
+                .map(str::to_owned)
+                .collect()
+        };
+        Some(WantedMirror {
+            uuid: uuid.to_owned(),
+            name: m["name"].as_str().unwrap_or("").to_owned(),
+            all: m["select_all"].as_bool().unwrap_or(false),
+            src: ifaces(&m["select_src_port"]),
+            dst: ifaces(&m["select_dst_port"]),
+            out: ifaces(&m["output_port"]),
+            vlans: !datum::set(&m["select_vlan"]).is_empty()
+                || datum::optional(&m["output_vlan"]).is_some(),
+        })
+    }
+}
+
+/// One row of the Mirror table, as a bridge's `mirrors` names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantedMirror {
+    pub uuid: String,
+    pub name: String,
+    pub all: bool,
+    /// Interfaces of the `select_src_port`/`select_dst_port`/`output_port`
+    /// ports.
+    pub src: Vec<String>,
+    pub dst: Vec<String>,
+    pub out: Vec<String>,
+    /// Whether it asks for VLAN selection or a VLAN output, which mswitch
+    /// does not do.
+    pub vlans: bool,
 }
 
 /// A Port's VLAN columns as the settings text `mswitch` takes (empty: the
@@ -211,6 +261,7 @@ pub struct WantedBridge {
     pub protocols: Vec<String>,
     pub datapath_id: Option<String>,
     pub ifaces: Vec<WantedIface>,
+    pub mirrors: Vec<WantedMirror>,
 }
 
 impl WantedBridge {
@@ -277,6 +328,22 @@ mod tests {
         assert_eq!(b.ifaces.len(), 1);
         assert_eq!(b.ifaces[0].ofport_request, Some(5));
         assert_eq!(b.ifaces[0].vlan, "tag=10");
+        assert!(b.mirrors.is_empty());
+        m.apply(&json!({
+            "Bridge": {"b": {"new": {"name": "br0", "ports": ["set", [["uuid", "p"]]],
+                "mirrors": ["uuid", "m"]}}},
+            "Mirror": {"m": {"new": {"name": "m0", "select_all": false,
+                "select_src_port": ["uuid", "p"], "select_dst_port": ["set", []],
+                "output_port": ["uuid", "p"], "select_vlan": ["set", []],
+                "output_vlan": ["set", []]}}},
+        }));
+        let ms = &m.wanted().bridges["br0"].mirrors;
+        assert_eq!(ms.len(), 1);
+        assert_eq!(
+            (ms[0].src.as_slice(), ms[0].out.as_slice()),
+            (&["v1".to_owned()][..], &["v1".to_owned()][..])
+        );
+        assert!(ms[0].dst.is_empty() && !ms[0].all && !ms[0].vlans);
         // A deleted port leaves the bridge; odd input changes nothing.
         m.apply(&json!({"Port": {"p": {"old": {}}}}));
         assert!(m.wanted().bridges["br0"].ifaces.is_empty());

@@ -20,12 +20,21 @@
 //! interface is the switch's LOCAL TAP. Interface types: `""`/`system`
 //! (AF_XDP, falling back to AF_PACKET), `afxdp`, `internal` and `tap`
 //! (TAP), `dpdkvhostuser` (a vhost-user server socket in the run
-//! directory), `dpdkvhostuserclient` (`options:vhost-server-path`). Others
-//! get `ofport` -1 and an `error`; every other port keeps forwarding.
+//! directory), `dpdkvhostuserclient` (`options:vhost-server-path`),
+//! `patch` (`options:peer`: a [`crate::port::patch`] link to a patch port
+//! of another bridge, in the process). Others get `ofport` -1 and an
+//! `error`; every other port keeps forwarding. A patch port without a
+//! `peer` option gets -1 too; one whose peer is missing keeps its number
+//! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
+//! become the switch's port mirrors ([`mirrors`]), with their
+//! `statistics` written back.
 //! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
+mod flows;
+mod mirrors;
+mod status;
 pub mod unixctl;
 
 use std::collections::BTreeMap;
@@ -74,11 +83,13 @@ struct Applied {
 #[derive(Debug)]
 struct AppliedBridge {
     key: (Option<String>, Vec<String>, Vec<String>, Option<String>),
+    datapath_type: String,
     dpid: u64,
     /// Why the bridge has no LOCAL port, if it has none.
     no_local: Option<String>,
     error: Option<String>,
     ifaces: BTreeMap<String, Applied>,
+    mirrors: mirrors::AppliedMirrors,
 }
 
 /// Follows the database until the daemon stops.
@@ -129,6 +140,7 @@ fn session(
     mirror.apply(&c.monitor(DB, "mswitch", db::monitor_requests(), RPC)?);
     let mut types_written = false;
     let mut stats_due = Instant::now();
+    let mut ctl_written = BTreeMap::new();
     loop {
         if d.stopping() {
             return Ok(());
@@ -143,7 +155,14 @@ fn session(
                         "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
             types_written = true;
         }
-        if Instant::now() >= stats_due {
+        let stats_now = Instant::now() >= stats_due;
+        ops.extend(status::controller_ops(
+            d,
+            &wanted,
+            &mut ctl_written,
+            stats_now,
+        ));
+        if stats_now {
             ops.extend(state_ops(d, &wanted, applied));
             stats_due = Instant::now() + mirror.stats_interval();
         }
@@ -172,6 +191,7 @@ const IFACE_TYPES: &[&str] = &[
     "afxdp",
     "dpdkvhostuser",
     "dpdkvhostuserclient",
+    "patch",
 ];
 
 /// The port spec for an interface, or why it cannot be made.
@@ -215,6 +235,32 @@ fn openflow_opts(b: &WantedBridge) -> OpenFlowOpts {
     }
 }
 
+/// The datapath id a bridge gets.
+fn dpid_of(opts: &OpenFlowOpts, bridge: &str) -> u64 {
+    opts.dpid
+        .as_deref()
+        .and_then(|s| super::ofagent::parse_dpid(s).ok())
+        .unwrap_or_else(|| default_dpid(bridge))
+}
+
+/// New controllers, fail mode, versions or datapath id for a bridge that
+/// stays, with its flows where ovs-vswitchd keeps them: they are flushed
+/// only when the bridge gains its first controller or loses its last, or
+/// when its fail mode changes while it has none (what Open vSwitch's
+/// connection manager does).
+fn set_openflow(d: &Daemon, name: &str, a: &mut AppliedBridge, b: &WantedBridge) {
+    let active = |ctls: &[String]| ctls.iter().any(|t| !t.starts_with('p'));
+    let mode = |m: &Option<String>| m.clone().unwrap_or_else(|| "standalone".into());
+    let (had, has) = (active(&a.key.1), active(&b.controllers));
+    let flush = had != has || (!has && mode(&a.key.0) != mode(&b.fail_mode));
+    let opts = openflow_opts(b);
+    if let Err(e) = d.set_openflow(name, &opts, flush) {
+        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+    }
+    a.key = b.openflow_key();
+    a.dpid = dpid_of(&opts, name);
+}
+
 /// Makes the daemon's switches what the database asks for.
 fn reconcile(
     d: &Daemon,
@@ -232,12 +278,17 @@ fn reconcile(
         applied.remove(&name);
     }
     for (name, b) in &wanted.bridges {
-        if applied.get(name).is_some_and(|a| a.key != b.openflow_key()) {
-            // A new controller, fail mode, version list or datapath id:
-            // the bridge is made again (its flows go, as its controllers
-            // come back to install them).
-            let _ = d.destroy(name);
-            applied.remove(name);
+        if let Some(a) = applied.get_mut(name) {
+            let changed = a.key != b.openflow_key();
+            if a.datapath_type != b.datapath_type || (changed && a.error.is_some()) {
+                // As ovs-vswitchd: a new datapath type makes the bridge
+                // again (and a bridge that could not be made is tried
+                // again when its settings change).
+                let _ = d.destroy(name);
+                applied.remove(name);
+            } else if changed {
+                set_openflow(d, name, a, b);
+            }
         }
         if !applied.contains_key(name) {
             let opts = openflow_opts(b);
@@ -249,19 +300,16 @@ fn reconcile(
             if let Some(e) = &error {
                 eprintln!("mswitch vswitchd: bridge {name}: {e}");
             }
-            let dpid = opts
-                .dpid
-                .as_deref()
-                .and_then(|s| super::ofagent::parse_dpid(s).ok())
-                .unwrap_or_else(|| default_dpid(name));
             applied.insert(
                 name.clone(),
                 AppliedBridge {
                     key: b.openflow_key(),
-                    dpid,
+                    datapath_type: b.datapath_type.clone(),
+                    dpid: dpid_of(&opts, name),
                     no_local,
                     error,
                     ifaces: BTreeMap::new(),
+                    mirrors: Default::default(),
                 },
             );
         }
@@ -310,6 +358,26 @@ fn reconcile(
                 }
             }
         }
+        if a.error.is_none() {
+            mirrors::apply(d, name, &b.mirrors, &a.ifaces, &mut a.mirrors);
+        }
+    }
+    patch_errors(d, applied);
+}
+
+/// A patch port whose peer is missing (or names another port) keeps its
+/// number and reports it in `error`, as ovs-vswitchd does.
+fn patch_errors(d: &Daemon, applied: &mut BTreeMap<String, AppliedBridge>) {
+    for a in applied.values_mut() {
+        for (name, ap) in &mut a.ifaces {
+            if ap.key.0 != "patch" || ap.ofport <= 0 {
+                continue;
+            }
+            ap.error = (!d.patch_plugged(name)).then(|| {
+                let peer = ap.key.1.get("peer").map_or("", String::as_str);
+                format!("No usable peer '{peer}' exists in 'netdev' datapath.")
+            });
+        }
     }
 }
 
@@ -332,20 +400,21 @@ fn attach(
             Some(e) => (-1, Some(e.clone())),
         };
     }
-    let spec = match spec_for(i, run_dir) {
-        Ok(s) => s,
-        Err(e) => return (-1, Some(e)),
+    let make = |n: Option<u32>| {
+        if i.kind == "patch" {
+            let peer = i.options.get("peer").map(String::as_str);
+            return d.attach_patch(bridge, &i.name, peer, n);
+        }
+        d.attach(bridge, &spec_for(i, run_dir)?, n)
     };
     let usable = |n: &i64| (1..0xff00).contains(n);
     let requested = i.ofport_request.filter(usable).map(|n| n as u32);
     // Without a request, the number it had before a restart, if free.
     let before = i.ofport.filter(usable).map(|n| n as u32);
     let r = match (requested, before) {
-        (Some(n), _) => d.attach(bridge, &spec, Some(n)),
-        (None, Some(n)) => d
-            .attach(bridge, &spec, Some(n))
-            .or_else(|_| d.attach(bridge, &spec, None)),
-        (None, None) => d.attach(bridge, &spec, None),
+        (Some(n), _) => make(Some(n)),
+        (None, Some(n)) => make(Some(n)).or_else(|_| make(None)),
+        (None, None) => make(None),
     };
     match r {
         Ok(v) => (v["ofport"].as_i64().unwrap_or(-1), None),
@@ -436,15 +505,7 @@ fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBrid
     let mut ops = Vec::new();
     for (name, b) in &wanted.bridges {
         let Some(a) = applied.get(name) else { continue };
-        // Controller.is_connected of the controllers the bridge dials.
-        let up = d.controllers(name).unwrap_or_default();
-        for (uuid, target) in &b.controller_rows {
-            if let Some((_, c)) = up.iter().find(|(t, _)| t == target) {
-                ops.push(json!({"op": "update", "table": "Controller",
-                    "where": [["_uuid", "==", datum::to_uuid(uuid)]],
-                    "row": {"is_connected": c}}));
-            }
-        }
+        ops.extend(mirrors::stats_ops(&a.mirrors));
         let Ok(st) = d.stats(Some(name)) else {
             continue;
         };

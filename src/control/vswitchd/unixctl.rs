@@ -26,6 +26,7 @@ pub const MAX_CLIENTS: usize = 16;
 
 /// The commands served, as `list-commands` prints them.
 const COMMANDS: &[(&str, &str)] = &[
+    ("bridge/dump-flows", "bridge"),
     ("dpif/show", ""),
     ("dpif-netdev/pmd-stats-show", ""),
     ("exit", "[--cleanup]"),
@@ -155,6 +156,13 @@ fn command(d: &Daemon, method: &str, args: &[String]) -> Result<String, String> 
                 d.fdb(b, true)?;
             }
             Ok("table successfully flushed\n".into())
+        }
+        "bridge/dump-flows" => {
+            let br = arg(0).ok_or("usage: bridge/dump-flows bridge")?;
+            let flows = d
+                .flows(br)
+                .map_err(|_| "Unknown bridge".to_owned())?;
+            Ok(super::flows::dump(&flows))
         }
         "ofproto/list" => Ok(bridges(d).iter().map(|b| format!("{b}\n")).collect()),
         "dpif/show" => {

@@ -31,8 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::module::{Nanos, Verdict, Verdicts};
 use crate::packet::Batch;
+use crate::port::PortId;
 
-use super::actions::{self, BatchFrame};
+use super::actions::{self, BatchFrame, Op};
 use super::key::{self, Key, Layout, WORDS, Words};
 use super::meter;
 use super::pipeline::{FlowCounters, Pipeline, Plan, PlanVerdict, Table, event};
@@ -453,17 +454,29 @@ impl Stripe {
     #[inline]
     pub fn fast(&self, slot: u32) -> bool {
         self.slots.get(slot as usize).is_none_or(|s| {
-            s.plan.ops.is_empty() && s.plan.controller.is_none() && s.plan.meters.is_empty()
+            s.plan.ops.is_empty()
+                && s.plan.controller.is_none()
+                && s.plan.meters.is_empty()
+                && s.plan.versions.is_empty()
         })
+    }
+
+    /// The outputs of the plan in `slot` that want bytes of their own
+    /// ([`Plan::versions`]).
+    #[inline]
+    pub fn versions(&self, slot: u32) -> &[(Box<[Op]>, PortId)] {
+        self.slots
+            .get(slot as usize)
+            .map_or(&[], |s| &s.plan.versions)
     }
 
     /// Whether the plan in `slot` rewrites or meters packets (and so needs
     /// their whole layout: a meter may remark the DSCP).
     #[inline]
     pub fn rewrites(&self, slot: u32) -> bool {
-        self.slots
-            .get(slot as usize)
-            .is_some_and(|s| !s.plan.ops.is_empty() || !s.plan.meters.is_empty())
+        self.slots.get(slot as usize).is_some_and(|s| {
+            !s.plan.ops.is_empty() || !s.plan.meters.is_empty() || !s.plan.versions.is_empty()
+        })
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).

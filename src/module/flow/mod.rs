@@ -130,12 +130,13 @@
 //!
 //! # Limitations (of the one-verdict-per-packet module API)
 //!
-//! - A packet gets one set of destinations and one version of its bytes
-//!   from its actions (NORMAL's tagged/untagged variants aside). If its
-//!   actions output it several times with rewrites in between, every
-//!   destination (the controller copy and NORMAL's input too) gets the
-//!   bytes of the *last* output, counted in `multi_version_outputs`.
-//!   (Packet-outs have no such limit.)
+//! - If a packet's actions output it several times with rewrites in
+//!   between (counted in `multi_version_outputs`), each output to a port
+//!   number gets the bytes it was given, as a [`Verdicts::add_variant`]
+//!   made from the frame as received (`output:5,pop_vlan,output:1`, as
+//!   Faucet floods, gives port 5 the tagged frame). Other outputs (FLOOD,
+//!   ALL, IN_PORT, the controller copy and NORMAL's input) get the bytes
+//!   of the *last* output. (Packet-outs have no such limit.)
 //! - FLOOD and ALL both mean every port but the input.
 //! - LOCAL is the port [`FlowModule::set_local_port`] named (the agent
 //!   attaches the bridge's own TAP as it); without one, that output does
@@ -1283,6 +1284,35 @@ fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<
     })
 }
 
+/// The copies of packet `i` that outputs of the plan in `slot` want with
+/// bytes of their own (`output:5,pop_vlan,output:1`), made from the frame
+/// as received, before the plan's own rewrites change it in place.
+fn versions(
+    st: &Stripe,
+    batch: &Batch<'_>,
+    i: usize,
+    slot: u32,
+    layout: Layout,
+) -> Vec<(PortId, Vec<u8>)> {
+    let vs = st.versions(slot);
+    if vs.is_empty() {
+        return Vec::new();
+    }
+    let d = batch.data(i);
+    vs.iter()
+        .filter_map(|(ops, p)| Some((*p, actions::rewritten(d, layout, ops)?)))
+        .collect()
+}
+
+/// Records the copies [`versions`] made as variants of packet `i`.
+fn add_versions(out: &mut Verdicts, i: usize, versions: Vec<(PortId, Vec<u8>)>) {
+    for (p, bytes) in versions {
+        // Past the per-batch limit of variants the copy is lost (as a
+        // full port would lose it).
+        out.add_variant(i, Verdict::Port(p), &[&bytes]);
+    }
+}
+
 impl Module for FlowModule {
     fn name(&self) -> &'static str {
         "flow"
@@ -1328,7 +1358,9 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
+                let versions = versions(&st, batch, i, slot, layout);
                 if st.rewrite(batch, i, slot, layout) {
+                    add_versions(out, i, versions);
                     let v = if st.normal(slot) {
                         self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                     } else {
@@ -1386,7 +1418,10 @@ impl Module for FlowModule {
                     v
                 };
                 out.set(i, v);
-            } else if st.rewrite(batch, i, slot, p.layout) {
+            } else if let versions = versions(&st, batch, i, slot, p.layout)
+                && st.rewrite(batch, i, slot, p.layout)
+            {
+                add_versions(out, i, versions);
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                 } else {

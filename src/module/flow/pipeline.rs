@@ -491,7 +491,8 @@ struct EntryInfo {
 
 /// Things a plan makes the module count, per packet.
 pub(crate) mod event {
-    /// Output more than once with different bytes; all got the last bytes.
+    /// Output more than once with different bytes (port outputs get
+    /// theirs as [`Plan::versions`], the others the last bytes).
     pub const MULTI_VERSION: u8 = 1;
     /// Received on a port that is down or configured NO_RECV: dropped.
     pub const NO_RECV: u8 = 2;
@@ -521,6 +522,11 @@ pub(crate) struct Plan {
     pub verdict: PlanVerdict,
     /// Rewrites for the delivered copy (the bytes at the last output).
     pub ops: Box<[Op]>,
+    /// Outputs to a port that want other bytes than the delivered copy
+    /// (`output:5,pop_vlan,output:1`: port 5 gets the tagged frame): each
+    /// with its own rewrites of the frame as received. Their ports are
+    /// not in `verdict`.
+    pub versions: Box<[(Box<[Op]>, PortId)]>,
     pub flows: Box<[Arc<FlowCounters>]>,
     /// Tables looked up, and whether an entry matched.
     pub tables: Box<[(u8, bool)]>,
@@ -1028,10 +1034,24 @@ impl<'p> Exec<'p> {
 
     fn finish(self) -> Plan {
         let in_port = IN_PORT.get(&self.key) as u32;
+        // The bytes delivered are those of the last output the data path
+        // acts on (LOCAL goes nowhere yet); a port output that saw other
+        // bytes gets a version of its own.
+        let last: Option<&Vec<Op>> = self
+            .outs
+            .iter()
+            .rfind(|(o, _)| !matches!(o, Out::Local | Out::Table))
+            .map(|(_, ops)| ops);
+        let mut versions: Vec<(Box<[Op]>, PortId)> = Vec::new();
         let mut ports: Vec<PortId> = Vec::new();
         let (mut flood, mut hairpin, mut ctl, mut normal) = (false, false, None, false);
-        for (o, _) in &self.outs {
+        for (o, ops) in &self.outs {
             match *o {
+                Out::Port(p) if last.is_some_and(|l| l != ops) => {
+                    if !versions.iter().any(|(v, q)| *q == p && **v == **ops) {
+                        versions.push((ops.clone().into_boxed_slice(), p));
+                    }
+                }
                 Out::Port(p) => ports.push(p),
                 Out::InPort => hairpin = true,
                 Out::Flood => flood = true,
@@ -1080,6 +1100,7 @@ impl<'p> Exec<'p> {
         Plan {
             verdict,
             ops: ops.into_boxed_slice(),
+            versions: versions.into_boxed_slice(),
             flows: self.flows.into_boxed_slice(),
             tables: self.tables.into_boxed_slice(),
             groups: self.groups.into_boxed_slice(),

@@ -396,13 +396,19 @@ fn controller_copies_carry_their_metadata() {
     assert_eq!(v, [R::Controller]);
     assert_eq!(c, [(0, Some(meta(why::ACTION, 3, 4, 0xffff, 0)))]);
     // Port and controller; two controller outputs make one copy (the
-    // first's metadata); the copy and the port both get the last bytes.
+    // first's metadata) with the last bytes; the port, output before the
+    // rewrite, gets the frame as received (a variant).
     // Three packets of one flow in a batch: the memo serves two of them.
     let (v, f, c) = run_full(&m, 2, vec![udp(1, 2, 1, 1); 3], 0);
-    assert_eq!(v, vec![R::Port(3); 3]);
+    assert_eq!(v, vec![R::Controller; 3]);
     let want = Some(meta(why::ACTION, 1, 1, 64, 5));
     assert_eq!(c, [(0, want), (1, want), (2, want)]);
     assert_eq!(&f[2][6..12], &MacAddr::local(9).0);
+    let vs = variants(&m, 2, vec![udp(1, 2, 1, 1); 3]);
+    assert_eq!(
+        vs,
+        (0..3).map(|i| (i, 3, udp(1, 2, 1, 1))).collect::<Vec<_>>()
+    );
     assert!(counter(&m, "memo_hits") >= 2);
     // The same metadata keeps its tag across batches and cache resets.
     let tag = |m: &FlowModule| {
@@ -521,8 +527,23 @@ fn floods_expand_to_attached_ports_without_a_port_set() {
     assert_eq!(run(&m, 5, vec![udp(1, 2, 1, 1)]), [R::Port(1)]);
 }
 
+/// The variants of a batch: (packet, port, bytes).
+fn variants(m: &FlowModule, in_port: u16, mut frames: Vec<Vec<u8>>) -> Vec<(u16, u16, Vec<u8>)> {
+    let mut refs = Vec::new();
+    let mut out = Verdicts::default();
+    out.reset(frames.len());
+    let mut b = Batch::from_buffers(&mut frames, &mut refs, PortId(in_port));
+    m.process(&mut b, &mut out, 0);
+    out.variants()
+        .map(|(i, to, bytes)| match to {
+            Verdict::Port(p) => (i as u16, p.0, bytes.to_vec()),
+            other => panic!("a variant to {other:?}"),
+        })
+        .collect()
+}
+
 #[test]
-fn outputs_between_rewrites_get_the_last_bytes() {
+fn outputs_between_rewrites_get_the_bytes_they_saw() {
     let m = module();
     let set = |n| Action::SetField(OxmField::EthSrc(Masked::exact(MacAddr::local(n))));
     add(
@@ -535,11 +556,14 @@ fn outputs_between_rewrites_get_the_last_bytes() {
         ),
     );
     let (v, f) = run_at(&m, 1, vec![udp(1, 2, 1, 1), udp(1, 2, 1, 1)], 0);
-    assert_eq!(v, [R::Ports(vec![2, 3]), R::Ports(vec![2, 3])]);
+    assert_eq!(v, [R::Port(3), R::Port(3)]);
     // The last output saw eth_src 50; the rewrite after it changes nothing.
     assert_eq!(&f[0][6..12], &MacAddr::local(50).0);
     assert_eq!(f[0], f[1]);
     assert_eq!(counter(&m, "multi_version_outputs"), 2);
+    // Port 2, output before any rewrite, gets the frame as received.
+    let vs = variants(&m, 1, vec![udp(1, 2, 1, 1)]);
+    assert_eq!(vs, [(0, 2, udp(1, 2, 1, 1))]);
 }
 
 #[test]
@@ -555,8 +579,11 @@ fn ttl_decrement_and_invalid_ttl() {
         ),
     );
     let (v, f) = run_at(&m, 1, vec![udp(1, 2, 1, 1)], 0);
-    assert_eq!(v, [R::Ports(vec![2, 4])]);
+    assert_eq!(v, [R::Port(2)]);
     assert_eq!(f[0][22], 63);
+    // Port 4 got it before the decrement.
+    let vs = variants(&m, 1, vec![udp(1, 2, 1, 1)]);
+    assert_eq!(vs, [(0, 4, udp(1, 2, 1, 1))]);
     assert_eq!(
         crate::wire::ethernet::ones_complement_sum(&f[0][14..34]),
         0xffff

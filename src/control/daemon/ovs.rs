@@ -1,0 +1,100 @@
+//! What `mswitch vswitchd` asks of the daemon beyond `mswitch ctl`'s
+//! requests: patch ports, mirrors, flow dumps, controller status, and new
+//! OpenFlow settings for a switch that keeps its flows.
+
+use std::sync::Arc;
+
+use super::{Agent, Daemon, OpenFlowOpts, Res, ofagent, valid_name};
+use crate::module::Module;
+use crate::port::PortId;
+use crate::switch::mirror::MirrorSpec;
+use serde_json::json;
+
+impl Daemon {
+    /// Each controller a flow switch dials, in detail.
+    pub fn controller_status(&self, switch: &str) -> Res<Vec<ofagent::ControllerStatus>> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        Ok(m.agent
+            .as_ref()
+            .map(Agent::controller_status)
+            .unwrap_or_default())
+    }
+
+    /// Gives a flow switch new OpenFlow settings (controllers, listeners,
+    /// fail mode, versions, datapath id) by restarting only its agent: the
+    /// switch, its ports and its flows stay (emptied first if `flush`).
+    pub fn set_openflow(&self, switch: &str, of: &OpenFlowOpts, flush: bool) -> Res<()> {
+        let cfg = self.agent_config(switch, of)?;
+        let mut sws = self.lock();
+        let m = sws
+            .get_mut(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let flow = m
+            .flow
+            .clone()
+            .ok_or_else(|| format!("switch '{switch}' has no flow module"))?;
+        // The old agent goes first: it holds the listening sockets, and may
+        // have left the switch learning (standalone without controller).
+        m.agent = None;
+        m.sw.set_module(flow.clone() as Arc<dyn Module>);
+        if flush {
+            let all = crate::openflow::FlowMod {
+                command: crate::openflow::flow::FlowModCommand::Delete,
+                table_id: crate::openflow::table_id::ALL,
+                ..Default::default()
+            };
+            flow.flow_mod(&all, m.sw.now()).map_err(|e| e.to_string())?;
+        }
+        m.agent = Some(Agent::start(m.sw.clone(), flow, cfg)?);
+        Ok(())
+    }
+
+    /// Attaches patch port `name` of `switch`, linked to the patch port
+    /// named `peer` (on any switch) once that exists and names it back.
+    pub fn attach_patch(
+        &self,
+        switch: &str,
+        name: &str,
+        peer: Option<&str>,
+        ofport: Option<u32>,
+    ) -> Res<serde_json::Value> {
+        valid_name("port", name)?;
+        let id = ofport.and_then(PortId::new);
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let port = self
+            .patches
+            .open(name, peer, crate::packet::DEFAULT_BUF_SIZE)
+            .map_err(|e| e.to_string())?;
+        let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
+        Ok(json!({ "switch": switch, "port": name, "ofport": id.0, "kind": "patch" }))
+    }
+
+    /// Every flow of a flow switch, as flow stats (all tables).
+    pub fn flows(&self, switch: &str) -> Res<Vec<crate::openflow::multipart::FlowStats>> {
+        let flow = self.flow_of(switch)?;
+        let now = self.lock().get(switch).map(|m| m.sw.now()).unwrap_or(0);
+        flow.flow_stats(&Default::default(), now)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Replaces the port mirrors of `switch`.
+    pub fn set_mirrors(&self, switch: &str, specs: &[MirrorSpec]) -> Res<()> {
+        let sws = self.lock();
+        let m = sws
+            .get(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        m.sw.set_mirrors(specs);
+        Ok(())
+    }
+
+    /// Whether patch port `name` is linked to its peer.
+    pub fn patch_plugged(&self, name: &str) -> bool {
+        self.patches.plugged(name)
+    }
+}

@@ -1,0 +1,185 @@
+//! `mswitch vswitchd`'s in-process ports and port features, driven by Open
+//! vSwitch's own tools as in `tests/vswitchd.rs`: patch interfaces between
+//! two bridges, and mirrors.
+//!
+//! Needs root (veth, namespaces, TAP) and Open vSwitch's tools; without
+//! them it says so and passes vacuously, except in CI.
+
+mod common;
+mod vswitchd_lab;
+
+use vswitchd_lab::{Lab, eventually, ready};
+
+/// Two bridges joined by a patch pair, a host on each: they reach each
+/// other through the pair, the error column follows the peer's presence,
+/// and removing one side stops the traffic cleanly.
+#[test]
+fn a_patch_pair_joins_two_bridges() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::start();
+    let t = lab.tag.clone();
+    let (br_a, br_b) = (format!("msa{t}"), format!("msb{t}"));
+    let (pa, pb) = (format!("pa{t}"), format!("pb{t}"));
+    lab.add_br(&br_a);
+    lab.add_br(&br_b);
+    let h1 = lab.host(1, "10.81.0.1");
+    let h2 = lab.host(2, "10.81.0.2");
+    lab.must_vsctl(&["add-port", &br_a, &h1.port]);
+    lab.must_vsctl(&["add-port", &br_b, &h2.port]);
+
+    // No peer option at all: no port, and Open vSwitch's words.
+    lab.must_vsctl(&[
+        "add-port",
+        &br_a,
+        "nopeer",
+        "--",
+        "set",
+        "Interface",
+        "nopeer",
+        "type=patch",
+    ]);
+    assert_eq!(
+        lab.must_vsctl(&["get", "Interface", "nopeer", "ofport"]),
+        "-1"
+    );
+    let err = lab.must_vsctl(&["get", "Interface", "nopeer", "error"]);
+    assert!(
+        err.contains("patch type requires valid 'peer' argument"),
+        "{err}"
+    );
+    lab.must_vsctl(&["del-port", &br_a, "nopeer"]);
+
+    // One side first: it gets a number and says its peer is missing.
+    add_patch(&lab, &br_a, &pa, &pb);
+    let of_a = lab.must_vsctl(&["get", "Interface", &pa, "ofport"]);
+    assert!(of_a.parse::<u16>().is_ok_and(|n| n > 0), "{of_a}");
+    let err = lab.must_vsctl(&["get", "Interface", &pa, "error"]);
+    assert!(err.contains(&format!("No usable peer '{pb}'")), "{err}");
+
+    add_patch(&lab, &br_b, &pb, &pa);
+    assert_eq!(lab.must_vsctl(&["get", "Interface", &pa, "error"]), "[]");
+    assert_eq!(lab.must_vsctl(&["get", "Interface", &pb, "error"]), "[]");
+    h1.ping(&h2.ip, "3").expect("across the patch pair");
+    let show = lab.ofctl("show", &br_b, &[]);
+    assert!(show.contains(&format!("({pb}): addr:")), "{show}");
+
+    // Counters of both ends in the Interface table.
+    eventually("no statistics on the patch ports", 12, || {
+        [&pa, &pb].iter().all(|p| {
+            lab.vsctl(&["get", "Interface", p, "statistics:tx_packets"])
+                .is_ok_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    });
+
+    // One side goes: traffic stops, the other side says so, and comes
+    // back when the peer does.
+    lab.must_vsctl(&["del-port", &br_b, &pb]);
+    let err = lab.must_vsctl(&["get", "Interface", &pa, "error"]);
+    assert!(err.contains("No usable peer"), "{err}");
+    h1.flush_neigh();
+    assert!(
+        h1.ping(&h2.ip, "2").is_err(),
+        "a ping crossed a removed patch"
+    );
+    add_patch(&lab, &br_b, &pb, &pa);
+    h1.flush_neigh();
+    h1.ping(&h2.ip, "3")
+        .expect("across the patch pair made again");
+}
+
+/// `ovs-vsctl add-port BR NAME -- set Interface NAME type=patch
+/// options:peer=PEER`.
+fn add_patch(lab: &Lab, br: &str, name: &str, peer: &str) {
+    let peer = format!("options:peer={peer}");
+    lab.must_vsctl(&[
+        "add-port",
+        br,
+        name,
+        "--",
+        "set",
+        "Interface",
+        name,
+        "type=patch",
+        &peer,
+    ]);
+}
+
+/// A mirror of one host's port to a third host's port: tcpdump there sees
+/// what the mirror selects and nothing else, the mirror counts what it
+/// copied, and the output port carries no other traffic.
+#[test]
+fn a_mirror_copies_to_its_output_port() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::start();
+    let br = format!("msm{}", lab.tag);
+    lab.add_br(&br);
+    let h: Vec<_> = (1..=3)
+        .map(|n| lab.host(n, &format!("10.82.0.{n}")))
+        .collect();
+    for x in &h {
+        lab.must_vsctl(&["add-port", &br, &x.port]);
+    }
+    h[0].ping(&h[1].ip, "1").expect("before any mirror");
+    let p2 = format!("@p{}", 2);
+    lab.must_vsctl(&[
+        "--",
+        "--id=@p",
+        "get",
+        "port",
+        &h[0].port,
+        "--",
+        &format!("--id={p2}"),
+        "get",
+        "port",
+        &h[2].port,
+        "--",
+        "--id=@m",
+        "create",
+        "mirror",
+        "name=m0",
+        "select-src-port=@p",
+        &format!("output-port={p2}"),
+        "--",
+        "set",
+        "bridge",
+        &br,
+        "mirrors=@m",
+    ]);
+    // Only what host 1 sends: echo requests, no replies.
+    let seen = h[2].capture(&["icmp"], || {
+        h[0].ping(&h[1].ip, "3").expect("while mirrored");
+    });
+    let requests = seen.lines().filter(|l| l.contains("echo request")).count();
+    assert!(requests >= 3, "{seen}");
+    assert!(!seen.contains("echo reply"), "{seen}");
+    // The output port is reserved for the mirror.
+    h[2].flush_neigh();
+    assert!(
+        h[2].ping(&h[0].ip, "2").is_err(),
+        "the output port forwarded"
+    );
+
+    // select_all: both directions.
+    lab.must_vsctl(&["set", "mirror", "m0", "select_all=true"]);
+    let seen = h[2].capture(&["icmp"], || {
+        h[1].ping(&h[0].ip, "2")
+            .expect("while mirroring everything");
+    });
+    assert!(
+        seen.contains("echo request") && seen.contains("echo reply"),
+        "{seen}"
+    );
+    eventually("no Mirror statistics", 12, || {
+        lab.vsctl(&["get", "mirror", "m0", "statistics:tx_packets"])
+            .is_ok_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 7))
+    });
+
+    // Mirror removed: the third host is an ordinary host again.
+    lab.must_vsctl(&["clear", "bridge", &br, "mirrors"]);
+    h[2].flush_neigh();
+    h[2].ping(&h[0].ip, "2").expect("after the mirror went");
+}
