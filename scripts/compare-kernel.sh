@@ -14,6 +14,12 @@
 #   ovs-afpacket  Open vSwitch userspace datapath (datapath_type=netdev),
 #                 default (AF_PACKET) ports, flow in_port=1,actions=output:2
 #   ovs-afxdp     the same with type=afxdp ports
+#   msv-system    `mswitch vswitchd` in place of ovs-vswitchd: the same
+#                 ovsdb-server, ovs-vsctl and ovs-ofctl commands as
+#                 ovs-afpacket, word for word (default "system" ports, which
+#                 mswitch opens as AF_XDP where it can, Open vSwitch as
+#                 AF_PACKET)
+#   msv-afxdp     the same as ovs-afxdp (type=afxdp) with mswitch vswitchd
 #   ms-afxdp      mswitch run --module dummy --port af_xdp:g --port af_xdp:s
 #   ms-afpacket   the same with af_packet ports
 #   ms-flow-afxdp mswitch run --module flow with af_xdp ports, and the same
@@ -54,7 +60,7 @@ cd "$(dirname "$0")/.."
 D=${1:-3}
 case $D in '' | *[!0-9.]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (namespaces, veths, XDP)" >&2; exit 1; }
-SETUPS=${SETUPS:-"bridge ovs-afpacket ovs-afxdp ms-afxdp ms-afpacket ms-flow-afxdp"}
+SETUPS=${SETUPS:-"bridge ovs-afpacket ovs-afxdp msv-system msv-afxdp ms-afxdp ms-afpacket ms-flow-afxdp"}
 RUNS=${RUNS:-1}
 case $RUNS in '' | *[!0-9]* | 0) echo "RUNS must be a positive number" >&2; exit 2 ;; esac
 CPU_PPS=150000
@@ -313,11 +319,11 @@ teardown_bridge() { ip -n "$SW" link del "$BR" 2>/dev/null || true; }
 OVS=""   # the current instance's directory
 ovs() { OVS_RUNDIR=$OVS OVS_DBDIR=$OVS OVS_LOGDIR=$OVS "$@"; }
 vsctl() { ovs timeout 10 ovs-vsctl --db="unix:$OVS/db.sock" --no-wait "$@"; }
-setup_ovs() { # TYPE ("" for the default AF_PACKET ports, or afxdp); says why on failure
+setup_ovs() { # TYPE ("" for the default ports, or afxdp) [mswitch]; says why on failure
     # (called under `if`, where set -e does not apply: every step is checked)
-    local type=$1 t=() i err of
+    local type=$1 who=${2:-ovs} t=() i err of
     command -v ovs-vswitchd >/dev/null || { echo "Open vSwitch is not installed"; return 1; }
-    OVS=$DIR/ovs${type:+-$type}-$ROUND
+    OVS=$DIR/$who${type:+-$type}-$ROUND
     mkdir -p "$OVS"
     OVSDIRS+=("$OVS")
     move_ends "$SW" "$OVSNS" || { echo "could not move $G/$S into $OVSNS"; return 1; }
@@ -326,8 +332,10 @@ setup_ovs() { # TYPE ("" for the default AF_PACKET ports, or afxdp); says why on
         { echo "ovsdb-server did not start"; return 1; }
     vsctl init || { echo "ovs-vsctl init failed"; return 1; }
     if [ "${PIN:-yes}" != no ]; then vsctl set Open_vSwitch . other_config:pmd-cpu-mask=0x1 || return 1; fi
-    ovs ip netns exec "$OVSNS" "${SWPIN[@]}" ovs-vswitchd "unix:$OVS/db.sock" --pidfile --detach --log-file ||
-        { echo "ovs-vswitchd did not start: $(tail -1 "$OVS/ovs-vswitchd.log" 2>/dev/null)"; return 1; }
+    local daemon=(ovs-vswitchd)
+    [ "$who" = mswitch ] && daemon=("$M" vswitchd)
+    ovs ip netns exec "$OVSNS" "${SWPIN[@]}" "${daemon[@]}" "unix:$OVS/db.sock" --pidfile --detach --log-file ||
+        { echo "$who vswitchd did not start: $(tail -1 "$OVS/ovs-vswitchd.log" 2>/dev/null)"; return 1; }
     SWPID_LIST=("$(cat "$OVS/ovs-vswitchd.pid")" "$(cat "$OVS/ovsdb-server.pid")")
     vsctl add-br "$BR" -- set bridge "$BR" datapath_type=netdev || { echo "add-br failed"; return 1; }
     [ -n "$type" ] && t=(type="$type")
@@ -398,10 +406,11 @@ run_setup() { # SETUP
             return
             ;;
         bridge) setup_bridge; down=teardown_bridge ;;
-        ovs-afpacket | ovs-afxdp)
-            t=""; [ "$setup" = ovs-afxdp ] && t=afxdp
+        ovs-afpacket | ovs-afxdp | msv-system | msv-afxdp)
+            t=""; [ "${setup#*-}" = afxdp ] && t=afxdp
+            k=ovs; [ "${setup%%-*}" = msv ] && k=mswitch
             down=teardown_ovs
-            if ! setup_ovs "$t" >"$DIR/why" 2>&1; then
+            if ! setup_ovs "$t" "$k" >"$DIR/why" 2>&1; then
                 teardown_ovs
                 unavailable "$setup" "$(tail -1 "$DIR/why")"
                 return
@@ -476,6 +485,7 @@ def med(s, size, flows, k=0):
 cases = [(64, 1), (64, 1000), (1500, 1), (1500, 1000)]
 names = {"direct": "direct veth pair (ceiling)", "bridge": "Linux bridge",
          "ovs-afpacket": "OVS 3.1 netdev, AF_PACKET ports", "ovs-afxdp": "OVS 3.1 netdev, AF_XDP ports",
+         "msv-system": "mswitch vswitchd, system ports", "msv-afxdp": "mswitch vswitchd, afxdp ports",
          "ms-afxdp": "mswitch, af_xdp ports", "ms-afpacket": "mswitch, af_packet ports",
          "ms-flow-afxdp": "mswitch flow module (OpenFlow), af_xdp ports"}
 out = [{"kind": "generator", **gen}]

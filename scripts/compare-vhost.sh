@@ -13,7 +13,12 @@
 #
 # Setups: ovs-dpdk (ovs-vswitchd-dpdk 3.1, its own ovsdb-server and run
 # directory, userspace datapath, dpdkvhostuserclient ports, flows
-# in_port=1,actions=output:2 and the reverse), ms-dummy, ms-learn,
+# in_port=1,actions=output:2 and the reverse), msv (`mswitch vswitchd` in
+# place of ovs-vswitchd-dpdk: the same ovsdb-server, the same ovs-vsctl and
+# ovs-ofctl commands, word for word), ovs-dpdk-normal and msv-normal (the
+# same two with the bridge as `add-br` leaves it: one `actions=NORMAL`
+# flow; testpmd then forwards in `mac` mode, so that each port's frames
+# carry its own source address and the bridges learn them), ms-dummy, ms-learn,
 # ms-flow (mswitch run --module flow:l2=2: eth_dst exact-match entries; the
 # frames carry the other port's MAC). All switches connect to testpmd
 # (virtio-user server=1) as vhost-user clients. Frames of 64 and 1518 bytes,
@@ -63,7 +68,7 @@ cd "$(dirname "$0")/.."
 D=${1:-3}
 case $D in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (hugepages, namespaces)" >&2; exit 1; }
-SETUPS=${SETUPS-"ovs-dpdk ms-dummy ms-learn ms-flow"}
+SETUPS=${SETUPS-"ovs-dpdk msv ovs-dpdk-normal msv-normal ms-dummy ms-learn ms-flow"}
 RUNS=${RUNS:-1}
 POP=${POP:-1}
 OVSD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
@@ -101,12 +106,13 @@ stop_pids() {
 
 ovs_env() { env OVS_RUNDIR=$DIR/ovs OVS_DBDIR=$DIR/ovs OVS_LOGDIR=$DIR/ovs "$@"; }
 
-ovs_stop() {
+ovs_stop() { # ovs-vswitchd-dpdk or mswitch vswitchd, and their ovsdb-server
     [ -d "$DIR/ovs" ] || return 0
     ovs_env timeout 10 ovs-appctl -t ovs-vswitchd-dpdk exit --cleanup >/dev/null 2>&1 || true
+    ovs_env timeout 10 ovs-appctl -t ovs-vswitchd exit --cleanup >/dev/null 2>&1 || true
     ovs_env timeout 5 ovs-appctl -t ovsdb-server exit >/dev/null 2>&1 || true
     local f
-    for f in "$DIR"/ovs/ovs-vswitchd-dpdk.pid "$DIR"/ovs/ovsdb-server.pid; do
+    for f in "$DIR"/ovs/ovs-vswitchd-dpdk.pid "$DIR"/ovs/ovs-vswitchd.pid "$DIR"/ovs/ovsdb-server.pid; do
         [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
     done
     rm -rf "$DIR/ovs"
@@ -142,10 +148,12 @@ pmd_start() { # SIZE FLOWS
         rm -f "$HUGE"/msv-pmd-*
         mem=(-m 1024 --huge-dir="$HUGE" --single-file-segments)
     fi
+    # FWD: io (forward as received) or mac (the port's own source address
+    # and its peer's destination: what a learning bridge wants to see).
     stdbuf -o0 dpdk-testpmd "${mem[@]}" --no-pci -l 0,1 --main-lcore 1 --file-prefix=msv-pmd-$ID \
         --vdev=net_virtio_user0,path=$DIR/p0.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:01 \
         --vdev=net_virtio_user1,path=$DIR/p1.sock,server=1,queues=1,queue_size=1024,mac=02:00:00:00:00:02 \
-        -- -i --total-num-mbufs=16384 --forward-mode=io --txpkts="$size" "${multi[@]}" \
+        -- -i --total-num-mbufs=16384 --forward-mode="${FWD:-io}" --txpkts="$size" "${multi[@]}" \
         --eth-peer=0,02:00:00:00:00:02 --eth-peer=1,02:00:00:00:00:01 \
         --rxd=1024 --txd=1024 <"$DIR/pmd.in" >"$PMD_OUT" 2>&1 &
     PMD_PID=$!
@@ -253,32 +261,59 @@ measure() { # SETUP SIZE FLOWS RUN
         "$setup" "$size" "$flows" "$run" "$(awk -v p="$pps" 'BEGIN {print p / 1e6}')" "$cyc" "$noise" >&2
 }
 
-ovs_setup() {
-    [ -n "${HUGE_PMD:-}" ] || echo $((OLD_HP > 600 ? OLD_HP : 600)) >/proc/sys/vm/nr_hugepages
-    mountpoint -q "$HUGE" || mount -t hugetlbfs -o pagesize=2M none "$HUGE"
+# The database half of an Open vSwitch set-up, for either daemon.
+db_setup() {
     mkdir -p "$DIR/ovs"
     ovs_env ovsdb-tool create "$DIR/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     ovs_env ovsdb-server "$DIR/ovs/conf.db" --remote=punix:"$DIR/ovs/db.sock" \
         --pidfile --detach --log-file
     VSCTL=(ovs_env ovs-vsctl --db=unix:"$DIR/ovs/db.sock" --no-wait)
     "${VSCTL[@]}" init
+    ip netns add $OVSNS
+}
+
+# The bridge, as an Open vSwitch user makes it: the same commands for
+# ovs-vswitchd-dpdk and for mswitch vswitchd. With `normal`, the flows are
+# the one NORMAL flow of add-br; without, two explicit flows.
+bridge_setup() { # [normal]
+    # (ovs-vsctl waits for the daemon here: cur_cfg catches up.)
+    ovs_env ovs-vsctl --db=unix:"$DIR/ovs/db.sock" --timeout=30 add-br br0 -- set bridge br0 datapath_type=netdev
+    for i in 0 1; do
+        "${VSCTL[@]}" add-port br0 vhu$i -- set Interface vhu$i type=dpdkvhostuserclient \
+            options:vhost-server-path="$DIR/p$i.sock" ofport_request=$((i + 1))
+    done
+    if [ "${1:-}" = normal ]; then
+        ovs_env ovs-ofctl dump-flows br0 | grep -q 'actions=NORMAL' || { echo "no NORMAL flow on br0" >&2; return 1; }
+    else
+        ovs_env ovs-ofctl del-flows br0
+        ovs_env ovs-ofctl add-flow br0 in_port=1,actions=output:2
+        ovs_env ovs-ofctl add-flow br0 in_port=2,actions=output:1
+    fi
+}
+
+ovs_setup() { # [normal]
+    [ -n "${HUGE_PMD:-}" ] || echo $((OLD_HP > 600 ? OLD_HP : 600)) >/proc/sys/vm/nr_hugepages
+    mountpoint -q "$HUGE" || mount -t hugetlbfs -o pagesize=2M none "$HUGE"
+    db_setup
     "${VSCTL[@]}" set Open_vSwitch . other_config:dpdk-init=true \
         other_config:dpdk-socket-mem=1024 other_config:pmd-cpu-mask=0x2 \
         other_config:dpdk-extra="--huge-dir=$HUGE --no-pci --file-prefix=msv-ovs-$ID"
-    ip netns add $OVSNS
     # (The DPDK build names its pidfile and control socket ovs-vswitchd-dpdk.)
     ovs_env ip netns exec $OVSNS $OVSD unix:"$DIR/ovs/db.sock" --pidfile --detach \
         --log-file -vconsole:off
     SW_PID=$(cat "$DIR/ovs/ovs-vswitchd-dpdk.pid")
     SW_THREAD=pmd
-    "${VSCTL[@]}" add-br br0 -- set bridge br0 datapath_type=netdev
-    for i in 0 1; do
-        "${VSCTL[@]}" add-port br0 vhu$i -- set Interface vhu$i type=dpdkvhostuserclient \
-            options:vhost-server-path="$DIR/p$i.sock" ofport_request=$((i + 1))
-    done
-    ovs_env ovs-ofctl del-flows br0
-    ovs_env ovs-ofctl add-flow br0 in_port=1,actions=output:2
-    ovs_env ovs-ofctl add-flow br0 in_port=2,actions=output:1
+    bridge_setup "$@"
+}
+
+# mswitch vswitchd where ovs-vswitchd-dpdk was, pinned as its PMD is.
+msv_setup() { # [normal]
+    db_setup
+    ovs_env ip netns exec $OVSNS taskset -c 1 "$M" vswitchd unix:"$DIR/ovs/db.sock" --pidfile --detach \
+        --log-file -vconsole:off
+    SW_PID=$(cat "$DIR/ovs/ovs-vswitchd.pid")
+    SW_THREAD=br0-w
+    bridge_setup "$@"
 }
 
 ms_setup() { # MODULE [--busy-poll]
@@ -321,8 +356,12 @@ cpu_measure() { # SETUP RUN
     local setup=$1 run=$2
     SW_PID=0 wait_quiet
     rm -f "$DIR"/p0.sock "$DIR"/p1.sock "$DIR"/gen-*
+    FWD=io
     case $setup in
     ovs-dpdk) ovs_setup ;;
+    msv) msv_setup ;;
+    ovs-dpdk-normal) FWD=mac; ovs_setup normal ;;
+    msv-normal) FWD=mac; msv_setup normal ;;
     ms-dummy) ms_setup dummy ;;
     ms-learn) ms_setup learn ;;
     ms-flow) ms_setup flow:l2=2 ;;
@@ -357,10 +396,10 @@ cpu_measure() { # SETUP RUN
     kill -INT "$rxp" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$rxp" 2>/dev/null || break; sleep 0.1; done
     wait "$txp" "$rxp" 2>/dev/null || true
-    if [ "$setup" = ovs-dpdk ]; then
+    case $setup in ovs-dpdk* | msv*)
         ovs_stop
         ip netns del $OVSNS
-    fi
+    esac
     stop_pids
     local sent got pps cpu noise
     sent=$(sed -n 's/.*"packets":\([0-9]*\).*/\1/p' "$DIR/gen-tx.json")
@@ -386,8 +425,12 @@ cpu_measure() { # SETUP RUN
 
 for run in $(seq "$RUNS"); do
     for setup in $SETUPS; do
+        FWD=io
         case $setup in
         ovs-dpdk) ovs_setup ;;
+        msv) msv_setup ;;
+        ovs-dpdk-normal) FWD=mac; ovs_setup normal ;;
+        msv-normal) FWD=mac; msv_setup normal ;;
         ms-dummy) ms_setup dummy --busy-poll ;;
         ms-learn) ms_setup learn --busy-poll ;;
         ms-flow) ms_setup flow:l2=2 --busy-poll ;;
@@ -398,12 +441,13 @@ for run in $(seq "$RUNS"); do
                 measure "$setup" $size $flows "$run"
             done
         done
-        if [ "$setup" = ovs-dpdk ]; then
+        case $setup in
+        ovs-dpdk* | msv*)
             ovs_stop
             ip netns del $OVSNS
-        else
-            stop_pids
-        fi
+            ;;
+        *) stop_pids ;;
+        esac
     done
 done
 
@@ -421,23 +465,25 @@ med_of() { # SETUP SIZE FLOWS COLUMN
 # The median over runs of each run's own ratio (this setup's rate over
 # ovs-dpdk's in the same run, minutes apart): steadier than the ratio of
 # medians when the machine's speed drifts between runs.
+# The baseline of a setup: ovs-dpdk-normal for the NORMAL ones, else ovs-dpdk.
+base_of() { case $1 in *-normal) echo ovs-dpdk-normal ;; *) echo ovs-dpdk ;; esac; }
 ratio_of() { # SETUP SIZE FLOWS
-    awk -F'\t' -v s="$1" -v z="$2" -v f="$3" '
-        $2 == z && $3 == f && $1 == "ovs-dpdk" {b[$4] = $5}
+    awk -F'\t' -v s="$1" -v z="$2" -v f="$3" -v base="$(base_of "$1")" '
+        $2 == z && $3 == f && $1 == base {b[$4] = $5}
         $2 == z && $3 == f && $1 == s {p[$4] = $5}
         END {for (r in p) if (b[r] > 0) print p[r] / b[r]}' "$RES" | median
 }
 [ -z "$SETUPS" ] || {
 echo
 echo "median of $RUNS run(s), ${D} s windows, $((POP * 32)) packets per port in flight; clock $((HZ / 1000000)) MHz"
-printf '| setup | frame B | flows | Mpps | vs ovs-dpdk | per-run ratio | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|---|\n'
+printf '| setup | frame B | flows | Mpps | vs ovs-dpdk (-normal) | per-run ratio | cycles/packet | other load %% |\n|---|---|---|---|---|---|---|---|\n'
 for setup in $SETUPS; do
     for size in 64 1518; do
         for flows in 1 256; do
             p=$(med_of "$setup" $size $flows 5)
             c=$(med_of "$setup" $size $flows 6)
             o=$(med_of "$setup" $size $flows 7)
-            b=$(med_of ovs-dpdk $size $flows 5)
+            b=$(med_of "$(base_of "$setup")" $size $flows 5)
             rr=$(ratio_of "$setup" $size $flows)
             awk -v s="$setup" -v z=$size -v f=$flows -v p="$p" -v b="$b" -v c="$c" -v o="$o" -v rr="$rr" 'BEGIN {
                 r = (b != "" && b > 0) ? sprintf("%.2f", p / b) : "-"
