@@ -276,7 +276,25 @@ pub struct FlowConfig {
     /// NORMAL's MAC table bounds and aging (Open vSwitch's
     /// `mac-table-size` and `mac-aging-time`; the per-port bound is ours).
     pub macs: MacLimits,
+    /// New flows `learn` may install per second, and the entries a
+    /// table may hold for it to add one (`pipeline::learn`).
+    pub learn_rate: u32,
+    pub learn_max: usize,
+    /// Benchmark preset (with `l2`): table 0 learns, for each UDP packet,
+    /// the flow of its reply into table 1 (`learn(table=1,priority=200,
+    /// eth_type=0x800,ip_proto=17,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],
+    /// NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_OF_UDP_DST[]=NXM_OF_UDP_SRC[],
+    /// output:NXM_OF_IN_PORT[]),resubmit(,1)`), where the `l2` entries
+    /// forward.
+    pub learn: bool,
+    /// Benchmark preset (with `learn`): every second, this many learned
+    /// entries are deleted from table 1, for traffic to learn again: that
+    /// many new learned flows per second.
+    pub learn_churn: u32,
 }
+
+/// The cookie of the `learn` preset's learned flows.
+const LEARN_PRESET_COOKIE: u64 = 0x1ea4;
 
 impl Default for FlowConfig {
     fn default() -> Self {
@@ -288,6 +306,10 @@ impl Default for FlowConfig {
             normal: false,
             resubmits: 0,
             macs: MacLimits::default(),
+            learn_rate: 10_000,
+            learn_max: 100_000,
+            learn: false,
+            learn_churn: 0,
         }
     }
 }
@@ -325,12 +347,17 @@ impl FlowConfig {
                 "filler" if n <= 1_000_000 => c.filler = n as usize,
                 "normal" if n <= 1 => c.normal = n == 1,
                 "resubmits" if n <= 64 => c.resubmits = n as u8,
-                "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits" => {
+                "learn_rate" if (1..=10_000_000).contains(&n) => c.learn_rate = n as u32,
+                "learn_max" if (1..=100_000_000).contains(&n) => c.learn_max = n as usize,
+                "learn" if n <= 1 => c.learn = n == 1,
+                "learn_churn" if n <= 1_000_000 => c.learn_churn = n as u32,
+                "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits"
+                | "learn_rate" | "learn_max" | "learn" | "learn_churn" => {
                     return Err(bad(format!("{k}={v} is out of range")));
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, resubmits, mac_max, mac_port_max, mac_aging)"
+                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, resubmits, learn, learn_rate, learn_max, learn_churn, mac_max, mac_port_max, mac_aging)"
                     )));
                 }
             }
@@ -338,6 +365,9 @@ impl FlowConfig {
         c.macs.port_max = port_max
             .unwrap_or(c.macs.max_entries.div_ceil(2))
             .min(c.macs.max_entries);
+        if c.learn && (c.resubmits > 1 || c.tables < 2) {
+            return Err(bad("learn=1 needs tables>=2 and no resubmits".into()));
+        }
         Ok(c)
     }
 }
@@ -615,7 +645,11 @@ impl FlowModule {
         };
         let m = FlowModule {
             cfg,
-            pipe: RwLock::new(Pipeline::new(cfg.tables, cfg.max_flows)),
+            pipe: RwLock::new({
+                let mut p = Pipeline::new(cfg.tables, cfg.max_flows);
+                p.learn = pipeline::LearnLimits::new(cfg.learn_rate, cfg.learn_max);
+                p
+            }),
             stripes: (0..STRIPES)
                 .map(|_| Mutex::new(Stripe::default()))
                 .collect(),
@@ -755,6 +789,24 @@ impl FlowModule {
             return Vec::new();
         }
         self.write().remove_expired(now)
+    }
+
+    /// Installs flows that `learn` actions built (see `pipeline::learn`),
+    /// under one write lock, counting what was added and skipped.
+    fn install_learned(&self, pending: &[Arc<pipeline::Learned>], now: Nanos) {
+        let (mut added, mut skipped) = (0, 0);
+        {
+            let mut p = self.write();
+            for l in pending {
+                match p.learn_install(l, now) {
+                    pipeline::LearnOutcome::Added => added += 1,
+                    pipeline::LearnOutcome::Skipped => skipped += 1,
+                    pipeline::LearnOutcome::Refreshed => {}
+                }
+            }
+        }
+        self.dp.0[ctr::LEARNED].fetch_add(added, Ordering::Relaxed);
+        self.dp.0[ctr::LEARN_SKIPPED].fetch_add(skipped, Ordering::Relaxed);
     }
 
     /// Takes the removals queued by [`Module::tick`] and group deletions.
@@ -938,13 +990,14 @@ impl FlowModule {
                     }
                 )
             })
-            .copied()
+            .cloned()
             .collect();
         pipe.check_actions(&direct, None)?;
         let p = key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
+        let mut learns = trace.learns;
         // NORMAL from the controller (or LOCAL without a local port)
         // learns nothing and may go to every port of the packet's VLAN.
         let in_id = pipe.port_id(in_port);
@@ -967,8 +1020,9 @@ impl FlowModule {
             let Some(q) = key::parse(&data, in_port) else {
                 continue;
             };
-            let t = pipe.trace_tables(&q.key);
+            let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
+            learns.append(&mut t.learns);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
                     if o == Out::Normal {
@@ -978,6 +1032,12 @@ impl FlowModule {
                     }
                 }
             }
+        }
+        drop(pipe);
+        // What the actions learned goes in as the data path's does.
+        let learns: Vec<_> = learns.into_iter().filter(|l| l.claim()).collect();
+        if !learns.is_empty() {
+            self.install_learned(&learns, now);
         }
         Ok(outs)
     }
@@ -1188,6 +1248,89 @@ impl FlowModule {
         let _ = self.flow_mod(&fm, 0);
     }
 
+    /// Table 0 of the `learn` preset (see [`FlowConfig::learn`]).
+    fn install_learn_preset(&self) {
+        use crate::openflow::nicira::{Learn, LearnDst, LearnSpec, LearnSrc};
+        let imm = |n_bits, v: u128, field| LearnSpec {
+            n_bits,
+            src: LearnSrc::Immediate(v),
+            dst: LearnDst::Match {
+                field: crate::openflow::nicira::FieldRef(field),
+                ofs: 0,
+            },
+        };
+        let copy = |n_bits, from, to| LearnSpec {
+            n_bits,
+            src: LearnSrc::Field {
+                field: crate::openflow::nicira::FieldRef(from),
+                ofs: 0,
+            },
+            dst: LearnDst::Match {
+                field: crate::openflow::nicira::FieldRef(to),
+                ofs: 0,
+            },
+        };
+        let learn = Learn {
+            priority: 200,
+            cookie: LEARN_PRESET_COOKIE,
+            table_id: 1,
+            specs: vec![
+                imm(16, 0x800, 0x0000_0602),
+                imm(8, 17, 0x0000_0c01),
+                copy(48, 0x0000_0406, 0x0000_0206),
+                copy(32, 0x0000_0e04, 0x0000_1004),
+                copy(16, 0x0000_1602, 0x0000_1802),
+                LearnSpec {
+                    n_bits: 16,
+                    src: LearnSrc::Field {
+                        field: crate::openflow::nicira::FieldRef(0x0000_0002),
+                        ofs: 0,
+                    },
+                    dst: LearnDst::Output,
+                },
+            ],
+            ..Learn::default()
+        };
+        let fm = FlowMod {
+            priority: 1,
+            match_: Match::from_fields(vec![OxmField::EthType(0x800), OxmField::IpProto(17)])
+                .unwrap_or_default(),
+            instructions: vec![Instruction::ApplyActions(vec![
+                Action::Nx(NxAction::Learn(Box::new(learn))),
+                Action::Nx(NxAction::resubmit_table(1)),
+            ])],
+            ..FlowMod::default()
+        };
+        let _ = self.flow_mod(&fm, 0);
+        // Anything else goes straight to the forwarding table.
+        let fm = FlowMod {
+            priority: 0,
+            instructions: vec![Instruction::ApplyActions(vec![Action::Nx(
+                NxAction::resubmit_table(1),
+            )])],
+            ..FlowMod::default()
+        };
+        let _ = self.flow_mod(&fm, 0);
+    }
+
+    /// The `learn_churn` preset: deletes that many learned entries from
+    /// table 1 (see [`FlowConfig::learn_churn`]).
+    fn churn_learned(&self) {
+        let mut left = self.cfg.learn_churn;
+        if left == 0 {
+            return;
+        }
+        let mut p = self.write();
+        let Some(t) = p.tables.get_mut(1) else { return };
+        let gone = t.remove_where(|r| {
+            let take = left > 0 && r.data.cookie == LEARN_PRESET_COOKIE;
+            left -= u32::from(take);
+            take
+        });
+        p.flow_count -= gone.len();
+        p.forget(&[(1, gone)]);
+    }
+
     fn install_presets(&self) {
         let add = |priority, fields: Vec<OxmField>, port: PortNo| {
             let fm = FlowMod {
@@ -1200,8 +1343,14 @@ impl FlowModule {
         };
         if self.cfg.l2 > 0 {
             // With resubmits=N, the forwarding entries sit in table N-1,
-            // behind a chain of register loads and resubmits.
-            let last = self.cfg.resubmits.saturating_sub(1);
+            // behind a chain of register loads and resubmits; with learn,
+            // in table 1 behind table 0's learn.
+            let last = if self.cfg.learn {
+                self.install_learn_preset();
+                1
+            } else {
+                self.cfg.resubmits.saturating_sub(1)
+            };
             for k in 0..last {
                 self.install_resubmit_stage(k, last);
             }
@@ -1293,7 +1442,7 @@ impl Module for FlowModule {
         // the counters are flushed under it too.
         let pipe = self.read();
         let mut st = self.stripe(batch.in_port());
-        st.begin(pipe.generation, now);
+        st.begin(&pipe, now);
         let in_port = pipe.of_port(batch.in_port());
         let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of
@@ -1401,6 +1550,13 @@ impl Module for FlowModule {
         memo.settle(&mut st);
         st.memo = Some(memo);
         st.flush(&pipe, now, &self.dp);
+        if !st.pending.is_empty() {
+            // Learned flows go in with the read lock released.
+            let pending = std::mem::take(&mut st.pending);
+            drop(st);
+            drop(pipe);
+            self.install_learned(&pending, now);
+        }
     }
 
     fn port_attached(&self, port: PortId) {
@@ -1413,6 +1569,7 @@ impl Module for FlowModule {
     }
 
     fn tick(&self, now: Nanos) {
+        self.churn_learned();
         let removed = self.expire(now);
         self.queue_removed(removed);
         self.macs.expire(now);

@@ -29,9 +29,9 @@
 //! The same executor runs packet-out action lists ([`Pipeline::trace_actions`],
 //! [`Pipeline::trace_tables`]): there every output keeps its own rewrites.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::module::Nanos;
 use crate::openflow::action::CONTROLLER_MAX_LEN_NO_BUFFER;
@@ -43,7 +43,7 @@ use crate::openflow::{Action, GroupType, Instruction, Match, PortNo};
 use crate::port::PortId;
 
 use super::actions::Op;
-use super::classifier::Classifier;
+use super::classifier::{Classifier, Rule};
 use super::group::{Group, GroupCounters};
 use super::key::*;
 use super::meter::{Meter, Meters};
@@ -54,8 +54,35 @@ use super::normal::{DEFAULT_VLAN, PortVlan};
 mod nicira;
 pub(crate) use nicira::{no_nx_in_write_actions, regs_cover, same_regs};
 
+#[path = "conj.rs"]
+mod conj;
+pub(crate) use conj::check_conjunctions;
+
+#[path = "learn.rs"]
+mod learn;
+pub(crate) use learn::{LearnLimits, LearnOutcome, Learned};
+
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
+
+/// The table edits a pipeline remembers ([`Pipeline::edits`]).
+const MAX_EDITS: usize = 4096;
+
+/// One edit of a table ([`Pipeline::changed`]): the rule's value and mask.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Edit {
+    pub seq: u64,
+    pub table: u8,
+    pub value: Key,
+    pub mask: Key,
+}
+
+/// Tables as a 256-bit set.
+pub(crate) type TableSet = [u64; 4];
+
+pub(crate) fn set_has(s: &TableSet, t: u8) -> bool {
+    s[usize::from(t / 64)] & (1 << (t % 64)) != 0
+}
 
 /// A flow entry's counters, shared with the plans that credit it.
 #[derive(Debug, Default)]
@@ -64,14 +91,31 @@ pub(crate) struct FlowCounters {
     pub bytes: AtomicU64,
     /// When a packet last hit the entry (its install time until then).
     pub last_used: AtomicU64,
+    /// When the entry was last added or refreshed by a `learn`: where its
+    /// hard timeout counts from (as Open vSwitch's `modified`).
+    pub modified: AtomicU64,
+    /// The entry has left its table (deleted, expired, replaced with new
+    /// counters): a `learn` that refreshes it must add it again.
+    pub removed: AtomicBool,
 }
 
 impl FlowCounters {
     pub fn new(now: Nanos) -> Arc<FlowCounters> {
         Arc::new(FlowCounters {
             last_used: AtomicU64::new(now),
+            modified: AtomicU64::new(now),
             ..FlowCounters::default()
         })
+    }
+
+    /// A `learn` found the entry again at `now`: both timeouts restart.
+    pub fn refresh(&self, now: Nanos) {
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+        if self.modified.load(Ordering::Relaxed) < now {
+            self.modified.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Credits `packets` packets of `bytes` bytes seen at `now`.
@@ -94,6 +138,9 @@ pub(crate) struct Program {
     pub goto: Option<u8>,
     /// The meter instruction's meter id.
     pub meter: Option<u32>,
+    /// The entry is (a dimension of) a conjunctive match: its actions are
+    /// `conjunction`s (and notes), never run.
+    pub conj: bool,
 }
 
 impl Program {
@@ -111,6 +158,8 @@ impl Program {
                 Instruction::Meter(m) => p.meter = Some(*m),
             }
         }
+        let conj = conj::conjunctions(&p).next().is_some();
+        p.conj = conj;
         p
     }
 }
@@ -157,6 +206,9 @@ pub(crate) struct Table {
     pub cls: Classifier<FlowEntry>,
     pub lookups: AtomicU64,
     pub matched: AtomicU64,
+    /// How many of its entries are conjunctive ([`Program::conj`]): a table
+    /// without any is looked up the plain way.
+    pub conj: usize,
 }
 
 impl Clone for Table {
@@ -165,11 +217,32 @@ impl Clone for Table {
             cls: self.cls.clone(),
             lookups: AtomicU64::new(self.lookups.load(Ordering::Relaxed)),
             matched: AtomicU64::new(self.matched.load(Ordering::Relaxed)),
+            conj: self.conj,
         }
     }
 }
 
 impl Table {
+    /// Adds a rule (see [`Classifier::insert`]).
+    pub fn insert(&mut self, rule: Rule<FlowEntry>) {
+        self.conj += usize::from(rule.data.prog.conj);
+        self.cls.insert(rule);
+    }
+
+    /// Removes every rule for which `pred` holds; their counters learn
+    /// that they are gone (a `learn` refreshing one adds it again).
+    pub fn remove_where(
+        &mut self,
+        pred: impl FnMut(&Rule<FlowEntry>) -> bool,
+    ) -> Vec<Rule<FlowEntry>> {
+        let gone = self.cls.remove_where(pred);
+        for r in &gone {
+            r.data.counters.removed.store(true, Ordering::Relaxed);
+            self.conj -= usize::from(r.data.prog.conj);
+        }
+        gone
+    }
+
     /// Counts `lookups` lookups of which `matched` found an entry.
     pub fn add(&self, lookups: u64, matched: u64) {
         self.lookups.fetch_add(lookups, Ordering::Relaxed);
@@ -205,6 +278,14 @@ pub(crate) struct Pipeline {
     pub generation: u64,
     pub max_flows: usize,
     pub flow_count: usize,
+    /// Table edits whose effect on cached megaflows can be worked out
+    /// ([`Edit`]), newest last, numbered up to `edit_seq`. A stripe that
+    /// saw them all up to some number drops only the megaflows they
+    /// touch; one that missed some (the log is bounded) starts over.
+    pub edits: VecDeque<Edit>,
+    pub edit_seq: u64,
+    /// Bounds on what `learn` installs, and its token bucket.
+    pub learn: LearnLimits,
     /// The switch port that is OpenFlow's `LOCAL` (the bridge's own
     /// interface), if any ([`super::FlowModule::set_local_port`]). Its
     /// number is not an OpenFlow port: packets from it have in_port LOCAL.
@@ -227,6 +308,9 @@ impl Pipeline {
             generation: 1,
             max_flows,
             flow_count: 0,
+            edits: VecDeque::new(),
+            edit_seq: 0,
+            learn: LearnLimits::default(),
             local: None,
         }
     }
@@ -252,6 +336,23 @@ impl Pipeline {
     /// Marks a change: every cached plan is now stale.
     pub fn bump(&mut self) {
         self.generation += 1;
+        self.edits.clear();
+    }
+
+    /// Marks a change to the rules of table `t` matching `value`/`mask`
+    /// (an entry added, replaced or removed): only cached plans whose
+    /// lookup of `t` a packet matching that rule could have made are stale.
+    pub fn changed(&mut self, t: usize, value: &Key, mask: &Key) {
+        self.edit_seq += 1;
+        self.edits.push_back(Edit {
+            seq: self.edit_seq,
+            table: t as u8,
+            value: *value,
+            mask: *mask,
+        });
+        if self.edits.len() > MAX_EDITS {
+            self.edits.pop_front();
+        }
     }
 
     /// Live: not reported down, not administratively down, and known.
@@ -358,11 +459,8 @@ impl Pipeline {
         IN_PORT.all(&mut x.mask);
         let mut set = ActionSet::default();
         let mut t = 0usize;
-        while let Some(table) = self.tables.get(t) {
-            let regs = x.regs;
-            let hit = table
-                .cls
-                .lookup_with(&x.key, &mut x.mask, |e| nicira::regs_match(e, &regs));
+        while t < self.tables.len() {
+            let hit = x.lookup(t as u8);
             x.tables.push((t as u8, hit.is_some()));
             let Some(rule) = hit else {
                 x.events |= event::MISS;
@@ -443,6 +541,8 @@ pub(crate) struct Trace {
     pub flows: Vec<Arc<FlowCounters>>,
     pub tables: Vec<(u8, bool)>,
     pub groups: Vec<(Arc<GroupCounters>, u32)>,
+    /// The flows its `learn`s build, for the module to install.
+    pub learns: Vec<Arc<Learned>>,
 }
 
 impl Trace {
@@ -501,6 +601,9 @@ pub(crate) mod event {
     pub const MISS: u8 = 8;
     /// Too many resubmits, or nested too deep: dropped.
     pub const RESUBMIT_LIMIT: u8 = 16;
+    /// A `learn` could not build its flow from this packet (a value its
+    /// target table refuses): nothing learned.
+    pub const LEARN_FAILED: u8 = 32;
 }
 
 /// Where a packet goes, as decided once for its megaflow.
@@ -539,6 +642,13 @@ pub(crate) struct Plan {
     /// The meters of the entries it went through, in order: applied to
     /// each packet before its rewrites.
     pub meters: Box<[Arc<Meter>]>,
+    /// The flows its `learn` actions build: refreshed once per batch its
+    /// packets come in, installed again if they left their table.
+    pub learns: Box<[Arc<Learned>]>,
+    /// Tables it looked up with a key some action had changed (their
+    /// lookups are not a function of the megaflow's own bits alone, so
+    /// any edit of such a table makes the plan stale).
+    pub rewritten: TableSet,
 }
 
 /// One output, as the executor records it.
@@ -623,6 +733,10 @@ struct Exec<'p> {
     /// Resubmits nested now, and done in all.
     nest: u8,
     resubmits: u16,
+    /// The key as the packet came ([`Plan::rewritten`]).
+    orig: Key,
+    rewritten: TableSet,
+    learns: Vec<Arc<Learned>>,
 }
 
 impl<'p> Exec<'p> {
@@ -648,6 +762,9 @@ impl<'p> Exec<'p> {
             regs: [0; crate::openflow::nicira::N_REGS],
             nest: 0,
             resubmits: 0,
+            orig: *key,
+            rewritten: [0; 4],
+            learns: Vec::new(),
         }
     }
 
@@ -657,6 +774,7 @@ impl<'p> Exec<'p> {
             flows: self.flows,
             tables: self.tables,
             groups: self.groups,
+            learns: self.learns,
         }
     }
 
@@ -1088,6 +1206,8 @@ impl<'p> Exec<'p> {
             ctl_tag: 0,
             normal,
             meters: self.meters.into_boxed_slice(),
+            learns: self.learns.into_boxed_slice(),
+            rewritten: self.rewritten,
         }
     }
 }
