@@ -829,10 +829,13 @@ impl FlowModule {
         }
     }
 
-    /// The pipeline generation: bumped by every change to tables, groups
-    /// or port liveness.
+    /// The pipeline's change count: it moves with every change to tables,
+    /// groups or port liveness (whether the change empties the caches, a
+    /// new generation, or drops only the megaflows it touches, a table
+    /// edit).
     pub fn generation(&self) -> u64 {
-        self.read().generation
+        let p = self.read();
+        p.generation + p.edit_seq
     }
 
     /// Declares the ports that exist (OpenFlow port numbers): outputs to
@@ -1578,7 +1581,7 @@ impl Module for FlowModule {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let (flows, groups, generation) = {
             let p = self.read();
-            (p.flow_count, p.groups.len(), p.generation)
+            (p.flow_count, p.groups.len(), p.generation + p.edit_seq)
         };
         let mut v = vec![
             ("flows", flows as u64),
