@@ -474,3 +474,30 @@ fn conjunctive_matches_as_open_vswitch() {
     m.flow_mod(&del, 0).expect("delete");
     assert_eq!(run(&m, 1, vec![tcp(1, 9, 80)]), [R::Port(3)]);
 }
+
+#[test]
+fn the_learn_benchmark_preset() {
+    let c = FlowConfig::parse("l2=2,learn=1,learn_churn=5,learn_rate=7,learn_max=9").unwrap();
+    assert!(c.learn);
+    assert_eq!((c.learn_churn, c.learn_rate, c.learn_max), (5, 7, 9));
+    assert!(FlowConfig::parse("learn=1,tables=1").is_err());
+    assert!(FlowConfig::parse("learn=1,resubmits=3").is_err());
+    assert!(FlowConfig::parse("learn_rate=0").is_err());
+    let m = FlowModule::new(FlowConfig::parse("tables=2,l2=2,learn=1,learn_churn=1").unwrap());
+    // Forwarded by the l2 entries in table 1, and the reply flow learned.
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 7, 9)]), [R::Port(2)]);
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 8, 9)]), [R::Port(2)]);
+    assert_eq!(counter(&m, "learned"), 2);
+    assert_eq!(m.table_stats()[1].active_count, 3 + 2);
+    // The reply of the first comes back on the learned flow (and learns
+    // its own reply).
+    assert_eq!(run(&m, 2, vec![udp(2, 1, 9, 7)]), [R::Port(1)]);
+    assert_eq!(m.table_stats()[1].active_count, 3 + 3);
+    // Churn deletes one learned flow a second; traffic learns it again.
+    m.tick(SEC);
+    assert_eq!(m.table_stats()[1].active_count, 3 + 2);
+    run(&m, 1, vec![udp(1, 2, 7, 9), udp(1, 2, 8, 9)]);
+    run(&m, 2, vec![udp(2, 1, 9, 7)]);
+    assert_eq!(m.table_stats()[1].active_count, 3 + 3);
+    assert_eq!(counter(&m, "learned"), 4);
+}
