@@ -60,6 +60,9 @@ const EMC_INSERT_INV_PROB: u64 = 100;
 /// this: with one mask, the megaflow lookup is a single probe of a smaller
 /// table that hashes fewer words.
 const EMC_MIN_MASKS: usize = 1;
+/// How often a plan's packets refresh (or re-queue) its learned flows:
+/// timeouts count in seconds.
+const LEARN_TOUCH: Nanos = 100_000_000;
 /// Most megaflows a stripe holds; past this it starts over.
 pub(crate) const MAX_MEGAFLOWS: usize = 65536;
 
@@ -264,6 +267,8 @@ struct Slot {
     mask: Key,
     /// Dropped by a table edit: no lookup returns it any more.
     stale: bool,
+    /// When its learned flows were last touched.
+    learn_touched: Nanos,
     packets: u64,
     bytes: u64,
     dirty: bool,
@@ -528,6 +533,7 @@ impl Stripe {
             key: key.and(mask),
             mask: *mask,
             stale: false,
+            learn_touched: 0,
             packets: 0,
             bytes: 0,
             dirty: false,
@@ -674,9 +680,6 @@ impl Stripe {
             for m in &plan.meters {
                 m.credit(p, b);
             }
-            for l in &plan.learns {
-                l.touch(now, &mut self.pending);
-            }
             for (bit, c) in [
                 (event::MULTI_VERSION, ctr::MULTI_VERSION),
                 (event::NO_RECV, ctr::NO_RECV_DROPS),
@@ -692,6 +695,20 @@ impl Stripe {
         }
         flows.finish(put_flow);
         tables.finish(put_table);
+        // Learned flows, at most every LEARN_TOUCH per plan: a busy plan
+        // then costs nothing but this check.
+        for &s in &self.dirty {
+            if let Some(slot) = self.slots.get_mut(s as usize)
+                && !slot.plan.learns.is_empty()
+                && (slot.learn_touched == 0
+                    || now.saturating_sub(slot.learn_touched) >= LEARN_TOUCH)
+            {
+                slot.learn_touched = now;
+                for l in &slot.plan.learns {
+                    l.touch(now, &mut self.pending);
+                }
+            }
+        }
         for &s in &self.dirty {
             if let Some(slot) = self.slots.get_mut(s as usize) {
                 slot.packets = 0;

@@ -19,9 +19,10 @@
 //! flow. So the executor only *builds* the flow ([`Learned`]: the flow mod,
 //! and the installed flow's counters once known) and the plan carries it.
 //! Once per batch in which a plan's packets come (`cache::Stripe::flush`),
-//! each of its learned flows is touched: if installed and still in its
-//! table, its timeouts restart with two atomic stores (no lock, no table
-//! change: a cached plan with a learn costs its packets nothing more);
+//! and at most every 100 ms (the slot keeps the time), each of its learned
+//! flows is touched: if installed and still in its table, its timeouts
+//! restart with two atomic stores (no table change: a cached plan with a
+//! learn costs its packets one compare per batch);
 //! otherwise it is queued, and after the batch, with the read lock
 //! released, the module installs what was queued under the write lock
 //! ([`Pipeline::learn_install`]), through the same path as an
