@@ -187,3 +187,28 @@ fn conjunctive_match_allows_and_denies() {
     let stats = sw.ofctl("dump-flows", &["conj_id=1234"]);
     assert!(stats.contains("n_packets=6"), "{stats}");
 }
+
+/// The action of `ovs-actions(7)`'s example, as ovs-ofctl sends it.
+#[test]
+fn the_vlan_learn_of_the_man_page() {
+    let Some(sw) = empty_switch("learnvlan", 2) else {
+        return;
+    };
+    let learn = "learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])";
+    sw.ofctl("add-flow", &[&format!("actions={learn},resubmit(,1)")]);
+    sw.ofctl("add-flow", &["table=1,priority=0,actions=output:2"]);
+    let flows = sw.flows();
+    assert!(
+        flows.contains(&format!("actions={learn},resubmit(,1)")),
+        "{flows:?}"
+    );
+    let (mut p1, mut p2) = (sw.port(1), sw.port(2));
+    send(&mut p1, &frame(MIN_LEN, 1, mac(2), 1));
+    assert_eq!(recv_within(&mut p2, 1, Duration::from_secs(5)).len(), 1);
+    let learned = format!(
+        "table=1, hard_timeout=60, vlan_tci=0x0000/0x0fff,dl_dst={} actions=load:0x1->NXM_NX_REG0[0..15]",
+        mac_text(1)
+    );
+    let flows = sw.flows();
+    assert!(flows.contains(&learned), "{flows:?}");
+}
