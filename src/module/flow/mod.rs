@@ -36,13 +36,17 @@
 //! worker), so workers share no cache lines on a hit. Flow, table and group
 //! counters are added once per batch, summed per counter.
 //!
-//! Consistency is strict: every change to tables, groups, port liveness or
-//! port configuration bumps the pipeline's generation, and `process` reads the pipeline under
-//! a read lock held for the whole batch, emptying its cache first if the
-//! generation moved. So a batch sees exactly one generation, and a change
-//! ([`FlowModule::flow_mod`] takes the write lock) waits for the batches in
-//! flight and applies to every later one: once `flow_mod` returns, no packet
-//! is treated by the old tables. (A barrier reply can be sent then.)
+//! Consistency is strict: every change to groups, meters, port liveness or
+//! port configuration, and flow modifications, bump the pipeline's
+//! generation; `process` reads the pipeline under a read lock held for
+//! the whole batch, emptying its cache first if the generation moved.
+//! Flow entries added or removed one at a time (ADD, deletes, expiry,
+//! `learn`) are logged instead, and the batch first drops only the
+//! megaflows they can touch (`cache`). So a batch sees exactly one state of
+//! the tables, and a change ([`FlowModule::flow_mod`] takes the write
+//! lock) waits for the batches in flight and applies to every later one:
+//! once `flow_mod` returns, no packet is treated by the old tables. (A
+//! barrier reply can be sent then.)
 //!
 //! # Nicira extensions
 //!
@@ -64,6 +68,19 @@
 //! not check that the header is there (Open vSwitch checks the flow's
 //! prerequisites at install; here a missing header reads as 0, or as the
 //! field sharing its room in the key).
+//!
+//! `learn` (`pipeline::learn`) builds its flow when the plan is compiled;
+//! the plan carries it, refreshes it from the cache at most every 100 ms
+//! while packets come, and the module installs it (again, if it expired or
+//! was deleted) after the batch, through the flow-mod path, within
+//! `learn_rate` new flows per second and `learn_max` entries per table
+//! (past them: `learn_skipped`, the packet still forwarded). Counters:
+//! `learned`, `learn_skipped`, `learn_failed` (a packet whose learned
+//! match the table refuses). Learned matches may use in_port, Ethernet,
+//! VLAN TCI, IPv4, IP protocol, TCP/UDP port and ARP fields, the metadata
+//! and registers (not IPv6, not above 64 bits); FIN timeouts are kept but
+//! do nothing. Conjunctive matches (`conj`) follow Open vSwitch's
+//! classifier; `conj_id` is matched like a register.
 //!
 //! # The agent's side
 //!
@@ -172,9 +189,11 @@
 //!
 //! # Spec
 //!
-//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1,learn_churn=N,learn_rate=N,learn_max=N,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
 //! `tables` (1..=255, default
 //! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
+//! `learn` installs at most `learn_rate` new flows per second (10,000)
+//! into tables of at most `learn_max` entries (100,000).
 //! NORMAL's MAC table holds `mac_max` entries (8192), `mac_port_max` per
 //! port (half of `mac_max`), aged after `mac_aging` seconds (300).
 //! `normal=1` installs `priority=0,actions=NORMAL`, as Open vSwitch does
@@ -185,6 +204,8 @@
 //! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
 //! `mswitch bench` uses) and broadcast to FLOOD, and `filler=N` adds N
 //! entries of many different masks that match none of that traffic.
+//! `resubmits`, `learn` and `learn_churn` put pipelines in front of the
+//! `l2` entries (`presets`).
 
 mod actions;
 mod cache;
@@ -233,7 +254,7 @@ use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
-    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=8192,mac_port_max=4096,mac_aging=300",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1,learn_churn=N,learn_rate=10000,learn_max=100000,mac_max=8192,mac_port_max=4096,mac_aging=300",
     build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
 };
 
