@@ -189,7 +189,7 @@
 //!
 //! # Spec
 //!
-//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1,learn_churn=N,learn_rate=N,learn_max=N,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1|2,learn_churn=N,learn_rate=N,learn_max=N,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
 //! `tables` (1..=255, default
 //! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
 //! `learn` installs at most `learn_rate` new flows per second (10,000)
@@ -254,7 +254,7 @@ use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
-    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1,learn_churn=N,learn_rate=10000,learn_max=100000,mac_max=8192,mac_port_max=4096,mac_aging=300",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1|2,learn_churn=N,learn_rate=10000,learn_max=100000,mac_max=8192,mac_port_max=4096,mac_aging=300",
     build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
 };
 
@@ -306,8 +306,9 @@ pub struct FlowConfig {
     /// eth_type=0x800,ip_proto=17,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],
     /// NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_OF_UDP_DST[]=NXM_OF_UDP_SRC[],
     /// output:NXM_OF_IN_PORT[]),resubmit(,1)`), where the `l2` entries
-    /// forward.
-    pub learn: bool,
+    /// forward. 2: its baseline, the same bits read by moves into
+    /// registers instead (the same megaflows, nothing learned). 0: none.
+    pub learn: u8,
     /// Benchmark preset (with `learn`): every second, this many learned
     /// entries are deleted from table 1, for traffic to learn again: that
     /// many new learned flows per second.
@@ -329,7 +330,7 @@ impl Default for FlowConfig {
             macs: MacLimits::default(),
             learn_rate: 10_000,
             learn_max: 100_000,
-            learn: false,
+            learn: 0,
             learn_churn: 0,
         }
     }
@@ -370,7 +371,7 @@ impl FlowConfig {
                 "resubmits" if n <= 64 => c.resubmits = n as u8,
                 "learn_rate" if (1..=10_000_000).contains(&n) => c.learn_rate = n as u32,
                 "learn_max" if (1..=100_000_000).contains(&n) => c.learn_max = n as usize,
-                "learn" if n <= 1 => c.learn = n == 1,
+                "learn" if n <= 2 => c.learn = n as u8,
                 "learn_churn" if n <= 1_000_000 => c.learn_churn = n as u32,
                 "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits"
                 | "learn_rate" | "learn_max" | "learn" | "learn_churn" => {
@@ -386,8 +387,8 @@ impl FlowConfig {
         c.macs.port_max = port_max
             .unwrap_or(c.macs.max_entries.div_ceil(2))
             .min(c.macs.max_entries);
-        if c.learn && (c.resubmits > 1 || c.tables < 2) {
-            return Err(bad("learn=1 needs tables>=2 and no resubmits".into()));
+        if c.learn > 0 && (c.resubmits > 1 || c.tables < 2) {
+            return Err(bad("learn needs tables>=2 and no resubmits".into()));
         }
         Ok(c)
     }

@@ -42,7 +42,8 @@ impl FlowModule {
         let _ = self.flow_mod(&fm, 0);
     }
 
-    /// Table 0 of the `learn` preset (see [`FlowConfig::learn`]).
+    /// Table 0 of the `learn` preset (see [`FlowConfig::learn`]): the
+    /// learn, or (`learn=2`) moves that read the same bits.
     fn install_learn_preset(&self) {
         use crate::openflow::nicira::{Learn, LearnDst, LearnSpec, LearnSrc};
         let imm = |n_bits, v: u128, field| LearnSpec {
@@ -89,10 +90,31 @@ impl FlowModule {
             priority: 1,
             match_: Match::from_fields(vec![OxmField::EthType(0x800), OxmField::IpProto(17)])
                 .unwrap_or_default(),
-            instructions: vec![Instruction::ApplyActions(vec![
-                Action::Nx(NxAction::Learn(Box::new(learn))),
-                Action::Nx(NxAction::resubmit_table(1)),
-            ])],
+            instructions: vec![Instruction::ApplyActions(if self.cfg.learn == 1 {
+                vec![
+                    Action::Nx(NxAction::Learn(Box::new(learn))),
+                    Action::Nx(NxAction::resubmit_table(1)),
+                ]
+            } else {
+                // learn=2, the baseline: the same reads, into registers.
+                let mv = |src: u32, src_ofs: u16, n_bits: u16, reg: u8| {
+                    Action::Nx(NxAction::RegMove {
+                        src: crate::openflow::nicira::FieldRef(src),
+                        dst: crate::openflow::nicira::FieldRef::reg(Register::Reg(reg)),
+                        src_ofs,
+                        dst_ofs: 0,
+                        n_bits,
+                    })
+                };
+                vec![
+                    mv(0x0000_0406, 0, 32, 0),
+                    mv(0x0000_0406, 32, 16, 1),
+                    mv(0x0000_0e04, 0, 32, 2),
+                    mv(0x0000_1602, 0, 16, 3),
+                    mv(0x0000_0002, 0, 16, 4),
+                    Action::Nx(NxAction::resubmit_table(1)),
+                ]
+            })],
             ..FlowMod::default()
         };
         let _ = self.flow_mod(&fm, 0);
@@ -139,13 +161,13 @@ impl FlowModule {
             // With resubmits=N, the forwarding entries sit in table N-1,
             // behind a chain of register loads and resubmits; with learn,
             // in table 1 behind table 0's learn.
-            let last = if self.cfg.learn {
+            let last = if self.cfg.learn > 0 {
                 self.install_learn_preset();
                 1
             } else {
                 self.cfg.resubmits.saturating_sub(1)
             };
-            let chain = !self.cfg.learn;
+            let chain = self.cfg.learn == 0;
             for k in 0..last {
                 if chain {
                     self.install_resubmit_stage(k, last);

@@ -478,7 +478,8 @@ fn conjunctive_matches_as_open_vswitch() {
 #[test]
 fn the_learn_benchmark_preset() {
     let c = FlowConfig::parse("l2=2,learn=1,learn_churn=5,learn_rate=7,learn_max=9").unwrap();
-    assert!(c.learn);
+    assert_eq!(c.learn, 1);
+    assert!(FlowConfig::parse("learn=3").is_err());
     assert_eq!((c.learn_churn, c.learn_rate, c.learn_max), (5, 7, 9));
     assert!(FlowConfig::parse("learn=1,tables=1").is_err());
     assert!(FlowConfig::parse("learn=1,resubmits=3").is_err());
@@ -500,4 +501,12 @@ fn the_learn_benchmark_preset() {
     run(&m, 2, vec![udp(2, 1, 9, 7)]);
     assert_eq!(m.table_stats()[1].active_count, 3 + 3);
     assert_eq!(counter(&m, "learned"), 4);
+    // Its baseline reads the same bits and learns nothing.
+    let b = FlowModule::new(FlowConfig::parse("tables=2,l2=2,learn=2").unwrap());
+    assert_eq!(
+        run(&b, 1, vec![udp(1, 2, 7, 9), udp(1, 2, 8, 9)]),
+        vec![R::Port(2); 2]
+    );
+    assert_eq!(counter(&b, "upcalls"), 2, "a megaflow per UDP source port");
+    assert_eq!(counter(&b, "learned"), 0);
 }
