@@ -510,3 +510,85 @@ fn the_learn_benchmark_preset() {
     assert_eq!(counter(&b, "upcalls"), 2, "a megaflow per UDP source port");
     assert_eq!(counter(&b, "learned"), 0);
 }
+
+mod edits {
+    use super::super::megaflows::{arb_cache_flow, cache_frame};
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Flows added and deleted one at a time between batches drop only
+        /// the megaflows they touch: a module whose caches persist gives
+        /// every packet what one with empty caches gives it.
+        #[test]
+        fn cached_lookups_follow_table_edits(
+            flows in proptest::collection::vec(arb_cache_flow(), 1..20),
+            steps in proptest::collection::vec(
+                (any::<u8>(), arb_cache_flow(), 1u16..4,
+                 proptest::collection::vec((any::<(u8, u8, u8, u8)>(), any::<(u8, u8, u8)>()), 1..20)),
+                1..10),
+        ) {
+            let mk = || {
+                let m = FlowModule::new(FlowConfig { tables: 3, ..FlowConfig::default() });
+                m.group_mod(&group(GroupType::Select, 1, vec![bucket(vec![out(1)]), bucket(vec![out(2)])]), 0).unwrap();
+                for f in &flows {
+                    let _ = m.flow_mod(f, 0);
+                }
+                m
+            };
+            let (cached, bare) = (mk(), mk());
+            for (op, f, in_port, pkts) in steps {
+                let edit = match op % 3 {
+                    0 => Some(f),
+                    1 => Some(FlowMod {
+                        command: FlowModCommand::DeleteStrict,
+                        ..flows[usize::from(op) % flows.len()].clone()
+                    }),
+                    _ => None,
+                };
+                if let Some(e) = edit {
+                    prop_assert_eq!(cached.flow_mod(&e, 0).is_ok(), bare.flow_mod(&e, 0).is_ok());
+                }
+                let frames: Vec<Vec<u8>> = pkts.iter().map(|&(v, w)| cache_frame(v, w)).collect();
+                let (rs, fs, _) = run_full(&cached, in_port, frames.clone(), 0);
+                for (i, f) in frames.into_iter().enumerate() {
+                    bare.drop_caches();
+                    let (r1, f1, _) = run_full(&bare, in_port, vec![f], 0);
+                    prop_assert_eq!(&rs[i], &r1[0], "packet {} verdict", i);
+                    prop_assert_eq!(&fs[i], &f1[0], "packet {} bytes", i);
+                }
+            }
+        }
+    }
+}
+
+/// A table looked up with a key an action changed (here the metadata)
+/// cannot be judged by the packet's own bits: any edit of it drops the
+/// megaflow.
+#[test]
+fn edits_of_tables_reached_with_rewritten_keys_drop_the_megaflow() {
+    let m = module();
+    let md = |v: u64| OxmField::Metadata(Masked::exact(v));
+    add(
+        &m,
+        flow(
+            0,
+            1,
+            vec![],
+            vec![
+                Instruction::WriteMetadata {
+                    metadata: 5,
+                    mask: u64::MAX,
+                },
+                Instruction::GotoTable(1),
+            ],
+        ),
+    );
+    add(&m, flow(1, 0, vec![], vec![apply(vec![out(2)])]));
+    add(&m, flow(1, 9, vec![md(7)], vec![apply(vec![out(4)])]));
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 7, 7)]), [R::Port(2)]);
+    add(&m, flow(1, 9, vec![md(5)], vec![apply(vec![out(3)])]));
+    assert_eq!(run(&m, 1, vec![udp(1, 2, 7, 7)]), [R::Port(3)]);
+}

@@ -165,14 +165,14 @@ fn cache_field(sel: u8, v: u8) -> Vec<OxmField> {
     }
 }
 
-fn arb_cache_flow() -> impl Strategy<Value = FlowMod> {
+pub(super) fn arb_cache_flow() -> impl Strategy<Value = FlowMod> {
     arb_flow_with(cache_field, 3)
 }
 
 /// A frame from a small space, so that packets share flows and megaflows:
 /// MACs (broadcast too), source address, UDP/TCP/ICMP ports, TTL, ECN, a
 /// VLAN tag, and now and then a truncation or a non-IP ethertype.
-fn cache_frame(v: (u8, u8, u8, u8), w: (u8, u8, u8)) -> Vec<u8> {
+pub(super) fn cache_frame(v: (u8, u8, u8, u8), w: (u8, u8, u8)) -> Vec<u8> {
     let dst = if v.0 % 7 == 6 {
         MacAddr::BROADCAST
     } else {
