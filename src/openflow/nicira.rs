@@ -658,19 +658,19 @@ mod tests {
 
     const SHORT: ErrorCode = ErrorCode::BadRequest(BadRequestCode::BadLen);
 
-    fn unhex(s: &str) -> Vec<u8> {
+    pub(super) fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
     }
 
-    fn dec(b: &[u8]) -> Res<NxAction> {
+    pub(super) fn dec(b: &[u8]) -> Res<NxAction> {
         let mut r = Reader::new(&b[4..], SHORT);
         NxAction::decode_experimenter(b.len(), &mut r)
     }
 
-    fn enc(a: &NxAction) -> Vec<u8> {
+    pub(super) fn enc(a: &NxAction) -> Vec<u8> {
         let mut v = Vec::new();
         let mut w = Writer::new(&mut v);
         a.encode(&mut w);

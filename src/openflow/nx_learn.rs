@@ -63,6 +63,35 @@ pub struct LearnSpec {
 }
 
 impl LearnSpec {
+    /// `dst=value`: the new flow matches `n_bits` of `dst` on a constant.
+    pub fn match_value(n_bits: u16, value: u128, dst: FieldRef) -> LearnSpec {
+        LearnSpec {
+            n_bits,
+            src: LearnSrc::Immediate(value),
+            dst: LearnDst::Match { field: dst, ofs: 0 },
+        }
+    }
+
+    /// `dst=src`: the new flow matches `n_bits` of `dst` on the packet's
+    /// `src`.
+    pub fn match_field(n_bits: u16, src: FieldRef, dst: FieldRef) -> LearnSpec {
+        LearnSpec {
+            n_bits,
+            src: LearnSrc::Field { field: src, ofs: 0 },
+            dst: LearnDst::Match { field: dst, ofs: 0 },
+        }
+    }
+
+    /// `output:src`: the new flow outputs to the port in `n_bits` of
+    /// the packet's `src`.
+    pub fn output(n_bits: u16, src: FieldRef) -> LearnSpec {
+        LearnSpec {
+            n_bits,
+            src: LearnSrc::Field { field: src, ofs: 0 },
+            dst: LearnDst::Output,
+        }
+    }
+
     fn header(&self) -> u16 {
         let src = match self.src {
             LearnSrc::Field { .. } => 0,
@@ -311,29 +340,9 @@ impl Conjunction {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{dec, enc, unhex};
     use super::super::{NxAction, Register};
     use super::*;
-    use crate::openflow::error::BadRequestCode;
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    fn dec(b: &[u8]) -> Res<NxAction> {
-        let mut r = Reader::new(&b[4..], ErrorCode::BadRequest(BadRequestCode::BadLen));
-        NxAction::decode_experimenter(b.len(), &mut r)
-    }
-
-    fn enc(a: &NxAction) -> Vec<u8> {
-        let mut v = Vec::new();
-        let mut w = Writer::new(&mut v);
-        a.encode(&mut w);
-        w.finish().unwrap();
-        v
-    }
 
     /// `learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],
     /// NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15])`,
@@ -347,28 +356,8 @@ mod tests {
         Learn {
             hard_timeout: 60,
             specs: vec![
-                LearnSpec {
-                    n_bits: 12,
-                    src: LearnSrc::Field {
-                        field: vlan,
-                        ofs: 0,
-                    },
-                    dst: LearnDst::Match {
-                        field: vlan,
-                        ofs: 0,
-                    },
-                },
-                LearnSpec {
-                    n_bits: 48,
-                    src: LearnSrc::Field {
-                        field: FieldRef(0x0000_0406),
-                        ofs: 0,
-                    },
-                    dst: LearnDst::Match {
-                        field: FieldRef(0x0000_0206),
-                        ofs: 0,
-                    },
-                },
+                LearnSpec::match_field(12, vlan, vlan),
+                LearnSpec::match_field(48, FieldRef(0x0000_0406), FieldRef(0x0000_0206)),
                 LearnSpec {
                     n_bits: 16,
                     src: LearnSrc::Field {
@@ -409,14 +398,7 @@ mod tests {
             fin_idle_timeout: 3,
             fin_hard_timeout: 4,
             specs: vec![
-                LearnSpec {
-                    n_bits: 16,
-                    src: LearnSrc::Immediate(0x800),
-                    dst: LearnDst::Match {
-                        field: FieldRef(0x0000_0602),
-                        ofs: 0,
-                    },
-                },
+                LearnSpec::match_value(16, 0x800, FieldRef(0x0000_0602)),
                 LearnSpec {
                     n_bits: 32,
                     src: LearnSrc::Immediate(0x1234),
@@ -425,14 +407,7 @@ mod tests {
                         ofs: 0,
                     },
                 },
-                LearnSpec {
-                    n_bits: 16,
-                    src: LearnSrc::Field {
-                        field: FieldRef::reg(Register::Reg(2)),
-                        ofs: 0,
-                    },
-                    dst: LearnDst::Output,
-                },
+                LearnSpec::output(16, FieldRef::reg(Register::Reg(2))),
             ],
             ..Learn::default()
         };

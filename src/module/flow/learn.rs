@@ -332,6 +332,14 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
         };
         let masked = |bits: u16| (m != ones(bits)).then_some(m);
         let ip = |x: u64| std::net::Ipv4Addr::from(x as u32);
+        let macs = || Masked {
+            value: mac(v),
+            mask: masked(48).map(mac),
+        };
+        let ips = || Masked {
+            value: ip(v),
+            mask: masked(32).map(ip),
+        };
         use Kind::*;
         let f = match kind {
             InPort16 => {
@@ -346,14 +354,8 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
                 value: v,
                 mask: masked(64),
             }),
-            EthDst => F::EthDst(Masked {
-                value: mac(v),
-                mask: masked(48).map(mac),
-            }),
-            EthSrc => F::EthSrc(Masked {
-                value: mac(v),
-                mask: masked(48).map(mac),
-            }),
+            EthDst => F::EthDst(macs()),
+            EthSrc => F::EthSrc(macs()),
             EthType => {
                 full(16)?;
                 F::EthType(v as u16)
@@ -382,14 +384,8 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
                 full(8)?;
                 F::IpProto(v as u8)
             }
-            Ipv4Src => F::Ipv4Src(Masked {
-                value: ip(v),
-                mask: masked(32).map(ip),
-            }),
-            Ipv4Dst => F::Ipv4Dst(Masked {
-                value: ip(v),
-                mask: masked(32).map(ip),
-            }),
+            Ipv4Src => F::Ipv4Src(ips()),
+            Ipv4Dst => F::Ipv4Dst(ips()),
             TcpSrc | TcpDst | UdpSrc | UdpDst | ArpOp => {
                 full(16)?;
                 let p = v as u16;
@@ -401,22 +397,10 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
                     _ => F::ArpOp(p),
                 }
             }
-            ArpSpa => F::ArpSpa(Masked {
-                value: ip(v),
-                mask: masked(32).map(ip),
-            }),
-            ArpTpa => F::ArpTpa(Masked {
-                value: ip(v),
-                mask: masked(32).map(ip),
-            }),
-            ArpSha => F::ArpSha(Masked {
-                value: mac(v),
-                mask: masked(48).map(mac),
-            }),
-            ArpTha => F::ArpTha(Masked {
-                value: mac(v),
-                mask: masked(48).map(mac),
-            }),
+            ArpSpa => F::ArpSpa(ips()),
+            ArpTpa => F::ArpTpa(ips()),
+            ArpSha => F::ArpSha(macs()),
+            ArpTha => F::ArpTha(macs()),
         };
         fields.push(f);
     }

@@ -45,44 +45,19 @@ impl FlowModule {
     /// Table 0 of the `learn` preset (see [`FlowConfig::learn`]): the
     /// learn, or (`learn=2`) moves that read the same bits.
     fn install_learn_preset(&self) {
-        use crate::openflow::nicira::{Learn, LearnDst, LearnSpec, LearnSrc};
-        let imm = |n_bits, v: u128, field| LearnSpec {
-            n_bits,
-            src: LearnSrc::Immediate(v),
-            dst: LearnDst::Match {
-                field: crate::openflow::nicira::FieldRef(field),
-                ofs: 0,
-            },
-        };
-        let copy = |n_bits, from, to| LearnSpec {
-            n_bits,
-            src: LearnSrc::Field {
-                field: crate::openflow::nicira::FieldRef(from),
-                ofs: 0,
-            },
-            dst: LearnDst::Match {
-                field: crate::openflow::nicira::FieldRef(to),
-                ofs: 0,
-            },
-        };
+        use crate::openflow::nicira::FieldRef as F;
+        use crate::openflow::nicira::{Learn, LearnSpec};
         let learn = Learn {
             priority: 200,
             cookie: LEARN_PRESET_COOKIE,
             table_id: 1,
             specs: vec![
-                imm(16, 0x800, 0x0000_0602),
-                imm(8, 17, 0x0000_0c01),
-                copy(48, 0x0000_0406, 0x0000_0206),
-                copy(32, 0x0000_0e04, 0x0000_1004),
-                copy(16, 0x0000_1602, 0x0000_1802),
-                LearnSpec {
-                    n_bits: 16,
-                    src: LearnSrc::Field {
-                        field: crate::openflow::nicira::FieldRef(0x0000_0002),
-                        ofs: 0,
-                    },
-                    dst: LearnDst::Output,
-                },
+                LearnSpec::match_value(16, 0x800, F(0x0000_0602)),
+                LearnSpec::match_value(8, 17, F(0x0000_0c01)),
+                LearnSpec::match_field(48, F(0x0000_0406), F(0x0000_0206)),
+                LearnSpec::match_field(32, F(0x0000_0e04), F(0x0000_1004)),
+                LearnSpec::match_field(16, F(0x0000_1602), F(0x0000_1802)),
+                LearnSpec::output(16, F(0x0000_0002)),
             ],
             ..Learn::default()
         };

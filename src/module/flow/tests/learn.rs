@@ -14,22 +14,11 @@ const ETH_DST: FieldRef = FieldRef(0x0000_0206);
 const IN_PORT: FieldRef = FieldRef(0x0000_0002);
 
 fn copy(n_bits: u16, from: FieldRef, to: FieldRef) -> LearnSpec {
-    LearnSpec {
-        n_bits,
-        src: LearnSrc::Field {
-            field: from,
-            ofs: 0,
-        },
-        dst: LearnDst::Match { field: to, ofs: 0 },
-    }
+    LearnSpec::match_field(n_bits, from, to)
 }
 
 fn output_from(field: FieldRef) -> LearnSpec {
-    LearnSpec {
-        n_bits: 16,
-        src: LearnSrc::Field { field, ofs: 0 },
-        dst: LearnDst::Output,
-    }
+    LearnSpec::output(16, field)
 }
 
 fn learn(l: Learn) -> Action {
@@ -199,14 +188,7 @@ fn learn_loads_immediates_and_delete_learned() {
         cookie: 0x77,
         flags: crate::openflow::nicira::learn::LEARN_DELETE_LEARNED,
         specs: vec![
-            LearnSpec {
-                n_bits: 16,
-                src: LearnSrc::Immediate(0x800),
-                dst: LearnDst::Match {
-                    field: FieldRef(0x0000_0602),
-                    ofs: 0,
-                },
-            },
+            LearnSpec::match_value(16, 0x800, FieldRef(0x0000_0602)),
             copy(32, FieldRef(0x0000_0e04), FieldRef(0x0000_1004)),
             LearnSpec {
                 n_bits: 8,
@@ -512,7 +494,7 @@ fn the_learn_benchmark_preset() {
 }
 
 mod edits {
-    use super::super::megaflows::{arb_cache_flow, cache_frame};
+    use super::super::megaflows::{arb_cache_flow, cache_module, same_as_uncached};
     use super::*;
     use proptest::prelude::*;
 
@@ -530,15 +512,7 @@ mod edits {
                  proptest::collection::vec((any::<(u8, u8, u8, u8)>(), any::<(u8, u8, u8)>()), 1..20)),
                 1..10),
         ) {
-            let mk = || {
-                let m = FlowModule::new(FlowConfig { tables: 3, ..FlowConfig::default() });
-                m.group_mod(&group(GroupType::Select, 1, vec![bucket(vec![out(1)]), bucket(vec![out(2)])]), 0).unwrap();
-                for f in &flows {
-                    let _ = m.flow_mod(f, 0);
-                }
-                m
-            };
-            let (cached, bare) = (mk(), mk());
+            let (cached, bare) = (cache_module(&flows), cache_module(&flows));
             for (op, f, in_port, pkts) in steps {
                 let edit = match op % 3 {
                     0 => Some(f),
@@ -551,14 +525,7 @@ mod edits {
                 if let Some(e) = edit {
                     prop_assert_eq!(cached.flow_mod(&e, 0).is_ok(), bare.flow_mod(&e, 0).is_ok());
                 }
-                let frames: Vec<Vec<u8>> = pkts.iter().map(|&(v, w)| cache_frame(v, w)).collect();
-                let (rs, fs, _) = run_full(&cached, in_port, frames.clone(), 0);
-                for (i, f) in frames.into_iter().enumerate() {
-                    bare.drop_caches();
-                    let (r1, f1, _) = run_full(&bare, in_port, vec![f], 0);
-                    prop_assert_eq!(&rs[i], &r1[0], "packet {} verdict", i);
-                    prop_assert_eq!(&fs[i], &f1[0], "packet {} bytes", i);
-                }
+                same_as_uncached(&cached, &bare, in_port, &pkts)?;
             }
         }
     }
