@@ -283,7 +283,9 @@ impl Learn {
                     w.u16(ofs);
                 }
                 LearnSrc::Immediate(v) => {
+                    // Wider than 128 bits only if built so: zeros first.
                     let n = LearnSpec::imm_len(s.n_bits);
+                    w.zeros(n.saturating_sub(16));
                     w.bytes(&v.to_be_bytes()[16 - n.min(16)..]);
                 }
             }

@@ -178,7 +178,7 @@ impl Table {
         let gone = self.cls.remove_where(pred);
         for r in &gone {
             r.data.counters.removed.store(true, Ordering::Relaxed);
-            self.conj -= usize::from(r.data.prog.conj);
+            self.conj = self.conj.saturating_sub(usize::from(r.data.prog.conj));
         }
         gone
     }

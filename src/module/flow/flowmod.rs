@@ -313,7 +313,7 @@ impl Pipeline {
             r.data = entry(counters);
             let is_conj = r.data.prog.conj;
             let table = &mut self.tables[t];
-            table.conj = table.conj + usize::from(is_conj) - usize::from(was_conj);
+            table.conj = (table.conj + usize::from(is_conj)).saturating_sub(usize::from(was_conj));
         } else {
             if self.flow_count >= self.max_flows {
                 return Err(ErrorCode::FlowModFailed(FlowModFailedCode::TableFull));
@@ -358,7 +358,7 @@ impl Pipeline {
                 continue;
             }
             r.data.instructions = fm.instructions.clone();
-            conj = conj + usize::from(prog.conj) - usize::from(r.data.prog.conj);
+            conj = (conj + usize::from(prog.conj)).saturating_sub(usize::from(r.data.prog.conj));
             r.data.prog = prog.clone();
             if reset {
                 let c = &r.data.counters;
