@@ -494,9 +494,56 @@ fn the_learn_benchmark_preset() {
 }
 
 mod edits {
-    use super::super::megaflows::{arb_cache_flow, cache_module, same_as_uncached};
+    use super::super::megaflows::{CachePkt, arb_cache_flow, cache_module, same_as_uncached};
     use super::*;
     use proptest::prelude::*;
+
+    /// Up to `n` steps: an edit (by the first number) with a flow, then a
+    /// batch from a port.
+    fn arb_steps(
+        flow: impl Strategy<Value = FlowMod>,
+        n: usize,
+    ) -> impl Strategy<Value = Vec<(u8, FlowMod, u16, Vec<CachePkt>)>> {
+        let pkt = (any::<(u8, u8, u8, u8)>(), any::<(u8, u8, u8)>());
+        proptest::collection::vec(
+            (
+                any::<u8>(),
+                flow,
+                1u16..4,
+                proptest::collection::vec(pkt, 1..20),
+            ),
+            1..n,
+        )
+    }
+
+    /// One of [`arb_cache_flow`]'s, or made a dimension of conjunction 1
+    /// (or 2) of two, or the `conj_id` entry of one.
+    fn arb_conj_flow() -> impl Strategy<Value = FlowMod> {
+        (arb_cache_flow(), 0u8..8).prop_map(|(mut f, kind)| {
+            let id = u32::from(kind % 2) + 1;
+            match kind {
+                0..=3 => {
+                    f.instructions = vec![apply(vec![conj(id, kind / 2 + 1, 2)])];
+                    f.priority = 10;
+                }
+                4 | 5 => {
+                    f.priority = 5;
+                    let fields = f.match_.clone().into_fields();
+                    f.match_ = Match::from_fields(fields)
+                        .and_then(|m| {
+                            m.with_registers(vec![NxMatchField {
+                                reg: Register::ConjId,
+                                value: u64::from(id),
+                                mask: None,
+                            }])
+                        })
+                        .expect("a match with conj_id");
+                }
+                _ => {}
+            }
+            f
+        })
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
@@ -507,10 +554,7 @@ mod edits {
         #[test]
         fn cached_lookups_follow_table_edits(
             flows in proptest::collection::vec(arb_cache_flow(), 1..20),
-            steps in proptest::collection::vec(
-                (any::<u8>(), arb_cache_flow(), 1u16..4,
-                 proptest::collection::vec((any::<(u8, u8, u8, u8)>(), any::<(u8, u8, u8)>()), 1..20)),
-                1..10),
+            steps in arb_steps(arb_cache_flow(), 10),
         ) {
             let (cached, bare) = (cache_module(&flows), cache_module(&flows));
             for (op, f, in_port, pkts) in steps {
@@ -524,6 +568,22 @@ mod edits {
                 };
                 if let Some(e) = edit {
                     prop_assert_eq!(cached.flow_mod(&e, 0).is_ok(), bare.flow_mod(&e, 0).is_ok());
+                }
+                same_as_uncached(&cached, &bare, in_port, &pkts)?;
+            }
+        }
+
+        /// The same with conjunctive entries and `conj_id` entries among
+        /// the flows and the edits.
+        #[test]
+        fn conjunctions_are_exact_under_the_caches(
+            flows in proptest::collection::vec(arb_conj_flow(), 4..32),
+            steps in arb_steps(arb_conj_flow(), 8),
+        ) {
+            let (cached, bare) = (cache_module(&flows), cache_module(&flows));
+            for (op, f, in_port, pkts) in steps {
+                if op % 2 == 0 {
+                    prop_assert_eq!(cached.flow_mod(&f, 0).is_ok(), bare.flow_mod(&f, 0).is_ok());
                 }
                 same_as_uncached(&cached, &bare, in_port, &pkts)?;
             }
