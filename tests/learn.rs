@@ -212,3 +212,36 @@ fn the_vlan_learn_of_the_man_page() {
     let flows = sw.flows();
     assert!(flows.contains(&learned), "{flows:?}");
 }
+
+/// OpenFlow 1.0 (ovs-ofctl's default) carries the same actions.
+#[test]
+fn learn_and_conjunction_in_openflow_1_0() {
+    let Some(sw) = empty_switch("learn10", 2) else {
+        return;
+    };
+    sw.plain_ofctl(
+        "add-flow",
+        &[&format!("priority=1,actions={LEARN},output:2")],
+    );
+    sw.plain_ofctl("add-flow", &["priority=9,ip,actions=conjunction(5,1/2)"]);
+    let dump = sw.plain_ofctl("dump-flows", &["--no-stats"]);
+    assert!(
+        dump.contains(&format!("priority=1 actions={LEARN},output:2")),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("priority=9,ip actions=conjunction(5,1/2)"),
+        "{dump}"
+    );
+    let (mut p1, mut p2) = (sw.port(1), sw.port(2));
+    send(&mut p1, &frame(MIN_LEN, 1, mac(2), 1));
+    assert_eq!(recv_within(&mut p2, 1, Duration::from_secs(5)).len(), 1);
+    let dump = sw.plain_ofctl("dump-flows", &["--no-stats"]);
+    assert!(
+        dump.contains(&format!(
+            "table=1, hard_timeout=60, dl_dst={} actions=output:1",
+            mac_text(1)
+        )),
+        "{dump}"
+    );
+}
