@@ -130,7 +130,7 @@ fn in_port_outputs_and_the_input_port() {
     let in_port = [Action::output(PortNo::IN_PORT)];
     // IN_PORT goes back out; an explicit output to the input is dropped.
     assert_eq!(
-        m.packet_out(1, &f, &[out(1), in_port[0], out(2)], 0)
+        m.packet_out(1, &f, &[out(1), in_port[0].clone(), out(2)], 0)
             .unwrap(),
         [
             Output::InPort(f.clone()),

@@ -44,7 +44,7 @@ pub const CONTROLLER_MAX_LEN_MAX: u16 = 0xffe5;
 pub const CONTROLLER_MAX_LEN_NO_BUFFER: u16 = 0xffff;
 
 /// One action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Output to a port; `max_len` bytes go to the controller when `port`
     /// is [`PortNo::CONTROLLER`].

@@ -23,6 +23,10 @@ use super::bytes::{Reader, Res, Writer, pad8};
 use super::error::{BadActionCode, ErrorCode};
 use super::oxm::OxmError;
 
+#[path = "nx_learn.rs"]
+pub mod learn;
+pub use learn::{Conjunction, Learn, LearnDst, LearnSpec, LearnSrc};
+
 /// Nicira's experimenter id.
 pub const NX_VENDOR_ID: u32 = 0x0000_2320;
 /// NXM class of `NXM_OF_*` fields (OpenFlow 1.0 headers).
@@ -46,8 +50,13 @@ pub mod subtype {
     pub const NOTE: u16 = 8;
     pub const RESUBMIT_TABLE: u16 = 14;
     pub const OUTPUT_REG: u16 = 15;
+    pub const LEARN: u16 = 16;
     pub const OUTPUT_REG2: u16 = 32;
+    pub const CONJUNCTION: u16 = 34;
 }
+
+/// `NXM_NX_CONJ_ID` (class 1, field 37, 32 bits, not maskable).
+pub const CONJ_ID_HEADER: u32 = 0x0001_4a04;
 
 /// A register, as pipeline state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,11 +65,18 @@ pub enum Register {
     Reg(u8),
     /// `xreg0`..`xreg7`, 64 bits (`reg(2N)` high, `reg(2N+1)` low).
     XReg(u8),
+    /// `conj_id` (`NXM_NX_CONJ_ID`): not a register but pipeline state
+    /// matched like one, read-only, exact only. It is 0 for every packet
+    /// except in the lookup that follows a conjunctive match.
+    ConjId,
 }
 
 impl Register {
     /// The register a 32-bit header (class, field, length) names, if any.
     pub fn from_header(header: u32) -> Option<Register> {
+        if header == CONJ_ID_HEADER {
+            return Some(Register::ConjId);
+        }
         let class = (header >> 16) as u16;
         let field = (header >> 9) as u8 & 0x7f;
         let hasmask = header & 0x100 != 0;
@@ -76,7 +92,7 @@ impl Register {
     /// Width in bits.
     pub fn bits(self) -> u16 {
         match self {
-            Register::Reg(_) => 32,
+            Register::Reg(_) | Register::ConjId => 32,
             Register::XReg(_) => 64,
         }
     }
@@ -86,6 +102,7 @@ impl Register {
         let (class, field, n) = match self {
             Register::Reg(i) => (NXM_CLASS_NX, i, 4u32),
             Register::XReg(i) => (OXM_CLASS_PACKET_REGS, i, 8u32),
+            Register::ConjId => (NXM_CLASS_NX, 37, 4u32),
         };
         (u32::from(class) << 16)
             | (u32::from(field & 0x7f) << 9)
@@ -93,9 +110,11 @@ impl Register {
             | if hasmask { 2 * n } else { n }
     }
 
-    /// Reads the register from the 16 32-bit registers.
+    /// Reads the register from the 16 32-bit registers (`conj_id` reads
+    /// as 0, its value outside a conjunctive match's lookup).
     pub fn get(self, regs: &[u32; N_REGS]) -> u64 {
         match self {
+            Register::ConjId => 0,
             Register::Reg(i) => u64::from(regs[usize::from(i) % N_REGS]),
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -104,9 +123,11 @@ impl Register {
         }
     }
 
-    /// Writes the register into the 16 32-bit registers.
+    /// Writes the register into the 16 32-bit registers (`conj_id` is
+    /// read-only: nothing).
     pub fn set(self, regs: &mut [u32; N_REGS], v: u64) {
         match self {
+            Register::ConjId => {}
             Register::Reg(i) => regs[usize::from(i) % N_REGS] = v as u32,
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -150,15 +171,20 @@ impl NxMatchField {
             return None;
         }
         let Some(reg) = Register::from_header(header) else {
+            let field = (header >> 9) & 0x7f;
             let known_field = match class {
-                NXM_CLASS_NX => ((header >> 9) & 0x7f) < N_REGS as u32,
-                _ => ((header >> 9) & 0x7f) < 8,
+                NXM_CLASS_NX => field < N_REGS as u32 || field == 37,
+                _ => field < 8,
             };
-            return Some(Err(if known_field {
-                OxmError::Len
-            } else {
-                OxmError::Field
-            }));
+            return Some(Err(
+                if class == NXM_CLASS_NX && field == 37 && header & 0x100 != 0 {
+                    OxmError::Mask
+                } else if known_field {
+                    OxmError::Len
+                } else {
+                    OxmError::Field
+                },
+            ));
         };
         let n = usize::from(reg.bits() / 8);
         let value = be(&p[..n.min(p.len())]);
@@ -222,7 +248,7 @@ fn join_ofs_nbits(ofs: u16, nbits: u16) -> u16 {
 }
 
 /// One Nicira action (or a SET_FIELD of a register).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NxAction {
     /// Look up `table` (`None`: this one) as if the packet came in on
     /// `in_port` (`0xfff8`, `OFPP_IN_PORT`: its own), run the actions found
@@ -261,6 +287,10 @@ pub enum NxAction {
     },
     /// `OFPAT_SET_FIELD` of a whole register.
     SetReg { reg: Register, value: u64 },
+    /// `NXAST_LEARN`: add or refresh a flow built from the packet.
+    Learn(Box<Learn>),
+    /// `NXAST_CONJUNCTION`: one dimension of a conjunctive match.
+    Conjunction(Conjunction),
 }
 
 impl NxAction {
@@ -295,6 +325,8 @@ impl NxAction {
             NxAction::Note { len, .. } => 10 + usize::from(*len),
             NxAction::RegLoad { .. } | NxAction::RegMove { .. } | NxAction::OutputReg { .. } => 24,
             NxAction::SetReg { reg, .. } => pad8(8 + usize::from(reg.bits() / 8)),
+            NxAction::Learn(l) => l.encoded_len(),
+            NxAction::Conjunction(_) => 16,
         }
     }
 
@@ -308,11 +340,11 @@ impl NxAction {
         }
         let st = r.u16()?;
         let fixed = match st {
-            subtype::RESUBMIT | subtype::RESUBMIT_TABLE => Some(16),
+            subtype::RESUBMIT | subtype::RESUBMIT_TABLE | subtype::CONJUNCTION => Some(16),
             subtype::REG_MOVE | subtype::REG_LOAD | subtype::OUTPUT_REG | subtype::OUTPUT_REG2 => {
                 Some(24)
             }
-            subtype::NOTE => None,
+            subtype::NOTE | subtype::LEARN => None,
             _ => return Err(bad(BadActionCode::BadExpType)),
         };
         if fixed.is_some_and(|n| n != len) {
@@ -329,6 +361,8 @@ impl NxAction {
             }
         };
         Ok(match st {
+            subtype::LEARN => NxAction::Learn(Box::new(Learn::decode(len, r)?)),
+            subtype::CONJUNCTION => NxAction::Conjunction(Conjunction::decode(r)?),
             subtype::RESUBMIT | subtype::RESUBMIT_TABLE => {
                 let in_port = r.u16()?;
                 let table = r.u8()?;
@@ -540,6 +574,14 @@ impl NxAction {
         w.u16(0);
         w.u32(NX_VENDOR_ID);
         match *self {
+            NxAction::Learn(ref l) => {
+                w.u16(subtype::LEARN);
+                l.encode(w);
+            }
+            NxAction::Conjunction(c) => {
+                w.u16(subtype::CONJUNCTION);
+                c.encode(w);
+            }
             NxAction::Resubmit {
                 in_port,
                 table,
@@ -616,19 +658,19 @@ mod tests {
 
     const SHORT: ErrorCode = ErrorCode::BadRequest(BadRequestCode::BadLen);
 
-    fn unhex(s: &str) -> Vec<u8> {
+    pub(super) fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
     }
 
-    fn dec(b: &[u8]) -> Res<NxAction> {
+    pub(super) fn dec(b: &[u8]) -> Res<NxAction> {
         let mut r = Reader::new(&b[4..], SHORT);
         NxAction::decode_experimenter(b.len(), &mut r)
     }
 
-    fn enc(a: &NxAction) -> Vec<u8> {
+    pub(super) fn enc(a: &NxAction) -> Vec<u8> {
         let mut v = Vec::new();
         let mut w = Writer::new(&mut v);
         a.encode(&mut w);
@@ -696,7 +738,7 @@ mod tests {
             if b.len() == 20 {
                 b.extend_from_slice(&[0, 1, 0, 4]);
             }
-            assert_eq!(dec(&b), Ok(want), "{hex}");
+            assert_eq!(dec(&b), Ok(want.clone()), "{hex}");
             assert_eq!(enc(&want), b, "{hex}");
         }
         let note = unhex("ffff0010000023200008010203000000");

@@ -26,7 +26,19 @@
 //! uncontended. Every stripe remembers the pipeline generation it was filled
 //! under; a batch that finds another generation empties the stripe first,
 //! so no plan outlives a table or group change.
+//!
+//! Flow entries added or removed one by one (flow mods, expiry, `learn`)
+//! do not move the generation: the pipeline logs each such edit with the
+//! entry's table, value and mask ([`Pipeline::changed`]), and a batch
+//! first drops the megaflows an edit since its last batch may touch
+//! ([`Stripe::begin`]): those that looked the table up with a key that
+//! agrees with the entry on every bit both masks cover, or with a key an
+//! action had rewritten. The others cannot contain a packet that matches
+//! the entry, so their plans are still what the tables give. A dropped
+//! megaflow leaves its mask table; its slot stays (void) until the cache
+//! starts over.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::module::{Nanos, Verdict, Verdicts};
@@ -36,7 +48,9 @@ use crate::port::PortId;
 use super::actions::{self, BatchFrame, Op};
 use super::key::{self, Key, Layout, WORDS, Words};
 use super::meter;
-use super::pipeline::{FlowCounters, Pipeline, Plan, PlanVerdict, Table, event};
+use super::pipeline::{
+    Edit, FlowCounters, Learned, Pipeline, Plan, PlanVerdict, Table, event, set_has,
+};
 
 const EMC_SIZE: usize = 8192;
 /// A megaflow hit or an upcall enters the EMC with probability 1 in this
@@ -47,6 +61,9 @@ const EMC_INSERT_INV_PROB: u64 = 100;
 /// this: with one mask, the megaflow lookup is a single probe of a smaller
 /// table that hashes fewer words.
 const EMC_MIN_MASKS: usize = 1;
+/// How often a plan's packets refresh (or re-queue) its learned flows:
+/// timeouts count in seconds.
+const LEARN_TOUCH: Nanos = 100_000_000;
 /// Most megaflows a stripe holds; past this it starts over.
 pub(crate) const MAX_MEGAFLOWS: usize = 65536;
 
@@ -67,7 +84,10 @@ pub(crate) mod ctr {
     pub const NORMAL_VLAN_DROPS: usize = 12;
     pub const METER_DROPS: usize = 13;
     pub const RESUBMIT_DROPS: usize = 14;
-    pub const N: usize = 15;
+    pub const LEARNED: usize = 15;
+    pub const LEARN_SKIPPED: usize = 16;
+    pub const LEARN_FAILED: usize = 17;
+    pub const N: usize = 18;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -84,6 +104,9 @@ pub(crate) mod ctr {
         "normal_vlan_drops",
         "meter_drops",
         "resubmit_drops",
+        "learned",
+        "learn_skipped",
+        "learn_failed",
     ];
 }
 
@@ -134,6 +157,12 @@ impl MaskTable {
     /// The slot of the megaflow `key` falls in, if any.
     #[inline]
     fn get(&self, key: &Key) -> Option<u32> {
+        self.position(key).map(|i| self.tags[i].1 - 1)
+    }
+
+    /// Where the megaflow `key` falls in is kept, if it is.
+    #[inline]
+    fn position(&self, key: &Key) -> Option<usize> {
         let h = key.hash_masked(&self.words);
         let (cap, n) = (self.tags.len(), self.words.len());
         let mut i = h as usize & (cap - 1);
@@ -143,7 +172,7 @@ impl MaskTable {
                 return None;
             }
             if th == h && key.eq_masked(&self.words, &self.values[i * n..(i + 1) * n]) {
-                return Some(ts - 1);
+                return Some(i);
             }
             i = (i + 1) & (cap - 1);
         }
@@ -181,6 +210,39 @@ impl MaskTable {
         }
     }
 
+    /// Removes the megaflow that `key` falls in, if there (backward-shift
+    /// deletion: later entries of its probe run move up).
+    fn remove(&mut self, key: &Key) {
+        let Some(mut i) = self.position(key) else {
+            return;
+        };
+        let (cap, n) = (self.tags.len(), self.words.len());
+        self.tags[i] = (0, 0);
+        self.len -= 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & (cap - 1);
+            let (th, ts) = self.tags[j];
+            if ts == 0 {
+                return;
+            }
+            let home = th as usize & (cap - 1);
+            // Entry j may fill the hole at i unless its home lies
+            // cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.tags[i] = self.tags[j];
+                self.values.copy_within(j * n..(j + 1) * n, i * n);
+                self.tags[j] = (0, 0);
+                i = j;
+            }
+        }
+    }
+
     fn grow(&mut self) {
         let n = self.words.len();
         let cap = 2 * self.tags.len();
@@ -198,6 +260,13 @@ impl MaskTable {
 /// A plan and what it saw this batch.
 struct Slot {
     plan: Plan,
+    /// The megaflow: a key (masked) and the mask.
+    key: Key,
+    mask: Key,
+    /// Dropped by a table edit: no lookup returns it any more.
+    stale: bool,
+    /// When its learned flows were last touched.
+    learn_touched: Nanos,
     packets: u64,
     bytes: u64,
     dirty: bool,
@@ -226,6 +295,10 @@ pub(crate) struct Stripe {
     pub normal: super::normal::Dests,
     /// The batch's time, for meters.
     now: Nanos,
+    /// The last table edit applied ([`Pipeline::edit_seq`]).
+    edit_seq: u64,
+    /// Learned flows to install after the batch ([`Learned::touch`]).
+    pub pending: Vec<Arc<Learned>>,
 }
 
 impl Default for Stripe {
@@ -244,23 +317,68 @@ impl Default for Stripe {
             memo: None,
             normal: Default::default(),
             now: 0,
+            edit_seq: 0,
+            pending: Vec::new(),
         }
     }
 }
 
 impl Stripe {
-    /// Starts a batch seen at `now` under pipeline generation `generation`.
-    pub fn begin(&mut self, generation: u64, now: Nanos) {
+    /// Starts a batch seen at `now` with the pipeline as it is: empties
+    /// the cache if its generation moved, else drops the megaflows the
+    /// table edits since the last batch touch.
+    pub fn begin(&mut self, pipe: &Pipeline, now: Nanos) {
         self.now = now;
         if self.emc_tags.is_empty() {
             self.emc_tags = vec![0; EMC_SIZE];
             self.emc_keys = vec![Key::default(); EMC_SIZE];
         }
-        if self.generation != generation {
+        if self.generation != pipe.generation {
             self.clear();
-            self.generation = generation;
+            self.generation = pipe.generation;
+        } else if self.edit_seq != pipe.edit_seq {
+            let missed = pipe.edits.front().is_none_or(|e| e.seq > self.edit_seq + 1);
+            if missed {
+                self.clear();
+            } else {
+                let seen = self.edit_seq;
+                for e in pipe.edits.iter().filter(|e| e.seq > seen) {
+                    self.drop_touched(e);
+                }
+            }
         }
+        self.edit_seq = pipe.edit_seq;
         self.batch += 1;
+    }
+
+    /// Drops the megaflows `e` may change (see the module doc).
+    fn drop_touched(&mut self, e: &Edit) {
+        let mut emptied = false;
+        for s in &mut self.slots {
+            if s.stale || !s.plan.tables.iter().any(|&(t, _)| t == e.table) {
+                continue;
+            }
+            let touched = set_has(&s.plan.rewritten, e.table)
+                || (0..key::WORDS)
+                    .all(|w| (s.key.0[w] ^ e.value.0[w]) & s.mask.0[w] & e.mask.0[w] == 0);
+            if !touched {
+                continue;
+            }
+            s.stale = true;
+            if let Some(mt) = self.masks.iter_mut().find(|m| m.mask == s.mask) {
+                mt.remove(&s.key);
+                emptied |= mt.len == 0;
+            }
+        }
+        if emptied {
+            self.masks.retain(|m| m.len > 0);
+            self.stage = self
+                .masks
+                .iter()
+                .map(|m| key::last_stage(&m.mask))
+                .max()
+                .unwrap_or(0);
+        }
     }
 
     /// Forgets everything (the next batch starts empty).
@@ -360,8 +478,13 @@ impl Stripe {
             for at in Self::emc_pos(h) {
                 let t = self.emc_tags[at];
                 if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
+                    let s = ((t & TAG_SLOT) - 1) as u32;
+                    if self.slots.get(s as usize).is_some_and(|s| s.stale) {
+                        self.emc_tags[at] = 0;
+                        continue;
+                    }
                     self.local[ctr::EMC_HITS] += 1;
-                    return Some(((t & TAG_SLOT) - 1) as u32);
+                    return Some(s);
                 }
             }
         }
@@ -405,6 +528,10 @@ impl Stripe {
         let s = self.slots.len() as u32;
         self.slots.push(Slot {
             plan,
+            key: key.and(mask),
+            mask: *mask,
+            stale: false,
+            learn_touched: 0,
             packets: 0,
             bytes: 0,
             dirty: false,
@@ -569,6 +696,7 @@ impl Stripe {
                 (event::INVALID_TTL, ctr::INVALID_TTL),
                 (event::MISS, ctr::TABLE_MISS),
                 (event::RESUBMIT_LIMIT, ctr::RESUBMIT_DROPS),
+                (event::LEARN_FAILED, ctr::LEARN_FAILED),
             ] {
                 if plan.events & bit != 0 {
                     self.local[c] += p;
@@ -577,6 +705,20 @@ impl Stripe {
         }
         flows.finish(put_flow);
         tables.finish(put_table);
+        // Learned flows, at most every LEARN_TOUCH per plan: a busy plan
+        // then costs nothing but this check.
+        for &s in &self.dirty {
+            if let Some(slot) = self.slots.get_mut(s as usize)
+                && !slot.plan.learns.is_empty()
+                && (slot.learn_touched == 0
+                    || now.saturating_sub(slot.learn_touched) >= LEARN_TOUCH)
+            {
+                slot.learn_touched = now;
+                for l in &slot.plan.learns {
+                    l.touch(now, &mut self.pending);
+                }
+            }
+        }
         for &s in &self.dirty {
             if let Some(slot) = self.slots.get_mut(s as usize) {
                 slot.packets = 0;
@@ -671,5 +813,17 @@ mod tests {
         // Repointing an existing megaflow keeps one entry.
         t.insert(&key(0, 0, 9), 77);
         assert_eq!((t.get(&key(0, 0, 0)), t.len), (Some(77), 5000));
+        // Removing every third leaves the others findable (the probe runs
+        // close up behind a removed entry).
+        for i in (0..5000u64).step_by(3) {
+            t.remove(&key(i % 3, i, 0));
+        }
+        assert_eq!(t.len, 5000 - 1667);
+        for i in 1..5000u64 {
+            let want = (i % 3 != 0).then_some(i as u32);
+            assert_eq!(t.get(&key(i % 3, i, 5)), want, "{i}");
+        }
+        t.remove(&key(0, 0, 0));
+        assert_eq!(t.len, 5000 - 1667);
     }
 }

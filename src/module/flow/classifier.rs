@@ -111,6 +111,14 @@ impl<T> Subtable<T> {
     /// up to it.
     #[inline]
     fn find(&self, key: &Key, unwildcard: &mut Key, pred: impl Fn(&T) -> bool) -> Option<&Rule<T>> {
+        self.probe(key, unwildcard)
+            .and_then(|l| l.iter().find(|r| pred(&r.data)))
+    }
+
+    /// The rules (best first) whose value `key` has under the mask, if
+    /// any, checked stage by stage as [`Subtable::find`] says.
+    #[inline]
+    fn probe(&self, key: &Key, unwildcard: &mut Key) -> Option<&Vec<Rule<T>>> {
         for st in &self.stages {
             let k = key.and(&st.mask);
             if !st.values.contains_key(&k) {
@@ -119,9 +127,7 @@ impl<T> Subtable<T> {
             }
         }
         unwildcard.or_assign(&self.mask);
-        self.rules
-            .get(&key.and(&self.mask))
-            .and_then(|l| l.iter().find(|r| pred(&r.data)))
+        self.rules.get(&key.and(&self.mask))
     }
 
     fn refresh_max(&mut self) {
@@ -264,15 +270,47 @@ impl<T> Classifier<T> {
         best
     }
 
+    /// Every rule matching `key` whose priority is above `floor` and whose
+    /// data satisfies `pred`, in no particular order; ORs into `unwildcard`
+    /// the masks of every subtable that could hold one (conjunctive
+    /// matches need all of them, not just the best).
+    pub fn lookup_all(
+        &self,
+        key: &Key,
+        unwildcard: &mut Key,
+        floor: i32,
+        pred: impl Fn(&T) -> bool,
+    ) -> Vec<&Rule<T>> {
+        let mut out = Vec::new();
+        for &i in &self.order {
+            let st = self.st(i);
+            if i32::from(st.max_priority) <= floor {
+                break;
+            }
+            if let Some(l) = st.probe(key, unwildcard) {
+                out.extend(
+                    l.iter()
+                        .filter(|r| i32::from(r.priority) > floor && pred(&r.data)),
+                );
+            }
+        }
+        out
+    }
+
     /// The rule with exactly this value, mask and priority.
-    #[cfg(test)]
-    pub fn find_strict(&self, value: &Key, mask: &Key, priority: u16) -> Option<&Rule<T>> {
+    pub fn find_strict(
+        &self,
+        value: &Key,
+        mask: &Key,
+        priority: u16,
+        pred: impl Fn(&T) -> bool,
+    ) -> Option<&Rule<T>> {
         let &i = self.by_mask.get(mask)?;
         self.st(i)
             .rules
             .get(value)?
             .iter()
-            .find(|r| r.priority == priority)
+            .find(|r| r.priority == priority && pred(&r.data))
     }
 
     pub fn find_strict_mut(
@@ -408,8 +446,8 @@ mod tests {
         c.insert(rule(5, 4, (0x11, 0xff)));
         c.insert(rule(5, 2, (0x11, 0xff)));
         assert_eq!(c.lookup(&key(0x11), &mut Key::default()).unwrap().data, 2);
-        assert!(c.find_strict(&key(0x11), &key(0xff), 5).is_some());
-        assert!(c.find_strict(&key(0x11), &key(0xff), 6).is_none());
+        assert!(c.find_strict(&key(0x11), &key(0xff), 5, |_| true).is_some());
+        assert!(c.find_strict(&key(0x11), &key(0xff), 6, |_| true).is_none());
     }
 }
 

@@ -33,6 +33,7 @@ use crate::module::Nanos;
 use crate::openflow::error::{BadActionCode, BadInstructionCode, ErrorCode, FlowModFailedCode};
 use crate::openflow::flow::{flow_mod_flags, flow_removed_reason};
 use crate::openflow::group::group_id;
+use crate::openflow::nicira::NxAction;
 use crate::openflow::oxm::OxmFieldType;
 use crate::openflow::{
     Action, FlowMod, FlowModCommand, FlowRemoved, Instruction, InstructionType, Match, PortNo,
@@ -40,10 +41,13 @@ use crate::openflow::{
 };
 use crate::port::PortId;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::classifier::Rule;
 use super::key::{Key, match_key};
 use super::pipeline::{
-    FlowCounters, FlowEntry, Pipeline, Program, no_nx_in_write_actions, regs_cover, same_regs,
+    FlowCounters, FlowEntry, Pipeline, Program, check_conjunctions, no_nx_in_write_actions,
+    regs_cover, same_regs,
 };
 use super::stats::removed_msg;
 
@@ -180,6 +184,13 @@ impl Pipeline {
                     return Err(bad_action(BadActionCode::BadType));
                 }
 
+                Action::Nx(NxAction::Learn(ref l)) => self.check_learn(l, m)?,
+                // A conjunction is checked with its entry's instructions
+                // (`check_conjunctions`); in a bucket or a packet-out it
+                // has no place.
+                Action::Nx(NxAction::Conjunction(_)) if m.is_none() => {
+                    return Err(crate::openflow::nicira::learn::BAD_CONJUNCTION);
+                }
                 Action::Nx(ref x) => self.check_nx(x)?,
             }
         }
@@ -263,6 +274,7 @@ impl Pipeline {
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
         no_nx_in_write_actions(&fm.instructions)?;
+        check_conjunctions(&fm.instructions)?;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let cls = &mut self.tables[t].cls;
         if fm.flags & flow_mod_flags::CHECK_OVERLAP != 0
@@ -288,20 +300,27 @@ impl Pipeline {
             same_regs(&d.match_, &fm.match_)
         }) {
             let counters = if reset {
+                r.data.counters.removed.store(true, Relaxed);
                 FlowCounters::new(now)
             } else {
                 let c = r.data.counters.clone();
-                c.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
+                c.last_used.store(now, Relaxed);
+                c.modified.store(now, Relaxed);
+                c.removed.store(false, Relaxed);
                 c
             };
+            let was_conj = r.data.prog.conj;
             r.data = entry(counters);
+            let is_conj = r.data.prog.conj;
+            let table = &mut self.tables[t];
+            table.conj = (table.conj + usize::from(is_conj)).saturating_sub(usize::from(was_conj));
         } else {
             if self.flow_count >= self.max_flows {
                 return Err(ErrorCode::FlowModFailed(FlowModFailedCode::TableFull));
             }
             let seq = self.next_seq;
             self.next_seq += 1;
-            self.tables[t].cls.insert(Rule {
+            self.tables[t].insert(Rule {
                 priority: fm.priority,
                 seq,
                 value,
@@ -310,7 +329,9 @@ impl Pipeline {
             });
             self.flow_count += 1;
         }
-        self.bump();
+        // Only plans whose lookup of this table a packet matching the
+        // entry could have made change.
+        self.changed(t, &value, &mask);
         Ok(())
     }
 
@@ -319,9 +340,11 @@ impl Pipeline {
         let (value, mask) = match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
         no_nx_in_write_actions(&fm.instructions)?;
+        check_conjunctions(&fm.instructions)?;
         let strict = fm.command == FlowModCommand::ModifyStrict;
         let reset = fm.flags & flow_mod_flags::RESET_COUNTS != 0;
         let mut changed = false;
+        let mut conj = self.tables[t].conj;
         for r in self.tables[t].cls.iter_mut() {
             let selected = if strict {
                 r.value == value
@@ -335,6 +358,7 @@ impl Pipeline {
                 continue;
             }
             r.data.instructions = fm.instructions.clone();
+            conj = (conj + usize::from(prog.conj)).saturating_sub(usize::from(r.data.prog.conj));
             r.data.prog = prog.clone();
             if reset {
                 let c = &r.data.counters;
@@ -343,6 +367,7 @@ impl Pipeline {
             }
             changed = true;
         }
+        self.tables[t].conj = conj;
         if changed {
             self.bump();
         }
@@ -360,8 +385,9 @@ impl Pipeline {
         let strict = fm.command == FlowModCommand::DeleteStrict;
         let mut removed = Vec::new();
         let mut n = 0;
+        let mut gone_all = Vec::new();
         for t in tables {
-            let gone = self.tables[t].cls.remove_where(|r| {
+            let gone = self.tables[t].remove_where(|r| {
                 let selected = if strict {
                     r.value == value
                         && r.mask == mask
@@ -381,10 +407,12 @@ impl Pipeline {
                     .filter(|r| r.data.flags & flow_mod_flags::SEND_FLOW_REM != 0)
                     .map(|r| removed_msg(r, flow_removed_reason::DELETE, now)),
             );
+            gone_all.push((t, gone));
         }
         if n > 0 {
             self.flow_count -= n;
-            self.bump();
+            self.forget(&gone_all);
+            removed.extend(self.delete_learned(&gone_all, now));
         }
         Ok(removed)
     }

@@ -150,7 +150,6 @@ impl Pipeline {
                 let mut removed = Vec::new();
                 for t in 0..self.tables.len() {
                     let gone = self.tables[t]
-                        .cls
                         .remove_where(|r| doomed.iter().any(|&g| r.data.uses_group(g)));
                     self.flow_count -= gone.len();
                     removed.extend(

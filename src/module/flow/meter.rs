@@ -391,7 +391,6 @@ impl Pipeline {
         }
         for t in 0..self.tables.len() {
             let flows = self.tables[t]
-                .cls
                 .remove_where(|r| r.data.prog.meter.is_some_and(|m| gone.contains(&m)));
             self.flow_count -= flows.len();
             removed.extend(

@@ -36,13 +36,17 @@
 //! worker), so workers share no cache lines on a hit. Flow, table and group
 //! counters are added once per batch, summed per counter.
 //!
-//! Consistency is strict: every change to tables, groups, port liveness or
-//! port configuration bumps the pipeline's generation, and `process` reads the pipeline under
-//! a read lock held for the whole batch, emptying its cache first if the
-//! generation moved. So a batch sees exactly one generation, and a change
-//! ([`FlowModule::flow_mod`] takes the write lock) waits for the batches in
-//! flight and applies to every later one: once `flow_mod` returns, no packet
-//! is treated by the old tables. (A barrier reply can be sent then.)
+//! Consistency is strict: every change to groups, meters, port liveness or
+//! port configuration, and flow modifications, bump the pipeline's
+//! generation; `process` reads the pipeline under a read lock held for
+//! the whole batch, emptying its cache first if the generation moved.
+//! Flow entries added or removed one at a time (ADD, deletes, expiry,
+//! `learn`) are logged instead, and the batch first drops only the
+//! megaflows they can touch (`cache`). So a batch sees exactly one state of
+//! the tables, and a change ([`FlowModule::flow_mod`] takes the write
+//! lock) waits for the batches in flight and applies to every later one:
+//! once `flow_mod` returns, no packet is treated by the old tables. (A
+//! barrier reply can be sent then.)
 //!
 //! # Nicira extensions
 //!
@@ -64,6 +68,19 @@
 //! not check that the header is there (Open vSwitch checks the flow's
 //! prerequisites at install; here a missing header reads as 0, or as the
 //! field sharing its room in the key).
+//!
+//! `learn` (`pipeline::learn`) builds its flow when the plan is compiled;
+//! the plan carries it, refreshes it from the cache at most every 100 ms
+//! while packets come, and the module installs it (again, if it expired or
+//! was deleted) after the batch, through the flow-mod path, within
+//! `learn_rate` new flows per second and `learn_max` entries per table
+//! (past them: `learn_skipped`, the packet still forwarded). Counters:
+//! `learned`, `learn_skipped`, `learn_failed` (a packet whose learned
+//! match the table refuses). Learned matches may use in_port, Ethernet,
+//! VLAN TCI, IPv4, IP protocol, TCP/UDP port and ARP fields, the metadata
+//! and registers (not IPv6, not above 64 bits); FIN timeouts are kept but
+//! do nothing. Conjunctive matches (`conj`) follow Open vSwitch's
+//! classifier; `conj_id` is matched like a register.
 //!
 //! # The agent's side
 //!
@@ -173,9 +190,11 @@
 //!
 //! # Spec
 //!
-//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
+//! `flow[:tables=N,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1|2,learn_churn=N,learn_rate=N,learn_max=N,mac_max=N,mac_port_max=N,mac_aging=SECS]`:
 //! `tables` (1..=255, default
 //! 255) flow tables, at most `max_flows` entries in all (default 1,000,000).
+//! `learn` installs at most `learn_rate` new flows per second (10,000)
+//! into tables of at most `learn_max` entries (100,000).
 //! NORMAL's MAC table holds `mac_max` entries (8192), `mac_port_max` per
 //! port (half of `mac_max`), aged after `mac_aging` seconds (300).
 //! `normal=1` installs `priority=0,actions=NORMAL`, as Open vSwitch does
@@ -186,6 +205,8 @@
 //! `eth_dst=<MAC of port p>,actions=output:p` for ports 1..=N (the MACs
 //! `mswitch bench` uses) and broadcast to FLOOD, and `filler=N` adds N
 //! entries of many different masks that match none of that traffic.
+//! `resubmits`, `learn` and `learn_churn` put pipelines in front of the
+//! `l2` entries (`presets`).
 
 mod actions;
 mod cache;
@@ -199,10 +220,10 @@ mod mpls;
 mod normal;
 mod parse;
 mod pipeline;
+mod presets;
 mod stats;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
@@ -234,7 +255,7 @@ use pipeline::{Out, Pipeline};
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "flow",
-    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,mac_max=8192,mac_port_max=4096,mac_aging=300",
+    help: "OpenFlow 1.3 pipeline (empty: drops all); flow:tables=255,max_flows=N,l2=N,filler=N,normal=0|1,resubmits=N,learn=0|1|2,learn_churn=N,learn_rate=10000,learn_max=100000,mac_max=8192,mac_port_max=4096,mac_aging=300",
     build: |args| Ok(Arc::new(FlowModule::new(FlowConfig::parse(args)?))),
 };
 
@@ -277,7 +298,26 @@ pub struct FlowConfig {
     /// NORMAL's MAC table bounds and aging (Open vSwitch's
     /// `mac-table-size` and `mac-aging-time`; the per-port bound is ours).
     pub macs: MacLimits,
+    /// New flows `learn` may install per second, and the entries a
+    /// table may hold for it to add one (`pipeline::learn`).
+    pub learn_rate: u32,
+    pub learn_max: usize,
+    /// Benchmark preset (with `l2`): table 0 learns, for each UDP packet,
+    /// the flow of its reply into table 1 (`learn(table=1,priority=200,
+    /// eth_type=0x800,ip_proto=17,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],
+    /// NXM_OF_IP_DST[]=NXM_OF_IP_SRC[],NXM_OF_UDP_DST[]=NXM_OF_UDP_SRC[],
+    /// output:NXM_OF_IN_PORT[]),resubmit(,1)`), where the `l2` entries
+    /// forward. 2: its baseline, the same bits read by moves into
+    /// registers instead (the same megaflows, nothing learned). 0: none.
+    pub learn: u8,
+    /// Benchmark preset (with `learn`): every second, this many learned
+    /// entries are deleted from table 1, for traffic to learn again: that
+    /// many new learned flows per second.
+    pub learn_churn: u32,
 }
+
+/// The cookie of the `learn` preset's learned flows.
+const LEARN_PRESET_COOKIE: u64 = 0x1ea4;
 
 impl Default for FlowConfig {
     fn default() -> Self {
@@ -289,6 +329,10 @@ impl Default for FlowConfig {
             normal: false,
             resubmits: 0,
             macs: MacLimits::default(),
+            learn_rate: 10_000,
+            learn_max: 100_000,
+            learn: 0,
+            learn_churn: 0,
         }
     }
 }
@@ -326,12 +370,17 @@ impl FlowConfig {
                 "filler" if n <= 1_000_000 => c.filler = n as usize,
                 "normal" if n <= 1 => c.normal = n == 1,
                 "resubmits" if n <= 64 => c.resubmits = n as u8,
-                "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits" => {
+                "learn_rate" if (1..=10_000_000).contains(&n) => c.learn_rate = n as u32,
+                "learn_max" if (1..=100_000_000).contains(&n) => c.learn_max = n as usize,
+                "learn" if n <= 2 => c.learn = n as u8,
+                "learn_churn" if n <= 1_000_000 => c.learn_churn = n as u32,
+                "tables" | "max_flows" | "l2" | "filler" | "normal" | "resubmits"
+                | "learn_rate" | "learn_max" | "learn" | "learn_churn" => {
                     return Err(bad(format!("{k}={v} is out of range")));
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, resubmits, mac_max, mac_port_max, mac_aging)"
+                        "unknown option '{k}' (tables, max_flows, l2, filler, normal, resubmits, learn, learn_rate, learn_max, learn_churn, mac_max, mac_port_max, mac_aging)"
                     )));
                 }
             }
@@ -339,6 +388,9 @@ impl FlowConfig {
         c.macs.port_max = port_max
             .unwrap_or(c.macs.max_entries.div_ceil(2))
             .min(c.macs.max_entries);
+        if c.learn > 0 && (c.resubmits > 1 || c.tables < 2) {
+            return Err(bad("learn needs tables>=2 and no resubmits".into()));
+        }
         Ok(c)
     }
 }
@@ -616,7 +668,11 @@ impl FlowModule {
         };
         let m = FlowModule {
             cfg,
-            pipe: RwLock::new(Pipeline::new(cfg.tables, cfg.max_flows)),
+            pipe: RwLock::new({
+                let mut p = Pipeline::new(cfg.tables, cfg.max_flows);
+                p.learn = pipeline::LearnLimits::new(cfg.learn_rate, cfg.learn_max);
+                p
+            }),
             stripes: (0..STRIPES)
                 .map(|_| Mutex::new(Stripe::default()))
                 .collect(),
@@ -758,6 +814,24 @@ impl FlowModule {
         self.write().remove_expired(now)
     }
 
+    /// Installs flows that `learn` actions built (see `pipeline::learn`),
+    /// under one write lock, counting what was added and skipped.
+    fn install_learned(&self, pending: &[Arc<pipeline::Learned>], now: Nanos) {
+        let (mut added, mut skipped) = (0, 0);
+        {
+            let mut p = self.write();
+            for l in pending {
+                match p.learn_install(l, now) {
+                    pipeline::LearnOutcome::Added => added += 1,
+                    pipeline::LearnOutcome::Skipped => skipped += 1,
+                    pipeline::LearnOutcome::Refreshed => {}
+                }
+            }
+        }
+        self.dp.0[ctr::LEARNED].fetch_add(added, Ordering::Relaxed);
+        self.dp.0[ctr::LEARN_SKIPPED].fetch_add(skipped, Ordering::Relaxed);
+    }
+
     /// Takes the removals queued by [`Module::tick`] and group deletions.
     pub fn take_removed(&self) -> Vec<Removed> {
         let mut q = self.removed.lock().unwrap_or_else(|e| e.into_inner());
@@ -778,10 +852,13 @@ impl FlowModule {
         }
     }
 
-    /// The pipeline generation: bumped by every change to tables, groups
-    /// or port liveness.
+    /// The pipeline's change count: it moves with every change to tables,
+    /// groups or port liveness (whether the change empties the caches, a
+    /// new generation, or drops only the megaflows it touches, a table
+    /// edit).
     pub fn generation(&self) -> u64 {
-        self.read().generation
+        let p = self.read();
+        p.generation + p.edit_seq
     }
 
     /// Declares the ports that exist (OpenFlow port numbers): outputs to
@@ -939,13 +1016,14 @@ impl FlowModule {
                     }
                 )
             })
-            .copied()
+            .cloned()
             .collect();
         pipe.check_actions(&direct, None)?;
         let p = key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
+        let mut learns = trace.learns;
         // NORMAL from the controller (or LOCAL without a local port)
         // learns nothing and may go to every port of the packet's VLAN.
         let in_id = pipe.port_id(in_port);
@@ -968,8 +1046,9 @@ impl FlowModule {
             let Some(q) = key::parse(&data, in_port) else {
                 continue;
             };
-            let t = pipe.trace_tables(&q.key);
+            let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
+            learns.append(&mut t.learns);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
                     if o == Out::Normal {
@@ -979,6 +1058,12 @@ impl FlowModule {
                     }
                 }
             }
+        }
+        drop(pipe);
+        // What the actions learned goes in as the data path's does.
+        let learns: Vec<_> = learns.into_iter().filter(|l| l.claim()).collect();
+        if !learns.is_empty() {
+            self.install_learned(&learns, now);
         }
         Ok(outs)
     }
@@ -1156,110 +1241,6 @@ impl FlowModule {
     pub fn fdb_flush(&self) {
         self.macs.flush();
     }
-
-    /// Stage `k` of the `resubmits` preset: table k matches reg0=k (all
-    /// packets in table 0), loads k+1 into reg0 and resubmits to k+1.
-    fn install_resubmit_stage(&self, k: u8, _last: u8) {
-        let regs = if k == 0 {
-            Vec::new()
-        } else {
-            vec![NxMatchField {
-                reg: Register::Reg(0),
-                value: u64::from(k),
-                mask: None,
-            }]
-        };
-        let fm = FlowMod {
-            table_id: k,
-            priority: 1,
-            match_: Match::new().with_registers(regs).unwrap_or_default(),
-            instructions: vec![Instruction::ApplyActions(vec![
-                Action::Nx(NxAction::SetReg {
-                    reg: Register::Reg(0),
-                    value: u64::from(k) + 1,
-                }),
-                Action::Nx(NxAction::Resubmit {
-                    in_port: 0xfff8,
-                    table: Some(k + 1),
-                    with_table: true,
-                }),
-            ])],
-            ..FlowMod::default()
-        };
-        let _ = self.flow_mod(&fm, 0);
-    }
-
-    fn install_presets(&self) {
-        let add = |priority, fields: Vec<OxmField>, port: PortNo| {
-            let fm = FlowMod {
-                priority,
-                match_: Match::from_fields(fields).unwrap_or_default(),
-                instructions: vec![Instruction::ApplyActions(vec![Action::output(port)])],
-                ..FlowMod::default()
-            };
-            let _ = self.flow_mod(&fm, 0);
-        };
-        if self.cfg.l2 > 0 {
-            // With resubmits=N, the forwarding entries sit in table N-1,
-            // behind a chain of register loads and resubmits.
-            let last = self.cfg.resubmits.saturating_sub(1);
-            for k in 0..last {
-                self.install_resubmit_stage(k, last);
-            }
-            let gate = |last: u8| -> Vec<NxMatchField> {
-                if last == 0 {
-                    Vec::new()
-                } else {
-                    vec![NxMatchField {
-                        reg: Register::Reg(0),
-                        value: u64::from(last),
-                        mask: None,
-                    }]
-                }
-            };
-            let add_in = |fields: Vec<OxmField>, port: PortNo| {
-                let fm = FlowMod {
-                    table_id: last,
-                    priority: 100,
-                    match_: Match::from_fields(fields)
-                        .and_then(|m| m.with_registers(gate(last)))
-                        .unwrap_or_default(),
-                    instructions: vec![Instruction::ApplyActions(vec![Action::output(port)])],
-                    ..FlowMod::default()
-                };
-                let _ = self.flow_mod(&fm, 0);
-            };
-            for p in 1..=u32::from(self.cfg.l2) {
-                let dst = OxmField::EthDst(Masked::exact(MacAddr::local(p)));
-                add_in(vec![dst], PortNo(p));
-            }
-            let bcast = OxmField::EthDst(Masked::exact(MacAddr::BROADCAST));
-            add_in(vec![bcast], PortNo::FLOOD);
-        }
-        if self.cfg.normal {
-            add(0, vec![], PortNo::NORMAL);
-        }
-        for i in 0..self.cfg.filler as u32 {
-            // 172.16.0.0/12 with prefixes of /16 to /32, with and without
-            // transport ports, at priorities around the l2 entries'.
-            let plen = 16 + i % 17;
-            let addr = 0xac10_0000 | (i.wrapping_mul(2_654_435_761) & 0x000f_ffff);
-            let mask = u32::MAX << (32 - plen);
-            let mut f = vec![
-                OxmField::EthType(0x0800),
-                OxmField::Ipv4Dst(Masked::new(
-                    Ipv4Addr::from(addr & mask),
-                    Ipv4Addr::from(mask),
-                )),
-            ];
-            match (i / 17) % 3 {
-                1 => f.extend([OxmField::IpProto(6), OxmField::TcpDst((i % 60000) as u16)]),
-                2 => f.extend([OxmField::IpProto(17), OxmField::UdpSrc((i % 60000) as u16)]),
-                _ => {}
-            }
-            add(50 + (i % 100) as u16, f, PortNo(1 + i % 8));
-        }
-    }
 }
 
 /// Counts a NORMAL decision adds per packet (besides `normal_packets`).
@@ -1323,7 +1304,7 @@ impl Module for FlowModule {
         // the counters are flushed under it too.
         let pipe = self.read();
         let mut st = self.stripe(batch.in_port());
-        st.begin(pipe.generation, now);
+        st.begin(&pipe, now);
         let in_port = pipe.of_port(batch.in_port());
         let now_s = MacTable::secs(now);
         // The memo lives with the stripe (no per-batch initialisation of
@@ -1436,6 +1417,13 @@ impl Module for FlowModule {
         memo.settle(&mut st);
         st.memo = Some(memo);
         st.flush(&pipe, now, &self.dp);
+        if !st.pending.is_empty() {
+            // Learned flows go in with the read lock released.
+            let pending = std::mem::take(&mut st.pending);
+            drop(st);
+            drop(pipe);
+            self.install_learned(&pending, now);
+        }
     }
 
     fn port_attached(&self, port: PortId) {
@@ -1448,6 +1436,7 @@ impl Module for FlowModule {
     }
 
     fn tick(&self, now: Nanos) {
+        self.churn_learned();
         let removed = self.expire(now);
         self.queue_removed(removed);
         self.macs.expire(now);
@@ -1456,7 +1445,7 @@ impl Module for FlowModule {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let (flows, groups, generation) = {
             let p = self.read();
-            (p.flow_count, p.groups.len(), p.generation)
+            (p.flow_count, p.groups.len(), p.generation + p.edit_seq)
         };
         let mut v = vec![
             ("flows", flows as u64),

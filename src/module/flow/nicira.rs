@@ -19,7 +19,7 @@ use crate::openflow::ErrorCode;
 use crate::openflow::PortNo;
 use crate::openflow::error::BadActionCode;
 use crate::openflow::flow::packet_in_reason;
-use crate::openflow::nicira::{FieldRef, N_REGS, NxAction};
+use crate::openflow::nicira::{FieldRef, N_REGS, NxAction, Register};
 use crate::openflow::oxm::Masked;
 use crate::wire::MacAddr;
 
@@ -75,9 +75,9 @@ fn packet_field(f: FieldRef) -> Option<(Bits, SetWhole)> {
     })
 }
 
-/// The key bits a field reference reads, for fields a `move` or
-/// `output:reg` may read from the packet (registers aside).
-fn key_bits(f: FieldRef) -> Option<Bits> {
+/// The key bits a field reference reads, for fields a `move`,
+/// `output:reg` or `learn` may read from the packet (registers aside).
+pub(super) fn key_bits(f: FieldRef) -> Option<Bits> {
     if let Some((b, _)) = packet_field(f) {
         return Some(b);
     }
@@ -91,8 +91,25 @@ fn key_bits(f: FieldRef) -> Option<Bits> {
         0x8000_0004 => IN_PORT,
         0x8000_0408 => METADATA,
         0x0000_0602 | 0x8000_0a02 => ETH_TYPE,
+        // NXM_OF_VLAN_TCI: the key keeps OpenFlow's view of the tag, which
+        // is NXM's (PCP, CFI as "present", VID).
+        0x0000_0802 => VLAN_TCI,
+        0x0000_0c01 | 0x8000_1401 => NW_PROTO,
         _ => return None,
     })
+}
+
+/// Whether a load or move may write the field: a register (not
+/// `conj_id`), the metadata, or a header field of [`packet_field`].
+pub(super) fn writable(f: FieldRef) -> bool {
+    f.register().is_some_and(|r| r != Register::ConjId)
+        || f.0 == 0x8000_0408
+        || packet_field(f).is_some()
+}
+
+/// Whether a field may be read: a register or key bits.
+pub(super) fn readable(f: FieldRef) -> bool {
+    f.register().is_some() || key_bits(f).is_some()
 }
 
 /// `n` one bits.
@@ -117,11 +134,13 @@ impl Pipeline {
     /// codec checked the bit ranges).
     pub(crate) fn check_nx(&self, a: &NxAction) -> Result<(), ErrorCode> {
         let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
-        let writable =
-            |f: FieldRef| f.register().is_some() || f.0 == 0x8000_0408 || packet_field(f).is_some();
-        let readable = |f: FieldRef| f.register().is_some() || key_bits(f).is_some();
         match *a {
+            NxAction::SetReg {
+                reg: Register::ConjId,
+                ..
+            } => Err(ErrorCode::BadAction(BadActionCode::BadSetArgument)),
             NxAction::RegLoad { dst, .. } if !writable(dst) => bad,
+            NxAction::Learn(ref l) => self.check_learn(l, None),
             NxAction::RegMove { src, dst, .. } if !writable(dst) || !readable(src) => bad,
             NxAction::OutputReg { src, .. } if !readable(src) => bad,
             _ => Ok(()),
@@ -134,7 +153,9 @@ impl Exec<'_> {
     pub(super) fn nx(&mut self, a: &NxAction, depth: usize) {
         match *a {
             NxAction::Resubmit { in_port, table, .. } => self.resubmit(in_port, table, depth),
-            NxAction::Note { .. } => {}
+            NxAction::Learn(ref l) => self.learn(l),
+            // Conjunctive entries are never run (`conj`): nothing to do.
+            NxAction::Note { .. } | NxAction::Conjunction(_) => {}
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
             NxAction::RegLoad {
                 dst,
@@ -173,7 +194,7 @@ impl Exec<'_> {
     }
 
     /// Reads `n` bits of a field from `ofs`; key bits read are unwildcarded.
-    fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
+    pub(super) fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
         if let Some(r) = f.register() {
             return shr(r.get(&self.regs), ofs) & ones(n);
         }
@@ -232,12 +253,7 @@ impl Exec<'_> {
             };
             IN_PORT.set(&mut self.key, p.into());
         }
-        let p = self.p;
-        let regs = self.regs;
-        let hit = p.tables.get(usize::from(t)).and_then(|tb| {
-            tb.cls
-                .lookup_with(&self.key, &mut self.mask, |e| regs_match(e, &regs))
-        });
+        let hit = self.lookup(t);
         self.tables.push((t, hit.is_some()));
         if let Some(rule) = hit {
             let e = &rule.data;

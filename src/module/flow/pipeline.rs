@@ -29,9 +29,9 @@
 //! The same executor runs packet-out action lists ([`Pipeline::trace_actions`],
 //! [`Pipeline::trace_tables`]): there every output keeps its own rewrites.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::module::Nanos;
 use crate::openflow::action::CONTROLLER_MAX_LEN_NO_BUFFER;
@@ -43,7 +43,7 @@ use crate::openflow::{Action, GroupType, Instruction, Match, PortNo};
 use crate::port::PortId;
 
 use super::actions::Op;
-use super::classifier::Classifier;
+use super::classifier::{Classifier, Rule};
 use super::group::{Group, GroupCounters};
 use super::key::*;
 use super::meter::{Meter, Meters};
@@ -54,130 +54,20 @@ use super::normal::{DEFAULT_VLAN, PortVlan};
 mod nicira;
 pub(crate) use nicira::{no_nx_in_write_actions, regs_cover, same_regs};
 
+#[path = "conj.rs"]
+mod conj;
+pub(crate) use conj::check_conjunctions;
+
+#[path = "entry.rs"]
+mod entry;
+pub(crate) use entry::*;
+
+#[path = "learn.rs"]
+mod learn;
+pub(crate) use learn::{LearnLimits, LearnOutcome, Learned};
+
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
-
-/// A flow entry's counters, shared with the plans that credit it.
-#[derive(Debug, Default)]
-pub(crate) struct FlowCounters {
-    pub packets: AtomicU64,
-    pub bytes: AtomicU64,
-    /// When a packet last hit the entry (its install time until then).
-    pub last_used: AtomicU64,
-}
-
-impl FlowCounters {
-    pub fn new(now: Nanos) -> Arc<FlowCounters> {
-        Arc::new(FlowCounters {
-            last_used: AtomicU64::new(now),
-            ..FlowCounters::default()
-        })
-    }
-
-    /// Credits `packets` packets of `bytes` bytes seen at `now`.
-    pub fn add(&self, packets: u64, bytes: u64, now: Nanos) {
-        self.packets.fetch_add(packets, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if self.last_used.load(Ordering::Relaxed) < now {
-            self.last_used.store(now, Ordering::Relaxed);
-        }
-    }
-}
-
-/// An entry's instructions in execution order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Program {
-    pub apply: Option<Vec<Action>>,
-    pub clear: bool,
-    pub write: Option<Vec<Action>>,
-    pub metadata: Option<(u64, u64)>,
-    pub goto: Option<u8>,
-    /// The meter instruction's meter id.
-    pub meter: Option<u32>,
-}
-
-impl Program {
-    pub fn new(insts: &[Instruction]) -> Program {
-        let mut p = Program::default();
-        for i in insts {
-            match i {
-                Instruction::ApplyActions(a) => p.apply = Some(a.clone()),
-                Instruction::ClearActions => p.clear = true,
-                Instruction::WriteActions(a) => p.write = Some(a.clone()),
-                Instruction::WriteMetadata { metadata, mask } => {
-                    p.metadata = Some((*metadata, *mask))
-                }
-                Instruction::GotoTable(t) => p.goto = Some(*t),
-                Instruction::Meter(m) => p.meter = Some(*m),
-            }
-        }
-        p
-    }
-}
-
-/// One flow entry, as installed.
-#[derive(Debug, Clone)]
-pub(crate) struct FlowEntry {
-    pub table_id: u8,
-    pub match_: Match,
-    pub cookie: u64,
-    pub idle_timeout: u16,
-    pub hard_timeout: u16,
-    pub flags: u16,
-    pub instructions: Vec<Instruction>,
-    pub prog: Program,
-    pub created: Nanos,
-    pub counters: Arc<FlowCounters>,
-}
-
-impl FlowEntry {
-    fn actions(&self) -> impl Iterator<Item = &Action> {
-        self.instructions
-            .iter()
-            .filter_map(Instruction::actions)
-            .flatten()
-    }
-
-    /// Whether an output action names `port` (the `out_port` filter).
-    pub fn outputs_to(&self, port: PortNo) -> bool {
-        self.actions()
-            .any(|a| matches!(a, Action::Output { port: p, .. } if *p == port))
-    }
-
-    /// Whether a group action names `group` (the `out_group` filter).
-    pub fn uses_group(&self, group: u32) -> bool {
-        self.actions()
-            .any(|a| matches!(a, Action::Group(g) if *g == group))
-    }
-}
-
-/// One flow table.
-#[derive(Default)]
-pub(crate) struct Table {
-    pub cls: Classifier<FlowEntry>,
-    pub lookups: AtomicU64,
-    pub matched: AtomicU64,
-}
-
-impl Clone for Table {
-    fn clone(&self) -> Table {
-        Table {
-            cls: self.cls.clone(),
-            lookups: AtomicU64::new(self.lookups.load(Ordering::Relaxed)),
-            matched: AtomicU64::new(self.matched.load(Ordering::Relaxed)),
-        }
-    }
-}
-
-impl Table {
-    /// Counts `lookups` lookups of which `matched` found an entry.
-    pub fn add(&self, lookups: u64, matched: u64) {
-        self.lookups.fetch_add(lookups, Ordering::Relaxed);
-        if matched != 0 {
-            self.matched.fetch_add(matched, Ordering::Relaxed);
-        }
-    }
-}
 
 /// The whole pipeline. Changed only under the module's write lock; the data
 /// path reads it (and bumps its atomic counters) under the read lock.
@@ -205,6 +95,14 @@ pub(crate) struct Pipeline {
     pub generation: u64,
     pub max_flows: usize,
     pub flow_count: usize,
+    /// Table edits whose effect on cached megaflows can be worked out
+    /// ([`Edit`]), newest last, numbered up to `edit_seq`. A stripe that
+    /// saw them all up to some number drops only the megaflows they
+    /// touch; one that missed some (the log is bounded) starts over.
+    pub edits: VecDeque<Edit>,
+    pub edit_seq: u64,
+    /// Bounds on what `learn` installs, and its token bucket.
+    pub learn: LearnLimits,
     /// The switch port that is OpenFlow's `LOCAL` (the bridge's own
     /// interface), if any ([`super::FlowModule::set_local_port`]). Its
     /// number is not an OpenFlow port: packets from it have in_port LOCAL.
@@ -227,6 +125,9 @@ impl Pipeline {
             generation: 1,
             max_flows,
             flow_count: 0,
+            edits: VecDeque::new(),
+            edit_seq: 0,
+            learn: LearnLimits::default(),
             local: None,
         }
     }
@@ -252,6 +153,23 @@ impl Pipeline {
     /// Marks a change: every cached plan is now stale.
     pub fn bump(&mut self) {
         self.generation += 1;
+        self.edits.clear();
+    }
+
+    /// Marks a change to the rules of table `t` matching `value`/`mask`
+    /// (an entry added, replaced or removed): only cached plans whose
+    /// lookup of `t` a packet matching that rule could have made are stale.
+    pub fn changed(&mut self, t: usize, value: &Key, mask: &Key) {
+        self.edit_seq += 1;
+        self.edits.push_back(Edit {
+            seq: self.edit_seq,
+            table: t as u8,
+            value: *value,
+            mask: *mask,
+        });
+        if self.edits.len() > MAX_EDITS {
+            self.edits.pop_front();
+        }
     }
 
     /// Live: not reported down, not administratively down, and known.
@@ -358,11 +276,8 @@ impl Pipeline {
         IN_PORT.all(&mut x.mask);
         let mut set = ActionSet::default();
         let mut t = 0usize;
-        while let Some(table) = self.tables.get(t) {
-            let regs = x.regs;
-            let hit = table
-                .cls
-                .lookup_with(&x.key, &mut x.mask, |e| nicira::regs_match(e, &regs));
+        while t < self.tables.len() {
+            let hit = x.lookup(t as u8);
             x.tables.push((t as u8, hit.is_some()));
             let Some(rule) = hit else {
                 x.events |= event::MISS;
@@ -443,6 +358,8 @@ pub(crate) struct Trace {
     pub flows: Vec<Arc<FlowCounters>>,
     pub tables: Vec<(u8, bool)>,
     pub groups: Vec<(Arc<GroupCounters>, u32)>,
+    /// The flows its `learn`s build, for the module to install.
+    pub learns: Vec<Arc<Learned>>,
 }
 
 impl Trace {
@@ -502,6 +419,9 @@ pub(crate) mod event {
     pub const MISS: u8 = 8;
     /// Too many resubmits, or nested too deep: dropped.
     pub const RESUBMIT_LIMIT: u8 = 16;
+    /// A `learn` could not build its flow from this packet (a value its
+    /// target table refuses): nothing learned.
+    pub const LEARN_FAILED: u8 = 32;
 }
 
 /// Where a packet goes, as decided once for its megaflow.
@@ -545,6 +465,13 @@ pub(crate) struct Plan {
     /// The meters of the entries it went through, in order: applied to
     /// each packet before its rewrites.
     pub meters: Box<[Arc<Meter>]>,
+    /// The flows its `learn` actions build: refreshed once per batch its
+    /// packets come in, installed again if they left their table.
+    pub learns: Box<[Arc<Learned>]>,
+    /// Tables it looked up with a key some action had changed (their
+    /// lookups are not a function of the megaflow's own bits alone, so
+    /// any edit of such a table makes the plan stale).
+    pub rewritten: TableSet,
 }
 
 /// One output, as the executor records it.
@@ -629,6 +556,10 @@ struct Exec<'p> {
     /// Resubmits nested now, and done in all.
     nest: u8,
     resubmits: u16,
+    /// The key as the packet came ([`Plan::rewritten`]).
+    orig: Key,
+    rewritten: TableSet,
+    learns: Vec<Arc<Learned>>,
 }
 
 impl<'p> Exec<'p> {
@@ -654,6 +585,9 @@ impl<'p> Exec<'p> {
             regs: [0; crate::openflow::nicira::N_REGS],
             nest: 0,
             resubmits: 0,
+            orig: *key,
+            rewritten: [0; 4],
+            learns: Vec::new(),
         }
     }
 
@@ -663,6 +597,7 @@ impl<'p> Exec<'p> {
             flows: self.flows,
             tables: self.tables,
             groups: self.groups,
+            learns: self.learns,
         }
     }
 
@@ -1109,6 +1044,8 @@ impl<'p> Exec<'p> {
             ctl_tag: 0,
             normal,
             meters: self.meters.into_boxed_slice(),
+            learns: self.learns.into_boxed_slice(),
+            rewritten: self.rewritten,
         }
     }
 }

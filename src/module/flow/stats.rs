@@ -52,7 +52,9 @@ pub(crate) fn removed_msg(r: &Rule<FlowEntry>, reason: u8, now: Nanos) -> FlowRe
 pub(crate) fn expiry(r: &Rule<FlowEntry>, now: Nanos) -> Option<u8> {
     let e = &r.data;
     let secs = |t: u16| u64::from(t) * NS;
-    if e.hard_timeout != 0 && now >= e.created.saturating_add(secs(e.hard_timeout)) {
+    // A learn that found the entry again restarted its hard timeout.
+    let base = e.counters.modified.load(Ordering::Relaxed).max(e.created);
+    if e.hard_timeout != 0 && now >= base.saturating_add(secs(e.hard_timeout)) {
         return Some(flow_removed_reason::HARD_TIMEOUT);
     }
     let last = e.counters.last_used.load(Ordering::Relaxed).max(e.created);
@@ -244,8 +246,9 @@ impl Pipeline {
     pub fn remove_expired(&mut self, now: Nanos) -> Vec<FlowRemoved> {
         let mut removed = Vec::new();
         let mut n = 0;
-        for table in &mut self.tables {
-            let gone = table.cls.remove_where(|r| expiry(r, now).is_some());
+        let mut gone_all = Vec::new();
+        for (t, table) in self.tables.iter_mut().enumerate() {
+            let gone = table.remove_where(|r| expiry(r, now).is_some());
             n += gone.len();
             for r in &gone {
                 if r.data.flags & flow_mod_flags::SEND_FLOW_REM != 0
@@ -254,10 +257,14 @@ impl Pipeline {
                     removed.push(removed_msg(r, reason, now));
                 }
             }
+            if !gone.is_empty() {
+                gone_all.push((t, gone));
+            }
         }
         if n > 0 {
             self.flow_count -= n;
-            self.bump();
+            self.forget(&gone_all);
+            removed.extend(self.delete_learned(&gone_all, now));
         }
         removed
     }

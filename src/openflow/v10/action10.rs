@@ -307,7 +307,7 @@ fn encode_one(a: &Action, next: Option<&Action>, w: &mut Writer<'_>) -> Result<u
             value,
         }
         .encode(w),
-        Action::Nx(x) => x.encode(w),
+        Action::Nx(ref x) => x.encode(w),
         _ => return Err(inexpressible("this action")),
     }
     Ok(1)

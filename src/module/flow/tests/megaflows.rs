@@ -165,14 +165,14 @@ fn cache_field(sel: u8, v: u8) -> Vec<OxmField> {
     }
 }
 
-fn arb_cache_flow() -> impl Strategy<Value = FlowMod> {
+pub(super) fn arb_cache_flow() -> impl Strategy<Value = FlowMod> {
     arb_flow_with(cache_field, 3)
 }
 
 /// A frame from a small space, so that packets share flows and megaflows:
 /// MACs (broadcast too), source address, UDP/TCP/ICMP ports, TTL, ECN, a
 /// VLAN tag, and now and then a truncation or a non-IP ethertype.
-fn cache_frame(v: (u8, u8, u8, u8), w: (u8, u8, u8)) -> Vec<u8> {
+pub(super) fn cache_frame(v: (u8, u8, u8, u8), w: (u8, u8, u8)) -> Vec<u8> {
     let dst = if v.0 % 7 == 6 {
         MacAddr::BROADCAST
     } else {
@@ -204,6 +204,57 @@ fn cache_frame(v: (u8, u8, u8, u8), w: (u8, u8, u8)) -> Vec<u8> {
     f
 }
 
+/// The arguments of one [`cache_frame`].
+pub(super) type CachePkt = ((u8, u8, u8, u8), (u8, u8, u8));
+
+/// A 3-table module with select group 1 and `flows`.
+pub(super) fn cache_module(flows: &[FlowMod]) -> FlowModule {
+    let m = FlowModule::new(FlowConfig {
+        tables: 3,
+        ..FlowConfig::default()
+    });
+    m.group_mod(
+        &group(
+            GroupType::Select,
+            1,
+            vec![bucket(vec![out(1)]), bucket(vec![out(2)])],
+        ),
+        0,
+    )
+    .unwrap();
+    for f in flows {
+        let _ = m.flow_mod(f, 0);
+    }
+    m
+}
+
+/// Runs the [`cache_frame`]s of `pkts` through `cached` as one batch and
+/// through `bare` one by one with empty caches: the same verdicts, bytes
+/// and controller copies.
+pub(super) fn same_as_uncached(
+    cached: &FlowModule,
+    bare: &FlowModule,
+    in_port: u16,
+    pkts: &[CachePkt],
+) -> Result<(), TestCaseError> {
+    let frames: Vec<Vec<u8>> = pkts.iter().map(|&(v, w)| cache_frame(v, w)).collect();
+    let (rs, fs, cs) = run_full(cached, in_port, frames.clone(), 0);
+    for (i, f) in frames.into_iter().enumerate() {
+        bare.drop_caches();
+        let (r1, f1, c1) = run_full(bare, in_port, vec![f], 0);
+        prop_assert_eq!(&rs[i], &r1[0], "packet {} verdict", i);
+        prop_assert_eq!(&fs[i], &f1[0], "packet {} bytes", i);
+        let copy: Vec<_> = cs
+            .iter()
+            .filter(|c| usize::from(c.0) == i)
+            .map(|c| c.1)
+            .collect();
+        let copy1: Vec<_> = c1.iter().map(|c| c.1).collect();
+        prop_assert_eq!(copy, copy1, "packet {} controller copy", i);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -218,27 +269,9 @@ proptest! {
             (1u16..4, proptest::collection::vec((any::<(u8, u8, u8, u8)>(), any::<(u8, u8, u8)>()), 1..40)),
             1..12),
     ) {
-        let mk = || {
-            let m = FlowModule::new(FlowConfig { tables: 3, ..FlowConfig::default() });
-            m.group_mod(&group(GroupType::Select, 1, vec![bucket(vec![out(1)]), bucket(vec![out(2)])]), 0).unwrap();
-            for f in &flows {
-                let _ = m.flow_mod(f, 0);
-            }
-            m
-        };
-        let (cached, bare) = (mk(), mk());
+        let (cached, bare) = (cache_module(&flows), cache_module(&flows));
         for (in_port, pkts) in batches {
-            let frames: Vec<Vec<u8>> = pkts.iter().map(|&(v, w)| cache_frame(v, w)).collect();
-            let (rs, fs, cs) = run_full(&cached, in_port, frames.clone(), 0);
-            for (i, f) in frames.into_iter().enumerate() {
-                bare.drop_caches();
-                let (r1, f1, c1) = run_full(&bare, in_port, vec![f], 0);
-                prop_assert_eq!(&rs[i], &r1[0], "packet {} verdict", i);
-                prop_assert_eq!(&fs[i], &f1[0], "packet {} bytes", i);
-                let copy: Vec<_> = cs.iter().filter(|c| usize::from(c.0) == i).map(|c| c.1).collect();
-                let copy1: Vec<_> = c1.iter().map(|c| c.1).collect();
-                prop_assert_eq!(copy, copy1, "packet {} controller copy", i);
-            }
+            same_as_uncached(&cached, &bare, in_port, &pkts)?;
         }
         let stats = |m: &FlowModule| {
             let mut v: Vec<_> = m.flow_stats(&all_flows(), 0).unwrap().into_iter()

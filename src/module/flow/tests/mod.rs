@@ -165,6 +165,7 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 }
 
 mod agent;
+mod learn;
 mod megaflows;
 mod meters;
 mod mpls;

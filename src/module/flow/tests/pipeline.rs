@@ -178,7 +178,7 @@ fn instructions_and_actions_are_checked() {
     );
     let set_ip = Action::SetField(OxmField::Ipv4Src(Masked::exact(Ipv4Addr::LOCALHOST)));
     assert_eq!(
-        try_add(0, vec![apply(vec![set_ip])], vec![]),
+        try_add(0, vec![apply(vec![set_ip.clone()])], vec![]),
         ba(BadActionCode::MatchInconsistent)
     );
     assert_eq!(
@@ -187,7 +187,7 @@ fn instructions_and_actions_are_checked() {
     );
     let pcp = Action::SetField(OxmField::VlanPcp(3));
     assert_eq!(
-        try_add(0, vec![apply(vec![pcp])], vec![]),
+        try_add(0, vec![apply(vec![pcp.clone()])], vec![]),
         ba(BadActionCode::MatchInconsistent)
     );
     assert_eq!(

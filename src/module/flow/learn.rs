@@ -1,0 +1,664 @@
+//! The `learn` action in the pipeline (a child of `pipeline`).
+//!
+//! # What it does
+//!
+//! As in Open vSwitch: a `learn` builds a flow from the packet (its match
+//! from the packet's fields, registers and immediates; its actions the
+//! spec's loads and outputs) and adds it to the named table, or, if a flow
+//! with that match and priority is there already, refreshes it (both its
+//! idle and hard timeouts restart, as Open vSwitch's `modified` time does)
+//! or, if it differs, replaces it (`--strict mod-flows`). The flow's
+//! `send_flow_rem` comes from the learn's flags; `delete_learned` makes
+//! the removal of the last flow holding such a learn delete every flow of
+//! its table and cookie. FIN timeouts are kept in the action but have no
+//! effect (no `fin_timeout` here).
+//!
+//! # How it stays inside the flow caches
+//!
+//! A plan is compiled under the pipeline's read lock, which cannot add a
+//! flow. So the executor only *builds* the flow ([`Learned`]: the flow mod,
+//! and the installed flow's counters once known) and the plan carries it.
+//! Once per batch in which a plan's packets come (`cache::Stripe::flush`),
+//! and at most every 100 ms (the slot keeps the time), each of its learned
+//! flows is touched: if installed and still in its table, its timeouts
+//! restart with two atomic stores (no table change: a cached plan with a
+//! learn costs its packets one compare per batch);
+//! otherwise it is queued, and after the batch, with the read lock
+//! released, the module installs what was queued under the write lock
+//! ([`Pipeline::learn_install`]), through the same path as an
+//! `OFPT_FLOW_MOD` ADD. That edit makes stale only the cached plans whose
+//! lookup of that table a packet matching the new flow could have made
+//! ([`Pipeline::changed`]); the others, the learning plan often among
+//! them, stay. A learned flow that expires or is deleted marks its
+//! counters removed, so the next batch through a plan that learns it
+//! installs it again.
+//!
+//! The bits a learn reads from the packet are unwildcarded like any read
+//! (`Exec::read_bits`), so packets that would learn something else never
+//! share the plan; registers read are functions of the mask's bits (see
+//! `nicira`).
+//!
+//! # Bounds
+//!
+//! New flows are installed at most `learn_rate` per second (a token
+//! bucket with a second's worth of burst) and up to `learn_max` entries in
+//! the target table; past either, the learn is skipped (counted
+//! `learn_skipped`, retried at most every 100 ms or 1 s) and the packet
+//! is forwarded as usual. A flow learned from a packet is in its table
+//! from the next batch on (Open vSwitch installs it after the upcall too).
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::openflow::error::{BadActionCode, BadMatchCode};
+use crate::openflow::flow::{flow_mod_flags, flow_removed_reason};
+use crate::openflow::nicira::learn::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
+use crate::openflow::nicira::{
+    FieldRef, Learn, LearnDst, LearnSrc, NxAction, NxMatchField, Register,
+};
+use crate::openflow::oxm::{Masked, OxmFieldType};
+use crate::openflow::{ErrorCode, FlowMod, FlowRemoved};
+use crate::wire::MacAddr;
+
+use super::nicira::{readable, writable};
+use super::*;
+
+/// Edits past which a removal makes every cached plan stale instead of
+/// naming each removed entry ([`Pipeline::forget`]).
+const MAX_FINE_EDITS: usize = 1024;
+const SEC: Nanos = 1_000_000_000;
+
+/// What bounds `learn` ([`Pipeline::learn`]), and its token bucket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LearnLimits {
+    /// New flows per second.
+    pub rate: u32,
+    /// Entries a table may hold for `learn` to add one.
+    pub per_table: usize,
+    tokens: f64,
+    last: Nanos,
+}
+
+impl Default for LearnLimits {
+    fn default() -> Self {
+        LearnLimits::new(10_000, 100_000)
+    }
+}
+
+impl LearnLimits {
+    pub fn new(rate: u32, per_table: usize) -> LearnLimits {
+        LearnLimits {
+            rate,
+            per_table,
+            tokens: f64::from(rate),
+            last: 0,
+        }
+    }
+
+    /// Takes a token at `now`, if there is one.
+    fn take(&mut self, now: Nanos) -> bool {
+        let dt = now.saturating_sub(self.last) as f64 / SEC as f64;
+        self.last = self.last.max(now);
+        let cap = f64::from(self.rate.max(1));
+        self.tokens = (self.tokens + dt * f64::from(self.rate)).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A flow a plan's `learn` builds, shared by the plan and the module.
+#[derive(Debug)]
+pub(crate) struct Learned {
+    pub fm: FlowMod,
+    /// The installed flow's counters, once it is known to be installed.
+    flow: Mutex<Option<Arc<FlowCounters>>>,
+    /// Waiting in a stripe's queue for the module.
+    queued: AtomicBool,
+    /// Not to be queued again before this time (after a skip).
+    retry_at: AtomicU64,
+}
+
+/// What installing a learned flow did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LearnOutcome {
+    /// Added, or replaced one with the same match and priority.
+    Added,
+    /// It was there already: refreshed.
+    Refreshed,
+    /// Not installed: the table is full, the rate is exceeded, or the
+    /// table refused it.
+    Skipped,
+}
+
+impl Learned {
+    fn new(fm: FlowMod, flow: Option<Arc<FlowCounters>>) -> Learned {
+        Learned {
+            fm,
+            flow: Mutex::new(flow),
+            queued: AtomicBool::new(false),
+            retry_at: AtomicU64::new(0),
+        }
+    }
+
+    fn flow(&self) -> std::sync::MutexGuard<'_, Option<Arc<FlowCounters>>> {
+        self.flow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks this queued (for a packet-out's learn, installed at once);
+    /// false if it already was.
+    pub fn claim(&self) -> bool {
+        !self.queued.swap(true, Relaxed)
+    }
+
+    /// Packets of a plan that learns this came in at `now`: refreshes the
+    /// installed flow, or queues this for installation into `pending`.
+    pub fn touch(self: &Arc<Self>, now: Nanos, pending: &mut Vec<Arc<Learned>>) {
+        if let Some(c) = self.flow().as_ref()
+            && !c.removed.load(Relaxed)
+        {
+            c.refresh(now);
+            return;
+        }
+        if now < self.retry_at.load(Relaxed) {
+            return;
+        }
+        if !self.queued.swap(true, Relaxed) {
+            pending.push(self.clone());
+        }
+    }
+}
+
+/// The match fields a learned flow may have, by NXM/OXM header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    InPort16,
+    InPort,
+    Metadata,
+    EthDst,
+    EthSrc,
+    EthType,
+    VlanTci,
+    IpProto,
+    Ipv4Src,
+    Ipv4Dst,
+    TcpSrc,
+    TcpDst,
+    UdpSrc,
+    UdpDst,
+    ArpOp,
+    ArpSpa,
+    ArpTpa,
+    ArpSha,
+    ArpTha,
+}
+
+impl Kind {
+    fn of(f: FieldRef) -> Option<Kind> {
+        use Kind::*;
+        Some(match f.0 {
+            0x0000_0002 => InPort16,
+            0x8000_0004 => InPort,
+            0x8000_0408 => Metadata,
+            0x0000_0206 | 0x8000_0606 => EthDst,
+            0x0000_0406 | 0x8000_0806 => EthSrc,
+            0x0000_0602 | 0x8000_0a02 => EthType,
+            0x0000_0802 => VlanTci,
+            0x0000_0c01 | 0x8000_1401 => IpProto,
+            0x0000_0e04 | 0x8000_1604 => Ipv4Src,
+            0x0000_1004 | 0x8000_1804 => Ipv4Dst,
+            0x0000_1202 | 0x8000_1a02 => TcpSrc,
+            0x0000_1402 | 0x8000_1c02 => TcpDst,
+            0x0000_1602 | 0x8000_1e02 => UdpSrc,
+            0x0000_1802 | 0x8000_2002 => UdpDst,
+            0x0000_1e02 | 0x8000_2a02 => ArpOp,
+            0x0000_2004 | 0x8000_2c04 => ArpSpa,
+            0x0000_2204 | 0x8000_2e04 => ArpTpa,
+            0x0001_2206 | 0x8000_3006 => ArpSha,
+            0x0001_2406 | 0x8000_3206 => ArpTha,
+            _ => return None,
+        })
+    }
+
+    /// The OXM field whose prerequisites reading or matching this has.
+    fn oxm(self) -> Option<OxmFieldType> {
+        use Kind::*;
+        Some(match self {
+            IpProto => OxmFieldType::IpProto,
+            Ipv4Src => OxmFieldType::Ipv4Src,
+            Ipv4Dst => OxmFieldType::Ipv4Dst,
+            TcpSrc => OxmFieldType::TcpSrc,
+            TcpDst => OxmFieldType::TcpDst,
+            UdpSrc => OxmFieldType::UdpSrc,
+            UdpDst => OxmFieldType::UdpDst,
+            ArpOp => OxmFieldType::ArpOp,
+            ArpSpa => OxmFieldType::ArpSpa,
+            ArpTpa => OxmFieldType::ArpTpa,
+            ArpSha => OxmFieldType::ArpSha,
+            ArpTha => OxmFieldType::ArpTha,
+            _ => return None,
+        })
+    }
+}
+
+/// The bits a learn sets in one field of the new flow's match.
+#[derive(Clone, Copy, Debug)]
+struct Acc {
+    field: FieldRef,
+    value: u64,
+    mask: u64,
+}
+
+/// Why a learned match cannot be built.
+#[derive(Debug, PartialEq, Eq)]
+enum MatchError {
+    /// A field (or part of one) no match here can hold.
+    Unsupported,
+    /// The fields' prerequisites are not in the match.
+    Prereq,
+}
+
+fn ones(n: u16) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+fn shl(v: u64, s: u16) -> u64 {
+    v.checked_shl(u32::from(s)).unwrap_or(0)
+}
+
+fn mac(v: u64) -> MacAddr {
+    let b = v.to_be_bytes();
+    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// A 16-bit (OpenFlow 1.0) port number as a 32-bit one.
+fn port16(v: u64) -> PortNo {
+    let p = v as u16;
+    PortNo(if p >= 0xff00 {
+        0xffff_0000 | u32::from(p)
+    } else {
+        u32::from(p)
+    })
+}
+
+/// Adds `n` bits of `v` at `ofs` of `field` to the accumulated match.
+fn accumulate(accs: &mut Vec<Acc>, field: FieldRef, ofs: u16, n: u16, v: u64) {
+    let m = shl(ones(n), ofs);
+    let i = match accs.iter().position(|a| a.field == field) {
+        Some(i) => i,
+        None => {
+            accs.push(Acc {
+                field,
+                value: 0,
+                mask: 0,
+            });
+            accs.len() - 1
+        }
+    };
+    let a = &mut accs[i];
+    a.value = (a.value & !m) | (shl(v, ofs) & m);
+    a.mask |= m;
+}
+
+/// The match of a learned flow.
+fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
+    use OxmField as F;
+    let mut fields = Vec::new();
+    let mut regs = Vec::new();
+    for a in accs {
+        let (v, m) = (a.value & a.mask, a.mask);
+        if let Some(reg) = a.field.register() {
+            if reg == Register::ConjId {
+                return Err(MatchError::Unsupported);
+            }
+            let all = ones(reg.bits());
+            regs.push(NxMatchField {
+                reg,
+                value: v,
+                mask: (m != all).then_some(m),
+            });
+            continue;
+        }
+        let kind = Kind::of(a.field).ok_or(MatchError::Unsupported)?;
+        let full = |bits: u16| {
+            if m == ones(bits) {
+                Ok(())
+            } else {
+                Err(MatchError::Unsupported)
+            }
+        };
+        let masked = |bits: u16| (m != ones(bits)).then_some(m);
+        let ip = |x: u64| std::net::Ipv4Addr::from(x as u32);
+        let macs = || Masked {
+            value: mac(v),
+            mask: masked(48).map(mac),
+        };
+        let ips = || Masked {
+            value: ip(v),
+            mask: masked(32).map(ip),
+        };
+        use Kind::*;
+        let f = match kind {
+            InPort16 => {
+                full(16)?;
+                F::InPort(port16(v))
+            }
+            InPort => {
+                full(32)?;
+                F::InPort(PortNo(v as u32))
+            }
+            Metadata => F::Metadata(Masked {
+                value: v,
+                mask: masked(64),
+            }),
+            EthDst => F::EthDst(macs()),
+            EthSrc => F::EthSrc(macs()),
+            EthType => {
+                full(16)?;
+                F::EthType(v as u16)
+            }
+            VlanTci => {
+                // The VID and "present" bits are OXM's VLAN_VID; the PCP,
+                // whole, VLAN_PCP (only meaningful on a tagged packet).
+                let pcp_mask = m & 0xe000;
+                if pcp_mask != 0 && pcp_mask != 0xe000 {
+                    return Err(MatchError::Unsupported);
+                }
+                let vid_mask = (m & 0x1fff) as u16;
+                if vid_mask != 0 {
+                    fields.push(F::VlanVid(Masked {
+                        value: (v & 0x1fff) as u16,
+                        mask: (vid_mask != 0x1fff).then_some(vid_mask),
+                    }));
+                }
+                let tagged = m & 0x1000 != 0 && v & 0x1000 != 0;
+                if pcp_mask == 0 || (!tagged && v & 0xe000 == 0) {
+                    continue;
+                }
+                F::VlanPcp((v >> 13) as u8)
+            }
+            IpProto => {
+                full(8)?;
+                F::IpProto(v as u8)
+            }
+            Ipv4Src => F::Ipv4Src(ips()),
+            Ipv4Dst => F::Ipv4Dst(ips()),
+            TcpSrc | TcpDst | UdpSrc | UdpDst | ArpOp => {
+                full(16)?;
+                let p = v as u16;
+                match kind {
+                    TcpSrc => F::TcpSrc(p),
+                    TcpDst => F::TcpDst(p),
+                    UdpSrc => F::UdpSrc(p),
+                    UdpDst => F::UdpDst(p),
+                    _ => F::ArpOp(p),
+                }
+            }
+            ArpSpa => F::ArpSpa(ips()),
+            ArpTpa => F::ArpTpa(ips()),
+            ArpSha => F::ArpSha(macs()),
+            ArpTha => F::ArpTha(macs()),
+        };
+        fields.push(f);
+    }
+    let m = Match::from_fields(fields).map_err(|e| match e {
+        BadMatchCode::BadPrereq => MatchError::Prereq,
+        _ => MatchError::Unsupported,
+    })?;
+    m.with_registers(regs).map_err(|_| MatchError::Unsupported)
+}
+
+/// The port of a learned output, as Open vSwitch takes it: a 16-bit
+/// number, a real port or IN_PORT, FLOOD, ALL or LOCAL.
+fn learned_port(v: u64, n_bits: u16) -> Option<PortNo> {
+    if n_bits > 16 && v > 0xffff {
+        return None;
+    }
+    let p = v as u16;
+    (p < 0xff00 || matches!(p, 0xfff8 | 0xfffb | 0xfffc | 0xfffe)).then(|| port16(v))
+}
+
+/// Whether an installed entry is the flow `fm` would install.
+fn same_learned(e: &FlowEntry, fm: &FlowMod) -> bool {
+    e.instructions == fm.instructions
+        && e.cookie == fm.cookie
+        && e.idle_timeout == fm.idle_timeout
+        && e.hard_timeout == fm.hard_timeout
+        && e.flags == fm.flags
+}
+
+impl Exec<'_> {
+    /// Builds the flow `l` learns from the packet as it is now, for the
+    /// plan to carry ([`Plan::learns`]).
+    pub(super) fn learn(&mut self, l: &Learn) {
+        let mut accs: Vec<Acc> = Vec::new();
+        let mut actions = Vec::new();
+        for s in &l.specs {
+            let n = s.n_bits;
+            let v = match s.src {
+                LearnSrc::Field { field, ofs } => self.read_bits(field, ofs, n),
+                // The install check keeps immediates within 64 bits.
+                LearnSrc::Immediate(v) => v as u64 & ones(n),
+            };
+            match s.dst {
+                LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, n, v),
+                LearnDst::Load { field, ofs } => actions.push(Action::Nx(NxAction::RegLoad {
+                    dst: field,
+                    ofs,
+                    n_bits: n,
+                    value: v,
+                })),
+                LearnDst::Output => {
+                    if let Some(port) = learned_port(v, n) {
+                        actions.push(Action::Output { port, max_len: 0 });
+                    }
+                }
+            }
+        }
+        let Ok(match_) = learned_match(&accs) else {
+            self.events |= event::LEARN_FAILED;
+            return;
+        };
+        let fm = FlowMod {
+            cookie: l.cookie,
+            table_id: l.table_id,
+            idle_timeout: l.idle_timeout,
+            hard_timeout: l.hard_timeout,
+            priority: l.priority,
+            flags: if l.flags & LEARN_SEND_FLOW_REM != 0 {
+                flow_mod_flags::SEND_FLOW_REM
+            } else {
+                0
+            },
+            match_,
+            instructions: if actions.is_empty() {
+                Vec::new()
+            } else {
+                vec![Instruction::ApplyActions(actions)]
+            },
+            ..FlowMod::default()
+        };
+        let flow = self.p.installed(&fm).map(|r| r.data.counters.clone());
+        self.learns.push(Arc::new(Learned::new(fm, flow)));
+    }
+}
+
+impl Pipeline {
+    /// The entry with the match and priority of `fm` in its table, if it
+    /// is the very flow `fm` would install.
+    fn installed(&self, fm: &FlowMod) -> Option<&Rule<FlowEntry>> {
+        let table = self.tables.get(usize::from(fm.table_id))?;
+        let (value, mask) = match_key(&fm.match_).ok()?;
+        table
+            .cls
+            .find_strict(&value, &mask, fm.priority, |d| {
+                same_regs(&d.match_, &fm.match_)
+            })
+            .filter(|r| same_learned(&r.data, fm))
+    }
+
+    /// Checks a `learn` of a flow whose match is `m` (None: a bucket or a
+    /// packet-out): the table exists; every field read is one the pipeline
+    /// keeps, at most 64 bits, with its prerequisites in `m`
+    /// (`OFPBMC_BAD_PREREQ`); every load writes a writable field; the new
+    /// flow's match can be built and meets its own prerequisites from the
+    /// learn's immediates, as Open vSwitch's `learn_check` asks.
+    pub(crate) fn check_learn(&self, l: &Learn, m: Option<&Match>) -> Result<(), ErrorCode> {
+        let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
+        if usize::from(l.table_id) >= self.tables.len() {
+            return bad;
+        }
+        let mut accs = Vec::new();
+        for s in &l.specs {
+            if s.n_bits > 64 {
+                return bad;
+            }
+            let v = match s.src {
+                LearnSrc::Field { field, .. } => {
+                    if !readable(field) {
+                        return bad;
+                    }
+                    let ty = Kind::of(field).and_then(Kind::oxm);
+                    if let (Some(m), Some(ty)) = (m, ty)
+                        && !m.prerequisites_met(ty)
+                    {
+                        return Err(ErrorCode::BadMatch(BadMatchCode::BadPrereq));
+                    }
+                    0
+                }
+                LearnSrc::Immediate(v) => v as u64,
+            };
+            match s.dst {
+                LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, s.n_bits, v),
+                LearnDst::Load { field, .. } if !writable(field) => return bad,
+                LearnDst::Load { .. } | LearnDst::Output => {}
+            }
+        }
+        match learned_match(&accs) {
+            Ok(_) => Ok(()),
+            Err(MatchError::Prereq) => Err(ErrorCode::BadMatch(BadMatchCode::BadPrereq)),
+            Err(MatchError::Unsupported) => bad,
+        }
+    }
+
+    /// Installs a learned flow (see the module doc): refreshes it if it is
+    /// there, replaces one with its match and priority that differs, or
+    /// adds it within the bounds.
+    pub(crate) fn learn_install(&mut self, l: &Learned, now: Nanos) -> LearnOutcome {
+        l.queued.store(false, Relaxed);
+        let skip = |after: Nanos| {
+            l.retry_at.store(now.saturating_add(after), Relaxed);
+            LearnOutcome::Skipped
+        };
+        let fm = &l.fm;
+        if let Some(r) = self.installed(fm) {
+            let c = r.data.counters.clone();
+            c.removed.store(false, Relaxed);
+            c.refresh(now);
+            *l.flow() = Some(c);
+            return LearnOutcome::Refreshed;
+        }
+        let t = usize::from(fm.table_id);
+        let Ok((value, mask)) = match_key(&fm.match_) else {
+            return skip(SEC);
+        };
+        let Some(table) = self.tables.get(t) else {
+            return skip(SEC);
+        };
+        let exists = table
+            .cls
+            .find_strict(&value, &mask, fm.priority, |d| {
+                same_regs(&d.match_, &fm.match_)
+            })
+            .is_some();
+        if !exists {
+            if table.cls.len() >= self.learn.per_table {
+                return skip(SEC);
+            }
+            if !self.learn.take(now) {
+                return skip(SEC / 10);
+            }
+        }
+        if self.flow_mod(fm, now).is_err() {
+            return skip(SEC);
+        }
+        match self.installed(fm) {
+            Some(r) => {
+                *l.flow() = Some(r.data.counters.clone());
+                LearnOutcome::Added
+            }
+            None => skip(SEC),
+        }
+    }
+
+    /// Entries left their tables: the cached plans that may have used them
+    /// are stale (all of them, past [`MAX_FINE_EDITS`] entries).
+    pub(crate) fn forget(&mut self, gone: &[(usize, Vec<Rule<FlowEntry>>)]) {
+        let n: usize = gone.iter().map(|(_, g)| g.len()).sum();
+        if n > MAX_FINE_EDITS {
+            self.bump();
+            return;
+        }
+        for (t, g) in gone {
+            for r in g {
+                self.changed(*t, &r.value, &r.mask);
+            }
+        }
+    }
+
+    /// `delete_learned`: for each (table, cookie) that a removed entry's
+    /// learn with that flag names, and no remaining entry's does, deletes
+    /// the entries of that table with that cookie. Returns their
+    /// `FLOW_REMOVED`s (reason DELETE) for those that asked.
+    pub(crate) fn delete_learned(
+        &mut self,
+        gone: &[(usize, Vec<Rule<FlowEntry>>)],
+        now: Nanos,
+    ) -> Vec<FlowRemoved> {
+        fn keys(e: &FlowEntry) -> impl Iterator<Item = (u8, u64)> + '_ {
+            e.prog.apply.iter().flatten().filter_map(|a| match a {
+                Action::Nx(NxAction::Learn(l)) if l.flags & LEARN_DELETE_LEARNED != 0 => {
+                    Some((l.table_id, l.cookie))
+                }
+                _ => None,
+            })
+        }
+        let mut doomed: Vec<(u8, u64)> = gone
+            .iter()
+            .flat_map(|(_, g)| g.iter().flat_map(|r| keys(&r.data)))
+            .collect();
+        if doomed.is_empty() {
+            return Vec::new();
+        }
+        doomed.sort_unstable();
+        doomed.dedup();
+        for t in &self.tables {
+            for r in t.cls.iter() {
+                for k in keys(&r.data) {
+                    doomed.retain(|d| *d != k);
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        let mut all = Vec::new();
+        for (t, cookie) in doomed {
+            let t = usize::from(t);
+            let Some(table) = self.tables.get_mut(t) else {
+                continue;
+            };
+            let g = table.remove_where(|r| r.data.cookie == cookie);
+            self.flow_count -= g.len();
+            removed.extend(
+                g.iter()
+                    .filter(|r| r.data.flags & flow_mod_flags::SEND_FLOW_REM != 0)
+                    .map(|r| super::super::stats::removed_msg(r, flow_removed_reason::DELETE, now)),
+            );
+            all.push((t, g));
+        }
+        self.forget(&all);
+        removed
+    }
+}
