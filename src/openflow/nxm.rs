@@ -28,8 +28,8 @@
 //!
 //! Fields Open vSwitch has and the model lacks (`NXM_NX_IP_FRAG`,
 //! `NXM_NX_IP_TTL`, `NXM_NX_PKT_MARK`, `NXM_NX_TCP_FLAGS`, `NXM_NX_MPLS_TTL`,
-//! tunnel addresses, connection tracking, `NXM_NX_CONJ_ID` until
-//! conjunctions land, ...) are `OFPBMC_BAD_FIELD`, as are unknown ones.
+//! tunnel addresses, connection tracking, ...) are `OFPBMC_BAD_FIELD`, as
+//! are unknown ones. `NXM_NX_CONJ_ID` is read like a register.
 //! Other errors are OXM's: a TLV cut short or of the wrong length
 //! `OFPBMC_BAD_LEN`, a value bit outside its mask `OFPBMC_BAD_WILDCARDS`, a
 //! value out of range `OFPBMC_BAD_VALUE`, a field twice `OFPBMC_DUP_FIELD`,
@@ -52,8 +52,8 @@ use super::v10::{port_from_v10, port_to_v10};
 /// `NXM_NX_COOKIE`'s field number (8 bytes; `NXM_NX_MPLS_TTL` shares the
 /// number with length 1).
 const NX_COOKIE: u8 = 30;
-/// `NXM_NX_CONJ_ID`: a conjunctive flow's id. The model has no such field
-/// yet; when conjunctions land, decode it here into theirs.
+/// `NXM_NX_CONJ_ID`: a conjunctive flow's id, the model's
+/// [`Register::ConjId`](super::nicira::Register::ConjId).
 pub const NX_CONJ_ID: u8 = 37;
 /// `NXM_OF_IN_PORT`.
 const OF_IN_PORT: u8 = 0;
@@ -239,9 +239,8 @@ fn decode_entry(t: &Tlv<'_>) -> Result<Entry, OxmError> {
         _ => {}
     }
     if t.class == NXM_CLASS_NX && t.field == NX_CONJ_ID {
-        // Hook for conjunctions: once the model has a conj_id field, read
-        // the 32-bit value here (`t.ints(4)`, no mask) into it.
-        return Err(OxmError::Field);
+        // `conj_id` is pipeline state matched like a register (exact only).
+        return reg(t);
     }
     if t.class == NXM_CLASS_NX && t.field == NX_COOKIE && t.value.len() == 8 {
         let (v, m) = t.ints(8)?;

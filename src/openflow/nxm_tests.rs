@@ -228,13 +228,27 @@ fn masks_the_model_cannot_hold() {
 }
 
 #[test]
+fn conj_id_is_read_like_a_register_and_exact_only() {
+    let m = dec("00014a04 00000007").unwrap();
+    assert_eq!(
+        m.match_.registers(),
+        &[NxMatchField {
+            reg: Register::ConjId,
+            value: 7,
+            mask: None,
+        }]
+    );
+    assert_eq!(enc(&m.match_, None), unhex("00014a04 00000007"));
+    assert!(dec("00014b08 00000007 ffffffff").is_err());
+}
+
+#[test]
 fn fields_the_model_lacks_are_refused() {
     for hex in [
         "000006020800 00013401 01",   // NXM_NX_IP_FRAG
         "000006020800 00013a01 40",   // NXM_NX_IP_TTL
         "00014204 00000001",          // NXM_NX_PKT_MARK
         "00013c01 40",                // NXM_NX_MPLS_TTL (field 30, 1 byte)
-        "00014a04 00000001",          // NXM_NX_CONJ_ID
         "00024004 00000001",          // an unknown class
         "00002404 00000001",          // NXM_OF field 18
         "80005004 00000001",          // OXM field 40

@@ -76,6 +76,7 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
         let name = match r.reg {
             Register::Reg(n) => format!("reg{n}"),
             Register::XReg(n) => format!("xreg{n}"),
+            Register::ConjId => "conj_id".to_owned(),
         };
         parts.push(format!("{name}={}", hex_masked(r.value, r.mask)));
     }
@@ -244,6 +245,7 @@ fn action(a: &Action) -> String {
             let name = match reg {
                 Register::Reg(n) => format!("reg{n}"),
                 Register::XReg(n) => format!("xreg{n}"),
+                Register::ConjId => "conj_id".to_owned(),
             };
             format!("set_field:{value:#x}->{name}")
         }

@@ -193,7 +193,7 @@ mod tests {
             ),
         ] {
             let b = unhex(hex);
-            assert_eq!(dec(&b), Ok(want), "{hex}");
+            assert_eq!(dec(&b), Ok(want.clone()), "{hex}");
             let mut out = Vec::new();
             assert!(encode(&want, &mut Writer::new(&mut out)));
             assert_eq!(out, b, "{hex}");

@@ -231,7 +231,7 @@ fn nx_message() -> impl Strategy<Value = (Message, Ctx)> {
                 Some(crate::openflow::instruction::Instruction::ApplyActions(a)) => a
                     .iter()
                     .filter(|a| matches!(a, Action::Output { .. }))
-                    .copied()
+                    .cloned()
                     .collect(),
                 _ => Vec::new(),
             };
