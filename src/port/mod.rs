@@ -154,6 +154,14 @@ pub trait Port: Send + Sync {
         true
     }
 
+    /// Whether looking at an incoming queue costs a system call (a TAP's
+    /// `read`): such a queue is retired to epoll when idle even on a
+    /// busy-polling switch, where an idle TAP polled every round would cost
+    /// a syscall a round to the ports that carry traffic.
+    fn poll_costs_syscall(&self) -> bool {
+        false
+    }
+
     /// A descriptor that becomes readable when packets arrive on incoming
     /// queue `q` while the switch sleeps (see [`Port::arm_incoming`]). `None`
     /// means the queue cannot signal and is polled whenever its worker runs.

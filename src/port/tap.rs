@@ -183,6 +183,10 @@ fn set_up(ifname: &str) -> Result<(), KernelPortError> {
 }
 
 impl Port for TapPort {
+    fn poll_costs_syscall(&self) -> bool {
+        true
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("rx_oversize", self.rx_oversize()),

@@ -10,7 +10,9 @@
 //! every few rounds with a zero-timeout epoll. Under light load (a round
 //! moves only a few packets) a worker naps for a few microseconds between
 //! rounds instead of spinning, so a trickle of traffic costs little CPU;
-//! `busy-poll` switches never nap or sleep.
+//! `busy-poll` switches never nap or sleep, and keep polling their queues,
+//! except idle ones whose polling costs a system call (a TAP's `read`),
+//! which retire after 1 ms without packets.
 //!
 //! A queue's descriptor is in the worker's epoll set only while the queue is
 //! retired. A polled queue stays out of it: a descriptor with a waiter makes
@@ -84,7 +86,15 @@ struct Owned {
     last_active: Instant,
     /// Whether the queue can signal (and so may be retired when idle).
     can_sleep: bool,
+    /// How long the queue may stay empty before it is retired: the switch's
+    /// `idle_after`, or on a busy-polling switch a short time for ports whose
+    /// polling costs a system call.
+    idle_limit: Option<Duration>,
 }
+
+/// How long an idle queue whose polling costs a system call stays polled on
+/// a busy-polling switch.
+const SYSCALL_QUEUE_IDLE: Duration = Duration::from_millis(1);
 
 impl Owned {
     /// The queue's epoll token: port number and queue index.
@@ -118,7 +128,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         if g != generation {
             table = shared.table();
             generation = table.generation;
-            regroup(me, &table, w, &mut active, &mut retired);
+            regroup(me, &table, w, idle_after, &mut active, &mut retired);
             me.seen_gen.store(generation, Ordering::Release);
         }
         if shared.stop.load(Ordering::Acquire) {
@@ -140,7 +150,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             work += n;
             if n > 0 {
                 o.last_active = now;
-            } else if let Some(limit) = idle_after
+            } else if let Some(limit) = o.idle_limit
                 && o.can_sleep
                 && now.duration_since(o.last_active) >= limit
                 && o.entry.port.arm_incoming(o.q, o.entry.rxq[o.q].cursor())
@@ -233,6 +243,7 @@ fn regroup(
     me: &WorkerShared,
     table: &Table,
     w: usize,
+    idle_after: Option<Duration>,
     active: &mut Vec<Owned>,
     retired: &mut Vec<Owned>,
 ) {
@@ -260,6 +271,8 @@ fn regroup(
                 q,
                 last_active: now,
                 can_sleep: e.port.incoming_fd(q).is_some(),
+                idle_limit: idle_after
+                    .or(e.port.poll_costs_syscall().then_some(SYSCALL_QUEUE_IDLE)),
             };
             if !known.contains(&o.token()) {
                 active.push(o);
