@@ -269,6 +269,9 @@ db_setup() {
         --pidfile --detach --log-file
     VSCTL=(ovs_env ovs-vsctl --db=unix:"$DIR/ovs/db.sock" --no-wait)
     "${VSCTL[@]}" init
+    # The forwarding thread on CPU 1 (Open vSwitch's PMD; mswitch's
+    # busy-polling worker).
+    "${VSCTL[@]}" set Open_vSwitch . other_config:pmd-cpu-mask=0x2
     ip netns add $OVSNS
 }
 
@@ -296,7 +299,7 @@ ovs_setup() { # [normal]
     mountpoint -q "$HUGE" || mount -t hugetlbfs -o pagesize=2M none "$HUGE"
     db_setup
     "${VSCTL[@]}" set Open_vSwitch . other_config:dpdk-init=true \
-        other_config:dpdk-socket-mem=1024 other_config:pmd-cpu-mask=0x2 \
+        other_config:dpdk-socket-mem=1024 \
         other_config:dpdk-extra="--huge-dir=$HUGE --no-pci --file-prefix=msv-ovs-$ID"
     # (The DPDK build names its pidfile and control socket ovs-vswitchd-dpdk.)
     ovs_env ip netns exec $OVSNS $OVSD unix:"$DIR/ovs/db.sock" --pidfile --detach \
@@ -306,10 +309,11 @@ ovs_setup() { # [normal]
     bridge_setup "$@"
 }
 
-# mswitch vswitchd where ovs-vswitchd-dpdk was, pinned as its PMD is.
+# mswitch vswitchd where ovs-vswitchd-dpdk was (pmd-cpu-mask pins its
+# worker as it pins Open vSwitch's PMD).
 msv_setup() { # [normal]
     db_setup
-    ovs_env ip netns exec $OVSNS taskset -c 1 "$M" vswitchd unix:"$DIR/ovs/db.sock" --pidfile --detach \
+    ovs_env ip netns exec $OVSNS "$M" vswitchd unix:"$DIR/ovs/db.sock" --pidfile --detach \
         --log-file -vconsole:off
     SW_PID=$(cat "$DIR/ovs/ovs-vswitchd.pid")
     SW_THREAD=br0-w

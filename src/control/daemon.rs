@@ -170,6 +170,21 @@ impl Daemon {
         busy_poll: bool,
         of: &OpenFlowOpts,
     ) -> Res<serde_json::Value> {
+        self.create_on(name, module, workers, batch, busy_poll, None, of)
+    }
+
+    /// Like `create`, with worker `i` pinned to `cpus[i]` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_on(
+        &self,
+        name: &str,
+        module: &str,
+        workers: usize,
+        batch: Option<usize>,
+        busy_poll: bool,
+        cpus: Option<Vec<usize>>,
+        of: &OpenFlowOpts,
+    ) -> Res<serde_json::Value> {
         valid_name("switch", name)?;
         let mut sws = self.lock();
         if sws.contains_key(name) {
@@ -197,6 +212,7 @@ impl Daemon {
             name: name.to_owned(),
             workers,
             batch: batch.unwrap_or(crate::switch::DEFAULT_BATCH),
+            cpus,
             idle_after: if busy_poll {
                 None
             } else {

@@ -102,6 +102,10 @@ impl Mirror {
         let Some((_, root)) = self.root() else {
             return w;
         };
+        let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
+        w.pmd_cpus = datum::map_get(&root["other_config"], "pmd-cpu-mask")
+            .and_then(Value::as_str)
+            .and_then(|m| pmd_cpus(m, ncpus));
         for bu in datum::uuids(&root["bridges"]) {
             let Some(b) = self.row("Bridge", bu) else {
                 continue;
@@ -248,6 +252,27 @@ fn port_vlan(p: &Value) -> String {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Wanted {
     pub bridges: BTreeMap<String, WantedBridge>,
+    /// `Open_vSwitch:other_config:pmd-cpu-mask`: the CPUs whose busy-polling
+    /// workers a new bridge gets (see [`pmd_cpus`]).
+    pub pmd_cpus: Option<Vec<usize>>,
+}
+
+/// The CPUs of a `pmd-cpu-mask` (hexadecimal, with or without `0x`), if it
+/// names at least one CPU below `ncpus`; CPUs past `ncpus` are left out.
+pub fn pmd_cpus(mask: &str, ncpus: usize) -> Option<Vec<usize>> {
+    let hex = mask.trim();
+    let hex = hex
+        .strip_prefix("0x")
+        .or_else(|| hex.strip_prefix("0X"))
+        .unwrap_or(hex);
+    if hex.is_empty() || hex.len() > 32 {
+        return None;
+    }
+    let bits = u128::from_str_radix(hex, 16).ok()?;
+    let cpus: Vec<usize> = (0..ncpus.min(128))
+        .filter(|&c| bits >> c & 1 == 1)
+        .collect();
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -302,6 +327,19 @@ impl WantedIface {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pmd_cpu_masks_read_as_open_vswitch_writes_them() {
+        assert_eq!(pmd_cpus("0x2", 2), Some(vec![1]));
+        assert_eq!(pmd_cpus("6", 8), Some(vec![1, 2]));
+        assert_eq!(pmd_cpus("0X5", 8), Some(vec![0, 2]));
+        // CPUs the machine lacks are left out; none left is no mask.
+        assert_eq!(pmd_cpus("0x6", 2), Some(vec![1]));
+        assert_eq!(pmd_cpus("0x4", 2), None);
+        for bad in ["", "0x", "zz", "-1", "0x1 2", &"f".repeat(33)] {
+            assert_eq!(pmd_cpus(bad, 8), None, "{bad}");
+        }
+    }
 
     #[test]
     fn the_mirror_follows_updates_and_yields_the_wanted_switches() {

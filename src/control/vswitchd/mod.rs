@@ -292,7 +292,21 @@ fn reconcile(
         }
         if !applied.contains_key(name) {
             let opts = openflow_opts(b);
-            let made = d.create(name, "flow", 1, None, false, &opts);
+            // As Open vSwitch's PMD threads: with `pmd-cpu-mask`, one
+            // busy-polling worker on each CPU of the mask; without, one
+            // worker that sleeps when idle.
+            let made = match &wanted.pmd_cpus {
+                Some(cpus) => d.create_on(
+                    name,
+                    "flow",
+                    cpus.len(),
+                    None,
+                    true,
+                    Some(cpus.clone()),
+                    &opts,
+                ),
+                None => d.create(name, "flow", 1, None, false, &opts),
+            };
             let (error, no_local) = match &made {
                 Ok(v) => (None, v["note"].as_str().map(str::to_owned)),
                 Err(e) => (Some(e.clone()), None),
