@@ -5,7 +5,8 @@
 //! variant (`options:vhost-server-path`, the guest as server). The guests
 //! are dpdk-testpmd with a virtio-user port (`--no-huge --no-pci`), one
 //! sending (txonly), the other counting what it receives (rxonly), through
-//! the bridge's NORMAL flow.
+//! the bridge's NORMAL flow. `Interface.status` says what ovs-vswitchd
+//! says of such ports (`mode`, `status`, `socket`).
 //!
 //! Needs root, Open vSwitch's tools and dpdk-testpmd; without them it says
 //! so and passes vacuously, except in CI.
@@ -135,6 +136,18 @@ fn exchange(tx: Guest, rx: Guest, secs: u64) {
     assert!(got > 1000, "guest 2 received only {got} of {sent}");
 }
 
+/// Waits (bounded: statistics and status are written every 5 s) until
+/// each of `ifaces` reports `status:mode=MODE` and `status:status=STATE`,
+/// as ovs-vswitchd writes them for vhost-user interfaces.
+fn wait_status(lab: &Lab, ifaces: &[&str], mode: &str, state: &str) {
+    eventually(&format!("{ifaces:?} never {mode}, {state}"), 12, || {
+        ifaces.iter().all(|i| {
+            let get = |k: &str| lab.vsctl(&["get", "Interface", i, &format!("status:{k}")]);
+            get("mode").as_deref() == Ok(mode) && get("status").as_deref() == Ok(state)
+        })
+    });
+}
+
 /// `ovs-vsctl add-port BR NAME -- set Interface NAME type=TYPE [OPTION]`.
 fn add_vhost(lab: &Lab, br: &str, name: &str, kind: &str, option: Option<&str>) {
     let kind = format!("type={kind}");
@@ -165,8 +178,12 @@ fn the_ovs_dpdk_vhost_user_guide_runs_unchanged() {
     add_vhost(&lab, &br, &v2, "dpdkvhostuser", None);
     let (s1, s2) = (lab.dir.join(&v1), lab.dir.join(&v2));
     assert!(s1.exists() && s2.exists(), "no sockets in $OVS_RUNDIR");
+    wait_status(&lab, &[&v1, &v2], "server", "disconnected");
     let rx = Guest::start(&lab, "rx", &s2, false, 0, RX);
     let tx = Guest::start(&lab, "tx", &s1, false, 1, TX);
+    wait_status(&lab, &[&v1, &v2], "server", "connected");
+    let socket = lab.must_vsctl(&["get", "Interface", &v1, "status:socket"]);
+    assert_eq!(socket.trim_matches('"'), s1.display().to_string());
     exchange(tx, rx, 1);
     eventually("no statistics for the guests' ports", 12, || {
         lab.vsctl(&["get", "Interface", &v2, "statistics:tx_packets"])
@@ -188,6 +205,6 @@ fn the_ovs_dpdk_vhost_user_guide_runs_unchanged() {
     }
     let rx = Guest::start(&lab, "rxc", &g2, true, 0, RX);
     let tx = Guest::start(&lab, "txc", &g1, true, 1, TX);
-    // (Longer: the switch finds the sockets on its next retry.)
-    exchange(tx, rx, 3);
+    wait_status(&lab, &[&c1, &c2], "client", "connected");
+    exchange(tx, rx, 1);
 }
