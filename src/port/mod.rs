@@ -149,7 +149,7 @@ pub trait Port: Send + Sync {
     }
 
     /// Whether the port can carry frames now: false while a virtio-user
-    /// port has no backend. Generators wait for it before they start.
+    /// port has no backend, or a vhost-user port no running frontend. Generators wait for it before they start.
     fn link_up(&self) -> bool {
         true
     }

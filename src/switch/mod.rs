@@ -135,6 +135,8 @@ pub struct PortStats {
     /// The backend's own counters ([`Port::counters`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub port_counters: Vec<(&'static str, u64)>,
+    /// Whether the port can carry frames now ([`Port::link_up`]).
+    pub link_up: bool,
     #[serde(flatten)]
     pub totals: PortTotals,
 }
@@ -479,6 +481,7 @@ impl Switch {
                     worker: e.owner(),
                     queue_workers: e.owners(),
                     port_counters: e.port.counters(),
+                    link_up: e.port.link_up(),
                     totals,
                 }
             })

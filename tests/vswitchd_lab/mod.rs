@@ -298,12 +298,17 @@ pub fn start_vswitchd(dir: &Path) -> Child {
 
 /// SIGTERM, then a bounded wait, then SIGKILL.
 pub fn stop(mut c: Child) {
+    end(&mut c, libc::SIGTERM, Duration::from_secs(5));
+}
+
+/// Signal `sig` to child `c`, at most `grace` to exit, then SIGKILL.
+pub fn end(c: &mut Child, sig: i32, grace: Duration) {
     // SAFETY: kill(2) of a child we started.
     #[allow(unsafe_code)]
     unsafe {
-        libc::kill(c.id() as i32, libc::SIGTERM);
+        libc::kill(c.id() as i32, sig);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -163,7 +163,7 @@ fn session(
             stats_now,
         ));
         if stats_now {
-            ops.extend(state_ops(d, &wanted, applied));
+            ops.extend(state_ops(d, &wanted, applied, run_dir));
             stats_due = Instant::now() + mirror.stats_interval();
         }
         if !ops.is_empty() {
@@ -512,10 +512,41 @@ fn kernel_state(name: &str) -> Option<(bool, bool, String, i64, i64)> {
     Some((admin, link, mac, mtu, ifindex))
 }
 
+/// The `status` column of a vhost-user interface, with ovs-vswitchd's
+/// keys: `mode` (`server` for `dpdkvhostuser`, `client` for
+/// `dpdkvhostuserclient`), `status` (`connected` while a guest has its
+/// queues running, else `disconnected`) and, when connected, `socket`.
+/// (ovs-vswitchd also reports DPDK's `features`, `numa` and vring sizes.)
+fn vhost_status(i: &WantedIface, run_dir: &Path, connected: bool) -> Option<Value> {
+    let (mode, socket) = match i.kind.as_str() {
+        "dpdkvhostuser" => ("server", run_dir.join(&i.name).display().to_string()),
+        "dpdkvhostuserclient" => ("client", i.options.get("vhost-server-path")?.clone()),
+        _ => return None,
+    };
+    let mut pairs = vec![json!(["mode", mode])];
+    if connected {
+        pairs.push(json!(["socket", socket]));
+    }
+    let state = if connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    pairs.push(json!(["status", state]));
+    // (Sorted by key, as ovsdb-server wants its maps.)
+    Some(json!(["map", pairs]))
+}
+
 /// The periodic writes of what ovs-vswitchd reports about each
-/// interface: counters (`statistics`), `admin_state`, `link_state`,
-/// `mac_in_use`, `mtu` and `ifindex` of kernel interfaces.
-fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBridge>) -> Vec<Value> {
+/// interface: counters (`statistics`), `status` of vhost-user interfaces,
+/// `admin_state`, `link_state`, `mac_in_use`, `mtu` and `ifindex` of
+/// kernel interfaces.
+fn state_ops(
+    d: &Daemon,
+    wanted: &Wanted,
+    applied: &BTreeMap<String, AppliedBridge>,
+    run_dir: &Path,
+) -> Vec<Value> {
     let mut ops = Vec::new();
     for (name, b) in &wanted.bridges {
         let Some(a) = applied.get(name) else { continue };
@@ -546,6 +577,9 @@ fn state_ops(d: &Daemon, wanted: &Wanted, applied: &BTreeMap<String, AppliedBrid
             .map(|(k, v)| json!([k, v]))
             .collect();
             let mut row = json!({"statistics": ["map", stats]});
+            if let Some(status) = vhost_status(i, run_dir, p["link_up"] == true) {
+                row["status"] = status;
+            }
             if let Some((admin, link, mac, mtu, ifindex)) = kernel_state(&i.name) {
                 let updown = |b: bool| if b { "up" } else { "down" };
                 row["admin_state"] = json!(updown(admin));

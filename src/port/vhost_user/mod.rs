@@ -558,6 +558,12 @@ impl Port for VhostUserPort {
         &self.name
     }
 
+    /// Up while a frontend has a queue running (what Open vSwitch reports
+    /// as `status:status=connected`).
+    fn link_up(&self) -> bool {
+        self.running()
+    }
+
     fn kind(&self) -> &'static str {
         "vhost-user"
     }
