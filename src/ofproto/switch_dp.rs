@@ -505,6 +505,11 @@ impl SwitchDatapath {
                         self.sw.transmit(p, &[&bytes]);
                     }
                 }
+                Output::All(bytes) => {
+                    for p in self.flow.all_ports(in_port) {
+                        self.sw.transmit(p, &[&bytes]);
+                    }
+                }
                 Output::Controller { data, meta } => {
                     ins.push(self.packet_in(in_port, &data, &meta));
                 }
