@@ -89,7 +89,8 @@
 //!   ([`Verdict::Controller`]), tagged; [`FlowModule::controller_meta`]
 //!   turns the tag of a [`crate::switch::PacketIn`] into its
 //!   [`ControllerMeta`] (reason NO_MATCH from a table-miss entry, ACTION
-//!   otherwise; table, cookie, `max_len`, metadata), interned when the plan
+//!   otherwise; table, cookie, `max_len`, metadata and registers at the
+//!   output, for the packet-in's match), interned when the plan
 //!   is compiled, at most [`MAX_CONTROLLER_METAS`] of them (then tag 0:
 //!   unknown). The switch queues the whole frame; the agent applies
 //!   `max_len`. Several controller outputs in one plan make one copy, with
@@ -1391,8 +1392,8 @@ impl Module for FlowModule {
                         whole = true;
                     }
                     let (mut plan, mask) = pipe.compile(&p.key);
-                    if let Some(m) = plan.controller {
-                        plan.ctl_tag = self.intern(m);
+                    if let Some(m) = &plan.controller {
+                        plan.ctl_tag = self.intern(**m);
                     }
                     let (s, reset) = st.insert(&pipe, now, &self.dp, &p.key, &mask, plan);
                     if reset {

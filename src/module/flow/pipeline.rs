@@ -367,7 +367,7 @@ impl Trace {
 /// Packet-in metadata for one controller output: where in the pipeline it
 /// came from and what the action asked. The flow module interns it behind
 /// a [`crate::switch::PacketIn::tag`] ([`super::FlowModule::controller_meta`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ControllerMeta {
     /// `ofp_packet_in_reason`: NO_MATCH from the table-miss entry
     /// (priority 0, empty match), INVALID_TTL for a TTL that could not be
@@ -381,6 +381,12 @@ pub struct ControllerMeta {
     pub max_len: u16,
     /// The pipeline metadata at the output.
     pub metadata: u64,
+    /// The Nicira registers at the output (`reg0`..`reg15`; the `xreg`s
+    /// are pairs of them). Like the metadata they are the same for every
+    /// packet of a megaflow (see `nicira`), so the cached plan's interned
+    /// copy holds them and a packet that never goes to the controller
+    /// pays nothing for them.
+    pub regs: [u32; crate::openflow::nicira::N_REGS],
 }
 
 /// The flow entry whose actions are running.
@@ -440,8 +446,9 @@ pub(crate) struct Plan {
     /// [`event`] bits.
     pub events: u8,
     /// The packet also (or, with [`PlanVerdict::Controller`], only) goes
-    /// to the controller, with the first controller output's metadata.
-    pub controller: Option<ControllerMeta>,
+    /// to the controller, with the first controller output's metadata
+    /// (boxed: a cache slot holds a plan, and only the interning reads it).
+    pub controller: Option<Box<ControllerMeta>>,
     /// The tag interning `controller`, filled in by the module.
     pub ctl_tag: u32,
     /// The packet also goes through NORMAL (per packet, after the rest,
@@ -669,6 +676,7 @@ impl<'p> Exec<'p> {
                     cookie: self.entry.cookie,
                     max_len,
                     metadata: METADATA.get(&self.key),
+                    regs: self.regs,
                 })
             }
             PortNo::LOCAL => match self.p.local {
@@ -1039,7 +1047,7 @@ impl<'p> Exec<'p> {
             tables: self.tables.into_boxed_slice(),
             groups: self.groups.into_boxed_slice(),
             events,
-            controller: ctl,
+            controller: ctl.map(Box::new),
             ctl_tag: 0,
             normal,
             meters: self.meters.into_boxed_slice(),

@@ -388,6 +388,7 @@ fn controller_copies_carry_their_metadata() {
         cookie,
         max_len,
         metadata,
+        ..ControllerMeta::default()
     };
     let (v, _, c) = run_full(&m, 1, vec![udp(1, 2, 1, 1)], 0);
     assert_eq!(v, [R::Controller]);
