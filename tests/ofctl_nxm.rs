@@ -155,12 +155,12 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
     // Unasked, ovs-ofctl asks for NXT_PACKET_IN2 first and gets it (in 1.0
     // or 1.3); asked, it gets the format it names.
     for (opt, want) in [
-        (None, "NXT_PACKET_IN2 "),
-        (Some("--packet-in-format=nxt_packet_in"), "NXT_PACKET_IN "),
-        (Some("--packet-in-format=standard"), "OFPT_PACKET_IN "),
+        (&[][..], "NXT_PACKET_IN2 "),
+        (&["--packet-in-format=nxt_packet_in"], "NXT_PACKET_IN "),
+        (&["--packet-in-format=standard"], "OFPT_PACKET_IN "),
         // NXT_PACKET_IN2 exists in every version.
-        (Some("--protocols=OpenFlow13"), "NXT_PACKET_IN2 (OF1.3)"),
-        (Some("--protocols=OpenFlow15"), "NXT_PACKET_IN2 (OF1.5)"),
+        (&["--protocols=OpenFlow13"], "NXT_PACKET_IN2 (OF1.3)"),
+        (&["--protocols=OpenFlow15"], "NXT_PACKET_IN2 (OF1.5)"),
     ] {
         let found = first_packet_in(&sw, opt, &mut p1);
         assert!(found.starts_with(want), "{opt:?}: {found}");
@@ -171,13 +171,9 @@ fn plain_ovs_ofctl_monitor_sees_packet_ins() {
     }
 }
 
-/// The first packet-in line `ovs-ofctl monitor TARGET 65534` (with `opt`)
-/// prints, sending a frame into `p1` until one comes.
-fn first_packet_in(
-    sw: &Sw,
-    opt: Option<&str>,
-    p1: &mut mswitch::control::client::VportConn,
-) -> String {
+/// The first packet-in line `ovs-ofctl OPTS monitor TARGET 65534` prints,
+/// sending a frame into `p1` until one comes.
+fn first_packet_in(sw: &Sw, opts: &[&str], p1: &mut mswitch::control::client::VportConn) -> String {
     // The monitor's control socket goes beside the switch's, in the
     // test's own directory.
     let target = sw.target();
@@ -187,7 +183,7 @@ fn first_packet_in(
         .to_owned();
     let mut mon = Monitor(
         Command::new("ovs-ofctl")
-            .args(opt)
+            .args(opts)
             .args(["monitor", &target, "65534"])
             .env("OVS_RUNDIR", &run_dir)
             .stdout(Stdio::piped())
@@ -223,6 +219,39 @@ fn first_packet_in(
             }
             seen.push(l);
         }
+    }
+}
+
+/// The registers and metadata at the output to the controller ride in
+/// the packet-in's match, as Open vSwitch sends them, in every format
+/// that has one (1.0's own `OFPT_PACKET_IN` has none).
+#[test]
+fn packet_ins_carry_registers_and_metadata() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("nxmregs", 2);
+    sw.plain_ofctl("del-flows", &[]);
+    sw.plain_ofctl(
+        "add-flow",
+        &["in_port=1,actions=load:5->NXM_NX_REG2[],load:0x1234->OXM_OF_METADATA[],controller"],
+    );
+    let mut p1 = sw.port(1);
+    for (opts, want) in [
+        (
+            &["-O", "OpenFlow13", "--packet-in-format=standard"][..],
+            "OFPT_PACKET_IN (OF1.3)",
+        ),
+        (&["-O", "OpenFlow13"], "NXT_PACKET_IN2 (OF1.3)"),
+        (&["-O", "OpenFlow15"], "NXT_PACKET_IN2 (OF1.5)"),
+        (&["--packet-in-format=nxt_packet_in"], "NXT_PACKET_IN "),
+        (&[], "NXT_PACKET_IN2 "),
+    ] {
+        let found = first_packet_in(&sw, opts, &mut p1);
+        assert!(found.starts_with(want), "{opts:?}: {found}");
+        assert!(found.contains("reg2=0x5"), "{opts:?}: {found}");
+        assert!(found.contains("metadata=0x1234"), "{opts:?}: {found}");
+        assert!(found.contains("in_port=1"), "{opts:?}: {found}");
     }
 }
 

@@ -83,6 +83,7 @@ fn packet_out_meta() -> ControllerMeta {
         cookie: u64::MAX,
         max_len: CONTROLLER_MAX_LEN_NO_BUFFER,
         metadata: 0,
+        ..ControllerMeta::default()
     }
 }
 
@@ -211,7 +212,8 @@ fn table_runs_the_rewritten_packet_through_the_pipeline_and_counts() {
             table_id: 0,
             cookie: 0x77,
             max_len: CONTROLLER_MAX_LEN_NO_BUFFER,
-            metadata: 0
+            metadata: 0,
+            ..ControllerMeta::default()
         }
     );
     let Output::Controller { meta, .. } = &got[3] else {

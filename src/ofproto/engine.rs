@@ -51,7 +51,7 @@ use crate::openflow::multipart::FlowStatsRequest;
 use crate::openflow::multipart::{
     MultipartReply, MultipartReplyBody as R, MultipartRequest, MultipartRequestBody as Q,
 };
-use crate::openflow::port::PortStatus;
+use crate::openflow::port::{Port, PortStatus, config as port_config};
 use crate::openflow::{
     EncodeError, ErrorCode, FlowRemoved, HEADER_LEN, Header, Hello, Message, OFP_VERSION, PacketIn,
     PortNo, Versions, decode, frame_len, negotiate,
@@ -517,11 +517,18 @@ impl<D: Datapath> Engine<D> {
                 }
                 Err(code) => self.error(id, xid, code, raw),
             },
-            Message::PortMod(pm) => match self.dp.port_mod(&pm) {
-                Ok(Some(st)) => self.broadcast_port_status(vec![st]),
-                Ok(None) => {}
-                Err(code) => self.error(id, xid, code, raw),
-            },
+            Message::PortMod(mut pm) => {
+                if h.version != v10::VERSION {
+                    // As Open vSwitch: later versions have no NO_FLOOD bit.
+                    pm.config &= !port_config::NO_FLOOD;
+                    pm.mask &= !port_config::NO_FLOOD;
+                }
+                match self.dp.port_mod(&pm) {
+                    Ok(Some(st)) => self.broadcast_port_status(vec![st]),
+                    Ok(None) => {}
+                    Err(code) => self.error(id, xid, code, raw),
+                }
+            }
             Message::TableMod(tm) => {
                 let n = self.dp.n_tables();
                 if tm.table_id != crate::openflow::table_id::ALL && usize::from(tm.table_id) >= n {
@@ -659,6 +666,8 @@ impl<D: Datapath> Engine<D> {
                 if port_no != PortNo::ANY {
                     ports.retain(|p| p.port_no == port_no);
                 }
+                let v = self.conns.get(&id).map_or(v10::VERSION, |c| c.version);
+                ports.iter_mut().for_each(|p| port_in(v, p));
                 Ok(R::PortDesc(ports))
             }
             Q::Experimenter { .. } => Err(ErrorCode::BadRequest(BadRequestCode::BadExperimenter)),
@@ -848,10 +857,17 @@ impl<D: Datapath> Engine<D> {
     pub fn broadcast_port_status(&mut self, st: Vec<PortStatus>) {
         for s in st {
             let reason = u32::from(s.reason);
-            let msg = Message::PortStatus(s);
+            // What versions after 1.0 are told (see `port_in`).
+            let mut later = s.clone();
+            later.desc.config &= !port_config::NO_FLOOD;
+            let (msg, later) = (Message::PortStatus(s), Message::PortStatus(later));
             for c in self.conns.values_mut() {
                 if c.is_open() && c.async_cfg.port_status_mask[c.slot()] & (1 << reason) != 0 {
-                    c.send_async(&msg);
+                    c.send_async(if c.version == v10::VERSION {
+                        &msg
+                    } else {
+                        &later
+                    });
                 }
             }
         }
@@ -896,6 +912,14 @@ impl<D: Datapath> Engine<D> {
             }
         }
         dead
+    }
+}
+
+/// A port as a connection of `version` is told it: NO_FLOOD is OpenFlow
+/// 1.0's alone (Open vSwitch leaves it out of later versions' messages).
+fn port_in(version: u8, p: &mut Port) {
+    if version != v10::VERSION {
+        p.config &= !port_config::NO_FLOOD;
     }
 }
 

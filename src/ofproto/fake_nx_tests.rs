@@ -164,8 +164,16 @@ fn removals_and_packet_ins_follow_each_connections_formats() {
         [(_, Message::FlowRemoved(_))]
     ));
 
+    // With a register, as a flow `load:5->NXM_NX_REG2[],controller` makes.
+    let reg2 = crate::openflow::nicira::NxMatchField {
+        reg: crate::openflow::nicira::Register::Reg(2),
+        value: 5,
+        mask: None,
+    };
     let pin = PacketIn {
-        match_: Match::from_fields(vec![OxmField::InPort(PortNo(3))]).unwrap(),
+        match_: Match::from_fields(vec![OxmField::InPort(PortNo(3))])
+            .and_then(|m| m.with_registers(vec![reg2]))
+            .unwrap(),
         data: vec![1; 14],
         total_len: 14,
         ..PacketIn::default()
@@ -189,13 +197,23 @@ fn removals_and_packet_ins_follow_each_connections_formats() {
         }
         assert_eq!(p.match_.in_port(), Some(PortNo(3)));
         assert_eq!(p.data, pin.data);
+        // 1.0's own packet-in has no match to carry the register in.
+        let regs: &[_] = if subtype.is_some() { &[reg2] } else { &[] };
+        assert_eq!(p.match_.registers(), regs);
     }
     let bad = nx_msg(v10::nx_subtype::SET_PACKET_IN_FORMAT, &3u32.to_be_bytes());
     assert_eq!(
         error_of(&send10(&mut e, a, &bad, &std)),
         Some(ErrorCode::BadRequest(BadRequestCode::Eperm))
     );
-    assert_eq!(take(&mut e, b).len(), 3, "the 1.3 peer got each standard");
+    let got = take(&mut e, b);
+    assert_eq!(got.len(), 3, "the 1.3 peer got each standard");
+    for (_, m) in got {
+        let Message::PacketIn(p) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(p.match_, pin.match_, "1.3's OXM match holds the register");
+    }
     // A 1.3 connection may ask for NXT_PACKET_IN2 (not NXT_PACKET_IN).
     let m = nx_msg(v10::nx_subtype::SET_PACKET_IN_FORMAT, &1u32.to_be_bytes());
     assert_eq!(

@@ -18,6 +18,7 @@ use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
 };
+use crate::openflow::nicira::{NxMatchField, Register};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::{self as ofport, PortStatus, config, features, reason, state};
 use crate::openflow::{
@@ -114,6 +115,30 @@ fn speed_feature(mbps: u32) -> u32 {
 
 fn bad_request(c: BadRequestCode) -> ErrorCode {
     ErrorCode::BadRequest(c)
+}
+
+/// A packet-in's match, as Open vSwitch fills it: the input port, and the
+/// pipeline fields that are not zero when the packet went to the
+/// controller (the metadata, the registers as `NXM_NX_REGn`). A 1.0
+/// `OFPT_PACKET_IN` has no match; Nicira's packet-ins carry it as theirs.
+fn packet_in_match(in_port: u32, meta: &ControllerMeta) -> Match {
+    let mut fields = vec![OxmField::InPort(PortNo(in_port))];
+    if meta.metadata != 0 {
+        fields.push(OxmField::Metadata(Masked::exact(meta.metadata)));
+    }
+    let regs = (0u8..)
+        .zip(meta.regs)
+        .filter(|&(_, v)| v != 0)
+        .map(|(i, v)| NxMatchField {
+            reg: Register::Reg(i),
+            value: u64::from(v),
+            mask: None,
+        })
+        .collect();
+    // Valid by construction: one in_port, exact values, each register once.
+    Match::from_fields(fields)
+        .and_then(|m| m.with_registers(regs))
+        .unwrap_or_default()
 }
 
 impl SwitchDatapath {
@@ -402,17 +427,13 @@ impl SwitchDatapath {
         } else {
             (self.buffer(in_port, data), usize::from(max_len))
         };
-        let mut fields = vec![OxmField::InPort(PortNo(in_port))];
-        if meta.metadata != 0 {
-            fields.push(OxmField::Metadata(Masked::exact(meta.metadata)));
-        }
         PacketIn {
             buffer_id,
             total_len: u16::try_from(data.len()).unwrap_or(u16::MAX),
             reason: meta.reason,
             table_id: meta.table_id,
             cookie: meta.cookie,
-            match_: Match::from_fields(fields).unwrap_or_default(),
+            match_: packet_in_match(in_port, meta),
             data: data[..cut].to_vec(),
         }
     }
@@ -429,7 +450,7 @@ impl SwitchDatapath {
                 table_id: 0,
                 cookie: u64::MAX,
                 max_len: NO_BUFFER_LEN,
-                metadata: 0,
+                ..ControllerMeta::default()
             });
             let in_port = self.flow.of_port(p.in_port);
             out.push(self.packet_in(in_port, &p.data, &meta));
@@ -502,6 +523,11 @@ impl SwitchDatapath {
                 }
                 Output::Flood(bytes) => {
                     for p in self.flow.flood_ports(in_port) {
+                        self.sw.transmit(p, &[&bytes]);
+                    }
+                }
+                Output::All(bytes) => {
+                    for p in self.flow.all_ports(in_port) {
                         self.sw.transmit(p, &[&bytes]);
                     }
                 }
@@ -639,6 +665,31 @@ mod tests {
         assert_eq!(a[0] & 0x03, 0x02);
         assert_eq!(default_dpid("sw0") >> 48, 0);
         assert_ne!(default_dpid("sw0"), default_dpid("sw1"));
+    }
+
+    #[test]
+    fn packet_in_matches_carry_nonzero_pipeline_fields() {
+        let mut meta = ControllerMeta::default();
+        let m = packet_in_match(3, &meta);
+        assert_eq!(m.fields(), [OxmField::InPort(PortNo(3))]);
+        assert!(m.registers().is_empty());
+        meta.metadata = 0x42;
+        meta.regs[2] = 5;
+        meta.regs[15] = u32::MAX;
+        let m = packet_in_match(3, &meta);
+        assert_eq!(
+            m.fields(),
+            [
+                OxmField::InPort(PortNo(3)),
+                OxmField::Metadata(Masked::exact(0x42))
+            ]
+        );
+        let reg = |i, v| NxMatchField {
+            reg: Register::Reg(i),
+            value: v,
+            mask: None,
+        };
+        assert_eq!(m.registers(), [reg(2, 5), reg(15, 0xffff_ffff)]);
     }
 
     #[test]

@@ -74,9 +74,14 @@ impl From<u32> for PortNo {
 pub mod config {
     pub const PORT_DOWN: u32 = 1 << 0;
     pub const NO_RECV: u32 = 1 << 2;
+    /// OpenFlow 1.0's `OFPPC_NO_FLOOD`: FLOOD and NORMAL's flooding skip
+    /// the port (ALL does not). Later versions define no such bit; the
+    /// model keeps it in the same place for every version.
+    pub const NO_FLOOD: u32 = 1 << 4;
     pub const NO_FWD: u32 = 1 << 5;
     pub const NO_PACKET_IN: u32 = 1 << 6;
-    pub const ALL: u32 = PORT_DOWN | NO_RECV | NO_FWD | NO_PACKET_IN;
+    /// The bits a switch honours.
+    pub const ALL: u32 = PORT_DOWN | NO_RECV | NO_FLOOD | NO_FWD | NO_PACKET_IN;
 }
 
 /// `ofp_port_state` bits.

@@ -572,7 +572,7 @@ impl Stripe {
     pub fn controller_tag(&self, slot: u32) -> Option<u32> {
         self.slots
             .get(slot as usize)
-            .and_then(|s| s.plan.controller.map(|_| s.plan.ctl_tag))
+            .and_then(|s| s.plan.controller.as_ref().map(|_| s.plan.ctl_tag))
     }
 
     /// Whether the plan in `slot` neither rewrites packets, nor meters

@@ -89,7 +89,8 @@
 //!   ([`Verdict::Controller`]), tagged; [`FlowModule::controller_meta`]
 //!   turns the tag of a [`crate::switch::PacketIn`] into its
 //!   [`ControllerMeta`] (reason NO_MATCH from a table-miss entry, ACTION
-//!   otherwise; table, cookie, `max_len`, metadata), interned when the plan
+//!   otherwise; table, cookie, `max_len`, metadata and registers at the
+//!   output, for the packet-in's match), interned when the plan
 //!   is compiled, at most [`MAX_CONTROLLER_METAS`] of them (then tag 0:
 //!   unknown). The switch queues the whole frame; the agent applies
 //!   `max_len`. Several controller outputs in one plan make one copy, with
@@ -102,8 +103,9 @@
 //!   bits): PORT_DOWN/NO_RECV drop what the port receives
 //!   (`no_recv_drops`), PORT_DOWN/NO_FWD take it out of every output
 //!   (floods are then expanded here, over the ports given to
-//!   [`FlowModule::set_ports`] or else those attached), NO_PACKET_IN keeps
-//!   its packets from the controller.
+//!   [`FlowModule::set_ports`] or else those attached), NO_FLOOD takes it
+//!   out of FLOOD and NORMAL's flooding (not ALL), NO_PACKET_IN keeps its
+//!   packets from the controller.
 //! - Packet-outs ([`FlowModule::packet_out`]) run an action list on a copy
 //!   of a frame and return every output with its own bytes ([`Output`]),
 //!   TABLE and NORMAL included; the agent sends them with `Switch::transmit`.
@@ -154,7 +156,8 @@
 //!   Faucet floods, gives port 5 the tagged frame). Other outputs (FLOOD,
 //!   ALL, IN_PORT, the controller copy and NORMAL's input) get the bytes
 //!   of the *last* output. (Packet-outs have no such limit.)
-//! - FLOOD and ALL both mean every port but the input.
+//! - FLOOD and ALL both mean every port but the input; FLOOD also leaves
+//!   out NO_FLOOD ports.
 //! - LOCAL is the port [`FlowModule::set_local_port`] named (the agent
 //!   attaches the bridge's own TAP as it); without one, that output does
 //!   nothing and a packet-out returns it as [`Output::Local`]. TABLE is refused outside packet-outs.
@@ -432,8 +435,10 @@ pub enum Output {
     /// Back out of the packet-out's `in_port` (output to `OFPP_IN_PORT`
     /// with a real port as `in_port`).
     InPort(Vec<u8>),
-    /// FLOOD or ALL: out of [`FlowModule::flood_ports`] of the `in_port`.
+    /// FLOOD: out of [`FlowModule::flood_ports`] of the `in_port`.
     Flood(Vec<u8>),
+    /// ALL: out of [`FlowModule::all_ports`] of the `in_port`.
+    All(Vec<u8>),
     /// A packet-in. For the packet-out's own actions: reason ACTION, table
     /// 0, cookie `u64::MAX`; from the tables (output to TABLE): the
     /// entry's.
@@ -867,6 +872,7 @@ impl FlowModule {
     pub fn set_ports(&self, ports: &[u32]) {
         let mut p = self.write();
         p.known_ports = Some(ports.iter().copied().collect());
+        p.ports_changed();
         p.bump();
     }
 
@@ -874,6 +880,7 @@ impl FlowModule {
     pub fn clear_ports(&self) {
         let mut p = self.write();
         p.known_ports = None;
+        p.ports_changed();
         p.bump();
     }
 
@@ -900,6 +907,7 @@ impl FlowModule {
             p.dead_ports.insert(port) | p.attached.remove(&port)
         };
         if changed {
+            p.ports_changed();
             p.bump();
         }
     }
@@ -908,8 +916,10 @@ impl FlowModule {
     /// others are ignored): PORT_DOWN or NO_RECV drop what the port
     /// receives (`no_recv_drops`), PORT_DOWN or NO_FWD make every output
     /// skip it (explicit, IN_PORT, flood/all, groups; a PORT_DOWN port is
-    /// not live for fast-failover and select), NO_PACKET_IN keeps what it
-    /// receives from the controller. A change applies to every later batch.
+    /// not live for fast-failover and select), NO_FLOOD makes FLOOD and
+    /// NORMAL's flooding skip it (ALL and explicit outputs still reach
+    /// it), NO_PACKET_IN keeps what it receives from the controller. A
+    /// change applies to every later batch.
     pub fn set_port_config(&self, port: u32, config: u32) {
         let config = config & config::ALL;
         let mut p = self.write();
@@ -919,6 +929,7 @@ impl FlowModule {
             p.port_config.insert(port, config)
         };
         if old.unwrap_or(0) != config {
+            p.ports_changed();
             p.bump();
         }
     }
@@ -941,11 +952,17 @@ impl FlowModule {
         self.read().config(port)
     }
 
-    /// The ports a flood or ALL output from `in_port` goes to: the ports
-    /// given to [`FlowModule::set_ports`] (or else those attached to the
-    /// switch), but `in_port` and those PORT_DOWN or NO_FWD.
+    /// The ports a FLOOD output from `in_port` goes to: the ports given
+    /// to [`FlowModule::set_ports`] (or else those attached to the
+    /// switch), but `in_port` and those PORT_DOWN, NO_FWD or NO_FLOOD.
     pub fn flood_ports(&self, in_port: u32) -> Vec<PortId> {
-        self.read().flood_ports(in_port)
+        self.read().flood_ports(in_port, false)
+    }
+
+    /// The ports an ALL output from `in_port` goes to: as
+    /// [`FlowModule::flood_ports`], NO_FLOOD ports included.
+    pub fn all_ports(&self, in_port: u32) -> Vec<PortId> {
+        self.read().flood_ports(in_port, true)
     }
 
     /// The packet-in metadata behind a [`crate::switch::PacketIn::tag`].
@@ -1198,6 +1215,7 @@ impl FlowModule {
     pub fn set_local_port(&self, port: Option<PortId>) {
         let mut p = self.write();
         p.local = port;
+        p.ports_changed();
         p.bump();
     }
 
@@ -1259,6 +1277,7 @@ fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<
         Out::InPort if PortNo(in_port).is_reserved() => return None,
         Out::InPort => Output::InPort(data),
         Out::Flood => Output::Flood(data),
+        Out::All => Output::All(data),
         Out::Controller(meta) => Output::Controller { data, meta },
         Out::Local => Output::Local(data),
         Out::Table | Out::Normal => return None,
@@ -1373,8 +1392,8 @@ impl Module for FlowModule {
                         whole = true;
                     }
                     let (mut plan, mask) = pipe.compile(&p.key);
-                    if let Some(m) = plan.controller {
-                        plan.ctl_tag = self.intern(m);
+                    if let Some(m) = &plan.controller {
+                        plan.ctl_tag = self.intern(**m);
                     }
                     let (s, reset) = st.insert(&pipe, now, &self.dp, &p.key, &mask, plan);
                     if reset {

@@ -455,12 +455,13 @@ pub(crate) fn decide(
         return Some(vlan);
     }
     dests.flooded = true;
-    for &c in pipe.flood_candidates() {
-        let Some(p) = PortId::new(c) else { continue };
-        if Some(p) == in_port || pipe.id_no_fwd(p) {
+    // Ports configured out of floods (PORT_DOWN, NO_FWD, NO_FLOOD) are
+    // not on the list.
+    for &p in pipe.flood_list() {
+        if Some(p) == in_port {
             continue;
         }
-        if let Some(e) = pipe.port_vlan(c).egress(vlan) {
+        if let Some(e) = pipe.port_vlan(u32::from(p.0)).egress(vlan) {
             dests.push(p, e);
         }
     }

@@ -23,7 +23,8 @@
 //! Port configuration (`OFPPC_*`, [`Pipeline::port_config`]): a packet
 //! received on a PORT_DOWN or NO_RECV port is dropped before the tables;
 //! outputs to a PORT_DOWN or NO_FWD port (explicit, IN_PORT, flood/all,
-//! from groups) skip it; a packet received on a NO_PACKET_IN port is never
+//! from groups) skip it; FLOOD and NORMAL's flooding also skip a NO_FLOOD
+//! port (`floods`); a packet received on a NO_PACKET_IN port is never
 //! sent to the controller.
 //!
 //! The same executor runs packet-out action lists ([`Pipeline::trace_actions`],
@@ -66,6 +67,10 @@ pub(crate) use entry::*;
 mod learn;
 pub(crate) use learn::{LearnLimits, LearnOutcome, Learned};
 
+#[path = "floods.rs"]
+mod floods;
+use floods::FloodSets;
+
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
 
@@ -83,6 +88,10 @@ pub(crate) struct Pipeline {
     pub attached: BTreeSet<u32>,
     /// `OFPPC_*` bits of the ports that have any ([`super::FlowModule::set_port_config`]).
     pub port_config: BTreeMap<u32, u32>,
+    /// The ports FLOOD and ALL reach, worked out again by
+    /// [`Pipeline::ports_changed`] whenever the four fields above or
+    /// `local` change.
+    floods: FloodSets,
     /// NORMAL's VLAN configuration of the ports that are not the default
     /// ([`super::FlowModule::set_port_vlan`]).
     pub port_vlans: BTreeMap<u32, PortVlan>,
@@ -111,13 +120,14 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     pub fn new(tables: usize, max_flows: usize) -> Pipeline {
-        Pipeline {
+        let mut p = Pipeline {
             tables: (0..tables).map(|_| Table::default()).collect(),
             groups: BTreeMap::new(),
             dead_ports: BTreeSet::new(),
             known_ports: None,
             attached: BTreeSet::new(),
             port_config: BTreeMap::new(),
+            floods: FloodSets::default(),
             port_vlans: BTreeMap::new(),
             invalid_ttl_to_controller: false,
             meters: Meters::default(),
@@ -129,7 +139,9 @@ impl Pipeline {
             edit_seq: 0,
             learn: LearnLimits::default(),
             local: None,
-        }
+        };
+        p.ports_changed();
+        p
     }
 
     /// The OpenFlow number of switch port `id` (LOCAL for the local port).
@@ -193,12 +205,6 @@ impl Pipeline {
         self.port_vlans.get(&port).unwrap_or(&DEFAULT_VLAN)
     }
 
-    /// The ports a flood may reach (before excluding the input and those
-    /// that refuse outputs): the known ports, else the attached ones.
-    pub fn flood_candidates(&self) -> &BTreeSet<u32> {
-        self.known_ports.as_ref().unwrap_or(&self.attached)
-    }
-
     /// Whether outputs to switch port `id` are refused: [`Pipeline::no_fwd`]
     /// of its OpenFlow number (LOCAL's configuration for the local port).
     #[inline]
@@ -214,27 +220,6 @@ impl Pipeline {
             return false;
         }
         self.config(port) & (config::PORT_DOWN | config::NO_FWD) != 0
-    }
-
-    /// Whether some port refuses outputs: floods must then be expanded
-    /// here rather than by the switch.
-    fn flood_filtered(&self) -> bool {
-        self.port_config
-            .values()
-            .any(|c| c & (config::PORT_DOWN | config::NO_FWD) != 0)
-    }
-
-    /// The ports a flood from `in_port` reaches: the known ports (or, if
-    /// the agent gave none, the attached ones) but the input and those
-    /// that refuse outputs.
-    pub fn flood_ports(&self, in_port: u32) -> Vec<PortId> {
-        self.known_ports
-            .as_ref()
-            .unwrap_or(&self.attached)
-            .iter()
-            .filter_map(|&p| PortId::new(p))
-            .filter(|&id| self.of_port(id) != in_port && !self.id_no_fwd(id))
-            .collect()
     }
 
     pub fn bucket_live(&self, b: &crate::openflow::Bucket, depth: usize) -> bool {
@@ -382,7 +367,7 @@ impl Trace {
 /// Packet-in metadata for one controller output: where in the pipeline it
 /// came from and what the action asked. The flow module interns it behind
 /// a [`crate::switch::PacketIn::tag`] ([`super::FlowModule::controller_meta`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ControllerMeta {
     /// `ofp_packet_in_reason`: NO_MATCH from the table-miss entry
     /// (priority 0, empty match), INVALID_TTL for a TTL that could not be
@@ -396,6 +381,12 @@ pub struct ControllerMeta {
     pub max_len: u16,
     /// The pipeline metadata at the output.
     pub metadata: u64,
+    /// The Nicira registers at the output (`reg0`..`reg15`; the `xreg`s
+    /// are pairs of them). Like the metadata they are the same for every
+    /// packet of a megaflow (see `nicira`), so the cached plan's interned
+    /// copy holds them and a packet that never goes to the controller
+    /// pays nothing for them.
+    pub regs: [u32; crate::openflow::nicira::N_REGS],
 }
 
 /// The flow entry whose actions are running.
@@ -455,8 +446,9 @@ pub(crate) struct Plan {
     /// [`event`] bits.
     pub events: u8,
     /// The packet also (or, with [`PlanVerdict::Controller`], only) goes
-    /// to the controller, with the first controller output's metadata.
-    pub controller: Option<ControllerMeta>,
+    /// to the controller, with the first controller output's metadata
+    /// (boxed: a cache slot holds a plan, and only the interning reads it).
+    pub controller: Option<Box<ControllerMeta>>,
     /// The tag interning `controller`, filled in by the module.
     pub ctl_tag: u32,
     /// The packet also goes through NORMAL (per packet, after the rest,
@@ -481,8 +473,10 @@ pub(crate) enum Out {
     Port(PortId),
     /// Back out of the input port (`OFPP_IN_PORT`).
     InPort,
-    /// FLOOD or ALL: every port but the input.
+    /// FLOOD: every port but the input and NO_FLOOD ones.
     Flood,
+    /// ALL: every port but the input.
+    All,
     Controller(ControllerMeta),
     /// `OFPP_LOCAL`: there is no local port on the data path yet.
     Local,
@@ -668,7 +662,8 @@ impl<'p> Exec<'p> {
         let o = match port {
             PortNo::IN_PORT if self.p.no_fwd(in_port) => return,
             PortNo::IN_PORT => Out::InPort,
-            PortNo::FLOOD | PortNo::ALL => Out::Flood,
+            PortNo::FLOOD => Out::Flood,
+            PortNo::ALL => Out::All,
             PortNo::CONTROLLER if self.p.config(in_port) & config::NO_PACKET_IN != 0 => return,
             PortNo::CONTROLLER => {
                 // Metadata rides along: the plan depends on it (it is the
@@ -681,6 +676,7 @@ impl<'p> Exec<'p> {
                     cookie: self.entry.cookie,
                     max_len,
                     metadata: METADATA.get(&self.key),
+                    regs: self.regs,
                 })
             }
             PortNo::LOCAL => match self.p.local {
@@ -979,7 +975,8 @@ impl<'p> Exec<'p> {
             .map(|(_, ops)| ops);
         let mut versions: Vec<(Box<[Op]>, PortId)> = Vec::new();
         let mut ports: Vec<PortId> = Vec::new();
-        let (mut flood, mut hairpin, mut ctl, mut normal) = (false, false, None, false);
+        let (mut flood, mut all, mut hairpin) = (false, false, false);
+        let (mut ctl, mut normal) = (None, false);
         for (o, ops) in &self.outs {
             match *o {
                 Out::Port(p) if last.is_some_and(|l| l != ops) => {
@@ -990,6 +987,7 @@ impl<'p> Exec<'p> {
                 Out::Port(p) => ports.push(p),
                 Out::InPort => hairpin = true,
                 Out::Flood => flood = true,
+                Out::All => all = true,
                 Out::Controller(m) => ctl = ctl.or(Some(m)),
                 Out::Normal => normal = true,
                 Out::Local | Out::Table => {}
@@ -997,11 +995,20 @@ impl<'p> Exec<'p> {
         }
         let in_id = self.p.port_id(in_port);
         let hairpin = hairpin && in_id.is_some();
-        let verdict = if flood && !hairpin && !self.p.flood_filtered() {
+        // The switch's own flood stands for the wider of the two when no
+        // port is left out of it.
+        let wide = if all {
+            Some(self.p.floods.all_whole)
+        } else if flood {
+            Some(self.p.floods.flood_whole)
+        } else {
+            None
+        };
+        let verdict = if wide == Some(true) && !hairpin {
             PlanVerdict::Flood
         } else {
-            if flood {
-                ports.extend(self.p.flood_ports(in_port));
+            if wide.is_some() {
+                ports.extend(self.p.flood_ports(in_port, all));
             }
             if hairpin {
                 ports.extend(in_id);
@@ -1040,7 +1047,7 @@ impl<'p> Exec<'p> {
             tables: self.tables.into_boxed_slice(),
             groups: self.groups.into_boxed_slice(),
             events,
-            controller: ctl,
+            controller: ctl.map(Box::new),
             ctl_tag: 0,
             normal,
             meters: self.meters.into_boxed_slice(),

@@ -30,6 +30,22 @@ fn load(reg: Register, value: u64) -> Action {
     })
 }
 
+/// `move:SRC[0..n_bits]->DST[0..n_bits]`.
+fn mov(src: FieldRef, dst: FieldRef, n_bits: u16) -> Action {
+    Action::Nx(NxAction::RegMove {
+        src,
+        dst,
+        src_ofs: 0,
+        dst_ofs: 0,
+        n_bits,
+    })
+}
+
+/// One table-0 entry matching everything, with these actions.
+fn add_catch_all(m: &FlowModule, acts: Vec<Action>) {
+    add(m, flow(0, 1, vec![], vec![apply(acts)]));
+}
+
 fn resubmit(table: u8) -> Action {
     Action::Nx(NxAction::resubmit_table(table))
 }
@@ -172,13 +188,7 @@ fn move_and_output_reg() {
             1,
             vec![],
             vec![apply(vec![
-                Action::Nx(NxAction::RegMove {
-                    src: FieldRef(0x0000_0206),
-                    dst: FieldRef::reg(Register::Reg(1)),
-                    src_ofs: 0,
-                    dst_ofs: 0,
-                    n_bits: 16,
-                }),
+                mov(FieldRef(0x0000_0206), FieldRef::reg(Register::Reg(1)), 16),
                 Action::Nx(NxAction::OutputReg {
                     src: FieldRef::reg(Register::Reg(1)),
                     ofs: 0,
@@ -208,13 +218,7 @@ fn loads_and_moves_rewrite_header_fields() {
             1,
             vec![],
             vec![apply(vec![
-                Action::Nx(NxAction::RegMove {
-                    src: FieldRef(0x0000_0406),
-                    dst: FieldRef(0x0000_0206),
-                    src_ofs: 0,
-                    dst_ofs: 0,
-                    n_bits: 48,
-                }),
+                mov(FieldRef(0x0000_0406), FieldRef(0x0000_0206), 48),
                 Action::Nx(NxAction::RegLoad {
                     dst: FieldRef(0x0000_1004),
                     ofs: 0,
@@ -268,17 +272,9 @@ fn nicira_actions_in_write_actions_are_refused() {
 fn xregs_alias_regs_and_stats_filter_on_registers() {
     let m = module();
     // xreg1 is reg2 (high) and reg3 (low).
-    add(
+    add_catch_all(
         &m,
-        flow(
-            0,
-            1,
-            vec![],
-            vec![apply(vec![
-                load(Register::XReg(1), 0x0000_0007_0000_0002),
-                resubmit(1),
-            ])],
-        ),
+        vec![load(Register::XReg(1), 0x0000_0007_0000_0002), resubmit(1)],
     );
     add(&m, reg_flow(1, 9, Register::Reg(2), 7, vec![resubmit(2)]));
     add(&m, reg_flow(2, 9, Register::Reg(3), 2, vec![out(3)]));
@@ -299,6 +295,61 @@ fn xregs_alias_regs_and_stats_filter_on_registers() {
     let stats = m.flow_stats(&req, 0).expect("stats");
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].priority, 9);
+}
+
+#[test]
+fn packet_ins_carry_the_registers_at_the_controller_output() {
+    let m = module();
+    // reg2=5, reg3 = the low 16 bits of the source MAC, then the
+    // controller; a later load is not seen by it.
+    add_catch_all(
+        &m,
+        vec![
+            load(Register::Reg(2), 5),
+            mov(FieldRef(0x0000_0406), FieldRef::reg(Register::Reg(3)), 16),
+            Action::output(PortNo::CONTROLLER),
+            load(Register::Reg(2), 7),
+        ],
+    );
+    let regs_of = |f: Vec<u8>| {
+        let (v, _, c) = run_full(&m, 1, vec![f], 0);
+        assert_eq!(v, [R::Controller]);
+        c[0].1.expect("interned metadata").regs
+    };
+    let src_low = |f: &[u8]| u32::from(u16::from_be_bytes([f[10], f[11]]));
+    let (a, b) = (udp(1, 2, 1, 1), udp(7, 2, 1, 1));
+    let ra = regs_of(a.clone());
+    assert_eq!((ra[2], ra[3]), (5, src_low(&a)));
+    assert!(
+        ra.iter()
+            .enumerate()
+            .all(|(i, &r)| r == 0 || i == 2 || i == 3)
+    );
+    // Another source: another megaflow, its own registers.
+    let rb = regs_of(b.clone());
+    assert_eq!((rb[2], rb[3]), (5, src_low(&b)));
+    assert_ne!(ra[3], rb[3]);
+    // The first again: a cache hit with the same registers.
+    let upcalls = counter(&m, "upcalls");
+    assert_eq!(regs_of(a), ra);
+    assert_eq!(counter(&m, "upcalls"), upcalls);
+
+    // A packet-out's own actions carry theirs too.
+    let got = m
+        .packet_out(
+            1,
+            &udp(1, 2, 1, 1),
+            &[
+                load(Register::XReg(0), 0x9_0000_0001),
+                Action::output(PortNo::CONTROLLER),
+            ],
+            0,
+        )
+        .expect("packet-out runs");
+    let [Output::Controller { meta, .. }] = &got[..] else {
+        panic!("{got:?}");
+    };
+    assert_eq!(meta.regs[..2], [9, 1]);
 }
 
 mod prop {
@@ -347,6 +398,7 @@ mod prop {
                 table: Some(v % 3),
                 with_table: true,
             }),
+            5 => Action::output(PortNo::CONTROLLER),
             _ => out(u32::from(v % 4) + 1),
         }
     }
@@ -402,6 +454,8 @@ mod prop {
                 prop_assert_eq!(&plan.tables, &plan2.tables);
                 prop_assert_eq!(plan.events, plan2.events);
                 prop_assert_eq!(plan.flows.len(), plan2.flows.len());
+                // Packet-in metadata, registers included.
+                prop_assert_eq!(plan.controller, plan2.controller);
             }
         }
     }

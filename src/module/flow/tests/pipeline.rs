@@ -388,6 +388,7 @@ fn controller_copies_carry_their_metadata() {
         cookie,
         max_len,
         metadata,
+        ..ControllerMeta::default()
     };
     let (v, _, c) = run_full(&m, 1, vec![udp(1, 2, 1, 1)], 0);
     assert_eq!(v, [R::Controller]);
@@ -525,6 +526,59 @@ fn floods_expand_to_attached_ports_without_a_port_set() {
     m.set_port_config(2, pc::PORT_DOWN);
     assert_eq!(run(&m, 1, vec![udp(1, 2, 1, 1)]), [R::Port(5)]);
     assert_eq!(run(&m, 5, vec![udp(1, 2, 1, 1)]), [R::Port(1)]);
+}
+
+#[test]
+fn no_flood_leaves_a_port_out_of_flood_and_normal_but_not_all() {
+    use crate::openflow::port::config as pc;
+    let m = module();
+    m.set_ports(&[1, 2, 3, 4]);
+    let by_port = |p: u32, a: Action| {
+        flow(
+            0,
+            1,
+            vec![OxmField::InPort(PortNo(p))],
+            vec![apply(vec![a])],
+        )
+    };
+    add(&m, by_port(1, Action::output(PortNo::FLOOD)));
+    add(&m, by_port(2, Action::output(PortNo::ALL)));
+    add(&m, by_port(3, Action::output(PortNo::NORMAL)));
+    add(&m, by_port(4, out(3)));
+    // A broadcast, so NORMAL floods too.
+    let bcast = || {
+        let mut f = udp(1, 2, 1, 1);
+        f[..6].copy_from_slice(&[0xff; 6]);
+        vec![f]
+    };
+    assert_eq!(run(&m, 1, bcast()), [R::Flood]);
+    assert_eq!(run(&m, 2, bcast()), [R::Flood]);
+    assert_eq!(run(&m, 3, bcast()), [R::Ports(vec![1, 2, 4])]);
+
+    // NO_FLOOD on 3: FLOOD and NORMAL leave it out, ALL and an explicit
+    // output still reach it; cached plans are dropped.
+    let g = m.generation();
+    m.set_port_config(3, pc::NO_FLOOD);
+    assert!(m.generation() > g);
+    assert_eq!(m.port_config(3), pc::NO_FLOOD);
+    assert_eq!(run(&m, 1, bcast()), [R::Ports(vec![2, 4])]);
+    assert_eq!(run(&m, 2, bcast()), [R::Flood]);
+    assert_eq!(run(&m, 4, bcast()), [R::Port(3)]);
+    m.set_port_config(4, pc::NO_FLOOD);
+    assert_eq!(run(&m, 3, bcast()), [R::Ports(vec![1, 2])]);
+    assert_eq!(m.flood_ports(1), [PortId(2)]);
+    assert_eq!(m.all_ports(1), [PortId(2), PortId(3), PortId(4)]);
+
+    // With NO_FWD as well, ALL leaves it out too.
+    m.set_port_config(3, pc::NO_FLOOD | pc::NO_FWD);
+    assert_eq!(run(&m, 2, bcast()), [R::Ports(vec![1, 4])]);
+    assert_eq!(m.all_ports(1), [PortId(2), PortId(4)]);
+
+    // Cleared: the switch floods again.
+    m.set_port_config(3, 0);
+    m.set_port_config(4, 0);
+    assert_eq!(run(&m, 1, bcast()), [R::Flood]);
+    assert_eq!(m.flood_ports(1), [PortId(2), PortId(3), PortId(4)]);
 }
 
 /// The variants of a batch: (packet, port, bytes).
