@@ -70,6 +70,7 @@ pub(crate) struct VecFrame {
 
 impl VecFrame {
     /// A copy of `f` with `room` bytes to grow into.
+    #[cfg(test)]
     pub fn new(f: &[u8], room: usize) -> VecFrame {
         let mut buf = Vec::with_capacity(f.len() + room);
         buf.extend_from_slice(f);
@@ -105,12 +106,27 @@ impl Frame for VecFrame {
 /// `f` (laid out as `lay`) with `ops` applied, in a buffer of its own; None
 /// if the ops drop it.
 pub(crate) fn rewritten(f: &[u8], lay: Layout, ops: &[Op]) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    rewritten_into(f, lay, ops, &mut buf).then_some(buf)
+}
+
+/// The same in `buf` (its old contents replaced, its memory reused);
+/// false if the ops drop the frame.
+pub(crate) fn rewritten_into(f: &[u8], lay: Layout, ops: &[Op], buf: &mut Vec<u8>) -> bool {
     let pushes = ops
         .iter()
         .filter(|o| matches!(o, Op::PushVlan(_) | Op::PushMpls(_)))
         .count();
-    let mut v = VecFrame::new(f, 4 * pushes);
-    apply(&mut v, lay, ops).then(|| v.into_vec())
+    buf.clear();
+    buf.extend_from_slice(f);
+    buf.resize(f.len() + 4 * pushes, 0);
+    let mut v = VecFrame {
+        buf: std::mem::take(buf),
+        len: f.len(),
+    };
+    let ok = apply(&mut v, lay, ops);
+    *buf = v.into_vec();
+    ok
 }
 
 /// Ones-complement sums of the 16-bit words a rewrite took out and put in,

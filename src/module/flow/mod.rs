@@ -1284,32 +1284,44 @@ fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<
     })
 }
 
-/// The copies of packet `i` that outputs of the plan in `slot` want with
-/// bytes of their own (`output:5,pop_vlan,output:1`), made from the frame
-/// as received, before the plan's own rewrites change it in place.
-fn versions(
-    st: &Stripe,
-    batch: &Batch<'_>,
-    i: usize,
-    slot: u32,
-    layout: Layout,
-) -> Vec<(PortId, Vec<u8>)> {
-    let vs = st.versions(slot);
-    if vs.is_empty() {
-        return Vec::new();
-    }
-    let d = batch.data(i);
-    vs.iter()
-        .filter_map(|(ops, p)| Some((*p, actions::rewritten(d, layout, ops)?)))
-        .collect()
+/// The copies of one packet that outputs of its plan want with bytes of
+/// their own (`output:5,pop_vlan,output:1`), made from the frame as
+/// received, before the plan's own rewrites change it in place. One per
+/// batch, its buffers reused from packet to packet.
+#[derive(Default)]
+struct Versions {
+    /// The copies end to end, and where each ends, with its port.
+    bytes: Vec<u8>,
+    ends: Vec<(PortId, usize)>,
+    scratch: Vec<u8>,
 }
 
-/// Records the copies [`versions`] made as variants of packet `i`.
-fn add_versions(out: &mut Verdicts, i: usize, versions: Vec<(PortId, Vec<u8>)>) {
-    for (p, bytes) in versions {
-        // Past the per-batch limit of variants the copy is lost (as a
-        // full port would lose it).
-        out.add_variant(i, Verdict::Port(p), &[&bytes]);
+impl Versions {
+    /// Makes the copies of packet `i` for the plan in `slot`.
+    fn make(&mut self, st: &Stripe, batch: &Batch<'_>, i: usize, slot: u32, layout: Layout) {
+        self.bytes.clear();
+        self.ends.clear();
+        let vs = st.versions(slot);
+        if vs.is_empty() {
+            return;
+        }
+        let d = batch.data(i);
+        for (ops, p) in vs {
+            if actions::rewritten_into(d, layout, ops, &mut self.scratch) {
+                self.bytes.extend_from_slice(&self.scratch);
+                self.ends.push((*p, self.bytes.len()));
+            }
+        }
+    }
+
+    /// Records the copies as variants of packet `i`. Past the per-batch
+    /// limit of variants a copy is lost (as a full port would lose it).
+    fn add(&self, out: &mut Verdicts, i: usize) {
+        let mut start = 0;
+        for &(p, end) in &self.ends {
+            out.add_variant(i, Verdict::Port(p), &[&self.bytes[start..end]]);
+            start = end;
+        }
     }
 }
 
@@ -1329,6 +1341,7 @@ impl Module for FlowModule {
         // The memo lives with the stripe (no per-batch initialisation of
         // its entries) but only ever serves one batch.
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
+        let mut versions = Versions::default();
         memo.reset();
         st.normal.begin();
         let mut p = key::Parsed::default();
@@ -1358,9 +1371,9 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
-                let versions = versions(&st, batch, i, slot, layout);
+                versions.make(&st, batch, i, slot, layout);
                 if st.rewrite(batch, i, slot, layout) {
-                    add_versions(out, i, versions);
+                    versions.add(out, i);
                     let v = if st.normal(slot) {
                         self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                     } else {
@@ -1418,10 +1431,11 @@ impl Module for FlowModule {
                     v
                 };
                 out.set(i, v);
-            } else if let versions = versions(&st, batch, i, slot, p.layout)
-                && st.rewrite(batch, i, slot, p.layout)
-            {
-                add_versions(out, i, versions);
+            } else if {
+                versions.make(&st, batch, i, slot, p.layout);
+                st.rewrite(batch, i, slot, p.layout)
+            } {
+                versions.add(out, i);
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                 } else {
