@@ -1314,6 +1314,20 @@ impl Versions {
         }
     }
 
+    /// Makes the copies of packet `i`, then applies the plan's rewrites to
+    /// it in place ([`Stripe::rewrite`]; false: the packet is dropped).
+    fn rewrite(
+        &mut self,
+        st: &mut Stripe,
+        batch: &mut Batch<'_>,
+        i: usize,
+        slot: u32,
+        layout: Layout,
+    ) -> bool {
+        self.make(st, batch, i, slot, layout);
+        st.rewrite(batch, i, slot, layout)
+    }
+
     /// Records the copies as variants of packet `i`. Past the per-batch
     /// limit of variants a copy is lost (as a full port would lose it).
     fn add(&self, out: &mut Verdicts, i: usize) {
@@ -1371,8 +1385,7 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
-                versions.make(&st, batch, i, slot, layout);
-                if st.rewrite(batch, i, slot, layout) {
+                if versions.rewrite(&mut st, batch, i, slot, layout) {
                     versions.add(out, i);
                     let v = if st.normal(slot) {
                         self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
@@ -1431,10 +1444,7 @@ impl Module for FlowModule {
                     v
                 };
                 out.set(i, v);
-            } else if {
-                versions.make(&st, batch, i, slot, p.layout);
-                st.rewrite(batch, i, slot, p.layout)
-            } {
+            } else if versions.rewrite(&mut st, batch, i, slot, p.layout) {
                 versions.add(out, i);
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
