@@ -317,18 +317,21 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
     daemon::run_foreground(&path, |d| {
-        let made = d.create(
-            name,
-            module,
-            a.workers,
-            a.batch,
-            a.busy_poll,
-            &a.openflow.opts(),
-        )?;
-        if let Some(l) = made["openflow"].as_array().filter(|l| !l.is_empty()) {
-            let l: Vec<&str> = l.iter().filter_map(|v| v.as_str()).collect();
-            eprintln!("mswitch: OpenFlow on {}", l.join(", "));
-        }
+        // Controllers and listeners come after the ports and their VLANs:
+        // a controller's first look (features, port descriptions) sees
+        // the switch whole. Until then only the management socket answers.
+        let of = a.openflow.opts();
+        let is_flow = module.split(':').next() == Some("flow");
+        let early = if is_flow {
+            mswitch::control::proto::OpenFlowOpts {
+                no_local: of.no_local,
+                ..Default::default()
+            }
+        } else {
+            // Refused there, with the reason.
+            of.clone()
+        };
+        d.create(name, module, a.workers, a.batch, a.busy_poll, &early)?;
         for (i, spec) in ports.iter().enumerate() {
             let r = d.attach(name, spec, Some(i as u32 + 1))?;
             if let Some(note) = r["note"].as_str() {
@@ -340,6 +343,12 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
                 .split_once('=')
                 .ok_or_else(|| format!("--vlan '{v}': expected PORT=SETTINGS"))?;
             d.set_vlan(name, port, settings)?;
+        }
+        if is_flow && !of.is_empty() {
+            let l = d.set_openflow(name, &of, false)?;
+            if !l.is_empty() {
+                eprintln!("mswitch: OpenFlow on {}", l.join(", "));
+            }
         }
         eprintln!(
             "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",
