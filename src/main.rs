@@ -34,6 +34,9 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copy a port's frames while traffic flows, as pcap (`-w -` for
+    /// tcpdump -r -) or a line per frame.
+    Capture(mswitch::control::capture::CaptureArgs),
     /// Generate or sink traffic on a port of a running switch.
     #[command(name = "pkt-gen")]
     PktGen(mswitch::pktgen::PktGenArgs),
@@ -183,6 +186,12 @@ fn main() -> ExitCode {
         }
         Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
+        Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
+            eprintln!(
+                "mswitch capture: {} frame(s) captured, {} lost",
+                s.captured, s.lost
+            );
+        }),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
         Cmd::Run(a) => run_switch(&a),
         Cmd::Vswitchd(a) => run_vswitchd(a),

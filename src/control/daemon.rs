@@ -68,6 +68,7 @@ pub struct Daemon {
 
 type Res<T> = Result<T, String>;
 
+mod capture;
 mod ovs;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
@@ -154,6 +155,7 @@ impl Daemon {
             Request::List => Ok(self.list()),
             Request::Stats { switch } => self.stats(switch.as_deref()),
             Request::VportConnect { .. } => Err("vport-connect needs its own connection".into()),
+            Request::Capture { .. } => Err("capture needs its own connection".into()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -670,6 +672,18 @@ impl Daemon {
                     continue;
                 }
             };
+            if let Request::Capture {
+                switch,
+                port,
+                direction,
+                snaplen,
+            } = req
+            {
+                if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
+                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
+                }
+                return;
+            }
             if let Request::VportConnect { switch, port } = req {
                 if let Err(e) = self.vport_session(&conn, &switch, &port) {
                     let _ = w.write_all(Response::err(e).to_line().as_bytes());

@@ -2,6 +2,7 @@
 //! `mswitch ctl` commands and the client library that attaches other
 //! programs to virtual ports.
 
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod daemon;

@@ -73,6 +73,16 @@ pub enum Request {
         switch: String,
         port: String,
     },
+    /// Turns the connection into a stream of the port's frames as pcap
+    /// records (see `daemon/capture.rs`).
+    Capture {
+        switch: String,
+        port: String,
+        /// `in`, `out` or `both`.
+        direction: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+    },
 }
 
 /// The OpenFlow options of a switch with the `flow` module, as given on the

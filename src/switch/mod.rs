@@ -9,6 +9,7 @@
 //! returns no worker touches the port again. Traffic between the other ports
 //! never stops.
 
+pub mod capture;
 pub mod forward;
 pub mod lease;
 pub mod mirror;
@@ -384,6 +385,30 @@ impl Switch {
             .entries()
             .find(|e| e.port.name() == name)
             .map(|e| e.id)
+    }
+
+    /// Keeps capture `c` on the port named `name`: puts it there if the
+    /// port's entry does not have it yet (a capture just started, or the
+    /// port renewed its entry). False once no port has that name, or the
+    /// name went to another port number (`id`): the capture is over.
+    pub fn keep_capture(&self, id: PortId, name: &str, c: &Arc<capture::Capture>) -> bool {
+        let t = self.shared.table();
+        match t.entry(id) {
+            Some(e) if e.port.name() == name => {
+                if !e.taps.has(c) {
+                    e.taps.add(c.clone());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends capture `c` on port `id`.
+    pub fn end_capture(&self, id: PortId, c: &Arc<capture::Capture>) {
+        if let Some(e) = self.shared.table().entry(id) {
+            e.taps.remove(c);
+        }
     }
 
     /// Replaces the module while traffic flows. Batches already being
