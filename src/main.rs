@@ -33,10 +33,15 @@ enum Cmd {
         /// File of `ctl` commands (one per line, without `mswitch ctl`) run at start.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Copy a port's frames while traffic flows, as pcap (`-w -` for
     /// tcpdump -r -) or a line per frame.
     Capture(mswitch::control::capture::CaptureArgs),
+    /// Live per-port rates, drops and worker load of a running daemon.
+    Top(mswitch::control::top::TopArgs),
     /// Generate or sink traffic on a port of a running switch.
     #[command(name = "pkt-gen")]
     PktGen(mswitch::pktgen::PktGenArgs),
@@ -90,6 +95,9 @@ struct VswitchdArgs {
     /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +125,9 @@ struct RunArgs {
     /// with the port's name or number: `--vlan p1="tag=10"` (repeat).
     #[arg(long = "vlan", value_name = "PORT=SETTINGS")]
     vlans: Vec<String>,
+    /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
 }
@@ -184,8 +195,13 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
+        Cmd::Daemon {
+            ctl,
+            config,
+            metrics,
+        } => run_daemon(ctl, config, metrics),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
+        Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
             eprintln!(
                 "mswitch capture: {} frame(s) captured, {} lost",
@@ -289,7 +305,20 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+/// `--metrics`: serves the daemon's counters to Prometheus, if asked.
+fn start_metrics(d: &std::sync::Arc<daemon::Daemon>, addr: Option<&str>) -> Result<(), String> {
+    if let Some(a) = addr {
+        let at = d.start_metrics(a)?;
+        eprintln!("mswitch: metrics on http://{at}/metrics");
+    }
+    Ok(())
+}
+
+fn run_daemon(
+    ctl: Option<PathBuf>,
+    config: Option<PathBuf>,
+    metrics: Option<String>,
+) -> Result<(), String> {
     let file = config
         .as_ref()
         .map(|f| f.display().to_string())
@@ -310,6 +339,7 @@ fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Strin
                 return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
             }
         }
+        start_metrics(d, metrics.as_deref())?;
         eprintln!("mswitch: daemon listening on {}", path.display());
         Ok(())
     })
@@ -353,6 +383,7 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
                 .ok_or_else(|| format!("--vlan '{v}': expected PORT=SETTINGS"))?;
             d.set_vlan(name, port, settings)?;
         }
+        start_metrics(d, a.metrics.as_deref())?;
         if is_flow && !of.is_empty() {
             let l = d.set_openflow(name, &of, false)?;
             if !l.is_empty() {
@@ -433,6 +464,7 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
     let r = daemon::run_foreground(&ctl, |d| {
         d.set_run_dir(&run_dir);
         vswitchd::unixctl::start(d.clone(), &unixctl)?;
+        start_metrics(d, a.metrics.as_deref())?;
         let (dd, rd) = (d.clone(), run_dir.clone());
         std::thread::Builder::new()
             .name("vswitchd-db".into())

@@ -492,6 +492,22 @@ impl Daemon {
         Ok(serde_json::Value::Array(v))
     }
 
+    /// Every switch's counters, by switch name.
+    pub fn switch_stats(&self) -> Vec<crate::switch::SwitchStats> {
+        self.lock().values().map(|m| m.sw.stats()).collect()
+    }
+
+    /// Serves every switch's counters in Prometheus's text format on
+    /// `addr` (`PORT` for loopback, or `ADDR:PORT`); returns where.
+    pub fn start_metrics(self: &Arc<Self>, addr: &str) -> Res<std::net::SocketAddr> {
+        let at = super::metrics::parse_addr(addr)?;
+        let d = Arc::downgrade(self);
+        super::metrics::serve(
+            at,
+            Arc::new(move || d.upgrade().map(|d| d.switch_stats()).unwrap_or_default()),
+        )
+    }
+
     /// Serves a `vport-connect` on `conn` until the client goes away.
     fn vport_session(&self, conn: &UnixStream, switch: &str, port: &str) -> Res<()> {
         let spec = PortSpec::vport(port);

@@ -6,8 +6,10 @@ pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod metrics;
 pub mod ofagent;
 pub mod proto;
+pub mod top;
 pub mod vswitchd;
 
 use std::os::unix::fs::FileTypeExt;

@@ -150,6 +150,8 @@ pub struct WorkerStats {
     pub queues: usize,
     pub packets: u64,
     pub sleeps: u64,
+    /// Nanoseconds spent moving packets (see `top`'s busy share).
+    pub busy_ns: u64,
     pub sleeping: bool,
 }
 
@@ -525,6 +527,7 @@ impl Switch {
                     .sum(),
                 packets: w.packets.load(Ordering::Relaxed),
                 sleeps: w.sleeps.load(Ordering::Relaxed),
+                busy_ns: w.busy_ns.load(Ordering::Relaxed),
                 sleeping: w.sleeping.load(Ordering::Relaxed),
             })
             .collect();
