@@ -33,6 +33,9 @@ enum Cmd {
         /// File of `ctl` commands (one per line, without `mswitch ctl`) run at start.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Keys of ssl:/pssl: OpenFlow connections.
+        #[command(flatten)]
+        tls: mswitch::stream::TlsArgs,
     },
     /// Generate or sink traffic on a port of a running switch.
     #[command(name = "pkt-gen")]
@@ -55,7 +58,8 @@ enum Cmd {
 /// The options Open vSwitch's start scripts give ovs-vswitchd.
 #[derive(clap::Args)]
 struct VswitchdArgs {
-    /// The database: unix:PATH or tcp:IP:PORT (default unix:$OVS_RUNDIR/db.sock).
+    /// The database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT (default
+    /// unix:$OVS_RUNDIR/db.sock).
     database: Option<String>,
     /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
@@ -87,6 +91,10 @@ struct VswitchdArgs {
     /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// Keys of ssl: database and OpenFlow connections (the database's SSL
+    /// table overrides them once read, as in Open vSwitch).
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -116,6 +124,9 @@ struct RunArgs {
     vlans: Vec<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
+    /// Keys of ssl:/pssl: OpenFlow connections.
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -181,7 +192,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
+        Cmd::Daemon { ctl, config, tls } => run_daemon(ctl, config, &tls),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
         Cmd::Run(a) => run_switch(&a),
@@ -280,7 +291,11 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+fn run_daemon(
+    ctl: Option<PathBuf>,
+    config: Option<PathBuf>,
+    tls: &mswitch::stream::TlsArgs,
+) -> Result<(), String> {
     let file = config
         .as_ref()
         .map(|f| f.display().to_string())
@@ -295,6 +310,7 @@ fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Strin
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.tls().set(tls.files());
         for (line, r) in reqs {
             let resp = d.handle(r);
             if !resp.ok {
@@ -317,6 +333,7 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.tls().set(a.tls.files());
         let made = d.create(
             name,
             module,
@@ -414,6 +431,7 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
     let r = daemon::run_foreground(&ctl, |d| {
         d.set_run_dir(&run_dir);
+        d.tls().set(a.tls.files());
         vswitchd::unixctl::start(d.clone(), &unixctl)?;
         let (dd, rd) = (d.clone(), run_dir.clone());
         std::thread::Builder::new()
