@@ -244,3 +244,47 @@ fn non_blocking_streams_carry_data_both_ways_through_the_handshake() {
     assert_eq!(got_s, big);
     assert!(!c.buffered_input() && !s.buffered_input());
 }
+
+#[test]
+fn a_broken_stream_stays_an_error_and_never_reads_as_would_block() {
+    let (mut c, s) = pair();
+    let mut s = Stream::tls_server(s, &keys("a", "ca")).unwrap();
+    s.set_nonblocking().unwrap();
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let first = loop {
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            r => break r,
+        }
+    };
+    let e = one_line(first.unwrap_err());
+    assert!(e.starts_with("TLS: "), "{e}");
+    // The poll loop asks again: still the error (no spinning on
+    // WouldBlock with input announced).
+    assert!(s.buffered_input());
+    let again = s.read(&mut buf).unwrap_err();
+    assert_eq!(again.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn ca_cert_none_takes_any_server() {
+    let mut none = keys("b", "ca").files();
+    none.ca_cert = Some("none".into());
+    let (c, s) = handshake(&TlsKeys::new(none.clone()), &keys("r", "rogueca"));
+    // The client takes the rogue server; that server refuses the client,
+    // whose CA it does not know.
+    let mut c = c.unwrap();
+    let e = s.err().map(one_line).unwrap_or_default();
+    assert!(e.contains("UnknownIssuer") || e.is_empty(), "{e}");
+    let r = c.read(&mut [0u8; 4]);
+    assert!(!matches!(r, Ok(n) if n > 0), "{r:?}");
+    // A server with `none` asks for no certificate at all.
+    let (c, s) = handshake(&keys("r", "ca"), &TlsKeys::new(none));
+    let (mut c, mut s) = (c.unwrap(), s.unwrap());
+    c.write_all(b"x").unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(s.read(&mut buf).unwrap(), 1);
+}

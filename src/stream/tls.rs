@@ -138,6 +138,21 @@ impl Read for TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
+            // What was received so far (an error stays: every later read
+            // reports it again).
+            let state = match self.conn.process_new_packets() {
+                Ok(s) => s,
+                Err(e) => {
+                    // Tell the peer why (the alert), as far as it goes.
+                    let _ = self.push();
+                    return Err(tls_error(e));
+                }
+            };
+            // Handshake messages to answer.
+            self.push_some()?;
+            if state.plaintext_bytes_to_read() > 0 || state.peer_has_closed() {
+                continue;
+            }
             if self.eof {
                 return Ok(0);
             }
@@ -146,13 +161,6 @@ impl Read for TlsStream {
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
-            if let Err(e) = self.conn.process_new_packets() {
-                // Tell the peer why (the alert), as far as it goes.
-                let _ = self.push();
-                return Err(tls_error(e));
-            }
-            // Handshake messages to answer.
-            self.push_some()?;
         }
     }
 }
