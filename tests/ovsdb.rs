@@ -195,6 +195,11 @@ fn remotes_parse_as_open_vswitch_writes_them() {
     let ssl: Remote = "ssl:1.2.3.4:6640".parse().unwrap();
     assert!(matches!(ssl, Remote::Ssl(_)));
     assert_eq!(ssl.to_string(), "ssl:1.2.3.4:6640");
+    assert_eq!("ssl:1.2.3.4".parse::<Remote>(), Ok(ssl));
+    assert_eq!(
+        "tcp:[::1]".parse::<Remote>().unwrap().to_string(),
+        "tcp:[::1]:6640"
+    );
     // Without keys, an ssl: remote fails at once with a clear line.
     let e = Client::connect(&"ssl:127.0.0.1:1".parse().unwrap(), T)
         .err()

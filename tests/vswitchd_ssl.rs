@@ -347,13 +347,43 @@ fn controllers_over_ssl_with_the_keys_of_the_ssl_table() {
             .any(|l| l.contains("refused ssl:127.0.0.1:") && l.contains("invalid peer certificate"))
     });
     // The good controller stayed connected through all this.
-    let row = lab.must_vsctl(&[
-        "--columns=is_connected",
-        "find",
-        "controller",
-        &format!("target=\"{target}\""),
-    ]);
+    let rows = |lab: &Lab| {
+        lab.must_vsctl(&[
+            "--columns=is_connected",
+            "find",
+            "controller",
+            &format!("target=\"{target}\""),
+        ])
+    };
+    let row = rows(&lab);
     assert!(row.contains("true"), "{row}");
+
+    // New keys apply to new connections only: with a key file that is not
+    // there, the other bridge cannot reach the good controller (and says
+    // why), while the connection made with the old keys stays.
+    lab.must_vsctl(&[
+        "set-ssl",
+        "/nonexistent/key.pem",
+        &sw.cert,
+        &pki.ca("controller"),
+    ]);
+    lab.must_vsctl(&["set-controller", &b, &target]);
+    eventually("the missing key file in the log", 10, || {
+        lab.log().contains(&format!(
+            "{b}: controller {target}: cannot read private key /nonexistent/key.pem"
+        ))
+    });
+    eventually("two rows, one connected", 10, || {
+        let r = rows(&lab);
+        (r.matches("true").count(), r.matches("false").count()) == (1, 1)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let r = rows(&lab);
+    assert_eq!(
+        (r.matches("true").count(), r.matches("false").count()),
+        (1, 1),
+        "{r}"
+    );
 }
 
 #[test]

@@ -33,10 +33,22 @@ pub enum Remote {
     Ssl(SocketAddr),
 }
 
+/// OVSDB's IANA port, what `tcp:IP` and `ssl:IP` mean without one.
+pub const OVSDB_PORT: u16 = 6640;
+
+/// `IP:PORT`, `[IPv6]:PORT`, or an address alone (port 6640).
+fn addr(a: &str) -> Option<SocketAddr> {
+    a.parse().ok().or_else(|| {
+        let ip = a.trim_start_matches('[').trim_end_matches(']');
+        Some(SocketAddr::new(ip.parse().ok()?, OVSDB_PORT))
+    })
+}
+
 impl std::str::FromStr for Remote {
     type Err = String;
 
-    /// `unix:PATH`, `tcp:IP:PORT` or `ssl:IP:PORT` (Open vSwitch's syntax).
+    /// `unix:PATH`, `tcp:IP[:PORT]` or `ssl:IP[:PORT]` (Open vSwitch's
+    /// syntax; the port defaults to 6640).
     fn from_str(s: &str) -> Result<Remote, String> {
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
@@ -45,19 +57,17 @@ impl std::str::FromStr for Remote {
             return Ok(Remote::Unix(PathBuf::from(p)));
         }
         if let Some(a) = s.strip_prefix("tcp:") {
-            return a
-                .parse()
+            return addr(a)
                 .map(Remote::Tcp)
-                .map_err(|_| format!("bad tcp remote '{s}' (tcp:IP:PORT)"));
+                .ok_or_else(|| format!("bad tcp remote '{s}' (tcp:IP[:PORT])"));
         }
         if let Some(a) = s.strip_prefix("ssl:") {
-            return a
-                .parse()
+            return addr(a)
                 .map(Remote::Ssl)
-                .map_err(|_| format!("bad ssl remote '{s}' (ssl:IP:PORT)"));
+                .ok_or_else(|| format!("bad ssl remote '{s}' (ssl:IP[:PORT])"));
         }
         Err(format!(
-            "unsupported database remote '{s}' (unix:PATH, tcp:IP:PORT or ssl:IP:PORT)"
+            "unsupported database remote '{s}' (unix:PATH, tcp:IP[:PORT] or ssl:IP[:PORT])"
         ))
     }
 }
