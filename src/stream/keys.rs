@@ -399,7 +399,7 @@ impl TlsKeys {
 /// `--bootstrap-ca-cert` options of Open vSwitch's daemons.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {
-    /// PEM private key for ssl:/pssl: connections (OpenFlow and database).
+    /// PEM private key for ssl:/pssl: connections.
     #[arg(short = 'p', long, value_name = "FILE")]
     pub private_key: Option<PathBuf>,
     /// PEM certificate of the private key (optionally followed by its chain).
