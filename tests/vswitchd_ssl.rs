@@ -338,6 +338,28 @@ fn controllers_over_ssl_with_the_keys_of_the_ssl_table() {
     assert!(out.contains("OFPT_FEATURES_REPLY (OF1.3)"), "{out}");
     let (ok, out) = ofctl_ssl(&ctl, &switch_ca, &["dump-flows", &at]);
     assert!(ok && out.contains("nw_dst=10.9.8.7"), "{out}");
+    // Bulk both ways (more than a socket buffer holds): 5,000 flows in,
+    // all of them listed back.
+    let many = lab.dir.join("many.txt");
+    let text: String = (0..5000)
+        .map(|i| {
+            format!(
+                "priority=9,ip,nw_dst=10.{}.{}.1,actions=drop\n",
+                i >> 8,
+                i & 255
+            )
+        })
+        .collect();
+    std::fs::write(&many, text).unwrap();
+    let (ok, out) = ofctl_ssl(
+        &ctl,
+        &switch_ca,
+        &["add-flows", &at, many.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = ofctl_ssl(&ctl, &switch_ca, &["-O", "OpenFlow13", "dump-flows", &at]);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("priority=9,ip,").count(), 5000);
     // One from another CA is refused, with a log line.
     let (ok, out) = ofctl_ssl(&rogue, &switch_ca, &["-O", "OpenFlow13", "show", &at]);
     assert!(!ok, "a rogue ovs-ofctl got in: {out}");
