@@ -364,9 +364,10 @@ fn controllers_over_ssl_with_the_keys_of_the_ssl_table() {
     let (ok, out) = ofctl_ssl(&rogue, &switch_ca, &["-O", "OpenFlow13", "show", &at]);
     assert!(!ok, "a rogue ovs-ofctl got in: {out}");
     eventually("the rogue ovs-ofctl refused in the log", 10, || {
-        lab.log()
-            .lines()
-            .any(|l| l.contains("refused ssl:127.0.0.1:") && l.contains("invalid peer certificate"))
+        lab.log().lines().any(|l| {
+            l.contains("TLS connection from ssl:127.0.0.1:")
+                && l.contains("invalid peer certificate")
+        })
     });
     // The good controller stayed connected through all this.
     let rows = |lab: &Lab| {

@@ -531,8 +531,10 @@ impl Loop {
             // A peer refused in the handshake (its certificate, most
             // likely): worth a line, unlike ovs-ofctl's short connections.
             let sw = self.core.dp.sw.name().to_owned();
-            self.refused
-                .line(&sw, &format!("refused {}: {why}", l.peer));
+            self.refused.line(
+                &sw,
+                &format!("TLS connection from {} failed: {why}", l.peer),
+            );
         }
         if let Some(i) = l.active
             && let Some(a) = self.actives.get_mut(i)
