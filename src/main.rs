@@ -36,6 +36,9 @@ enum Cmd {
         /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Keys of ssl:/pssl: OpenFlow connections.
+        #[command(flatten)]
+        tls: mswitch::stream::TlsArgs,
     },
     /// Copy a port's frames while traffic flows, as pcap (`-w -` for
     /// tcpdump -r -) or a line per frame.
@@ -63,7 +66,8 @@ enum Cmd {
 /// The options Open vSwitch's start scripts give ovs-vswitchd.
 #[derive(clap::Args)]
 struct VswitchdArgs {
-    /// The database: unix:PATH or tcp:IP:PORT (default unix:$OVS_RUNDIR/db.sock).
+    /// The database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT (default
+    /// unix:$OVS_RUNDIR/db.sock).
     database: Option<String>,
     /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
@@ -98,6 +102,10 @@ struct VswitchdArgs {
     /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Keys of ssl: database and OpenFlow connections (the database's SSL
+    /// table overrides them once read, as in Open vSwitch).
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +138,9 @@ struct RunArgs {
     metrics: Option<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
+    /// Keys of ssl:/pssl: OpenFlow connections.
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -199,7 +210,8 @@ fn main() -> ExitCode {
             ctl,
             config,
             metrics,
-        } => run_daemon(ctl, config, metrics),
+            tls,
+        } => run_daemon(ctl, config, metrics, &tls),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -318,6 +330,7 @@ fn run_daemon(
     ctl: Option<PathBuf>,
     config: Option<PathBuf>,
     metrics: Option<String>,
+    tls: &mswitch::stream::TlsArgs,
 ) -> Result<(), String> {
     let file = config
         .as_ref()
@@ -333,6 +346,7 @@ fn run_daemon(
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.tls().set(tls.files());
         for (line, r) in reqs {
             let resp = d.handle(r);
             if !resp.ok {
@@ -356,6 +370,7 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.tls().set(a.tls.files());
         // Controllers and listeners come after the ports and their VLANs:
         // a controller's first look (features, port descriptions) sees
         // the switch whole. Until then only the management socket answers.
@@ -463,6 +478,7 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
     let r = daemon::run_foreground(&ctl, |d| {
         d.set_run_dir(&run_dir);
+        d.tls().set(a.tls.files());
         vswitchd::unixctl::start(d.clone(), &unixctl)?;
         start_metrics(d, a.metrics.as_deref())?;
         let (dd, rd) = (d.clone(), run_dir.clone());

@@ -29,6 +29,7 @@ use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
 use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
+use crate::stream::TlsKeys;
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
 
@@ -64,6 +65,9 @@ pub struct Daemon {
     run_dir: Mutex<PathBuf>,
     /// Where patch ports find their peers (on any of the switches).
     patches: PatchPanel,
+    /// The keys of `ssl:`/`pssl:` OpenFlow connections (and of the
+    /// vswitchd database connection), one set for the process.
+    tls: Arc<TlsKeys>,
 }
 
 type Res<T> = Result<T, String>;
@@ -97,6 +101,7 @@ impl Daemon {
             conns: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(0),
             patches: PatchPanel::new(),
+            tls: Arc::default(),
             run_dir: Mutex::new(
                 super::default_ctl_path()
                     .parent()
@@ -104,6 +109,12 @@ impl Daemon {
                     .unwrap_or_default(),
             ),
         }))
+    }
+
+    /// The keys of TLS connections: set their files with
+    /// [`TlsKeys::set`]; new connections use them.
+    pub fn tls(&self) -> &Arc<TlsKeys> {
+        &self.tls
     }
 
     /// Puts the switches' OpenFlow sockets in `dir`.
@@ -278,6 +289,7 @@ impl Daemon {
                 .transpose()?
                 .unwrap_or_default(),
             probe: None,
+            tls: self.tls.clone(),
             versions: of
                 .protocols
                 .as_deref()

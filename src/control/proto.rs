@@ -90,10 +90,12 @@ pub enum Request {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OpenFlowOpts {
-    /// Controllers to connect to: `tcp:HOST[:PORT]`, `unix:PATH`.
+    /// Controllers to connect to: `tcp:HOST[:PORT]`, `ssl:HOST[:PORT]`,
+    /// `unix:PATH`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<String>,
-    /// More addresses to listen on: `ptcp:PORT[:IP]`, `punix:PATH`.
+    /// More addresses to listen on: `ptcp:PORT[:IP]`, `pssl:PORT[:IP]`,
+    /// `punix:PATH`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
