@@ -476,3 +476,124 @@ fn two_mswitch_hosts_over_geneve() {
     assert!(ping(&vma, "192.168.95.2", &["-M", "do", "-s", "1423", "-c", "1"]).is_err());
     assert_eq!(counter(&ctl_a, "sw0", "vx", "too_big"), 1);
 }
+
+/// Open vSwitch (userspace datapath, as PEERS.md finds it here) in
+/// namespace `host`, its state in `dir`: ovsdb-server and ovs-vswitchd as
+/// children of the lab (they and their taps go with the namespace).
+/// Returns an `ovs-vsctl` that waits for ovs-vswitchd.
+fn start_ovs(lab: &mut Lab, host: &str) -> impl Fn(&[&str]) -> String + use<> {
+    let dir = lab.dir.join("ovs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let schema = "/usr/share/openvswitch/vswitch.ovsschema";
+    must(&["ovsdb-tool", "create", &d("conf.db"), schema]);
+    let db = format!("unix:{}", d("db.sock"));
+    let spawn = |args: &[String]| {
+        Command::new("ip")
+            .args(["netns", "exec", host])
+            .args(args)
+            .env("OVS_RUNDIR", &dir)
+            .env("OVS_DBDIR", &dir)
+            .env("OVS_LOGDIR", &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Open vSwitch")
+    };
+    lab.children.push(spawn(&[
+        "ovsdb-server".into(),
+        d("conf.db"),
+        format!("--remote=punix:{}", d("db.sock")),
+        format!("--unixctl={}", d("ovsdb.ctl")),
+    ]));
+    eventually("ovsdb-server socket", || dir.join("db.sock").exists());
+    let vsctl = move |args: &[&str]| {
+        let mut v = vec!["ovs-vsctl", "--timeout=20"];
+        let dbarg = format!("--db={db}");
+        v.push(&dbarg);
+        v.extend_from_slice(args);
+        must(&v)
+    };
+    vsctl(&["--no-wait", "init"]);
+    lab.children.push(spawn(&[
+        "ovs-vswitchd".into(),
+        format!("unix:{}", d("db.sock")),
+        format!("--unixctl={}", d("vsd.ctl")),
+        format!("--log-file={}", d("vsd.log")),
+    ]));
+    vsctl
+}
+
+/// Open vSwitch's own vxlan and geneve ports as the other host, set up as
+/// its userspace-tunneling guide says (a `br-phy` bridge owning the
+/// underlay interface and its address, the tunnel port on an integration
+/// bridge with the VM): ping and TCP both ways, and the VNI on the
+/// underlay.
+#[test]
+fn open_vswitch_is_the_other_host() {
+    if !is_root()
+        || Command::new("ovs-vswitchd")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        return;
+    }
+    let mut lab = Lab::new(97);
+    let (ha, hb) = lab.hosts();
+    let (vma, pa) = lab.vm(&ha, "va", 1, 1450);
+    let (vmb, pb) = lab.vm(&hb, "vb", 2, 1450);
+    let vsctl = start_ovs(&mut lab, &hb);
+    let mac = ex(&hb, &["cat", "/sys/class/net/u/address"]);
+    let hw = format!("other_config:hwaddr={}", mac.trim());
+    vsctl(&[
+        "add-br",
+        "brphy",
+        "--",
+        "set",
+        "bridge",
+        "brphy",
+        "datapath_type=netdev",
+        &hw,
+    ]);
+    vsctl(&["add-port", "brphy", "u"]);
+    ex(&hb, &["ip", "addr", "del", "10.97.0.2/24", "dev", "u"]);
+    ex(&hb, &["ip", "addr", "add", "10.97.0.2/24", "dev", "brphy"]);
+    ex(&hb, &["ip", "link", "set", "brphy", "up"]);
+    vsctl(&[
+        "add-br",
+        "brint",
+        "--",
+        "set",
+        "bridge",
+        "brint",
+        "datapath_type=netdev",
+    ]);
+    vsctl(&["add-port", "brint", &pb]);
+    let ctl = lab.switch(&ha, &[format!("af_packet:{pa}")]);
+    for (kind, port, seen) in [("vxlan", "4789", "vni 42"), ("geneve", "6081", "vni 0x2a")] {
+        let t = format!("type={kind}");
+        vsctl(&[
+            "add-port",
+            "brint",
+            "tun",
+            "--",
+            "set",
+            "interface",
+            "tun",
+            &t,
+            "options:remote_ip=10.97.0.1",
+            "options:key=42",
+        ]);
+        let spec = format!("{kind}:tun,remote=10.97.0.2,key=42");
+        ctl_cmd(&ctl, &["attach", "sw0", &spec]).expect("attach");
+        let out = capture(&hb, "u", &["udp", "port", port], || {
+            ping(&vma, "192.168.97.2", &[]).expect("to Open vSwitch's VM");
+        });
+        assert!(out.contains(seen), "{kind} on the underlay:\n{out}");
+        tcp_echo(&vma, &vmb, "192.168.97.2", 300_000);
+        tcp_echo(&vmb, &vma, "192.168.97.1", 300_000);
+        ctl_cmd(&ctl, &["detach", "sw0", "tun"]).expect("detach");
+        vsctl(&["del-port", "brint", "tun"]);
+    }
+}
