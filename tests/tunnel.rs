@@ -597,3 +597,48 @@ fn open_vswitch_is_the_other_host() {
         vsctl(&["del-port", "brint", "tun"]);
     }
 }
+
+/// An IPv6 underlay: the same two hosts with fd00:98::1 and ::2 on the
+/// underlay veth, VXLAN over IPv6 (70 bytes of overhead: VM MTU 1430).
+#[test]
+fn two_mswitch_hosts_over_an_ipv6_underlay() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new(98);
+    let (ha, hb) = lab.hosts();
+    for (h, a) in [(&ha, "fd00:98::1/64"), (&hb, "fd00:98::2/64")] {
+        ex(h, &["sysctl", "-qw", "net.ipv6.conf.u.disable_ipv6=0"]);
+        ex(h, &["ip", "addr", "add", a, "dev", "u", "nodad"]);
+    }
+    let (vma, pa) = lab.vm(&ha, "va", 1, 1430);
+    let (vmb, pb) = lab.vm(&hb, "vb", 2, 1430);
+    let ctl_a = lab.switch(
+        &ha,
+        &[
+            format!("af_packet:{pa}"),
+            "vxlan:vx,remote=[fd00:98::2],key=7".into(),
+        ],
+    );
+    lab.switch(
+        &hb,
+        &[
+            format!("af_packet:{pb}"),
+            "vxlan:vx,remote=fd00:98::1,local=fd00:98::2,key=7".into(),
+        ],
+    );
+    let out = capture(&hb, "u", &["udp", "port", "4789"], || {
+        ping(&vma, "192.168.98.2", &[]).expect("over IPv6");
+    });
+    assert!(
+        out.contains("IP6 fd00:98::1.4789 > fd00:98::2.4789"),
+        "{out}"
+    );
+    assert!(out.contains("vni 7"), "{out}");
+    tcp_echo(&vmb, &vma, "192.168.98.1", 200_000);
+    // 1430 bytes of inner IP packet fit; one more does not.
+    ex(&vma, &["ip", "link", "set", "eth0", "mtu", "1500"]);
+    ping(&vma, "192.168.98.2", &["-M", "do", "-s", "1402", "-c", "1"]).expect("1430 bytes");
+    assert!(ping(&vma, "192.168.98.2", &["-M", "do", "-s", "1403", "-c", "1"]).is_err());
+    assert_eq!(counter(&ctl_a, "sw0", "vx", "too_big"), 1);
+}
