@@ -74,7 +74,7 @@ mswitch_hosts() { # $1: tunnel kind or "plain"
             nx "$T$h" ip addr add $me/24 dev u
             tun="$1:vx,remote=$other,key=42"
         fi
-        nx "$T$h" "$BIN" run --module learn --ctl "$W/$h.sock" \
+        ip netns exec "$T$h" "$BIN" run --module learn --ctl "$W/$h.sock" \
             --port "af_packet:vv$h" --port "$tun" >"$W/$h.log" 2>&1 &
         echo $! >"$W/msw$h.pid"
     done

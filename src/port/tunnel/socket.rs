@@ -286,6 +286,13 @@ impl UdpTunnelSocket {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
+                    // The send buffer is full: the rest would fail the
+                    // same way, one system call each.
+                    let code = e.raw_os_error().unwrap_or(libc::EAGAIN);
+                    (i..n).for_each(|k| failed(k, io::Error::from_raw_os_error(code)));
+                    break;
+                }
                 failed(i, e);
                 i += 1;
             }
