@@ -407,13 +407,18 @@ fn linux_device_as_the_other_host(kind: &str, net: u8, port: u16, seen: &str) {
     let addr = format!("192.168.{net}.2/24");
     ex(&hb, &["ip", "addr", "add", &addr, "dev", "tun"]);
     ex(&hb, &["ip", "link", "set", "tun", "mtu", "1450", "up"]);
-    let spec = format!("{kind}:tun,remote=10.{net}.0.2,key=42");
+    // DSCP 46 (EF) and TTL 9 on the outer header, with DF set.
+    let spec = format!("{kind}:tun,remote=10.{net}.0.2,key=42,tos=184,ttl=9");
     let ctl = lab.switch(&ha, &[format!("af_packet:{pa}"), spec]);
-    let filter = ["udp", "port", &port_s];
+    let filter = ["-v", "udp", "port", &port_s];
     let out = capture(&hb, "u", &filter, || {
         ping(&vma, &format!("192.168.{net}.2"), &[]).expect("to the Linux device");
     });
     assert!(out.contains(seen), "tcpdump on the underlay:\n{out}");
+    assert!(
+        out.contains("(tos 0xb8, ttl 9,") && out.contains("flags [DF]"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("10.{net}.0.1.{port} > 10.{net}.0.2.{port}")),
         "{out}"

@@ -34,7 +34,7 @@ pub struct TunnelConfig {
 }
 
 /// Open vSwitch's default outer TTL (the system default).
-pub const DEFAULT_TTL: u8 = 64;
+pub const DEFAULT_TTL: u8 = super::socket::SOCKET_TTL;
 
 impl TunnelConfig {
     pub fn new(proto: Proto, remote: IpAddr) -> TunnelConfig {

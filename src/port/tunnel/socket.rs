@@ -28,6 +28,9 @@ pub const RX_SLOT: usize = 9216 + 8 + 252 + 64;
 /// The socket receive buffer asked for, to ride out bursts while the
 /// worker is busy elsewhere.
 const RCVBUF: libc::c_int = 4 << 20;
+/// The TTL (hop limit) the socket sends with when a datagram does not say
+/// otherwise (Open vSwitch's default for tunnels); its TOS is 0.
+pub const SOCKET_TTL: u8 = 64;
 /// `UDP_NO_CHECK6_RX` (include/uapi/linux/udp.h).
 const UDP_NO_CHECK6_RX: libc::c_int = 102;
 
@@ -152,6 +155,12 @@ impl UdpTunnelSocket {
             )?;
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_NO_CHECK, i32::from(!csum))?;
         }
+        let (level, ttl) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_TTL)
+        };
+        setsockopt(raw, level, ttl, libc::c_int::from(SOCKET_TTL))?;
         // Root may exceed rmem_max; others get what the sysctl allows.
         if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
             let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
@@ -261,9 +270,13 @@ impl UdpTunnelSocket {
             h.msg_namelen = len;
             h.msg_iov = iov[i].as_mut_ptr();
             h.msg_iovlen = 2;
-            h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
-            h.msg_controllen = CMSG_SPACE;
-            fill_cmsgs(h, self.v6, m.tos, m.ttl);
+            // The socket's own TOS and TTL are the defaults: only other
+            // values cost control messages.
+            if (m.tos, m.ttl) != (0, SOCKET_TTL) {
+                h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+                h.msg_controllen = CMSG_SPACE;
+                fill_cmsgs(h, self.v6, m.tos, m.ttl);
+            }
         }
         let mut i = 0;
         let mut sent = 0;
