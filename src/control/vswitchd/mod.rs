@@ -612,6 +612,10 @@ fn state_ops(
             }
             if let Some(status) = tunnel_status(i) {
                 row["status"] = status;
+                // A tunnel has no carrier of its own: ovs-vswitchd shows
+                // it up.
+                row["admin_state"] = json!("up");
+                row["link_state"] = json!("up");
             }
             if let Some((admin, link, mac, mtu, ifindex)) = kernel_state(&i.name) {
                 let updown = |b: bool| if b { "up" } else { "down" };
