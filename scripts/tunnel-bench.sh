@@ -17,9 +17,11 @@
 #               userspace-tunneling guide says: br-phy owns 'u' (AF_PACKET)
 #               and 10.99.0.x, br-int has the VM's veth (AF_PACKET) and a
 #               vxlan port with remote_ip=OTHER key=42; NORMAL
-# Each runs iperf3 for DUR seconds: TCP with 1 and 4 flows (Gbit/s at the
-# receiver), UDP with 64-byte frames (18-byte payload) with 1 and 4 flows
-# and 1400-byte frames with 1 flow (kpps that arrived).
+# Each is measured for DUR seconds with `mswitch pkt-gen` (af_packet on the
+# VMs' eth0, the generator in VA, the sink in VB; frames to a MAC nobody
+# owns, which the learning switches flood): 64 B and 1400 B frames, 1 flow
+# and 1000 flows (source addresses), kpps at the sink; and with iperf3
+# between the VMs' stacks: TCP with 1 and 4 flows (Gbit/s at the receiver).
 #
 # Usage: scripts/tunnel-bench.sh [DUR] [SETUP...]   (root; release build)
 set -euo pipefail
@@ -108,9 +110,8 @@ ovs_hosts() {
 }
 
 # iperf3 from VA to VB; prints the receiver's figure.
-measure() { # $1: tcp|udp  $2: flows  $3: UDP payload
+measure() { # $1: tcp  $2: flows
     local args=(-c 192.168.99.2 -t "$DUR" -J -P "$2")
-    [ "$1" = udp ] && args+=(-u -b 0 -l "$3")
     nx "${T}vb" iperf3 -s -1 -D -I "$W/iperf.pid" >/dev/null 2>&1
     sleep 0.3
     nx "${T}va" iperf3 "${args[@]}" >"$W/out.json" 2>/dev/null || true
@@ -132,7 +133,25 @@ else:
 EOF
 }
 
-printf "%-11s %14s %14s %14s %14s %14s\n" setup tcp-1 tcp-4 udp64-1 udp64-4 udp1400-1
+# pkt-gen from VA to VB; prints the sink's kpps.
+pktgen() { # $1: frame length  $2: flows (1 or 1000)
+    local fl=(-s 192.168.99.1:1234)
+    [ "$2" = 1000 ] && fl=(-s 192.168.99.1-192.168.99.250:1000-1003)
+    ip netns exec "${T}vb" "$BIN" pkt-gen -i af_packet:eth0 -f rx -D "$((DUR + 3))" -T 0 --json \
+        >"$W/rx.json" 2>/dev/null &
+    local rx=$!
+    sleep 0.5
+    ip netns exec "${T}va" "$BIN" pkt-gen -i af_packet:eth0 -f tx -l "$1" "${fl[@]}" \
+        --dst-mac 02:00:00:00:00:63 -D "$DUR" -T 0 >/dev/null 2>&1 || true
+    sleep 0.5
+    kill "$rx" 2>/dev/null || true
+    wait "$rx" 2>/dev/null || true
+    python3 -c 'import json,sys
+try: print("%8.0f kpps" % (json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["pps"] / 1e3), end="")
+except Exception: print("   failed", end="")' "$W/rx.json"
+}
+
+printf "%-11s %14s %14s %14s %14s %14s %14s\n" setup pkt64-1 pkt64-1000 pkt1400-1 pkt1400-1000 tcp-1 tcp-4
 for s in $SETUPS; do
     topology
     case $s in
@@ -149,8 +168,8 @@ for s in $SETUPS; do
     done
     [ -n "$ok" ] || { echo "$s: no ping"; cat "$W"/*.log; continue; }
     printf "%-11s" "$s"
-    printf " %s" "$(measure tcp 1)" "$(measure tcp 4)" "$(measure udp 1 18)" \
-        "$(measure udp 4 18)" "$(measure udp 1 1358)"
+    printf " %s" "$(pktgen 60 1)" "$(pktgen 60 1000)" "$(pktgen 1400 1)" "$(pktgen 1400 1000)" \
+        "$(measure tcp 1)" "$(measure tcp 4)"
     echo
     for p in "$W"/*.pid; do kill "$(cat "$p")" 2>/dev/null || true; rm -f "$p"; done
     wait 2>/dev/null || true
