@@ -349,6 +349,36 @@ mod tests {
     }
 
     #[test]
+    fn a_sleeping_port_is_woken_when_a_sibling_reads_its_frames() {
+        let udp = free_udp_port();
+        let mem = MemConfig::new(256, 2048);
+        let a = TunnelPort::open("a", &cfg(udp, 1, 1), mem).unwrap();
+        let b = TunnelPort::open("b", &cfg(udp, 2, 2), mem).unwrap();
+        let fd = b.incoming_fd(0).unwrap();
+        // b's worker goes to sleep on its descriptor.
+        assert!(b.arm_incoming(0, 0));
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 2, 0];
+        d.extend(frame(3, 60));
+        s.send_to(&d, ("127.0.0.1", udp)).unwrap();
+        // a's worker reads the socket first and queues b's frame...
+        for _ in 0..500 {
+            a.sync_incoming(0);
+            if b.mem().incoming().available(0) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(b.mem().incoming().available(0), 1);
+        // ...and b's descriptor says so, though the socket is empty now.
+        assert!(crate::sys::poll_readable(fd, Some(Duration::from_secs(5))));
+        b.disarm_incoming(0);
+        assert!(!crate::sys::poll_readable(fd, Some(Duration::ZERO)));
+        let mut db = PortDriver::new(b.clone() as Arc<dyn Port>);
+        assert_eq!(recv(&mut db, 1), [frame(3, 60)]);
+    }
+
+    #[test]
     fn garbage_and_strangers_are_counted_not_delivered() {
         let udp = free_udp_port();
         let mem = MemConfig::new(256, 2048);
