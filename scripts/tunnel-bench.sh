@@ -22,12 +22,18 @@
 # owns, which the learning switches flood): 64 B and 1400 B frames, 1 flow
 # and 1000 flows (source addresses), kpps at the sink; and with iperf3
 # between the VMs' stacks: TCP with 1 and 4 flows (Gbit/s at the receiver).
+# Two more setups measure the ports alone, pkt-gen driving them directly
+# on the hosts with no switch (pkt-gen only):
+#   direct-veth   pkt-gen on af_packet:u in host A to pkt-gen on af_packet:u
+#                 in host B
+#   direct-vxlan  pkt-gen on a vxlan: port (encapsulation, kernel UDP send,
+#                 the underlay veth, kernel UDP receive, decapsulation)
 #
 # Usage: scripts/tunnel-bench.sh [DUR] [SETUP...]   (root; release build)
 set -euo pipefail
 DUR=${1:-5}
 shift || true
-SETUPS=${*:-msw-vxlan msw-geneve msw-plain ovs-vxlan}
+SETUPS=${*:-msw-vxlan msw-geneve msw-plain ovs-vxlan direct-veth direct-vxlan}
 BIN=${MSWITCH:-$(cd "$(dirname "$0")/.." && pwd)/target/release/mswitch}
 T=tb$$
 W=/tmp/mswitch-tunnel-bench-$$
@@ -137,11 +143,11 @@ EOF
 pktgen() { # $1: frame length  $2: flows (1 or 1000)
     local fl=(-s 192.168.99.1:1234)
     [ "$2" = 1000 ] && fl=(-s 192.168.99.1-192.168.99.250:1000-1003)
-    ip netns exec "${T}vb" "$BIN" pkt-gen -i af_packet:eth0 -f rx -D "$((DUR + 3))" -T 0 --json \
+    ip netns exec "$RX_NS" "$BIN" pkt-gen -i "$RX_IF" -f rx -D "$((DUR + 3))" -T 0 --json \
         >"$W/rx.json" 2>/dev/null &
     local rx=$!
     sleep 0.5
-    ip netns exec "${T}va" "$BIN" pkt-gen -i af_packet:eth0 -f tx -l "$1" "${fl[@]}" \
+    ip netns exec "$TX_NS" "$BIN" pkt-gen -i "$TX_IF" -f tx -l "$1" "${fl[@]}" \
         --dst-mac 02:00:00:00:00:63 -D "$DUR" -T 0 >/dev/null 2>&1 || true
     sleep 0.5
     kill "$rx" 2>/dev/null || true
@@ -159,8 +165,22 @@ for s in $SETUPS; do
     msw-geneve) mswitch_hosts geneve ;;
     msw-plain) mswitch_hosts plain ;;
     ovs-vxlan) ovs_hosts ;;
+    direct-veth | direct-vxlan)
+        TX_NS=${T}a RX_NS=${T}b TX_IF=af_packet:u RX_IF=af_packet:u
+        if [ $s = direct-vxlan ]; then
+            nx "${T}a" ip addr add 10.99.0.1/24 dev u
+            nx "${T}b" ip addr add 10.99.0.2/24 dev u
+            nx "${T}a" ping -c 1 -W 1 10.99.0.2 >/dev/null # resolve the neighbour
+            TX_IF=vxlan:t,remote=10.99.0.2,key=42 RX_IF=vxlan:t,remote=10.99.0.1,key=42
+        fi
+        printf "%-11s" "$s"
+        printf " %s" "$(pktgen 60 1)" "$(pktgen 60 1000)" "$(pktgen 1400 1)" "$(pktgen 1400 1000)"
+        echo
+        continue
+        ;;
     *) echo "unknown setup $s" >&2; exit 2 ;;
     esac
+    TX_NS=${T}va RX_NS=${T}vb TX_IF=af_packet:eth0 RX_IF=af_packet:eth0
     ok=""
     for _ in $(seq 50); do
         if nx "${T}va" ping -c 1 -W 1 192.168.99.2 >/dev/null 2>&1; then ok=1; break; fi
