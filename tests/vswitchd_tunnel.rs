@@ -103,7 +103,10 @@ fn ovs_vsctl_makes_a_vxlan_port_that_carries_traffic() {
         "status:tunnel_egress_iface_carrier",
     ]);
     assert_eq!(carrier, "up");
-    assert_eq!(lab.must_vsctl(&["get", "interface", &vx, "link_state"]), "up");
+    assert_eq!(
+        lab.must_vsctl(&["get", "interface", &vx, "link_state"]),
+        "up"
+    );
     let types = lab.must_vsctl(&["get", "Open_vSwitch", ".", "iface_types"]);
     assert!(
         types.contains("vxlan") && types.contains("geneve"),
