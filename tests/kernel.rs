@@ -6,31 +6,16 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 mod common;
 
+use common::netns::{in_netns, is_root, ping};
 use common::{must, sh, unique_tag as tag};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        // CI runs as root: there, a skipped kernel test would hide a failure.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kernel tests must run as root in CI"
-        );
-        eprintln!("kernel tests need root (CI runs them as root): skipped");
-    }
-    uid == 0
-}
 
 /// Namespaces, links and processes made by one test, torn down on drop.
 struct Lab {
@@ -111,40 +96,12 @@ impl Lab {
             cmd.args(["--port", p]);
         }
         cmd.args(extra);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mswitch run");
+        let child = common::netns::start_switch(cmd, &self.ctl());
         self.children.push(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            // The socket accepts before the switch is set up: wait for an answer.
-            if self.ctl_cmd(&["list"]).is_ok() {
-                return;
-            }
-            if let Some(st) = self
-                .children
-                .last_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                let mut err = String::new();
-                if let Some(mut e) = self.children.last_mut().and_then(|c| c.stderr.take()) {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("mswitch run exited ({st}): {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("mswitch run did not start");
     }
 
     fn ctl_cmd(&self, args: &[&str]) -> Result<String, String> {
-        let mut v = vec![BIN, "ctl", "--ctl"];
-        let c = self.ctl();
-        v.push(&c);
-        v.extend_from_slice(args);
-        sh(&v)
+        common::netns::ctl(&self.ctl(), args)
     }
 
     fn stats(&self) -> serde_json::Value {
@@ -161,31 +118,6 @@ impl Drop for Lab {
         }
         common::remove_lab(&self.links, &self.netns, &self.dir);
     }
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        #[allow(unsafe_code)]
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-}
-
-fn ping(ns: &str, to: &str, extra: &[&str]) -> Result<String, String> {
-    let mut v = vec![
-        "ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2",
-    ];
-    v.extend_from_slice(extra);
-    v.push(to);
-    sh(&v)
 }
 
 /// Sends `len` bytes of a pseudo-random stream over TCP from `from` to

@@ -17,6 +17,7 @@ pub mod patch;
 pub mod socket;
 pub mod spec;
 pub mod tap;
+pub mod tunnel;
 pub mod vhost_user;
 pub mod virtio_user;
 mod xdp_prog;

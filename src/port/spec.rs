@@ -14,6 +14,9 @@
 //!                                      the VM's side of a virtio-net device
 //!                                      whose backend is a switch (default
 //!                                      client, as DPDK's virtio-user)
+//! vxlan:NAME,remote=IP[,local=IP][,key=N|in_key=N,out_key=N][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
+//! geneve:NAME,...                      a tunnel to one remote host (see
+//!                                      port::tunnel::config)
 //! ```
 
 use std::fmt;
@@ -25,6 +28,7 @@ use super::Port;
 use super::afpacket::AfPacketPort;
 use super::kernel::{KernelPortError, check_ifname};
 use super::tap::TapPort;
+use super::tunnel::{Proto, TunnelConfig, TunnelPort};
 use super::vhost_user::{Mode as VhostMode, VhostUserPort};
 use super::virtio_user::VirtioUserPort;
 use crate::packet::{DEFAULT_BUF_SIZE, DEFAULT_RING_SIZE, MemConfig};
@@ -37,6 +41,8 @@ pub enum PortKind {
     AfXdp,
     VhostUser,
     VirtioUser,
+    Vxlan,
+    Geneve,
 }
 
 /// What a `vhost-user:` or `virtio-user:` spec adds: the socket, who
@@ -57,6 +63,8 @@ impl PortKind {
             PortKind::AfXdp => "af_xdp",
             PortKind::VhostUser => "vhost-user",
             PortKind::VirtioUser => "virtio-user",
+            PortKind::Vxlan => "vxlan",
+            PortKind::Geneve => "geneve",
         }
     }
 
@@ -64,7 +72,11 @@ impl PortKind {
     pub fn is_kernel(self) -> bool {
         !matches!(
             self,
-            PortKind::Vport | PortKind::VhostUser | PortKind::VirtioUser
+            PortKind::Vport
+                | PortKind::VhostUser
+                | PortKind::VirtioUser
+                | PortKind::Vxlan
+                | PortKind::Geneve
         )
     }
 }
@@ -84,6 +96,8 @@ pub struct PortSpec {
     /// vSwitch leaves its `internal` interfaces for the user to bring up;
     /// it forwards once it is up.
     pub down: bool,
+    /// The tunnel of a `vxlan:` or `geneve:` port.
+    pub tunnel: Option<TunnelConfig>,
 }
 
 /// Default ring size of a vhost-user port. Its owning worker fills the
@@ -121,6 +135,7 @@ impl PortSpec {
             queue: None,
             vhost: None,
             down: false,
+            tunnel: None,
         }
     }
 
@@ -173,6 +188,15 @@ impl PortSpec {
                     .map_err(|e| KernelPortError::Other(e.to_string()))?;
                 Ok((p as Arc<dyn Port>, None))
             }
+            PortKind::Vxlan | PortKind::Geneve => {
+                let t = self
+                    .tunnel
+                    .as_ref()
+                    .ok_or_else(|| KernelPortError::BadName(self.name.clone()))?;
+                let p = TunnelPort::open(&self.name, t, cfg)
+                    .map_err(|e| KernelPortError::Other(format!("{}: {e}", self.name)))?;
+                Ok((p as Arc<dyn Port>, None))
+            }
         }
     }
 }
@@ -183,7 +207,7 @@ impl FromStr for PortSpec {
     fn from_str(s: &str) -> Result<PortSpec, String> {
         let (kind, rest) = s
             .split_once(':')
-            .ok_or_else(|| format!("bad port spec '{s}' (expected KIND:NAME, KIND one of vport, tap, af_packet, af_xdp, vhost-user, virtio-user)"))?;
+            .ok_or_else(|| format!("bad port spec '{s}' (expected KIND:NAME, KIND one of vport, tap, af_packet, af_xdp, vhost-user, virtio-user, vxlan, geneve)"))?;
         let kind = match kind {
             "vport" => PortKind::Vport,
             "tap" => PortKind::Tap,
@@ -191,9 +215,11 @@ impl FromStr for PortSpec {
             "af_xdp" => PortKind::AfXdp,
             "vhost-user" => return parse_socket(PortKind::VhostUser, s, rest),
             "virtio-user" => return parse_socket(PortKind::VirtioUser, s, rest),
+            "vxlan" => return parse_tunnel(Proto::Vxlan, s, rest),
+            "geneve" => return parse_tunnel(Proto::Geneve, s, rest),
             _ => {
                 return Err(format!(
-                    "unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp, vhost-user, virtio-user)"
+                    "unknown port kind '{kind}' in '{s}' (vport, tap, af_packet, af_xdp, vhost-user, virtio-user, vxlan, geneve)"
                 ));
             }
         };
@@ -212,6 +238,7 @@ impl FromStr for PortSpec {
             queue: None,
             vhost: None,
             down: false,
+            tunnel: None,
         };
         for kv in parts {
             if kv == "down" && kind == PortKind::Tap {
@@ -308,6 +335,61 @@ fn parse_socket(kind: PortKind, s: &str, rest: &str) -> Result<PortSpec, String>
         queue: None,
         vhost: Some(v),
         down: false,
+        tunnel: None,
+    };
+    spec.mem_config()
+        .validate()
+        .map_err(|e| format!("port '{s}': {e}"))?;
+    Ok(spec)
+}
+
+/// `vxlan:NAME,remote=IP[,OPTION=VALUE...]` and `geneve:...` (options of
+/// [`TunnelConfig::set`], `csum` alone, `ring`, `buf`).
+fn parse_tunnel(proto: Proto, s: &str, rest: &str) -> Result<PortSpec, String> {
+    let mut parts = rest.split(',');
+    let name = parts.next().unwrap_or("");
+    valid_name("port", name)?;
+    let mut t = TunnelConfig::new(proto, std::net::Ipv4Addr::UNSPECIFIED.into());
+    let (mut ring, mut buf, mut remote) = (None, None, false);
+    for opt in parts {
+        let num = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("bad number '{v}' in '{s}'"))
+        };
+        match opt.split_once('=') {
+            None if opt == "csum" => t.csum = true,
+            Some(("ring", n)) => ring = Some(num(n)?),
+            Some(("buf", n)) => buf = Some(num(n)?),
+            Some((k @ ("csum" | "remote_ip" | "local_ip"), _)) => {
+                return Err(format!("unknown port option '{k}' in '{s}'"));
+            }
+            Some((k, v)) => {
+                t.set(k, v).map_err(|e| format!("port '{s}': {e}"))?;
+                remote |= k == "remote";
+            }
+            None => {
+                return Err(format!(
+                    "unknown port option '{opt}' in '{s}' (remote, local, key, in_key, out_key, dst_port, tos, ttl, csum, ring, buf)"
+                ));
+            }
+        }
+    }
+    if !remote {
+        return Err(format!("port '{s}': remote=IP is required"));
+    }
+    t.validate().map_err(|e| format!("port '{s}': {e}"))?;
+    let spec = PortSpec {
+        kind: match proto {
+            Proto::Vxlan => PortKind::Vxlan,
+            Proto::Geneve => PortKind::Geneve,
+        },
+        name: name.to_owned(),
+        ring,
+        buf,
+        queue: None,
+        vhost: None,
+        down: false,
+        tunnel: Some(t),
     };
     spec.mem_config()
         .validate()
@@ -334,6 +416,9 @@ impl fmt::Display for PortSpec {
             }
         } else {
             write!(f, "{}:{}", self.kind.name(), self.name)?;
+        }
+        if let Some(t) = &self.tunnel {
+            write!(f, "{t}")?;
         }
         if self.down {
             f.write_str(",down")?;
@@ -448,6 +533,40 @@ mod tests {
         ] {
             let e = bad.parse::<PortSpec>().unwrap_err();
             assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn tunnel_specs() {
+        let s: PortSpec = "vxlan:vx0,remote=10.0.0.2,key=42".parse().unwrap();
+        assert_eq!((s.kind, s.name()), (PortKind::Vxlan, "vx0"));
+        assert!(!s.kind.is_kernel());
+        let t = s.tunnel.as_ref().unwrap();
+        assert_eq!((t.in_key, t.out_key, t.dst_port), (42, 42, 4789));
+        assert_eq!(s.to_string(), "vxlan:vx0,remote=10.0.0.2,key=42");
+        let g: PortSpec = "geneve:gn-1,remote=[fd00::2],local=fd00::1,in_key=1,out_key=2,dst_port=7000,tos=8,ttl=9,csum,ring=256"
+            .parse()
+            .unwrap();
+        assert_eq!(g.kind, PortKind::Geneve);
+        assert_eq!(
+            g.to_string(),
+            "geneve:gn-1,remote=[fd00::2],local=[fd00::1],in_key=1,out_key=2,dst_port=7000,tos=8,ttl=9,csum,ring=256"
+        );
+        assert_eq!(g.to_string().parse::<PortSpec>().unwrap(), g);
+        for (bad, why) in [
+            ("vxlan:vx0", "remote=IP is required"),
+            ("vxlan:vx0,key=1", "remote=IP is required"),
+            ("vxlan:,remote=10.0.0.2", "bad port name"),
+            ("vxlan:vx0,remote=10.0.0.2,key=flow", "not supported yet"),
+            ("vxlan:vx0,remote=flow", "not supported yet"),
+            ("vxlan:vx0,remote=10.0.0.2,local=fd00::1", "families"),
+            ("vxlan:vx0,remote=10.0.0.2,bogus", "unknown port option"),
+            ("vxlan:vx0,remote=10.0.0.2,csum=true", "unknown port option"),
+            ("vxlan:vx0,remote=10.0.0.2,ring=3", "ring"),
+            ("geneve:g,remote=10.0.0.2,tos=inherit", "not supported"),
+        ] {
+            let e = bad.parse::<PortSpec>().unwrap_err();
+            assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");
         }
     }
 

@@ -2,6 +2,8 @@
 //! waiting and sending.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

@@ -214,37 +214,9 @@ impl Host {
     /// `eth0` matching `filter` while `during` ran: one line per frame.
     /// Waits (bounded) until tcpdump listens before `during`.
     pub fn capture(&self, filter: &[&str], during: impl FnOnce()) -> String {
-        let mut td = Command::new("ip")
-            .args([
-                "netns", "exec", &self.ns, "tcpdump", "-i", "eth0", "-nn", "-e", "-l",
-            ])
-            .args(["-c", "200"])
-            .args(filter)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump");
-        // tcpdump says "listening on" on stderr once it captures.
-        let mut err = std::io::BufReader::new(td.stderr.take().unwrap());
-        let mut said = String::new();
-        for _ in 0..5 {
-            let mut line = String::new();
-            let _ = std::io::BufRead::read_line(&mut err, &mut line);
-            said += &line;
-            if line.contains("listening") || line.is_empty() {
-                break;
-            }
-        }
-        if !said.contains("listening") {
-            let _ = td.kill();
-            let _ = td.wait();
-            panic!("tcpdump: {said}");
-        }
-        during();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = td.kill();
-        let out = td.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut opts = vec!["-nn", "-e"];
+        opts.extend_from_slice(filter);
+        common::netns::capture(&self.ns, "eth0", &opts, during)
     }
 }
 

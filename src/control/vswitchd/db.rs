@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::ovsdb::datum;
+use crate::port::tunnel::{Proto, TunnelConfig};
 
 /// The tables and columns monitored (what the daemon acts on).
 pub fn monitor_requests() -> Value {
@@ -323,6 +324,69 @@ impl WantedIface {
     pub fn attach_key(&self) -> (String, BTreeMap<String, String>, Option<i64>) {
         (self.kind.clone(), self.options.clone(), self.ofport_request)
     }
+
+    /// The port spec of a `vxlan` or `geneve` interface, from Open
+    /// vSwitch's tunnel options, or why it cannot be made (the text of
+    /// `Interface.error`). Options mswitch does not know are ignored, as
+    /// ovs-vswitchd ignores them (with a log line); ones it knows but does
+    /// not do are refused.
+    pub fn tunnel_spec(&self) -> Result<String, String> {
+        let proto = match self.kind.as_str() {
+            "vxlan" => Proto::Vxlan,
+            "geneve" => Proto::Geneve,
+            t => return Err(format!("interface type '{t}' is not a tunnel")),
+        };
+        let remote = self.options.get("remote_ip").ok_or_else(|| {
+            format!(
+                "{}: {} type requires 'remote_ip' argument",
+                self.name, self.kind
+            )
+        })?;
+        let mut t = TunnelConfig::new(proto, std::net::Ipv4Addr::UNSPECIFIED.into());
+        t.set("remote_ip", remote)?;
+        // `key` first: `in_key`/`out_key` override it, as in Open vSwitch.
+        let order = [
+            "key", "local_ip", "in_key", "out_key", "dst_port", "tos", "ttl", "csum",
+        ];
+        for k in order {
+            if let Some(v) = self.options.get(k) {
+                t.set(k, v)?;
+            }
+        }
+        match self.options.get("df_default").map(String::as_str) {
+            None | Some("true") => {}
+            Some("false") => {
+                return Err(
+                    "df_default=false is not supported: mswitch never fragments tunnel packets"
+                        .into(),
+                );
+            }
+            Some(v) => return Err(format!("bad df_default '{v}' (true or false)")),
+        }
+        for k in [
+            "exts",
+            "egress_pkt_mark",
+            "remote_cert",
+            "psk",
+            "remote_name",
+        ] {
+            if self.options.contains_key(k) {
+                return Err(format!(
+                    "options:{k} is not supported on {} ports",
+                    self.kind
+                ));
+            }
+        }
+        if self
+            .options
+            .get("packet_type")
+            .is_some_and(|p| p != "legacy_l2")
+        {
+            return Err("only packet_type=legacy_l2 (Ethernet) is supported".into());
+        }
+        t.validate()?;
+        Ok(format!("{}:{}{t}", proto.name(), self.name))
+    }
 }
 
 #[cfg(test)]
@@ -339,6 +403,80 @@ mod tests {
         assert_eq!(pmd_cpus("0x4", 2), None);
         for bad in ["", "0x", "zz", "-1", "0x1 2", &"f".repeat(33)] {
             assert_eq!(pmd_cpus(bad, 8), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn tunnel_interfaces_become_tunnel_specs() {
+        let iface = |kind: &str, opts: &[(&str, &str)]| WantedIface {
+            uuid: "u".into(),
+            name: "vx0".into(),
+            kind: kind.into(),
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ofport_request: None,
+            ofport: None,
+            vlan: String::new(),
+        };
+        let spec = |kind: &str, opts: &[(&str, &str)]| iface(kind, opts).tunnel_spec();
+        assert_eq!(
+            spec("vxlan", &[("remote_ip", "10.0.0.2"), ("key", "42")]).unwrap(),
+            "vxlan:vx0,remote=10.0.0.2,key=42"
+        );
+        assert_eq!(
+            spec(
+                "geneve",
+                &[
+                    ("remote_ip", "10.0.0.2"),
+                    ("local_ip", "10.0.0.1"),
+                    ("key", "5"),
+                    ("out_key", "6"),
+                    ("dst_port", "7000"),
+                    ("tos", "32"),
+                    ("ttl", "10"),
+                    ("csum", "true"),
+                    ("df_default", "true"),
+                    ("unknown_option", "x"),
+                ]
+            )
+            .unwrap(),
+            "geneve:vx0,remote=10.0.0.2,local=10.0.0.1,in_key=5,out_key=6,dst_port=7000,tos=32,ttl=10,csum"
+        );
+        // What the spec says must parse back into a port spec.
+        let s = spec("vxlan", &[("remote_ip", "fd00::2"), ("in_key", "1")]).unwrap();
+        assert!(s.parse::<crate::port::PortSpec>().is_ok(), "{s}");
+        for (opts, why) in [
+            (vec![("key", "1")], "requires 'remote_ip'"),
+            (vec![("remote_ip", "flow")], "not supported yet"),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("key", "flow")],
+                "not supported yet",
+            ),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("df_default", "false")],
+                "never fragments",
+            ),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("tos", "inherit")],
+                "not supported",
+            ),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("exts", "gbp")],
+                "not supported",
+            ),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("packet_type", "ptap")],
+                "legacy_l2",
+            ),
+            (
+                vec![("remote_ip", "10.0.0.2"), ("local_ip", "fd00::1")],
+                "families",
+            ),
+        ] {
+            let e = spec("vxlan", &opts).unwrap_err();
+            assert!(e.contains(why), "{opts:?}: {e}");
         }
     }
 

@@ -22,7 +22,9 @@
 //! (TAP), `dpdkvhostuser` (a vhost-user server socket in the run
 //! directory), `dpdkvhostuserclient` (`options:vhost-server-path`),
 //! `patch` (`options:peer`: a [`crate::port::patch`] link to a patch port
-//! of another bridge, in the process). Others get `ofport` -1 and an
+//! of another bridge, in the process), `vxlan` and `geneve` (a
+//! [`crate::port::tunnel`] port from `options:remote_ip`, `key`, ...; see
+//! [`db::WantedIface::tunnel_spec`]). Others get `ofport` -1 and an
 //! `error`; every other port keeps forwarding. A patch port without a
 //! `peer` option gets -1 too; one whose peer is missing keeps its number
 //! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
@@ -194,6 +196,8 @@ const IFACE_TYPES: &[&str] = &[
     "dpdkvhostuser",
     "dpdkvhostuserclient",
     "patch",
+    "vxlan",
+    "geneve",
 ];
 
 /// The port spec for an interface, or why it cannot be made.
@@ -216,6 +220,7 @@ fn spec_for(i: &WantedIface, run_dir: &Path) -> Result<String, String> {
                 .ok_or("dpdkvhostuserclient needs options:vhost-server-path")?;
             format!("vhost-user:{path},client,name={}", i.name)
         }
+        "vxlan" | "geneve" => i.tunnel_spec()?,
         t => return Err(format!("interface type '{t}' is not supported")),
     })
 }
@@ -539,8 +544,33 @@ fn vhost_status(i: &WantedIface, run_dir: &Path, connected: bool) -> Option<Valu
     Some(json!(["map", pairs]))
 }
 
+/// The `status` column of a tunnel interface, with ovs-vswitchd's keys:
+/// `tunnel_egress_iface` (the interface the route to `remote_ip` leaves
+/// by) and `tunnel_egress_iface_carrier` (`up` or `down`), when there is
+/// such a route.
+fn tunnel_status(i: &WantedIface) -> Option<Value> {
+    if !matches!(i.kind.as_str(), "vxlan" | "geneve") {
+        return None;
+    }
+    let remote = i.options.get("remote_ip")?;
+    let remote = remote.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    let pairs = match crate::port::tunnel::route::egress_iface(remote) {
+        Some(iface) => {
+            let up = kernel_state(&iface).is_some_and(|(_, link, ..)| link);
+            let carrier = if up { "up" } else { "down" };
+            vec![
+                json!(["tunnel_egress_iface", iface]),
+                json!(["tunnel_egress_iface_carrier", carrier]),
+            ]
+        }
+        None => Vec::new(),
+    };
+    Some(json!(["map", pairs]))
+}
+
 /// The periodic writes of what ovs-vswitchd reports about each
-/// interface: counters (`statistics`), `status` of vhost-user interfaces,
+/// interface: counters (`statistics`), `status` of vhost-user and tunnel
+/// interfaces,
 /// `admin_state`, `link_state`, `mac_in_use`, `mtu` and `ifindex` of
 /// kernel interfaces.
 fn state_ops(
@@ -581,6 +611,13 @@ fn state_ops(
             let mut row = json!({"statistics": ["map", stats]});
             if let Some(status) = vhost_status(i, run_dir, p["link_up"] == true) {
                 row["status"] = status;
+            }
+            if let Some(status) = tunnel_status(i) {
+                row["status"] = status;
+                // A tunnel has no carrier of its own: ovs-vswitchd shows
+                // it up.
+                row["admin_state"] = json!("up");
+                row["link_state"] = json!("up");
             }
             if let Some((admin, link, mac, mtu, ifindex)) = kernel_state(&i.name) {
                 let updown = |b: bool| if b { "up" } else { "down" };

@@ -1,0 +1,258 @@
+//! A tunnel port's fixed configuration, and its text in a port spec:
+//!
+//! ```text
+//! vxlan:NAME,remote=IP[,local=IP][,key=N|in_key=N,out_key=N][,dst_port=N][,tos=N][,ttl=N][,csum]
+//! geneve:NAME,...                      the same options
+//! ```
+//!
+//! IPv6 addresses are written plain or in brackets (`remote=[fd00::2]`).
+//! Defaults are Open vSwitch's: key 0, the IANA port (4789, 6081), TOS 0,
+//! TTL 64, no UDP checksum over IPv4.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::header::{MAX_VNI, Proto};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelConfig {
+    pub proto: Proto,
+    /// The one remote endpoint: frames go to it, and only datagrams from it
+    /// are taken.
+    pub remote: IpAddr,
+    /// The address the UDP socket is bound to (`None`: any of the host's).
+    pub local: Option<IpAddr>,
+    /// The VNI datagrams must carry to be taken.
+    pub in_key: u32,
+    /// The VNI frames are sent with.
+    pub out_key: u32,
+    pub dst_port: u16,
+    pub tos: u8,
+    pub ttl: u8,
+    /// Whether the UDP checksum is filled over IPv4 (over IPv6 it always is).
+    pub csum: bool,
+}
+
+/// Open vSwitch's default outer TTL (the system default).
+pub const DEFAULT_TTL: u8 = super::socket::SOCKET_TTL;
+
+impl TunnelConfig {
+    pub fn new(proto: Proto, remote: IpAddr) -> TunnelConfig {
+        TunnelConfig {
+            proto,
+            remote,
+            local: None,
+            in_key: 0,
+            out_key: 0,
+            dst_port: proto.default_port(),
+            tos: 0,
+            ttl: DEFAULT_TTL,
+            csum: false,
+        }
+    }
+
+    /// The socket address to bind: `local`, or any address of the remote's
+    /// family, at `dst_port`.
+    pub fn bind_addr(&self) -> SocketAddr {
+        let ip = self.local.unwrap_or(match self.remote {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        });
+        SocketAddr::new(ip, self.dst_port)
+    }
+
+    /// Where frames go.
+    pub fn remote_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.remote, self.dst_port)
+    }
+
+    /// Sets option `k` to `v` (one of the options above, as Open vSwitch
+    /// names them), or says why not in one line.
+    pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
+        match k {
+            "remote" | "remote_ip" => self.remote = parse_ip(k, v)?,
+            "local" | "local_ip" => self.local = Some(parse_ip(k, v)?),
+            "key" => {
+                let n = parse_key(k, v)?;
+                (self.in_key, self.out_key) = (n, n);
+            }
+            "in_key" => self.in_key = parse_key(k, v)?,
+            "out_key" => self.out_key = parse_key(k, v)?,
+            "dst_port" => {
+                self.dst_port = v
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("bad dst_port '{v}' (1-65535)"))?;
+            }
+            "tos" => {
+                let t: u8 = parse_inherit(k, v)?;
+                if t & 3 != 0 {
+                    return Err(format!(
+                        "bad tos '{v}': its ECN bits (the low two) must be zero"
+                    ));
+                }
+                self.tos = t;
+            }
+            "ttl" => {
+                self.ttl = parse_inherit::<u8>(k, v)?;
+                if self.ttl == 0 {
+                    return Err("bad ttl '0' (1-255)".into());
+                }
+            }
+            "csum" => {
+                self.csum = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("bad csum '{v}' (true or false)")),
+                }
+            }
+            _ => return Err(format!("unknown tunnel option '{k}'")),
+        }
+        Ok(())
+    }
+
+    /// Checks what single options cannot: the addresses' families agree
+    /// and the remote is a unicast address.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.remote.is_unspecified() || self.remote.is_multicast() {
+            return Err(format!(
+                "remote {} is not a unicast address (only unicast remotes are supported)",
+                self.remote
+            ));
+        }
+        if let Some(l) = self.local
+            && l.is_ipv4() != self.remote.is_ipv4()
+        {
+            return Err(format!(
+                "local {l} and remote {} are of different address families",
+                self.remote
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_ip(k: &str, v: &str) -> Result<IpAddr, String> {
+    if v == "flow" {
+        return Err(format!(
+            "{k}=flow is not supported yet (one fixed remote per port)"
+        ));
+    }
+    let bare = v
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(v);
+    bare.parse()
+        .map_err(|_| format!("bad {k} '{v}' (an IPv4 or IPv6 address)"))
+}
+
+fn parse_key(k: &str, v: &str) -> Result<u32, String> {
+    if v == "flow" {
+        return Err(format!(
+            "{k}=flow is not supported yet (one fixed VNI per port)"
+        ));
+    }
+    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => v.parse::<u64>().ok(),
+    };
+    n.filter(|&n| n <= u64::from(MAX_VNI))
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("bad {k} '{v}' (a VNI, 0-16777215)"))
+}
+
+fn parse_inherit<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
+    if v == "inherit" {
+        return Err(format!("{k}=inherit is not supported (give a number)"));
+    }
+    v.parse()
+        .map_err(|_| format!("bad {k} '{v}' (a number, 0-255)"))
+}
+
+/// The options part of a spec (after the name), in a form `set` reads back.
+impl fmt::Display for TunnelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ip = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        write!(f, ",remote={}", ip(self.remote))?;
+        if let Some(l) = self.local {
+            write!(f, ",local={}", ip(l))?;
+        }
+        if self.in_key == self.out_key {
+            if self.in_key != 0 {
+                write!(f, ",key={}", self.in_key)?;
+            }
+        } else {
+            write!(f, ",in_key={},out_key={}", self.in_key, self.out_key)?;
+        }
+        if self.dst_port != self.proto.default_port() {
+            write!(f, ",dst_port={}", self.dst_port)?;
+        }
+        if self.tos != 0 {
+            write!(f, ",tos={}", self.tos)?;
+        }
+        if self.ttl != DEFAULT_TTL {
+            write!(f, ",ttl={}", self.ttl)?;
+        }
+        if self.csum {
+            f.write_str(",csum")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_set_and_refuse_as_open_vswitch_documents() {
+        let mut c = TunnelConfig::new(Proto::Vxlan, "10.0.0.2".parse().unwrap());
+        assert_eq!(c.dst_port, 4789);
+        c.set("key", "0x2a").unwrap();
+        assert_eq!((c.in_key, c.out_key), (42, 42));
+        c.set("out_key", "7").unwrap();
+        c.set("tos", "184").unwrap(); // DSCP 46 (EF)
+        c.set("ttl", "5").unwrap();
+        c.set("local", "10.0.0.1").unwrap();
+        c.set("csum", "true").unwrap();
+        assert_eq!(
+            c.to_string(),
+            ",remote=10.0.0.2,local=10.0.0.1,in_key=42,out_key=7,tos=184,ttl=5,csum"
+        );
+        c.validate().unwrap();
+        assert_eq!(c.bind_addr().to_string(), "10.0.0.1:4789");
+        let mut g = TunnelConfig::new(Proto::Geneve, "10.0.0.2".parse().unwrap());
+        g.set("remote", "[fd00::2]").unwrap();
+        assert_eq!(g.bind_addr().to_string(), "[::]:6081");
+        g.set("local", "10.0.0.1").unwrap();
+        assert!(g.validate().unwrap_err().contains("families"));
+        for (k, v, why) in [
+            ("key", "flow", "not supported yet"),
+            ("remote_ip", "flow", "not supported yet"),
+            ("key", "16777216", "0-16777215"),
+            ("key", "-1", "VNI"),
+            ("tos", "inherit", "not supported"),
+            ("tos", "1", "ECN"),
+            ("tos", "256", "0-255"),
+            ("ttl", "0", "1-255"),
+            ("dst_port", "0", "1-65535"),
+            ("dst_port", "65536", "1-65535"),
+            ("remote", "host.example", "IPv4 or IPv6"),
+            ("csum", "yes", "true or false"),
+            ("exts", "gbp", "unknown"),
+        ] {
+            let e = c.clone().set(k, v).unwrap_err();
+            assert!(e.contains(why) && !e.contains('\n'), "{k}={v}: {e}");
+        }
+        for bad in ["0.0.0.0", "224.0.0.1", "::"] {
+            let mut m = c.clone();
+            m.local = None;
+            m.set("remote", bad).unwrap();
+            assert!(m.validate().unwrap_err().contains("unicast"), "{bad}");
+        }
+    }
+}

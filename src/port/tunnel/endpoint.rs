@@ -1,0 +1,281 @@
+//! One UDP socket shared by every tunnel port of the process with the same
+//! encapsulation, local address and UDP port (as Open vSwitch lets several
+//! vxlan ports with different `remote_ip` or `key` share port 4789), and
+//! the demultiplexing of what it receives to those ports.
+//!
+//! Which worker reads a shared socket: any of its ports' workers, one at a
+//! time. A port's `sync_incoming` takes the socket's receive lock if it is
+//! free (`try_lock`: nobody ever waits for it), reads a batch and copies
+//! each inner frame into the incoming ring of the port its (sender, VNI)
+//! names. So every port's incoming ring has one producer at a time, the
+//! holder of that lock, and each ring is its own bounded queue: a frame for
+//! a port whose ring is full is dropped and counted on that port
+//! (`rx_ring_full`), and nobody blocks. A port woken by a sibling's read
+//! learns of it through its ring's wakeup request and an eventfd; its
+//! worker watches an epoll set of the socket and that eventfd, so a
+//! sleeping worker wakes both for datagrams on the socket and for frames a
+//! sibling queued for it. Datagrams stay in the kernel's socket buffer
+//! while the reader's own ring has no room for a whole batch.
+//!
+//! The socket is opened with its first port and closed with its last
+//! (the registry holds it weakly; a port's drop removes it from the
+//! registry under the registry's lock, so a port opened at the same time
+//! never binds beside a socket that is about to close).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+use super::header::{DecapError, Proto, decode};
+use super::socket::{BATCH, RxBatch, UdpTunnelSocket};
+use crate::packet::PortMem;
+use crate::port::kernel::IncomingFill;
+use crate::sys::EventFd;
+
+/// Drop counters of one port's receive side, by reason.
+#[derive(Default)]
+pub struct RxDrops {
+    /// Malformed header or inner frame (see [`DecapError`]).
+    pub malformed: AtomicU64,
+    /// Geneve OAM frames and critical options.
+    pub geneve_unsupported: AtomicU64,
+    /// From this port's remote, with a VNI no port takes.
+    pub bad_vni: AtomicU64,
+    /// Inner frame larger than the port's buffers, or datagram larger
+    /// than the receive buffer.
+    pub oversize: AtomicU64,
+    /// The port's incoming ring was full.
+    pub ring_full: AtomicU64,
+}
+
+/// The part of a tunnel port the socket's reader fills.
+pub struct Receiver {
+    pub mem: PortMem,
+    pub fill: IncomingFill,
+    pub wake: EventFd,
+    pub drops: RxDrops,
+}
+
+impl Receiver {
+    /// Copies `frame` into the incoming ring; false if the ring is full.
+    fn push(&self, frame: &[u8]) -> bool {
+        self.fill.fill(&self.mem, 1, |buf| {
+            buf[..frame.len()].copy_from_slice(frame);
+            Some(frame.len())
+        }) == 1
+    }
+}
+
+/// Where a socket is bound: encapsulation, local address and UDP port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct EndpointKey {
+    pub proto: Proto,
+    pub local: SocketAddr,
+}
+
+pub struct Endpoint {
+    key: EndpointKey,
+    /// Whether the socket fills UDP checksums over IPv4 (one setting per
+    /// socket: its ports must agree).
+    csum: bool,
+    sock: UdpTunnelSocket,
+    /// Ports by (remote, VNI they take).
+    members: RwLock<HashMap<(IpAddr, u32), Arc<Receiver>>>,
+    rx: Mutex<RxBatch>,
+    /// Datagrams from a sender no port names (or not IP at all).
+    pub unknown_remote: AtomicU64,
+}
+
+/// Receive batches one `poll` reads at most.
+const MAX_BATCHES_PER_POLL: usize = 4;
+
+/// The open endpoints.
+static ENDPOINTS: Mutex<Vec<Weak<Endpoint>>> = Mutex::new(Vec::new());
+
+fn registry() -> MutexGuard<'static, Vec<Weak<Endpoint>>> {
+    ENDPOINTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a tunnel port could not join an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("UDP {local} ({proto}): {err}")]
+    Bind {
+        proto: &'static str,
+        local: SocketAddr,
+        err: io::Error,
+    },
+    #[error("tunnel ports on UDP {local} must agree on csum (this one asks for {csum})")]
+    Csum { local: SocketAddr, csum: bool },
+    #[error("another tunnel port already takes VNI {vni} from {remote} on UDP {local}")]
+    Duplicate {
+        remote: IpAddr,
+        vni: u32,
+        local: SocketAddr,
+    },
+}
+
+impl Endpoint {
+    /// Joins `rx` as the port for (remote, VNI) to the endpoint `key`
+    /// names, opening its socket if no port has it open.
+    pub fn join(
+        key: EndpointKey,
+        remote: IpAddr,
+        vni: u32,
+        csum: bool,
+        rx: Arc<Receiver>,
+    ) -> Result<Arc<Endpoint>, JoinError> {
+        let mut reg = registry();
+        reg.retain(|w| w.strong_count() > 0);
+        let found = reg.iter().filter_map(Weak::upgrade).find(|e| e.key == key);
+        let ep = match found {
+            Some(e) if e.csum != csum && key.local.is_ipv4() => {
+                return Err(JoinError::Csum {
+                    local: key.local,
+                    csum,
+                });
+            }
+            Some(e) => e,
+            None => {
+                let sock =
+                    UdpTunnelSocket::bind(key.local, csum).map_err(|err| JoinError::Bind {
+                        proto: key.proto.name(),
+                        local: key.local,
+                        err,
+                    })?;
+                let e = Arc::new(Endpoint {
+                    key,
+                    csum,
+                    sock,
+                    members: RwLock::new(HashMap::new()),
+                    rx: Mutex::new(RxBatch::default()),
+                    unknown_remote: AtomicU64::new(0),
+                });
+                reg.push(Arc::downgrade(&e));
+                e
+            }
+        };
+        let mut m = ep.members.write().unwrap_or_else(|e| e.into_inner());
+        if m.contains_key(&(remote, vni)) {
+            return Err(JoinError::Duplicate {
+                remote,
+                vni,
+                local: key.local,
+            });
+        }
+        m.insert((remote, vni), rx);
+        drop(m);
+        Ok(ep)
+    }
+
+    /// Takes the port for (remote, VNI) off the endpoint and drops the
+    /// caller's reference to it, closing the socket with its last port.
+    pub fn leave(ep: Arc<Endpoint>, remote: IpAddr, vni: u32) {
+        let reg = registry();
+        ep.members
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(remote, vni));
+        drop(ep);
+        drop(reg);
+    }
+
+    pub fn socket(&self) -> &UdpTunnelSocket {
+        &self.sock
+    }
+
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Reads what waits on the socket (if no other worker is reading it)
+    /// and queues each frame on its port, while `own` has room for a whole
+    /// batch. Returns the number of datagrams read.
+    pub fn poll(&self, own: &Receiver) -> usize {
+        let Ok(mut rx) = self.rx.try_lock() else {
+            return 0;
+        };
+        let need = (BATCH as u32).min(own.mem.incoming().size());
+        let mut total = 0;
+        // Bounded: datagrams for sibling ports do not use up this port's
+        // room, and the worker has other ports to serve.
+        for _ in 0..MAX_BATCHES_PER_POLL {
+            if own.fill.room(&own.mem) < need {
+                break;
+            }
+            let n = self.sock.recv_batch(&mut rx);
+            if n == 0 {
+                break;
+            }
+            total += n;
+            self.deliver(&rx, n, own);
+            if n < BATCH {
+                break;
+            }
+        }
+        total
+    }
+
+    /// Hands the `n` datagrams of `rx` to their ports, waking the ports
+    /// (other than `own`) whose workers asked to be woken.
+    fn deliver(&self, rx: &RxBatch, n: usize, own: &Receiver) {
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        let mut woken: [Option<&Arc<Receiver>>; BATCH] = [None; BATCH];
+        let mut nwoken = 0;
+        // The port charged with a drop: the first that names the sender.
+        let of_remote = |ip: IpAddr| members.iter().find(|((r, _), _)| *r == ip).map(|(_, p)| p);
+        for i in 0..n {
+            let (from, bytes) = rx.datagram(i);
+            let Some(from) = from else {
+                self.unknown_remote.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let charge = |f: fn(&RxDrops) -> &AtomicU64| match of_remote(from) {
+                Some(p) => {
+                    f(&p.drops).fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.unknown_remote.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            let Some(bytes) = bytes else {
+                charge(|d| &d.oversize);
+                continue;
+            };
+            let d = match decode(self.key.proto, bytes) {
+                Ok(d) => d,
+                Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
+                    charge(|d| &d.geneve_unsupported);
+                    continue;
+                }
+                Err(_) => {
+                    charge(|d| &d.malformed);
+                    continue;
+                }
+            };
+            let Some(p) = members.get(&(from, d.vni)) else {
+                charge(|d| &d.bad_vni);
+                continue;
+            };
+            let inner = &bytes[d.inner..];
+            if inner.len() > p.mem.buf_size() as usize {
+                p.drops.oversize.fetch_add(1, Ordering::Relaxed);
+            } else if !p.push(inner) {
+                p.drops.ring_full.fetch_add(1, Ordering::Relaxed);
+            } else if !std::ptr::eq(&**p, own)
+                && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p))
+            {
+                woken[nwoken] = Some(p);
+                nwoken += 1;
+            }
+        }
+        for p in woken[..nwoken].iter().flatten() {
+            if p.mem.incoming().take_wakeup_request() {
+                p.wake.notify();
+            }
+        }
+    }
+}

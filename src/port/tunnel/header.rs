@@ -1,0 +1,306 @@
+//! The VXLAN (RFC 7348) and Geneve (RFC 8926) headers that sit between the
+//! outer UDP header and the inner Ethernet frame: decoding of untrusted
+//! datagrams (every length checked, never a panic, a [`DecapError`] per
+//! reason so the port counts drops by reason) and encoding from per-frame
+//! parameters ([`Encap`]), so a later `key=flow` port can pick the VNI and
+//! remote frame by frame.
+//!
+//! ```text
+//! VXLAN:  |0x08|  reserved (24) |        VNI (24)        | rsvd (8) |
+//! Geneve: |Ver|OptLen|O|C| rsvd | Protocol Type (0x6558) | VNI (24) | rsvd (8) | options (OptLen x 4 bytes)
+//! ```
+//!
+//! What is accepted follows Open vSwitch's userspace datapath: a VXLAN
+//! header must be exactly the I flag with every reserved bit zero (Open
+//! vSwitch and Linux drop extensions such as GBP they were not asked for);
+//! a Geneve header must be version 0, carry Ethernet (Transparent Ethernet
+//! Bridging, 0x6558), not be an OAM (O bit) frame, and have no critical
+//! option (the C bit, or the critical bit of any option's type), since
+//! mswitch interprets no Geneve option; options that are not critical are
+//! checked for layout and skipped.
+
+use std::net::IpAddr;
+
+/// Bytes of a VXLAN header, and of a Geneve header without options.
+pub const HEADER_LEN: usize = 8;
+/// The most Geneve option bytes a header can announce (6 bits of 4 bytes).
+pub const GENEVE_MAX_OPTIONS: usize = 63 * 4;
+/// The smallest inner frame accepted: an Ethernet header.
+pub const MIN_INNER: usize = 14;
+/// Geneve's protocol type for an Ethernet payload.
+pub const ETH_P_TEB: u16 = 0x6558;
+/// The largest VNI (24 bits).
+pub const MAX_VNI: u32 = 0x00ff_ffff;
+
+/// IANA's UDP ports.
+pub const VXLAN_PORT: u16 = 4789;
+pub const GENEVE_PORT: u16 = 6081;
+
+/// Which encapsulation a port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Vxlan,
+    Geneve,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Vxlan => "vxlan",
+            Proto::Geneve => "geneve",
+        }
+    }
+
+    /// The IANA UDP port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Proto::Vxlan => VXLAN_PORT,
+            Proto::Geneve => GENEVE_PORT,
+        }
+    }
+
+    /// Bytes this encapsulation adds inside the outer UDP header (mswitch
+    /// sends Geneve without options).
+    pub fn header_len(self) -> usize {
+        HEADER_LEN
+    }
+}
+
+/// What one frame is sent with: the outer destination and the header's
+/// VNI, and the outer IP header's TOS and TTL. Per frame, not per port, so
+/// that a module can choose them later (tunnel metadata, `key=flow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encap {
+    pub remote: IpAddr,
+    pub vni: u32,
+    pub tos: u8,
+    pub ttl: u8,
+}
+
+/// Why a datagram was not a frame for mswitch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecapError {
+    #[error("shorter than the header")]
+    Short,
+    #[error("VXLAN flags other than the I flag alone, or reserved bits set")]
+    VxlanFlags,
+    #[error("Geneve version other than 0")]
+    GeneveVersion,
+    #[error("Geneve options run past the datagram or past their announced length")]
+    GeneveOptions,
+    #[error("Geneve OAM frame (O bit)")]
+    GeneveOam,
+    #[error("Geneve critical option that mswitch cannot interpret")]
+    GeneveCritical,
+    #[error("Geneve protocol type other than Ethernet (0x6558)")]
+    GeneveProtocol,
+    #[error("inner frame shorter than an Ethernet header")]
+    InnerShort,
+}
+
+/// A decoded datagram: its VNI and where the inner frame starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decap {
+    pub vni: u32,
+    /// Offset of the inner Ethernet frame in the datagram.
+    pub inner: usize,
+}
+
+/// Decodes the header at the start of UDP payload `d`.
+pub fn decode(proto: Proto, d: &[u8]) -> Result<Decap, DecapError> {
+    let hdr: &[u8; HEADER_LEN] = d
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DecapError::Short)?;
+    let vni = u32::from_be_bytes([0, hdr[4], hdr[5], hdr[6]]);
+    let inner = match proto {
+        Proto::Vxlan => {
+            if u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) != 0x0800_0000 || hdr[7] != 0 {
+                return Err(DecapError::VxlanFlags);
+            }
+            HEADER_LEN
+        }
+        Proto::Geneve => {
+            if hdr[0] >> 6 != 0 {
+                return Err(DecapError::GeneveVersion);
+            }
+            let opt_len = usize::from(hdr[0] & 0x3f) * 4;
+            let opts = d
+                .get(HEADER_LEN..HEADER_LEN + opt_len)
+                .ok_or(DecapError::GeneveOptions)?;
+            if hdr[1] & 0x80 != 0 {
+                return Err(DecapError::GeneveOam);
+            }
+            if hdr[1] & 0x40 != 0 {
+                return Err(DecapError::GeneveCritical);
+            }
+            if u16::from_be_bytes([hdr[2], hdr[3]]) != ETH_P_TEB {
+                return Err(DecapError::GeneveProtocol);
+            }
+            check_geneve_options(opts)?;
+            HEADER_LEN + opt_len
+        }
+    };
+    if d.len() - inner < MIN_INNER {
+        return Err(DecapError::InnerShort);
+    }
+    Ok(Decap { vni, inner })
+}
+
+/// Walks Geneve options (class 16 bits, type 8 with the critical bit on
+/// top, 3 reserved bits, length 5 bits in 4-byte words, then the data):
+/// each must end within `opts`, and none may be critical.
+fn check_geneve_options(mut opts: &[u8]) -> Result<(), DecapError> {
+    while !opts.is_empty() {
+        let h = opts.get(..4).ok_or(DecapError::GeneveOptions)?;
+        if h[2] & 0x80 != 0 {
+            return Err(DecapError::GeneveCritical);
+        }
+        let len = 4 + usize::from(h[3] & 0x1f) * 4;
+        opts = opts.get(len..).ok_or(DecapError::GeneveOptions)?;
+    }
+    Ok(())
+}
+
+/// Writes the header for VNI `vni` (its low 24 bits) into `out` and
+/// returns its length.
+pub fn encode(proto: Proto, vni: u32, out: &mut [u8; HEADER_LEN]) -> usize {
+    let v = (vni & MAX_VNI).to_be_bytes();
+    *out = match proto {
+        Proto::Vxlan => [0x08, 0, 0, 0, v[1], v[2], v[3], 0],
+        Proto::Geneve => {
+            let t = ETH_P_TEB.to_be_bytes();
+            [0, 0, t[0], t[1], v[1], v[2], v[3], 0]
+        }
+    };
+    HEADER_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(hdr: &[u8], inner: usize) -> Vec<u8> {
+        let mut d = hdr.to_vec();
+        d.extend((0..inner).map(|i| i as u8));
+        d
+    }
+
+    #[test]
+    fn encoded_headers_are_the_rfc_layouts_and_decode_back() {
+        let mut h = [0u8; HEADER_LEN];
+        assert_eq!(encode(Proto::Vxlan, 42, &mut h), 8);
+        assert_eq!(h, [0x08, 0, 0, 0, 0, 0, 42, 0]);
+        let d = frame(&h, 60);
+        assert_eq!(decode(Proto::Vxlan, &d), Ok(Decap { vni: 42, inner: 8 }));
+        encode(Proto::Geneve, 0x12_3456, &mut h);
+        assert_eq!(h, [0, 0, 0x65, 0x58, 0x12, 0x34, 0x56, 0]);
+        let d = frame(&h, 14);
+        assert_eq!(
+            decode(Proto::Geneve, &d),
+            Ok(Decap {
+                vni: 0x12_3456,
+                inner: 8
+            })
+        );
+        // Only 24 bits of a VNI exist.
+        encode(Proto::Vxlan, 0xff00_0001, &mut h);
+        assert_eq!(&h[4..], &[0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn every_malformed_vxlan_header_is_refused() {
+        let good = [0x08, 0, 0, 0, 0, 0, 7, 0];
+        for n in 0..HEADER_LEN {
+            assert_eq!(decode(Proto::Vxlan, &good[..n]), Err(DecapError::Short));
+        }
+        assert_eq!(
+            decode(Proto::Vxlan, &frame(&good, 13)),
+            Err(DecapError::InnerShort)
+        );
+        assert!(decode(Proto::Vxlan, &frame(&good, 14)).is_ok());
+        // No I flag, an extra flag (GBP's G bit), reserved bits, the
+        // reserved byte after the VNI.
+        for (i, b) in [(0, 0x00), (0, 0x88), (1, 0x01), (3, 0x80), (7, 0x01)] {
+            let mut h = good;
+            h[i] = b;
+            assert_eq!(
+                decode(Proto::Vxlan, &frame(&h, 60)),
+                Err(DecapError::VxlanFlags),
+                "byte {i} = {b:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_malformed_geneve_header_is_refused() {
+        let good = [0, 0, 0x65, 0x58, 0, 0, 9, 0];
+        let g = |h: &[u8], inner| decode(Proto::Geneve, &frame(h, inner));
+        assert_eq!(decode(Proto::Geneve, &good[..7]), Err(DecapError::Short));
+        assert_eq!(g(&good, 13), Err(DecapError::InnerShort));
+        let mut h = good;
+        h[0] = 0x40; // version 1
+        assert_eq!(g(&h, 60), Err(DecapError::GeneveVersion));
+        let mut h = good;
+        h[1] = 0x80;
+        assert_eq!(g(&h, 60), Err(DecapError::GeneveOam));
+        let mut h = good;
+        h[1] = 0x40;
+        assert_eq!(g(&h, 60), Err(DecapError::GeneveCritical));
+        let mut h = good;
+        h[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4 payload
+        assert_eq!(g(&h, 60), Err(DecapError::GeneveProtocol));
+        // Options announced but not there.
+        let mut h = good;
+        h[0] = 63;
+        assert_eq!(g(&h, 100), Err(DecapError::GeneveOptions));
+    }
+
+    #[test]
+    fn geneve_options_are_checked_and_skipped() {
+        // Two options: 4 bytes of data, then none (3 words announced).
+        let mut d = vec![3, 0, 0x65, 0x58, 0, 1, 0, 0];
+        d.extend([0x01, 0x02, 0x03, 1, 0xaa, 0xbb, 0xcc, 0xdd]);
+        d.extend([0xff, 0xff, 0x7f, 0]);
+        d.extend([0u8; 14]);
+        assert_eq!(
+            decode(Proto::Geneve, &d),
+            Ok(Decap {
+                vni: 256,
+                inner: 20
+            })
+        );
+        // The inner frame must still be whole after the options.
+        assert_eq!(
+            decode(Proto::Geneve, &d[..d.len() - 1]),
+            Err(DecapError::InnerShort)
+        );
+        // An option with its critical bit set.
+        let mut c = d.clone();
+        c[18] = 0x80;
+        assert_eq!(decode(Proto::Geneve, &c), Err(DecapError::GeneveCritical));
+        // An option whose length runs past the announced options.
+        let mut l = d.clone();
+        l[11] = 3;
+        assert_eq!(decode(Proto::Geneve, &l), Err(DecapError::GeneveOptions));
+        // One word of options holding an option header that announces data.
+        let mut s = vec![1, 0, 0x65, 0x58, 0, 1, 0, 0, 0, 0, 0, 1];
+        s.extend([0u8; 14]);
+        assert_eq!(decode(Proto::Geneve, &s), Err(DecapError::GeneveOptions));
+    }
+
+    #[test]
+    fn decoding_never_panics_on_any_short_input() {
+        // Every prefix of every byte pattern in the first two header bytes.
+        for a in 0..=255u8 {
+            for b in [0u8, 0x40, 0x80, 0xff] {
+                let mut d = vec![a, b, 0x65, 0x58, 0, 0, 1, 0];
+                d.extend([0xffu8; 40]);
+                for n in 0..d.len() {
+                    let _ = decode(Proto::Geneve, &d[..n]);
+                    let _ = decode(Proto::Vxlan, &d[..n]);
+                }
+            }
+        }
+    }
+}

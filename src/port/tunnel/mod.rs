@@ -1,0 +1,36 @@
+//! VXLAN and Geneve tunnel ports: L2 frames carried between hosts in UDP.
+//!
+//! A tunnel port is a [`crate::port::Port`] like any other; its outside
+//! world is one remote tunnel endpoint. Layout: [`header`] (the wire codec,
+//! no I/O), [`socket`] (the kernel UDP socket, the only OS code),
+//! [`endpoint`] (one socket shared by the ports that use the same local
+//! address and UDP port, and the demultiplexing to them), [`port`] (the
+//! port), [`config`] (its options and their text), [`route`] (the egress
+//! interface of a remote, for status).
+//!
+//! Why a kernel UDP socket, when Open vSwitch's userspace datapath builds
+//! the outer Ethernet/IP/UDP headers itself and sends through the bridge
+//! port that owns `local_ip`: the kernel then does the underlay route,
+//! neighbour resolution, the source address and path MTU, for any
+//! underlay interface (not only one attached to the switch), with no ARP
+//! or route cache to keep in step with the host's. It costs a system call
+//! per batch (`sendmmsg`/`recvmmsg`, up to 64 datagrams each) and the
+//! kernel's UDP path per datagram; BENCHMARKS.md measures it.
+//!
+//! Known differences from Open vSwitch: the outer UDP source port is the
+//! socket's port (`dst_port`) for every frame, so an ECMP underlay sees
+//! one flow per pair of hosts where Open vSwitch spreads flows by a hash
+//! of the inner headers; `tos=inherit`/`ttl=inherit`, `df_default=false`,
+//! `key=flow` and `remote_ip=flow` are refused; over IPv6 the UDP checksum
+//! is always sent.
+
+pub mod config;
+pub mod endpoint;
+pub mod header;
+pub mod port;
+pub mod route;
+pub mod socket;
+
+pub use config::TunnelConfig;
+pub use header::{Encap, Proto};
+pub use port::{TunnelError, TunnelPort};

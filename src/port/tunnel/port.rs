@@ -1,0 +1,411 @@
+//! `vxlan:`/`geneve:` ports: a [`Port`] whose outside world is one remote
+//! tunnel endpoint, reached through a shared kernel UDP socket
+//! ([`super::endpoint`]).
+//!
+//! Outgoing: each frame of the outgoing ring becomes one datagram, the
+//! encapsulation header ([`super::header::encode`]) and the frame gathered
+//! by `sendmmsg` straight from the ring's buffer (no copy), sent with the
+//! frame's [`Encap`] (today the port's fixed remote, VNI, TOS and TTL). A
+//! datagram that does not fit the route's MTU is dropped and counted as
+//! `too_big` (never fragmented). Incoming: see the endpoint. The port never
+//! sends anything of its own accord: what came in on it goes only where the
+//! switch's module sends it (flooding excludes the input port, as for every
+//! port).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::config::TunnelConfig;
+use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops};
+use super::header::{Encap, HEADER_LEN, encode};
+use super::socket::{BATCH, TxMsg};
+use crate::packet::{MemConfig, MemError, PortMem};
+use crate::port::Port;
+use crate::port::kernel::{IncomingFill, OutgoingDrain};
+use crate::sys::{Epoll, EventFd};
+
+/// Errors opening a tunnel port; each is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error("port memory: {0}")]
+    Mem(#[from] MemError),
+    #[error("{what}: {err}")]
+    Os { what: &'static str, err: io::Error },
+}
+
+/// Send-side counters.
+#[derive(Default)]
+struct TxDrops {
+    /// Larger than the route's MTU allows (`EMSGSIZE`).
+    too_big: AtomicU64,
+    /// No route or the remote is unreachable.
+    no_route: AtomicU64,
+    /// The socket's send buffer was full.
+    busy: AtomicU64,
+    /// Anything else the kernel refused.
+    errors: AtomicU64,
+}
+
+pub struct TunnelPort {
+    name: String,
+    cfg: TunnelConfig,
+    rx: Arc<Receiver>,
+    /// Always `Some` until the port drops (then it leaves the endpoint
+    /// under the registry's lock).
+    ep: Option<Arc<Endpoint>>,
+    drain: OutgoingDrain,
+    /// The socket and the wake eventfd: what a sleeping worker watches.
+    epoll: Epoll,
+    tx: TxDrops,
+}
+
+impl TunnelPort {
+    /// Opens port `name` for the tunnel `cfg` describes.
+    pub fn open(
+        name: &str,
+        cfg: &TunnelConfig,
+        mem: MemConfig,
+    ) -> Result<Arc<TunnelPort>, TunnelError> {
+        cfg.validate().map_err(TunnelError::Config)?;
+        let os = |what| move |err| TunnelError::Os { what, err };
+        let mem = PortMem::new(name, mem)?;
+        let rx = Arc::new(Receiver {
+            fill: IncomingFill::new(&mem),
+            mem,
+            wake: EventFd::new().map_err(os("eventfd"))?,
+            drops: RxDrops::default(),
+        });
+        let drain = OutgoingDrain::new(&rx.mem);
+        let key = EndpointKey {
+            proto: cfg.proto,
+            local: cfg.bind_addr(),
+        };
+        let ep = Endpoint::join(key, cfg.remote, cfg.in_key, cfg.csum, rx.clone())?;
+        let port = TunnelPort {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            rx,
+            ep: Some(ep),
+            drain,
+            epoll: Epoll::new().map_err(os("epoll"))?,
+            tx: TxDrops::default(),
+        };
+        // (Dropping `port` on an error here leaves the endpoint again.)
+        port.epoll
+            .add(port.endpoint().fd(), 0)
+            .map_err(os("epoll"))?;
+        port.epoll
+            .add(port.rx.wake.as_raw_fd(), 1)
+            .map_err(os("epoll"))?;
+        Ok(Arc::new(port))
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        // `ep` is taken only in `drop`.
+        self.ep
+            .as_deref()
+            .expect("tunnel port has its endpoint until dropped")
+    }
+
+    pub fn config(&self) -> &TunnelConfig {
+        &self.cfg
+    }
+
+    /// The local address of the UDP socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.endpoint().socket().local_addr()
+    }
+
+    /// What frames of this port are sent with.
+    fn encap(&self) -> Encap {
+        Encap {
+            remote: self.cfg.remote,
+            vni: self.cfg.out_key,
+            tos: self.cfg.tos,
+            ttl: self.cfg.ttl,
+        }
+    }
+
+    /// Sends `frames`, each with its own [`Encap`] (`encap(i)`), through
+    /// the port's socket; counts what the kernel refused. The place where
+    /// per-frame tunnel metadata (`key=flow`) will plug in.
+    pub fn send_encapsulated(&self, frames: &[&[u8]], encap: impl Fn(usize) -> Encap) -> usize {
+        let mut sent = 0;
+        for (c, chunk) in frames.chunks(BATCH).enumerate() {
+            let mut hdrs = [[0u8; HEADER_LEN]; BATCH];
+            let mut encs = [self.encap(); BATCH];
+            for (i, (h, e)) in hdrs.iter_mut().zip(&mut encs).enumerate().take(chunk.len()) {
+                *e = encap(c * BATCH + i);
+                encode(self.cfg.proto, e.vni, h);
+            }
+            let (hdrs, encs) = (&hdrs, &encs);
+            sent += self.endpoint().socket().send_batch(
+                chunk.len(),
+                |i| TxMsg {
+                    header: &hdrs[i],
+                    frame: chunk[i],
+                    to: SocketAddr::new(encs[i].remote, self.cfg.dst_port),
+                    tos: encs[i].tos,
+                    ttl: encs[i].ttl,
+                },
+                |_, e| self.count_tx_error(&e),
+            );
+        }
+        sent
+    }
+
+    fn count_tx_error(&self, e: &io::Error) {
+        let c = match e.raw_os_error() {
+            Some(libc::EMSGSIZE) => &self.tx.too_big,
+            Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN | libc::EHOSTDOWN) => {
+                &self.tx.no_route
+            }
+            Some(libc::EAGAIN | libc::ENOBUFS) => &self.tx.busy,
+            _ => &self.tx.errors,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for TunnelPort {
+    fn drop(&mut self) {
+        if let Some(ep) = self.ep.take() {
+            Endpoint::leave(ep, self.cfg.remote, self.cfg.in_key);
+        }
+    }
+}
+
+impl Port for TunnelPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        self.cfg.proto.name()
+    }
+
+    fn mem(&self) -> &PortMem {
+        &self.rx.mem
+    }
+
+    fn sync_incoming(&self, _q: usize) {
+        self.endpoint().poll(&self.rx);
+    }
+
+    fn outgoing_published(&self) {
+        let e = self.encap();
+        self.drain.drain(&self.rx.mem, |frames| {
+            self.send_encapsulated(frames, |_| e);
+        });
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let d = &self.rx.drops;
+        vec![
+            ("too_big", r(&self.tx.too_big)),
+            ("tx_no_route", r(&self.tx.no_route)),
+            ("tx_busy", r(&self.tx.busy)),
+            ("tx_errors", r(&self.tx.errors)),
+            ("rx_malformed", r(&d.malformed)),
+            ("rx_geneve_unsupported", r(&d.geneve_unsupported)),
+            ("rx_bad_vni", r(&d.bad_vni)),
+            ("rx_oversize", r(&d.oversize)),
+            ("rx_ring_full", r(&d.ring_full)),
+            // Shared by the ports of one socket.
+            ("rx_unknown_remote", r(&self.endpoint().unknown_remote)),
+        ]
+    }
+
+    fn poll_costs_syscall(&self) -> bool {
+        true
+    }
+
+    fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
+        Some(self.epoll.as_raw_fd())
+    }
+
+    fn arm_incoming(&self, _q: usize, cur: u32) -> bool {
+        // Frames a sibling port queued for us ring the eventfd once this
+        // is armed; datagrams on the socket make it readable by themselves.
+        self.rx.mem.incoming().arm_wakeup(cur)
+    }
+
+    fn disarm_incoming(&self, _q: usize) {
+        self.rx.mem.incoming().disarm_wakeup();
+        self.rx.wake.drain();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::driver::PortDriver;
+    use crate::port::tunnel::header::Proto;
+    use std::time::Duration;
+
+    fn free_udp_port() -> u16 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    }
+
+    fn cfg(port: u16, in_key: u32, out_key: u32) -> TunnelConfig {
+        let lo = std::net::Ipv4Addr::LOCALHOST.into();
+        let mut c = TunnelConfig::new(Proto::Vxlan, lo);
+        c.local = Some(lo);
+        c.dst_port = port;
+        (c.in_key, c.out_key) = (in_key, out_key);
+        c
+    }
+
+    fn counter(p: &TunnelPort, name: &str) -> u64 {
+        p.counters().iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    fn frame(tag: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![tag; len];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f
+    }
+
+    /// Receives on `d` until `n` frames came or 5 s passed.
+    fn recv(d: &mut PortDriver, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            d.recv(64, |f| got.push(f.to_vec()));
+            if got.len() >= n {
+                break;
+            }
+            d.wait(Some(Duration::from_millis(10)));
+        }
+        got
+    }
+
+    #[test]
+    fn ports_sharing_a_socket_get_their_own_vni_and_nothing_else() {
+        let udp = free_udp_port();
+        let mem = MemConfig::new(256, 2048);
+        // a sends VNI 2, which b takes; b sends VNI 1, which a takes.
+        let a = TunnelPort::open("a", &cfg(udp, 1, 2), mem).unwrap();
+        let b = TunnelPort::open("b", &cfg(udp, 2, 1), mem).unwrap();
+        assert!(Arc::ptr_eq(a.ep.as_ref().unwrap(), b.ep.as_ref().unwrap()));
+        let e = TunnelPort::open("c", &cfg(udp, 2, 9), mem)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.to_string().contains("already takes VNI 2"), "{e}");
+        let (mut da, mut db) = (
+            PortDriver::new(a.clone() as Arc<dyn Port>),
+            PortDriver::new(b.clone() as Arc<dyn Port>),
+        );
+        let frames: Vec<Vec<u8>> = (0..10).map(|i| frame(i, 60 + usize::from(i))).collect();
+        assert_eq!(
+            da.send_with(10, |i, buf| {
+                buf[..frames[i].len()].copy_from_slice(&frames[i]);
+                frames[i].len()
+            }),
+            10
+        );
+        // Whoever reads the socket, b's frames land in b's ring, in order.
+        let got = recv(&mut db, 10);
+        assert_eq!(got, frames);
+        // (The datagrams were read, so anything misdelivered to a is there.)
+        let mut to_a = 0;
+        da.recv(64, |_| to_a += 1);
+        assert_eq!(to_a, 0, "a must not hear VNI 2");
+        // A VNI nobody takes, from a known remote: one drop, counted on a
+        // port of that remote.
+        let c = TunnelPort::open("c", &cfg(udp, 7, 3), mem).unwrap();
+        let mut dc = PortDriver::new(c.clone() as Arc<dyn Port>);
+        dc.send_with(1, |_, buf| {
+            buf[..60].copy_from_slice(&frame(9, 60));
+            60
+        });
+        for _ in 0..100 {
+            da.recv(64, |_| {});
+            db.recv(64, |_| {});
+            if [&a, &b, &c]
+                .iter()
+                .map(|p| counter(p, "rx_bad_vni"))
+                .sum::<u64>()
+                == 1
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let bad: u64 = [&a, &b, &c].iter().map(|p| counter(p, "rx_bad_vni")).sum();
+        assert_eq!(bad, 1);
+        // The socket closes with its last port, so the port can be bound again.
+        drop((da, db, dc, a, b, c));
+        std::net::UdpSocket::bind(("127.0.0.1", udp)).expect("socket closed with its last port");
+    }
+
+    #[test]
+    fn a_sleeping_port_is_woken_when_a_sibling_reads_its_frames() {
+        let udp = free_udp_port();
+        let mem = MemConfig::new(256, 2048);
+        let a = TunnelPort::open("a", &cfg(udp, 1, 1), mem).unwrap();
+        let b = TunnelPort::open("b", &cfg(udp, 2, 2), mem).unwrap();
+        let fd = b.incoming_fd(0).unwrap();
+        // b's worker goes to sleep on its descriptor.
+        assert!(b.arm_incoming(0, 0));
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 2, 0];
+        d.extend(frame(3, 60));
+        s.send_to(&d, ("127.0.0.1", udp)).unwrap();
+        // a's worker reads the socket first and queues b's frame...
+        for _ in 0..500 {
+            a.sync_incoming(0);
+            if b.mem().incoming().available(0) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(b.mem().incoming().available(0), 1);
+        // ...and b's descriptor says so, though the socket is empty now.
+        assert!(crate::sys::poll_readable(fd, Some(Duration::from_secs(5))));
+        b.disarm_incoming(0);
+        assert!(!crate::sys::poll_readable(fd, Some(Duration::ZERO)));
+        let mut db = PortDriver::new(b.clone() as Arc<dyn Port>);
+        assert_eq!(recv(&mut db, 1), [frame(3, 60)]);
+    }
+
+    #[test]
+    fn garbage_and_strangers_are_counted_not_delivered() {
+        let udp = free_udp_port();
+        let mem = MemConfig::new(256, 2048);
+        let mut c = cfg(udp, 5, 5);
+        // Only 127.0.0.2 is this port's remote: 127.0.0.1 is a stranger.
+        c.remote = "127.0.0.2".parse().unwrap();
+        c.local = None;
+        let p = TunnelPort::open("p", &c, mem).unwrap();
+        let mut d = PortDriver::new(p.clone() as Arc<dyn Port>);
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut good = vec![0x08, 0, 0, 0, 0, 0, 5, 0];
+        good.extend(frame(1, 60));
+        s.send_to(&good, ("127.0.0.1", udp)).unwrap();
+        let s2 = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        let mut short = good.clone();
+        short.truncate(8 + 13);
+        let mut flags = good.clone();
+        flags[0] = 0x0c;
+        let mut huge = good[..8].to_vec();
+        huge.extend(vec![0u8; 4000]); // larger than a 2048-byte buffer
+        for dgram in [&short, &flags, &huge, &good] {
+            s2.send_to(dgram, ("127.0.0.1", udp)).unwrap();
+        }
+        let got = recv(&mut d, 1);
+        assert_eq!(got, [frame(1, 60)]);
+        assert_eq!(counter(&p, "rx_unknown_remote"), 1);
+        assert_eq!(counter(&p, "rx_malformed"), 2);
+        assert_eq!(counter(&p, "rx_oversize"), 1);
+    }
+}
