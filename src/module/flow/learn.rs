@@ -10,8 +10,19 @@
 //! or, if it differs, replaces it (`--strict mod-flows`). The flow's
 //! `send_flow_rem` comes from the learn's flags; `delete_learned` makes
 //! the removal of the last flow holding such a learn delete every flow of
-//! its table and cookie. FIN timeouts are kept in the action but have no
-//! effect (no `fin_timeout` here).
+//! its table and cookie. With `fin_idle_timeout`/`fin_hard_timeout` the
+//! new flow's actions start with a `fin_timeout` of those (`fin.rs`).
+//!
+//! `NXAST_LEARN2`'s `limit=N`: a flow that is not there yet is added only
+//! while its table holds fewer than N flows with its cookie (a refresh is
+//! always allowed); `result_dst=field[bit]` gets 1 if the flow is (or will
+//! be) there, 0 if the limit stopped it, for the actions after the learn.
+//! The executor decides it from the table as it is; the plan then depends
+//! on how many flows that table holds, so the learn's table counts as one
+//! it looked up with a rewritten key ([`Plan::rewritten`]): any edit of
+//! that table makes the plan stale, and the next packet decides again.
+//! The install checks the limit again (another plan may have filled the
+//! table in between).
 //!
 //! # How it stays inside the flow caches
 //!
@@ -50,6 +61,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::openflow::error::BadActionCode::BadSetArgument;
 use crate::openflow::error::{BadActionCode, BadMatchCode};
 use crate::openflow::flow::{flow_mod_flags, flow_removed_reason};
 use crate::openflow::nicira::learn::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
@@ -114,6 +126,8 @@ impl LearnLimits {
 #[derive(Debug)]
 pub(crate) struct Learned {
     pub fm: FlowMod,
+    /// `limit`: most flows of the table with the flow's cookie (0: none).
+    limit: u32,
     /// The installed flow's counters, once it is known to be installed.
     flow: Mutex<Option<Arc<FlowCounters>>>,
     /// Waiting in a stripe's queue for the module.
@@ -135,9 +149,10 @@ pub(crate) enum LearnOutcome {
 }
 
 impl Learned {
-    fn new(fm: FlowMod, flow: Option<Arc<FlowCounters>>) -> Learned {
+    fn new(fm: FlowMod, limit: u32, flow: Option<Arc<FlowCounters>>) -> Learned {
         Learned {
             fm,
+            limit,
             flow: Mutex::new(flow),
             queued: AtomicBool::new(false),
             retry_at: AtomicU64::new(0),
@@ -460,8 +475,18 @@ impl Exec<'_> {
         }
         let Ok(match_) = learned_match(&accs) else {
             self.events |= event::LEARN_FAILED;
+            self.learn_result(l, false);
             return;
         };
+        if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
+            actions.insert(
+                0,
+                Action::Nx(NxAction::FinTimeout {
+                    idle: l.fin_idle_timeout,
+                    hard: l.fin_hard_timeout,
+                }),
+            );
+        }
         let fm = FlowMod {
             cookie: l.cookie,
             table_id: l.table_id,
@@ -482,11 +507,42 @@ impl Exec<'_> {
             ..FlowMod::default()
         };
         let flow = self.p.installed(&fm).map(|r| r.data.counters.clone());
-        self.learns.push(Arc::new(Learned::new(fm, flow)));
+        if l.limit != 0 {
+            let t = fm.table_id;
+            self.rewritten[usize::from(t / 64)] |= 1 << (t % 64);
+            if flow.is_none() && !self.p.below_limit(&fm, l.limit) {
+                self.learn_result(l, false);
+                return;
+            }
+        }
+        self.learn_result(l, true);
+        self.learns.push(Arc::new(Learned::new(fm, l.limit, flow)));
+    }
+
+    /// `result_dst`: whether the flow was learned.
+    fn learn_result(&mut self, l: &Learn, learned: bool) {
+        if let Some((field, ofs)) = l.result_dst {
+            self.write_bits(field, ofs, 1, u64::from(learned));
+        }
     }
 }
 
 impl Pipeline {
+    /// Whether `fm`'s table holds fewer than `limit` flows with its cookie.
+    fn below_limit(&self, fm: &FlowMod, limit: u32) -> bool {
+        let Some(table) = self.tables.get(usize::from(fm.table_id)) else {
+            return false;
+        };
+        let mut n = 0u32;
+        for r in table.cls.iter() {
+            n += u32::from(r.data.cookie == fm.cookie);
+            if n >= limit {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The entry with the match and priority of `fm` in its table, if it
     /// is the very flow `fm` would install.
     fn installed(&self, fm: &FlowMod) -> Option<&Rule<FlowEntry>> {
@@ -510,6 +566,11 @@ impl Pipeline {
         let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
         if usize::from(l.table_id) >= self.tables.len() {
             return bad;
+        }
+        if let Some((field, _)) = l.result_dst
+            && !writable(field)
+        {
+            return Err(ErrorCode::BadAction(BadSetArgument));
         }
         let mut accs = Vec::new();
         for s in &l.specs {
@@ -577,6 +638,9 @@ impl Pipeline {
         if !exists {
             if table.cls.len() >= self.learn.per_table {
                 return skip(SEC);
+            }
+            if l.limit != 0 && !self.below_limit(fm, l.limit) {
+                return skip(SEC / 10);
             }
             if !self.learn.take(now) {
                 return skip(SEC / 10);

@@ -1385,6 +1385,7 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
+                st.tcp_flags(slot, d, layout.l4);
                 if versions.rewrite(&mut st, batch, i, slot, layout) {
                     versions.add(out, i);
                     let v = if st.normal(slot) {
@@ -1437,6 +1438,7 @@ impl Module for FlowModule {
             let normal = st.normal(slot);
             memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
             st.account(slot, 1, len);
+            st.tcp_flags(slot, d, p.layout.l4);
             if fast {
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0

@@ -154,6 +154,7 @@ impl Exec<'_> {
         match *a {
             NxAction::Resubmit { in_port, table, .. } => self.resubmit(in_port, table, depth),
             NxAction::Learn(ref l) => self.learn(l),
+            NxAction::FinTimeout { idle, hard } => self.fin_timeout(idle, hard),
             // Conjunctive entries are never run (`conj`): nothing to do.
             NxAction::Note { .. } | NxAction::Conjunction(_) => {}
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
@@ -208,7 +209,7 @@ impl Exec<'_> {
     /// field at `ofs`. A header field is rewritten whole by a set-field
     /// (none if the packet lacks that header); the bits kept from a
     /// partial write are read, so unwildcarded.
-    fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
+    pub(super) fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
         let m = shl(ones(n), ofs);
         if let Some((b, make)) = packet_field(f) {
             let full = b.mask() >> b.shift;
@@ -263,6 +264,7 @@ impl Exec<'_> {
                 table_id: t,
                 cookie: e.cookie,
                 reason: packet_in_reason::ACTION,
+                flow: Some(self.flows.len() - 1),
             };
             self.nest += 1;
             if let Some(a) = &e.prog.apply {

@@ -67,6 +67,10 @@ pub(crate) use entry::*;
 mod learn;
 pub(crate) use learn::{LearnLimits, LearnOutcome, Learned};
 
+#[path = "fin.rs"]
+mod fin;
+pub(crate) use fin::{FinTimeout, FinTimeouts, fin_or_rst};
+
 #[path = "floods.rs"]
 mod floods;
 use floods::FloodSets;
@@ -270,6 +274,7 @@ impl Pipeline {
             };
             let e = &rule.data;
             x.flows.push(e.counters.clone());
+            let flow = Some(x.flows.len() - 1);
             // OF1.3 5.7: the meter runs before the entry's actions; the
             // plan names it, the data path applies it per packet.
             if let Some(m) = e.prog.meter.and_then(|id| self.meters.get(id)) {
@@ -286,6 +291,7 @@ impl Pipeline {
                 } else {
                     packet_in_reason::ACTION
                 },
+                flow,
             };
             if let Some(a) = &e.prog.apply {
                 x.exec_list(a, 0);
@@ -323,6 +329,7 @@ impl Pipeline {
             table_id: 0,
             cookie: u64::MAX,
             reason: packet_in_reason::ACTION,
+            flow: None,
         };
         x.table_ok = true;
         x.exec_list(actions, 0);
@@ -395,6 +402,9 @@ struct EntryInfo {
     table_id: u8,
     cookie: u64,
     reason: u8,
+    /// Its counters' index in [`Exec::flows`] (none for a packet-out's
+    /// own actions).
+    flow: Option<usize>,
 }
 
 /// Things a plan makes the module count, per packet.
@@ -460,6 +470,9 @@ pub(crate) struct Plan {
     /// The flows its `learn` actions build: refreshed once per batch its
     /// packets come in, installed again if they left their table.
     pub learns: Box<[Arc<Learned>]>,
+    /// The entries whose `fin_timeout` its TCP packets with FIN or RST
+    /// shorten (`fin.rs`).
+    pub fins: Box<[FinTimeout]>,
     /// Tables it looked up with a key some action had changed (their
     /// lookups are not a function of the megaflow's own bits alone, so
     /// any edit of such a table makes the plan stale).
@@ -554,6 +567,7 @@ struct Exec<'p> {
     orig: Key,
     rewritten: TableSet,
     learns: Vec<Arc<Learned>>,
+    fins: Vec<FinTimeout>,
 }
 
 impl<'p> Exec<'p> {
@@ -574,6 +588,7 @@ impl<'p> Exec<'p> {
                 table_id: 0,
                 cookie: 0,
                 reason: packet_in_reason::ACTION,
+                flow: None,
             },
             table_ok: false,
             regs: [0; crate::openflow::nicira::N_REGS],
@@ -582,6 +597,7 @@ impl<'p> Exec<'p> {
             orig: *key,
             rewritten: [0; 4],
             learns: Vec::new(),
+            fins: Vec::new(),
         }
     }
 
@@ -1052,6 +1068,7 @@ impl<'p> Exec<'p> {
             normal,
             meters: self.meters.into_boxed_slice(),
             learns: self.learns.into_boxed_slice(),
+            fins: self.fins.into_boxed_slice(),
             rewritten: self.rewritten,
         }
     }
