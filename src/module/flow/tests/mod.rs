@@ -165,6 +165,7 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 }
 
 mod agent;
+mod fin;
 mod learn;
 mod megaflows;
 mod meters;
