@@ -202,10 +202,16 @@ impl Match {
             fields.push(f);
         }
         let m = Match { fields, regs };
-        if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
-            Ok(m)
-        } else {
-            Err(bad(BadMatchCode::BadPrereq))
+        match m
+            .fields
+            .iter()
+            .find(|f| !m.prerequisites_met(f.field_type()))
+        {
+            None => Ok(m),
+            // Open vSwitch has no PBB: to it, PBB_ISID is an unknown field
+            // whatever the rest of the match, and that error comes first.
+            Some(f) if f.field_type() == OxmFieldType::PbbIsid => Err(bad(BadMatchCode::BadField)),
+            Some(_) => Err(bad(BadMatchCode::BadPrereq)),
         }
     }
 
