@@ -68,6 +68,9 @@ fn flow_mod(oxms: &[u8], actions: &[u8]) -> Vec<u8> {
     m
 }
 
+/// The (type, code) of an error, or none.
+type Answer = Option<(u16, u16)>;
+
 const BAD_ACTION: u16 = 2;
 const OFPBAC_BAD_TYPE: u16 = 0;
 const BAD_MATCH: u16 = 4;
@@ -89,7 +92,7 @@ fn pbb_gets_the_errors_open_vswitch_sends() {
     let pop = [0, 27, 0, 8, 0, 0, 0, 0];
     let bad_type = Some((BAD_ACTION, OFPBAC_BAD_TYPE));
     let bad_field = Some((BAD_MATCH, OFPBMC_BAD_FIELD));
-    let cases: [(&str, Vec<u8>, Option<(u16, u16)>); 8] = [
+    let cases: [(&str, Vec<u8>, Answer); 8] = [
         ("push_pbb", flow_mod(&[], &push), bad_type),
         (
             "push_pbb:0x8100",
