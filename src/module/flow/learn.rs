@@ -209,6 +209,22 @@ enum Kind {
     ArpTpa,
     ArpSha,
     ArpTha,
+    Ipv6Src,
+    Ipv6Dst,
+    Ipv6Label,
+    NdTarget,
+    NdSll,
+    NdTll,
+    Icmp4Type,
+    Icmp4Code,
+    Icmp6Type,
+    Icmp6Code,
+    SctpSrc,
+    SctpDst,
+    MplsLabel,
+    MplsTc,
+    MplsBos,
+    TunId,
 }
 
 impl Kind {
@@ -234,6 +250,22 @@ impl Kind {
             0x0000_2204 | 0x8000_2e04 => ArpTpa,
             0x0001_2206 | 0x8000_3006 => ArpSha,
             0x0001_2406 | 0x8000_3206 => ArpTha,
+            0x0001_2610 | 0x8000_3410 => Ipv6Src,
+            0x0001_2810 | 0x8000_3610 => Ipv6Dst,
+            0x0001_3604 | 0x8000_3804 => Ipv6Label,
+            0x0001_2e10 | 0x8000_3e10 => NdTarget,
+            0x0001_3006 | 0x8000_4006 => NdSll,
+            0x0001_3206 | 0x8000_4206 => NdTll,
+            0x0000_1a01 | 0x8000_2601 => Icmp4Type,
+            0x0000_1c01 | 0x8000_2801 => Icmp4Code,
+            0x0001_2a01 | 0x8000_3a01 => Icmp6Type,
+            0x0001_2c01 | 0x8000_3c01 => Icmp6Code,
+            0x8000_2202 => SctpSrc,
+            0x8000_2402 => SctpDst,
+            0x8000_4404 => MplsLabel,
+            0x8000_4601 => MplsTc,
+            0x8000_4801 => MplsBos,
+            0x0001_2008 | 0x8000_4c08 => TunId,
             _ => return None,
         })
     }
@@ -254,6 +286,21 @@ impl Kind {
             ArpTpa => OxmFieldType::ArpTpa,
             ArpSha => OxmFieldType::ArpSha,
             ArpTha => OxmFieldType::ArpTha,
+            Ipv6Src => OxmFieldType::Ipv6Src,
+            Ipv6Dst => OxmFieldType::Ipv6Dst,
+            Ipv6Label => OxmFieldType::Ipv6Flabel,
+            NdTarget => OxmFieldType::Ipv6NdTarget,
+            NdSll => OxmFieldType::Ipv6NdSll,
+            NdTll => OxmFieldType::Ipv6NdTll,
+            Icmp4Type => OxmFieldType::Icmpv4Type,
+            Icmp4Code => OxmFieldType::Icmpv4Code,
+            Icmp6Type => OxmFieldType::Icmpv6Type,
+            Icmp6Code => OxmFieldType::Icmpv6Code,
+            SctpSrc => OxmFieldType::SctpSrc,
+            SctpDst => OxmFieldType::SctpDst,
+            MplsLabel => OxmFieldType::MplsLabel,
+            MplsTc => OxmFieldType::MplsTc,
+            MplsBos => OxmFieldType::MplsBos,
             _ => return None,
         })
     }
@@ -263,8 +310,8 @@ impl Kind {
 #[derive(Clone, Copy, Debug)]
 struct Acc {
     field: FieldRef,
-    value: u64,
-    mask: u64,
+    value: u128,
+    mask: u128,
 }
 
 /// Why a learned match cannot be built.
@@ -280,7 +327,15 @@ fn ones(n: u16) -> u64 {
     if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
-fn shl(v: u64, s: u16) -> u64 {
+fn ones128(n: u16) -> u128 {
+    if n >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << n) - 1
+    }
+}
+
+fn shl(v: u128, s: u16) -> u128 {
     v.checked_shl(u32::from(s)).unwrap_or(0)
 }
 
@@ -300,8 +355,8 @@ fn port16(v: u64) -> PortNo {
 }
 
 /// Adds `n` bits of `v` at `ofs` of `field` to the accumulated match.
-fn accumulate(accs: &mut Vec<Acc>, field: FieldRef, ofs: u16, n: u16, v: u64) {
-    let m = shl(ones(n), ofs);
+fn accumulate(accs: &mut Vec<Acc>, field: FieldRef, ofs: u16, n: u16, v: u128) {
+    let m = shl(ones128(n), ofs);
     let i = match accs.iter().position(|a| a.field == field) {
         Some(i) => i,
         None => {
@@ -324,7 +379,10 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
     let mut fields = Vec::new();
     let mut regs = Vec::new();
     for a in accs {
-        let (v, m) = (a.value & a.mask, a.mask);
+        let (v128, m128) = (a.value & a.mask, a.mask);
+        // Every field but the 128-bit ones fits in 64 bits (the codec
+        // checked offsets against the field's width).
+        let (v, m) = (v128 as u64, m128 as u64);
         if let Some(reg) = a.field.register() {
             if reg == Register::ConjId {
                 return Err(MatchError::Unsupported);
@@ -354,6 +412,11 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
         let ips = || Masked {
             value: ip(v),
             mask: masked(32).map(ip),
+        };
+        let ip6 = |x: u128| std::net::Ipv6Addr::from(x);
+        let ip6s = || Masked {
+            value: ip6(v128),
+            mask: (m128 != u128::MAX).then_some(ip6(m128)),
         };
         use Kind::*;
         let f = match kind {
@@ -416,6 +479,58 @@ fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
             ArpTpa => F::ArpTpa(ips()),
             ArpSha => F::ArpSha(macs()),
             ArpTha => F::ArpTha(macs()),
+            Ipv6Src => F::Ipv6Src(ip6s()),
+            Ipv6Dst => F::Ipv6Dst(ip6s()),
+            Ipv6Label => F::Ipv6Flabel(Masked {
+                value: v as u32,
+                mask: masked(20).map(|x| x as u32),
+            }),
+            NdTarget => {
+                if m128 != u128::MAX {
+                    return Err(MatchError::Unsupported);
+                }
+                F::Ipv6NdTarget(ip6(v128))
+            }
+            NdSll | NdTll => {
+                full(48)?;
+                if kind == NdSll {
+                    F::Ipv6NdSll(mac(v))
+                } else {
+                    F::Ipv6NdTll(mac(v))
+                }
+            }
+            Icmp4Type | Icmp4Code | Icmp6Type | Icmp6Code | MplsTc | MplsBos => {
+                full(match kind {
+                    MplsTc => 3,
+                    MplsBos => 1,
+                    _ => 8,
+                })?;
+                let b = v as u8;
+                match kind {
+                    Icmp4Type => F::Icmpv4Type(b),
+                    Icmp4Code => F::Icmpv4Code(b),
+                    Icmp6Type => F::Icmpv6Type(b),
+                    Icmp6Code => F::Icmpv6Code(b),
+                    MplsTc => F::MplsTc(b),
+                    _ => F::MplsBos(b),
+                }
+            }
+            SctpSrc | SctpDst => {
+                full(16)?;
+                if kind == SctpSrc {
+                    F::SctpSrc(v as u16)
+                } else {
+                    F::SctpDst(v as u16)
+                }
+            }
+            MplsLabel => {
+                full(20)?;
+                F::MplsLabel(v as u32)
+            }
+            TunId => F::TunnelId(Masked {
+                value: v,
+                mask: masked(64),
+            }),
         };
         fields.push(f);
     }
@@ -454,20 +569,20 @@ impl Exec<'_> {
         for s in &l.specs {
             let n = s.n_bits;
             let v = match s.src {
-                LearnSrc::Field { field, ofs } => self.read_bits(field, ofs, n),
-                // The install check keeps immediates within 64 bits.
-                LearnSrc::Immediate(v) => v as u64 & ones(n),
+                LearnSrc::Field { field, ofs } => self.learn_read(field, ofs, n),
+                LearnSrc::Immediate(v) => v & ones128(n),
             };
             match s.dst {
                 LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, n, v),
+                // The install check keeps loads and outputs within 64 bits.
                 LearnDst::Load { field, ofs } => actions.push(Action::Nx(NxAction::RegLoad {
                     dst: field,
                     ofs,
                     n_bits: n,
-                    value: v,
+                    value: v as u64,
                 })),
                 LearnDst::Output => {
-                    if let Some(port) = learned_port(v, n) {
+                    if let Some(port) = learned_port(v as u64, n) {
                         actions.push(Action::Output { port, max_len: 0 });
                     }
                 }
@@ -517,6 +632,24 @@ impl Exec<'_> {
         }
         self.learn_result(l, true);
         self.learns.push(Arc::new(Learned::new(fm, l.limit, flow)));
+    }
+
+    /// `n` bits of `field` from `ofs` as the packet has them now: a
+    /// 128-bit field from its two key words (the bits read unwildcarded),
+    /// `tun_id` as 0 (no packet here has a tunnel key), any other as a
+    /// move reads it.
+    fn learn_read(&mut self, field: FieldRef, ofs: u16, n: u16) -> u128 {
+        if let Some((hi, lo)) = super::nicira::wide_bits(field) {
+            let m = shl(ones128(n), ofs);
+            self.mask.0[hi.word] |= (m >> 64) as u64;
+            self.mask.0[lo.word] |= m as u64;
+            let v = (u128::from(hi.get(&self.key)) << 64) | u128::from(lo.get(&self.key));
+            return (v & m) >> ofs;
+        }
+        if super::nicira::is_tun_id(field) {
+            return 0;
+        }
+        u128::from(self.read_bits(field, ofs, n))
     }
 
     /// `result_dst`: whether the flow was learned.
@@ -574,12 +707,22 @@ impl Pipeline {
         }
         let mut accs = Vec::new();
         for s in &l.specs {
-            if s.n_bits > 64 {
+            // Wider values only between 128-bit fields (and immediates).
+            let wide = |f: FieldRef| super::nicira::wide_bits(f).is_some();
+            let wide_ok = match (s.src, s.dst) {
+                (LearnSrc::Field { field, .. }, LearnDst::Match { field: d, .. }) => {
+                    wide(field) && wide(d)
+                }
+                (LearnSrc::Immediate(_), LearnDst::Match { field, .. }) => wide(field),
+                _ => false,
+            };
+            if s.n_bits > 64 && !wide_ok {
                 return bad;
             }
             let v = match s.src {
                 LearnSrc::Field { field, .. } => {
-                    if !readable(field) {
+                    let known = readable(field) || wide(field) || super::nicira::is_tun_id(field);
+                    if !known {
                         return bad;
                     }
                     let ty = Kind::of(field).and_then(Kind::oxm);
@@ -590,7 +733,7 @@ impl Pipeline {
                     }
                     0
                 }
-                LearnSrc::Immediate(v) => v as u64,
+                LearnSrc::Immediate(v) => v,
             };
             match s.dst {
                 LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, s.n_bits, v),
