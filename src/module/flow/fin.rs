@@ -10,8 +10,9 @@
 //! entry keeps the shorter timeouts for the rest of its life; flow stats
 //! and flow-removed messages show them, and it expires by them. A `learn`
 //! with `fin_idle_timeout`/`fin_hard_timeout` gives the flows it adds such
-//! an action first. A packet-out's own action list has no entry: nothing
-//! to shorten.
+//! an action first. A packet-out sent through the tables (`output:TABLE`)
+//! shortens them as a packet does; its own action list has no entry,
+//! nothing to shorten.
 //!
 //! # How it stays inside the flow caches
 //!

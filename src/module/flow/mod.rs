@@ -1065,6 +1065,7 @@ impl FlowModule {
             };
             let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
+            t.fin(&data, q.layout.l4);
             learns.append(&mut t.learns);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {

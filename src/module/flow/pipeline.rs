@@ -352,9 +352,22 @@ pub(crate) struct Trace {
     pub groups: Vec<(Arc<GroupCounters>, u32)>,
     /// The flows its `learn`s build, for the module to install.
     pub learns: Vec<Arc<Learned>>,
+    /// The `fin_timeout`s it ran in flow entries.
+    pub fins: Vec<FinTimeout>,
 }
 
 impl Trace {
+    /// A TCP FIN or RST in `frame` (its TCP header at `l4`) shortens the
+    /// timeouts of the entries whose `fin_timeout` ran, as a cached
+    /// plan's packets do.
+    pub fn fin(&self, frame: &[u8], l4: u16) {
+        if !self.fins.is_empty() && fin_or_rst(frame, l4) {
+            for f in &self.fins {
+                f.apply();
+            }
+        }
+    }
+
     /// Counts one packet of `bytes` bytes, as the data path would.
     pub fn credit(&self, pipe: &Pipeline, bytes: u64, now: Nanos) {
         for f in &self.flows {
@@ -608,6 +621,7 @@ impl<'p> Exec<'p> {
             tables: self.tables,
             groups: self.groups,
             learns: self.learns,
+            fins: self.fins,
         }
     }
 

@@ -231,3 +231,18 @@ fn learn_result_must_be_writable() {
         "eth_type cannot"
     );
 }
+
+#[test]
+fn a_packet_out_through_the_tables_shortens_too() {
+    let m = module();
+    add(&m, tcp_flow(5, 60, 0, vec![fin_timeout(7, 0), out(2)]));
+    let to_table = [Action::output(PortNo::TABLE)];
+    m.packet_out(1, &tcp(1, ACK), &to_table, 0).unwrap();
+    assert_eq!(timeouts(&m, 0, 5), (60, 0));
+    // Its own action list has no entry: nothing to shorten.
+    m.packet_out(1, &tcp(1, FIN_ACK), &[fin_timeout(1, 1), out(2)], 0)
+        .unwrap();
+    assert_eq!(timeouts(&m, 0, 5), (60, 0));
+    m.packet_out(1, &tcp(1, FIN_ACK), &to_table, 0).unwrap();
+    assert_eq!(timeouts(&m, 0, 5), (7, 0));
+}
