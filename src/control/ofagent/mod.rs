@@ -8,7 +8,9 @@
 //! a backoff of 1 s doubling to 8 s), every open connection, and the
 //! switch's packet-in queue; the protocol itself is [`core::Core`], which
 //! does no I/O. Every `probe` of silence a connection gets an echo request
-//! and is dropped if it stays silent as long again.
+//! and is dropped if it stays silent as long again. Snoop listeners
+//! (`BR.snoop`, for `ovs-ofctl snoop`) get copies of a dialled
+//! controller's messages ([`snoop`]).
 //!
 //! With no controller, a `standalone` switch starts with Open vSwitch's
 //! `priority=0 actions=NORMAL` flow, so it forwards from its first packet;
