@@ -35,6 +35,7 @@
 pub mod db;
 mod flows;
 mod mirrors;
+mod ssl;
 mod status;
 pub mod unixctl;
 
@@ -121,7 +122,7 @@ fn session(
     applied: &mut BTreeMap<String, AppliedBridge>,
     backoff: &mut Duration,
 ) -> Result<(), OvsdbError> {
-    let mut c = Client::connect(remote, RPC)?;
+    let mut c = Client::connect_tls(remote, RPC, d.tls())?;
     // Connected: a later loss starts the backoff from its minimum again.
     *backoff = BACKOFF_MIN;
     if !c.lock(LOCK, RPC)? {
@@ -146,6 +147,7 @@ fn session(
         if d.stopping() {
             return Ok(());
         }
+        ssl::apply(d.tls(), &mirror);
         let wanted = mirror.wanted();
         reconcile(d, &wanted, run_dir, applied);
         let mut ops = write_back(&mirror, &wanted, applied);
