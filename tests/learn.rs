@@ -245,3 +245,59 @@ fn learn_and_conjunction_in_openflow_1_0() {
         "{dump}"
     );
 }
+
+/// `NXAST_LEARN2` (`limit`, `result_dst`) and `fin_timeout` as ovs-ofctl
+/// sends them: dump-flows prints them back as given, the limit holds
+/// (the second host is not learned, and the result register says so),
+/// and the learned flow starts with the learn's `fin_timeout`.
+#[test]
+fn learn_limit_result_and_fin_timeout() {
+    let Some(sw) = empty_switch("learn2", 3) else {
+        return;
+    };
+    let learn = "learn(table=1,hard_timeout=60,fin_idle_timeout=5,limit=1,\
+                 result_dst=NXM_NX_REG0[0],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],\
+                 output:NXM_OF_IN_PORT[])";
+    for f in [
+        format!("priority=1,in_port=1,actions={learn},resubmit(,2)"),
+        "table=2,priority=1,reg0=0x1,actions=output:2".to_owned(),
+        "table=2,priority=0,actions=output:3".to_owned(),
+        "table=5,priority=1,tcp,actions=fin_timeout(idle_timeout=10,hard_timeout=20),output:2"
+            .to_owned(),
+    ] {
+        sw.ofctl("add-flow", &[&f]);
+    }
+    let dump = sw.flows().join("\n");
+    assert!(
+        dump.contains(&format!("in_port=1 actions={learn},resubmit(,2)")),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(
+            "table=5, priority=1,tcp actions=fin_timeout(idle_timeout=10,hard_timeout=20),output:2"
+        ),
+        "{dump}"
+    );
+    let (mut p1, mut p2, mut p3) = (sw.port(1), sw.port(2), sw.port(3));
+    let long = Duration::from_secs(5);
+    // Host 1 is learned (result 1: port 2); the learn then holds its one
+    // flow, so host 4 is not (result 0: port 3).
+    send(&mut p1, &frame(MIN_LEN, 1, mac(2), 1));
+    assert_eq!(recv_within(&mut p2, 1, long).len(), 1);
+    let learned = |sw: &Sw| {
+        sw.flows()
+            .into_iter()
+            .filter(|l| l.starts_with("table=1,"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        learned(&sw),
+        [format!(
+            "table=1, hard_timeout=60, dl_dst={} actions=fin_timeout(idle_timeout=5),output:1",
+            mac_text(1)
+        )]
+    );
+    send(&mut p1, &frame(MIN_LEN, 4, mac(2), 2));
+    assert_eq!(recv_within(&mut p3, 1, long).len(), 1);
+    assert_eq!(learned(&sw).len(), 1, "the limit holds");
+}

@@ -255,6 +255,42 @@ fn packet_ins_carry_registers_and_metadata() {
     }
 }
 
+/// In OpenFlow 1.5 the registers go as packet registers (the xregs,
+/// `OXM_OF_PKT_REGn`, as Open vSwitch sends them): ovs-ofctl must show
+/// the same 32-bit registers as in 1.3, halves of one xreg (reg0, reg1),
+/// a lone half (reg3) and none of a zero register (reg2).
+#[test]
+fn openflow15_packet_ins_carry_registers_as_xregs() {
+    if !have_ofctl() {
+        return;
+    }
+    let sw = Sw::new("nxmxregs", 2);
+    sw.plain_ofctl("del-flows", &[]);
+    sw.plain_ofctl(
+        "add-flow",
+        &["in_port=1,actions=load:5->NXM_NX_REG0[],load:7->NXM_NX_REG1[],load:9->NXM_NX_REG3[],controller"],
+    );
+    let mut p1 = sw.port(1);
+    for (opts, want) in [
+        (
+            &["-O", "OpenFlow15", "--packet-in-format=standard"][..],
+            "OFPT_PACKET_IN (OF1.5)",
+        ),
+        (&["-O", "OpenFlow15"], "NXT_PACKET_IN2 (OF1.5)"),
+        (
+            &["-O", "OpenFlow13", "--packet-in-format=standard"][..],
+            "OFPT_PACKET_IN (OF1.3)",
+        ),
+    ] {
+        let found = first_packet_in(&sw, opts, &mut p1);
+        assert!(found.starts_with(want), "{opts:?}: {found}");
+        assert!(
+            found.contains("reg0=0x5,reg1=0x7,reg3=0x9,in_port=1"),
+            "{opts:?}: {found}"
+        );
+    }
+}
+
 /// OpenFlow 1.5 says a meter as an action (`OFPAT_METER`), 1.3 as an
 /// instruction: a metered flow added in either reads the same in both.
 #[test]

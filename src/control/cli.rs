@@ -18,7 +18,8 @@ pub struct OpenFlowArgs {
     pub controllers: Vec<String>,
     /// Also listen for OpenFlow connections: ptcp:PORT[:IP], pssl:PORT[:IP]
     /// or punix:PATH (repeat);
-    /// a Unix socket SWITCH.mgmt beside the control socket is always there.
+    /// a Unix socket SWITCH.mgmt beside the control socket is always there
+    /// (and SWITCH.snoop, for `ovs-ofctl snoop`).
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Datapath id (hex 0x... or decimal; default from the switch name).

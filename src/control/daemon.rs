@@ -60,7 +60,7 @@ pub struct Daemon {
     /// Open connections by number, shut down when the daemon stops.
     conns: Mutex<BTreeMap<u64, UnixStream>>,
     next_conn: AtomicU64,
-    /// Where switches' OpenFlow sockets (`SWITCH.mgmt`) go: beside the
+    /// Where switches' OpenFlow sockets (`SWITCH.mgmt`, `SWITCH.snoop`) go: beside the
     /// control socket.
     run_dir: Mutex<PathBuf>,
     /// Where patch ports find their peers (on any of the switches).
@@ -128,6 +128,11 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .join(format!("{name}.mgmt"))
+    }
+
+    /// Where `ovs-ofctl snoop` finds switch `name`'s controller traffic.
+    pub fn snoop_path(&self, name: &str) -> PathBuf {
+        self.mgmt_path(name).with_extension("snoop")
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Managed>> {
@@ -281,6 +286,7 @@ impl Daemon {
                 .map(|c| c.parse())
                 .collect::<Res<Vec<_>>>()?,
             listen,
+            snoop: vec![ofagent::Passive::Unix(self.snoop_path(name))],
             dpid: of.dpid.as_deref().map(ofagent::parse_dpid).transpose()?,
             fail_mode: of
                 .fail_mode

@@ -173,7 +173,9 @@ impl Action {
             ActionType::Group => Action::Group(r.u32()?),
             ActionType::SetNwTtl => Action::SetNwTtl(ttl(r)?),
             ActionType::DecNwTtl => Action::DecNwTtl,
-            ActionType::PushPbb => Action::PushPbb(ethertype(r, &[0x88e7])?),
+            // Any ethertype: Open vSwitch has no PBB and refuses every
+            // push_pbb with OFPBAC_BAD_TYPE, which the switch answers.
+            ActionType::PushPbb => Action::PushPbb(ethertype(r, &[])?),
             ActionType::PopPbb => Action::PopPbb,
             ActionType::SetField if r.peek_u16(0).is_ok_and(is_register_class) => {
                 if r.peek_u16(2).is_ok_and(|h| h & 0x100 != 0) && r.version() >= 0x06 {

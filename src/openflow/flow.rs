@@ -304,7 +304,13 @@ impl PacketIn {
         w.u8(self.reason);
         w.u8(self.table_id);
         w.u64(self.cookie);
-        self.match_.encode(w);
+        if w.version() >= version::OF15 {
+            // As Open vSwitch: 1.5's pipeline fields carry the registers as
+            // packet registers (`OXM_OF_PKT_REGn`, the xregs).
+            self.match_.with_packet_regs().encode(w);
+        } else {
+            self.match_.encode(w);
+        }
         w.zeros(2);
         w.bytes(&self.data);
     }

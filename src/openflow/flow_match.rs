@@ -12,7 +12,7 @@
 
 use super::bytes::{Reader, Res, Writer, pad8};
 use super::error::{BadMatchCode, ErrorCode};
-use super::nicira::NxMatchField;
+use super::nicira::{NxMatchField, Register};
 use super::oxm::{OFPMT_OXM, OFPVID_PRESENT, OxmError, OxmField, OxmFieldType};
 use super::port::PortNo;
 
@@ -64,6 +64,44 @@ impl Match {
         }
         self.regs = regs;
         Ok(self)
+    }
+
+    /// This match with its 32-bit registers as the 64-bit packet registers
+    /// that hold them (`reg(2N)` the high half of `xreg(N)`), as Open
+    /// vSwitch writes OpenFlow 1.5 matches: an xreg with both halves
+    /// matched whole is exact, otherwise masked. `conj_id` stays as it is.
+    pub fn with_packet_regs(&self) -> Match {
+        let mut x = [(0u64, 0u64); 8];
+        let mut used = [false; 8];
+        let mut other = Vec::new();
+        for r in &self.regs {
+            let (i, shift) = match r.reg {
+                Register::Reg(i) => (usize::from(i / 2), if i % 2 == 0 { 32 } else { 0 }),
+                Register::XReg(i) => (usize::from(i), 0),
+                Register::ConjId => {
+                    other.push(*r);
+                    continue;
+                }
+            };
+            let Some(slot) = x.get_mut(i) else { continue };
+            slot.0 |= (r.value & r.mask_or_all()) << shift;
+            slot.1 |= r.mask_or_all() << shift;
+            used[i] = true;
+        }
+        let mut regs: Vec<NxMatchField> = (0u8..)
+            .zip(x)
+            .filter(|&(i, _)| used[usize::from(i)])
+            .map(|(i, (value, mask))| NxMatchField {
+                reg: Register::XReg(i),
+                value,
+                mask: (mask != u64::MAX).then_some(mask),
+            })
+            .collect();
+        regs.extend(other);
+        Match {
+            fields: self.fields.clone(),
+            regs,
+        }
     }
 
     /// The register fields.
@@ -202,10 +240,16 @@ impl Match {
             fields.push(f);
         }
         let m = Match { fields, regs };
-        if m.fields.iter().all(|f| m.prerequisites_met(f.field_type())) {
-            Ok(m)
-        } else {
-            Err(bad(BadMatchCode::BadPrereq))
+        match m
+            .fields
+            .iter()
+            .find(|f| !m.prerequisites_met(f.field_type()))
+        {
+            None => Ok(m),
+            // Open vSwitch has no PBB: to it, PBB_ISID is an unknown field
+            // whatever the rest of the match, and that error comes first.
+            Some(f) if f.field_type() == OxmFieldType::PbbIsid => Err(bad(BadMatchCode::BadField)),
+            Some(_) => Err(bad(BadMatchCode::BadPrereq)),
         }
     }
 
@@ -384,6 +428,40 @@ mod tests {
         assert_eq!(
             Match::from_fields(vec![OxmField::EthType(0x8847), OxmField::MplsBos(2)]),
             Err(BadMatchCode::BadValue)
+        );
+    }
+
+    #[test]
+    fn registers_as_packet_registers() {
+        let r = |reg, value, mask| NxMatchField { reg, value, mask };
+        let m = Match::from_fields(vec![OxmField::InPort(PortNo(1))])
+            .unwrap()
+            .with_registers(vec![
+                r(Register::Reg(1), 7, None),
+                r(Register::Reg(0), 5, None),
+                r(Register::Reg(3), 9, None),
+                r(Register::Reg(4), 0x10, Some(0xf0)),
+                r(Register::ConjId, 3, None),
+            ])
+            .unwrap();
+        let x = m.with_packet_regs();
+        assert_eq!(x.fields(), m.fields());
+        assert_eq!(
+            x.registers(),
+            [
+                r(Register::XReg(0), 0x5_0000_0007, None),
+                r(Register::XReg(1), 9, Some(0xffff_ffff)),
+                r(Register::XReg(2), 0x10 << 32, Some(0xf0 << 32)),
+                r(Register::ConjId, 3, None),
+            ]
+        );
+        // On the wire: class 0x8001 (OXM_OF_PKT_REGn), 8 or 16 bytes.
+        let b = encode(&x);
+        assert_eq!(&b[12..16], [0x80, 0x01, 0x00, 0x08]);
+        assert_eq!(&b[24..28], [0x80, 0x01, 0x03, 0x10]);
+        assert_eq!(
+            decode(&b).map(|d| d.registers().to_vec()),
+            Ok(x.registers().to_vec())
         );
     }
 }

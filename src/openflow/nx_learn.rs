@@ -1,6 +1,12 @@
-//! The Nicira `learn` (`NXAST_LEARN`, subtype 16) and `conjunction`
-//! (`NXAST_CONJUNCTION`, subtype 34) actions, as Open vSwitch's tools send
-//! them.
+//! The Nicira `learn` (`NXAST_LEARN`, subtype 16, and `NXAST_LEARN2`,
+//! subtype 45, which adds `limit` and `result_dst`), `fin_timeout`
+//! (`NXAST_FIN_TIMEOUT`, subtype 19) and `conjunction` (`NXAST_CONJUNCTION`,
+//! subtype 34) actions, as Open vSwitch's tools send them.
+//!
+//! `NXAST_LEARN2` is `NXAST_LEARN`'s 32 bytes, then `limit` (32 bits),
+//! `result_dst`'s bit offset (16), two zero bytes, and, with the
+//! `write_result` flag, `result_dst`'s 4-byte field header; the specs
+//! follow. Open vSwitch sends it when `limit` or `result_dst` is given.
 //!
 //! `learn` carries the properties of the flow it adds (timeouts, priority,
 //! cookie, flags, table, FIN timeouts) and a list of flow-mod specs, each
@@ -26,6 +32,9 @@ pub const LEARN_SEND_FLOW_REM: u16 = 1;
 /// `NX_LEARN_F_DELETE_LEARNED`: deleting the learning flow deletes what it
 /// learned.
 pub const LEARN_DELETE_LEARNED: u16 = 2;
+/// `NX_LEARN_F_WRITE_RESULT` (`NXAST_LEARN2` only): `result_dst` gets
+/// whether the flow was learned.
+pub const LEARN_WRITE_RESULT: u16 = 4;
 /// The widest immediate value a spec may carry (the widest field).
 pub const MAX_IMMEDIATE_BITS: u16 = 128;
 
@@ -133,6 +142,15 @@ pub struct Learn {
     pub table_id: u8,
     pub fin_idle_timeout: u16,
     pub fin_hard_timeout: u16,
+    /// Most flows of the new flow's table and cookie for this learn to add
+    /// one (0: no limit).
+    pub limit: u32,
+    /// The bit (field, offset) that gets 1 if the flow was learned, 0 if
+    /// the limit stopped it (the `write_result` flag).
+    pub result_dst: Option<(FieldRef, u16)>,
+    /// Sent as `NXAST_LEARN2` (as Open vSwitch does when `limit` or
+    /// `result_dst` is set; a decoded one keeps its form).
+    pub v2: bool,
     pub specs: Vec<LearnSpec>,
 }
 
@@ -148,6 +166,9 @@ impl Default for Learn {
             table_id: 1,
             fin_idle_timeout: 0,
             fin_hard_timeout: 0,
+            limit: 0,
+            result_dst: None,
+            v2: false,
             specs: Vec::new(),
         }
     }
@@ -155,6 +176,15 @@ impl Default for Learn {
 
 /// Fixed part: type, length, vendor, subtype, then 22 bytes of properties.
 const FIXED: usize = 32;
+/// `NXAST_LEARN2`'s fixed part: limit, result offset, two zero bytes.
+const FIXED2: usize = 40;
+
+/// Open vSwitch's `NXBAC_MUST_BE_ZERO` (`NX1.2+(5)`): a reserved field is
+/// not zero.
+pub const MUST_BE_ZERO: ErrorCode = ErrorCode::Experimenter {
+    exp_type: 5,
+    experimenter: super::NX_VENDOR_ID,
+};
 
 fn bad<T>(c: BadActionCode) -> Res<T> {
     Err(ErrorCode::BadAction(c))
@@ -167,14 +197,34 @@ fn fits(f: FieldRef, ofs: u16, n: u16) -> bool {
 }
 
 impl Learn {
-    /// Size of the encoded action (a multiple of 8).
-    pub fn encoded_len(&self) -> usize {
-        pad8(FIXED + self.specs.iter().map(LearnSpec::encoded_len).sum::<usize>())
+    /// Whether it goes on the wire as `NXAST_LEARN2`.
+    pub fn is_v2(&self) -> bool {
+        self.v2 || self.limit != 0 || self.result_dst.is_some()
     }
 
-    /// Reads the body after the subtype of an action of `len` bytes.
-    pub(crate) fn decode(len: usize, r: &mut Reader<'_>) -> Res<Learn> {
-        if len < FIXED {
+    /// The flags on the wire (`write_result` with `result_dst`).
+    fn wire_flags(&self) -> u16 {
+        if self.result_dst.is_some() {
+            self.flags | LEARN_WRITE_RESULT
+        } else {
+            self.flags & !LEARN_WRITE_RESULT
+        }
+    }
+
+    /// Size of the encoded action (a multiple of 8).
+    pub fn encoded_len(&self) -> usize {
+        let fixed = match (self.is_v2(), self.result_dst) {
+            (false, _) => FIXED,
+            (true, None) => FIXED2,
+            (true, Some(_)) => FIXED2 + 4,
+        };
+        pad8(fixed + self.specs.iter().map(LearnSpec::encoded_len).sum::<usize>())
+    }
+
+    /// Reads the body after the subtype of an `NXAST_LEARN` (or, with
+    /// `v2`, `NXAST_LEARN2`) action of `len` bytes.
+    pub(crate) fn decode(len: usize, r: &mut Reader<'_>, v2: bool) -> Res<Learn> {
+        if len < if v2 { FIXED2 } else { FIXED } {
             return bad(BadActionCode::BadLen);
         }
         let mut l = Learn {
@@ -189,13 +239,37 @@ impl Learn {
         let pad = r.u8()?;
         l.fin_idle_timeout = r.u16()?;
         l.fin_hard_timeout = r.u16()?;
-        if pad != 0
-            || l.flags & !(LEARN_SEND_FLOW_REM | LEARN_DELETE_LEARNED) != 0
-            || l.table_id == 0xff
-        {
+        let known =
+            LEARN_SEND_FLOW_REM | LEARN_DELETE_LEARNED | if v2 { LEARN_WRITE_RESULT } else { 0 };
+        if pad != 0 || l.flags & !known != 0 || l.table_id == 0xff {
             return bad(BadActionCode::BadArgument);
         }
         let mut used = FIXED;
+        if v2 {
+            l.v2 = true;
+            l.limit = r.u32()?;
+            let ofs = r.u16()?;
+            if r.u16()? != 0 {
+                return Err(MUST_BE_ZERO);
+            }
+            used = FIXED2;
+            if l.flags & LEARN_WRITE_RESULT != 0 {
+                if len < FIXED2 + 4 {
+                    return bad(BadActionCode::BadLen);
+                }
+                let field = FieldRef(r.u32()?);
+                // One bit of an unmasked field (the module checks that it
+                // is writable).
+                if !fits(field, ofs, 1) {
+                    return bad(BadActionCode::BadSetArgument);
+                }
+                l.result_dst = Some((field, ofs));
+                l.flags &= !LEARN_WRITE_RESULT;
+                used += 4;
+            } else if ofs != 0 {
+                return bad(BadActionCode::BadArgument);
+            }
+        }
         while r.remaining() >= 2 {
             let h = r.u16()?;
             if h == 0 {
@@ -264,17 +338,25 @@ impl Learn {
         Ok(l)
     }
 
-    /// Writes the body after the subtype.
+    /// Writes the body after the subtype ([`Learn::is_v2`] says which).
     pub(crate) fn encode(&self, w: &mut Writer<'_>) {
         w.u16(self.idle_timeout);
         w.u16(self.hard_timeout);
         w.u16(self.priority);
         w.u64(self.cookie);
-        w.u16(self.flags);
+        w.u16(self.wire_flags());
         w.u8(self.table_id);
         w.u8(0);
         w.u16(self.fin_idle_timeout);
         w.u16(self.fin_hard_timeout);
+        if self.is_v2() {
+            w.u32(self.limit);
+            w.u16(self.result_dst.map_or(0, |(_, ofs)| ofs));
+            w.u16(0);
+            if let Some((field, _)) = self.result_dst {
+                w.u32(field.0);
+            }
+        }
         for s in &self.specs {
             w.u16(s.header());
             match s.src {
@@ -465,6 +547,103 @@ mod tests {
         assert_eq!(dec(&tiny), e(BadActionCode::BadLen));
     }
 
+    /// `learn(table=2,limit=10,result_dst=reg3[5],fin_idle_timeout=5,
+    /// fin_hard_timeout=9,hard_timeout=60,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],
+    /// output:NXM_OF_IN_PORT[])` and `learn(table=2,limit=3,
+    /// NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[])`: the `NXAST_LEARN2` actions of
+    /// the flow mods `ovs-ofctl -O OpenFlow13 add-flow` (3.1) sends.
+    const LEARN2_RESULT: &str = "ffff004800002320002d0000003c800000000000000000000004020000050009\
+        0000000a000500000001060400300000040600000000020600001010000000020000000000000000";
+    const LEARN2_LIMIT: &str = "ffff003800002320002d000000008000000000000000000000000200000000000\
+        00000030000000000300000040600000000020600000000";
+
+    #[test]
+    fn learn2_round_trips() {
+        let mac = LearnSpec::match_field(48, FieldRef(0x0000_0406), FieldRef(0x0000_0206));
+        let full = Learn {
+            hard_timeout: 60,
+            table_id: 2,
+            fin_idle_timeout: 5,
+            fin_hard_timeout: 9,
+            limit: 10,
+            result_dst: Some((FieldRef::reg(Register::Reg(3)), 5)),
+            v2: true,
+            specs: vec![mac, LearnSpec::output(16, FieldRef(0x0000_0002))],
+            ..Learn::default()
+        };
+        let limit = Learn {
+            table_id: 2,
+            limit: 3,
+            v2: true,
+            specs: vec![mac],
+            ..Learn::default()
+        };
+        for (h, l) in [(LEARN2_RESULT, full), (LEARN2_LIMIT, limit)] {
+            let b = unhex(h);
+            let want = NxAction::Learn(Box::new(l.clone()));
+            assert_eq!(dec(&b), Ok(want.clone()), "{h}");
+            assert_eq!(enc(&want), b);
+            assert_eq!(want.encoded_len(), b.len());
+            // Built without saying `v2`, a limit or result makes it LEARN2.
+            let built = NxAction::Learn(Box::new(Learn { v2: false, ..l }));
+            assert_eq!(enc(&built), b);
+        }
+        // A learn2 with neither stays one, as decoded.
+        let mut plain = unhex(LEARN2_LIMIT);
+        plain[35] = 0;
+        let Ok(NxAction::Learn(l)) = dec(&plain) else {
+            panic!("limit 0 decodes")
+        };
+        assert!(l.v2 && l.limit == 0);
+        assert_eq!(enc(&NxAction::Learn(l)), plain);
+    }
+
+    #[test]
+    fn bad_learn2s_are_refused() {
+        let e = |c| Err(ErrorCode::BadAction(c));
+        let good = unhex(LEARN2_RESULT);
+        let patch = |at: usize, v: u8| {
+            let mut b = good.clone();
+            b[at] = v;
+            b
+        };
+        // Nonzero pad2 is NXBAC_MUST_BE_ZERO; an unknown flag.
+        assert_eq!(dec(&patch(39, 1)), Err(MUST_BE_ZERO));
+        assert_eq!(dec(&patch(25, 0x0c)), e(BadActionCode::BadArgument));
+        // result_dst's bit outside its field (reg3 has 32 bits).
+        assert_eq!(dec(&patch(37, 32)), e(BadActionCode::BadSetArgument));
+        // An offset without write_result.
+        let mut b = unhex(LEARN2_LIMIT);
+        b[37] = 1;
+        assert_eq!(dec(&b), e(BadActionCode::BadArgument));
+        // Cut inside the fixed part.
+        let mut tiny = good[..32].to_vec();
+        tiny[3] = 32;
+        assert_eq!(dec(&tiny), e(BadActionCode::BadLen));
+        // NXAST_LEARN does not take write_result.
+        let mut v1 = unhex(MAN_PAGE);
+        v1[25] = 4;
+        assert_eq!(dec(&v1), e(BadActionCode::BadArgument));
+    }
+
+    /// `tcp,actions=fin_timeout(idle_timeout=10,hard_timeout=20)` from
+    /// `ovs-ofctl -O OpenFlow13 add-flow` (3.1).
+    #[test]
+    fn fin_timeout_round_trips() {
+        let b = unhex("ffff0010000023200013000a00140000");
+        let want = NxAction::FinTimeout { idle: 10, hard: 20 };
+        assert_eq!(dec(&b), Ok(want.clone()));
+        assert_eq!(enc(&want), b);
+        assert_eq!(want.encoded_len(), 16);
+        let mut pad = b.clone();
+        pad[15] = 1;
+        assert_eq!(dec(&pad), Err(MUST_BE_ZERO));
+        let mut long = b.clone();
+        long.extend_from_slice(&[0; 8]);
+        long[3] = 24;
+        assert_eq!(dec(&long), Err(ErrorCode::BadAction(BadActionCode::BadLen)));
+    }
+
     /// `conjunction(1234,2/2)` as ovs-ofctl sends it; k and n checked.
     #[test]
     fn conjunction_round_trips_and_checks_k_and_n() {
@@ -549,7 +728,10 @@ mod tests {
                 specs in proptest::collection::vec(spec(), 0..8),
                 t in any::<(u16, u16, u16, u64, u8, u16, u16)>(),
                 flags in 0u16..4,
+                v2 in any::<(bool, u32, Option<(u8, u16)>)>(),
             ) {
+                let (two, limit, result) = v2;
+                let result_dst = result.map(|(r, ofs)| (FieldRef::reg(Register::Reg(r % 16)), ofs % 32));
                 let l = Learn {
                     idle_timeout: t.0,
                     hard_timeout: t.1,
@@ -559,6 +741,9 @@ mod tests {
                     table_id: t.4 % 255,
                     fin_idle_timeout: t.5,
                     fin_hard_timeout: t.6,
+                    limit,
+                    result_dst,
+                    v2: two || limit != 0 || result_dst.is_some(),
                     specs,
                 };
                 let a = NxAction::Learn(Box::new(l));

@@ -10,7 +10,9 @@
 //! afresh for every new connection), and the
 //! switch's packet-in queue; the protocol itself is [`core::Core`], which
 //! does no I/O. Every `probe` of silence a connection gets an echo request
-//! and is dropped if it stays silent as long again.
+//! and is dropped if it stays silent as long again. Snoop listeners
+//! (`BR.snoop`, for `ovs-ofctl snoop`) get copies of a dialled
+//! controller's messages ([`snoop`]).
 //!
 //! With no controller, a `standalone` switch starts with Open vSwitch's
 //! `priority=0 actions=NORMAL` flow, so it forwards from its first packet;
@@ -23,6 +25,7 @@
 //! when a controller completes its handshake.
 
 pub mod net;
+mod snoop;
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -72,6 +75,8 @@ pub struct AgentConfig {
     pub probe: Option<Duration>,
     /// The OpenFlow versions to negotiate (default: every one supported).
     pub versions: Versions,
+    /// Where `ovs-ofctl snoop` connects (`BR.snoop`): see [`snoop`].
+    pub snoop: Vec<Passive>,
     /// Keys for `ssl:` and `pssl:` (none by default: those then fail with
     /// a clear error).
     pub tls: Arc<TlsKeys>,
@@ -146,6 +151,8 @@ struct Link {
     stream: Stream,
     /// Index into `actives` for a dialled connection.
     active: Option<usize>,
+    /// Its message boundaries, for snoops (dialled connections only).
+    tap: snoop::Tap,
     /// Who is at the other end (for log lines).
     peer: String,
 }
@@ -181,6 +188,7 @@ struct Loop {
     /// The protocol engine; its datapath holds the switch and the tables.
     core: Engine<SwitchDatapath>,
     listeners: Vec<Listener>,
+    snoops: snoop::Snoops,
     actives: Vec<Active>,
     links: std::collections::BTreeMap<u64, Link>,
     fail_mode: FailMode,
@@ -212,6 +220,12 @@ impl Agent {
             });
             listeners.push(l);
         }
+        let snoops = snoop::Snoops::new(
+            cfg.snoop
+                .iter()
+                .map(Listener::bind)
+                .collect::<Result<_, _>>()?,
+        );
         if cfg.controllers.is_empty() && cfg.fail_mode == FailMode::Standalone {
             // As Open vSwitch: a standalone bridge with no controller
             // forwards from its first packet.
@@ -226,6 +240,7 @@ impl Agent {
         let lp = Loop {
             core: Engine::with_versions(dp, probe.as_nanos() as u64, cfg.versions),
             listeners,
+            snoops,
             actives: cfg
                 .controllers
                 .iter()
@@ -313,6 +328,7 @@ enum Slot {
     Listener(usize),
     Link(u64),
     Connecting(usize),
+    Snoop(snoop::SnoopSlot),
 }
 
 impl Loop {
@@ -364,6 +380,8 @@ impl Loop {
                     add(stream.as_raw_fd(), POLL_OUT, Slot::Connecting(i));
                 }
             }
+            self.snoops
+                .poll_fds(|fd, ev, s| add(fd, ev, Slot::Snoop(s)));
             let wait = if buffered.is_empty() { 100 } else { 0 };
             sys::poll(&mut fds, Some(Duration::from_millis(wait)));
             for id in buffered {
@@ -386,6 +404,11 @@ impl Loop {
                         }
                     }
                     Slot::Connecting(i) => self.connected(i),
+                    Slot::Snoop(snoop::SnoopSlot::Listener(i)) => {
+                        let (actives, core) = (&self.actives, &self.core);
+                        self.snoops.accept(i, || snoop_target(actives, core));
+                    }
+                    Slot::Snoop(snoop::SnoopSlot::Conn(id)) => self.snoops.read(id),
                 }
             }
             // Packet-ins: drained every round (the fd only wakes us).
@@ -437,6 +460,7 @@ impl Loop {
                         Link {
                             stream,
                             active: None,
+                            tap: Default::default(),
                             peer,
                         },
                     );
@@ -464,6 +488,9 @@ impl Loop {
             match l.stream.read(&mut buf) {
                 Ok(0) => return self.drop_link(id, "closed by peer"),
                 Ok(n) => {
+                    if let Some(i) = l.active {
+                        self.snoops.follow(&mut l.tap.rx, i, &buf[..n]);
+                    }
                     let now = self.nanos();
                     self.core.input(id, &buf[..n], now);
                 }
@@ -503,6 +530,9 @@ impl Loop {
                     }
                 }
             }
+            if let Some(i) = l.active {
+                self.snoops.follow(&mut l.tap.tx, i, &c.out[..written]);
+            }
             c.out.drain(..written);
             if broken.is_none() && l.stream.wants_write() {
                 match l.stream.flush() {
@@ -520,6 +550,7 @@ impl Loop {
                 self.drop_link(id, &why);
             }
         }
+        self.snoops.flush();
     }
 
     fn drop_link(&mut self, id: u64, why: &str) {
@@ -661,6 +692,7 @@ impl Loop {
             Link {
                 stream,
                 active: Some(i),
+                tap: Default::default(),
                 peer,
             },
         );
@@ -722,4 +754,26 @@ impl Loop {
             self.core.dp.sw.set_module(m);
         }
     }
+}
+
+/// The dialled controller a new snoop watches, as Open vSwitch picks it:
+/// the first whose connection is master, else equal, else slave, else
+/// the first configured; none without dialled controllers.
+fn snoop_target(actives: &[Active], core: &Engine<SwitchDatapath>) -> Option<usize> {
+    use crate::openflow::message::ControllerRole as R;
+    let preference = |a: &Active| match a.state {
+        ActiveState::Up { conn } => match core.conn(conn).filter(|c| c.is_open()) {
+            Some(c) => match c.role() {
+                R::Master => 3,
+                R::Equal | R::NoChange => 2,
+                R::Slave => 1,
+            },
+            None => 0,
+        },
+        _ => 0,
+    };
+    // The first of the best: `max_by_key` keeps the last of equals.
+    (0..actives.len())
+        .rev()
+        .max_by_key(|&i| preference(&actives[i]))
 }

@@ -30,7 +30,8 @@
 //! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
 //! become the switch's port mirrors ([`mirrors`]), with their
 //! `statistics` written back.
-//! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
+//! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, `ovs-ofctl
+//! snoop BR` its controller traffic at `$OVS_RUNDIR/BR.snoop`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;

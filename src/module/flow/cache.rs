@@ -49,7 +49,7 @@ use super::actions::{self, BatchFrame, Op};
 use super::key::{self, Key, Layout, WORDS, Words};
 use super::meter;
 use super::pipeline::{
-    Edit, FlowCounters, Learned, Pipeline, Plan, PlanVerdict, Table, event, set_has,
+    Edit, FlowCounters, Learned, Pipeline, Plan, PlanVerdict, Table, event, fin_or_rst, set_has,
 };
 
 const EMC_SIZE: usize = 8192;
@@ -269,6 +269,9 @@ struct Slot {
     learn_touched: Nanos,
     packets: u64,
     bytes: u64,
+    /// A TCP packet with FIN or RST came this batch (plans with
+    /// [`Plan::fins`] only).
+    fin: bool,
     dirty: bool,
     /// The batch in which `set` was recorded in the verdicts.
     batch: u64,
@@ -355,7 +358,12 @@ impl Stripe {
     fn drop_touched(&mut self, e: &Edit) {
         let mut emptied = false;
         for s in &mut self.slots {
-            if s.stale || !s.plan.tables.iter().any(|&(t, _)| t == e.table) {
+            // A table in `rewritten` may be one the plan only learns into
+            // (a `learn` with a limit): not among its lookups.
+            if s.stale
+                || !(set_has(&s.plan.rewritten, e.table)
+                    || s.plan.tables.iter().any(|&(t, _)| t == e.table))
+            {
                 continue;
             }
             let touched = set_has(&s.plan.rewritten, e.table)
@@ -534,6 +542,7 @@ impl Stripe {
             learn_touched: 0,
             packets: 0,
             bytes: 0,
+            fin: false,
             dirty: false,
             batch: 0,
             set: Verdict::Drop,
@@ -585,7 +594,21 @@ impl Stripe {
                 && s.plan.controller.is_none()
                 && s.plan.meters.is_empty()
                 && s.plan.versions.is_empty()
+                && s.plan.fins.is_empty()
         })
+    }
+
+    /// Notes whether packet `frame` of the plan in `slot` is a TCP packet
+    /// with FIN or RST, if the plan has a `fin_timeout` (`l4`: its TCP
+    /// header's offset).
+    #[inline]
+    pub fn tcp_flags(&mut self, slot: u32, frame: &[u8], l4: u16) {
+        if let Some(s) = self.slots.get_mut(slot as usize)
+            && !s.plan.fins.is_empty()
+            && fin_or_rst(frame, l4)
+        {
+            s.fin = true;
+        }
     }
 
     /// The outputs of the plan in `slot` that want bytes of their own
@@ -732,6 +755,12 @@ impl Stripe {
         }
         for &s in &self.dirty {
             if let Some(slot) = self.slots.get_mut(s as usize) {
+                if slot.fin {
+                    slot.fin = false;
+                    for f in &slot.plan.fins {
+                        f.apply();
+                    }
+                }
                 slot.packets = 0;
                 slot.bytes = 0;
                 slot.dirty = false;

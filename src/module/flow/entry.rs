@@ -37,6 +37,8 @@ pub(crate) struct FlowCounters {
     /// The entry has left its table (deleted, expired, replaced with new
     /// counters): a `learn` that refreshes it must add it again.
     pub removed: AtomicBool,
+    /// Timeouts a `fin_timeout` shortened (`fin.rs`).
+    pub fin: FinTimeouts,
 }
 
 impl FlowCounters {
@@ -120,6 +122,14 @@ pub(crate) struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// Its idle and hard timeouts now (a `fin_timeout` may have shortened
+    /// them).
+    pub fn timeouts(&self) -> (u16, u16) {
+        self.counters
+            .fin
+            .effective(self.idle_timeout, self.hard_timeout)
+    }
+
     fn actions(&self) -> impl Iterator<Item = &Action> {
         self.instructions
             .iter()

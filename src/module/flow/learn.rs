@@ -10,8 +10,19 @@
 //! or, if it differs, replaces it (`--strict mod-flows`). The flow's
 //! `send_flow_rem` comes from the learn's flags; `delete_learned` makes
 //! the removal of the last flow holding such a learn delete every flow of
-//! its table and cookie. FIN timeouts are kept in the action but have no
-//! effect (no `fin_timeout` here).
+//! its table and cookie. With `fin_idle_timeout`/`fin_hard_timeout` the
+//! new flow's actions start with a `fin_timeout` of those (`fin.rs`).
+//!
+//! `NXAST_LEARN2`'s `limit=N`: a flow that is not there yet is added only
+//! while its table holds fewer than N flows with its cookie (a refresh is
+//! always allowed); `result_dst=field[bit]` gets 1 if the flow is (or will
+//! be) there, 0 if the limit stopped it, for the actions after the learn.
+//! The executor decides it from the table as it is; the plan then depends
+//! on how many flows that table holds, so the learn's table counts as one
+//! it looked up with a rewritten key ([`Plan::rewritten`]): any edit of
+//! that table makes the plan stale, and the next packet decides again.
+//! The install checks the limit again (another plan may have filled the
+//! table in between).
 //!
 //! # How it stays inside the flow caches
 //!
@@ -50,6 +61,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::openflow::error::BadActionCode::BadSetArgument;
 use crate::openflow::error::{BadActionCode, BadMatchCode};
 use crate::openflow::flow::{flow_mod_flags, flow_removed_reason};
 use crate::openflow::nicira::learn::{LEARN_DELETE_LEARNED, LEARN_SEND_FLOW_REM};
@@ -114,6 +126,8 @@ impl LearnLimits {
 #[derive(Debug)]
 pub(crate) struct Learned {
     pub fm: FlowMod,
+    /// `limit`: most flows of the table with the flow's cookie (0: none).
+    limit: u32,
     /// The installed flow's counters, once it is known to be installed.
     flow: Mutex<Option<Arc<FlowCounters>>>,
     /// Waiting in a stripe's queue for the module.
@@ -135,9 +149,10 @@ pub(crate) enum LearnOutcome {
 }
 
 impl Learned {
-    fn new(fm: FlowMod, flow: Option<Arc<FlowCounters>>) -> Learned {
+    fn new(fm: FlowMod, limit: u32, flow: Option<Arc<FlowCounters>>) -> Learned {
         Learned {
             fm,
+            limit,
             flow: Mutex::new(flow),
             queued: AtomicBool::new(false),
             retry_at: AtomicU64::new(0),
@@ -172,244 +187,9 @@ impl Learned {
     }
 }
 
-/// The match fields a learned flow may have, by NXM/OXM header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    InPort16,
-    InPort,
-    Metadata,
-    EthDst,
-    EthSrc,
-    EthType,
-    VlanTci,
-    IpProto,
-    Ipv4Src,
-    Ipv4Dst,
-    TcpSrc,
-    TcpDst,
-    UdpSrc,
-    UdpDst,
-    ArpOp,
-    ArpSpa,
-    ArpTpa,
-    ArpSha,
-    ArpTha,
-}
-
-impl Kind {
-    fn of(f: FieldRef) -> Option<Kind> {
-        use Kind::*;
-        Some(match f.0 {
-            0x0000_0002 => InPort16,
-            0x8000_0004 => InPort,
-            0x8000_0408 => Metadata,
-            0x0000_0206 | 0x8000_0606 => EthDst,
-            0x0000_0406 | 0x8000_0806 => EthSrc,
-            0x0000_0602 | 0x8000_0a02 => EthType,
-            0x0000_0802 => VlanTci,
-            0x0000_0c01 | 0x8000_1401 => IpProto,
-            0x0000_0e04 | 0x8000_1604 => Ipv4Src,
-            0x0000_1004 | 0x8000_1804 => Ipv4Dst,
-            0x0000_1202 | 0x8000_1a02 => TcpSrc,
-            0x0000_1402 | 0x8000_1c02 => TcpDst,
-            0x0000_1602 | 0x8000_1e02 => UdpSrc,
-            0x0000_1802 | 0x8000_2002 => UdpDst,
-            0x0000_1e02 | 0x8000_2a02 => ArpOp,
-            0x0000_2004 | 0x8000_2c04 => ArpSpa,
-            0x0000_2204 | 0x8000_2e04 => ArpTpa,
-            0x0001_2206 | 0x8000_3006 => ArpSha,
-            0x0001_2406 | 0x8000_3206 => ArpTha,
-            _ => return None,
-        })
-    }
-
-    /// The OXM field whose prerequisites reading or matching this has.
-    fn oxm(self) -> Option<OxmFieldType> {
-        use Kind::*;
-        Some(match self {
-            IpProto => OxmFieldType::IpProto,
-            Ipv4Src => OxmFieldType::Ipv4Src,
-            Ipv4Dst => OxmFieldType::Ipv4Dst,
-            TcpSrc => OxmFieldType::TcpSrc,
-            TcpDst => OxmFieldType::TcpDst,
-            UdpSrc => OxmFieldType::UdpSrc,
-            UdpDst => OxmFieldType::UdpDst,
-            ArpOp => OxmFieldType::ArpOp,
-            ArpSpa => OxmFieldType::ArpSpa,
-            ArpTpa => OxmFieldType::ArpTpa,
-            ArpSha => OxmFieldType::ArpSha,
-            ArpTha => OxmFieldType::ArpTha,
-            _ => return None,
-        })
-    }
-}
-
-/// The bits a learn sets in one field of the new flow's match.
-#[derive(Clone, Copy, Debug)]
-struct Acc {
-    field: FieldRef,
-    value: u64,
-    mask: u64,
-}
-
-/// Why a learned match cannot be built.
-#[derive(Debug, PartialEq, Eq)]
-enum MatchError {
-    /// A field (or part of one) no match here can hold.
-    Unsupported,
-    /// The fields' prerequisites are not in the match.
-    Prereq,
-}
-
-fn ones(n: u16) -> u64 {
-    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
-}
-
-fn shl(v: u64, s: u16) -> u64 {
-    v.checked_shl(u32::from(s)).unwrap_or(0)
-}
-
-fn mac(v: u64) -> MacAddr {
-    let b = v.to_be_bytes();
-    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-}
-
-/// A 16-bit (OpenFlow 1.0) port number as a 32-bit one.
-fn port16(v: u64) -> PortNo {
-    let p = v as u16;
-    PortNo(if p >= 0xff00 {
-        0xffff_0000 | u32::from(p)
-    } else {
-        u32::from(p)
-    })
-}
-
-/// Adds `n` bits of `v` at `ofs` of `field` to the accumulated match.
-fn accumulate(accs: &mut Vec<Acc>, field: FieldRef, ofs: u16, n: u16, v: u64) {
-    let m = shl(ones(n), ofs);
-    let i = match accs.iter().position(|a| a.field == field) {
-        Some(i) => i,
-        None => {
-            accs.push(Acc {
-                field,
-                value: 0,
-                mask: 0,
-            });
-            accs.len() - 1
-        }
-    };
-    let a = &mut accs[i];
-    a.value = (a.value & !m) | (shl(v, ofs) & m);
-    a.mask |= m;
-}
-
-/// The match of a learned flow.
-fn learned_match(accs: &[Acc]) -> Result<Match, MatchError> {
-    use OxmField as F;
-    let mut fields = Vec::new();
-    let mut regs = Vec::new();
-    for a in accs {
-        let (v, m) = (a.value & a.mask, a.mask);
-        if let Some(reg) = a.field.register() {
-            if reg == Register::ConjId {
-                return Err(MatchError::Unsupported);
-            }
-            let all = ones(reg.bits());
-            regs.push(NxMatchField {
-                reg,
-                value: v,
-                mask: (m != all).then_some(m),
-            });
-            continue;
-        }
-        let kind = Kind::of(a.field).ok_or(MatchError::Unsupported)?;
-        let full = |bits: u16| {
-            if m == ones(bits) {
-                Ok(())
-            } else {
-                Err(MatchError::Unsupported)
-            }
-        };
-        let masked = |bits: u16| (m != ones(bits)).then_some(m);
-        let ip = |x: u64| std::net::Ipv4Addr::from(x as u32);
-        let macs = || Masked {
-            value: mac(v),
-            mask: masked(48).map(mac),
-        };
-        let ips = || Masked {
-            value: ip(v),
-            mask: masked(32).map(ip),
-        };
-        use Kind::*;
-        let f = match kind {
-            InPort16 => {
-                full(16)?;
-                F::InPort(port16(v))
-            }
-            InPort => {
-                full(32)?;
-                F::InPort(PortNo(v as u32))
-            }
-            Metadata => F::Metadata(Masked {
-                value: v,
-                mask: masked(64),
-            }),
-            EthDst => F::EthDst(macs()),
-            EthSrc => F::EthSrc(macs()),
-            EthType => {
-                full(16)?;
-                F::EthType(v as u16)
-            }
-            VlanTci => {
-                // The VID and "present" bits are OXM's VLAN_VID; the PCP,
-                // whole, VLAN_PCP (only meaningful on a tagged packet).
-                let pcp_mask = m & 0xe000;
-                if pcp_mask != 0 && pcp_mask != 0xe000 {
-                    return Err(MatchError::Unsupported);
-                }
-                let vid_mask = (m & 0x1fff) as u16;
-                if vid_mask != 0 {
-                    fields.push(F::VlanVid(Masked {
-                        value: (v & 0x1fff) as u16,
-                        mask: (vid_mask != 0x1fff).then_some(vid_mask),
-                    }));
-                }
-                let tagged = m & 0x1000 != 0 && v & 0x1000 != 0;
-                if pcp_mask == 0 || (!tagged && v & 0xe000 == 0) {
-                    continue;
-                }
-                F::VlanPcp((v >> 13) as u8)
-            }
-            IpProto => {
-                full(8)?;
-                F::IpProto(v as u8)
-            }
-            Ipv4Src => F::Ipv4Src(ips()),
-            Ipv4Dst => F::Ipv4Dst(ips()),
-            TcpSrc | TcpDst | UdpSrc | UdpDst | ArpOp => {
-                full(16)?;
-                let p = v as u16;
-                match kind {
-                    TcpSrc => F::TcpSrc(p),
-                    TcpDst => F::TcpDst(p),
-                    UdpSrc => F::UdpSrc(p),
-                    UdpDst => F::UdpDst(p),
-                    _ => F::ArpOp(p),
-                }
-            }
-            ArpSpa => F::ArpSpa(ips()),
-            ArpTpa => F::ArpTpa(ips()),
-            ArpSha => F::ArpSha(macs()),
-            ArpTha => F::ArpTha(macs()),
-        };
-        fields.push(f);
-    }
-    let m = Match::from_fields(fields).map_err(|e| match e {
-        BadMatchCode::BadPrereq => MatchError::Prereq,
-        _ => MatchError::Unsupported,
-    })?;
-    m.with_registers(regs).map_err(|_| MatchError::Unsupported)
-}
+#[path = "learn_match.rs"]
+mod learn_match;
+use learn_match::{Acc, Kind, MatchError, accumulate, learned_match, ones128, port16, shl};
 
 /// The port of a learned output, as Open vSwitch takes it: a 16-bit
 /// number, a real port or IN_PORT, FLOOD, ALL or LOCAL.
@@ -439,20 +219,20 @@ impl Exec<'_> {
         for s in &l.specs {
             let n = s.n_bits;
             let v = match s.src {
-                LearnSrc::Field { field, ofs } => self.read_bits(field, ofs, n),
-                // The install check keeps immediates within 64 bits.
-                LearnSrc::Immediate(v) => v as u64 & ones(n),
+                LearnSrc::Field { field, ofs } => self.learn_read(field, ofs, n),
+                LearnSrc::Immediate(v) => v & ones128(n),
             };
             match s.dst {
                 LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, n, v),
+                // The install check keeps loads and outputs within 64 bits.
                 LearnDst::Load { field, ofs } => actions.push(Action::Nx(NxAction::RegLoad {
                     dst: field,
                     ofs,
                     n_bits: n,
-                    value: v,
+                    value: v as u64,
                 })),
                 LearnDst::Output => {
-                    if let Some(port) = learned_port(v, n) {
+                    if let Some(port) = learned_port(v as u64, n) {
                         actions.push(Action::Output { port, max_len: 0 });
                     }
                 }
@@ -460,8 +240,18 @@ impl Exec<'_> {
         }
         let Ok(match_) = learned_match(&accs) else {
             self.events |= event::LEARN_FAILED;
+            self.learn_result(l, false);
             return;
         };
+        if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
+            actions.insert(
+                0,
+                Action::Nx(NxAction::FinTimeout {
+                    idle: l.fin_idle_timeout,
+                    hard: l.fin_hard_timeout,
+                }),
+            );
+        }
         let fm = FlowMod {
             cookie: l.cookie,
             table_id: l.table_id,
@@ -482,11 +272,60 @@ impl Exec<'_> {
             ..FlowMod::default()
         };
         let flow = self.p.installed(&fm).map(|r| r.data.counters.clone());
-        self.learns.push(Arc::new(Learned::new(fm, flow)));
+        if l.limit != 0 {
+            let t = fm.table_id;
+            self.rewritten[usize::from(t / 64)] |= 1 << (t % 64);
+            if flow.is_none() && !self.p.below_limit(&fm, l.limit) {
+                self.learn_result(l, false);
+                return;
+            }
+        }
+        self.learn_result(l, true);
+        self.learns.push(Arc::new(Learned::new(fm, l.limit, flow)));
+    }
+
+    /// `n` bits of `field` from `ofs` as the packet has them now: a
+    /// 128-bit field from its two key words (the bits read unwildcarded),
+    /// `tun_id` as 0 (no packet here has a tunnel key), any other as a
+    /// move reads it.
+    fn learn_read(&mut self, field: FieldRef, ofs: u16, n: u16) -> u128 {
+        if let Some((hi, lo)) = super::nicira::wide_bits(field) {
+            let m = shl(ones128(n), ofs);
+            self.mask.0[hi.word] |= (m >> 64) as u64;
+            self.mask.0[lo.word] |= m as u64;
+            let v = (u128::from(hi.get(&self.key)) << 64) | u128::from(lo.get(&self.key));
+            return (v & m) >> ofs;
+        }
+        if super::nicira::is_tun_id(field) {
+            return 0;
+        }
+        u128::from(self.read_bits(field, ofs, n))
+    }
+
+    /// `result_dst`: whether the flow was learned.
+    fn learn_result(&mut self, l: &Learn, learned: bool) {
+        if let Some((field, ofs)) = l.result_dst {
+            self.write_bits(field, ofs, 1, u64::from(learned));
+        }
     }
 }
 
 impl Pipeline {
+    /// Whether `fm`'s table holds fewer than `limit` flows with its cookie.
+    fn below_limit(&self, fm: &FlowMod, limit: u32) -> bool {
+        let Some(table) = self.tables.get(usize::from(fm.table_id)) else {
+            return false;
+        };
+        let mut n = 0u32;
+        for r in table.cls.iter() {
+            n += u32::from(r.data.cookie == fm.cookie);
+            if n >= limit {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The entry with the match and priority of `fm` in its table, if it
     /// is the very flow `fm` would install.
     fn installed(&self, fm: &FlowMod) -> Option<&Rule<FlowEntry>> {
@@ -511,14 +350,29 @@ impl Pipeline {
         if usize::from(l.table_id) >= self.tables.len() {
             return bad;
         }
+        if let Some((field, _)) = l.result_dst
+            && !writable(field)
+        {
+            return Err(ErrorCode::BadAction(BadSetArgument));
+        }
         let mut accs = Vec::new();
         for s in &l.specs {
-            if s.n_bits > 64 {
+            // Wider values only between 128-bit fields (and immediates).
+            let wide = |f: FieldRef| super::nicira::wide_bits(f).is_some();
+            let wide_ok = match (s.src, s.dst) {
+                (LearnSrc::Field { field, .. }, LearnDst::Match { field: d, .. }) => {
+                    wide(field) && wide(d)
+                }
+                (LearnSrc::Immediate(_), LearnDst::Match { field, .. }) => wide(field),
+                _ => false,
+            };
+            if s.n_bits > 64 && !wide_ok {
                 return bad;
             }
             let v = match s.src {
                 LearnSrc::Field { field, .. } => {
-                    if !readable(field) {
+                    let known = readable(field) || wide(field) || super::nicira::is_tun_id(field);
+                    if !known {
                         return bad;
                     }
                     let ty = Kind::of(field).and_then(Kind::oxm);
@@ -529,7 +383,7 @@ impl Pipeline {
                     }
                     0
                 }
-                LearnSrc::Immediate(v) => v as u64,
+                LearnSrc::Immediate(v) => v,
             };
             match s.dst {
                 LearnDst::Match { field, ofs } => accumulate(&mut accs, field, ofs, s.n_bits, v),
@@ -577,6 +431,9 @@ impl Pipeline {
         if !exists {
             if table.cls.len() >= self.learn.per_table {
                 return skip(SEC);
+            }
+            if l.limit != 0 && !self.below_limit(fm, l.limit) {
+                return skip(SEC / 10);
             }
             if !self.learn.take(now) {
                 return skip(SEC / 10);

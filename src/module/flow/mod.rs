@@ -1066,6 +1066,7 @@ impl FlowModule {
             };
             let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
+            t.fin(&data, q.layout.l4);
             learns.append(&mut t.learns);
             for (o, ops) in t.outs {
                 if let Some(d) = actions::rewritten(&data, q.layout, &ops) {
@@ -1386,6 +1387,7 @@ impl Module for FlowModule {
                 let (slot, layout, v) = (e.slot, e.layout, e.verdict);
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
+                st.tcp_flags(slot, d, layout.l4);
                 if versions.rewrite(&mut st, batch, i, slot, layout) {
                     versions.add(out, i);
                     let v = if st.normal(slot) {
@@ -1438,6 +1440,7 @@ impl Module for FlowModule {
             let normal = st.normal(slot);
             memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
             st.account(slot, 1, len);
+            st.tcp_flags(slot, d, p.layout.l4);
             if fast {
                 let v1 = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0

@@ -95,8 +95,45 @@ pub(super) fn key_bits(f: FieldRef) -> Option<Bits> {
         // is NXM's (PCP, CFI as "present", VID).
         0x0000_0802 => VLAN_TCI,
         0x0000_0c01 | 0x8000_1401 => NW_PROTO,
+        // IPv6 flow label; the top MPLS label stack entry's fields.
+        0x0001_3604 | 0x8000_3804 => FLABEL,
+        0x8000_4404 => MPLS_LABEL,
+        0x8000_4601 => MPLS_TC,
+        0x8000_4801 => MPLS_BOS,
+        // ICMP and ICMPv6 type and code share the port bits (low 8).
+        0x0000_1a01 | 0x8000_2601 | 0x0001_2a01 | 0x8000_3a01 => Bits {
+            word: TP_SRC.word,
+            shift: TP_SRC.shift,
+            width: 8,
+        },
+        0x0000_1c01 | 0x8000_2801 | 0x0001_2c01 | 0x8000_3c01 => Bits {
+            word: TP_DST.word,
+            shift: TP_DST.shift,
+            width: 8,
+        },
+        0x8000_2202 => TP_SRC,
+        0x8000_2402 => TP_DST,
+        // ND's link-layer addresses.
+        0x0001_3006 | 0x8000_4006 | 0x0001_3206 | 0x8000_4206 => ND_LL,
         _ => return None,
     })
+}
+
+/// The two key words (high, low) of a 128-bit field a `learn` may read:
+/// IPv6 source, destination and ND target.
+pub(super) fn wide_bits(f: FieldRef) -> Option<(Bits, Bits)> {
+    Some(match f.0 {
+        0x0001_2610 | 0x8000_3410 => (NW_SRC_HI, NW_SRC),
+        0x0001_2810 | 0x8000_3610 => (NW_DST_HI, NW_DST),
+        0x0001_2e10 | 0x8000_3e10 => (ND_HI, ND_LO),
+        _ => return None,
+    })
+}
+
+/// `tun_id` (NXM and OXM): there are no tunnel keys in this pipeline's
+/// packets, so it reads 0 for every packet.
+pub(super) fn is_tun_id(f: FieldRef) -> bool {
+    matches!(f.0, 0x0001_2008 | 0x8000_4c08)
 }
 
 /// Whether a load or move may write the field: a register (not
@@ -154,6 +191,7 @@ impl Exec<'_> {
         match *a {
             NxAction::Resubmit { in_port, table, .. } => self.resubmit(in_port, table, depth),
             NxAction::Learn(ref l) => self.learn(l),
+            NxAction::FinTimeout { idle, hard } => self.fin_timeout(idle, hard),
             // Conjunctive entries are never run (`conj`): nothing to do.
             NxAction::Note { .. } | NxAction::Conjunction(_) => {}
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
@@ -208,7 +246,7 @@ impl Exec<'_> {
     /// field at `ofs`. A header field is rewritten whole by a set-field
     /// (none if the packet lacks that header); the bits kept from a
     /// partial write are read, so unwildcarded.
-    fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
+    pub(super) fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
         let m = shl(ones(n), ofs);
         if let Some((b, make)) = packet_field(f) {
             let full = b.mask() >> b.shift;
@@ -263,6 +301,7 @@ impl Exec<'_> {
                 table_id: t,
                 cookie: e.cookie,
                 reason: packet_in_reason::ACTION,
+                flow: Some(self.flows.len() - 1),
             };
             self.nest += 1;
             if let Some(a) = &e.prog.apply {

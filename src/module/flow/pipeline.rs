@@ -67,6 +67,10 @@ pub(crate) use entry::*;
 mod learn;
 pub(crate) use learn::{LearnLimits, LearnOutcome, Learned};
 
+#[path = "fin.rs"]
+mod fin;
+pub(crate) use fin::{FinTimeout, FinTimeouts, fin_or_rst};
+
 #[path = "floods.rs"]
 mod floods;
 use floods::FloodSets;
@@ -270,6 +274,7 @@ impl Pipeline {
             };
             let e = &rule.data;
             x.flows.push(e.counters.clone());
+            let flow = Some(x.flows.len() - 1);
             // OF1.3 5.7: the meter runs before the entry's actions; the
             // plan names it, the data path applies it per packet.
             if let Some(m) = e.prog.meter.and_then(|id| self.meters.get(id)) {
@@ -286,6 +291,7 @@ impl Pipeline {
                 } else {
                     packet_in_reason::ACTION
                 },
+                flow,
             };
             if let Some(a) = &e.prog.apply {
                 x.exec_list(a, 0);
@@ -323,6 +329,7 @@ impl Pipeline {
             table_id: 0,
             cookie: u64::MAX,
             reason: packet_in_reason::ACTION,
+            flow: None,
         };
         x.table_ok = true;
         x.exec_list(actions, 0);
@@ -345,9 +352,22 @@ pub(crate) struct Trace {
     pub groups: Vec<(Arc<GroupCounters>, u32)>,
     /// The flows its `learn`s build, for the module to install.
     pub learns: Vec<Arc<Learned>>,
+    /// The `fin_timeout`s it ran in flow entries.
+    pub fins: Vec<FinTimeout>,
 }
 
 impl Trace {
+    /// A TCP FIN or RST in `frame` (its TCP header at `l4`) shortens the
+    /// timeouts of the entries whose `fin_timeout` ran, as a cached
+    /// plan's packets do.
+    pub fn fin(&self, frame: &[u8], l4: u16) {
+        if !self.fins.is_empty() && fin_or_rst(frame, l4) {
+            for f in &self.fins {
+                f.apply();
+            }
+        }
+    }
+
     /// Counts one packet of `bytes` bytes, as the data path would.
     pub fn credit(&self, pipe: &Pipeline, bytes: u64, now: Nanos) {
         for f in &self.flows {
@@ -395,6 +415,9 @@ struct EntryInfo {
     table_id: u8,
     cookie: u64,
     reason: u8,
+    /// Its counters' index in [`Exec::flows`] (none for a packet-out's
+    /// own actions).
+    flow: Option<usize>,
 }
 
 /// Things a plan makes the module count, per packet.
@@ -460,6 +483,9 @@ pub(crate) struct Plan {
     /// The flows its `learn` actions build: refreshed once per batch its
     /// packets come in, installed again if they left their table.
     pub learns: Box<[Arc<Learned>]>,
+    /// The entries whose `fin_timeout` its TCP packets with FIN or RST
+    /// shorten (`fin.rs`).
+    pub fins: Box<[FinTimeout]>,
     /// Tables it looked up with a key some action had changed (their
     /// lookups are not a function of the megaflow's own bits alone, so
     /// any edit of such a table makes the plan stale).
@@ -554,6 +580,7 @@ struct Exec<'p> {
     orig: Key,
     rewritten: TableSet,
     learns: Vec<Arc<Learned>>,
+    fins: Vec<FinTimeout>,
 }
 
 impl<'p> Exec<'p> {
@@ -574,6 +601,7 @@ impl<'p> Exec<'p> {
                 table_id: 0,
                 cookie: 0,
                 reason: packet_in_reason::ACTION,
+                flow: None,
             },
             table_ok: false,
             regs: [0; crate::openflow::nicira::N_REGS],
@@ -582,6 +610,7 @@ impl<'p> Exec<'p> {
             orig: *key,
             rewritten: [0; 4],
             learns: Vec::new(),
+            fins: Vec::new(),
         }
     }
 
@@ -592,6 +621,7 @@ impl<'p> Exec<'p> {
             tables: self.tables,
             groups: self.groups,
             learns: self.learns,
+            fins: self.fins,
         }
     }
 
@@ -1052,6 +1082,7 @@ impl<'p> Exec<'p> {
             normal,
             meters: self.meters.into_boxed_slice(),
             learns: self.learns.into_boxed_slice(),
+            fins: self.fins.into_boxed_slice(),
             rewritten: self.rewritten,
         }
     }

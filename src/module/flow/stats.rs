@@ -33,6 +33,7 @@ fn duration(since: Nanos, now: Nanos) -> (u32, u32) {
 pub(crate) fn removed_msg(r: &Rule<FlowEntry>, reason: u8, now: Nanos) -> FlowRemoved {
     let e = &r.data;
     let (duration_sec, duration_nsec) = duration(e.created, now);
+    let (idle_timeout, hard_timeout) = e.timeouts();
     FlowRemoved {
         cookie: e.cookie,
         priority: r.priority,
@@ -40,8 +41,8 @@ pub(crate) fn removed_msg(r: &Rule<FlowEntry>, reason: u8, now: Nanos) -> FlowRe
         table_id: e.table_id,
         duration_sec,
         duration_nsec,
-        idle_timeout: e.idle_timeout,
-        hard_timeout: e.hard_timeout,
+        idle_timeout,
+        hard_timeout,
         packet_count: e.counters.packets.load(Ordering::Relaxed),
         byte_count: e.counters.bytes.load(Ordering::Relaxed),
         match_: e.match_.clone(),
@@ -52,13 +53,14 @@ pub(crate) fn removed_msg(r: &Rule<FlowEntry>, reason: u8, now: Nanos) -> FlowRe
 pub(crate) fn expiry(r: &Rule<FlowEntry>, now: Nanos) -> Option<u8> {
     let e = &r.data;
     let secs = |t: u16| u64::from(t) * NS;
+    let (idle_timeout, hard_timeout) = e.timeouts();
     // A learn that found the entry again restarted its hard timeout.
     let base = e.counters.modified.load(Ordering::Relaxed).max(e.created);
-    if e.hard_timeout != 0 && now >= base.saturating_add(secs(e.hard_timeout)) {
+    if hard_timeout != 0 && now >= base.saturating_add(secs(hard_timeout)) {
         return Some(flow_removed_reason::HARD_TIMEOUT);
     }
     let last = e.counters.last_used.load(Ordering::Relaxed).max(e.created);
-    if e.idle_timeout != 0 && now >= last.saturating_add(secs(e.idle_timeout)) {
+    if idle_timeout != 0 && now >= last.saturating_add(secs(idle_timeout)) {
         return Some(flow_removed_reason::IDLE_TIMEOUT);
     }
     None
@@ -131,13 +133,14 @@ impl Pipeline {
             .map(|r| {
                 let e = &r.data;
                 let (duration_sec, duration_nsec) = duration(e.created, now);
+                let (idle_timeout, hard_timeout) = e.timeouts();
                 FlowStats {
                     table_id: e.table_id,
                     duration_sec,
                     duration_nsec,
                     priority: r.priority,
-                    idle_timeout: e.idle_timeout,
-                    hard_timeout: e.hard_timeout,
+                    idle_timeout,
+                    hard_timeout,
                     flags: e.flags,
                     cookie: e.cookie,
                     packet_count: e.counters.packets.load(Ordering::Relaxed),

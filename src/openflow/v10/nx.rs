@@ -286,11 +286,19 @@ pub(crate) fn encode_packet_in2(p: &PacketIn, w: &mut Writer<'_>) -> Result<(), 
         });
     }
     prop(w, pin2::REASON, |w| w.u8(p.reason));
+    // In 1.5, registers as packet registers (as `OFPT_PACKET_IN`'s match).
+    let xregs;
+    let m = if w.version() >= crate::openflow::header::version::OF15 {
+        xregs = p.match_.with_packet_regs();
+        &xregs
+    } else {
+        &p.match_
+    };
     prop(w, pin2::METADATA, |w| {
-        for f in p.match_.fields() {
+        for f in m.fields() {
             f.encode(w);
         }
-        for r in p.match_.registers() {
+        for r in m.registers() {
             r.encode(w);
         }
     });

@@ -165,7 +165,9 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 }
 
 mod agent;
+mod fin;
 mod learn;
+mod learn_fields;
 mod megaflows;
 mod meters;
 mod mpls;
