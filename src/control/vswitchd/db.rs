@@ -18,7 +18,7 @@ pub fn monitor_requests() -> Value {
                                "mirrors"]},
         "Port": {"columns": ["name", "interfaces", "tag", "trunks", "vlan_mode"]},
         "Interface": {"columns": ["name", "type", "options", "ofport_request",
-                                  "ofport", "error"]},
+                                  "ofport", "error", "mtu_request", "mtu"]},
         "Controller": {"columns": ["target"]},
         "Mirror": {"columns": ["name", "select_all", "select_src_port", "select_dst_port",
                                "output_port", "select_vlan", "output_vlan"]},
@@ -171,6 +171,9 @@ impl Mirror {
                             .and_then(Value::as_i64),
                         ofport: datum::optional(&i["ofport"]).and_then(Value::as_i64),
                         vlan: vlan.clone(),
+                        mtu_request: datum::optional(&i["mtu_request"])
+                            .and_then(Value::as_i64)
+                            .and_then(|m| u32::try_from(m).ok()),
                     });
                 }
             }
@@ -302,6 +305,9 @@ impl WantedBridge {
     }
 }
 
+/// See [`WantedIface::attach_key`]: type, options, `ofport_request`, MTU.
+pub type AttachKey = (String, BTreeMap<String, String>, Option<i64>, Option<u32>);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantedIface {
     pub uuid: String,
@@ -315,12 +321,20 @@ pub struct WantedIface {
     pub ofport: Option<i64>,
     /// Its Port's VLAN settings.
     pub vlan: String,
+    /// `mtu_request` ([`super::mtu`]).
+    pub mtu_request: Option<u32>,
 }
 
 impl WantedIface {
-    /// What decides how the port is attached: a change re-attaches it.
-    pub fn attach_key(&self) -> (String, BTreeMap<String, String>, Option<i64>) {
-        (self.kind.clone(), self.options.clone(), self.ofport_request)
+    /// What decides how the port is attached: a change re-attaches it
+    /// (an MTU that sizes the port's buffers among it).
+    pub fn attach_key(&self) -> AttachKey {
+        (
+            self.kind.clone(),
+            self.options.clone(),
+            self.ofport_request,
+            super::mtu::attach_mtu(self),
+        )
     }
 }
 

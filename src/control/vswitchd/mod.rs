@@ -34,6 +34,7 @@
 pub mod db;
 mod flows;
 mod mirrors;
+mod mtu;
 mod status;
 pub mod unixctl;
 
@@ -73,7 +74,7 @@ pub fn default_db() -> String {
 /// What was made for one interface.
 #[derive(Debug, Clone)]
 struct Applied {
-    key: (String, BTreeMap<String, String>, Option<i64>),
+    key: db::AttachKey,
     ofport: i64,
     error: Option<String>,
     vlan: String,
@@ -90,6 +91,7 @@ struct AppliedBridge {
     error: Option<String>,
     ifaces: BTreeMap<String, Applied>,
     mirrors: mirrors::AppliedMirrors,
+    mtu: mtu::BridgeMtu,
 }
 
 /// Follows the database until the daemon stops.
@@ -147,7 +149,9 @@ fn session(
         }
         let wanted = mirror.wanted();
         reconcile(d, &wanted, run_dir, applied);
+        let stats_now = Instant::now() >= stats_due;
         let mut ops = write_back(&mirror, &wanted, applied);
+        ops.extend(mtu::sync(&mirror, &wanted, applied, stats_now));
         if !types_written && let Some((root, _)) = mirror.root() {
             ops.push(json!({"op": "update", "table": "Open_vSwitch",
                 "where": [["_uuid", "==", datum::to_uuid(root)]],
@@ -155,7 +159,6 @@ fn session(
                         "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
             types_written = true;
         }
-        let stats_now = Instant::now() >= stats_due;
         ops.extend(status::controller_ops(
             d,
             &wanted,
@@ -194,25 +197,30 @@ const IFACE_TYPES: &[&str] = &[
     "patch",
 ];
 
-/// The port spec for an interface, or why it cannot be made.
-fn spec_for(i: &WantedIface, run_dir: &Path) -> Result<String, String> {
+/// The port spec for an interface of `bridge`, or why it cannot be made
+/// (a kernel interface gets its requested MTU here: [`mtu`]).
+fn spec_for(bridge: &str, i: &WantedIface, run_dir: &Path) -> Result<String, String> {
     Ok(match i.kind.as_str() {
-        "" | "system" => format!("af_xdp:{}", i.name),
-        "afxdp" => format!("af_xdp:{}", i.name),
+        "" | "system" | "afxdp" => mtu::kernel_spec(bridge, i),
         // As Open vSwitch: the TAP of an internal interface is left down
         // until its user brings it up (it forwards from then on).
-        "internal" | "tap" => format!("tap:{},down", i.name),
+        "internal" | "tap" => format!("tap:{},down{}", i.name, mtu::tap_buf()),
         "dpdkvhostuser" => format!(
-            "vhost-user:{},server,name={}",
+            "vhost-user:{},server,name={}{}",
             run_dir.join(&i.name).display(),
-            i.name
+            i.name,
+            mtu::vhost_buf(i)
         ),
         "dpdkvhostuserclient" => {
             let path = i
                 .options
                 .get("vhost-server-path")
                 .ok_or("dpdkvhostuserclient needs options:vhost-server-path")?;
-            format!("vhost-user:{path},client,name={}", i.name)
+            format!(
+                "vhost-user:{path},client,name={}{}",
+                i.name,
+                mtu::vhost_buf(i)
+            )
         }
         t => return Err(format!("interface type '{t}' is not supported")),
     })
@@ -324,6 +332,7 @@ fn reconcile(
                     error,
                     ifaces: BTreeMap::new(),
                     mirrors: Default::default(),
+                    mtu: Default::default(),
                 },
             );
         }
@@ -419,7 +428,7 @@ fn attach(
             let peer = i.options.get("peer").map(String::as_str);
             return d.attach_patch(bridge, &i.name, peer, n);
         }
-        d.attach(bridge, &spec_for(i, run_dir)?, n)
+        d.attach(bridge, &spec_for(bridge, i, run_dir)?, n)
     };
     let usable = |n: &i64| (1..0xff00).contains(n);
     let requested = i.ofport_request.filter(usable).map(|n| n as u32);
