@@ -183,3 +183,41 @@ fn a_mirror_copies_to_its_output_port() {
     h[2].flush_neigh();
     h[2].ping(&h[0].ip, "2").expect("after the mirror went");
 }
+
+/// `link_state` and `link_resets` of a kernel interface follow its
+/// carrier when it changes (the kernel's link notifications), not with
+/// the statistics: with `stats-update-interval` at a minute, the far end
+/// going down and up again shows within a few seconds.
+#[test]
+fn link_state_is_written_when_the_carrier_changes() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::start();
+    let br = format!("msl{}", lab.tag);
+    lab.add_br(&br);
+    let h = lab.host(1, "10.84.0.1");
+    lab.must_vsctl(&["add-port", &br, &h.port]);
+    let get = |col: &str| lab.vsctl(&["get", "Interface", &h.port, col]);
+    eventually("no link_state for a new port", 3, || {
+        get("link_state").as_deref() == Ok("up")
+    });
+    let resets: u64 = get("link_resets").unwrap().parse().unwrap();
+    lab.slow_statistics();
+    let inner = |updown: &str| {
+        common::must(&[
+            "ip", "netns", "exec", &h.ns, "ip", "link", "set", "eth0", updown,
+        ]);
+    };
+    inner("down");
+    eventually("the carrier loss not in link_state", 3, || {
+        get("link_state").as_deref() == Ok("down")
+    });
+    assert_eq!(get("admin_state").as_deref(), Ok("up"));
+    inner("up");
+    eventually("the carrier not back in link_state", 3, || {
+        get("link_state").as_deref() == Ok("up")
+    });
+    let now: u64 = get("link_resets").unwrap().parse().unwrap();
+    assert_eq!(now, resets + 2, "link_resets counts both changes");
+}

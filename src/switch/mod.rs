@@ -458,6 +458,12 @@ impl Switch {
         forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
     }
 
+    /// Whether port `id` can carry frames now ([`Port::link_up`]), if it
+    /// is attached: a cheap look, for state reported on change.
+    pub fn link_up(&self, id: PortId) -> Option<bool> {
+        self.shared.table().entry(id).map(|e| e.port.link_up())
+    }
+
     /// Counters of one port.
     pub fn port_stats(&self, id: PortId) -> Option<PortTotals> {
         self.shared

@@ -44,6 +44,8 @@ pub struct Lab {
     pub children: Vec<Child>,
     pub netns: Vec<String>,
     pub links: Vec<String>,
+    /// When the daemon was started.
+    pub started: Instant,
 }
 
 /// A host: a namespace whose `eth0` is the inner end of a veth pair; the
@@ -67,6 +69,7 @@ impl Lab {
             children: Vec::new(),
             netns: Vec::new(),
             links: Vec::new(),
+            started: Instant::now(),
         };
         let db = dir.join("conf.db");
         must(&["ovsdb-tool", "create", db.to_str().unwrap(), SCHEMA]);
@@ -141,6 +144,20 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr),
         )
+    }
+
+    /// Statistics every minute (`stats-update-interval`), and back only
+    /// once the write due at the old interval (5 s after the daemon
+    /// started) is past: from then on, what the daemon writes within a few
+    /// seconds it wrote on a change.
+    pub fn slow_statistics(&self) {
+        self.must_vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:stats-update-interval=60000",
+        ]);
+        std::thread::sleep(Duration::from_secs(6).saturating_sub(self.started.elapsed()));
     }
 
     /// A netdev bridge, its LOCAL interface recorded for removal.

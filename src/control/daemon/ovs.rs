@@ -23,6 +23,13 @@ impl Daemon {
             .unwrap_or_default())
     }
 
+    /// Whether port `ofport` of `switch` has its link up (None: no such
+    /// port).
+    pub fn link_up(&self, switch: &str, ofport: u32) -> Option<bool> {
+        let id = PortId::new(ofport)?;
+        self.lock().get(switch)?.sw.link_up(id)
+    }
+
     /// Gives a flow switch new OpenFlow settings (controllers, listeners,
     /// fail mode, versions, datapath id) by restarting only its agent: the
     /// switch, its ports and its flows stay (emptied first if `flush`).

@@ -27,12 +27,15 @@
 //! `peer` option gets -1 too; one whose peer is missing keeps its number
 //! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
 //! become the switch's port mirrors ([`mirrors`]), with their
-//! `statistics` written back.
+//! `statistics` written back. MTUs follow [`mtu`]; vhost-user `status`
+//! and kernel link states are written when they change ([`links`]).
 //! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
 mod flows;
+mod links;
+mod linkwatch;
 mod mirrors;
 mod mtu;
 mod status;
@@ -58,6 +61,12 @@ const LOCK: &str = "ovs_vswitchd";
 const RPC: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// The longest wait for the database in one turn of the loop: how late a
+/// vhost-user connection or a kernel link change may be reported.
+const TURN: Duration = Duration::from_millis(100);
+/// How often the switches are made to match the database without a change
+/// of it (patch peers, controllers' status).
+const RECONCILE: Duration = Duration::from_millis(500);
 
 /// `$OVS_RUNDIR`, or Open vSwitch's default.
 pub fn run_dir() -> PathBuf {
@@ -143,39 +152,54 @@ fn session(
     let mut types_written = false;
     let mut stats_due = Instant::now();
     let mut ctl_written = BTreeMap::new();
+    let mut links = links::Links::new();
+    // Everything is made again after a change of the database, and at
+    // least every RECONCILE; the state that changes under the daemon
+    // (vhost-user frontends, kernel links) is looked at every turn.
+    let mut wanted = Wanted::default();
+    let mut reconcile_due = Instant::now();
     loop {
         if d.stopping() {
             return Ok(());
         }
-        let wanted = mirror.wanted();
-        reconcile(d, &wanted, run_dir, applied);
-        let stats_now = Instant::now() >= stats_due;
-        let mut ops = write_back(&mirror, &wanted, applied);
-        ops.extend(mtu::sync(&mirror, &wanted, applied, stats_now));
-        if !types_written && let Some((root, _)) = mirror.root() {
-            ops.push(json!({"op": "update", "table": "Open_vSwitch",
-                "where": [["_uuid", "==", datum::to_uuid(root)]],
-                "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
-                        "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
-            types_written = true;
+        let now = Instant::now();
+        let stats_now = now >= stats_due;
+        let mut ops = Vec::new();
+        if now >= reconcile_due || stats_now {
+            wanted = mirror.wanted();
+            reconcile(d, &wanted, run_dir, applied);
+            ops = write_back(&mirror, &wanted, applied);
+            ops.extend(mtu::sync(&mirror, &wanted, applied, stats_now));
+            if !types_written && let Some((root, _)) = mirror.root() {
+                ops.push(json!({"op": "update", "table": "Open_vSwitch",
+                    "where": [["_uuid", "==", datum::to_uuid(root)]],
+                    "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
+                            "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
+                types_written = true;
+            }
+            ops.extend(status::controller_ops(
+                d,
+                &wanted,
+                &mut ctl_written,
+                stats_now,
+            ));
+            reconcile_due = now + RECONCILE;
         }
-        ops.extend(status::controller_ops(
-            d,
-            &wanted,
-            &mut ctl_written,
-            stats_now,
-        ));
         if stats_now {
             ops.extend(state_ops(d, &wanted, applied, run_dir));
             stats_due = Instant::now() + mirror.stats_interval();
         }
+        ops.extend(links.ops(d, &wanted, applied, run_dir, stats_now));
         if !ops.is_empty() {
             c.transact(DB, &ops, RPC)?;
         }
-        c.poll(Duration::from_millis(500))?;
+        c.poll(TURN)?;
         for (method, params) in c.take_notifications() {
             match method.as_str() {
-                "update" => mirror.apply(&params[1]),
+                "update" => {
+                    mirror.apply(&params[1]);
+                    reconcile_due = Instant::now();
+                }
                 "stolen" => {
                     return Err(OvsdbError::Bad(format!("the {LOCK} lock was taken away")));
                 }
