@@ -221,3 +221,84 @@ fn link_state_is_written_when_the_carrier_changes() {
     let now: u64 = get("link_resets").unwrap().parse().unwrap();
     assert_eq!(now, resets + 2, "link_resets counts both changes");
 }
+
+/// The CPUs the daemon's threads for bridge `br` may run on, one line
+/// per worker thread (named `BR-wN`, cut to 15 bytes by the kernel).
+fn worker_cpus(pid: u32, br: &str) -> Vec<String> {
+    let want = format!("{br}-w");
+    let prefix = &want[..want.len().min(15)];
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+            out.push(l["Cpus_allowed_list:".len()..].trim().to_owned());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `other_config:pmd-cpu-mask` set after the bridge exists: its workers
+/// follow the mask (one busy-polling worker pinned to each CPU of it, as
+/// Open vSwitch's PMD threads), and back to one unpinned worker without
+/// it, while the bridge keeps its ports, their numbers and its flows.
+#[test]
+fn pmd_cpu_mask_moves_the_workers_of_existing_bridges() {
+    if !ready() {
+        return;
+    }
+    let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut lab = Lab::start();
+    let pid = lab.children[1].id();
+    let br = format!("msc{}", lab.tag);
+    lab.add_br(&br);
+    let h: Vec<_> = (1..=2)
+        .map(|n| lab.host(n, &format!("10.85.0.{n}")))
+        .collect();
+    for x in &h {
+        lab.must_vsctl(&["add-port", &br, &x.port]);
+    }
+    lab.ofctl("add-flow", &br, &["priority=5,arp,actions=NORMAL"]);
+    let of = lab.must_vsctl(&["get", "interface", &h[1].port, "ofport"]);
+    let all = format!("0-{}", ncpus - 1);
+    let unpinned = if ncpus == 1 { "0".to_owned() } else { all };
+    assert_eq!(worker_cpus(pid, &br), std::slice::from_ref(&unpinned));
+
+    let last = ncpus - 1;
+    let mask = format!("other_config:pmd-cpu-mask={:x}", 1u64 << last);
+    lab.must_vsctl(&["set", "Open_vSwitch", ".", &mask]);
+    assert_eq!(worker_cpus(pid, &br), [last.to_string()]);
+    h[0].flush_neigh();
+    h[0].ping(&h[1].ip, "2").expect("on the moved worker");
+    assert_eq!(
+        lab.must_vsctl(&["get", "interface", &h[1].port, "ofport"]),
+        of
+    );
+    let flows = lab.ofctl("dump-flows", &br, &[]);
+    assert!(flows.contains("priority=5,arp"), "{flows}");
+
+    if ncpus > 1 {
+        // Both CPUs: two workers, one on each.
+        lab.must_vsctl(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=3"]);
+        assert_eq!(worker_cpus(pid, &br), ["0", "1"]);
+        h[0].ping(&h[1].ip, "2").expect("on two workers");
+    }
+    lab.must_vsctl(&[
+        "remove",
+        "Open_vSwitch",
+        ".",
+        "other_config",
+        "pmd-cpu-mask",
+    ]);
+    assert_eq!(worker_cpus(pid, &br), [unpinned]);
+    h[0].ping(&h[1].ip, "2").expect("back on one worker");
+    let flows = lab.ofctl("dump-flows", &br, &[]);
+    assert!(flows.contains("priority=5,arp"), "{flows}");
+}

@@ -397,6 +397,14 @@ impl Switch {
         self.publish(cur.derive(|t| t.module = module));
     }
 
+    /// Takes `other`'s port mirrors (a switch taking over its ports).
+    pub fn set_mirrors_from(&self, other: &Switch) {
+        let _g = self.lock_control();
+        let m = other.shared.table().mirrors.clone();
+        let cur = self.shared.table();
+        self.publish(cur.derive(|t| t.mirrors = m));
+    }
+
     /// Replaces the port mirrors (an empty list removes them) while
     /// traffic flows.
     pub fn set_mirrors(&self, specs: &[mirror::MirrorSpec]) {

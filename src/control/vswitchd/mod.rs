@@ -101,6 +101,8 @@ struct AppliedBridge {
     ifaces: BTreeMap<String, Applied>,
     mirrors: mirrors::AppliedMirrors,
     mtu: mtu::BridgeMtu,
+    /// The `pmd-cpu-mask` CPUs its workers were made for.
+    pmd_cpus: Option<Vec<usize>>,
 }
 
 /// Follows the database until the daemon stops.
@@ -293,6 +295,24 @@ fn set_openflow(d: &Daemon, name: &str, a: &mut AppliedBridge, b: &WantedBridge)
     a.dpid = dpid_of(&opts, name);
 }
 
+/// As Open vSwitch's PMD threads: with `pmd-cpu-mask`, one busy-polling
+/// worker on each CPU of the mask; without, one worker that sleeps when
+/// idle. A bridge made before the mask changed gets new workers
+/// ([`Daemon::set_workers`]: flows, ports and mirrors stay) and its OpenFlow
+/// agent back (controllers reconnect).
+fn set_workers(d: &Daemon, name: &str, cpus: &Option<Vec<usize>>, b: &WantedBridge) {
+    let r = match cpus {
+        Some(c) => d.set_workers(name, c.len(), true, Some(c.clone())),
+        None => d.set_workers(name, 1, false, None),
+    };
+    if let Err(e) = r {
+        eprintln!("mswitch vswitchd: bridge {name}: new workers: {e}");
+    }
+    if let Err(e) = d.set_openflow(name, &openflow_opts(b), false) {
+        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+    }
+}
+
 /// Makes the daemon's switches what the database asks for.
 fn reconcile(
     d: &Daemon,
@@ -318,8 +338,14 @@ fn reconcile(
                 // again when its settings change).
                 let _ = d.destroy(name);
                 applied.remove(name);
-            } else if changed {
-                set_openflow(d, name, a, b);
+            } else {
+                if a.error.is_none() && a.pmd_cpus != wanted.pmd_cpus {
+                    set_workers(d, name, &wanted.pmd_cpus, b);
+                    a.pmd_cpus = wanted.pmd_cpus.clone();
+                }
+                if changed {
+                    set_openflow(d, name, a, b);
+                }
             }
         }
         if !applied.contains_key(name) {
@@ -357,6 +383,7 @@ fn reconcile(
                     ifaces: BTreeMap::new(),
                     mirrors: Default::default(),
                     mtu: Default::default(),
+                    pmd_cpus: wanted.pmd_cpus.clone(),
                 },
             );
         }
