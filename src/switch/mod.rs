@@ -408,9 +408,19 @@ impl Switch {
     /// Replaces the port mirrors (an empty list removes them) while
     /// traffic flows.
     pub fn set_mirrors(&self, specs: &[mirror::MirrorSpec]) {
+        self.set_mirrors_with_vlans(specs, &[]);
+    }
+
+    /// The same, for mirrors that look at VLANs: `port_vlans` are the
+    /// ports' VLAN settings (others are trunks of every VLAN).
+    pub fn set_mirrors_with_vlans(
+        &self,
+        specs: &[mirror::MirrorSpec],
+        port_vlans: &[(PortId, crate::module::flow::PortVlan)],
+    ) {
         let _g = self.lock_control();
         let cur = self.shared.table();
-        let m = mirror::Mirrors::new(specs).map(Arc::new);
+        let m = mirror::Mirrors::new(specs, port_vlans).map(Arc::new);
         self.publish(cur.derive(|t| t.mirrors = m));
     }
 

@@ -90,13 +90,19 @@ impl Daemon {
             .map_err(|e| e.to_string())
     }
 
-    /// Replaces the port mirrors of `switch`.
-    pub fn set_mirrors(&self, switch: &str, specs: &[MirrorSpec]) -> Res<()> {
+    /// Replaces the port mirrors of `switch` (`port_vlans`: the ports' VLAN
+    /// settings, for mirrors that look at VLANs).
+    pub fn set_mirrors(
+        &self,
+        switch: &str,
+        specs: &[MirrorSpec],
+        port_vlans: &[(PortId, crate::module::flow::PortVlan)],
+    ) -> Res<()> {
         let sws = self.lock();
         let m = sws
             .get(switch)
             .ok_or_else(|| format!("no switch '{switch}'"))?;
-        m.sw.set_mirrors(specs);
+        m.sw.set_mirrors_with_vlans(specs, port_vlans);
         Ok(())
     }
 

@@ -208,8 +208,14 @@ impl Mirror {
             src: ifaces(&m["select_src_port"]),
             dst: ifaces(&m["select_dst_port"]),
             out: ifaces(&m["output_port"]),
-            vlans: !datum::set(&m["select_vlan"]).is_empty()
-                || datum::optional(&m["output_vlan"]).is_some(),
+            select_vlan: datum::set(&m["select_vlan"])
+                .into_iter()
+                .filter_map(Value::as_u64)
+                .filter_map(|v| u16::try_from(v).ok())
+                .collect(),
+            output_vlan: datum::optional(&m["output_vlan"])
+                .and_then(Value::as_u64)
+                .and_then(|v| u16::try_from(v).ok()),
         })
     }
 }
@@ -225,9 +231,10 @@ pub struct WantedMirror {
     pub src: Vec<String>,
     pub dst: Vec<String>,
     pub out: Vec<String>,
-    /// Whether it asks for VLAN selection or a VLAN output, which mswitch
-    /// does not do.
-    pub vlans: bool,
+    /// `select_vlan` (empty: every VLAN).
+    pub select_vlan: Vec<u16>,
+    /// `output_vlan` (RSPAN).
+    pub output_vlan: Option<u16>,
 }
 
 /// A Port's VLAN columns as the settings text `mswitch` takes (empty: the
@@ -395,7 +402,8 @@ mod tests {
             (ms[0].src.as_slice(), ms[0].out.as_slice()),
             (&["v1".to_owned()][..], &["v1".to_owned()][..])
         );
-        assert!(ms[0].dst.is_empty() && !ms[0].all && !ms[0].vlans);
+        assert!(ms[0].dst.is_empty() && !ms[0].all);
+        assert!(ms[0].select_vlan.is_empty() && ms[0].output_vlan.is_none());
         // A deleted port leaves the bridge; odd input changes nothing.
         m.apply(&json!({"Port": {"p": {"old": {}}}}));
         assert!(m.wanted().bridges["br0"].ifaces.is_empty());

@@ -433,7 +433,7 @@ fn reconcile(
             }
         }
         if a.error.is_none() {
-            mirrors::apply(d, name, &b.mirrors, &a.ifaces, &mut a.mirrors);
+            mirrors::apply(d, name, b, &a.ifaces, &mut a.mirrors);
         }
     }
     patch_errors(d, applied);
