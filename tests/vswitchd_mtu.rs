@@ -36,11 +36,7 @@ fn mtu_request_sets_kernel_ports_and_internal_ones_follow() {
         return;
     }
     let mut lab = Lab::start();
-    let br = format!("msj{}", lab.tag);
-    lab.add_br(&br);
-    let h: Vec<_> = (1..=2)
-        .map(|n| lab.host(n, &format!("10.83.0.{n}")))
-        .collect();
+    let (br, h) = lab.bridge_and_hosts("msj", 83, 2);
     for x in &h {
         lab.must_vsctl(&["add-port", &br, &x.port]);
     }

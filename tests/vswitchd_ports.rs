@@ -125,30 +125,16 @@ fn a_mirror_copies_to_its_output_port() {
     }
     h[0].ping(&h[1].ip, "1").expect("before any mirror");
     let p2 = format!("@p{}", 2);
-    lab.must_vsctl(&[
-        "--",
-        "--id=@p",
-        "get",
-        "port",
-        &h[0].port,
-        "--",
-        &format!("--id={p2}"),
-        "get",
-        "port",
-        &h[2].port,
-        "--",
-        "--id=@m",
-        "create",
-        "mirror",
-        "name=m0",
-        "select-src-port=@p",
-        &format!("output-port={p2}"),
-        "--",
-        "set",
-        "bridge",
+    let id2 = format!("--id={p2}");
+    let out = format!("output-port={p2}");
+    create_mirror(
+        &lab,
         &br,
-        "mirrors=@m",
-    ]);
+        &[
+            "--id=@p", "get", "port", &h[0].port, "--", &id2, "get", "port", &h[2].port, "--",
+        ],
+        &["name=m0", "select-src-port=@p", &out],
+    );
     // Only what host 1 sends: echo requests, no replies.
     let seen = h[2].capture(&["icmp"], || {
         h[0].ping(&h[1].ip, "3").expect("while mirrored");
@@ -257,11 +243,7 @@ fn pmd_cpu_mask_moves_the_workers_of_existing_bridges() {
     let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut lab = Lab::start();
     let pid = lab.children[1].id();
-    let br = format!("msc{}", lab.tag);
-    lab.add_br(&br);
-    let h: Vec<_> = (1..=2)
-        .map(|n| lab.host(n, &format!("10.85.0.{n}")))
-        .collect();
+    let (br, h) = lab.bridge_and_hosts("msc", 85, 2);
     for x in &h {
         lab.must_vsctl(&["add-port", &br, &x.port]);
     }
@@ -301,4 +283,64 @@ fn pmd_cpu_mask_moves_the_workers_of_existing_bridges() {
     h[0].ping(&h[1].ip, "2").expect("back on one worker");
     let flows = lab.ofctl("dump-flows", &br, &[]);
     assert!(flows.contains("priority=5,arp"), "{flows}");
+}
+
+/// RSPAN through ovs-vsctl, as in ovs-vswitchd.conf.db(5): a mirror
+/// selecting VLAN 10 with `output_vlan=99` copies the VLAN's traffic to
+/// the access port of VLAN 99 untagged and to a trunk of 99 tagged 99
+/// (tcpdump in their namespaces); selecting another VLAN copies nothing.
+#[test]
+fn an_output_vlan_mirror_reaches_the_ports_of_its_vlan() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::start();
+    let (br, h) = lab.bridge_and_hosts("msr", 86, 4);
+    for (x, vlan) in h.iter().zip(["tag=10", "tag=10", "tag=99", "trunks=99"]) {
+        lab.must_vsctl(&["add-port", &br, &x.port, "--", "set", "port", &x.port, vlan]);
+    }
+    create_mirror(
+        &lab,
+        &br,
+        &[],
+        &[
+            "name=rspan",
+            "select_all=true",
+            "select_vlan=10",
+            "output_vlan=99",
+        ],
+    );
+    let seen = h[2].capture(&["icmp"], || {
+        h[0].ping(&h[1].ip, "3").expect("in VLAN 10");
+    });
+    let count = |s: &str, what: &str| s.lines().filter(|l| l.contains(what)).count();
+    assert!(count(&seen, "echo request") >= 3, "{seen}");
+    assert!(count(&seen, "echo reply") >= 3, "{seen}");
+    assert!(!seen.contains("vlan"), "tagged on an access port: {seen}");
+    let seen = h[3].capture(&["vlan", "99", "and", "icmp"], || {
+        h[0].ping(&h[1].ip, "2").expect("in VLAN 10");
+    });
+    assert!(count(&seen, "vlan 99") >= 4, "{seen}");
+    eventually("no Mirror statistics", 12, || {
+        lab.vsctl(&["get", "mirror", "rspan", "statistics:tx_packets"])
+            .is_ok_and(|n| n.parse::<u64>().is_ok_and(|n| n >= 10))
+    });
+
+    // Another VLAN selected: VLAN 10's traffic is no longer copied.
+    lab.must_vsctl(&["set", "mirror", "rspan", "select_vlan=20"]);
+    let seen = h[2].capture(&["icmp"], || {
+        h[0].ping(&h[1].ip, "2").expect("in VLAN 10");
+    });
+    assert!(!seen.contains("echo"), "{seen}");
+}
+
+/// `ovs-vsctl -- PRE... --id=@m create mirror COLUMNS... -- set bridge BR
+/// mirrors=@m`, as Open vSwitch's documentation makes mirrors.
+fn create_mirror(lab: &Lab, br: &str, pre: &[&str], columns: &[&str]) {
+    let mut args = vec!["--"];
+    args.extend_from_slice(pre);
+    args.extend(["--id=@m", "create", "mirror"]);
+    args.extend_from_slice(columns);
+    args.extend(["--", "set", "bridge", br, "mirrors=@m"]);
+    lab.must_vsctl(&args);
 }

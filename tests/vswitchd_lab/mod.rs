@@ -174,6 +174,17 @@ impl Lab {
         ]);
     }
 
+    /// A netdev bridge `PREFIX` + the lab's tag and hosts 1 to `n` at
+    /// 10.`net`.0.N, not yet on it.
+    pub fn bridge_and_hosts(&mut self, prefix: &str, net: u8, n: usize) -> (String, Vec<Host>) {
+        let br = format!("{prefix}{}", self.tag);
+        self.add_br(&br);
+        let hosts = (1..=n)
+            .map(|k| self.host(k, &format!("10.{net}.0.{k}")))
+            .collect();
+        (br, hosts)
+    }
+
     /// Host `n` of the lab with address `ip` (a /24), not yet on a bridge.
     pub fn host(&mut self, n: usize, ip: &str) -> Host {
         let ns = format!("msv{}n{n}", self.tag);
