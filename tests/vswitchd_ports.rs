@@ -332,6 +332,30 @@ fn an_output_vlan_mirror_reaches_the_ports_of_its_vlan() {
         h[0].ping(&h[1].ip, "2").expect("in VLAN 10");
     });
     assert!(!seen.contains("echo"), "{seen}");
+
+    // SPAN to the trunk: copies leave it in their VLAN, tagged 10.
+    lab.must_vsctl(&[
+        "--",
+        "--id=@p",
+        "get",
+        "port",
+        &h[3].port,
+        "--",
+        "set",
+        "mirror",
+        "rspan",
+        "output_port=@p",
+        "select_vlan=10",
+        "--",
+        "clear",
+        "mirror",
+        "rspan",
+        "output_vlan",
+    ]);
+    let seen = h[3].capture(&["vlan", "10", "and", "icmp"], || {
+        h[0].ping(&h[1].ip, "2").expect("in VLAN 10");
+    });
+    assert!(count(&seen, "vlan 10") >= 4, "{seen}");
 }
 
 /// `ovs-vsctl -- PRE... --id=@m create mirror COLUMNS... -- set bridge BR

@@ -21,7 +21,9 @@
 //! it on trunks (the frame's tag replaced) and untagged on access ports
 //! and a native-untagged port's native VLAN; frames already in the output
 //! VLAN, and to reserved multicast addresses (STP, LACP, CDP...), are not
-//! copied. Its ports are not reserved. A copy to a port's outgoing ring
+//! copied. Its ports are not reserved. Given the ports' VLAN settings, an
+//! output port's copies leave it as Open vSwitch sends them, in the
+//! frame's VLAN (tagged on a trunk, untagged on an access port). A copy to a port's outgoing ring
 //! that outgrows the port's buffers (a tag added) is dropped and counted
 //! as any frame (`oversize`).
 
@@ -154,9 +156,10 @@ impl Mirrors {
                 MirrorOut::Vlan(_) => None,
             })
             .collect();
-        let by_vlan = specs
-            .iter()
-            .any(|m| m.select_vlan.is_some() || matches!(m.out, MirrorOut::Vlan(_)));
+        let by_vlan = !port_vlans.is_empty()
+            || specs
+                .iter()
+                .any(|m| m.select_vlan.is_some() || matches!(m.out, MirrorOut::Vlan(_)));
         let vlans = by_vlan.then(|| {
             let mut t = vec![PortVlan::default(); MAX_PORTS].into_boxed_slice();
             for (p, v) in port_vlans {
@@ -238,7 +241,11 @@ impl Mirrors {
             match m.out {
                 MirrorOut::Port(o) => {
                     m.count(len);
-                    to(o, CopyAs::AsIs);
+                    let how = match (&self.vlans, vlan) {
+                        (Some(t), Some(v)) => span_egress(&t[o.index()], v, outer_tci(frame)),
+                        _ => CopyAs::AsIs,
+                    };
+                    to(o, how);
                 }
                 MirrorOut::Vlan(out) => {
                     if vlan == Some(out) || reserved_mac(frame) {
@@ -299,6 +306,26 @@ fn egress(pv: &PortVlan, vlan: u16) -> Option<CopyAs> {
         VlanMode::NativeUntagged if vlan == pv.tag() => CopyAs::Untagged,
         _ => CopyAs::Tagged(vlan),
     })
+}
+
+/// How a copy of a frame in VLAN `vlan` (currently with outer tag `tci`)
+/// leaves a mirror's output port with settings `pv`: as Open vSwitch
+/// sends it there, in its VLAN (untagged on an access port or in the
+/// native VLAN of a native-untagged port, else tagged), whether or not the
+/// port carries that VLAN.
+fn span_egress(pv: &PortVlan, vlan: u16, tci: Option<u16>) -> CopyAs {
+    let untagged = vlan == 0
+        || match pv.mode() {
+            VlanMode::Access => true,
+            VlanMode::NativeUntagged => vlan == pv.tag(),
+            VlanMode::Trunk | VlanMode::NativeTagged => false,
+        };
+    match (untagged, tci) {
+        (true, None) => CopyAs::AsIs,
+        (true, Some(_)) => CopyAs::Untagged,
+        (false, Some(t)) if t & 0xfff == vlan => CopyAs::AsIs,
+        (false, _) => CopyAs::Tagged(vlan),
+    }
 }
 
 /// Destinations Open vSwitch never mirrors to a VLAN (its
@@ -493,6 +520,31 @@ mod tests {
         assert!(outs(1, &eth([0x01, 0x80, 0xc2, 0, 0, 0], None)).is_empty());
         assert_eq!(c.read().0, 2);
         assert_eq!(c6.read().0, 1);
+
+        // An output port's copies leave it in the frame's VLAN.
+        let span = |out: u16| {
+            Mirrors::new(
+                &[spec(true, &[], &[], MirrorOut::Port(p(out)), &c)],
+                &port_vlans,
+            )
+            .unwrap()
+        };
+        let how = |m: &Mirrors, input: u16, f: &[u8]| {
+            let mut v = Vec::new();
+            m.select(p(input), Dests::None, &attached, f, f, false, |_, how| {
+                v.push(how)
+            });
+            v
+        };
+        let to_trunk = span(3);
+        assert_eq!(how(&to_trunk, 1, &eth(bcast, None)), [CopyAs::Tagged(10)]);
+        assert_eq!(how(&to_trunk, 3, &eth(bcast, Some(10))), [CopyAs::AsIs]);
+        let to_access = span(4);
+        assert_eq!(
+            how(&to_access, 3, &eth(bcast, Some(10))),
+            [CopyAs::Untagged]
+        );
+        assert_eq!(how(&to_access, 1, &eth(bcast, None)), [CopyAs::AsIs]);
     }
 
     #[test]

@@ -106,14 +106,12 @@ pub(super) fn apply(
             (u.clone(), s.all, nums(&s.src), nums(&s.dst), s.out, vlans)
         })
         .collect();
-    // The ports' VLAN settings, when a mirror looks at VLANs.
-    let by_vlan = specs
-        .iter()
-        .any(|(_, s)| s.select_vlan.is_some() || matches!(s.out, MirrorOut::Vlan(_)));
+    // The ports' VLAN settings (what VLAN a frame is in, how a copy
+    // leaves a port), when there are mirrors.
     let vlans: Vec<(u16, String)> = b
         .ifaces
         .iter()
-        .filter(|_| by_vlan)
+        .filter(|_| !specs.is_empty())
         .filter_map(|i| Some((port_of(ifaces, &i.name)?.0, i.vlan.clone())))
         .collect();
     let key = (mirrors, vlans);
