@@ -476,10 +476,13 @@ impl Switch {
         forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
     }
 
-    /// Whether port `id` can carry frames now ([`Port::link_up`]), if it
-    /// is attached: a cheap look, for state reported on change.
-    pub fn link_up(&self, id: PortId) -> Option<bool> {
-        self.shared.table().entry(id).map(|e| e.port.link_up())
+    /// Whether each of ports `ids` can carry frames now ([`Port::link_up`]),
+    /// if it is attached: a cheap look, for state reported on change.
+    pub fn links_up(&self, ids: &[PortId]) -> Vec<Option<bool>> {
+        let t = self.shared.table();
+        ids.iter()
+            .map(|&id| t.entry(id).map(|e| e.port.link_up()))
+            .collect()
     }
 
     /// Counters of one port.

@@ -23,11 +23,17 @@ impl Daemon {
             .unwrap_or_default())
     }
 
-    /// Whether port `ofport` of `switch` has its link up (None: no such
-    /// port).
-    pub fn link_up(&self, switch: &str, ofport: u32) -> Option<bool> {
-        let id = PortId::new(ofport)?;
-        self.lock().get(switch)?.sw.link_up(id)
+    /// Whether each of ports `ofports` of `switch` has its link up (None:
+    /// no such port).
+    pub fn links_up(&self, switch: &str, ofports: &[u32]) -> Vec<Option<bool>> {
+        let ids: Vec<PortId> = ofports
+            .iter()
+            .map(|&n| PortId::new(n).unwrap_or(PortId(0)))
+            .collect();
+        match self.lock().get(switch) {
+            Some(m) => m.sw.links_up(&ids),
+            None => vec![None; ofports.len()],
+        }
     }
 
     /// Gives a flow switch new OpenFlow settings (controllers, listeners,

@@ -41,6 +41,8 @@ pub(super) struct Links {
     written: BTreeMap<String, Value>,
     /// By interface name: (link up when last seen, changes seen).
     resets: BTreeMap<String, (bool, u64)>,
+    /// By Interface row: a vhost-user port's link when last written.
+    vhost_up: BTreeMap<String, bool>,
 }
 
 impl Links {
@@ -56,6 +58,7 @@ impl Links {
             watch,
             written: BTreeMap::new(),
             resets: BTreeMap::new(),
+            vhost_up: BTreeMap::new(),
         }
     }
 
@@ -81,21 +84,35 @@ impl Links {
             let Some(a) = applied.get(bridge) else {
                 continue;
             };
-            for i in &b.ifaces {
-                let Some(of) = a
-                    .ifaces
-                    .get(&i.name)
-                    .and_then(|ap| u32::try_from(ap.ofport).ok())
-                    .filter(|&n| n > 0)
-                else {
-                    continue;
-                };
+            let made: Vec<(&WantedIface, u32)> = b
+                .ifaces
+                .iter()
+                .filter_map(|i| {
+                    let of = a.ifaces.get(&i.name)?.ofport;
+                    Some((i, u32::try_from(of).ok().filter(|&n| n > 0)?))
+                })
+                .collect();
+            // The vhost-user ports' links, in one look at the switch.
+            let vhost = |i: &WantedIface| i.kind.starts_with("dpdkvhostuser");
+            let vports: Vec<u32> = made
+                .iter()
+                .filter(|(i, _)| vhost(i))
+                .map(|&(_, of)| of)
+                .collect();
+            let mut ups = d.links_up(bridge, &vports).into_iter();
+            for (i, _) in made {
                 seen.insert(i.uuid.as_str());
-                let vhost = i.kind.starts_with("dpdkvhostuser");
-                let row = if vhost
-                    && let Some(up) = d.link_up(bridge, of)
-                    && let Some(status) = vhost_status(i, run_dir, up)
+                let row = if vhost(i)
+                    && let Some(up) = ups.next().flatten()
                 {
+                    // Unchanged (the common case): nothing to build.
+                    if self.vhost_up.get(&i.uuid) == Some(&up) {
+                        continue;
+                    }
+                    self.vhost_up.insert(i.uuid.clone(), up);
+                    let Some(status) = vhost_status(i, run_dir, up) else {
+                        continue;
+                    };
                     json!({ "status": status })
                 } else if is_kernel(i)
                     && (every
@@ -122,6 +139,7 @@ impl Links {
             }
         }
         self.written.retain(|u, _| seen.contains(u.as_str()));
+        self.vhost_up.retain(|u, _| seen.contains(u.as_str()));
         ops
     }
 }
