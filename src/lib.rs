@@ -15,6 +15,8 @@
 //! - [`packet`]: port memory: rings of `{buffer, length, flags}` slots and
 //!   pools of fixed-size buffers; batches of packet views.
 //! - [`wire`]: packet formats as zero-copy views (Ethernet).
+//! - [`stream`]: the control plane's byte streams (TCP, Unix, TLS) and
+//!   their keys.
 //! - [`sys`]: the only code that calls the OS (memfd, mmap, eventfd, epoll).
 //! - [`bench`]: the in-process benchmark behind `mswitch bench`.
 //! - [`ab`]: in-process A/B of a change (feature `ab`; nothing without it).
@@ -33,6 +35,7 @@ pub mod ovsdb;
 pub mod packet;
 pub mod pktgen;
 pub mod port;
+pub mod stream;
 pub mod switch;
 pub mod sys;
 pub mod wire;

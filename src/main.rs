@@ -33,7 +33,18 @@ enum Cmd {
         /// File of `ctl` commands (one per line, without `mswitch ctl`) run at start.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+        /// Keys of ssl:/pssl: OpenFlow connections.
+        #[command(flatten)]
+        tls: mswitch::stream::TlsArgs,
     },
+    /// Copy a port's frames while traffic flows, as pcap (`-w -` for
+    /// tcpdump -r -) or a line per frame.
+    Capture(mswitch::control::capture::CaptureArgs),
+    /// Live per-port rates, drops and worker load of a running daemon.
+    Top(mswitch::control::top::TopArgs),
     /// Generate or sink traffic on a port of a running switch.
     #[command(name = "pkt-gen")]
     PktGen(mswitch::pktgen::PktGenArgs),
@@ -55,7 +66,8 @@ enum Cmd {
 /// The options Open vSwitch's start scripts give ovs-vswitchd.
 #[derive(clap::Args)]
 struct VswitchdArgs {
-    /// The database: unix:PATH or tcp:IP:PORT (default unix:$OVS_RUNDIR/db.sock).
+    /// The database: unix:PATH, tcp:IP:PORT or ssl:IP:PORT (default
+    /// unix:$OVS_RUNDIR/db.sock).
     database: Option<String>,
     /// Write the process id to FILE (default $OVS_RUNDIR/ovs-vswitchd.pid).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "FILE")]
@@ -87,6 +99,13 @@ struct VswitchdArgs {
     /// mswitch's own control socket (default $OVS_RUNDIR/mswitch.sock).
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Keys of ssl: database and OpenFlow connections (the database's SSL
+    /// table overrides them once read, as in Open vSwitch).
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -114,8 +133,14 @@ struct RunArgs {
     /// with the port's name or number: `--vlan p1="tag=10"` (repeat).
     #[arg(long = "vlan", value_name = "PORT=SETTINGS")]
     vlans: Vec<String>,
+    /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
+    /// Keys of ssl:/pssl: OpenFlow connections.
+    #[command(flatten)]
+    tls: mswitch::stream::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -181,8 +206,20 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Cmd::Daemon { ctl, config } => run_daemon(ctl, config),
+        Cmd::Daemon {
+            ctl,
+            config,
+            metrics,
+            tls,
+        } => run_daemon(ctl, config, metrics, &tls),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
+        Cmd::Top(a) => mswitch::control::top::run(&a),
+        Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
+            eprintln!(
+                "mswitch capture: {} frame(s) captured, {} lost",
+                s.captured, s.lost
+            );
+        }),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
         Cmd::Run(a) => run_switch(&a),
         Cmd::Vswitchd(a) => run_vswitchd(a),
@@ -280,7 +317,21 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), String> {
+/// `--metrics`: serves the daemon's counters to Prometheus, if asked.
+fn start_metrics(d: &std::sync::Arc<daemon::Daemon>, addr: Option<&str>) -> Result<(), String> {
+    if let Some(a) = addr {
+        let at = d.start_metrics(a)?;
+        eprintln!("mswitch: metrics on http://{at}/metrics");
+    }
+    Ok(())
+}
+
+fn run_daemon(
+    ctl: Option<PathBuf>,
+    config: Option<PathBuf>,
+    metrics: Option<String>,
+    tls: &mswitch::stream::TlsArgs,
+) -> Result<(), String> {
     let file = config
         .as_ref()
         .map(|f| f.display().to_string())
@@ -295,12 +346,14 @@ fn run_daemon(ctl: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Strin
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.tls().set(tls.files());
         for (line, r) in reqs {
             let resp = d.handle(r);
             if !resp.ok {
                 return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
             }
         }
+        start_metrics(d, metrics.as_deref())?;
         eprintln!("mswitch: daemon listening on {}", path.display());
         Ok(())
     })
@@ -317,18 +370,22 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
     daemon::run_foreground(&path, |d| {
-        let made = d.create(
-            name,
-            module,
-            a.workers,
-            a.batch,
-            a.busy_poll,
-            &a.openflow.opts(),
-        )?;
-        if let Some(l) = made["openflow"].as_array().filter(|l| !l.is_empty()) {
-            let l: Vec<&str> = l.iter().filter_map(|v| v.as_str()).collect();
-            eprintln!("mswitch: OpenFlow on {}", l.join(", "));
-        }
+        d.tls().set(a.tls.files());
+        // Controllers and listeners come after the ports and their VLANs:
+        // a controller's first look (features, port descriptions) sees
+        // the switch whole. Until then only the management socket answers.
+        let of = a.openflow.opts();
+        let is_flow = module.split(':').next() == Some("flow");
+        let early = if is_flow {
+            mswitch::control::proto::OpenFlowOpts {
+                no_local: of.no_local,
+                ..Default::default()
+            }
+        } else {
+            // Refused there, with the reason.
+            of.clone()
+        };
+        d.create(name, module, a.workers, a.batch, a.busy_poll, &early)?;
         for (i, spec) in ports.iter().enumerate() {
             let r = d.attach(name, spec, Some(i as u32 + 1))?;
             if let Some(note) = r["note"].as_str() {
@@ -340,6 +397,13 @@ fn run_switch(a: &RunArgs) -> Result<(), String> {
                 .split_once('=')
                 .ok_or_else(|| format!("--vlan '{v}': expected PORT=SETTINGS"))?;
             d.set_vlan(name, port, settings)?;
+        }
+        start_metrics(d, a.metrics.as_deref())?;
+        if is_flow && !of.is_empty() {
+            let l = d.set_openflow(name, &of, false)?;
+            if !l.is_empty() {
+                eprintln!("mswitch: OpenFlow on {}", l.join(", "));
+            }
         }
         eprintln!(
             "mswitch: switch {name} (module {module}, {} port(s)) running; control socket {}",
@@ -414,7 +478,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
     let r = daemon::run_foreground(&ctl, |d| {
         d.set_run_dir(&run_dir);
+        d.tls().set(a.tls.files());
         vswitchd::unixctl::start(d.clone(), &unixctl)?;
+        start_metrics(d, a.metrics.as_deref())?;
         let (dd, rd) = (d.clone(), run_dir.clone());
         std::thread::Builder::new()
             .name("vswitchd-db".into())

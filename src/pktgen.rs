@@ -1,5 +1,5 @@
-//! `mswitch pkt-frames`: a traffic generator and sink in the manner of netmap's
-//! pkt-frames, for ports of a running switch (`-i vport:SWITCH:PORT`).
+//! `mswitch pkt-gen`: a traffic generator and sink in the manner of netmap's
+//! pkt-gen, for ports of a running switch (`-i vport:SWITCH:PORT`).
 //!
 //! Functions: `tx` sends UDP/IPv4 frames (ranges of MACs, addresses, ports
 //! and lengths give multi-flow traffic), `rx` counts what arrives, `ping`
@@ -375,7 +375,7 @@ fn stop_flag() -> Arc<AtomicBool> {
     crate::sys::block_stop_signals();
     let s = stop.clone();
     let _ = std::thread::Builder::new()
-        .name("pkt-frames-signals".into())
+        .name("pkt-gen-signals".into())
         .spawn(move || {
             crate::sys::wait_signal();
             s.store(true, Ordering::Relaxed);
@@ -462,7 +462,7 @@ impl Reporter {
     }
 }
 
-/// Runs pkt-frames; returns the summary (already printed).
+/// Runs pkt-gen; returns the summary (already printed).
 pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
     if !(1..=1024).contains(&a.batch) {
         return Err(format!("-b must be 1..=1024, not {}", a.batch));
@@ -680,6 +680,11 @@ fn rx(
     let mut last = Instant::now();
     let mut back: Vec<Vec<u8>> = Vec::with_capacity(a.batch);
     let mut spare: Vec<Vec<u8>> = Vec::new();
+    let own = a
+        .src_mac
+        .as_deref()
+        .and_then(|m| parse_macs(m).ok())
+        .map_or_else(default_mac, |m| MacAddr::from_u64(m.lo));
     while !lim.done(pkts) {
         let max = (a.batch as u64).min(lim.count - pkts) as usize;
         let mut b = 0u64;
@@ -689,7 +694,7 @@ fn rx(
                 let mut v = spare.pop().unwrap_or_default();
                 v.clear();
                 v.extend_from_slice(f);
-                swap_addresses(&mut v);
+                reply_addresses(&mut v, own);
                 back.push(v);
             }
         });
@@ -731,10 +736,17 @@ fn rx(
     }
 }
 
-fn swap_addresses(f: &mut [u8]) {
+/// Turns frame `f` into its reply: the MAC, IPv4 and UDP/TCP port ends
+/// swapped. A frame sent to a group address (the broadcast of a default
+/// ping) is answered from `own`, as a host answers: a group address is
+/// never a source, and a learning switch drops frames that claim one.
+fn reply_addresses(f: &mut [u8], own: MacAddr) {
     if f.len() >= 12 {
         let (d, s) = f.split_at_mut(6);
         d[..6].swap_with_slice(&mut s[..6]);
+        if s[0] & 1 != 0 {
+            s[..6].copy_from_slice(&own.0);
+        }
     }
     if f.len() >= 42 && f[12..14] == [0x08, 0x00] {
         let (a, b) = f[26..34].split_at_mut(4);
@@ -837,7 +849,7 @@ mod tests {
             #[command(flatten)]
             a: PktGenArgs,
         }
-        let mut v = vec!["pkt-frames", "-i", "vport:sw0:p"];
+        let mut v = vec!["pkt-gen", "-i", "vport:sw0:p"];
         v.extend_from_slice(extra);
         <W as clap::Parser>::try_parse_from(v).unwrap().a
     }
@@ -878,6 +890,22 @@ mod tests {
     }
 
     #[test]
+    fn pong_answers_a_broadcast_from_its_own_address() {
+        let mut f = udp_frame(
+            60,
+            MacAddr([0xff; 6]),
+            MacAddr::local(1),
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            5,
+            6,
+        );
+        reply_addresses(&mut f, MacAddr::local(9));
+        assert_eq!(&f[0..6], &MacAddr::local(1).0);
+        assert_eq!(&f[6..12], &MacAddr::local(9).0);
+    }
+
+    #[test]
     fn pong_swaps_both_ends() {
         let mut f = udp_frame(
             60,
@@ -888,8 +916,9 @@ mod tests {
             5,
             6,
         );
-        swap_addresses(&mut f);
+        reply_addresses(&mut f, MacAddr::local(9));
         assert_eq!(&f[0..6], &MacAddr::local(1).0);
+        assert_eq!(&f[6..12], &MacAddr::local(2).0);
         assert_eq!(&f[26..30], &[10, 0, 0, 2]);
         assert_eq!(&f[34..36], &6u16.to_be_bytes());
     }

@@ -1397,3 +1397,87 @@ fn port_memory_with_a_bad_header_is_refused() {
     assert!(PortMem::from_region(Region::map(fd, 4096).expect("map")).is_err());
     assert!(reopen().is_ok());
 }
+
+/// `pkt-gen -f ping` and `-f pong` with default options work across a
+/// learning switch: the pong answers the ping's broadcast from its own
+/// address (a learning switch drops frames from a group address).
+#[test]
+fn default_ping_and_pong_work_across_a_learning_switch() {
+    let mut h = Harness::new("pinglearn");
+    let sock = h.sock();
+    let run = h.spawn(
+        "mswitch run",
+        &[
+            "run", "--module", "learn", "--port", "vport:a", "--port", "vport:b", "--ctl", &sock,
+        ],
+    );
+    h.wait_ready(run);
+    let pong = h.pkt_gen("vport:sw0:b", "pong", "-n 8 -D 20 --json");
+    h.wait_connected("sw0", "b", Some(true));
+    let ping = h.pkt_gen("vport:sw0:a", "ping", "-n 8 -D 20 --json");
+    let ps = summary(&h.wait_exit(ping, LONG), "pkt-gen ping");
+    assert_eq!(ps["packets"], 8, "ping summary {ps}");
+    assert_eq!(ps["lost"], 0, "ping summary {ps}");
+    let pos = summary(&h.wait_exit(pong, LONG), "pkt-gen pong");
+    assert_eq!(pos["packets"], 8);
+    h.signal(run, libc::SIGTERM);
+    assert!(h.wait_exit(run, LONG).status.success());
+}
+
+/// `mswitch run --listen` opens its OpenFlow listener only once the
+/// command line's ports are attached: the first `ovs-ofctl show` that
+/// connects lists them.
+#[test]
+fn run_listens_for_openflow_after_its_ports_are_attached() {
+    if Command::new("ovs-ofctl").arg("--version").output().is_err() {
+        eprintln!("skipped: no ovs-ofctl (apt-get install openvswitch-common)");
+        return;
+    }
+    let mut h = Harness::new("runlisten");
+    let sock = h.sock();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("ptcp:{port}:127.0.0.1");
+    let run = h.spawn(
+        "mswitch run",
+        &[
+            "run",
+            "--module",
+            "flow",
+            "--no-local",
+            "--listen",
+            &listen,
+            "--port",
+            "vport:a",
+            "--port",
+            "vport:b",
+            "--ctl",
+            &sock,
+        ],
+    );
+    let target = format!("tcp:127.0.0.1:{port}");
+    let deadline = Instant::now() + LONG;
+    let shown = loop {
+        assert!(h.running(run), "mswitch run exited early");
+        let out = Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow13", "show", &target])
+            .output()
+            .expect("ovs-ofctl");
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no OpenFlow listener on {target}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(
+        shown.contains(" 1(a): ") && shown.contains(" 2(b): "),
+        "the first show missed the ports:\n{shown}"
+    );
+    h.signal(run, libc::SIGTERM);
+    assert!(h.wait_exit(run, LONG).status.success());
+}

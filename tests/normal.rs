@@ -629,3 +629,53 @@ fn decisions_replayed_within_a_batch_follow_what_the_batch_learns() {
     assert_eq!(counter(&m, "normal_packets"), 17);
     assert_eq!(counter(&m, "normal_floods"), 4);
 }
+
+/// Frame `k` of a small pool: few addresses (so hosts are learned and
+/// decisions replayed), some tagged, some too short to parse or to tag.
+fn pool_frame(k: u8, seq: u8) -> Vec<u8> {
+    let f = frame(
+        mac(u32::from(k % 5) + 1),
+        mac(u32::from(k / 5 % 5) + 1),
+        seq,
+    );
+    match k % 7 {
+        0 => f[..13].to_vec(),
+        1 => f[..15].to_vec(),
+        2 => tagged(&f, 10),
+        3 => tagged(&f, 20),
+        _ => f,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// A batch forwards exactly as its packets one at a time: the rest of
+    /// a batch whose megaflow matches on the input port alone skips the
+    /// memo, parse and lookup, and replays NORMAL's decisions, and none of
+    /// that may change where a packet goes, its bytes or what is counted.
+    #[test]
+    fn a_batch_forwards_as_its_packets_one_by_one(
+        batches in proptest::collection::vec(
+            (1u16..=7, proptest::collection::vec(0u8..175, 1..24)),
+            1..12,
+        )
+    ) {
+        let (whole, single) = (vlan_bridge(), vlan_bridge());
+        for (n, (port, ks)) in batches.iter().enumerate() {
+            let frames: Vec<Vec<u8>> =
+                ks.iter().map(|&k| pool_frame(k, n as u8)).collect();
+            let got = run(&whole, *port, &frames, 0);
+            let want: Vec<Sent> = frames.iter().map(|f| one(&single, *port, f, 0)).collect();
+            proptest::prop_assert_eq!(got, want, "batch {} from port {}", n, port);
+        }
+        for c in ["normal_packets", "normal_floods", "normal_vlan_drops"] {
+            proptest::prop_assert_eq!(counter(&whole, c), counter(&single, c), "{}", c);
+        }
+        let req = mswitch::openflow::multipart::FlowStatsRequest::default();
+        let packets = |m: &FlowModule| {
+            m.flow_stats(&req, 0).unwrap().iter().map(|s| s.packet_count).sum::<u64>()
+        };
+        proptest::prop_assert_eq!(packets(&whole), packets(&single));
+    }
+}

@@ -192,7 +192,30 @@ fn remotes_parse_as_open_vswitch_writes_them() {
         Ok(Remote::Unix(_))
     ));
     assert!(matches!("tcp:127.0.0.1:6640".parse(), Ok(Remote::Tcp(_))));
-    for bad in ["unix:", "tcp:nohost", "ssl:1.2.3.4:6640", "db.sock"] {
+    let ssl: Remote = "ssl:1.2.3.4:6640".parse().unwrap();
+    assert!(matches!(ssl, Remote::Ssl(_)));
+    assert_eq!(ssl.to_string(), "ssl:1.2.3.4:6640");
+    assert_eq!("ssl:1.2.3.4".parse::<Remote>(), Ok(ssl));
+    assert_eq!(
+        "tcp:[::1]".parse::<Remote>().unwrap().to_string(),
+        "tcp:[::1]:6640"
+    );
+    // Without keys, an ssl: remote fails at once with a clear line.
+    let e = Client::connect(&"ssl:127.0.0.1:1".parse().unwrap(), T)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("ssl:127.0.0.1:1") && e.contains("no SSL private key configured"),
+        "{e}"
+    );
+    for bad in [
+        "unix:",
+        "tcp:nohost",
+        "ssl:nohost",
+        "tls:1.2.3.4:6640",
+        "db.sock",
+    ] {
         assert!(bad.parse::<Remote>().is_err(), "{bad}");
     }
 }

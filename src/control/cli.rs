@@ -11,10 +11,13 @@ use super::proto::{OpenFlowOpts, Request};
 /// OpenFlow options of a switch whose module is `flow` (`ctl create`, `run`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct OpenFlowArgs {
-    /// Connect to an OpenFlow controller: tcp:HOST[:PORT] or unix:PATH (repeat).
+    /// Connect to an OpenFlow controller: tcp:HOST[:PORT], ssl:HOST[:PORT]
+    /// (with the daemon's --private-key, --certificate, --ca-cert) or
+    /// unix:PATH (repeat).
     #[arg(long = "controller", value_name = "TARGET")]
     pub controllers: Vec<String>,
-    /// Also listen for OpenFlow connections: ptcp:PORT[:IP] or punix:PATH (repeat);
+    /// Also listen for OpenFlow connections: ptcp:PORT[:IP], pssl:PORT[:IP]
+    /// or punix:PATH (repeat);
     /// a Unix socket SWITCH.mgmt beside the control socket is always there.
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<String>,

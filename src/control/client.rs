@@ -52,6 +52,11 @@ impl Ctl {
         }
     }
 
+    /// The connection, for a request that turns it into a stream.
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
+    }
+
     /// Sends a request and returns its answer's data, or the daemon's error.
     pub fn request(&mut self, req: &Request) -> Result<serde_json::Value, String> {
         let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;

@@ -29,6 +29,7 @@ use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
 use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
+use crate::stream::TlsKeys;
 use crate::switch::{Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
 
@@ -64,10 +65,14 @@ pub struct Daemon {
     run_dir: Mutex<PathBuf>,
     /// Where patch ports find their peers (on any of the switches).
     patches: PatchPanel,
+    /// The keys of `ssl:`/`pssl:` OpenFlow connections (and of the
+    /// vswitchd database connection), one set for the process.
+    tls: Arc<TlsKeys>,
 }
 
 type Res<T> = Result<T, String>;
 
+mod capture;
 mod ovs;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
@@ -99,6 +104,7 @@ impl Daemon {
             conns: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(0),
             patches: PatchPanel::new(),
+            tls: Arc::default(),
             run_dir: Mutex::new(
                 super::default_ctl_path()
                     .parent()
@@ -106,6 +112,12 @@ impl Daemon {
                     .unwrap_or_default(),
             ),
         }))
+    }
+
+    /// The keys of TLS connections: set their files with
+    /// [`TlsKeys::set`]; new connections use them.
+    pub fn tls(&self) -> &Arc<TlsKeys> {
+        &self.tls
     }
 
     /// Puts the switches' OpenFlow sockets in `dir`.
@@ -157,6 +169,7 @@ impl Daemon {
             Request::List => Ok(self.list()),
             Request::Stats { switch } => self.stats(switch.as_deref()),
             Request::VportConnect { .. } => Err("vport-connect needs its own connection".into()),
+            Request::Capture { .. } => Err("capture needs its own connection".into()),
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -279,6 +292,7 @@ impl Daemon {
                 .transpose()?
                 .unwrap_or_default(),
             probe: None,
+            tls: self.tls.clone(),
             versions: of
                 .protocols
                 .as_deref()
@@ -493,6 +507,22 @@ impl Daemon {
         Ok(serde_json::Value::Array(v))
     }
 
+    /// Every switch's counters, by switch name.
+    pub fn switch_stats(&self) -> Vec<crate::switch::SwitchStats> {
+        self.lock().values().map(|m| m.sw.stats()).collect()
+    }
+
+    /// Serves every switch's counters in Prometheus's text format on
+    /// `addr` (`PORT` for loopback, or `ADDR:PORT`); returns where.
+    pub fn start_metrics(self: &Arc<Self>, addr: &str) -> Res<std::net::SocketAddr> {
+        let at = super::metrics::parse_addr(addr)?;
+        let d = Arc::downgrade(self);
+        super::metrics::serve(
+            at,
+            Arc::new(move || d.upgrade().map(|d| d.switch_stats()).unwrap_or_default()),
+        )
+    }
+
     /// Serves a `vport-connect` on `conn` until the client goes away.
     fn vport_session(&self, conn: &UnixStream, switch: &str, port: &str) -> Res<()> {
         let spec = PortSpec::vport(port);
@@ -673,6 +703,18 @@ impl Daemon {
                     continue;
                 }
             };
+            if let Request::Capture {
+                switch,
+                port,
+                direction,
+                snaplen,
+            } = req
+            {
+                if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
+                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
+                }
+                return;
+            }
             if let Request::VportConnect { switch, port } = req {
                 if let Err(e) = self.vport_session(&conn, &switch, &port) {
                     let _ = w.write_all(Response::err(e).to_line().as_bytes());

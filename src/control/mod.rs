@@ -2,11 +2,14 @@
 //! `mswitch ctl` commands and the client library that attaches other
 //! programs to virtual ports.
 
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod metrics;
 pub mod ofagent;
 pub mod proto;
+pub mod top;
 pub mod vswitchd;
 
 use std::os::unix::fs::FileTypeExt;

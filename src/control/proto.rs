@@ -73,6 +73,16 @@ pub enum Request {
         switch: String,
         port: String,
     },
+    /// Turns the connection into a stream of the port's frames as pcap
+    /// records (see `daemon/capture.rs`).
+    Capture {
+        switch: String,
+        port: String,
+        /// `in`, `out` or `both`.
+        direction: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+    },
 }
 
 /// The OpenFlow options of a switch with the `flow` module, as given on the
@@ -80,10 +90,12 @@ pub enum Request {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OpenFlowOpts {
-    /// Controllers to connect to: `tcp:HOST[:PORT]`, `unix:PATH`.
+    /// Controllers to connect to: `tcp:HOST[:PORT]`, `ssl:HOST[:PORT]`,
+    /// `unix:PATH`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<String>,
-    /// More addresses to listen on: `ptcp:PORT[:IP]`, `punix:PATH`.
+    /// More addresses to listen on: `ptcp:PORT[:IP]`, `pssl:PORT[:IP]`,
+    /// `punix:PATH`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,6 @@
-//! A blocking OVSDB client (RFC 7047) over `unix:` and `tcp:` remotes.
+//! A blocking OVSDB client (RFC 7047) over `unix:`, `tcp:` and `ssl:`
+//! remotes (the last with the keys of a [`TlsKeys`], its handshake done
+//! while connecting).
 //!
 //! One request at a time: [`Client::call`] sends a request and reads until
 //! its answer, meanwhile answering the server's `echo` (so ovsdb-server
@@ -20,18 +22,33 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::jsonrpc::{FrameError, Framer, Msg};
+use crate::stream::{Stream, TlsKeys, TlsStream};
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remote {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TLS over TCP.
+    Ssl(SocketAddr),
+}
+
+/// OVSDB's IANA port, what `tcp:IP` and `ssl:IP` mean without one.
+pub const OVSDB_PORT: u16 = 6640;
+
+/// `IP:PORT`, `[IPv6]:PORT`, or an address alone (port 6640).
+fn addr(a: &str) -> Option<SocketAddr> {
+    a.parse().ok().or_else(|| {
+        let ip = a.trim_start_matches('[').trim_end_matches(']');
+        Some(SocketAddr::new(ip.parse().ok()?, OVSDB_PORT))
+    })
 }
 
 impl std::str::FromStr for Remote {
     type Err = String;
 
-    /// `unix:PATH` or `tcp:IP:PORT` (Open vSwitch's syntax).
+    /// `unix:PATH`, `tcp:IP[:PORT]` or `ssl:IP[:PORT]` (Open vSwitch's
+    /// syntax; the port defaults to 6640).
     fn from_str(s: &str) -> Result<Remote, String> {
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
@@ -40,13 +57,17 @@ impl std::str::FromStr for Remote {
             return Ok(Remote::Unix(PathBuf::from(p)));
         }
         if let Some(a) = s.strip_prefix("tcp:") {
-            return a
-                .parse()
+            return addr(a)
                 .map(Remote::Tcp)
-                .map_err(|_| format!("bad tcp remote '{s}' (tcp:IP:PORT)"));
+                .ok_or_else(|| format!("bad tcp remote '{s}' (tcp:IP[:PORT])"));
+        }
+        if let Some(a) = s.strip_prefix("ssl:") {
+            return addr(a)
+                .map(Remote::Ssl)
+                .ok_or_else(|| format!("bad ssl remote '{s}' (ssl:IP[:PORT])"));
         }
         Err(format!(
-            "unsupported database remote '{s}' (unix:PATH or tcp:IP:PORT)"
+            "unsupported database remote '{s}' (unix:PATH, tcp:IP[:PORT] or ssl:IP[:PORT])"
         ))
     }
 }
@@ -56,6 +77,7 @@ impl std::fmt::Display for Remote {
         match self {
             Remote::Unix(p) => write!(f, "unix:{}", p.display()),
             Remote::Tcp(a) => write!(f, "tcp:{a}"),
+            Remote::Ssl(a) => write!(f, "ssl:{a}"),
         }
     }
 }
@@ -82,41 +104,6 @@ pub enum OvsdbError {
     Bad(String),
 }
 
-enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-
-    fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.write_all(b),
-            Stream::Tcp(s) => s.write_all(b),
-        }
-    }
-
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.set_read_timeout(t),
-            Stream::Tcp(s) => s.set_read_timeout(t),
-        }
-    }
-
-    fn fd(&self) -> RawFd {
-        match self {
-            Stream::Unix(s) => s.as_raw_fd(),
-            Stream::Tcp(s) => s.as_raw_fd(),
-        }
-    }
-}
-
 /// A server notification: its method (`update`, `locked`, ...) and params.
 pub type Notification = (String, Value);
 
@@ -133,18 +120,47 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects (within `timeout` for TCP).
+    /// Connects (within `timeout` for TCP), with no keys for `ssl:`.
     pub fn connect(remote: &Remote, timeout: Duration) -> Result<Client, OvsdbError> {
+        Client::connect_tls(remote, timeout, &TlsKeys::default())
+    }
+
+    /// Connects (within `timeout` for TCP and a TLS handshake), with
+    /// `keys` for an `ssl:` remote.
+    pub fn connect_tls(
+        remote: &Remote,
+        timeout: Duration,
+        keys: &TlsKeys,
+    ) -> Result<Client, OvsdbError> {
         let err = |source| OvsdbError::Connect {
             remote: remote.to_string(),
             source,
         };
         let stream = match remote {
             Remote::Unix(p) => Stream::Unix(UnixStream::connect(p).map_err(err)?),
-            Remote::Tcp(a) => {
+            Remote::Tcp(a) | Remote::Ssl(a) => {
+                // Keys first: without them there is no point connecting.
+                let tls = match remote {
+                    Remote::Ssl(_) => Some(
+                        keys.client_config()
+                            .map_err(|e| err(io::Error::other(e.to_string())))?,
+                    ),
+                    _ => None,
+                };
                 let s = TcpStream::connect_timeout(a, timeout).map_err(err)?;
                 let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
+                match tls {
+                    Some(cfg) => {
+                        let t = TlsStream::client(s, cfg, &a.ip().to_string())
+                            .map_err(|e| err(io::Error::other(format!("TLS: {e}"))))?;
+                        let mut t = Stream::Tls(Box::new(t));
+                        t.set_read_timeout(Some(timeout)).map_err(err)?;
+                        t.set_write_timeout(Some(timeout)).map_err(err)?;
+                        t.handshake().map_err(err)?;
+                        t
+                    }
+                    None => Stream::Tcp(s),
+                }
             }
         };
         Ok(Client {
@@ -158,7 +174,7 @@ impl Client {
 
     /// The socket, for an event loop to wait on.
     pub fn fd(&self) -> RawFd {
-        self.stream.fd()
+        self.stream.as_raw_fd()
     }
 
     fn send(&mut self, m: &Msg) -> Result<(), OvsdbError> {

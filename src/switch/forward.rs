@@ -32,6 +32,7 @@ use crate::module::{Nanos, Verdict, Verdicts};
 use crate::packet::{Batch, PacketRef, Slot, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
+use super::capture;
 use super::mirror::{CopyAs, Dests, Mirrors};
 use super::stats::DropReason;
 use super::table::{PacketIns, PortEntry, Table};
@@ -155,6 +156,12 @@ impl Forwarder {
         ctr.rx_packets.add(n as u64);
         ctr.rx_bytes.add(bytes);
         ctr.drop(DropReason::BadFrame, bad);
+        if input.taps.wants(capture::IN) {
+            // As received: before the module rewrites anything.
+            input
+                .taps
+                .record(capture::IN, frames(&self.pkts, 0..self.pkts.len()));
+        }
         if !self.pkts.is_empty() {
             self.verdicts.reset(self.pkts.len());
             // SAFETY: the views point at buffers of slots in [cur, cur + n) of
@@ -615,6 +622,11 @@ pub(crate) fn send(
         return 0;
     }
     let (mut sent, mut bytes, mut bad) = (0u32, 0u64, 0u64);
+    if dst.taps.wants(capture::OUT) {
+        let fit = order.clone().filter(|&i| pkts[i].len <= cap);
+        dst.taps
+            .record(capture::OUT, frames(pkts, fit.take(lease.n as usize)));
+    }
     for i in order.filter(|&i| pkts[i].len <= cap).take(lease.n as usize) {
         let src = pkts[i];
         let at = lease.start.wrapping_add(sent);
@@ -672,6 +684,16 @@ pub(crate) fn send(
     sent - bad as u32
 }
 
+/// The bytes of packets `order` of `pkts`, for a capture.
+fn frames<'a>(
+    pkts: &'a [PacketRef],
+    order: impl Iterator<Item = usize> + Clone + 'a,
+) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+    // SAFETY: the callers (`forward`, `send`) keep every packet readable
+    // for its `cap >= len` bytes while the iterator lives.
+    order.map(move |i| unsafe { std::slice::from_raw_parts(pkts[i].ptr, pkts[i].len as usize) })
+}
+
 /// `send` for a port that copies frames into its device itself: hands them
 /// over in chunks, in order; what it does not take is `dest_full`.
 fn send_direct(
@@ -696,6 +718,9 @@ fn send_direct(
             k += 1;
         }
         let n = dst.port.transmit(&frames[..k], sender).min(k);
+        if dst.taps.wants(capture::OUT) {
+            dst.taps.record(capture::OUT, frames[..n].iter().copied());
+        }
         sent += n as u32;
         bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
         if n < k {

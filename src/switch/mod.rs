@@ -9,6 +9,7 @@
 //! returns no worker touches the port again. Traffic between the other ports
 //! never stops.
 
+pub mod capture;
 pub mod forward;
 pub mod lease;
 pub mod mirror;
@@ -149,6 +150,8 @@ pub struct WorkerStats {
     pub queues: usize,
     pub packets: u64,
     pub sleeps: u64,
+    /// Nanoseconds spent moving packets (see `top`'s busy share).
+    pub busy_ns: u64,
     pub sleeping: bool,
 }
 
@@ -386,6 +389,30 @@ impl Switch {
             .map(|e| e.id)
     }
 
+    /// Keeps capture `c` on the port named `name`: puts it there if the
+    /// port's entry does not have it yet (a capture just started, or the
+    /// port renewed its entry). False once no port has that name, or the
+    /// name went to another port number (`id`): the capture is over.
+    pub fn keep_capture(&self, id: PortId, name: &str, c: &Arc<capture::Capture>) -> bool {
+        let t = self.shared.table();
+        match t.entry(id) {
+            Some(e) if e.port.name() == name => {
+                if !e.taps.has(c) {
+                    e.taps.add(c.clone());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends capture `c` on port `id`.
+    pub fn end_capture(&self, id: PortId, c: &Arc<capture::Capture>) {
+        if let Some(e) = self.shared.table().entry(id) {
+            e.taps.remove(c);
+        }
+    }
+
     /// Replaces the module while traffic flows. Batches already being
     /// processed finish with the old module.
     pub fn set_module(&self, module: Arc<dyn Module>) {
@@ -527,6 +554,7 @@ impl Switch {
                     .sum(),
                 packets: w.packets.load(Ordering::Relaxed),
                 sleeps: w.sleeps.load(Ordering::Relaxed),
+                busy_ns: w.busy_ns.load(Ordering::Relaxed),
                 sleeping: w.sleeping.load(Ordering::Relaxed),
             })
             .collect();

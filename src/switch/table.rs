@@ -50,6 +50,8 @@ pub struct PortEntry {
     /// One copy per worker, one for the control path (`Switch::replace`)
     /// and one for `Switch::transmit`.
     pub counters: Box<[PortCounters]>,
+    /// Captures of the port's frames (`mswitch capture`).
+    pub taps: super::capture::Taps,
 }
 
 impl PortEntry {
@@ -81,6 +83,7 @@ impl PortEntry {
             rxq,
             out,
             counters,
+            taps: Default::default(),
         }
     }
 

@@ -57,6 +57,9 @@ pub(crate) struct WorkerShared {
     pub seen_gen: AtomicU64,
     pub packets: AtomicU64,
     pub sleeps: AtomicU64,
+    /// Time spent in stretches of rounds that moved packets (measured
+    /// between the worker's clock reads): `top`'s busy share.
+    pub busy_ns: AtomicU64,
     pub sleeping: AtomicBool,
     pub cpu: Option<usize>,
 }
@@ -72,6 +75,7 @@ impl WorkerShared {
             seen_gen: AtomicU64::new(0),
             packets: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
             cpu,
         })
@@ -123,6 +127,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     let mut round: u32 = 0;
     let mut now = Instant::now();
     let mut now_ns = shared.nanos(now);
+    // Whether some round since the last clock read moved packets.
+    let mut worked = false;
     loop {
         let g = shared.generation.load(Ordering::Acquire);
         if g != generation {
@@ -138,7 +144,13 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         // (a round takes microseconds, or a nap; timestamps and idle timers
         // need no better) and after every sleep.
         if round.is_multiple_of(CLOCK_EVERY_ROUNDS) {
-            now = Instant::now();
+            let t = Instant::now();
+            if worked {
+                me.busy_ns
+                    .fetch_add(t.duration_since(now).as_nanos() as u64, Ordering::Relaxed);
+                worked = false;
+            }
+            now = t;
             now_ns = shared.nanos(now);
         }
         let mut work = 0;
@@ -167,6 +179,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             i += 1;
         }
         if work > 0 {
+            worked = true;
             me.packets.store(fwd.packets, Ordering::Relaxed);
             crate::ab::count(work as u64);
         }
@@ -192,6 +205,12 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             continue;
         };
         events.clear();
+        if worked {
+            // The work before a sleep is busy time; the sleep is not.
+            me.busy_ns
+                .fetch_add(now.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            worked = false;
+        }
         if timeout != Some(Duration::ZERO) {
             me.sleeping.store(true, Ordering::Relaxed);
             me.sleeps.fetch_add(1, Ordering::Relaxed);

@@ -59,24 +59,31 @@ pub struct Host {
 impl Lab {
     /// A database, ovsdb-server on it and `mswitch vswitchd` following it.
     pub fn start() -> Lab {
+        let mut lab = Lab::bare();
+        let dir = lab.dir.clone();
+        lab.children.push(start_server(&dir));
+        lab.vsctl(&["--no-wait", "init"]).unwrap();
+        lab.children.push(start_vswitchd(&dir));
+        lab.started = Instant::now();
+        lab
+    }
+
+    /// A fresh directory with a new database in it, nothing running.
+    pub fn bare() -> Lab {
         let tag = common::unique_tag();
         let dir = std::env::temp_dir().join(format!("mswitch-vsd-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab {
+        let db = dir.join("conf.db");
+        must(&["ovsdb-tool", "create", db.to_str().unwrap(), SCHEMA]);
+        Lab {
             tag,
-            dir: dir.clone(),
+            dir,
             children: Vec::new(),
             netns: Vec::new(),
             links: Vec::new(),
             started: Instant::now(),
-        };
-        let db = dir.join("conf.db");
-        must(&["ovsdb-tool", "create", db.to_str().unwrap(), SCHEMA]);
-        lab.children.push(start_server(&dir));
-        lab.vsctl(&["--no-wait", "init"]).unwrap();
-        lab.children.push(start_vswitchd(&dir));
-        lab
+        }
     }
 
     pub fn db(&self) -> String {

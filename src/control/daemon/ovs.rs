@@ -39,7 +39,8 @@ impl Daemon {
     /// Gives a flow switch new OpenFlow settings (controllers, listeners,
     /// fail mode, versions, datapath id) by restarting only its agent: the
     /// switch, its ports and its flows stay (emptied first if `flush`).
-    pub fn set_openflow(&self, switch: &str, of: &OpenFlowOpts, flush: bool) -> Res<()> {
+    /// Returns the addresses the new agent listens on.
+    pub fn set_openflow(&self, switch: &str, of: &OpenFlowOpts, flush: bool) -> Res<Vec<String>> {
         let cfg = self.agent_config(switch, of)?;
         let mut sws = self.lock();
         let m = sws
@@ -61,8 +62,10 @@ impl Daemon {
             };
             flow.flow_mod(&all, m.sw.now()).map_err(|e| e.to_string())?;
         }
-        m.agent = Some(Agent::start(m.sw.clone(), flow, cfg)?);
-        Ok(())
+        let agent = Agent::start(m.sw.clone(), flow, cfg)?;
+        let listening = agent.listening.clone();
+        m.agent = Some(agent);
+        Ok(listening)
     }
 
     /// Attaches patch port `name` of `switch`, linked to the patch port

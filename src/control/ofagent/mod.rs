@@ -4,8 +4,10 @@
 //! sockets.
 //!
 //! One thread per switch runs a poll loop over its listeners (`ptcp:`,
-//! `punix:`), the controllers it dials (`tcp:`, `unix:`, reconnecting with
-//! a backoff of 1 s doubling to 8 s), every open connection, and the
+//! `pssl:`, `punix:`), the controllers it dials (`tcp:`, `ssl:`, `unix:`,
+//! reconnecting with a backoff of 1 s doubling to 8 s), every open
+//! connection (TLS ones with the keys of [`AgentConfig::tls`], taken
+//! afresh for every new connection), and the
 //! switch's packet-in queue; the protocol itself is [`core::Core`], which
 //! does no I/O. Every `probe` of silence a connection gets an echo request
 //! and is dropped if it stays silent as long again.
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use crate::module::Module;
 use crate::module::flow::FlowModule;
 use crate::openflow::Versions;
+use crate::stream::{Stream, TlsKeys};
 use crate::switch::Switch;
 use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
 
@@ -69,6 +72,9 @@ pub struct AgentConfig {
     pub probe: Option<Duration>,
     /// The OpenFlow versions to negotiate (default: every one supported).
     pub versions: Versions,
+    /// Keys for `ssl:` and `pssl:` (none by default: those then fail with
+    /// a clear error).
+    pub tls: Arc<TlsKeys>,
 }
 
 /// Parses a datapath id: hex with `0x` (or 16 hex digits, as ovs-vsctl
@@ -132,14 +138,43 @@ struct Active {
 
 enum ActiveState {
     Idle { retry_at: Instant },
-    Connecting { stream: net::Stream, since: Instant },
+    Connecting { stream: Stream, since: Instant },
     Up { conn: u64 },
 }
 
 struct Link {
-    stream: net::Stream,
+    stream: Stream,
     /// Index into `actives` for a dialled connection.
     active: Option<usize>,
+    /// Who is at the other end (for log lines).
+    peer: String,
+}
+
+/// At most one line a second about refused incoming connections (TLS
+/// handshakes that fail), however many there are.
+#[derive(Default)]
+struct LogLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    fn line(&mut self, switch: &str, msg: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut self.suppressed) {
+            0 => String::new(),
+            n => format!(" ({n} similar lines suppressed)"),
+        };
+        eprintln!("mswitch: {switch}: {msg}{more}");
+        self.last = Some(now);
+    }
 }
 
 struct Loop {
@@ -154,6 +189,8 @@ struct Loop {
     fail_open: bool,
     origin: Instant,
     status: Arc<std::sync::Mutex<Vec<ControllerStatus>>>,
+    tls: Arc<TlsKeys>,
+    refused: LogLimit,
 }
 
 impl Agent {
@@ -170,6 +207,7 @@ impl Agent {
             let l = Listener::bind(p)?;
             listening.push(match (p, l.local_port()) {
                 (Passive::Tcp(a), Some(port)) => format!("ptcp:{port}:{}", a.ip()),
+                (Passive::Ssl(a), Some(port)) => format!("pssl:{port}:{}", a.ip()),
                 _ => p.to_string(),
             });
             listeners.push(l);
@@ -206,6 +244,8 @@ impl Agent {
             fail_open: false,
             origin: now,
             status: status.clone(),
+            tls: cfg.tls.clone(),
+            refused: LogLimit::default(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
@@ -303,13 +343,18 @@ impl Loop {
                     add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
                 }
             }
-            for (&id, l) in &self.links {
+            // Decrypted input already inside a TLS stream wakes no poll.
+            let mut buffered = Vec::new();
+            for (&id, l) in &mut self.links {
                 let c = self.core.conn(id);
                 let mut ev = 0;
                 if c.is_some_and(|c| c.wants_read()) {
                     ev |= POLL_IN;
+                    if l.stream.buffered_input() {
+                        buffered.push(id);
+                    }
                 }
-                if c.is_some_and(|c| !c.out.is_empty()) {
+                if c.is_some_and(|c| !c.out.is_empty()) || l.stream.wants_write() {
                     ev |= POLL_OUT;
                 }
                 add(l.stream.as_raw_fd(), ev, Slot::Link(id));
@@ -319,7 +364,11 @@ impl Loop {
                     add(stream.as_raw_fd(), POLL_OUT, Slot::Connecting(i));
                 }
             }
-            sys::poll(&mut fds, Some(Duration::from_millis(100)));
+            let wait = if buffered.is_empty() { 100 } else { 0 };
+            sys::poll(&mut fds, Some(Duration::from_millis(wait)));
+            for id in buffered {
+                self.read(id);
+            }
             for k in 0..fds.len() {
                 let r = fds[k].revents;
                 if r == 0 {
@@ -364,18 +413,31 @@ impl Loop {
             let Some(l) = self.listeners.get(i) else {
                 return;
             };
+            let tls = l.is_tls();
             match l.accept() {
                 Ok((stream, peer)) => {
                     if stream.set_nonblocking().is_err() {
                         continue;
                     }
+                    let stream = match (stream, tls) {
+                        (Stream::Tcp(s), true) => match Stream::tls_server(s, &self.tls) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                let sw = self.core.dp.sw.name().to_owned();
+                                self.refused.line(&sw, &format!("refused {peer}: {e}"));
+                                continue;
+                            }
+                        },
+                        (s, _) => s,
+                    };
                     let now = self.nanos();
-                    let id = self.core.open(peer, now);
+                    let id = self.core.open(peer.clone(), now);
                     self.links.insert(
                         id,
                         Link {
                             stream,
                             active: None,
+                            peer,
                         },
                     );
                     if self.links.len() >= MAX_CONNS {
@@ -442,6 +504,14 @@ impl Loop {
                 }
             }
             c.out.drain(..written);
+            if broken.is_none() && l.stream.wants_write() {
+                match l.stream.flush() {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                        broken = Some(e.to_string());
+                    }
+                    _ => {}
+                }
+            }
             if let Some(why) = broken {
                 self.drop_link(id, &why);
             } else if c.out.is_empty()
@@ -454,8 +524,19 @@ impl Loop {
 
     fn drop_link(&mut self, id: u64, why: &str) {
         self.core.close(id);
-        if let Some(l) = self.links.remove(&id)
-            && let Some(i) = l.active
+        let Some(l) = self.links.remove(&id) else {
+            return;
+        };
+        if l.active.is_none() && why.starts_with("TLS") {
+            // A peer refused in the handshake (its certificate, most
+            // likely): worth a line, unlike ovs-ofctl's short connections.
+            let sw = self.core.dp.sw.name().to_owned();
+            self.refused.line(
+                &sw,
+                &format!("TLS connection from {} failed: {why}", l.peer),
+            );
+        }
+        if let Some(i) = l.active
             && let Some(a) = self.actives.get_mut(i)
         {
             // Controllers come and go rarely: say so (ovs-ofctl's many
@@ -482,8 +563,27 @@ impl Loop {
             let a = &mut self.actives[i];
             match &a.state {
                 ActiveState::Idle { retry_at } if *retry_at <= now => {
+                    // Without usable keys there is no point connecting.
+                    if let Remote::Ssl(..) = a.remote
+                        && let Err(e) = self.tls.client_config()
+                    {
+                        let e = e.to_string();
+                        if a.last_error.as_ref() != Some(&e) {
+                            eprintln!(
+                                "mswitch: {}: controller {}: {e}",
+                                self.core.dp.sw.name(),
+                                a.remote
+                            );
+                        }
+                        a.last_error = Some(e);
+                        a.state = ActiveState::Idle {
+                            retry_at: now + a.backoff,
+                        };
+                        a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
                     match net::connect(&a.remote) {
-                        Ok(stream @ net::Stream::Tcp(_)) => {
+                        Ok(stream @ Stream::Tcp(_)) => {
                             a.state = ActiveState::Connecting { stream, since: now };
                         }
                         Ok(stream) => self.up(i, stream),
@@ -525,31 +625,43 @@ impl Loop {
             a.state = state;
             return;
         };
-        match sys::socket_error(stream.as_raw_fd()) {
-            Ok(()) if stream.set_nonblocking().is_ok() => self.up(i, stream),
-            r => {
-                a.last_error = Some(match r {
-                    Err(e) => e.to_string(),
-                    Ok(()) => "cannot make the socket non-blocking".into(),
-                });
+        let r = sys::socket_error(stream.as_raw_fd()).and_then(|()| stream.set_nonblocking());
+        let stream = match (r, stream, &a.remote) {
+            (Ok(()), Stream::Tcp(s), Remote::Ssl(host, _)) => {
+                Stream::tls_client(s, &self.tls, host).map_err(io::Error::other)
+            }
+            (Ok(()), s, _) => Ok(s),
+            (Err(e), ..) => Err(e),
+        };
+        match stream {
+            Ok(stream) => self.up(i, stream),
+            Err(e) => {
+                a.last_error = Some(e.to_string());
                 a.backoff = (a.backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
 
-    fn up(&mut self, i: usize, stream: net::Stream) {
+    fn up(&mut self, i: usize, stream: Stream) {
+        let tls = if matches!(stream, Stream::Tls(_)) {
+            " (TLS handshake under way)"
+        } else {
+            ""
+        };
         eprintln!(
-            "mswitch: {}: connected to controller {}",
+            "mswitch: {}: connected to controller {}{tls}",
             self.core.dp.sw.name(),
             self.actives[i].remote
         );
         let now = self.nanos();
-        let id = self.core.open(self.actives[i].remote.to_string(), now);
+        let peer = self.actives[i].remote.to_string();
+        let id = self.core.open(peer.clone(), now);
         self.links.insert(
             id,
             Link {
                 stream,
                 active: Some(i),
+                peer,
             },
         );
         self.actives[i].state = ActiveState::Up { conn: id };

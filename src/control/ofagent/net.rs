@@ -1,20 +1,26 @@
-//! Where OpenFlow connections come from: the `tcp:`/`unix:` targets a
-//! switch dials (controllers) and the `ptcp:`/`punix:` addresses it listens
-//! on (ovs-ofctl, passive controllers), with the sockets behind them.
+//! Where OpenFlow connections come from: the `tcp:`/`ssl:`/`unix:` targets
+//! a switch dials (controllers) and the `ptcp:`/`pssl:`/`punix:` addresses
+//! it listens on (ovs-ofctl, passive controllers), with the sockets behind
+//! them. The streams are [`crate::stream::Stream`]s; TLS is put on a TCP
+//! socket by the agent, with its keys, once the socket is connected.
 //!
 //! ```text
 //! tcp:HOST:PORT      connect to a controller (PORT defaults to 6653)
+//! ssl:HOST:PORT      the same over TLS
 //! unix:PATH          connect over a Unix socket
 //! ptcp:PORT[:IP]     listen on TCP (IP defaults to 127.0.0.1)
+//! pssl:PORT[:IP]     the same over TLS
 //! punix:PATH         listen on a Unix socket
 //! ```
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+
+pub use crate::stream::Stream;
 
 /// The IANA port for OpenFlow.
 pub const OFP_TCP_PORT: u16 = 6653;
@@ -23,6 +29,8 @@ pub const OFP_TCP_PORT: u16 = 6653;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Remote {
     Tcp(String, u16),
+    /// TLS over TCP.
+    Ssl(String, u16),
     Unix(PathBuf),
 }
 
@@ -30,6 +38,8 @@ pub enum Remote {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Passive {
     Tcp(SocketAddr),
+    /// TLS over TCP.
+    Ssl(SocketAddr),
     Unix(PathBuf),
 }
 
@@ -48,10 +58,14 @@ impl std::str::FromStr for Remote {
             }
             return Ok(Remote::Unix(PathBuf::from(p)));
         }
-        let Some(rest) = s.strip_prefix("tcp:") else {
-            return Err(format!(
-                "bad controller '{s}' (expected tcp:HOST[:PORT] or unix:PATH)"
-            ));
+        let (rest, ssl) = match (s.strip_prefix("tcp:"), s.strip_prefix("ssl:")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => {
+                return Err(format!(
+                    "bad controller '{s}' (expected tcp:HOST[:PORT], ssl:HOST[:PORT] or unix:PATH)"
+                ));
+            }
         };
         // [v6]:port, host:port or host.
         let (host, port) = if let Some(r) = rest.strip_prefix('[') {
@@ -72,7 +86,11 @@ impl std::str::FromStr for Remote {
         if host.is_empty() {
             return Err(format!("'{s}': empty host"));
         }
-        Ok(Remote::Tcp(host.to_owned(), port))
+        Ok(if ssl {
+            Remote::Ssl(host.to_owned(), port)
+        } else {
+            Remote::Tcp(host.to_owned(), port)
+        })
     }
 }
 
@@ -86,10 +104,14 @@ impl std::str::FromStr for Passive {
             }
             return Ok(Passive::Unix(PathBuf::from(p)));
         }
-        let Some(rest) = s.strip_prefix("ptcp:") else {
-            return Err(format!(
-                "bad listen address '{s}' (expected ptcp:PORT[:IP] or punix:PATH)"
-            ));
+        let (rest, ssl) = match (s.strip_prefix("ptcp:"), s.strip_prefix("pssl:")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => {
+                return Err(format!(
+                    "bad listen address '{s}' (expected ptcp:PORT[:IP], pssl:PORT[:IP] or punix:PATH)"
+                ));
+            }
         };
         let (port, ip) = match rest.split_once(':') {
             Some((p, ip)) => {
@@ -101,7 +123,12 @@ impl std::str::FromStr for Passive {
             }
             None => (rest, IpAddr::V4(Ipv4Addr::LOCALHOST)),
         };
-        Ok(Passive::Tcp(SocketAddr::new(ip, port_of(port, s)?)))
+        let a = SocketAddr::new(ip, port_of(port, s)?);
+        Ok(if ssl {
+            Passive::Ssl(a)
+        } else {
+            Passive::Tcp(a)
+        })
     }
 }
 
@@ -110,6 +137,8 @@ impl fmt::Display for Remote {
         match self {
             Remote::Tcp(h, p) if h.contains(':') => write!(f, "tcp:[{h}]:{p}"),
             Remote::Tcp(h, p) => write!(f, "tcp:{h}:{p}"),
+            Remote::Ssl(h, p) if h.contains(':') => write!(f, "ssl:[{h}]:{p}"),
+            Remote::Ssl(h, p) => write!(f, "ssl:{h}:{p}"),
             Remote::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -119,65 +148,18 @@ impl fmt::Display for Passive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Passive::Tcp(a) => write!(f, "ptcp:{}:{}", a.port(), a.ip()),
+            Passive::Ssl(a) => write!(f, "pssl:{}:{}", a.port(), a.ip()),
             Passive::Unix(p) => write!(f, "punix:{}", p.display()),
         }
     }
 }
 
-/// A connected (or connecting) stream of either family.
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    pub fn set_nonblocking(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => {
-                let _ = s.set_nodelay(true);
-                s.set_nonblocking(true)
-            }
-            Stream::Unix(s) => s.set_nonblocking(true),
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
-    }
-}
-
 /// Starts connecting to a controller. TCP connects in the background (the
-/// stream turns writable when done); a Unix socket connects at once.
+/// stream turns writable when done); a Unix socket connects at once. For
+/// `ssl:` this is the TCP connection, which the caller then wraps in TLS.
 pub fn connect(r: &Remote) -> io::Result<Stream> {
     match r {
-        Remote::Tcp(host, port) => {
+        Remote::Tcp(host, port) | Remote::Ssl(host, port) => {
             let addr = (host.as_str(), *port)
                 .to_socket_addrs()?
                 .next()
@@ -194,7 +176,8 @@ pub fn connect(r: &Remote) -> io::Result<Stream> {
 
 /// A listening socket; a Unix one removes its path when dropped.
 pub enum Listener {
-    Tcp(TcpListener),
+    /// TCP, with TLS on the accepted connections when `true` (`pssl:`).
+    Tcp(TcpListener, bool),
     Unix(UnixListener, PathBuf),
 }
 
@@ -203,8 +186,9 @@ impl Listener {
     /// a live one is an error.
     pub fn bind(p: &Passive) -> Result<Listener, String> {
         let l = match p {
-            Passive::Tcp(a) => Listener::Tcp(
+            Passive::Tcp(a) | Passive::Ssl(a) => Listener::Tcp(
                 TcpListener::bind(a).map_err(|e| format!("cannot listen on {p}: {e}"))?,
+                matches!(p, Passive::Ssl(_)),
             ),
             Passive::Unix(path) => {
                 let l = crate::control::bind_unix(path, "another switch is listening on")?;
@@ -212,19 +196,21 @@ impl Listener {
             }
         };
         match &l {
-            Listener::Tcp(t) => t.set_nonblocking(true),
+            Listener::Tcp(t, _) => t.set_nonblocking(true),
             Listener::Unix(u, _) => u.set_nonblocking(true),
         }
         .map_err(|e| format!("{p}: {e}"))?;
         Ok(l)
     }
 
-    /// The next waiting connection, if any, with a name for the peer.
+    /// The next waiting connection, if any, with a name for the peer. On
+    /// a `pssl:` listener it is the TCP connection, to be wrapped in TLS.
     pub fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
-            Listener::Tcp(t) => {
+            Listener::Tcp(t, tls) => {
                 let (s, a) = t.accept()?;
-                Ok((Stream::Tcp(s), format!("tcp:{a}")))
+                let scheme = if *tls { "ssl" } else { "tcp" };
+                Ok((Stream::Tcp(s), format!("{scheme}:{a}")))
             }
             Listener::Unix(u, p) => {
                 let (s, _) = u.accept()?;
@@ -233,10 +219,15 @@ impl Listener {
         }
     }
 
+    /// Accepted connections are to be wrapped in TLS (`pssl:`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Listener::Tcp(_, true))
+    }
+
     /// The TCP port actually bound (for `ptcp:0`).
     pub fn local_port(&self) -> Option<u16> {
         match self {
-            Listener::Tcp(t) => t.local_addr().ok().map(|a| a.port()),
+            Listener::Tcp(t, _) => t.local_addr().ok().map(|a| a.port()),
             Listener::Unix(..) => None,
         }
     }
@@ -245,7 +236,7 @@ impl Listener {
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         match self {
-            Listener::Tcp(t) => t.as_raw_fd(),
+            Listener::Tcp(t, _) => t.as_raw_fd(),
             Listener::Unix(u, _) => u.as_raw_fd(),
         }
     }
@@ -274,7 +265,11 @@ mod tests {
         assert_eq!(r.to_string(), "tcp:[::1]:7");
         assert!("tcp:".parse::<Remote>().is_err());
         assert!("tcp:h:99999".parse::<Remote>().is_err());
-        assert!("ssl:h:1".parse::<Remote>().is_err());
+        assert!("ssl:".parse::<Remote>().is_err());
+        let r: Remote = "ssl:10.0.0.1".parse().unwrap();
+        assert_eq!(r, Remote::Ssl("10.0.0.1".into(), OFP_TCP_PORT));
+        assert_eq!(r.to_string(), "ssl:10.0.0.1:6653");
+        assert!("tls:h:1".parse::<Remote>().is_err());
         assert_eq!(
             "unix:/x/y".parse::<Remote>().unwrap(),
             Remote::Unix("/x/y".into())
@@ -283,6 +278,10 @@ mod tests {
         assert_eq!(p.to_string(), "ptcp:6634:127.0.0.1");
         let p: Passive = "ptcp:6634:0.0.0.0".parse().unwrap();
         assert_eq!(p, Passive::Tcp("0.0.0.0:6634".parse().unwrap()));
+        let p: Passive = "pssl:6634".parse().unwrap();
+        assert_eq!(p, Passive::Ssl("127.0.0.1:6634".parse().unwrap()));
+        assert_eq!(p.to_string(), "pssl:6634:127.0.0.1");
+        assert!("pssl:x".parse::<Passive>().is_err());
         assert!("ptcp:x".parse::<Passive>().is_err());
         assert!("ptcp:1:nope".parse::<Passive>().is_err());
         assert!("punix:".parse::<Passive>().is_err());

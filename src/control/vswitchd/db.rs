@@ -12,7 +12,7 @@ use crate::ovsdb::datum;
 /// The tables and columns monitored (what the daemon acts on).
 pub fn monitor_requests() -> Value {
     json!({
-        "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges", "other_config"]},
+        "Open_vSwitch": {"columns": ["next_cfg", "cur_cfg", "bridges", "other_config", "ssl"]},
         "Bridge": {"columns": ["name", "datapath_type", "fail_mode", "controller",
                                "protocols", "other_config", "ports", "datapath_id",
                                "mirrors"]},
@@ -20,6 +20,7 @@ pub fn monitor_requests() -> Value {
         "Interface": {"columns": ["name", "type", "options", "ofport_request",
                                   "ofport", "error", "mtu_request", "mtu"]},
         "Controller": {"columns": ["target"]},
+        "SSL": {"columns": super::ssl::COLUMNS},
         "Mirror": {"columns": ["name", "select_all", "select_src_port", "select_dst_port",
                                "output_port", "select_vlan", "output_vlan"]},
     })

@@ -38,6 +38,7 @@ mod links;
 mod linkwatch;
 mod mirrors;
 mod mtu;
+mod ssl;
 mod status;
 pub mod unixctl;
 
@@ -133,7 +134,7 @@ fn session(
     applied: &mut BTreeMap<String, AppliedBridge>,
     backoff: &mut Duration,
 ) -> Result<(), OvsdbError> {
-    let mut c = Client::connect(remote, RPC)?;
+    let mut c = Client::connect_tls(remote, RPC, d.tls())?;
     // Connected: a later loss starts the backoff from its minimum again.
     *backoff = BACKOFF_MIN;
     if !c.lock(LOCK, RPC)? {
@@ -168,6 +169,7 @@ fn session(
         let stats_now = now >= stats_due;
         let mut ops = Vec::new();
         if now >= reconcile_due || stats_now {
+            ssl::apply(d.tls(), &mirror);
             wanted = mirror.wanted();
             reconcile(d, &wanted, run_dir, applied);
             ops = write_back(&mirror, &wanted, applied);

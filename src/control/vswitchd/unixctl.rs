@@ -186,7 +186,7 @@ fn command(d: &Daemon, method: &str, args: &[String]) -> Result<String, String> 
             let st = d.stats(None)?;
             let mut out = String::new();
             for sw in st.as_array().map(Vec::as_slice).unwrap_or_default() {
-                let name = sw["switch"].as_str().unwrap_or("?");
+                let name = sw["name"].as_str().unwrap_or("?");
                 for (i, w) in sw["workers"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
                     let _ = writeln!(out, "worker thread {name}/{i}:");
                     if let Some(o) = w.as_object() {

@@ -606,6 +606,17 @@ impl Stripe {
         })
     }
 
+    /// Whether the megaflow in `slot` matches on the input port alone:
+    /// every frame of a batch that parses hits it once one has.
+    #[inline]
+    pub fn port_only(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(|s| {
+            let mut k = s.mask;
+            key::IN_PORT.set(&mut k, 0);
+            k.0.iter().all(|&w| w == 0)
+        })
+    }
+
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
     #[inline]
     pub fn normal(&self, slot: u32) -> bool {

@@ -212,6 +212,7 @@
 //! `l2` entries (`presets`).
 
 mod actions;
+mod batchwide;
 mod cache;
 mod classifier;
 mod features;
@@ -1438,12 +1439,17 @@ impl Module for FlowModule {
             memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
             st.account(slot, 1, len);
             if fast {
-                let v = if normal {
+                let v1 = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
                 } else {
                     v
                 };
-                out.set(i, v);
+                out.set(i, v1);
+                if st.port_only(slot) {
+                    // Every later frame that parses hits this megaflow.
+                    self.rest_of_batch(&pipe, &mut st, batch, i + 1, slot, v, normal, out, now_s);
+                    break;
+                }
             } else if versions.rewrite(&mut st, batch, i, slot, p.layout) {
                 versions.add(out, i);
                 let v = if normal {
