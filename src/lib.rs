@@ -17,6 +17,8 @@
 //! - [`wire`]: packet formats as zero-copy views (Ethernet).
 //! - [`stream`]: the control plane's byte streams (TCP, Unix, TLS) and
 //!   their keys.
+//! - [`log`]: `tracing` set-up: levels, timestamps, a log file that
+//!   survives rotation.
 //! - [`sys`]: the only code that calls the OS (memfd, mmap, eventfd, epoll).
 //! - [`bench`]: the in-process benchmark behind `mswitch bench`.
 //! - [`ab`]: in-process A/B of a change (feature `ab`; nothing without it).
@@ -28,6 +30,7 @@
 pub mod ab;
 pub mod bench;
 pub mod control;
+pub mod log;
 pub mod module;
 pub mod ofproto;
 pub mod openflow;

@@ -39,6 +39,8 @@ enum Cmd {
         /// Keys of ssl:/pssl: OpenFlow connections.
         #[command(flatten)]
         tls: mswitch::stream::TlsArgs,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Copy a port's frames while traffic flows, as pcap (`-w -` for
     /// tcpdump -r -) or a line per frame.
@@ -108,6 +110,28 @@ struct VswitchdArgs {
     tls: mswitch::stream::TlsArgs,
 }
 
+/// Logging options of the long-running commands.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// More detail in the log: -v debug, -vv trace (RUST_LOG overrides).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log to FILE (appending) instead of standard error; reopened on
+    /// SIGHUP, for logrotate.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+}
+
+impl LogArgs {
+    fn init(&self) -> Result<(), String> {
+        if let Some(f) = &self.log_file {
+            mswitch::log::to_file(f)?;
+        }
+        mswitch::log::init(self.verbose);
+        Ok(())
+    }
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// Module spec NAME[:ARGS].
@@ -136,6 +160,8 @@ struct RunArgs {
     /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(flatten)]
     openflow: mswitch::control::cli::OpenFlowArgs,
     /// Keys of ssl:/pssl: OpenFlow connections.
@@ -198,6 +224,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Daemons set up their logging from their options (vswitchd after it
+    // has pointed standard error at its log file); the others log at info.
+    if !matches!(cli.cmd, Cmd::Daemon { .. } | Cmd::Run(_) | Cmd::Vswitchd(_)) {
+        mswitch::log::init(0);
+    }
     let r = match cli.cmd {
         Cmd::Bench(a) => run_bench(a),
         Cmd::Modules => {
@@ -211,7 +242,10 @@ fn main() -> ExitCode {
             config,
             metrics,
             tls,
-        } => run_daemon(ctl, config, metrics, &tls),
+            log,
+        } => log
+            .init()
+            .and_then(|()| run_daemon(ctl, config, metrics, &tls)),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -221,7 +255,7 @@ fn main() -> ExitCode {
             );
         }),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
-        Cmd::Run(a) => run_switch(&a),
+        Cmd::Run(a) => a.log.init().and_then(|()| run_switch(&a)),
         Cmd::Vswitchd(a) => run_vswitchd(a),
     };
     match r {
@@ -455,7 +489,13 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
     if log.is_some() || detached.is_some() {
         mswitch::sys::redirect_stdio(log.as_deref(), detached.is_some())
             .map_err(|e| format!("--log-file: {e}"))?;
+        if let Some(l) = &log {
+            mswitch::log::remember_file(l);
+        }
     }
+    // Open vSwitch's -v levels (-vconsole:emer...) are accepted, not mapped:
+    // RUST_LOG sets mswitch's own.
+    mswitch::log::init(0);
     // The monitor stays here; only the daemon it forks goes on (and takes
     // the pidfile), as many times as it crashes.
     if a.monitor {

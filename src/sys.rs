@@ -604,27 +604,37 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owne
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread (and threads it spawns
-/// afterwards) so that one thread can wait for them with [`wait_signal`].
-pub fn block_stop_signals() {
+/// The signals a daemon's signal thread waits for: SIGINT and SIGTERM
+/// (stop), SIGHUP (reopen the log file).
+fn daemon_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&raw mut set);
         libc::sigaddset(&raw mut set, libc::SIGINT);
         libc::sigaddset(&raw mut set, libc::SIGTERM);
+        libc::sigaddset(&raw mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and threads it
+/// spawns afterwards) so that one thread can wait for them with
+/// [`wait_signal`].
+pub fn block_stop_signals() {
+    let set = daemon_signals();
+    // SAFETY: blocks signals of a valid set in this thread.
+    unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
     }
 }
 
-/// Waits for SIGINT or SIGTERM (which must be blocked); returns its number.
+/// Waits for SIGINT, SIGTERM or SIGHUP (which must be blocked); returns
+/// its number.
 pub fn wait_signal() -> i32 {
-    // SAFETY: sigwait on a local set of blocked signals.
+    let set = daemon_signals();
+    // SAFETY: sigwait on a valid set of blocked signals.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut set);
-        libc::sigaddset(&raw mut set, libc::SIGINT);
-        libc::sigaddset(&raw mut set, libc::SIGTERM);
         let mut sig = 0;
         libc::sigwait(&raw const set, &raw mut sig);
         sig

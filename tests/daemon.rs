@@ -1481,3 +1481,55 @@ fn run_listens_for_openflow_after_its_ports_are_attached() {
     h.signal(run, libc::SIGTERM);
     assert!(h.wait_exit(run, LONG).status.success());
 }
+
+/// `--log-file`: the log goes to the file, with timestamps and levels;
+/// after logrotate moves it away, SIGHUP opens a new one at the path.
+#[test]
+fn log_file_survives_rotation() {
+    let mut h = Harness::new("logrot");
+    let sock = h.sock();
+    let log = h.dir.join("mswitch.log");
+    let log_s = log.display().to_string();
+    let run = h.spawn(
+        "mswitch run",
+        &[
+            "run",
+            "--module",
+            "learn",
+            "--port",
+            "vport:a",
+            "--ctl",
+            &sock,
+            "--log-file",
+            &log_s,
+        ],
+    );
+    h.wait_ready(run);
+    poll("the log file", LONG, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("running"))
+    });
+    let rotated = h.dir.join("mswitch.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    h.signal(run, libc::SIGHUP);
+    poll("a new log file", LONG, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened"))
+    });
+    let line = std::fs::read_to_string(&log).unwrap_or_default();
+    // 2026-12-04T15:40:00.123456Z  INFO log file ... reopened
+    let first = line.lines().next().unwrap_or_default();
+    assert!(
+        first.len() > 30
+            && first.as_bytes()[4] == b'-'
+            && first.contains("Z")
+            && first.contains("INFO"),
+        "{first:?}"
+    );
+    assert!(h.running(run), "SIGHUP does not stop the daemon");
+    h.signal(run, libc::SIGTERM);
+    assert!(h.wait_exit(run, LONG).status.success());
+    assert!(
+        std::fs::read_to_string(&rotated)
+            .unwrap_or_default()
+            .contains("running")
+    );
+}

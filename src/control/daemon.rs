@@ -615,11 +615,11 @@ impl Daemon {
                 v.port = fresh.clone();
                 v.connected = false;
                 if let Err(e) = m.sw.replace(id, fresh) {
-                    eprintln!("mswitch: cannot renew port '{port}' on '{switch}': {e}");
+                    tracing::warn!("cannot renew port '{port}' on '{switch}': {e}");
                 }
             }
             Err(e) => {
-                eprintln!("mswitch: cannot renew port '{port}' on '{switch}': {e}; detaching it");
+                tracing::warn!("cannot renew port '{port}' on '{switch}': {e}; detaching it");
                 m.vports.remove(port);
                 let _ = m.sw.detach(id);
             }
@@ -656,7 +656,7 @@ impl Daemon {
                         });
                     if let Err(e) = spawned {
                         // Out of threads: refuse this client, keep serving.
-                        eprintln!("mswitch: cannot serve a control connection: {e}");
+                        tracing::warn!("cannot serve a control connection: {e}");
                         self.lock_conns().remove(&id);
                     }
                 }
@@ -667,7 +667,7 @@ impl Daemon {
                     wait_two(listener.as_raw_fd(), self.stop_bell.as_raw_fd());
                 }
                 Err(e) => {
-                    eprintln!("mswitch: accept: {e}");
+                    tracing::warn!("control socket accept: {e}");
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -829,7 +829,9 @@ pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -
         std::thread::Builder::new()
             .name("mswitch-signals".into())
             .spawn(move || {
-                sys::wait_signal();
+                while sys::wait_signal() == libc::SIGHUP {
+                    crate::log::reopen();
+                }
                 sig.stop();
             })
             .map_err(|e| e.to_string())?;

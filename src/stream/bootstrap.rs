@@ -109,8 +109,8 @@ impl ServerCertVerifier for Bootstrap {
             .map_err(|e| refuse(format!("{}: {e}", self.ca_file.display())))?;
         f.write_all(to_pem(ca).as_bytes())
             .map_err(|e| refuse(format!("{}: {e}", self.ca_file.display())))?;
-        eprintln!(
-            "mswitch: bootstrapped the CA certificate to {}; reconnecting with it",
+        tracing::info!(
+            "bootstrapped the CA certificate to {}; reconnecting with it",
             self.ca_file.display()
         );
         Err(rustls::Error::General(format!(

@@ -259,8 +259,8 @@ impl Switch {
             .any(|w| w.seen_gen.load(Ordering::Acquire) < generation)
         {
             if Instant::now() > deadline {
-                eprintln!(
-                    "mswitch: {}: a worker did not acknowledge table {generation} within 5 s",
+                tracing::error!(
+                    "{}: a worker did not acknowledge table {generation} within 5 s",
                     self.name()
                 );
                 break;

@@ -141,8 +141,8 @@ impl Device {
                 match Virtq::new(mem.clone(), a, v.num, v.base, event_idx, indirect) {
                     Some(q) => Some(q),
                     None => {
-                        eprintln!(
-                            "mswitch: {}: virtqueue {i}: ring outside guest memory or bad size; not started",
+                        tracing::warn!(
+                            "{}: virtqueue {i}: ring outside guest memory or bad size; not started",
                             self.shared.name
                         );
                         None
@@ -234,7 +234,7 @@ impl VhostUserBackendReqHandlerMut for Device {
             })
             .collect();
         let mem = GuestMem::map(&regions, files).map_err(|e| {
-            eprintln!("mswitch: {}: memory table refused: {e}", self.shared.name);
+            tracing::warn!("{}: memory table refused: {e}", self.shared.name);
             bad("bad memory table")
         })?;
         self.mem = Some(Arc::new(mem));

@@ -749,7 +749,7 @@ fn serve(shared: &Arc<Shared>, path: &Path, listener: Option<UnixListener>) {
             _ => why,
         };
         if !shared.stop.load(Ordering::SeqCst) {
-            eprintln!("mswitch: {}: frontend gone ({why})", shared.name);
+            tracing::info!("{}: frontend gone ({why})", shared.name);
         }
     }
 }

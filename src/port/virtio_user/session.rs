@@ -83,7 +83,7 @@ pub(super) fn serve(sh: &Arc<Shared>, path: &Path, listener: Option<UnixListener
             Ok(c) => c,
             Err(why) => {
                 if !sh.stop.load(Ordering::SeqCst) {
-                    eprintln!("mswitch: {}: backend refused: {why}", sh.name);
+                    tracing::warn!("{}: backend refused: {why}", sh.name);
                 }
                 pause = Some(REFUSED);
                 continue;
@@ -98,7 +98,7 @@ pub(super) fn serve(sh: &Arc<Shared>, path: &Path, listener: Option<UnixListener
             } else {
                 String::new()
             };
-            eprintln!("mswitch: {}: backend gone ({why}){lost}", sh.name);
+            tracing::info!("{}: backend gone ({why}){lost}", sh.name);
         }
         if sh.broken.swap(false, Ordering::SeqCst) | sh.blocked.swap(false, Ordering::SeqCst) {
             pause = Some(REFUSED);
