@@ -14,7 +14,7 @@ use mswitch::module::flow::{FlowConfig, FlowModule};
 use mswitch::openflow::oxm::{Masked, OxmField};
 use mswitch::openflow::{Action, FlowMod, Instruction, Match, PortNo};
 use mswitch::port::{MemClient, PortId};
-use mswitch::switch::mirror::{MirrorCounters, MirrorSpec};
+use mswitch::switch::mirror::{MirrorCounters, MirrorOut, MirrorSpec};
 use mswitch::switch::{Switch, SwitchConfig};
 use mswitch::wire::MacAddr;
 
@@ -85,7 +85,8 @@ fn a_mirror_of_a_destination_sees_its_rewritten_copy() {
         all: false,
         src: vec![],
         dst: vec![PortId(3)],
-        out: PortId(4),
+        out: MirrorOut::Port(PortId(4)),
+        select_vlan: None,
         counters: counters.clone(),
     }]);
     let fr = frame(100, 1, mac(2), 0);

@@ -208,3 +208,33 @@ fn the_ovs_dpdk_vhost_user_guide_runs_unchanged() {
     wait_status(&lab, &[&c1, &c2], "client", "connected");
     exchange(tx, rx, 1);
 }
+
+/// `Interface.status` of a vhost-user port follows its guest when it
+/// changes, as ovs-vswitchd's change sequence makes it, not with the
+/// statistics: with `stats-update-interval` at a minute, a guest's
+/// arrival and departure show within a few seconds.
+#[test]
+fn vhost_user_status_is_written_when_the_guest_comes_and_goes() {
+    if !ready() || !testpmd_here() {
+        return;
+    }
+    let _g = common::serial();
+    let mut lab = Lab::start();
+    let br = format!("mss{}", lab.tag);
+    lab.add_br(&br);
+    let v = format!("vus{}", lab.tag);
+    add_vhost(&lab, &br, &v, "dpdkvhostuser", None);
+    let state = || lab.vsctl(&["get", "Interface", &v, "status:status"]);
+    eventually("no status for a new vhost-user port", 3, || {
+        state().as_deref() == Ok("disconnected")
+    });
+    lab.slow_statistics();
+    let guest = Guest::start(&lab, "st", &lab.dir.join(&v), false, 0, RX);
+    eventually("the guest's connection not in status", 3, || {
+        state().as_deref() == Ok("connected")
+    });
+    guest.stop();
+    eventually("the guest's departure not in status", 3, || {
+        state().as_deref() == Ok("disconnected")
+    });
+}

@@ -78,7 +78,10 @@ mod ovs;
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
 /// port number, out of the way of ports numbered from 1).
 fn attach_local(name: &str, sw: &Switch, flow: &FlowModule) -> Res<()> {
-    let spec: PortSpec = format!("tap:{name}").parse()?;
+    // Buffers for jumbo frames: Open vSwitch users set a bridge's MTU up
+    // to 9000 on its interface (`mtu_request`) without re-making it.
+    let buf = crate::port::kernel::buf_for_mtu(crate::port::kernel::JUMBO_MTU);
+    let spec: PortSpec = format!("tap:{name},buf={buf}").parse()?;
     let port = crate::port::tap::TapPort::open_with(name, name, spec.mem_config(), false)
         .map_err(|e| e.to_string())?;
     let id = sw

@@ -90,6 +90,53 @@ pub fn mtu(name: &str) -> Result<u32, KernelPortError> {
         .map_err(|_| KernelPortError::NoSuchInterface(name.to_owned()))
 }
 
+/// The largest MTU that jumbo-ready ports (a bridge's internal TAPs) take.
+pub const JUMBO_MTU: u32 = 9000;
+
+/// The buffer size (a multiple of 64, at least the default) that holds a
+/// frame of `mtu` bytes of payload plus an Ethernet header and a VLAN tag.
+pub fn buf_for_mtu(mtu: u32) -> u32 {
+    mtu.saturating_add(18)
+        .next_multiple_of(64)
+        .clamp(crate::packet::DEFAULT_BUF_SIZE, crate::packet::MAX_BUF_SIZE)
+}
+
+/// Sets the interface's MTU (SIOCSIFMTU), as `ip link set NAME mtu N`.
+#[allow(unsafe_code)]
+pub fn set_mtu(name: &str, mtu: u32) -> Result<(), KernelPortError> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    check_ifname(name)?;
+    let value = libc::c_int::try_from(mtu)
+        .map_err(|_| KernelPortError::Other(format!("MTU {mtu} is out of range")))?;
+    // SAFETY: plain syscall with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(KernelPortError::os(
+            "socket",
+            name,
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_mtu = value;
+    // SAFETY: SIOCSIFMTU reads one ifreq we own: the NUL-terminated name
+    // (shorter than IFNAMSIZ, checked above) and the MTU.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &raw const req) } < 0 {
+        return Err(KernelPortError::os(
+            "setting the MTU",
+            name,
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// Fails if frames of the interface's MTU (plus Ethernet header and one VLAN
 /// tag) would not fit the buffers.
 pub fn check_mtu(name: &str, buf_size: u32) -> Result<(), KernelPortError> {

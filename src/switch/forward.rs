@@ -33,11 +33,14 @@ use crate::packet::{Batch, PacketRef, Slot, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
 use super::capture;
-use super::mirror::{Dests, Mirrors};
+use super::mirror::{CopyAs, Dests, Mirrors};
 use super::stats::DropReason;
 use super::table::{PacketIns, PortEntry, Table};
 
 const NIL: u16 = u16::MAX;
+/// Bytes for one batch's rewritten mirror copies (made on a forwarder's
+/// first such copy); past half of it the batch's packets so far are sent.
+const COPY_ARENA: usize = 1 << 20;
 
 /// One (packet, destination) link.
 #[derive(Clone, Copy)]
@@ -68,7 +71,17 @@ pub struct Forwarder {
     /// Per variant (packet `n + k` of `pkts`): the packet it is a copy of.
     origin: Vec<u16>,
     /// Scratch for the mirror output ports of one packet.
-    mirror_outs: Vec<PortId>,
+    mirror_outs: Vec<(PortId, CopyAs)>,
+    /// Mirror copies with bytes of their own (a VLAN tag added, replaced
+    /// or removed): the last `copies` packets of `pkts`, each placed
+    /// after its packet `copy_origin[k]`, their bytes in `copy_arena`
+    /// (made once, never grown: views point into it).
+    copies: usize,
+    copy_origin: Vec<u16>,
+    copy_src: Vec<usize>,
+    copy_how: Vec<CopyAs>,
+    copy_arena: Box<[u8]>,
+    copy_used: usize,
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
     /// Packets forwarded (read from an input ring) by this forwarder.
@@ -93,6 +106,12 @@ impl Forwarder {
             bcast: Vec::with_capacity(batch),
             origin: Vec::with_capacity(batch),
             mirror_outs: Vec::new(),
+            copies: 0,
+            copy_origin: Vec::new(),
+            copy_src: Vec::new(),
+            copy_how: Vec::new(),
+            copy_arena: Box::default(),
+            copy_used: 0,
             max_len: 0,
             packets: 0,
         }
@@ -278,7 +297,7 @@ impl Forwarder {
                 }
                 var += 1;
             }
-            if self.links.len() > room {
+            if self.links.len() > room || self.copy_used > COPY_ARENA / 2 {
                 self.flush(table, input, mirrors);
             }
         }
@@ -398,25 +417,85 @@ impl Forwarder {
             Verdict::Flood => Dests::Flood,
             _ => Dests::None,
         };
+        // A variant is in the VLAN of the packet it is a version of.
+        let received = match i.checked_sub(self.origin_base()) {
+            Some(k) => self.origin.get(k).map_or(i, |&o| usize::from(o)),
+            None => i,
+        };
+        let view = |k: usize| {
+            let p = self.pkts[k];
+            // SAFETY: as `packet`: the frames stay put during the call.
+            unsafe { std::slice::from_raw_parts(p.ptr, p.len as usize) }
+        };
         m.select(
             in_id,
             dests,
             &table.attached,
-            self.pkts[i].len,
+            view(i),
+            view(received),
             variant,
-            |o| outs.push(o),
+            |o, how| outs.push((o, how)),
         );
-        for &o in &outs {
-            // The output port is reserved, so only a mirror copy goes there.
-            self.link::<false>(table, o, in_id, i, false, None);
+        for &(o, how) in &outs {
+            if how == CopyAs::AsIs {
+                // The output port is reserved, so only a mirror copy goes there.
+                self.link::<false>(table, o, in_id, i, false, None);
+            } else if let Some(c) = self.copy_as(i, how) {
+                // An RSPAN copy may go back out of its input port.
+                self.link::<false>(table, o, in_id, c, true, None);
+            }
         }
         self.mirror_outs = outs;
+    }
+
+    /// A copy of packet `i` rewritten as `how` (one copy for every port
+    /// that takes it this way), as an index into `pkts`; `None` if the
+    /// arena has no room for it (only a packet with many large copies).
+    #[cold]
+    fn copy_as(&mut self, i: usize, how: CopyAs) -> Option<usize> {
+        let base = self.pkts.len() - self.copies;
+        if let Some(k) = (0..self.copies)
+            .rev()
+            .find(|&k| self.copy_src[k] == i && self.copy_how[k] == how)
+        {
+            return Some(base + k);
+        }
+        if self.copy_arena.is_empty() {
+            self.copy_arena = vec![0; COPY_ARENA].into_boxed_slice();
+        }
+        let need = self.pkts[i].len as usize + 4;
+        let at = self.copy_used;
+        if at + need > self.copy_arena.len() {
+            return None;
+        }
+        // SAFETY: as `packet`.
+        let frame =
+            unsafe { std::slice::from_raw_parts(self.pkts[i].ptr, self.pkts[i].len as usize) };
+        let n = super::mirror::rewrite(frame, how, &mut self.copy_arena[at..at + need]);
+        // A view into the arena, which is never grown or written again
+        // before `flush` drops the copies.
+        self.pkts
+            .push(PacketRef::readonly(&self.copy_arena[at..at + n]));
+        self.copy_used = (at + n).next_multiple_of(64);
+        self.max_len = self.max_len.max(n as u32);
+        // It goes out where its packet does (a variant: where its own
+        // packet does).
+        let vbase = self.origin_base();
+        let pos = match i.checked_sub(vbase) {
+            Some(k) => self.origin.get(k).copied().unwrap_or(i as u16),
+            None => i as u16,
+        };
+        self.copies += 1;
+        self.copy_src.push(i);
+        self.copy_how.push(how);
+        self.copy_origin.push(pos);
+        Some(self.pkts.len() - 1)
     }
 
     /// Index in `pkts` of the first variant.
     #[inline]
     fn origin_base(&self) -> usize {
-        self.pkts.len() - self.origin.len()
+        self.pkts.len() - self.copies - self.origin.len()
     }
 
     fn packet(&self, i: usize) -> &[u8] {
@@ -465,6 +544,14 @@ impl Forwarder {
         self.active.clear();
         self.bcast.clear();
         self.links.clear();
+        if self.copies > 0 {
+            self.pkts.truncate(self.pkts.len() - self.copies);
+            self.copies = 0;
+            self.copy_origin.clear();
+            self.copy_src.clear();
+            self.copy_how.clear();
+            self.copy_used = 0;
+        }
     }
 
     /// Sends the packets of `list`, merged in input order with the broadcast
@@ -482,6 +569,7 @@ impl Forwarder {
             b: 0,
             base: self.origin_base(),
             origin: &self.origin,
+            copy_origin: &self.copy_origin,
         };
         send(dst, self.ctr, &self.pkts, merged, total, self.max_len);
     }
@@ -656,6 +744,7 @@ struct Merge<'a> {
     b: usize,
     base: usize,
     origin: &'a [u16],
+    copy_origin: &'a [u16],
 }
 
 impl Merge<'_> {
@@ -663,7 +752,14 @@ impl Merge<'_> {
     #[inline]
     fn pos(&self, u: u16) -> u16 {
         match usize::from(u).checked_sub(self.base) {
-            Some(k) => self.origin.get(k).copied().unwrap_or(u),
+            Some(k) => match self.origin.get(k) {
+                Some(&o) => o,
+                None => self
+                    .copy_origin
+                    .get(k - self.origin.len())
+                    .copied()
+                    .unwrap_or(u),
+            },
             None => u,
         }
     }

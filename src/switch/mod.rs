@@ -424,12 +424,30 @@ impl Switch {
         self.publish(cur.derive(|t| t.module = module));
     }
 
+    /// Takes `other`'s port mirrors (a switch taking over its ports).
+    pub fn set_mirrors_from(&self, other: &Switch) {
+        let _g = self.lock_control();
+        let m = other.shared.table().mirrors.clone();
+        let cur = self.shared.table();
+        self.publish(cur.derive(|t| t.mirrors = m));
+    }
+
     /// Replaces the port mirrors (an empty list removes them) while
     /// traffic flows.
     pub fn set_mirrors(&self, specs: &[mirror::MirrorSpec]) {
+        self.set_mirrors_with_vlans(specs, &[]);
+    }
+
+    /// The same, for mirrors that look at VLANs: `port_vlans` are the
+    /// ports' VLAN settings (others are trunks of every VLAN).
+    pub fn set_mirrors_with_vlans(
+        &self,
+        specs: &[mirror::MirrorSpec],
+        port_vlans: &[(PortId, crate::module::flow::PortVlan)],
+    ) {
         let _g = self.lock_control();
         let cur = self.shared.table();
-        let m = mirror::Mirrors::new(specs).map(Arc::new);
+        let m = mirror::Mirrors::new(specs, port_vlans).map(Arc::new);
         self.publish(cur.derive(|t| t.mirrors = m));
     }
 
@@ -483,6 +501,15 @@ impl Switch {
         let max_len = pkts.iter().map(|p| p.len).max().unwrap_or(0);
         // `send` only reads the frames, which `frames` borrows for the call.
         forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
+    }
+
+    /// Whether each of ports `ids` can carry frames now ([`Port::link_up`]),
+    /// if it is attached: a cheap look, for state reported on change.
+    pub fn links_up(&self, ids: &[PortId]) -> Vec<Option<bool>> {
+        let t = self.shared.table();
+        ids.iter()
+            .map(|&id| t.entry(id).map(|e| e.port.link_up()))
+            .collect()
     }
 
     /// Counters of one port.

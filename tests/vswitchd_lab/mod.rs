@@ -44,6 +44,8 @@ pub struct Lab {
     pub children: Vec<Child>,
     pub netns: Vec<String>,
     pub links: Vec<String>,
+    /// When the daemon was started.
+    pub started: Instant,
 }
 
 /// A host: a namespace whose `eth0` is the inner end of a veth pair; the
@@ -62,6 +64,7 @@ impl Lab {
         lab.children.push(start_server(&dir));
         lab.vsctl(&["--no-wait", "init"]).unwrap();
         lab.children.push(start_vswitchd(&dir));
+        lab.started = Instant::now();
         lab
     }
 
@@ -79,6 +82,7 @@ impl Lab {
             children: Vec::new(),
             netns: Vec::new(),
             links: Vec::new(),
+            started: Instant::now(),
         }
     }
 
@@ -149,6 +153,20 @@ impl Lab {
         )
     }
 
+    /// Statistics every minute (`stats-update-interval`), and back only
+    /// once the write due at the old interval (5 s after the daemon
+    /// started) is past: from then on, what the daemon writes within a few
+    /// seconds it wrote on a change.
+    pub fn slow_statistics(&self) {
+        self.must_vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "other_config:stats-update-interval=60000",
+        ]);
+        std::thread::sleep(Duration::from_secs(6).saturating_sub(self.started.elapsed()));
+    }
+
     /// A netdev bridge, its LOCAL interface recorded for removal.
     pub fn add_br(&mut self, br: &str) {
         self.links.push(br.to_owned());
@@ -161,6 +179,17 @@ impl Lab {
             br,
             "datapath_type=netdev",
         ]);
+    }
+
+    /// A netdev bridge `PREFIX` + the lab's tag and hosts 1 to `n` at
+    /// 10.`net`.0.N, not yet on it.
+    pub fn bridge_and_hosts(&mut self, prefix: &str, net: u8, n: usize) -> (String, Vec<Host>) {
+        let br = format!("{prefix}{}", self.tag);
+        self.add_br(&br);
+        let hosts = (1..=n)
+            .map(|k| self.host(k, &format!("10.{net}.0.{k}")))
+            .collect();
+        (br, hosts)
     }
 
     /// Host `n` of the lab with address `ip` (a /24), not yet on a bridge.

@@ -23,6 +23,19 @@ impl Daemon {
             .unwrap_or_default())
     }
 
+    /// Whether each of ports `ofports` of `switch` has its link up (None:
+    /// no such port).
+    pub fn links_up(&self, switch: &str, ofports: &[u32]) -> Vec<Option<bool>> {
+        let ids: Vec<PortId> = ofports
+            .iter()
+            .map(|&n| PortId::new(n).unwrap_or(PortId(0)))
+            .collect();
+        match self.lock().get(switch) {
+            Some(m) => m.sw.links_up(&ids),
+            None => vec![None; ofports.len()],
+        }
+    }
+
     /// Gives a flow switch new OpenFlow settings (controllers, listeners,
     /// fail mode, versions, datapath id) by restarting only its agent: the
     /// switch, its ports and its flows stay (emptied first if `flush`).
@@ -86,14 +99,82 @@ impl Daemon {
             .map_err(|e| e.to_string())
     }
 
-    /// Replaces the port mirrors of `switch`.
-    pub fn set_mirrors(&self, switch: &str, specs: &[MirrorSpec]) -> Res<()> {
+    /// Replaces the port mirrors of `switch` (`port_vlans`: the ports' VLAN
+    /// settings, for mirrors that look at VLANs).
+    pub fn set_mirrors(
+        &self,
+        switch: &str,
+        specs: &[MirrorSpec],
+        port_vlans: &[(PortId, crate::module::flow::PortVlan)],
+    ) -> Res<()> {
         let sws = self.lock();
         let m = sws
             .get(switch)
             .ok_or_else(|| format!("no switch '{switch}'"))?;
-        m.sw.set_mirrors(specs);
+        m.sw.set_mirrors_with_vlans(specs, port_vlans);
         Ok(())
+    }
+
+    /// Gives `switch` a new set of workers (`workers` threads, busy-polling
+    /// or sleeping when idle, pinned to `cpus`) while its flows, ports
+    /// (same numbers, same backends: vhost-user guests and AF_XDP sockets
+    /// stay connected) and mirrors stay: a new switch is made and every
+    /// port moved to it. A worker's thread cannot take a new CPU set on
+    /// its own here (queues, counters and batches are per worker), so the
+    /// workers are made again. The ports' counters start again from zero.
+    /// Its OpenFlow agent is stopped: the caller starts it again
+    /// ([`Daemon::set_openflow`]).
+    pub fn set_workers(
+        &self,
+        switch: &str,
+        workers: usize,
+        busy_poll: bool,
+        cpus: Option<Vec<usize>>,
+    ) -> Res<()> {
+        let mut sws = self.lock();
+        let m = sws
+            .get_mut(switch)
+            .ok_or_else(|| format!("no switch '{switch}'"))?;
+        let old = m.sw.clone();
+        let mut cfg = old.config().clone();
+        cfg.workers = workers;
+        cfg.cpus = cpus;
+        cfg.idle_after = if busy_poll {
+            None
+        } else {
+            crate::switch::SwitchConfig::default().idle_after
+        };
+        // While ports move, both switches drop what arrives: the ports'
+        // own module state (MAC table, port liveness) is not told they left.
+        let parked =
+            || Arc::new(crate::module::dummy::Dummy::with_map(Vec::new())) as Arc<dyn Module>;
+        let new = Arc::new(crate::switch::Switch::new(cfg, parked()).map_err(|e| e.to_string())?);
+        m.agent = None;
+        let module = match &m.flow {
+            Some(f) => f.clone() as Arc<dyn Module>,
+            None => old.module(),
+        };
+        old.set_module(parked());
+        new.set_mirrors_from(&old);
+        let mut failed = Vec::new();
+        for id in old.ports() {
+            let port = old.detach(id).map_err(|e| e.to_string())?;
+            let name = port.name().to_owned();
+            if let Err(e) = new.attach(port, Some(id)) {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        new.set_module(module);
+        m.sw = new;
+        m.busy_poll = busy_poll;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ports lost moving to new workers: {}",
+                failed.join("; ")
+            ))
+        }
     }
 
     /// Whether patch port `name` is linked to its peer.

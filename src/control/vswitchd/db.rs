@@ -19,7 +19,7 @@ pub fn monitor_requests() -> Value {
                                "mirrors"]},
         "Port": {"columns": ["name", "interfaces", "tag", "trunks", "vlan_mode"]},
         "Interface": {"columns": ["name", "type", "options", "ofport_request",
-                                  "ofport", "error"]},
+                                  "ofport", "error", "mtu_request", "mtu"]},
         "Controller": {"columns": ["target"]},
         "SSL": {"columns": super::ssl::COLUMNS},
         "Mirror": {"columns": ["name", "select_all", "select_src_port", "select_dst_port",
@@ -173,6 +173,9 @@ impl Mirror {
                             .and_then(Value::as_i64),
                         ofport: datum::optional(&i["ofport"]).and_then(Value::as_i64),
                         vlan: vlan.clone(),
+                        mtu_request: datum::optional(&i["mtu_request"])
+                            .and_then(Value::as_i64)
+                            .and_then(|m| u32::try_from(m).ok()),
                     });
                 }
             }
@@ -207,8 +210,14 @@ impl Mirror {
             src: ifaces(&m["select_src_port"]),
             dst: ifaces(&m["select_dst_port"]),
             out: ifaces(&m["output_port"]),
-            vlans: !datum::set(&m["select_vlan"]).is_empty()
-                || datum::optional(&m["output_vlan"]).is_some(),
+            select_vlan: datum::set(&m["select_vlan"])
+                .into_iter()
+                .filter_map(Value::as_u64)
+                .filter_map(|v| u16::try_from(v).ok())
+                .collect(),
+            output_vlan: datum::optional(&m["output_vlan"])
+                .and_then(Value::as_u64)
+                .and_then(|v| u16::try_from(v).ok()),
         })
     }
 }
@@ -224,9 +233,10 @@ pub struct WantedMirror {
     pub src: Vec<String>,
     pub dst: Vec<String>,
     pub out: Vec<String>,
-    /// Whether it asks for VLAN selection or a VLAN output, which mswitch
-    /// does not do.
-    pub vlans: bool,
+    /// `select_vlan` (empty: every VLAN).
+    pub select_vlan: Vec<u16>,
+    /// `output_vlan` (RSPAN).
+    pub output_vlan: Option<u16>,
 }
 
 /// A Port's VLAN columns as the settings text `mswitch` takes (empty: the
@@ -304,6 +314,9 @@ impl WantedBridge {
     }
 }
 
+/// See [`WantedIface::attach_key`]: type, options, `ofport_request`, MTU.
+pub type AttachKey = (String, BTreeMap<String, String>, Option<i64>, Option<u32>);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantedIface {
     pub uuid: String,
@@ -317,12 +330,20 @@ pub struct WantedIface {
     pub ofport: Option<i64>,
     /// Its Port's VLAN settings.
     pub vlan: String,
+    /// `mtu_request` ([`super::mtu`]).
+    pub mtu_request: Option<u32>,
 }
 
 impl WantedIface {
-    /// What decides how the port is attached: a change re-attaches it.
-    pub fn attach_key(&self) -> (String, BTreeMap<String, String>, Option<i64>) {
-        (self.kind.clone(), self.options.clone(), self.ofport_request)
+    /// What decides how the port is attached: a change re-attaches it
+    /// (an MTU that sizes the port's buffers among it).
+    pub fn attach_key(&self) -> AttachKey {
+        (
+            self.kind.clone(),
+            self.options.clone(),
+            self.ofport_request,
+            super::mtu::attach_mtu(self),
+        )
     }
 
     /// The port spec of a `vxlan` or `geneve` interface, from Open
@@ -520,7 +541,8 @@ mod tests {
             (ms[0].src.as_slice(), ms[0].out.as_slice()),
             (&["v1".to_owned()][..], &["v1".to_owned()][..])
         );
-        assert!(ms[0].dst.is_empty() && !ms[0].all && !ms[0].vlans);
+        assert!(ms[0].dst.is_empty() && !ms[0].all);
+        assert!(ms[0].select_vlan.is_empty() && ms[0].output_vlan.is_none());
         // A deleted port leaves the bridge; odd input changes nothing.
         m.apply(&json!({"Port": {"p": {"old": {}}}}));
         assert!(m.wanted().bridges["br0"].ifaces.is_empty());

@@ -29,14 +29,18 @@
 //! `peer` option gets -1 too; one whose peer is missing keeps its number
 //! and says so in `error` (as ovs-vswitchd does). A bridge's `mirrors`
 //! become the switch's port mirrors ([`mirrors`]), with their
-//! `statistics` written back.
+//! `statistics` written back. MTUs follow [`mtu`]; vhost-user `status`
+//! and kernel link states are written when they change ([`links`]).
 //! `ovs-ofctl BR` reaches a bridge at `$OVS_RUNDIR/BR.mgmt`, `ovs-ofctl
 //! snoop BR` its controller traffic at `$OVS_RUNDIR/BR.snoop`, and
 //! `ovs-appctl` the daemon through [`unixctl`].
 
 pub mod db;
 mod flows;
+mod links;
+mod linkwatch;
 mod mirrors;
+mod mtu;
 mod ssl;
 mod status;
 pub mod unixctl;
@@ -61,6 +65,12 @@ const LOCK: &str = "ovs_vswitchd";
 const RPC: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// The longest wait for the database in one turn of the loop: how late a
+/// vhost-user connection or a kernel link change may be reported.
+const TURN: Duration = Duration::from_millis(100);
+/// How often the switches are made to match the database without a change
+/// of it (patch peers, controllers' status).
+const RECONCILE: Duration = Duration::from_millis(500);
 
 /// `$OVS_RUNDIR`, or Open vSwitch's default.
 pub fn run_dir() -> PathBuf {
@@ -77,7 +87,7 @@ pub fn default_db() -> String {
 /// What was made for one interface.
 #[derive(Debug, Clone)]
 struct Applied {
-    key: (String, BTreeMap<String, String>, Option<i64>),
+    key: db::AttachKey,
     ofport: i64,
     error: Option<String>,
     vlan: String,
@@ -94,6 +104,9 @@ struct AppliedBridge {
     error: Option<String>,
     ifaces: BTreeMap<String, Applied>,
     mirrors: mirrors::AppliedMirrors,
+    mtu: mtu::BridgeMtu,
+    /// The `pmd-cpu-mask` CPUs its workers were made for.
+    pmd_cpus: Option<Vec<usize>>,
 }
 
 /// Follows the database until the daemon stops.
@@ -145,39 +158,55 @@ fn session(
     let mut types_written = false;
     let mut stats_due = Instant::now();
     let mut ctl_written = BTreeMap::new();
+    let mut links = links::Links::new();
+    // Everything is made again after a change of the database, and at
+    // least every RECONCILE; the state that changes under the daemon
+    // (vhost-user frontends, kernel links) is looked at every turn.
+    let mut wanted = Wanted::default();
+    let mut reconcile_due = Instant::now();
     loop {
         if d.stopping() {
             return Ok(());
         }
-        ssl::apply(d.tls(), &mirror);
-        let wanted = mirror.wanted();
-        reconcile(d, &wanted, run_dir, applied);
-        let mut ops = write_back(&mirror, &wanted, applied);
-        if !types_written && let Some((root, _)) = mirror.root() {
-            ops.push(json!({"op": "update", "table": "Open_vSwitch",
-                "where": [["_uuid", "==", datum::to_uuid(root)]],
-                "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
-                        "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
-            types_written = true;
+        let now = Instant::now();
+        let stats_now = now >= stats_due;
+        let mut ops = Vec::new();
+        if now >= reconcile_due || stats_now {
+            ssl::apply(d.tls(), &mirror);
+            wanted = mirror.wanted();
+            reconcile(d, &wanted, run_dir, applied);
+            ops = write_back(&mirror, &wanted, applied);
+            ops.extend(mtu::sync(&mirror, &wanted, applied, stats_now));
+            if !types_written && let Some((root, _)) = mirror.root() {
+                ops.push(json!({"op": "update", "table": "Open_vSwitch",
+                    "where": [["_uuid", "==", datum::to_uuid(root)]],
+                    "row": {"datapath_types": datum::to_set(vec![json!("netdev"), json!("system")]),
+                            "iface_types": datum::to_set(IFACE_TYPES.iter().map(|t| json!(t)).collect())}}));
+                types_written = true;
+            }
+            ops.extend(status::controller_ops(
+                d,
+                &wanted,
+                &mut ctl_written,
+                stats_now,
+            ));
+            reconcile_due = now + RECONCILE;
         }
-        let stats_now = Instant::now() >= stats_due;
-        ops.extend(status::controller_ops(
-            d,
-            &wanted,
-            &mut ctl_written,
-            stats_now,
-        ));
         if stats_now {
             ops.extend(state_ops(d, &wanted, applied, run_dir));
             stats_due = Instant::now() + mirror.stats_interval();
         }
+        ops.extend(links.ops(d, &wanted, applied, run_dir, stats_now));
         if !ops.is_empty() {
             c.transact(DB, &ops, RPC)?;
         }
-        c.poll(Duration::from_millis(500))?;
+        c.poll(TURN)?;
         for (method, params) in c.take_notifications() {
             match method.as_str() {
-                "update" => mirror.apply(&params[1]),
+                "update" => {
+                    mirror.apply(&params[1]);
+                    reconcile_due = Instant::now();
+                }
                 "stolen" => {
                     return Err(OvsdbError::Bad(format!("the {LOCK} lock was taken away")));
                 }
@@ -201,25 +230,30 @@ const IFACE_TYPES: &[&str] = &[
     "geneve",
 ];
 
-/// The port spec for an interface, or why it cannot be made.
-fn spec_for(i: &WantedIface, run_dir: &Path) -> Result<String, String> {
+/// The port spec for an interface of `bridge`, or why it cannot be made
+/// (a kernel interface gets its requested MTU here: [`mtu`]).
+fn spec_for(bridge: &str, i: &WantedIface, run_dir: &Path) -> Result<String, String> {
     Ok(match i.kind.as_str() {
-        "" | "system" => format!("af_xdp:{}", i.name),
-        "afxdp" => format!("af_xdp:{}", i.name),
+        "" | "system" | "afxdp" => mtu::kernel_spec(bridge, i),
         // As Open vSwitch: the TAP of an internal interface is left down
         // until its user brings it up (it forwards from then on).
-        "internal" | "tap" => format!("tap:{},down", i.name),
+        "internal" | "tap" => format!("tap:{},down{}", i.name, mtu::tap_buf()),
         "dpdkvhostuser" => format!(
-            "vhost-user:{},server,name={}",
+            "vhost-user:{},server,name={}{}",
             run_dir.join(&i.name).display(),
-            i.name
+            i.name,
+            mtu::vhost_buf(i)
         ),
         "dpdkvhostuserclient" => {
             let path = i
                 .options
                 .get("vhost-server-path")
                 .ok_or("dpdkvhostuserclient needs options:vhost-server-path")?;
-            format!("vhost-user:{path},client,name={}", i.name)
+            format!(
+                "vhost-user:{path},client,name={}{}",
+                i.name,
+                mtu::vhost_buf(i)
+            )
         }
         "vxlan" | "geneve" => i.tunnel_spec()?,
         t => return Err(format!("interface type '{t}' is not supported")),
@@ -269,6 +303,24 @@ fn set_openflow(d: &Daemon, name: &str, a: &mut AppliedBridge, b: &WantedBridge)
     a.dpid = dpid_of(&opts, name);
 }
 
+/// As Open vSwitch's PMD threads: with `pmd-cpu-mask`, one busy-polling
+/// worker on each CPU of the mask; without, one worker that sleeps when
+/// idle. A bridge made before the mask changed gets new workers
+/// ([`Daemon::set_workers`]: flows, ports and mirrors stay) and its OpenFlow
+/// agent back (controllers reconnect).
+fn set_workers(d: &Daemon, name: &str, cpus: &Option<Vec<usize>>, b: &WantedBridge) {
+    let r = match cpus {
+        Some(c) => d.set_workers(name, c.len(), true, Some(c.clone())),
+        None => d.set_workers(name, 1, false, None),
+    };
+    if let Err(e) = r {
+        eprintln!("mswitch vswitchd: bridge {name}: new workers: {e}");
+    }
+    if let Err(e) = d.set_openflow(name, &openflow_opts(b), false) {
+        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+    }
+}
+
 /// Makes the daemon's switches what the database asks for.
 fn reconcile(
     d: &Daemon,
@@ -294,8 +346,14 @@ fn reconcile(
                 // again when its settings change).
                 let _ = d.destroy(name);
                 applied.remove(name);
-            } else if changed {
-                set_openflow(d, name, a, b);
+            } else {
+                if a.error.is_none() && a.pmd_cpus != wanted.pmd_cpus {
+                    set_workers(d, name, &wanted.pmd_cpus, b);
+                    a.pmd_cpus = wanted.pmd_cpus.clone();
+                }
+                if changed {
+                    set_openflow(d, name, a, b);
+                }
             }
         }
         if !applied.contains_key(name) {
@@ -332,6 +390,8 @@ fn reconcile(
                     error,
                     ifaces: BTreeMap::new(),
                     mirrors: Default::default(),
+                    mtu: Default::default(),
+                    pmd_cpus: wanted.pmd_cpus.clone(),
                 },
             );
         }
@@ -381,7 +441,7 @@ fn reconcile(
             }
         }
         if a.error.is_none() {
-            mirrors::apply(d, name, &b.mirrors, &a.ifaces, &mut a.mirrors);
+            mirrors::apply(d, name, b, &a.ifaces, &mut a.mirrors);
         }
     }
     patch_errors(d, applied);
@@ -427,7 +487,7 @@ fn attach(
             let peer = i.options.get("peer").map(String::as_str);
             return d.attach_patch(bridge, &i.name, peer, n);
         }
-        d.attach(bridge, &spec_for(i, run_dir)?, n)
+        d.attach(bridge, &spec_for(bridge, i, run_dir)?, n)
     };
     let usable = |n: &i64| (1..0xff00).contains(n);
     let requested = i.ofport_request.filter(usable).map(|n| n as u32);
