@@ -46,6 +46,7 @@ REQUIRED = ["id", "title", "short", "vs", "what", "against", "date", "commit", "
 # give before --check calls it a mistake (the notes' ratios are of unrounded
 # medians).
 RATIO_TOLERANCE = 0.03
+GREYS = ["#a0a0a0", "#c8c8c8"]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
           "#bcbd22"]
 
@@ -178,7 +179,7 @@ def svg(c):
                   if any(c["_ratios"][i][j] is not None for i, _ in rows)]
     ncol = max(len(cols_drawn), 1)
     nbar = max(len(rows), 1)
-    bar_w = max(10, min(36, 520 // (ncol * nbar + ncol)))
+    bar_w = max(10, min(56, 520 // (ncol * nbar + ncol)))
     gap = bar_w
     group_w = nbar * bar_w
     left, plot_h = 60, 240
@@ -189,13 +190,23 @@ def svg(c):
     sub = wrap(f'{c["date"]}, {c["commit_is"]} {c["commit"]}. Bars: '
                + c.get("ratio_label", "the ratio to " + c["against"]) + ".", (width - left) // 7)
     top = 22 + 18 * len(heading) + 15 * len(sub)
-    height = top + plot_h + label_h + 26 + 18 * (len(rows) + 1) + 12
+    has_goal = any(g.get("ratio") is not None for g in c["goals"])
+    height = top + plot_h + label_h + 26 + 18 * (len(rows) + has_goal) + 12
     ymax = max([1.0] + [x for i, _ in rows for x in c["_ratios"][i] if x is not None]
                + [g["ratio"] for g in c["goals"] if g.get("ratio") is not None])
     ymax = nice_ceiling(ymax * 1.12)
 
     def y(v):
         return top + plot_h - v / ymax * plot_h
+
+    # mswitch's rows in colour, other switches against the same baseline in grey.
+    colors, n = [], 0
+    for _, r in rows:
+        if r.get("role") == "context":
+            colors.append(GREYS[(len(colors) - n) % len(GREYS)])
+        else:
+            colors.append(COLORS[n % len(COLORS)])
+            n += 1
 
     def bar_x(col, k):
         return left + gap + cols_drawn.index(col) * (group_w + gap) + k * bar_w
@@ -222,7 +233,7 @@ def svg(c):
     e.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>')
     labels = []  # drawn last, above the goal lines
     for k, (i, r) in enumerate(rows):
-        color = COLORS[k % len(COLORS)]
+        color = colors[k]
         for col, v in enumerate(c["_ratios"][i]):
             if v is None or col not in cols_drawn:
                 continue
@@ -259,13 +270,14 @@ def svg(c):
     e.append(f'<line x1="{left}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="black" stroke-width="1.5"/>')
     base = c.get("baseline_label", c["against"])
     e.append(f'<text x="{left + 30}" y="{ly}">1.0 = {escape(base)}</text>')
-    ly += 18
-    e.append(f'<line x1="{left}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="#d62728" '
-             f'stroke-width="2" stroke-dasharray="6,3"/>')
-    e.append(f'<text x="{left + 30}" y="{ly}">goal (over the bars it applies to)</text>')
+    if has_goal:
+        ly += 18
+        e.append(f'<line x1="{left}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="#d62728" '
+                 f'stroke-width="2" stroke-dasharray="6,3"/>')
+        e.append(f'<text x="{left + 30}" y="{ly}">goal (over the bars it applies to)</text>')
     for k, (i, r) in enumerate(rows):
         ly += 18
-        e.append(f'<rect x="{left}" y="{ly - 11}" width="24" height="12" fill="{COLORS[k % len(COLORS)]}"/>')
+        e.append(f'<rect x="{left}" y="{ly - 11}" width="24" height="12" fill="{colors[k]}"/>')
         e.append(f'<text x="{left + 30}" y="{ly}">{escape(r["label"])}</text>')
     e.append("</svg>")
     return "\n".join(e) + "\n"
