@@ -5,7 +5,9 @@ Usage:
   scripts/plot-benchmarks.py            write one SVG per comparison into bench/plots/
   scripts/plot-benchmarks.py --tables   rewrite the generated blocks of BENCHMARKS.md
   scripts/plot-benchmarks.py --check    exit 1 if BENCHMARKS.md or bench/plots/ differ
-                                        from what the JSON gives (or the JSON is invalid)
+                                        from what the JSON gives, the JSON is invalid,
+                                        or a relative link of BENCHMARKS.md or
+                                        docs/lab-notes.md points nowhere
 
 Python 3 standard library only. Every comparison file holds:
   id, title, short and vs (for the overview), what, against, date, commit, commit_is ("measured at" or
@@ -331,6 +333,25 @@ def page_with_tables(page, comparisons):
     return page
 
 
+def broken_links(pages):
+    """Relative Markdown links and images in these pages whose target is missing."""
+    bad = []
+    for page in pages:
+        try:
+            with open(page, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            bad.append(f"{os.path.relpath(page, ROOT)}: {err.strerror}")
+            continue
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = os.path.join(os.path.dirname(page), target.split("#")[0])
+            if not os.path.exists(path):
+                bad.append(f"{os.path.relpath(page, ROOT)}: broken link {target}")
+    return bad
+
+
 def main(argv):
     mode = argv[1] if len(argv) > 1 else "--plots"
     if mode not in ("--plots", "--tables", "--check") or len(argv) > 2:
@@ -357,6 +378,7 @@ def main(argv):
                 same = False
             if not same:
                 bad.append(f"bench/plots/{c['id']}.svg is missing or stale (run scripts/plot-benchmarks.py)")
+        bad += broken_links([PAGE, os.path.join(ROOT, "docs", "lab-notes.md")])
         for b in bad:
             print(f"plot-benchmarks: {b}", file=sys.stderr)
         return 1 if bad else 0
