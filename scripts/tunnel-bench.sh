@@ -20,7 +20,9 @@
 # Each is measured for DUR seconds with `mswitch pkt-gen` (af_packet on the
 # VMs' eth0, the generator in VA, the sink in VB; frames to a MAC nobody
 # owns, which the learning switches flood): 64 B and 1400 B frames, 1 flow
-# and 1000 flows (source addresses), kpps at the sink; and with iperf3
+# and 1000 flows (source addresses), kpps at the sink / kpps the generator
+# sent (one direction, open loop: the generator sends as fast as it can, so
+# the difference is what the path lost); and with iperf3
 # between the VMs' stacks: TCP with 1 and 4 flows (Gbit/s at the receiver).
 # Two more setups measure the ports alone, pkt-gen driving them directly
 # on the hosts with no switch (pkt-gen only):
@@ -139,7 +141,7 @@ else:
 EOF
 }
 
-# pkt-gen from VA to VB; prints the sink's kpps.
+# pkt-gen from VA to VB; prints the sink's kpps / the generator's.
 pktgen() { # $1: frame length  $2: flows (1 or 1000)
     local fl=(-s 192.168.99.1:1234)
     [ "$2" = 1000 ] && fl=(-s 192.168.99.1-192.168.99.250:1000-1003)
@@ -148,13 +150,17 @@ pktgen() { # $1: frame length  $2: flows (1 or 1000)
     local rx=$!
     sleep 0.5
     ip netns exec "$TX_NS" "$BIN" pkt-gen -i "$TX_IF" -f tx -l "$1" "${fl[@]}" \
-        --dst-mac 02:00:00:00:00:63 -D "$DUR" -T 0 >/dev/null 2>&1 || true
+        --dst-mac 02:00:00:00:00:63 -D "$DUR" -T 0 --json >"$W/tx.json" 2>/dev/null || true
     sleep 0.5
     kill "$rx" 2>/dev/null || true
     wait "$rx" 2>/dev/null || true
     python3 -c 'import json,sys
-try: print("%8.0f kpps" % (json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["pps"] / 1e3), end="")
-except Exception: print("   failed", end="")' "$W/rx.json"
+last = lambda f: json.loads(open(f).read().strip().splitlines()[-1])
+try: rx = "%.0f" % (last(sys.argv[1])["pps"] / 1e3)
+except Exception: rx = "failed"
+try: tx = "%.0f" % (last(sys.argv[2])["pps"] / 1e3)
+except Exception: tx = "?"
+print("%14s" % ("%s/%s kpps" % (rx, tx)), end="")' "$W/rx.json" "$W/tx.json"
 }
 
 printf "%-11s %14s %14s %14s %14s %14s %14s\n" setup pkt64-1 pkt64-1000 pkt1400-1 pkt1400-1000 tcp-1 tcp-4

@@ -66,7 +66,7 @@ const PREFETCH: u16 = 32;
 /// buffer is prefetched (`Virtq::prefetch_fill_rest`): at 1518 bytes, 4
 /// keeps about 100 lines in flight. (In-process A/B at 1518 B: +14-27%, the
 /// most when the machine was slow; 2 to 4 ahead all gained, 8 did not. See
-/// BENCHMARKS.md.)
+/// docs/lab-notes.md.)
 const FILL_AHEAD: u16 = 4;
 
 fn prefetch_count(n: usize) -> u16 {
