@@ -440,6 +440,7 @@ mod tests {
             ofport_request: None,
             ofport: None,
             vlan: String::new(),
+            mtu_request: None,
         };
         let spec = |kind: &str, opts: &[(&str, &str)]| iface(kind, opts).tunnel_spec();
         assert_eq!(
