@@ -150,6 +150,23 @@ enum Key {
     L4(Tuple),
 }
 
+/// No signature: not a plain IPv4 frame.
+const NO_SIG: u64 = u64::MAX;
+
+/// The bytes a verdict depends on for an unfragmented IPv4 frame with a
+/// 20-byte header: protocol, destination port and destination address
+/// (56 bits, so never [`NO_SIG`]); `NO_SIG` for anything else.
+#[inline]
+fn sig4(d: &[u8]) -> u64 {
+    if d.len() < 38 || d[12] != 8 || d[13] != 0 || d[14] != 0x45 || d[20] & 0x3f != 0 || d[21] != 0
+    {
+        return NO_SIG;
+    }
+    u64::from(d[23]) << 48
+        | u64::from(u16::from_be_bytes([d[36], d[37]])) << 32
+        | u64::from(u32::from_be_bytes([d[30], d[31], d[32], d[33]]))
+}
+
 impl Demux {
     pub fn new(cfg: DemuxConfig) -> Result<Demux, ModuleError> {
         let d = Demux {
@@ -358,29 +375,41 @@ impl Module for Demux {
             return;
         }
         let tb = self.read();
-        // Consecutive packets mostly share their tuple: remember the last.
+        // Consecutive packets mostly share their tuple: remember the last,
+        // by a signature of the plain IPv4 header's bytes when there is one
+        // (no parse), else by its key.
+        let (mut last_sig, mut last_sv) = (NO_SIG, (Verdict::Drop, false));
         let mut last: Option<(Key, Verdict, bool)> = None;
+        let mut seen = 0u64;
         for i in 0..batch.len() {
-            let Ok(key) = self.key(batch.data(i)) else {
-                out.set(i, Verdict::Invalid);
-                continue;
-            };
-            let (v, to_app) = match last {
-                // A set verdict names this batch's set: reuse is fine too.
-                Some((k, v, a)) if k == key => (v, a),
-                _ => {
-                    let (v, a) = self.decide(&tb, key, in_port, out);
-                    last = Some((key, v, a));
-                    (v, a)
-                }
-            };
-            if to_app {
-                n.delivered += 1;
+            let d = batch.data(i);
+            let sig = sig4(d);
+            let (v, to_app) = if sig != NO_SIG && sig == last_sig {
+                last_sv
             } else {
-                n.unclaimed += 1;
-            }
+                let Ok(key) = self.key(d) else {
+                    out.set(i, Verdict::Invalid);
+                    continue;
+                };
+                let va = match last {
+                    // A set verdict names this batch's set: reuse is fine.
+                    Some((k, v, a)) if k == key => (v, a),
+                    _ => {
+                        let (v, a) = self.decide(&tb, key, in_port, out);
+                        last = Some((key, v, a));
+                        (v, a)
+                    }
+                };
+                if sig != NO_SIG {
+                    (last_sig, last_sv) = (sig, va);
+                }
+                va
+            };
+            seen += 1;
+            n.delivered += u64::from(to_app);
             out.set(i, v);
         }
+        n.unclaimed = seen - n.delivered;
         drop(tb);
         self.delivered.fetch_add(n.delivered, Ordering::Relaxed);
         self.unclaimed.fetch_add(n.unclaimed, Ordering::Relaxed);

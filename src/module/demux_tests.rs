@@ -307,3 +307,31 @@ fn spec_arguments() {
         "demux"
     );
 }
+
+#[test]
+fn the_batch_memo_never_mixes_up_packets() {
+    let m = demux("wire=9");
+    m.bind(t("udp:10.0.0.1:53"), A).unwrap();
+    let mut frag = udp4([10, 0, 0, 1], 53);
+    frag[14 + 6] = 0x20;
+    let mut opts = udp4([10, 0, 0, 1], 53);
+    opts[14] = 0x46; // a 24-byte header: the port sits 4 bytes later
+    let (a, h) = (Verdict::Port(A), Verdict::Port(HOST));
+    let v = run(
+        &m,
+        WIRE,
+        vec![
+            udp4([10, 0, 0, 1], 53),
+            frag,
+            udp4([10, 0, 0, 1], 53),
+            tcp4([10, 0, 0, 1], 53),
+            opts,
+            udp4([10, 0, 0, 1], 53),
+            vec![1; 12],
+        ],
+    );
+    assert_eq!(v, [a, h, a, h, h, a, Verdict::Invalid]);
+    let c = m.counters();
+    assert!(c.contains(&("demux_delivered", 3)), "{c:?}");
+    assert!(c.contains(&("demux_unclaimed", 3)), "{c:?}");
+}
