@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::netns::{in_netns, is_root, ping};
+use common::netns::{ctl, in_netns, is_root, ping};
 use common::{must, remove_lab, unique_tag, veth_into_netns};
 use mswitch::control::client::{Ctl, VportConn};
 use mswitch::control::daemon::{Daemon, bind_ctl};
@@ -191,8 +191,17 @@ fn ctl_and_vport_bindings_with_their_refusals() {
     wait_for("a's tuples to go", || tuples(&s).len() == 1);
     b.bind("udp:10.0.0.1:9000").unwrap();
     assert_eq!(tuples(&s)[1], (4, "udp:10.0.0.1:9000".to_owned()));
-    s.demux("unbind", Some("ctlapp"), Some("udp:10.0.0.1:7000"))
-        .unwrap();
+    // The command line says the same.
+    let sock = s.sock().to_str().unwrap().to_owned();
+    let out = ctl(&sock, &["demux", "dx", "list"]).unwrap();
+    assert!(
+        out.contains("udp:10.0.0.1:7000") && out.contains("appb"),
+        "{out}"
+    );
+    let out = ctl(&sock, &["demux", "dx", "unbind", "2", "udp:10.0.0.1:7000"]).unwrap();
+    assert_eq!(out.trim(), "unbound udp:10.0.0.1:7000 for port 2 of dx");
+    let e = ctl(&sock, &["demux", "dx", "bind", "appb", "tcp:*:22"]).unwrap_err();
+    assert!(e.contains("tcp:*:22 is reserved for the host"), "{e}");
     assert_eq!(tuples(&s).len(), 1);
     // Another module: refused with one line.
     s.req(Request::Module {
