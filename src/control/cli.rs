@@ -111,6 +111,18 @@ pub enum CtlCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The tuples of a demux switch: `bind PORT TUPLE`, `unbind PORT
+    /// TUPLE`, `list`; TUPLE is udp|tcp:[IP:]PORT (udp:10.0.0.1:53,
+    /// tcp:[fd00::1]:80, tcp:*:8080 for any address).
+    Demux {
+        switch: String,
+        #[arg(value_parser = ["bind", "unbind", "list"])]
+        op: String,
+        port: Option<String>,
+        tuple: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print counters.
     Stats {
         switch: Option<String>,
@@ -163,6 +175,18 @@ impl CtlCmd {
             CtlCmd::Module { switch, module } => Request::Module { switch, module },
             CtlCmd::List { .. } => Request::List,
             CtlCmd::Stats { switch, .. } => Request::Stats { switch },
+            CtlCmd::Demux {
+                switch,
+                op,
+                port,
+                tuple,
+                ..
+            } => Request::Demux {
+                switch,
+                op,
+                port,
+                tuple,
+            },
         }
     }
 
@@ -171,7 +195,8 @@ impl CtlCmd {
         match self {
             CtlCmd::List { json: true }
             | CtlCmd::Stats { json: true, .. }
-            | CtlCmd::Fdb { json: true, .. } => {
+            | CtlCmd::Fdb { json: true, .. }
+            | CtlCmd::Demux { json: true, .. } => {
                 format!("{}\n", serde_json::to_string(data).unwrap_or_default())
             }
             CtlCmd::List { .. } => render_list(data),
@@ -218,8 +243,29 @@ impl CtlCmd {
                 ..
             } => format!("flushed the MAC table of {switch}\n"),
             CtlCmd::Fdb { .. } => render_fdb(data),
+            CtlCmd::Demux { op, switch, .. } => render_demux(op, switch, data),
         }
     }
+}
+
+/// A demux answer: the tuples, one a line, or what changed.
+fn render_demux(op: &str, switch: &str, data: &Value) -> String {
+    if op != "list" {
+        let (t, p) = (s(&data["tuple"]), &data["ofport"]);
+        let verb = if op == "bind" { "bound" } else { "unbound" };
+        return format!("{verb} {t} for port {p} of {switch}\n");
+    }
+    let mut out = String::from(" port  name             tuple\n");
+    for e in data["tuples"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<16} {}",
+            e["ofport"],
+            s(&e["port"]),
+            s(&e["tuple"])
+        );
+    }
+    out
 }
 
 /// The MAC table as Open vSwitch's `ovs-appctl fdb/show` prints it.

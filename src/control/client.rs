@@ -78,7 +78,7 @@ impl Ctl {
 pub struct VportConn {
     client: MemClient,
     pub info: VportInfo,
-    _conn: UnixStream,
+    conn: UnixStream,
 }
 
 impl VportConn {
@@ -116,8 +116,41 @@ impl VportConn {
         Ok(VportConn {
             client,
             info,
-            _conn: stream,
+            conn: stream,
         })
+    }
+
+    /// Binds a `demux` tuple (`udp|tcp:[IP:]PORT`, e.g. `udp:10.0.0.1:53`)
+    /// to this port, so the switch delivers its packets here; the binding
+    /// lasts until [`VportConn::unbind`] or until this connection closes.
+    /// A port binds only for itself. Refused (one line) if the switch does
+    /// not run `demux`, or the tuple is held by another port, overlaps
+    /// another port's wildcard or is reserved for the host.
+    pub fn bind(&mut self, tuple: &str) -> Result<(), String> {
+        self.demux_request(tuple, false)
+    }
+
+    /// Releases a tuple this connection bound.
+    pub fn unbind(&mut self, tuple: &str) -> Result<(), String> {
+        self.demux_request(tuple, true)
+    }
+
+    fn demux_request(&mut self, tuple: &str, unbind: bool) -> Result<(), String> {
+        let req = Request::DemuxBind {
+            tuple: tuple.to_owned(),
+            unbind,
+        };
+        let mut line = serde_json::to_string(&req).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.conn
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("control socket: {e}"))?;
+        let (resp, _) = read_answer(&self.conn).map_err(|e| format!("control socket: {e}"))?;
+        if resp.ok {
+            Ok(())
+        } else {
+            Err(resp.error.unwrap_or_else(|| "demux-bind failed".into()))
+        }
     }
 }
 

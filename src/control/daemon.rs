@@ -12,7 +12,7 @@
 //! its name reused, while the client was connected.)
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -73,6 +73,7 @@ pub struct Daemon {
 type Res<T> = Result<T, String>;
 
 mod capture;
+mod demux;
 mod ovs;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
@@ -175,6 +176,15 @@ impl Daemon {
             Request::Stats { switch } => self.stats(switch.as_deref()),
             Request::VportConnect { .. } => Err("vport-connect needs its own connection".into()),
             Request::Capture { .. } => Err("capture needs its own connection".into()),
+            Request::Demux {
+                switch,
+                op,
+                port,
+                tuple,
+            } => self.demux_ctl(&switch, &op, port.as_deref(), tuple.as_deref()),
+            Request::DemuxBind { .. } => {
+                Err("demux-bind is only for a vport's own connection".into())
+            }
         };
         match r {
             Ok(v) => Response::ok(v),
@@ -567,10 +577,9 @@ impl Daemon {
         let line = Response::ok(serde_json::to_value(&info).unwrap_or_default()).to_line();
         let sent = sys::send_with_fds(conn.as_raw_fd(), line.as_bytes(), &fds);
         if sent.is_ok() {
-            // The client keeps the connection open while it uses the port.
-            let mut sink = [0u8; 256];
-            let mut r = conn;
-            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+            // The client keeps the connection open while it uses the port,
+            // and may bind demux tuples for it over it.
+            self.vport_requests(conn, switch, info.ofport);
         }
         self.vport_closed(switch, port, &handle);
         Ok(())

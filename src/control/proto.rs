@@ -83,6 +83,23 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snaplen: Option<u32>,
     },
+    /// The tuples of a `demux` switch: `op` is `bind` or `unbind` (with
+    /// `port` and `tuple`) or `list`.
+    Demux {
+        switch: String,
+        op: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tuple: Option<String>,
+    },
+    /// On a vport connection only: binds (or with `unbind`, releases) a
+    /// tuple for the connection's own port.
+    DemuxBind {
+        tuple: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unbind: bool,
+    },
 }
 
 /// The OpenFlow options of a switch with the `flow` module, as given on the

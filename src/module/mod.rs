@@ -9,6 +9,8 @@
 //! A module is shared by all workers of a switch (`&self`, `Sync`): workers
 //! call [`Module::process`] concurrently for batches from different ports.
 
+pub mod demux;
+mod demux_table;
 pub mod dummy;
 pub mod flow;
 pub mod learn;
@@ -278,6 +280,12 @@ pub trait Module: Send + Sync {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+
+    /// The module as `Any`, for control commands that belong to one kind
+    /// of module (`ctl demux` finds the [`demux::Demux`] of a switch).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -297,7 +305,7 @@ pub struct ModuleInfo {
 }
 
 /// Every module mswitch knows, by name.
-pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO, flow::INFO];
+pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO, flow::INFO, demux::INFO];
 
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|m| m.name).collect()
@@ -342,7 +350,7 @@ mod tests {
         let e = build("nope").err().unwrap();
         assert_eq!(
             e.to_string(),
-            "unknown module 'nope' (available: dummy, learn, flow)"
+            "unknown module 'nope' (available: dummy, learn, flow, demux)"
         );
         assert!(build("learn:bogus").is_err());
     }
