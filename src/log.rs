@@ -34,7 +34,7 @@ pub fn init(verbose: u8) {
 pub fn to_file(path: &Path) -> Result<(), String> {
     crate::sys::redirect_stdio(Some(path), false)
         .map_err(|e| format!("--log-file {}: {e}", path.display()))?;
-    *FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
+    remember_file(path);
     Ok(())
 }
 

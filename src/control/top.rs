@@ -74,15 +74,16 @@ fn num(v: &Value) -> u64 {
 /// went in between is shown from the later reading with no rates.
 pub fn rates(before: &Value, after: &Value, dt: f64) -> Value {
     let empty = Vec::new();
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / dt;
     let mut out = Vec::new();
-    for sw in list(after) {
+    for sw in after.as_array().unwrap_or(&empty) {
         let name = sw["name"].as_str().unwrap_or("?");
-        let old = list(before)
-            .into_iter()
+        let old = before
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
             .find(|s| s["name"].as_str() == Some(name))
-            .unwrap_or(Value::Null);
+            .unwrap_or(&Value::Null);
         let old_ports = old["ports"].as_array().unwrap_or(&empty);
         let ports: Vec<Value> = sw["ports"]
             .as_array()

@@ -62,7 +62,10 @@ impl FlowModule {
         let (mut packets, mut bytes) = (0u64, 0u64);
         let mut last: Option<Replay> = None;
         for i in from..batch.len() {
-            let len = batch.data(i).len();
+            let (len, h) = {
+                let d = batch.data(i);
+                (d.len(), head(d))
+            };
             if len < 14 {
                 out.set(i, Verdict::Invalid);
                 continue;
@@ -73,7 +76,6 @@ impl FlowModule {
                 out.set(i, v);
                 continue;
             }
-            let h = head(batch.data(i));
             if let (Some(r), Some(h)) = (&last, h)
                 && r.head == h
             {

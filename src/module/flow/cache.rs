@@ -263,6 +263,8 @@ struct Slot {
     /// The megaflow: a key (masked) and the mask.
     key: Key,
     mask: Key,
+    /// The mask holds nothing but `in_port` (see [`Stripe::port_only`]).
+    port_only: bool,
     /// Dropped by a table edit: no lookup returns it any more.
     stale: bool,
     /// When its learned flows were last touched.
@@ -538,6 +540,11 @@ impl Stripe {
             plan,
             key: key.and(mask),
             mask: *mask,
+            port_only: {
+                let mut k = *mask;
+                key::IN_PORT.set(&mut k, 0);
+                k.0.iter().all(|&w| w == 0)
+            },
             stale: false,
             learn_touched: 0,
             packets: 0,
@@ -633,11 +640,7 @@ impl Stripe {
     /// every frame of a batch that parses hits it once one has.
     #[inline]
     pub fn port_only(&self, slot: u32) -> bool {
-        self.slots.get(slot as usize).is_some_and(|s| {
-            let mut k = s.mask;
-            key::IN_PORT.set(&mut k, 0);
-            k.0.iter().all(|&w| w == 0)
-        })
+        self.slots.get(slot as usize).is_some_and(|s| s.port_only)
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
