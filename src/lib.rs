@@ -29,6 +29,7 @@
 
 pub mod ab;
 pub mod bench;
+pub mod cli;
 pub mod control;
 pub mod log;
 pub mod module;
