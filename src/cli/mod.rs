@@ -214,6 +214,50 @@ struct BenchArgs {
     json: bool,
 }
 
+/// [`main`] with more modules: registers `modules` (see
+/// [`crate::module::register`]) and runs the command, so module specs and
+/// `modules` know them as they know the built-in ones.
+///
+/// A program that brings its own module is then a few lines:
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use std::sync::Arc;
+///
+/// use mswitch::module::{Batch, Module, ModuleInfo, Nanos, Verdict, Verdicts};
+///
+/// /// Drops everything.
+/// struct Sink;
+///
+/// impl Module for Sink {
+///     fn name(&self) -> &'static str {
+///         "sink"
+///     }
+///     fn process(&self, _: &mut Batch<'_>, out: &mut Verdicts, _: Nanos) {
+///         out.fill(Verdict::Drop);
+///     }
+/// }
+///
+/// static SINK: ModuleInfo = ModuleInfo {
+///     name: "sink",
+///     help: "drops every packet",
+///     build: |_args| Ok(Arc::new(Sink)),
+/// };
+///
+/// fn main() -> ExitCode {
+///     mswitch::cli::main_with(&[&SINK])
+/// }
+/// ```
+pub fn main_with(modules: &[&'static mswitch::module::ModuleInfo]) -> ExitCode {
+    for m in modules {
+        if let Err(e) = mswitch::module::register(m) {
+            eprintln!("mswitch: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    main()
+}
+
 /// Parses the process's arguments and runs the command; the exit code is
 /// 0 on success, 2 for bad arguments, 1 for a command that failed (its
 /// error printed as one line on standard error).
@@ -243,7 +287,7 @@ pub fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Bench(a) => run_bench(a),
         Cmd::Modules => {
-            for m in mswitch::module::REGISTRY {
+            for m in mswitch::module::all() {
                 println!("{:8} {}", m.name, m.help);
             }
             Ok(())
