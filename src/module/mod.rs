@@ -369,24 +369,38 @@ impl Verdicts {
 }
 
 /// A packet-processing module.
+///
+/// Only [`Module::name`] and [`Module::process`] are required; the hooks
+/// have empty defaults. A module is shared by the switch's workers and its
+/// control thread (`Send + Sync`, `&self`): state that changes goes behind
+/// atomics or locks, and nothing here may block for long, as packets wait.
 pub trait Module: Send + Sync {
     /// The registry name this module was built from.
     fn name(&self) -> &'static str;
 
     /// Decides a verdict for every packet of `batch` (`out` has one `Drop`
-    /// entry per packet on entry). Called concurrently by several workers.
+    /// entry per packet on entry). Called by the worker that read the
+    /// batch, concurrently with other workers' batches from other ports;
+    /// `now` is monotonic nanoseconds (the same clock for every call).
+    /// Frames too short to read are best answered [`Verdict::Invalid`]
+    /// (counted as bad frames); the bytes are untrusted and may be anything.
     fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, now: Nanos);
 
-    /// A port was attached to the switch.
+    /// A port was attached to the switch (by the control thread, before
+    /// packets from it arrive). A module swapped in while ports are
+    /// attached hears of each of them before it gets its first batch.
     fn port_attached(&self, _port: PortId) {}
 
-    /// A port was detached: forget anything that points at it.
+    /// A port was detached (called once it has left the switch's port
+    /// table): forget anything that points at it.
     fn port_detached(&self, _port: PortId) {}
 
-    /// Housekeeping (aging), called about once a second by a worker.
+    /// Housekeeping (aging), called about once a second by each worker
+    /// (so several times a second with several workers, maybe at once).
     fn tick(&self, _now: Nanos) {}
 
-    /// Module-specific counters for `stats`, as (name, value).
+    /// Module-specific counters for `ctl stats`, its JSON and the metrics,
+    /// as (name, value); prefix the names with the module's name.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }

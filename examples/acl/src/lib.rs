@@ -296,12 +296,16 @@ impl Module for Acl {
         let in_port = batch.in_port();
         let (mut permitted, mut denied, mut by_default, mut invalid) = (0, 0, 0, 0);
         for i in 0..batch.len() {
-            let Ok(l) = Layers::parse(batch.data(i)) else {
+            let d = batch.data(i);
+            let (action, default) = if self.cfg.rules.is_empty() && d.len() >= 14 {
+                (self.cfg.default, true)
+            } else if let Ok(l) = Layers::parse(d) {
+                self.decide(&l, in_port)
+            } else {
                 out.set(i, Verdict::Invalid);
                 invalid += 1;
                 continue;
             };
-            let (action, default) = self.decide(&l, in_port);
             by_default += u64::from(default);
             match action {
                 Action::Deny => {

@@ -176,6 +176,20 @@ fn first_matching_rule_decides() {
 }
 
 #[test]
+fn no_rules_is_the_default_for_every_frame() {
+    let deny = acl("default=deny");
+    assert_eq!(
+        run(&deny, 1, &[udp(1), vec![0; 13]]),
+        [Verdict::Drop, Verdict::Invalid]
+    );
+    assert_eq!(counter(&deny, "acl_default"), 1);
+    assert_eq!(
+        run(&acl(""), 1, &[with_ethertype(0x88cc)]),
+        [Verdict::Flood]
+    );
+}
+
+#[test]
 fn later_fragments_match_no_port_rule() {
     let a = acl("rule=permit:udp:53,default=deny");
     let mut later = udp(53);
