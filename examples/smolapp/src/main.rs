@@ -1,0 +1,75 @@
+//! `mswitch-smolapp`: a UDP and TCP echo server on smoltcp, on a vport of a
+//! running mswitch `demux` switch, sharing the host's IP address.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mswitch::wire::MacAddr;
+use mswitch_smolapp::server::Settings;
+
+/// Serve a UDP echo and a TCP echo with a user-space stack on a vport of a
+/// `demux` switch, on the host's own IP address: the switch delivers the
+/// bound ports here and everything else to the host's kernel.
+#[derive(Parser, Debug)]
+#[command(name = "mswitch-smolapp", version)]
+struct Args {
+    /// The daemon's control socket (default: mswitch's).
+    #[arg(long)]
+    ctl: Option<PathBuf>,
+    /// The switch (it must run the demux module).
+    #[arg(long, short)]
+    switch: String,
+    /// The vport's name (created if it does not exist).
+    #[arg(long, short, default_value = "smolapp")]
+    port: String,
+    /// The host's address, shared with the kernel: IP or IP/PREFIX.
+    #[arg(long, value_parser = parse_cidr)]
+    ip: (Ipv4Addr, u8),
+    /// The host interface's MAC, to answer from (default: the destination
+    /// MAC of the first frame received).
+    #[arg(long)]
+    mac: Option<MacAddr>,
+    /// UDP port to echo on.
+    #[arg(long)]
+    udp: Option<u16>,
+    /// TCP port to echo on.
+    #[arg(long)]
+    tcp: Option<u16>,
+    /// TCP connections served at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    tcp_conns: u16,
+}
+
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, len) = s.split_once('/').unwrap_or((s, "32"));
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("'{len}' is not a prefix length (0..=32)"))?;
+    Ok((ip, len))
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let s = Settings {
+        ip: a.ip.0,
+        prefix: a.ip.1,
+        mac: a.mac,
+        udp: a.udp,
+        tcp: a.tcp,
+        tcp_conns: usize::from(a.tcp_conns),
+    };
+    match mswitch_smolapp::run(a.ctl.as_deref(), &a.switch, &a.port, &s) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mswitch-smolapp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
