@@ -198,6 +198,9 @@ impl<L: Link> App<L> {
                 {
                     t.set_timeout(Some(SmolDuration::from_secs(TCP_TIMEOUT)));
                     t.set_keep_alive(Some(SmolDuration::from_secs(TCP_KEEPALIVE)));
+                    // An echo answers in pieces as they come: no waiting
+                    // for the peer's (maybe delayed) ACK before each.
+                    t.set_nagle_enabled(false);
                     moved = true;
                 }
                 continue;
