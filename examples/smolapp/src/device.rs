@@ -139,15 +139,12 @@ impl<L: Link> VportDevice<L> {
         &mut self.out.link
     }
 
-    /// Received packets not yet handed to the stack.
-    pub fn queued(&self) -> usize {
-        self.rx.len()
-    }
-
-    /// Takes up to a batch of frames from the link; returns how many frames
-    /// it read (kept or dropped).
-    pub fn pull(&mut self) -> usize {
+    /// Takes up to a batch of frames from the link for the stack (which
+    /// takes only what was pulled: a flood cannot keep it from its
+    /// sockets); returns how many frames it read (kept or dropped).
+    pub fn pull(&mut self, now: Instant) -> usize {
         let Self { out, rx } = self;
+        out.now_ms = now.total_millis();
         let now = out.now_ms;
         let Out {
             link,
@@ -271,9 +268,6 @@ impl<L: Link> phy::Device for VportDevice<L> {
 
     fn receive(&mut self, now: Instant) -> Option<(RxToken, TxToken<'_, L>)> {
         self.out.now_ms = now.total_millis();
-        if self.rx.is_empty() {
-            self.pull();
-        }
         let p = self.rx.pop_front()?;
         Some((RxToken(p), TxToken(&mut self.out)))
     }

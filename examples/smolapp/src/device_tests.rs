@@ -12,6 +12,7 @@ fn dev(mac: Option<MacAddr>) -> VportDevice<Fake> {
 
 fn received(d: &mut VportDevice<Fake>) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
+    while d.pull(Instant::from_millis(1)) > 0 {}
     while let Some((rx, _)) = d.receive(Instant::from_millis(1)) {
         v.push(rx.consume(<[u8]>::to_vec));
     }
@@ -131,6 +132,7 @@ fn sends_from_its_mac_to_the_learned_one() {
         0x0800,
         &udp((PEER_IP, 5000), (HOST_IP, 7777), b"q"),
     ));
+    d.pull(Instant::from_millis(4));
     let (_, tx) = d.receive(Instant::from_millis(4)).expect("a packet");
     tx.consume(answer.len(), |b| b.copy_from_slice(&answer));
     assert_eq!(d.counters().tx_full, 1);

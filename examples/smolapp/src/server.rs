@@ -149,11 +149,13 @@ impl<L: Link> App<L> {
     /// returns whether anything was received or sent.
     pub fn poll(&mut self, now: Instant) -> bool {
         let before = self.dev.counters();
-        // Bounded: each round either consumes received packets or stops.
+        // A batch of frames per round, then the sockets' turn; bounded, so
+        // the caller's loop goes on under any load.
         for _ in 0..64 {
+            let pulled = self.dev.pull(now);
             let r = self.iface.poll(now, &mut self.dev, &mut self.sockets);
             let served = self.serve();
-            if r == PollResult::None && !served && self.dev.queued() == 0 {
+            if pulled == 0 && r == PollResult::None && !served {
                 break;
             }
         }
