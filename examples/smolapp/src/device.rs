@@ -1,27 +1,28 @@
 //! smoltcp's `phy::Device` over a vport, with the Ethernet layer done here.
 //!
-//! Behind `demux` the application shares the host's IP address, and ARP
-//! for that address is the host kernel's business: ARP requests and
-//! replies go to the host port, never to the application. So the stack
-//! runs on `Medium::Ip` and this device adds and strips Ethernet itself:
+//! Behind `demux` the application shares the host's IP addresses, and
+//! address resolution for them (ARP, IPv6 neighbour discovery) is the host
+//! kernel's business: `demux` hands those packets to the host port. So the
+//! stack runs on `Medium::Ip` and this device adds and strips Ethernet
+//! itself:
 //!
-//! - In: an IPv4 frame addressed to our MAC (the host's; broadcast too) is
-//!   handed to the stack without its Ethernet header (and without any
-//!   Ethernet padding), and its source IP is remembered with its source MAC
-//!   (the sender, or the router it came through). Anything else, or a
-//!   frame whose IPv4 header is short or inconsistent, is dropped and
+//! - In: an IPv4 or IPv6 frame addressed to our MAC (the host's; broadcast
+//!   too) is handed to the stack without its Ethernet header (and without
+//!   any Ethernet padding), and its source IP is remembered with its source
+//!   MAC (the sender, or the router it came through). Anything else, or a
+//!   frame whose IP header is short or inconsistent, is dropped and
 //!   counted.
 //! - Out: a packet goes from our MAC to the MAC last seen with its
 //!   destination IP. A server only ever answers peers it heard from; a
 //!   packet to an address never seen is dropped and counted.
 //!
 //! Without a configured MAC the device adopts the destination MAC of the
-//! first unicast IPv4 frame it receives: `demux` delivers only the
+//! first unicast IP frame it receives: `demux` delivers only the
 //! application's own tuples, and those frames are addressed to the host's
 //! interface, whose MAC is the one to answer from.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use mswitch::client::VportConn;
@@ -46,8 +47,8 @@ pub trait Link {
     /// Whether a frame can be queued now.
     fn has_room(&self) -> bool;
     /// Sleeps until frames arrive or `timeout` passes (`None`: until frames
-    /// arrive).
-    fn wait(&mut self, timeout: Option<Duration>);
+    /// arrive); an error ends the session.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), String>;
 }
 
 impl Link for VportConn {
@@ -63,17 +64,18 @@ impl Link for VportConn {
         self.send_room() > 0
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) {
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), String> {
         (**self).wait(timeout);
+        Ok(())
     }
 }
 
 /// What the device counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// IPv4 packets handed to the stack.
+    /// IP packets handed to the stack.
     pub rx: u64,
-    /// Frames dropped on the way in: not IPv4, not for our MAC, malformed.
+    /// Frames dropped on the way in: not IP, not for our MAC, malformed.
     pub rx_dropped: u64,
     /// Frames queued on the link.
     pub tx: u64,
@@ -88,7 +90,7 @@ struct Out<L> {
     link: L,
     mac: Option<MacAddr>,
     /// Peer IP to (MAC, when last heard, in ms).
-    neighbours: HashMap<Ipv4Addr, (MacAddr, i64)>,
+    neighbours: HashMap<IpAddr, (MacAddr, i64)>,
     now_ms: i64,
     scratch: Vec<u8>,
     counters: Counters,
@@ -97,7 +99,7 @@ struct Out<L> {
 /// smoltcp's device on a [`Link`] (see the module's documentation).
 pub struct VportDevice<L: Link> {
     out: Out<L>,
-    /// Received IPv4 packets, Ethernet stripped, for the stack.
+    /// Received IP packets, Ethernet stripped, for the stack.
     rx: VecDeque<Vec<u8>>,
 }
 
@@ -127,7 +129,7 @@ impl<L: Link> VportDevice<L> {
     }
 
     /// The MAC last seen with `ip` as its source.
-    pub fn neighbour(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn neighbour(&self, ip: IpAddr) -> Option<MacAddr> {
         self.out.neighbours.get(&ip).map(|&(m, _)| m)
     }
 
@@ -164,35 +166,47 @@ impl<L: Link> VportDevice<L> {
     }
 }
 
-/// The IPv4 packet of frame `f` if it is for us (adopting the MAC when we
+/// The IP packet of frame `f` if it is for us (adopting the MAC when we
 /// have none), with its source IP and source MAC.
-fn accept<'f>(f: &'f [u8], mac: &mut Option<MacAddr>) -> Option<(Ipv4Addr, MacAddr, &'f [u8])> {
-    if f.len() < ETH_LEN + 20 || f[12..14] != [0x08, 0x00] {
+fn accept<'f>(f: &'f [u8], mac: &mut Option<MacAddr>) -> Option<(IpAddr, MacAddr, &'f [u8])> {
+    if f.len() < ETH_LEN {
         return None;
     }
     let (dst, src) = (
         MacAddr::from_bytes(&f[0..6]),
         MacAddr::from_bytes(&f[6..12]),
     );
-    if src.is_multicast() {
-        return None;
-    }
     let for_us = match *mac {
         Some(m) => dst == m || dst.is_broadcast(),
         None => !dst.is_multicast(),
     };
-    let ip = &f[ETH_LEN..];
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if !for_us
-        || ip[0] >> 4 != 4
-        || usize::from(ip[0] & 0xf) * 4 < 20
-        || total < 20
-        || total > ip.len()
-    {
+    if !for_us || src.is_multicast() {
         return None;
     }
-    let src_ip = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    if src_ip.is_unspecified() || src_ip.is_broadcast() || src_ip.is_multicast() {
+    let ip = &f[ETH_LEN..];
+    let (src_ip, total) = match (u16::from_be_bytes([f[12], f[13]]), ip.first()? >> 4) {
+        (0x0800, 4) if ip.len() >= 20 => {
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            if usize::from(ip[0] & 0xf) * 4 < 20 || total < 20 {
+                return None;
+            }
+            let a = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                return None;
+            }
+            (IpAddr::V4(a), total)
+        }
+        (0x86dd, 6) if ip.len() >= 40 => {
+            let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            let a = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?);
+            if a.is_unspecified() || a.is_multicast() {
+                return None;
+            }
+            (IpAddr::V6(a), total)
+        }
+        _ => return None,
+    };
+    if total > ip.len() {
         return None;
     }
     mac.get_or_insert(dst);
@@ -200,7 +214,7 @@ fn accept<'f>(f: &'f [u8], mac: &mut Option<MacAddr>) -> Option<(Ipv4Addr, MacAd
 }
 
 /// Remembers `mac` for `ip`, forgetting the longest unheard peer when full.
-fn learn(n: &mut HashMap<Ipv4Addr, (MacAddr, i64)>, ip: Ipv4Addr, mac: MacAddr, now: i64) {
+fn learn(n: &mut HashMap<IpAddr, (MacAddr, i64)>, ip: IpAddr, mac: MacAddr, now: i64) {
     if n.len() >= MAX_NEIGHBOURS && !n.contains_key(&ip) {
         let oldest = n.iter().min_by_key(|&(_, &(_, t))| t).map(|(&k, _)| k);
         if let Some(k) = oldest {
@@ -211,18 +225,34 @@ fn learn(n: &mut HashMap<Ipv4Addr, (MacAddr, i64)>, ip: Ipv4Addr, mac: MacAddr, 
 }
 
 impl<L: Link> Out<L> {
-    /// Sends IPv4 packet `len` bytes long, written by `f`, in a frame.
+    /// Sends IP packet `len` bytes long, written by `f`, in a frame.
     fn send<R>(&mut self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         self.scratch.clear();
         self.scratch.resize(ETH_LEN + len, 0);
         let r = f(&mut self.scratch[ETH_LEN..]);
         let ip = &self.scratch[ETH_LEN..];
-        let dst = (ip.len() >= 20 && ip[0] >> 4 == 4)
-            .then(|| Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-        let to = match dst {
-            Some(d) if d.is_broadcast() => Some(MacAddr::BROADCAST),
-            Some(d) => self.neighbours.get(&d).map(|&(m, _)| m),
-            None => None,
+        let (to, ethertype) = match ip.first().map(|b| b >> 4) {
+            Some(4) if ip.len() >= 20 => {
+                let d = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let to = if d.is_broadcast() {
+                    Some(MacAddr::BROADCAST)
+                } else {
+                    self.neighbours.get(&IpAddr::V4(d)).map(|&(m, _)| m)
+                };
+                (to, 0x0800u16)
+            }
+            Some(6) if ip.len() >= 40 => {
+                let d: [u8; 16] = ip[24..40].try_into().unwrap_or_default();
+                let to = if d[0] == 0xff {
+                    // IPv6 multicast: 33:33 and the group's last 32 bits.
+                    Some(MacAddr([0x33, 0x33, d[12], d[13], d[14], d[15]]))
+                } else {
+                    let d = IpAddr::V6(Ipv6Addr::from(d));
+                    self.neighbours.get(&d).map(|&(m, _)| m)
+                };
+                (to, 0x86dd)
+            }
+            _ => (None, 0),
         };
         let (Some(to), Some(from)) = (to, self.mac) else {
             self.counters.tx_no_neighbour += 1;
@@ -230,7 +260,7 @@ impl<L: Link> Out<L> {
         };
         self.scratch[0..6].copy_from_slice(&to.0);
         self.scratch[6..12].copy_from_slice(&from.0);
-        self.scratch[12..14].copy_from_slice(&[0x08, 0x00]);
+        self.scratch[12..14].copy_from_slice(&ethertype.to_be_bytes());
         if self.link.send(&self.scratch) {
             self.counters.tx += 1;
         } else {

@@ -1,4 +1,4 @@
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -38,8 +38,8 @@ fn takes_ipv4_for_its_mac_and_learns_the_sender() {
     ));
     let got = received(&mut d);
     assert_eq!(got, [p, udp((other, 1), (HOST_IP, 7777), b"")]);
-    assert_eq!(d.neighbour(PEER_IP), Some(PEER_MAC));
-    assert_eq!(d.neighbour(other), Some(router));
+    assert_eq!(d.neighbour(IpAddr::V4(PEER_IP)), Some(PEER_MAC));
+    assert_eq!(d.neighbour(IpAddr::V4(other)), Some(router));
     assert_eq!(d.counters().rx, 2);
     assert_eq!(d.counters().rx_dropped, 0);
 }
@@ -71,7 +71,7 @@ fn drops_what_is_not_its_ipv4() {
     assert!(received(&mut d).is_empty());
     assert_eq!(d.counters().rx_dropped, frames.len() as u64);
     assert_eq!(d.counters().rx, 0);
-    assert_eq!(d.neighbour(PEER_IP), None);
+    assert_eq!(d.neighbour(IpAddr::V4(PEER_IP)), None);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn without_a_mac_nothing_is_sent() {
 #[test]
 fn remembers_at_most_max_neighbours_forgetting_the_longest_unheard() {
     let mut n = HashMap::new();
-    let ip = |i: usize| Ipv4Addr::from(0x0a00_0000 + i as u32);
+    let ip = |i: usize| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
     for i in 0..MAX_NEIGHBOURS + 10 {
         learn(&mut n, ip(i), MacAddr::local(i as u32), i as i64);
     }
@@ -166,4 +166,44 @@ fn remembers_at_most_max_neighbours_forgetting_the_longest_unheard() {
     assert_eq!(n[&ip(10)], (MacAddr::local(1), 5000));
     assert!(!n.contains_key(&ip(11)));
     assert_eq!(n.len(), MAX_NEIGHBOURS);
+}
+
+#[test]
+fn ipv6_too_in_and_out() {
+    let mut d = dev(Some(HOST_MAC));
+    let p = udp6((PEER_IP6, 5000), (HOST_IP6, 7777), b"six");
+    let mut short = p.clone();
+    short[4..6].copy_from_slice(&100u16.to_be_bytes());
+    let mut as_v4 = p.clone();
+    as_v4[0] = 0x45;
+    let link = d.link_mut();
+    link.inbox.push_back(eth(HOST_MAC, PEER_MAC, 0x86dd, &p));
+    link.inbox
+        .push_back(eth(HOST_MAC, PEER_MAC, 0x86dd, &short));
+    link.inbox
+        .push_back(eth(HOST_MAC, PEER_MAC, 0x86dd, &as_v4));
+    link.inbox
+        .push_back(eth(HOST_MAC, PEER_MAC, 0x86dd, &p[..39]));
+    assert_eq!(received(&mut d), [p]);
+    assert_eq!(d.counters().rx_dropped, 3);
+    assert_eq!(d.neighbour(IpAddr::V6(PEER_IP6)), Some(PEER_MAC));
+    let answer = udp6((HOST_IP6, 7777), (PEER_IP6, 5000), b"six");
+    let group = "ff02::1:ff00:1".parse().unwrap();
+    let mcast = udp6((HOST_IP6, 7777), (group, 5000), b"");
+    for p in [&answer, &mcast] {
+        let tx = d.transmit(Instant::from_millis(2)).expect("room");
+        tx.consume(p.len(), |b| b.copy_from_slice(p));
+    }
+    assert_eq!(
+        d.link().sent,
+        [
+            eth(PEER_MAC, HOST_MAC, 0x86dd, &answer),
+            eth(
+                MacAddr([0x33, 0x33, 0xff, 0, 0, 1]),
+                HOST_MAC,
+                0x86dd,
+                &mcast
+            )
+        ]
+    );
 }

@@ -18,6 +18,7 @@ pub mod server;
 #[cfg(test)]
 mod testutil;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,25 +32,29 @@ use server::{App, Settings};
 /// vport's ring is full: there is no doorbell for room).
 const RETRY: Duration = Duration::from_millis(1);
 
-/// The tuples `s` binds on the switch (`udp:IP:PORT`, `tcp:IP:PORT`).
+/// The tuples `s` binds on the switch (`udp:IP:PORT`, `tcp:[IP6]:PORT`).
 pub fn tuples(s: &Settings) -> Vec<String> {
     let mut v = Vec::new();
-    if let Some(p) = s.udp {
-        v.push(format!("udp:{}:{p}", s.ip));
-    }
-    if let Some(p) = s.tcp {
-        v.push(format!("tcp:{}:{p}", s.ip));
+    for ip in s.addrs() {
+        let ip = match ip {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        let protos = [("udp", s.udp), ("tcp", s.tcp)];
+        v.extend(
+            protos
+                .iter()
+                .filter_map(|&(proto, port)| Some(format!("{proto}:{ip}:{}", port?))),
+        );
     }
     v
 }
 
 /// Connects to vport `port` of switch `switch` (daemon socket `ctl`, or the
 /// default one), binds the tuples and serves until the process ends.
-/// Returns only on a setup error.
+/// Returns only on an error (settings, connection, a refused tuple).
 pub fn run(ctl: Option<&Path>, switch: &str, port: &str, s: &Settings) -> Result<(), String> {
-    if s.udp.is_none() && s.tcp.is_none() {
-        return Err("nothing to serve: give a UDP port, a TCP port or both".into());
-    }
+    s.check()?;
     let mut conn = VportConn::connect(ctl, switch, port)?;
     for t in tuples(s) {
         conn.bind(&t).map_err(|e| format!("bind {t}: {e}"))?;
@@ -71,7 +76,7 @@ pub fn run(ctl: Option<&Path>, switch: &str, port: &str, s: &Settings) -> Result
             Some(d) if d.is_zero() => Some(RETRY),
             d => d,
         };
-        app.device_mut().link_mut().wait(wait);
+        app.device_mut().link_mut().wait(wait)?;
     }
 }
 

@@ -1,7 +1,7 @@
 //! `mswitch-smolapp`: a UDP and TCP echo server on smoltcp, on a vport of a
 //! running mswitch `demux` switch, sharing the host's IP address.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,9 +24,10 @@ struct Args {
     /// The vport's name (created if it does not exist).
     #[arg(long, short, default_value = "smolapp")]
     port: String,
-    /// The host's address, shared with the kernel: IP or IP/PREFIX.
-    #[arg(long, value_parser = parse_cidr)]
-    ip: (Ipv4Addr, u8),
+    /// The host's address, shared with the kernel: IP or IP/PREFIX, IPv4
+    /// or IPv6 (at most one of each: give the option twice for both).
+    #[arg(long, value_parser = parse_cidr, required = true)]
+    ip: Vec<(IpAddr, u8)>,
     /// The host interface's MAC, to answer from (default: the destination
     /// MAC of the first frame received).
     #[arg(long)]
@@ -42,24 +43,39 @@ struct Args {
     tcp_conns: u16,
 }
 
-fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, len) = s.split_once('/').unwrap_or((s, "32"));
-    let ip: Ipv4Addr = ip
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = s.split_once('/').map_or((s, None), |(a, l)| (a, Some(l)));
+    let ip: IpAddr = ip
         .parse()
-        .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("'{len}' is not a prefix length (0..=32)"))?;
+        .map_err(|_| format!("'{ip}' is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("'{l}' is not a prefix length (0..={max})"))?,
+    };
     Ok((ip, len))
 }
 
 fn main() -> ExitCode {
     let a = Args::parse();
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for &(ip, len) in &a.ip {
+        match ip {
+            IpAddr::V4(ip) => v4.push((ip, len)),
+            IpAddr::V6(ip) => v6.push((ip, len)),
+        }
+    }
+    if v4.len() > 1 || v6.len() > 1 {
+        eprintln!("mswitch-smolapp: --ip: one IPv4 and one IPv6 address at most");
+        return ExitCode::FAILURE;
+    }
     let s = Settings {
-        ip: a.ip.0,
-        prefix: a.ip.1,
+        v4: v4.pop(),
+        v6: v6.pop(),
         mac: a.mac,
         udp: a.udp,
         tcp: a.tcp,

@@ -1,5 +1,6 @@
 //! The application: smoltcp on a [`VportDevice`], a UDP echo on one port
-//! and a TCP echo on another, both on the address the host's kernel uses.
+//! and a TCP echo on another, both on the addresses the host's kernel uses
+//! (an IPv4 one, an IPv6 one, or both).
 //!
 //! UDP: each datagram goes back to its sender as it came (a datagram is
 //! taken off the receive queue only once its answer is queued). TCP: a
@@ -10,7 +11,7 @@
 //! hears nothing for a minute (keep-alives go every 20 s) is aborted, so
 //! vanished peers do not keep sockets forever.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use mswitch::wire::MacAddr;
@@ -24,9 +25,11 @@ use crate::device::{Counters, Link, VportDevice};
 /// What the application serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// The host's address (and prefix length), which the application shares.
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
+    /// The host's IPv4 address and prefix length, which the application
+    /// shares.
+    pub v4: Option<(Ipv4Addr, u8)>,
+    /// The host's IPv6 address and prefix length, likewise.
+    pub v6: Option<(Ipv6Addr, u8)>,
     /// The host's MAC (`None`: adopted from the first frame, see
     /// [`crate::device`]).
     pub mac: Option<MacAddr>,
@@ -34,6 +37,40 @@ pub struct Settings {
     pub tcp: Option<u16>,
     /// TCP connections served at once.
     pub tcp_conns: usize,
+}
+
+impl Settings {
+    /// The addresses served.
+    pub fn addrs(&self) -> Vec<IpAddr> {
+        let v4 = self.v4.map(|(a, _)| IpAddr::V4(a));
+        v4.into_iter()
+            .chain(self.v6.map(|(a, _)| IpAddr::V6(a)))
+            .collect()
+    }
+
+    /// Why these settings cannot be served, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some((a, len)) = self.v4
+            && (len > 32 || a.is_unspecified() || a.is_multicast() || a.is_broadcast())
+        {
+            return Err(format!("{a}/{len} is not a host address"));
+        }
+        if let Some((a, len)) = self.v6
+            && (len > 128 || a.is_unspecified() || a.is_multicast())
+        {
+            return Err(format!("{a}/{len} is not a host address"));
+        }
+        if self.v4.is_none() && self.v6.is_none() {
+            return Err("no address to serve on".into());
+        }
+        if self.udp.is_none() && self.tcp.is_none() {
+            return Err("nothing to serve: give a UDP port, a TCP port or both".into());
+        }
+        if self.udp == Some(0) || self.tcp == Some(0) {
+            return Err("port 0 cannot be served".into());
+        }
+        Ok(())
+    }
 }
 
 const UDP_SLOTS: usize = 64;
@@ -49,7 +86,6 @@ pub struct App<L: Link> {
     sockets: SocketSet<'static>,
     udp: Option<SocketHandle>,
     tcp: Vec<SocketHandle>,
-    ip: Ipv4Addr,
     tcp_port: u16,
     scratch: Vec<u8>,
     /// Bytes and datagrams echoed.
@@ -67,32 +103,40 @@ impl<L: Link> App<L> {
     /// The stack on `link`, its sockets bound; `seed` makes TCP's initial
     /// sequence numbers (give it something unpredictable).
     pub fn new(link: L, s: &Settings, seed: u64, now: Instant) -> Result<App<L>, String> {
-        if s.prefix > 32 || s.ip.is_unspecified() || s.ip.is_multicast() || s.ip.is_broadcast() {
-            return Err(format!("{}/{} is not a host address", s.ip, s.prefix));
-        }
-        if s.udp == Some(0) || s.tcp == Some(0) {
-            return Err("port 0 cannot be served".into());
-        }
+        s.check()?;
         let mut dev = VportDevice::new(link, s.mac);
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, &mut dev, now);
         iface.update_ip_addrs(|a| {
-            // One address on a fresh interface: there is room.
-            let _ = a.push(IpCidr::new(s.ip.into(), s.prefix));
+            // At most two addresses (one of each) on a fresh interface:
+            // there is room.
+            if let Some((ip, len)) = s.v4 {
+                let _ = a.push(IpCidr::new(ip.into(), len));
+            }
+            if let Some((ip, len)) = s.v6 {
+                let _ = a.push(IpCidr::new(ip.into(), len));
+            }
         });
         // Every destination is "on link": the device sends to the MAC each
         // peer's frames came from (a router's, for a peer beyond one), so
-        // the gateway named here is never looked up.
-        iface
-            .routes_mut()
-            .add_default_ipv4_route(s.ip)
-            .map_err(|_| "route table full".to_owned())?;
+        // the gateways named here are never looked up.
+        let full = |_| "route table full".to_owned();
+        if let Some((ip, _)) = s.v4 {
+            iface
+                .routes_mut()
+                .add_default_ipv4_route(ip)
+                .map_err(full)?;
+        }
+        if let Some((ip, _)) = s.v6 {
+            iface
+                .routes_mut()
+                .add_default_ipv6_route(ip)
+                .map_err(full)?;
+        }
         let mut sockets = SocketSet::new(Vec::new());
-        let endpoint = |port| IpListenEndpoint {
-            addr: Some(s.ip.into()),
-            port,
-        };
+        // On every address of the interface (which are the host's).
+        let endpoint = |port| IpListenEndpoint { addr: None, port };
         let udp = match s.udp {
             Some(port) => {
                 let buf = || {
@@ -124,7 +168,6 @@ impl<L: Link> App<L> {
             sockets,
             udp,
             tcp,
-            ip: s.ip,
             tcp_port: s.tcp.unwrap_or(0),
             scratch: vec![0; TCP_BYTES],
             echoed: Echoed::default(),
@@ -192,12 +235,7 @@ impl<L: Link> App<L> {
         for &h in &self.tcp {
             let t = self.sockets.get_mut::<tcp::Socket>(h);
             if !t.is_open() {
-                if t.listen(IpListenEndpoint {
-                    addr: Some(self.ip.into()),
-                    port: self.tcp_port,
-                })
-                .is_ok()
-                {
+                if t.listen(self.tcp_port).is_ok() {
                     t.set_timeout(Some(SmolDuration::from_secs(TCP_TIMEOUT)));
                     t.set_keep_alive(Some(SmolDuration::from_secs(TCP_KEEPALIVE)));
                     // An echo answers in pieces as they come: no waiting

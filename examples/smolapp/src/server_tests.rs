@@ -9,8 +9,8 @@ const TCP_PORT: u16 = 7778;
 
 fn settings() -> Settings {
     Settings {
-        ip: HOST_IP,
-        prefix: 24,
+        v4: Some((HOST_IP, 24)),
+        v6: Some((HOST_IP6, 64)),
         mac: Some(HOST_MAC),
         udp: Some(UDP_PORT),
         tcp: Some(TCP_PORT),
@@ -126,6 +126,32 @@ fn udp_datagrams_come_back_to_their_sender() {
 }
 
 #[test]
+fn udp_over_ipv6_comes_back_too() {
+    let mut a = app();
+    let p = udp6((PEER_IP6, 5000), (HOST_IP6, UDP_PORT), b"over six");
+    a.device_mut()
+        .link_mut()
+        .inbox
+        .push_back(eth(HOST_MAC, PEER_MAC, 0x86dd, &p));
+    assert!(a.poll(Instant::from_millis(1)));
+    let sent = &a.device().link().sent;
+    assert_eq!(sent.len(), 1);
+    let f = &sent[0];
+    assert_eq!(
+        (&f[0..6], &f[6..14]),
+        (&PEER_MAC.0[..], &[2, 0, 0, 0, 0, 2, 0x86, 0xdd][..])
+    );
+    let ip = smoltcp::wire::Ipv6Packet::new_checked(&f[14..]).expect("IPv6");
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (HOST_IP6, PEER_IP6));
+    let u = UdpPacket::new_checked(ip.payload()).expect("UDP");
+    assert!(u.verify_checksum(&IpAddress::Ipv6(HOST_IP6), &IpAddress::Ipv6(PEER_IP6)));
+    assert_eq!(
+        (u.src_port(), u.dst_port(), u.payload()),
+        (UDP_PORT, 5000, &b"over six"[..])
+    );
+}
+
+#[test]
 fn a_burst_larger_than_the_socket_buffers_is_answered_whole() {
     let mut a = app();
     let n = 1000;
@@ -219,11 +245,25 @@ fn a_tcp_connection_is_echoed_and_closed_after_the_peer() {
 fn refuses_settings_it_cannot_serve() {
     let bad = [
         Settings {
-            ip: std::net::Ipv4Addr::UNSPECIFIED,
+            v4: Some((std::net::Ipv4Addr::UNSPECIFIED, 24)),
             ..settings()
         },
         Settings {
-            prefix: 33,
+            v4: Some((HOST_IP, 33)),
+            ..settings()
+        },
+        Settings {
+            v6: Some(("ff02::1".parse().unwrap(), 64)),
+            ..settings()
+        },
+        Settings {
+            v4: None,
+            v6: None,
+            ..settings()
+        },
+        Settings {
+            udp: None,
+            tcp: None,
             ..settings()
         },
         Settings {

@@ -1,13 +1,14 @@
 //! Test helpers: a fake link, and frames built with smoltcp's wire module.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use mswitch::wire::MacAddr;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr,
+    UdpPacket, UdpRepr,
 };
 
 use crate::device::Link;
@@ -51,13 +52,17 @@ impl Link for Fake {
         self.room > 0
     }
 
-    fn wait(&mut self, _timeout: Option<Duration>) {}
+    fn wait(&mut self, _timeout: Option<Duration>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 pub const HOST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
 pub const PEER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
 pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const HOST_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+pub const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 
 /// An Ethernet frame around IPv4 packet `ip`.
 pub fn eth(dst: MacAddr, src: MacAddr, ethertype: u16, ip: &[u8]) -> Vec<u8> {
@@ -97,6 +102,32 @@ pub fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8
         &mut UdpPacket::new_unchecked(&mut b[off..]),
         &IpAddress::Ipv4(src.0),
         &IpAddress::Ipv4(dst.0),
+        payload.len(),
+        |p| p.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    b
+}
+
+/// An IPv6/UDP packet.
+pub fn udp6(src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv6Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        hop_limit: 64,
+    };
+    let mut b = vec![0u8; repr.buffer_len() + 8 + payload.len()];
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut b));
+    let u = UdpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+    };
+    u.emit(
+        &mut UdpPacket::new_unchecked(&mut b[repr.buffer_len()..]),
+        &IpAddress::Ipv6(src.0),
+        &IpAddress::Ipv6(dst.0),
         payload.len(),
         |p| p.copy_from_slice(payload),
         &ChecksumCapabilities::default(),

@@ -1,10 +1,11 @@
 //! `mswitch-smolapp` end to end, as root, in network namespaces: a daemon
 //! (in this process) with a `demux` switch between a "client" namespace
 //! (the wire) and a "host" namespace (the kernel's side); the application
-//! on a vport serves UDP 7777 and TCP 7778 on the host's own address and
-//! MAC. From the client, at the same time: a few hundred KB through the
-//! application's TCP echo (bytes checked), datagrams through its UDP echo,
-//! and ping and iperf3 to the host's kernel, on that same address.
+//! on a vport serves UDP 7777 and TCP 7778 on the host's own addresses
+//! (IPv4 and IPv6) and MAC. From the client, at the same time: a few
+//! hundred KB through the application's TCP echo (bytes checked),
+//! datagrams through its UDP echo, the same over IPv6, and ping and iperf3
+//! to the host's kernel, on that same IPv4 address.
 //!
 //! Every interface and namespace has a name unique to the test and is
 //! removed afterwards, also on failure, with the processes the test
@@ -26,6 +27,7 @@ use mswitch::control::proto::{OpenFlowOpts, Request};
 const BIN: &str = env!("CARGO_BIN_EXE_mswitch-smolapp");
 const HOST_IP: &str = "10.77.0.2";
 const BYTES: usize = 384 * 1024;
+const BYTES6: usize = 64 * 1024;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -114,9 +116,10 @@ impl Lab {
         Ctl::connect(Some(&self.sock()))?.request(&r)
     }
 
-    /// Namespace `ns` with veth `outer` (here) / `inner` (there, address
-    /// `ip`, offloads off: copy-mode ports see what the kernel hands over).
-    fn namespace(&mut self, ns: &str, outer: &str, inner: &str, ip: &str) {
+    /// Namespace `ns` with veth `outer` (here) / `inner` (there, addresses
+    /// `ip` and `ip6`, offloads off: copy-mode ports see what the kernel
+    /// hands over).
+    fn namespace(&mut self, ns: &str, outer: &str, inner: &str, ip: &str, ip6: &str) {
         must(&["ip", "netns", "add", ns]);
         self.netns.push(ns.to_owned());
         must(&[
@@ -130,6 +133,7 @@ impl Lab {
             &format!("net.ipv6.conf.{outer}.disable_ipv6=1"),
         ]);
         must(&["ip", "-n", ns, "addr", "add", ip, "dev", inner]);
+        must(&["ip", "-n", ns, "addr", "add", ip6, "dev", inner, "nodad"]);
         must(&["ip", "-n", ns, "link", "set", inner, "up"]);
         must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         must(&[
@@ -178,9 +182,9 @@ fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(131) >> 3) as u8 ^ (i >> 11) as u8
 }
 
-/// From namespace `ns`: `BYTES` bytes through the echo at `to`, written
+/// From namespace `ns`: `bytes` bytes through the echo at `to`, written
 /// while the answer is read; returns what came back.
-fn tcp_echo(ns: &str, to: &'static str) -> JoinHandle<Result<Vec<u8>, String>> {
+fn tcp_echo(ns: &str, to: &'static str, bytes: usize) -> JoinHandle<Result<Vec<u8>, String>> {
     in_netns(ns, move || {
         let s = TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_secs(5))
             .map_err(|e| format!("connect {to}: {e}"))?;
@@ -188,14 +192,14 @@ fn tcp_echo(ns: &str, to: &'static str) -> JoinHandle<Result<Vec<u8>, String>> {
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut w = s.try_clone().map_err(|e| e.to_string())?;
         let writer = std::thread::spawn(move || -> Result<(), String> {
-            let data: Vec<u8> = (0..BYTES).map(pattern).collect();
+            let data: Vec<u8> = (0..bytes).map(pattern).collect();
             for chunk in data.chunks(10_000) {
                 w.write_all(chunk).map_err(|e| format!("write: {e}"))?;
             }
             w.shutdown(Shutdown::Write).map_err(|e| e.to_string())
         });
-        let mut got = Vec::with_capacity(BYTES);
-        let r = (&s).take(BYTES as u64 + 1).read_to_end(&mut got);
+        let mut got = Vec::with_capacity(bytes);
+        let r = (&s).take(bytes as u64 + 1).read_to_end(&mut got);
         writer.join().map_err(|_| "writer panicked")??;
         r.map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
         Ok(got)
@@ -206,7 +210,12 @@ fn tcp_echo(ns: &str, to: &'static str) -> JoinHandle<Result<Vec<u8>, String>> {
 /// each); returns the answers.
 fn udp_echo(ns: &str, to: &'static str, n: usize) -> JoinHandle<Vec<String>> {
     in_netns(ns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        let any = if to.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let s = UdpSocket::bind(any).expect("udp socket");
         s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut answers = Vec::new();
         for i in 0..n {
@@ -260,8 +269,8 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
     std::fs::create_dir_all(&lab.dir).expect("test directory");
     let (hout, hin) = (format!("sah{tag}o"), format!("sah{tag}i"));
     let (cout, cin) = (format!("sac{tag}o"), format!("sac{tag}i"));
-    lab.namespace(&hns, &hout, &hin, "10.77.0.2/24");
-    lab.namespace(&cns, &cout, &cin, "10.77.0.1/24");
+    lab.namespace(&hns, &hout, &hin, "10.77.0.2/24", "fd77::2/64");
+    lab.namespace(&cns, &cout, &cin, "10.77.0.1/24", "fd77::1/64");
     let host_mac = must(&[
         "ip",
         "netns",
@@ -293,7 +302,7 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
         assert_eq!(v["ofport"], want);
     }
 
-    // The application: the host's address and MAC, its own two ports.
+    // The application: the host's addresses and MAC, its own two ports.
     let log = lab.dir.join("smolapp.log");
     let app = Command::new(BIN)
         .args(["--ctl", lab.sock().to_str().unwrap(), "--switch", "dx"])
@@ -302,9 +311,10 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
             "app",
             "--ip",
             "10.77.0.2/24",
-            "--mac",
-            host_mac.trim(),
+            "--ip",
+            "fd77::2/64",
         ])
+        .args(["--mac", host_mac.trim()])
         .args(["--udp", "7777", "--tcp", "7778"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -314,10 +324,26 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
     let app_pid = app.id();
     lab.children.push(app);
     let app_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for("the application's tuples", || lab.tuples().len() == 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lab.tuples().len() < 4 {
+        let exited = lab.children[0].try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "the application did not bind its tuples ({exited:?}): {}",
+            app_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut tuples = lab.tuples();
+    tuples.sort();
     assert_eq!(
-        lab.tuples(),
-        ["udp:10.77.0.2:7777", "tcp:10.77.0.2:7778"],
+        tuples,
+        [
+            "tcp:10.77.0.2:7778",
+            "tcp:[fd77::2]:7778",
+            "udp:10.77.0.2:7777",
+            "udp:[fd77::2]:7777"
+        ],
         "{}",
         app_log()
     );
@@ -341,7 +367,8 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
     // All at once: the application's TCP echo, the kernel's iperf3 (retried
     // while its server starts), the application's UDP echo, ping.
     let started = Instant::now();
-    let tcp = tcp_echo(&cns, "10.77.0.2:7778");
+    let tcp = tcp_echo(&cns, "10.77.0.2:7778", BYTES);
+    let tcp6 = tcp_echo(&cns, "[fd77::2]:7778", BYTES6);
     let cns2 = cns.clone();
     let iperf = std::thread::spawn(move || {
         let mut last = String::new();
@@ -367,6 +394,7 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
         Err(last)
     });
     let udp = udp_echo(&cns, "10.77.0.2:7777", 20);
+    let udp6 = udp_echo(&cns, "[fd77::2]:7777", 5);
     let ping = sh(&[
         "ip", "netns", "exec", &cns, "ping", "-c", "3", "-i", "0.2", "-W", "2", HOST_IP,
     ]);
@@ -375,6 +403,15 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
     let want: Vec<String> = (0..20).map(|i| format!("datagram {i}")).collect();
     assert_eq!(answers, want, "{}\n{}", lab.stats(), app_log());
     assert!(ping.is_ok(), "ping to the host's kernel: {ping:?}");
+    let answers = udp6.join().expect("udp6 thread");
+    assert_eq!(answers, want[..5], "{}\n{}", lab.stats(), app_log());
+    let got = tcp6.join().expect("tcp6 thread");
+    let got = got.unwrap_or_else(|e| panic!("tcp echo over IPv6: {e}\n{}", app_log()));
+    assert_eq!(got.len(), BYTES6);
+    assert!(
+        got.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+        "the IPv6 echo differs"
+    );
     let got = tcp.join().expect("tcp thread");
     eprintln!(
         "tcp echo of {BYTES} bytes done after {:?} (with iperf3 beside it); idle app: {idle} ticks/s",
