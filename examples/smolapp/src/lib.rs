@@ -1,12 +1,13 @@
 //! `mswitch-smolapp`: an application with a user-space TCP/IP stack
 //! ([smoltcp]) on a vport of an mswitch `demux` switch. It serves a UDP
-//! echo and a TCP echo on its own port numbers, on the very address the
-//! host's kernel stack uses on the same interface: `demux` hands the
-//! application the packets of the tuples it bound, and the kernel gets
-//! everything else (ARP and ICMP for that address included).
+//! echo and a TCP echo on its own port numbers, on the very addresses
+//! (IPv4, IPv6) the host's kernel stack uses on the same interface: `demux`
+//! hands the application the packets of the tuples it bound, and the
+//! kernel gets everything else (ARP, ICMP and neighbour discovery for those
+//! addresses included).
 //!
 //! - [`device`]: smoltcp's `phy::Device` on the vport, doing Ethernet
-//!   itself (the host owns ARP for the shared address).
+//!   itself (the host owns address resolution for the shared addresses).
 //! - [`server`]: the interface, the sockets and the echo logic.
 //! - [`run`]: connect, bind the tuples (they go away with the connection),
 //!   serve; it sleeps on the vport's doorbell when idle.
