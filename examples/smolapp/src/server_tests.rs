@@ -278,3 +278,47 @@ fn refuses_settings_it_cannot_serve() {
         );
     }
 }
+
+#[test]
+fn garbage_from_the_wire_is_counted_not_fatal() {
+    let mut a = app();
+    // xorshift: the same frames every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let n = 5000;
+    for i in 0..n {
+        let len = (next() % 1600) as usize;
+        let mut f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Most look like IP for us, so the stack's parsers get them.
+        if len >= 15 && i % 8 != 0 {
+            f[0..6].copy_from_slice(&HOST_MAC.0);
+            f[6..12].copy_from_slice(&PEER_MAC.0);
+            let v6 = i % 2 == 0;
+            f[12..14].copy_from_slice(if v6 { &[0x86, 0xdd] } else { &[8, 0] });
+            f[14] = if v6 { 0x60 } else { 0x45 };
+            if !v6 && len >= 34 {
+                f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+                f[30..34].copy_from_slice(&HOST_IP.octets());
+            }
+        }
+        a.device_mut().link_mut().inbox.push_back(f);
+    }
+    for ms in 1..=100 {
+        a.poll(Instant::from_millis(ms));
+    }
+    let c = a.counters();
+    assert_eq!(c.rx + c.rx_dropped, n);
+    assert!(c.rx > 0, "{c:?}");
+    // Still serving.
+    let sent = exchange(
+        &mut a,
+        &udp((PEER_IP, 5000), (HOST_IP, UDP_PORT), b"ok?"),
+        200,
+    );
+    assert_eq!(parse_ipv4(sent.last().expect("an answer")).1[8..], *b"ok?");
+}
