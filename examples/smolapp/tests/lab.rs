@@ -442,10 +442,33 @@ fn app_serves_its_ports_while_the_kernel_serves_the_rest() {
     assert!(counter("demux_unclaimed") > 0, "{st}");
     assert_eq!(counter("demux_spoofed"), 0, "{st}");
 
-    // The application gone, its tuples go with its connection.
-    let mut app = lab.children.remove(0);
-    app.kill().expect("kill the application");
-    let _ = app.wait();
+    // A second application, told no MAC: it answers from the one its first
+    // frame was sent to (the host's).
+    let log2 = lab.dir.join("smolapp2.log");
+    let app2 = Command::new(BIN)
+        .args(["--ctl", lab.sock().to_str().unwrap(), "--switch", "dx"])
+        .args(["--port", "app2", "--ip", "10.77.0.2/24", "--udp", "7779"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log2).expect("log"))
+        .spawn()
+        .expect("start mswitch-smolapp");
+    lab.children.push(app2);
+    wait_for("the second application's tuple", || lab.tuples().len() == 5);
+    let answers = udp_echo(&cns, "10.77.0.2:7779", 3).join().expect("udp");
+    assert_eq!(
+        answers,
+        want[..3],
+        "{}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+
+    // The applications gone, their tuples go with their connections.
+    // (Children: the application, iperf3's server, the second application.)
+    for mut app in [lab.children.remove(2), lab.children.remove(0)] {
+        app.kill().expect("kill an application");
+        let _ = app.wait();
+    }
     wait_for("the tuples to go", || lab.tuples().is_empty());
     drop(lab);
 }
