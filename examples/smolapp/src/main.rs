@@ -38,7 +38,8 @@ struct Args {
     /// TCP port to echo on.
     #[arg(long)]
     tcp: Option<u16>,
-    /// TCP connections served at once.
+    /// TCP connections served at once (a connection beyond them is
+    /// refused with a reset).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     tcp_conns: u16,
 }

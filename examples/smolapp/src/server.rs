@@ -5,11 +5,12 @@
 //! UDP: each datagram goes back to its sender as it came (a datagram is
 //! taken off the receive queue only once its answer is queued). TCP: a
 //! few sockets listen on the port, so that many connections are served at
-//! once; each echoes what it reads as its send buffer has room (the peer's
-//! window throttles its own sending), closes when the peer has closed and
-//! everything is echoed, and listens again when closed. A connection that
-//! hears nothing for a minute (keep-alives go every 20 s) is aborted, so
-//! vanished peers do not keep sockets forever.
+//! once (one more is refused with a reset, smoltcp's answer when no
+//! socket listens); each echoes what it reads as its send buffer has room
+//! (the peer's window throttles its own sending), closes when the peer
+//! has closed and everything is echoed, and listens again when closed. A
+//! connection that hears nothing for a minute (keep-alives go every 20 s)
+//! is aborted, so vanished peers do not keep sockets forever.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -243,9 +244,6 @@ impl<L: Link> App<L> {
                     t.set_nagle_enabled(false);
                     moved = true;
                 }
-                continue;
-            }
-            if t.state() == tcp::State::SynReceived {
                 continue;
             }
             let room = t.send_capacity() - t.send_queue();

@@ -322,3 +322,25 @@ fn garbage_from_the_wire_is_counted_not_fatal() {
     );
     assert_eq!(parse_ipv4(sent.last().expect("an answer")).1[8..], *b"ok?");
 }
+
+#[test]
+fn a_connection_beyond_the_sockets_is_reset() {
+    let mut a = app(); // two TCP sockets
+    for (i, port) in [40001u16, 40002, 40003].into_iter().enumerate() {
+        let syn = TcpRepr {
+            src_port: port,
+            ..seg(TcpControl::Syn, 1000, None, b"")
+        };
+        let out = segments(
+            &exchange(&mut a, &tcp(PEER_IP, HOST_IP, &syn), 1 + i as i64),
+            port,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        let want = if i < 2 {
+            TcpControl::Syn
+        } else {
+            TcpControl::Rst
+        };
+        assert_eq!(out[0].control, want, "connection {i}");
+    }
+}
