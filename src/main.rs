@@ -36,9 +36,16 @@ enum Cmd {
         /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Record switches, ports, modules and OpenFlow settings made with
+        /// `ctl` in FILE after each change, and restore them at start (then
+        /// --config runs only if FILE does not exist yet).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Keys of ssl:/pssl: OpenFlow connections.
         #[command(flatten)]
         tls: mswitch::stream::TlsArgs,
+        #[command(flatten)]
+        sockets: SocketArgs,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -110,6 +117,28 @@ struct VswitchdArgs {
     tls: mswitch::stream::TlsArgs,
 }
 
+/// Who may use the daemon's sockets.
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// Let group NAME (or number) use the control and OpenFlow sockets:
+    /// the daemon's directory becomes 0750 and its sockets 0660, owned by
+    /// that group (default: the daemon's user only, 0700 and 0600).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+}
+
+impl SocketArgs {
+    fn apply(&self) -> Result<(), String> {
+        let gid = self
+            .group
+            .as_deref()
+            .map(mswitch::control::perms::parse_group)
+            .transpose()?;
+        mswitch::control::perms::set_group(gid);
+        Ok(())
+    }
+}
+
 /// Logging options of the long-running commands.
 #[derive(clap::Args)]
 struct LogArgs {
@@ -167,6 +196,8 @@ struct RunArgs {
     /// Keys of ssl:/pssl: OpenFlow connections.
     #[command(flatten)]
     tls: mswitch::stream::TlsArgs,
+    #[command(flatten)]
+    sockets: SocketArgs,
 }
 
 #[derive(clap::Args)]
@@ -241,11 +272,14 @@ fn main() -> ExitCode {
             ctl,
             config,
             metrics,
+            state,
             tls,
+            sockets,
             log,
         } => log
             .init()
-            .and_then(|()| run_daemon(ctl, config, metrics, &tls)),
+            .and_then(|()| sockets.apply())
+            .and_then(|()| run_daemon(ctl, config, metrics, state, &tls)),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -255,7 +289,11 @@ fn main() -> ExitCode {
             );
         }),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
-        Cmd::Run(a) => a.log.init().and_then(|()| run_switch(&a)),
+        Cmd::Run(a) => a
+            .log
+            .init()
+            .and_then(|()| a.sockets.apply())
+            .and_then(|()| run_switch(&a)),
         Cmd::Vswitchd(a) => run_vswitchd(a),
     };
     match r {
@@ -364,6 +402,7 @@ fn run_daemon(
     ctl: Option<PathBuf>,
     config: Option<PathBuf>,
     metrics: Option<String>,
+    state: Option<PathBuf>,
     tls: &mswitch::stream::TlsArgs,
 ) -> Result<(), String> {
     let file = config
@@ -381,7 +420,28 @@ fn run_daemon(
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
         d.tls().set(tls.files());
-        for (line, r) in reqs {
+        let mut restored = false;
+        if let Some(f) = &state {
+            let r = d.use_state(f)?;
+            for s in &r.skipped {
+                tracing::warn!("state file {}: {s}", f.display());
+            }
+            if r.found {
+                tracing::info!(
+                    "state file {}: {} setting(s) restored, {} skipped{}",
+                    f.display(),
+                    r.done,
+                    r.skipped.len(),
+                    if config.is_some() {
+                        "; --config not run"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            restored = r.found;
+        }
+        for (line, r) in reqs.into_iter().filter(|_| !restored) {
             let resp = d.handle(r);
             if !resp.ok {
                 return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
