@@ -191,6 +191,15 @@ mod tests {
     }
 
     #[test]
+    fn groups_are_found_by_name_or_number() {
+        assert_eq!(parse_group("root"), Ok(0));
+        assert_eq!(parse_group("4242"), Ok(4242));
+        let e = parse_group("no-such-group-here").unwrap_err();
+        assert!(e.starts_with("--group no-such-group-here: "), "{e}");
+        assert!(parse_group("a\0b").is_err());
+    }
+
+    #[test]
     fn a_symbolic_link_is_refused() {
         let d = tempdir::Dir::new();
         let link = d.0.join("link");
