@@ -516,8 +516,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(vswitchd::default_db)
         .parse()?;
-    std::fs::create_dir_all(&run_dir)
-        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    // Made (0700) or checked as the control socket's directory is: never
+    // left open by the umask, never someone else's.
+    mswitch::control::perms::prepare_dir(&run_dir, false)?;
     let pidfile = a.pidfile.as_deref().map(|p| {
         if p.is_empty() {
             run_dir.join("ovs-vswitchd.pid")
