@@ -458,6 +458,8 @@ fn state_file_restores_what_ctl_configured_after_kill_9() {
     lab.ctl_ok(&["attach", "s1", "vport:gone"]);
     lab.ctl_ok(&["detach", "s1", "gone"]);
     lab.ctl_ok(&["module", "s1", "flow"]);
+    // VLAN settings need the flow module the switch got after its ports.
+    lab.ctl_ok(&["vlan", "s1", "v1", "tag=7"]);
     lab.ctl_ok(&["create", "s2", "--module", "demux"]);
     // Port 1 of a demux switch is the host's: tuples go to the others.
     lab.ctl_ok(&["attach", "s2", "vport:host"]);
@@ -492,7 +494,7 @@ fn state_file_restores_what_ctl_configured_after_kill_9() {
     assert_eq!(lab.ctl_ok(&["demux", "s2", "list"]), demux);
     assert!(of.exists(), "OpenFlow listener not restored");
     let text = std::fs::read_to_string(&state).unwrap();
-    assert!(text.contains("tag=10"), "{text}");
+    assert!(text.contains("tag=10") && text.contains("tag=7"), "{text}");
 
     // The interface of the af_packet port vanishes while the daemon is
     // down: that port is reported and skipped, everything else comes back.

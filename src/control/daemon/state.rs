@@ -10,7 +10,9 @@
 //! not recorded: flows come back from the controllers, as in Open vSwitch.
 //!
 //! The file is the list of `ctl` requests that rebuilds that configuration,
-//! in order (`{"mswitch_state": 1, "requests": [...]}`). It is written after
+//! in order (`{"mswitch_state": 1, "requests": [...]}`): for each switch its
+//! `create`, its last `module`, its ports in the order they were attached
+//! (so they get the same workers), then its tuples. It is written after
 //! every change that succeeded, whole and atomically (a temporary file
 //! beside it, fsync, rename, fsync of the directory), so a crash at any
 //! moment leaves the old or the new file, never a mix.
@@ -169,8 +171,10 @@ impl StateFile {
         let mut out = Vec::new();
         for (name, s) in &self.switches {
             out.push(s.create.clone());
-            out.extend(s.ports.iter().map(|p| p.1.clone()));
+            // The module before the ports: a port's VLAN settings need the
+            // flow module a later `module S flow` may have given the switch.
             out.extend(s.module.clone());
+            out.extend(s.ports.iter().map(|p| p.1.clone()));
             out.extend(s.demux.iter().map(|(t, p)| Request::Demux {
                 switch: name.clone(),
                 op: "bind".into(),
@@ -491,8 +495,9 @@ mod tests {
         let r = st.requests();
         assert_eq!(r.len(), 3, "{r:?}");
         assert_eq!(r[0], create("s"));
+        assert!(matches!(&r[1], Request::Module { module, .. } if module == "demux"));
         assert_eq!(
-            r[1],
+            r[2],
             Request::Attach {
                 switch: "s".into(),
                 spec: "vport:b".into(),
@@ -500,7 +505,6 @@ mod tests {
                 vlan: Some("tag=10".into()),
             }
         );
-        assert!(matches!(&r[2], Request::Module { module, .. } if module == "demux"));
     }
 
     #[test]
