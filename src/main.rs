@@ -441,12 +441,15 @@ fn run_daemon(
             }
             restored = r.found;
         }
-        for (line, r) in reqs.into_iter().filter(|_| !restored) {
-            let resp = d.handle(r);
-            if !resp.ok {
-                return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
+        d.state_batch(|| {
+            for (line, r) in reqs.into_iter().filter(|_| !restored) {
+                let resp = d.handle(r);
+                if !resp.ok {
+                    return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
+                }
             }
-        }
+            Ok(())
+        })?;
         start_metrics(d, metrics.as_deref())?;
         eprintln!("mswitch: daemon listening on {}", path.display());
         Ok(())

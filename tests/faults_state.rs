@@ -566,3 +566,35 @@ fn module_flow_on_a_plain_switch_forwards_as_a_fresh_bridge() {
     let e = ctl(&lab.sock(), &["module", "s", "flow:tables=2"]).unwrap_err();
     assert!(e.contains("already has OpenFlow tables"), "{e}");
 }
+
+/// `--config` with `--state`: the config file sets up the first start and
+/// is recorded; once the state file exists it wins. A config file that
+/// fails leaves no state file behind (the next start runs it again).
+#[test]
+fn config_sets_up_the_first_start_and_the_state_file_the_others() {
+    let Some(mut lab) = Lab::for_root("conf") else {
+        return;
+    };
+    let state = lab.path("state.json");
+    let conf = lab.path("switches.conf");
+    let (st, cf) = (state.to_str().unwrap(), conf.to_str().unwrap());
+    std::fs::write(&conf, "create c1\nattach c1 vport:p\nfrobnicate\n").unwrap();
+    let out = lab
+        .daemon_cmd(&["--state", st, "--config", cf])
+        .output()
+        .unwrap();
+    let e = one_line_failure(&out, "daemon with a bad config file");
+    assert!(e.contains(":3:"), "{e}");
+    assert!(!state.exists(), "a failed config was recorded");
+    std::fs::write(&conf, "create c1\nattach c1 vport:p\n").unwrap();
+    let d = lab.daemon(&["--state", st, "--config", cf]);
+    let first = lab.list();
+    assert_eq!(first[0]["switch"], "c1");
+    assert!(state.exists());
+    lab.signal(d, libc::SIGTERM);
+    assert!(lab.wait_exit(d).success());
+    std::fs::write(&conf, "create c2\n").unwrap();
+    let d = lab.daemon(&["--state", st, "--config", cf]);
+    assert_eq!(lab.list(), first);
+    assert!(lab.log(d).contains("--config not run"), "{}", lab.log(d));
+}

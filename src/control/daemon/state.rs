@@ -337,7 +337,8 @@ impl Daemon {
     /// Restores the configuration recorded in `path` (if the file exists),
     /// then records every change there from now on. A file that cannot be
     /// read whole, or cannot be written, is an error: the daemon should
-    /// not start.
+    /// not start. Without a file, nothing is written until the first
+    /// change or the end of a [`Daemon::state_batch`].
     pub fn use_state(&self, path: &Path) -> Res<Restored> {
         let show = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -377,12 +378,38 @@ impl Daemon {
                 r.skipped.push(format!("{what} not restored: {e}"));
             }
         }
-        let mut st = self.lock_state();
-        if let Some(s) = st.as_mut() {
+        if r.found {
+            // Rewritten now: without what could not come back, and known
+            // to be writable.
+            self.hold_state(false)?;
+        } else if let Some(s) = self.lock_state().as_mut() {
             s.holding = false;
-            s.write()?;
         }
         Ok(r)
+    }
+
+    /// Runs `f` (which makes many changes, such as the lines of a config
+    /// file) recording its changes in the state file, if one is in use, but
+    /// writing the file once, at the end, rather than after each change;
+    /// not at all if `f` fails (the daemon is not to start half set up, nor
+    /// to restore that next time).
+    pub fn state_batch<T>(&self, f: impl FnOnce() -> Res<T>) -> Res<T> {
+        self.hold_state(true)?;
+        let r = f()?;
+        self.hold_state(false)?;
+        Ok(r)
+    }
+
+    /// Stops (`true`) or resumes writing the state file; resuming writes it.
+    fn hold_state(&self, hold: bool) -> Res<()> {
+        let mut st = self.lock_state();
+        match st.as_mut() {
+            Some(s) => {
+                s.holding = hold;
+                if hold { Ok(()) } else { s.write() }
+            }
+            None => Ok(()),
+        }
     }
 
     /// Answers `req` and, when it changed the configuration and a state
