@@ -879,6 +879,22 @@ pub fn bind_unix_with_mode(
     Ok(std::os::unix::net::UnixListener::from(owned))
 }
 
+/// Takes an exclusive lock on `f` (flock) without waiting: `false` if
+/// another open file description holds it. Released when `f` closes.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor `f` owns.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// The id of group `name` (or a number given as such), from the system's
 /// group database.
 pub fn group_id(name: &str) -> io::Result<u32> {

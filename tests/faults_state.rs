@@ -495,6 +495,15 @@ fn state_file_restores_what_ctl_configured_after_kill_9() {
     assert!(of.exists(), "OpenFlow listener not restored");
     let text = std::fs::read_to_string(&state).unwrap();
     assert!(text.contains("tag=10") && text.contains("tag=7"), "{text}");
+    // A second daemon (on another socket) cannot take the same file.
+    let other = lab.path("other.sock");
+    let out = Command::new(BIN)
+        .args(["daemon", "--ctl", other.to_str().unwrap(), "--state", &st])
+        .output()
+        .unwrap();
+    let e = one_line_failure(&out, "a second daemon on the same state file");
+    assert!(e.contains("in use by another mswitch daemon"), "{e}");
+    assert!(!other.exists());
 
     // The interface of the af_packet port vanishes while the daemon is
     // down: that port is reported and skipped, everything else comes back.

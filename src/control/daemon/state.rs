@@ -72,6 +72,9 @@ pub(super) struct StateFile {
     switches: BTreeMap<String, SwitchRec>,
     /// While the file is being replayed: record, do not write.
     holding: bool,
+    /// `.FILE.lock`, locked while this daemon uses the file: two daemons
+    /// writing one file in turn would each erase the other's changes.
+    _lock: Option<std::fs::File>,
 }
 
 /// Whether `req` changes what the state file records.
@@ -201,17 +204,14 @@ impl StateFile {
 /// Replaces `path` with `bytes`: a reader (or a crash) sees the old file or
 /// the new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    if path.file_name().is_none() {
+        return Err(std::io::Error::other("no file name"));
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
+    let tmp = beside(path, ".tmp");
     // Left by a crash in the middle of a write: ours (the directory is
     // checked at start), and never read.
     let _ = std::fs::remove_file(&tmp);
@@ -229,6 +229,34 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     // The rename itself is durable once the directory is.
     std::fs::File::open(&dir)?.sync_all()
+}
+
+/// `path` with its file name made `.NAME{suffix}` (files beside the state
+/// file that are never read as state).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Locks `.FILE.lock` beside the state file `path` for this daemon.
+fn lock(path: &Path) -> Result<std::fs::File, String> {
+    let at = beside(path, ".lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&at)
+        .map_err(|e| format!("cannot open {}: {e}", at.display()))?;
+    match crate::sys::try_lock_exclusive(&f) {
+        Ok(true) => Ok(f),
+        Ok(false) => Err("in use by another mswitch daemon".into()),
+        Err(e) => Err(format!("cannot lock {}: {e}", at.display())),
+    }
 }
 
 /// Reads and checks the state file at `path`; `None` if there is none yet.
@@ -341,16 +369,21 @@ impl Daemon {
     /// change or the end of a [`Daemon::state_batch`].
     pub fn use_state(&self, path: &Path) -> Res<Restored> {
         let show = path.display();
+        if path.file_name().is_none() {
+            return Err(format!("state file {show}: not a file name"));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::control::perms::prepare_dir(dir, false)
                 .map_err(|e| format!("state file {show}: {e}"))?;
         }
+        let lock = lock(path).map_err(|e| format!("state file {show}: {e}"))?;
         let requests = load(path)
             .map_err(|e| format!("state file {show}: {e}; refusing to start (fix or remove it)"))?;
         *self.lock_state() = Some(StateFile {
             path: path.to_path_buf(),
             switches: BTreeMap::new(),
             holding: true,
+            _lock: Some(lock),
         });
         let mut r = Restored {
             found: requests.is_some(),
@@ -474,6 +507,7 @@ mod tests {
             path: PathBuf::from("/nonexistent/state.json"),
             switches: BTreeMap::new(),
             holding: true,
+            _lock: None,
         }
     }
 
