@@ -200,6 +200,15 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_path_too_long_for_sockaddr_un_is_an_error() {
+        let d = tempdir::Dir::new();
+        let long = d.0.join("x".repeat(120));
+        let e = bind_socket(&long).unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(!long.exists());
+    }
+
+    #[test]
     fn a_symbolic_link_is_refused() {
         let d = tempdir::Dir::new();
         let link = d.0.join("link");
