@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,8 +43,8 @@ const COMMANDS: &[(&str, &str)] = &[
 /// Binds `path` and serves it on a thread of its own until the daemon stops.
 pub fn start(d: Arc<Daemon>, path: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Fixed mode whatever the umask: `ovs-appctl exit` is for root only.
+    let l = crate::control::perms::bind_socket(path)?;
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vswitchd-unixctl".into())
