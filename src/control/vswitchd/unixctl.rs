@@ -37,6 +37,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("ofproto/list", ""),
     ("version", ""),
     ("vlog/list", ""),
+    ("vlog/reopen", ""),
     ("vlog/set", "{spec | PATTERN:destination:pattern}"),
 ];
 
@@ -212,6 +213,8 @@ fn command(d: &Daemon, method: &str, args: &[String]) -> Result<String, String> 
         "vlog/list" => Ok("                 console    syslog    file\n                 -------    ------    ------\nmswitch            INFO       INFO      INFO\n".into()),
         // Log levels are accepted; mswitch logs to standard error.
         "vlog/set" => Ok(String::new()),
+        // What Debian's logrotate script asks after it moved the log away.
+        "vlog/reopen" => crate::log::reopen_file().map(|()| String::new()),
         m => Err(format!("\"{m}\" is not a valid command (use \"list-commands\" to see a list of valid commands)")),
     }
 }
