@@ -51,6 +51,27 @@ struct Vport {
     /// Created by `attach` (survives its clients) rather than by a client.
     persistent: bool,
     connected: bool,
+    /// The connected client's control connection.
+    session: Option<UnixStream>,
+}
+
+impl Vport {
+    /// Ends the client's session, telling it why in one line first (the
+    /// library reports it as `Disconnected`). Never blocks.
+    fn hang_up(&mut self, why: &str) {
+        if let Some(c) = self.session.take() {
+            if c.set_nonblocking(true).is_ok() {
+                let _ = (&c).write_all(Response::err(why.to_owned()).to_line().as_bytes());
+            }
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Vport {
+    fn drop(&mut self) {
+        self.hang_up("the port was removed");
+    }
 }
 
 pub struct Daemon {
@@ -323,7 +344,11 @@ impl Daemon {
             .lock()
             .remove(name)
             .ok_or_else(|| format!("no switch '{name}'"))?;
-        drop(m); // stops the workers; vport clients see their ports go quiet
+        let mut m = m;
+        for v in m.vports.values_mut() {
+            v.hang_up(&format!("switch '{name}' was destroyed"));
+        }
+        drop(m); // stops the workers
         Ok(json!({ "switch": name }))
     }
 
@@ -462,7 +487,12 @@ impl Daemon {
         }
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
-        m.vports.remove(p.name());
+        if let Some(mut v) = m.vports.remove(p.name()) {
+            v.hang_up(&format!(
+                "port '{}' was detached from switch '{switch}'",
+                p.name()
+            ));
+        }
         if let Some(f) = m.flow.as_ref().filter(|f| f.local_port() == Some(id)) {
             f.set_local_port(None);
         }
@@ -564,6 +594,7 @@ impl Daemon {
             let id = m.sw.port_id(port).ok_or("port vanished")?;
             let v = m.vports.get_mut(port).ok_or("port vanished")?;
             v.connected = true;
+            v.session = conn.try_clone().ok();
             let handle = v.port.clone();
             let info = VportInfo {
                 switch: switch.to_owned(),
@@ -629,6 +660,7 @@ impl Daemon {
             Ok(fresh) => {
                 v.port = fresh.clone();
                 v.connected = false;
+                v.session = None;
                 if let Err(e) = m.sw.replace(id, fresh) {
                     tracing::warn!("cannot renew port '{port}' on '{switch}': {e}");
                 }
@@ -762,6 +794,11 @@ impl Daemon {
 
     /// Stops every switch (detaching their ports and freeing their memory).
     pub fn shutdown(&self) {
+        for m in self.lock().values_mut() {
+            for v in m.vports.values_mut() {
+                v.hang_up("the mswitch daemon is stopping");
+            }
+        }
         self.stop();
         let sws = std::mem::take(&mut *self.lock());
         drop(sws);
@@ -793,6 +830,7 @@ fn attach_spec(
             spec: spec.clone(),
             persistent,
             connected: false,
+            session: None,
         },
     );
     Ok(id)

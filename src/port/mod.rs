@@ -27,7 +27,7 @@ use std::os::fd::RawFd;
 
 use crate::packet::PortMem;
 
-pub use mem::{MemClient, MemPort};
+pub use mem::{MemClient, MemPort, Woken};
 pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
