@@ -435,6 +435,25 @@ impl Epoll {
 
     /// Waits for events, appending their tokens to `out`.
     pub fn wait(&self, out: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+        self.wait_events(timeout, |e| out.push(e.u64))
+    }
+
+    /// Waits for events, appending their tokens to `out` with whether the
+    /// descriptor reported an error or a hang-up (EPOLLERR, EPOLLHUP).
+    pub fn wait_flagged(
+        &self,
+        out: &mut Vec<(u64, bool)>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let bad = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        self.wait_events(timeout, |e| out.push((e.u64, e.events & bad != 0)))
+    }
+
+    fn wait_events(
+        &self,
+        timeout: Option<Duration>,
+        mut each: impl FnMut(&libc::epoll_event),
+    ) -> io::Result<()> {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: the kernel writes at most `evs.len()` events into the array.
         let n = unsafe {
@@ -453,7 +472,7 @@ impl Epoll {
                 Err(e)
             };
         }
-        out.extend(evs[..n as usize].iter().map(|e| e.u64));
+        evs[..n as usize].iter().for_each(&mut each);
         Ok(())
     }
 }

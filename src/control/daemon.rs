@@ -525,7 +525,7 @@ impl Daemon {
                     .map(|p| {
                         let connected = m.vports.get(&p.name).map(|v| v.connected);
                         let local = m.flow.as_ref().and_then(|f| f.local_port()).map(|l| l.0) == Some(p.id);
-                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected, "local": local })
+                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected, "local": local, "state": p.state })
                     })
                     .collect();
                 let openflow = m.agent.as_ref().map(|a| a.listening.clone());

@@ -14,8 +14,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Port;
-use super::kernel::{IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex};
+use super::kernel::{
+    Health, IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex, running,
+};
+use super::{LinkState, Port};
 use crate::packet::{MemConfig, PortMem};
 
 const SOL_PACKET: libc::c_int = 263;
@@ -103,6 +105,10 @@ pub struct AfPacketPort {
     drain: OutgoingDrain,
     rx_oversize: AtomicU64,
     tx_dropped: AtomicU64,
+    /// Whether the interface is up, down or gone (see [`Port::recheck`]).
+    health: Health,
+    /// Frames not sent because the interface was down or gone.
+    tx_down: AtomicU64,
 }
 
 fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
@@ -121,6 +127,34 @@ fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Binds packet socket `raw` to interface `index` (named `ifname`) and
+/// joins it promiscuously (a membership the kernel drops with the
+/// interface).
+fn bind_to(raw: RawFd, ifname: &str, index: u32) -> Result<(), KernelPortError> {
+    let os = |what: &'static str| move |e: io::Error| KernelPortError::os(what, ifname, e);
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = index as i32;
+    // SAFETY: binds to a sockaddr_ll we own, with its exact size.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(os("bind")(io::Error::last_os_error()));
+    }
+    // SAFETY: packet_mreq is plain data.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = index as i32;
+    mreq.mr_type = PACKET_MR_PROMISC;
+    setopt(raw, PACKET_ADD_MEMBERSHIP, &mreq).map_err(os("promiscuous mode"))
 }
 
 impl AfPacketPort {
@@ -195,27 +229,7 @@ impl AfPacketPort {
             base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?,
             len,
         };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = index as i32;
-        // SAFETY: binds to a sockaddr_ll we own, with its exact size.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(os("bind")(io::Error::last_os_error()));
-        }
-        // SAFETY: packet_mreq is plain data.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = index as i32;
-        mreq.mr_type = PACKET_MR_PROMISC;
-        setopt(raw, PACKET_ADD_MEMBERSHIP, &mreq).map_err(os("promiscuous mode"))?;
+        bind_to(raw, ifname, index)?;
         let mem = PortMem::new(name, cfg)?;
         Ok(Arc::new(AfPacketPort {
             name: name.to_owned(),
@@ -232,7 +246,37 @@ impl AfPacketPort {
             mem,
             rx_oversize: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
+            health: Health::default(),
+            tx_down: AtomicU64::new(0),
         }))
+    }
+
+    /// The interface index the socket is bound to; 0 once the interface
+    /// vanished (the kernel unbinds the socket).
+    fn bound_index(&self) -> i32 {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into `sll`.
+        let r =
+            unsafe { libc::getsockname(self.fd.as_raw_fd(), (&raw mut sll).cast(), &raw mut len) };
+        if r < 0 { 0 } else { sll.sll_ifindex.max(0) }
+    }
+
+    /// What the interface is now: the socket's, up or down, or gone
+    /// (the socket is unbound, or the name belongs to another interface
+    /// now, which [`Port::recheck`] binds to).
+    fn look(&self) -> LinkState {
+        let bound = self.bound_index();
+        let named = ifindex(&self.ifname).map_or(0, |i| i as i32);
+        if bound == 0 || bound != named {
+            return LinkState::Gone;
+        }
+        match running(&self.ifname) {
+            Ok(true) => LinkState::Up,
+            Ok(false) => LinkState::Down,
+            Err(_) => LinkState::Gone,
+        }
     }
 
     pub fn ifname(&self) -> &str {
@@ -288,6 +332,7 @@ impl Port for AfPacketPort {
         vec![
             ("rx_oversize", self.rx_oversize()),
             ("tx_dropped", self.tx_dropped()),
+            ("tx_down", self.tx_down.load(Ordering::Relaxed)),
         ]
     }
 
@@ -379,6 +424,12 @@ impl Port for AfPacketPort {
     fn outgoing_published(&self) {
         let fd = self.fd.as_raw_fd();
         self.drain.drain(&self.mem, |frames| {
+            if !self.health.is_up() {
+                // No system call per frame into a socket that cannot send.
+                self.tx_down
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                return;
+            }
             // SAFETY: iovec/mmsghdr are plain data; pointers refer to `frames`,
             // which outlive the sendmmsg call.
             let mut iov: [libc::iovec; 64] = unsafe { std::mem::zeroed() };
@@ -423,4 +474,57 @@ impl Port for AfPacketPort {
     }
 
     fn disarm_incoming(&self, _q: usize) {}
+
+    fn link_state(&self) -> LinkState {
+        if self.health.get() == LinkState::Gone {
+            return LinkState::Gone;
+        }
+        let now = self.look();
+        if now != LinkState::Up {
+            // The worker looks again each second, and rebinds.
+            self.health.note(now, &self.name, &self.ifname);
+        }
+        now
+    }
+
+    fn incoming_error(&self, _q: usize) {
+        // The kernel reports a downed or vanished interface as a socket
+        // error (ENETDOWN) that stays until read: read it, so the socket
+        // is quiet again, and see which it was.
+        let mut err: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_ERROR writes one c_int into `err`.
+        unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&raw mut err).cast(),
+                &raw mut len,
+            );
+        }
+        self.health.note(self.look(), &self.name, &self.ifname);
+    }
+
+    fn needs_recheck(&self) -> bool {
+        !self.health.is_up()
+    }
+
+    fn recheck(&self) {
+        let mut now = self.look();
+        if now == LinkState::Gone
+            && let Ok(index) = ifindex(&self.ifname)
+        {
+            // An interface of our name is back: take it, if its frames fit.
+            match check_mtu(&self.ifname, self.mem.buf_size())
+                .and_then(|()| bind_to(self.fd.as_raw_fd(), &self.ifname, index))
+            {
+                Ok(()) => now = self.look(),
+                Err(e) => {
+                    tracing::debug!("port {}: cannot take {} back: {e}", self.name, self.ifname)
+                }
+            }
+        }
+        self.health.note(now, &self.name, &self.ifname);
+    }
 }
