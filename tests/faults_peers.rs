@@ -438,3 +438,31 @@ fn vanished_tap_is_reported_parked_and_comes_back() {
     inject(&mut lab, &own, 20);
     wait_rx(&lab, "s", &own, 20);
 }
+
+/// Reproduction 4, af_xdp: a vanished interface is reported `gone` and
+/// costs no CPU (an AF_XDP port does not come back by itself: detach and
+/// attach it again; af_packet ports do). If the kernel refuses AF_XDP on
+/// the veth, the port falls back to af_packet, which is checked instead.
+#[test]
+fn vanished_af_xdp_interface_is_reported_and_costs_nothing() {
+    if !is_root() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = (format!("fp{}a", lab.tag), format!("fp{}b", lab.tag));
+    lab.veth(&a, &b);
+    let d = lab.daemon();
+    lab.ctl_ok(&["create", "s"]);
+    lab.ctl_ok(&["attach", "s", &format!("af_xdp:{a}")]);
+    lab.wait_state("s", &a, "up");
+    must(&["ip", "link", "del", &a]);
+    lab.wait_state("s", &a, "gone");
+    let cpu = lab.cpu_share(d);
+    assert!(cpu < IDLE_CPU, "daemon used {:.0}% of a core", cpu * 100.0);
+    lab.ctl_ok(&["detach", "s", &a]);
+    lab.veth(&a, &b);
+    lab.ctl_ok(&["attach", "s", &format!("af_xdp:{a}")]);
+    lab.wait_state("s", &a, "up");
+    inject(&mut lab, &b, 20);
+    wait_rx(&lab, "s", &a, 20);
+}

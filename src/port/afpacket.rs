@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::kernel::{
-    Health, IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex, running,
+    Health, IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex, state_of,
 };
 use super::{LinkState, Port};
 use crate::packet::{MemConfig, PortMem};
@@ -253,30 +253,25 @@ impl AfPacketPort {
 
     /// The interface index the socket is bound to; 0 once the interface
     /// vanished (the kernel unbinds the socket).
-    fn bound_index(&self) -> i32 {
+    fn bound_index(&self) -> u32 {
         // SAFETY: sockaddr_ll is plain data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // SAFETY: getsockname writes at most `len` bytes into `sll`.
         let r =
             unsafe { libc::getsockname(self.fd.as_raw_fd(), (&raw mut sll).cast(), &raw mut len) };
-        if r < 0 { 0 } else { sll.sll_ifindex.max(0) }
+        if r < 0 {
+            0
+        } else {
+            u32::try_from(sll.sll_ifindex).unwrap_or(0)
+        }
     }
 
     /// What the interface is now: the socket's, up or down, or gone
     /// (the socket is unbound, or the name belongs to another interface
     /// now, which [`Port::recheck`] binds to).
     fn look(&self) -> LinkState {
-        let bound = self.bound_index();
-        let named = ifindex(&self.ifname).map_or(0, |i| i as i32);
-        if bound == 0 || bound != named {
-            return LinkState::Gone;
-        }
-        match running(&self.ifname) {
-            Ok(true) => LinkState::Up,
-            Ok(false) => LinkState::Down,
-            Err(_) => LinkState::Gone,
-        }
+        state_of(&self.ifname, self.bound_index())
     }
 
     pub fn ifname(&self) -> &str {

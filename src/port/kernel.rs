@@ -124,6 +124,19 @@ pub fn running(name: &str) -> Result<bool, KernelPortError> {
     Ok(flags & want == want)
 }
 
+/// The state of interface `name` for a port bound to interface index
+/// `bound`: gone unless `name` is still that interface, then up or down.
+pub fn state_of(name: &str, bound: u32) -> LinkState {
+    if bound == 0 || ifindex(name).ok() != Some(bound) {
+        return LinkState::Gone;
+    }
+    match running(name) {
+        Ok(true) => LinkState::Up,
+        Ok(false) => LinkState::Down,
+        Err(_) => LinkState::Gone,
+    }
+}
+
 /// An interface ioctl (`request`, on a throwaway datagram socket) with the
 /// `ifreq` that names `name` and that `fill` completes; the `ifreq` the
 /// kernel gave back.
