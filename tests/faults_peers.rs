@@ -466,3 +466,34 @@ fn vanished_af_xdp_interface_is_reported_and_costs_nothing() {
     inject(&mut lab, &b, 20);
     wait_rx(&lab, "s", &a, 20);
 }
+
+/// Reproduction 8 (part): a second daemon cannot attach, through
+/// `af_packet` (or `af_xdp`), an interface another daemon has attached;
+/// the error is one line naming the holder. Once that daemon is gone (even
+/// killed), it can.
+#[test]
+fn one_interface_is_attached_by_one_daemon() {
+    if !is_root() {
+        return;
+    }
+    let (mut first, d, a, _b) = af_packet_lab();
+    let mut second = Lab::new();
+    second.daemon();
+    second.ctl_ok(&["create", "s2"]);
+    for kind in ["af_packet", "af_xdp"] {
+        let e = second
+            .ctl(&["attach", "s2", &format!("{kind}:{a}")])
+            .unwrap_err();
+        let pid = first.pid(d).to_string();
+        assert!(
+            e.contains("already attached by another mswitch process") && e.contains(&pid),
+            "{e}"
+        );
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+    assert!(second.listed("s2", &a).is_none());
+    first.signal(d, libc::SIGKILL);
+    first.wait_exit(d, LONG, "killed daemon");
+    second.ctl_ok(&["attach", "s2", &format!("af_packet:{a}")]);
+    second.wait_state("s2", &a, "up");
+}

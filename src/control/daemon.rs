@@ -27,6 +27,7 @@ use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
 use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
+use crate::port::iflock::IfaceLock;
 use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
 use crate::stream::TlsKeys;
@@ -43,6 +44,9 @@ struct Managed {
     busy_poll: bool,
     /// Virtual ports by name.
     vports: BTreeMap<String, Vport>,
+    /// The interface locks of its socket ports, by port name (released
+    /// after the switch and its ports are gone).
+    iface_locks: BTreeMap<String, IfaceLock>,
 }
 
 struct Vport {
@@ -297,6 +301,7 @@ impl Daemon {
                 sw,
                 busy_poll,
                 vports: BTreeMap::new(),
+                iface_locks: BTreeMap::new(),
             },
         );
         let mut r = json!({ "switch": name, "openflow": listening });
@@ -464,9 +469,20 @@ impl Daemon {
                 }
             }
             let m = sws.get_mut(switch).ok_or("switch vanished")?;
+            // And one daemon: another process with a socket on it would
+            // forward every frame too.
+            let lock = match spec.kind {
+                PortKind::AfPacket | PortKind::AfXdp => {
+                    IfaceLock::take(&spec.name).map_err(|e| e.to_string())?
+                }
+                _ => None,
+            };
             let (port, note) = spec.open_kernel().map_err(|e| e.to_string())?;
             let kind = port.kind();
             let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
+            if let Some(l) = lock {
+                m.iface_locks.insert(spec.name.clone(), l);
+            }
             return Ok(
                 json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }),
             );
@@ -487,6 +503,7 @@ impl Daemon {
         }
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
+        m.iface_locks.remove(p.name());
         if let Some(mut v) = m.vports.remove(p.name()) {
             v.hang_up(&format!(
                 "port '{}' was detached from switch '{switch}'",

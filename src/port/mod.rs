@@ -11,6 +11,7 @@
 pub mod afpacket;
 pub mod afxdp;
 pub mod driver;
+pub mod iflock;
 pub mod kernel;
 pub mod mem;
 pub mod patch;
