@@ -5,6 +5,11 @@
 //! and lengths give multi-flow traffic), `rx` counts what arrives, `ping`
 //! sends one timestamped frame at a time and measures the round trip, `pong`
 //! reflects every frame back to its sender.
+//!
+//! On a vport, pkt-gen exits non-zero with one line when the daemon ends
+//! the port's session (the port detached, its switch destroyed, the daemon
+//! stopped or died), after printing its summary so far. It notices while
+//! waiting for frames, and while it cannot send, within 100 ms.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;

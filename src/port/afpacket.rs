@@ -6,6 +6,15 @@
 //! dropped by the kernel when the socket closes), but not the ones it sends
 //! itself. VLAN tags the kernel stripped on receive are put back. Frames
 //! longer than the port's buffers are dropped and counted, never truncated.
+//!
+//! An interface that goes down or vanishes leaves an error on the socket
+//! (ENETDOWN) that would wake the worker for ever: the worker hands it to
+//! the port, which reads it and records the state (`down`, or `gone` once
+//! the kernel unbound the socket), drops what it is given to send without
+//! a system call per frame (`tx_down`), and looks again each second. A
+//! downed interface comes back by itself; for a vanished one the port binds
+//! the same socket (same rings, same counters) to the next interface of
+//! its name.
 #![allow(unsafe_code)]
 
 use std::io;

@@ -5,6 +5,14 @@
 //! The TAP is created if it does not exist (and then vanishes with the port);
 //! an existing persistent TAP is attached as it is. A TAP the port created is
 //! brought up. Frames move one `read`/`write` each: TAP has no batched I/O.
+//!
+//! A TAP deleted under the port (`ip link del`) leaves its descriptor
+//! signalling an error for ever: the port notices at its next read, parks
+//! on a descriptor that never signals (listed `gone`, no CPU, frames sent
+//! to it dropped and counted as `tx_down`), and its worker looks again each
+//! second. A TAP the port made is the port's own, so it is made again at
+//! once (as it was: up, or down for a bridge's LOCAL port); a TAP someone
+//! else made is taken back when a TAP of its name exists again.
 #![allow(unsafe_code)]
 
 use std::io;
