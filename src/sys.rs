@@ -1007,6 +1007,25 @@ pub fn prefetch_write(p: *const u8) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn epoll_says_which_descriptors_hung_up() {
+        let ep = Epoll::new().unwrap();
+        let (quiet, rung, hung) = (Doorbell::new().unwrap(), Doorbell::new().unwrap(), {
+            let d = Doorbell::new().unwrap();
+            let rd = d.read_end().unwrap().try_clone_to_owned().unwrap();
+            drop(d); // the only writer closes: the read end hangs up
+            Doorbell::from_owned(rd).unwrap()
+        });
+        for (d, tok) in [(&quiet, 1), (&rung, 2), (&hung, 3)] {
+            ep.add(d.read_end().unwrap().as_raw_fd(), tok).unwrap();
+        }
+        rung.notify();
+        let mut out = Vec::new();
+        ep.wait_flagged(&mut out, Some(Duration::ZERO)).unwrap();
+        out.sort_unstable();
+        assert_eq!(out, [(2, false), (3, true)]);
+    }
+
     /// What a hostile peer does to an eventfd it shares: clears
     /// O_NONBLOCK, then empties or fills the counter.
     #[test]

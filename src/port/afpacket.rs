@@ -495,18 +495,7 @@ impl Port for AfPacketPort {
         // The kernel reports a downed or vanished interface as a socket
         // error (ENETDOWN) that stays until read: read it, so the socket
         // is quiet again, and see which it was.
-        let mut err: libc::c_int = 0;
-        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: SO_ERROR writes one c_int into `err`.
-        unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &raw mut len,
-            );
-        }
+        let _ = crate::sys::socket_error(self.fd.as_raw_fd());
         self.health.note(self.look(), &self.name, &self.ifname);
     }
 

@@ -383,6 +383,25 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn interface_states_and_their_record() {
+        // Loopback is up in any namespace a test runs in.
+        let lo = ifindex("lo").unwrap();
+        assert_eq!(state_of("lo", lo), LinkState::Up);
+        // A port bound to another index than the name's, or to none, or
+        // named after nothing: the interface it had is gone.
+        assert_eq!(state_of("lo", lo + 1000), LinkState::Gone);
+        assert_eq!(state_of("lo", 0), LinkState::Gone);
+        assert_eq!(state_of("nosuchif0", lo), LinkState::Gone);
+        assert!(running("nosuchif0").is_err());
+        let h = Health::default();
+        assert!(h.is_up());
+        assert_eq!(h.set(LinkState::Gone), LinkState::Up);
+        assert_eq!(h.get(), LinkState::Gone);
+        h.note(LinkState::Down, "p", "eth0");
+        assert_eq!((h.get(), h.is_up()), (LinkState::Down, false));
+    }
+
+    #[test]
     fn one_at_a_time_does_every_call_and_never_two_at_once() {
         let v = Arc::new(OneAtATime::new((0u64, false)));
         let calls = 4 * 20_000;
