@@ -317,12 +317,18 @@ fn wait_rx(lab: &Lab, sw: &str, port: &str, n: u64) {
     }
 }
 
-/// A daemon (its index) with switch `s` and port `af_packet:A` over a
-/// veth pair `A`/`B`.
-fn af_packet_lab() -> (Lab, usize, String, String) {
+/// A lab with a veth pair `A`/`B` (names unique to it).
+fn veth_lab() -> (Lab, String, String) {
     let mut lab = Lab::new();
     let (a, b) = (format!("fp{}a", lab.tag), format!("fp{}b", lab.tag));
     lab.veth(&a, &b);
+    (lab, a, b)
+}
+
+/// A daemon (its index) with switch `s` and port `af_packet:A` over a
+/// veth pair `A`/`B`.
+fn af_packet_lab() -> (Lab, usize, String, String) {
+    let (mut lab, a, b) = veth_lab();
     let d = lab.daemon();
     lab.ctl_ok(&["create", "s"]);
     lab.ctl_ok(&["attach", "s", &format!("af_packet:{a}")]);
@@ -448,9 +454,7 @@ fn vanished_af_xdp_interface_is_reported_and_costs_nothing() {
     if !is_root() {
         return;
     }
-    let mut lab = Lab::new();
-    let (a, b) = (format!("fp{}a", lab.tag), format!("fp{}b", lab.tag));
-    lab.veth(&a, &b);
+    let (mut lab, a, b) = veth_lab();
     let d = lab.daemon();
     lab.ctl_ok(&["create", "s"]);
     lab.ctl_ok(&["attach", "s", &format!("af_xdp:{a}")]);
@@ -617,4 +621,36 @@ fn soak_churn_around_two_ports_loses_nothing() {
         assert_eq!(drops, 0, "{p} dropped: {st}");
     }
     assert_eq!(lab.stats("s", "b")["tx_packets"], u64::from(sent));
+}
+
+/// Reproduction 4 on a busy-polling switch, whose worker never waits in
+/// epoll for the socket's error: it still notices the vanished interface
+/// by itself (nobody lists the ports here) and rebinds to the new one.
+#[test]
+fn busy_polling_switch_rebinds_a_vanished_interface_unasked() {
+    use mswitch::control::client::VportConn;
+    if !is_root() {
+        return;
+    }
+    let (mut lab, a, b) = veth_lab();
+    lab.daemon();
+    lab.ctl_ok(&["create", "s", "--busy-poll", "--module", "dummy:1=2"]);
+    lab.ctl_ok(&["attach", "s", &format!("af_packet:{a}"), "--ofport", "1"]);
+    lab.ctl_ok(&["attach", "s", "vport:v", "--ofport", "2"]);
+    let mut v = VportConn::connect(Some(&PathBuf::from(lab.sock())), "s", "v").expect("vport");
+    must(&["ip", "link", "del", &a]);
+    // Long enough for the worker's once-a-second look to find it gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    lab.veth(&a, &b);
+    let deadline = Instant::now() + LONG;
+    let mut got = 0;
+    while got == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing came through the new {a}"
+        );
+        inject(&mut lab, &b, 5);
+        v.wait(Some(Duration::from_millis(200))).expect("session");
+        got += v.recv(64, |_| {});
+    }
 }

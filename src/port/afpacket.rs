@@ -491,12 +491,16 @@ impl Port for AfPacketPort {
         now
     }
 
+    /// Also called once a second on a busy-polling switch: a healthy
+    /// socket then costs two system calls.
     fn incoming_error(&self, _q: usize) {
         // The kernel reports a downed or vanished interface as a socket
         // error (ENETDOWN) that stays until read: read it, so the socket
         // is quiet again, and see which it was.
-        let _ = crate::sys::socket_error(self.fd.as_raw_fd());
-        self.health.note(self.look(), &self.name, &self.ifname);
+        let had_error = crate::sys::socket_error(self.fd.as_raw_fd()).is_err();
+        if had_error || self.bound_index() == 0 || !self.health.is_up() {
+            self.health.note(self.look(), &self.name, &self.ifname);
+        }
     }
 
     fn needs_recheck(&self) -> bool {

@@ -196,7 +196,10 @@ pub trait Port: Send + Sync {
     /// frames, with the descriptor out of the worker's epoll set: the
     /// backend finds out what happened (an interface that went down or
     /// vanished) and quiets the descriptor, so that it does not wake the
-    /// worker again for the same thing. No lock is held.
+    /// worker again for the same thing. On a busy-polling switch, whose
+    /// queues never wait in epoll, it is called about once a second to look
+    /// for such an error, so it must be cheap when there is none. No lock
+    /// is held.
     fn incoming_error(&self, _q: usize) {}
 
     /// Whether the device needs another look (it is down or gone): a cheap

@@ -251,7 +251,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
 /// again ([`crate::port::Port::recheck`]), which may bring them back with a
 /// new descriptor, so a retired queue leaves the epoll set first and is
 /// polled again (it retires again when idle). A healthy port costs an
-/// atomic load here.
+/// atomic load here, or on a busy-polling switch, whose queues never wait
+/// in epoll for an error to show, a look for one (a system call or two).
 fn recheck(me: &WorkerShared, active: &mut Vec<Owned>, retired: &mut Vec<Owned>, now: Instant) {
     let mut i = 0;
     while i < retired.len() {
@@ -269,6 +270,10 @@ fn recheck(me: &WorkerShared, active: &mut Vec<Owned>, retired: &mut Vec<Owned>,
     for o in active.iter().filter(|o| o.q == 0) {
         if o.entry.port.needs_recheck() {
             o.entry.port.recheck();
+        } else if o.idle_limit.is_none() && o.can_sleep {
+            // Busy-polled: never in the epoll set, so never told of an
+            // error there; ask the port to look for one itself.
+            o.entry.port.incoming_error(o.q);
         }
     }
 }
