@@ -345,11 +345,10 @@ impl Daemon {
     }
 
     pub fn destroy(&self, name: &str) -> Res<serde_json::Value> {
-        let m = self
+        let mut m = self
             .lock()
             .remove(name)
             .ok_or_else(|| format!("no switch '{name}'"))?;
-        let mut m = m;
         for v in m.vports.values_mut() {
             v.hang_up(&format!("switch '{name}' was destroyed"));
         }
@@ -503,7 +502,8 @@ impl Daemon {
         }
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
-        m.iface_locks.remove(p.name());
+        // Released once the port (its socket) is closed, below.
+        let lock = m.iface_locks.remove(p.name());
         if let Some(mut v) = m.vports.remove(p.name()) {
             v.hang_up(&format!(
                 "port '{}' was detached from switch '{switch}'",
@@ -513,7 +513,10 @@ impl Daemon {
         if let Some(f) = m.flow.as_ref().filter(|f| f.local_port() == Some(id)) {
             f.set_local_port(None);
         }
-        Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
+        let done = json!({ "switch": switch, "port": p.name(), "ofport": id.0 });
+        drop(p);
+        drop(lock);
+        Ok(done)
     }
 
     pub fn set_module(&self, switch: &str, spec: &str) -> Res<serde_json::Value> {
