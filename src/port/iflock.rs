@@ -4,15 +4,17 @@
 //! sockets on one interface would each see, and forward, every frame; the
 //! kernel does not stop that (it does for TAPs and XDP programs).
 //!
-//! The lock is `flock(2)` on `/run/mswitch/ifaces/net<NETNS>-<IFNAME>.lock`,
-//! keyed by the network namespace (interface names are per namespace), so
-//! it goes away with its holder, crash included. The file holds the
-//! holder's pid, for the error message; files are never removed (removing
-//! one that another process is about to lock would let two hold it), and
-//! `/run` is emptied at boot. A daemon that cannot use the directory (not
-//! root, or a directory it does not own or others may write) takes no lock
-//! and says so once in its log: the check is a safety net, not a
-//! permission.
+//! The lock is `flock(2)` on `/run/mswitch-ifaces/net<NETNS>-<IFNAME>.lock`,
+//! keyed by the network namespace (interface names are per namespace). It
+//! goes away with its holder, crash included. The file holds the holder's
+//! pid, for the error message. The holder removes the file before it lets
+//! go; whoever locked a file meanwhile removed checks that the path still
+//! names it, and tries again if not, so two never hold one name. A holder
+//! that dies leaves its file, unlocked, for the next one to take. The
+//! directory is apart from the control socket's, whose
+//! mode is the operator's choice. A daemon that cannot use it (not root, or
+//! a directory it does not own or others may write) takes no lock and says
+//! so once in its log: the check is a safety net, not a permission.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -23,13 +25,25 @@ use std::sync::Once;
 use super::kernel::{KernelPortError, check_ifname};
 
 /// Where the locks live.
-const DIR: &str = "/run/mswitch/ifaces";
+const DIR: &str = "/run/mswitch-ifaces";
 
-/// A held lock; dropping it releases it.
+/// A held lock; dropping it removes its file and releases it.
 #[derive(Debug)]
 pub struct IfaceLock {
+    path: PathBuf,
     _file: File,
 }
+
+impl Drop for IfaceLock {
+    fn drop(&mut self) {
+        // Still held: anyone who locks this file after us finds it gone
+        // from the path, and makes a new one.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Tries at taking a lock whose file keeps being removed under us.
+const ATTEMPTS: usize = 8;
 
 impl IfaceLock {
     /// Takes the lock of interface `ifname` in the calling thread's network
@@ -49,6 +63,21 @@ impl IfaceLock {
 
     fn take_in(dir: &Path, netns: u64, ifname: &str) -> Result<Option<IfaceLock>, KernelPortError> {
         let path = dir.join(format!("net{netns}-{ifname}.lock"));
+        for _ in 0..ATTEMPTS {
+            if let Some(l) = Self::try_take(&path, ifname)? {
+                return Ok(l);
+            }
+        }
+        warn_once(&format!(
+            "cannot lock {}: it keeps changing",
+            path.display()
+        ));
+        Ok(None)
+    }
+
+    /// One try: `None` if the file we locked was removed meanwhile.
+    #[allow(clippy::option_option)]
+    fn try_take(path: &Path, ifname: &str) -> Result<Option<Option<IfaceLock>>, KernelPortError> {
         let mut file = match OpenOptions::new()
             .read(true)
             .write(true)
@@ -56,21 +85,31 @@ impl IfaceLock {
             .truncate(false)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
+            .open(path)
         {
             Ok(f) => f,
             Err(e) => {
                 warn_once(&format!("cannot use {}: {e}", path.display()));
-                return Ok(None);
+                return Ok(Some(None));
             }
         };
         match file.try_lock() {
             Ok(()) => {
+                let same = match (file.metadata(), std::fs::symlink_metadata(path)) {
+                    (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+                    _ => false,
+                };
+                if !same {
+                    return Ok(None); // its holder removed it as it let go
+                }
                 // Who holds it, for the next one's error message.
                 let _ = file.set_len(0);
                 let _ = file.rewind();
                 let _ = write!(file, "{}", std::process::id());
-                Ok(Some(IfaceLock { _file: file }))
+                Ok(Some(Some(IfaceLock {
+                    path: path.to_path_buf(),
+                    _file: file,
+                })))
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
@@ -85,7 +124,7 @@ impl IfaceLock {
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 warn_once(&format!("cannot lock {}: {e}", path.display()));
-                Ok(None)
+                Ok(Some(None))
             }
         }
     }
@@ -134,9 +173,13 @@ mod tests {
         // Another namespace, another interface: other locks.
         let _other_ns = IfaceLock::take_in(&dir, 8, "veth0").unwrap().unwrap();
         let _other_if = IfaceLock::take_in(&dir, 7, "veth1").unwrap().unwrap();
+        // A contender that opened the file before the holder let go.
+        let stale = File::open(dir.join("net7-veth0.lock")).unwrap();
         drop(first);
+        assert!(!dir.join("net7-veth0.lock").exists(), "removed on release");
+        stale.try_lock().unwrap(); // locks a file no path names any more
         let again = IfaceLock::take_in(&dir, 7, "veth0").unwrap();
-        assert!(again.is_some());
+        assert!(again.is_some(), "a new file, not the stale one");
         drop(again);
         // A symlink planted as a lock file is not followed.
         let target = dir.join("target");
