@@ -5,7 +5,13 @@
 //! and lengths give multi-flow traffic), `rx` counts what arrives, `ping`
 //! sends one timestamped frame at a time and measures the round trip, `pong`
 //! reflects every frame back to its sender.
+//!
+//! On a vport, pkt-gen exits non-zero with one line when the daemon ends
+//! the port's session (the port detached, its switch destroyed, the daemon
+//! stopped or died), after printing its summary so far. It notices while
+//! waiting for frames, and while it cannot send, within 100 ms.
 
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -331,10 +337,20 @@ impl Endpoint {
         }
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) -> bool {
+    /// Waits for frames (see [`PortDriver::wait`]); an error once a vport's
+    /// daemon ended its session.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, String> {
         match self {
-            Endpoint::Vport(c) => c.wait(timeout),
-            Endpoint::Kernel(d) => d.wait(timeout),
+            Endpoint::Vport(c) => c.wait(timeout).map_err(|e| e.reason),
+            Endpoint::Kernel(d) => Ok(d.wait(timeout)),
+        }
+    }
+
+    /// An error once a vport's daemon ended its session (one `poll`).
+    fn check(&mut self) -> Result<(), String> {
+        match self {
+            Endpoint::Vport(c) => c.check().map_err(|e| e.reason),
+            Endpoint::Kernel(_) => Ok(()),
         }
     }
 
@@ -387,16 +403,51 @@ struct Limits {
     count: u64,
     deadline: Option<Instant>,
     stop: Arc<AtomicBool>,
+    /// Why the run ended early: a port's daemon ended its session.
+    lost: RefCell<Option<String>>,
+    /// When an idle loop next looks whether the ports' sessions stand.
+    next_check: Cell<Instant>,
 }
+
+/// How often an idle loop looks whether a vport's session still stands: a
+/// sender facing a full ring learns the daemon is gone this late at most,
+/// and a busy loop costs no system call per pass.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 impl Limits {
     fn done(&self, n: u64) -> bool {
         n >= self.count || self.stopped()
     }
 
-    /// Past the deadline or asked to stop.
+    /// Past the deadline, asked to stop, or a port is gone.
     fn stopped(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d) || self.stop.load(Ordering::Relaxed)
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.stop.load(Ordering::Relaxed)
+            || self.lost.borrow().is_some()
+    }
+
+    /// Ends the run: `why` is the error pkt-gen exits with.
+    fn lose(&self, why: String) {
+        self.lost.borrow_mut().get_or_insert(why);
+    }
+
+    /// From an idle path: every [`CHECK_EVERY`], whether `conn`'s session
+    /// still stands (ends the run if not).
+    fn check(&self, conn: &mut Endpoint) {
+        let now = Instant::now();
+        if now >= self.next_check.get() {
+            self.next_check.set(now + CHECK_EVERY);
+            if let Err(e) = conn.check() {
+                self.lose(e);
+            }
+        }
+    }
+
+    /// Waits for frames on `conn`, ending the run if its session ended.
+    fn wait(&self, conn: &mut Endpoint, timeout: Duration) {
+        if let Err(e) = conn.wait(Some(timeout)) {
+            self.lose(e);
+        }
     }
 }
 
@@ -506,6 +557,8 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
         count: a.count.unwrap_or(u64::MAX),
         deadline: duration.map(|d| Instant::now() + d),
         stop,
+        lost: RefCell::new(None),
+        next_check: Cell::new(Instant::now() + CHECK_EVERY),
     };
     let mut rep = Reporter::new(a.report_ms, a.json);
     let start = Instant::now();
@@ -551,7 +604,10 @@ pub fn run(a: &PktGenArgs) -> Result<Summary, String> {
         }
         println!("{line}");
     }
-    Ok(s)
+    match limits.lost.into_inner() {
+        Some(why) => Err(format!("{}: {why}", a.iface)),
+        None => Ok(s),
+    }
 }
 
 fn idle(busy: bool) {
@@ -589,6 +645,7 @@ fn tx(
                         wait.clamp(Duration::from_micros(1), Duration::from_millis(10)),
                     );
                 }
+                lim.check(conn);
                 rep.tick(pkts, bytes);
                 continue;
             }
@@ -602,6 +659,7 @@ fn tx(
         });
         if n == 0 {
             idle(a.busy_poll);
+            lim.check(conn);
         } else {
             pkts += n as u64;
             bytes += b;
@@ -650,10 +708,12 @@ fn txrx(
         if n == 0 && m == 0 {
             if sent >= lim.count && !a.busy_poll {
                 // Everything is sent: wait for the rest (or the deadline).
-                rx.wait(Some(Duration::from_millis(10)));
+                lim.wait(rx, Duration::from_millis(10));
             } else {
                 idle(a.busy_poll);
             }
+            lim.check(tx);
+            lim.check(rx);
         }
         rep.tick(got, bytes);
     }
@@ -713,14 +773,16 @@ fn rx(
                     sent += conn.send(back[sent..].iter().map(|v| v.as_slice()));
                     if sent < back.len() {
                         idle(a.busy_poll);
+                        lim.check(conn);
                     }
                 }
                 spare.append(&mut back);
             }
         } else if a.busy_poll {
             std::hint::spin_loop();
+            lim.check(conn);
         } else {
-            conn.wait(Some(Duration::from_millis(50)));
+            lim.wait(conn, Duration::from_millis(50));
         }
         rep.tick(pkts, bytes);
     }
@@ -784,13 +846,18 @@ fn ping(conn: &mut Endpoint, frames: &mut FrameGen, a: &PktGenArgs, lim: &Limits
         });
         if n == 0 {
             idle(a.busy_poll);
+            lim.check(conn);
             continue;
         }
         bytes += len as u64;
         // Wait up to a second for this ping's reply; stale replies are skipped.
         let give_up = Instant::now() + Duration::from_secs(1);
         let mut got = false;
-        while !got && Instant::now() < give_up && !lim.stop.load(Ordering::Relaxed) {
+        while !got
+            && Instant::now() < give_up
+            && !lim.stop.load(Ordering::Relaxed)
+            && lim.lost.borrow().is_none()
+        {
             conn.recv(a.batch, |f| {
                 if f.len() >= PING_OFF + PING_LEN
                     && f[PING_OFF..PING_OFF + 2] == PING_MAGIC
@@ -802,8 +869,9 @@ fn ping(conn: &mut Endpoint, frames: &mut FrameGen, a: &PktGenArgs, lim: &Limits
             if !got {
                 if a.busy_poll {
                     std::hint::spin_loop();
+                    lim.check(conn);
                 } else {
-                    conn.wait(Some(Duration::from_millis(10)));
+                    lim.wait(conn, Duration::from_millis(10));
                 }
             }
         }

@@ -435,6 +435,25 @@ impl Epoll {
 
     /// Waits for events, appending their tokens to `out`.
     pub fn wait(&self, out: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+        self.wait_events(timeout, |e| out.push(e.u64))
+    }
+
+    /// Waits for events, appending their tokens to `out` with whether the
+    /// descriptor reported an error or a hang-up (EPOLLERR, EPOLLHUP).
+    pub fn wait_flagged(
+        &self,
+        out: &mut Vec<(u64, bool)>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let bad = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        self.wait_events(timeout, |e| out.push((e.u64, e.events & bad != 0)))
+    }
+
+    fn wait_events(
+        &self,
+        timeout: Option<Duration>,
+        mut each: impl FnMut(&libc::epoll_event),
+    ) -> io::Result<()> {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: the kernel writes at most `evs.len()` events into the array.
         let n = unsafe {
@@ -453,7 +472,7 @@ impl Epoll {
                 Err(e)
             };
         }
-        out.extend(evs[..n as usize].iter().map(|e| e.u64));
+        evs[..n as usize].iter().for_each(&mut each);
         Ok(())
     }
 }
@@ -1111,6 +1130,25 @@ pub fn prefetch_write(p: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoll_says_which_descriptors_hung_up() {
+        let ep = Epoll::new().unwrap();
+        let (quiet, rung, hung) = (Doorbell::new().unwrap(), Doorbell::new().unwrap(), {
+            let d = Doorbell::new().unwrap();
+            let rd = d.read_end().unwrap().try_clone_to_owned().unwrap();
+            drop(d); // the only writer closes: the read end hangs up
+            Doorbell::from_owned(rd).unwrap()
+        });
+        for (d, tok) in [(&quiet, 1), (&rung, 2), (&hung, 3)] {
+            ep.add(d.read_end().unwrap().as_raw_fd(), tok).unwrap();
+        }
+        rung.notify();
+        let mut out = Vec::new();
+        ep.wait_flagged(&mut out, Some(Duration::ZERO)).unwrap();
+        out.sort_unstable();
+        assert_eq!(out, [(2, false), (3, true)]);
+    }
 
     /// What a hostile peer does to an eventfd it shares: clears
     /// O_NONBLOCK, then empties or fills the counter.

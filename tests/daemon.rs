@@ -472,7 +472,7 @@ impl Pair {
             );
             if moved == 0 {
                 let j = if self.inflight(0) > 0 { 1 } else { 0 };
-                self.ends[j].wait(Some(Duration::from_millis(1)));
+                let _ = self.ends[j].wait(Some(Duration::from_millis(1)));
             }
         }
         panic!("traffic loop ran out of iterations");

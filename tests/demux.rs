@@ -282,7 +282,7 @@ fn echo_app(mut conn: VportConn, port: u16, stop: Arc<AtomicBool>) -> JoinHandle
     std::thread::spawn(move || {
         let mut answered = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            conn.wait(Some(Duration::from_millis(50)));
+            let _ = conn.wait(Some(Duration::from_millis(50)));
             let mut replies = Vec::new();
             conn.recv(64, |f| {
                 let ok = f.len() >= 42

@@ -140,7 +140,7 @@ fn recv_within(c: &mut VportConn, n: usize, t: Duration) -> Vec<Vec<u8>> {
     while got.len() < n && Instant::now() < deadline {
         got.extend(c.recv_all());
         if got.len() < n {
-            c.wait(Some(Duration::from_millis(5)));
+            let _ = c.wait(Some(Duration::from_millis(5)));
         }
     }
     got

@@ -335,18 +335,19 @@ fn render_list(data: &Value) -> String {
             let _ = writeln!(out, "  OpenFlow: {l}");
         }
         for p in ports {
-            let state = match p["connected"].as_bool() {
-                Some(true) => "client connected",
-                Some(false) => "no client",
+            let client = match p["connected"].as_bool() {
+                Some(true) => ", client connected",
+                Some(false) => ", no client",
                 None => "",
             };
             let _ = writeln!(
                 out,
-                "  {:>4}  {:<16} {:<6} {}",
+                "  {:>4}  {:<16} {:<9} {}{}",
                 n(&p["ofport"]),
                 s(&p["name"]),
                 s(&p["kind"]),
-                state
+                p["state"].as_str().unwrap_or("up"),
+                client
             );
         }
     }
@@ -382,9 +383,13 @@ fn render_stats(data: &Value) -> String {
                 .filter(|c| c[1].as_u64().unwrap_or(0) > 0)
                 .map(|c| format!("{} {}", s(&c[0]), n(&c[1])))
                 .collect();
+            let link = match p["state"].as_str() {
+                Some(st) if st != "up" => format!("  link {st}"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}{}{}",
+                "  {:>4}  {:<16} {:>12} {:>14} {:>12} {:>14} {:>10}{}{}{link}",
                 n(&p["id"]),
                 s(&p["name"]),
                 n(&p["rx_packets"]),
@@ -507,13 +512,19 @@ mod tests {
     #[test]
     fn renders_for_people() {
         let list = serde_json::json!([{"switch":"sw0","module":"learn","workers":1,"busy_poll":false,
-            "ports":[{"ofport":1,"name":"a","kind":"vport","connected":true}]}]);
+            "ports":[{"ofport":1,"name":"a","kind":"vport","connected":true,"state":"up"},
+                {"ofport":2,"name":"veth9","kind":"af_packet","state":"gone"}]}]);
         let t = CtlCmd::List { json: false }.render(&list);
         assert!(
-            t.contains("sw0: module learn, 1 worker(s), 1 port(s)"),
+            t.contains("sw0: module learn, 1 worker(s), 2 port(s)"),
             "{t}"
         );
-        assert!(t.contains("client connected"));
+        assert!(t.contains("up, client connected"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.contains("veth9") && l.ends_with(" gone")),
+            "{t}"
+        );
         assert_eq!(
             CtlCmd::List { json: false }.render(&serde_json::json!([])),
             "no switches\n"
@@ -522,8 +533,18 @@ mod tests {
             "workers":[{"id":0,"packets":5,"sleeping":true}],
             "ports":[{"id":1,"name":"vm1","kind":"vhost-user","rx_packets":5,"rx_bytes":320,
                 "tx_packets":0,"tx_bytes":0,"drops":{"dest_full":0},
-                "port_counters":[["bad_chains",2],["connects",1],["broken",0]]}]}]);
+                "port_counters":[["bad_chains",2],["connects",1],["broken",0]]},
+                {"id":2,"name":"tap9","kind":"tap","state":"gone","drops":{}}]}]);
         let t = render_stats(&stats);
+        assert!(
+            t.lines()
+                .any(|l| l.contains("tap9") && l.ends_with("link gone")),
+            "{t}"
+        );
+        assert!(
+            !t.lines().any(|l| l.contains("vm1") && l.contains("link")),
+            "{t}"
+        );
         assert!(
             t.contains("[vhost-user: bad_chains 2, connects 1]"),
             "the backend's counters, those above 0: {t}"

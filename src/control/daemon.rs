@@ -27,6 +27,7 @@ use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
 use crate::module::flow::{FlowConfig, FlowModule, PortVlan, PortVlanError};
 use crate::module::{self, Module};
+use crate::port::iflock::IfaceLock;
 use crate::port::patch::PatchPanel;
 use crate::port::{MemPort, Port, PortId};
 use crate::stream::TlsKeys;
@@ -43,6 +44,9 @@ struct Managed {
     busy_poll: bool,
     /// Virtual ports by name.
     vports: BTreeMap<String, Vport>,
+    /// The interface locks of its socket ports, by port name (released
+    /// after the switch and its ports are gone).
+    iface_locks: BTreeMap<String, IfaceLock>,
 }
 
 struct Vport {
@@ -51,6 +55,27 @@ struct Vport {
     /// Created by `attach` (survives its clients) rather than by a client.
     persistent: bool,
     connected: bool,
+    /// The connected client's control connection.
+    session: Option<UnixStream>,
+}
+
+impl Vport {
+    /// Ends the client's session, telling it why in one line first (the
+    /// library reports it as `Disconnected`). Never blocks.
+    fn hang_up(&mut self, why: &str) {
+        if let Some(c) = self.session.take() {
+            if c.set_nonblocking(true).is_ok() {
+                let _ = (&c).write_all(Response::err(why.to_owned()).to_line().as_bytes());
+            }
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Vport {
+    fn drop(&mut self) {
+        self.hang_up("the port was removed");
+    }
 }
 
 pub struct Daemon {
@@ -289,6 +314,7 @@ impl Daemon {
                 sw,
                 busy_poll,
                 vports: BTreeMap::new(),
+                iface_locks: BTreeMap::new(),
             },
         );
         let mut r = json!({ "switch": name, "openflow": listening });
@@ -332,11 +358,14 @@ impl Daemon {
     }
 
     pub fn destroy(&self, name: &str) -> Res<serde_json::Value> {
-        let m = self
+        let mut m = self
             .lock()
             .remove(name)
             .ok_or_else(|| format!("no switch '{name}'"))?;
-        drop(m); // stops the workers; vport clients see their ports go quiet
+        for v in m.vports.values_mut() {
+            v.hang_up(&format!("switch '{name}' was destroyed"));
+        }
+        drop(m); // stops the workers
         Ok(json!({ "switch": name }))
     }
 
@@ -452,9 +481,20 @@ impl Daemon {
                 }
             }
             let m = sws.get_mut(switch).ok_or("switch vanished")?;
+            // And one daemon: another process with a socket on it would
+            // forward every frame too.
+            let lock = match spec.kind {
+                PortKind::AfPacket | PortKind::AfXdp => {
+                    IfaceLock::take(&spec.name).map_err(|e| e.to_string())?
+                }
+                _ => None,
+            };
             let (port, note) = spec.open_kernel().map_err(|e| e.to_string())?;
             let kind = port.kind();
             let id = m.sw.attach(port, id).map_err(|e| e.to_string())?;
+            if let Some(l) = lock {
+                m.iface_locks.insert(spec.name.clone(), l);
+            }
             return Ok(
                 json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }),
             );
@@ -475,11 +515,21 @@ impl Daemon {
         }
         .ok_or_else(|| format!("no port '{port}' on switch '{switch}'"))?;
         let p = m.sw.detach(id).map_err(|e| e.to_string())?;
-        m.vports.remove(p.name());
+        // Released once the port (its socket) is closed, below.
+        let lock = m.iface_locks.remove(p.name());
+        if let Some(mut v) = m.vports.remove(p.name()) {
+            v.hang_up(&format!(
+                "port '{}' was detached from switch '{switch}'",
+                p.name()
+            ));
+        }
         if let Some(f) = m.flow.as_ref().filter(|f| f.local_port() == Some(id)) {
             f.set_local_port(None);
         }
-        Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
+        let done = json!({ "switch": switch, "port": p.name(), "ofport": id.0 });
+        drop(p);
+        drop(lock);
+        Ok(done)
     }
 
     pub fn list(&self) -> serde_json::Value {
@@ -494,7 +544,7 @@ impl Daemon {
                     .map(|p| {
                         let connected = m.vports.get(&p.name).map(|v| v.connected);
                         let local = m.flow.as_ref().and_then(|f| f.local_port()).map(|l| l.0) == Some(p.id);
-                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected, "local": local })
+                        json!({ "ofport": p.id, "name": p.name, "kind": p.kind, "worker": p.worker, "queue_workers": p.queue_workers, "connected": connected, "local": local, "state": p.state })
                     })
                     .collect();
                 let openflow = m.agent.as_ref().map(|a| a.listening.clone());
@@ -563,6 +613,7 @@ impl Daemon {
             let id = m.sw.port_id(port).ok_or("port vanished")?;
             let v = m.vports.get_mut(port).ok_or("port vanished")?;
             v.connected = true;
+            v.session = conn.try_clone().ok();
             let handle = v.port.clone();
             let info = VportInfo {
                 switch: switch.to_owned(),
@@ -628,6 +679,7 @@ impl Daemon {
             Ok(fresh) => {
                 v.port = fresh.clone();
                 v.connected = false;
+                v.session = None;
                 if let Err(e) = m.sw.replace(id, fresh) {
                     tracing::warn!("cannot renew port '{port}' on '{switch}': {e}");
                 }
@@ -761,6 +813,11 @@ impl Daemon {
 
     /// Stops every switch (detaching their ports and freeing their memory).
     pub fn shutdown(&self) {
+        for m in self.lock().values_mut() {
+            for v in m.vports.values_mut() {
+                v.hang_up("the mswitch daemon is stopping");
+            }
+        }
         self.stop();
         let sws = std::mem::take(&mut *self.lock());
         drop(sws);
@@ -792,6 +849,7 @@ fn attach_spec(
             spec: spec.clone(),
             persistent,
             connected: false,
+            session: None,
         },
     );
     Ok(id)

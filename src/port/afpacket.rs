@@ -6,6 +6,15 @@
 //! dropped by the kernel when the socket closes), but not the ones it sends
 //! itself. VLAN tags the kernel stripped on receive are put back. Frames
 //! longer than the port's buffers are dropped and counted, never truncated.
+//!
+//! An interface that goes down or vanishes leaves an error on the socket
+//! (ENETDOWN) that would wake the worker for ever: the worker hands it to
+//! the port, which reads it and records the state (`down`, or `gone` once
+//! the kernel unbound the socket), drops what it is given to send without
+//! a system call per frame (`tx_down`), and looks again each second. A
+//! downed interface comes back by itself; for a vanished one the port binds
+//! the same socket (same rings, same counters) to the next interface of
+//! its name.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -14,8 +23,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Port;
-use super::kernel::{IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex};
+use super::kernel::{
+    Health, IncomingFill, KernelPortError, OutgoingDrain, check_mtu, ifindex, state_of,
+};
+use super::{LinkState, Port};
 use crate::packet::{MemConfig, PortMem};
 
 const SOL_PACKET: libc::c_int = 263;
@@ -103,6 +114,10 @@ pub struct AfPacketPort {
     drain: OutgoingDrain,
     rx_oversize: AtomicU64,
     tx_dropped: AtomicU64,
+    /// Whether the interface is up, down or gone (see [`Port::recheck`]).
+    health: Health,
+    /// Frames not sent because the interface was down or gone.
+    tx_down: AtomicU64,
 }
 
 fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
@@ -121,6 +136,34 @@ fn setopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Binds packet socket `raw` to interface `index` (named `ifname`) and
+/// joins it promiscuously (a membership the kernel drops with the
+/// interface).
+fn bind_to(raw: RawFd, ifname: &str, index: u32) -> Result<(), KernelPortError> {
+    let os = |what: &'static str| move |e: io::Error| KernelPortError::os(what, ifname, e);
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = index as i32;
+    // SAFETY: binds to a sockaddr_ll we own, with its exact size.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(os("bind")(io::Error::last_os_error()));
+    }
+    // SAFETY: packet_mreq is plain data.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = index as i32;
+    mreq.mr_type = PACKET_MR_PROMISC;
+    setopt(raw, PACKET_ADD_MEMBERSHIP, &mreq).map_err(os("promiscuous mode"))
 }
 
 impl AfPacketPort {
@@ -195,27 +238,7 @@ impl AfPacketPort {
             base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?,
             len,
         };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = index as i32;
-        // SAFETY: binds to a sockaddr_ll we own, with its exact size.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(os("bind")(io::Error::last_os_error()));
-        }
-        // SAFETY: packet_mreq is plain data.
-        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mreq.mr_ifindex = index as i32;
-        mreq.mr_type = PACKET_MR_PROMISC;
-        setopt(raw, PACKET_ADD_MEMBERSHIP, &mreq).map_err(os("promiscuous mode"))?;
+        bind_to(raw, ifname, index)?;
         let mem = PortMem::new(name, cfg)?;
         Ok(Arc::new(AfPacketPort {
             name: name.to_owned(),
@@ -232,7 +255,32 @@ impl AfPacketPort {
             mem,
             rx_oversize: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
+            health: Health::default(),
+            tx_down: AtomicU64::new(0),
         }))
+    }
+
+    /// The interface index the socket is bound to; 0 once the interface
+    /// vanished (the kernel unbinds the socket).
+    fn bound_index(&self) -> u32 {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into `sll`.
+        let r =
+            unsafe { libc::getsockname(self.fd.as_raw_fd(), (&raw mut sll).cast(), &raw mut len) };
+        if r < 0 {
+            0
+        } else {
+            u32::try_from(sll.sll_ifindex).unwrap_or(0)
+        }
+    }
+
+    /// What the interface is now: the socket's, up or down, or gone
+    /// (the socket is unbound, or the name belongs to another interface
+    /// now, which [`Port::recheck`] binds to).
+    fn look(&self) -> LinkState {
+        state_of(&self.ifname, self.bound_index())
     }
 
     pub fn ifname(&self) -> &str {
@@ -288,6 +336,7 @@ impl Port for AfPacketPort {
         vec![
             ("rx_oversize", self.rx_oversize()),
             ("tx_dropped", self.tx_dropped()),
+            ("tx_down", self.tx_down.load(Ordering::Relaxed)),
         ]
     }
 
@@ -379,6 +428,12 @@ impl Port for AfPacketPort {
     fn outgoing_published(&self) {
         let fd = self.fd.as_raw_fd();
         self.drain.drain(&self.mem, |frames| {
+            if !self.health.is_up() {
+                // No system call per frame into a socket that cannot send.
+                self.tx_down
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                return;
+            }
             // SAFETY: iovec/mmsghdr are plain data; pointers refer to `frames`,
             // which outlive the sendmmsg call.
             let mut iov: [libc::iovec; 64] = unsafe { std::mem::zeroed() };
@@ -423,4 +478,50 @@ impl Port for AfPacketPort {
     }
 
     fn disarm_incoming(&self, _q: usize) {}
+
+    fn link_state(&self) -> LinkState {
+        if self.health.get() == LinkState::Gone {
+            return LinkState::Gone;
+        }
+        let now = self.look();
+        if now != LinkState::Up {
+            // The worker looks again each second, and rebinds.
+            self.health.note(now, &self.name, &self.ifname);
+        }
+        now
+    }
+
+    /// Also called once a second on a busy-polling switch: a healthy
+    /// socket then costs two system calls.
+    fn incoming_error(&self, _q: usize) {
+        // The kernel reports a downed or vanished interface as a socket
+        // error (ENETDOWN) that stays until read: read it, so the socket
+        // is quiet again, and see which it was.
+        let had_error = crate::sys::socket_error(self.fd.as_raw_fd()).is_err();
+        if had_error || self.bound_index() == 0 || !self.health.is_up() {
+            self.health.note(self.look(), &self.name, &self.ifname);
+        }
+    }
+
+    fn needs_recheck(&self) -> bool {
+        !self.health.is_up()
+    }
+
+    fn recheck(&self) {
+        let mut now = self.look();
+        if now == LinkState::Gone
+            && let Ok(index) = ifindex(&self.ifname)
+        {
+            // An interface of our name is back: take it, if its frames fit.
+            match check_mtu(&self.ifname, self.mem.buf_size())
+                .and_then(|()| bind_to(self.fd.as_raw_fd(), &self.ifname, index))
+            {
+                Ok(()) => now = self.look(),
+                Err(e) => {
+                    tracing::debug!("port {}: cannot take {} back: {e}", self.name, self.ifname)
+                }
+            }
+        }
+        self.health.note(now, &self.name, &self.ifname);
+    }
 }

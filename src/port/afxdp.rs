@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use crate::packet::{MemConfig, MemError, PortMem, Slot};
 
 use super::kernel::OneAtATime;
-use super::{Port, xdp_prog};
+use super::{LinkState, Port, xdp_prog};
 
 /// Ethernet header plus one VLAN tag: a frame is at most MTU + this.
 pub const FRAME_OVERHEAD: u32 = 14 + 4;
@@ -677,6 +677,14 @@ impl Port for AfXdpPort {
 
     fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
         Some(self.sock.as_raw_fd())
+    }
+
+    /// Reported only: a vanished interface took the XDP program and the
+    /// socket's binding with it, and an unbound socket never signals (no
+    /// spinning); the port does not come back by itself (detach it and
+    /// attach it again). An `af_packet` port does.
+    fn link_state(&self) -> LinkState {
+        super::kernel::state_of(&self.ifname, self.ifindex)
     }
 
     fn arm_incoming(&self, _q: usize, cur: u32) -> bool {

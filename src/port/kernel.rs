@@ -3,9 +3,10 @@
 //! outgoing-ring drain that several workers may trigger at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+use super::LinkState;
 use crate::packet::PortMem;
 
 /// Errors opening a kernel-facing port; each is one line.
@@ -104,10 +105,50 @@ pub fn buf_for_mtu(mtu: u32) -> u32 {
 /// Sets the interface's MTU (SIOCSIFMTU), as `ip link set NAME mtu N`.
 #[allow(unsafe_code)]
 pub fn set_mtu(name: &str, mtu: u32) -> Result<(), KernelPortError> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    check_ifname(name)?;
     let value = libc::c_int::try_from(mtu)
         .map_err(|_| KernelPortError::Other(format!("MTU {mtu} is out of range")))?;
+    if_ioctl(name, libc::SIOCSIFMTU, "setting the MTU", |req| {
+        req.ifr_ifru.ifru_mtu = value;
+    })?;
+    Ok(())
+}
+
+/// Whether interface `name` is up and running (`IFF_UP` and
+/// `IFF_RUNNING`: set up, with a carrier); an error if there is none.
+#[allow(unsafe_code)]
+pub fn running(name: &str) -> Result<bool, KernelPortError> {
+    let req = if_ioctl(name, libc::SIOCGIFFLAGS, "SIOCGIFFLAGS", |_| {})?;
+    // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
+    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
+    let want = libc::IFF_UP | libc::IFF_RUNNING;
+    Ok(flags & want == want)
+}
+
+/// The state of interface `name` for a port bound to interface index
+/// `bound`: gone unless `name` is still that interface, then up or down.
+pub fn state_of(name: &str, bound: u32) -> LinkState {
+    if bound == 0 || ifindex(name).ok() != Some(bound) {
+        return LinkState::Gone;
+    }
+    match running(name) {
+        Ok(true) => LinkState::Up,
+        Ok(false) => LinkState::Down,
+        Err(_) => LinkState::Gone,
+    }
+}
+
+/// An interface ioctl (`request`, on a throwaway datagram socket) with the
+/// `ifreq` that names `name` and that `fill` completes; the `ifreq` the
+/// kernel gave back.
+#[allow(unsafe_code)]
+fn if_ioctl(
+    name: &str,
+    request: libc::c_ulong,
+    what: &'static str,
+    fill: impl FnOnce(&mut libc::ifreq),
+) -> Result<libc::ifreq, KernelPortError> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    check_ifname(name)?;
     // SAFETY: plain syscall with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -124,17 +165,77 @@ pub fn set_mtu(name: &str, mtu: u32) -> Result<(), KernelPortError> {
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
-    req.ifr_ifru.ifru_mtu = value;
-    // SAFETY: SIOCSIFMTU reads one ifreq we own: the NUL-terminated name
-    // (shorter than IFNAMSIZ, checked above) and the MTU.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &raw const req) } < 0 {
-        return Err(KernelPortError::os(
-            "setting the MTU",
-            name,
-            io::Error::last_os_error(),
-        ));
+    fill(&mut req);
+    // SAFETY: the interface ioctls read and write one ifreq we own, whose
+    // name is NUL-terminated (shorter than IFNAMSIZ, checked above).
+    if unsafe { libc::ioctl(sock.as_raw_fd(), request, &raw mut req) } < 0 {
+        return Err(KernelPortError::os(what, name, io::Error::last_os_error()));
+    }
+    Ok(req)
+}
+
+/// Makes descriptor `target` refer to what `with` refers to, in one step
+/// (dup3): a thread using `target` meanwhile uses the old file or the new
+/// one, never a closed or reused number. `with` is closed.
+#[allow(unsafe_code)]
+pub fn replace_fd(
+    target: &impl std::os::fd::AsRawFd,
+    with: std::os::fd::OwnedFd,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open and owned (by `target`'s owner and
+    // by us); dup3 closes the old file of `target` atomically.
+    let r = unsafe { libc::dup3(with.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A kernel port's view of its interface, kept in an atomic so the data
+/// path reads it with one load: the backend sets it when the interface
+/// went down or vanished, and when it is back.
+pub struct Health(AtomicU8);
+
+impl Default for Health {
+    fn default() -> Self {
+        Health(AtomicU8::new(LinkState::Up as u8))
+    }
+}
+
+impl Health {
+    pub fn get(&self) -> LinkState {
+        match self.0.load(Ordering::Relaxed) {
+            0 => LinkState::Up,
+            1 => LinkState::Down,
+            _ => LinkState::Gone,
+        }
+    }
+
+    /// Records `s`; returns the state it replaces.
+    pub fn set(&self, s: LinkState) -> LinkState {
+        let old = self.get();
+        self.0.store(s as u8, Ordering::Relaxed);
+        old
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == LinkState::Up as u8
+    }
+
+    /// Records `s` and says so in the log when it is a change.
+    pub fn note(&self, s: LinkState, port: &str, ifname: &str) {
+        let old = self.set(s);
+        if old != s {
+            match s {
+                LinkState::Up => tracing::info!("port {port}: interface {ifname} is back"),
+                LinkState::Down => tracing::info!("port {port}: interface {ifname} is down"),
+                LinkState::Gone => tracing::warn!(
+                    "port {port}: interface {ifname} vanished; the port waits for it"
+                ),
+            }
+        }
+    }
 }
 
 /// Fails if frames of the interface's MTU (plus Ethernet header and one VLAN
@@ -280,6 +381,25 @@ impl OutgoingDrain {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn interface_states_and_their_record() {
+        // Loopback is up in any namespace a test runs in.
+        let lo = ifindex("lo").unwrap();
+        assert_eq!(state_of("lo", lo), LinkState::Up);
+        // A port bound to another index than the name's, or to none, or
+        // named after nothing: the interface it had is gone.
+        assert_eq!(state_of("lo", lo + 1000), LinkState::Gone);
+        assert_eq!(state_of("lo", 0), LinkState::Gone);
+        assert_eq!(state_of("nosuchif0", lo), LinkState::Gone);
+        assert!(running("nosuchif0").is_err());
+        let h = Health::default();
+        assert!(h.is_up());
+        assert_eq!(h.set(LinkState::Gone), LinkState::Up);
+        assert_eq!(h.get(), LinkState::Gone);
+        h.note(LinkState::Down, "p", "eth0");
+        assert_eq!((h.get(), h.is_up()), (LinkState::Down, false));
+    }
 
     #[test]
     fn one_at_a_time_does_every_call_and_never_two_at_once() {

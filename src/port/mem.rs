@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::packet::{MemConfig, MemError, PortMem};
-use crate::sys::Doorbell;
+use crate::sys::{Doorbell, POLL_ERR, POLL_IN, PollFd};
 
 use super::Port;
 
@@ -222,15 +222,52 @@ impl MemClient {
     }
 
     /// Waits until packets are waiting on the outgoing ring or `timeout`
-    /// passes; returns true if packets are waiting.
+    /// passes; returns true if packets are waiting. A switch that went away
+    /// (its end of the doorbell closed) makes this return at once: a
+    /// client in another process watches for that with
+    /// [`MemClient::wait_or`] (the vport library does).
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.wait_or(timeout, None).frames
+    }
+
+    /// [`MemClient::wait`] that also wakes when `other` (a descriptor the
+    /// caller watches, such as its control connection) becomes readable
+    /// or hangs up, and says what woke it.
+    pub fn wait_or(&self, timeout: Option<Duration>, other: Option<RawFd>) -> Woken {
         let ring = self.mem.outgoing();
         if !ring.arm_wakeup(self.tail) {
-            return true;
+            return Woken {
+                frames: true,
+                ..Woken::default()
+            };
         }
-        self.outgoing_bell.wait(timeout);
+        let bell = self.outgoing_bell.read_end().map_or(-1, |f| f.as_raw_fd());
+        // poll(2) skips negative descriptors.
+        let mut fds = [bell, other.unwrap_or(-1)].map(|fd| PollFd {
+            fd,
+            events: POLL_IN,
+            revents: 0,
+        });
+        crate::sys::poll(&mut fds, timeout);
         self.outgoing_bell.drain();
         ring.disarm_wakeup();
-        self.pending() > 0
+        Woken {
+            frames: self.pending() > 0,
+            // Every writer of the doorbell closed it: the switch's end is gone.
+            hangup: fds[0].revents & POLL_ERR != 0,
+            other: fds[1].revents != 0,
+        }
     }
+}
+
+/// What ended a [`MemClient::wait_or`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// Packets wait on the outgoing ring.
+    pub frames: bool,
+    /// The switch's end of the outgoing doorbell is closed: nothing will
+    /// ever arrive (the port's switch is gone).
+    pub hangup: bool,
+    /// The other descriptor is readable or hung up.
+    pub other: bool,
 }

@@ -11,6 +11,7 @@
 pub mod afpacket;
 pub mod afxdp;
 pub mod driver;
+pub mod iflock;
 pub mod kernel;
 pub mod mem;
 pub mod patch;
@@ -27,7 +28,7 @@ use std::os::fd::RawFd;
 
 use crate::packet::PortMem;
 
-pub use mem::{MemClient, MemPort};
+pub use mem::{MemClient, MemPort, Woken};
 pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
@@ -54,6 +55,30 @@ pub(crate) fn afxdp_open(
         p,
         Some(format!("af_xdp:{ifname}: {why}; using af_packet instead")),
     ))
+}
+
+/// The state of the device behind a port ([`Port::link_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Carries frames.
+    Up,
+    /// Exists but carries nothing now: an interface set down, a vhost-user
+    /// port without a running frontend.
+    Down,
+    /// The interface vanished; the port waits, costing nothing, for one of
+    /// its name to come back.
+    Gone,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Gone => "gone",
+        }
+    }
 }
 
 /// Largest port number plus one: port numbers run from 1 to `MAX_PORTS - 1`.
@@ -154,6 +179,41 @@ pub trait Port: Send + Sync {
     fn link_up(&self) -> bool {
         true
     }
+
+    /// The state of the device behind the port, for listings (`ctl list`,
+    /// `ctl stats`): a kernel port's interface may be down or gone. May
+    /// cost a system call; never called on the data path.
+    fn link_state(&self) -> LinkState {
+        if self.link_up() {
+            LinkState::Up
+        } else {
+            LinkState::Down
+        }
+    }
+
+    /// Called by the owning worker when incoming queue `q`'s descriptor
+    /// reported an error or a hang-up (EPOLLERR, EPOLLHUP) rather than
+    /// frames, with the descriptor out of the worker's epoll set: the
+    /// backend finds out what happened (an interface that went down or
+    /// vanished) and quiets the descriptor, so that it does not wake the
+    /// worker again for the same thing. On a busy-polling switch, whose
+    /// queues never wait in epoll, it is called about once a second to look
+    /// for such an error, so it must be cheap when there is none. No lock
+    /// is held.
+    fn incoming_error(&self, _q: usize) {}
+
+    /// Whether the device needs another look (it is down or gone): a cheap
+    /// check (an atomic load) the owning worker of queue 0 makes about once
+    /// a second, and then calls [`Port::recheck`].
+    fn needs_recheck(&self) -> bool {
+        false
+    }
+
+    /// Looks at the device again and brings the port back when the device
+    /// is (an interface of the port's name exists again: rebind to it).
+    /// Called by the owning worker of queue 0, with the queue out of its
+    /// epoll set: it may change [`Port::incoming_fd`]. No lock is held.
+    fn recheck(&self) {}
 
     /// Whether looking at an incoming queue costs a system call (a TAP's
     /// `read`): such a queue is retired to epoll when idle even on a

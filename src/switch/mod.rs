@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::module::{Module, Nanos};
 use crate::packet::PacketRef;
-use crate::port::{MAX_PORTS, Port, PortId};
+use crate::port::{LinkState, MAX_PORTS, Port, PortId};
 
 pub use forward::Forwarder;
 pub use stats::{DROP_REASONS, DropReason, Drops, PortTotals};
@@ -136,8 +136,11 @@ pub struct PortStats {
     /// The backend's own counters ([`Port::counters`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub port_counters: Vec<(&'static str, u64)>,
-    /// Whether the port can carry frames now ([`Port::link_up`]).
+    /// Whether the port can carry frames now: its [`PortStats::state`] is `up`.
     pub link_up: bool,
+    /// The state of the device behind the port ([`Port::link_state`]):
+    /// `up`, `down`, or `gone` (a vanished interface).
+    pub state: LinkState,
     #[serde(flatten)]
     pub totals: PortTotals,
 }
@@ -528,6 +531,7 @@ impl Switch {
             .map(|e| {
                 let totals = PortTotals::sum(&e.counters);
                 drops.accumulate(&totals.drops);
+                let state = e.port.link_state();
                 PortStats {
                     id: e.id.0,
                     name: e.port.name().to_owned(),
@@ -535,7 +539,8 @@ impl Switch {
                     worker: e.owner(),
                     queue_workers: e.owners(),
                     port_counters: e.port.counters(),
-                    link_up: e.port.link_up(),
+                    link_up: state == LinkState::Up,
+                    state,
                     totals,
                 }
             })

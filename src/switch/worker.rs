@@ -120,7 +120,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     let mut table: Arc<Table> = shared.table();
     let mut active: Vec<Owned> = Vec::new();
     let mut retired: Vec<Owned> = Vec::new();
-    let mut events: Vec<u64> = Vec::with_capacity(64);
+    let mut events: Vec<(u64, bool)> = Vec::with_capacity(64);
     let idle_after = shared.cfg.idle_after;
     let mut generation = u64::MAX;
     let mut last_tick = Instant::now();
@@ -185,6 +185,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
             table.module.tick(now_ns);
+            recheck(me, &mut active, &mut retired, now);
             last_tick = now;
         }
         round = round.wrapping_add(1);
@@ -215,20 +216,25 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             me.sleeping.store(true, Ordering::Relaxed);
             me.sleeps.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(e) = me.epoll.wait(&mut events, timeout) {
+        if let Err(e) = me.epoll.wait_flagged(&mut events, timeout) {
             eprintln!("mswitch: worker {w}: epoll: {e}");
             std::thread::sleep(Duration::from_millis(10));
         }
         me.sleeping.store(false, Ordering::Relaxed);
         now = Instant::now();
         now_ns = shared.nanos(now);
-        for &tok in &events {
+        for &(tok, failed) in &events {
             if tok == CTRL_TOKEN {
                 me.bell.drain();
             } else if let Some(pos) = retired.iter().position(|o| o.token() == tok) {
                 let mut o = retired.swap_remove(pos);
                 unwatch(me, &o);
                 o.entry.port.disarm_incoming(o.q);
+                if failed {
+                    // An interface that went down or vanished: the backend
+                    // quiets its descriptor, or it would wake us for ever.
+                    o.entry.port.incoming_error(o.q);
+                }
                 o.last_active = now;
                 active.push(o);
             }
@@ -238,6 +244,37 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     for o in retired {
         unwatch(me, &o);
         o.entry.port.disarm_incoming(o.q);
+    }
+}
+
+/// About once a second: ports whose device is down or gone look at it
+/// again ([`crate::port::Port::recheck`]), which may bring them back with a
+/// new descriptor, so a retired queue leaves the epoll set first and is
+/// polled again (it retires again when idle). A healthy port costs an
+/// atomic load here, or on a busy-polling switch, whose queues never wait
+/// in epoll for an error to show, a look for one (a system call or two).
+fn recheck(me: &WorkerShared, active: &mut Vec<Owned>, retired: &mut Vec<Owned>, now: Instant) {
+    let mut i = 0;
+    while i < retired.len() {
+        let o = &retired[i];
+        if o.q == 0 && o.entry.port.needs_recheck() {
+            let mut o = retired.swap_remove(i);
+            unwatch(me, &o);
+            o.entry.port.disarm_incoming(o.q);
+            o.last_active = now;
+            active.push(o);
+        } else {
+            i += 1;
+        }
+    }
+    for o in active.iter().filter(|o| o.q == 0) {
+        if o.entry.port.needs_recheck() {
+            o.entry.port.recheck();
+        } else if o.idle_limit.is_none() && o.can_sleep {
+            // Busy-polled: never in the epoll set, so never told of an
+            // error there; ask the port to look for one itself.
+            o.entry.port.incoming_error(o.q);
+        }
     }
 }
 

@@ -160,7 +160,7 @@ pub fn drain(c: &mut VportConn, quiet: Duration) -> usize {
             n += got;
             last = Instant::now();
         } else {
-            c.wait(Some(Duration::from_millis(5)));
+            let _ = c.wait(Some(Duration::from_millis(5)));
         }
     }
     n
@@ -183,7 +183,7 @@ pub fn recv_within(c: &mut VportConn, n: usize, t: Duration) -> Vec<Vec<u8>> {
     while got.len() < n && Instant::now() < deadline {
         got.extend(c.recv_all());
         if got.len() < n {
-            c.wait(Some(Duration::from_millis(5)));
+            let _ = c.wait(Some(Duration::from_millis(5)));
         }
     }
     got
