@@ -33,6 +33,6 @@
 //!
 //! `examples/smolapp` runs a TCP/IP stack (smoltcp) over one.
 
-pub use crate::control::client::VportConn;
+pub use crate::control::client::{Disconnected, VportConn};
 pub use crate::control::proto::VportInfo;
 pub use crate::port::MemClient;

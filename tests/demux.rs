@@ -260,7 +260,7 @@ fn a_hostile_application_cannot_send_as_another() {
         .to_string();
     assert!(st.contains(r#"["demux_spoofed",1]"#), "{st}");
     // Nothing else arrives (the spoofed frame was dropped, not delayed).
-    host.wait(Some(Duration::from_millis(50)));
+    host.wait(Some(Duration::from_millis(50))).expect("session");
     assert_eq!(host.recv(64, |_| {}), 0);
 }
 

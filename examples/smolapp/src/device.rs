@@ -65,8 +65,10 @@ impl Link for VportConn {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> Result<(), String> {
-        (**self).wait(timeout);
-        Ok(())
+        // The session's end (port detached, daemon gone) ends the program.
+        VportConn::wait(self, timeout)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -77,7 +77,7 @@ pub fn run(ctl: Option<&Path>, switch: &str, port: &str, s: &Settings) -> Result
             Some(d) if d.is_zero() => Some(RETRY),
             d => d,
         };
-        app.device_mut().link_mut().wait(wait)?;
+        Link::wait(app.device_mut().link_mut(), wait)?;
     }
 }
 
