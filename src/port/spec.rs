@@ -14,7 +14,7 @@
 //!                                      the VM's side of a virtio-net device
 //!                                      whose backend is a switch (default
 //!                                      client, as DPDK's virtio-user)
-//! vxlan:NAME,remote=IP[,local=IP][,key=N|in_key=N,out_key=N][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
+//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
 //! geneve:NAME,...                      a tunnel to one remote host (see
 //!                                      port::tunnel::config)
 //! ```

@@ -500,7 +500,15 @@ impl Switch {
         e.counters[ctr].drop(DropReason::BadFrame, empty as u64);
         let max_len = pkts.iter().map(|p| p.len).max().unwrap_or(0);
         // `send` only reads the frames, which `frames` borrows for the call.
-        forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
+        forward::send(
+            e,
+            ctr,
+            &pkts,
+            0..pkts.len(),
+            pkts.len() as u32,
+            max_len,
+            None,
+        ) as usize
     }
 
     /// Whether each of ports `ids` can carry frames now ([`Port::link_up`]),
