@@ -618,6 +618,16 @@ impl Stripe {
         }
     }
 
+    /// The rewrites of the plan in `slot`, if some output of it sets
+    /// tunnel metadata.
+    #[inline]
+    pub fn tunnel_ops(&self, slot: u32) -> Option<&[Op]> {
+        self.slots
+            .get(slot as usize)
+            .filter(|s| s.plan.tunnel)
+            .map(|s| &*s.plan.ops)
+    }
+
     /// The outputs of the plan in `slot` that want bytes of their own
     /// ([`Plan::versions`]).
     #[inline]

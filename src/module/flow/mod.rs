@@ -241,7 +241,7 @@ use crate::openflow::port::config;
 use crate::openflow::{
     Action, ErrorCode, FlowMod, FlowRemoved, GroupMod, Instruction, Match, PortNo,
 };
-use crate::packet::Batch;
+use crate::packet::{Batch, TunMeta};
 use crate::port::{MAX_PORTS, PortId};
 use crate::wire::MacAddr;
 
@@ -577,6 +577,13 @@ impl Memo {
     fn reset(&mut self) {
         self.clear();
         (self.last, self.prev, self.next, self.hits, self.misses) = (0, 0, 0, 0, 0);
+    }
+
+    /// Turns the memo off for this batch (it is never consulted nor
+    /// filled): packets of a tunnel port with the same bytes may differ
+    /// in their tunnel metadata, which the memo does not compare.
+    fn disable(&mut self) {
+        self.misses = usize::MAX / 4;
     }
 
     /// Credits every entry's fast hits to its plan.
@@ -1296,6 +1303,10 @@ struct Versions {
     bytes: Vec<u8>,
     ends: Vec<(PortId, usize)>,
     scratch: Vec<u8>,
+    /// When the plan sets tunnel metadata: the packet's own, and each
+    /// copy's.
+    tun: Option<TunMeta>,
+    tuns: Vec<TunMeta>,
 }
 
 impl Versions {
@@ -1303,6 +1314,10 @@ impl Versions {
     fn make(&mut self, st: &Stripe, batch: &Batch<'_>, i: usize, slot: u32, layout: Layout) {
         self.bytes.clear();
         self.ends.clear();
+        self.tuns.clear();
+        let tun_ops = st.tunnel_ops(slot);
+        let came = batch.tunnel().map_or(TunMeta::NONE, |t| t[i]);
+        self.tun = tun_ops.map(|ops| actions::tunnel(came, ops));
         let vs = st.versions(slot);
         if vs.is_empty() {
             return;
@@ -1312,6 +1327,9 @@ impl Versions {
             if actions::rewritten_into(d, layout, ops, &mut self.scratch) {
                 self.bytes.extend_from_slice(&self.scratch);
                 self.ends.push((*p, self.bytes.len()));
+                if tun_ops.is_some() {
+                    self.tuns.push(actions::tunnel(came, ops));
+                }
             }
         }
     }
@@ -1333,9 +1351,13 @@ impl Versions {
     /// Records the copies as variants of packet `i`. Past the per-batch
     /// limit of variants a copy is lost (as a full port would lose it).
     fn add(&self, out: &mut Verdicts, i: usize) {
+        if let Some(m) = self.tun {
+            out.set_tunnel(i, m);
+        }
         let mut start = 0;
-        for &(p, end) in &self.ends {
-            out.add_variant(i, Verdict::Port(p), &[&self.bytes[start..end]]);
+        for (k, &(p, end)) in self.ends.iter().enumerate() {
+            let tun = self.tuns.get(k).copied();
+            out.add_variant_with(i, Verdict::Port(p), &[&self.bytes[start..end]], tun);
             start = end;
         }
     }
@@ -1359,6 +1381,15 @@ impl Module for FlowModule {
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
         let mut versions = Versions::default();
         memo.reset();
+        // A tunnel port's packets: their metadata is in the key, and goes
+        // out as it came unless a plan sets some.
+        let tun = batch.tunnel();
+        if let Some(t) = tun {
+            memo.disable();
+            for (j, m) in t.iter().enumerate() {
+                out.set_tunnel(j, *m);
+            }
+        }
         st.normal.begin();
         let mut p = key::Parsed::default();
         for i in 0..batch.len() {
@@ -1409,6 +1440,9 @@ impl Module for FlowModule {
                 out.set(i, Verdict::Invalid);
                 continue;
             }
+            if let Some(t) = tun {
+                key::set_tunnel(&mut p.key, &t[i]);
+            }
             let mut whole = stage == key::STAGE_L4;
             let slot = match st.lookup(&p.key) {
                 Some(s) => s,
@@ -1418,6 +1452,9 @@ impl Module for FlowModule {
                     memo.settle(&mut st);
                     if !whole {
                         key::parse_into(d, in_port, &mut p);
+                        if let Some(t) = tun {
+                            key::set_tunnel(&mut p.key, &t[i]);
+                        }
                         whole = true;
                     }
                     let (mut plan, mask) = pipe.compile(&p.key);
