@@ -48,6 +48,21 @@
 //! once `flow_mod` returns, no packet is treated by the old tables. (A
 //! barrier reply can be sent then.)
 //!
+//! # Tunnel metadata
+//!
+//! A batch from a tunnel port carries each packet's `tun_id`, `tun_src`
+//! and `tun_dst` ([`Batch::tunnel`]); they are key words 12 and 13 (0 for
+//! every other packet, as in Open vSwitch), matched like any field, and
+//! the megaflows that do not look at them do not pay for them. Setting
+//! one (`set_field`, `set_tunnel`, a load or move; `tun_src`/`tun_dst`
+//! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
+//! changes no byte: each output's metadata is the packet's as it came with
+//! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
+//! with other metadata than the last are versions, as for bytes). In a
+//! tunnel batch the memo is off (equal bytes may come with different
+//! metadata); the batch-wide path stays (its megaflow matches `in_port`
+//! alone and its plan sets nothing).
+//!
 //! # Nicira extensions
 //!
 //! Registers (`reg0`..`reg15`, `xreg0`..`xreg7`) are pipeline state like
