@@ -175,11 +175,13 @@ impl TunnelPort {
 
     /// What a frame with tunnel metadata `m` is sent with: its `tun_dst`
     /// and `tun_id` where the port's remote and key are flow-based; `None`
-    /// if it has no remote.
+    /// if it has no remote, or if its remote is the port's own local
+    /// address (what a frame from a tunnel carries as `tun_dst` until a
+    /// flow sets another: it would come straight back in).
     fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
         let mut e = self.encap();
         if self.cfg.remote_flow {
-            if m.dst.is_unspecified() {
+            if m.dst.is_unspecified() || m.dst == self.rx.local {
                 return None;
             }
             e.remote = IpAddr::V4(m.dst);
@@ -544,21 +546,24 @@ mod tests {
         let mut got = recv(&mut d, 2);
         got.sort();
         assert_eq!(got, [frame(5, 60), frame(9, 60)]);
-        // Out: to the frame's tun_dst with its tun_id (here back to the
-        // socket itself, from 127.0.0.1 with VNI 77: the flow port's); a
-        // frame without a tun_dst is dropped and counted.
+        // Out: to the frame's tun_dst with its tun_id; a frame without a
+        // tun_dst, or with the port's own local address as tun_dst (as a
+        // frame from a tunnel comes in), is dropped and counted.
+        let peer = std::net::UdpSocket::bind(("127.0.0.2", udp)).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let f = frame(7, 70);
-        let out = [
-            TunMeta {
-                id: 77,
-                src: std::net::Ipv4Addr::UNSPECIFIED,
-                dst: lo,
-            },
-            TunMeta::NONE,
-        ];
-        assert_eq!(flow.transmit_tunnel(&[&f, &f], &out, 0), 2);
-        assert_eq!(counter(&flow, "tx_no_remote"), 1);
-        assert_eq!(waiting_meta(&flow, 1), [m(77, [127, 0, 0, 1])]);
-        assert_eq!(recv(&mut d, 1), [f]);
+        let to = |id, dst| TunMeta {
+            id,
+            src: std::net::Ipv4Addr::UNSPECIFIED,
+            dst,
+        };
+        let out = [to(77, [127, 0, 0, 2].into()), TunMeta::NONE, to(78, lo)];
+        assert_eq!(flow.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
+        assert_eq!(counter(&flow, "tx_no_remote"), 2);
+        let mut buf = [0u8; 2048];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from, SocketAddr::new(lo.into(), udp));
+        assert_eq!(buf[..8], [0x08, 0, 0, 0, 0, 0, 77, 0]);
+        assert_eq!(&buf[8..n], &f[..]);
     }
 }
