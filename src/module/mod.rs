@@ -64,10 +64,12 @@ pub enum Verdict {
 /// have variants take that path.
 ///
 /// Tunnel metadata ([`Verdicts::set_tunnel`]): what a packet goes out
-/// with to a `key=flow`/`remote_ip=flow` tunnel port. A batch whose
-/// module sets none sends every packet with the metadata it came in with
-/// (none, unless from a tunnel port); once the module set one packet's,
-/// the packets it did not set go out with none.
+/// with to a `key=flow`/`remote_ip=flow` tunnel port. A packet the module
+/// sets none for goes out with none (such a port drops it, or sends it
+/// with VNI 0): what came in on a tunnel goes back out of one only where
+/// the module says. The flow module sets every packet of a tunnel batch
+/// (what it came with, as Open vSwitch's flows keep it, unless a flow
+/// changes it).
 #[derive(Default)]
 pub struct Verdicts {
     v: Vec<Verdict>,

@@ -194,7 +194,7 @@ impl Forwarder {
                 batch = batch.with_tunnel(&self.tun_in);
             }
             table.module.process(&mut batch, &mut self.verdicts, now);
-            self.tunnel_out(tun.is_some());
+            self.tunnel_out();
             self.dispatch(table, input, packet_in);
         }
         let next = cur.wrapping_add(n as u32);
@@ -205,14 +205,14 @@ impl Forwarder {
     }
 
     /// What the packets go out with: the tunnel metadata the module set,
-    /// else what they came in with (`from_tunnel`), else none.
+    /// else none (so a port that sends by metadata never sends what came
+    /// in on a tunnel back out of one unless the module, a flow, said
+    /// where).
     #[inline]
-    fn tunnel_out(&mut self, from_tunnel: bool) {
+    fn tunnel_out(&mut self) {
         self.tun_active = false;
-        let src = match self.verdicts.tunnel() {
-            Some(t) => t,
-            None if from_tunnel => &self.tun_in,
-            None => return,
+        let Some(src) = self.verdicts.tunnel() else {
+            return;
         };
         self.tun_out.clear();
         self.tun_out.extend_from_slice(src);
