@@ -201,4 +201,11 @@ fn metadata_comes_with_the_batch_and_goes_out_as_the_module_set_it() {
     );
     assert_eq!(odd.batches_with_meta.load(Ordering::SeqCst), before);
     assert!(odd.batches.load(Ordering::SeqCst) > before);
+
+    // The control path (packet-outs): each frame with its own metadata,
+    // an empty frame left out without shifting the others'.
+    let (m1, m2) = (came(1), came(2));
+    let sent = sw.transmit_tunnel(PortId(2), &[&[], &frame(7), &frame(8)], &[m1, m1, m2]);
+    assert_eq!(sent, 2);
+    assert_eq!(got(7)[5..], [(frame(7), m1), (frame(8), m2)]);
 }

@@ -448,6 +448,9 @@ pub enum Output {
     /// Out of a port (never the packet-out's `in_port`: an explicit output
     /// to the input port is dropped, as the spec says).
     Port(PortId, Vec<u8>),
+    /// [`Output::Port`] with the tunnel metadata the actions set before it
+    /// (for a `remote=flow`/`key=flow` tunnel port).
+    PortTunnel(PortId, Vec<u8>, TunMeta),
     /// Back out of the packet-out's `in_port` (output to `OFPP_IN_PORT`
     /// with a real port as `in_port`).
     InPort(Vec<u8>),
@@ -1071,6 +1074,12 @@ impl FlowModule {
             let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
             outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
         };
+        // A packet-out's frame comes with no tunnel metadata.
+        let tun = |came: TunMeta, ops: &[actions::Op]| {
+            ops.iter()
+                .any(actions::Op::is_tunnel)
+                .then(|| actions::tunnel(came, ops))
+        };
         for (o, ops) in trace.outs {
             let Some(data) = actions::rewritten(frame, p.layout, &ops) else {
                 continue;
@@ -1079,13 +1088,16 @@ impl FlowModule {
                 normal(&data, &mut outs);
                 continue;
             }
+            let set = tun(TunMeta::NONE, &ops);
             if o != Out::Table {
-                outs.extend(output(o, in_port, in_id, data));
+                outs.extend(output(o, in_port, in_id, data, set));
                 continue;
             }
-            let Some(q) = key::parse(&data, in_port) else {
+            let Some(mut q) = key::parse(&data, in_port) else {
                 continue;
             };
+            let came = set.unwrap_or(TunMeta::NONE);
+            key::set_tunnel(&mut q.key, &came);
             let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
             t.fin(&data, q.layout.l4);
@@ -1095,7 +1107,8 @@ impl FlowModule {
                     if o == Out::Normal {
                         normal(&d, &mut outs);
                     } else {
-                        outs.extend(output(o, in_port, in_id, d));
+                        let set = tun(came, &ops).or(set);
+                        outs.extend(output(o, in_port, in_id, d, set));
                     }
                 }
             }
@@ -1291,10 +1304,19 @@ pub(crate) const NV_VLAN_DROP: u8 = 2;
 
 /// What a packet-out sends for one executor output (`in_id`: the switch
 /// port of `in_port`, if it is one).
-fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<Output> {
+fn output(
+    o: Out,
+    in_port: u32,
+    in_id: Option<PortId>,
+    data: Vec<u8>,
+    tun: Option<TunMeta>,
+) -> Option<Output> {
     Some(match o {
         Out::Port(p) if Some(p) == in_id => return None,
-        Out::Port(p) => Output::Port(p, data),
+        Out::Port(p) => match tun {
+            Some(t) => Output::PortTunnel(p, data, t),
+            None => Output::Port(p, data),
+        },
         Out::InPort if in_id.is_some() => Output::InPort(data),
         Out::InPort if in_port == PortNo::LOCAL.0 => Output::Local(data),
         // Back to the controller it came from: nowhere.

@@ -188,3 +188,43 @@ fn a_masked_tun_id_matches_under_its_mask() {
     let (v, _, _) = run_tun(&m, 1, vec![udp(1, 2, 1, 1); 2], Some(&tun));
     assert_eq!(v, [P2, P3]);
 }
+
+#[test]
+fn a_packet_out_sends_with_the_tunnel_metadata_its_actions_set() {
+    let m = module();
+    let f = udp(1, 2, 1, 1);
+    let acts = vec![
+        Action::SetField(OxmField::TunnelId(Masked::exact(9))),
+        Action::Nx(NxAction::SetReg {
+            reg: Register::TunDst,
+            value: ip([10, 9, 0, 4]),
+        }),
+        out(2),
+    ];
+    let outs = m.packet_out(PortNo::CONTROLLER.0, &f, &acts, 0).unwrap();
+    let want = meta(9, [0; 4], [10, 9, 0, 4]);
+    assert!(
+        matches!(&outs[..], [Output::PortTunnel(PortId(2), d, t)] if *d == f && *t == want),
+        "{outs:?}"
+    );
+    // Without a tunnel action: a plain output.
+    let outs = m
+        .packet_out(PortNo::CONTROLLER.0, &f, &[out(2)], 0)
+        .unwrap();
+    assert!(
+        matches!(&outs[..], [Output::Port(PortId(2), _)]),
+        "{outs:?}"
+    );
+    // Through the tables: what the actions set before TABLE is in the key
+    // there, and goes out with what the tables add.
+    let mut t = flow(0, 10, vec![], vec![apply(vec![out(3)])]);
+    t.match_ = tun_match(9, None, Some([10, 9, 0, 4]));
+    add(&m, t);
+    let mut acts = acts;
+    acts[2] = Action::output(PortNo::TABLE);
+    let outs = m.packet_out(PortNo::CONTROLLER.0, &f, &acts, 0).unwrap();
+    assert!(
+        matches!(&outs[..], [Output::PortTunnel(PortId(3), _, t)] if *t == want),
+        "{outs:?}"
+    );
+}
