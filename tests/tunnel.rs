@@ -15,8 +15,8 @@ use std::process::Command;
 mod common;
 
 use common::netns::{capture, ctl as ctl_cmd, in_netns, is_root, ping};
-use common::tunnel_lab::{Lab, counter, eventually, ex, port_stats, tcp_echo};
-use common::{must, sh};
+use common::tunnel_lab::{Lab, counter, eventually, ex, kernel_has_geneve, port_stats, tcp_echo};
+use common::must;
 
 /// Sends one UDP datagram `d` from `from` (an address of namespace `ns`)
 /// to `to`.
@@ -233,14 +233,8 @@ fn a_linux_geneve_device_is_the_other_host() {
     if !is_root() {
         return;
     }
-    let probe = format!("mtg{}", common::unique_tag());
-    match sh(&[
-        "ip", "link", "add", &probe, "type", "geneve", "id", "1", "remote", "10.0.0.1",
-    ]) {
-        Ok(_) => {
-            let _ = sh(&["ip", "link", "del", &probe]);
-            linux_device_as_the_other_host("geneve", 94, 6081, "vni 0x2a");
-        }
+    match kernel_has_geneve() {
+        Ok(()) => linux_device_as_the_other_host("geneve", 94, 6081, "vni 0x2a"),
         Err(e) => eprintln!("SKIPPED: this kernel has no geneve devices ({e})"),
     }
 }

@@ -228,3 +228,14 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Whether the kernel makes `geneve` devices (CONFIG_GENEVE), found by
+/// making one (named after a unique tag) and removing it; why not if not.
+pub fn kernel_has_geneve() -> Result<(), String> {
+    let probe = format!("mtg{}", super::unique_tag());
+    sh(&[
+        "ip", "link", "add", &probe, "type", "geneve", "id", "1", "remote", "10.0.0.1",
+    ])?;
+    let _ = sh(&["ip", "link", "del", &probe]);
+    Ok(())
+}
