@@ -14,9 +14,9 @@ use std::process::Command;
 
 mod common;
 
+use common::must;
 use common::netns::{capture, ctl as ctl_cmd, in_netns, is_root, ping};
 use common::tunnel_lab::{Lab, counter, eventually, ex, kernel_has_geneve, port_stats, tcp_echo};
-use common::must;
 
 /// Sends one UDP datagram `d` from `from` (an address of namespace `ns`)
 /// to `to`.
