@@ -653,6 +653,16 @@ impl Stripe {
         self.slots.get(slot as usize).is_some_and(|s| s.port_only)
     }
 
+    /// Whether the megaflow in `slot` looks at tunnel metadata (its mask
+    /// has bits in the tunnel words): then packets with the same bytes
+    /// may not share it.
+    #[inline]
+    pub fn reads_tunnel(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_none_or(|s| (s.mask.0[key::TUN_ID.word] | s.mask.0[key::TUN_SRC.word]) != 0)
+    }
+
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).
     #[inline]
     pub fn normal(&self, slot: u32) -> bool {

@@ -59,9 +59,11 @@
 //! changes no byte: each output's metadata is the packet's as it came with
 //! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
 //! with other metadata than the last are versions, as for bytes). In a
-//! tunnel batch the memo is off (equal bytes may come with different
-//! metadata); the batch-wide path stays (its megaflow matches `in_port`
-//! alone and its plan sets nothing).
+//! tunnel batch the memo keeps only megaflows whose mask has no tunnel
+//! bits (equal bytes may come with different metadata, which the memo
+//! does not compare; a plan that sets metadata works it out per packet on
+//! a memo hit too); the batch-wide path stays (its megaflow matches
+//! `in_port` alone and its plan sets nothing).
 //!
 //! # Nicira extensions
 //!
@@ -595,13 +597,6 @@ impl Memo {
     fn reset(&mut self) {
         self.clear();
         (self.last, self.prev, self.next, self.hits, self.misses) = (0, 0, 0, 0, 0);
-    }
-
-    /// Turns the memo off for this batch (it is never consulted nor
-    /// filled): packets of a tunnel port with the same bytes may differ
-    /// in their tunnel metadata, which the memo does not compare.
-    fn disable(&mut self) {
-        self.misses = usize::MAX / 4;
     }
 
     /// Credits every entry's fast hits to its plan.
@@ -1422,7 +1417,6 @@ impl Module for FlowModule {
         // out as it came unless a plan sets some.
         let tun = batch.tunnel();
         if let Some(t) = tun {
-            memo.disable();
             for (j, m) in t.iter().enumerate() {
                 out.set_tunnel(j, *m);
             }
@@ -1512,7 +1506,12 @@ impl Module for FlowModule {
                 key::parse_into(d, in_port, &mut p);
             }
             let normal = st.normal(slot);
-            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
+            // Packets of a tunnel port with the same bytes may differ in
+            // their metadata, which the memo does not compare: only a
+            // megaflow that does not look at it is remembered.
+            if tun.is_none() || !st.reads_tunnel(slot) {
+                memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
+            }
             st.account(slot, 1, len);
             st.tcp_flags(slot, d, p.layout.l4);
             if fast {

@@ -228,3 +228,60 @@ fn a_packet_out_sends_with_the_tunnel_metadata_its_actions_set() {
         "{outs:?}"
     );
 }
+
+#[test]
+fn equal_frames_from_a_tunnel_keep_their_own_metadata_through_the_memo() {
+    let m = module();
+    // A rule blind to the tunnel (the memo may serve it) that sets tun_dst
+    // (worked out per packet from what each came with), and one that
+    // matches tun_id (the memo must not serve it across packets).
+    let set_dst = Action::Nx(NxAction::SetReg {
+        reg: Register::TunDst,
+        value: ip([10, 9, 0, 5]),
+    });
+    add(
+        &m,
+        flow(
+            0,
+            10,
+            vec![OxmField::InPort(PortNo(1))],
+            vec![apply(vec![set_dst, out(2)])],
+        ),
+    );
+    let mut f = flow(
+        0,
+        10,
+        vec![OxmField::InPort(PortNo(4))],
+        vec![apply(vec![out(2)])],
+    );
+    f.match_ = Match::from_fields(vec![
+        OxmField::InPort(PortNo(4)),
+        OxmField::TunnelId(Masked::exact(7)),
+    ])
+    .unwrap();
+    add(&m, f);
+    add(&m, flow(0, 0, vec![], vec![apply(vec![out(3)])]));
+    let tun: Vec<TunMeta> = (0..8)
+        .map(|k| meta(k % 3 + 6, [10, 9, 0, k as u8], [0; 4]))
+        .collect();
+    let frames = vec![udp(1, 2, 1, 1); 8];
+    for _ in 0..2 {
+        let (v, t, _) = run_tun(&m, 1, frames.clone(), Some(&tun));
+        assert_eq!(v, [P2; 8]);
+        let want: Vec<TunMeta> = tun
+            .iter()
+            .map(|c| TunMeta {
+                dst: [10, 9, 0, 5].into(),
+                ..*c
+            })
+            .collect();
+        assert_eq!(t.unwrap(), want);
+        let (v, t, _) = run_tun(&m, 4, frames.clone(), Some(&tun));
+        let want: Vec<Verdict> = tun
+            .iter()
+            .map(|c| if c.id == 7 { P2 } else { P3 })
+            .collect();
+        assert_eq!(v, want);
+        assert_eq!(t.unwrap(), tun);
+    }
+}
