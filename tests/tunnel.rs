@@ -9,217 +9,14 @@
 //! vacuously. Every namespace has a name unique to the test and is removed
 //! on drop, even when the test fails (interfaces die with them).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::process::Command;
 
 mod common;
 
+use common::must;
 use common::netns::{capture, ctl as ctl_cmd, in_netns, is_root, ping};
-use common::{must, sh};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mswitch");
-
-/// The namespaces and switch processes of one test.
-struct Lab {
-    tag: String,
-    netns: Vec<String>,
-    children: Vec<Child>,
-    dir: PathBuf,
-    /// Third octet of this test's addresses (10.N.0.0/24 underlay,
-    /// 192.168.N.0/24 overlay), so parallel tests never share a subnet.
-    net: u8,
-}
-
-/// Runs a command in namespace `ns`; it must succeed.
-fn ex(ns: &str, args: &[&str]) -> String {
-    let mut v = vec!["ip", "netns", "exec", ns];
-    v.extend_from_slice(args);
-    must(&v)
-}
-
-impl Lab {
-    fn new(net: u8) -> Lab {
-        let tag = common::unique_tag();
-        let dir = std::env::temp_dir().join(format!("mswitch-tun-{tag}"));
-        let _ = std::fs::create_dir_all(&dir);
-        Lab {
-            tag,
-            netns: Vec::new(),
-            children: Vec::new(),
-            dir,
-            net,
-        }
-    }
-
-    /// A fresh namespace, loopback up, IPv6 off (its chatter would be
-    /// counted as traffic).
-    fn ns(&mut self, what: &str) -> String {
-        let ns = format!("mt{}{what}", self.tag);
-        must(&["ip", "netns", "add", &ns]);
-        self.netns.push(ns.clone());
-        ex(&ns, &["ip", "link", "set", "lo", "up"]);
-        ex(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        ex(
-            &ns,
-            &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
-        );
-        ns
-    }
-
-    /// A veth pair `a` in `ns_a` and `b` in `ns_b`, up, checksum and
-    /// segmentation offloads off (copy-mode ports see frames as the kernel
-    /// hands them over).
-    fn veth(&self, ns_a: &str, a: &str, ns_b: &str, b: &str, mtu: u32) {
-        must(&[
-            "ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
-        ]);
-        for (ns, i) in [(ns_a, a), (ns_b, b)] {
-            ex(ns, &["ip", "link", "set", i, "mtu", &mtu.to_string(), "up"]);
-            let _ = sh(&[
-                "ip", "netns", "exec", ns, "ethtool", "-K", i, "tx", "off", "tso", "off", "gso",
-                "off", "gro", "off",
-            ]);
-        }
-    }
-
-    /// Two hosts joined by an underlay veth (`u` in each), 10.N.0.1 and
-    /// 10.N.0.2.
-    fn hosts(&mut self) -> (String, String) {
-        let (a, b) = (self.ns("a"), self.ns("b"));
-        self.veth(&a, "u", &b, "u", 1500);
-        let n = self.net;
-        ex(
-            &a,
-            &["ip", "addr", "add", &format!("10.{n}.0.1/24"), "dev", "u"],
-        );
-        ex(
-            &b,
-            &["ip", "addr", "add", &format!("10.{n}.0.2/24"), "dev", "u"],
-        );
-        (a, b)
-    }
-
-    /// A VM-like namespace with `eth0` at 192.168.N.`ip` (MTU `mtu`), its
-    /// veth's other end (returned) in `host`.
-    fn vm(&mut self, host: &str, name: &str, ip: u8, mtu: u32) -> (String, String) {
-        let vm = self.ns(name);
-        let outer = format!("v{name}");
-        self.veth(&vm, "eth0", host, &outer, mtu);
-        // The host side takes any frame the VM sends.
-        ex(host, &["ip", "link", "set", &outer, "mtu", "1500"]);
-        let addr = format!("192.168.{}.{ip}/24", self.net);
-        ex(&vm, &["ip", "addr", "add", &addr, "dev", "eth0"]);
-        (vm, outer)
-    }
-
-    /// Starts `mswitch run` (learn) in namespace `host` with `ports`;
-    /// returns its control socket once it answers.
-    fn switch(&mut self, host: &str, ports: &[String]) -> String {
-        let ctl = self.dir.join(format!("{host}.sock")).display().to_string();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host, BIN, "run", "--module", "learn"])
-            .args(["--ctl", &ctl]);
-        for p in ports {
-            cmd.args(["--port", p]);
-        }
-        self.children.push(common::netns::start_switch(cmd, &ctl));
-        ctl
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        common::remove_lab(&[], &self.netns, &self.dir);
-    }
-}
-
-/// Port `port`'s entry in `ctl stats` of switch `sw`.
-fn port_stats(ctl: &str, sw: &str, port: &str) -> serde_json::Value {
-    let s = ctl_cmd(ctl, &["stats", "--json"]).expect("stats");
-    let v: serde_json::Value = serde_json::from_str(&s).expect("stats json");
-    v.as_array()
-        .and_then(|sws| sws.iter().find(|s| s["name"] == sw))
-        .and_then(|s| s["ports"].as_array())
-        .and_then(|ps| ps.iter().find(|p| p["name"] == port))
-        .cloned()
-        .unwrap_or_else(|| panic!("no port {port} on {sw}: {v}"))
-}
-
-/// One of a port's own counters (`port_counters`).
-fn counter(ctl: &str, sw: &str, port: &str, name: &str) -> u64 {
-    let p = port_stats(ctl, sw, port);
-    p["port_counters"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c[0] == name))
-        .and_then(|c| c[1].as_u64())
-        .unwrap_or_else(|| panic!("no counter {name}: {p}"))
-}
-
-/// The pseudo-random byte `i` of a stream.
-fn byte(i: usize) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// `len` bytes over TCP from namespace `client` to an echo server at
-/// `server_ip` in namespace `server`; the server checks what it gets and
-/// the client what comes back, so both directions are checked.
-fn tcp_echo(client: &str, server: &str, server_ip: &str, len: usize) {
-    let ip = server_ip.to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let srv = in_netns(server, move || {
-        let l = TcpListener::bind((ip.as_str(), 0)).expect("bind");
-        tx.send(l.local_addr().unwrap().port()).unwrap();
-        let (mut s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut buf = vec![0u8; 32768];
-        let mut got = 0;
-        while got < len {
-            let n = s.read(&mut buf).expect("server read");
-            assert!(n > 0, "closed after {got} bytes");
-            for (k, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, byte(got + k), "server: byte {} corrupted", got + k);
-            }
-            s.write_all(&buf[..n]).expect("echo");
-            got += n;
-        }
-        got
-    });
-    let port = rx.recv_timeout(Duration::from_secs(5)).expect("server up");
-    let to = format!("{server_ip}:{port}");
-    let cli = in_netns(client, move || {
-        let mut s = TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_secs(5))
-            .expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let writer = std::thread::spawn(move || {
-            let data: Vec<u8> = (0..len).map(byte).collect();
-            for c in data.chunks(8192) {
-                w.write_all(c).expect("client write");
-            }
-        });
-        let mut buf = vec![0u8; 32768];
-        let mut got = 0;
-        while got < len {
-            let n = s.read(&mut buf).expect("client read");
-            assert!(n > 0, "echo closed after {got} bytes");
-            for (k, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, byte(got + k), "client: byte {} corrupted", got + k);
-            }
-            got += n;
-        }
-        writer.join().unwrap();
-        got
-    });
-    assert_eq!(cli.join().expect("client"), len);
-    assert_eq!(srv.join().expect("server"), len);
-}
+use common::tunnel_lab::{Lab, counter, eventually, ex, kernel_has_geneve, port_stats, tcp_echo};
 
 /// Sends one UDP datagram `d` from `from` (an address of namespace `ns`)
 /// to `to`.
@@ -241,15 +38,6 @@ fn vxlan_datagram(vni: u32) -> Vec<u8> {
     d.extend([2, 0, 0, 0, 0, 9, 0x88, 0xb5]);
     d.extend([0u8; 46]);
     d
-}
-
-/// Polls `f` every 100 ms for at most 5 s.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Two hosts, each an mswitch with a VM (192.168.N.1 and .2) and a
@@ -445,14 +233,8 @@ fn a_linux_geneve_device_is_the_other_host() {
     if !is_root() {
         return;
     }
-    let probe = format!("mtg{}", common::unique_tag());
-    match sh(&[
-        "ip", "link", "add", &probe, "type", "geneve", "id", "1", "remote", "10.0.0.1",
-    ]) {
-        Ok(_) => {
-            let _ = sh(&["ip", "link", "del", &probe]);
-            linux_device_as_the_other_host("geneve", 94, 6081, "vni 0x2a");
-        }
+    match kernel_has_geneve() {
+        Ok(()) => linux_device_as_the_other_host("geneve", 94, 6081, "vni 0x2a"),
         Err(e) => eprintln!("SKIPPED: this kernel has no geneve devices ({e})"),
     }
 }

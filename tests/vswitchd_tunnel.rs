@@ -113,12 +113,54 @@ fn ovs_vsctl_makes_a_vxlan_port_that_carries_traffic() {
         "{types}"
     );
 
-    // key=flow is the later phase: refused in `error`, the bridge's
-    // other ports untouched.
-    lab.must_vsctl(&["set", "interface", &vx, "options:key=flow"]);
+    // local_ip=flow is refused in `error`, the bridge's other ports
+    // untouched.
+    lab.must_vsctl(&["set", "interface", &vx, "options:local_ip=flow"]);
     assert_eq!(lab.must_vsctl(&["get", "interface", &vx, "ofport"]), "-1");
     let err = lab.must_vsctl(&["get", "interface", &vx, "error"]);
-    assert!(err.contains("not supported yet"), "{err}");
-    lab.must_vsctl(&["set", "interface", &vx, "options:key=42"]);
+    assert!(err.contains("not supported"), "{err}");
+    lab.must_vsctl(&["remove", "interface", &vx, "options", "local_ip"]);
     h1.ping("192.168.96.2", "2").expect("back after the fix");
+
+    // The same port flow-based (remote_ip=flow, key=flow): flows, given
+    // with ovs-ofctl's default OpenFlow 1.0 and NXM, choose the remote
+    // and key, and take what comes back by tun_id and tun_src.
+    lab.must_vsctl(&[
+        "set",
+        "interface",
+        &vx,
+        "options:remote_ip=flow",
+        "options:key=flow",
+    ]);
+    eventually("the flow-based port is up", 12, || {
+        lab.vsctl(&["get", "interface", &vx, "ofport"])
+            .is_ok_and(|o| o.parse::<i64>().is_ok_and(|n| n > 0))
+    });
+    assert_eq!(lab.must_vsctl(&["get", "interface", &vx, "error"]), "[]");
+    let p_vx = lab.must_vsctl(&["get", "interface", &vx, "ofport"]);
+    let p_h1 = lab.must_vsctl(&["get", "interface", &h1.port, "ofport"]);
+    lab.ofctl(
+        "add-flow",
+        &br,
+        &[&format!(
+            "priority=100,in_port={p_h1},actions=set_field:10.96.0.2->tun_dst,set_tunnel:42,output:{p_vx}"
+        )],
+    );
+    lab.ofctl(
+        "add-flow",
+        &br,
+        &[&format!(
+            "priority=100,in_port={p_vx},tun_id=42,tun_src=10.96.0.2,actions=output:{p_h1}"
+        )],
+    );
+    h1.flush_neigh();
+    h1.ping("192.168.96.2", "3")
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.log()));
+    let dump = lab.ofctl("dump-flows", &br, &[]);
+    assert!(dump.contains("tun_id=0x2a,tun_src=10.96.0.2"), "{dump}");
+    // (In OpenFlow 1.0 the set-field travels as a load, and reads back so.)
+    assert!(
+        dump.contains("actions=load:0xa600002->NXM_NX_TUN_IPV4_DST[],set_tunnel:0x2a"),
+        "{dump}"
+    );
 }

@@ -121,6 +121,7 @@ pub mod mactable;
 
 use std::sync::{Arc, RwLock};
 
+pub use crate::packet::TunMeta;
 pub use crate::packet::batch::{Batch, PacketRef};
 pub use crate::port::PortId;
 
@@ -164,6 +165,14 @@ pub enum Verdict {
 /// reused across batches; the switch copies them to those destinations
 /// like any packet, in input order with the others. Only batches that
 /// have variants take that path.
+///
+/// Tunnel metadata ([`Verdicts::set_tunnel`]): what a packet goes out
+/// with to a `key=flow`/`remote_ip=flow` tunnel port. A packet the module
+/// sets none for goes out with none (such a port drops it, or sends it
+/// with VNI 0): what came in on a tunnel goes back out of one only where
+/// the module says. The flow module sets every packet of a tunnel batch
+/// (what it came with, as Open vSwitch's flows keep it, unless a flow
+/// changes it).
 #[derive(Default)]
 pub struct Verdicts {
     v: Vec<Verdict>,
@@ -175,6 +184,9 @@ pub struct Verdicts {
     variants: Vec<Variant>,
     /// The variants' bytes, back to back.
     arena: Vec<u8>,
+    /// Per packet, once `tun_set`.
+    tun: Vec<TunMeta>,
+    tun_set: bool,
 }
 
 /// One variant: a packet's extra copy with its own bytes.
@@ -185,6 +197,8 @@ pub(crate) struct Variant {
     pub to: Verdict,
     pub start: u32,
     pub len: u32,
+    /// Its own tunnel metadata (else its packet's).
+    pub tun: Option<TunMeta>,
 }
 
 impl Verdicts {
@@ -200,6 +214,8 @@ impl Verdicts {
             ctl: Vec::new(),
             variants: Vec::new(),
             arena: Vec::new(),
+            tun: Vec::new(),
+            tun_set: false,
         }
     }
 
@@ -212,6 +228,26 @@ impl Verdicts {
         self.ctl.clear();
         self.variants.clear();
         self.arena.clear();
+        self.tun_set = false;
+    }
+
+    /// Packet `i` goes out with tunnel metadata `m` (see the type).
+    #[inline]
+    pub fn set_tunnel(&mut self, i: usize, m: TunMeta) {
+        if !self.tun_set {
+            self.tun.clear();
+            self.tun.resize(self.v.len(), TunMeta::NONE);
+            self.tun_set = true;
+        }
+        if let Some(t) = self.tun.get_mut(i) {
+            *t = m;
+        }
+    }
+
+    /// The tunnel metadata the module set, one per packet, if it set any.
+    #[inline]
+    pub fn tunnel(&self) -> Option<&[TunMeta]> {
+        self.tun_set.then_some(self.tun.as_slice())
     }
 
     /// Packets in the batch.
@@ -299,6 +335,18 @@ impl Verdicts {
     /// variants per packet of the batch on average (the switch numbers
     /// them in 16 bits with the packets).
     pub fn add_variant(&mut self, i: usize, to: Verdict, parts: &[&[u8]]) -> bool {
+        self.add_variant_with(i, to, parts, None)
+    }
+
+    /// [`Verdicts::add_variant`] with tunnel metadata of its own (`None`:
+    /// its packet's).
+    pub fn add_variant_with(
+        &mut self,
+        i: usize,
+        to: Verdict,
+        parts: &[&[u8]],
+        tun: Option<TunMeta>,
+    ) -> bool {
         let ok = match to {
             Verdict::Port(_) => true,
             Verdict::Ports(k) => self.ranges.get(usize::from(k)).is_some_and(|r| !r.2),
@@ -321,6 +369,7 @@ impl Verdicts {
             to,
             start,
             len: len as u32,
+            tun,
         });
         true
     }

@@ -516,6 +516,9 @@ impl SwitchDatapath {
                 Output::Port(p, bytes) => {
                     self.sw.transmit(p, &[&bytes]);
                 }
+                Output::PortTunnel(p, bytes, tun) => {
+                    self.sw.transmit_tunnel(p, &[&bytes], &[tun]);
+                }
                 Output::InPort(bytes) => {
                     if let Some(p) = self.flow.port_id(in_port) {
                         self.sw.transmit(p, &[&bytes]);

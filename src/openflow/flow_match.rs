@@ -69,7 +69,8 @@ impl Match {
     /// This match with its 32-bit registers as the 64-bit packet registers
     /// that hold them (`reg(2N)` the high half of `xreg(N)`), as Open
     /// vSwitch writes OpenFlow 1.5 matches: an xreg with both halves
-    /// matched whole is exact, otherwise masked. `conj_id` stays as it is.
+    /// matched whole is exact, otherwise masked. `conj_id`, `tun_src` and
+    /// `tun_dst` stay as they are.
     pub fn with_packet_regs(&self) -> Match {
         let mut x = [(0u64, 0u64); 8];
         let mut used = [false; 8];
@@ -78,7 +79,7 @@ impl Match {
             let (i, shift) = match r.reg {
                 Register::Reg(i) => (usize::from(i / 2), if i % 2 == 0 { 32 } else { 0 }),
                 Register::XReg(i) => (usize::from(i), 0),
-                Register::ConjId => {
+                Register::ConjId | Register::TunSrc | Register::TunDst => {
                     other.push(*r);
                     continue;
                 }

@@ -45,6 +45,8 @@ pub const NOTE_MAX: usize = 64;
 /// `NXAST_*` subtypes this switch knows.
 pub mod subtype {
     pub const RESUBMIT: u16 = 1;
+    pub const SET_TUNNEL: u16 = 2;
+    pub const SET_TUNNEL64: u16 = 9;
     pub const REG_MOVE: u16 = 6;
     pub const REG_LOAD: u16 = 7;
     pub const NOTE: u16 = 8;
@@ -56,6 +58,10 @@ pub mod subtype {
     pub const OUTPUT_REG2: u16 = 32;
     pub const CONJUNCTION: u16 = 34;
 }
+
+/// `NXM_NX_TUN_IPV4_SRC` and `NXM_NX_TUN_IPV4_DST`'s field numbers (class 1).
+pub const NX_TUN_SRC: u8 = 31;
+pub const NX_TUN_DST: u8 = 32;
 
 /// `NXM_NX_CONJ_ID` (class 1, field 37, 32 bits, not maskable).
 pub const CONJ_ID_HEADER: u32 = 0x0001_4a04;
@@ -71,6 +77,14 @@ pub enum Register {
     /// matched like one, read-only, exact only. It is 0 for every packet
     /// except in the lookup that follows a conjunctive match.
     ConjId,
+    /// `tun_src` and `tun_dst` (`NXM_NX_TUN_IPV4_SRC`/`_DST`, class 1,
+    /// fields 31 and 32, 32 bits): not registers but the tunnel's outer
+    /// IPv4 addresses, packet metadata the flow module keeps in its key.
+    /// They are here because the codec reads and writes them exactly as
+    /// registers (32-bit NXM class 1 fields in matches, set-fields, loads
+    /// and moves); as registers they read 0 and take no writes.
+    TunSrc,
+    TunDst,
 }
 
 impl Register {
@@ -85,16 +99,23 @@ impl Register {
         let len = header & 0xff;
         let (reg, width) = match class {
             NXM_CLASS_NX if usize::from(field) < N_REGS => (Register::Reg(field), 4),
+            NXM_CLASS_NX if field == NX_TUN_SRC => (Register::TunSrc, 4),
+            NXM_CLASS_NX if field == NX_TUN_DST => (Register::TunDst, 4),
             OXM_CLASS_PACKET_REGS if field < 8 => (Register::XReg(field), 8),
             _ => return None,
         };
         (len == width * if hasmask { 2 } else { 1 }).then_some(reg)
     }
 
+    /// Whether this is a tunnel address (`tun_src`, `tun_dst`).
+    pub fn is_tunnel(self) -> bool {
+        matches!(self, Register::TunSrc | Register::TunDst)
+    }
+
     /// Width in bits.
     pub fn bits(self) -> u16 {
         match self {
-            Register::Reg(_) | Register::ConjId => 32,
+            Register::Reg(_) | Register::ConjId | Register::TunSrc | Register::TunDst => 32,
             Register::XReg(_) => 64,
         }
     }
@@ -105,6 +126,8 @@ impl Register {
             Register::Reg(i) => (NXM_CLASS_NX, i, 4u32),
             Register::XReg(i) => (OXM_CLASS_PACKET_REGS, i, 8u32),
             Register::ConjId => (NXM_CLASS_NX, 37, 4u32),
+            Register::TunSrc => (NXM_CLASS_NX, NX_TUN_SRC, 4u32),
+            Register::TunDst => (NXM_CLASS_NX, NX_TUN_DST, 4u32),
         };
         (u32::from(class) << 16)
             | (u32::from(field & 0x7f) << 9)
@@ -116,7 +139,7 @@ impl Register {
     /// as 0, its value outside a conjunctive match's lookup).
     pub fn get(self, regs: &[u32; N_REGS]) -> u64 {
         match self {
-            Register::ConjId => 0,
+            Register::ConjId | Register::TunSrc | Register::TunDst => 0,
             Register::Reg(i) => u64::from(regs[usize::from(i) % N_REGS]),
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -129,7 +152,7 @@ impl Register {
     /// read-only: nothing).
     pub fn set(self, regs: &mut [u32; N_REGS], v: u64) {
         match self {
-            Register::ConjId => {}
+            Register::ConjId | Register::TunSrc | Register::TunDst => {}
             Register::Reg(i) => regs[usize::from(i) % N_REGS] = v as u32,
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -175,7 +198,12 @@ impl NxMatchField {
         let Some(reg) = Register::from_header(header) else {
             let field = (header >> 9) & 0x7f;
             let known_field = match class {
-                NXM_CLASS_NX => field < N_REGS as u32 || field == 37,
+                NXM_CLASS_NX => {
+                    field < N_REGS as u32
+                        || field == 37
+                        || field == u32::from(NX_TUN_SRC)
+                        || field == u32::from(NX_TUN_DST)
+                }
                 _ => field < 8,
             };
             return Some(Err(
@@ -289,6 +317,9 @@ pub enum NxAction {
     },
     /// `OFPAT_SET_FIELD` of a whole register.
     SetReg { reg: Register, value: u64 },
+    /// `NXAST_SET_TUNNEL` (32-bit `tun_id`) or, when `wide`,
+    /// `NXAST_SET_TUNNEL64`: `set_tunnel:N`, `set_tunnel64:N`.
+    SetTunnel { tun_id: u64, wide: bool },
     /// `NXAST_LEARN` (or `NXAST_LEARN2`): add or refresh a flow built from
     /// the packet.
     Learn(Box<Learn>),
@@ -334,6 +365,8 @@ impl NxAction {
             NxAction::SetReg { reg, .. } => pad8(8 + usize::from(reg.bits() / 8)),
             NxAction::Learn(l) => l.encoded_len(),
             NxAction::Conjunction(_) | NxAction::FinTimeout { .. } => 16,
+            NxAction::SetTunnel { wide: false, .. } => 16,
+            NxAction::SetTunnel { wide: true, .. } => 24,
         }
     }
 
@@ -350,7 +383,9 @@ impl NxAction {
             subtype::RESUBMIT
             | subtype::RESUBMIT_TABLE
             | subtype::CONJUNCTION
-            | subtype::FIN_TIMEOUT => Some(16),
+            | subtype::FIN_TIMEOUT
+            | subtype::SET_TUNNEL => Some(16),
+            subtype::SET_TUNNEL64 => Some(24),
             subtype::REG_MOVE | subtype::REG_LOAD | subtype::OUTPUT_REG | subtype::OUTPUT_REG2 => {
                 Some(24)
             }
@@ -385,6 +420,16 @@ impl NxAction {
                 NxAction::FinTimeout { idle, hard }
             }
             subtype::CONJUNCTION => NxAction::Conjunction(Conjunction::decode(r)?),
+            subtype::SET_TUNNEL | subtype::SET_TUNNEL64 => {
+                let wide = st == subtype::SET_TUNNEL64;
+                // Padding, then the key (Open vSwitch ignores the pad;
+                // refusing it keeps the action encoding back to its bytes).
+                if r.take(if wide { 6 } else { 2 })?.iter().any(|&b| b != 0) {
+                    return Err(learn::MUST_BE_ZERO);
+                }
+                let tun_id = if wide { r.u64()? } else { u64::from(r.u32()?) };
+                NxAction::SetTunnel { tun_id, wide }
+            }
             subtype::RESUBMIT | subtype::RESUBMIT_TABLE => {
                 let in_port = r.u16()?;
                 let table = r.u8()?;
@@ -676,6 +721,17 @@ impl NxAction {
                     w.u16(max_len);
                 }
             }
+            NxAction::SetTunnel { tun_id, wide } => {
+                if wide {
+                    w.u16(subtype::SET_TUNNEL64);
+                    w.zeros(6);
+                    w.u64(tun_id);
+                } else {
+                    w.u16(subtype::SET_TUNNEL);
+                    w.zeros(2);
+                    w.u32(tun_id as u32);
+                }
+            }
             NxAction::SetReg { .. } => {}
         }
         w.pad_to_8(start);
@@ -708,6 +764,42 @@ mod tests {
         a.encode(&mut w);
         w.finish().unwrap();
         v
+    }
+
+    #[test]
+    fn set_tunnel_and_tunnel_addresses() {
+        // nx_action_set_tunnel (16 bytes) and nx_action_set_tunnel64 (24).
+        for (hex, want) in [
+            (
+                "ffff00100000232000020000000001c8",
+                NxAction::SetTunnel {
+                    tun_id: 456,
+                    wide: false,
+                },
+            ),
+            (
+                "ffff0018000023200009000000000000000001000000002a",
+                NxAction::SetTunnel {
+                    tun_id: (1 << 40) | 42,
+                    wide: true,
+                },
+            ),
+        ] {
+            let b = unhex(hex);
+            assert_eq!(enc(&want), b);
+            assert_eq!(want.encoded_len(), b.len());
+            assert_eq!(dec(&b), Ok(want), "{hex}");
+        }
+        // Nonzero padding, a short action.
+        assert!(dec(&unhex("ffff00100000232000020100000001c8")).is_err());
+        assert!(dec(&unhex("ffff0010000023200009000000000000")).is_err());
+        // NXM_NX_TUN_IPV4_SRC/DST read as the tunnel "registers", 32 bits,
+        // masked or not; another length is not them.
+        assert_eq!(Register::from_header(0x0001_3e04), Some(Register::TunSrc));
+        assert_eq!(Register::from_header(0x0001_4108), Some(Register::TunDst));
+        assert_eq!(Register::from_header(0x0001_3e08), None);
+        assert_eq!(Register::TunDst.header(false), 0x0001_4004);
+        assert!(Register::TunSrc.is_tunnel() && !Register::Reg(1).is_tunnel());
     }
 
     /// Actions as `ovs-ofctl -O OpenFlow13 add-flow` (3.1) sent them.

@@ -28,8 +28,9 @@
 //!
 //! Fields Open vSwitch has and the model lacks (`NXM_NX_IP_FRAG`,
 //! `NXM_NX_IP_TTL`, `NXM_NX_PKT_MARK`, `NXM_NX_TCP_FLAGS`, `NXM_NX_MPLS_TTL`,
-//! tunnel addresses, connection tracking, ...) are `OFPBMC_BAD_FIELD`, as
-//! are unknown ones. `NXM_NX_CONJ_ID` is read like a register.
+//! IPv6 tunnel addresses, connection tracking, ...) are `OFPBMC_BAD_FIELD`,
+//! as are unknown ones. `NXM_NX_CONJ_ID`, `NXM_NX_TUN_IPV4_SRC` and
+//! `NXM_NX_TUN_IPV4_DST` are read like registers.
 //! Other errors are OXM's: a TLV cut short or of the wrong length
 //! `OFPBMC_BAD_LEN`, a value bit outside its mask `OFPBMC_BAD_WILDCARDS`, a
 //! value out of range `OFPBMC_BAD_VALUE`, a field twice `OFPBMC_DUP_FIELD`,
@@ -238,8 +239,17 @@ fn decode_entry(t: &Tlv<'_>) -> Result<Entry, OxmError> {
         OXM_CLASS_PACKET_REGS => return reg(t),
         _ => {}
     }
-    if t.class == NXM_CLASS_NX && t.field == NX_CONJ_ID {
-        // `conj_id` is pipeline state matched like a register (exact only).
+    if t.class == NXM_CLASS_NX
+        && [
+            NX_CONJ_ID,
+            super::nicira::NX_TUN_SRC,
+            super::nicira::NX_TUN_DST,
+        ]
+        .contains(&t.field)
+    {
+        // `conj_id` is pipeline state matched like a register (exact
+        // only); the tunnel addresses are read as the codec's registers of
+        // those names.
         return reg(t);
     }
     if t.class == NXM_CLASS_NX && t.field == NX_COOKIE && t.value.len() == 8 {

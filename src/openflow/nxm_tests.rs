@@ -127,6 +127,23 @@ fn ovs_ofctl_matches() {
             ],
             vec![],
         ),
+        (
+            // tun_src=10.0.0.2,tun_dst=10.0.0.0/24
+            "00013e040a000002 000141080a000000ffffff00",
+            vec![],
+            vec![
+                NxMatchField {
+                    reg: Register::TunSrc,
+                    value: 0x0a00_0002,
+                    mask: None,
+                },
+                NxMatchField {
+                    reg: Register::TunDst,
+                    value: 0x0a00_0000,
+                    mask: Some(0xffff_ff00),
+                },
+            ],
+        ),
     ];
     for (hex, fields, regs) in cases {
         let want = Match::from_fields(fields)

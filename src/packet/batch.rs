@@ -3,7 +3,80 @@
 //! the switch owns those slots until it has forwarded the whole batch.
 #![allow(unsafe_code)]
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::port::PortId;
+
+/// The tunnel metadata of one packet, as Open vSwitch's `flow_tnl` holds
+/// it (IPv4 endpoints): the tunnel key (the VNI; 64 bits as OpenFlow's
+/// `tunnel_id`) and the outer source and destination addresses. On input
+/// it is what the packet carried (a tunnel port fills it); on output, what
+/// a `key=flow`/`remote_ip=flow` tunnel port sends the frame with. All
+/// zero: no tunnel (every packet that did not come from one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunMeta {
+    pub id: u64,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+impl TunMeta {
+    /// No tunnel.
+    pub const NONE: TunMeta = TunMeta {
+        id: 0,
+        src: Ipv4Addr::UNSPECIFIED,
+        dst: Ipv4Addr::UNSPECIFIED,
+    };
+}
+
+impl Default for TunMeta {
+    fn default() -> TunMeta {
+        TunMeta::NONE
+    }
+}
+
+/// A [`TunMeta`] per slot of a port's incoming ring, beside the ring: the
+/// ring's producer stores the metadata of slot `i` before it publishes the
+/// slot, and the switch reads it after it saw the slot published (the
+/// ring's release/acquire orders the two, so plain relaxed atomics do).
+pub struct TunMetaSlots {
+    id: Box<[AtomicU64]>,
+    /// Source in the high 32 bits, destination in the low.
+    addrs: Box<[AtomicU64]>,
+}
+
+impl TunMetaSlots {
+    /// Metadata for a ring of `n` slots.
+    pub fn new(n: u32) -> TunMetaSlots {
+        let n = n.max(1) as usize;
+        TunMetaSlots {
+            id: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            addrs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Stores the metadata of the slot at ring position `pos`.
+    #[inline]
+    pub fn store(&self, pos: u32, m: TunMeta) {
+        let i = pos as usize % self.id.len();
+        self.id[i].store(m.id, Ordering::Relaxed);
+        let a = (u64::from(u32::from(m.src)) << 32) | u64::from(u32::from(m.dst));
+        self.addrs[i].store(a, Ordering::Relaxed);
+    }
+
+    /// The metadata of the slot at ring position `pos`.
+    #[inline]
+    pub fn load(&self, pos: u32) -> TunMeta {
+        let i = pos as usize % self.id.len();
+        let a = self.addrs[i].load(Ordering::Relaxed);
+        TunMeta {
+            id: self.id[i].load(Ordering::Relaxed),
+            src: Ipv4Addr::from((a >> 32) as u32),
+            dst: Ipv4Addr::from(a as u32),
+        }
+    }
+}
 
 /// One packet of a batch: where its bytes are, how long it is and how much
 /// room its buffer has. Plain data, filled by the switch, reused across batches.
@@ -50,6 +123,8 @@ unsafe impl Send for PacketRef {}
 pub struct Batch<'a> {
     pkts: &'a mut [PacketRef],
     in_port: PortId,
+    /// Per packet, when the input port is a tunnel port.
+    tun: Option<&'a [TunMeta]>,
 }
 
 impl<'a> Batch<'a> {
@@ -57,7 +132,28 @@ impl<'a> Batch<'a> {
     /// Every `PacketRef` must point to `cap` bytes that nobody else reads or
     /// writes while the batch lives, with `len <= cap`.
     pub(crate) unsafe fn new(pkts: &'a mut [PacketRef], in_port: PortId) -> Batch<'a> {
-        Batch { pkts, in_port }
+        Batch {
+            pkts,
+            in_port,
+            tun: None,
+        }
+    }
+
+    /// The batch with tunnel metadata `tun`, one per packet (it came in
+    /// on a tunnel port). Ignored unless there is one per packet.
+    pub fn with_tunnel(mut self, tun: &'a [TunMeta]) -> Batch<'a> {
+        if tun.len() == self.pkts.len() {
+            self.tun = Some(tun);
+        }
+        self
+    }
+
+    /// The tunnel metadata of every packet, if the batch came in on a
+    /// tunnel port (else every packet's is all zero). One branch per
+    /// batch for modules that care.
+    #[inline]
+    pub fn tunnel(&self) -> Option<&'a [TunMeta]> {
+        self.tun
     }
 
     /// Builds a batch over ordinary byte buffers (tests, embedding).
@@ -75,6 +171,7 @@ impl<'a> Batch<'a> {
         Batch {
             pkts: refs.as_mut_slice(),
             in_port,
+            tun: None,
         }
     }
 
@@ -96,6 +193,7 @@ impl<'a> Batch<'a> {
         Batch {
             pkts: refs.as_mut_slice(),
             in_port,
+            tun: None,
         }
     }
 

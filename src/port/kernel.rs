@@ -282,6 +282,11 @@ impl IncomingFill {
         n
     }
 
+    /// The ring position the next frame goes to.
+    pub fn head(&self) -> u32 {
+        self.head.load(Ordering::Relaxed)
+    }
+
     /// Free slots on the incoming ring.
     pub fn room(&self, mem: &PortMem) -> u32 {
         mem.incoming().free(self.head.load(Ordering::Relaxed))

@@ -26,7 +26,7 @@ mod xdp_prog;
 use std::fmt;
 use std::os::fd::RawFd;
 
-use crate::packet::PortMem;
+use crate::packet::{PortMem, TunMeta, TunMetaSlots};
 
 pub use mem::{MemClient, MemPort, Woken};
 pub use spec::{PortKind, PortSpec};
@@ -165,6 +165,28 @@ pub trait Port: Send + Sync {
     /// one flow keep their order.
     fn transmit(&self, _frames: &[&[u8]], _sender: usize) -> usize {
         0
+    }
+
+    /// The tunnel metadata of incoming queue `q`'s slots, for a port whose
+    /// frames come out of tunnels (the switch hands it to the module with
+    /// the batch). Must answer the same for as long as the port is attached.
+    fn incoming_tunnel_meta(&self, _q: usize) -> Option<&TunMetaSlots> {
+        None
+    }
+
+    /// Whether the port sends each frame with the tunnel metadata the
+    /// module chose for it (a `key=flow`/`remote_ip=flow` tunnel port):
+    /// such a port [transmits directly](Port::transmits_directly) and gets
+    /// frames through [`Port::transmit_tunnel`]. Must answer the same for
+    /// as long as the port is attached.
+    fn wants_tunnel_meta(&self) -> bool {
+        false
+    }
+
+    /// [`Port::transmit`] with each frame's tunnel metadata (`meta[i]` is
+    /// `frames[i]`'s), for ports that [want it](Port::wants_tunnel_meta).
+    fn transmit_tunnel(&self, frames: &[&[u8]], _meta: &[TunMeta], sender: usize) -> usize {
+        self.transmit(frames, sender)
     }
 
     /// The backend's own counters (what its device or peer did wrong, and

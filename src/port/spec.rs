@@ -14,7 +14,7 @@
 //!                                      the VM's side of a virtio-net device
 //!                                      whose backend is a switch (default
 //!                                      client, as DPDK's virtio-user)
-//! vxlan:NAME,remote=IP[,local=IP][,key=N|in_key=N,out_key=N][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
+//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
 //! geneve:NAME,...                      a tunnel to one remote host (see
 //!                                      port::tunnel::config)
 //! ```
@@ -553,12 +553,21 @@ mod tests {
             "geneve:gn-1,remote=[fd00::2],local=[fd00::1],in_key=1,out_key=2,dst_port=7000,tos=8,ttl=9,csum,ring=256"
         );
         assert_eq!(g.to_string().parse::<PortSpec>().unwrap(), g);
+        // Flow-based remote and key read back as written.
+        for spec in [
+            "vxlan:vx0,remote=flow,key=flow",
+            "vxlan:vx0,remote=10.0.0.2,key=flow",
+            "geneve:g,remote=flow,in_key=5,out_key=flow",
+        ] {
+            let f: PortSpec = spec.parse().unwrap();
+            assert_eq!(f.to_string(), spec);
+        }
         for (bad, why) in [
             ("vxlan:vx0", "remote=IP is required"),
             ("vxlan:vx0,key=1", "remote=IP is required"),
             ("vxlan:,remote=10.0.0.2", "bad port name"),
-            ("vxlan:vx0,remote=10.0.0.2,key=flow", "not supported yet"),
-            ("vxlan:vx0,remote=flow", "not supported yet"),
+            ("vxlan:vx0,remote=flow,local=flow", "not supported"),
+            ("vxlan:vx0,remote=flow,local=fd00::1", "IPv4"),
             ("vxlan:vx0,remote=10.0.0.2,local=fd00::1", "families"),
             ("vxlan:vx0,remote=10.0.0.2,bogus", "unknown port option"),
             ("vxlan:vx0,remote=10.0.0.2,csum=true", "unknown port option"),

@@ -29,7 +29,7 @@
 #![allow(unsafe_code)]
 
 use crate::module::{Nanos, Verdict, Verdicts};
-use crate::packet::{Batch, PacketRef, Slot, copy_frame};
+use crate::packet::{Batch, PacketRef, PortMem, Slot, TunMeta, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
 use super::capture;
@@ -84,6 +84,13 @@ pub struct Forwarder {
     copy_used: usize,
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
+    /// The tunnel metadata of the batch's packets, when its input port
+    /// is a tunnel port.
+    tun_in: Vec<TunMeta>,
+    /// What the batch's packets and variants go out with (`tun_active`:
+    /// the module set some, or they came with some).
+    tun_out: Vec<TunMeta>,
+    tun_active: bool,
     /// Packets forwarded (read from an input ring) by this forwarder.
     pub packets: u64,
 }
@@ -113,6 +120,9 @@ impl Forwarder {
             copy_arena: Box::default(),
             copy_used: 0,
             max_len: 0,
+            tun_in: Vec::new(),
+            tun_out: Vec::new(),
+            tun_active: false,
             packets: 0,
         }
     }
@@ -143,14 +153,26 @@ impl Forwarder {
         self.pkts.clear();
         let (mut bytes, mut bad) = (0u64, 0u64);
         for i in 0..n as u32 {
-            let s = ring.slot(cur.wrapping_add(i));
-            let len = u32::from(s.len);
-            match mem.buf_ptr(s.buf) {
-                Some(ptr) if len > 0 && len <= cap => {
-                    self.pkts.push(PacketRef { ptr, len, cap });
-                    bytes += u64::from(len);
+            match view(mem, ring.slot(cur.wrapping_add(i)), cap) {
+                Some(p) => {
+                    self.pkts.push(p);
+                    bytes += u64::from(p.len);
                 }
-                _ => bad += 1,
+                None => bad += 1,
+            }
+        }
+        // One branch per batch for ports without tunnels.
+        let tun = if input.tun_in {
+            input.port.incoming_tunnel_meta(q)
+        } else {
+            None
+        };
+        if let Some(t) = tun {
+            self.tun_in.clear();
+            for i in 0..n as u32 {
+                if bad == 0 || view(mem, ring.slot(cur.wrapping_add(i)), cap).is_some() {
+                    self.tun_in.push(t.load(cur.wrapping_add(i)));
+                }
             }
         }
         ctr.rx_packets.add(n as u64);
@@ -168,7 +190,11 @@ impl Forwarder {
             // the input's incoming ring, which this worker alone owns until it
             // releases them below; lengths were checked against `cap`.
             let mut batch = unsafe { Batch::new(&mut self.pkts, input.id) };
+            if tun.is_some() {
+                batch = batch.with_tunnel(&self.tun_in);
+            }
             table.module.process(&mut batch, &mut self.verdicts, now);
+            self.tunnel_out();
             self.dispatch(table, input, packet_in);
         }
         let next = cur.wrapping_add(n as u32);
@@ -176,6 +202,27 @@ impl Forwarder {
         ring.release(next);
         self.packets += n as u64;
         n
+    }
+
+    /// What the packets go out with: the tunnel metadata the module set,
+    /// else none (so a port that sends by metadata never sends what came
+    /// in on a tunnel back out of one unless the module, a flow, said
+    /// where).
+    #[inline]
+    fn tunnel_out(&mut self) {
+        self.tun_active = false;
+        let Some(src) = self.verdicts.tunnel() else {
+            return;
+        };
+        self.tun_out.clear();
+        self.tun_out.extend_from_slice(src);
+        self.tun_active = true;
+    }
+
+    /// The metadata `send` gives ports that want it.
+    #[inline]
+    fn tun(&self) -> Option<&[TunMeta]> {
+        self.tun_active.then_some(self.tun_out.as_slice())
     }
 
     /// Phases 3 and 4: group by destination and send. A switch with
@@ -223,7 +270,8 @@ impl Forwarder {
             match table.port(p.index()) {
                 Some(dst) => {
                     let n = self.pkts.len();
-                    send(dst, self.ctr, &self.pkts, 0..n, n as u32, self.max_len);
+                    let tun = self.tun();
+                    send(dst, self.ctr, &self.pkts, 0..n, n as u32, self.max_len, tun);
                 }
                 None => ctr.drop(DropReason::NoDest, self.pkts.len() as u64),
             }
@@ -242,6 +290,10 @@ impl Forwarder {
                 // next batch's `reset` (the verdicts are not touched before).
                 self.pkts.push(PacketRef::readonly(b));
                 self.origin.push(v.pkt);
+                if self.tun_active {
+                    let own = self.tun_out.get(usize::from(v.pkt)).copied();
+                    self.tun_out.push(v.tun.or(own).unwrap_or_default());
+                }
                 self.max_len = self.max_len.max(v.len);
             }
         }
@@ -571,7 +623,15 @@ impl Forwarder {
             origin: &self.origin,
             copy_origin: &self.copy_origin,
         };
-        send(dst, self.ctr, &self.pkts, merged, total, self.max_len);
+        send(
+            dst,
+            self.ctr,
+            &self.pkts,
+            merged,
+            total,
+            self.max_len,
+            self.tun(),
+        );
     }
 }
 
@@ -583,7 +643,9 @@ impl Forwarder {
 /// are dropped (`oversize`), never truncated. Returns the packets queued.
 ///
 /// The packets must stay readable for their `cap` bytes during the call
-/// (the caller owns their buffers).
+/// (the caller owns their buffers). `tun`, indexed like `pkts`, is their
+/// tunnel metadata for a port that sends with it (a packet past its end
+/// has none).
 pub(crate) fn send(
     dst: &PortEntry,
     ctr: usize,
@@ -591,6 +653,7 @@ pub(crate) fn send(
     order: impl Iterator<Item = usize> + Clone,
     total: u32,
     max_len: u32,
+    tun: Option<&[TunMeta]>,
 ) -> u32 {
     let mem = dst.port.mem();
     // A slot's length is 16 bits: longer frames do not fit whatever the
@@ -613,6 +676,7 @@ pub(crate) fn send(
             pkts,
             order.filter(|&i| pkts[i].len <= cap),
             want,
+            tun,
         );
     }
     let ring = mem.outgoing();
@@ -684,6 +748,17 @@ pub(crate) fn send(
     sent - bad as u32
 }
 
+/// A view of the frame in slot `s` of `mem`'s incoming ring, if its
+/// buffer index and length are valid.
+#[inline(always)]
+fn view(mem: &PortMem, s: Slot, cap: u32) -> Option<PacketRef> {
+    let len = u32::from(s.len);
+    match mem.buf_ptr(s.buf) {
+        Some(ptr) if len > 0 && len <= cap => Some(PacketRef { ptr, len, cap }),
+        _ => None,
+    }
+}
+
 /// The bytes of packets `order` of `pkts`, for a capture.
 fn frames<'a>(
     pkts: &'a [PacketRef],
@@ -695,7 +770,8 @@ fn frames<'a>(
 }
 
 /// `send` for a port that copies frames into its device itself: hands them
-/// over in chunks, in order; what it does not take is `dest_full`.
+/// over in chunks, in order; what it does not take is `dest_full`. A port
+/// that wants tunnel metadata gets each frame's (from `tun`).
 fn send_direct(
     dst: &PortEntry,
     sender: usize,
@@ -703,9 +779,11 @@ fn send_direct(
     pkts: &[PacketRef],
     order: impl Iterator<Item = usize>,
     want: u32,
+    tun: Option<&[TunMeta]>,
 ) -> u32 {
     const CHUNK: usize = 64;
     let mut frames: [&[u8]; CHUNK] = [&[]; CHUNK];
+    let mut meta = [TunMeta::NONE; CHUNK];
     let (mut sent, mut bytes) = (0u32, 0u64);
     let mut order = order.take(want as usize).peekable();
     while order.peek().is_some() {
@@ -715,9 +793,17 @@ fn send_direct(
             // SAFETY: the caller keeps every packet readable for its `cap >=
             // len` bytes during the call (see `send`).
             frames[k] = unsafe { std::slice::from_raw_parts(p.ptr, p.len as usize) };
+            if dst.tun_out {
+                meta[k] = tun.and_then(|t| t.get(i)).copied().unwrap_or_default();
+            }
             k += 1;
         }
-        let n = dst.port.transmit(&frames[..k], sender).min(k);
+        let n = if dst.tun_out {
+            dst.port.transmit_tunnel(&frames[..k], &meta[..k], sender)
+        } else {
+            dst.port.transmit(&frames[..k], sender)
+        }
+        .min(k);
         if dst.taps.wants(capture::OUT) {
             dst.taps.record(capture::OUT, frames[..n].iter().copied());
         }

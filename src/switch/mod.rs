@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::module::{Module, Nanos};
-use crate::packet::PacketRef;
+use crate::packet::{PacketRef, TunMeta};
 use crate::port::{LinkState, MAX_PORTS, Port, PortId};
 
 pub use forward::Forwarder;
@@ -488,6 +488,17 @@ impl Switch {
     /// `dest_full`, `oversize`, `bad_frame` for empty frames). Returns the
     /// frames queued; 0 if `dst` is not attached (nothing is counted).
     pub fn transmit(&self, dst: PortId, frames: &[&[u8]]) -> usize {
+        self.transmit_with(dst, frames, None)
+    }
+
+    /// [`Switch::transmit`] with each frame's tunnel metadata (`tun[i]`
+    /// is `frames[i]`'s), for a port that sends by it (a `remote=flow`
+    /// tunnel port); other ports ignore it.
+    pub fn transmit_tunnel(&self, dst: PortId, frames: &[&[u8]], tun: &[TunMeta]) -> usize {
+        self.transmit_with(dst, frames, Some(tun))
+    }
+
+    fn transmit_with(&self, dst: PortId, frames: &[&[u8]], tun: Option<&[TunMeta]>) -> usize {
         let _g = self.lock_tx();
         let t = self.shared.table();
         let Some(e) = t.entry(dst) else {
@@ -501,9 +512,26 @@ impl Switch {
             .collect();
         let empty = frames.len() - pkts.len();
         e.counters[ctr].drop(DropReason::BadFrame, empty as u64);
+        // Indexed like `pkts` (the empty frames left out).
+        let tun: Option<Vec<TunMeta>> = tun.map(|t| {
+            frames
+                .iter()
+                .zip(t.iter().copied().chain(std::iter::repeat(TunMeta::NONE)))
+                .filter(|(f, _)| !f.is_empty())
+                .map(|(_, m)| m)
+                .collect()
+        });
         let max_len = pkts.iter().map(|p| p.len).max().unwrap_or(0);
         // `send` only reads the frames, which `frames` borrows for the call.
-        forward::send(e, ctr, &pkts, 0..pkts.len(), pkts.len() as u32, max_len) as usize
+        forward::send(
+            e,
+            ctr,
+            &pkts,
+            0..pkts.len(),
+            pkts.len() as u32,
+            max_len,
+            tun.as_deref(),
+        ) as usize
     }
 
     /// Whether each of ports `ids` can carry frames now ([`Port::link_up`]),

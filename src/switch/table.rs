@@ -52,6 +52,12 @@ pub struct PortEntry {
     pub counters: Box<[PortCounters]>,
     /// Captures of the port's frames (`mswitch capture`).
     pub taps: super::capture::Taps,
+    /// Its frames come with tunnel metadata
+    /// ([`Port::incoming_tunnel_meta`]), asked once here.
+    pub tun_in: bool,
+    /// It sends with the metadata of each frame
+    /// ([`Port::wants_tunnel_meta`]).
+    pub tun_out: bool,
 }
 
 impl PortEntry {
@@ -77,6 +83,8 @@ impl PortEntry {
             })
             .collect();
         let counters = (0..writers).map(|_| PortCounters::default()).collect();
+        let tun_in = port.incoming_tunnel_meta(0).is_some();
+        let tun_out = port.wants_tunnel_meta();
         PortEntry {
             id,
             port,
@@ -84,6 +92,8 @@ impl PortEntry {
             out,
             counters,
             taps: Default::default(),
+            tun_in,
+            tun_out,
         }
     }
 

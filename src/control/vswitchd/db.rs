@@ -466,15 +466,23 @@ mod tests {
             .unwrap(),
             "geneve:vx0,remote=10.0.0.2,local=10.0.0.1,in_key=5,out_key=6,dst_port=7000,tos=32,ttl=10,csum"
         );
+        // Flow-based remotes and keys, as Open vSwitch takes them.
+        assert_eq!(
+            spec("vxlan", &[("remote_ip", "flow"), ("key", "flow")]).unwrap(),
+            "vxlan:vx0,remote=flow,key=flow"
+        );
+        assert_eq!(
+            spec("geneve", &[("remote_ip", "10.0.0.2"), ("out_key", "flow")]).unwrap(),
+            "geneve:vx0,remote=10.0.0.2,in_key=0,out_key=flow"
+        );
         // What the spec says must parse back into a port spec.
         let s = spec("vxlan", &[("remote_ip", "fd00::2"), ("in_key", "1")]).unwrap();
         assert!(s.parse::<crate::port::PortSpec>().is_ok(), "{s}");
         for (opts, why) in [
             (vec![("key", "1")], "requires 'remote_ip'"),
-            (vec![("remote_ip", "flow")], "not supported yet"),
             (
-                vec![("remote_ip", "10.0.0.2"), ("key", "flow")],
-                "not supported yet",
+                vec![("remote_ip", "flow"), ("local_ip", "flow")],
+                "not supported",
             ),
             (
                 vec![("remote_ip", "10.0.0.2"), ("df_default", "false")],

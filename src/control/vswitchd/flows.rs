@@ -77,6 +77,8 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
             Register::Reg(n) => format!("reg{n}"),
             Register::XReg(n) => format!("xreg{n}"),
             Register::ConjId => "conj_id".to_owned(),
+            Register::TunSrc => "tun_src".to_owned(),
+            Register::TunDst => "tun_dst".to_owned(),
         };
         parts.push(format!("{name}={}", hex_masked(r.value, r.mask)));
     }
@@ -246,6 +248,8 @@ fn action(a: &Action) -> String {
                 Register::Reg(n) => format!("reg{n}"),
                 Register::XReg(n) => format!("xreg{n}"),
                 Register::ConjId => "conj_id".to_owned(),
+                Register::TunSrc => "tun_src".to_owned(),
+                Register::TunDst => "tun_dst".to_owned(),
             };
             format!("set_field:{value:#x}->{name}")
         }

@@ -15,8 +15,10 @@
 //! CRC32c has no incremental form and is recomputed over the datagram when
 //! a port changes.
 
+use std::net::Ipv4Addr;
+
 use crate::openflow::oxm::OxmField;
-use crate::packet::Batch;
+use crate::packet::{Batch, TunMeta};
 
 use super::key::{IP_ICMP, IP_ICMPV6, IP_SCTP, IP_TCP, IP_UDP, L3, Layout};
 use super::mpls;
@@ -36,6 +38,34 @@ pub(crate) enum Op {
     PopMpls(u16),
     DecMplsTtl,
     SetMplsTtl(u8),
+    /// `tun_src`/`tun_dst` of the packet's tunnel metadata (`tun_id` is an
+    /// `Op::Set` of `TunnelId`): no byte changes ([`tunnel`]).
+    SetTunSrc(Ipv4Addr),
+    SetTunDst(Ipv4Addr),
+}
+
+impl Op {
+    /// Whether the op writes tunnel metadata rather than bytes.
+    pub(crate) fn is_tunnel(&self) -> bool {
+        matches!(
+            self,
+            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::Set(OxmField::TunnelId(_))
+        )
+    }
+}
+
+/// The tunnel metadata a packet that came with `m` goes out with after
+/// `ops`.
+pub(crate) fn tunnel(mut m: TunMeta, ops: &[Op]) -> TunMeta {
+    for op in ops {
+        match *op {
+            Op::Set(OxmField::TunnelId(x)) => m.id = x.value,
+            Op::SetTunSrc(a) => m.src = a,
+            Op::SetTunDst(a) => m.dst = a,
+            _ => {}
+        }
+    }
+    m
 }
 
 /// A frame being rewritten: its bytes, and a way to change its length
@@ -258,6 +288,8 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
             Op::SetMplsTtl(t) => {
                 mpls::set_ttl(f.bytes(), &lay, Some(t));
             }
+            // Metadata, not bytes.
+            Op::SetTunSrc(_) | Op::SetTunDst(_) => {}
         }
     }
     finish(f.bytes(), &lay, &sums);

@@ -618,6 +618,16 @@ impl Stripe {
         }
     }
 
+    /// The rewrites of the plan in `slot`, if some output of it sets
+    /// tunnel metadata.
+    #[inline]
+    pub fn tunnel_ops(&self, slot: u32) -> Option<&[Op]> {
+        self.slots
+            .get(slot as usize)
+            .filter(|s| s.plan.tunnel)
+            .map(|s| &*s.plan.ops)
+    }
+
     /// The outputs of the plan in `slot` that want bytes of their own
     /// ([`Plan::versions`]).
     #[inline]
@@ -641,6 +651,16 @@ impl Stripe {
     #[inline]
     pub fn port_only(&self, slot: u32) -> bool {
         self.slots.get(slot as usize).is_some_and(|s| s.port_only)
+    }
+
+    /// Whether the megaflow in `slot` looks at tunnel metadata (its mask
+    /// has bits in the tunnel words): then packets with the same bytes
+    /// may not share it.
+    #[inline]
+    pub fn reads_tunnel(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_none_or(|s| (s.mask.0[key::TUN_ID.word] | s.mask.0[key::TUN_SRC.word]) != 0)
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).

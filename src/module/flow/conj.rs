@@ -69,7 +69,10 @@ pub(crate) fn check_conjunctions(insts: &[Instruction]) -> Result<(), ErrorCode>
 /// fields.
 fn regs_match_conj(e: &FlowEntry, regs: &[u32; N_REGS], id: u32) -> bool {
     e.match_.registers().iter().all(|r| {
-        let v = if r.reg == Register::ConjId {
+        let v = if r.reg.is_tunnel() {
+            // Key bits, which the classifier matched.
+            return true;
+        } else if r.reg == Register::ConjId {
             u64::from(id)
         } else {
             r.reg.get(regs)

@@ -95,6 +95,7 @@ pub(crate) fn settable(t: OxmFieldType) -> bool {
             | Ipv6NdTll
             | MplsLabel
             | MplsTc
+            | TunnelId
     )
 }
 

@@ -1,5 +1,6 @@
 //! Flow keys: every header field the pipeline can match, packed into a
-//! fixed array of twelve `u64` words (filled from a frame by `parse`), and
+//! fixed array of fourteen `u64` words (filled from a frame by `parse`, and
+//! the tunnel words from the packet's tunnel metadata), and
 //! matches and set-field actions in the same terms.
 //!
 //! The same layout holds a packet's key, a rule's value and mask, and a
@@ -18,7 +19,14 @@
 //!   8    proto (8) | tos (8) | ttl (8) | flabel (20) | exthdr (9) | . | flags (4)
 //!   9,10 nd_target (128); for ARP: SHA in word 9, THA in word 10 (48 each)
 //!   11   nd_sll / nd_tll (48)                        | inner vlan_tci (16)
+//!   12   tun_id (64)
+//!   13   tun_src (32: outer IPv4 source)             | tun_dst (32)
 //! ```
+//!
+//! The tunnel words are 0 for a packet that did not come from a tunnel
+//! port, as in Open vSwitch. A megaflow lookup hashes and compares only
+//! the words its mask has bits in, so they cost only the flows that use
+//! them (and the exact-match cache, which hashes whole keys).
 //!
 //! Fields share room where the spec's prerequisites make them exclusive:
 //! TCP/UDP/SCTP ports, ICMP type and code and the ARP opcode share `tp_src`
@@ -34,18 +42,20 @@
 //! discovery message). A rule that matches a field of a layer also matches
 //! that layer's flag, so a truncated or malformed frame matches nothing that
 //! needs the fields it lacks. `NEVER` is never set in a packet: a rule that
-//! can match no packet (a nonzero `tunnel_id`, say) sets it.
+//! can match no packet (an `in_port` that disagrees with `in_phy_port`,
+//! say) sets it.
 
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::openflow::error::BadMatchCode;
+use crate::openflow::nicira::Register;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
 
 pub(crate) use super::mpls::{MPLS_BOS, MPLS_LABEL, MPLS_LSE, MPLS_TC, MPLS_TTL};
 pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
-pub(crate) const WORDS: usize = 12;
+pub(crate) const WORDS: usize = 14;
 
 /// A flow key (or a mask, or a rule's masked value).
 #[derive(Clone, Copy, Default)]
@@ -144,6 +154,9 @@ pub(crate) const ARP_SHA: Bits = Bits::new(9, 0, 48);
 pub(crate) const ARP_THA: Bits = Bits::new(10, 0, 48);
 pub(crate) const ND_LL: Bits = Bits::new(11, 16, 48);
 pub(crate) const INNER_TCI: Bits = Bits::new(11, 0, 16);
+pub(crate) const TUN_ID: Bits = Bits::new(12, 0, 64);
+pub(crate) const TUN_SRC: Bits = Bits::new(13, 32, 32);
+pub(crate) const TUN_DST: Bits = Bits::new(13, 0, 32);
 
 pub(crate) const L3_OK: Bits = Bits::new(8, 0, 1);
 pub(crate) const L4_OK: Bits = Bits::new(8, 1, 1);
@@ -151,7 +164,8 @@ pub(crate) const ND_OK: Bits = Bits::new(8, 2, 1);
 pub(crate) const NEVER: Bits = Bits::new(8, 3, 1);
 
 /// The lookup stages, a partition of the key's bits in the order a
-/// packet's headers come: metadata (`in_port`, `metadata`, `NEVER`), L2
+/// packet's headers come: metadata (`in_port`, `metadata`, the tunnel
+/// fields, `NEVER`), L2
 /// (Ethernet and VLAN fields), L3 (network fields and `L3_OK`), L4
 /// (transport ports, ICMP, ARP opcode and hardware addresses, ND fields,
 /// `L4_OK`, `ND_OK`). The classifier checks a subtable stage by stage and
@@ -163,6 +177,8 @@ pub(crate) const STAGES: [Key; 4] = {
     s[0].0[0] = 0xffff_ffff_0000_0000;
     s[0].0[1] = u64::MAX;
     s[0].0[8] = never;
+    s[0].0[12] = u64::MAX;
+    s[0].0[13] = u64::MAX;
     s[1].0[0] = 0x0000_0000_ffff_ffff;
     s[1].0[2] = 0xffff_ffff_ffff_0000;
     s[1].0[3] = 0xffff_ffff_ffff_0000;
@@ -408,8 +424,9 @@ fn mac(a: crate::wire::MacAddr) -> u64 {
 /// A match as a rule's (value, mask): every field, plus the flag bits of
 /// the layers the fields need. MPLS fields are the top entry's
 /// (`mpls`); PBB fields are not supported
-/// (`OFPBMC_BAD_FIELD`); `tunnel_id` is 0 for every packet (no tunnels
-/// here), so a rule asking for another value can never match.
+/// (`OFPBMC_BAD_FIELD`). `tun_src`/`tun_dst` come as the match's
+/// "registers" of those names (the codec's
+/// [`Register::TunSrc`](crate::openflow::nicira::Register)).
 pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
     let (mut v, mut k) = (Key::default(), Key::default());
     let (v, k) = (&mut v, &mut k);
@@ -497,11 +514,7 @@ pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
                 put(v, k, ND_LL, mac(a), !0);
                 put(v, k, ND_OK, 1, 1);
             }
-            OxmField::TunnelId(x) => {
-                if x.value & x.mask.unwrap_or(u64::MAX) != 0 {
-                    put(v, k, NEVER, 1, 1);
-                }
-            }
+            OxmField::TunnelId(x) => put_masked(v, k, TUN_ID, x, |a| a),
             OxmField::MplsLabel(x) => {
                 put(v, k, MPLS_LABEL, u64::from(x & 0xf_ffff), !0);
                 put(v, k, L3_OK, 1, 1);
@@ -517,7 +530,23 @@ pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
             OxmField::PbbIsid(_) => return Err(ErrorCode::BadMatch(BadMatchCode::BadField)),
         }
     }
+    for r in m.registers() {
+        let b = match r.reg {
+            Register::TunSrc => TUN_SRC,
+            Register::TunDst => TUN_DST,
+            _ => continue,
+        };
+        put(v, k, b, r.value, r.mask_or_all());
+    }
     Ok((*v, *k))
+}
+
+/// Writes a packet's tunnel metadata into its key.
+#[inline]
+pub(crate) fn set_tunnel(k: &mut Key, m: &crate::packet::TunMeta) {
+    TUN_ID.set(k, m.id);
+    TUN_SRC.set(k, u32::from(m.src).into());
+    TUN_DST.set(k, u32::from(m.dst).into());
 }
 
 /// Writes a set-field's value into a key (the pipeline's view of the packet
@@ -575,6 +604,7 @@ pub(crate) fn set_field(k: &mut Key, f: &OxmField) {
         OxmField::Ipv6NdSll(a) | OxmField::Ipv6NdTll(a) => ND_LL.set(k, mac(a)),
         OxmField::MplsLabel(x) => MPLS_LABEL.set(k, u64::from(x)),
         OxmField::MplsTc(x) => MPLS_TC.set(k, u64::from(x)),
+        OxmField::TunnelId(x) => TUN_ID.set(k, x.value),
         // Refused when the flow is installed.
         _ => {}
     }

@@ -286,8 +286,8 @@ impl Exec<'_> {
 
     /// `n` bits of `field` from `ofs` as the packet has them now: a
     /// 128-bit field from its two key words (the bits read unwildcarded),
-    /// `tun_id` as 0 (no packet here has a tunnel key), any other as a
-    /// move reads it.
+    /// any other as a move reads it (`tun_id` and the tunnel addresses
+    /// are key bits like the others).
     fn learn_read(&mut self, field: FieldRef, ofs: u16, n: u16) -> u128 {
         if let Some((hi, lo)) = super::nicira::wide_bits(field) {
             let m = shl(ones128(n), ofs);
@@ -295,9 +295,6 @@ impl Exec<'_> {
             self.mask.0[lo.word] |= m as u64;
             let v = (u128::from(hi.get(&self.key)) << 64) | u128::from(lo.get(&self.key));
             return (v & m) >> ofs;
-        }
-        if super::nicira::is_tun_id(field) {
-            return 0;
         }
         u128::from(self.read_bits(field, ofs, n))
     }
@@ -371,7 +368,7 @@ impl Pipeline {
             }
             let v = match s.src {
                 LearnSrc::Field { field, .. } => {
-                    let known = readable(field) || wide(field) || super::nicira::is_tun_id(field);
+                    let known = readable(field) || wide(field);
                     if !known {
                         return bad;
                     }

@@ -48,6 +48,23 @@
 //! once `flow_mod` returns, no packet is treated by the old tables. (A
 //! barrier reply can be sent then.)
 //!
+//! # Tunnel metadata
+//!
+//! A batch from a tunnel port carries each packet's `tun_id`, `tun_src`
+//! and `tun_dst` ([`Batch::tunnel`]); they are key words 12 and 13 (0 for
+//! every other packet, as in Open vSwitch), matched like any field, and
+//! the megaflows that do not look at them do not pay for them. Setting
+//! one (`set_field`, `set_tunnel`, a load or move; `tun_src`/`tun_dst`
+//! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
+//! changes no byte: each output's metadata is the packet's as it came with
+//! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
+//! with other metadata than the last are versions, as for bytes). In a
+//! tunnel batch the memo keeps only megaflows whose mask has no tunnel
+//! bits (equal bytes may come with different metadata, which the memo
+//! does not compare; a plan that sets metadata works it out per packet on
+//! a memo hit too); the batch-wide path stays (its megaflow matches
+//! `in_port` alone and its plan sets nothing).
+//!
 //! # Nicira extensions
 //!
 //! Registers (`reg0`..`reg15`, `xreg0`..`xreg7`) are pipeline state like
@@ -241,7 +258,7 @@ use crate::openflow::port::config;
 use crate::openflow::{
     Action, ErrorCode, FlowMod, FlowRemoved, GroupMod, Instruction, Match, PortNo,
 };
-use crate::packet::Batch;
+use crate::packet::{Batch, TunMeta};
 use crate::port::{MAX_PORTS, PortId};
 use crate::wire::MacAddr;
 
@@ -433,6 +450,9 @@ pub enum Output {
     /// Out of a port (never the packet-out's `in_port`: an explicit output
     /// to the input port is dropped, as the spec says).
     Port(PortId, Vec<u8>),
+    /// [`Output::Port`] with the tunnel metadata the actions set before it
+    /// (for a `remote=flow`/`key=flow` tunnel port).
+    PortTunnel(PortId, Vec<u8>, TunMeta),
     /// Back out of the packet-out's `in_port` (output to `OFPP_IN_PORT`
     /// with a real port as `in_port`).
     InPort(Vec<u8>),
@@ -1049,6 +1069,12 @@ impl FlowModule {
             let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
             outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
         };
+        // A packet-out's frame comes with no tunnel metadata.
+        let tun = |came: TunMeta, ops: &[actions::Op]| {
+            ops.iter()
+                .any(actions::Op::is_tunnel)
+                .then(|| actions::tunnel(came, ops))
+        };
         for (o, ops) in trace.outs {
             let Some(data) = actions::rewritten(frame, p.layout, &ops) else {
                 continue;
@@ -1057,13 +1083,16 @@ impl FlowModule {
                 normal(&data, &mut outs);
                 continue;
             }
+            let set = tun(TunMeta::NONE, &ops);
             if o != Out::Table {
-                outs.extend(output(o, in_port, in_id, data));
+                outs.extend(output(o, in_port, in_id, data, set));
                 continue;
             }
-            let Some(q) = key::parse(&data, in_port) else {
+            let Some(mut q) = key::parse(&data, in_port) else {
                 continue;
             };
+            let came = set.unwrap_or(TunMeta::NONE);
+            key::set_tunnel(&mut q.key, &came);
             let mut t = pipe.trace_tables(&q.key);
             t.credit(&pipe, data.len() as u64, now);
             t.fin(&data, q.layout.l4);
@@ -1073,7 +1102,8 @@ impl FlowModule {
                     if o == Out::Normal {
                         normal(&d, &mut outs);
                     } else {
-                        outs.extend(output(o, in_port, in_id, d));
+                        let set = tun(came, &ops).or(set);
+                        outs.extend(output(o, in_port, in_id, d, set));
                     }
                 }
             }
@@ -1269,10 +1299,19 @@ pub(crate) const NV_VLAN_DROP: u8 = 2;
 
 /// What a packet-out sends for one executor output (`in_id`: the switch
 /// port of `in_port`, if it is one).
-fn output(o: Out, in_port: u32, in_id: Option<PortId>, data: Vec<u8>) -> Option<Output> {
+fn output(
+    o: Out,
+    in_port: u32,
+    in_id: Option<PortId>,
+    data: Vec<u8>,
+    tun: Option<TunMeta>,
+) -> Option<Output> {
     Some(match o {
         Out::Port(p) if Some(p) == in_id => return None,
-        Out::Port(p) => Output::Port(p, data),
+        Out::Port(p) => match tun {
+            Some(t) => Output::PortTunnel(p, data, t),
+            None => Output::Port(p, data),
+        },
         Out::InPort if in_id.is_some() => Output::InPort(data),
         Out::InPort if in_port == PortNo::LOCAL.0 => Output::Local(data),
         // Back to the controller it came from: nowhere.
@@ -1296,6 +1335,10 @@ struct Versions {
     bytes: Vec<u8>,
     ends: Vec<(PortId, usize)>,
     scratch: Vec<u8>,
+    /// When the plan sets tunnel metadata: the packet's own, and each
+    /// copy's.
+    tun: Option<TunMeta>,
+    tuns: Vec<TunMeta>,
 }
 
 impl Versions {
@@ -1303,6 +1346,10 @@ impl Versions {
     fn make(&mut self, st: &Stripe, batch: &Batch<'_>, i: usize, slot: u32, layout: Layout) {
         self.bytes.clear();
         self.ends.clear();
+        self.tuns.clear();
+        let tun_ops = st.tunnel_ops(slot);
+        let came = batch.tunnel().map_or(TunMeta::NONE, |t| t[i]);
+        self.tun = tun_ops.map(|ops| actions::tunnel(came, ops));
         let vs = st.versions(slot);
         if vs.is_empty() {
             return;
@@ -1312,6 +1359,9 @@ impl Versions {
             if actions::rewritten_into(d, layout, ops, &mut self.scratch) {
                 self.bytes.extend_from_slice(&self.scratch);
                 self.ends.push((*p, self.bytes.len()));
+                if tun_ops.is_some() {
+                    self.tuns.push(actions::tunnel(came, ops));
+                }
             }
         }
     }
@@ -1333,9 +1383,13 @@ impl Versions {
     /// Records the copies as variants of packet `i`. Past the per-batch
     /// limit of variants a copy is lost (as a full port would lose it).
     fn add(&self, out: &mut Verdicts, i: usize) {
+        if let Some(m) = self.tun {
+            out.set_tunnel(i, m);
+        }
         let mut start = 0;
-        for &(p, end) in &self.ends {
-            out.add_variant(i, Verdict::Port(p), &[&self.bytes[start..end]]);
+        for (k, &(p, end)) in self.ends.iter().enumerate() {
+            let tun = self.tuns.get(k).copied();
+            out.add_variant_with(i, Verdict::Port(p), &[&self.bytes[start..end]], tun);
             start = end;
         }
     }
@@ -1359,6 +1413,14 @@ impl Module for FlowModule {
         let mut memo = st.memo.take().unwrap_or_else(|| Box::new(Memo::new()));
         let mut versions = Versions::default();
         memo.reset();
+        // A tunnel port's packets: their metadata is in the key, and goes
+        // out as it came unless a plan sets some.
+        let tun = batch.tunnel();
+        if let Some(t) = tun {
+            for (j, m) in t.iter().enumerate() {
+                out.set_tunnel(j, *m);
+            }
+        }
         st.normal.begin();
         let mut p = key::Parsed::default();
         for i in 0..batch.len() {
@@ -1409,6 +1471,9 @@ impl Module for FlowModule {
                 out.set(i, Verdict::Invalid);
                 continue;
             }
+            if let Some(t) = tun {
+                key::set_tunnel(&mut p.key, &t[i]);
+            }
             let mut whole = stage == key::STAGE_L4;
             let slot = match st.lookup(&p.key) {
                 Some(s) => s,
@@ -1418,6 +1483,9 @@ impl Module for FlowModule {
                     memo.settle(&mut st);
                     if !whole {
                         key::parse_into(d, in_port, &mut p);
+                        if let Some(t) = tun {
+                            key::set_tunnel(&mut p.key, &t[i]);
+                        }
                         whole = true;
                     }
                     let (mut plan, mask) = pipe.compile(&p.key);
@@ -1438,7 +1506,12 @@ impl Module for FlowModule {
                 key::parse_into(d, in_port, &mut p);
             }
             let normal = st.normal(slot);
-            memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
+            // Packets of a tunnel port with the same bytes may differ in
+            // their metadata, which the memo does not compare: only a
+            // megaflow that does not look at it is remembered.
+            if tun.is_none() || !st.reads_tunnel(slot) {
+                memo.put(&mut st, d, p.depth, slot, p.layout, v, fast, normal);
+            }
             st.account(slot, 1, len);
             st.tcp_flags(slot, d, p.layout.l4);
             if fast {

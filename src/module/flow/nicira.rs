@@ -34,12 +34,14 @@ pub(crate) const MAX_RESUBMITS: u16 = 4096;
 /// `OFPP_IN_PORT` in a resubmit's 16-bit port: keep the packet's own.
 const RESUBMIT_OWN_PORT: u16 = 0xfff8;
 
-/// Whether the registers satisfy a rule's register fields.
+/// Whether the registers satisfy a rule's register fields (the tunnel
+/// addresses among them are key bits, matched by the classifier).
 #[inline]
 pub(crate) fn regs_match(e: &FlowEntry, regs: &[u32; N_REGS]) -> bool {
     e.match_
         .registers()
         .iter()
+        .filter(|r| !r.reg.is_tunnel())
         .all(|r| r.reg.get(regs) & r.mask_or_all() == r.value)
 }
 
@@ -78,7 +80,7 @@ fn packet_field(f: FieldRef) -> Option<(Bits, SetWhole)> {
 /// The key bits a field reference reads, for fields a `move`,
 /// `output:reg` or `learn` may read from the packet (registers aside).
 pub(super) fn key_bits(f: FieldRef) -> Option<Bits> {
-    if let Some((b, _)) = packet_field(f) {
+    if let Some(b) = packet_field(f).map(|(b, _)| b).or_else(|| tunnel_bits(f)) {
         return Some(b);
     }
     Some(match f.0 {
@@ -130,16 +132,28 @@ pub(super) fn wide_bits(f: FieldRef) -> Option<(Bits, Bits)> {
     })
 }
 
-/// `tun_id` (NXM and OXM): there are no tunnel keys in this pipeline's
-/// packets, so it reads 0 for every packet.
-pub(super) fn is_tun_id(f: FieldRef) -> bool {
-    matches!(f.0, 0x0001_2008 | 0x8000_4c08)
+/// The tunnel fields (`tun_id`, NXM and OXM; `tun_src`, `tun_dst`): key
+/// bits a load or move writes as tunnel metadata (the codec names the
+/// addresses as registers, [`Register::TunSrc`]).
+fn tunnel_bits(f: FieldRef) -> Option<Bits> {
+    match f.0 {
+        0x0001_2008 | 0x8000_4c08 => Some(TUN_ID),
+        0x0001_3e04 => Some(TUN_SRC),
+        0x0001_4004 => Some(TUN_DST),
+        _ => None,
+    }
+}
+
+/// A register that really is one (not a tunnel address).
+fn pipeline_register(f: FieldRef) -> Option<Register> {
+    f.register().filter(|r| !r.is_tunnel())
 }
 
 /// Whether a load or move may write the field: a register (not
 /// `conj_id`), the metadata, or a header field of [`packet_field`].
 pub(super) fn writable(f: FieldRef) -> bool {
     f.register().is_some_and(|r| r != Register::ConjId)
+        || tunnel_bits(f).is_some()
         || f.0 == 0x8000_0408
         || packet_field(f).is_some()
 }
@@ -194,7 +208,14 @@ impl Exec<'_> {
             NxAction::FinTimeout { idle, hard } => self.fin_timeout(idle, hard),
             // Conjunctive entries are never run (`conj`): nothing to do.
             NxAction::Note { .. } | NxAction::Conjunction(_) => {}
+            NxAction::SetReg {
+                reg: reg @ (Register::TunSrc | Register::TunDst),
+                value,
+            } => self.write_bits(FieldRef::reg(reg), 0, 32, value),
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
+            NxAction::SetTunnel { tun_id, .. } => {
+                self.set_field(&OxmField::TunnelId(Masked::exact(tun_id)));
+            }
             NxAction::RegLoad {
                 dst,
                 ofs,
@@ -233,7 +254,7 @@ impl Exec<'_> {
 
     /// Reads `n` bits of a field from `ofs`; key bits read are unwildcarded.
     pub(super) fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
-        if let Some(r) = f.register() {
+        if let Some(r) = pipeline_register(f) {
             return shr(r.get(&self.regs), ofs) & ones(n);
         }
         let Some(b) = key_bits(f) else { return 0 };
@@ -258,6 +279,21 @@ impl Exec<'_> {
                 b.get(&self.key) & kept
             };
             self.set_field(&make(old | (shl(v, ofs) & m & full)));
+        } else if let Some(b) = tunnel_bits(f) {
+            // Tunnel metadata: the packet's key and an op that writes it
+            // (the bits a partial write keeps were read).
+            let full = b.mask() >> b.shift;
+            let kept = full & !m;
+            if kept != 0 {
+                self.mask.0[b.word] |= kept << b.shift;
+            }
+            let new = (b.get(&self.key) & kept) | (shl(v, ofs) & m & full);
+            b.set(&mut self.key, new);
+            self.ops.push(match f.register() {
+                Some(Register::TunSrc) => Op::SetTunSrc(std::net::Ipv4Addr::from(new as u32)),
+                Some(Register::TunDst) => Op::SetTunDst(std::net::Ipv4Addr::from(new as u32)),
+                _ => Op::Set(OxmField::TunnelId(Masked::exact(new))),
+            });
         } else if let Some(r) = f.register() {
             let old = r.get(&self.regs);
             r.set(&mut self.regs, (old & !m) | (shl(v, ofs) & m));

@@ -490,6 +490,9 @@ pub(crate) struct Plan {
     /// lookups are not a function of the megaflow's own bits alone, so
     /// any edit of such a table makes the plan stale).
     pub rewritten: TableSet,
+    /// Some output's rewrites set tunnel metadata (`tun_id`, `tun_src`,
+    /// `tun_dst`): each packet's is worked out from what it came with.
+    pub tunnel: bool,
 }
 
 /// One output, as the executor records it.
@@ -779,6 +782,8 @@ impl<'p> Exec<'p> {
                 self.eth_is(ETH_ARP) && self.flag(L3_OK)
             }
             F::Ipv6NdTarget(_) => self.l4_is(IP_ICMPV6) && self.flag(ND_OK),
+            // Metadata: always there.
+            F::TunnelId(_) => true,
             F::Ipv6NdSll(_) | F::Ipv6NdTll(_) => {
                 let want = if matches!(f, F::Ipv6NdSll(_)) {
                     135
@@ -1069,7 +1074,10 @@ impl<'p> Exec<'p> {
                 last.clone()
             }
         };
+        let tunnel = ops.iter().any(Op::is_tunnel)
+            || versions.iter().any(|(v, _)| v.iter().any(Op::is_tunnel));
         Plan {
+            tunnel,
             verdict,
             ops: ops.into_boxed_slice(),
             versions: versions.into_boxed_slice(),

@@ -1,9 +1,16 @@
 //! A tunnel port's fixed configuration, and its text in a port spec:
 //!
 //! ```text
-//! vxlan:NAME,remote=IP[,local=IP][,key=N|in_key=N,out_key=N][,dst_port=N][,tos=N][,ttl=N][,csum]
+//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N][,ttl=N][,csum]
 //! geneve:NAME,...                      the same options
 //! ```
+//!
+//! `flow` is Open vSwitch's: `remote=flow` takes datagrams from any sender
+//! and sends each frame to the `tun_dst` the flow table gave it (a frame
+//! without one is dropped and counted, `tx_no_remote`); `in_key=flow`
+//! takes any VNI, `out_key=flow` sends with the frame's `tun_id`, and
+//! `key=flow` is both. Flow-based remotes are IPv4 only (the pipeline's
+//! `tun_src`/`tun_dst` are).
 //!
 //! IPv6 addresses are written plain or in brackets (`remote=[fd00::2]`).
 //! Defaults are Open vSwitch's: key 0, the IANA port (4789, 6081), TOS 0,
@@ -18,8 +25,14 @@ use super::header::{MAX_VNI, Proto};
 pub struct TunnelConfig {
     pub proto: Proto,
     /// The one remote endpoint: frames go to it, and only datagrams from it
-    /// are taken.
+    /// are taken (unspecified when `remote_flow`).
     pub remote: IpAddr,
+    /// `remote=flow`: any sender, and each frame to its own `tun_dst`.
+    pub remote_flow: bool,
+    /// `in_key=flow`: datagrams of any VNI are taken.
+    pub in_key_flow: bool,
+    /// `out_key=flow`: each frame goes with its own `tun_id`.
+    pub out_key_flow: bool,
     /// The address the UDP socket is bound to (`None`: any of the host's).
     pub local: Option<IpAddr>,
     /// The VNI datagrams must carry to be taken.
@@ -41,6 +54,9 @@ impl TunnelConfig {
         TunnelConfig {
             proto,
             remote,
+            remote_flow: false,
+            in_key_flow: false,
+            out_key_flow: false,
             local: None,
             in_key: 0,
             out_key: 0,
@@ -66,18 +82,48 @@ impl TunnelConfig {
         SocketAddr::new(self.remote, self.dst_port)
     }
 
+    /// Whether frames go out with their own tunnel metadata (a flow-based
+    /// remote or key).
+    pub fn sends_by_flow(&self) -> bool {
+        self.remote_flow || self.out_key_flow
+    }
+
+    /// The senders the port takes datagrams from (`None`: any).
+    pub fn rx_remote(&self) -> Option<IpAddr> {
+        (!self.remote_flow).then_some(self.remote)
+    }
+
+    /// The VNI the port takes (`None`: any).
+    pub fn rx_key(&self) -> Option<u32> {
+        (!self.in_key_flow).then_some(self.in_key)
+    }
+
     /// Sets option `k` to `v` (one of the options above, as Open vSwitch
     /// names them), or says why not in one line.
     pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
         match k {
-            "remote" | "remote_ip" => self.remote = parse_ip(k, v)?,
+            "remote" | "remote_ip" if v == "flow" => {
+                self.remote = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                self.remote_flow = true;
+            }
+            "remote" | "remote_ip" => {
+                self.remote = parse_ip(k, v)?;
+                self.remote_flow = false;
+            }
             "local" | "local_ip" => self.local = Some(parse_ip(k, v)?),
             "key" => {
                 let n = parse_key(k, v)?;
-                (self.in_key, self.out_key) = (n, n);
+                (self.in_key, self.out_key) = (n.unwrap_or(0), n.unwrap_or(0));
+                (self.in_key_flow, self.out_key_flow) = (n.is_none(), n.is_none());
             }
-            "in_key" => self.in_key = parse_key(k, v)?,
-            "out_key" => self.out_key = parse_key(k, v)?,
+            "in_key" => {
+                let n = parse_key(k, v)?;
+                (self.in_key, self.in_key_flow) = (n.unwrap_or(0), n.is_none());
+            }
+            "out_key" => {
+                let n = parse_key(k, v)?;
+                (self.out_key, self.out_key_flow) = (n.unwrap_or(0), n.is_none());
+            }
             "dst_port" => {
                 self.dst_port = v
                     .parse()
@@ -115,6 +161,14 @@ impl TunnelConfig {
     /// Checks what single options cannot: the addresses' families agree
     /// and the remote is a unicast address.
     pub fn validate(&self) -> Result<(), String> {
+        if self.remote_flow {
+            return match self.local {
+                Some(IpAddr::V6(l)) => Err(format!(
+                    "remote=flow needs an IPv4 local address, not {l} (flow-based remotes are IPv4)"
+                )),
+                _ => Ok(()),
+            };
+        }
         if self.remote.is_unspecified() || self.remote.is_multicast() {
             return Err(format!(
                 "remote {} is not a unicast address (only unicast remotes are supported)",
@@ -135,9 +189,7 @@ impl TunnelConfig {
 
 fn parse_ip(k: &str, v: &str) -> Result<IpAddr, String> {
     if v == "flow" {
-        return Err(format!(
-            "{k}=flow is not supported yet (one fixed remote per port)"
-        ));
+        return Err(format!("{k}=flow is not supported (give an address)"));
     }
     let bare = v
         .strip_prefix('[')
@@ -147,18 +199,17 @@ fn parse_ip(k: &str, v: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("bad {k} '{v}' (an IPv4 or IPv6 address)"))
 }
 
-fn parse_key(k: &str, v: &str) -> Result<u32, String> {
+/// A VNI, or `None` for `flow`.
+fn parse_key(k: &str, v: &str) -> Result<Option<u32>, String> {
     if v == "flow" {
-        return Err(format!(
-            "{k}=flow is not supported yet (one fixed VNI per port)"
-        ));
+        return Ok(None);
     }
     let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16).ok(),
         None => v.parse::<u64>().ok(),
     };
     n.filter(|&n| n <= u64::from(MAX_VNI))
-        .map(|n| n as u32)
+        .map(|n| Some(n as u32))
         .ok_or_else(|| format!("bad {k} '{v}' (a VNI, 0-16777215)"))
 }
 
@@ -177,16 +228,31 @@ impl fmt::Display for TunnelConfig {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
-        write!(f, ",remote={}", ip(self.remote))?;
+        if self.remote_flow {
+            f.write_str(",remote=flow")?;
+        } else {
+            write!(f, ",remote={}", ip(self.remote))?;
+        }
         if let Some(l) = self.local {
             write!(f, ",local={}", ip(l))?;
         }
-        if self.in_key == self.out_key {
-            if self.in_key != 0 {
-                write!(f, ",key={}", self.in_key)?;
+        let key = |flow: bool, n: u32| {
+            if flow {
+                "flow".to_owned()
+            } else {
+                n.to_string()
+            }
+        };
+        let (i, o) = (
+            key(self.in_key_flow, self.in_key),
+            key(self.out_key_flow, self.out_key),
+        );
+        if i == o {
+            if i != "0" {
+                write!(f, ",key={i}")?;
             }
         } else {
-            write!(f, ",in_key={},out_key={}", self.in_key, self.out_key)?;
+            write!(f, ",in_key={i},out_key={o}")?;
         }
         if self.dst_port != self.proto.default_port() {
             write!(f, ",dst_port={}", self.dst_port)?;
@@ -231,8 +297,7 @@ mod tests {
         g.set("local", "10.0.0.1").unwrap();
         assert!(g.validate().unwrap_err().contains("families"));
         for (k, v, why) in [
-            ("key", "flow", "not supported yet"),
-            ("remote_ip", "flow", "not supported yet"),
+            ("local", "flow", "not supported"),
             ("key", "16777216", "0-16777215"),
             ("key", "-1", "VNI"),
             ("tos", "inherit", "not supported"),
@@ -254,5 +319,30 @@ mod tests {
             m.set("remote", bad).unwrap();
             assert!(m.validate().unwrap_err().contains("unicast"), "{bad}");
         }
+    }
+
+    #[test]
+    fn flow_remotes_and_keys_read_and_print_back() {
+        let mut c = TunnelConfig::new(Proto::Vxlan, "10.0.0.2".parse().unwrap());
+        c.set("remote_ip", "flow").unwrap();
+        c.set("key", "flow").unwrap();
+        c.validate().unwrap();
+        assert!(c.sends_by_flow());
+        assert_eq!((c.rx_remote(), c.rx_key()), (None, None));
+        assert_eq!(c.to_string(), ",remote=flow,key=flow");
+        assert_eq!(c.bind_addr().to_string(), "0.0.0.0:4789");
+        // A fixed remote with flow-based keys, one way only.
+        let mut m = TunnelConfig::new(Proto::Geneve, "10.0.0.2".parse().unwrap());
+        m.set("in_key", "7").unwrap();
+        m.set("out_key", "flow").unwrap();
+        assert_eq!(m.to_string(), ",remote=10.0.0.2,in_key=7,out_key=flow");
+        assert!(m.sends_by_flow());
+        assert_eq!(m.rx_key(), Some(7));
+        m.set("out_key", "7").unwrap();
+        assert!(!m.sends_by_flow());
+        assert_eq!(m.to_string(), ",remote=10.0.0.2,key=7");
+        // Flow-based remotes are IPv4.
+        c.set("local", "fd00::1").unwrap();
+        assert!(c.validate().unwrap_err().contains("IPv4"));
     }
 }

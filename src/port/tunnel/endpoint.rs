@@ -17,6 +17,14 @@
 //! sibling queued for it. Datagrams stay in the kernel's socket buffer
 //! while the reader's own ring has no room for a whole batch.
 //!
+//! Which port a datagram is for, as Open vSwitch's tunnel port lookup
+//! orders it (`ofproto/tunnel.c`: a fixed key before `in_key=flow`, then a
+//! fixed remote before `remote_ip=flow`): the port of (sender, VNI), else
+//! the `remote=flow` port of that VNI, else the `key=flow` port of that
+//! sender, else the port with both flow-based. Every frame is queued with
+//! its tunnel metadata (VNI, outer source, and the port's local address as
+//! outer destination) in the slot's [`TunMetaSlots`] entry.
+//!
 //! The socket is opened with its first port and closed with its last
 //! (the registry holds it weakly; a port's drop removes it from the
 //! registry under the registry's lock, so a port opened at the same time
@@ -24,14 +32,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::header::{DecapError, Proto, decode};
 use super::socket::{BATCH, RxBatch, UdpTunnelSocket};
-use crate::packet::PortMem;
+use crate::packet::{PortMem, TunMeta, TunMetaSlots};
 use crate::port::kernel::IncomingFill;
 use crate::sys::EventFd;
 
@@ -57,17 +65,31 @@ pub struct Receiver {
     pub fill: IncomingFill,
     pub wake: EventFd,
     pub drops: RxDrops,
+    /// The tunnel metadata of the incoming ring's slots.
+    pub meta: TunMetaSlots,
+    /// The outer destination its frames are recorded with (`tun_dst`):
+    /// the port's IPv4 local address, else 0.0.0.0.
+    pub local: Ipv4Addr,
 }
 
 impl Receiver {
-    /// Copies `frame` into the incoming ring; false if the ring is full.
-    fn push(&self, frame: &[u8]) -> bool {
+    /// Copies `frame` into the incoming ring with its metadata; false if
+    /// the ring is full.
+    fn push(&self, frame: &[u8], meta: TunMeta) -> bool {
+        // Only the holder of the socket's receive lock produces here, so
+        // the head read is the slot `fill` takes; the metadata is stored
+        // before `fill` publishes the slot.
+        self.meta.store(self.fill.head(), meta);
         self.fill.fill(&self.mem, 1, |buf| {
             buf[..frame.len()].copy_from_slice(frame);
             Some(frame.len())
         }) == 1
     }
 }
+
+/// Which datagrams a port takes: from this sender (`None`: any, a
+/// `remote=flow` port) with this VNI (`None`: any, `in_key=flow`).
+pub type MemberKey = (Option<IpAddr>, Option<u32>);
 
 /// Where a socket is bound: encapsulation, local address and UDP port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -82,8 +104,8 @@ pub struct Endpoint {
     /// socket: its ports must agree).
     csum: bool,
     sock: UdpTunnelSocket,
-    /// Ports by (remote, VNI they take).
-    members: RwLock<HashMap<(IpAddr, u32), Arc<Receiver>>>,
+    /// Ports by the datagrams they take.
+    members: RwLock<HashMap<MemberKey, Arc<Receiver>>>,
     rx: Mutex<RxBatch>,
     /// Datagrams from a sender no port names (or not IP at all).
     pub unknown_remote: AtomicU64,
@@ -110,10 +132,12 @@ pub enum JoinError {
     },
     #[error("tunnel ports on UDP {local} must agree on csum (this one asks for {csum})")]
     Csum { local: SocketAddr, csum: bool },
-    #[error("another tunnel port already takes VNI {vni} from {remote} on UDP {local}")]
+    #[error("another tunnel port already takes VNI {} from {} on UDP {local}",
+        vni.map_or("flow".to_owned(), |v| v.to_string()),
+        remote.map_or("flow".to_owned(), |r| r.to_string()))]
     Duplicate {
-        remote: IpAddr,
-        vni: u32,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
         local: SocketAddr,
     },
 }
@@ -123,8 +147,8 @@ impl Endpoint {
     /// names, opening its socket if no port has it open.
     pub fn join(
         key: EndpointKey,
-        remote: IpAddr,
-        vni: u32,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
         csum: bool,
         rx: Arc<Receiver>,
     ) -> Result<Arc<Endpoint>, JoinError> {
@@ -173,7 +197,7 @@ impl Endpoint {
 
     /// Takes the port for (remote, VNI) off the endpoint and drops the
     /// caller's reference to it, closing the socket with its last port.
-    pub fn leave(ep: Arc<Endpoint>, remote: IpAddr, vni: u32) {
+    pub fn leave(ep: Arc<Endpoint>, remote: Option<IpAddr>, vni: Option<u32>) {
         let reg = registry();
         ep.members
             .write()
@@ -225,8 +249,14 @@ impl Endpoint {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
         let mut woken: [Option<&Arc<Receiver>>; BATCH] = [None; BATCH];
         let mut nwoken = 0;
-        // The port charged with a drop: the first that names the sender.
-        let of_remote = |ip: IpAddr| members.iter().find(|((r, _), _)| *r == ip).map(|(_, p)| p);
+        // The port charged with a drop: the first that names the sender,
+        // else one that takes any sender.
+        let of_remote = |ip: IpAddr| {
+            let named = members.iter().find(|((r, _), _)| *r == Some(ip));
+            named
+                .or_else(|| members.iter().find(|((r, _), _)| r.is_none()))
+                .map(|(_, p)| p)
+        };
         for i in 0..n {
             let (from, bytes) = rx.datagram(i);
             let Some(from) = from else {
@@ -256,14 +286,27 @@ impl Endpoint {
                     continue;
                 }
             };
-            let Some(p) = members.get(&(from, d.vni)) else {
+            // Open vSwitch's order: fixed key first, then fixed remote.
+            let (r, v) = (Some(from), Some(d.vni));
+            let Some(p) = [(r, v), (None, v), (r, None), (None, None)]
+                .iter()
+                .find_map(|k| members.get(k))
+            else {
                 charge(|d| &d.bad_vni);
                 continue;
             };
             let inner = &bytes[d.inner..];
+            let meta = TunMeta {
+                id: u64::from(d.vni),
+                src: match from {
+                    IpAddr::V4(a) => a,
+                    IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                },
+                dst: p.local,
+            };
             if inner.len() > p.mem.buf_size() as usize {
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
-            } else if !p.push(inner) {
+            } else if !p.push(inner, meta) {
                 p.drops.ring_full.fetch_add(1, Ordering::Relaxed);
             } else if !std::ptr::eq(&**p, own)
                 && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p))

@@ -20,9 +20,20 @@
 //! Known differences from Open vSwitch: the outer UDP source port is the
 //! socket's port (`dst_port`) for every frame, so an ECMP underlay sees
 //! one flow per pair of hosts where Open vSwitch spreads flows by a hash
-//! of the inner headers; `tos=inherit`/`ttl=inherit`, `df_default=false`,
-//! `key=flow` and `remote_ip=flow` are refused; over IPv6 the UDP checksum
-//! is always sent.
+//! of the inner headers; `tos=inherit`/`ttl=inherit`, `df_default=false`
+//! and `local_ip=flow` are refused; over IPv6 the UDP checksum is always
+//! sent; flow-based remotes and the tunnel metadata's addresses are IPv4,
+//! and an incoming frame's `tun_dst` is the port's configured `local`
+//! address (0.0.0.0 when the socket binds any: the socket does not ask the
+//! kernel for each datagram's destination).
+//!
+//! Tunnel metadata ([`crate::packet::TunMeta`]): every frame a tunnel port
+//! queues has its VNI and outer addresses in a side array beside the
+//! incoming ring ([`crate::packet::TunMetaSlots`], filled before the slot
+//! is published), which the switch hands to the module with the batch. A
+//! port with `remote=flow` or `out_key=flow` takes frames straight from
+//! the switch with the metadata the module chose for each
+//! ([`crate::port::Port::transmit_tunnel`]); a fixed port keeps its ring.
 
 pub mod config;
 pub mod endpoint;

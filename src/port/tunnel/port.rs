@@ -7,22 +7,27 @@
 //! by `sendmmsg` straight from the ring's buffer (no copy), sent with the
 //! frame's [`Encap`] (today the port's fixed remote, VNI, TOS and TTL). A
 //! datagram that does not fit the route's MTU is dropped and counted as
-//! `too_big` (never fragmented). Incoming: see the endpoint. The port never
+//! `too_big` (never fragmented). A port with a flow-based remote or key
+//! (`remote=flow`, `out_key=flow`) takes frames straight from the switch
+//! with their tunnel metadata ([`Port::transmit_tunnel`]) and sends each
+//! to its `tun_dst` with its `tun_id` as VNI; a frame without a `tun_dst`
+//! is dropped and counted (`tx_no_remote`). Incoming: see the endpoint;
+//! every frame carries its tunnel metadata. The port never
 //! sends anything of its own accord: what came in on it goes only where the
 //! switch's module sends it (flooding excludes the input port, as for every
 //! port).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops};
-use super::header::{Encap, HEADER_LEN, encode};
+use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
 use super::socket::{BATCH, TxMsg};
-use crate::packet::{MemConfig, MemError, PortMem};
+use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
 use crate::port::Port;
 use crate::port::kernel::{IncomingFill, OutgoingDrain};
 use crate::sys::{Epoll, EventFd};
@@ -51,6 +56,8 @@ struct TxDrops {
     busy: AtomicU64,
     /// Anything else the kernel refused.
     errors: AtomicU64,
+    /// `remote=flow`, and the frame had no `tun_dst`.
+    no_remote: AtomicU64,
 }
 
 pub struct TunnelPort {
@@ -78,6 +85,11 @@ impl TunnelPort {
         let mem = PortMem::new(name, mem)?;
         let rx = Arc::new(Receiver {
             fill: IncomingFill::new(&mem),
+            meta: TunMetaSlots::new(mem.incoming().size()),
+            local: match cfg.local {
+                Some(IpAddr::V4(a)) => a,
+                _ => Ipv4Addr::UNSPECIFIED,
+            },
             mem,
             wake: EventFd::new().map_err(os("eventfd"))?,
             drops: RxDrops::default(),
@@ -87,7 +99,7 @@ impl TunnelPort {
             proto: cfg.proto,
             local: cfg.bind_addr(),
         };
-        let ep = Endpoint::join(key, cfg.remote, cfg.in_key, cfg.csum, rx.clone())?;
+        let ep = Endpoint::join(key, cfg.rx_remote(), cfg.rx_key(), cfg.csum, rx.clone())?;
         let port = TunnelPort {
             name: name.to_owned(),
             cfg: cfg.clone(),
@@ -161,6 +173,25 @@ impl TunnelPort {
         sent
     }
 
+    /// What a frame with tunnel metadata `m` is sent with: its `tun_dst`
+    /// and `tun_id` where the port's remote and key are flow-based; `None`
+    /// if it has no remote, or if its remote is the port's own local
+    /// address (what a frame from a tunnel carries as `tun_dst` until a
+    /// flow sets another: it would come straight back in).
+    fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
+        let mut e = self.encap();
+        if self.cfg.remote_flow {
+            if m.dst.is_unspecified() || m.dst == self.rx.local {
+                return None;
+            }
+            e.remote = IpAddr::V4(m.dst);
+        }
+        if self.cfg.out_key_flow {
+            e.vni = (m.id & u64::from(MAX_VNI)) as u32;
+        }
+        Some(e)
+    }
+
     fn count_tx_error(&self, e: &io::Error) {
         let c = match e.raw_os_error() {
             Some(libc::EMSGSIZE) => &self.tx.too_big,
@@ -177,7 +208,7 @@ impl TunnelPort {
 impl Drop for TunnelPort {
     fn drop(&mut self) {
         if let Some(ep) = self.ep.take() {
-            Endpoint::leave(ep, self.cfg.remote, self.cfg.in_key);
+            Endpoint::leave(ep, self.cfg.rx_remote(), self.cfg.rx_key());
         }
     }
 }
@@ -199,6 +230,52 @@ impl Port for TunnelPort {
         self.endpoint().poll(&self.rx);
     }
 
+    fn transmits_directly(&self) -> bool {
+        self.cfg.sends_by_flow()
+    }
+
+    fn wants_tunnel_meta(&self) -> bool {
+        self.cfg.sends_by_flow()
+    }
+
+    fn incoming_tunnel_meta(&self, _q: usize) -> Option<&TunMetaSlots> {
+        Some(&self.rx.meta)
+    }
+
+    /// Without metadata (only a port that does not send by flow is ever
+    /// called so): the port's own remote and key.
+    fn transmit(&self, frames: &[&[u8]], sender: usize) -> usize {
+        let none = [TunMeta::NONE; BATCH];
+        frames
+            .chunks(BATCH)
+            .map(|c| self.transmit_tunnel(c, &none[..c.len()], sender))
+            .sum()
+    }
+
+    /// Every frame is taken: sent, or dropped and counted here.
+    fn transmit_tunnel(&self, frames: &[&[u8]], meta: &[TunMeta], _sender: usize) -> usize {
+        for (fs, ms) in frames.chunks(BATCH).zip(meta.chunks(BATCH)) {
+            let mut go: [&[u8]; BATCH] = [&[]; BATCH];
+            let mut enc = [self.encap(); BATCH];
+            let mut n = 0;
+            for (f, m) in fs.iter().zip(ms) {
+                match self.encap_of(m) {
+                    Some(e) => {
+                        (go[n], enc[n]) = (f, e);
+                        n += 1;
+                    }
+                    None => {
+                        self.tx.no_remote.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if n > 0 {
+                self.send_encapsulated(&go[..n], |i| enc[i]);
+            }
+        }
+        frames.len()
+    }
+
     fn outgoing_published(&self) {
         let e = self.encap();
         self.drain.drain(&self.rx.mem, |frames| {
@@ -214,6 +291,7 @@ impl Port for TunnelPort {
             ("tx_no_route", r(&self.tx.no_route)),
             ("tx_busy", r(&self.tx.busy)),
             ("tx_errors", r(&self.tx.errors)),
+            ("tx_no_remote", r(&self.tx.no_remote)),
             ("rx_malformed", r(&d.malformed)),
             ("rx_geneve_unsupported", r(&d.geneve_unsupported)),
             ("rx_bad_vni", r(&d.bad_vni)),
@@ -407,5 +485,85 @@ mod tests {
         assert_eq!(counter(&p, "rx_unknown_remote"), 1);
         assert_eq!(counter(&p, "rx_malformed"), 2);
         assert_eq!(counter(&p, "rx_oversize"), 1);
+    }
+
+    /// The metadata of the frames waiting on `p`'s incoming ring (at most
+    /// `n`, waiting up to 5 s for them), by VNI.
+    fn waiting_meta(p: &TunnelPort, n: u32) -> Vec<TunMeta> {
+        for _ in 0..500 {
+            p.sync_incoming(0);
+            if p.mem().incoming().available(0) >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let t = p.incoming_tunnel_meta(0).unwrap();
+        let ring = p.mem().incoming();
+        let tail = ring.hdr.tail.load(Ordering::Acquire);
+        let got = ring.available(tail);
+        let mut v: Vec<TunMeta> = (0..got).map(|i| t.load(tail.wrapping_add(i))).collect();
+        v.sort_by_key(|m| (m.id, u32::from(m.src)));
+        v
+    }
+
+    #[test]
+    fn a_flow_port_takes_what_no_fixed_port_does_and_sends_by_metadata() {
+        let udp = free_udp_port();
+        let mem = MemConfig::new(256, 2048);
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        let fixed = TunnelPort::open("f", &cfg(udp, 5, 5), mem).unwrap();
+        let mut fc = cfg(udp, 0, 0);
+        fc.set("remote", "flow").unwrap();
+        fc.set("key", "flow").unwrap();
+        let flow = TunnelPort::open("fl", &fc, mem).unwrap();
+        assert!(flow.wants_tunnel_meta() && flow.transmits_directly());
+        assert!(!fixed.wants_tunnel_meta() && !fixed.transmits_directly());
+        // A second port with both flow-based is the same match: refused.
+        let e = TunnelPort::open("fl2", &fc, mem).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("VNI flow from flow"), "{e}");
+        let dgram = |vni: u8| {
+            let mut d = vec![0x08, 0, 0, 0, 0, 0, vni, 0];
+            d.extend(frame(vni, 60));
+            d
+        };
+        let s1 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s2 = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        // (127.0.0.1, 5) is the fixed port's; the others the flow port's.
+        s1.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
+        s1.send_to(&dgram(9), ("127.0.0.1", udp)).unwrap();
+        s2.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
+        let m = |id, src: [u8; 4]| TunMeta {
+            id,
+            src: src.into(),
+            dst: lo,
+        };
+        assert_eq!(
+            waiting_meta(&flow, 2),
+            [m(5, [127, 0, 0, 2]), m(9, [127, 0, 0, 1])]
+        );
+        assert_eq!(waiting_meta(&fixed, 1), [m(5, [127, 0, 0, 1])]);
+        let mut d = PortDriver::new(flow.clone() as Arc<dyn Port>);
+        let mut got = recv(&mut d, 2);
+        got.sort();
+        assert_eq!(got, [frame(5, 60), frame(9, 60)]);
+        // Out: to the frame's tun_dst with its tun_id; a frame without a
+        // tun_dst, or with the port's own local address as tun_dst (as a
+        // frame from a tunnel comes in), is dropped and counted.
+        let peer = std::net::UdpSocket::bind(("127.0.0.2", udp)).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let f = frame(7, 70);
+        let to = |id, dst| TunMeta {
+            id,
+            src: std::net::Ipv4Addr::UNSPECIFIED,
+            dst,
+        };
+        let out = [to(77, [127, 0, 0, 2].into()), TunMeta::NONE, to(78, lo)];
+        assert_eq!(flow.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
+        assert_eq!(counter(&flow, "tx_no_remote"), 2);
+        let mut buf = [0u8; 2048];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from, SocketAddr::new(lo.into(), udp));
+        assert_eq!(buf[..8], [0x08, 0, 0, 0, 0, 0, 77, 0]);
+        assert_eq!(&buf[8..n], &f[..]);
     }
 }

@@ -173,3 +173,4 @@ mod meters;
 mod mpls;
 mod nicira;
 mod pipeline;
+mod tunnel;
