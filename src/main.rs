@@ -10,6 +10,7 @@ use mswitch::bench::{self, Case, Pattern};
 use mswitch::control::cli::{CtlCmd, parse_config_lines};
 use mswitch::control::client::Ctl;
 use mswitch::control::daemon::{self, ctl_path};
+use mswitch::control::limits::LimitArgs;
 
 #[derive(Parser)]
 #[command(name = "mswitch", version, about = "A fast, modular software switch")]
@@ -41,6 +42,8 @@ enum Cmd {
         tls: mswitch::stream::TlsArgs,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Copy a port's frames while traffic flows, as pcap (`-w -` for
     /// tcpdump -r -) or a line per frame.
@@ -108,6 +111,8 @@ struct VswitchdArgs {
     /// table overrides them once read, as in Open vSwitch).
     #[command(flatten)]
     tls: mswitch::stream::TlsArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Logging options of the long-running commands.
@@ -167,6 +172,8 @@ struct RunArgs {
     /// Keys of ssl:/pssl: OpenFlow connections.
     #[command(flatten)]
     tls: mswitch::stream::TlsArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(clap::Args)]
@@ -243,9 +250,10 @@ fn main() -> ExitCode {
             metrics,
             tls,
             log,
+            limits,
         } => log
             .init()
-            .and_then(|()| run_daemon(ctl, config, metrics, &tls)),
+            .and_then(|()| run_daemon(ctl, config, metrics, &tls, &limits)),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -365,7 +373,9 @@ fn run_daemon(
     config: Option<PathBuf>,
     metrics: Option<String>,
     tls: &mswitch::stream::TlsArgs,
+    limits: &LimitArgs,
 ) -> Result<(), String> {
+    let limits = limits.limits()?;
     let file = config
         .as_ref()
         .map(|f| f.display().to_string())
@@ -380,6 +390,7 @@ fn run_daemon(
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.set_limits(limits);
         d.tls().set(tls.files());
         for (line, r) in reqs {
             let resp = d.handle(r);
@@ -396,14 +407,24 @@ fn run_daemon(
 fn run_ctl(ctl: Option<PathBuf>, cmd: CtlCmd) -> Result<(), String> {
     let mut c = Ctl::connect(ctl.as_deref())?;
     let data = c.request(&cmd.request())?;
-    print!("{}", cmd.render(&data));
-    Ok(())
+    // A reader that goes away early (`| head`) ends the command quietly,
+    // as with other Unix tools.
+    use std::io::Write;
+    match std::io::stdout()
+        .lock()
+        .write_all(cmd.render(&data).as_bytes())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
+    }
 }
 
 fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
+    let limits = a.limits.limits()?;
     daemon::run_foreground(&path, |d| {
+        d.set_limits(limits);
         d.tls().set(a.tls.files());
         // Controllers and listeners come after the ports and their VLANs:
         // a controller's first look (features, port descriptions) sees
@@ -516,7 +537,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .unixctl
         .clone()
         .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
+    let limits = a.limits.limits()?;
     let r = daemon::run_foreground(&ctl, |d| {
+        d.set_limits(limits);
         d.set_run_dir(&run_dir);
         d.tls().set(a.tls.files());
         vswitchd::unixctl::start(d.clone(), &unixctl)?;

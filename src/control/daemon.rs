@@ -16,12 +16,13 @@ use std::io::{self, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::limits::Limits;
 use super::ofagent::{self, Agent, AgentConfig};
 use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
@@ -57,9 +58,10 @@ pub struct Daemon {
     switches: Mutex<BTreeMap<String, Managed>>,
     stop: AtomicBool,
     stop_bell: EventFd,
-    /// Open connections by number, shut down when the daemon stops.
-    conns: Mutex<BTreeMap<u64, UnixStream>>,
-    next_conn: AtomicU64,
+    /// Open control connections, within `limits`; shut down when the
+    /// daemon stops.
+    conns: conns::Conns,
+    limits: Mutex<Limits>,
     /// Where switches' OpenFlow sockets (`SWITCH.mgmt`, `SWITCH.snoop`) go: beside the
     /// control socket.
     run_dir: Mutex<PathBuf>,
@@ -73,7 +75,9 @@ pub struct Daemon {
 type Res<T> = Result<T, String>;
 
 mod capture;
+mod conns;
 mod demux;
+mod limits;
 mod ovs;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
@@ -92,9 +96,6 @@ fn attach_local(name: &str, sw: &Switch, flow: &FlowModule) -> Res<()> {
     Ok(())
 }
 
-/// Control connections served at once (vport clients included).
-const MAX_CONNECTIONS: usize = 1024;
-
 impl Daemon {
     pub fn new() -> io::Result<Arc<Daemon>> {
         sys::raise_fd_limit();
@@ -102,8 +103,8 @@ impl Daemon {
             switches: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             stop_bell: EventFd::new()?,
-            conns: Mutex::new(BTreeMap::new()),
-            next_conn: AtomicU64::new(0),
+            conns: conns::Conns::default(),
+            limits: Mutex::new(Limits::default()),
             patches: PatchPanel::new(),
             tls: Arc::default(),
             run_dir: Mutex::new(
@@ -113,6 +114,20 @@ impl Daemon {
                     .unwrap_or_default(),
             ),
         }))
+    }
+
+    /// Sets the daemon's limits (for switches and connections made from
+    /// now on).
+    pub fn set_limits(&self, l: Limits) {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// The daemon's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The keys of TLS connections: set their files with
@@ -217,9 +232,15 @@ impl Daemon {
         of: &OpenFlowOpts,
     ) -> Res<serde_json::Value> {
         valid_name("switch", name)?;
+        let max = self.limits().switches;
         let mut sws = self.lock();
         if sws.contains_key(name) {
             return Err(format!("switch '{name}' already exists"));
+        }
+        if sws.len() >= max {
+            return Err(format!(
+                "too many switches (at most {max}, --max-switches): destroy one first"
+            ));
         }
         let (mname, margs) = module.split_once(':').unwrap_or((module, ""));
         let (m, flow): (Arc<dyn Module>, _) = if mname == "flow" {
@@ -309,6 +330,7 @@ impl Daemon {
                 .unwrap_or_default(),
             probe: None,
             tls: self.tls.clone(),
+            limits: self.limits().openflow,
             versions: of
                 .protocols
                 .as_deref()
@@ -324,6 +346,8 @@ impl Daemon {
             .remove(name)
             .ok_or_else(|| format!("no switch '{name}'"))?;
         drop(m); // stops the workers; vport clients see their ports go quiet
+        // The freed memory of its threads' heaps goes back to the system.
+        sys::res::trim();
         Ok(json!({ "switch": name }))
     }
 
@@ -446,6 +470,7 @@ impl Daemon {
                 json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }),
             );
         }
+        shm_budget(&sws, &spec, self.limits().shm)?;
         let m = sws.get_mut(switch).ok_or("switch vanished")?;
         let id = attach_spec(m, &spec, id, true)?;
         Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": "vport" }))
@@ -559,8 +584,11 @@ impl Daemon {
                 ));
             } else {
                 valid_name("port", &spec.name)?;
+                shm_budget(&sws, &spec, self.limits().shm)?;
+                let m = sws.get_mut(switch).ok_or("switch vanished")?;
                 attach_spec(m, &spec, None, false)?;
             }
+            let m = sws.get_mut(switch).ok_or("switch vanished")?;
             let id = m.sw.port_id(port).ok_or("port vanished")?;
             let v = m.vports.get_mut(port).ok_or("port vanished")?;
             v.connected = true;
@@ -641,40 +669,19 @@ impl Daemon {
         }
     }
 
-    /// Accepts and serves connections until `stop` is called.
+    /// Accepts and serves connections until `stop` is called, within the
+    /// limits of [`conns`]: idle connections are closed after
+    /// `--ctl-idle-timeout`, or earlier to make room for a new one.
     pub fn serve(self: &Arc<Self>, listener: UnixListener) -> io::Result<()> {
         listener.set_nonblocking(true)?;
+        let mut last_reap = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if last_reap.elapsed() >= Duration::from_millis(250) {
+                last_reap = Instant::now();
+                self.conns.reap(self.limits().ctl_idle, last_reap);
+            }
             match listener.accept() {
-                Ok((conn, _)) => {
-                    if conn.set_nonblocking(false).is_err() {
-                        continue;
-                    }
-                    if self.lock_conns().len() >= MAX_CONNECTIONS {
-                        // Each connection holds a thread (and a vport client
-                        // holds its connection): bound them.
-                        let msg =
-                            format!("too many control connections (at most {MAX_CONNECTIONS})");
-                        let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
-                        continue;
-                    }
-                    let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(c) = conn.try_clone() {
-                        self.lock_conns().insert(id, c);
-                    }
-                    let d = self.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("mswitch-ctl".into())
-                        .spawn(move || {
-                            d.connection(conn);
-                            d.lock_conns().remove(&id);
-                        });
-                    if let Err(e) = spawned {
-                        // Out of threads: refuse this client, keep serving.
-                        tracing::warn!("cannot serve a control connection: {e}");
-                        self.lock_conns().remove(&id);
-                    }
-                }
+                Ok((conn, _)) => self.admit(conn),
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted =>
@@ -690,11 +697,41 @@ impl Daemon {
         Ok(())
     }
 
-    fn connection(&self, conn: UnixStream) {
+    /// Serves `conn` on a thread of its own, if the limits allow.
+    fn admit(self: &Arc<Self>, conn: UnixStream) {
+        if conn.set_nonblocking(false).is_err() {
+            return;
+        }
+        // A peer that stops reading its answers cannot hold a thread.
+        let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+        let limits = self.limits();
+        let id = match self.conns.admit(&conn, &limits) {
+            Ok(id) => id,
+            Err(msg) => {
+                let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
+                return;
+            }
+        };
+        let d = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mswitch-ctl".into())
+            .spawn(move || {
+                d.connection(conn, id);
+                d.conns.remove(id);
+            });
+        if let Err(e) = spawned {
+            // Out of threads: refuse this client, keep serving.
+            tracing::warn!("cannot serve a control connection: {e}");
+            self.conns.remove(id);
+        }
+    }
+
+    fn connection(&self, conn: UnixStream, id: u64) {
         let Ok(rd) = conn.try_clone() else { return };
         let mut reader = BufReader::new(rd);
         let mut w = &conn;
         loop {
+            self.conns.set(id, conns::State::Idle(Instant::now()));
             let line = match proto::read_line(&mut reader) {
                 Ok(Some(l)) => l,
                 Ok(None) => return,
@@ -707,6 +744,7 @@ impl Daemon {
                     return;
                 }
             };
+            self.conns.set(id, conns::State::Busy);
             let req: Request = match serde_json::from_str(&line) {
                 Ok(r) => r,
                 Err(e) => {
@@ -725,12 +763,16 @@ impl Daemon {
                 snaplen,
             } = req
             {
+                self.conns.set(id, conns::State::Lease);
+                // Frames go out as fast as the reader takes them.
+                let _ = conn.set_write_timeout(None);
                 if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
                     let _ = w.write_all(Response::err(e).to_line().as_bytes());
                 }
                 return;
             }
             if let Request::VportConnect { switch, port } = req {
+                self.conns.set(id, conns::State::Lease);
                 if let Err(e) = self.vport_session(&conn, &switch, &port) {
                     let _ = w.write_all(Response::err(e).to_line().as_bytes());
                 }
@@ -742,10 +784,6 @@ impl Daemon {
         }
     }
 
-    fn lock_conns(&self) -> MutexGuard<'_, BTreeMap<u64, UnixStream>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Asks `serve` to return and closes every connection.
     /// Whether the daemon was asked to stop.
     pub fn stopping(&self) -> bool {
@@ -755,9 +793,7 @@ impl Daemon {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_bell.notify();
-        for c in std::mem::take(&mut *self.lock_conns()).into_values() {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        self.conns.shutdown_all();
     }
 
     /// Stops every switch (detaching their ports and freeing their memory).
@@ -782,7 +818,7 @@ fn attach_spec(
     if spec.kind != PortKind::Vport {
         return Err(format!("'{spec}' is not a virtual port"));
     }
-    let port = MemPort::vport(name, spec.mem_config()).map_err(|e| e.to_string())?;
+    let port = MemPort::vport(name, spec.mem_config()).map_err(limits::port_error)?;
     let id =
         m.sw.attach(port.clone() as Arc<dyn Port>, id)
             .map_err(|e| e.to_string())?;
@@ -796,6 +832,28 @@ fn attach_spec(
         },
     );
     Ok(id)
+}
+
+/// Refuses a virtual port `spec` whose memory would take the ports'
+/// memory in all past `max` bytes (`--max-shm`).
+fn shm_budget(sws: &BTreeMap<String, Managed>, spec: &PortSpec, max: u64) -> Res<()> {
+    let need = spec.mem_config().layout().total as u64;
+    let used: u64 = sws
+        .values()
+        .flat_map(|m| m.vports.values())
+        .map(|v| v.port.mem().region().len() as u64)
+        .sum();
+    if used.saturating_add(need) > max {
+        use super::limits::show_size;
+        return Err(format!(
+            "port '{}' needs {} of memory and ports use {} already: over the limit of {} (--max-shm)",
+            spec.name(),
+            show_size(need),
+            show_size(used),
+            show_size(max)
+        ));
+    }
+    Ok(())
 }
 
 /// Waits (at most 500 ms) until the switch has read every packet published
@@ -818,10 +876,13 @@ fn drain_incoming(port: &MemPort) {
     }
 }
 
-/// Waits until either descriptor is readable (or 500 ms pass).
+/// Waits until either descriptor is readable (or 250 ms pass).
 fn wait_two(a: RawFd, b: RawFd) {
-    sys::poll_any(&[a, b], Some(Duration::from_millis(500)));
+    sys::poll_any(&[a, b], Some(Duration::from_millis(250)));
 }
+
+/// How long writing one answer to a control connection may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the control socket at `path`, replacing a stale socket left by a
 /// daemon that was killed, but never one a live daemon still answers on.

@@ -41,6 +41,7 @@ use crate::stream::{Stream, TlsKeys};
 use crate::switch::Switch;
 use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
 
+pub use crate::control::limits::OfLimits;
 pub use crate::ofproto::default_dpid;
 use crate::ofproto::{Engine, SwitchDatapath};
 pub use net::{Listener, Passive, Remote};
@@ -80,6 +81,8 @@ pub struct AgentConfig {
     /// Keys for `ssl:` and `pssl:` (none by default: those then fail with
     /// a clear error).
     pub tls: Arc<TlsKeys>,
+    /// Connections per peer and in all, handshake time.
+    pub limits: OfLimits,
 }
 
 /// Parses a datapath id: hex with `0x` (or 16 hex digits, as ovs-vsctl
