@@ -312,6 +312,6 @@ mod tests {
         let e = Response::err(format!("bad name '{}'", "ü".repeat(1_000_000)));
         let text = e.error.unwrap();
         assert!(text.len() < MAX_ERROR + 64, "{}", text.len());
-        assert!(text.ends_with("... (error of 2000012 bytes cut)"), "{text}");
+        assert!(text.ends_with("... (error of 2000011 bytes cut)"), "{text}");
     }
 }

@@ -24,6 +24,7 @@
 //! into a learning bridge after 3 s without any, and gives the tables back
 //! when a controller completes its handshake.
 
+mod admit;
 pub mod net;
 mod snoop;
 
@@ -104,8 +105,6 @@ pub fn parse_dpid(s: &str) -> Result<u64, String> {
 const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// Most connections served at once (listeners stop accepting beyond).
-const MAX_CONNS: usize = 256;
 
 /// A running agent; dropping it stops the thread and closes every socket.
 pub struct Agent {
@@ -158,6 +157,30 @@ struct Link {
     tap: snoop::Tap,
     /// Who is at the other end (for log lines).
     peer: String,
+    /// Who it counts against for the per-peer limit ([`admit::peer_key`]).
+    key: String,
+    /// When it was opened, and when its peer last sent something other
+    /// than echoes.
+    since: Instant,
+    used_at: Instant,
+    /// The boundaries of what the peer sends (to tell echoes from use).
+    rx: snoop::Framer,
+}
+
+impl Link {
+    fn new(stream: Stream, active: Option<usize>, peer: String, key: String) -> Link {
+        let now = Instant::now();
+        Link {
+            stream,
+            active,
+            tap: Default::default(),
+            peer,
+            key,
+            since: now,
+            used_at: now,
+            rx: Default::default(),
+        }
+    }
 }
 
 /// At most one line a second about refused incoming connections (TLS
@@ -202,6 +225,7 @@ struct Loop {
     status: Arc<std::sync::Mutex<Vec<ControllerStatus>>>,
     tls: Arc<TlsKeys>,
     refused: LogLimit,
+    limits: OfLimits,
 }
 
 impl Agent {
@@ -264,6 +288,7 @@ impl Agent {
             status: status.clone(),
             tls: cfg.tls.clone(),
             refused: LogLimit::default(),
+            limits: cfg.limits.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
@@ -357,10 +382,9 @@ impl Loop {
             };
             add(bell.as_raw_fd(), POLL_IN, Slot::Bell);
             add(self.core.dp.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
-            if self.links.len() < MAX_CONNS {
-                for (i, l) in self.listeners.iter().enumerate() {
-                    add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
-                }
+            // Always: a full switch makes room for a newcomer (admit.rs).
+            for (i, l) in self.listeners.iter().enumerate() {
+                add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
             }
             // Decrypted input already inside a TLS stream wakes no poll.
             let mut buffered = Vec::new();
@@ -420,6 +444,8 @@ impl Loop {
             let links = last_links.elapsed() >= Duration::from_secs(1);
             if ports {
                 last_ports = Instant::now();
+                let lim = self.limits.clone();
+                admit::expire_handshakes(&mut self, &lim, last_ports);
             }
             if links {
                 last_links = Instant::now();
@@ -456,20 +482,19 @@ impl Loop {
                         },
                         (s, _) => s,
                     };
+                    let key = admit::peer_key(&stream, &peer);
+                    let lim = self.limits.clone();
+                    if !admit::make_room(self, &key, &lim) {
+                        let sw = self.core.dp.sw.name().to_owned();
+                        self.refused.line(
+                            &sw,
+                            &format!("refused {peer}: {} OpenFlow connections, all to controllers (--max-openflow-conns)", lim.conns),
+                        );
+                        continue;
+                    }
                     let now = self.nanos();
                     let id = self.core.open(peer.clone(), now);
-                    self.links.insert(
-                        id,
-                        Link {
-                            stream,
-                            active: None,
-                            tap: Default::default(),
-                            peer,
-                        },
-                    );
-                    if self.links.len() >= MAX_CONNS {
-                        return;
-                    }
+                    self.links.insert(id, Link::new(stream, None, peer, key));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -494,6 +519,7 @@ impl Loop {
                     if let Some(i) = l.active {
                         self.snoops.follow(&mut l.tap.rx, i, &buf[..n]);
                     }
+                    admit::saw_input(l, &buf[..n], Instant::now());
                     let now = self.nanos();
                     self.core.input(id, &buf[..n], now);
                 }
@@ -690,15 +716,8 @@ impl Loop {
         let now = self.nanos();
         let peer = self.actives[i].remote.to_string();
         let id = self.core.open(peer.clone(), now);
-        self.links.insert(
-            id,
-            Link {
-                stream,
-                active: Some(i),
-                tap: Default::default(),
-                peer,
-            },
-        );
+        self.links
+            .insert(id, Link::new(stream, Some(i), peer.clone(), peer));
         self.actives[i].state = ActiveState::Up { conn: id };
         self.actives[i].last_connected = Some(Instant::now());
     }

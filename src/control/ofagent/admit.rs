@@ -1,0 +1,118 @@
+//! Limits on a switch's incoming OpenFlow connections ([`OfLimits`]).
+//!
+//! Listeners are always polled, full or not, so a new connection never
+//! waits in the kernel's backlog behind idle ones. A new connection from
+//! a peer (a TCP address, or a Unix socket's user) that already has
+//! `per_peer` connections closes that peer's quietest one; when the switch
+//! has `conns` connections, the quietest incoming one of any peer goes.
+//! Quietest: the longest since it sent anything but echoes (answering
+//! keepalives is not using the switch). Dialled controllers are never
+//! closed for a newcomer. A passive connection that has not sent its HELLO
+//! within `handshake` is closed.
+
+use std::time::Instant;
+
+use super::{Link, Loop, OfLimits};
+use crate::openflow::HEADER_LEN;
+use crate::stream::Stream;
+
+/// OpenFlow's ECHO_REQUEST and ECHO_REPLY types (the same in every
+/// version).
+const ECHO_TYPES: [u8; 2] = [2, 3];
+
+/// Who a connection counts against for `per_peer`: the IP address of a
+/// TCP (or TLS) peer, the user of a Unix socket's peer.
+pub fn peer_key(stream: &Stream, peer: &str) -> String {
+    match stream {
+        Stream::Unix(s) => match crate::sys::res::peer_uid(s) {
+            Some(uid) => format!("uid {uid}"),
+            None => "unix".to_owned(),
+        },
+        _ => {
+            let addr = peer.split_once(':').map_or(peer, |(_, a)| a);
+            match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) => a.ip().to_string(),
+                Err(_) => addr.to_owned(),
+            }
+        }
+    }
+}
+
+/// Notes what `link`'s peer sent: anything but echoes counts as use.
+pub fn saw_input(link: &mut Link, bytes: &[u8], now: Instant) {
+    let mut used = false;
+    link.rx.feed_with(
+        bytes,
+        false,
+        |h: &[u8; HEADER_LEN]| used |= !ECHO_TYPES.contains(&h[1]),
+        |_| {},
+    );
+    if used {
+        link.used_at = now;
+    }
+}
+
+/// The quietest incoming connection, of `key`'s peer if given.
+fn quietest(l: &Loop, key: Option<&str>) -> Option<u64> {
+    l.links
+        .iter()
+        .filter(|(_, k)| k.active.is_none() && key.is_none_or(|key| k.key == key))
+        .min_by_key(|(id, k)| (k.used_at, **id))
+        .map(|(id, _)| *id)
+}
+
+/// Makes room for a new connection of peer `key` within `lim`; false if
+/// there is none to make (only dialled controllers to close).
+pub fn make_room(l: &mut Loop, key: &str, lim: &OfLimits) -> bool {
+    let mine = l
+        .links
+        .values()
+        .filter(|k| k.active.is_none() && k.key == key)
+        .count();
+    let victim = if mine >= lim.per_peer {
+        quietest(l, Some(key)).map(|id| (id, format!("{} from {key}", lim.per_peer)))
+    } else if l.links.len() >= lim.conns {
+        quietest(l, None).map(|id| (id, format!("{} in all", lim.conns)))
+    } else {
+        return true;
+    };
+    let Some((id, why)) = victim else {
+        return false;
+    };
+    let sw = l.core.dp.sw.name().to_owned();
+    let peer = l.links.get(&id).map(|k| k.peer.clone()).unwrap_or_default();
+    l.refused.line(
+        &sw,
+        &format!("closed the quietest OpenFlow connection ({peer}) for a new one: at the limit of {why} (--max-openflow-conns, --max-openflow-conns-per-peer)"),
+    );
+    l.drop_link(id, "closed for a newer connection (connection limit)");
+    true
+}
+
+/// Closes the incoming connections that did not say HELLO in time.
+pub fn expire_handshakes(l: &mut Loop, lim: &OfLimits, now: Instant) {
+    let late: Vec<u64> = l
+        .links
+        .iter()
+        .filter(|(id, k)| {
+            k.active.is_none()
+                && now.saturating_duration_since(k.since) >= lim.handshake
+                && l.core
+                    .conn(**id)
+                    .is_some_and(|c| !c.is_open() && c.closing.is_none())
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in late {
+        let peer = l.links.get(&id).map(|k| k.peer.clone()).unwrap_or_default();
+        let sw = l.core.dp.sw.name().to_owned();
+        l.refused.line(
+            &sw,
+            &format!(
+                "closed {peer}: no OpenFlow HELLO within {:?} (--openflow-handshake-timeout)",
+                lim.handshake
+            ),
+        );
+        l.drop_link(id, "no hello in time");
+    }
+}
