@@ -417,6 +417,13 @@ fn port_memory_has_a_budget() {
         .err()
         .unwrap_or_default();
     assert!(e.is_empty(), "a small port still fits: {e}");
+    // Nor with a kernel port (refused before its interface is made).
+    let tap = format!("mswfl{}", std::process::id() % 100_000);
+    let e = d
+        .attach("s", &format!("tap:{tap},ring=4096,buf=8192"))
+        .unwrap_err();
+    assert!(e.contains("--max-shm"), "{e}");
+    assert!(!Path::new(&format!("/sys/class/net/{tap}")).exists());
     d.request(&Request::Detach {
         switch: "s".into(),
         port: "a".into(),

@@ -462,6 +462,7 @@ impl Daemon {
                     ));
                 }
             }
+            shm_budget(&sws, &spec, self.limits().shm)?;
             let m = sws.get_mut(switch).ok_or("switch vanished")?;
             let (port, note) = spec.open_kernel().map_err(|e| e.to_string())?;
             let kind = port.kind();
@@ -834,15 +835,11 @@ fn attach_spec(
     Ok(id)
 }
 
-/// Refuses a virtual port `spec` whose memory would take the ports'
-/// memory in all past `max` bytes (`--max-shm`).
+/// Refuses a port `spec` whose rings and buffers would take the memory of
+/// every switch's ports past `max` bytes (`--max-shm`).
 fn shm_budget(sws: &BTreeMap<String, Managed>, spec: &PortSpec, max: u64) -> Res<()> {
     let need = spec.mem_config().layout().total as u64;
-    let used: u64 = sws
-        .values()
-        .flat_map(|m| m.vports.values())
-        .map(|v| v.port.mem().region().len() as u64)
-        .sum();
+    let used: u64 = sws.values().map(|m| m.sw.port_memory()).sum();
     if used.saturating_add(need) > max {
         use super::limits::show_size;
         return Err(format!(
