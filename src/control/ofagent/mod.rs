@@ -105,6 +105,10 @@ pub fn parse_dpid(s: &str) -> Result<u64, String> {
 const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Connections taken from one listener per round of the loop.
+const ACCEPTS_PER_ROUND: usize = 64;
+/// Reads (of up to 64 KiB) from one connection per round of the loop.
+const READS_PER_ROUND: usize = 16;
 
 /// A running agent; dropping it stops the thread and closes every socket.
 pub struct Agent {
@@ -461,7 +465,9 @@ impl Loop {
     }
 
     fn accept(&mut self, i: usize) {
-        loop {
+        // Bounded: a flood of connects cannot keep the loop from the
+        // connections it already has.
+        for _ in 0..ACCEPTS_PER_ROUND {
             let Some(l) = self.listeners.get(i) else {
                 return;
             };
@@ -506,7 +512,8 @@ impl Loop {
 
     fn read(&mut self, id: u64) {
         let mut buf = [0u8; 65536];
-        loop {
+        // Bounded: one busy peer cannot keep the loop from the others.
+        for _ in 0..READS_PER_ROUND {
             if !self.core.conn(id).is_some_and(|c| c.wants_read()) {
                 return;
             }
