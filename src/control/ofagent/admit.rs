@@ -116,3 +116,39 @@ pub fn expire_handshakes(l: &mut Loop, lim: &OfLimits, now: Instant) {
         l.drop_link(id, "no hello in time");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_counted_by_address_or_user() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let unix = Stream::Unix(a);
+        assert_eq!(
+            peer_key(&unix, "unix:/run/x.mgmt"),
+            format!("uid {}", crate::sys::euid())
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let t = Stream::Tcp(std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap());
+        assert_eq!(peer_key(&t, "tcp:127.0.0.1:40000"), "127.0.0.1");
+        assert_eq!(peer_key(&t, "ssl:[::1]:40000"), "::1");
+    }
+
+    #[test]
+    fn echoes_are_not_use() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let t = Stream::Tcp(std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap());
+        let mut link = Link::new(t, None, "tcp:x".into(), "x".into());
+        let t0 = link.used_at;
+        let later = t0 + std::time::Duration::from_secs(5);
+        // An echo reply, cut in two: not use.
+        let echo = [4u8, 3, 0, 8, 0, 0, 0, 1];
+        saw_input(&mut link, &echo[..3], later);
+        saw_input(&mut link, &echo[3..], later);
+        assert_eq!(link.used_at, t0);
+        // A flow stats request (multipart, type 18) is.
+        saw_input(&mut link, &[4, 18, 0, 8, 0, 0, 0, 2], later);
+        assert_eq!(link.used_at, later);
+    }
+}
