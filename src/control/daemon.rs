@@ -12,7 +12,7 @@
 //! its name reused, while the client was connected.)
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Write};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -79,6 +79,7 @@ mod conns;
 mod demux;
 mod limits;
 mod ovs;
+mod serve;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
 /// port number, out of the way of ports numbered from 1).
@@ -670,121 +671,6 @@ impl Daemon {
         }
     }
 
-    /// Accepts and serves connections until `stop` is called, within the
-    /// limits of [`conns`]: idle connections are closed after
-    /// `--ctl-idle-timeout`, or earlier to make room for a new one.
-    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> io::Result<()> {
-        listener.set_nonblocking(true)?;
-        let mut last_reap = Instant::now();
-        while !self.stop.load(Ordering::Relaxed) {
-            if last_reap.elapsed() >= Duration::from_millis(250) {
-                last_reap = Instant::now();
-                self.conns.reap(self.limits().ctl_idle, last_reap);
-            }
-            match listener.accept() {
-                Ok((conn, _)) => self.admit(conn),
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    wait_two(listener.as_raw_fd(), self.stop_bell.as_raw_fd());
-                }
-                Err(e) => {
-                    tracing::warn!("control socket accept: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Serves `conn` on a thread of its own, if the limits allow.
-    fn admit(self: &Arc<Self>, conn: UnixStream) {
-        if conn.set_nonblocking(false).is_err() {
-            return;
-        }
-        // A peer that stops reading its answers cannot hold a thread.
-        let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
-        let limits = self.limits();
-        let id = match self.conns.admit(&conn, &limits) {
-            Ok(id) => id,
-            Err(msg) => {
-                let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
-                return;
-            }
-        };
-        let d = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("mswitch-ctl".into())
-            .spawn(move || {
-                d.connection(conn, id);
-                d.conns.remove(id);
-            });
-        if let Err(e) = spawned {
-            // Out of threads: refuse this client, keep serving.
-            tracing::warn!("cannot serve a control connection: {e}");
-            self.conns.remove(id);
-        }
-    }
-
-    fn connection(&self, conn: UnixStream, id: u64) {
-        let Ok(rd) = conn.try_clone() else { return };
-        let mut reader = BufReader::new(rd);
-        let mut w = &conn;
-        loop {
-            self.conns.set(id, conns::State::Idle(Instant::now()));
-            let line = match proto::read_line(&mut reader) {
-                Ok(Some(l)) => l,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
-                    return;
-                }
-            };
-            self.conns.set(id, conns::State::Busy);
-            let req: Request = match serde_json::from_str(&line) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
-                    continue;
-                }
-            };
-            if let Request::Capture {
-                switch,
-                port,
-                direction,
-                snaplen,
-            } = req
-            {
-                self.conns.set(id, conns::State::Lease);
-                // Frames go out as fast as the reader takes them.
-                let _ = conn.set_write_timeout(None);
-                if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
-                }
-                return;
-            }
-            if let Request::VportConnect { switch, port } = req {
-                self.conns.set(id, conns::State::Lease);
-                if let Err(e) = self.vport_session(&conn, &switch, &port) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
-                }
-                return;
-            }
-            if w.write_all(self.handle(req).to_line().as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
     /// Asks `serve` to return and closes every connection.
     /// Whether the daemon was asked to stop.
     pub fn stopping(&self) -> bool {
@@ -872,14 +758,6 @@ fn drain_incoming(port: &MemPort) {
         std::thread::sleep(Duration::from_micros(500));
     }
 }
-
-/// Waits until either descriptor is readable (or 250 ms pass).
-fn wait_two(a: RawFd, b: RawFd) {
-    sys::poll_any(&[a, b], Some(Duration::from_millis(250)));
-}
-
-/// How long writing one answer to a control connection may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the control socket at `path`, replacing a stale socket left by a
 /// daemon that was killed, but never one a live daemon still answers on.

@@ -10,11 +10,17 @@
 //! closed for a newcomer. A passive connection that has not sent its HELLO
 //! within `handshake` is closed.
 
-use std::time::Instant;
+use std::io;
+use std::time::{Duration, Instant};
 
 use super::{Link, Loop, OfLimits};
 use crate::openflow::HEADER_LEN;
 use crate::stream::Stream;
+
+/// Connections taken from one listener per round of the loop.
+const ACCEPTS_PER_ROUND: usize = 64;
+/// How long listeners rest after accepting failed (out of descriptors).
+const LISTEN_PAUSE: Duration = Duration::from_millis(200);
 
 /// OpenFlow's ECHO_REQUEST and ECHO_REPLY types (the same in every
 /// version).
@@ -114,6 +120,70 @@ pub fn expire_handshakes(l: &mut Loop, lim: &OfLimits, now: Instant) {
             ),
         );
         l.drop_link(id, "no hello in time");
+    }
+}
+
+impl Loop {
+    /// Takes the connections waiting on listener `i`, within the limits.
+    pub(super) fn accept(&mut self, i: usize) {
+        // Bounded: a flood of connects cannot keep the loop from the
+        // connections it already has.
+        for _ in 0..ACCEPTS_PER_ROUND {
+            let Some(l) = self.listeners.get(i) else {
+                return;
+            };
+            let tls = l.is_tls();
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking().is_err() {
+                        continue;
+                    }
+                    let stream = match (stream, tls) {
+                        (Stream::Tcp(s), true) => match Stream::tls_server(s, &self.tls) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                let sw = self.core.dp.sw.name().to_owned();
+                                self.refused.line(&sw, &format!("refused {peer}: {e}"));
+                                continue;
+                            }
+                        },
+                        (s, _) => s,
+                    };
+                    let key = peer_key(&stream, &peer);
+                    let lim = self.limits.clone();
+                    if !make_room(self, &key, &lim) {
+                        let sw = self.core.dp.sw.name().to_owned();
+                        self.refused.line(
+                            &sw,
+                            &format!("refused {peer}: {} OpenFlow connections, all to controllers (--max-openflow-conns)", lim.conns),
+                        );
+                        continue;
+                    }
+                    let now = self.nanos();
+                    let id = self.core.open(peer.clone(), now);
+                    self.links.insert(id, Link::new(stream, None, peer, key));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of descriptors and the like: the listeners rest a
+                // while (polling them would spin), and the log says why.
+                Err(e) => {
+                    self.listen_pause = Some(Instant::now() + LISTEN_PAUSE);
+                    let sw = self.core.dp.sw.name().to_owned();
+                    let hint = match e.raw_os_error() {
+                        Some(libc::EMFILE | libc::ENFILE) => {
+                            " (out of file descriptors: RLIMIT_NOFILE)"
+                        }
+                        _ => "",
+                    };
+                    self.refused.line(
+                        &sw,
+                        &format!("cannot accept OpenFlow connections: {e}{hint}"),
+                    );
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -105,8 +105,6 @@ pub fn parse_dpid(s: &str) -> Result<u64, String> {
 const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// Connections taken from one listener per round of the loop.
-const ACCEPTS_PER_ROUND: usize = 64;
 /// Reads (of up to 64 KiB) from one connection per round of the loop.
 const READS_PER_ROUND: usize = 16;
 
@@ -230,6 +228,8 @@ struct Loop {
     tls: Arc<TlsKeys>,
     refused: LogLimit,
     limits: OfLimits,
+    /// Listeners are not polled until then (accepting failed).
+    listen_pause: Option<Instant>,
 }
 
 impl Agent {
@@ -293,6 +293,7 @@ impl Agent {
             tls: cfg.tls.clone(),
             refused: LogLimit::default(),
             limits: cfg.limits.clone(),
+            listen_pause: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
@@ -386,9 +387,12 @@ impl Loop {
             };
             add(bell.as_raw_fd(), POLL_IN, Slot::Bell);
             add(self.core.dp.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
-            // Always: a full switch makes room for a newcomer (admit.rs).
-            for (i, l) in self.listeners.iter().enumerate() {
-                add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
+            // Always (a full switch makes room for a newcomer, admit.rs),
+            // unless accepting failed a moment ago.
+            if self.listen_pause.is_none_or(|t| Instant::now() >= t) {
+                for (i, l) in self.listeners.iter().enumerate() {
+                    add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
+                }
             }
             // Decrypted input already inside a TLS stream wakes no poll.
             let mut buffered = Vec::new();
@@ -461,52 +465,6 @@ impl Loop {
             self.dial();
             self.fail_mode_step();
             self.flush_all();
-        }
-    }
-
-    fn accept(&mut self, i: usize) {
-        // Bounded: a flood of connects cannot keep the loop from the
-        // connections it already has.
-        for _ in 0..ACCEPTS_PER_ROUND {
-            let Some(l) = self.listeners.get(i) else {
-                return;
-            };
-            let tls = l.is_tls();
-            match l.accept() {
-                Ok((stream, peer)) => {
-                    if stream.set_nonblocking().is_err() {
-                        continue;
-                    }
-                    let stream = match (stream, tls) {
-                        (Stream::Tcp(s), true) => match Stream::tls_server(s, &self.tls) {
-                            Ok(t) => t,
-                            Err(e) => {
-                                let sw = self.core.dp.sw.name().to_owned();
-                                self.refused.line(&sw, &format!("refused {peer}: {e}"));
-                                continue;
-                            }
-                        },
-                        (s, _) => s,
-                    };
-                    let key = admit::peer_key(&stream, &peer);
-                    let lim = self.limits.clone();
-                    if !admit::make_room(self, &key, &lim) {
-                        let sw = self.core.dp.sw.name().to_owned();
-                        self.refused.line(
-                            &sw,
-                            &format!("refused {peer}: {} OpenFlow connections, all to controllers (--max-openflow-conns)", lim.conns),
-                        );
-                        continue;
-                    }
-                    let now = self.nanos();
-                    let id = self.core.open(peer.clone(), now);
-                    self.links.insert(id, Link::new(stream, None, peer, key));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Out of descriptors and the like: try again next round.
-                Err(_) => return,
-            }
         }
     }
 
