@@ -17,6 +17,11 @@ use crate::sys;
 /// How long writing one answer to a control connection may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Sends `msg` as an error answer (a peer gone meanwhile is no error).
+fn refuse(mut w: &UnixStream, msg: &str) {
+    let _ = w.write_all(Response::err(msg).to_line().as_bytes());
+}
+
 /// Waits until either descriptor is readable (or 250 ms pass).
 fn wait_two(a: RawFd, b: RawFd) {
     sys::poll_any(&[a, b], Some(Duration::from_millis(250)));
@@ -73,10 +78,7 @@ impl Daemon {
         let limits = self.limits();
         let id = match self.conns.admit(&conn, &limits) {
             Ok(id) => id,
-            Err(msg) => {
-                let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
-                return;
-            }
+            Err(msg) => return refuse(&conn, &msg),
         };
         let d = self.clone();
         let spawned = std::thread::Builder::new()
@@ -101,24 +103,13 @@ impl Daemon {
             let line = match proto::read_line(&mut reader) {
                 Ok(Some(l)) => l,
                 Ok(None) => return,
-                Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
-                    return;
-                }
+                Err(e) => return refuse(w, &format!("bad request: {e}")),
             };
             self.conns.set(id, conns::State::Busy);
             let req: Request = match serde_json::from_str(&line) {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
+                    refuse(w, &format!("bad request: {e}"));
                     continue;
                 }
             };
@@ -133,14 +124,14 @@ impl Daemon {
                 // Frames go out as fast as the reader takes them.
                 let _ = conn.set_write_timeout(None);
                 if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
+                    refuse(w, &e);
                 }
                 return;
             }
             if let Request::VportConnect { switch, port } = req {
                 self.conns.set(id, conns::State::Lease);
                 if let Err(e) = self.vport_session(&conn, &switch, &port) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
+                    refuse(w, &e);
                 }
                 return;
             }
