@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}; shift || true
-cargo build --release --quiet
+cargo build --release --quiet -p mswitch
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 for i in $(seq "$RUNS"); do

@@ -72,7 +72,7 @@ if ! command -v ovs-vswitchd >/dev/null || ! command -v ethtool >/dev/null; then
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch ethtool >&2 ||
         echo "# could not install openvswitch-switch: Open vSwitch setups will be unavailable" >&2
 fi
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p mswitch
 M=${MSWITCH:-$PWD/target/release/mswitch}
 
 ID=$$

@@ -78,7 +78,7 @@ if ! command -v dpdk-testpmd >/dev/null || [ ! -x $OVSD ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         dpdk dpdk-dev openvswitch-switch-dpdk >&2
 fi
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p mswitch
 M=${MSWITCH:-$PWD/target/release/mswitch}
 HZ=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1e6; exit}' /proc/cpuinfo)
 TCK=$(getconf CLK_TCK)

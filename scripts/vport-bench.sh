@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-5}
-cargo build --release --quiet
+cargo build --release --quiet -p mswitch
 M=$PWD/target/release/mswitch
 DIR=$(mktemp -d /tmp/mswitch-vbench.XXXXXX)
 SW=""

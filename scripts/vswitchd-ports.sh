@@ -27,7 +27,7 @@ N=${1:-1000}
 case $N in '' | *[!0-9]* | 0) echo "usage: $0 [N]" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "$0: needs root (namespaces, TAPs)" >&2; exit 1; }
 command -v ovsdb-server >/dev/null || { echo "$0: needs openvswitch-switch (ovsdb-server, ovs-vsctl)" >&2; exit 1; }
-[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p mswitch
 M=${MSWITCH:-$PWD/target/release/mswitch}
 DAEMONS=${DAEMONS:-"ovs mswitch"}
 

@@ -20,6 +20,7 @@ use common::{must, remove_lab, unique_tag, veth_into_netns};
 use mswitch::control::client::{Ctl, VportConn};
 use mswitch::control::daemon::{Daemon, bind_ctl};
 use mswitch::control::proto::{OpenFlowOpts, Request};
+use mswitch::wire::{MacAddr, udp_frame};
 
 /// A daemon serving a socket in a directory of its own, stopped (and the
 /// directory removed) on drop.
@@ -212,6 +213,55 @@ fn ctl_and_vport_bindings_with_their_refusals() {
     let e = s.demux("list", None, None).unwrap_err();
     assert_eq!(e, "switch 'dx' runs module learn, not demux");
     assert!(b.bind("udp:10.0.0.1:9002").is_err());
+}
+
+#[test]
+fn a_hostile_application_cannot_send_as_another() {
+    let s = Served::new("spoof");
+    s.create("demux:host=1");
+    let mut host = VportConn::connect(Some(s.sock()), "dx", "host0").unwrap();
+    let mut a = VportConn::connect(Some(s.sock()), "dx", "appa").unwrap();
+    let mut b = VportConn::connect(Some(s.sock()), "dx", "appb").unwrap();
+    a.bind("udp:10.0.0.1:9000").unwrap();
+    let from = |ip: [u8; 4], port: u16, payload_len: usize| {
+        udp_frame(
+            42 + payload_len,
+            MacAddr::local(100),
+            MacAddr::local(3),
+            ip,
+            [10, 0, 0, 100],
+            port,
+            53,
+        )
+    };
+    // B claims A's tuple as its source (dropped), then sends as itself;
+    // A sends as itself. The lengths tell the frames apart.
+    b.send(
+        [
+            from([10, 0, 0, 1], 9000, 10),
+            from([10, 0, 0, 2], 40000, 11),
+        ]
+        .iter()
+        .map(Vec::as_slice),
+    );
+    a.send([from([10, 0, 0, 1], 9000, 12)].iter().map(Vec::as_slice));
+    let mut got = Vec::new();
+    wait_for("the host to get two frames", || {
+        host.recv(64, |f| got.push(f.len()));
+        got.len() >= 2
+    });
+    got.sort_unstable();
+    assert_eq!(got, [53, 54]);
+    let st = s
+        .req(Request::Stats {
+            switch: Some("dx".into()),
+        })
+        .expect("stats")
+        .to_string();
+    assert!(st.contains(r#"["demux_spoofed",1]"#), "{st}");
+    // Nothing else arrives (the spoofed frame was dropped, not delayed).
+    host.wait(Some(Duration::from_millis(50)));
+    assert_eq!(host.recv(64, |_| {}), 0);
 }
 
 /// Interfaces and namespaces of the lab, removed on drop.

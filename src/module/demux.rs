@@ -20,6 +20,13 @@
 //! - From an application, every frame goes to the wire (or to the host
 //!   when there is no wire port): applications never see each other's
 //!   packets, and cannot reach one another through the switch.
+//! - An application cannot send as another: a TCP or UDP frame from it
+//!   whose source (protocol, address, port) another port holds (exactly,
+//!   or the port on every address), or whose protocol and source port the
+//!   host reserved, is dropped and counted (`demux_spoofed`). With
+//!   `src=strict` an application sends TCP and UDP only from tuples it
+//!   holds itself (the replies to anything else would not reach it
+//!   anyway); its other frames (ARP, ICMP) pass either way.
 //!
 //! Tuples are bound with `mswitch ctl demux SWITCH bind PORT TUPLE` or by
 //! the application itself over its vport connection
@@ -31,11 +38,12 @@
 //! consecutive packets of a batch with the same tuple reuse the first's
 //! verdict. Swapping the module (`ctl module`) starts with an empty table.
 //!
-//! Spec: `demux[:host=N,wire=N,arp=host|all,reserve=tcp:22/udp:53,tuples=N]`:
+//! Spec: `demux[:host=N,wire=N,arp=host|all,reserve=tcp:22/udp:53,src=check|strict,tuples=N]`:
 //! ports by number (host defaults to port 1, no wire port by default);
 //! `tuples=N` is the bench preset: port 2 binds `udp:10.0.1.1:1024` (the
 //! bench's traffic) and N-1 other tuples.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -44,10 +52,11 @@ pub use super::demux_table::{BindError, Reserved, Tuple};
 use super::{Module, ModuleError, ModuleInfo, Nanos, Verdict, Verdicts, parse_args};
 use crate::packet::Batch;
 use crate::port::PortId;
+use crate::wire::ip::Layers;
 
 pub const INFO: ModuleInfo = ModuleInfo {
     name: "demux",
-    help: "L4 3-tuple filter for user-space stacks; demux:host=1,wire=N,arp=host|all,reserve=tcp:22/udp:53",
+    help: "L4 3-tuple filter for user-space stacks; demux:host=1,wire=N,arp=host|all,reserve=tcp:22/udp:53,src=check|strict",
     build: |args| Ok(Arc::new(Demux::new(DemuxConfig::parse(args)?)?)),
 };
 
@@ -58,6 +67,8 @@ pub struct DemuxConfig {
     /// ARP requests also to the applications on their target address.
     pub arp_all: bool,
     pub reserved: Vec<Reserved>,
+    /// Applications send TCP and UDP only from tuples they hold.
+    pub strict_src: bool,
     /// Bench preset: tuples bound on port 2 at start.
     pub preset_tuples: usize,
 }
@@ -69,6 +80,7 @@ impl Default for DemuxConfig {
             wire: None,
             arp_all: false,
             reserved: Vec::new(),
+            strict_src: false,
             preset_tuples: 0,
         }
     }
@@ -98,6 +110,13 @@ impl DemuxConfig {
                         _ => return Err(bad(format!("arp: '{v}' is not all or host"))),
                     }
                 }
+                "src" => {
+                    c.strict_src = match v.as_str() {
+                        "strict" => true,
+                        "check" => false,
+                        _ => return Err(bad(format!("src: '{v}' is not check or strict"))),
+                    }
+                }
                 "reserve" => {
                     for r in v.split('/').filter(|s| !s.is_empty()) {
                         c.reserved.push(r.parse().map_err(bad)?);
@@ -112,7 +131,7 @@ impl DemuxConfig {
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unknown option '{k}' (host, wire, arp, reserve, tuples)"
+                        "unknown option '{k}' (host, wire, arp, reserve, src, tuples)"
                     )));
                 }
             }
@@ -138,6 +157,7 @@ pub struct Demux {
     unclaimed: AtomicU64,
     from_apps: AtomicU64,
     refused: AtomicU64,
+    spoofed: AtomicU64,
 }
 
 /// The L3/L4 facts a verdict depends on.
@@ -175,6 +195,7 @@ impl Demux {
             unclaimed: AtomicU64::new(0),
             from_apps: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            spoofed: AtomicU64::new(0),
             cfg,
         };
         if d.cfg.preset_tuples > 0 {
@@ -317,6 +338,50 @@ impl Demux {
         }
     }
 
+    /// An application's batch: everything to the outside, but frames
+    /// with another's source tuple.
+    fn app_batch(&self, batch: &Batch<'_>, out: &mut Verdicts) {
+        let in_port = batch.in_port();
+        let to = self
+            .cfg
+            .wire
+            .map_or(Verdict::Port(self.cfg.host), Verdict::Port);
+        let tb = self.read();
+        // Consecutive frames mostly share their source: remember the last.
+        let mut last: Option<(Tuple, bool)> = None;
+        let mut spoofed = 0u64;
+        for i in 0..batch.len() {
+            let d = batch.data(i);
+            if d.len() < 14 {
+                out.set(i, Verdict::Invalid);
+                continue;
+            }
+            let ok = match src_tuple(d) {
+                None => true,
+                Some(s) => match last {
+                    Some((t, ok)) if t == s => ok,
+                    _ => {
+                        let ok = tb.may_send(s, in_port, &self.cfg.reserved, self.cfg.strict_src);
+                        last = Some((s, ok));
+                        ok
+                    }
+                },
+            };
+            if ok {
+                out.set(i, to);
+            } else {
+                out.set(i, Verdict::Drop);
+                spoofed += 1;
+            }
+        }
+        drop(tb);
+        self.from_apps
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if spoofed > 0 {
+            self.spoofed.fetch_add(spoofed, Ordering::Relaxed);
+        }
+    }
+
     fn decide(&self, tb: &Table, key: Key, in_port: PortId, out: &mut Verdicts) -> (Verdict, bool) {
         let up = self.other_uplink(in_port);
         match key {
@@ -348,6 +413,24 @@ impl Demux {
     }
 }
 
+/// The source tuple of a TCP or UDP frame (IPv4, the first fragment
+/// included; IPv6 with the transport header first), if it has one.
+#[inline]
+fn src_tuple(d: &[u8]) -> Option<Tuple> {
+    let l = Layers::parse(d).ok()?;
+    let ip = l.ip.filter(|ip| ip.proto == TCP || ip.proto == UDP)?;
+    let (port, _) = l.ports?;
+    let addr = match ip.src {
+        IpAddr::V4(a) => v4(a.octets()),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    Some(Tuple {
+        ip: addr,
+        port,
+        proto: ip.proto,
+    })
+}
+
 impl Module for Demux {
     fn name(&self) -> &'static str {
         "demux"
@@ -357,21 +440,7 @@ impl Module for Demux {
         let in_port = batch.in_port();
         let mut n = Counts::default();
         if !self.is_uplink(in_port) {
-            // An application speaks only to the outside.
-            let to = self
-                .cfg
-                .wire
-                .map_or(Verdict::Port(self.cfg.host), Verdict::Port);
-            for i in 0..batch.len() {
-                let v = if batch.data(i).len() < 14 {
-                    Verdict::Invalid
-                } else {
-                    to
-                };
-                out.set(i, v);
-            }
-            self.from_apps
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.app_batch(batch, out);
             return;
         }
         let tb = self.read();
@@ -426,6 +495,7 @@ impl Module for Demux {
             ("demux_unclaimed", self.unclaimed.load(Ordering::Relaxed)),
             ("demux_from_apps", self.from_apps.load(Ordering::Relaxed)),
             ("demux_refused", self.refused.load(Ordering::Relaxed)),
+            ("demux_spoofed", self.spoofed.load(Ordering::Relaxed)),
         ]
     }
 

@@ -277,6 +277,28 @@ impl Table {
         mine.len()
     }
 
+    /// Whether `port` may send from source tuple `src` (its protocol,
+    /// source address and source port): not if the host reserved the
+    /// protocol and port, nor if another port holds the tuple or the
+    /// port on every address; with `strict`, only if `port` holds one of
+    /// those itself.
+    pub fn may_send(&self, src: Tuple, port: PortId, reserved: &[Reserved], strict: bool) -> bool {
+        if reserved
+            .iter()
+            .any(|r| r.proto == src.proto && r.port == src.port)
+        {
+            return false;
+        }
+        let wild = (self.wildcards > 0)
+            .then(|| self.map.get(&Tuple { ip: ANY, ..src }))
+            .flatten();
+        let holders = [self.map.get(&src), wild];
+        if holders.iter().all(Option::is_none) {
+            return !strict;
+        }
+        holders.into_iter().flatten().all(|&p| p == port)
+    }
+
     /// The ports holding a tuple on address `ip` (with repeats).
     #[inline]
     pub fn ports_on(&self, ip: u128) -> &[PortId] {

@@ -143,6 +143,56 @@ fn applications_never_reach_each_other() {
     assert!(m.counters().contains(&("demux_from_apps", 1)));
 }
 
+/// `f` with source address `ip` and source port `port` (IPv4).
+fn from4(mut f: Vec<u8>, ip: [u8; 4], port: u16) -> Vec<u8> {
+    f[14 + 12..14 + 16].copy_from_slice(&ip);
+    f[34..36].copy_from_slice(&port.to_be_bytes());
+    f
+}
+
+#[test]
+fn applications_cannot_send_as_another_or_the_host() {
+    let m = demux("wire=9,reserve=tcp:22");
+    m.bind(t("udp:10.0.0.1:53"), A).unwrap();
+    m.bind(t("tcp:*:80"), A).unwrap();
+    m.bind(t("udp:10.0.0.2:5353"), B).unwrap();
+    let (w, d) = (Verdict::Port(WIRE), Verdict::Drop);
+    let to = [10, 0, 0, 99];
+    let mut v6 = l4_v6(UDP, V6, 7);
+    v6[14 + 8..14 + 24].copy_from_slice(&V6); // from fd00::1
+    v6[54..56].copy_from_slice(&443u16.to_be_bytes());
+    let frames = || {
+        vec![
+            from4(udp4(to, 1), [10, 0, 0, 1], 53),   // A's own tuple
+            from4(tcp4(to, 1), [10, 0, 0, 7], 80),   // A's wildcard
+            from4(udp4(to, 1), [10, 0, 0, 2], 5353), // B's tuple
+            from4(tcp4(to, 1), [10, 0, 0, 3], 22),   // the host's
+            from4(udp4(to, 1), [10, 0, 0, 2], 5354), // nobody's
+            from4(proto4(1), [10, 0, 0, 2], 5353),   // ICMP: no ports
+            v6.clone(),                              // nobody's (IPv6)
+        ]
+    };
+    assert_eq!(run(&m, A, frames()), [w, w, d, d, w, w, w]);
+    // From B: A's tuple and A's wildcard are A's.
+    assert_eq!(run(&m, B, frames()), [d, d, w, d, w, w, w]);
+    assert!(m.counters().contains(&("demux_spoofed", 5)));
+    // Strict: only the tuples a port holds (and what has no ports).
+    let s = demux("wire=9,src=strict");
+    s.bind(t("udp:10.0.0.1:53"), A).unwrap();
+    s.bind(t("tcp:*:80"), A).unwrap();
+    assert_eq!(run(&s, A, frames()), [w, w, d, d, d, w, d]);
+    // The memo of the last source never carries a verdict to another.
+    let same = from4(udp4(to, 1), [10, 0, 0, 1], 53);
+    assert_eq!(
+        run(
+            &s,
+            A,
+            vec![same.clone(), from4(udp4(to, 1), [10, 0, 0, 1], 54), same]
+        ),
+        [w, d, w]
+    );
+}
+
 #[test]
 fn wildcards_and_exact_tuples() {
     let m = demux("wire=9");
@@ -289,6 +339,7 @@ fn spec_arguments() {
         "wire=1",
         "arp=some",
         "reserve=tcp",
+        "src=none",
         "tuples=0",
         "tuples=70000",
         "nope=1",

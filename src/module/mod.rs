@@ -4,22 +4,125 @@
 //! [`Verdict`] per packet: a port, a set of ports, flood, the controller, or
 //! drop. It may rewrite packet bytes. It never touches ports or rings, and it
 //! does no I/O: time comes in as an argument, so tests drive modules in memory.
-//! Modules are chosen by name from [`REGISTRY`], one explicit table.
+//! Modules are chosen by name from one registry: the built-in ones (`dummy`,
+//! `learn`, `flow`, `demux`) and those a program [`register`]s.
 //!
 //! A module is shared by all workers of a switch (`&self`, `Sync`): workers
 //! call [`Module::process`] concurrently for batches from different ports.
+//!
+//! # Writing a module outside mswitch
+//!
+//! A crate that depends on `mswitch` implements [`Module`], describes it
+//! with a [`ModuleInfo`] (name, help line, constructor from its arguments)
+//! and hands it to [`crate::cli::main_with`]: its binary then has every
+//! mswitch command (`daemon`, `ctl`, `run`, `bench`, `vswitchd`, ...) and
+//! module specs name the new module like a built-in one. Arguments come in
+//! the spec `NAME:ARGS` when a switch is created (`ctl create SW --module
+//! NAME:ARGS`) and when its module is swapped (`ctl module SW NAME:ARGS`,
+//! which builds a fresh module and keeps the old one if the arguments are
+//! refused); [`parse_args`] splits the usual `KEY=VALUE,...` form. The
+//! module's [`Module::counters`] appear in `ctl stats`, in `ctl stats
+//! --json` as `module_counters`, and in the Prometheus metrics.
+//!
+//! `examples/acl` in mswitch's repository is such a crate: a stateless
+//! ACL with its own arguments, counters, and a test that runs its binary.
+//! A module is tested in memory:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! use mswitch::module::{Batch, Module, ModuleInfo, Nanos, PortId, Verdict, Verdicts};
+//! use mswitch::wire::{MacAddr, udp_frame};
+//!
+//! /// Sends every packet to one port, counting them.
+//! struct To {
+//!     port: PortId,
+//!     seen: AtomicU64,
+//! }
+//!
+//! impl Module for To {
+//!     fn name(&self) -> &'static str {
+//!         "to"
+//!     }
+//!     fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, _now: Nanos) {
+//!         for i in 0..batch.len() {
+//!             // Frames too short for Ethernet are counted as bad frames.
+//!             let v = if batch.data(i).len() < 14 { Verdict::Invalid } else { Verdict::Port(self.port) };
+//!             out.set(i, v);
+//!         }
+//!         self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed);
+//!     }
+//!     fn counters(&self) -> Vec<(&'static str, u64)> {
+//!         vec![("to_seen", self.seen.load(Ordering::Relaxed))]
+//!     }
+//! }
+//!
+//! static TO: ModuleInfo = ModuleInfo {
+//!     name: "to",
+//!     help: "every packet to one port; to:port=N",
+//!     build: |args| {
+//!         let mut port = PortId(2);
+//!         for (k, v) in mswitch::module::parse_args("to", args)? {
+//!             port = match (k.as_str(), v.parse().ok().and_then(PortId::new)) {
+//!                 ("port", Some(p)) => p,
+//!                 _ => {
+//!                     return Err(mswitch::module::ModuleError::BadArgs {
+//!                         module: "to",
+//!                         msg: format!("bad option {k}={v}"),
+//!                     });
+//!                 }
+//!             };
+//!         }
+//!         Ok(Arc::new(To { port, seen: AtomicU64::new(0) }))
+//!     },
+//! };
+//!
+//! mswitch::module::register(&TO).unwrap();
+//! let m = mswitch::module::build("to:port=3").unwrap();
+//! let mut bufs = vec![udp_frame(60, MacAddr::BROADCAST, MacAddr::local(1), [10, 0, 0, 1], [10, 0, 0, 2], 1, 2), vec![0; 10]];
+//! let mut refs = Vec::new();
+//! let mut batch = Batch::from_buffers(&mut bufs, &mut refs, PortId(1));
+//! let mut out = Verdicts::with_capacity(2);
+//! out.reset(batch.len());
+//! m.process(&mut batch, &mut out, 0);
+//! assert_eq!(out.as_slice(), &[Verdict::Port(PortId(3)), Verdict::Invalid]);
+//! assert_eq!(m.counters(), vec![("to_seen", 2)]);
+//! assert!(mswitch::module::build("to:port=0").is_err());
+//! ```
+//!
+//! # What is stable API
+//!
+//! Meant for code outside mswitch, documented here and changed only with
+//! care: this module's [`Module`], [`Verdict`], [`Verdicts`], [`Nanos`],
+//! [`ModuleInfo`], [`ModuleError`], [`register`], [`build`], [`all`],
+//! [`names`], [`parse_args`] and the re-exported [`Batch`], [`PacketRef`]
+//! and [`PortId`]; the packet views of [`crate::wire`]; and
+//! [`crate::cli::main`] / [`crate::cli::main_with`]. The command line and
+//! the control protocol are the switch's user interface and change as
+//! Open vSwitch's tools need.
+//!
+//! Everything else the crate exports (the switching core, ports, control,
+//! OpenFlow, the built-in modules' types) is public only for mswitch's own
+//! tests, benchmarks and fuzz targets: hidden from this documentation and
+//! free to change between any two commits.
 
+#[doc(hidden)]
 pub mod demux;
 mod demux_table;
+#[doc(hidden)]
 pub mod dummy;
+#[doc(hidden)]
 pub mod flow;
+#[doc(hidden)]
 pub mod learn;
+#[doc(hidden)]
 pub mod mactable;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use crate::packet::Batch;
-use crate::port::PortId;
+pub use crate::packet::batch::{Batch, PacketRef};
+pub use crate::port::PortId;
 
 /// Monotonic time in nanoseconds, from an origin fixed by the caller.
 pub type Nanos = u64;
@@ -50,9 +153,8 @@ pub enum Verdict {
 ///
 /// Controller copies: [`Verdicts::to_controller`] sends a packet to the
 /// controller *as well as* wherever its verdict sends it, with a tag the
-/// module chooses (the switch hands it back in
-/// [`crate::switch::PacketIn::tag`]; the flow module interns packet-in
-/// metadata behind it). A packet whose verdict is [`Verdict::Controller`]
+/// module chooses (the switch hands it back with the packet-in; the flow
+/// module interns packet-in metadata behind it). A packet whose verdict is [`Verdict::Controller`]
 /// goes up once: with the tag of its `to_controller` entry if it has one,
 /// else with tag 0. Each `to_controller` entry is one copy.
 ///
@@ -89,6 +191,7 @@ impl Verdicts {
     /// Variants a batch may have per packet, on average.
     pub const MAX_VARIANTS_PER_PACKET: usize = 4;
 
+    /// Room for batches of `n` packets without allocating (more grows).
     pub fn with_capacity(n: usize) -> Verdicts {
         Verdicts {
             v: Vec::with_capacity(n),
@@ -111,6 +214,7 @@ impl Verdicts {
         self.arena.clear();
     }
 
+    /// Packets in the batch.
     pub fn len(&self) -> usize {
         self.v.len()
     }
@@ -119,6 +223,10 @@ impl Verdicts {
         self.v.is_empty()
     }
 
+    /// Gives packet `i` its verdict.
+    ///
+    /// # Panics
+    /// If `i` is not a packet of the batch (`i >= len()`).
     #[inline]
     pub fn set(&mut self, i: usize, v: Verdict) {
         self.v[i] = v;
@@ -129,11 +237,13 @@ impl Verdicts {
         self.v.fill(v);
     }
 
+    /// Packet `i`'s verdict (panics as [`Verdicts::set`]).
     #[inline]
     pub fn get(&self, i: usize) -> Verdict {
         self.v[i]
     }
 
+    /// Every packet's verdict, in batch order.
     pub fn as_slice(&self) -> &[Verdict] {
         &self.v
     }
@@ -259,73 +369,161 @@ impl Verdicts {
 }
 
 /// A packet-processing module.
+///
+/// Only [`Module::name`] and [`Module::process`] are required; the hooks
+/// have empty defaults. A module is shared by the switch's workers and its
+/// control thread (`Send + Sync`, `&self`): state that changes goes behind
+/// atomics or locks, and nothing here may block for long, as packets wait.
 pub trait Module: Send + Sync {
     /// The registry name this module was built from.
     fn name(&self) -> &'static str;
 
     /// Decides a verdict for every packet of `batch` (`out` has one `Drop`
-    /// entry per packet on entry). Called concurrently by several workers.
+    /// entry per packet on entry). Called by the worker that read the
+    /// batch, concurrently with other workers' batches from other ports;
+    /// `now` is monotonic nanoseconds (the same clock for every call).
+    /// Frames too short to read are best answered [`Verdict::Invalid`]
+    /// (counted as bad frames); the bytes are untrusted and may be anything.
     fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, now: Nanos);
 
-    /// A port was attached to the switch.
+    /// A port was attached to the switch (by the control thread, before
+    /// packets from it arrive). A module swapped in while ports are
+    /// attached hears of each of them before it gets its first batch.
     fn port_attached(&self, _port: PortId) {}
 
-    /// A port was detached: forget anything that points at it.
+    /// A port was detached (called once it has left the switch's port
+    /// table): forget anything that points at it.
     fn port_detached(&self, _port: PortId) {}
 
-    /// Housekeeping (aging), called about once a second by a worker.
+    /// Housekeeping (aging), called about once a second by each worker
+    /// (so several times a second with several workers, maybe at once).
     fn tick(&self, _now: Nanos) {}
 
-    /// Module-specific counters for `stats`, as (name, value).
+    /// Module-specific counters for `ctl stats`, its JSON and the metrics,
+    /// as (name, value); prefix the names with the module's name.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
 
     /// The module as `Any`, for control commands that belong to one kind
-    /// of module (`ctl demux` finds the [`demux::Demux`] of a switch).
+    /// of module (`ctl demux` finds the `Demux` of a switch), and for tests
+    /// that look inside a module built from a spec.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
 }
 
+/// Why a module could not be built or registered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ModuleError {
+    /// No module of that name (built in or [registered](register)).
     #[error("unknown module '{0}' (available: {list})", list = names().join(", "))]
     Unknown(String),
+    /// The module refused its arguments; `msg` says why, in one line.
     #[error("module {module}: {msg}")]
     BadArgs { module: &'static str, msg: String },
+    /// [`register`] was given a name that is taken or cannot be typed in a
+    /// module spec.
+    #[error("cannot register module '{name}': {msg}")]
+    Register { name: String, msg: &'static str },
 }
 
 /// One entry of the registry: a name, a line of help and a constructor that
-/// takes the text after `NAME:` in a module spec.
+/// takes the text after `NAME:` in a module spec (empty for a bare `NAME`).
+///
+/// The constructor runs whenever a switch is created with the module
+/// (`ctl create SW --module NAME:ARGS`, `run --module`) and whenever a
+/// switch's module is swapped (`ctl module SW NAME:ARGS`): each time it
+/// builds a fresh module from its arguments, or refuses them with
+/// [`ModuleError::BadArgs`] (the control command then fails with that
+/// line and the switch keeps its module).
 pub struct ModuleInfo {
+    /// The name in module specs: letters, digits, `_` and `-`.
     pub name: &'static str,
+    /// One line for `mswitch modules`: what it does and its arguments.
     pub help: &'static str,
     pub build: fn(&str) -> Result<Arc<dyn Module>, ModuleError>,
 }
 
-/// Every module mswitch knows, by name.
-pub const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO, flow::INFO, demux::INFO];
+/// The modules built into mswitch, by name.
+pub(crate) const REGISTRY: &[ModuleInfo] = &[dummy::INFO, learn::INFO, flow::INFO, demux::INFO];
 
+/// Modules the program added with [`register`], after the built-in ones.
+static ADDED: RwLock<Vec<&'static ModuleInfo>> = RwLock::new(Vec::new());
+
+/// Adds a module to this process's registry, so module specs (`ctl create
+/// --module`, `ctl module`, `run --module`, `bench --module`) can name it.
+/// [`crate::cli::main_with`] calls it for the modules it is given.
+///
+/// Refused for a name that is empty, holds anything but ASCII letters,
+/// digits, `_` and `-`, or is already taken (by a built-in or another
+/// registered module); registering the same entry twice is fine.
+pub fn register(info: &'static ModuleInfo) -> Result<(), ModuleError> {
+    let refuse = |msg| {
+        Err(ModuleError::Register {
+            name: info.name.to_owned(),
+            msg,
+        })
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if info.name.is_empty() || !info.name.chars().all(valid) {
+        return refuse("a module name is letters, digits, '_' and '-'");
+    }
+    let mut added = ADDED.write().unwrap_or_else(|e| e.into_inner());
+    if added.iter().any(|m| std::ptr::eq(*m, info)) {
+        return Ok(());
+    }
+    if REGISTRY
+        .iter()
+        .chain(added.iter().copied())
+        .any(|m| m.name == info.name)
+    {
+        return refuse("the name is taken");
+    }
+    added.push(info);
+    Ok(())
+}
+
+/// Every module this process knows: the built-in ones, then the registered.
+pub fn all() -> Vec<&'static ModuleInfo> {
+    let added = ADDED.read().unwrap_or_else(|e| e.into_inner());
+    REGISTRY.iter().chain(added.iter().copied()).collect()
+}
+
+/// The names of [`all`] the modules.
 pub fn names() -> Vec<&'static str> {
-    REGISTRY.iter().map(|m| m.name).collect()
+    all().iter().map(|m| m.name).collect()
 }
 
 /// Builds a module from a spec `NAME[:ARGS]`.
+///
+/// ```
+/// let m = mswitch::module::build("learn").unwrap();
+/// assert_eq!(m.name(), "learn");
+/// assert!(mswitch::module::build("no-such-module").is_err());
+/// ```
 pub fn build(spec: &str) -> Result<Arc<dyn Module>, ModuleError> {
     let (name, args) = spec.split_once(':').unwrap_or((spec, ""));
-    let info = REGISTRY
-        .iter()
+    let info = all()
+        .into_iter()
         .find(|m| m.name == name)
         .ok_or_else(|| ModuleError::Unknown(name.to_owned()))?;
     (info.build)(args)
 }
 
-/// Splits `k=v,k=v` module arguments, rejecting anything else.
-pub(crate) fn parse_args(
-    module: &'static str,
-    args: &str,
-) -> Result<Vec<(String, String)>, ModuleError> {
+/// Splits `k=v,k=v` module arguments, in order (a key may repeat), with
+/// spaces around keys and values trimmed and empty items skipped; anything
+/// that is not `KEY=VALUE` is refused as [`ModuleError::BadArgs`].
+///
+/// ```
+/// use mswitch::module::parse_args;
+/// let kv = parse_args("acl", "default=deny, rule=permit:udp:53").unwrap();
+/// assert_eq!(kv[0], ("default".to_string(), "deny".to_string()));
+/// assert_eq!(kv[1].1, "permit:udp:53");
+/// assert!(parse_args("acl", "oops").is_err());
+/// ```
+pub fn parse_args(module: &'static str, args: &str) -> Result<Vec<(String, String)>, ModuleError> {
     args.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|kv| {
@@ -348,11 +546,81 @@ mod tests {
         assert_eq!(build("dummy").unwrap().name(), "dummy");
         assert_eq!(build("learn").unwrap().name(), "learn");
         let e = build("nope").err().unwrap();
-        assert_eq!(
-            e.to_string(),
-            "unknown module 'nope' (available: dummy, learn, flow, demux)"
+        // Other tests of this process may have registered more modules.
+        assert!(
+            e.to_string()
+                .starts_with("unknown module 'nope' (available: dummy, learn, flow, demux"),
+            "{e}"
         );
         assert!(build("learn:bogus").is_err());
+    }
+
+    /// A module of this test only: floods, and keeps its arguments.
+    struct Echo(String);
+
+    impl Module for Echo {
+        fn name(&self) -> &'static str {
+            "test-echo"
+        }
+        fn process(&self, _: &mut Batch<'_>, out: &mut Verdicts, _: Nanos) {
+            out.fill(Verdict::Flood);
+        }
+        fn as_any(&self) -> Option<&dyn std::any::Any> {
+            Some(self)
+        }
+    }
+
+    static ECHO: ModuleInfo = ModuleInfo {
+        name: "test-echo",
+        help: "floods",
+        build: |args| {
+            if args == "bad" {
+                return Err(ModuleError::BadArgs {
+                    module: "test-echo",
+                    msg: "bad".into(),
+                });
+            }
+            Ok(Arc::new(Echo(args.to_owned())))
+        },
+    };
+
+    #[test]
+    fn registered_modules_build_by_spec() {
+        register(&ECHO).unwrap();
+        register(&ECHO).unwrap();
+        assert!(names().contains(&"test-echo"));
+        let m = build("test-echo:a=1,b=2").unwrap();
+        let echo = m.as_any().and_then(|a| a.downcast_ref::<Echo>()).unwrap();
+        assert_eq!(echo.0, "a=1,b=2");
+        assert_eq!(
+            build("test-echo:bad").err().unwrap().to_string(),
+            "module test-echo: bad"
+        );
+        static CLASH: ModuleInfo = ModuleInfo {
+            name: "learn",
+            help: "",
+            build: |_| Ok(Arc::new(Echo(String::new()))),
+        };
+        static CLASH2: ModuleInfo = ModuleInfo {
+            name: "test-echo",
+            ..CLASH
+        };
+        static BAD_NAME: ModuleInfo = ModuleInfo {
+            name: "a:b",
+            ..CLASH
+        };
+        for (info, why) in [
+            (&CLASH, "the name is taken"),
+            (&CLASH2, "the name is taken"),
+            (&BAD_NAME, "a module name is letters, digits, '_' and '-'"),
+        ] {
+            let e = register(info).err().unwrap();
+            assert_eq!(
+                e.to_string(),
+                format!("cannot register module '{}': {why}", info.name)
+            );
+        }
+        assert_eq!(build("learn").unwrap().name(), "learn");
     }
 
     #[test]

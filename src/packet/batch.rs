@@ -15,6 +15,7 @@ pub struct PacketRef {
 }
 
 impl PacketRef {
+    /// No bytes (a placeholder for unused entries).
     pub const EMPTY: PacketRef = PacketRef {
         ptr: std::ptr::null_mut(),
         len: 0,
@@ -98,6 +99,7 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Packets in the batch.
     pub fn len(&self) -> usize {
         self.pkts.len()
     }
@@ -112,6 +114,9 @@ impl<'a> Batch<'a> {
     }
 
     /// The bytes of packet `i`.
+    ///
+    /// # Panics
+    /// If `i` is not a packet of the batch (`i >= len()`).
     #[inline]
     pub fn data(&self, i: usize) -> &[u8] {
         let p = &self.pkts[i];

@@ -12,6 +12,10 @@ pub struct MacAddr(pub [u8; 6]);
 impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
 
+    /// The address in the first six bytes of `b`.
+    ///
+    /// # Panics
+    /// If `b` is shorter than six bytes.
     pub fn from_bytes(b: &[u8]) -> MacAddr {
         let mut m = [0; 6];
         m.copy_from_slice(&b[..6]);
@@ -97,7 +101,8 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 
-/// A view of an Ethernet II frame.
+/// A view of an Ethernet II frame: [`EthernetFrame::new_checked`] refuses
+/// a buffer shorter than the header, after which no getter panics.
 #[derive(Debug, Clone, Copy)]
 pub struct EthernetFrame<T: AsRef<[u8]>> {
     buf: T,

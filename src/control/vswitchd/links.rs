@@ -49,9 +49,7 @@ impl Links {
     pub(super) fn new() -> Links {
         let watch = LinkWatch::open()
             .map_err(|e| {
-                eprintln!(
-                    "mswitch vswitchd: no link notifications ({e}): link states follow the statistics"
-                );
+                tracing::warn!("no link notifications ({e}): link states follow the statistics");
             })
             .ok();
         Links {

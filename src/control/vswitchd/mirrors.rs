@@ -77,10 +77,7 @@ pub(super) fn apply(
             let why = "it needs an output_port that has an OpenFlow port number, or an output_vlan"
                 .to_owned();
             if a.warned.get(&m.uuid) != Some(&why) {
-                eprintln!(
-                    "mswitch vswitchd: {bridge}: mirror {}: left out: {why}",
-                    m.name
-                );
+                tracing::warn!("{bridge}: mirror {}: left out: {why}", m.name);
                 a.warned.insert(m.uuid.clone(), why);
             }
             continue;
@@ -125,7 +122,7 @@ pub(super) fn apply(
             .collect();
         match d.set_mirrors(bridge, &specs, &port_vlans) {
             Ok(()) => a.key = key,
-            Err(e) => eprintln!("mswitch vswitchd: {bridge}: mirrors: {e}"),
+            Err(e) => tracing::warn!("{bridge}: mirrors: {e}"),
         }
     }
 }

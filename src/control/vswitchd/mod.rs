@@ -117,7 +117,7 @@ pub fn follow(d: Arc<Daemon>, remote: Remote, run_dir: PathBuf) {
         match session(&d, &remote, &run_dir, &mut applied, &mut backoff) {
             Ok(()) => return,
             Err(e) => {
-                eprintln!("mswitch vswitchd: {e}; retrying in {}s", backoff.as_secs());
+                tracing::warn!("{e}; retrying in {}s", backoff.as_secs());
             }
         }
         let until = Instant::now() + backoff;
@@ -141,7 +141,7 @@ fn session(
     // Connected: a later loss starts the backoff from its minimum again.
     *backoff = BACKOFF_MIN;
     if !c.lock(LOCK, RPC)? {
-        eprintln!("mswitch vswitchd: another daemon holds the {LOCK} lock; waiting for it");
+        tracing::warn!("another daemon holds the {LOCK} lock; waiting for it");
         loop {
             if d.stopping() {
                 return Ok(());
@@ -152,7 +152,7 @@ fn session(
             }
         }
     }
-    eprintln!("mswitch vswitchd: connected to {remote}");
+    tracing::info!("connected to {remote}");
     let mut mirror = Mirror::default();
     mirror.apply(&c.monitor(DB, "mswitch", db::monitor_requests(), RPC)?);
     let mut types_written = false;
@@ -297,7 +297,7 @@ fn set_openflow(d: &Daemon, name: &str, a: &mut AppliedBridge, b: &WantedBridge)
     let flush = had != has || (!has && mode(&a.key.0) != mode(&b.fail_mode));
     let opts = openflow_opts(b);
     if let Err(e) = d.set_openflow(name, &opts, flush) {
-        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+        tracing::warn!("bridge {name}: {e}");
     }
     a.key = b.openflow_key();
     a.dpid = dpid_of(&opts, name);
@@ -314,10 +314,10 @@ fn set_workers(d: &Daemon, name: &str, cpus: &Option<Vec<usize>>, b: &WantedBrid
         None => d.set_workers(name, 1, false, None),
     };
     if let Err(e) = r {
-        eprintln!("mswitch vswitchd: bridge {name}: new workers: {e}");
+        tracing::warn!("bridge {name}: new workers: {e}");
     }
     if let Err(e) = d.set_openflow(name, &openflow_opts(b), false) {
-        eprintln!("mswitch vswitchd: bridge {name}: {e}");
+        tracing::warn!("bridge {name}: {e}");
     }
 }
 
@@ -378,7 +378,7 @@ fn reconcile(
                 Err(e) => (Some(e.clone()), None),
             };
             if let Some(e) = &error {
-                eprintln!("mswitch vswitchd: bridge {name}: {e}");
+                tracing::warn!("bridge {name}: {e}");
             }
             applied.insert(
                 name.clone(),
@@ -501,7 +501,7 @@ fn attach(
     match r {
         Ok(v) => (v["ofport"].as_i64().unwrap_or(-1), None),
         Err(e) => {
-            eprintln!("mswitch vswitchd: {bridge}: {}: {e}", i.name);
+            tracing::warn!("{bridge}: {}: {e}", i.name);
             (-1, Some(e))
         }
     }

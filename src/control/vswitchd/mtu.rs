@@ -81,10 +81,7 @@ pub(super) fn kernel_spec(bridge: &str, i: &WantedIface) -> String {
         && kernel::mtu(&i.name).is_ok_and(|cur| cur != m)
         && let Err(e) = kernel::set_mtu(&i.name, m)
     {
-        eprintln!(
-            "mswitch vswitchd: {bridge}: {}: failed to set MTU {m}: {e}",
-            i.name
-        );
+        tracing::warn!("{bridge}: {}: failed to set MTU {m}: {e}", i.name);
     }
     let mtu = kernel::mtu(&i.name).unwrap_or(ETH_PAYLOAD_MAX);
     let frame = mtu.saturating_add(18);
@@ -138,7 +135,7 @@ fn set_tap(bridge: &str, name: &str, mtu: u32, requested: bool) {
         kernel::set_mtu(name, mtu).map_err(|e| e.to_string())
     };
     if let Err(e) = r {
-        eprintln!("mswitch vswitchd: {bridge}: {name}: failed to set MTU {mtu}: {e}");
+        tracing::warn!("{bridge}: {name}: failed to set MTU {mtu}: {e}");
     }
 }
 

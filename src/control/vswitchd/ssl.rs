@@ -40,8 +40,8 @@ pub fn apply(keys: &TlsKeys, mirror: &Mirror) {
     f.peer_ca_cert = now.peer_ca_cert.clone();
     if f != now {
         let show = |p: &Option<PathBuf>| p.as_ref().map_or("-".into(), |p| p.display().to_string());
-        eprintln!(
-            "mswitch vswitchd: SSL keys from the database: private key {}, certificate {}, CA certificate {}{}",
+        tracing::info!(
+            "SSL keys from the database: private key {}, certificate {}, CA certificate {}{}",
             show(&f.private_key),
             show(&f.certificate),
             show(&f.ca_cert),
