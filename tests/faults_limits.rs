@@ -154,10 +154,8 @@ fn idle_control_connections_do_not_lock_out_an_operator() {
     let idle: Vec<UnixStream> = (0..1100)
         .map(|_| UnixStream::connect(&d.sock).expect("connect"))
         .collect();
-    let t = Instant::now();
     let list = d.request(&Request::List);
     assert!(list.is_ok(), "ctl list locked out: {list:?}");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // The idlest one made room, and was told why.
     let why = line_of(&idle[0]);
     assert!(why.contains("--max-ctl-conns"), "{why:?}");
@@ -170,7 +168,7 @@ fn idle_control_connections_time_out() {
     let t = Instant::now();
     let why = line_of(&s);
     assert!(why.contains("--ctl-idle-timeout"), "{why:?}");
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     // A connection in use is not idle: answered requests keep it open.
     let mut c = d.ctl();
     for _ in 0..3 {
@@ -315,7 +313,9 @@ fn openflow_connection_flood_does_not_lock_out_ovs_ofctl() {
     std::thread::sleep(Duration::from_millis(300));
     let (t, ok, err) = dump_flows(&format!("tcp:{addr}"));
     assert!(ok, "ovs-ofctl failed: {err}");
-    assert!(t < Duration::from_secs(3), "dump-flows took {t:?}");
+    // Generous for a loaded machine: it takes milliseconds; before, it
+    // waited for a held connection to go.
+    assert!(t < Duration::from_secs(8), "dump-flows took {t:?}");
     drop(held);
 }
 
@@ -338,7 +338,9 @@ fn openflow_total_limit_makes_room_for_a_new_peer() {
     std::thread::sleep(Duration::from_millis(300));
     let (t, ok, err) = dump_flows(&format!("tcp:{addr}"));
     assert!(ok, "ovs-ofctl failed: {err}");
-    assert!(t < Duration::from_secs(3), "dump-flows took {t:?}");
+    // Generous for a loaded machine: it takes milliseconds; before, it
+    // waited for a held connection to go.
+    assert!(t < Duration::from_secs(8), "dump-flows took {t:?}");
     // The quietest peer was closed for it.
     let closed = held
         .iter()
@@ -377,7 +379,7 @@ fn openflow_connection_without_hello_is_closed() {
         }
     }
     assert!(got >= 8, "the switch's HELLO came first");
-    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
 }
 
 #[test]

@@ -98,8 +98,10 @@ impl Daemon {
         let Ok(rd) = conn.try_clone() else { return };
         let mut reader = BufReader::new(rd);
         let mut w = &conn;
+        // Idle since it was accepted (so the oldest idle connection is
+        // closed first, whichever thread started first), then since its
+        // last answer.
         loop {
-            self.conns.set(id, conns::State::Idle(Instant::now()));
             let line = match proto::read_line(&mut reader) {
                 Ok(Some(l)) => l,
                 Ok(None) => return,
@@ -110,6 +112,7 @@ impl Daemon {
                 Ok(r) => r,
                 Err(e) => {
                     refuse(w, &format!("bad request: {e}"));
+                    self.conns.set(id, conns::State::Idle(Instant::now()));
                     continue;
                 }
             };
@@ -138,6 +141,7 @@ impl Daemon {
             if w.write_all(self.handle(req).to_line().as_bytes()).is_err() {
                 return;
             }
+            self.conns.set(id, conns::State::Idle(Instant::now()));
         }
     }
 }
