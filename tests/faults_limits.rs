@@ -247,15 +247,20 @@ socket.send_fds(u, [b"x"], [s.fileno()])
         ip = addr.ip(),
         port = addr.port()
     );
-    let mut child = Command::new("python3")
-        .args(["-c", &script])
-        .spawn()
-        .expect("python3");
+    let mut child = python(&script);
     let (u, _) = l.accept().unwrap();
     let mut b = [0u8; 1];
     let (_, fds) = mswitch::sys::recv_with_fds(u.as_raw_fd(), &mut b).expect("socket from helper");
     let _ = child.wait();
     TcpStream::from(fds.into_iter().next().expect("a descriptor"))
+}
+
+/// Starts `python3 -c script`.
+fn python(script: &str) -> Child {
+    Command::new("python3")
+        .args(["-c", script])
+        .spawn()
+        .expect("python3")
 }
 
 /// Runs `ovs-ofctl dump-flows` against `target`; its time and whether it
@@ -317,6 +322,31 @@ fn openflow_connection_flood_does_not_lock_out_ovs_ofctl() {
     // waited for a held connection to go.
     assert!(t < Duration::from_secs(8), "dump-flows took {t:?}");
     drop(held);
+    // While another address floods the switch with connections (at most
+    // 5 s, 3,000 connections): it only ever holds its own 64.
+    let script = format!(
+        r#"
+import socket, time
+held = []
+end = time.time() + 5
+while time.time() < end and len(held) < 3000:
+    try:
+        s = socket.socket(); s.bind(("127.0.0.2", 0)); s.connect(("{ip}", {port}))
+        s.sendall(bytes([4, 0, 0, 8, 0, 0, 0, 1])); held.append(s)
+    except OSError:
+        pass
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    );
+    let mut flood = python(&script);
+    std::thread::sleep(Duration::from_millis(300));
+    let results: Vec<_> = (0..3).map(|_| dump_flows(&format!("tcp:{addr}"))).collect();
+    let _ = flood.kill();
+    let _ = flood.wait();
+    for (_, ok, err) in results {
+        assert!(ok, "ovs-ofctl failed during a flood: {err}");
+    }
 }
 
 #[test]

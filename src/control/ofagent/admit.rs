@@ -5,8 +5,9 @@
 //! a peer (a TCP address, or a Unix socket's user) that already has
 //! `per_peer` connections closes that peer's quietest one; when the switch
 //! has `conns` connections, the quietest incoming one of any peer goes.
-//! Quietest: the longest since it sent anything but echoes (answering
-//! keepalives is not using the switch). Dialled controllers are never
+//! Quietest: one that never asked anything (sent only HELLO and echoes:
+//! a flood of idle connections), the oldest first; else the one that asked
+//! something longest ago (answering keepalives is not using the switch). Dialled controllers are never
 //! closed for a newcomer. A passive connection that has not sent its HELLO
 //! within `handshake` is closed.
 
@@ -22,9 +23,9 @@ const ACCEPTS_PER_ROUND: usize = 64;
 /// How long listeners rest after accepting failed (out of descriptors).
 const LISTEN_PAUSE: Duration = Duration::from_millis(200);
 
-/// OpenFlow's ECHO_REQUEST and ECHO_REPLY types (the same in every
-/// version).
-const ECHO_TYPES: [u8; 2] = [2, 3];
+/// OpenFlow's HELLO, ECHO_REQUEST and ECHO_REPLY types (the same in
+/// every version): messages that do not use the switch.
+const IDLE_TYPES: [u8; 3] = [0, 2, 3];
 
 /// Who a connection counts against for `per_peer`: the IP address of a
 /// TCP (or TLS) peer, the user of a Unix socket's peer.
@@ -44,16 +45,18 @@ pub fn peer_key(stream: &Stream, peer: &str) -> String {
     }
 }
 
-/// Notes what `link`'s peer sent: anything but echoes counts as use.
+/// Notes what `link`'s peer sent: anything but HELLO and echoes counts
+/// as use.
 pub fn saw_input(link: &mut Link, bytes: &[u8], now: Instant) {
     let mut used = false;
     link.rx.feed_with(
         bytes,
         false,
-        |h: &[u8; HEADER_LEN]| used |= !ECHO_TYPES.contains(&h[1]),
+        |h: &[u8; HEADER_LEN]| used |= !IDLE_TYPES.contains(&h[1]),
         |_| {},
     );
     if used {
+        link.used = true;
         link.used_at = now;
     }
 }
@@ -63,7 +66,7 @@ fn quietest(l: &Loop, key: Option<&str>) -> Option<u64> {
     l.links
         .iter()
         .filter(|(_, k)| k.active.is_none() && key.is_none_or(|key| k.key == key))
-        .min_by_key(|(id, k)| (k.used_at, **id))
+        .min_by_key(|(id, k)| (k.used, k.used_at, **id))
         .map(|(id, _)| *id)
 }
 
@@ -212,13 +215,13 @@ mod tests {
         let mut link = Link::new(t, None, "tcp:x".into(), "x".into());
         let t0 = link.used_at;
         let later = t0 + std::time::Duration::from_secs(5);
-        // An echo reply, cut in two: not use.
-        let echo = [4u8, 3, 0, 8, 0, 0, 0, 1];
-        saw_input(&mut link, &echo[..3], later);
-        saw_input(&mut link, &echo[3..], later);
-        assert_eq!(link.used_at, t0);
+        // A HELLO and an echo reply cut in two: not use.
+        let msgs = [4u8, 0, 0, 8, 0, 0, 0, 1, 4, 3, 0, 8, 0, 0, 0, 1];
+        saw_input(&mut link, &msgs[..11], later);
+        saw_input(&mut link, &msgs[11..], later);
+        assert_eq!((link.used, link.used_at), (false, t0));
         // A flow stats request (multipart, type 18) is.
         saw_input(&mut link, &[4, 18, 0, 8, 0, 0, 0, 2], later);
-        assert_eq!(link.used_at, later);
+        assert_eq!((link.used, link.used_at), (true, later));
     }
 }

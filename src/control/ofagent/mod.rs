@@ -161,9 +161,10 @@ struct Link {
     peer: String,
     /// Who it counts against for the per-peer limit ([`admit::peer_key`]).
     key: String,
-    /// When it was opened, and when its peer last sent something other
-    /// than echoes.
+    /// When it was opened, whether its peer ever sent something other
+    /// than HELLO and echoes, and when it last did (`since` until then).
     since: Instant,
+    used: bool,
     used_at: Instant,
     /// The boundaries of what the peer sends (to tell echoes from use).
     rx: snoop::Framer,
@@ -179,6 +180,7 @@ impl Link {
             peer,
             key,
             since: now,
+            used: false,
             used_at: now,
             rx: Default::default(),
         }
@@ -422,6 +424,7 @@ impl Loop {
             for id in buffered {
                 self.read(id);
             }
+            let mut ready = Vec::new();
             for k in 0..fds.len() {
                 let r = fds[k].revents;
                 if r == 0 {
@@ -432,7 +435,9 @@ impl Loop {
                         bell.drain();
                     }
                     Slot::PacketIn => {}
-                    Slot::Listener(i) => self.accept(i),
+                    // After the connections' input (below): a connection
+                    // that asked something is no longer the quietest.
+                    Slot::Listener(i) => ready.push(i),
                     Slot::Link(id) => {
                         if r & (POLL_IN | POLL_ERR) != 0 {
                             self.read(id);
@@ -445,6 +450,9 @@ impl Loop {
                     }
                     Slot::Snoop(snoop::SnoopSlot::Conn(id)) => self.snoops.read(id),
                 }
+            }
+            for i in ready {
+                self.accept(i);
             }
             // Packet-ins: drained every round (the fd only wakes us).
             self.core.dp.sw.ack_packet_in();
