@@ -179,6 +179,21 @@ fn idle_control_connections_time_out() {
 }
 
 #[test]
+fn top_outlives_the_idle_timeout() {
+    let d = Daemon::start("top", &["--ctl-idle-timeout", "0.2"]);
+    d.create("s", "learn").unwrap();
+    // Its interval is longer than the idle timeout: its connection is
+    // closed between readings, and it connects again.
+    let out = Command::new(BIN)
+        .args(["top", "--once", "--json", "--interval", "0.6", "--ctl"])
+        .arg(&d.sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
 fn one_user_cannot_take_every_control_connection() {
     let d = Daemon::start("ctluser", &["--max-ctl-conns-per-user", "3"]);
     // Let an unprivileged user reach the socket (the test runs as root).
