@@ -35,7 +35,9 @@
 //! API ([`module`]: the `Module` trait, `Verdicts`, `Batch`, the registry),
 //! the packet views a module reads ([`wire`]) and the command line as a
 //! library entry ([`cli`]), so that a crate with its own modules builds a
-//! switch binary with all of mswitch's commands. [`module`] says what is
+//! switch binary with all of mswitch's commands; and the vport client
+//! ([`client`]), through which a program of its own (a user-space network
+//! stack, a traffic source) plugs into a running switch. [`module`] says what is
 //! stable and shows a module end to end. The other modules are public for
 //! mswitch's own tests, benchmarks and fuzz targets only: hidden from this
 //! documentation, and free to change.
@@ -50,6 +52,7 @@ pub mod ab;
 #[doc(hidden)]
 pub mod bench;
 pub mod cli;
+pub mod client;
 #[doc(hidden)]
 #[allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 pub mod control;

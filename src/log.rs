@@ -47,11 +47,24 @@ pub fn remember_file(path: &Path) {
 /// Opens the log file again (after SIGHUP): a rotated file is left to
 /// `logrotate`, new lines go to a new file at the same path.
 pub fn reopen() {
+    let _ = reopen_file();
+}
+
+/// As [`reopen`], for `ovs-appctl vlog/reopen`: says whether a log file is
+/// configured and whether it could be opened again.
+pub fn reopen_file() -> Result<(), String> {
     let f = FILE.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(p) = f {
-        match crate::sys::redirect_stdio(Some(&p), false) {
-            Ok(()) => tracing::info!("log file {} reopened", p.display()),
-            Err(e) => tracing::warn!("cannot reopen log file {}: {e}", p.display()),
+    let Some(p) = f else {
+        return Err("Logging to file not configured".into());
+    };
+    match crate::sys::redirect_stdio(Some(&p), false) {
+        Ok(()) => {
+            tracing::info!("log file {} reopened", p.display());
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!("cannot reopen log file {}: {e}", p.display());
+            Err(format!("cannot reopen {}: {e}", p.display()))
         }
     }
 }

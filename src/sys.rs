@@ -605,21 +605,54 @@ pub fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<Owne
     }
 }
 
-/// The signals a daemon's signal thread waits for: SIGINT and SIGTERM
-/// (stop), SIGHUP (reopen the log file).
+/// The signals a daemon's signal thread waits for: SIGHUP (reopen the log
+/// file), and every signal whose default action would end the process
+/// without cleaning up but that asks it to go: SIGINT, SIGTERM, SIGQUIT,
+/// SIGUSR1, SIGUSR2 and SIGALRM stop it cleanly (XDP programs, TAPs and
+/// socket files removed). Signals of a crash (SIGSEGV, SIGBUS...) are not
+/// among them, and SIGKILL cannot be: what the kernel holds (XDP links,
+/// TAP queues) goes with the process's descriptors, and the next daemon
+/// replaces a stale socket file.
+pub const DAEMON_SIGNALS: [i32; 7] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+];
+
 fn daemon_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&raw mut set);
-        libc::sigaddset(&raw mut set, libc::SIGINT);
-        libc::sigaddset(&raw mut set, libc::SIGTERM);
-        libc::sigaddset(&raw mut set, libc::SIGHUP);
+        for s in DAEMON_SIGNALS {
+            libc::sigaddset(&raw mut set, s);
+        }
         set
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and threads it
+/// The name of signal `sig` (`SIGTERM`), for log lines.
+pub fn signal_name(sig: i32) -> String {
+    let known = [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGUSR2, "SIGUSR2"),
+        (libc::SIGALRM, "SIGALRM"),
+    ];
+    known
+        .iter()
+        .find(|k| k.0 == sig)
+        .map_or_else(|| format!("signal {sig}"), |k| k.1.to_owned())
+}
+
+/// Blocks the [`DAEMON_SIGNALS`] in the calling thread (and threads it
 /// spawns afterwards) so that one thread can wait for them with
 /// [`wait_signal`].
 pub fn block_stop_signals() {
@@ -630,8 +663,8 @@ pub fn block_stop_signals() {
     }
 }
 
-/// Waits for SIGINT, SIGTERM or SIGHUP (which must be blocked); returns
-/// its number.
+/// Waits for one of the [`DAEMON_SIGNALS`] (which must be blocked);
+/// returns its number.
 pub fn wait_signal() -> i32 {
     let set = daemon_signals();
     // SAFETY: sigwait on a valid set of blocked signals.
@@ -802,6 +835,97 @@ impl Detached {
             unsafe { libc::write(fd.as_raw_fd(), b"r".as_ptr().cast(), 1) };
         }
     }
+}
+
+/// Binds a listening Unix stream socket at `path` whose file is created
+/// with at most `mode` (less if the umask takes more away): on Linux a
+/// socket file takes the mode of its descriptor, so setting that before
+/// `bind` leaves no moment when the file is more open than asked.
+pub fn bind_unix_with_mode(
+    path: &std::path::Path,
+    mode: u32,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path empty, too long or containing NUL",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket(2) with constant arguments.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fchmod of a descriptor we own.
+    check(unsafe { libc::fchmod(fd, mode as libc::mode_t) })?;
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: `addr` is a valid sockaddr_un and `len` within its size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&raw const addr).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+        )
+    })?;
+    // SAFETY: listen(2) on a bound socket we own.
+    check(unsafe { libc::listen(fd, 128) })?;
+    Ok(std::os::unix::net::UnixListener::from(owned))
+}
+
+/// Takes an exclusive lock on `f` (flock) without waiting: `false` if
+/// another open file description holds it. Released when `f` closes.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor `f` owns.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// The id of group `name` (or a number given as such), from the system's
+/// group database.
+pub fn group_id(name: &str) -> io::Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in group name"))?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: a zeroed group struct is a valid out-parameter.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives it and
+    // only `gr_gid` (a plain number) is read afterwards.
+    let r = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &raw mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &raw mut found,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    if found.is_null() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no such group"));
+    }
+    Ok(grp.gr_gid)
 }
 
 pub fn euid() -> u32 {

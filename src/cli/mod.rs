@@ -45,9 +45,16 @@ enum Cmd {
         /// Serve Prometheus metrics on PORT (loopback) or ADDR:PORT.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Record switches, ports, modules and OpenFlow settings made with
+        /// `ctl` in FILE after each change, and restore them at start (then
+        /// --config runs only if FILE does not exist yet).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Keys of ssl:/pssl: OpenFlow connections.
         #[command(flatten)]
         tls: mswitch::stream::TlsArgs,
+        #[command(flatten)]
+        sockets: SocketArgs,
         #[command(flatten)]
         log: LogArgs,
         #[command(flatten)]
@@ -123,6 +130,28 @@ struct VswitchdArgs {
     limits: LimitArgs,
 }
 
+/// Who may use the daemon's sockets.
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// Let group NAME (or number) use the control and OpenFlow sockets:
+    /// the daemon's directory becomes 0750 and its sockets 0660, owned by
+    /// that group (default: the daemon's user only, 0700 and 0600).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+}
+
+impl SocketArgs {
+    fn apply(&self) -> Result<(), String> {
+        let gid = self
+            .group
+            .as_deref()
+            .map(mswitch::control::perms::parse_group)
+            .transpose()?;
+        mswitch::control::perms::set_group(gid);
+        Ok(())
+    }
+}
+
 /// Logging options of the long-running commands.
 #[derive(clap::Args)]
 struct LogArgs {
@@ -182,6 +211,8 @@ struct RunArgs {
     tls: mswitch::stream::TlsArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    sockets: SocketArgs,
 }
 
 #[derive(clap::Args)]
@@ -303,12 +334,15 @@ pub fn main() -> ExitCode {
             ctl,
             config,
             metrics,
+            state,
             tls,
+            sockets,
             log,
             limits,
         } => log
             .init()
-            .and_then(|()| run_daemon(ctl, config, metrics, &tls, &limits)),
+            .and_then(|()| sockets.apply())
+            .and_then(|()| run_daemon(ctl, config, metrics, state, &tls, &limits)),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -318,7 +352,11 @@ pub fn main() -> ExitCode {
             );
         }),
         Cmd::Ctl { ctl, cmd } => run_ctl(ctl, cmd),
-        Cmd::Run(a) => a.log.init().and_then(|()| run_switch(&a)),
+        Cmd::Run(a) => a
+            .log
+            .init()
+            .and_then(|()| a.sockets.apply())
+            .and_then(|()| run_switch(&a)),
         Cmd::Vswitchd(a) => run_vswitchd(a),
     };
     match r {
@@ -427,6 +465,7 @@ fn run_daemon(
     ctl: Option<PathBuf>,
     config: Option<PathBuf>,
     metrics: Option<String>,
+    state: Option<PathBuf>,
     tls: &mswitch::stream::TlsArgs,
     limits: &LimitArgs,
 ) -> Result<(), String> {
@@ -447,12 +486,36 @@ fn run_daemon(
     daemon::run_foreground(&path, |d| {
         d.set_limits(limits);
         d.tls().set(tls.files());
-        for (line, r) in reqs {
-            let resp = d.handle(r);
-            if !resp.ok {
-                return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
+        let mut restored = false;
+        if let Some(f) = &state {
+            let r = d.use_state(f)?;
+            for s in &r.skipped {
+                tracing::warn!("state file {}: {s}", f.display());
             }
+            if r.found {
+                tracing::info!(
+                    "state file {}: {} setting(s) restored, {} skipped{}",
+                    f.display(),
+                    r.done,
+                    r.skipped.len(),
+                    if config.is_some() {
+                        "; --config not run"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            restored = r.found;
         }
+        d.state_batch(|| {
+            for (line, r) in reqs.into_iter().filter(|_| !restored) {
+                let resp = d.handle(r);
+                if !resp.ok {
+                    return Err(format!("{file}:{line}: {}", resp.error.unwrap_or_default()));
+                }
+            }
+            Ok(())
+        })?;
         start_metrics(d, metrics.as_deref())?;
         eprintln!("mswitch: daemon listening on {}", path.display());
         Ok(())
@@ -532,8 +595,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(vswitchd::default_db)
         .parse()?;
-    std::fs::create_dir_all(&run_dir)
-        .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+    // Made (0700) or checked as the control socket's directory is: never
+    // left open by the umask, never someone else's.
+    mswitch::control::perms::prepare_dir(&run_dir, false)?;
     let pidfile = a.pidfile.as_deref().map(|p| {
         if p.is_empty() {
             run_dir.join("ovs-vswitchd.pid")

@@ -231,9 +231,12 @@ impl CtlCmd {
                     data["ofport"]
                 )
             }
-            CtlCmd::Module { switch, module } => {
-                format!("switch {switch} now runs module {module}\n")
-            }
+            CtlCmd::Module { switch, module } => match openflow_of(data) {
+                Some(l) => format!(
+                    "switch {switch} now runs module {module} (OpenFlow on {l}; priority=0 actions=NORMAL until a controller says otherwise)\n"
+                ),
+                None => format!("switch {switch} now runs module {module}\n"),
+            },
             CtlCmd::Vlan { switch, port, .. } => {
                 format!("port {port} of {switch}: {}\n", s(&data["vlan"]))
             }

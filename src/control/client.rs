@@ -81,6 +81,7 @@ impl Ctl {
 /// memory, plus the connection whose closing detaches the port.
 pub struct VportConn {
     client: MemClient,
+    /// Which port this is: its switch, its name, its OpenFlow port number.
     pub info: VportInfo,
     conn: UnixStream,
 }

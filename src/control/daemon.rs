@@ -70,6 +70,8 @@ pub struct Daemon {
     /// The keys of `ssl:`/`pssl:` OpenFlow connections (and of the
     /// vswitchd database connection), one set for the process.
     tls: Arc<TlsKeys>,
+    /// The `--state` file, once in use.
+    state: Mutex<Option<state::StateFile>>,
 }
 
 type Res<T> = Result<T, String>;
@@ -78,8 +80,12 @@ mod capture;
 mod conns;
 mod demux;
 mod limits;
+mod modules;
 mod ovs;
 mod serve;
+mod state;
+
+pub use state::Restored;
 
 /// Attaches a TAP named after the switch as its LOCAL port (the highest
 /// port number, out of the way of ports numbered from 1).
@@ -108,6 +114,7 @@ impl Daemon {
             limits: Mutex::new(Limits::default()),
             patches: PatchPanel::new(),
             tls: Arc::default(),
+            state: Mutex::new(None),
             run_dir: Mutex::new(
                 super::default_ctl_path()
                     .parent()
@@ -159,8 +166,14 @@ impl Daemon {
         self.switches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Answers one request (anything but `vport-connect`).
+    /// Answers one request (anything but `vport-connect`), and records a
+    /// change in the state file if one is in use.
     pub fn handle(&self, req: Request) -> Response {
+        self.handle_recorded(req)
+    }
+
+    /// Answers one request.
+    fn answer(&self, req: Request) -> Response {
         let r = match req {
             Request::Create {
                 switch,
@@ -496,20 +509,6 @@ impl Daemon {
         Ok(json!({ "switch": switch, "port": p.name(), "ofport": id.0 }))
     }
 
-    pub fn set_module(&self, switch: &str, spec: &str) -> Res<serde_json::Value> {
-        let sws = self.lock();
-        let s = sws
-            .get(switch)
-            .ok_or_else(|| format!("no switch '{switch}'"))?;
-        // A bare `flow` on a switch with an agent gives back its tables.
-        let m = match &s.flow {
-            Some(f) if spec == "flow" => f.clone() as Arc<dyn Module>,
-            _ => module::build(spec).map_err(|e| e.to_string())?,
-        };
-        s.sw.set_module(m);
-        Ok(json!({ "switch": switch, "module": spec }))
-    }
-
     pub fn list(&self) -> serde_json::Value {
         let sws = self.lock();
         let v: Vec<_> = sws
@@ -765,9 +764,11 @@ pub fn bind_ctl(path: &Path) -> Res<UnixListener> {
     super::bind_unix(path, "another mswitch daemon is running on")
 }
 
-/// Runs a daemon in the foreground until SIGINT or SIGTERM: binds `ctl`,
-/// lets `setup` configure it, serves, then stops every switch and removes
-/// the socket.
+/// Runs a daemon in the foreground until a signal asks it to stop (SIGINT,
+/// SIGTERM and the others of [`sys::DAEMON_SIGNALS`]; SIGHUP reopens the
+/// log): binds `ctl`, lets `setup` configure it, serves, then stops every
+/// switch (XDP programs detached, TAPs it made removed) and removes the
+/// socket.
 pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -> Res<()> {
     sys::block_stop_signals();
     let listener = bind_ctl(ctl)?;
@@ -780,9 +781,17 @@ pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -
         std::thread::Builder::new()
             .name("mswitch-signals".into())
             .spawn(move || {
-                while sys::wait_signal() == libc::SIGHUP {
+                let stop_by = loop {
+                    let s = sys::wait_signal();
+                    if s != libc::SIGHUP {
+                        break s;
+                    }
+                    // A line in the old file (logrotate has moved it), then
+                    // the new one says it was opened.
+                    tracing::info!("SIGHUP: reopening the log file (if logging to one)");
                     crate::log::reopen();
-                }
+                };
+                tracing::info!("{}: stopping", sys::signal_name(stop_by));
                 sig.stop();
             })
             .map_err(|e| e.to_string())?;
@@ -790,6 +799,9 @@ pub fn run_foreground(ctl: &Path, setup: impl FnOnce(&Arc<Daemon>) -> Res<()>) -
     });
     d.shutdown();
     let _ = std::fs::remove_file(ctl);
+    if result.is_ok() {
+        tracing::info!("stopped: switches, ports and sockets removed");
+    }
     result
 }
 

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod limits;
 pub mod metrics;
 pub mod ofagent;
+pub mod perms;
 pub mod proto;
 pub mod top;
 pub mod vswitchd;
@@ -34,14 +35,20 @@ pub fn default_ctl_path() -> PathBuf {
 
 pub use crate::port::spec::{PortKind, PortSpec, valid_name};
 
-/// Binds a Unix socket at `path` (making its directory), replacing a stale
-/// socket nobody answers on; a live one is an error `busy PATH`.
+/// Whether `dir` is the daemon's own default directory (not one chosen
+/// with `--ctl` or `MSWITCH_CTL`), which it keeps private.
+fn is_own_dir(dir: &Path) -> bool {
+    std::env::var_os("MSWITCH_CTL").is_none() && default_ctl_path().parent() == Some(dir)
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket nobody answers
+/// on; a live one is an error `busy PATH`. Its directory is made, or
+/// checked, and the socket gets fixed modes as [`perms`] says.
 pub fn bind_unix(path: &Path, busy: &str) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        perms::prepare_dir(dir, is_own_dir(dir))?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -53,5 +60,5 @@ pub fn bind_unix(path: &Path, busy: &str) -> Result<UnixListener, String> {
                 .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?,
         }
     }
-    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+    perms::bind_socket(path)
 }

@@ -269,12 +269,29 @@ fn openflow_opts(b: &WantedBridge) -> OpenFlowOpts {
         .partition(|t| !t.starts_with('p'));
     OpenFlowOpts {
         controllers: active,
-        listen: passive,
+        listen: passive.iter().map(|t| ovs_passive(t)).collect(),
         dpid: b.datapath_id.clone(),
         fail_mode: b.fail_mode.clone(),
         protocols: (!b.protocols.is_empty()).then(|| b.protocols.join(",")),
         no_local: false,
     }
+}
+
+/// A passive target as ovs-vswitchd reads it: `ptcp:`/`pssl:` without an
+/// address listen on every IPv4 address (Open vSwitch 3.1 binds
+/// `0.0.0.0:PORT`), and without a port on 6653. mswitch's own commands
+/// (`run`, `daemon`) listen on loopback unless given an address.
+fn ovs_passive(t: &str) -> String {
+    for scheme in ["ptcp:", "pssl:"] {
+        if let Some(rest) = t.strip_prefix(scheme) {
+            return match rest.split_once(':') {
+                Some(_) => t.to_owned(),
+                None if rest.is_empty() => format!("{scheme}6653:0.0.0.0"),
+                None => format!("{scheme}{rest}:0.0.0.0"),
+            };
+        }
+    }
+    t.to_owned()
 }
 
 /// The datapath id a bridge gets.
@@ -693,4 +710,19 @@ fn state_ops(
         }
     }
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ovs_passive;
+
+    #[test]
+    fn passive_targets_default_to_every_address_as_in_open_vswitch() {
+        assert_eq!(ovs_passive("ptcp:6653"), "ptcp:6653:0.0.0.0");
+        assert_eq!(ovs_passive("ptcp:"), "ptcp:6653:0.0.0.0");
+        assert_eq!(ovs_passive("pssl:6654"), "pssl:6654:0.0.0.0");
+        assert_eq!(ovs_passive("ptcp:6653:127.0.0.1"), "ptcp:6653:127.0.0.1");
+        assert_eq!(ovs_passive("ptcp:6653:[::1]"), "ptcp:6653:[::1]");
+        assert_eq!(ovs_passive("punix:/x"), "punix:/x");
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,14 +37,15 @@ const COMMANDS: &[(&str, &str)] = &[
     ("ofproto/list", ""),
     ("version", ""),
     ("vlog/list", ""),
+    ("vlog/reopen", ""),
     ("vlog/set", "{spec | PATTERN:destination:pattern}"),
 ];
 
 /// Binds `path` and serves it on a thread of its own until the daemon stops.
 pub fn start(d: Arc<Daemon>, path: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Fixed mode whatever the umask: `ovs-appctl exit` is for root only.
+    let l = crate::control::perms::bind_socket(path)?;
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vswitchd-unixctl".into())
@@ -212,6 +213,8 @@ fn command(d: &Daemon, method: &str, args: &[String]) -> Result<String, String> 
         "vlog/list" => Ok("                 console    syslog    file\n                 -------    ------    ------\nmswitch            INFO       INFO      INFO\n".into()),
         // Log levels are accepted; mswitch logs to standard error.
         "vlog/set" => Ok(String::new()),
+        // What Debian's logrotate script asks after it moved the log away.
+        "vlog/reopen" => crate::log::reopen_file().map(|()| String::new()),
         m => Err(format!("\"{m}\" is not a valid command (use \"list-commands\" to see a list of valid commands)")),
     }
 }
