@@ -18,6 +18,7 @@ use mswitch::bench::{self, Case, Pattern};
 use mswitch::control::cli::{CtlCmd, parse_config_lines};
 use mswitch::control::client::Ctl;
 use mswitch::control::daemon::{self, ctl_path};
+use mswitch::control::limits::LimitArgs;
 
 #[derive(Parser)]
 #[command(name = "mswitch", version, about = "A fast, modular software switch")]
@@ -56,6 +57,8 @@ enum Cmd {
         sockets: SocketArgs,
         #[command(flatten)]
         log: LogArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Copy a port's frames while traffic flows, as pcap (`-w -` for
     /// tcpdump -r -) or a line per frame.
@@ -123,6 +126,8 @@ struct VswitchdArgs {
     /// table overrides them once read, as in Open vSwitch).
     #[command(flatten)]
     tls: mswitch::stream::TlsArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Who may use the daemon's sockets.
@@ -204,6 +209,8 @@ struct RunArgs {
     /// Keys of ssl:/pssl: OpenFlow connections.
     #[command(flatten)]
     tls: mswitch::stream::TlsArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(flatten)]
     sockets: SocketArgs,
 }
@@ -331,10 +338,11 @@ pub fn main() -> ExitCode {
             tls,
             sockets,
             log,
+            limits,
         } => log
             .init()
             .and_then(|()| sockets.apply())
-            .and_then(|()| run_daemon(ctl, config, metrics, state, &tls)),
+            .and_then(|()| run_daemon(ctl, config, metrics, state, &tls, &limits)),
         Cmd::PktGen(a) => mswitch::pktgen::run(&a).map(|_| ()),
         Cmd::Top(a) => mswitch::control::top::run(&a),
         Cmd::Capture(a) => mswitch::control::capture::run(&a).map(|s| {
@@ -459,7 +467,9 @@ fn run_daemon(
     metrics: Option<String>,
     state: Option<PathBuf>,
     tls: &mswitch::stream::TlsArgs,
+    limits: &LimitArgs,
 ) -> Result<(), String> {
+    let limits = limits.limits()?;
     let file = config
         .as_ref()
         .map(|f| f.display().to_string())
@@ -474,6 +484,7 @@ fn run_daemon(
     };
     let path = ctl_path(ctl.as_deref());
     daemon::run_foreground(&path, |d| {
+        d.set_limits(limits);
         d.tls().set(tls.files());
         let mut restored = false;
         if let Some(f) = &state {
@@ -514,14 +525,24 @@ fn run_daemon(
 fn run_ctl(ctl: Option<PathBuf>, cmd: CtlCmd) -> Result<(), String> {
     let mut c = Ctl::connect(ctl.as_deref())?;
     let data = c.request(&cmd.request())?;
-    print!("{}", cmd.render(&data));
-    Ok(())
+    // A reader that goes away early (`| head`) ends the command quietly,
+    // as with other Unix tools.
+    use std::io::Write;
+    match std::io::stdout()
+        .lock()
+        .write_all(cmd.render(&data).as_bytes())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
+    }
 }
 
 fn run_switch(a: &RunArgs) -> Result<(), String> {
     let (module, ports, name) = (&a.module, &a.ports, &a.name);
     let path = ctl_path(a.ctl.as_deref());
+    let limits = a.limits.limits()?;
     daemon::run_foreground(&path, |d| {
+        d.set_limits(limits);
         d.tls().set(a.tls.files());
         // Controllers and listeners come after the ports and their VLANs:
         // a controller's first look (features, port descriptions) sees
@@ -635,7 +656,9 @@ fn run_vswitchd(a: VswitchdArgs) -> Result<(), String> {
         .unixctl
         .clone()
         .unwrap_or_else(|| run_dir.join(format!("ovs-vswitchd.{}.ctl", std::process::id())));
+    let limits = a.limits.limits()?;
     let r = daemon::run_foreground(&ctl, |d| {
+        d.set_limits(limits);
         d.set_run_dir(&run_dir);
         d.tls().set(a.tls.files());
         vswitchd::unixctl::start(d.clone(), &unixctl)?;

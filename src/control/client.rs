@@ -76,10 +76,14 @@ impl Ctl {
     pub fn request(&mut self, req: &Request) -> Result<serde_json::Value, String> {
         let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
         line.push('\n');
-        self.stream
-            .write_all(line.as_bytes())
-            .map_err(|e| format!("control socket: {e}"))?;
-        let (resp, _) = read_answer(&self.stream).map_err(|e| format!("control socket: {e}"))?;
+        let sent = self.stream.write_all(line.as_bytes());
+        let answer = read_answer(&self.stream);
+        // A daemon that refused the connection (a limit) said why before
+        // closing it: that beats "broken pipe".
+        let (resp, _) = match (sent, answer) {
+            (_, Ok(a)) => a,
+            (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(format!("control socket: {e}")),
+        };
         if resp.ok {
             Ok(resp.data)
         } else {

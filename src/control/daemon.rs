@@ -12,16 +12,17 @@
 //! its name reused, while the client was connected.)
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Write};
+use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::limits::Limits;
 use super::ofagent::{self, Agent, AgentConfig};
 use super::proto::{self, OpenFlowOpts, Request, Response, VportInfo};
 use super::{PortKind, PortSpec, valid_name};
@@ -82,9 +83,10 @@ pub struct Daemon {
     switches: Mutex<BTreeMap<String, Managed>>,
     stop: AtomicBool,
     stop_bell: EventFd,
-    /// Open connections by number, shut down when the daemon stops.
-    conns: Mutex<BTreeMap<u64, UnixStream>>,
-    next_conn: AtomicU64,
+    /// Open control connections, within `limits`; shut down when the
+    /// daemon stops.
+    conns: conns::Conns,
+    limits: Mutex<Limits>,
     /// Where switches' OpenFlow sockets (`SWITCH.mgmt`, `SWITCH.snoop`) go: beside the
     /// control socket.
     run_dir: Mutex<PathBuf>,
@@ -100,9 +102,12 @@ pub struct Daemon {
 type Res<T> = Result<T, String>;
 
 mod capture;
+mod conns;
 mod demux;
+mod limits;
 mod modules;
 mod ovs;
+mod serve;
 mod state;
 
 pub use state::Restored;
@@ -123,9 +128,6 @@ fn attach_local(name: &str, sw: &Switch, flow: &FlowModule) -> Res<()> {
     Ok(())
 }
 
-/// Control connections served at once (vport clients included).
-const MAX_CONNECTIONS: usize = 1024;
-
 impl Daemon {
     pub fn new() -> io::Result<Arc<Daemon>> {
         sys::raise_fd_limit();
@@ -133,8 +135,8 @@ impl Daemon {
             switches: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             stop_bell: EventFd::new()?,
-            conns: Mutex::new(BTreeMap::new()),
-            next_conn: AtomicU64::new(0),
+            conns: conns::Conns::default(),
+            limits: Mutex::new(Limits::default()),
             patches: PatchPanel::new(),
             tls: Arc::default(),
             state: Mutex::new(None),
@@ -145,6 +147,20 @@ impl Daemon {
                     .unwrap_or_default(),
             ),
         }))
+    }
+
+    /// Sets the daemon's limits (for switches and connections made from
+    /// now on).
+    pub fn set_limits(&self, l: Limits) {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// The daemon's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The keys of TLS connections: set their files with
@@ -255,9 +271,15 @@ impl Daemon {
         of: &OpenFlowOpts,
     ) -> Res<serde_json::Value> {
         valid_name("switch", name)?;
+        let max = self.limits().switches;
         let mut sws = self.lock();
         if sws.contains_key(name) {
             return Err(format!("switch '{name}' already exists"));
+        }
+        if sws.len() >= max {
+            return Err(format!(
+                "too many switches (at most {max}, --max-switches): destroy one first"
+            ));
         }
         let (mname, margs) = module.split_once(':').unwrap_or((module, ""));
         let (m, flow): (Arc<dyn Module>, _) = if mname == "flow" {
@@ -348,6 +370,7 @@ impl Daemon {
                 .unwrap_or_default(),
             probe: None,
             tls: self.tls.clone(),
+            limits: self.limits().openflow,
             versions: of
                 .protocols
                 .as_deref()
@@ -366,6 +389,8 @@ impl Daemon {
             v.hang_up(&format!("switch '{name}' was destroyed"));
         }
         drop(m); // stops the workers
+        // The freed memory of its threads' heaps goes back to the system.
+        sys::res::trim();
         Ok(json!({ "switch": name }))
     }
 
@@ -480,6 +505,7 @@ impl Daemon {
                     ));
                 }
             }
+            shm_budget(&sws, &spec, self.limits().shm)?;
             let m = sws.get_mut(switch).ok_or("switch vanished")?;
             // And one daemon: another process with a socket on it would
             // forward every frame too.
@@ -499,6 +525,7 @@ impl Daemon {
                 json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": kind, "note": note }),
             );
         }
+        shm_budget(&sws, &spec, self.limits().shm)?;
         let m = sws.get_mut(switch).ok_or("switch vanished")?;
         let id = attach_spec(m, &spec, id, true)?;
         Ok(json!({ "switch": switch, "port": spec.name(), "ofport": id.0, "kind": "vport" }))
@@ -608,8 +635,11 @@ impl Daemon {
                 ));
             } else {
                 valid_name("port", &spec.name)?;
+                shm_budget(&sws, &spec, self.limits().shm)?;
+                let m = sws.get_mut(switch).ok_or("switch vanished")?;
                 attach_spec(m, &spec, None, false)?;
             }
+            let m = sws.get_mut(switch).ok_or("switch vanished")?;
             let id = m.sw.port_id(port).ok_or("port vanished")?;
             let v = m.vports.get_mut(port).ok_or("port vanished")?;
             v.connected = true;
@@ -692,111 +722,6 @@ impl Daemon {
         }
     }
 
-    /// Accepts and serves connections until `stop` is called.
-    pub fn serve(self: &Arc<Self>, listener: UnixListener) -> io::Result<()> {
-        listener.set_nonblocking(true)?;
-        while !self.stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((conn, _)) => {
-                    if conn.set_nonblocking(false).is_err() {
-                        continue;
-                    }
-                    if self.lock_conns().len() >= MAX_CONNECTIONS {
-                        // Each connection holds a thread (and a vport client
-                        // holds its connection): bound them.
-                        let msg =
-                            format!("too many control connections (at most {MAX_CONNECTIONS})");
-                        let _ = (&conn).write_all(Response::err(msg).to_line().as_bytes());
-                        continue;
-                    }
-                    let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(c) = conn.try_clone() {
-                        self.lock_conns().insert(id, c);
-                    }
-                    let d = self.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("mswitch-ctl".into())
-                        .spawn(move || {
-                            d.connection(conn);
-                            d.lock_conns().remove(&id);
-                        });
-                    if let Err(e) = spawned {
-                        // Out of threads: refuse this client, keep serving.
-                        tracing::warn!("cannot serve a control connection: {e}");
-                        self.lock_conns().remove(&id);
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted =>
-                {
-                    wait_two(listener.as_raw_fd(), self.stop_bell.as_raw_fd());
-                }
-                Err(e) => {
-                    tracing::warn!("control socket accept: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn connection(&self, conn: UnixStream) {
-        let Ok(rd) = conn.try_clone() else { return };
-        let mut reader = BufReader::new(rd);
-        let mut w = &conn;
-        loop {
-            let line = match proto::read_line(&mut reader) {
-                Ok(Some(l)) => l,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
-                    return;
-                }
-            };
-            let req: Request = match serde_json::from_str(&line) {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = w.write_all(
-                        Response::err(format!("bad request: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    );
-                    continue;
-                }
-            };
-            if let Request::Capture {
-                switch,
-                port,
-                direction,
-                snaplen,
-            } = req
-            {
-                if let Err(e) = self.capture_session(&conn, &switch, &port, &direction, snaplen) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
-                }
-                return;
-            }
-            if let Request::VportConnect { switch, port } = req {
-                if let Err(e) = self.vport_session(&conn, &switch, &port) {
-                    let _ = w.write_all(Response::err(e).to_line().as_bytes());
-                }
-                return;
-            }
-            if w.write_all(self.handle(req).to_line().as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn lock_conns(&self) -> MutexGuard<'_, BTreeMap<u64, UnixStream>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Asks `serve` to return and closes every connection.
     /// Whether the daemon was asked to stop.
     pub fn stopping(&self) -> bool {
@@ -806,9 +731,7 @@ impl Daemon {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_bell.notify();
-        for c in std::mem::take(&mut *self.lock_conns()).into_values() {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
+        self.conns.shutdown_all();
     }
 
     /// Stops every switch (detaching their ports and freeing their memory).
@@ -838,7 +761,7 @@ fn attach_spec(
     if spec.kind != PortKind::Vport {
         return Err(format!("'{spec}' is not a virtual port"));
     }
-    let port = MemPort::vport(name, spec.mem_config()).map_err(|e| e.to_string())?;
+    let port = MemPort::vport(name, spec.mem_config()).map_err(limits::port_error)?;
     let id =
         m.sw.attach(port.clone() as Arc<dyn Port>, id)
             .map_err(|e| e.to_string())?;
@@ -853,6 +776,24 @@ fn attach_spec(
         },
     );
     Ok(id)
+}
+
+/// Refuses a port `spec` whose rings and buffers would take the memory of
+/// every switch's ports past `max` bytes (`--max-shm`).
+fn shm_budget(sws: &BTreeMap<String, Managed>, spec: &PortSpec, max: u64) -> Res<()> {
+    let need = spec.mem_config().layout().total as u64;
+    let used: u64 = sws.values().map(|m| m.sw.port_memory()).sum();
+    if used.saturating_add(need) > max {
+        use super::limits::show_size;
+        return Err(format!(
+            "port '{}' needs {} of memory and ports use {} already: over the limit of {} (--max-shm)",
+            spec.name(),
+            show_size(need),
+            show_size(used),
+            show_size(max)
+        ));
+    }
+    Ok(())
 }
 
 /// Waits (at most 500 ms) until the switch has read every packet published
@@ -873,11 +814,6 @@ fn drain_incoming(port: &MemPort) {
         }
         std::thread::sleep(Duration::from_micros(500));
     }
-}
-
-/// Waits until either descriptor is readable (or 500 ms pass).
-fn wait_two(a: RawFd, b: RawFd) {
-    sys::poll_any(&[a, b], Some(Duration::from_millis(500)));
 }
 
 /// Binds the control socket at `path`, replacing a stale socket left by a

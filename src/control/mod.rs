@@ -6,6 +6,7 @@ pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod limits;
 pub mod metrics;
 pub mod ofagent;
 pub mod perms;

@@ -13,8 +13,14 @@ use std::os::unix::net::UnixStream;
 
 use serde::{Deserialize, Serialize};
 
-/// Longest request or answer line accepted.
+/// Longest request line the daemon accepts (from any client).
 pub const MAX_LINE: usize = 1 << 20;
+/// Longest answer line a client accepts (`stats` of thousands of ports
+/// takes megabytes; the daemon is trusted further than its clients).
+pub const MAX_ANSWER: usize = 1 << 30;
+/// Longest error message sent: untrusted text quoted in it (a name, a
+/// spec) is cut there.
+pub const MAX_ERROR: usize = 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
@@ -153,8 +159,17 @@ impl Response {
     }
 
     pub fn err(msg: impl Into<String>) -> Response {
-        // Keep errors to one line whatever produced them.
-        let msg: String = msg.into();
+        // Keep errors to one line, and short, whatever produced them.
+        let mut msg: String = msg.into();
+        if msg.len() > MAX_ERROR {
+            let len = msg.len();
+            let mut at = MAX_ERROR;
+            while !msg.is_char_boundary(at) {
+                at -= 1;
+            }
+            msg.truncate(at);
+            msg.push_str(&format!("... (error of {len} bytes cut)"));
+        }
         Response {
             ok: false,
             error: Some(msg.replace('\n', " ")),
@@ -209,7 +224,7 @@ pub fn read_answer(sock: &UnixStream) -> io::Result<(Response, Vec<OwnedFd>)> {
     let fd: RawFd = sock.as_raw_fd();
     let mut line = Vec::new();
     let mut fds = Vec::new();
-    let mut byte = [0u8; 4096];
+    let mut byte = vec![0u8; 64 << 10];
     loop {
         // Peek-free approach: read one chunk at a time; the daemon sends
         // exactly one answer per request, so nothing past the newline is lost.
@@ -225,10 +240,10 @@ pub fn read_answer(sock: &UnixStream) -> io::Result<(Response, Vec<OwnedFd>)> {
         if line.last() == Some(&b'\n') {
             break;
         }
-        if line.len() > MAX_LINE {
+        if line.len() > MAX_ANSWER {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "answer too long",
+                format!("answer longer than {MAX_ANSWER} bytes"),
             ));
         }
     }
@@ -290,5 +305,13 @@ mod tests {
             Response::err("a\nb").to_line(),
             "{\"ok\":false,\"error\":\"a b\"}\n"
         );
+    }
+
+    #[test]
+    fn errors_stay_short() {
+        let e = Response::err(format!("bad name '{}'", "ü".repeat(1_000_000)));
+        let text = e.error.unwrap();
+        assert!(text.len() < MAX_ERROR + 64, "{}", text.len());
+        assert!(text.ends_with("... (error of 2000011 bytes cut)"), "{text}");
     }
 }

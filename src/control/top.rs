@@ -45,7 +45,15 @@ pub fn run(a: &TopArgs) -> Result<(), String> {
     let mut t0 = Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs_f64(a.interval));
-        let after = ctl.request(&req)?;
+        // An interval past the daemon's --ctl-idle-timeout finds the
+        // connection closed: one new connection, then errors are errors.
+        let after = match ctl.request(&req) {
+            Ok(v) => v,
+            Err(_) => {
+                ctl = Ctl::connect(a.ctl.as_deref())?;
+                ctl.request(&req)?
+            }
+        };
         let t1 = Instant::now();
         let r = rates(&before, &after, t1.duration_since(t0).as_secs_f64());
         let text = if a.json { format!("{r}\n") } else { render(&r) };

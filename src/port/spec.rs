@@ -121,7 +121,10 @@ pub fn valid_name(what: &str, s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("bad {what} name '{s}' (1-32 of A-Z a-z 0-9 _ . -)"))
+        Err(format!(
+            "bad {what} name '{}' (1-32 of A-Z a-z 0-9 _ . -)",
+            crate::control::limits::clip(s)
+        ))
     }
 }
 

@@ -458,6 +458,15 @@ impl Switch {
         self.shared.table().module.clone()
     }
 
+    /// Bytes of memory (rings and buffers) of every attached port.
+    pub fn port_memory(&self) -> u64 {
+        self.shared
+            .table()
+            .entries()
+            .map(|e| e.port.mem().region().len() as u64)
+            .sum()
+    }
+
     /// Attached port numbers, ascending.
     pub fn ports(&self) -> Vec<PortId> {
         self.shared.table().attached.clone()

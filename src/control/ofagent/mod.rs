@@ -24,6 +24,7 @@
 //! into a learning bridge after 3 s without any, and gives the tables back
 //! when a controller completes its handshake.
 
+mod admit;
 pub mod net;
 mod snoop;
 
@@ -41,6 +42,7 @@ use crate::stream::{Stream, TlsKeys};
 use crate::switch::Switch;
 use crate::sys::{self, EventFd, POLL_ERR, POLL_IN, POLL_OUT, PollFd};
 
+pub use crate::control::limits::OfLimits;
 pub use crate::ofproto::default_dpid;
 use crate::ofproto::{Engine, SwitchDatapath};
 pub use net::{Listener, Passive, Remote};
@@ -80,6 +82,8 @@ pub struct AgentConfig {
     /// Keys for `ssl:` and `pssl:` (none by default: those then fail with
     /// a clear error).
     pub tls: Arc<TlsKeys>,
+    /// Connections per peer and in all, handshake time.
+    pub limits: OfLimits,
 }
 
 /// Parses a datapath id: hex with `0x` (or 16 hex digits, as ovs-vsctl
@@ -101,8 +105,8 @@ pub fn parse_dpid(s: &str) -> Result<u64, String> {
 const FAIL_OPEN_AFTER: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
-/// Most connections served at once (listeners stop accepting beyond).
-const MAX_CONNS: usize = 256;
+/// Reads (of up to 64 KiB) from one connection per round of the loop.
+const READS_PER_ROUND: usize = 16;
 
 /// A running agent; dropping it stops the thread and closes every socket.
 pub struct Agent {
@@ -155,6 +159,32 @@ struct Link {
     tap: snoop::Tap,
     /// Who is at the other end (for log lines).
     peer: String,
+    /// Who it counts against for the per-peer limit ([`admit::peer_key`]).
+    key: String,
+    /// When it was opened, whether its peer ever sent something other
+    /// than HELLO and echoes, and when it last did (`since` until then).
+    since: Instant,
+    used: bool,
+    used_at: Instant,
+    /// The boundaries of what the peer sends (to tell echoes from use).
+    rx: snoop::Framer,
+}
+
+impl Link {
+    fn new(stream: Stream, active: Option<usize>, peer: String, key: String) -> Link {
+        let now = Instant::now();
+        Link {
+            stream,
+            active,
+            tap: Default::default(),
+            peer,
+            key,
+            since: now,
+            used: false,
+            used_at: now,
+            rx: Default::default(),
+        }
+    }
 }
 
 /// At most one line a second about refused incoming connections (TLS
@@ -199,6 +229,9 @@ struct Loop {
     status: Arc<std::sync::Mutex<Vec<ControllerStatus>>>,
     tls: Arc<TlsKeys>,
     refused: LogLimit,
+    limits: OfLimits,
+    /// Listeners are not polled until then (accepting failed).
+    listen_pause: Option<Instant>,
 }
 
 impl Agent {
@@ -261,6 +294,8 @@ impl Agent {
             status: status.clone(),
             tls: cfg.tls.clone(),
             refused: LogLimit::default(),
+            limits: cfg.limits.clone(),
+            listen_pause: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let bell = Arc::new(EventFd::new().map_err(|e| e.to_string())?);
@@ -354,7 +389,9 @@ impl Loop {
             };
             add(bell.as_raw_fd(), POLL_IN, Slot::Bell);
             add(self.core.dp.sw.packet_in_fd(), POLL_IN, Slot::PacketIn);
-            if self.links.len() < MAX_CONNS {
+            // Always (a full switch makes room for a newcomer, admit.rs),
+            // unless accepting failed a moment ago.
+            if self.listen_pause.is_none_or(|t| Instant::now() >= t) {
                 for (i, l) in self.listeners.iter().enumerate() {
                     add(l.as_raw_fd(), POLL_IN, Slot::Listener(i));
                 }
@@ -387,6 +424,7 @@ impl Loop {
             for id in buffered {
                 self.read(id);
             }
+            let mut ready = Vec::new();
             for k in 0..fds.len() {
                 let r = fds[k].revents;
                 if r == 0 {
@@ -397,7 +435,9 @@ impl Loop {
                         bell.drain();
                     }
                     Slot::PacketIn => {}
-                    Slot::Listener(i) => self.accept(i),
+                    // After the connections' input (below): a connection
+                    // that asked something is no longer the quietest.
+                    Slot::Listener(i) => ready.push(i),
                     Slot::Link(id) => {
                         if r & (POLL_IN | POLL_ERR) != 0 {
                             self.read(id);
@@ -411,12 +451,17 @@ impl Loop {
                     Slot::Snoop(snoop::SnoopSlot::Conn(id)) => self.snoops.read(id),
                 }
             }
+            for i in ready {
+                self.accept(i);
+            }
             // Packet-ins: drained every round (the fd only wakes us).
             self.core.dp.sw.ack_packet_in();
             let ports = last_ports.elapsed() >= Duration::from_millis(100);
             let links = last_links.elapsed() >= Duration::from_secs(1);
             if ports {
                 last_ports = Instant::now();
+                let lim = self.limits.clone();
+                admit::expire_handshakes(&mut self, &lim, last_ports);
             }
             if links {
                 last_links = Instant::now();
@@ -431,54 +476,10 @@ impl Loop {
         }
     }
 
-    fn accept(&mut self, i: usize) {
-        loop {
-            let Some(l) = self.listeners.get(i) else {
-                return;
-            };
-            let tls = l.is_tls();
-            match l.accept() {
-                Ok((stream, peer)) => {
-                    if stream.set_nonblocking().is_err() {
-                        continue;
-                    }
-                    let stream = match (stream, tls) {
-                        (Stream::Tcp(s), true) => match Stream::tls_server(s, &self.tls) {
-                            Ok(t) => t,
-                            Err(e) => {
-                                let sw = self.core.dp.sw.name().to_owned();
-                                self.refused.line(&sw, &format!("refused {peer}: {e}"));
-                                continue;
-                            }
-                        },
-                        (s, _) => s,
-                    };
-                    let now = self.nanos();
-                    let id = self.core.open(peer.clone(), now);
-                    self.links.insert(
-                        id,
-                        Link {
-                            stream,
-                            active: None,
-                            tap: Default::default(),
-                            peer,
-                        },
-                    );
-                    if self.links.len() >= MAX_CONNS {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Out of descriptors and the like: try again next round.
-                Err(_) => return,
-            }
-        }
-    }
-
     fn read(&mut self, id: u64) {
         let mut buf = [0u8; 65536];
-        loop {
+        // Bounded: one busy peer cannot keep the loop from the others.
+        for _ in 0..READS_PER_ROUND {
             if !self.core.conn(id).is_some_and(|c| c.wants_read()) {
                 return;
             }
@@ -491,6 +492,7 @@ impl Loop {
                     if let Some(i) = l.active {
                         self.snoops.follow(&mut l.tap.rx, i, &buf[..n]);
                     }
+                    admit::saw_input(l, &buf[..n], Instant::now());
                     let now = self.nanos();
                     self.core.input(id, &buf[..n], now);
                 }
@@ -687,15 +689,8 @@ impl Loop {
         let now = self.nanos();
         let peer = self.actives[i].remote.to_string();
         let id = self.core.open(peer.clone(), now);
-        self.links.insert(
-            id,
-            Link {
-                stream,
-                active: Some(i),
-                tap: Default::default(),
-                peer,
-            },
-        );
+        self.links
+            .insert(id, Link::new(stream, Some(i), peer.clone(), peer));
         self.actives[i].state = ActiveState::Up { conn: id };
         self.actives[i].last_connected = Some(Instant::now());
     }

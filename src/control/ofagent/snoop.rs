@@ -56,7 +56,19 @@ impl Framer {
     /// Follows `bytes`, the next part of the stream. Each message whose
     /// header was completed while `capture` was true goes, whole, to `each` once its
     /// last byte is seen.
-    pub fn feed(&mut self, mut bytes: &[u8], capture: bool, mut each: impl FnMut(&[u8])) {
+    pub fn feed(&mut self, bytes: &[u8], capture: bool, each: impl FnMut(&[u8])) {
+        self.feed_with(bytes, capture, |_| {}, each);
+    }
+
+    /// Like [`Framer::feed`], also handing each message's header to
+    /// `head` as soon as it is complete.
+    pub fn feed_with(
+        &mut self,
+        mut bytes: &[u8],
+        capture: bool,
+        mut head: impl FnMut(&[u8; HEADER_LEN]),
+        mut each: impl FnMut(&[u8]),
+    ) {
         while !bytes.is_empty() && !self.broken {
             if self.have < HEADER_LEN {
                 let n = (HEADER_LEN - self.have).min(bytes.len());
@@ -66,6 +78,7 @@ impl Framer {
                 if self.have < HEADER_LEN {
                     return;
                 }
+                head(&self.head);
                 let len = usize::from(u16::from_be_bytes([self.head[2], self.head[3]]));
                 if len < HEADER_LEN {
                     self.broken = true;

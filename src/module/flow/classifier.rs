@@ -228,6 +228,12 @@ impl<T> Classifier<T> {
         st.count(&rule.value, true);
         let list = st.rules.entry(rule.value).or_default();
         let at = list.partition_point(|r| r.beats(&rule));
+        // Most lists hold one rule: short ones grow one rule at a time (a
+        // Vec's first allocation would hold four, 1.2 KB of empty rules
+        // per flow entry).
+        if list.len() < SHORT_LIST {
+            list.reserve_exact(1);
+        }
         list.insert(at, rule);
         self.len += 1;
         if moved {
@@ -355,6 +361,7 @@ impl<T> Classifier<T> {
             let first = out.len();
             st.rules.retain(|_, list| {
                 let mut k = 0;
+                let before = list.len();
                 while k < list.len() {
                     if pred(&list[k]) {
                         out.push(list.remove(k));
@@ -363,6 +370,9 @@ impl<T> Classifier<T> {
                         k += 1;
                     }
                 }
+                if list.len() < before && list.capacity() > 2 * list.len() {
+                    list.shrink_to_fit();
+                }
                 !list.is_empty()
             });
             if !removed_any {
@@ -370,6 +380,11 @@ impl<T> Classifier<T> {
             }
             for r in &out[first..] {
                 st.count(&r.value, false);
+            }
+            // A table flushed or thinned gives its memory back.
+            shrink_map(&mut st.rules);
+            for stage in &mut st.stages {
+                shrink_map(&mut stage.values);
             }
             st.priorities.clear();
             for r in st.rules.values().flatten() {
@@ -388,7 +403,28 @@ impl<T> Classifier<T> {
             }
         }
         self.len -= out.len();
+        if !out.is_empty() {
+            shrink_map(&mut self.by_mask);
+            if self.free.len() == self.subtables.len() {
+                self.subtables = Vec::new();
+                self.free = Vec::new();
+                self.order = Vec::new();
+            }
+        }
         out
+    }
+}
+
+/// Rule lists up to this long grow one rule at a time.
+const SHORT_LIST: usize = 4;
+
+/// Gives back most of a hash map's room once it is less than a quarter
+/// full (its table never shrinks by itself).
+fn shrink_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    m: &mut std::collections::HashMap<K, V, S>,
+) {
+    if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+        m.shrink_to(m.len() * 2);
     }
 }
 
@@ -414,6 +450,33 @@ mod tests {
         let mut k = Key::default();
         k.0[0] = w;
         k
+    }
+
+    #[test]
+    fn storage_is_tight_and_given_back() {
+        let mut c = Classifier::default();
+        for i in 0..5000u64 {
+            c.insert(rule(100, i, (i, 0xffff)));
+        }
+        // One rule per value: lists of capacity one, not four.
+        let st = c.subtables[0].as_ref().unwrap();
+        assert!(st.rules.values().all(|l| l.capacity() == 1));
+        let big = st.rules.capacity();
+        let gone = c.remove_where(|r| r.seq >= 100);
+        assert_eq!(gone.len(), 4900);
+        let st = c.subtables[0].as_ref().unwrap();
+        assert!(
+            st.rules.capacity() < big / 4,
+            "{} of {big}",
+            st.rules.capacity()
+        );
+        assert_eq!(c.remove_where(|_| true).len(), 100);
+        assert!(c.subtables.is_empty() && c.free.is_empty() && c.order.is_empty());
+        c.insert(rule(1, 1, (1, 0xff)));
+        assert!(
+            c.lookup(&key(1), &mut Key::default()).is_some(),
+            "usable again"
+        );
     }
 
     #[test]

@@ -51,6 +51,9 @@ use super::pipeline::{
 };
 use super::stats::removed_msg;
 
+/// A delete of at least this many entries trims the heap.
+const TRIM_AFTER: usize = 1024;
+
 fn bad_action(c: BadActionCode) -> ErrorCode {
     ErrorCode::BadAction(c)
 }
@@ -414,6 +417,12 @@ impl Pipeline {
             self.flow_count -= n;
             self.forget(&gone_all);
             removed.extend(self.delete_learned(&gone_all, now));
+        }
+        drop(gone_all);
+        if n >= TRIM_AFTER {
+            // The entries' memory goes back to the system, not only to
+            // this thread's heap.
+            crate::sys::res::trim();
         }
         Ok(removed)
     }
