@@ -112,7 +112,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     if let Some(cpu) = me.cpu
         && let Err(e) = crate::sys::pin_current_thread(cpu)
     {
-        eprintln!("mswitch: worker {w}: cannot pin to cpu {cpu}: {e}");
+        tracing::warn!("worker {w}: cannot pin to cpu {cpu}: {e}");
     }
     // Naps are short: ask the kernel not to stretch them.
     crate::sys::set_timer_slack(Duration::from_micros(1));
@@ -217,7 +217,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             me.sleeps.fetch_add(1, Ordering::Relaxed);
         }
         if let Err(e) = me.epoll.wait_flagged(&mut events, timeout) {
-            eprintln!("mswitch: worker {w}: epoll: {e}");
+            tracing::error!("worker {w}: epoll: {e}");
             std::thread::sleep(Duration::from_millis(10));
         }
         me.sleeping.store(false, Ordering::Relaxed);

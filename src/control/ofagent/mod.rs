@@ -209,7 +209,7 @@ impl LogLimit {
             0 => String::new(),
             n => format!(" ({n} similar lines suppressed)"),
         };
-        eprintln!("mswitch: {switch}: {msg}{more}");
+        tracing::warn!("{switch}: {msg}{more}");
         self.last = Some(now);
     }
 }
@@ -574,8 +574,8 @@ impl Loop {
         {
             // Controllers come and go rarely: say so (ovs-ofctl's many
             // short connections are not worth a line each).
-            eprintln!(
-                "mswitch: {}: controller {} disconnected ({why}); retrying in {:?}",
+            tracing::warn!(
+                "{}: controller {} disconnected ({why}); retrying in {:?}",
                 self.core.dp.sw.name(),
                 a.remote,
                 a.backoff
@@ -602,8 +602,8 @@ impl Loop {
                     {
                         let e = e.to_string();
                         if a.last_error.as_ref() != Some(&e) {
-                            eprintln!(
-                                "mswitch: {}: controller {}: {e}",
+                            tracing::warn!(
+                                "{}: controller {}: {e}",
                                 self.core.dp.sw.name(),
                                 a.remote
                             );
@@ -681,8 +681,8 @@ impl Loop {
         } else {
             ""
         };
-        eprintln!(
-            "mswitch: {}: connected to controller {}{tls}",
+        tracing::info!(
+            "{}: connected to controller {}{tls}",
             self.core.dp.sw.name(),
             self.actives[i].remote
         );
