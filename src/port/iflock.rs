@@ -63,6 +63,7 @@ impl IfaceLock {
 
     fn take_in(dir: &Path, netns: u64, ifname: &str) -> Result<Option<IfaceLock>, KernelPortError> {
         let path = dir.join(format!("net{netns}-{ifname}.lock"));
+        sweep(dir, &path);
         for _ in 0..ATTEMPTS {
             if let Some(l) = Self::try_take(&path, ifname)? {
                 return Ok(l);
@@ -130,6 +131,43 @@ impl IfaceLock {
     }
 }
 
+/// Most stale files one take removes (each costs an open and a lock).
+const SWEEP_MAX: usize = 64;
+
+/// Removes lock files of holders that died (unlocked files), other than
+/// `keep`, so that killed daemons do not fill the directory with names of
+/// interfaces that never come back. Safe by the same rule as a release: a
+/// file is removed while locked, and whoever locks it afterwards finds the
+/// path gone and makes a new one.
+fn sweep(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let stale = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p != keep && p.extension().is_some_and(|x| x == "lock"));
+    for p in stale.take(SWEEP_MAX) {
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&p)
+        else {
+            continue; // gone meanwhile, or a symlink: not ours to touch
+        };
+        if f.try_lock().is_err() {
+            continue; // held: a live daemon's
+        }
+        let same = match (f.metadata(), std::fs::symlink_metadata(&p)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if same {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// `dir`, made if missing (mode 0755), if it is ours and only we may
 /// write it; `None` (said once in the log) otherwise.
 fn usable_dir(dir: &Path) -> Option<PathBuf> {
@@ -187,6 +225,28 @@ mod tests {
         std::os::unix::fs::symlink(&target, dir.join("net9-eth9.lock")).unwrap();
         assert!(IfaceLock::take_in(&dir, 9, "eth9").unwrap().is_none());
         assert_eq!(std::fs::read(&target).unwrap(), b"x");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_of_dead_holders_are_swept_and_held_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("mswitch-iflock-s{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A killed daemon's file: there, unlocked.
+        std::fs::write(dir.join("net7-dead0.lock"), b"1").unwrap();
+        let held = IfaceLock::take_in(&dir, 7, "live0").unwrap().unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, b"x").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("net7-link0.lock")).unwrap();
+        let _new = IfaceLock::take_in(&dir, 7, "veth5").unwrap().unwrap();
+        assert!(!dir.join("net7-dead0.lock").exists(), "stale file swept");
+        assert!(dir.join("net7-live0.lock").exists(), "held file kept");
+        assert!(
+            std::fs::symlink_metadata(dir.join("net7-link0.lock")).is_ok(),
+            "symlinks are not touched"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
+        drop(held);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
