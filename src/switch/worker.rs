@@ -147,11 +147,7 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         // need no better) and after every sleep.
         if round.is_multiple_of(CLOCK_EVERY_ROUNDS) {
             let t = Instant::now();
-            if worked {
-                me.busy_ns
-                    .fetch_add(t.duration_since(now).as_nanos() as u64, Ordering::Relaxed);
-                worked = false;
-            }
+            add_busy(me, &mut worked, now, t);
             now = t;
             now_ns = shared.nanos(now);
         }
@@ -201,9 +197,11 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
                 // A trickle: nap rather than spin, so light traffic does not
                 // cost a whole core; packets gather in the rings meanwhile and
                 // the next round takes them as a batch.
+                // The work before a nap is busy time; the nap is not.
+                add_busy(me, &mut worked, now, Instant::now());
                 std::thread::sleep(NAP);
-                // A nap lasts far longer than asked (the timer slack and
-                // the wake-up: 50-100 us on this machine), so after one the
+                // A nap lasts far longer than asked (the wake-up: 50-100 us
+                // on this VM, with 1 us of timer slack), so after one the
                 // clock is read again and retired ports are looked at: a
                 // reply arriving on a retired port must not wait out
                 // EPOLL_EVERY_ROUNDS naps (it waited ~300 us a crossing).
@@ -220,12 +218,8 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             }
         };
         events.clear();
-        if worked {
-            // The work before a sleep is busy time; the sleep is not.
-            me.busy_ns
-                .fetch_add(now.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            worked = false;
-        }
+        // The work before a sleep is busy time; the sleep is not.
+        add_busy(me, &mut worked, now, Instant::now());
         if timeout != Some(Duration::ZERO) {
             me.sleeping.store(true, Ordering::Relaxed);
             me.sleeps.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +252,18 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
     for o in retired {
         unwatch(me, &o);
         o.entry.port.disarm_incoming(o.q);
+    }
+}
+
+/// Adds `since..until` to the worker's busy time if some round in it moved
+/// packets (`worked`, which this clears).
+#[inline]
+fn add_busy(me: &WorkerShared, worked: &mut bool, since: Instant, until: Instant) {
+    if std::mem::take(worked) {
+        me.busy_ns.fetch_add(
+            until.duration_since(since).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
     }
 }
 
