@@ -18,10 +18,12 @@
 //! kernel's UDP path per datagram, or, with UDP segmentation offload, per
 //! run of equal datagrams to one remote; BENCHMARKS.md measures it.
 //!
-//! Known differences from Open vSwitch: the outer UDP source port is the
-//! socket's port (`dst_port`) for every frame, so an ECMP underlay sees
-//! one flow per pair of hosts where Open vSwitch spreads flows by a hash
-//! of the inner headers; `tos=inherit`/`ttl=inherit`, `df_default=false`
+//! The outer UDP source port is one of [`socket::SOURCE_PORTS`] per
+//! socket, picked by a hash of the inner flow ([`header::flow_hash`]), so
+//! an ECMP underlay spreads a tunnel's flows and keeps each in order.
+//!
+//! Known differences from Open vSwitch: it hashes into its whole source
+//! port range, mswitch into those few ports; `tos=inherit`/`ttl=inherit`, `df_default=false`
 //! and `local_ip=flow` are refused; over IPv6 the UDP checksum is always
 //! sent, and over IPv4 too where segmentation offload is on (it needs the
 //! checksum: see [`socket`]); flow-based remotes and the tunnel

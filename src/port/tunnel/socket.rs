@@ -42,6 +42,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::header::flow_hash;
+
 /// Datagrams moved per system call at most.
 pub const BATCH: usize = 64;
 /// Receive buffer per message: with `UDP_GRO` the kernel may hand over up
@@ -75,9 +77,100 @@ fn offload_wanted() -> bool {
     *WANTED.get_or_init(|| std::env::var_os("MSWITCH_TUNNEL_OFFLOAD").is_none_or(|v| v != "0"))
 }
 
+/// Outer UDP source ports per socket: each frame goes out from the one its
+/// inner flow hashes to ([`flow_hash`]).
+pub const SOURCE_PORTS: usize = 8;
+
+/// A new non-blocking UDP socket with the send options of the module doc
+/// (never fragment, default TTL, checksum), and whether it takes
+/// segmentation offload.
+fn open_udp(v6: bool, csum: bool) -> io::Result<(OwnedFd, bool)> {
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: plain syscall with constant arguments.
+    let fd = check(unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: the fd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = fd.as_raw_fd();
+    // Kernels without segmentation offload refuse the option.
+    let gso = offload_wanted() && setsockopt(raw, libc::IPPROTO_UDP, UDP_SEGMENT, 0).is_ok();
+    if v6 {
+        setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+        setsockopt(
+            raw,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )?;
+        setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+    } else {
+        setsockopt(
+            raw,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )?;
+        let no_check = !csum && !gso;
+        setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            i32::from(no_check),
+        )?;
+    }
+    let (level, ttl) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TTL)
+    };
+    setsockopt(raw, level, ttl, libc::c_int::from(SOCKET_TTL))?;
+    Ok((fd, gso))
+}
+
+/// Makes socket `fd` drop whatever arrives for it (a socket filter that
+/// accepts nothing), best effort: a sender's port is nobody's address.
+fn drop_everything_received(fd: RawFd) {
+    let mut nothing = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: nothing.as_mut_ptr(),
+    };
+    // SAFETY: passes a live filter program and its size; the kernel
+    // copies it.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        );
+    }
+    let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 0);
+}
+
+fn bind_to(fd: RawFd, addr: SocketAddr) -> io::Result<()> {
+    let (ss, len) = sockaddr(addr);
+    // SAFETY: ss holds a sockaddr of length len.
+    check(unsafe { libc::bind(fd, (&raw const ss).cast(), len) }).map(|_| ())
+}
+
 /// A bound tunnel socket.
 pub struct UdpTunnelSocket {
     fd: OwnedFd,
+    /// The sockets frames go out from, one per outer source port (empty:
+    /// from `fd`).
+    senders: Vec<OwnedFd>,
     v6: bool,
     /// Sends go down with `UDP_SEGMENT` where they can.
     gso: AtomicBool,
@@ -166,66 +259,39 @@ impl UdpTunnelSocket {
     /// default for tunnels is no checksum) or segmentation offload is on.
     pub fn bind(local: SocketAddr, csum: bool) -> io::Result<UdpTunnelSocket> {
         let v6 = local.is_ipv6();
-        let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-        // SAFETY: plain syscall with constant arguments.
-        let fd = check(unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: the fd was just created and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (fd, gso) = open_udp(v6, csum)?;
         let raw = fd.as_raw_fd();
-        // Kernels without segmentation offload refuse the option.
-        let gso = offload_wanted() && setsockopt(raw, libc::IPPROTO_UDP, UDP_SEGMENT, 0).is_ok();
         if gso {
             // Best effort: without it, datagrams come one by one.
             let _ = setsockopt(raw, libc::IPPROTO_UDP, UDP_GRO, 1);
         }
         if v6 {
-            setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-            setsockopt(
-                raw,
-                libc::IPPROTO_IPV6,
-                libc::IPV6_MTU_DISCOVER,
-                libc::IPV6_PMTUDISC_DO,
-            )?;
-            setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
             // Best effort: without it, zero-checksum senders are not heard.
             let _ = setsockopt(raw, libc::IPPROTO_UDP, UDP_NO_CHECK6_RX, 1);
         } else {
-            setsockopt(
-                raw,
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                libc::IP_PMTUDISC_DO,
-            )?;
-            let no_check = !csum && !gso;
-            setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                i32::from(no_check),
-            )?;
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         }
-        let (level, ttl) = if v6 {
-            (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
-        } else {
-            (libc::IPPROTO_IP, libc::IP_TTL)
-        };
-        setsockopt(raw, level, ttl, libc::c_int::from(SOCKET_TTL))?;
         // Root may exceed rmem_max; others get what the sysctl allows.
         if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
             let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
         }
-        let (ss, len) = sockaddr(local);
-        // SAFETY: ss holds a sockaddr of length len.
-        check(unsafe { libc::bind(raw, (&raw const ss).cast(), len) })?;
+        bind_to(raw, local)?;
+        // The senders: same options, ports the kernel picks from its
+        // ephemeral range, reading nothing. Without them (out of
+        // descriptors) the socket sends from its own port.
+        let any = SocketAddr::new(local.ip(), 0);
+        let senders = (0..SOURCE_PORTS)
+            .map(|_| {
+                let (fd, _) = open_udp(v6, csum)?;
+                bind_to(fd.as_raw_fd(), any)?;
+                drop_everything_received(fd.as_raw_fd());
+                Ok(fd)
+            })
+            .collect::<io::Result<Vec<OwnedFd>>>()
+            .unwrap_or_default();
         Ok(UdpTunnelSocket {
             fd,
+            senders,
             v6,
             gso: AtomicBool::new(gso),
         })
@@ -317,20 +383,63 @@ impl UdpTunnelSocket {
         mut failed: impl FnMut(usize, io::Error),
     ) -> usize {
         let n = n.min(BATCH);
+        let gso = self.offloads();
         let mut msgs = [TxMsg::EMPTY; BATCH];
-        for (i, m) in msgs.iter_mut().enumerate().take(n) {
-            *m = msg(i);
+        let mut orig = [0u8; BATCH];
+        let ns = self.senders.len();
+        if ns == 0 {
+            for i in 0..n {
+                (msgs[i], orig[i]) = (msg(i), i as u8);
+            }
+            return self.send_msgs(
+                self.fd.as_raw_fd(),
+                &msgs[..n],
+                &orig[..n],
+                gso,
+                &mut failed,
+            );
         }
-        self.send_msgs(&msgs[..n], 0, self.offloads(), &mut failed)
+        // Grouped by sender (a counting sort; a flow's frames keep their
+        // order), then one sendmmsg per sender that has any.
+        let mut which = [0u8; BATCH];
+        let mut start = [0usize; SOURCE_PORTS + 1];
+        for (i, w) in which.iter_mut().enumerate().take(n) {
+            *w = (flow_hash(msg(i).frame) as usize % ns) as u8;
+            start[usize::from(*w) + 1] += 1;
+        }
+        for k in 0..ns {
+            start[k + 1] += start[k];
+        }
+        let mut at = start;
+        for (i, &w) in which.iter().enumerate().take(n) {
+            let p = &mut at[usize::from(w)];
+            (msgs[*p], orig[*p]) = (msg(i), i as u8);
+            *p += 1;
+        }
+        let mut sent = 0;
+        for (k, sock) in self.senders.iter().enumerate() {
+            let r = start[k]..start[k + 1];
+            if !r.is_empty() {
+                sent += self.send_msgs(
+                    sock.as_raw_fd(),
+                    &msgs[r.clone()],
+                    &orig[r],
+                    gso,
+                    &mut failed,
+                );
+            }
+        }
+        sent
     }
 
-    /// Sends `msgs` (at most `BATCH`), runs of them as one
-    /// segmentation-offload send each if `gso`; `failed` gets indices
-    /// counted from `first`.
+    /// Sends `msgs` (at most `BATCH`) through socket `fd`, runs of them as
+    /// one segmentation-offload send each if `gso`; `failed` gets the
+    /// caller's index of a message, `orig[i]` for `msgs[i]`.
     fn send_msgs(
         &self,
+        fd: RawFd,
         msgs: &[TxMsg<'_>],
-        first: usize,
+        orig: &[u8],
         gso: bool,
         failed: &mut dyn FnMut(usize, io::Error),
     ) -> usize {
@@ -396,7 +505,7 @@ impl UdpTunnelSocket {
             // msg_len).
             let k = unsafe {
                 libc::sendmmsg(
-                    self.fd.as_raw_fd(),
+                    fd,
                     hdrs[r..].as_mut_ptr(),
                     (nruns - r) as libc::c_uint,
                     libc::MSG_DONTWAIT,
@@ -417,7 +526,8 @@ impl UdpTunnelSocket {
                 // The send buffer is full: the rest would fail the same
                 // way, one system call each.
                 let code = e.raw_os_error().unwrap_or(libc::EAGAIN);
-                (a..n).for_each(|k| failed(first + k, io::Error::from_raw_os_error(code)));
+                (a..n)
+                    .for_each(|k| failed(usize::from(orig[k]), io::Error::from_raw_os_error(code)));
                 break;
             }
             if b - a > 1 {
@@ -427,9 +537,9 @@ impl UdpTunnelSocket {
                 if e.raw_os_error() != Some(libc::EMSGSIZE) {
                     self.gso.store(false, Ordering::Relaxed);
                 }
-                sent += self.send_msgs(&msgs[a..b], first + a, false, failed);
+                sent += self.send_msgs(fd, &msgs[a..b], &orig[a..b], false, failed);
             } else {
-                failed(first + a, e);
+                failed(usize::from(orig[a]), e);
             }
             r += 1;
         }
@@ -770,8 +880,13 @@ mod tests {
     fn offloaded_runs_arrive_as_the_datagrams_they_were() {
         let (a, b) = pair(false);
         let to = b.local_addr().unwrap();
+        // One flow (same addresses and EtherType): one source port, in order.
         let frames: Vec<Vec<u8>> = (0..41u8)
-            .map(|i| vec![i; if i == 40 { 700 } else { 1000 }])
+            .map(|i| {
+                let mut f = vec![i; if i == 40 { 700 } else { 1000 }];
+                f[..14].fill(0x88);
+                f
+            })
             .collect();
         let msgs: Vec<TxMsg> = frames.iter().map(|f| msg(f, to)).collect();
         let mut errs = Vec::new();
@@ -802,6 +917,39 @@ mod tests {
             assert_eq!(&g[..8], b"HDR-8byt");
             assert_eq!(&g[8..], &f[..]);
         }
+    }
+
+    #[test]
+    fn each_flow_goes_out_from_its_own_source_port() {
+        use crate::wire::ethernet::{MacAddr, udp_frame};
+        let (a, _) = pair(false);
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let to = peer.local_addr().unwrap();
+        // 32 flows, twice each.
+        let frames: Vec<Vec<u8>> = (0..64u16)
+            .map(|i| {
+                let (d, s) = (MacAddr::local(2), MacAddr::local(1));
+                udp_frame(60, d, s, [10, 0, 0, 1], [10, 0, 0, 2], 1000 + i % 32, 80)
+            })
+            .collect();
+        let msgs: Vec<TxMsg> = frames.iter().map(|f| msg(f, to)).collect();
+        assert_eq!(a.send_batch(64, |i| msgs[i], |_, e| panic!("{e}")), 64);
+        let mut port_of = std::collections::HashMap::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..64 {
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!(n, 68);
+            assert_eq!(from.ip(), a.local_addr().unwrap().ip());
+            let flow = u16::from_be_bytes([buf[8 + 34], buf[8 + 35]]);
+            let p = *port_of.entry(flow).or_insert(from.port());
+            assert_eq!(p, from.port(), "flow {flow} left from two ports");
+        }
+        assert_eq!(port_of.len(), 32);
+        let ports: std::collections::HashSet<u16> = port_of.values().copied().collect();
+        assert!(ports.len() >= 4, "32 flows left from {ports:?}");
+        assert!(!ports.contains(&a.local_addr().unwrap().port()));
     }
 
     fn sockopt(s: &UdpTunnelSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
