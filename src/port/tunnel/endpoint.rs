@@ -165,7 +165,8 @@ impl Endpoint {
         reg.retain(|w| w.strong_count() > 0);
         let found = reg.iter().filter_map(Weak::upgrade).find(|e| e.key == key);
         let ep = match found {
-            Some(e) if e.csum != csum && key.local.is_ipv4() => {
+            // (With segmentation offload every datagram has a checksum.)
+            Some(e) if e.csum != csum && key.local.is_ipv4() && !e.sock.offloads() => {
                 return Err(JoinError::Csum {
                     local: key.local,
                     csum,
