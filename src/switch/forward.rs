@@ -85,8 +85,9 @@ pub struct Forwarder {
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
     /// The tunnel metadata of the batch's packets, when its input port
-    /// is a tunnel port.
+    /// is a tunnel port (`tun_in_valid`).
     tun_in: Vec<TunMeta>,
+    tun_in_valid: bool,
     /// What the batch's packets and variants go out with (`tun_active`:
     /// the module set some, or they came with some).
     tun_out: Vec<TunMeta>,
@@ -121,6 +122,7 @@ impl Forwarder {
             copy_used: 0,
             max_len: 0,
             tun_in: Vec::new(),
+            tun_in_valid: false,
             tun_out: Vec::new(),
             tun_active: false,
             packets: 0,
@@ -175,6 +177,7 @@ impl Forwarder {
                 }
             }
         }
+        self.tun_in_valid = tun.is_some();
         ctr.rx_packets.add(n as u64);
         ctr.rx_bytes.add(bytes);
         ctr.drop(DropReason::BadFrame, bad);
@@ -217,6 +220,19 @@ impl Forwarder {
         self.tun_out.clear();
         self.tun_out.extend_from_slice(src);
         self.tun_active = true;
+    }
+
+    /// The tunnel metadata packet `i`'s copies to the controller carry:
+    /// what the module gave them, else what the packet came with.
+    fn controller_tun(&self, i: usize) -> TunMeta {
+        self.verdicts
+            .controller_tunnel(i)
+            .or_else(|| {
+                self.tun_in_valid
+                    .then(|| self.tun_in.get(i).copied())
+                    .flatten()
+            })
+            .unwrap_or(TunMeta::NONE)
     }
 
     /// The metadata `send` gives ports that want it.
@@ -303,7 +319,7 @@ impl Forwarder {
             while let Some(&(k, tag)) = self.verdicts.controller_copies().get(c)
                 && usize::from(k) == i
             {
-                if !packet_in.push(in_id, tag, self.packet(i)) {
+                if !packet_in.push(in_id, tag, self.controller_tun(i), self.packet(i)) {
                     ctl_full += 1;
                 }
                 copied = true;
@@ -328,7 +344,8 @@ impl Forwarder {
                     }
                 }
                 Verdict::Controller => {
-                    if !copied && !packet_in.push(in_id, 0, self.packet(i)) {
+                    if !copied && !packet_in.push(in_id, 0, self.controller_tun(i), self.packet(i))
+                    {
                         ctl_full += 1;
                     }
                 }
