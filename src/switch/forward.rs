@@ -22,8 +22,9 @@
 //! A packet never goes back out of its input port, except through a
 //! hairpin set ([`Verdicts::add_set_with`]); floods never do. Controller
 //! copies ([`Verdicts::to_controller`]) are queued while walking the batch,
-//! with the bytes as the module left them; a full queue drops and counts
-//! (`dest_full` on the input port).
+//! with the bytes as the module left them and their tunnel metadata (the
+//! module's for the controller copy, else what the packet came with); a
+//! full queue drops and counts (`dest_full` on the input port).
 //!
 //! Nothing here allocates once the scratch space is warm, and nothing blocks.
 #![allow(unsafe_code)]

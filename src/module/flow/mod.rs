@@ -58,7 +58,11 @@
 //! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
 //! changes no byte: each output's metadata is the packet's as it came with
 //! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
-//! with other metadata than the last are versions, as for bytes). In a
+//! with other metadata than the last are versions, as for bytes; the
+//! controller output's, when the plan sets metadata, is worked out per
+//! packet from ops kept with the plan, [`Verdicts::set_controller_tunnel`],
+//! and rides with the packet-in to its match; nothing per packet is
+//! interned). In a
 //! tunnel batch the memo keeps only megaflows whose mask has no tunnel
 //! bits (equal bytes may come with different metadata, which the memo
 //! does not compare; a plan that sets metadata works it out per packet on
