@@ -355,6 +355,11 @@ fn packet_ins_from_a_linux_vxlan_host_carry_its_vni_and_address() {
         (&["-P", "nxt_packet_in"][..], "NXT_PACKET_IN "),
         (&["-P", "nxt_packet_in2"][..], "NXT_PACKET_IN2 "),
         (&["-O", "OpenFlow13"][..], "NXT_PACKET_IN2 (OF1.3)"),
+        (
+            &["-O", "OpenFlow14", "-P", "standard"][..],
+            "OFPT_PACKET_IN (OF1.4)",
+        ),
+        (&["-O", "OpenFlow15"][..], "NXT_PACKET_IN2 (OF1.5)"),
     ] {
         let mon = Monitor::start(&target, opts, &lab.dir);
         let got = mon.packet_in(|p| p.contains(what), poke);
