@@ -30,6 +30,8 @@
 #                 in host B
 #   direct-vxlan  pkt-gen on a vxlan: port (encapsulation, kernel UDP send,
 #                 the underlay veth, kernel UDP receive, decapsulation)
+# msw-vxlan-nooffload and direct-vxlan-nooffload are the same with UDP
+# segmentation/receive offload off (MSWITCH_TUNNEL_OFFLOAD=0): what it brings.
 #
 # Usage: scripts/tunnel-bench.sh [DUR] [SETUP...]   (root; release build)
 set -euo pipefail
@@ -166,14 +168,16 @@ print("%14s" % ("%s/%s kpps" % (rx, tx)), end="")' "$W/rx.json" "$W/tx.json"
 printf "%-11s %14s %14s %14s %14s %14s %14s\n" setup pkt64-1 pkt64-1000 pkt1400-1 pkt1400-1000 tcp-1 tcp-4
 for s in $SETUPS; do
     topology
-    case $s in
+    export MSWITCH_TUNNEL_OFFLOAD=1
+    case $s in *-nooffload) MSWITCH_TUNNEL_OFFLOAD=0 ;; esac
+    case ${s%-nooffload} in
     msw-vxlan) mswitch_hosts vxlan ;;
     msw-geneve) mswitch_hosts geneve ;;
     msw-plain) mswitch_hosts plain ;;
     ovs-vxlan) ovs_hosts ;;
     direct-veth | direct-vxlan)
         TX_NS=${T}a RX_NS=${T}b TX_IF=af_packet:u RX_IF=af_packet:u
-        if [ $s = direct-vxlan ]; then
+        if [ "${s%-nooffload}" = direct-vxlan ]; then
             nx "${T}a" ip addr add 10.99.0.1/24 dev u
             nx "${T}b" ip addr add 10.99.0.2/24 dev u
             nx "${T}a" ping -c 1 -W 1 10.99.0.2 >/dev/null # resolve the neighbour

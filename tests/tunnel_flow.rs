@@ -174,8 +174,10 @@ fn three_hosts(kind: &str, NET: u8) {
         flows.push(format!(
             "in_port={p_vm},dl_dst={mac},actions=set_field:{under}->tun_dst,set_field:{vni}->tun_id,output:{p_vx}"
         ));
+        // tun_dst: the address of A's that the datagram was sent to (the
+        // port binds any address; each remote reaches another of A's).
         flows.push(format!(
-            "in_port={p_vx},tun_id={vni},tun_src={under},actions=output:{p_vm}"
+            "in_port={p_vx},tun_id={vni},tun_src={under},tun_dst=10.{NET}.{k}.1,actions=output:{p_vm}"
         ));
     }
     // A MAC no flow gives a remote.
@@ -188,10 +190,11 @@ fn three_hosts(kind: &str, NET: u8) {
     // ovs-ofctl reads the tunnel fields back as it wrote them.
     let dump = ovs_ofctl(&[], "dump-flows", &target, &[]);
     assert!(
-        dump.contains(&format!("tun_id=0x66,tun_src=10.{NET}.2.2,in_port={p_vx}"))
-            || dump.contains(&format!(
-                "tun_id=0x66,tun_src=10.{NET}.2.2,in_port=\"{p_vx}\""
-            )),
+        dump.contains(&format!(
+            "tun_id=0x66,tun_src=10.{NET}.2.2,tun_dst=10.{NET}.2.1,in_port={p_vx}"
+        )) || dump.contains(&format!(
+            "tun_id=0x66,tun_src=10.{NET}.2.2,tun_dst=10.{NET}.2.1,in_port=\"{p_vx}\""
+        )),
         "{dump}"
     );
     assert!(

@@ -22,8 +22,13 @@
 //! fixed remote before `remote_ip=flow`): the port of (sender, VNI), else
 //! the `remote=flow` port of that VNI, else the `key=flow` port of that
 //! sender, else the port with both flow-based. Every frame is queued with
-//! its tunnel metadata (VNI, outer source, and the port's local address as
-//! outer destination) in the slot's [`TunMetaSlots`] entry.
+//! its tunnel metadata (VNI, outer source, and the address the datagram was
+//! sent to as outer destination: `IP_PKTINFO` over IPv4, else the port's
+//! local address) in the slot's [`TunMetaSlots`] entry.
+//!
+//! With receive offload a batch may hold more datagrams than the reader's
+//! own ring has room for: the rest stays in the batch for the reader's
+//! next poll, before anything new is read.
 //!
 //! The socket is opened with its first port and closed with its last
 //! (the registry holds it weakly; a port's drop removes it from the
@@ -34,7 +39,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::header::{DecapError, Proto, decode};
@@ -67,8 +72,9 @@ pub struct Receiver {
     pub drops: RxDrops,
     /// The tunnel metadata of the incoming ring's slots.
     pub meta: TunMetaSlots,
-    /// The outer destination its frames are recorded with (`tun_dst`):
-    /// the port's IPv4 local address, else 0.0.0.0.
+    /// The outer destination its frames are recorded with (`tun_dst`)
+    /// when the datagram does not say (IPv6): the port's IPv4 local
+    /// address, else 0.0.0.0.
     pub local: Ipv4Addr,
 }
 
@@ -109,6 +115,9 @@ pub struct Endpoint {
     rx: Mutex<RxBatch>,
     /// Datagrams from a sender no port names (or not IP at all).
     pub unknown_remote: AtomicU64,
+    /// The destination of the last datagram delivered (see
+    /// [`is_local_addr`]).
+    last_to: AtomicU32,
 }
 
 /// Receive batches one `poll` reads at most.
@@ -177,6 +186,7 @@ impl Endpoint {
                     members: RwLock::new(HashMap::new()),
                     rx: Mutex::new(RxBatch::default()),
                     unknown_remote: AtomicU64::new(0),
+                    last_to: AtomicU32::new(0),
                 });
                 reg.push(Arc::downgrade(&e));
                 e
@@ -216,39 +226,43 @@ impl Endpoint {
     }
 
     /// Reads what waits on the socket (if no other worker is reading it)
-    /// and queues each frame on its port, while `own` has room for a whole
-    /// batch. Returns the number of datagrams read.
+    /// and queues each frame on its port, while `own` has room. Returns
+    /// the number of messages read.
     pub fn poll(&self, own: &Receiver) -> usize {
         let Ok(mut rx) = self.rx.try_lock() else {
             return 0;
         };
-        let need = (BATCH as u32).min(own.mem.incoming().size());
         let mut total = 0;
         // Bounded: datagrams for sibling ports do not use up this port's
         // room, and the worker has other ports to serve.
         for _ in 0..MAX_BATCHES_PER_POLL {
-            if own.fill.room(&own.mem) < need {
-                break;
+            if !rx.pending() {
+                if own.fill.room(&own.mem) == 0 {
+                    break;
+                }
+                let n = self.sock.recv_batch(&mut rx);
+                if n == 0 {
+                    break;
+                }
+                total += n;
             }
-            let n = self.sock.recv_batch(&mut rx);
-            if n == 0 {
-                break;
-            }
-            total += n;
-            self.deliver(&rx, n, own);
-            if n < BATCH {
+            // Own ring full: the rest waits in `rx` for the next poll.
+            if !self.deliver(&mut rx, own) {
                 break;
             }
         }
         total
     }
 
-    /// Hands the `n` datagrams of `rx` to their ports, waking the ports
-    /// (other than `own`) whose workers asked to be woken.
-    fn deliver(&self, rx: &RxBatch, n: usize, own: &Receiver) {
+    /// Hands the datagrams `rx` holds to their ports, waking the ports
+    /// (other than `own`) whose workers asked to be woken. Stops, leaving
+    /// the rest in `rx`, at a frame for `own` when its ring is full
+    /// (returns false); a sibling's full ring drops the frame (counted).
+    fn deliver(&self, rx: &mut RxBatch, own: &Receiver) -> bool {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
         let mut woken: [Option<&Arc<Receiver>>; BATCH] = [None; BATCH];
         let mut nwoken = 0;
+        let mut done = true;
         // The port charged with a drop: the first that names the sender,
         // else one that takes any sender.
         let of_remote = |ip: IpAddr| {
@@ -257,10 +271,10 @@ impl Endpoint {
                 .or_else(|| members.iter().find(|((r, _), _)| r.is_none()))
                 .map(|(_, p)| p)
         };
-        for i in 0..n {
-            let (from, bytes) = rx.datagram(i);
-            let Some(from) = from else {
+        while let Some(dg) = rx.peek() {
+            let Some(from) = dg.from else {
                 self.unknown_remote.fetch_add(1, Ordering::Relaxed);
+                rx.advance();
                 continue;
             };
             let charge = |f: fn(&RxDrops) -> &AtomicU64| match of_remote(from) {
@@ -271,18 +285,21 @@ impl Endpoint {
                     self.unknown_remote.fetch_add(1, Ordering::Relaxed);
                 }
             };
-            let Some(bytes) = bytes else {
+            let Some(bytes) = dg.bytes else {
                 charge(|d| &d.oversize);
+                rx.advance();
                 continue;
             };
             let d = match decode(self.key.proto, bytes) {
                 Ok(d) => d,
-                Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
-                    charge(|d| &d.geneve_unsupported);
-                    continue;
-                }
-                Err(_) => {
-                    charge(|d| &d.malformed);
+                Err(e) => {
+                    match e {
+                        DecapError::GeneveOam | DecapError::GeneveCritical => {
+                            charge(|d| &d.geneve_unsupported)
+                        }
+                        _ => charge(|d| &d.malformed),
+                    }
+                    rx.advance();
                     continue;
                 }
             };
@@ -293,8 +310,12 @@ impl Endpoint {
                 .find_map(|k| members.get(k))
             else {
                 charge(|d| &d.bad_vni);
+                rx.advance();
                 continue;
             };
+            if let Some(to) = dg.to {
+                self.note_local(to);
+            }
             let inner = &bytes[d.inner..];
             let meta = TunMeta {
                 id: u64::from(d.vni),
@@ -302,23 +323,60 @@ impl Endpoint {
                     IpAddr::V4(a) => a,
                     IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
                 },
-                dst: p.local,
+                dst: dg.to.unwrap_or(p.local),
             };
+            let mine = std::ptr::eq(&**p, own);
             if inner.len() > p.mem.buf_size() as usize {
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
             } else if !p.push(inner, meta) {
+                if mine {
+                    done = false;
+                    break;
+                }
                 p.drops.ring_full.fetch_add(1, Ordering::Relaxed);
-            } else if !std::ptr::eq(&**p, own)
-                && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p))
-            {
+            } else if !mine && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p)) {
                 woken[nwoken] = Some(p);
                 nwoken += 1;
             }
+            rx.advance();
         }
         for p in woken[..nwoken].iter().flatten() {
             if p.mem.incoming().take_wakeup_request() {
                 p.wake.notify();
             }
         }
+        done
     }
+
+    /// Records `a` as an address of this host (a datagram arrived for
+    /// it), if it is not the last one recorded here.
+    fn note_local(&self, a: Ipv4Addr) {
+        let v = u32::from(a);
+        if self.last_to.swap(v, Ordering::Relaxed) != v {
+            note_local_addr(a);
+        }
+    }
+}
+
+/// Addresses of this host that tunnel datagrams arrived at (their
+/// `tun_dst`), so that a flow-based port never sends a frame to one: it
+/// would come straight back in. The kernel delivers only to addresses of
+/// the host, so the set stays small; beyond its room, the oldest is
+/// replaced.
+static LOCAL_ADDRS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+static LOCAL_NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn note_local_addr(a: Ipv4Addr) {
+    let v = u32::from(a);
+    if v == 0 || is_local_addr(a) {
+        return;
+    }
+    let i = LOCAL_NEXT.fetch_add(1, Ordering::Relaxed) as usize % LOCAL_ADDRS.len();
+    LOCAL_ADDRS[i].store(v, Ordering::Relaxed);
+}
+
+/// Whether tunnel datagrams have arrived at `a` (see [`LOCAL_ADDRS`]).
+pub fn is_local_addr(a: Ipv4Addr) -> bool {
+    let v = u32::from(a);
+    LOCAL_ADDRS.iter().any(|s| s.load(Ordering::Relaxed) == v)
 }

@@ -15,17 +15,19 @@
 //! underlay interface (not only one attached to the switch), with no ARP
 //! or route cache to keep in step with the host's. It costs a system call
 //! per batch (`sendmmsg`/`recvmmsg`, up to 64 datagrams each) and the
-//! kernel's UDP path per datagram; BENCHMARKS.md measures it.
+//! kernel's UDP path per datagram, or, with UDP segmentation offload, per
+//! run of equal datagrams to one remote; BENCHMARKS.md measures it.
 //!
-//! Known differences from Open vSwitch: the outer UDP source port is the
-//! socket's port (`dst_port`) for every frame, so an ECMP underlay sees
-//! one flow per pair of hosts where Open vSwitch spreads flows by a hash
-//! of the inner headers; `tos=inherit`/`ttl=inherit`, `df_default=false`
+//! The outer UDP source port is one of [`socket::SOURCE_PORTS`] per
+//! socket, picked by a hash of the inner flow ([`header::flow_hash`]), so
+//! an ECMP underlay spreads a tunnel's flows and keeps each in order.
+//!
+//! Known differences from Open vSwitch: it hashes into its whole source
+//! port range, mswitch into those few ports; `tos=inherit`/`ttl=inherit`, `df_default=false`
 //! and `local_ip=flow` are refused; over IPv6 the UDP checksum is always
-//! sent; flow-based remotes and the tunnel metadata's addresses are IPv4,
-//! and an incoming frame's `tun_dst` is the port's configured `local`
-//! address (0.0.0.0 when the socket binds any: the socket does not ask the
-//! kernel for each datagram's destination).
+//! sent, and over IPv4 too where segmentation offload is on (it needs the
+//! checksum: see [`socket`]); flow-based remotes and the tunnel
+//! metadata's addresses are IPv4.
 //!
 //! Tunnel metadata ([`crate::packet::TunMeta`]): every frame a tunnel port
 //! queues has its VNI and outer addresses in a side array beside the

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::config::TunnelConfig;
-use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops};
+use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops, is_local_addr};
 use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
 use super::socket::{BATCH, TxMsg};
 use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
@@ -175,13 +175,14 @@ impl TunnelPort {
 
     /// What a frame with tunnel metadata `m` is sent with: its `tun_dst`
     /// and `tun_id` where the port's remote and key are flow-based; `None`
-    /// if it has no remote, or if its remote is the port's own local
-    /// address (what a frame from a tunnel carries as `tun_dst` until a
-    /// flow sets another: it would come straight back in).
+    /// if it has no remote, or if its remote is an address of this host
+    /// (the port's own local address, or one tunnel datagrams arrived at:
+    /// what a frame from a tunnel carries as `tun_dst` until a flow sets
+    /// another; it would come straight back in).
     fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
         let mut e = self.encap();
         if self.cfg.remote_flow {
-            if m.dst.is_unspecified() || m.dst == self.rx.local {
+            if m.dst.is_unspecified() || m.dst == self.rx.local || is_local_addr(m.dst) {
                 return None;
             }
             e.remote = IpAddr::V4(m.dst);
@@ -351,6 +352,8 @@ mod tests {
         let mut f = vec![tag; len];
         f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        // One flow (the socket keeps a flow's frames in order).
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
         f
     }
 
@@ -562,8 +565,32 @@ mod tests {
         assert_eq!(counter(&flow, "tx_no_remote"), 2);
         let mut buf = [0u8; 2048];
         let (n, from) = peer.recv_from(&mut buf).unwrap();
-        assert_eq!(from, SocketAddr::new(lo.into(), udp));
+        // From the port's address; the source port is one of the socket's
+        // per-flow ports.
+        assert_eq!(from.ip(), std::net::IpAddr::from(lo));
         assert_eq!(buf[..8], [0x08, 0, 0, 0, 0, 0, 77, 0]);
         assert_eq!(&buf[8..n], &f[..]);
+    }
+
+    #[test]
+    fn tun_dst_is_where_a_datagram_went_and_is_never_a_remote() {
+        // Bound to any address: each frame's tun_dst is the address its
+        // datagram was sent to, and such an address is never sent to.
+        let udp = free_udp_port();
+        let mut c = TunnelConfig::new(Proto::Vxlan, std::net::Ipv4Addr::LOCALHOST.into());
+        c.dst_port = udp;
+        c.set("remote", "flow").unwrap();
+        c.set("key", "flow").unwrap();
+        let p = TunnelPort::open("any", &c, MemConfig::new(256, 2048)).unwrap();
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 4, 0];
+        d.extend(frame(4, 60));
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(&d, ("127.0.0.3", udp)).unwrap();
+        let meta = waiting_meta(&p, 1);
+        assert_eq!(meta.len(), 1);
+        assert_eq!(meta[0].dst, std::net::Ipv4Addr::new(127, 0, 0, 3));
+        let f = frame(7, 70);
+        assert_eq!(p.transmit_tunnel(&[&f], &meta, 0), 1);
+        assert_eq!(counter(&p, "tx_no_remote"), 1);
     }
 }
