@@ -371,6 +371,17 @@ fn packet_ins_from_a_linux_vxlan_host_carry_its_vni_and_address() {
         );
     }
 
+    // What the actions before the controller output set is what the
+    // packet-in says (here a new VNI; the addresses stay as they came).
+    let set = "tun_id=5,actions=set_field:9->tun_id,controller,set_field:7->tun_id";
+    ovs_ofctl(&[], "add-flow", &target, &[set]);
+    let mon = Monitor::start(&target, &["-O", "OpenFlow13", "-P", "standard"], &lab.dir);
+    let got = mon.packet_in(|p| p.contains("tun_id=0x9"), poke);
+    let nine = format!("tun_id=0x9,tun_src={b_ip},tun_dst={a_ip},in_port={vx}");
+    assert!(got.contains(&nine), "{got}");
+    drop(mon);
+    ovs_ofctl(&[], "add-flow", &target, &["tun_id=5,actions=controller"]);
+
     // A packet-out with tun_id=5 reaches B (VNI 5); B's ARP reply comes
     // back through the tunnel to the controller with its metadata.
     let mon = Monitor::start(&target, &["-O", "OpenFlow13", "-P", "standard"], &lab.dir);
