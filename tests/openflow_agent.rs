@@ -530,6 +530,7 @@ fn packet_in_packet_out_buffers_and_flow_removed() {
         in_port: PortNo(1),
         actions: vec![Action::output(PortNo(2))],
         data: Vec::new(),
+        ..PacketOut::default()
     };
     assert_eq!(of.request(&Message::PacketOut(po.clone())), None);
     let got = recv_within(&mut p2, 1, LONG);

@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mswitch::module::Module;
 use mswitch::module::flow::{ControllerMeta, FlowConfig, FlowModule, Output};
+use mswitch::module::{Module, TunMeta};
 use mswitch::openflow::action::CONTROLLER_MAX_LEN_NO_BUFFER;
 use mswitch::openflow::error::{BadActionCode, BadRequestCode};
 use mswitch::openflow::flow::packet_in_reason as why;
@@ -116,7 +116,8 @@ fn every_output_gets_the_bytes_of_its_point_in_the_list() {
             Output::Port(PortId(4), tagged.clone()),
             Output::Controller {
                 data: tagged.clone(),
-                meta: packet_out_meta()
+                meta: packet_out_meta(),
+                tun: TunMeta::NONE,
             },
             Output::Flood(tagged.clone()),
             Output::Local(tagged),
@@ -201,7 +202,7 @@ fn table_runs_the_rewritten_packet_through_the_pipeline_and_counts() {
     };
     assert_eq!(&b[6..12], &MacAddr::local(9).0);
     assert_eq!(&b[34..36], &7u16.to_be_bytes());
-    let Output::Controller { data, meta } = &got[2] else {
+    let Output::Controller { data, meta, .. } = &got[2] else {
         panic!("{got:?}")
     };
     assert_eq!(data, b);

@@ -173,6 +173,11 @@ pub enum Verdict {
 /// the module says. The flow module sets every packet of a tunnel batch
 /// (what it came with, as Open vSwitch's flows keep it, unless a flow
 /// changes it).
+///
+/// A packet's copies to the controller carry, for the packet-in's match,
+/// the metadata [`Verdicts::set_controller_tunnel`] gave them, else the
+/// metadata the packet goes out with if the module set some, else what
+/// it came with.
 #[derive(Default)]
 pub struct Verdicts {
     v: Vec<Verdict>,
@@ -187,6 +192,9 @@ pub struct Verdicts {
     /// Per packet, once `tun_set`.
     tun: Vec<TunMeta>,
     tun_set: bool,
+    /// Per packet, for its controller copies, once `ctl_tun_set`.
+    ctl_tun: Vec<Option<TunMeta>>,
+    ctl_tun_set: bool,
 }
 
 /// One variant: a packet's extra copy with its own bytes.
@@ -216,6 +224,8 @@ impl Verdicts {
             arena: Vec::new(),
             tun: Vec::new(),
             tun_set: false,
+            ctl_tun: Vec::new(),
+            ctl_tun_set: false,
         }
     }
 
@@ -229,6 +239,7 @@ impl Verdicts {
         self.variants.clear();
         self.arena.clear();
         self.tun_set = false;
+        self.ctl_tun_set = false;
     }
 
     /// Packet `i` goes out with tunnel metadata `m` (see the type).
@@ -248,6 +259,31 @@ impl Verdicts {
     #[inline]
     pub fn tunnel(&self) -> Option<&[TunMeta]> {
         self.tun_set.then_some(self.tun.as_slice())
+    }
+
+    /// Packet `i`'s copies to the controller carry tunnel metadata `m`
+    /// (the flow module: the metadata at the controller output, which
+    /// later actions may change before the packet's other outputs).
+    pub fn set_controller_tunnel(&mut self, i: usize, m: TunMeta) {
+        if !self.ctl_tun_set {
+            self.ctl_tun.clear();
+            self.ctl_tun.resize(self.v.len(), None);
+            self.ctl_tun_set = true;
+        }
+        if let Some(t) = self.ctl_tun.get_mut(i) {
+            *t = Some(m);
+        }
+    }
+
+    /// The tunnel metadata of packet `i`'s controller copies, if the
+    /// module gave it some ([`Verdicts::set_controller_tunnel`]), else
+    /// what it goes out with if the module set that.
+    #[inline]
+    pub fn controller_tunnel(&self, i: usize) -> Option<TunMeta> {
+        let own = self.ctl_tun_set.then(|| self.ctl_tun.get(i)).flatten();
+        own.copied()
+            .flatten()
+            .or_else(|| self.tunnel().and_then(|t| t.get(i)).copied())
     }
 
     /// Packets in the batch.
@@ -702,6 +738,35 @@ mod tests {
         assert_eq!(v.controller_copies(), &[(0, 7), (2, 9)]);
         v.reset(2);
         assert!(v.controller_copies().is_empty());
+    }
+
+    #[test]
+    fn controller_copies_carry_their_own_tunnel_metadata() {
+        let m = |id: u64| TunMeta {
+            id,
+            src: std::net::Ipv4Addr::new(192, 168, 1, 1),
+            dst: std::net::Ipv4Addr::new(192, 168, 1, 2),
+        };
+        let mut v = Verdicts::with_capacity(4);
+        v.reset(3);
+        // Nothing set: nothing to say (the switch uses what came in).
+        assert_eq!(v.controller_tunnel(0), None);
+        // What the packets go out with...
+        v.set_tunnel(0, m(5));
+        v.set_tunnel(1, m(6));
+        assert_eq!(v.controller_tunnel(1), Some(m(6)));
+        // ...unless the controller copies have their own.
+        v.set_controller_tunnel(1, m(7));
+        assert_eq!(v.controller_tunnel(1), Some(m(7)));
+        assert_eq!(v.controller_tunnel(0), Some(m(5)));
+        assert_eq!(v.controller_tunnel(2), Some(TunMeta::NONE));
+        assert_eq!(v.controller_tunnel(3), None);
+        // A new batch starts with none of either.
+        v.reset(3);
+        assert_eq!(v.controller_tunnel(1), None);
+        v.set_tunnel(2, m(8));
+        assert_eq!(v.controller_tunnel(1), Some(TunMeta::NONE));
+        assert_eq!(v.controller_tunnel(2), Some(m(8)));
     }
 
     #[test]

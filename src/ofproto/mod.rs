@@ -22,6 +22,7 @@
 
 pub mod bundles;
 pub mod engine;
+mod pipeline_fields;
 pub mod switch_dp;
 
 pub use engine::Engine;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::module::flow::{ControllerMeta, FlowModule, Output};
-use crate::module::{Module, Nanos};
+use crate::module::{Module, Nanos, TunMeta};
 use crate::openflow::error::{BadActionCode, BadRequestCode, PortModFailedCode};
 use crate::openflow::flow::packet_in_reason;
 use crate::openflow::group::{GroupDesc, GroupFeatures, GroupStats};
@@ -18,14 +18,13 @@ use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
 };
-use crate::openflow::nicira::{NxMatchField, Register};
-use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::port::{self as ofport, PortStatus, config, features, reason, state};
 use crate::openflow::{
-    Action, ErrorCode, FixedStr, FlowMod, FlowRemoved, GroupMod, Match, NO_BUFFER, PacketIn,
-    PacketOut, PortMod, PortNo, TableFeatures,
+    Action, ErrorCode, FixedStr, FlowMod, FlowRemoved, GroupMod, NO_BUFFER, PacketIn, PacketOut,
+    PortMod, PortNo, TableFeatures,
 };
 
+use super::pipeline_fields::{packet_in_match, packet_out_tunnel};
 use super::{Change, Datapath};
 use crate::port::PortId;
 use crate::switch::Switch;
@@ -48,6 +47,7 @@ struct PortView {
 struct Buffered {
     id: u32,
     in_port: u32,
+    tun: TunMeta,
     data: Vec<u8>,
 }
 
@@ -115,30 +115,6 @@ fn speed_feature(mbps: u32) -> u32 {
 
 fn bad_request(c: BadRequestCode) -> ErrorCode {
     ErrorCode::BadRequest(c)
-}
-
-/// A packet-in's match, as Open vSwitch fills it: the input port, and the
-/// pipeline fields that are not zero when the packet went to the
-/// controller (the metadata, the registers as `NXM_NX_REGn`). A 1.0
-/// `OFPT_PACKET_IN` has no match; Nicira's packet-ins carry it as theirs.
-fn packet_in_match(in_port: u32, meta: &ControllerMeta) -> Match {
-    let mut fields = vec![OxmField::InPort(PortNo(in_port))];
-    if meta.metadata != 0 {
-        fields.push(OxmField::Metadata(Masked::exact(meta.metadata)));
-    }
-    let regs = (0u8..)
-        .zip(meta.regs)
-        .filter(|&(_, v)| v != 0)
-        .map(|(i, v)| NxMatchField {
-            reg: Register::Reg(i),
-            value: u64::from(v),
-            mask: None,
-        })
-        .collect();
-    // Valid by construction: one in_port, exact values, each register once.
-    Match::from_fields(fields)
-        .and_then(|m| m.with_registers(regs))
-        .unwrap_or_default()
 }
 
 impl SwitchDatapath {
@@ -387,7 +363,7 @@ impl SwitchDatapath {
     }
 
     /// Keeps a packet for the controller; returns its buffer id.
-    fn buffer(&mut self, in_port: u32, data: &[u8]) -> u32 {
+    fn buffer(&mut self, in_port: u32, tun: TunMeta, data: &[u8]) -> u32 {
         if self.buffers.len() >= N_BUFFERS {
             self.buffers.pop_front();
         }
@@ -397,25 +373,32 @@ impl SwitchDatapath {
         self.buffers.push_back(Buffered {
             id,
             in_port,
+            tun,
             data: data.to_vec(),
         });
         id
     }
 
-    /// Takes a buffered packet: (in_port, frame).
-    fn unbuffer(&mut self, id: u32) -> Result<(u32, Vec<u8>), ErrorCode> {
+    /// Takes a buffered packet.
+    fn unbuffer(&mut self, id: u32) -> Result<Buffered, ErrorCode> {
         let i = self
             .buffers
             .iter()
             .position(|b| b.id == id)
             .ok_or(bad_request(BadRequestCode::BufferUnknown))?;
-        let b = self.buffers.remove(i).expect("index from position");
-        Ok((b.in_port, b.data))
+        Ok(self.buffers.remove(i).expect("index from position"))
     }
 
     /// A packet-in for the controller: cut to `max_len` (and buffered) unless
-    /// the controller wants the whole packet.
-    pub fn packet_in(&mut self, in_port: u32, data: &[u8], meta: &ControllerMeta) -> PacketIn {
+    /// the controller wants the whole packet. `tun`: the packet's tunnel
+    /// metadata ([`TunMeta::NONE`] for none).
+    pub fn packet_in(
+        &mut self,
+        in_port: u32,
+        data: &[u8],
+        meta: &ControllerMeta,
+        tun: &TunMeta,
+    ) -> PacketIn {
         // TTL failures carry no max_len of their own: miss_send_len applies.
         let max_len = if meta.reason == packet_in_reason::INVALID_TTL {
             self.config.miss_send_len
@@ -425,7 +408,7 @@ impl SwitchDatapath {
         let (buffer_id, cut) = if max_len == NO_BUFFER_LEN || usize::from(max_len) >= data.len() {
             (NO_BUFFER, data.len())
         } else {
-            (self.buffer(in_port, data), usize::from(max_len))
+            (self.buffer(in_port, *tun, data), usize::from(max_len))
         };
         PacketIn {
             buffer_id,
@@ -433,7 +416,7 @@ impl SwitchDatapath {
             reason: meta.reason,
             table_id: meta.table_id,
             cookie: meta.cookie,
-            match_: packet_in_match(in_port, meta),
+            match_: packet_in_match(in_port, meta, tun),
             data: data[..cut].to_vec(),
         }
     }
@@ -453,7 +436,7 @@ impl SwitchDatapath {
                 ..ControllerMeta::default()
             });
             let in_port = self.flow.of_port(p.in_port);
-            out.push(self.packet_in(in_port, &p.data, &meta));
+            out.push(self.packet_in(in_port, &p.data, &meta, &p.tun));
         }
         out
     }
@@ -468,8 +451,8 @@ impl SwitchDatapath {
         let removed = self.flow.flow_mod(fm, now)?;
         let mut ins = Vec::new();
         if fm.buffer_id != NO_BUFFER {
-            let (in_port, data) = self.unbuffer(fm.buffer_id)?;
-            ins = self.execute(in_port, &data, &[Action::output(PortNo::TABLE)])?;
+            let b = self.unbuffer(fm.buffer_id)?;
+            ins = self.execute(b.in_port, b.tun, &b.data, &[Action::output(PortNo::TABLE)])?;
         }
         Ok((removed, ins))
     }
@@ -492,23 +475,28 @@ impl SwitchDatapath {
         let data = if po.buffer_id == NO_BUFFER {
             po.data.clone()
         } else {
-            self.unbuffer(po.buffer_id)?.1
+            self.unbuffer(po.buffer_id)?.data
         };
         if data.len() < 14 {
             return Err(bad_request(BadRequestCode::BadPacket));
         }
-        self.execute(in_port.0, &data, &po.actions)
+        let tun = packet_out_tunnel(&po.pipeline);
+        self.execute(in_port.0, tun, &data, &po.actions)
     }
 
-    /// Runs `actions` on a frame from `in_port` and sends what they output.
+    /// Runs `actions` on a frame from `in_port` with tunnel metadata `tun`
+    /// and sends what they output.
     fn execute(
         &mut self,
         in_port: u32,
+        tun: TunMeta,
         frame: &[u8],
         actions: &[Action],
     ) -> Result<Vec<PacketIn>, ErrorCode> {
         let now = self.now();
-        let outs = self.flow.packet_out(in_port, frame, actions, now)?;
+        let outs = self
+            .flow
+            .packet_out_with(in_port, tun, frame, actions, now)?;
         let mut ins = Vec::new();
         for o in outs {
             match o {
@@ -534,8 +522,8 @@ impl SwitchDatapath {
                         self.sw.transmit(p, &[&bytes]);
                     }
                 }
-                Output::Controller { data, meta } => {
-                    ins.push(self.packet_in(in_port, &data, &meta));
+                Output::Controller { data, meta, tun } => {
+                    ins.push(self.packet_in(in_port, &data, &meta, &tun));
                 }
                 // Only without a local port: nowhere to send it.
                 Output::Local(bytes) => {
@@ -668,31 +656,6 @@ mod tests {
         assert_eq!(a[0] & 0x03, 0x02);
         assert_eq!(default_dpid("sw0") >> 48, 0);
         assert_ne!(default_dpid("sw0"), default_dpid("sw1"));
-    }
-
-    #[test]
-    fn packet_in_matches_carry_nonzero_pipeline_fields() {
-        let mut meta = ControllerMeta::default();
-        let m = packet_in_match(3, &meta);
-        assert_eq!(m.fields(), [OxmField::InPort(PortNo(3))]);
-        assert!(m.registers().is_empty());
-        meta.metadata = 0x42;
-        meta.regs[2] = 5;
-        meta.regs[15] = u32::MAX;
-        let m = packet_in_match(3, &meta);
-        assert_eq!(
-            m.fields(),
-            [
-                OxmField::InPort(PortNo(3)),
-                OxmField::Metadata(Masked::exact(0x42))
-            ]
-        );
-        let reg = |i, v| NxMatchField {
-            reg: Register::Reg(i),
-            value: v,
-            mask: None,
-        };
-        assert_eq!(m.registers(), [reg(2, 5), reg(15, 0xffff_ffff)]);
     }
 
     #[test]

@@ -323,6 +323,13 @@ pub struct PacketOut {
     pub buffer_id: u32,
     /// The packet's ingress port for the actions ([`PortNo::CONTROLLER`] if none).
     pub in_port: PortNo,
+    /// The packet's other pipeline fields (OpenFlow 1.5's match, as
+    /// `ovs-ofctl packet-out "in_port=controller,tun_id=5 ..."` sends it):
+    /// the tunnel metadata `tun_id` (`OXM_OF_TUNNEL_ID`), `tun_src` and
+    /// `tun_dst` (`NXM_NX_TUN_IPV4_SRC/DST`), nothing else. Earlier
+    /// versions cannot say them: they are left out there, as Open vSwitch
+    /// leaves them out.
+    pub pipeline: Match,
     pub actions: Vec<Action>,
     pub data: Vec<u8>,
 }
@@ -332,6 +339,7 @@ impl Default for PacketOut {
         PacketOut {
             buffer_id: super::NO_BUFFER,
             in_port: PortNo::CONTROLLER,
+            pipeline: Match::new(),
             actions: Vec::new(),
             data: Vec::new(),
         }
@@ -352,28 +360,44 @@ impl PacketOut {
         Ok(PacketOut {
             buffer_id,
             in_port,
+            pipeline: Match::new(),
             actions,
             data: r.rest().to_vec(),
         })
     }
 
-    /// OpenFlow 1.5's layout: the pipeline fields as a match (only
-    /// `in_port` is kept; others are refused as Open vSwitch does for
-    /// fields it cannot set).
+    /// OpenFlow 1.5's layout: the pipeline fields as a match (`in_port`
+    /// and the tunnel metadata are kept; others are refused as Open
+    /// vSwitch does for fields it cannot set).
     fn decode15(r: &mut Reader<'_>) -> Res<PacketOut> {
         let buffer_id = r.u32()?;
         let actions_len = usize::from(r.u16()?);
         r.skip(2)?;
         let m = Match::decode(r)?;
-        if m.fields().iter().any(|f| !matches!(f, OxmField::InPort(_))) {
-            return Err(ErrorCode::BadMatch(BadMatchCode::BadField));
+        let bad_field = ErrorCode::BadMatch(BadMatchCode::BadField);
+        if m.fields()
+            .iter()
+            .any(|f| !matches!(f, OxmField::InPort(_) | OxmField::TunnelId(_)))
+            || m.registers().iter().any(|x| !x.reg.is_tunnel())
+        {
+            return Err(bad_field);
         }
         let in_port = m.in_port().unwrap_or(PortNo::CONTROLLER);
+        let pipeline = Match::from_fields(
+            m.fields()
+                .iter()
+                .filter(|f| !matches!(f, OxmField::InPort(_)))
+                .cloned()
+                .collect(),
+        )
+        .and_then(|p| p.with_registers(m.registers().to_vec()))
+        .map_err(ErrorCode::BadMatch)?;
         let mut actions = r.sub(actions_len, ErrorCode::BadRequest(BadRequestCode::BadLen))?;
         let actions = decode_actions(&mut actions)?;
         Ok(PacketOut {
             buffer_id,
             in_port,
+            pipeline,
             actions,
             data: r.rest().to_vec(),
         })
@@ -385,7 +409,19 @@ impl PacketOut {
             let len_at = w.pos();
             w.u16(0);
             w.zeros(2);
-            Match::from_fields(vec![OxmField::InPort(self.in_port)])
+            let fields = std::iter::once(OxmField::InPort(self.in_port))
+                .chain(
+                    self.pipeline
+                        .fields()
+                        .iter()
+                        .filter(|f| !matches!(f, OxmField::InPort(_)))
+                        .cloned(),
+                )
+                .collect();
+            // Valid unless `pipeline` was: then in_port alone.
+            Match::from_fields(fields)
+                .and_then(|m| m.with_registers(self.pipeline.registers().to_vec()))
+                .or_else(|_| Match::from_fields(vec![OxmField::InPort(self.in_port)]))
                 .unwrap_or_default()
                 .encode(w);
             let start = w.pos();

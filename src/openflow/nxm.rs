@@ -399,6 +399,24 @@ pub fn decode_fields(body: &[u8]) -> Res<NxMatch> {
     Ok(NxMatch { match_, cookie })
 }
 
+/// Writes `f` with its NXM header if it has one whose value is OXM's
+/// (`NXM_NX_TUN_ID` for `tunnel_id`, ...); false, writing nothing, if not.
+pub(crate) fn encode_same_value(f: &OxmField, w: &mut Writer<'_>) -> bool {
+    let ty = f.field_type();
+    let Some(&(class, field, _)) = SAME_VALUE.iter().find(|e| e.2 == ty) else {
+        return false;
+    };
+    let value = f.value_bytes();
+    let mask = f.mask_bytes();
+    let n = value.len() * if mask.is_some() { 2 } else { 1 };
+    w.u32(header(class, field, mask.is_some(), n));
+    w.bytes(&value);
+    if let Some(mask) = mask {
+        w.bytes(&mask);
+    }
+    true
+}
+
 /// Writes `m` (and a cookie to select by, if any) as an `nx_match`, with no
 /// padding; returns its length.
 pub(crate) fn encode(
@@ -439,19 +457,8 @@ pub(crate) fn encode(
                 w.u8(d << 2);
             }
             _ => {
-                let ty = f.field_type();
-                match SAME_VALUE.iter().find(|e| e.2 == ty) {
-                    Some(&(class, field, _)) => {
-                        let value = f.value_bytes();
-                        let mask = f.mask_bytes();
-                        let n = value.len() * if mask.is_some() { 2 } else { 1 };
-                        w.u32(header(class, field, mask.is_some(), n));
-                        w.bytes(&value);
-                        if let Some(mask) = mask {
-                            w.bytes(&mask);
-                        }
-                    }
-                    None => f.encode(w),
+                if !encode_same_value(f, w) {
+                    f.encode(w);
                 }
             }
         }

@@ -22,8 +22,9 @@
 //! A packet never goes back out of its input port, except through a
 //! hairpin set ([`Verdicts::add_set_with`]); floods never do. Controller
 //! copies ([`Verdicts::to_controller`]) are queued while walking the batch,
-//! with the bytes as the module left them; a full queue drops and counts
-//! (`dest_full` on the input port).
+//! with the bytes as the module left them and their tunnel metadata (the
+//! module's for the controller copy, else what the packet came with); a
+//! full queue drops and counts (`dest_full` on the input port).
 //!
 //! Nothing here allocates once the scratch space is warm, and nothing blocks.
 #![allow(unsafe_code)]
@@ -85,8 +86,9 @@ pub struct Forwarder {
     /// Longest packet of the current batch (after the module ran).
     max_len: u32,
     /// The tunnel metadata of the batch's packets, when its input port
-    /// is a tunnel port.
+    /// is a tunnel port (`tun_in_valid`).
     tun_in: Vec<TunMeta>,
+    tun_in_valid: bool,
     /// What the batch's packets and variants go out with (`tun_active`:
     /// the module set some, or they came with some).
     tun_out: Vec<TunMeta>,
@@ -121,6 +123,7 @@ impl Forwarder {
             copy_used: 0,
             max_len: 0,
             tun_in: Vec::new(),
+            tun_in_valid: false,
             tun_out: Vec::new(),
             tun_active: false,
             packets: 0,
@@ -175,6 +178,7 @@ impl Forwarder {
                 }
             }
         }
+        self.tun_in_valid = tun.is_some();
         ctr.rx_packets.add(n as u64);
         ctr.rx_bytes.add(bytes);
         ctr.drop(DropReason::BadFrame, bad);
@@ -217,6 +221,19 @@ impl Forwarder {
         self.tun_out.clear();
         self.tun_out.extend_from_slice(src);
         self.tun_active = true;
+    }
+
+    /// The tunnel metadata packet `i`'s copies to the controller carry:
+    /// what the module gave them, else what the packet came with.
+    fn controller_tun(&self, i: usize) -> TunMeta {
+        self.verdicts
+            .controller_tunnel(i)
+            .or_else(|| {
+                self.tun_in_valid
+                    .then(|| self.tun_in.get(i).copied())
+                    .flatten()
+            })
+            .unwrap_or(TunMeta::NONE)
     }
 
     /// The metadata `send` gives ports that want it.
@@ -303,7 +320,7 @@ impl Forwarder {
             while let Some(&(k, tag)) = self.verdicts.controller_copies().get(c)
                 && usize::from(k) == i
             {
-                if !packet_in.push(in_id, tag, self.packet(i)) {
+                if !packet_in.push(in_id, tag, self.controller_tun(i), self.packet(i)) {
                     ctl_full += 1;
                 }
                 copied = true;
@@ -328,7 +345,8 @@ impl Forwarder {
                     }
                 }
                 Verdict::Controller => {
-                    if !copied && !packet_in.push(in_id, 0, self.packet(i)) {
+                    if !copied && !packet_in.push(in_id, 0, self.controller_tun(i), self.packet(i))
+                    {
                         ctl_full += 1;
                     }
                 }

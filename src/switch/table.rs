@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::module::Module;
+use crate::packet::TunMeta;
 use crate::port::{MAX_PORTS, Port, PortId};
 use crate::sys::EventFd;
 
@@ -180,6 +181,11 @@ pub struct PacketIn {
     /// The module's tag ([`crate::module::Verdicts::to_controller`]); 0
     /// when it gave none.
     pub tag: u32,
+    /// The packet's tunnel metadata at its output to the controller (what
+    /// it came with as the module changed it; [`TunMeta::NONE`] for a
+    /// packet that came from no tunnel and was given none), for the
+    /// packet-in's match.
+    pub tun: TunMeta,
     /// The frame as the module left it (its rewrites applied).
     pub data: Vec<u8>,
 }
@@ -210,8 +216,9 @@ impl PacketIns {
         self.q.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a copy of `data`; false (nothing queued) when full.
-    pub fn push(&self, in_port: PortId, tag: u32, data: &[u8]) -> bool {
+    /// Queues a copy of `data`, with its tunnel metadata `tun`; false
+    /// (nothing queued) when full.
+    pub fn push(&self, in_port: PortId, tag: u32, tun: TunMeta, data: &[u8]) -> bool {
         let mut q = self.lock();
         if q.len() >= self.cap {
             return false;
@@ -222,6 +229,7 @@ impl PacketIns {
         q.push_back(PacketIn {
             in_port,
             tag,
+            tun,
             data: data.to_vec(),
         });
         true

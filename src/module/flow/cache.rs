@@ -628,6 +628,17 @@ impl Stripe {
             .map(|s| &*s.plan.ops)
     }
 
+    /// For a plan in `slot` that sets tunnel metadata and sends to the
+    /// controller: the ops that set it before the controller output
+    /// ([`super::pipeline::Plan::ctl_tunnel`]; maybe none).
+    #[inline]
+    pub fn controller_tunnel_ops(&self, slot: u32) -> Option<&[Op]> {
+        self.slots
+            .get(slot as usize)
+            .filter(|s| s.plan.tunnel && s.plan.controller.is_some())
+            .map(|s| &*s.plan.ctl_tunnel)
+    }
+
     /// The outputs of the plan in `slot` that want bytes of their own
     /// ([`Plan::versions`]).
     #[inline]

@@ -58,7 +58,11 @@
 //! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
 //! changes no byte: each output's metadata is the packet's as it came with
 //! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
-//! with other metadata than the last are versions, as for bytes). In a
+//! with other metadata than the last are versions, as for bytes; the
+//! controller output's, when the plan sets metadata, is worked out per
+//! packet from ops kept with the plan, [`Verdicts::set_controller_tunnel`],
+//! and rides with the packet-in to its match; nothing per packet is
+//! interned). In a
 //! tunnel batch the memo keeps only megaflows whose mask has no tunnel
 //! bits (equal bytes may come with different metadata, which the memo
 //! does not compare; a plan that sets metadata works it out per packet on
@@ -462,8 +466,13 @@ pub enum Output {
     All(Vec<u8>),
     /// A packet-in. For the packet-out's own actions: reason ACTION, table
     /// 0, cookie `u64::MAX`; from the tables (output to TABLE): the
-    /// entry's.
-    Controller { data: Vec<u8>, meta: ControllerMeta },
+    /// entry's. `tun`: the packet's tunnel metadata at the output (none:
+    /// [`TunMeta::NONE`]), for the packet-in's match.
+    Controller {
+        data: Vec<u8>,
+        meta: ControllerMeta,
+        tun: TunMeta,
+    },
     /// To `OFPP_LOCAL` (also IN_PORT when `in_port` is LOCAL).
     Local(Vec<u8>),
 }
@@ -1037,6 +1046,22 @@ impl FlowModule {
         actions: &[Action],
         now: Nanos,
     ) -> Result<Vec<Output>, ErrorCode> {
+        self.packet_out_with(in_port, TunMeta::NONE, frame, actions, now)
+    }
+
+    /// [`FlowModule::packet_out`] of a packet that comes with tunnel
+    /// metadata `came` (an OpenFlow 1.5 packet-out's `tun_id`, `tun_src`,
+    /// `tun_dst`): it is in the key for the actions and the tables, and
+    /// the packet goes out with it (as the actions change it) as a packet
+    /// from a tunnel port does.
+    pub fn packet_out_with(
+        &self,
+        in_port: u32,
+        came: TunMeta,
+        frame: &[u8],
+        actions: &[Action],
+        now: Nanos,
+    ) -> Result<Vec<Output>, ErrorCode> {
         let pn = PortNo(in_port);
         if !(pn == PortNo::CONTROLLER || pn == PortNo::LOCAL || (in_port != 0 && !pn.is_reserved()))
         {
@@ -1057,7 +1082,9 @@ impl FlowModule {
             .cloned()
             .collect();
         pipe.check_actions(&direct, None)?;
-        let p = key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
+        let mut p =
+            key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
+        key::set_tunnel(&mut p.key, &came);
         let trace = pipe.trace_actions(&p.key, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
@@ -1069,10 +1096,11 @@ impl FlowModule {
             let (o, _) = normal::packet_out(&pipe, &self.macs, in_id, data, MacTable::secs(now));
             outs.extend(o.into_iter().map(|(p, d)| Output::Port(p, d)));
         };
-        // A packet-out's frame comes with no tunnel metadata.
+        // The metadata at an output: what the packet came with as the ops
+        // before it changed it; none (a plain output) if it came with
+        // none and no op set any.
         let tun = |came: TunMeta, ops: &[actions::Op]| {
-            ops.iter()
-                .any(actions::Op::is_tunnel)
+            (came != TunMeta::NONE || ops.iter().any(actions::Op::is_tunnel))
                 .then(|| actions::tunnel(came, ops))
         };
         for (o, ops) in trace.outs {
@@ -1083,7 +1111,7 @@ impl FlowModule {
                 normal(&data, &mut outs);
                 continue;
             }
-            let set = tun(TunMeta::NONE, &ops);
+            let set = tun(came, &ops);
             if o != Out::Table {
                 outs.extend(output(o, in_port, in_id, data, set));
                 continue;
@@ -1102,8 +1130,7 @@ impl FlowModule {
                     if o == Out::Normal {
                         normal(&d, &mut outs);
                     } else {
-                        let set = tun(came, &ops).or(set);
-                        outs.extend(output(o, in_port, in_id, d, set));
+                        outs.extend(output(o, in_port, in_id, d, tun(came, &ops)));
                     }
                 }
             }
@@ -1319,7 +1346,11 @@ fn output(
         Out::InPort => Output::InPort(data),
         Out::Flood => Output::Flood(data),
         Out::All => Output::All(data),
-        Out::Controller(meta) => Output::Controller { data, meta },
+        Out::Controller(meta) => Output::Controller {
+            data,
+            meta,
+            tun: tun.unwrap_or(TunMeta::NONE),
+        },
         Out::Local => Output::Local(data),
         Out::Table | Out::Normal => return None,
     })
@@ -1335,10 +1366,12 @@ struct Versions {
     bytes: Vec<u8>,
     ends: Vec<(PortId, usize)>,
     scratch: Vec<u8>,
-    /// When the plan sets tunnel metadata: the packet's own, and each
-    /// copy's.
+    /// When the plan sets tunnel metadata: the packet's own, each
+    /// copy's, and its controller copy's (its metadata at the controller
+    /// output, which may differ from what it goes out with).
     tun: Option<TunMeta>,
     tuns: Vec<TunMeta>,
+    ctl_tun: Option<TunMeta>,
 }
 
 impl Versions {
@@ -1350,6 +1383,9 @@ impl Versions {
         let tun_ops = st.tunnel_ops(slot);
         let came = batch.tunnel().map_or(TunMeta::NONE, |t| t[i]);
         self.tun = tun_ops.map(|ops| actions::tunnel(came, ops));
+        self.ctl_tun = tun_ops
+            .and_then(|_| st.controller_tunnel_ops(slot))
+            .map(|ops| actions::tunnel(came, ops));
         let vs = st.versions(slot);
         if vs.is_empty() {
             return;
@@ -1385,6 +1421,9 @@ impl Versions {
     fn add(&self, out: &mut Verdicts, i: usize) {
         if let Some(m) = self.tun {
             out.set_tunnel(i, m);
+        }
+        if let Some(m) = self.ctl_tun {
+            out.set_controller_tunnel(i, m);
         }
         let mut start = 0;
         for (k, &(p, end)) in self.ends.iter().enumerate() {

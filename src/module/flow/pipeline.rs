@@ -493,6 +493,11 @@ pub(crate) struct Plan {
     /// Some output's rewrites set tunnel metadata (`tun_id`, `tun_src`,
     /// `tun_dst`): each packet's is worked out from what it came with.
     pub tunnel: bool,
+    /// The ops that set tunnel metadata before the first controller
+    /// output (the one `controller` describes): the packet-in's tunnel
+    /// fields are the packet's own as they change them. Per megaflow, like
+    /// `controller`; the values they give are worked out per packet.
+    pub ctl_tunnel: Box<[Op]>,
 }
 
 /// One output, as the executor records it.
@@ -1012,6 +1017,7 @@ impl<'p> Exec<'p> {
         let mut ports: Vec<PortId> = Vec::new();
         let (mut flood, mut all, mut hairpin) = (false, false, false);
         let (mut ctl, mut normal) = (None, false);
+        let mut ctl_tunnel: Vec<Op> = Vec::new();
         for (o, ops) in &self.outs {
             match *o {
                 Out::Port(p) if last.is_some_and(|l| l != ops) => {
@@ -1023,7 +1029,11 @@ impl<'p> Exec<'p> {
                 Out::InPort => hairpin = true,
                 Out::Flood => flood = true,
                 Out::All => all = true,
-                Out::Controller(m) => ctl = ctl.or(Some(m)),
+                Out::Controller(m) if ctl.is_none() => {
+                    ctl = Some(m);
+                    ctl_tunnel = ops.iter().filter(|op| op.is_tunnel()).cloned().collect();
+                }
+                Out::Controller(_) => {}
                 Out::Normal => normal = true,
                 Out::Local | Out::Table => {}
             }
@@ -1075,9 +1085,11 @@ impl<'p> Exec<'p> {
             }
         };
         let tunnel = ops.iter().any(Op::is_tunnel)
-            || versions.iter().any(|(v, _)| v.iter().any(Op::is_tunnel));
+            || versions.iter().any(|(v, _)| v.iter().any(Op::is_tunnel))
+            || !ctl_tunnel.is_empty();
         Plan {
             tunnel,
+            ctl_tunnel: ctl_tunnel.into_boxed_slice(),
             verdict,
             ops: ops.into_boxed_slice(),
             versions: versions.into_boxed_slice(),

@@ -178,6 +178,7 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
             |(buffer_id, in_port, actions, data)| M::PacketOut(PacketOut {
                 buffer_id,
                 in_port,
+                pipeline: crate::openflow::Match::new(),
                 actions,
                 data
             })

@@ -272,6 +272,7 @@ pub(crate) fn decode_packet_out(r: &mut Reader<'_>) -> Res<PacketOut> {
     Ok(PacketOut {
         buffer_id,
         in_port,
+        pipeline: Match::new(),
         actions,
         data: r.rest().to_vec(),
     })

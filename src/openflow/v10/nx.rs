@@ -24,7 +24,7 @@ use crate::openflow::flow_match::Match;
 use crate::openflow::group::group_id;
 use crate::openflow::multipart::{FlowStats, FlowStatsRequest};
 use crate::openflow::nxm::{self, NxMatch};
-use crate::openflow::oxm::Masked;
+use crate::openflow::oxm::{Masked, OxmField};
 
 use super::action10::{Context, decode_actions, encode_actions};
 use super::flow10::{flow_actions, flow_instructions, read_flow_mod_head, write_flow_mod_head};
@@ -294,9 +294,15 @@ pub(crate) fn encode_packet_in2(p: &PacketIn, w: &mut Writer<'_>) -> Result<(), 
     } else {
         &p.match_
     };
+    // Before 1.3, `tun_id` is NXM's `NXM_NX_TUN_ID` (OXM_OF_TUNNEL_ID came
+    // with 1.3), as Open vSwitch picks a field's header by version.
+    let nxm_tun_id = w.version() < crate::openflow::header::version::OF13;
     prop(w, pin2::METADATA, |w| {
         for f in m.fields() {
-            f.encode(w);
+            let nxm = nxm_tun_id && matches!(f, OxmField::TunnelId(_));
+            if !(nxm && nxm::encode_same_value(f, w)) {
+                f.encode(w);
+            }
         }
         for r in m.registers() {
             r.encode(w);

@@ -366,6 +366,7 @@ fn message() -> impl Strategy<Value = Message> {
                 M::PacketOut(PacketOut {
                     buffer_id,
                     in_port,
+                    pipeline: Match::new(),
                     actions: actions_for(&ops, &Match::new()),
                     data,
                 })

@@ -36,6 +36,8 @@
 //! port with `remote=flow` or `out_key=flow` takes frames straight from
 //! the switch with the metadata the module chose for each
 //! ([`crate::port::Port::transmit_tunnel`]); a fixed port keeps its ring.
+//! A packet the module sends to the controller takes its metadata along
+//! ([`crate::switch::PacketIn::tun`]) into the packet-in's match.
 
 pub mod config;
 pub mod endpoint;

@@ -35,6 +35,25 @@ fn tun_match(id: u64, src: Option<[u8; 4]>, dst: Option<[u8; 4]>) -> Match {
         .unwrap()
 }
 
+/// The verdicts of one batch of `frames` from `in_port` (with tunnel
+/// metadata `tun`, one per frame).
+fn process(
+    m: &FlowModule,
+    in_port: u16,
+    frames: &mut [Vec<u8>],
+    tun: Option<&[TunMeta]>,
+) -> Verdicts {
+    let mut refs = Vec::new();
+    let mut out = Verdicts::default();
+    out.reset(frames.len());
+    let mut b = Batch::from_buffers(frames, &mut refs, PortId(in_port));
+    if let Some(t) = tun {
+        b = b.with_tunnel(t);
+    }
+    m.process(&mut b, &mut out, 0);
+    out
+}
+
 /// What one batch from `in_port` (with tunnel metadata `tun`, one per
 /// frame) gives: the verdicts, the metadata the packets go out with
 /// (`None`: as they came) and the variants (packet, port, metadata). A
@@ -51,14 +70,7 @@ fn run_tun(
     Vec<(u16, Verdict, Option<TunMeta>)>,
 ) {
     let n = frames.len();
-    let mut refs = Vec::new();
-    let mut out = Verdicts::default();
-    out.reset(n);
-    let mut b = Batch::from_buffers(&mut frames, &mut refs, PortId(in_port));
-    if let Some(t) = tun {
-        b = b.with_tunnel(t);
-    }
-    m.process(&mut b, &mut out, 0);
+    let mut out = process(m, in_port, &mut frames, tun);
     let vs = (0..n)
         .map(|i| match out.get(i) {
             // A set as its ports, for comparing.
@@ -283,5 +295,90 @@ fn equal_frames_from_a_tunnel_keep_their_own_metadata_through_the_memo() {
             .collect();
         assert_eq!(v, want);
         assert_eq!(t.unwrap(), tun);
+    }
+}
+
+/// The controller copies of one batch: (packet, the tunnel metadata they
+/// carry; `None`: the module gave none, the switch uses what came in).
+fn run_ctl(
+    m: &FlowModule,
+    in_port: u16,
+    mut frames: Vec<Vec<u8>>,
+    tun: Option<&[TunMeta]>,
+) -> Vec<(u16, Option<TunMeta>)> {
+    let out = process(m, in_port, &mut frames, tun);
+    out.controller_copies()
+        .iter()
+        .map(|&(i, _)| (i, out.controller_tunnel(usize::from(i))))
+        .collect()
+}
+
+#[test]
+fn controller_copies_carry_the_metadata_at_the_controller_output() {
+    let m = module();
+    let ctl = Action::output(PortNo::CONTROLLER);
+    let set_id = |id| Action::SetField(OxmField::TunnelId(Masked::exact(id)));
+    let set_dst = Action::Nx(NxAction::SetReg {
+        reg: Register::TunDst,
+        value: ip([10, 9, 0, 9]),
+    });
+    let on = |id: u64, acts: Vec<Action>| {
+        let mut f = flow(0, 10, vec![], vec![apply(acts)]);
+        f.match_ = tun_match(id, None, None);
+        f
+    };
+    // Set after the controller output: the copy has what came.
+    add(&m, on(5, vec![ctl.clone(), set_id(9), out(2)]));
+    // Set before it: the copy has it.
+    add(&m, on(6, vec![set_dst, ctl.clone(), out(2)]));
+    // Nothing set: as it came.
+    add(&m, on(7, vec![ctl.clone()]));
+    add(&m, flow(0, 0, vec![], vec![apply(vec![out(3)])]));
+    let came = |id| meta(id, [10, 9, 0, 2], [10, 9, 0, 1]);
+    let tun = [came(5), came(6), came(7), came(8)];
+    let frames = vec![udp(1, 2, 1, 1); 4];
+    // The upcalls, then the caches.
+    for _ in 0..2 {
+        let got = run_ctl(&m, 1, frames.clone(), Some(&tun));
+        let want = [
+            (0, Some(came(5))),
+            (1, Some(meta(6, [10, 9, 0, 2], [10, 9, 0, 9]))),
+            (2, Some(came(7))),
+        ];
+        assert_eq!(got, want);
+        // The other outputs keep what the later actions set.
+        let (v, t, _) = run_tun(&m, 1, frames.clone(), Some(&tun));
+        assert_eq!(v, [P2, P2, Verdict::Controller, P3]);
+        assert_eq!(t.unwrap()[0], meta(9, [10, 9, 0, 2], [10, 9, 0, 1]));
+    }
+    // Not from a tunnel: what a flow sets, else nothing.
+    let mut f = flow(
+        0,
+        20,
+        vec![OxmField::InPort(PortNo(4))],
+        vec![apply(vec![set_id(3), ctl.clone()])],
+    );
+    f.match_ = Match::from_fields(vec![OxmField::InPort(PortNo(4))]).unwrap();
+    add(&m, f);
+    add(
+        &m,
+        flow(
+            0,
+            20,
+            vec![OxmField::InPort(PortNo(5))],
+            vec![apply(vec![ctl])],
+        ),
+    );
+    for _ in 0..2 {
+        let got = run_ctl(&m, 4, vec![udp(1, 2, 1, 1); 2], None);
+        assert_eq!(
+            got,
+            [
+                (0, Some(meta(3, [0; 4], [0; 4]))),
+                (1, Some(meta(3, [0; 4], [0; 4])))
+            ]
+        );
+        let got = run_ctl(&m, 5, vec![udp(1, 2, 1, 1); 2], None);
+        assert_eq!(got, [(0, None), (1, None)]);
     }
 }
