@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::header::{DecapError, Proto, decode};
 use super::socket::{BATCH, RxBatch, UdpTunnelSocket};
+use super::wire::Wire;
 use crate::packet::{PortMem, TunMeta, TunMetaSlots};
 use crate::port::kernel::IncomingFill;
 use crate::sys::EventFd;
@@ -103,7 +104,9 @@ pub struct Endpoint {
     /// Whether the socket fills UDP checksums over IPv4 (one setting per
     /// socket: its ports must agree).
     csum: bool,
-    sock: UdpTunnelSocket,
+    /// The kernel's socket, or a bench wire (an endpoint of its own, never
+    /// in the registry).
+    wire: Wire,
     /// Ports by the datagrams they take.
     members: RwLock<HashMap<MemberKey, Arc<Receiver>>>,
     rx: Mutex<RxBatch>,
@@ -170,29 +173,59 @@ impl Endpoint {
                         local: key.local,
                         err,
                     })?;
-                let e = Arc::new(Endpoint {
-                    key,
-                    csum,
-                    sock,
-                    members: RwLock::new(HashMap::new()),
-                    rx: Mutex::new(RxBatch::default()),
-                    unknown_remote: AtomicU64::new(0),
-                });
+                let e = Arc::new(Endpoint::new(key, csum, Wire::Kernel(sock)));
                 reg.push(Arc::downgrade(&e));
                 e
             }
         };
-        let mut m = ep.members.write().unwrap_or_else(|e| e.into_inner());
+        ep.add(remote, vni, rx)?;
+        Ok(ep)
+    }
+
+    /// An endpoint of its own on `wire` (a bench wire), for the port `rx`
+    /// of (remote, VNI); other ports never share it.
+    pub fn private(
+        key: EndpointKey,
+        wire: Wire,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
+        csum: bool,
+        rx: Arc<Receiver>,
+    ) -> Arc<Endpoint> {
+        let ep = Arc::new(Endpoint::new(key, csum, wire));
+        // A new endpoint has no members: nothing to clash with.
+        let _ = ep.add(remote, vni, rx);
+        ep
+    }
+
+    fn new(key: EndpointKey, csum: bool, wire: Wire) -> Endpoint {
+        Endpoint {
+            key,
+            csum,
+            wire,
+            members: RwLock::new(HashMap::new()),
+            rx: Mutex::new(RxBatch::default()),
+            unknown_remote: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `rx` as the port for (remote, VNI).
+    fn add(
+        &self,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
+        rx: Arc<Receiver>,
+    ) -> Result<(), JoinError> {
+        let mut m = self.members.write().unwrap_or_else(|e| e.into_inner());
         if m.contains_key(&(remote, vni)) {
             return Err(JoinError::Duplicate {
                 remote,
                 vni,
-                local: key.local,
+                local: self.key.local,
             });
         }
         m.insert((remote, vni), rx);
-        drop(m);
-        Ok(ep)
+        Ok(())
     }
 
     /// Takes the port for (remote, VNI) off the endpoint and drops the
@@ -207,12 +240,12 @@ impl Endpoint {
         drop(reg);
     }
 
-    pub fn socket(&self) -> &UdpTunnelSocket {
-        &self.sock
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
-        self.sock.as_raw_fd()
+        self.wire.as_raw_fd()
     }
 
     /// Reads what waits on the socket (if no other worker is reading it)
@@ -230,7 +263,7 @@ impl Endpoint {
             if own.fill.room(&own.mem) < need {
                 break;
             }
-            let n = self.sock.recv_batch(&mut rx);
+            let n = self.wire.recv_batch(&mut rx);
             if n == 0 {
                 break;
             }

@@ -27,6 +27,7 @@ use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops};
 use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
 use super::socket::{BATCH, TxMsg};
+use super::wire::{BenchWire, Wire};
 use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
 use crate::port::Port;
 use crate::port::kernel::{IncomingFill, OutgoingDrain};
@@ -80,6 +81,26 @@ impl TunnelPort {
         cfg: &TunnelConfig,
         mem: MemConfig,
     ) -> Result<Arc<TunnelPort>, TunnelError> {
+        TunnelPort::open_on(name, cfg, mem, None)
+    }
+
+    /// Opens port `name` on an endpoint of its own on the bench wire `wire`
+    /// instead of the kernel's socket (`mswitch bench --tunnel`).
+    pub fn open_bench(
+        name: &str,
+        cfg: &TunnelConfig,
+        mem: MemConfig,
+        wire: BenchWire,
+    ) -> Result<Arc<TunnelPort>, TunnelError> {
+        TunnelPort::open_on(name, cfg, mem, Some(Wire::Bench(Box::new(wire))))
+    }
+
+    fn open_on(
+        name: &str,
+        cfg: &TunnelConfig,
+        mem: MemConfig,
+        wire: Option<Wire>,
+    ) -> Result<Arc<TunnelPort>, TunnelError> {
         cfg.validate().map_err(TunnelError::Config)?;
         let os = |what| move |err| TunnelError::Os { what, err };
         let mem = PortMem::new(name, mem)?;
@@ -99,7 +120,11 @@ impl TunnelPort {
             proto: cfg.proto,
             local: cfg.bind_addr(),
         };
-        let ep = Endpoint::join(key, cfg.rx_remote(), cfg.rx_key(), cfg.csum, rx.clone())?;
+        let (remote, vni) = (cfg.rx_remote(), cfg.rx_key());
+        let ep = match wire {
+            None => Endpoint::join(key, remote, vni, cfg.csum, rx.clone())?,
+            Some(w) => Endpoint::private(key, w, remote, vni, cfg.csum, rx.clone()),
+        };
         let port = TunnelPort {
             name: name.to_owned(),
             cfg: cfg.clone(),
@@ -132,7 +157,12 @@ impl TunnelPort {
 
     /// The local address of the UDP socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.endpoint().socket().local_addr()
+        self.endpoint().wire().local_addr()
+    }
+
+    /// The bench wire the port sends and receives on, if it is on one.
+    pub fn bench_wire(&self) -> Option<&BenchWire> {
+        self.endpoint().wire().bench()
     }
 
     /// What frames of this port are sent with.
@@ -158,7 +188,7 @@ impl TunnelPort {
                 encode(self.cfg.proto, e.vni, h);
             }
             let (hdrs, encs) = (&hdrs, &encs);
-            sent += self.endpoint().socket().send_batch(
+            sent += self.endpoint().wire().send_batch(
                 chunk.len(),
                 |i| TxMsg {
                     header: &hdrs[i],

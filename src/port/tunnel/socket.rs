@@ -398,6 +398,18 @@ impl RxBatch {
         let bytes = self.lens[i].map(|n| &self.bufs[i * RX_SLOT..i * RX_SLOT + n]);
         (ip_of(from), bytes)
     }
+
+    /// Puts datagram `i` as a receive would: `bytes` from `from` (flagged
+    /// too large, as the kernel's cut, when they exceed a slot). For wires
+    /// other than the kernel's (the bench's, [`super::wire`]).
+    pub fn put(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
+        self.from[i] = sockaddr(from).0;
+        let slot = &mut self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+        self.lens[i] = slot.get_mut(..bytes.len()).map(|s| {
+            s.copy_from_slice(bytes);
+            bytes.len()
+        });
+    }
 }
 
 #[cfg(test)]
