@@ -74,17 +74,56 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Copies `frame` into the incoming ring with its metadata; false if
-    /// the ring is full.
-    fn push(&self, frame: &[u8], meta: TunMeta) -> bool {
+    /// Copies `frames` into the incoming ring, each with the metadata
+    /// `meta`, and publishes them once; returns how many fit.
+    fn push(&self, frames: &[&[u8]], meta: TunMeta) -> usize {
         // Only the holder of the socket's receive lock produces here, so
-        // the head read is the slot `fill` takes; the metadata is stored
-        // before `fill` publishes the slot.
-        self.meta.store(self.fill.head(), meta);
-        self.fill.fill(&self.mem, 1, |buf| {
-            buf[..frame.len()].copy_from_slice(frame);
-            Some(frame.len())
-        }) == 1
+        // `head` is the slot `fill` takes first, and the metadata is
+        // stored before `fill` publishes the slots.
+        let head = self.fill.head();
+        let mut k = 0;
+        self.fill.fill(&self.mem, frames.len(), |buf| {
+            let f = frames.get(k)?;
+            self.meta.store(head.wrapping_add(k as u32), meta);
+            buf[..f.len()].copy_from_slice(f);
+            k += 1;
+            Some(f.len())
+        })
+    }
+}
+
+/// A run of datagrams from one sender with one VNI: that key, its port
+/// (`None`: no port takes it) and the metadata its frames are queued with.
+type Run<'m> = ((IpAddr, u32), Option<&'m Arc<Receiver>>, TunMeta);
+
+/// The ports to wake after a delivery (each once).
+struct Wake<'m> {
+    ports: [Option<&'m Arc<Receiver>>; BATCH],
+    n: usize,
+}
+
+impl<'m> Wake<'m> {
+    /// Queues the frames of `run` on its port (counting what does not fit)
+    /// and notes the port for waking unless it is `own`.
+    fn queue(&mut self, run: Option<Run<'m>>, frames: &[&[u8]], own: &Receiver) {
+        let Some((_, Some(p), meta)) = run else {
+            return;
+        };
+        let queued = p.push(frames, meta);
+        let full = frames.len() - queued;
+        if full > 0 {
+            p.drops.ring_full.fetch_add(full as u64, Ordering::Relaxed);
+        }
+        if queued > 0
+            && !std::ptr::eq(&**p, own)
+            && !self.ports[..self.n]
+                .iter()
+                .flatten()
+                .any(|w| Arc::ptr_eq(w, p))
+        {
+            self.ports[self.n] = Some(p);
+            self.n += 1;
+        }
     }
 }
 
@@ -276,12 +315,34 @@ impl Endpoint {
         total
     }
 
+    /// The port that takes datagrams from `from` with VNI `vni`, in Open
+    /// vSwitch's order: fixed key first, then fixed remote.
+    fn member(
+        members: &HashMap<MemberKey, Arc<Receiver>>,
+        from: IpAddr,
+        vni: u32,
+    ) -> Option<&Arc<Receiver>> {
+        let (r, v) = (Some(from), Some(vni));
+        [(r, v), (None, v), (r, None), (None, None)]
+            .iter()
+            .find_map(|k| members.get(k))
+    }
+
     /// Hands the `n` datagrams of `rx` to their ports, waking the ports
-    /// (other than `own`) whose workers asked to be woken.
+    /// (other than `own`) whose workers asked to be woken. Datagrams come
+    /// in runs from one sender with one VNI: a run's port is looked up
+    /// once, and its frames are queued and published together.
     fn deliver(&self, rx: &RxBatch, n: usize, own: &Receiver) {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
-        let mut woken: [Option<&Arc<Receiver>>; BATCH] = [None; BATCH];
-        let mut nwoken = 0;
+        let mut wake = Wake {
+            ports: [None; BATCH],
+            n: 0,
+        };
+        // The run: its (sender, VNI), port (`None`: no port takes it) and
+        // metadata, and its frames not yet queued.
+        let mut run: Option<Run<'_>> = None;
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut nframes = 0;
         // The port charged with a drop: the first that names the sender,
         // else one that takes any sender.
         let of_remote = |ip: IpAddr| {
@@ -319,36 +380,35 @@ impl Endpoint {
                     continue;
                 }
             };
-            // Open vSwitch's order: fixed key first, then fixed remote.
-            let (r, v) = (Some(from), Some(d.vni));
-            let Some(p) = [(r, v), (None, v), (r, None), (None, None)]
-                .iter()
-                .find_map(|k| members.get(k))
-            else {
+            let key = (from, d.vni);
+            if run.is_none_or(|(k, _, _)| k != key) {
+                wake.queue(run, &frames[..nframes], own);
+                nframes = 0;
+                let p = Endpoint::member(&members, from, d.vni);
+                let meta = TunMeta {
+                    id: u64::from(d.vni),
+                    src: match from {
+                        IpAddr::V4(a) => a,
+                        IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    },
+                    dst: p.map_or(Ipv4Addr::UNSPECIFIED, |p| p.local),
+                };
+                run = Some((key, p, meta));
+            }
+            let Some((_, Some(p), _)) = run else {
                 charge(|d| &d.bad_vni);
                 continue;
             };
             let inner = &bytes[d.inner..];
-            let meta = TunMeta {
-                id: u64::from(d.vni),
-                src: match from {
-                    IpAddr::V4(a) => a,
-                    IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                },
-                dst: p.local,
-            };
             if inner.len() > p.mem.buf_size() as usize {
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
-            } else if !p.push(inner, meta) {
-                p.drops.ring_full.fetch_add(1, Ordering::Relaxed);
-            } else if !std::ptr::eq(&**p, own)
-                && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p))
-            {
-                woken[nwoken] = Some(p);
-                nwoken += 1;
+            } else {
+                frames[nframes] = inner;
+                nframes += 1;
             }
         }
-        for p in woken[..nwoken].iter().flatten() {
+        wake.queue(run, &frames[..nframes], own);
+        for p in wake.ports[..wake.n].iter().flatten() {
             if p.mem.incoming().take_wakeup_request() {
                 p.wake.notify();
             }

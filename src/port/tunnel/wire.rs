@@ -182,6 +182,7 @@ impl BenchWire {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let TxBufs { bufs, last } = &mut *tx;
         let (mut sent, mut bytes) = (0, 0);
+        let mut end = None;
         let slots = bufs.chunks_exact_mut(BENCH_MAX_DATAGRAM);
         for (i, (slot, m)) in slots.zip(msgs).enumerate() {
             let (h, f) = (m.header.len(), m.frame.len());
@@ -191,9 +192,13 @@ impl BenchWire {
             }
             slot[..h].copy_from_slice(m.header);
             slot[h..h + f].copy_from_slice(m.frame);
-            *last = Some((i, h + f, m.to));
+            end = Some((i, h + f, m));
             sent += 1;
             bytes += h + f;
+        }
+        // Where the batch's last datagram went (kept once per batch).
+        if let Some((i, len, m)) = end {
+            *last = Some((i, len, m.to));
         }
         drop(tx);
         self.sent.fetch_add(sent as u64, Ordering::Relaxed);
