@@ -27,6 +27,8 @@ use crate::switch::{Drops, Switch, SwitchConfig};
 use crate::sys::{self, EventFd};
 use crate::wire::ethernet::{MacAddr, udp_frame};
 
+pub mod tunnel;
+
 /// Which ports send to which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum Pattern {
@@ -450,27 +452,11 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
             .map(|w| w.packets)
             .collect::<Vec<_>>()
     };
-    let (t0, rx0, w0) = (Instant::now(), received(), worker_packets(&sw));
-    let (mut t_last, mut rx_last) = (t0, rx0);
-    while t0.elapsed() < case.duration {
-        let left = case.duration.saturating_sub(t0.elapsed());
-        std::thread::sleep(left.min(Duration::from_secs(1)));
-        let (t, rx) = (Instant::now(), received());
-        let dt = t.duration_since(t_last).as_secs_f64();
-        let pps = (rx - rx_last) as f64 / dt;
-        progress(&format!(
-            "{:6.1} s  {:>8} {:>12}",
-            t.duration_since(t0).as_secs_f64(),
-            fmt_pps(pps),
-            fmt_bps(pps * case.size as f64 * 8.0)
-        ));
-        (t_last, rx_last) = (t, rx);
-    }
-    let (t1, rx1, w1) = (Instant::now(), received(), worker_packets(&sw));
-    let secs = t1.duration_since(t0).as_secs_f64();
+    let w0 = worker_packets(&sw);
+    let (packets, secs) = measure(case.duration, case.size, received, progress);
+    let w1 = worker_packets(&sw);
     let stats = sw.stats();
     drop(sw);
-    let packets = rx1 - rx0;
     let pps = packets as f64 / secs;
     let pps_per_worker = w0
         .iter()
@@ -505,18 +491,51 @@ pub fn run_case(case: &Case, progress: Progress<'_>) -> Result<BenchResult, Benc
     })
 }
 
-/// Copies the case's frames slot to slot between two rings, with no
-/// switching, on `workers` threads at once; returns packets per second.
-pub fn raw_copy_baseline(case: &Case) -> Result<f64, BenchError> {
-    let frame = udp_frame(
-        case.size,
+/// Counts for `duration` what `count` counts (packets that arrived), with
+/// a progress line about every second (`size`-byte frames); returns the
+/// packets and the seconds they took.
+fn measure(
+    duration: Duration,
+    size: usize,
+    count: impl Fn() -> u64,
+    progress: Progress<'_>,
+) -> (u64, f64) {
+    let (t0, rx0) = (Instant::now(), count());
+    let (mut t_last, mut rx_last) = (t0, rx0);
+    while t0.elapsed() < duration {
+        let left = duration.saturating_sub(t0.elapsed());
+        std::thread::sleep(left.min(Duration::from_secs(1)));
+        let (t, rx) = (Instant::now(), count());
+        let dt = t.duration_since(t_last).as_secs_f64();
+        let pps = (rx - rx_last) as f64 / dt;
+        progress(&format!(
+            "{:6.1} s  {:>8} {:>12}",
+            t.duration_since(t0).as_secs_f64(),
+            fmt_pps(pps),
+            fmt_bps(pps * size as f64 * 8.0)
+        ));
+        (t_last, rx_last) = (t, rx);
+    }
+    (rx_last - rx0, t_last.duration_since(t0).as_secs_f64())
+}
+
+/// A frame of `size` bytes from port 1's host to port 2's.
+fn pair_frame(size: usize) -> Vec<u8> {
+    udp_frame(
+        size,
         mac(2),
         mac(1),
         [10, 0, 0, 1],
         [10, 0, 1, 1],
         1024,
         1024,
-    );
+    )
+}
+
+/// Copies the case's frames slot to slot between two rings, with no
+/// switching, on `workers` threads at once; returns packets per second.
+pub fn raw_copy_baseline(case: &Case) -> Result<f64, BenchError> {
+    let frame = pair_frame(case.size);
     let pairs = (0..case.workers)
         .map(|i| {
             let src = PortMem::new(&format!("base-src{i}"), case.mem_config())?;

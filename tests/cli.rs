@@ -45,6 +45,10 @@ fn bad_bench_options_fail_with_one_line_on_stderr() {
         &["--duration", "nan"],
         &["--frobnicate"],
         &["--ports", "two"],
+        &["--tunnel", "gre"],
+        &["--tunnel", "vxlan", "--workers", "2"],
+        &["--tunnel", "geneve", "--pattern", "nto1"],
+        &["--tunnel", "vxlan", "--size", "10"],
     ];
     for args in cases {
         let mut full = vec!["bench"];
@@ -142,5 +146,48 @@ fn a_short_bench_prints_one_json_line() {
     assert!(
         (num("ratio") - num("pps") / num("baseline_pps")).abs() <= 1e-9 * num("ratio").max(1.0),
         "{v}"
+    );
+}
+
+#[test]
+fn a_short_tunnel_bench_prints_one_json_line_with_the_costs() {
+    let out = mswitch(&[
+        "bench",
+        "--tunnel",
+        "vxlan",
+        "--module",
+        "dummy",
+        "--size",
+        "60",
+        "--duration",
+        "0.1",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one case, one JSON line: {stdout:?}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).expect("the line is JSON");
+    assert_eq!(v["tunnel"], "vxlan");
+    assert_eq!(
+        (v["module"].as_str(), v["size"].as_u64()),
+        (Some("dummy"), Some(60))
+    );
+    for k in [
+        "plain_pps",
+        "encap_pps",
+        "decap_pps",
+        "encap_cost",
+        "decap_cost",
+    ] {
+        let x = v[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing from {v}"));
+        assert!(x > 0.0, "{k}: {v}");
+    }
+    assert!(
+        stderr.contains("encap") && stderr.contains("decap"),
+        "{stderr}"
     );
 }

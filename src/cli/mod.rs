@@ -250,6 +250,12 @@ struct BenchArgs {
     /// Print each result as one JSON object per line on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Instead of the suite: encapsulation and decapsulation through a
+    /// tunnel port on an in-memory wire, each beside plain forwarding of
+    /// the same frames (dummy and learn, 60 and 1514 B unless --module or
+    /// --size; one worker; --duration seconds per phase, default 2).
+    #[arg(long, value_enum, value_name = "vxlan|geneve")]
+    tunnel: Option<bench::tunnel::Tunnel>,
 }
 
 /// [`main`] with more modules: registers `modules` (see
@@ -376,6 +382,9 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         Some(d) => Some(Duration::from_secs_f64(d)),
         None => None,
     };
+    if let Some(t) = a.tunnel {
+        return run_bench_tunnel(t, &a, duration);
+    }
     let single = a.module.is_some()
         || a.pattern.is_some()
         || a.ports.is_some()
@@ -411,13 +420,7 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         c.validate().map_err(|e| e.to_string())?;
     }
     let json = a.json;
-    let say = |s: &str| {
-        if json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
+    let say = bench_say(json);
     say(&format!(
         "mswitch bench: {} case(s) on {} CPU(s); threads: the switch's forwarding workers (generator and sink ports are polled inline by them), plus this reporting thread, which sleeps",
         cases.len(),
@@ -447,6 +450,91 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         say("summary:");
         for r in &results {
             say(&format!("  {}", bench::summary(r)));
+        }
+    }
+    Ok(())
+}
+
+/// Where `mswitch bench` writes: progress to stdout, or to stderr when the
+/// results go to stdout as JSON.
+fn bench_say(json: bool) -> impl Fn(&str) {
+    move |s: &str| {
+        if json {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+}
+
+/// `mswitch bench --tunnel`: the tunnel suite, or the one module or size asked for.
+fn run_bench_tunnel(
+    tunnel: bench::tunnel::Tunnel,
+    a: &BenchArgs,
+    duration: Option<Duration>,
+) -> Result<(), String> {
+    if a.pattern.is_some()
+        || a.ports.is_some()
+        || a.workers.is_some()
+        || a.idle_ports.is_some()
+        || a.flows.is_some()
+    {
+        return Err(
+            "--tunnel runs one worker and two ports: --pattern, --ports, --workers, --idle-ports and --flows do not apply"
+                .into(),
+        );
+    }
+    let d = Case::default();
+    let base = Case {
+        duration: duration.unwrap_or(Duration::from_secs(2)),
+        batch: a.batch.unwrap_or(d.batch),
+        pin: a.pin,
+        ..d
+    };
+    let cases: Vec<_> = bench::tunnel::suite(tunnel, &base)
+        .into_iter()
+        .filter(|c| a.module.as_ref().is_none_or(|m| *m == c.base.module))
+        .filter(|c| a.size.is_none_or(|s| s == c.base.size))
+        .collect();
+    let cases = if cases.is_empty() {
+        // A module or size outside the suite: that one case.
+        let mut c = bench::tunnel::suite(tunnel, &base).swap_remove(0);
+        c.base.module = a.module.clone().unwrap_or(c.base.module);
+        c.base.size = a.size.unwrap_or(c.base.size);
+        vec![c]
+    } else {
+        cases
+    };
+    for c in &cases {
+        c.validate().map_err(|e| e.to_string())?;
+    }
+    let say = bench_say(a.json);
+    say(&format!(
+        "mswitch bench --tunnel {}: {} case(s), each plain / encap / decap for {:.1} s, one worker",
+        tunnel.proto().name(),
+        cases.len(),
+        base.duration.as_secs_f64()
+    ));
+    let mut results = Vec::new();
+    for c in &cases {
+        say(&format!(
+            "== {} module {} size {} B batch {}",
+            tunnel.proto().name(),
+            c.base.module,
+            c.base.size,
+            c.base.batch
+        ));
+        let r = bench::tunnel::run_case(c, &mut |l| say(l)).map_err(|e| e.to_string())?;
+        say(&format!("result: {}", bench::tunnel::summary(&r)));
+        if a.json {
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        }
+        results.push(r);
+    }
+    if results.len() > 1 {
+        say("summary:");
+        for r in &results {
+            say(&format!("  {}", bench::tunnel::summary(r)));
         }
     }
     Ok(())

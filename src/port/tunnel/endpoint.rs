@@ -43,7 +43,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::header::{DecapError, Proto, decode};
-use super::socket::{BATCH, RxBatch, UdpTunnelSocket};
+use super::socket::{BATCH, RxBatch, RxPos, UdpTunnelSocket};
+use super::wire::Wire;
 use crate::packet::{PortMem, TunMeta, TunMetaSlots};
 use crate::port::kernel::IncomingFill;
 use crate::sys::EventFd;
@@ -64,6 +65,27 @@ pub struct RxDrops {
     pub ring_full: AtomicU64,
 }
 
+/// One of the [`RxDrops`] counters.
+type Counter = fn(&RxDrops) -> &AtomicU64;
+
+impl RxDrops {
+    fn malformed(&self) -> &AtomicU64 {
+        &self.malformed
+    }
+
+    fn geneve_unsupported(&self) -> &AtomicU64 {
+        &self.geneve_unsupported
+    }
+
+    fn bad_vni(&self) -> &AtomicU64 {
+        &self.bad_vni
+    }
+
+    fn oversize(&self) -> &AtomicU64 {
+        &self.oversize
+    }
+}
+
 /// The part of a tunnel port the socket's reader fills.
 pub struct Receiver {
     pub mem: PortMem,
@@ -79,17 +101,68 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Copies `frame` into the incoming ring with its metadata; false if
-    /// the ring is full.
-    fn push(&self, frame: &[u8], meta: TunMeta) -> bool {
+    /// Copies `frames` into the incoming ring, each with the metadata
+    /// `meta`, and publishes them once; returns how many fit.
+    fn push(&self, frames: &[&[u8]], meta: TunMeta) -> usize {
         // Only the holder of the socket's receive lock produces here, so
-        // the head read is the slot `fill` takes; the metadata is stored
-        // before `fill` publishes the slot.
-        self.meta.store(self.fill.head(), meta);
-        self.fill.fill(&self.mem, 1, |buf| {
-            buf[..frame.len()].copy_from_slice(frame);
-            Some(frame.len())
-        }) == 1
+        // `head` is the slot `fill` takes first, and the metadata is
+        // stored before `fill` publishes the slots.
+        let head = self.fill.head();
+        let mut k = 0;
+        self.fill.fill(&self.mem, frames.len(), |buf| {
+            let f = frames.get(k)?;
+            self.meta.store(head.wrapping_add(k as u32), meta);
+            buf[..f.len()].copy_from_slice(f);
+            k += 1;
+            Some(f.len())
+        })
+    }
+}
+
+/// A run of datagrams from one sender with one VNI to one address: that
+/// key, its port (`None`: no port takes it) and the metadata its frames
+/// are queued with.
+type Run<'m> = (
+    (IpAddr, u32, Option<Ipv4Addr>),
+    Option<&'m Arc<Receiver>>,
+    TunMeta,
+);
+
+/// The ports to wake after a delivery (each once).
+struct Wake<'m> {
+    ports: [Option<&'m Arc<Receiver>>; BATCH],
+    n: usize,
+}
+
+impl<'m> Wake<'m> {
+    /// Queues the frames of `run` on its port and notes the port for
+    /// waking unless it is `own`. What does not fit is dropped and counted,
+    /// except on `own`: then returns how many were queued (the caller
+    /// leaves the rest for `own`'s next poll).
+    fn queue(&mut self, run: Option<Run<'m>>, frames: &[&[u8]], own: &Receiver) -> Option<usize> {
+        let Some((_, Some(p), meta)) = run else {
+            return None;
+        };
+        let queued = p.push(frames, meta);
+        let mine = std::ptr::eq(&**p, own);
+        if queued < frames.len() {
+            if mine {
+                return Some(queued);
+            }
+            let full = (frames.len() - queued) as u64;
+            p.drops.ring_full.fetch_add(full, Ordering::Relaxed);
+        }
+        if queued > 0
+            && !mine
+            && !self.ports[..self.n]
+                .iter()
+                .flatten()
+                .any(|w| Arc::ptr_eq(w, p))
+        {
+            self.ports[self.n] = Some(p);
+            self.n += 1;
+        }
+        None
     }
 }
 
@@ -109,7 +182,9 @@ pub struct Endpoint {
     /// Whether the socket fills UDP checksums over IPv4 (one setting per
     /// socket: its ports must agree).
     csum: bool,
-    sock: UdpTunnelSocket,
+    /// The kernel's socket, or a bench wire (an endpoint of its own, never
+    /// in the registry).
+    wire: Wire,
     /// Ports by the datagrams they take.
     members: RwLock<HashMap<MemberKey, Arc<Receiver>>>,
     rx: Mutex<RxBatch>,
@@ -166,7 +241,7 @@ impl Endpoint {
         let found = reg.iter().filter_map(Weak::upgrade).find(|e| e.key == key);
         let ep = match found {
             // (With segmentation offload every datagram has a checksum.)
-            Some(e) if e.csum != csum && key.local.is_ipv4() && !e.sock.offloads() => {
+            Some(e) if e.csum != csum && key.local.is_ipv4() && !e.wire.offloads() => {
                 return Err(JoinError::Csum {
                     local: key.local,
                     csum,
@@ -180,30 +255,60 @@ impl Endpoint {
                         local: key.local,
                         err,
                     })?;
-                let e = Arc::new(Endpoint {
-                    key,
-                    csum,
-                    sock,
-                    members: RwLock::new(HashMap::new()),
-                    rx: Mutex::new(RxBatch::default()),
-                    unknown_remote: AtomicU64::new(0),
-                    last_to: AtomicU32::new(0),
-                });
+                let e = Arc::new(Endpoint::new(key, csum, Wire::Kernel(sock)));
                 reg.push(Arc::downgrade(&e));
                 e
             }
         };
-        let mut m = ep.members.write().unwrap_or_else(|e| e.into_inner());
+        ep.add(remote, vni, rx)?;
+        Ok(ep)
+    }
+
+    /// An endpoint of its own on `wire` (a bench wire), for the port `rx`
+    /// of (remote, VNI); other ports never share it.
+    pub fn private(
+        key: EndpointKey,
+        wire: Wire,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
+        csum: bool,
+        rx: Arc<Receiver>,
+    ) -> Arc<Endpoint> {
+        let ep = Arc::new(Endpoint::new(key, csum, wire));
+        // A new endpoint has no members: nothing to clash with.
+        let _ = ep.add(remote, vni, rx);
+        ep
+    }
+
+    fn new(key: EndpointKey, csum: bool, wire: Wire) -> Endpoint {
+        Endpoint {
+            key,
+            csum,
+            wire,
+            members: RwLock::new(HashMap::new()),
+            rx: Mutex::new(RxBatch::default()),
+            unknown_remote: AtomicU64::new(0),
+            last_to: AtomicU32::new(0),
+        }
+    }
+
+    /// Adds `rx` as the port for (remote, VNI).
+    fn add(
+        &self,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
+        rx: Arc<Receiver>,
+    ) -> Result<(), JoinError> {
+        let mut m = self.members.write().unwrap_or_else(|e| e.into_inner());
         if m.contains_key(&(remote, vni)) {
             return Err(JoinError::Duplicate {
                 remote,
                 vni,
-                local: key.local,
+                local: self.key.local,
             });
         }
         m.insert((remote, vni), rx);
-        drop(m);
-        Ok(ep)
+        Ok(())
     }
 
     /// Takes the port for (remote, VNI) off the endpoint and drops the
@@ -218,12 +323,12 @@ impl Endpoint {
         drop(reg);
     }
 
-    pub fn socket(&self) -> &UdpTunnelSocket {
-        &self.sock
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub fn fd(&self) -> std::os::fd::RawFd {
-        self.sock.as_raw_fd()
+        self.wire.as_raw_fd()
     }
 
     /// Reads what waits on the socket (if no other worker is reading it)
@@ -241,7 +346,7 @@ impl Endpoint {
                 if own.fill.room(&own.mem) == 0 {
                     break;
                 }
-                let n = self.sock.recv_batch(&mut rx);
+                let n = self.wire.recv_batch(&mut rx);
                 if n == 0 {
                     break;
                 }
@@ -255,15 +360,60 @@ impl Endpoint {
         total
     }
 
+    /// The port that takes datagrams from `from` with VNI `vni`, in Open
+    /// vSwitch's order: fixed key first, then fixed remote.
+    fn member(
+        members: &HashMap<MemberKey, Arc<Receiver>>,
+        from: IpAddr,
+        vni: u32,
+    ) -> Option<&Arc<Receiver>> {
+        let (r, v) = (Some(from), Some(vni));
+        [(r, v), (None, v), (r, None), (None, None)]
+            .iter()
+            .find_map(|k| members.get(k))
+    }
+
     /// Hands the datagrams `rx` holds to their ports, waking the ports
-    /// (other than `own`) whose workers asked to be woken. Stops, leaving
-    /// the rest in `rx`, at a frame for `own` when its ring is full
-    /// (returns false); a sibling's full ring drops the frame (counted).
+    /// (other than `own`) whose workers asked to be woken. Datagrams come
+    /// in runs from one sender with one VNI: a run's port is looked up
+    /// once, and its frames are queued and published together. Stops,
+    /// leaving the rest in `rx`, when `own`'s ring is full (returns false);
+    /// a sibling's full ring drops the frame (counted).
     fn deliver(&self, rx: &mut RxBatch, own: &Receiver) -> bool {
+        let (pos, done) = self.deliver_from(rx, own);
+        rx.seek(pos);
+        done
+    }
+
+    /// [`Endpoint::deliver`] on a batch it only reads: returns where it
+    /// stopped, and whether it passed everything.
+    fn deliver_from(&self, rx: &RxBatch, own: &Receiver) -> (RxPos, bool) {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
-        let mut woken: [Option<&Arc<Receiver>>; BATCH] = [None; BATCH];
-        let mut nwoken = 0;
+        let mut wake = Wake {
+            ports: [None; BATCH],
+            n: 0,
+        };
+        // The run: its key, port (`None`: no port takes it) and metadata,
+        // and its frames not yet queued with the place of each.
+        let mut run: Option<Run<'_>> = None;
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut places = [rx.pos(); BATCH];
+        let mut nframes = 0;
+        let mut pos = rx.pos();
         let mut done = true;
+        // Queues the run's frames; if `own` is full, stops at the first
+        // frame that did not fit. Done before every drop is counted, so
+        // that what is read again after a stop was never counted.
+        macro_rules! flush {
+            () => {
+                if let Some(k) = wake.queue(run, &frames[..nframes], own) {
+                    pos = places[k];
+                    done = false;
+                    break;
+                }
+                nframes = 0;
+            };
+        }
         // The port charged with a drop: the first that names the sender,
         // else one that takes any sender.
         let of_remote = |ip: IpAddr| {
@@ -272,81 +422,84 @@ impl Endpoint {
                 .or_else(|| members.iter().find(|((r, _), _)| r.is_none()))
                 .map(|(_, p)| p)
         };
-        while let Some(dg) = rx.peek() {
-            let Some(from) = dg.from else {
-                self.unknown_remote.fetch_add(1, Ordering::Relaxed);
-                rx.advance();
-                continue;
+        while let Some((dg, next)) = rx.at(pos) {
+            let here = pos;
+            let charge = |f: Counter, from: Option<IpAddr>| {
+                match from.and_then(of_remote) {
+                    Some(p) => f(&p.drops).fetch_add(1, Ordering::Relaxed),
+                    None => self.unknown_remote.fetch_add(1, Ordering::Relaxed),
+                };
             };
-            let charge = |f: fn(&RxDrops) -> &AtomicU64| match of_remote(from) {
-                Some(p) => {
-                    f(&p.drops).fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    self.unknown_remote.fetch_add(1, Ordering::Relaxed);
-                }
-            };
-            let Some(bytes) = dg.bytes else {
-                charge(|d| &d.oversize);
-                rx.advance();
-                continue;
-            };
-            let d = match decode(self.key.proto, bytes) {
-                Ok(d) => d,
-                Err(e) => {
-                    match e {
-                        DecapError::GeneveOam | DecapError::GeneveCritical => {
-                            charge(|d| &d.geneve_unsupported)
-                        }
-                        _ => charge(|d| &d.malformed),
+            let decoded = match (dg.from, dg.bytes) {
+                (None, _) => Err(None),
+                (Some(_), None) => Err(Some(RxDrops::oversize as Counter)),
+                (Some(from), Some(bytes)) => match decode(self.key.proto, bytes) {
+                    Ok(d) => Ok((from, bytes, d)),
+                    Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
+                        Err(Some(RxDrops::geneve_unsupported as Counter))
                     }
-                    rx.advance();
+                    Err(_) => Err(Some(RxDrops::malformed as Counter)),
+                },
+            };
+            let (from, bytes, d) = match decoded {
+                Ok(x) => x,
+                Err(why) => {
+                    flush!();
+                    match why {
+                        Some(f) => charge(f, dg.from),
+                        None => charge(RxDrops::malformed, None),
+                    }
+                    pos = next;
                     continue;
                 }
             };
-            // Open vSwitch's order: fixed key first, then fixed remote.
-            let (r, v) = (Some(from), Some(d.vni));
-            let Some(p) = [(r, v), (None, v), (r, None), (None, None)]
-                .iter()
-                .find_map(|k| members.get(k))
-            else {
-                charge(|d| &d.bad_vni);
-                rx.advance();
+            let key = (from, d.vni, dg.to);
+            if run.is_none_or(|(k, _, _)| k != key) || nframes == BATCH {
+                flush!();
+                if run.is_none_or(|(k, _, _)| k != key) {
+                    let p = Endpoint::member(&members, from, d.vni);
+                    if let Some(to) = dg.to {
+                        self.note_local(to);
+                    }
+                    let meta = TunMeta {
+                        id: u64::from(d.vni),
+                        src: match from {
+                            IpAddr::V4(a) => a,
+                            IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        },
+                        dst: dg
+                            .to
+                            .unwrap_or(p.map_or(Ipv4Addr::UNSPECIFIED, |p| p.local)),
+                    };
+                    run = Some((key, p, meta));
+                }
+            }
+            let Some((_, Some(p), _)) = run else {
+                charge(RxDrops::bad_vni, Some(from));
+                pos = next;
                 continue;
             };
-            if let Some(to) = dg.to {
-                self.note_local(to);
-            }
             let inner = &bytes[d.inner..];
-            let meta = TunMeta {
-                id: u64::from(d.vni),
-                src: match from {
-                    IpAddr::V4(a) => a,
-                    IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                },
-                dst: dg.to.unwrap_or(p.local),
-            };
-            let mine = std::ptr::eq(&**p, own);
             if inner.len() > p.mem.buf_size() as usize {
+                flush!();
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
-            } else if !p.push(inner, meta) {
-                if mine {
-                    done = false;
-                    break;
-                }
-                p.drops.ring_full.fetch_add(1, Ordering::Relaxed);
-            } else if !mine && !woken[..nwoken].iter().flatten().any(|w| Arc::ptr_eq(w, p)) {
-                woken[nwoken] = Some(p);
-                nwoken += 1;
+            } else {
+                frames[nframes] = inner;
+                places[nframes] = here;
+                nframes += 1;
             }
-            rx.advance();
+            pos = next;
         }
-        for p in woken[..nwoken].iter().flatten() {
+        if done && let Some(k) = wake.queue(run, &frames[..nframes], own) {
+            pos = places[k];
+            done = false;
+        }
+        for p in wake.ports[..wake.n].iter().flatten() {
             if p.mem.incoming().take_wakeup_request() {
                 p.wake.notify();
             }
         }
-        done
+        (pos, done)
     }
 
     /// Records `a` as an address of this host (a datagram arrived for

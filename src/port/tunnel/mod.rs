@@ -6,7 +6,8 @@
 //! [`endpoint`] (one socket shared by the ports that use the same local
 //! address and UDP port, and the demultiplexing to them), [`port`] (the
 //! port), [`config`] (its options and their text), [`route`] (the egress
-//! interface of a remote, for status).
+//! interface of a remote, for status), [`wire`] (what an endpoint moves
+//! datagrams over: the socket, or an in-memory wire for `mswitch bench`).
 //!
 //! Why a kernel UDP socket, when Open vSwitch's userspace datapath builds
 //! the outer Ethernet/IP/UDP headers itself and sends through the bridge
@@ -45,6 +46,7 @@ pub mod header;
 pub mod port;
 pub mod route;
 pub mod socket;
+pub mod wire;
 
 pub use config::TunnelConfig;
 pub use header::{Encap, Proto};

@@ -2,16 +2,20 @@
 //! tunnel endpoint, reached through a shared kernel UDP socket
 //! ([`super::endpoint`]).
 //!
-//! Outgoing: each frame of the outgoing ring becomes one datagram, the
-//! encapsulation header ([`super::header::encode`]) and the frame gathered
-//! by `sendmmsg` straight from the ring's buffer (no copy), sent with the
-//! frame's [`Encap`] (today the port's fixed remote, VNI, TOS and TTL). A
-//! datagram that does not fit the route's MTU is dropped and counted as
-//! `too_big` (never fragmented). A port with a flow-based remote or key
-//! (`remote=flow`, `out_key=flow`) takes frames straight from the switch
-//! with their tunnel metadata ([`Port::transmit_tunnel`]) and sends each
-//! to its `tun_dst` with its `tun_id` as VNI; a frame without a `tun_dst`
-//! is dropped and counted (`tx_no_remote`). Incoming: see the endpoint;
+//! Outgoing: the port takes frames straight from the switch
+//! ([`Port::transmit`], no copy into its outgoing ring first: the kernel's
+//! copy into the datagram is the only one) and each becomes one datagram,
+//! the encapsulation header ([`super::header::encode`]) and the frame
+//! gathered by `sendmmsg` from the frame's own buffer. A port with a fixed
+//! remote and key encodes one header per batch, which every datagram of
+//! the batch shares. Frames a program puts on the outgoing ring itself
+//! (`PortDriver`) go the same way when it publishes them. A datagram that
+//! does not fit the route's MTU is dropped and counted as `too_big` (never
+//! fragmented). A port with a flow-based remote or key (`remote=flow`,
+//! `out_key=flow`) gets frames with their tunnel metadata
+//! ([`Port::transmit_tunnel`]) and sends each to its `tun_dst` with its
+//! `tun_id` as VNI; a frame without a `tun_dst` is dropped and counted
+//! (`tx_no_remote`). Incoming: see the endpoint;
 //! every frame carries its tunnel metadata. The port never
 //! sends anything of its own accord: what came in on it goes only where the
 //! switch's module sends it (flooding excludes the input port, as for every
@@ -27,6 +31,7 @@ use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops, is_local_addr};
 use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
 use super::socket::{BATCH, TxMsg};
+use super::wire::{BenchWire, Wire};
 use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
 use crate::port::Port;
 use crate::port::kernel::{IncomingFill, OutgoingDrain};
@@ -80,6 +85,26 @@ impl TunnelPort {
         cfg: &TunnelConfig,
         mem: MemConfig,
     ) -> Result<Arc<TunnelPort>, TunnelError> {
+        TunnelPort::open_on(name, cfg, mem, None)
+    }
+
+    /// Opens port `name` on an endpoint of its own on the bench wire `wire`
+    /// instead of the kernel's socket (`mswitch bench --tunnel`).
+    pub fn open_bench(
+        name: &str,
+        cfg: &TunnelConfig,
+        mem: MemConfig,
+        wire: BenchWire,
+    ) -> Result<Arc<TunnelPort>, TunnelError> {
+        TunnelPort::open_on(name, cfg, mem, Some(Wire::Bench(Box::new(wire))))
+    }
+
+    fn open_on(
+        name: &str,
+        cfg: &TunnelConfig,
+        mem: MemConfig,
+        wire: Option<Wire>,
+    ) -> Result<Arc<TunnelPort>, TunnelError> {
         cfg.validate().map_err(TunnelError::Config)?;
         let os = |what| move |err| TunnelError::Os { what, err };
         let mem = PortMem::new(name, mem)?;
@@ -99,7 +124,11 @@ impl TunnelPort {
             proto: cfg.proto,
             local: cfg.bind_addr(),
         };
-        let ep = Endpoint::join(key, cfg.rx_remote(), cfg.rx_key(), cfg.csum, rx.clone())?;
+        let (remote, vni) = (cfg.rx_remote(), cfg.rx_key());
+        let ep = match wire {
+            None => Endpoint::join(key, remote, vni, cfg.csum, rx.clone())?,
+            Some(w) => Endpoint::private(key, w, remote, vni, cfg.csum, rx.clone()),
+        };
         let port = TunnelPort {
             name: name.to_owned(),
             cfg: cfg.clone(),
@@ -132,7 +161,12 @@ impl TunnelPort {
 
     /// The local address of the UDP socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.endpoint().socket().local_addr()
+        self.endpoint().wire().local_addr()
+    }
+
+    /// The bench wire the port sends and receives on, if it is on one.
+    pub fn bench_wire(&self) -> Option<&BenchWire> {
+        self.endpoint().wire().bench()
     }
 
     /// What frames of this port are sent with.
@@ -145,9 +179,35 @@ impl TunnelPort {
         }
     }
 
+    /// Sends `frames` with the port's own remote, VNI, TOS and TTL: one
+    /// header for all of them. Counts what the kernel refused.
+    fn send_fixed(&self, frames: &[&[u8]]) -> usize {
+        let e = self.encap();
+        let mut header = [0u8; HEADER_LEN];
+        encode(self.cfg.proto, e.vni, &mut header);
+        let to = SocketAddr::new(e.remote, self.cfg.dst_port);
+        let wire = self.endpoint().wire();
+        frames
+            .chunks(BATCH)
+            .map(|chunk| {
+                wire.send_batch(
+                    chunk.len(),
+                    |i| TxMsg {
+                        header: &header,
+                        frame: chunk[i],
+                        to,
+                        tos: e.tos,
+                        ttl: e.ttl,
+                    },
+                    |_, err| self.count_tx_error(&err),
+                )
+            })
+            .sum()
+    }
+
     /// Sends `frames`, each with its own [`Encap`] (`encap(i)`), through
-    /// the port's socket; counts what the kernel refused. The place where
-    /// per-frame tunnel metadata (`key=flow`) will plug in.
+    /// the port's socket; counts what the kernel refused (per-frame tunnel
+    /// metadata: `key=flow`, `remote=flow`).
     pub fn send_encapsulated(&self, frames: &[&[u8]], encap: impl Fn(usize) -> Encap) -> usize {
         let mut sent = 0;
         for (c, chunk) in frames.chunks(BATCH).enumerate() {
@@ -158,7 +218,7 @@ impl TunnelPort {
                 encode(self.cfg.proto, e.vni, h);
             }
             let (hdrs, encs) = (&hdrs, &encs);
-            sent += self.endpoint().socket().send_batch(
+            sent += self.endpoint().wire().send_batch(
                 chunk.len(),
                 |i| TxMsg {
                     header: &hdrs[i],
@@ -231,8 +291,9 @@ impl Port for TunnelPort {
         self.endpoint().poll(&self.rx);
     }
 
+    /// Always: the datagram is the one copy a frame needs.
     fn transmits_directly(&self) -> bool {
-        self.cfg.sends_by_flow()
+        true
     }
 
     fn wants_tunnel_meta(&self) -> bool {
@@ -243,9 +304,14 @@ impl Port for TunnelPort {
         Some(&self.rx.meta)
     }
 
-    /// Without metadata (only a port that does not send by flow is ever
-    /// called so): the port's own remote and key.
+    /// Without metadata (the switch calls a port that does not send by
+    /// flow so): the port's own remote and key. Every frame is taken:
+    /// sent, or dropped and counted here.
     fn transmit(&self, frames: &[&[u8]], sender: usize) -> usize {
+        if !self.cfg.sends_by_flow() {
+            self.send_fixed(frames);
+            return frames.len();
+        }
         let none = [TunMeta::NONE; BATCH];
         frames
             .chunks(BATCH)
@@ -278,9 +344,8 @@ impl Port for TunnelPort {
     }
 
     fn outgoing_published(&self) {
-        let e = self.encap();
         self.drain.drain(&self.rx.mem, |frames| {
-            self.send_encapsulated(frames, |_| e);
+            self.send_fixed(frames);
         });
     }
 
@@ -520,7 +585,7 @@ mod tests {
         fc.set("key", "flow").unwrap();
         let flow = TunnelPort::open("fl", &fc, mem).unwrap();
         assert!(flow.wants_tunnel_meta() && flow.transmits_directly());
-        assert!(!fixed.wants_tunnel_meta() && !fixed.transmits_directly());
+        assert!(!fixed.wants_tunnel_meta() && fixed.transmits_directly());
         // A second port with both flow-based is the same match: refused.
         let e = TunnelPort::open("fl2", &fc, mem).map(|_| ()).unwrap_err();
         assert!(e.to_string().contains("VNI flow from flow"), "{e}");

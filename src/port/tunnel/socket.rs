@@ -732,44 +732,79 @@ impl Default for RxBatch {
     }
 }
 
+/// A place in an [`RxBatch`]: a message and an offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxPos(usize, usize);
+
 impl RxBatch {
-    /// The next datagram not yet passed, if any.
-    pub fn peek(&self) -> Option<Datagram<'_>> {
-        let (i, off) = self.at;
+    /// Where the datagrams not yet passed start.
+    pub fn pos(&self) -> RxPos {
+        RxPos(self.at.0, self.at.1)
+    }
+
+    /// The datagram at `p`, if any, and the place after it (past its whole
+    /// message if that was cut short).
+    pub fn at(&self, p: RxPos) -> Option<(Datagram<'_>, RxPos)> {
+        let RxPos(i, off) = p;
         if i >= self.n {
             return None;
         }
         let m = &self.msgs[i];
-        let bytes = (!m.truncated).then(|| {
-            let end = (off + m.seg).min(m.len);
-            &self.bufs[i * RX_SLOT + off..i * RX_SLOT + end]
-        });
-        Some(Datagram {
+        let end = (off + m.seg.max(1)).min(m.len);
+        let bytes = (!m.truncated).then(|| &self.bufs[i * RX_SLOT + off..i * RX_SLOT + end]);
+        let next = if m.truncated || end >= m.len {
+            RxPos(i + 1, 0)
+        } else {
+            RxPos(i, end)
+        };
+        let d = Datagram {
             from: ip_of(&self.from[i]),
             to: m.to,
             bytes,
-        })
+        };
+        Some((d, next))
     }
 
-    /// Moves past the datagram [`RxBatch::peek`] shows (past its whole
-    /// message if that was cut short).
+    /// Passes everything before `p`.
+    pub fn seek(&mut self, p: RxPos) {
+        self.at = (p.0, p.1);
+    }
+
+    /// The next datagram not yet passed, if any.
+    pub fn peek(&self) -> Option<Datagram<'_>> {
+        self.at(self.pos()).map(|(d, _)| d)
+    }
+
+    /// Passes the datagram [`RxBatch::peek`] shows.
     pub fn advance(&mut self) {
-        let (i, off) = self.at;
-        if i >= self.n {
-            return;
+        if let Some((_, next)) = self.at(self.pos()) {
+            self.seek(next);
         }
-        let m = &self.msgs[i];
-        let next = off + m.seg.max(1);
-        self.at = if m.truncated || next >= m.len {
-            (i + 1, 0)
-        } else {
-            (i, next)
-        };
     }
 
     /// Whether datagrams wait to be passed.
     pub fn pending(&self) -> bool {
         self.at.0 < self.n
+    }
+
+    /// Puts message `i` as a receive would: one datagram, `bytes` from
+    /// `from` (flagged too large, as the kernel's cut, when they exceed a
+    /// slot), and makes the batch hold messages 0..=i from the start. For
+    /// wires other than the kernel's (the bench's, [`super::wire`]).
+    pub fn put(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
+        self.from[i] = sockaddr(from).0;
+        let slot = &mut self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+        let fits = slot
+            .get_mut(..bytes.len())
+            .map(|s| s.copy_from_slice(bytes));
+        self.msgs[i] = RxMsg {
+            len: bytes.len().min(RX_SLOT),
+            seg: bytes.len().min(RX_SLOT),
+            truncated: fits.is_none(),
+            to: None,
+        };
+        self.n = i + 1;
+        self.at = (0, 0);
     }
 }
 
