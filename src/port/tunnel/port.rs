@@ -658,4 +658,23 @@ mod tests {
         assert_eq!(p.transmit_tunnel(&[&f], &meta, 0), 1);
         assert_eq!(counter(&p, "tx_no_remote"), 1);
     }
+
+    #[test]
+    fn what_the_own_ring_has_no_room_for_waits_for_the_next_poll() {
+        // 40 datagrams at once for a port whose ring holds 8: each poll
+        // queues what fits, the rest waits in the receive batch, and none
+        // is dropped.
+        let udp = free_udp_port();
+        let p = TunnelPort::open("small", &cfg(udp, 3, 3), MemConfig::new(8, 2048)).unwrap();
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let frames: Vec<Vec<u8>> = (0..40).map(|i| frame(i, 60)).collect();
+        for f in &frames {
+            let mut d = vec![0x08, 0, 0, 0, 0, 0, 3, 0];
+            d.extend(f);
+            s.send_to(&d, ("127.0.0.1", udp)).unwrap();
+        }
+        let mut d = PortDriver::new(p.clone() as Arc<dyn Port>);
+        assert_eq!(recv(&mut d, 40), frames);
+        assert_eq!(counter(&p, "rx_ring_full"), 0);
+    }
 }
