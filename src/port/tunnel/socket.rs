@@ -51,6 +51,10 @@ pub const BATCH: usize = 64;
 /// a port buffer can hold (up to 9216-byte jumbo buffers) and its header
 /// fit many times over. Only what arrives touches the pages.
 pub const RX_SLOT: usize = 65_536;
+/// Where slot `i` starts: `i * RX_STRIDE`. Three cache lines more than a
+/// slot, so that the starts of the slots (where the headers are read) do
+/// not all fall into one cache set, as 64 KiB apart they would.
+const RX_STRIDE: usize = RX_SLOT + 3 * 64;
 /// The socket receive buffer asked for, to ride out bursts while the
 /// worker is busy elsewhere.
 const RCVBUF: libc::c_int = 4 << 20;
@@ -336,7 +340,7 @@ impl UdpTunnelSocket {
         let base = rx.bufs.as_mut_ptr();
         for (i, (m, v)) in msgs.iter_mut().zip(iov.iter_mut()).enumerate() {
             // SAFETY: slot i of the buffer lies within bufs (BATCH slots).
-            v.iov_base = unsafe { base.add(i * RX_SLOT) }.cast();
+            v.iov_base = unsafe { base.add(i * RX_STRIDE) }.cast();
             v.iov_len = RX_SLOT;
             m.msg_hdr.msg_iov = v;
             m.msg_hdr.msg_iovlen = 1;
@@ -721,7 +725,7 @@ impl Default for RxBatch {
     fn default() -> RxBatch {
         RxBatch {
             // Zeroed allocation: pages are touched only by what arrives.
-            bufs: vec![0; BATCH * RX_SLOT],
+            bufs: vec![0; BATCH * RX_STRIDE],
             msgs: [RxMsg::default(); BATCH],
             // SAFETY: plain data; zero is a valid (unspecified) address.
             from: unsafe { zeroed() },
@@ -751,7 +755,7 @@ impl RxBatch {
         }
         let m = &self.msgs[i];
         let end = (off + m.seg.max(1)).min(m.len);
-        let bytes = (!m.truncated).then(|| &self.bufs[i * RX_SLOT + off..i * RX_SLOT + end]);
+        let bytes = (!m.truncated).then(|| &self.bufs[i * RX_STRIDE + off..i * RX_STRIDE + end]);
         let next = if m.truncated || end >= m.len {
             RxPos(i + 1, 0)
         } else {
@@ -793,7 +797,7 @@ impl RxBatch {
     /// wires other than the kernel's (the bench's, [`super::wire`]).
     pub fn put(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
         self.from[i] = sockaddr(from).0;
-        let slot = &mut self.bufs[i * RX_SLOT..(i + 1) * RX_SLOT];
+        let slot = &mut self.bufs[i * RX_STRIDE..i * RX_STRIDE + RX_SLOT];
         let fits = slot
             .get_mut(..bytes.len())
             .map(|s| s.copy_from_slice(bytes));
