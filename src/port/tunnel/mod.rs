@@ -34,7 +34,9 @@
 //! is published), which the switch hands to the module with the batch. A
 //! port with `remote=flow` or `out_key=flow` takes frames straight from
 //! the switch with the metadata the module chose for each
-//! ([`crate::port::Port::transmit_tunnel`]); a fixed port keeps its ring.
+//! ([`crate::port::Port::transmit_tunnel`]); a fixed port takes them
+//! straight too ([`crate::port::Port::transmit`]), sent with its own
+//! remote and key.
 
 pub mod config;
 pub mod endpoint;
