@@ -36,7 +36,9 @@
 //! is published), which the switch hands to the module with the batch. A
 //! port with `remote=flow` or `out_key=flow` takes frames straight from
 //! the switch with the metadata the module chose for each
-//! ([`crate::port::Port::transmit_tunnel`]); a fixed port keeps its ring.
+//! ([`crate::port::Port::transmit_tunnel`]); a fixed port takes them
+//! straight too ([`crate::port::Port::transmit`]), sent with its own
+//! remote and key.
 //! A packet the module sends to the controller takes its metadata along
 //! ([`crate::switch::PacketIn::tun`]) into the packet-in's match.
 
