@@ -43,7 +43,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::header::{DecapError, Proto, decode};
-use super::socket::{BATCH, RxBatch, RxPos, UdpTunnelSocket};
+use super::rxbatch::{RxBatch, RxPos};
+use super::socket::{BATCH, UdpTunnelSocket};
 use super::wire::Wire;
 use crate::packet::{PortMem, TunMeta, TunMetaSlots};
 use crate::port::kernel::IncomingFill;

@@ -21,6 +21,8 @@
 
 use std::net::IpAddr;
 
+use crate::wire::ip::Layers;
+
 /// Bytes of a VXLAN header, and of a Geneve header without options.
 pub const HEADER_LEN: usize = 8;
 /// The most Geneve option bytes a header can announce (6 bits of 4 bytes).
@@ -178,54 +180,34 @@ pub fn encode(proto: Proto, vni: u32, out: &mut [u8; HEADER_LEN]) -> usize {
 
 /// A hash of the inner frame's flow, for the outer UDP source port (so an
 /// ECMP underlay spreads a tunnel's flows, and keeps each on one path):
-/// the MAC addresses and EtherType, and behind an IPv4 or IPv6 header
-/// (after at most one VLAN tag) the addresses, the protocol and, for TCP,
-/// UDP and SCTP, the ports. The frame is read with every length checked:
-/// what is missing is left out.
+/// the MAC addresses and EtherType, and what [`Layers::parse`] reads
+/// behind them (IP addresses, protocol, TCP/UDP/SCTP ports; a VLAN-tagged
+/// frame adds its tag instead). What the frame lacks is left out.
 pub fn flow_hash(f: &[u8]) -> u32 {
     let mut h = Mix::default();
-    let Some(macs) = f.get(..12) else {
+    let Ok(l) = Layers::parse(f) else {
         return h.finish();
     };
-    h.bytes(macs);
-    let mut l3 = 12;
-    let mut ty = be16(f, l3);
-    if matches!(ty, Some(0x8100 | 0x88a8)) {
-        l3 += 4;
-        ty = be16(f, l3);
-    }
-    l3 += 2;
-    h.word(u64::from(ty.unwrap_or(0)));
-    let (proto, l4) = match ty {
-        Some(0x0800) => {
-            let Some(ip) = f.get(l3..l3 + 20) else {
-                return h.finish();
-            };
-            h.bytes(&ip[12..20]);
-            // Later fragments carry no ports.
-            let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-            (ip[9], first.then_some(l3 + usize::from(ip[0] & 0x0f) * 4))
-        }
-        Some(0x86dd) => {
-            let Some(ip) = f.get(l3..l3 + 40) else {
-                return h.finish();
-            };
-            h.bytes(&ip[8..40]);
-            (ip[6], Some(l3 + 40))
-        }
-        _ => return h.finish(),
-    };
-    h.word(u64::from(proto));
-    if let (6 | 17 | 132, Some(l4)) = (proto, l4)
-        && let Some(ports) = f.get(l4..l4 + 4)
+    h.bytes(&f[..12]);
+    h.word(u64::from(l.ethertype));
+    if matches!(l.ethertype, 0x8100 | 0x88a8)
+        && let Some(tci) = f.get(14..16)
     {
-        h.bytes(ports);
+        h.bytes(tci);
+    }
+    if let Some(ip) = l.ip {
+        h.word(u64::from(ip.proto));
+        for a in [ip.src, ip.dst] {
+            match a {
+                IpAddr::V4(a) => h.word(u64::from(u32::from(a))),
+                IpAddr::V6(a) => h.bytes(&a.octets()),
+            }
+        }
+    }
+    if let Some((sp, dp)) = l.ports {
+        h.word((u64::from(sp) << 16) | u64::from(dp));
     }
     h.finish()
-}
-
-fn be16(f: &[u8], at: usize) -> Option<u16> {
-    f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// A small multiply-xor hash: cheap per frame, and every input bit moves

@@ -2,7 +2,8 @@
 //!
 //! A tunnel port is a [`crate::port::Port`] like any other; its outside
 //! world is one remote tunnel endpoint. Layout: [`header`] (the wire codec,
-//! no I/O), [`socket`] (the kernel UDP socket, the only OS code),
+//! no I/O), [`socket`] (the kernel UDP socket and its sends) and
+//! [`rxbatch`] (its receives and the cursor over them): the only OS code,
 //! [`endpoint`] (one socket shared by the ports that use the same local
 //! address and UDP port, and the demultiplexing to them), [`port`] (the
 //! port), [`config`] (its options and their text), [`route`] (the egress
@@ -47,6 +48,7 @@ pub mod endpoint;
 pub mod header;
 pub mod port;
 pub mod route;
+pub mod rxbatch;
 pub mod socket;
 pub mod wire;
 

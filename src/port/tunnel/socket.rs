@@ -1,5 +1,6 @@
-//! The kernel UDP socket that carries a tunnel's datagrams: the only code of
-//! the tunnel ports that calls the OS.
+//! The kernel UDP socket that carries a tunnel's datagrams: with
+//! [`super::rxbatch`] (its receives), the only code of the tunnel ports
+//! that calls the OS.
 //!
 //! The socket is non-blocking and moves datagrams in batches
 //! (`recvmmsg`/`sendmmsg`). It never fragments: over IPv4
@@ -43,29 +44,21 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header::flow_hash;
+use super::rxbatch::RxBatch;
+use super::rxbatch::UDP_GRO;
 
 /// Datagrams moved per system call at most.
 pub const BATCH: usize = 64;
-/// Receive buffer per message: with `UDP_GRO` the kernel may hand over up
-/// to 64 KiB of datagrams from one sender in one; without, any inner frame
-/// a port buffer can hold (up to 9216-byte jumbo buffers) and its header
-/// fit many times over. Only what arrives touches the pages.
-pub const RX_SLOT: usize = 65_536;
-/// Where slot `i` starts: `i * RX_STRIDE`. Three cache lines more than a
-/// slot, so that the starts of the slots (where the headers are read) do
-/// not all fall into one cache set, as 64 KiB apart they would.
-const RX_STRIDE: usize = RX_SLOT + 3 * 64;
 /// The socket receive buffer asked for, to ride out bursts while the
 /// worker is busy elsewhere.
 const RCVBUF: libc::c_int = 4 << 20;
 /// The TTL (hop limit) the socket sends with when a datagram does not say
 /// otherwise (Open vSwitch's default for tunnels); its TOS is 0.
 pub const SOCKET_TTL: u8 = 64;
-/// `UDP_NO_CHECK6_RX`, `UDP_SEGMENT` and `UDP_GRO`
+/// `UDP_NO_CHECK6_RX` and `UDP_SEGMENT`
 /// (include/uapi/linux/udp.h).
 const UDP_NO_CHECK6_RX: libc::c_int = 102;
 const UDP_SEGMENT: libc::c_int = 103;
-const UDP_GRO: libc::c_int = 104;
 /// Datagrams in one segmentation-offload send at most (the kernel's
 /// `UDP_MAX_SEGMENTS` is 64 on older kernels, 128 on newer).
 const GSO_SEGMENTS: usize = 64;
@@ -239,7 +232,7 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 /// The address in a sockaddr the kernel wrote, if it is IPv4 or IPv6.
-fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
+pub(super) fn ip_of(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
@@ -331,49 +324,7 @@ impl UdpTunnelSocket {
     /// hold several datagrams, see [`RxBatch`]); returns how many messages
     /// (0 when none wait). Datagrams `rx` still held are forgotten.
     pub fn recv_batch(&self, rx: &mut RxBatch) -> usize {
-        let mut iov: [libc::iovec; BATCH] = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
-        // SAFETY: mmsghdr is plain data; zero is a valid empty header.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let base = rx.bufs.as_mut_ptr();
-        for (i, (m, v)) in msgs.iter_mut().zip(iov.iter_mut()).enumerate() {
-            // SAFETY: slot i of the buffer lies within bufs (BATCH slots).
-            v.iov_base = unsafe { base.add(i * RX_STRIDE) }.cast();
-            v.iov_len = RX_SLOT;
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = (&raw mut rx.from[i]).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_control = rx.cmsgs[i].0.as_mut_ptr().cast();
-            m.msg_hdr.msg_controllen = CMSG_SPACE;
-        }
-        // SAFETY: every header points at live buffers of the sizes given.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        let n = usize::try_from(n).unwrap_or(0);
-        for (i, m) in msgs.iter().enumerate().take(n) {
-            let h = &m.msg_hdr;
-            let len = (m.msg_len as usize).min(RX_SLOT);
-            let (seg, to) = read_rx_cmsgs(h);
-            rx.msgs[i] = RxMsg {
-                len,
-                seg: seg.filter(|&s| s > 0).unwrap_or(len),
-                truncated: h.msg_flags & libc::MSG_TRUNC != 0,
-                to,
-            };
-        }
-        rx.n = n;
-        rx.at = (0, 0);
-        n
+        rx.receive(self.fd.as_raw_fd())
     }
 
     /// Sends `msg(0)`..`msg(n - 1)` (header, inner frame, destination, TOS,
@@ -614,11 +565,11 @@ impl TxMsg<'_> {
 
 /// Room for three control messages (TOS, TTL and segment size on send;
 /// segment size and packet info on receive): 3 x 24 bytes.
-const CMSG_SPACE: usize = 80;
+pub(super) const CMSG_SPACE: usize = 80;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct CmsgBuf([u8; CMSG_SPACE]);
+pub(super) struct CmsgBuf(pub(super) [u8; CMSG_SPACE]);
 
 /// Writes the control messages of a send into the buffer `h` points at:
 /// TOS/traffic class and TTL/hop limit (if `tos_ttl`), and the segment
@@ -663,163 +614,8 @@ fn fill_tx_cmsgs(h: &mut libc::msghdr, v6: bool, tos_ttl: bool, m: &TxMsg<'_>, s
     h.msg_controllen = used;
 }
 
-/// The segment size (`UDP_GRO`) and destination address (`IP_PKTINFO`)
-/// of a received message, from its control messages.
-fn read_rx_cmsgs(h: &libc::msghdr) -> (Option<usize>, Option<Ipv4Addr>) {
-    let (mut seg, mut to) = (None, None);
-    // SAFETY: the kernel wrote msg_controllen bytes of well-formed control
-    // messages into the buffer; each payload read is checked against its
-    // cmsg_len first, and read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            let len = (*c).cmsg_len as usize;
-            let data = libc::CMSG_DATA(c);
-            let have = len.saturating_sub(libc::CMSG_LEN(0) as usize);
-            match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::IPPROTO_UDP, UDP_GRO) if have >= size_of::<libc::c_int>() => {
-                    let v = std::ptr::read_unaligned(data.cast::<libc::c_int>());
-                    seg = usize::try_from(v).ok();
-                }
-                (libc::IPPROTO_IP, libc::IP_PKTINFO) if have >= size_of::<libc::in_pktinfo>() => {
-                    let p = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
-                    to = Some(Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes()));
-                }
-                _ => {}
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    (seg, to)
-}
-
-/// One received message: `len` bytes holding datagrams of `seg` bytes
-/// each (the last may be shorter), all from one sender to `to`.
-#[derive(Clone, Copy, Default)]
-struct RxMsg {
-    len: usize,
-    seg: usize,
-    /// Cut short by the kernel: dropped whole.
-    truncated: bool,
-    to: Option<Ipv4Addr>,
-}
-
-/// One received datagram.
-pub struct Datagram<'a> {
-    /// The sender; `None` for an address family that is not IP.
-    pub from: Option<IpAddr>,
-    /// The address it was sent to (IPv4 sockets).
-    pub to: Option<Ipv4Addr>,
-    /// `None` if it was too large for the receive buffer.
-    pub bytes: Option<&'a [u8]>,
-}
-
-/// Scratch space for one `recv_batch`, and a cursor over the datagrams
-/// it holds: [`RxBatch::peek`] the next, [`RxBatch::advance`] past it.
-pub struct RxBatch {
-    bufs: Vec<u8>,
-    msgs: [RxMsg; BATCH],
-    from: [libc::sockaddr_storage; BATCH],
-    cmsgs: [CmsgBuf; BATCH],
-    /// Messages received.
-    n: usize,
-    /// The next datagram: (message, offset in it).
-    at: (usize, usize),
-}
-
-impl Default for RxBatch {
-    fn default() -> RxBatch {
-        RxBatch {
-            // Zeroed allocation: pages are touched only by what arrives.
-            bufs: vec![0; BATCH * RX_STRIDE],
-            msgs: [RxMsg::default(); BATCH],
-            // SAFETY: plain data; zero is a valid (unspecified) address.
-            from: unsafe { zeroed() },
-            cmsgs: [CmsgBuf([0; CMSG_SPACE]); BATCH],
-            n: 0,
-            at: (0, 0),
-        }
-    }
-}
-
-/// A place in an [`RxBatch`]: a message and an offset in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RxPos(usize, usize);
-
-impl RxBatch {
-    /// Where the datagrams not yet passed start.
-    pub fn pos(&self) -> RxPos {
-        RxPos(self.at.0, self.at.1)
-    }
-
-    /// The datagram at `p`, if any, and the place after it (past its whole
-    /// message if that was cut short).
-    pub fn at(&self, p: RxPos) -> Option<(Datagram<'_>, RxPos)> {
-        let RxPos(i, off) = p;
-        if i >= self.n {
-            return None;
-        }
-        let m = &self.msgs[i];
-        let end = (off + m.seg.max(1)).min(m.len);
-        let bytes = (!m.truncated).then(|| &self.bufs[i * RX_STRIDE + off..i * RX_STRIDE + end]);
-        let next = if m.truncated || end >= m.len {
-            RxPos(i + 1, 0)
-        } else {
-            RxPos(i, end)
-        };
-        let d = Datagram {
-            from: ip_of(&self.from[i]),
-            to: m.to,
-            bytes,
-        };
-        Some((d, next))
-    }
-
-    /// Passes everything before `p`.
-    pub fn seek(&mut self, p: RxPos) {
-        self.at = (p.0, p.1);
-    }
-
-    /// The next datagram not yet passed, if any.
-    pub fn peek(&self) -> Option<Datagram<'_>> {
-        self.at(self.pos()).map(|(d, _)| d)
-    }
-
-    /// Passes the datagram [`RxBatch::peek`] shows.
-    pub fn advance(&mut self) {
-        if let Some((_, next)) = self.at(self.pos()) {
-            self.seek(next);
-        }
-    }
-
-    /// Whether datagrams wait to be passed.
-    pub fn pending(&self) -> bool {
-        self.at.0 < self.n
-    }
-
-    /// Puts message `i` as a receive would: one datagram, `bytes` from
-    /// `from` (flagged too large, as the kernel's cut, when they exceed a
-    /// slot), and makes the batch hold messages 0..=i from the start. For
-    /// wires other than the kernel's (the bench's, [`super::wire`]).
-    pub fn put(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
-        self.from[i] = sockaddr(from).0;
-        let slot = &mut self.bufs[i * RX_STRIDE..i * RX_STRIDE + RX_SLOT];
-        let fits = slot
-            .get_mut(..bytes.len())
-            .map(|s| s.copy_from_slice(bytes));
-        self.msgs[i] = RxMsg {
-            len: bytes.len().min(RX_SLOT),
-            seg: bytes.len().min(RX_SLOT),
-            truncated: fits.is_none(),
-            to: None,
-        };
-        self.n = i + 1;
-        self.at = (0, 0);
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn pair(v6: bool) -> (UdpTunnelSocket, UdpTunnelSocket) {
@@ -849,51 +645,74 @@ mod tests {
             let msgs: Vec<TxMsg> = frames
                 .iter()
                 .map(|f| TxMsg {
-                    header: b"HDR-8byt",
-                    frame: f,
-                    to,
                     tos: 0x10,
                     ttl: 7,
+                    ..msg(f, to)
                 })
                 .collect();
-            let mut errs = Vec::new();
-            assert_eq!(
-                a.send_batch(3, |i| msgs[i], |i, e| errs.push((i, e))),
-                3,
-                "{errs:?}"
-            );
             let mut rx = RxBatch::default();
-            let mut got = Vec::new();
-            for _ in 0..100 {
-                wait_readable(&b);
-                b.recv_batch(&mut rx);
-                while let Some(d) = rx.peek() {
-                    assert_eq!(d.from, Some(a.local_addr().unwrap().ip()));
-                    assert_eq!(d.to, (!v6).then_some(Ipv4Addr::LOCALHOST));
-                    got.push(d.bytes.unwrap().to_vec());
-                    rx.advance();
-                }
-                if got.len() == 3 {
-                    break;
-                }
+            let got = send_and_receive(&a, &b, &msgs, &mut rx);
+            for (from, dst, _) in &got {
+                assert_eq!(*from, Some(a.local_addr().unwrap().ip()));
+                assert_eq!(*dst, (!v6).then_some(Ipv4Addr::LOCALHOST));
             }
-            for (g, f) in got.iter().zip(&frames) {
-                assert_eq!(&g[..8], b"HDR-8byt");
-                assert_eq!(&g[8..], &f[..]);
-            }
-            assert_eq!(got.len(), 3);
+            assert_came_whole(&got, &frames);
             // Nothing more waits: an empty receive is 0, not an error.
             assert_eq!(b.recv_batch(&mut rx), 0);
         }
     }
 
-    fn msg<'a>(frame: &'a [u8], to: SocketAddr) -> TxMsg<'a> {
+    /// A datagram of `frame` to `to` with the test header and the
+    /// socket's TOS and TTL.
+    pub(in crate::port::tunnel) fn msg<'a>(frame: &'a [u8], to: SocketAddr) -> TxMsg<'a> {
         TxMsg {
             header: b"HDR-8byt",
             frame,
             to,
             tos: 0,
             ttl: SOCKET_TTL,
+        }
+    }
+
+    /// What a datagram came as: sender, destination, bytes.
+    type Received = (Option<IpAddr>, Option<Ipv4Addr>, Vec<u8>);
+
+    /// Sends `msgs` from `a` (all must go) and receives on `b` until as
+    /// many datagrams came, or 100 waits of up to 5 s passed.
+    fn send_and_receive(
+        a: &UdpTunnelSocket,
+        b: &UdpTunnelSocket,
+        msgs: &[TxMsg<'_>],
+        rx: &mut RxBatch,
+    ) -> Vec<Received> {
+        let mut errs = Vec::new();
+        let n = msgs.len();
+        assert_eq!(
+            a.send_batch(n, |i| msgs[i], |i, e| errs.push((i, e))),
+            n,
+            "{errs:?}"
+        );
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            wait_readable(b);
+            b.recv_batch(rx);
+            while let Some(d) = rx.peek() {
+                got.push((d.from, d.to, d.bytes.unwrap().to_vec()));
+                rx.advance();
+            }
+            if got.len() >= n {
+                break;
+            }
+        }
+        got
+    }
+
+    /// Each of `got` is the test header and the frame of `frames` in turn.
+    fn assert_came_whole(got: &[Received], frames: &[Vec<u8>]) {
+        assert_eq!(got.len(), frames.len());
+        for ((_, _, g), f) in got.iter().zip(frames) {
+            assert_eq!(&g[..8], b"HDR-8byt");
+            assert_eq!(&g[8..], &f[..]);
         }
     }
 
@@ -934,34 +753,15 @@ mod tests {
             })
             .collect();
         let msgs: Vec<TxMsg> = frames.iter().map(|f| msg(f, to)).collect();
-        let mut errs = Vec::new();
-        assert_eq!(
-            a.send_batch(41, |i| msgs[i], |i, e| errs.push((i, e))),
-            41,
-            "{errs:?}"
+        let got = send_and_receive(&a, &b, &msgs, &mut RxBatch::default());
+        assert!(
+            got.iter()
+                .all(|(_, dst, _)| *dst == Some(Ipv4Addr::LOCALHOST))
         );
-        let mut rx = RxBatch::default();
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            wait_readable(&b);
-            b.recv_batch(&mut rx);
-            while let Some(d) = rx.peek() {
-                assert_eq!(d.to, Some(Ipv4Addr::LOCALHOST));
-                got.push(d.bytes.unwrap().to_vec());
-                rx.advance();
-            }
-            if got.len() >= 41 {
-                break;
-            }
-        }
-        assert_eq!(got.len(), 41);
+        assert_came_whole(&got, &frames);
         // Loopback takes offloaded sends: nothing turned it off.
         let probe = UdpTunnelSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false).unwrap();
         assert_eq!(a.offloads(), probe.offloads());
-        for (g, f) in got.iter().zip(&frames) {
-            assert_eq!(&g[..8], b"HDR-8byt");
-            assert_eq!(&g[8..], &f[..]);
-        }
     }
 
     #[test]

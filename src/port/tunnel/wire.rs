@@ -19,7 +19,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::socket::{BATCH, RX_SLOT, RxBatch, TxMsg, UdpTunnelSocket};
+use super::rxbatch::{RX_SLOT, RxBatch};
+use super::socket::{BATCH, TxMsg, UdpTunnelSocket};
 use crate::sys::EventFd;
 
 /// An endpoint's datagram carrier.
@@ -239,16 +240,7 @@ const _: () = assert!(BENCH_MAX_DATAGRAM <= RX_SLOT);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn msg<'a>(frame: &'a [u8], to: SocketAddr) -> TxMsg<'a> {
-        TxMsg {
-            header: b"HDR-8byt",
-            frame,
-            to,
-            tos: 0,
-            ttl: 64,
-        }
-    }
+    use crate::port::tunnel::socket::tests::msg;
 
     #[test]
     fn a_bench_wire_copies_what_it_sends_and_refuses_what_is_too_big() {
