@@ -26,7 +26,7 @@ mod xdp_prog;
 use std::fmt;
 use std::os::fd::RawFd;
 
-use crate::packet::{PortMem, TunMeta, TunMetaSlots};
+use crate::packet::{PacketRef, PortMem, TunMeta, TunMetaSlots};
 
 pub use mem::{MemClient, MemPort, Woken};
 pub use spec::{PortKind, PortSpec};
@@ -139,6 +139,27 @@ pub trait Port: Send + Sync {
     /// device fill the ring here. Only one worker calls it for a queue at a
     /// time; no lock is held.
     fn sync_incoming(&self, _q: usize) {}
+
+    /// Whether the port also hands the switch frames that sit in memory
+    /// of its own, with [`Port::receive_direct`], besides those on its
+    /// incoming rings. Must answer the same for as long as the port is
+    /// attached.
+    fn receives_directly(&self) -> bool {
+        false
+    }
+
+    /// For ports that [receive directly](Port::receives_directly): hands
+    /// `sink` the frames waiting for incoming queue `q`, in runs that share
+    /// one tunnel metadata ([`TunMeta::NONE`] for none), and returns how
+    /// many it handed. Each run's frames are the switch's, to read and
+    /// rewrite in place, until `sink` returns; then they are the port's
+    /// again (the switch copies what it keeps). Called by the queue's
+    /// owning worker, in place of [`Port::sync_incoming`], right after it
+    /// read the queue's ring, so what the port queued on the ring earlier
+    /// goes first; no lock is held.
+    fn receive_direct(&self, _q: usize, _sink: &mut dyn FnMut(&[PacketRef], TunMeta)) -> usize {
+        0
+    }
 
     /// Called after the switch published packets on the outgoing ring
     /// (netmap's txsync and notify). Backends push packets to their device or

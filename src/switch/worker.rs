@@ -96,6 +96,9 @@ struct Owned {
     /// `idle_after`, or on a busy-polling switch a short time for ports whose
     /// polling costs a system call.
     idle_limit: Option<Duration>,
+    /// Whether the port also hands over frames from its own memory
+    /// ([`crate::port::Port::receive_direct`]).
+    direct: bool,
 }
 
 /// How long an idle queue whose polling costs a system call stays polled on
@@ -155,8 +158,17 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         let mut i = 0;
         while i < active.len() {
             let o = &mut active[i];
-            o.entry.port.sync_incoming(o.q);
-            let n = fwd.forward(&table, &o.entry, o.q, now_ns, &shared.packet_in);
+            if !o.direct {
+                o.entry.port.sync_incoming(o.q);
+            }
+            let mut n = fwd.forward(&table, &o.entry, o.q, now_ns, &shared.packet_in);
+            if o.direct {
+                // After the ring: what a sibling queued there came first.
+                let entry = &o.entry;
+                n += entry.port.receive_direct(o.q, &mut |frames, tun| {
+                    fwd.forward_frames(&table, entry, frames, tun, now_ns, &shared.packet_in);
+                });
+            }
             work += n;
             if n > 0 {
                 o.last_active = now;
@@ -349,6 +361,7 @@ fn regroup(
                 can_sleep: e.port.incoming_fd(q).is_some(),
                 idle_limit: idle_after
                     .or(e.port.poll_costs_syscall().then_some(SYSCALL_QUEUE_IDLE)),
+                direct: e.port.receives_directly(),
             };
             if !known.contains(&o.token()) {
                 active.push(o);
