@@ -5,9 +5,11 @@
 //!
 //! Which worker reads a shared socket: any of its ports' workers, one at a
 //! time. A port's `sync_incoming` takes the socket's receive lock if it is
-//! free (`try_lock`: nobody ever waits for it), reads a batch and copies
-//! each inner frame into the incoming ring of the port its (sender, VNI)
-//! names. So every port's incoming ring has one producer at a time, the
+//! free (`try_lock`: nobody ever waits for it), reads a batch, hands its
+//! own port's frames to the switch where they are (the worker's `sink`,
+//! while the batch stays locked) and copies each other inner frame into
+//! the incoming ring of the port its (sender, VNI) names. So every port's
+//! incoming ring has one producer at a time, the
 //! holder of that lock, and each ring is its own bounded queue: a frame for
 //! a port whose ring is full is dropped and counted on that port
 //! (`rx_ring_full`), and nobody blocks. A port woken by a sibling's read
