@@ -246,8 +246,10 @@ pub trait Port: Send + Sync {
     fn incoming_error(&self, _q: usize) {}
 
     /// Whether the device needs another look (it is down or gone): a cheap
-    /// check (an atomic load) the owning worker of queue 0 makes about once
-    /// a second, and then calls [`Port::recheck`].
+    /// check the owning worker of queue 0 makes about once a second (an
+    /// atomic load; a port whose device never signals, as an AF_XDP
+    /// socket whose interface vanished, looks at the interface: a few
+    /// system calls), and then calls [`Port::recheck`].
     fn needs_recheck(&self) -> bool {
         false
     }

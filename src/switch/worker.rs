@@ -283,7 +283,8 @@ fn add_busy(me: &WorkerShared, worked: &mut bool, since: Instant, until: Instant
 /// again ([`crate::port::Port::recheck`]), which may bring them back with a
 /// new descriptor, so a retired queue leaves the epoll set first and is
 /// polled again (it retires again when idle). A healthy port costs an
-/// atomic load here, or on a busy-polling switch, whose queues never wait
+/// atomic load here (an af_xdp port a look at its interface), or on a
+/// busy-polling switch, whose queues never wait
 /// in epoll for an error to show, a look for one (a system call or two).
 fn recheck(me: &WorkerShared, active: &mut Vec<Owned>, retired: &mut Vec<Owned>, now: Instant) {
     let mut i = 0;
