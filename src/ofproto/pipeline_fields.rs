@@ -14,7 +14,8 @@ use crate::openflow::{Match, PortNo};
 /// A packet-in's match, as Open vSwitch fills it: the input port, and the
 /// pipeline fields that are not zero when the packet went to the
 /// controller (the tunnel's `tun_id` as `OXM_OF_TUNNEL_ID`, its `tun_src`
-/// and `tun_dst` as `NXM_NX_TUN_IPV4_SRC/DST`, the metadata, the registers
+/// and `tun_dst` as `NXM_NX_TUN_IPV4_SRC/DST`, `tun_ipv6_src` and
+/// `tun_ipv6_dst` as `NXM_NX_TUN_IPV6_SRC/DST`, the metadata, the registers
 /// as `NXM_NX_REGn`). A 1.0 `OFPT_PACKET_IN` has no match; Nicira's
 /// packet-ins carry it as theirs.
 pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta) -> Match {
@@ -32,10 +33,14 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
             mask: None,
         })
     };
+    let addr6 = |dst, a: std::net::Ipv6Addr| {
+        (!a.is_unspecified()).then(|| crate::openflow::nx_tun6::halves(dst, a, None))
+    };
     let tunnel = [
         addr(Register::TunSrc, tun.src),
         addr(Register::TunDst, tun.dst),
     ];
+    let tunnel6 = [addr6(false, tun.ipv6_src), addr6(true, tun.ipv6_dst)];
     let regs = (0u8..)
         .zip(meta.regs)
         .filter(|&(_, v)| v != 0)
@@ -44,7 +49,12 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
             value: u64::from(v),
             mask: None,
         });
-    let regs = tunnel.into_iter().flatten().chain(regs).collect();
+    let regs = tunnel
+        .into_iter()
+        .flatten()
+        .chain(tunnel6.into_iter().flatten().flatten())
+        .chain(regs)
+        .collect();
     // Valid by construction: one in_port, exact values, each register once.
     Match::from_fields(fields)
         .and_then(|m| m.with_registers(regs))
@@ -67,6 +77,11 @@ pub(super) fn packet_out_tunnel(m: &Match) -> TunMeta {
             Register::TunSrc => t.src = a,
             Register::TunDst => t.dst = a,
             _ => {}
+        }
+    }
+    for (dst, to) in [(false, &mut t.ipv6_src), (true, &mut t.ipv6_dst)] {
+        if let Some((a, m)) = crate::openflow::nx_tun6::joined(m.registers(), dst) {
+            *to = std::net::Ipv6Addr::from_bits(a.to_bits() & m.map_or(u128::MAX, |m| m.to_bits()));
         }
     }
     t
@@ -111,11 +126,11 @@ mod tests {
             },
             ..ControllerMeta::default()
         };
-        let tun = TunMeta {
-            id: 5,
-            src: Ipv4Addr::new(192, 168, 1, 1),
-            dst: Ipv4Addr::new(192, 168, 1, 2),
-        };
+        let tun = TunMeta::v4(
+            5,
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(192, 168, 1, 2),
+        );
         let reg = |reg, value| NxMatchField {
             reg,
             value,
@@ -164,12 +179,37 @@ mod tests {
             .unwrap();
         assert_eq!(
             packet_out_tunnel(&m),
-            TunMeta {
-                id: 0x15,
-                src: Ipv4Addr::new(10, 0, 1, 0),
-                dst: Ipv4Addr::new(10, 0, 0, 2),
-            }
+            TunMeta::v4(0x15, Ipv4Addr::new(10, 0, 1, 0), Ipv4Addr::new(10, 0, 0, 2))
         );
         assert_eq!(packet_out_tunnel(&Match::new()), TunMeta::NONE);
+    }
+
+    #[test]
+    fn ipv6_tunnel_addresses_go_both_ways_as_their_nxm_fields() {
+        use crate::openflow::nx_tun6::{halves, joined};
+        let (s6, d6): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap());
+        let tun = TunMeta::v6(7, s6, d6);
+        let m = packet_in_match(2, &ControllerMeta::default(), &tun);
+        assert_eq!(joined(m.registers(), false), Some((s6, None)));
+        assert_eq!(joined(m.registers(), true), Some((d6, None)));
+        assert_eq!(m.registers().len(), 4);
+        // A packet-out's match gives them (masked bits off).
+        let out = Match::new()
+            .with_registers(
+                halves(true, d6, None)
+                    .into_iter()
+                    .chain(halves(
+                        false,
+                        "fd00::ff".parse().unwrap(),
+                        Some("ffff::".parse().unwrap()),
+                    ))
+                    .collect(),
+            )
+            .unwrap();
+        assert_eq!(
+            packet_out_tunnel(&out),
+            TunMeta::v6(0, "fd00::".parse().unwrap(), d6)
+        );
     }
 }

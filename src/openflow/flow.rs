@@ -326,7 +326,8 @@ pub struct PacketOut {
     /// The packet's other pipeline fields (OpenFlow 1.5's match, as
     /// `ovs-ofctl packet-out "in_port=controller,tun_id=5 ..."` sends it):
     /// the tunnel metadata `tun_id` (`OXM_OF_TUNNEL_ID`), `tun_src` and
-    /// `tun_dst` (`NXM_NX_TUN_IPV4_SRC/DST`), nothing else. Earlier
+    /// `tun_dst` (`NXM_NX_TUN_IPV4_SRC/DST`), `tun_ipv6_src` and
+    /// `tun_ipv6_dst` (`NXM_NX_TUN_IPV6_SRC/DST`), nothing else. Earlier
     /// versions cannot say them: they are left out there, as Open vSwitch
     /// leaves them out.
     pub pipeline: Match,

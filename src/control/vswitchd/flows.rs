@@ -15,6 +15,7 @@ use crate::openflow::action::Action;
 use crate::openflow::instruction::Instruction;
 use crate::openflow::multipart::FlowStats;
 use crate::openflow::nicira::{NxAction, Register};
+use crate::openflow::nx_tun6;
 use crate::openflow::oxm::{Masked, OFPVID_PRESENT, OxmField};
 use crate::openflow::port::PortNo;
 
@@ -72,13 +73,27 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
     if let Some((s, _)) = short {
         parts.push(s.to_owned());
     }
-    for r in f.match_.registers() {
+    let regs = f.match_.registers();
+    for (i, r) in regs.iter().enumerate() {
         let name = match r.reg {
             Register::Reg(n) => format!("reg{n}"),
             Register::XReg(n) => format!("xreg{n}"),
             Register::ConjId => "conj_id".to_owned(),
             Register::TunSrc => "tun_src".to_owned(),
             Register::TunDst => "tun_dst".to_owned(),
+            // Both halves at the first.
+            Register::TunIpv6 { dst, .. } => {
+                let first = !regs[..i]
+                    .iter()
+                    .any(|q| matches!(q.reg, Register::TunIpv6 { dst: d, .. } if d == dst));
+                if let Some((v, m)) = nx_tun6::joined(regs, dst).filter(|_| first) {
+                    parts.push(match m {
+                        Some(m) => format!("{}={v}/{m}", nx_tun6::name(dst)),
+                        None => format!("{}={v}", nx_tun6::name(dst)),
+                    });
+                }
+                continue;
+            }
         };
         parts.push(format!("{name}={}", hex_masked(r.value, r.mask)));
     }
@@ -250,8 +265,12 @@ fn action(a: &Action) -> String {
                 Register::ConjId => "conj_id".to_owned(),
                 Register::TunSrc => "tun_src".to_owned(),
                 Register::TunDst => "tun_dst".to_owned(),
+                Register::TunIpv6 { dst, .. } => nx_tun6::name(*dst).to_owned(),
             };
             format!("set_field:{value:#x}->{name}")
+        }
+        Action::Nx(NxAction::SetTunIpv6 { dst, addr }) => {
+            format!("set_field:{addr}->{}", nx_tun6::name(*dst))
         }
         Action::Nx(other) => format!("{other:?}"),
     }

@@ -42,6 +42,9 @@ pub(crate) enum Op {
     /// `Op::Set` of `TunnelId`): no byte changes ([`tunnel`]).
     SetTunSrc(Ipv4Addr),
     SetTunDst(Ipv4Addr),
+    /// `tun_ipv6_src`/`tun_ipv6_dst`, likewise.
+    SetTunIpv6Src(std::net::Ipv6Addr),
+    SetTunIpv6Dst(std::net::Ipv6Addr),
 }
 
 impl Op {
@@ -49,7 +52,11 @@ impl Op {
     pub(crate) fn is_tunnel(&self) -> bool {
         matches!(
             self,
-            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::Set(OxmField::TunnelId(_))
+            Op::SetTunSrc(_)
+                | Op::SetTunDst(_)
+                | Op::SetTunIpv6Src(_)
+                | Op::SetTunIpv6Dst(_)
+                | Op::Set(OxmField::TunnelId(_))
         )
     }
 }
@@ -62,6 +69,8 @@ pub(crate) fn tunnel(mut m: TunMeta, ops: &[Op]) -> TunMeta {
             Op::Set(OxmField::TunnelId(x)) => m.id = x.value,
             Op::SetTunSrc(a) => m.src = a,
             Op::SetTunDst(a) => m.dst = a,
+            Op::SetTunIpv6Src(a) => m.ipv6_src = a,
+            Op::SetTunIpv6Dst(a) => m.ipv6_dst = a,
             _ => {}
         }
     }
@@ -289,7 +298,7 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
                 mpls::set_ttl(f.bytes(), &lay, Some(t));
             }
             // Metadata, not bytes.
-            Op::SetTunSrc(_) | Op::SetTunDst(_) => {}
+            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunIpv6Src(_) | Op::SetTunIpv6Dst(_) => {}
         }
     }
     finish(f.bytes(), &lay, &sums);

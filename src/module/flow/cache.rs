@@ -671,7 +671,7 @@ impl Stripe {
     pub fn reads_tunnel(&self, slot: u32) -> bool {
         self.slots
             .get(slot as usize)
-            .is_none_or(|s| (s.mask.0[key::TUN_ID.word] | s.mask.0[key::TUN_SRC.word]) != 0)
+            .is_none_or(|s| key::reads_tunnel(&s.mask))
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).

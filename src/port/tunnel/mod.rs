@@ -25,14 +25,15 @@
 //! an ECMP underlay spreads a tunnel's flows and keeps each in order.
 //!
 //! Known differences from Open vSwitch: it hashes into its whole source
-//! port range, mswitch into those few ports; `tos=inherit`/`ttl=inherit`, `df_default=false`
-//! and `local_ip=flow` are refused; over IPv6 the UDP checksum is always
+//! port range, mswitch into those few ports; `df_default=false` and
+//! `local_ip=flow` are refused; over IPv6 the UDP checksum is always
 //! sent, and over IPv4 too where segmentation offload is on (it needs the
-//! checksum: see [`socket`]); flow-based remotes and the tunnel
-//! metadata's addresses are IPv4.
+//! checksum: see [`socket`]); a port with a fixed `tos` does not copy the
+//! inner ECN bits ([`inherit`]); a `remote=flow` port sends over one
+//! family, its socket's ([`addrs`]).
 //!
 //! Tunnel metadata ([`crate::packet::TunMeta`]): every frame a tunnel port
-//! queues has its VNI and outer addresses in a side array beside the
+//! queues has its VNI and outer addresses (IPv4 or IPv6, [`addrs`]) in a side array beside the
 //! incoming ring ([`crate::packet::TunMetaSlots`], filled before the slot
 //! is published), which the switch hands to the module with the batch. A
 //! port with `remote=flow` or `out_key=flow` takes frames straight from
@@ -43,9 +44,11 @@
 //! A packet the module sends to the controller takes its metadata along
 //! ([`crate::switch::PacketIn::tun`]) into the packet-in's match.
 
+pub mod addrs;
 pub mod config;
 pub mod endpoint;
 pub mod header;
+pub mod inherit;
 pub mod port;
 pub mod route;
 pub mod rxbatch;

@@ -22,14 +22,16 @@
 //! port).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::addrs::{is_local_addr6, remote_of};
 use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops, is_local_addr};
 use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
+use super::inherit::outer_tos_ttl;
 use super::socket::{BATCH, TxMsg};
 use super::wire::{BenchWire, Wire};
 use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
@@ -76,6 +78,8 @@ pub struct TunnelPort {
     /// The socket and the wake eventfd: what a sleeping worker watches.
     epoll: Epoll,
     tx: TxDrops,
+    /// The socket is IPv6 (a `remote=flow` port sends to `tun_ipv6_dst`).
+    v6: bool,
 }
 
 impl TunnelPort {
@@ -115,6 +119,10 @@ impl TunnelPort {
                 Some(IpAddr::V4(a)) => a,
                 _ => Ipv4Addr::UNSPECIFIED,
             },
+            local6: match cfg.local {
+                Some(IpAddr::V6(a)) => a,
+                _ => Ipv6Addr::UNSPECIFIED,
+            },
             mem,
             wake: EventFd::new().map_err(os("eventfd"))?,
             drops: RxDrops::default(),
@@ -137,6 +145,7 @@ impl TunnelPort {
             drain,
             epoll: Epoll::new().map_err(os("epoll"))?,
             tx: TxDrops::default(),
+            v6: key.local.is_ipv6(),
         };
         // (Dropping `port` on an error here leaves the endpoint again.)
         port.epoll
@@ -180,29 +189,46 @@ impl TunnelPort {
     }
 
     /// Sends `frames` with the port's own remote, VNI, TOS and TTL: one
-    /// header for all of them. Counts what the kernel refused.
+    /// header for all of them (TOS and TTL per frame where the port
+    /// inherits them). Counts what the kernel refused.
     fn send_fixed(&self, frames: &[&[u8]]) -> usize {
         let e = self.encap();
         let mut header = [0u8; HEADER_LEN];
         encode(self.cfg.proto, e.vni, &mut header);
         let to = SocketAddr::new(e.remote, self.cfg.dst_port);
         let wire = self.endpoint().wire();
+        let inherits = self.cfg.inherits();
         frames
             .chunks(BATCH)
             .map(|chunk| {
+                // Each frame's own, worked out once (a send reads a
+                // message more than once).
+                let mut tt = [(e.tos, e.ttl); BATCH];
+                if inherits {
+                    for (t, f) in tt.iter_mut().zip(chunk) {
+                        *t = self.tos_ttl(f, e);
+                    }
+                }
                 wire.send_batch(
                     chunk.len(),
                     |i| TxMsg {
                         header: &header,
                         frame: chunk[i],
                         to,
-                        tos: e.tos,
-                        ttl: e.ttl,
+                        tos: tt[i].0,
+                        ttl: tt[i].1,
                     },
                     |_, err| self.count_tx_error(&err),
                 )
             })
             .sum()
+    }
+
+    /// The outer TOS and TTL of `frame` sent with `e` by a port that
+    /// inherits one of them ([`super::inherit`]).
+    fn tos_ttl(&self, frame: &[u8], e: Encap) -> (u8, u8) {
+        let c = &self.cfg;
+        outer_tos_ttl(frame, c.tos_inherit, c.ttl_inherit, e.tos, e.ttl)
     }
 
     /// Sends `frames`, each with its own [`Encap`] (`encap(i)`), through
@@ -234,18 +260,24 @@ impl TunnelPort {
     }
 
     /// What a frame with tunnel metadata `m` is sent with: its `tun_dst`
-    /// and `tun_id` where the port's remote and key are flow-based; `None`
-    /// if it has no remote, or if its remote is an address of this host
-    /// (the port's own local address, or one tunnel datagrams arrived at:
-    /// what a frame from a tunnel carries as `tun_dst` until a flow sets
-    /// another; it would come straight back in).
+    /// (else `tun_ipv6_dst`, Open vSwitch's rule) and `tun_id` where the
+    /// port's remote and key are flow-based; `None` if it has no remote,
+    /// one of another family than the port's socket, or an address of
+    /// this host (the port's own local address, or one tunnel datagrams
+    /// arrived at: what a frame from a tunnel carries as `tun_dst` until a
+    /// flow sets another; it would come straight back in).
     fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
         let mut e = self.encap();
         if self.cfg.remote_flow {
-            if m.dst.is_unspecified() || m.dst == self.rx.local || is_local_addr(m.dst) {
+            let ours = match remote_of(m)? {
+                IpAddr::V4(a) if !self.v6 => a == self.rx.local || is_local_addr(a),
+                IpAddr::V6(a) if self.v6 => a == self.rx.local6 || is_local_addr6(a),
+                _ => true,
+            };
+            if ours {
                 return None;
             }
-            e.remote = IpAddr::V4(m.dst);
+            e.remote = remote_of(m)?;
         }
         if self.cfg.out_key_flow {
             e.vni = (m.id & u64::from(MAX_VNI)) as u32;
@@ -325,9 +357,13 @@ impl Port for TunnelPort {
             let mut go: [&[u8]; BATCH] = [&[]; BATCH];
             let mut enc = [self.encap(); BATCH];
             let mut n = 0;
+            let inherits = self.cfg.inherits();
             for (f, m) in fs.iter().zip(ms) {
                 match self.encap_of(m) {
-                    Some(e) => {
+                    Some(mut e) => {
+                        if inherits {
+                            (e.tos, e.ttl) = self.tos_ttl(f, e);
+                        }
                         (go[n], enc[n]) = (f, e);
                         n += 1;
                     }
@@ -600,11 +636,7 @@ mod tests {
         s1.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
         s1.send_to(&dgram(9), ("127.0.0.1", udp)).unwrap();
         s2.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
-        let m = |id, src: [u8; 4]| TunMeta {
-            id,
-            src: src.into(),
-            dst: lo,
-        };
+        let m = |id, src: [u8; 4]| TunMeta::v4(id, src.into(), lo);
         assert_eq!(
             waiting_meta(&flow, 2),
             [m(5, [127, 0, 0, 2]), m(9, [127, 0, 0, 1])]
@@ -620,11 +652,7 @@ mod tests {
         let peer = std::net::UdpSocket::bind(("127.0.0.2", udp)).unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let f = frame(7, 70);
-        let to = |id, dst| TunMeta {
-            id,
-            src: std::net::Ipv4Addr::UNSPECIFIED,
-            dst,
-        };
+        let to = |id, dst| TunMeta::v4(id, std::net::Ipv4Addr::UNSPECIFIED, dst);
         let out = [to(77, [127, 0, 0, 2].into()), TunMeta::NONE, to(78, lo)];
         assert_eq!(flow.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
         assert_eq!(counter(&flow, "tx_no_remote"), 2);

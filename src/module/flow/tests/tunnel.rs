@@ -7,11 +7,7 @@ use crate::module::Variant;
 use crate::openflow::nicira::{FieldRef, NxAction, NxMatchField, Register};
 
 fn meta(id: u64, src: [u8; 4], dst: [u8; 4]) -> TunMeta {
-    TunMeta {
-        id,
-        src: src.into(),
-        dst: dst.into(),
-    }
+    TunMeta::v4(id, src.into(), dst.into())
 }
 
 fn ip(a: [u8; 4]) -> u64 {
