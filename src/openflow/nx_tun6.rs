@@ -252,9 +252,11 @@ mod tests {
         let mut vm = [0u8; 32];
         vm[15] = 1;
         assert_eq!(
-            decode_tlv(0x0001_da20, &vm).unwrap(),
+            decode_tlv(0x0001_db20, &vm).unwrap(),
             Err(OxmError::Wildcards)
         );
+        vm[31] = 1;
+        assert!(decode_tlv(0x0001_db20, &vm).unwrap().is_ok());
         assert!(decode_tlv(0x0001_0004, &a[..4]).is_none());
         assert_eq!(decode_set(0x0001_dc10, &a[..8]), Some(Err(())));
         assert_eq!(

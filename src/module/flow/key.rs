@@ -589,12 +589,6 @@ pub(crate) fn set_tunnel(k: &mut Key, m: &crate::packet::TunMeta) {
     TUN_IPV6_DST.set(k, d as u64);
 }
 
-/// The IPv6 tunnel address (`dst`: `tun_ipv6_dst`) a key holds.
-pub(crate) fn tun_ipv6(k: &Key, dst: bool) -> std::net::Ipv6Addr {
-    let (hi, lo) = (tun_ipv6_half(dst, true), tun_ipv6_half(dst, false));
-    std::net::Ipv6Addr::from_bits((u128::from(hi.get(k)) << 64) | u128::from(lo.get(k)))
-}
-
 /// Writes a set-field's value into a key (the pipeline's view of the packet
 /// after the action). VLAN fields change only a present tag.
 pub(crate) fn set_field(k: &mut Key, f: &OxmField) {

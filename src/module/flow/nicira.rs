@@ -251,13 +251,10 @@ impl Exec<'_> {
             } => self.write_bits(FieldRef::reg(reg), 0, 32, value),
             NxAction::SetTunIpv6 { dst, addr } => {
                 let v = addr.to_bits();
-                key::tun_ipv6_half(dst, true).set(&mut self.key, (v >> 64) as u64);
-                key::tun_ipv6_half(dst, false).set(&mut self.key, v as u64);
-                self.ops.push(if dst {
-                    Op::SetTunIpv6Dst(addr)
-                } else {
-                    Op::SetTunIpv6Src(addr)
-                });
+                for (hi, word) in [(true, (v >> 64) as u64), (false, v as u64)] {
+                    key::tun_ipv6_half(dst, hi).set(&mut self.key, word);
+                    self.ops.push(Op::SetTunIpv6 { dst, hi, word });
+                }
             }
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
             NxAction::SetTunnel { tun_id, .. } => {
@@ -351,8 +348,9 @@ impl Exec<'_> {
             });
         } else if let Some(dst) = tun_ipv6_field(f) {
             // One half of an IPv6 tunnel address (a piece of at most 64
-            // bits, see `chunks`), and an op that writes the whole address.
-            let (b, at) = (key::tun_ipv6_half(dst, ofs >= 64), ofs % 64);
+            // bits, see `chunks`), and an op that writes that half.
+            let hi = ofs >= 64;
+            let (b, at) = (key::tun_ipv6_half(dst, hi), ofs % 64);
             let m = shl(ones(n), at);
             let kept = !m;
             if kept != 0 {
@@ -360,12 +358,7 @@ impl Exec<'_> {
             }
             let new = (b.get(&self.key) & kept) | (shl(v, at) & m);
             b.set(&mut self.key, new);
-            let a = key::tun_ipv6(&self.key, dst);
-            self.ops.push(if dst {
-                Op::SetTunIpv6Dst(a)
-            } else {
-                Op::SetTunIpv6Src(a)
-            });
+            self.ops.push(Op::SetTunIpv6 { dst, hi, word: new });
         } else if let Some(r) = f.register() {
             let old = r.get(&self.regs);
             r.set(&mut self.regs, (old & !m) | (shl(v, ofs) & m));

@@ -55,7 +55,7 @@ fn process(
 /// (`None`: as they came) and the variants (packet, port, metadata). A
 /// port set comes back as `Ports` of the sum of its port numbers.
 #[allow(clippy::type_complexity)]
-fn run_tun(
+pub(super) fn run_tun(
     m: &FlowModule,
     in_port: u16,
     mut frames: Vec<Vec<u8>>,
