@@ -18,9 +18,109 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::netns::{capture, is_root, ping};
 use common::ovs_ofctl;
 use common::tunnel_lab::{Lab, counter, ex};
+use mswitch::openflow::flow::{PacketIn, PacketOut};
+use mswitch::openflow::nx_tun6::halves;
+use mswitch::openflow::oxm::{Masked, OxmField};
+use mswitch::openflow::v10::{self, Ctx, nx::PacketInFormat};
+use mswitch::openflow::{Action, Match, Message, PortNo};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `ovs-ofctl ofp-print HEX`: Open vSwitch's reading of a message.
+fn ofp_print(b: &[u8]) -> String {
+    let out = Command::new("ovs-ofctl")
+        .args(["ofp-print", &hex(b)])
+        .output()
+        .expect("run ovs-ofctl ofp-print");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn encoded(msg: &Message, version: u8) -> Vec<u8> {
+    let mut v = Vec::new();
+    msg.encode_into_version(version, 1, &mut v).unwrap();
+    v
+}
+
+/// The IPv6 tunnel fields in every packet-in format with a match, and in
+/// a 1.5 packet-out's, as Open vSwitch reads them (its `ofp-print` as the
+/// reference decoder); the packet-out reads back as it was written.
+#[test]
+fn packet_ins_and_outs_carry_the_ipv6_tunnel_fields_as_open_vswitch_reads_them() {
+    let (s6, d6) = ("fd00:1::2".parse().unwrap(), "fd00:1::1".parse().unwrap());
+    let regs: Vec<_> = halves(false, s6, None)
+        .into_iter()
+        .chain(halves(true, d6, None))
+        .collect();
+    let m = Match::from_fields(vec![
+        OxmField::InPort(PortNo(1)),
+        OxmField::TunnelId(Masked::exact(5)),
+    ])
+    .and_then(|m| m.with_registers(regs.clone()))
+    .unwrap();
+    let mut data = vec![0xff; 6];
+    data.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+    data.resize(60, 0);
+    let pin = PacketIn {
+        match_: m,
+        total_len: 60,
+        data: data.clone(),
+        ..PacketIn::default()
+    };
+    let msg = Message::PacketIn(pin.clone());
+    let nxt = Ctx {
+        packet_in_format: PacketInFormat::Nxt,
+        ..Ctx::default()
+    };
+    let fields = "tun_id=0x5,tun_ipv6_src=fd00:1::2,tun_ipv6_dst=fd00:1::1,in_port=1";
+    for (what, bytes) in [
+        ("OFPT_PACKET_IN (OF1.3)", encoded(&msg, 4)),
+        ("OFPT_PACKET_IN (OF1.5)", encoded(&msg, 6)),
+        ("NXT_PACKET_IN ", v10::encode_with(&msg, 1, &nxt).unwrap()),
+        (
+            "NXT_PACKET_IN2 ",
+            v10::nx::packet_in2_message(&pin, 1, 1).unwrap(),
+        ),
+    ] {
+        let said = ofp_print(&bytes);
+        assert!(
+            said.contains(what) && said.contains(fields),
+            "{what}: {said}"
+        );
+        // NXM_NX_TUN_IPV6_SRC, then _DST, 16 bytes each.
+        let h = hex(&bytes);
+        assert!(
+            h.contains("0001da10fd000001000000000000000000000002"),
+            "{h}"
+        );
+        assert!(
+            h.contains("0001dc10fd000001000000000000000000000001"),
+            "{h}"
+        );
+    }
+    // A 1.5 packet-out sends its packet from the IPv6 tunnel.
+    let po = Message::PacketOut(PacketOut {
+        pipeline: Match::new().with_registers(regs).unwrap(),
+        actions: vec![Action::output(PortNo(1))],
+        data,
+        ..PacketOut::default()
+    });
+    let bytes = encoded(&po, 6);
+    let said = ofp_print(&bytes);
+    assert!(
+        said.contains("tun_ipv6_src=fd00:1::2,tun_ipv6_dst=fd00:1::1,in_port=CONTROLLER"),
+        "{said}"
+    );
+    let (_, back) = mswitch::openflow::decode(&bytes).expect("decodes");
+    assert_eq!(back, po);
+}
 
 /// The OpenFlow port number of port `name` in `ovs-ofctl show`'s output.
 fn ofport(show: &str, name: &str) -> u32 {

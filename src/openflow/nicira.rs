@@ -568,6 +568,14 @@ impl NxAction {
     pub(crate) fn decode_masked_set(len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
         let bad = |c| ErrorCode::BadAction(c);
         let header = r.u32()?;
+        if let Some(dst) = super::nx_tun6::names(header) {
+            let body = r.take(32).map_err(|_| bad(BadActionCode::BadSetLen))?;
+            if len != pad8(4 + 4 + 32) || header & 0x1ff != 0x100 | 32 {
+                return Err(bad(BadActionCode::BadSetLen));
+            }
+            r.rest();
+            return super::nx_tun6::decode_masked_set(dst, body).map_err(bad);
+        }
         let reg = Register::from_header(header).ok_or(bad(BadActionCode::BadSetArgument))?;
         let n = usize::from(reg.bits() / 8);
         let body = r.take(2 * n).map_err(|_| bad(BadActionCode::BadSetLen))?;
@@ -617,6 +625,20 @@ impl NxAction {
             w.u32(src.0);
             w.u32(dst.0);
             w.pad_to_8(start);
+            w.patch_len(start + 2, start, "action");
+            return;
+        }
+        if let NxAction::RegLoad {
+            dst,
+            ofs,
+            n_bits,
+            value,
+        } = *self
+            && w.version() >= 0x06
+            && let Some(d) = super::nx_tun6::names(dst.0)
+        {
+            // Part of an IPv6 tunnel address: a masked SET_FIELD of it.
+            super::nx_tun6::encode_masked_set(d, ofs, n_bits, value, w);
             w.patch_len(start + 2, start, "action");
             return;
         }

@@ -20,6 +20,7 @@
 use std::net::Ipv6Addr;
 
 use super::bytes::Writer;
+use super::error::BadActionCode;
 use super::nicira::{NXM_CLASS_NX, NxAction, NxMatchField, Register};
 use super::oxm::OxmError;
 
@@ -169,6 +170,58 @@ pub(crate) fn decode_set(header: u32, value: &[u8]) -> Option<Result<NxAction, (
     Some(Ok(NxAction::SetTunIpv6 { dst, addr }))
 }
 
+/// Reads the 32 bytes (value, mask) of an OpenFlow 1.5 masked SET_FIELD of
+/// `tun_ipv6_dst` (`dst`) or `tun_ipv6_src`, Open vSwitch's `load` there:
+/// the mask must be one run of bits, of at most 64 (a load) or all 128 (a
+/// whole address).
+pub(crate) fn decode_masked_set(dst: bool, body: &[u8]) -> Result<NxAction, BadActionCode> {
+    let word = |b: &[u8]| u128::from_be_bytes(<[u8; 16]>::try_from(b).unwrap_or_default());
+    let (Some(v), Some(m)) = (body.get(..16), body.get(16..32)) else {
+        return Err(BadActionCode::BadSetLen);
+    };
+    let (value, mask) = (word(v), word(m));
+    if mask == u128::MAX {
+        return Ok(NxAction::SetTunIpv6 {
+            dst,
+            addr: Ipv6Addr::from_bits(value),
+        });
+    }
+    let ofs = mask.trailing_zeros() as u16;
+    let n_bits = mask.count_ones() as u16;
+    let run = ((1u128 << n_bits) - 1) << ofs;
+    if mask == 0 || n_bits > 64 || run != mask || value & !mask != 0 {
+        return Err(BadActionCode::BadSetArgument);
+    }
+    Ok(NxAction::RegLoad {
+        dst: super::nicira::FieldRef(header(dst, false)),
+        ofs,
+        n_bits,
+        value: (value >> ofs) as u64,
+    })
+}
+
+/// Writes a `load` of `n_bits` (at most 64) of `value` at `ofs` into
+/// `tun_ipv6_dst` (`dst`) or `tun_ipv6_src` as OpenFlow 1.5's masked
+/// SET_FIELD (type, the caller patches the length, then the field and its
+/// 32 bytes).
+pub(crate) fn encode_masked_set(dst: bool, ofs: u16, n_bits: u16, value: u64, w: &mut Writer<'_>) {
+    let ones = if n_bits >= 64 {
+        u128::from(u64::MAX)
+    } else {
+        (1u128 << n_bits) - 1
+    };
+    let mask = ones.checked_shl(u32::from(ofs)).unwrap_or(0);
+    let v = (u128::from(value) & ones)
+        .checked_shl(u32::from(ofs))
+        .unwrap_or(0)
+        & mask;
+    w.u16(25); // OFPAT_SET_FIELD
+    w.u16(0);
+    w.u32(header(dst, true));
+    w.bytes(&v.to_be_bytes());
+    w.bytes(&mask.to_be_bytes());
+}
+
 /// The field's name as Open vSwitch prints it.
 pub fn name(dst: bool) -> &'static str {
     if dst { "tun_ipv6_dst" } else { "tun_ipv6_src" }
@@ -238,6 +291,60 @@ mod tests {
         want.extend(one);
         assert_eq!(enc(&regs), want);
         assert_eq!(registers_len(&regs), want.len());
+    }
+
+    #[test]
+    fn openflow15_loads_are_masked_set_fields_both_ways() {
+        let load = NxAction::RegLoad {
+            dst: super::super::nicira::FieldRef(header(true, false)),
+            ofs: 64,
+            n_bits: 64,
+            value: 0xfd00_0000_0000_0000,
+        };
+        let mut v = Vec::new();
+        let mut w = Writer::new(&mut v);
+        encode_masked_set(true, 64, 64, 0xfd00_0000_0000_0000, &mut w);
+        w.finish().unwrap();
+        assert_eq!(v.len(), 4 + 4 + 32);
+        assert_eq!(v[4..8], 0x0001_dd20u32.to_be_bytes());
+        assert_eq!(decode_masked_set(true, &v[8..]), Ok(load));
+        // All 128 bits: a whole address.
+        let mut all = [0u8; 32];
+        all[..16].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        all[16..].fill(0xff);
+        assert_eq!(
+            decode_masked_set(false, &all),
+            Ok(NxAction::SetTunIpv6 {
+                dst: false,
+                addr: "fd00::2".parse().unwrap()
+            })
+        );
+        // Not one run, more than 64 bits, a value outside the mask, short.
+        let mut bad = [0u8; 32];
+        bad[16] = 0x80;
+        bad[31] = 1;
+        assert_eq!(
+            decode_masked_set(false, &bad),
+            Err(BadActionCode::BadSetArgument)
+        );
+        bad[16..28].fill(0xff);
+        bad[28..].fill(0xff);
+        bad[16] = 0x7f;
+        assert_eq!(
+            decode_masked_set(false, &bad),
+            Err(BadActionCode::BadSetArgument)
+        );
+        let mut outside = [0u8; 32];
+        outside[0] = 1;
+        outside[31] = 1;
+        assert_eq!(
+            decode_masked_set(false, &outside),
+            Err(BadActionCode::BadSetArgument)
+        );
+        assert_eq!(
+            decode_masked_set(false, &outside[..20]),
+            Err(BadActionCode::BadSetLen)
+        );
     }
 
     #[test]
