@@ -97,7 +97,7 @@ pub fn is_local_addr6(a: Ipv6Addr) -> bool {
         let s1 = SEQ.load(Ordering::Acquire);
         let hit = scan();
         fence(Ordering::Acquire);
-        if s1 % 2 == 0 && SEQ.load(Ordering::Relaxed) == s1 {
+        if s1.is_multiple_of(2) && SEQ.load(Ordering::Relaxed) == s1 {
             return hit;
         }
         std::hint::spin_loop();
