@@ -51,11 +51,15 @@
 //! # Tunnel metadata
 //!
 //! A batch from a tunnel port carries each packet's `tun_id`, `tun_src`
-//! and `tun_dst` ([`Batch::tunnel`]); they are key words 12 and 13 (0 for
-//! every other packet, as in Open vSwitch), matched like any field, and
-//! the megaflows that do not look at them do not pay for them. Setting
-//! one (`set_field`, `set_tunnel`, a load or move; `tun_src`/`tun_dst`
-//! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
+//! and `tun_dst`, `tun_ipv6_src` and `tun_ipv6_dst` ([`Batch::tunnel`]);
+//! they are key words 12 to 17 (0 for every other packet, as in Open
+//! vSwitch), matched like any field, and the megaflows that do not look at
+//! them do not pay for them. Setting one (`set_field`, `set_tunnel`, a
+//! load or move; the addresses come from the codec as
+//! [`Register::TunSrc`]/`TunDst` and, an IPv6 one, as two 64-bit halves,
+//! [`crate::openflow::nx_tun6`]; a load or move writes each half it
+//! touches as an op of its own, so a partial write keeps the rest of what
+//! the packet came with) is an op that
 //! changes no byte: each output's metadata is the packet's as it came with
 //! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
 //! with other metadata than the last are versions, as for bytes; the

@@ -688,6 +688,40 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_flow_port_records_ipv6_endpoints_and_never_sends_to_its_own() {
+        if !std::path::Path::new("/proc/net/if_inet6").exists() {
+            return;
+        }
+        let lo6 = std::net::Ipv6Addr::LOCALHOST;
+        let udp = std::net::UdpSocket::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = TunnelConfig::new(Proto::Vxlan, lo6.into());
+        c.dst_port = udp;
+        c.set("remote", "flow").unwrap();
+        c.set("key", "flow").unwrap();
+        c.set("local", "::1").unwrap();
+        let p = TunnelPort::open("v6", &c, MemConfig::new(256, 2048)).unwrap();
+        let s = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 4, 0];
+        d.extend(frame(4, 60));
+        s.send_to(&d, ("::1", udp)).unwrap();
+        // tun_ipv6_src/dst, from the sender and IPV6_PKTINFO; tun_src/dst 0.
+        let meta = waiting_meta(&p, 1);
+        assert_eq!(meta, [TunMeta::v6(4, lo6, lo6)]);
+        // Back to where it came from (this host): dropped and counted; so
+        // is an IPv4 tun_dst (not this socket's family), and nothing.
+        let f = frame(7, 70);
+        let v4 = TunMeta::v4(4, Ipv4Addr::UNSPECIFIED, [192, 0, 2, 1].into());
+        let out = [meta[0], v4, TunMeta::NONE];
+        assert_eq!(p.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
+        assert_eq!(counter(&p, "tx_no_remote"), 3);
+        assert!(is_local_addr6(lo6));
+    }
+
+    #[test]
     fn what_the_own_ring_has_no_room_for_waits_for_the_next_poll() {
         // 40 datagrams at once for a port whose ring holds 8: each poll
         // queues what fits, the rest waits in the receive batch, and none
