@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use crate::module::TunMeta;
-use crate::module::flow::ControllerMeta;
+use crate::module::flow::{ControllerMeta, PacketOutStart};
 use crate::openflow::nicira::{NxMatchField, Register};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{Match, PortNo};
@@ -61,8 +61,30 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
         .unwrap_or_default()
 }
 
-/// The tunnel metadata a packet-out's match gives its packet (OpenFlow
-/// 1.5's pipeline fields; the codec takes no others but `in_port`).
+/// What a packet-out's match gives its packet (OpenFlow 1.5's pipeline
+/// fields: tunnel metadata, `metadata`, registers; the codec takes no
+/// others but `in_port`). A masked field gives the bits under its mask,
+/// the others 0.
+pub(super) fn packet_out_start(m: &Match) -> PacketOutStart {
+    let mut s = PacketOutStart {
+        tun: packet_out_tunnel(m),
+        ..PacketOutStart::default()
+    };
+    for f in m.fields() {
+        if let OxmField::Metadata(x) = f {
+            s.metadata = x.value & x.mask.unwrap_or(u64::MAX);
+        }
+    }
+    for r in m.registers() {
+        if matches!(r.reg, Register::Reg(_) | Register::XReg(_)) {
+            let v = r.reg.get(&s.regs) & !r.mask_or_all();
+            r.reg.set(&mut s.regs, v | (r.value & r.mask_or_all()));
+        }
+    }
+    s
+}
+
+/// The tunnel metadata a packet-out's match gives its packet.
 pub(super) fn packet_out_tunnel(m: &Match) -> TunMeta {
     let mut t = TunMeta::NONE;
     for f in m.fields() {
@@ -182,6 +204,36 @@ mod tests {
             TunMeta::v4(0x15, Ipv4Addr::new(10, 0, 1, 0), Ipv4Addr::new(10, 0, 0, 2))
         );
         assert_eq!(packet_out_tunnel(&Match::new()), TunMeta::NONE);
+    }
+
+    #[test]
+    fn a_packet_out_match_gives_its_metadata_and_registers() {
+        let reg = |reg, value, mask| NxMatchField { reg, value, mask };
+        let m = Match::from_fields(vec![OxmField::Metadata(Masked::exact(0x42))])
+            .and_then(|m| {
+                m.with_registers(vec![
+                    reg(Register::Reg(3), 7, None),
+                    // xreg1 is reg2 (high) and reg3 (low): its low half
+                    // masked off keeps reg3's 7.
+                    reg(
+                        Register::XReg(1),
+                        0x5_0000_0000,
+                        Some(0xffff_ffff_0000_0000),
+                    ),
+                    reg(Register::TunDst, 0x0a00_0002, None),
+                ])
+            })
+            .unwrap();
+        let s = packet_out_start(&m);
+        assert_eq!(s.metadata, 0x42);
+        let mut want = [0; crate::openflow::nicira::N_REGS];
+        (want[2], want[3]) = (5, 7);
+        assert_eq!(s.regs, want);
+        assert_eq!(
+            s.tun,
+            TunMeta::v4(0, Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(packet_out_start(&Match::new()), PacketOutStart::default());
     }
 
     #[test]

@@ -451,6 +451,17 @@ struct Metas {
     index: HashMap<ControllerMeta, u32>,
 }
 
+/// What an OpenFlow 1.5 packet-out's match gives its packet before the
+/// actions run (Open vSwitch's pipeline fields): tunnel metadata, the
+/// OpenFlow `metadata` and the registers. All zero by default, as for a
+/// packet-out of an earlier version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketOutStart {
+    pub tun: TunMeta,
+    pub metadata: u64,
+    pub regs: [u32; crate::openflow::nicira::N_REGS],
+}
+
 /// One packet a packet-out sends ([`FlowModule::packet_out`]), with its
 /// bytes as the actions left them at that output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1050,22 +1061,26 @@ impl FlowModule {
         actions: &[Action],
         now: Nanos,
     ) -> Result<Vec<Output>, ErrorCode> {
-        self.packet_out_with(in_port, TunMeta::NONE, frame, actions, now)
+        self.packet_out_with(in_port, &PacketOutStart::default(), frame, actions, now)
     }
 
-    /// [`FlowModule::packet_out`] of a packet that comes with tunnel
-    /// metadata `came` (an OpenFlow 1.5 packet-out's `tun_id`, `tun_src`,
-    /// `tun_dst`): it is in the key for the actions and the tables, and
-    /// the packet goes out with it (as the actions change it) as a packet
-    /// from a tunnel port does.
+    /// [`FlowModule::packet_out`] of a packet that comes with pipeline
+    /// fields `start` (an OpenFlow 1.5 packet-out's match): its tunnel
+    /// metadata (`tun_id`, `tun_src`, `tun_dst`, `tun_ipv6_*`) and
+    /// `metadata` are in the key for the actions and the tables, its
+    /// registers start as given there too (Open vSwitch's pipeline fields),
+    /// and the packet goes out with its tunnel metadata (as the actions
+    /// change it) as a packet from a tunnel port does. An output to TABLE
+    /// starts the tables from `start` again, with the rewrites before it.
     pub fn packet_out_with(
         &self,
         in_port: u32,
-        came: TunMeta,
+        start: &PacketOutStart,
         frame: &[u8],
         actions: &[Action],
         now: Nanos,
     ) -> Result<Vec<Output>, ErrorCode> {
+        let came = start.tun;
         let pn = PortNo(in_port);
         if !(pn == PortNo::CONTROLLER || pn == PortNo::LOCAL || (in_port != 0 && !pn.is_reserved()))
         {
@@ -1089,7 +1104,8 @@ impl FlowModule {
         let mut p =
             key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
         key::set_tunnel(&mut p.key, &came);
-        let trace = pipe.trace_actions(&p.key, actions);
+        key::METADATA.set(&mut p.key, start.metadata);
+        let trace = pipe.trace_actions(&p.key, start.regs, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
         let mut learns = trace.learns;
@@ -1125,7 +1141,8 @@ impl FlowModule {
             };
             let came = set.unwrap_or(TunMeta::NONE);
             key::set_tunnel(&mut q.key, &came);
-            let mut t = pipe.trace_tables(&q.key);
+            key::METADATA.set(&mut q.key, start.metadata);
+            let mut t = pipe.trace_tables(&q.key, start.regs);
             t.credit(&pipe, data.len() as u64, now);
             t.fin(&data, q.layout.l4);
             learns.append(&mut t.learns);

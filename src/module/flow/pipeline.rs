@@ -261,7 +261,13 @@ impl Pipeline {
     /// The pipeline from table 0 for `key`, as an executor holding every
     /// output with its own rewrites.
     fn run_tables(&self, key: &Key) -> Exec<'_> {
+        self.run_tables_with(key, [0; crate::openflow::nicira::N_REGS])
+    }
+
+    /// [`Pipeline::run_tables`] with registers `regs` as the packet starts.
+    fn run_tables_with(&self, key: &Key, regs: [u32; crate::openflow::nicira::N_REGS]) -> Exec<'_> {
         let mut x = Exec::new(self, key);
+        x.regs = regs;
         IN_PORT.all(&mut x.mask);
         let mut set = ActionSet::default();
         let mut t = 0usize;
@@ -323,8 +329,16 @@ impl Pipeline {
     /// A packet-out's action list on `key`: its outputs in order, each with
     /// the rewrites before it, and the group counters it credits. Output
     /// to TABLE is [`Out::Table`] (only at the top of the list).
-    pub fn trace_actions(&self, key: &Key, actions: &[Action]) -> Trace {
+    /// Its registers start as `regs` (an OpenFlow 1.5 packet-out's match
+    /// may give them; else 0).
+    pub fn trace_actions(
+        &self,
+        key: &Key,
+        regs: [u32; crate::openflow::nicira::N_REGS],
+        actions: &[Action],
+    ) -> Trace {
         let mut x = Exec::new(self, key);
+        x.regs = regs;
         x.entry = EntryInfo {
             table_id: 0,
             cookie: u64::MAX,
@@ -338,8 +352,9 @@ impl Pipeline {
 
     /// A packet (`key`) submitted to table 0 by a packet-out: its outputs
     /// in order, each with its own rewrites, and every counter it credits.
-    pub fn trace_tables(&self, key: &Key) -> Trace {
-        self.run_tables(key).trace()
+    /// Its registers start as `regs`.
+    pub fn trace_tables(&self, key: &Key, regs: [u32; crate::openflow::nicira::N_REGS]) -> Trace {
+        self.run_tables_with(key, regs).trace()
     }
 }
 
