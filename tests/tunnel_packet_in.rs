@@ -201,7 +201,10 @@ fn packet_out_matches_carry_tunnel_metadata_in_1_5() {
     let (_, back) = mswitch::openflow::decode(&bytes).expect("a register and metadata");
     assert_eq!(back, Message::PacketOut(reg0));
     let said = ofp_print(&bytes);
-    assert!(said.contains("metadata=0x9") && said.contains("reg0=0xa000002"), "{said}");
+    assert!(
+        said.contains("metadata=0x9") && said.contains("reg0=0xa000002"),
+        "{said}"
+    );
     let mut eth = po.clone();
     eth.pipeline = Match::from_fields(vec![OxmField::EthType(0x0800)]).unwrap();
     let err = mswitch::openflow::decode(&encoded(&Message::PacketOut(eth), 6))

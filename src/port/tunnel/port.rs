@@ -13,9 +13,11 @@
 //! does not fit the route's MTU is dropped and counted as `too_big` (never
 //! fragmented). A port with a flow-based remote or key (`remote=flow`,
 //! `out_key=flow`) gets frames with their tunnel metadata
-//! ([`Port::transmit_tunnel`]) and sends each to its `tun_dst` with its
-//! `tun_id` as VNI; a frame without a `tun_dst` is dropped and counted
-//! (`tx_no_remote`). Incoming: see the endpoint;
+//! ([`Port::transmit_tunnel`]) and sends each to its `tun_dst` (else its
+//! `tun_ipv6_dst`, on an IPv6 socket) with its `tun_id` as VNI; a frame
+//! without one the port can send to is dropped and counted
+//! (`tx_no_remote`). With `tos=inherit`/`ttl=inherit` each frame's outer
+//! TOS and TTL are its inner ones ([`super::inherit`]). Incoming: see the endpoint;
 //! every frame carries its tunnel metadata. The port never
 //! sends anything of its own accord: what came in on it goes only where the
 //! switch's module sends it (flooding excludes the input port, as for every
@@ -269,7 +271,8 @@ impl TunnelPort {
     fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
         let mut e = self.encap();
         if self.cfg.remote_flow {
-            let ours = match remote_of(m)? {
+            let to = remote_of(m)?;
+            let ours = match to {
                 IpAddr::V4(a) if !self.v6 => a == self.rx.local || is_local_addr(a),
                 IpAddr::V6(a) if self.v6 => a == self.rx.local6 || is_local_addr6(a),
                 _ => true,
@@ -277,7 +280,7 @@ impl TunnelPort {
             if ours {
                 return None;
             }
-            e.remote = remote_of(m)?;
+            e.remote = to;
         }
         if self.cfg.out_key_flow {
             e.vni = (m.id & u64::from(MAX_VNI)) as u32;
