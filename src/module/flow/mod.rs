@@ -1071,7 +1071,8 @@ impl FlowModule {
     /// registers start as given there too (Open vSwitch's pipeline fields),
     /// and the packet goes out with its tunnel metadata (as the actions
     /// change it) as a packet from a tunnel port does. An output to TABLE
-    /// starts the tables from `start` again, with the rewrites before it.
+    /// starts the tables from the packet as the actions before it left
+    /// it: its rewrites, registers and `metadata`.
     pub fn packet_out_with(
         &self,
         in_port: u32,
@@ -1109,6 +1110,7 @@ impl FlowModule {
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
         let mut learns = trace.learns;
+        let mut table_starts = trace.table_starts.into_iter();
         // NORMAL from the controller (or LOCAL without a local port)
         // learns nothing and may go to every port of the packet's VLAN.
         let in_id = pipe.port_id(in_port);
@@ -1141,8 +1143,9 @@ impl FlowModule {
             };
             let came = set.unwrap_or(TunMeta::NONE);
             key::set_tunnel(&mut q.key, &came);
-            key::METADATA.set(&mut q.key, start.metadata);
-            let mut t = pipe.trace_tables(&q.key, start.regs);
+            let (regs, metadata) = table_starts.next().unwrap_or((start.regs, start.metadata));
+            key::METADATA.set(&mut q.key, metadata);
+            let mut t = pipe.trace_tables(&q.key, regs);
             t.credit(&pipe, data.len() as u64, now);
             t.fin(&data, q.layout.l4);
             learns.append(&mut t.learns);

@@ -369,6 +369,10 @@ pub(crate) struct Trace {
     pub learns: Vec<Arc<Learned>>,
     /// The `fin_timeout`s it ran in flow entries.
     pub fins: Vec<FinTimeout>,
+    /// Per output to TABLE, in order: the registers and `metadata` the
+    /// packet had there, which the tables start from (as Open vSwitch's
+    /// packet-out carries them into its table lookup).
+    pub table_starts: Vec<([u32; crate::openflow::nicira::N_REGS], u64)>,
 }
 
 impl Trace {
@@ -604,6 +608,8 @@ struct Exec<'p> {
     rewritten: TableSet,
     learns: Vec<Arc<Learned>>,
     fins: Vec<FinTimeout>,
+    /// See [`Trace::table_starts`].
+    table_starts: Vec<([u32; crate::openflow::nicira::N_REGS], u64)>,
 }
 
 impl<'p> Exec<'p> {
@@ -634,6 +640,7 @@ impl<'p> Exec<'p> {
             rewritten: [0; 4],
             learns: Vec::new(),
             fins: Vec::new(),
+            table_starts: Vec::new(),
         }
     }
 
@@ -645,6 +652,7 @@ impl<'p> Exec<'p> {
             groups: self.groups,
             learns: self.learns,
             fins: self.fins,
+            table_starts: self.table_starts,
         }
     }
 
@@ -738,7 +746,10 @@ impl<'p> Exec<'p> {
                 None => Out::Local,
             },
             PortNo::NORMAL => Out::Normal,
-            PortNo::TABLE if self.table_ok && depth == 0 => Out::Table,
+            PortNo::TABLE if self.table_ok && depth == 0 => {
+                self.table_starts.push((self.regs, METADATA.get(&self.key)));
+                Out::Table
+            }
             p if !p.is_reserved() && !self.p.no_fwd(p.0) => match self.p.port_id(p.0) {
                 Some(id) => Out::Port(id),
                 None => return,

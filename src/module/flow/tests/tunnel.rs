@@ -450,4 +450,33 @@ fn a_packet_out_starts_from_the_metadata_and_registers_its_match_gives() {
         matches!(&outs[..], [Output::Port(PortId(2), _)]),
         "{outs:?}"
     );
+    // What the actions write before output:TABLE is where the tables
+    // start: reg0 and metadata loaded by the actions reach the flow on
+    // them, from a packet-out that gave neither.
+    let load = |dst: FieldRef, value| {
+        Action::Nx(NxAction::RegLoad {
+            dst,
+            ofs: 0,
+            n_bits: if dst.0 == 0x8000_0408 { 64 } else { 32 },
+            value,
+        })
+    };
+    let acts = [
+        load(FieldRef::reg(Register::Reg(0)), 5),
+        load(FieldRef(0x8000_0408), 0x42),
+        Action::output(PortNo::TABLE),
+    ];
+    let outs = m
+        .packet_out_with(
+            PortNo::CONTROLLER.0,
+            &PacketOutStart::default(),
+            &f,
+            &acts,
+            0,
+        )
+        .unwrap();
+    assert!(
+        matches!(&outs[..], [Output::Port(PortId(3), _)]),
+        "{outs:?}"
+    );
 }
