@@ -174,3 +174,4 @@ mod mpls;
 mod nicira;
 mod pipeline;
 mod tunnel;
+mod tunnel6;
