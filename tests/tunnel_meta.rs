@@ -155,6 +155,7 @@ fn metadata_comes_with_the_batch_and_goes_out_as_the_module_set_it() {
         id: u64::from(k),
         src: Ipv4Addr::new(10, 0, 0, k),
         dst: Ipv4Addr::new(10, 0, 1, 1),
+        ..TunMeta::NONE
     };
     for k in 0..4u8 {
         tin.meta.store(u32::from(k), came(k));

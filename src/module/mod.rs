@@ -746,6 +746,7 @@ mod tests {
             id,
             src: std::net::Ipv4Addr::new(192, 168, 1, 1),
             dst: std::net::Ipv4Addr::new(192, 168, 1, 2),
+            ..TunMeta::NONE
         };
         let mut v = Verdicts::with_capacity(4);
         v.reset(3);

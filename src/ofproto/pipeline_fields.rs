@@ -115,6 +115,7 @@ mod tests {
             id: 5,
             src: Ipv4Addr::new(192, 168, 1, 1),
             dst: Ipv4Addr::new(192, 168, 1, 2),
+            ..TunMeta::NONE
         };
         let reg = |reg, value| NxMatchField {
             reg,
@@ -168,6 +169,7 @@ mod tests {
                 id: 0x15,
                 src: Ipv4Addr::new(10, 0, 1, 0),
                 dst: Ipv4Addr::new(10, 0, 0, 2),
+                ..TunMeta::NONE
             }
         );
         assert_eq!(packet_out_tunnel(&Match::new()), TunMeta::NONE);

@@ -79,7 +79,10 @@ impl Match {
             let (i, shift) = match r.reg {
                 Register::Reg(i) => (usize::from(i / 2), if i % 2 == 0 { 32 } else { 0 }),
                 Register::XReg(i) => (usize::from(i), 0),
-                Register::ConjId | Register::TunSrc | Register::TunDst => {
+                Register::ConjId
+                | Register::TunSrc
+                | Register::TunDst
+                | Register::TunMetadata { .. } => {
                     other.push(*r);
                     continue;
                 }

@@ -85,7 +85,21 @@ pub enum Register {
     /// and moves); as registers they read 0 and take no writes.
     TunSrc,
     TunDst,
+    /// `tun_metadata<idx>` (`NXM_NX_TUN_METADATAn`, class 1, field 40 +
+    /// n): a Geneve option's data, through the switch's TLV table
+    /// ([`super::tlv`]). Variable length: `len` is the value's bytes as
+    /// received or sent (1 to 8 here: mswitch's tables map at most 8 bytes,
+    /// see the README). Like the tunnel addresses it is packet metadata in
+    /// the flow module's key, and reads 0 and takes no writes as a
+    /// register.
+    TunMetadata {
+        idx: u8,
+        len: u8,
+    },
 }
+
+/// The most bytes a `tun_metadataN` value may have here.
+pub const TUN_METADATA_MAX_LEN: u8 = 8;
 
 impl Register {
     /// The register a 32-bit header (class, field, length) names, if any.
@@ -99,6 +113,17 @@ impl Register {
         let len = header & 0xff;
         let (reg, width) = match class {
             NXM_CLASS_NX if usize::from(field) < N_REGS => (Register::Reg(field), 4),
+            NXM_CLASS_NX if tun_metadata_field(field) => {
+                let n = if hasmask { len / 2 } else { len };
+                if n == 0 || n > u32::from(TUN_METADATA_MAX_LEN) || (hasmask && !len.is_multiple_of(2)) {
+                    return None;
+                }
+                let reg = Register::TunMetadata {
+                    idx: field - super::tlv::NX_TUN_METADATA0,
+                    len: n as u8,
+                };
+                (reg, n)
+            }
             NXM_CLASS_NX if field == NX_TUN_SRC => (Register::TunSrc, 4),
             NXM_CLASS_NX if field == NX_TUN_DST => (Register::TunDst, 4),
             OXM_CLASS_PACKET_REGS if field < 8 => (Register::XReg(field), 8),
@@ -109,7 +134,22 @@ impl Register {
 
     /// Whether this is a tunnel address (`tun_src`, `tun_dst`).
     pub fn is_tunnel(self) -> bool {
-        matches!(self, Register::TunSrc | Register::TunDst)
+        matches!(
+            self,
+            Register::TunSrc | Register::TunDst | Register::TunMetadata { .. }
+        )
+    }
+
+    /// The name Open vSwitch's tools give it (`reg3`, `tun_metadata0`).
+    pub fn name(self) -> String {
+        match self {
+            Register::Reg(n) => format!("reg{n}"),
+            Register::XReg(n) => format!("xreg{n}"),
+            Register::ConjId => "conj_id".to_owned(),
+            Register::TunSrc => "tun_src".to_owned(),
+            Register::TunDst => "tun_dst".to_owned(),
+            Register::TunMetadata { idx, .. } => format!("tun_metadata{idx}"),
+        }
     }
 
     /// Width in bits.
@@ -117,6 +157,7 @@ impl Register {
         match self {
             Register::Reg(_) | Register::ConjId | Register::TunSrc | Register::TunDst => 32,
             Register::XReg(_) => 64,
+            Register::TunMetadata { len, .. } => u16::from(len) * 8,
         }
     }
 
@@ -128,6 +169,11 @@ impl Register {
             Register::ConjId => (NXM_CLASS_NX, 37, 4u32),
             Register::TunSrc => (NXM_CLASS_NX, NX_TUN_SRC, 4u32),
             Register::TunDst => (NXM_CLASS_NX, NX_TUN_DST, 4u32),
+            Register::TunMetadata { idx, len } => (
+                NXM_CLASS_NX,
+                super::tlv::NX_TUN_METADATA0 + idx,
+                u32::from(len),
+            ),
         };
         (u32::from(class) << 16)
             | (u32::from(field & 0x7f) << 9)
@@ -139,7 +185,10 @@ impl Register {
     /// as 0, its value outside a conjunctive match's lookup).
     pub fn get(self, regs: &[u32; N_REGS]) -> u64 {
         match self {
-            Register::ConjId | Register::TunSrc | Register::TunDst => 0,
+            Register::ConjId
+            | Register::TunSrc
+            | Register::TunDst
+            | Register::TunMetadata { .. } => 0,
             Register::Reg(i) => u64::from(regs[usize::from(i) % N_REGS]),
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -152,7 +201,10 @@ impl Register {
     /// read-only: nothing).
     pub fn set(self, regs: &mut [u32; N_REGS], v: u64) {
         match self {
-            Register::ConjId | Register::TunSrc | Register::TunDst => {}
+            Register::ConjId
+            | Register::TunSrc
+            | Register::TunDst
+            | Register::TunMetadata { .. } => {}
             Register::Reg(i) => regs[usize::from(i) % N_REGS] = v as u32,
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -161,6 +213,12 @@ impl Register {
             }
         }
     }
+}
+
+/// Whether an NXM class 1 field number is a `tun_metadataN`'s.
+pub fn tun_metadata_field(field: u8) -> bool {
+    (super::tlv::NX_TUN_METADATA0..super::tlv::NX_TUN_METADATA0 + super::tlv::MAX_FIELDS as u8)
+        .contains(&field)
 }
 
 /// A register in a match, with an optional mask (1-bits are matched).
@@ -180,10 +238,11 @@ impl NxMatchField {
 
     /// The bits of the register the match looks at.
     pub fn mask_or_all(&self) -> u64 {
-        let all = if self.reg.bits() == 64 {
+        let bits = self.reg.bits();
+        let all = if bits >= 64 {
             u64::MAX
         } else {
-            u64::from(u32::MAX)
+            (1u64 << bits) - 1
         };
         self.mask.unwrap_or(all) & all
     }
@@ -200,6 +259,7 @@ impl NxMatchField {
             let known_field = match class {
                 NXM_CLASS_NX => {
                     field < N_REGS as u32
+                        || tun_metadata_field(field as u8)
                         || field == 37
                         || field == u32::from(NX_TUN_SRC)
                         || field == u32::from(NX_TUN_DST)

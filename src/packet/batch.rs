@@ -4,7 +4,8 @@
 #![allow(unsafe_code)]
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::port::PortId;
 
@@ -14,11 +15,26 @@ use crate::port::PortId;
 /// it is what the packet carried (a tunnel port fills it); on output, what
 /// a `key=flow`/`remote_ip=flow` tunnel port sends the frame with. All
 /// zero: no tunnel (every packet that did not come from one).
+///
+/// Geneve options: on input `opts` names the options the frame came with
+/// in its port's side storage ([`TunMetaSlots::options`]); the `flow`
+/// module reads them through its TLV table into `tun_metadataN` fields:
+/// `md_present` (bit N: `tun_metadataN` is there) and `md` (their data,
+/// placed by the table), with `tlv` the table's registry id
+/// ([`crate::port::tunnel::geneve_opts`]). On output a Geneve port sends
+/// the present fields as options, by that table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TunMeta {
     pub id: u64,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
+    /// The received options: 1 + their slot in the port's option storage,
+    /// 0 if none.
+    pub opts: u32,
+    /// The TLV table of `md` (0: none).
+    pub tlv: u32,
+    pub md_present: u64,
+    pub md: u64,
 }
 
 impl TunMeta {
@@ -27,6 +43,10 @@ impl TunMeta {
         id: 0,
         src: Ipv4Addr::UNSPECIFIED,
         dst: Ipv4Addr::UNSPECIFIED,
+        opts: 0,
+        tlv: 0,
+        md_present: 0,
+        md: 0,
     };
 }
 
@@ -40,11 +60,29 @@ impl Default for TunMeta {
 /// ring's producer stores the metadata of slot `i` before it publishes the
 /// slot, and the switch reads it after it saw the slot published (the
 /// ring's release/acquire orders the two, so plain relaxed atomics do).
+///
+/// Geneve options get storage of their own, made the first time the port
+/// stores a frame with options ([`TunMetaSlots::store_with_options`]): a
+/// port that never sees any pays one check per frame.
 pub struct TunMetaSlots {
     id: Box<[AtomicU64]>,
     /// Source in the high 32 bits, destination in the low.
     addrs: Box<[AtomicU64]>,
+    opts: OnceLock<Box<[SlotOptions]>>,
 }
+
+/// The Geneve options of one slot: their length in 4-byte words (0:
+/// none) and the words.
+struct SlotOptions {
+    words: AtomicU32,
+    data: [AtomicU32; OPTION_WORDS],
+}
+
+/// The most 4-byte words of Geneve options a header holds.
+const OPTION_WORDS: usize = 63;
+
+/// The most bytes of Geneve options a frame has.
+pub const MAX_OPTIONS: usize = OPTION_WORDS * 4;
 
 impl TunMetaSlots {
     /// Metadata for a ring of `n` slots.
@@ -53,7 +91,53 @@ impl TunMetaSlots {
         TunMetaSlots {
             id: (0..n).map(|_| AtomicU64::new(0)).collect(),
             addrs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            opts: OnceLock::new(),
         }
+    }
+
+    /// [`TunMetaSlots::store`] with the frame's Geneve options (`opts`,
+    /// whole 4-byte words; empty: none).
+    #[inline]
+    pub fn store_with_options(&self, pos: u32, m: TunMeta, opts: &[u8]) {
+        self.store(pos, m);
+        let storage = match self.opts.get() {
+            Some(s) => s,
+            None if opts.is_empty() => return,
+            None => self.opts.get_or_init(|| {
+                (0..self.id.len())
+                    .map(|_| SlotOptions {
+                        words: AtomicU32::new(0),
+                        data: [const { AtomicU32::new(0) }; OPTION_WORDS],
+                    })
+                    .collect()
+            }),
+        };
+        let s = &storage[pos as usize % self.id.len()];
+        let mut n = 0;
+        for (w, c) in s.data.iter().zip(opts.chunks_exact(4)) {
+            w.store(
+                u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                Ordering::Relaxed,
+            );
+            n += 1;
+        }
+        s.words.store(n, Ordering::Relaxed);
+    }
+
+    /// Copies the options `m.opts` names (a [`TunMeta`] this storage gave)
+    /// into `out`; returns their bytes.
+    pub fn options<'o>(&self, m: &TunMeta, out: &'o mut [u8; MAX_OPTIONS]) -> &'o [u8] {
+        let Some(s) = (m.opts as usize)
+            .checked_sub(1)
+            .and_then(|i| self.opts.get()?.get(i))
+        else {
+            return &[];
+        };
+        let n = (s.words.load(Ordering::Relaxed) as usize).min(OPTION_WORDS);
+        for (o, w) in out.chunks_exact_mut(4).zip(&s.data[..n]) {
+            o.copy_from_slice(&w.load(Ordering::Relaxed).to_be_bytes());
+        }
+        &out[..n * 4]
     }
 
     /// Stores the metadata of the slot at ring position `pos`.
@@ -70,10 +154,16 @@ impl TunMetaSlots {
     pub fn load(&self, pos: u32) -> TunMeta {
         let i = pos as usize % self.id.len();
         let a = self.addrs[i].load(Ordering::Relaxed);
+        let opts = match self.opts.get() {
+            Some(s) if s[i].words.load(Ordering::Relaxed) != 0 => i as u32 + 1,
+            _ => 0,
+        };
         TunMeta {
             id: self.id[i].load(Ordering::Relaxed),
             src: Ipv4Addr::from((a >> 32) as u32),
             dst: Ipv4Addr::from(a as u32),
+            opts,
+            ..TunMeta::NONE
         }
     }
 }
@@ -125,6 +215,8 @@ pub struct Batch<'a> {
     in_port: PortId,
     /// Per packet, when the input port is a tunnel port.
     tun: Option<&'a [TunMeta]>,
+    /// Where their Geneve options are.
+    tun_opts: Option<&'a TunMetaSlots>,
 }
 
 impl<'a> Batch<'a> {
@@ -136,6 +228,7 @@ impl<'a> Batch<'a> {
             pkts,
             in_port,
             tun: None,
+            tun_opts: None,
         }
     }
 
@@ -146,6 +239,22 @@ impl<'a> Batch<'a> {
             self.tun = Some(tun);
         }
         self
+    }
+
+    /// The batch whose tunnel metadata's Geneve options are in `slots`
+    /// (the input port's).
+    pub fn with_tunnel_options(mut self, slots: &'a TunMetaSlots) -> Batch<'a> {
+        self.tun_opts = Some(slots);
+        self
+    }
+
+    /// The Geneve options packet `i` came with (`tun`: its metadata),
+    /// copied into `out`; empty if none.
+    pub fn tunnel_options<'o>(&self, tun: &TunMeta, out: &'o mut [u8; MAX_OPTIONS]) -> &'o [u8] {
+        match self.tun_opts {
+            Some(s) if tun.opts != 0 => s.options(tun, out),
+            _ => &[],
+        }
     }
 
     /// The tunnel metadata of every packet, if the batch came in on a
@@ -172,6 +281,7 @@ impl<'a> Batch<'a> {
             pkts: refs.as_mut_slice(),
             in_port,
             tun: None,
+            tun_opts: None,
         }
     }
 
@@ -194,6 +304,7 @@ impl<'a> Batch<'a> {
             pkts: refs.as_mut_slice(),
             in_port,
             tun: None,
+            tun_opts: None,
         }
     }
 

@@ -194,8 +194,8 @@ impl Forwarder {
             // the input's incoming ring, which this worker alone owns until it
             // releases them below; lengths were checked against `cap`.
             let mut batch = unsafe { Batch::new(&mut self.pkts, input.id) };
-            if tun.is_some() {
-                batch = batch.with_tunnel(&self.tun_in);
+            if let Some(t) = tun {
+                batch = batch.with_tunnel(&self.tun_in).with_tunnel_options(t);
             }
             table.module.process(&mut batch, &mut self.verdicts, now);
             self.tunnel_out();

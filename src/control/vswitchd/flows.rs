@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use crate::openflow::action::Action;
 use crate::openflow::instruction::Instruction;
 use crate::openflow::multipart::FlowStats;
-use crate::openflow::nicira::{NxAction, Register};
+use crate::openflow::nicira::NxAction;
 use crate::openflow::oxm::{Masked, OFPVID_PRESENT, OxmField};
 use crate::openflow::port::PortNo;
 
@@ -73,13 +73,7 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
         parts.push(s.to_owned());
     }
     for r in f.match_.registers() {
-        let name = match r.reg {
-            Register::Reg(n) => format!("reg{n}"),
-            Register::XReg(n) => format!("xreg{n}"),
-            Register::ConjId => "conj_id".to_owned(),
-            Register::TunSrc => "tun_src".to_owned(),
-            Register::TunDst => "tun_dst".to_owned(),
-        };
+        let name = r.reg.name();
         parts.push(format!("{name}={}", hex_masked(r.value, r.mask)));
     }
     for x in fields {
@@ -244,13 +238,7 @@ fn action(a: &Action) -> String {
             }
         }
         Action::Nx(NxAction::SetReg { reg, value }) => {
-            let name = match reg {
-                Register::Reg(n) => format!("reg{n}"),
-                Register::XReg(n) => format!("xreg{n}"),
-                Register::ConjId => "conj_id".to_owned(),
-                Register::TunSrc => "tun_src".to_owned(),
-                Register::TunDst => "tun_dst".to_owned(),
-            };
+            let name = reg.name();
             format!("set_field:{value:#x}->{name}")
         }
         Action::Nx(other) => format!("{other:?}"),

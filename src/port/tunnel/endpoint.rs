@@ -42,6 +42,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
+use super::geneve_opts::critical_known;
 use super::header::{DecapError, Proto, decode};
 use super::rxbatch::{RxBatch, RxPos};
 use super::socket::{BATCH, UdpTunnelSocket};
@@ -103,8 +104,9 @@ pub struct Receiver {
 
 impl Receiver {
     /// Copies `frames` into the incoming ring, each with the metadata
-    /// `meta`, and publishes them once; returns how many fit.
-    fn push(&self, frames: &[&[u8]], meta: TunMeta) -> usize {
+    /// `meta` and its Geneve options (`opts`, one per frame), and publishes
+    /// them once; returns how many fit.
+    fn push(&self, frames: &[&[u8]], opts: &[&[u8]], meta: TunMeta) -> usize {
         // Only the holder of the socket's receive lock produces here, so
         // `head` is the slot `fill` takes first, and the metadata is
         // stored before `fill` publishes the slots.
@@ -112,7 +114,9 @@ impl Receiver {
         let mut k = 0;
         self.fill.fill(&self.mem, frames.len(), |buf| {
             let f = frames.get(k)?;
-            self.meta.store(head.wrapping_add(k as u32), meta);
+            let o = opts.get(k).copied().unwrap_or_default();
+            self.meta
+                .store_with_options(head.wrapping_add(k as u32), meta, o);
             buf[..f.len()].copy_from_slice(f);
             k += 1;
             Some(f.len())
@@ -140,11 +144,17 @@ impl<'m> Wake<'m> {
     /// waking unless it is `own`. What does not fit is dropped and counted,
     /// except on `own`: then returns how many were queued (the caller
     /// leaves the rest for `own`'s next poll).
-    fn queue(&mut self, run: Option<Run<'m>>, frames: &[&[u8]], own: &Receiver) -> Option<usize> {
+    fn queue(
+        &mut self,
+        run: Option<Run<'m>>,
+        frames: &[&[u8]],
+        opts: &[&[u8]],
+        own: &Receiver,
+    ) -> Option<usize> {
         let Some((_, Some(p), meta)) = run else {
             return None;
         };
-        let queued = p.push(frames, meta);
+        let queued = p.push(frames, opts, meta);
         let mine = std::ptr::eq(&**p, own);
         if queued < frames.len() {
             if mine {
@@ -398,6 +408,8 @@ impl Endpoint {
         // and its frames not yet queued with the place of each.
         let mut run: Option<Run<'_>> = None;
         let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        // Each frame's Geneve options (empty: none).
+        let mut opts: [&[u8]; BATCH] = [&[]; BATCH];
         let mut places = [rx.pos(); BATCH];
         let mut nframes = 0;
         let mut pos = rx.pos();
@@ -407,7 +419,7 @@ impl Endpoint {
         // that what is read again after a stop was never counted.
         macro_rules! flush {
             () => {
-                if let Some(k) = wake.queue(run, &frames[..nframes], own) {
+                if let Some(k) = wake.queue(run, &frames[..nframes], &opts[..nframes], own) {
                     pos = places[k];
                     done = false;
                     break;
@@ -435,6 +447,11 @@ impl Endpoint {
                 (None, _) => Err(None),
                 (Some(_), None) => Err(Some(RxDrops::oversize as Counter)),
                 (Some(from), Some(bytes)) => match decode(self.key.proto, bytes) {
+                    // A critical option no switch's TLV table maps: Open
+                    // vSwitch drops the frame too.
+                    Ok(d) if d.critical && !critical_known(d.options(bytes)) => {
+                        Err(Some(RxDrops::geneve_unsupported as Counter))
+                    }
                     Ok(d) => Ok((from, bytes, d)),
                     Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
                         Err(Some(RxDrops::geneve_unsupported as Counter))
@@ -471,6 +488,7 @@ impl Endpoint {
                         dst: dg
                             .to
                             .unwrap_or(p.map_or(Ipv4Addr::UNSPECIFIED, |p| p.local)),
+                        ..TunMeta::NONE
                     };
                     run = Some((key, p, meta));
                 }
@@ -486,12 +504,13 @@ impl Endpoint {
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
             } else {
                 frames[nframes] = inner;
+                opts[nframes] = d.options(bytes);
                 places[nframes] = here;
                 nframes += 1;
             }
             pos = next;
         }
-        if done && let Some(k) = wake.queue(run, &frames[..nframes], own) {
+        if done && let Some(k) = wake.queue(run, &frames[..nframes], &opts[..nframes], own) {
             pos = places[k];
             done = false;
         }

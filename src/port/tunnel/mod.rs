@@ -45,6 +45,7 @@
 
 pub mod config;
 pub mod endpoint;
+pub mod geneve_opts;
 pub mod header;
 pub mod port;
 pub mod route;

@@ -11,6 +11,7 @@ fn meta(id: u64, src: [u8; 4], dst: [u8; 4]) -> TunMeta {
         id,
         src: src.into(),
         dst: dst.into(),
+        ..TunMeta::NONE
     }
 }
 
