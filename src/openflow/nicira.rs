@@ -56,6 +56,7 @@ pub mod subtype {
     pub const FIN_TIMEOUT: u16 = 19;
     pub const LEARN2: u16 = 45;
     pub const OUTPUT_REG2: u16 = 32;
+    pub const REG_LOAD2: u16 = 33;
     pub const CONJUNCTION: u16 = 34;
 }
 
@@ -115,7 +116,10 @@ impl Register {
             NXM_CLASS_NX if usize::from(field) < N_REGS => (Register::Reg(field), 4),
             NXM_CLASS_NX if tun_metadata_field(field) => {
                 let n = if hasmask { len / 2 } else { len };
-                if n == 0 || n > u32::from(TUN_METADATA_MAX_LEN) || (hasmask && !len.is_multiple_of(2)) {
+                if n == 0
+                    || n > u32::from(TUN_METADATA_MAX_LEN)
+                    || (hasmask && !len.is_multiple_of(2))
+                {
                     return None;
                 }
                 let reg = Register::TunMetadata {
@@ -319,6 +323,14 @@ impl FieldRef {
         }
     }
 
+    /// The `tun_metadataN` this names, if any, whatever its length (Open
+    /// vSwitch's tools name one in a move with its largest, 124 bytes).
+    pub fn tun_metadata(self) -> Option<u8> {
+        let field = (self.0 >> 9) as u8 & 0x7f;
+        ((self.0 >> 16) as u16 == NXM_CLASS_NX && tun_metadata_field(field))
+            .then(|| field - super::tlv::NX_TUN_METADATA0)
+    }
+
     /// The register this names, if it is one.
     pub fn register(self) -> Option<Register> {
         if self.0 & 0x100 != 0 {
@@ -449,7 +461,7 @@ impl NxAction {
             subtype::REG_MOVE | subtype::REG_LOAD | subtype::OUTPUT_REG | subtype::OUTPUT_REG2 => {
                 Some(24)
             }
-            subtype::NOTE | subtype::LEARN | subtype::LEARN2 => None,
+            subtype::NOTE | subtype::LEARN | subtype::LEARN2 | subtype::REG_LOAD2 => None,
             _ => return Err(bad(BadActionCode::BadExpType)),
         };
         if fixed.is_some_and(|n| n != len) {
@@ -513,6 +525,10 @@ impl NxAction {
                     bytes,
                 }
             }
+            // A set-field (masked or not) in an NXM entry: what Open
+            // vSwitch's tools send for `load` into a variable-length
+            // field (`tun_metadataN`).
+            subtype::REG_LOAD2 => NxAction::decode_set_entry(10, len, r)?,
             subtype::REG_LOAD => {
                 let (ofs, n_bits) = split_ofs_nbits(r.u16()?);
                 let dst = FieldRef(r.u32()?);
@@ -606,16 +622,35 @@ impl NxAction {
     /// `reg_load`), `r` after the action header; the mask must be one run
     /// of bits.
     pub(crate) fn decode_masked_set(len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
+        NxAction::decode_set_entry(4, len, r)
+    }
+
+    /// A register entry (header, value, and mask if it has one) after
+    /// `before` bytes of an action of `len` bytes, as a load.
+    fn decode_set_entry(before: usize, len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
         let bad = |c| ErrorCode::BadAction(c);
         let header = r.u32()?;
         let reg = Register::from_header(header).ok_or(bad(BadActionCode::BadSetArgument))?;
         let n = usize::from(reg.bits() / 8);
-        let body = r.take(2 * n).map_err(|_| bad(BadActionCode::BadSetLen))?;
-        if len != pad8(4 + 4 + 2 * n) {
+        let masked = header & 0x100 != 0;
+        let body = r
+            .take(if masked { 2 * n } else { n })
+            .map_err(|_| bad(BadActionCode::BadSetLen))?;
+        if len != pad8(before + 4 + body.len()) {
             return Err(bad(BadActionCode::BadSetLen));
         }
         r.rest();
-        let (value, mask) = (be(&body[..n]), be(&body[n..]));
+        let all = if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        let value = be(&body[..n]);
+        let mask = if masked { be(&body[n..]) } else { all };
+        if mask == 0 {
+            // (An all-zero mask writes nothing, and has no bit range.)
+            return Err(bad(BadActionCode::BadSetArgument));
+        }
         let ofs = mask.trailing_zeros() as u16;
         let n_bits = mask.count_ones() as u16;
         let run = if n_bits >= 64 {
@@ -623,7 +658,7 @@ impl NxAction {
         } else {
             ((1u64 << n_bits) - 1) << ofs
         };
-        if mask == 0 || run != mask || value & !mask != 0 {
+        if run != mask || value & !mask != 0 {
             return Err(bad(BadActionCode::BadSetArgument));
         }
         Ok(NxAction::RegLoad {

@@ -42,6 +42,14 @@ pub(crate) enum Op {
     /// `Op::Set` of `TunnelId`): no byte changes ([`tunnel`]).
     SetTunSrc(Ipv4Addr),
     SetTunDst(Ipv4Addr),
+    /// `tun_metadata<idx>`: present, its bits (`mask`) of the option data
+    /// word set to `value`, by the TLV table `tlv` (registry id).
+    SetTunMd {
+        idx: u8,
+        mask: u64,
+        value: u64,
+        tlv: u32,
+    },
 }
 
 impl Op {
@@ -49,7 +57,10 @@ impl Op {
     pub(crate) fn is_tunnel(&self) -> bool {
         matches!(
             self,
-            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::Set(OxmField::TunnelId(_))
+            Op::SetTunSrc(_)
+                | Op::SetTunDst(_)
+                | Op::Set(OxmField::TunnelId(_))
+                | Op::SetTunMd { .. }
         )
     }
 }
@@ -62,6 +73,16 @@ pub(crate) fn tunnel(mut m: TunMeta, ops: &[Op]) -> TunMeta {
             Op::Set(OxmField::TunnelId(x)) => m.id = x.value,
             Op::SetTunSrc(a) => m.src = a,
             Op::SetTunDst(a) => m.dst = a,
+            Op::SetTunMd {
+                idx,
+                mask,
+                value,
+                tlv,
+            } => {
+                m.md_present |= 1 << (idx & 63);
+                m.md = (m.md & !mask) | (value & mask);
+                m.tlv = tlv;
+            }
             _ => {}
         }
     }
@@ -289,7 +310,7 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
                 mpls::set_ttl(f.bytes(), &lay, Some(t));
             }
             // Metadata, not bytes.
-            Op::SetTunSrc(_) | Op::SetTunDst(_) => {}
+            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunMd { .. } => {}
         }
     }
     finish(f.bytes(), &lay, &sums);

@@ -87,7 +87,10 @@ pub(crate) mod ctr {
     pub const LEARNED: usize = 15;
     pub const LEARN_SKIPPED: usize = 16;
     pub const LEARN_FAILED: usize = 17;
-    pub const N: usize = 18;
+    /// Geneve options the TLV table cannot take (a critical option it
+    /// does not map, a mapped one of another length).
+    pub const TUN_METADATA_DROPS: usize = 18;
+    pub const N: usize = 19;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -107,6 +110,7 @@ pub(crate) mod ctr {
         "learned",
         "learn_skipped",
         "learn_failed",
+        "tun_metadata_drops",
     ];
 }
 
@@ -669,9 +673,14 @@ impl Stripe {
     /// may not share it.
     #[inline]
     pub fn reads_tunnel(&self, slot: u32) -> bool {
-        self.slots
-            .get(slot as usize)
-            .is_none_or(|s| (s.mask.0[key::TUN_ID.word] | s.mask.0[key::TUN_SRC.word]) != 0)
+        self.slots.get(slot as usize).is_none_or(|s| {
+            let m = &s.mask.0;
+            (m[key::TUN_ID.word]
+                | m[key::TUN_SRC.word]
+                | m[key::TUN_MD_PRESENT.word]
+                | m[key::TUN_MD.word])
+                != 0
+        })
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).

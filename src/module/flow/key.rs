@@ -1,5 +1,5 @@
 //! Flow keys: every header field the pipeline can match, packed into a
-//! fixed array of fourteen `u64` words (filled from a frame by `parse`, and
+//! fixed array of sixteen `u64` words (filled from a frame by `parse`, and
 //! the tunnel words from the packet's tunnel metadata), and
 //! matches and set-field actions in the same terms.
 //!
@@ -21,6 +21,8 @@
 //!   11   nd_sll / nd_tll (48)                        | inner vlan_tci (16)
 //!   12   tun_id (64)
 //!   13   tun_src (32: outer IPv4 source)             | tun_dst (32)
+//!   14   tun_metadata present (64: bit N for tun_metadataN)
+//!   15   tun_metadata data (64: where the TLV table puts each field)
 //! ```
 //!
 //! The tunnel words are 0 for a packet that did not come from a tunnel
@@ -51,11 +53,12 @@ use crate::openflow::error::BadMatchCode;
 use crate::openflow::nicira::Register;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
+use crate::port::tunnel::geneve_opts::TlvTable;
 
 pub(crate) use super::mpls::{MPLS_BOS, MPLS_LABEL, MPLS_LSE, MPLS_TC, MPLS_TTL};
 pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
-pub(crate) const WORDS: usize = 14;
+pub(crate) const WORDS: usize = 16;
 
 /// A flow key (or a mask, or a rule's masked value).
 #[derive(Clone, Copy, Default)]
@@ -157,6 +160,9 @@ pub(crate) const INNER_TCI: Bits = Bits::new(11, 0, 16);
 pub(crate) const TUN_ID: Bits = Bits::new(12, 0, 64);
 pub(crate) const TUN_SRC: Bits = Bits::new(13, 32, 32);
 pub(crate) const TUN_DST: Bits = Bits::new(13, 0, 32);
+/// Geneve options mapped to `tun_metadataN` ([`super::tun_metadata`]).
+pub(crate) const TUN_MD_PRESENT: Bits = Bits::new(14, 0, 64);
+pub(crate) const TUN_MD: Bits = Bits::new(15, 0, 64);
 
 pub(crate) const L3_OK: Bits = Bits::new(8, 0, 1);
 pub(crate) const L4_OK: Bits = Bits::new(8, 1, 1);
@@ -179,6 +185,8 @@ pub(crate) const STAGES: [Key; 4] = {
     s[0].0[8] = never;
     s[0].0[12] = u64::MAX;
     s[0].0[13] = u64::MAX;
+    s[0].0[14] = u64::MAX;
+    s[0].0[15] = u64::MAX;
     s[1].0[0] = 0x0000_0000_ffff_ffff;
     s[1].0[2] = 0xffff_ffff_ffff_0000;
     s[1].0[3] = 0xffff_ffff_ffff_0000;
@@ -393,7 +401,7 @@ pub(crate) type KeyMap<V> = std::collections::HashMap<Key, V, KeyHasher>;
 
 /// Puts a (value, mask) pair into a rule, refusing to overlap a field set
 /// before with a different value (then the rule can never match).
-fn put(v: &mut Key, m: &mut Key, b: Bits, value: u64, mask: u64) {
+pub(crate) fn put(v: &mut Key, m: &mut Key, b: Bits, value: u64, mask: u64) {
     let fm = b.mask();
     let (val, msk) = ((value << b.shift) & fm, (mask << b.shift) & fm);
     let both = m.0[b.word] & msk;
@@ -427,7 +435,14 @@ fn mac(a: crate::wire::MacAddr) -> u64 {
 /// (`OFPBMC_BAD_FIELD`). `tun_src`/`tun_dst` come as the match's
 /// "registers" of those names (the codec's
 /// [`Register::TunSrc`](crate::openflow::nicira::Register)).
+#[cfg(test)]
 pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
+    match_key_tlv(m, &TlvTable::EMPTY)
+}
+
+/// [`match_key`] with `tun_metadataN` fields, which `tlv` maps
+/// ([`super::tun_metadata`]; with no table they are refused).
+pub(crate) fn match_key_tlv(m: &Match, tlv: &TlvTable) -> Result<(Key, Key), ErrorCode> {
     let (mut v, mut k) = (Key::default(), Key::default());
     let (v, k) = (&mut v, &mut k);
     for f in m.fields() {
@@ -534,6 +549,10 @@ pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
         let b = match r.reg {
             Register::TunSrc => TUN_SRC,
             Register::TunDst => TUN_DST,
+            Register::TunMetadata { .. } => {
+                super::pipeline::put_match(v, k, tlv, r)?;
+                continue;
+            }
             _ => continue,
         };
         put(v, k, b, r.value, r.mask_or_all());
@@ -547,6 +566,8 @@ pub(crate) fn set_tunnel(k: &mut Key, m: &crate::packet::TunMeta) {
     TUN_ID.set(k, m.id);
     TUN_SRC.set(k, u32::from(m.src).into());
     TUN_DST.set(k, u32::from(m.dst).into());
+    TUN_MD_PRESENT.set(k, m.md_present);
+    TUN_MD.set(k, m.md);
 }
 
 /// Writes a set-field's value into a key (the pipeline's view of the packet

@@ -144,7 +144,7 @@ fn tunnel_bits(f: FieldRef) -> Option<Bits> {
     }
 }
 
-/// A register that really is one (not a tunnel address).
+/// A register that really is one (not tunnel metadata).
 fn pipeline_register(f: FieldRef) -> Option<Register> {
     f.register().filter(|r| !r.is_tunnel())
 }
@@ -152,7 +152,8 @@ fn pipeline_register(f: FieldRef) -> Option<Register> {
 /// Whether a load or move may write the field: a register (not
 /// `conj_id`), the metadata, or a header field of [`packet_field`].
 pub(super) fn writable(f: FieldRef) -> bool {
-    f.register().is_some_and(|r| r != Register::ConjId)
+    f.tun_metadata().is_some()
+        || f.register().is_some_and(|r| r != Register::ConjId)
         || tunnel_bits(f).is_some()
         || f.0 == 0x8000_0408
         || packet_field(f).is_some()
@@ -160,7 +161,7 @@ pub(super) fn writable(f: FieldRef) -> bool {
 
 /// Whether a field may be read: a register or key bits.
 pub(super) fn readable(f: FieldRef) -> bool {
-    f.register().is_some() || key_bits(f).is_some()
+    f.tun_metadata().is_some() || f.register().is_some() || key_bits(f).is_some()
 }
 
 /// `n` one bits.
@@ -184,6 +185,7 @@ impl Pipeline {
     /// what it reads one of those or a field this pipeline keeps (the
     /// codec checked the bit ranges).
     pub(crate) fn check_nx(&self, a: &NxAction) -> Result<(), ErrorCode> {
+        self.check_tun_metadata(a)?;
         let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
         match *a {
             NxAction::SetReg {
@@ -209,9 +211,9 @@ impl Exec<'_> {
             // Conjunctive entries are never run (`conj`): nothing to do.
             NxAction::Note { .. } | NxAction::Conjunction(_) => {}
             NxAction::SetReg {
-                reg: reg @ (Register::TunSrc | Register::TunDst),
+                reg: reg @ (Register::TunSrc | Register::TunDst | Register::TunMetadata { .. }),
                 value,
-            } => self.write_bits(FieldRef::reg(reg), 0, 32, value),
+            } => self.write_bits(FieldRef::reg(reg), 0, reg.bits(), value),
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
             NxAction::SetTunnel { tun_id, .. } => {
                 self.set_field(&OxmField::TunnelId(Masked::exact(tun_id)));
@@ -254,6 +256,9 @@ impl Exec<'_> {
 
     /// Reads `n` bits of a field from `ofs`; key bits read are unwildcarded.
     pub(super) fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
+        if let Some(idx) = f.tun_metadata() {
+            return self.read_tun_metadata(idx, ofs, n);
+        }
         if let Some(r) = pipeline_register(f) {
             return shr(r.get(&self.regs), ofs) & ones(n);
         }
@@ -268,6 +273,9 @@ impl Exec<'_> {
     /// (none if the packet lacks that header); the bits kept from a
     /// partial write are read, so unwildcarded.
     pub(super) fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
+        if let Some(idx) = f.tun_metadata() {
+            return self.write_tun_metadata(idx, ofs, n, v);
+        }
         let m = shl(ones(n), ofs);
         if let Some((b, make)) = packet_field(f) {
             let full = b.mask() >> b.shift;

@@ -79,13 +79,16 @@ pub struct TlvTable {
 
 impl Default for TlvTable {
     fn default() -> TlvTable {
-        TlvTable {
-            entries: [None; tlv::MAX_FIELDS as usize],
-        }
+        TlvTable::EMPTY
     }
 }
 
 impl TlvTable {
+    /// No maps.
+    pub const EMPTY: TlvTable = TlvTable {
+        entries: [None; tlv::MAX_FIELDS as usize],
+    };
+
     /// The map of `tun_metadata<idx>`, if any.
     pub fn get(&self, idx: u8) -> Option<TlvEntry> {
         self.entries.get(usize::from(idx)).copied().flatten()
