@@ -113,6 +113,31 @@ impl Lab {
         self.switch_with(host, &["--module", "learn"], ports)
     }
 
+    /// Starts switch `name` with the flow module, secure, no LOCAL port,
+    /// also listening for OpenFlow on a Unix socket in the lab's
+    /// directory, in namespace `host` with `ports`; returns its control
+    /// socket and its `ovs-ofctl` target.
+    pub fn flow_switch(&mut self, host: &str, name: &str, ports: &[String]) -> (String, String) {
+        let of = self
+            .dir
+            .join(format!("{name}-{host}.of"))
+            .display()
+            .to_string();
+        let listen = format!("punix:{of}");
+        let args = [
+            "--name",
+            name,
+            "--module",
+            "flow",
+            "--fail-mode",
+            "secure",
+            "--no-local",
+            "--listen",
+            &listen,
+        ];
+        (self.switch_with(host, &args, ports), format!("unix:{of}"))
+    }
+
     /// Starts `mswitch run ARGS` in namespace `host` with `ports`;
     /// returns its control socket once it answers.
     pub fn switch_with(&mut self, host: &str, args: &[&str], ports: &[String]) -> String {
@@ -159,6 +184,17 @@ pub fn counter(ctl: &str, sw: &str, port: &str, name: &str) -> u64 {
         .and_then(|cs| cs.iter().find(|c| c[0] == name))
         .and_then(|c| c[1].as_u64())
         .unwrap_or_else(|| panic!("no counter {name}: {p}"))
+}
+
+/// The OpenFlow port number of port `name` in `ovs-ofctl show`'s output.
+pub fn ofport(show: &str, name: &str) -> u32 {
+    show.lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once('(')?;
+            rest.starts_with(&format!("{name})"))
+                .then(|| n.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no port {name} in {show}"))
 }
 
 /// The pseudo-random byte `i` of a stream.
