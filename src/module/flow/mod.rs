@@ -69,6 +69,16 @@
 //! a memo hit too); the batch-wide path stays (its megaflow matches
 //! `in_port` alone and its plan sets nothing).
 //!
+//! Geneve options are the fields `tun_metadata0`..`63` through the
+//! module's TLV table (`tlv_table_mod`, `NXT_TLV_TABLE_MOD`): key words
+//! 14 (present bits) and 15 (their data, 8 bytes of option space). A
+//! tunnel batch whose packets came with options has them read into those
+//! fields once, before the lookups (`pipeline/tun_metadata.rs`; a batch
+//! without options costs one check per packet); a packet with a critical
+//! option the table does not map is dropped (`tun_metadata_drops`). Sets
+//! are ops like the other tunnel fields; the metadata names the table, by
+//! which a Geneve port encodes the options.
+//!
 //! # Nicira extensions
 //!
 //! Registers (`reg0`..`reg15`, `xreg0`..`xreg7`) are pipeline state like

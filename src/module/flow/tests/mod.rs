@@ -173,4 +173,5 @@ mod meters;
 mod mpls;
 mod nicira;
 mod pipeline;
+mod tun_metadata;
 mod tunnel;
