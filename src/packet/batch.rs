@@ -96,22 +96,28 @@ impl TunMetaSlots {
     }
 
     /// [`TunMetaSlots::store`] with the frame's Geneve options (`opts`,
-    /// whole 4-byte words; empty: none).
+    /// whole 4-byte words; empty: none). A port that never stored options
+    /// pays one check here.
     #[inline]
     pub fn store_with_options(&self, pos: u32, m: TunMeta, opts: &[u8]) {
         self.store(pos, m);
-        let storage = match self.opts.get() {
-            Some(s) => s,
-            None if opts.is_empty() => return,
-            None => self.opts.get_or_init(|| {
-                (0..self.id.len())
-                    .map(|_| SlotOptions {
-                        words: AtomicU32::new(0),
-                        data: [const { AtomicU32::new(0) }; OPTION_WORDS],
-                    })
-                    .collect()
-            }),
-        };
+        if !opts.is_empty() || self.opts.get().is_some() {
+            self.store_options(pos, opts);
+        }
+    }
+
+    /// Stores a slot's options, making the storage if this is the port's
+    /// first frame with options.
+    #[inline(never)]
+    fn store_options(&self, pos: u32, opts: &[u8]) {
+        let storage = self.opts.get_or_init(|| {
+            (0..self.id.len())
+                .map(|_| SlotOptions {
+                    words: AtomicU32::new(0),
+                    data: [const { AtomicU32::new(0) }; OPTION_WORDS],
+                })
+                .collect()
+        });
         let s = &storage[pos as usize % self.id.len()];
         let mut n = 0;
         for (w, c) in s.data.iter().zip(opts.chunks_exact(4)) {

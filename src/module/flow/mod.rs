@@ -1412,9 +1412,10 @@ impl Versions {
         st: &Stripe,
         batch: &Batch<'_>,
         i: usize,
-        came: TunMeta,
+        tun: Option<&[TunMeta]>,
         (slot, layout): (u32, Layout),
     ) {
+        let came = tun.map_or(TunMeta::NONE, |t| t[i]);
         self.bytes.clear();
         self.ends.clear();
         self.tuns.clear();
@@ -1446,10 +1447,10 @@ impl Versions {
         st: &mut Stripe,
         batch: &mut Batch<'_>,
         i: usize,
-        came: TunMeta,
+        tun: Option<&[TunMeta]>,
         (slot, layout): (u32, Layout),
     ) -> bool {
-        self.make(st, batch, i, came, (slot, layout));
+        self.make(st, batch, i, tun, (slot, layout));
         st.rewrite(batch, i, slot, layout)
     }
 
@@ -1512,7 +1513,6 @@ impl Module for FlowModule {
                 st.count(ctr::TUN_METADATA_DROPS);
                 continue;
             }
-            let came = tun.map_or(TunMeta::NONE, |t| t[i]);
             let d = batch.data(i);
             let len = d.len() as u64;
             if let Some(e) = memo.get(d) {
@@ -1539,7 +1539,7 @@ impl Module for FlowModule {
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
                 st.tcp_flags(slot, d, layout.l4);
-                if versions.rewrite(&mut st, batch, i, came, (slot, layout)) {
+                if versions.rewrite(&mut st, batch, i, tun, (slot, layout)) {
                     versions.add(out, i);
                     let v = if st.normal(slot) {
                         self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
@@ -1615,7 +1615,7 @@ impl Module for FlowModule {
                     self.rest_of_batch(&pipe, &mut st, batch, i + 1, slot, v, normal, out, now_s);
                     break;
                 }
-            } else if versions.rewrite(&mut st, batch, i, came, (slot, p.layout)) {
+            } else if versions.rewrite(&mut st, batch, i, tun, (slot, p.layout)) {
                 versions.add(out, i);
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
