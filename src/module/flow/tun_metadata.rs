@@ -101,40 +101,45 @@ fn fit_all(f: &Field) -> u64 {
 /// The fields a flow names (matches, sets, loads, moves, reads), as a
 /// bit set.
 pub(crate) fn used_by(e: &FlowEntry) -> u64 {
-    let bit = |r: Option<Register>| match r {
-        Some(Register::TunMetadata { idx, .. }) => 1u64 << (idx & 63),
-        _ => 0,
-    };
-    let mut used = e
-        .match_
-        .registers()
-        .iter()
-        .fold(0, |a, r| a | bit(Some(r.reg)));
-    let refs = |f: FieldRef| f.tun_metadata().map_or(0, |i| 1u64 << (i & 63));
-    for a in e
+    let matched = e.match_.registers().iter().fold(0, |a, r| match r.reg {
+        Register::TunMetadata { idx, .. } => a | 1u64 << (idx & 63),
+        _ => a,
+    });
+    let actions = e
         .instructions
         .iter()
         .filter_map(Instruction::actions)
-        .flatten()
-    {
-        used |= match a {
-            Action::Nx(NxAction::SetReg { reg, .. }) => bit(Some(*reg)),
+        .flatten();
+    matched | used_by_actions(actions)
+}
+
+/// The fields actions set, load, move or read, as a bit set.
+fn used_by_actions<'a>(actions: impl Iterator<Item = &'a Action>) -> u64 {
+    let refs = |f: FieldRef| f.tun_metadata().map_or(0, |i| 1u64 << (i & 63));
+    actions.fold(0, |used, a| {
+        used | match a {
+            Action::Nx(NxAction::SetReg {
+                reg: Register::TunMetadata { idx, .. },
+                ..
+            }) => 1u64 << (idx & 63),
             Action::Nx(NxAction::RegLoad { dst, .. }) => refs(*dst),
             Action::Nx(NxAction::RegMove { src, dst, .. }) => refs(*src) | refs(*dst),
             Action::Nx(NxAction::OutputReg { src, .. }) => refs(*src),
             _ => 0,
-        };
-    }
-    used
+        }
+    })
 }
 
 impl Pipeline {
-    /// The fields any flow uses.
+    /// The fields any flow or group bucket uses.
     pub(crate) fn tun_metadata_in_use(&self) -> u64 {
-        self.tables
+        let flows = self
+            .tables
             .iter()
             .flat_map(|t| t.cls.iter())
-            .fold(0, |a, r| a | used_by(&r.data))
+            .fold(0, |a, r| a | used_by(&r.data));
+        let buckets = self.groups.values().flat_map(|g| &g.buckets);
+        flows | used_by_actions(buckets.flat_map(|b| &b.actions))
     }
 
     /// A match as a rule's (value, mask), `tun_metadataN` fields through

@@ -103,3 +103,45 @@ fn options_are_matched_set_and_checked_per_packet() {
         assert_eq!(t[5].md_present, 1);
     }
 }
+
+#[test]
+fn a_group_bucket_that_sets_a_field_keeps_its_map() {
+    let m = module();
+    let map = |command, class| TlvTableMod {
+        command,
+        maps: vec![TlvMap {
+            class,
+            kind: 0,
+            len: 8,
+            index: 2,
+        }],
+    };
+    m.tlv_table_mod(&map(TlvCommand::Add, 0xffff)).unwrap();
+    let set = Action::Nx(NxAction::SetReg {
+        reg: Register::TunMetadata { idx: 2, len: 8 },
+        value: u64::MAX,
+    });
+    let bucket = Bucket {
+        actions: vec![set, out(2)],
+        ..Bucket::default()
+    };
+    m.group_mod(&group(GroupType::Indirect, 1, vec![bucket]), 0)
+        .unwrap();
+    assert_eq!(
+        m.tlv_table_mod(&map(TlvCommand::Delete, 0)),
+        Err(crate::openflow::tlv::code::INVALID_TLV_DEL)
+    );
+    // A bucket may not name a field the table does not map.
+    let unmapped = Bucket {
+        actions: vec![Action::Nx(NxAction::SetReg {
+            reg: Register::TunMetadata { idx: 3, len: 4 },
+            value: 1,
+        })],
+        ..Bucket::default()
+    };
+    assert_eq!(
+        m.group_mod(&group(GroupType::Indirect, 2, vec![unmapped]), 0),
+        Err(crate::openflow::tlv::code::INVALID_TLV_FIELD)
+    );
+    assert_eq!(m.tlv_table().maps.len(), 1);
+}
