@@ -453,9 +453,7 @@ impl Endpoint {
                         Err(Some(RxDrops::geneve_unsupported as Counter))
                     }
                     Ok(d) => Ok((from, bytes, d)),
-                    Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
-                        Err(Some(RxDrops::geneve_unsupported as Counter))
-                    }
+                    Err(DecapError::GeneveOam) => Err(Some(RxDrops::geneve_unsupported as Counter)),
                     Err(_) => Err(Some(RxDrops::malformed as Counter)),
                 },
             };

@@ -95,8 +95,6 @@ pub enum DecapError {
     GeneveOptions,
     #[error("Geneve OAM frame (O bit)")]
     GeneveOam,
-    #[error("Geneve critical option that no TLV table maps")]
-    GeneveCritical,
     #[error("Geneve protocol type other than Ethernet (0x6558)")]
     GeneveProtocol,
     #[error("inner frame shorter than an Ethernet header")]
