@@ -378,7 +378,13 @@ impl PacketOut {
         if m.fields()
             .iter()
             .any(|f| !matches!(f, OxmField::InPort(_) | OxmField::TunnelId(_)))
-            || m.registers().iter().any(|x| !x.reg.is_tunnel())
+            || m.registers().iter().any(|x| {
+                // (tun_metadata is not taken here yet.)
+                !matches!(
+                    x.reg,
+                    super::nicira::Register::TunSrc | super::nicira::Register::TunDst
+                )
+            })
         {
             return Err(bad_field);
         }
