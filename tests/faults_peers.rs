@@ -350,10 +350,33 @@ fn no_ipv6(link: &str) {
 /// the new interface) with its counters.
 #[test]
 fn vanished_af_packet_interface_is_reported_parked_and_rebound() {
+    vanished_interface_comes_back("af_packet");
+}
+
+/// Reproduction 4, af_xdp: the same for an AF_XDP port, which binds a new
+/// socket and XDP program to the re-created interface. (If the kernel
+/// refuses AF_XDP on the veth, the port falls back to af_packet, which is
+/// then what is checked.)
+#[test]
+fn vanished_af_xdp_interface_is_reported_parked_and_rebound() {
+    vanished_interface_comes_back("af_xdp");
+}
+
+/// A daemon with switch `s` and port `KIND:A` over a veth pair `A`/`B`:
+/// `A` deleted, the port is `gone` at no CPU cost; `A` made again, it
+/// carries frames again, counted on top of those before.
+fn vanished_interface_comes_back(kind: &str) {
     if !is_root() {
         return;
     }
-    let (mut lab, d, a, b) = af_packet_lab();
+    let (mut lab, a, b) = veth_lab();
+    let d = lab.daemon();
+    lab.ctl_ok(&["create", "s"]);
+    lab.ctl_ok(&["attach", "s", &format!("{kind}:{a}")]);
+    let listed = lab.ctl_ok(&["list"]);
+    if !listed.lines().any(|l| l.contains(&a) && l.contains(kind)) {
+        eprintln!("{kind} refused on veth here; checking what it fell back to: {listed}");
+    }
     lab.wait_state("s", &a, "up");
     inject(&mut lab, &b, 20);
     wait_rx(&lab, "s", &a, 20);
@@ -443,32 +466,6 @@ fn vanished_tap_is_reported_parked_and_comes_back() {
     no_ipv6(&own);
     inject(&mut lab, &own, 20);
     wait_rx(&lab, "s", &own, 20);
-}
-
-/// Reproduction 4, af_xdp: a vanished interface is reported `gone` and
-/// costs no CPU (an AF_XDP port does not come back by itself: detach and
-/// attach it again; af_packet ports do). If the kernel refuses AF_XDP on
-/// the veth, the port falls back to af_packet, which is checked instead.
-#[test]
-fn vanished_af_xdp_interface_is_reported_and_costs_nothing() {
-    if !is_root() {
-        return;
-    }
-    let (mut lab, a, b) = veth_lab();
-    let d = lab.daemon();
-    lab.ctl_ok(&["create", "s"]);
-    lab.ctl_ok(&["attach", "s", &format!("af_xdp:{a}")]);
-    lab.wait_state("s", &a, "up");
-    must(&["ip", "link", "del", &a]);
-    lab.wait_state("s", &a, "gone");
-    let cpu = lab.cpu_share(d);
-    assert!(cpu < IDLE_CPU, "daemon used {:.0}% of a core", cpu * 100.0);
-    lab.ctl_ok(&["detach", "s", &a]);
-    lab.veth(&a, &b);
-    lab.ctl_ok(&["attach", "s", &format!("af_xdp:{a}")]);
-    lab.wait_state("s", &a, "up");
-    inject(&mut lab, &b, 20);
-    wait_rx(&lab, "s", &a, 20);
 }
 
 /// Reproduction 8 (part): a second daemon cannot attach, through

@@ -16,6 +16,7 @@ use std::time::Duration;
 use common::{default_cfg, serial, wait_until};
 use mswitch::module::{Module, Nanos, Verdict, Verdicts};
 use mswitch::packet::{Batch, PortMem, TunMeta, TunMetaSlots};
+use mswitch::port::tunnel::{Proto, TunnelConfig, TunnelPort};
 use mswitch::port::{MemPort, Port, PortId};
 use mswitch::switch::{Switch, SwitchConfig};
 
@@ -209,4 +210,82 @@ fn metadata_comes_with_the_batch_and_goes_out_as_the_module_set_it() {
     let sent = sw.transmit_tunnel(PortId(2), &[&[], &frame(7), &frame(8)], &[m1, m1, m2]);
     assert_eq!(sent, 2);
     assert_eq!(got(7)[5..], [(frame(7), m1), (frame(8), m2)]);
+}
+
+/// Pushes an 802.1Q tag (VID 7) onto every frame and sends it to port 2:
+/// each frame grows by 4 bytes on its way.
+struct PushTag;
+
+impl Module for PushTag {
+    fn name(&self) -> &'static str {
+        "push-tag"
+    }
+
+    fn process(&self, batch: &mut Batch<'_>, out: &mut Verdicts, _now: Nanos) {
+        out.fill(Verdict::Port(PortId(2)));
+        for i in 0..batch.len() {
+            let len = batch.data(i).len();
+            if len < 14 || !batch.set_len(i, len + 4) {
+                out.set(i, Verdict::Drop);
+                continue;
+            }
+            let d = batch.data_mut(i);
+            d.copy_within(12..len, 16);
+            d[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+        }
+    }
+}
+
+#[test]
+fn frames_the_switch_takes_straight_from_a_tunnel_grow_without_touching_their_neighbours() {
+    // A tunnel port hands the switch its frames where the socket received
+    // them, back to back with no room after each: a frame that grows
+    // (a pushed tag) moves, and the frames after it arrive intact.
+    let _g = serial();
+    let sw = Switch::new(
+        SwitchConfig {
+            workers: 1,
+            ..SwitchConfig::default()
+        },
+        Arc::new(PushTag),
+    )
+    .unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dst_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let lo = Ipv4Addr::LOCALHOST.into();
+    let mut cfg = TunnelConfig::new(Proto::Vxlan, lo);
+    cfg.local = Some(lo);
+    cfg.dst_port = dst_port;
+    (cfg.in_key, cfg.out_key) = (9, 9);
+    let t = TunnelPort::open("vx", &cfg, default_cfg()).unwrap();
+    assert!(t.receives_directly());
+    sw.attach(t as Arc<dyn Port>, Some(PortId(1))).unwrap();
+    let (b, mut cb) = MemPort::new("b", default_cfg()).unwrap();
+    sw.attach(b as Arc<dyn Port>, Some(PortId(2))).unwrap();
+    let frames: Vec<Vec<u8>> = (0..40u8)
+        .map(|k| {
+            let mut f = frame(k);
+            f.resize(60 + usize::from(k), k);
+            f
+        })
+        .collect();
+    for f in &frames {
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 9, 0];
+        d.extend(f);
+        udp.send_to(&d, ("127.0.0.1", dst_port)).unwrap();
+    }
+    let got = common::recv_n(&mut cb, frames.len(), Duration::from_secs(10));
+    let want: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut g = f[..12].to_vec();
+            g.extend([0x81, 0x00, 0x00, 0x07]);
+            g.extend(&f[12..]);
+            g
+        })
+        .collect();
+    assert_eq!(got, want);
 }

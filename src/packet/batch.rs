@@ -191,6 +191,11 @@ impl PacketRef {
         cap: 0,
     };
 
+    /// A view of `len` bytes at `ptr` with no room to grow.
+    pub(crate) fn new(ptr: *mut u8, len: u32) -> PacketRef {
+        PacketRef { ptr, len, cap: len }
+    }
+
     /// A view of bytes that are only ever read through it (the source of
     /// a copy, as in [`crate::switch::Switch::transmit`]): `cap` is the
     /// length, so no copy reads past the slice.
@@ -222,7 +227,71 @@ pub struct Batch<'a> {
     /// Per packet, when the input port is a tunnel port.
     tun: Option<&'a [TunMeta]>,
     /// Where their Geneve options are.
-    tun_opts: Option<&'a TunMetaSlots>,
+    tun_opts: Option<TunOptions<'a>>,
+    /// Where a packet moves when it grows past its buffer (packets that
+    /// sit in memory with no room after them: a port that receives
+    /// directly); `None`: it cannot grow past `cap`.
+    grow: Option<&'a mut GrowArena>,
+}
+
+/// Buffers for packets of a batch that grow past their own (see
+/// [`Batch::with_grow_arena`]): blocks that live as long as the arena,
+/// handed out anew for each batch ([`GrowArena::reset`]), so a packet's
+/// new buffer stays put while the batch lives.
+#[derive(Default)]
+pub struct GrowArena {
+    /// Each block, and where it starts (taken once, when it was made: the
+    /// arena hands out raw pointers into it and never borrows it again).
+    blocks: Vec<(Box<[u8]>, *mut u8)>,
+    /// The block being handed out, and how much of it is.
+    block: usize,
+    used: usize,
+}
+
+// SAFETY: the pointers point into the arena's own blocks.
+unsafe impl Send for GrowArena {}
+
+/// A block of a [`GrowArena`]: room for several frames of any size a port
+/// buffer holds; a larger request gets a block of its own size.
+const GROW_BLOCK: usize = 64 * 1024;
+
+impl GrowArena {
+    /// Hands out every block again (the previous batch is done with them).
+    pub fn reset(&mut self) {
+        self.block = 0;
+        self.used = 0;
+    }
+
+    /// `n` bytes that nothing handed out since the last reset uses.
+    fn take(&mut self, n: usize) -> *mut u8 {
+        // Cache-line aligned starts, as port buffers are.
+        let n = n.next_multiple_of(64);
+        while let Some((b, base)) = self.blocks.get(self.block) {
+            if b.len() - self.used >= n {
+                // SAFETY: `used + n <= len`: within the block.
+                let p = unsafe { base.add(self.used) };
+                self.used += n;
+                return p;
+            }
+            self.block += 1;
+            self.used = 0;
+        }
+        let mut b = vec![0u8; n.max(GROW_BLOCK)].into_boxed_slice();
+        let base = b.as_mut_ptr();
+        self.blocks.push((b, base));
+        self.block = self.blocks.len() - 1;
+        self.used = n;
+        base
+    }
+}
+
+/// Where a tunnel batch's Geneve options are ([`TunMeta::opts`] is 1 +
+/// the index): the input port's ring side storage, or, for frames the port
+/// handed over from memory of its own, one slice per frame.
+#[derive(Clone, Copy)]
+pub enum TunOptions<'a> {
+    Slots(&'a TunMetaSlots),
+    Frames(&'a [&'a [u8]]),
 }
 
 impl<'a> Batch<'a> {
@@ -235,7 +304,15 @@ impl<'a> Batch<'a> {
             in_port,
             tun: None,
             tun_opts: None,
+            grow: None,
         }
+    }
+
+    /// The batch with `arena` to move packets into that grow past their
+    /// buffer ([`Batch::set_len`]).
+    pub(crate) fn with_grow_arena(mut self, arena: &'a mut GrowArena) -> Batch<'a> {
+        self.grow = Some(arena);
+        self
     }
 
     /// The batch with tunnel metadata `tun`, one per packet (it came in
@@ -250,7 +327,14 @@ impl<'a> Batch<'a> {
     /// The batch whose tunnel metadata's Geneve options are in `slots`
     /// (the input port's).
     pub fn with_tunnel_options(mut self, slots: &'a TunMetaSlots) -> Batch<'a> {
-        self.tun_opts = Some(slots);
+        self.tun_opts = Some(TunOptions::Slots(slots));
+        self
+    }
+
+    /// The batch whose packets' Geneve options are `opts`, one per packet
+    /// (frames a port handed over from its own memory).
+    pub fn with_frame_options(mut self, opts: &'a [&'a [u8]]) -> Batch<'a> {
+        self.tun_opts = Some(TunOptions::Frames(opts));
         self
     }
 
@@ -258,8 +342,15 @@ impl<'a> Batch<'a> {
     /// copied into `out`; empty if none.
     pub fn tunnel_options<'o>(&self, tun: &TunMeta, out: &'o mut [u8; MAX_OPTIONS]) -> &'o [u8] {
         match self.tun_opts {
-            Some(s) if tun.opts != 0 => s.options(tun, out),
-            _ => &[],
+            _ if tun.opts == 0 => &[],
+            Some(TunOptions::Slots(s)) => s.options(tun, out),
+            Some(TunOptions::Frames(f)) => {
+                let o = f.get(tun.opts as usize - 1).copied().unwrap_or_default();
+                let n = o.len().min(MAX_OPTIONS);
+                out[..n].copy_from_slice(&o[..n]);
+                &out[..n]
+            }
+            None => &[],
         }
     }
 
@@ -288,6 +379,7 @@ impl<'a> Batch<'a> {
             in_port,
             tun: None,
             tun_opts: None,
+            grow: None,
         }
     }
 
@@ -311,6 +403,7 @@ impl<'a> Batch<'a> {
             in_port,
             tun: None,
             tun_opts: None,
+            grow: None,
         }
     }
 
@@ -349,11 +442,28 @@ impl<'a> Batch<'a> {
 
     /// Changes the length of packet `i` within its buffer (for pushing or
     /// popping headers). Returns false if the buffer has no room, or if a
-    /// slot could not describe the length (more than 65535 bytes).
+    /// slot could not describe the length (more than 65535 bytes). In a
+    /// batch with a [grow arena](Batch::with_grow_arena), a packet that
+    /// outgrows its buffer moves into one of the arena's first, its bytes
+    /// with it.
     pub fn set_len(&mut self, i: usize, len: usize) -> bool {
         let p = &mut self.pkts[i];
-        if len > p.cap as usize || len > usize::from(u16::MAX) {
+        if len > usize::from(u16::MAX) {
             return false;
+        }
+        if len > p.cap as usize {
+            let Some(arena) = self.grow.as_deref_mut() else {
+                return false;
+            };
+            // Room for a few more headers after this one.
+            let cap = len + 64;
+            let to = arena.take(cap);
+            // SAFETY: `p` points at `len <= cap` readable bytes (`new`'s
+            // contract); `to` at `cap` bytes of the arena that no other
+            // packet uses while the batch lives (handed out once per reset).
+            unsafe { std::ptr::copy_nonoverlapping(p.ptr, to, p.len as usize) };
+            p.ptr = to;
+            p.cap = cap as u32;
         }
         p.len = len as u32;
         true
@@ -362,5 +472,52 @@ impl<'a> Batch<'a> {
     /// Room in packet `i`'s buffer.
     pub fn capacity(&self, i: usize) -> usize {
         self.pkts[i].cap as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_grows_into_the_arena_with_its_bytes_and_only_with_one() {
+        let mut bufs = vec![vec![1u8, 2, 3, 4], vec![5u8, 6]];
+        let mut refs = Vec::new();
+        let mut b = Batch::from_buffers(&mut bufs, &mut refs, PortId(1));
+        // No arena: no room past the buffer; shrinking is in place.
+        assert!(!b.set_len(0, 5));
+        assert!(b.set_len(0, 3));
+        assert_eq!(b.data(0), [1, 2, 3]);
+        let mut arena = GrowArena::default();
+        let mut b = b.with_grow_arena(&mut arena);
+        assert!(b.set_len(0, 100));
+        assert_eq!(b.data(0)[..3], [1, 2, 3]);
+        assert!(b.capacity(0) >= 100);
+        b.data_mut(0)[99] = 9;
+        // A second packet gets bytes of its own, after the first's.
+        assert!(b.set_len(1, 3000));
+        assert_eq!(b.data(1)[..2], [5, 6]);
+        b.data_mut(1)[2999] = 7;
+        assert_eq!(b.data(0)[99], 9);
+        // Larger than a block: a block of its own.
+        assert!(b.set_len(1, 65_000));
+        assert_eq!(b.data(1)[2999], 7);
+        assert!(!b.set_len(1, 70_000), "beyond what a slot can say");
+        // The original buffers were never written past their ends.
+        assert_eq!(bufs, [vec![1, 2, 3, 4], vec![5, 6]]);
+    }
+
+    #[test]
+    fn the_arena_hands_its_blocks_out_again_after_a_reset() {
+        let mut a = GrowArena::default();
+        let p = a.take(100);
+        let q = a.take(100);
+        assert_eq!(q as usize - p as usize, 128);
+        let big = a.take(100_000);
+        assert_eq!(a.blocks.len(), 2);
+        a.reset();
+        assert_eq!(a.take(10), p);
+        let _ = big;
+        assert_eq!(a.blocks.len(), 2);
     }
 }

@@ -1,6 +1,13 @@
 //! `af_packet:IFNAME`: any kernel interface through an AF_PACKET socket, with
-//! a TPACKET_V3 memory-mapped receive ring and batched transmit (sendmmsg).
+//! a TPACKET_V2 memory-mapped receive ring and batched transmit (sendmmsg).
 //! The fallback when AF_XDP cannot attach.
+//!
+//! Why V2, a ring of fixed-size frames, and not V3's blocks of packed
+//! frames: V3 hands a block over only when it is full or when its timeout
+//! (1 ms at the least) runs out, so under light traffic every frame waited
+//! about a millisecond (a ping through two af_packet ports took 1.1 ms
+//! instead of 0.1), which also held TCP back. A V2 frame is the reader's as
+//! soon as the kernel wrote it.
 //!
 //! The socket sees every frame on the interface (promiscuous membership,
 //! dropped by the kernel when the socket closes), but not the ones it sends
@@ -36,7 +43,7 @@ const PACKET_VERSION: libc::c_int = 10;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
-const TPACKET_V3: libc::c_int = 2;
+const TPACKET_V2: libc::c_int = 1;
 const ETH_P_ALL: u16 = 0x0003;
 
 const TP_STATUS_KERNEL: u32 = 0;
@@ -44,47 +51,62 @@ const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
-const BLOCK_SIZE: u32 = 1 << 18;
-const BLOCK_NR: u32 = 32;
-const FRAME_SIZE: u32 = 2048;
-/// Milliseconds before the kernel hands over a partly filled block.
-const BLOCK_TIMEOUT_MS: u32 = 1;
+/// Room before a frame's bytes in a ring frame: the `tpacket2_hdr`, the
+/// `sockaddr_ll` and the alignment the kernel adds (it puts the MAC header
+/// at about 66-80 bytes); more than enough.
+const FRAME_HEADROOM: u32 = 128;
+/// The least a ring block is, and about how much memory the ring takes.
+const MIN_BLOCK: u32 = 1 << 16;
+const RING_BYTES: u32 = 8 << 20;
 
 #[repr(C)]
-struct TpacketReq3 {
+struct TpacketReq {
     block_size: u32,
     block_nr: u32,
     frame_size: u32,
     frame_nr: u32,
-    retire_blk_tov: u32,
-    sizeof_priv: u32,
-    feature_req_word: u32,
 }
 
-/// Offsets inside a block descriptor and a packet header (linux/if_packet.h).
+/// The ring's geometry for buffers of `buf_size` bytes: frames that hold
+/// a whole buffer (16-byte aligned, as the kernel wants), blocks of whole
+/// pages holding whole frames.
+fn geometry(buf_size: u32) -> TpacketReq {
+    let frame_size = (buf_size + FRAME_HEADROOM).next_multiple_of(16);
+    let block_size = frame_size.next_multiple_of(4096).max(MIN_BLOCK);
+    let block_nr = (RING_BYTES / block_size).max(1);
+    TpacketReq {
+        block_size,
+        block_nr,
+        frame_size,
+        frame_nr: block_size / frame_size * block_nr,
+    }
+}
+
+/// Offsets inside a frame's `tpacket2_hdr` (linux/if_packet.h).
 mod off {
-    pub const BLOCK_STATUS: usize = 8;
-    pub const NUM_PKTS: usize = 12;
-    pub const FIRST_PKT: usize = 16;
-    pub const NEXT: usize = 0;
-    pub const SNAPLEN: usize = 12;
-    pub const LEN: usize = 16;
-    pub const STATUS: usize = 20;
-    pub const MAC: usize = 24;
-    pub const VLAN_TCI: usize = 32;
-    pub const VLAN_TPID: usize = 36;
+    pub const STATUS: usize = 0;
+    pub const LEN: usize = 4;
+    pub const SNAPLEN: usize = 8;
+    pub const MAC: usize = 12;
+    pub const VLAN_TCI: usize = 24;
+    pub const VLAN_TPID: usize = 26;
 }
 
 /// The mapped receive ring.
 struct RxRing {
     base: NonNull<u8>,
     len: usize,
+    block_size: u32,
+    frame_size: u32,
+    /// Frames per block, and in all.
+    per_block: u32,
+    frames: u32,
 }
 
 // SAFETY: the mapping is plain memory shared with the kernel; ownership of
-// each block is handed back and forth through its status word.
+// each frame is handed back and forth through its status word.
 unsafe impl Send for RxRing {}
-// SAFETY: only the owning worker reads blocks (under `AfPacketPort::rx`).
+// SAFETY: only the owning worker reads frames (under `AfPacketPort::rx`).
 unsafe impl Sync for RxRing {}
 
 impl Drop for RxRing {
@@ -94,12 +116,9 @@ impl Drop for RxRing {
     }
 }
 
-/// Where the reader is in the ring.
+/// Where the reader is in the ring: the next frame to look at.
 struct RxState {
-    block: u32,
-    /// Packets of the current block already taken, and the next one's offset.
-    taken: u32,
-    next_off: usize,
+    frame: u32,
 }
 
 pub struct AfPacketPort {
@@ -189,21 +208,13 @@ impl AfPacketPort {
         // SAFETY: fd was just created and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
-        setopt(raw, PACKET_VERSION, &TPACKET_V3).map_err(os("PACKET_VERSION"))?;
+        setopt(raw, PACKET_VERSION, &TPACKET_V2).map_err(os("PACKET_VERSION"))?;
         setopt(raw, PACKET_IGNORE_OUTGOING, &1i32).map_err(os("PACKET_IGNORE_OUTGOING"))?;
         // Skipping the qdisc is only a speed-up; older kernels may refuse it.
         let _ = setopt(raw, PACKET_QDISC_BYPASS, &1i32);
-        let req = TpacketReq3 {
-            block_size: BLOCK_SIZE,
-            block_nr: BLOCK_NR,
-            frame_size: FRAME_SIZE,
-            frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
-            retire_blk_tov: BLOCK_TIMEOUT_MS,
-            sizeof_priv: 0,
-            feature_req_word: 0,
-        };
+        let req = geometry(cfg.buf_size);
         setopt(raw, PACKET_RX_RING, &req).map_err(os("PACKET_RX_RING"))?;
-        let len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        let len = (req.block_size * req.block_nr) as usize;
         // SAFETY: maps the ring the kernel just allocated for this socket.
         let p = unsafe {
             libc::mmap(
@@ -237,6 +248,10 @@ impl AfPacketPort {
         let ring = RxRing {
             base: NonNull::new(p.cast()).ok_or_else(|| os("mmap")(io::Error::other("null")))?,
             len,
+            block_size: req.block_size,
+            frame_size: req.frame_size,
+            per_block: req.block_size / req.frame_size,
+            frames: req.frame_nr,
         };
         bind_to(raw, ifname, index)?;
         let mem = PortMem::new(name, cfg)?;
@@ -245,11 +260,7 @@ impl AfPacketPort {
             ifname: ifname.to_owned(),
             ring,
             fd,
-            rx: Mutex::new(RxState {
-                block: 0,
-                taken: 0,
-                next_off: 0,
-            }),
+            rx: Mutex::new(RxState { frame: 0 }),
             fill: IncomingFill::new(&mem),
             drain: OutgoingDrain::new(&mem),
             mem,
@@ -297,37 +308,42 @@ impl AfPacketPort {
         self.tx_dropped.load(Ordering::Relaxed)
     }
 
-    fn block(&self, i: u32) -> *mut u8 {
-        // SAFETY: i < BLOCK_NR, so the block lies inside the mapping.
-        unsafe {
-            self.ring
-                .base
-                .as_ptr()
-                .add((i % BLOCK_NR * BLOCK_SIZE) as usize)
-        }
+    /// Ring frame `i` (of `frames`): its `tpacket2_hdr`, then the bytes.
+    fn frame(&self, i: u32) -> *mut u8 {
+        let r = &self.ring;
+        let i = i % r.frames;
+        let at = (i / r.per_block) as usize * r.block_size as usize
+            + (i % r.per_block) as usize * r.frame_size as usize;
+        // SAFETY: i < frames, so the frame lies inside the mapping.
+        unsafe { r.base.as_ptr().add(at) }
     }
 
     fn u32_at(p: *const u8, off: usize) -> u32 {
-        // SAFETY: callers pass offsets inside the current block; volatile
-        // because the kernel writes the ring concurrently.
+        // SAFETY: callers pass offsets inside the current frame's header;
+        // volatile because the kernel writes the ring concurrently.
         unsafe { std::ptr::read_volatile(p.add(off).cast::<u32>()) }
     }
 
-    fn block_status(&self, i: u32) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: the status word is 4-byte aligned inside block `i`, and the
-        // kernel and we hand the block over through it.
+    fn u16_at(p: *const u8, off: usize) -> u16 {
+        // SAFETY: as `u32_at`.
+        unsafe { std::ptr::read_volatile(p.add(off).cast::<u16>()) }
+    }
+
+    fn frame_status(&self, i: u32) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: the status word starts frame `i` (16-byte aligned), and
+        // the kernel and we hand the frame over through it.
         unsafe {
             &*self
-                .block(i)
-                .add(off::BLOCK_STATUS)
+                .frame(i)
+                .add(off::STATUS)
                 .cast::<std::sync::atomic::AtomicU32>()
         }
     }
 
-    /// Whether the kernel has handed over a block we have not finished.
+    /// Whether the kernel has handed over a frame we have not taken.
     fn has_pending(&self) -> bool {
         let st = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        self.block_status(st.block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+        self.frame_status(st.frame).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 }
 
@@ -355,52 +371,35 @@ impl Port for AfPacketPort {
     fn sync_incoming(&self, _q: usize) {
         let mut st = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         let cap = self.mem.buf_size() as usize;
-        loop {
-            let b = self.block(st.block);
-            if self.block_status(st.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-                return;
+        let mut i = st.frame;
+        self.fill.fill(&self.mem, 256, |buf| {
+            let status = self.frame_status(i);
+            let s = status.load(Ordering::Acquire);
+            if s & TP_STATUS_USER == 0 {
+                return None;
             }
-            let num = Self::u32_at(b, off::NUM_PKTS);
-            if st.taken == 0 {
-                st.next_off = Self::u32_at(b, off::FIRST_PKT) as usize;
-            }
-            let mut finished = st.taken >= num;
-            let room = self.fill.room(&self.mem);
-            if room == 0 && !finished {
-                return;
-            }
-            let (mut taken, mut next_off) = (st.taken, st.next_off);
-            self.fill.fill(&self.mem, 256, |buf| {
-                if taken >= num || next_off + 40 > BLOCK_SIZE as usize {
-                    return None;
-                }
-                let at = next_off;
-                // SAFETY: `at` came from the kernel's tp_next_offset chain and
-                // is checked against the block size above.
-                let h = unsafe { b.add(at) };
-                let snap = Self::u32_at(h, off::SNAPLEN) as usize;
-                let len = Self::u32_at(h, off::LEN) as usize;
-                let status = Self::u32_at(h, off::STATUS);
-                // SAFETY: tp_mac is a u16 inside the header.
-                let mac =
-                    usize::from(unsafe { std::ptr::read_volatile(h.add(off::MAC).cast::<u16>()) });
-                let next = Self::u32_at(h, off::NEXT) as usize;
-                taken += 1;
-                next_off += next;
-                let vlan = status & TP_STATUS_VLAN_VALID != 0;
-                let out_len = len + if vlan { 4 } else { 0 };
-                if snap != len || out_len > cap || len < 14 || at + mac + snap > BLOCK_SIZE as usize
-                {
-                    self.rx_oversize.fetch_add(1, Ordering::Relaxed);
-                    return Some(0);
-                }
-                // SAFETY: the frame lies inside the block (checked above).
+            let h = self.frame(i);
+            let snap = Self::u32_at(h, off::SNAPLEN) as usize;
+            let len = Self::u32_at(h, off::LEN) as usize;
+            let mac = usize::from(Self::u16_at(h, off::MAC));
+            let vlan = s & TP_STATUS_VLAN_VALID != 0;
+            let out_len = len + if vlan { 4 } else { 0 };
+            let got = if snap != len
+                || out_len > cap
+                || len < 14
+                || mac + snap > self.ring.frame_size as usize
+            {
+                self.rx_oversize.fetch_add(1, Ordering::Relaxed);
+                0
+            } else {
+                // SAFETY: the frame's bytes lie inside its ring frame
+                // (checked above), which is ours until its status says
+                // the kernel's again.
                 let frame = unsafe { std::slice::from_raw_parts(h.add(mac), snap) };
                 if vlan {
-                    let tci = Self::u32_at(h, off::VLAN_TCI) as u16;
-                    let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                        // SAFETY: tp_vlan_tpid is a u16 inside the header.
-                        unsafe { std::ptr::read_volatile(h.add(off::VLAN_TPID).cast::<u16>()) }
+                    let tci = Self::u16_at(h, off::VLAN_TCI);
+                    let tpid = if s & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        Self::u16_at(h, off::VLAN_TPID)
                     } else {
                         0x8100
                     };
@@ -411,18 +410,14 @@ impl Port for AfPacketPort {
                 } else {
                     buf[..len].copy_from_slice(frame);
                 }
-                Some(out_len)
-            });
-            (st.taken, st.next_off) = (taken, next_off);
-            finished |= st.taken >= num;
-            if !finished {
-                return; // the incoming ring is full: continue next time
-            }
-            self.block_status(st.block)
-                .store(TP_STATUS_KERNEL, Ordering::Release);
-            st.block = (st.block + 1) % BLOCK_NR;
-            st.taken = 0;
-        }
+                out_len
+            };
+            // Copied: the frame is the kernel's again.
+            status.store(TP_STATUS_KERNEL, Ordering::Release);
+            i = i.wrapping_add(1) % self.ring.frames;
+            Some(got)
+        });
+        st.frame = i;
     }
 
     fn outgoing_published(&self) {
@@ -523,5 +518,27 @@ impl Port for AfPacketPort {
             }
         }
         self.health.note(now, &self.name, &self.ifname);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_frames_hold_a_whole_buffer_in_whole_pages() {
+        for buf in [2048, 4096, 9216, 65_535] {
+            let g = geometry(buf);
+            assert!(g.frame_size >= buf + FRAME_HEADROOM, "{buf}");
+            assert_eq!(g.frame_size % 16, 0);
+            assert_eq!(g.block_size % 4096, 0);
+            assert!(g.block_size >= g.frame_size);
+            assert_eq!(g.frame_nr, g.block_size / g.frame_size * g.block_nr);
+            assert!(g.frame_nr >= 64, "{buf}: {} frames", g.frame_nr);
+            assert!(
+                u64::from(g.block_size) * u64::from(g.block_nr)
+                    <= u64::from(RING_BYTES).max(u64::from(g.block_size))
+            );
+        }
     }
 }

@@ -28,7 +28,10 @@
 //!
 //! Ownership: the program is attached through a BPF link, so it is detached
 //! when the port is dropped or the process dies; nothing else about the
-//! interface is changed. An interface's XDP hook holds one program, so one
+//! interface is changed. A vanished interface takes the program and the
+//! socket's binding with it: the port keeps its memory and counters, and
+//! binds a new socket and program to an interface of its name when there
+//! is one again (a `Binding`, swapped whole; see [`Port::recheck`]). An interface's XDP hook holds one program, so one
 //! interface serves one port (one queue): a second port on the same
 //! interface, from this switch or another, is refused with
 //! [`AfXdpError::Busy`].
@@ -48,12 +51,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::packet::{MemConfig, MemError, PortMem, Slot};
 
-use super::kernel::OneAtATime;
+use super::kernel::{Health, OneAtATime};
 use super::{LinkState, Port, xdp_prog};
 
 /// Ethernet header plus one VLAN tag: a frame is at most MTU + this.
@@ -132,9 +135,30 @@ pub struct XdpStats {
 pub struct AfXdpPort {
     name: String,
     ifname: String,
-    ifindex: u32,
     queue: u32,
+    cfg: MemConfig,
+    /// The socket and program on the interface; replaced whole when an
+    /// interface of the port's name comes back after it vanished
+    /// ([`Port::recheck`]). Dropped before the port's memory.
+    b: RwLock<Arc<Binding>>,
+    health: Health,
+    mem: PortMem,
+    /// Copy mode: descriptors the kernel has not taken yet are left on the
+    /// TX ring (the device pushed back, or is down); `sync_incoming` retries.
+    tx_backlog: AtomicBool,
+    rx_oversize: AtomicU64,
+    tx_dropped: AtomicU64,
+}
+
+/// What ties a port to one interface: the AF_XDP socket with its rings and
+/// UMEM, and the XDP program attached to the interface.
+struct Binding {
+    ifindex: u32,
     zero_copy: bool,
+    /// Replaced: its interface is gone, and nothing may move frames
+    /// through it any more (a worker that took it before the swap finds
+    /// this under the state's lock and leaves the port's rings alone).
+    retired: AtomicBool,
     // Fields drop in declaration order: first the link (detaching the
     // program from the interface), then the program and map, then the
     // rings, the socket, and only then the UMEM the socket registered.
@@ -146,12 +170,6 @@ pub struct AfXdpPort {
     tx: OneAtATime<TxState>,
     sock: OwnedFd,
     umem: Umem,
-    mem: PortMem,
-    /// Copy mode: descriptors the kernel has not taken yet are left on the
-    /// TX ring (the device pushed back, or is down); `sync_incoming` retries.
-    tx_backlog: AtomicBool,
-    rx_oversize: AtomicU64,
-    tx_dropped: AtomicU64,
 }
 
 /// Reception state: touched by the owning worker only (the lock is never
@@ -191,6 +209,319 @@ impl AfXdpPort {
         queue: u32,
         cfg: MemConfig,
     ) -> Result<Arc<AfXdpPort>, AfXdpError> {
+        // Checked before the memory is made: the usual errors come first.
+        if_index(ifname)?;
+        let mem = PortMem::new(name, cfg)?;
+        let head = mem.incoming().hdr.head.load(Ordering::Acquire);
+        let tail = mem.outgoing().hdr.tail.load(Ordering::Acquire);
+        let b = Binding::open(ifname, queue, cfg, head, tail)?;
+        Ok(Arc::new(AfXdpPort {
+            name: name.to_owned(),
+            ifname: ifname.to_owned(),
+            queue,
+            cfg,
+            b: RwLock::new(Arc::new(b)),
+            health: Health::default(),
+            mem,
+            tx_backlog: AtomicBool::new(false),
+            rx_oversize: AtomicU64::new(0),
+            tx_dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// The binding in use now.
+    fn binding(&self) -> Arc<Binding> {
+        self.b.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The index of the interface the port is bound to now.
+    pub fn ifindex(&self) -> u32 {
+        self.binding().ifindex
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// "zero-copy" when the driver DMAs straight into the UMEM, "copy" when
+    /// the kernel copies frames in and out of it (e.g. veth).
+    pub fn mode(&self) -> &'static str {
+        if self.is_zero_copy() {
+            "zero-copy"
+        } else {
+            "copy"
+        }
+    }
+
+    pub fn is_zero_copy(&self) -> bool {
+        self.binding().zero_copy
+    }
+
+    /// Received frames dropped because they were longer than the port's buffers.
+    pub fn rx_oversize(&self) -> u64 {
+        self.rx_oversize.load(Ordering::Relaxed)
+    }
+
+    /// Outgoing packets dropped: no free TX frame, longer than a UMEM frame,
+    /// or a slot with a bad buffer index.
+    pub fn tx_dropped(&self) -> u64 {
+        self.tx_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The kernel's counters for the socket.
+    pub fn kernel_stats(&self) -> io::Result<XdpStats> {
+        // SAFETY: xdp_statistics is plain data; all-zero is a valid value.
+        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        getsockopt(&self.binding().sock, libc::XDP_STATISTICS, &mut s)?;
+        Ok(XdpStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+
+    /// Moves received frames from the RX ring into the incoming ring.
+    fn rx_sync(&self, b: &Binding, st: &mut RxState) {
+        let ring = self.mem.incoming();
+        let room = ring.free(st.head);
+        let avail = st
+            .rx
+            .producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(st.rx_cons)
+            .min(st.rx.size());
+        let fill_used = st
+            .fill_prod
+            .wrapping_sub(st.fill.consumer().load(Ordering::Acquire));
+        let fill_room = st.fill.size().saturating_sub(fill_used);
+        let n = room.min(avail).min(fill_room);
+        if n > 0 {
+            let cap = (self.mem.buf_size() as usize).min(usize::from(u16::MAX));
+            let mut head = st.head;
+            let mut oversize = 0;
+            // The kernel wrote these frames, often on the other core: ask
+            // for all of them first, so their cache misses overlap.
+            for k in 0..n {
+                let d = st.rx.desc(st.rx_cons.wrapping_add(k));
+                b.umem.prefetch(d.addr, d.len);
+            }
+            for k in 0..n {
+                let d = st.rx.desc(st.rx_cons.wrapping_add(k));
+                // SAFETY: this frame was handed to us on the RX ring; the
+                // kernel does not touch it until we give it back on the fill
+                // ring below, after the copy.
+                match unsafe { b.umem.frame(d.addr, d.len as usize) } {
+                    Some(data) if data.len() > cap => oversize += 1,
+                    Some(data) if !data.is_empty() => {
+                        let slot = ring.slot(head);
+                        if self.mem.write_buf(slot.buf, data) {
+                            ring.write_slot(
+                                head,
+                                Slot {
+                                    buf: slot.buf,
+                                    len: data.len() as u16,
+                                    flags: 0,
+                                },
+                            );
+                            head = head.wrapping_add(1);
+                        }
+                    }
+                    _ => {}
+                }
+                st.fill.set_addr(st.fill_prod, b.umem.chunk_base(d.addr));
+                st.fill_prod = st.fill_prod.wrapping_add(1);
+            }
+            st.rx_cons = st.rx_cons.wrapping_add(n);
+            // Release: the copies above are done before the kernel may
+            // reuse the descriptors and the frames.
+            st.rx.consumer().store(st.rx_cons, Ordering::Release);
+            st.fill.producer().store(st.fill_prod, Ordering::Release);
+            if head != st.head {
+                st.head = head;
+                ring.publish(head);
+            }
+            if oversize > 0 {
+                self.rx_oversize.fetch_add(oversize, Ordering::Relaxed);
+            }
+        }
+        if st.fill.needs_wakeup() {
+            b.kick_rx();
+        }
+    }
+
+    /// Drains the outgoing ring into TX frames and descriptors.
+    fn tx_drain(&self, b: &Binding, st: &mut TxState) {
+        Self::reclaim(b, st);
+        let ring = self.mem.outgoing();
+        let n = ring.available(st.tail);
+        let chunk = b.umem.chunk as usize;
+        let mut dropped = 0;
+        for k in 0..n {
+            let s = ring.slot(st.tail.wrapping_add(k));
+            if s.len == 0 {
+                // The switch already counted why this slot is empty.
+                continue;
+            }
+            let data = match self.mem.buf(s.buf, usize::from(s.len)) {
+                Some(d) if d.len() <= chunk => d,
+                _ => {
+                    dropped += 1;
+                    continue;
+                }
+            };
+            let Some(addr) = self.tx_frame(b, st) else {
+                dropped += 1;
+                continue;
+            };
+            // SAFETY: `addr` came off the free list, so neither the kernel
+            // nor anyone else uses that frame; `data.len() <= chunk` and the
+            // frame is a whole chunk inside the UMEM.
+            unsafe { b.umem.write(addr, data) };
+            st.tx.set_desc(
+                st.tx_prod,
+                libc::xdp_desc {
+                    addr,
+                    len: data.len() as u32,
+                    options: 0,
+                },
+            );
+            st.tx_prod = st.tx_prod.wrapping_add(1);
+        }
+        if n > 0 {
+            st.tail = st.tail.wrapping_add(n);
+            // Release: descriptors and frame contents before the producer.
+            st.tx.producer().store(st.tx_prod, Ordering::Release);
+            ring.release(st.tail);
+        }
+        self.kick_tx(b, st);
+        if dropped > 0 {
+            self.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// A free TX frame: from the free list, else from completions, else
+    /// after pushing what is queued and reaping again. Never waits.
+    fn tx_frame(&self, b: &Binding, st: &mut TxState) -> Option<u64> {
+        if let Some(a) = st.free.pop() {
+            return Some(a);
+        }
+        Self::reclaim(b, st);
+        if st.free.is_empty() {
+            st.tx.producer().store(st.tx_prod, Ordering::Release);
+            self.kick_tx(b, st);
+            Self::reclaim(b, st);
+        }
+        st.free.pop()
+    }
+
+    /// Moves completed TX frames back to the free list.
+    fn reclaim(b: &Binding, st: &mut TxState) {
+        let n = st
+            .comp
+            .producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(st.comp_cons)
+            .min(st.comp.size());
+        if n == 0 {
+            return;
+        }
+        for k in 0..n {
+            let a = st.comp.addr(st.comp_cons.wrapping_add(k));
+            // Only addresses of TX frames we produced come back; anything
+            // else would be a kernel bug, and is not trusted.
+            if b.umem.is_tx_frame(a) && st.free.len() < b.umem.tx_frames as usize {
+                st.free.push(b.umem.chunk_base(a));
+            }
+        }
+        st.comp_cons = st.comp_cons.wrapping_add(n);
+        st.comp.consumer().store(st.comp_cons, Ordering::Release);
+    }
+
+    /// Makes the kernel transmit what is on the TX ring.
+    fn kick_tx(&self, b: &Binding, st: &TxState) {
+        let send = || {
+            // SAFETY: a zero-length, non-blocking send on our own socket with
+            // no buffers: the kernel reads nothing from us.
+            unsafe {
+                libc::sendto(
+                    b.sock.as_raw_fd(),
+                    ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    ptr::null(),
+                    0,
+                )
+            }
+        };
+        if b.zero_copy {
+            // The driver transmits on its own unless it asked for a kick.
+            if st.tx.needs_wakeup() {
+                send();
+            }
+            return;
+        }
+        // Copy mode: the kernel transmits inside sendto, a small batch per
+        // call, so call again while it makes progress. When it makes none
+        // (device busy or down) the rest stays queued for a later kick.
+        loop {
+            let before = st.tx.consumer().load(Ordering::Acquire);
+            if before == st.tx_prod {
+                self.tx_backlog.store(false, Ordering::Relaxed);
+                return;
+            }
+            send();
+            if st.tx.consumer().load(Ordering::Acquire) == before {
+                self.tx_backlog.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+        match m.try_lock() {
+            Ok(g) => Some(g),
+            // Indices are only advanced after the work they cover, so state
+            // left by a panicking holder is still consistent.
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+impl Binding {
+    /// Asks the driver to refill its RX queue from the fill ring.
+    fn kick_rx(&self) {
+        // SAFETY: a zero-length, non-blocking receive on our own socket with
+        // no buffers: the kernel writes nothing.
+        unsafe {
+            libc::recvfrom(
+                self.sock.as_raw_fd(),
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Binds queue `queue` of interface `ifname` for a port with memory
+    /// `cfg`, whose incoming ring's next slot is `head` and whose outgoing
+    /// ring's next unsent slot is `tail`.
+    fn open(
+        ifname: &str,
+        queue: u32,
+        cfg: MemConfig,
+        head: u32,
+        tail: u32,
+    ) -> Result<Binding, AfXdpError> {
         let os = |what: &'static str| {
             let ifname = ifname.to_owned();
             move |err: io::Error| AfXdpError::Os { ifname, what, err }
@@ -215,7 +546,6 @@ impl AfXdpPort {
                 queues: n,
             });
         }
-        let mem = PortMem::new(name, cfg)?;
 
         // RX frames cycle fill -> RX -> fill; TX frames free -> TX ->
         // completion -> free. With as many frames as ring entries on each
@@ -324,14 +654,10 @@ impl AfXdpPort {
             comp,
             fill_prod,
         } = xsk;
-        let head = mem.incoming().hdr.head.load(Ordering::Acquire);
-        let tail = mem.outgoing().hdr.tail.load(Ordering::Acquire);
-        Ok(Arc::new(AfXdpPort {
-            name: name.to_owned(),
-            ifname: ifname.to_owned(),
+        Ok(Binding {
             ifindex,
-            queue,
             zero_copy,
+            retired: AtomicBool::new(false),
             _link: link,
             _prog: prog,
             _map: map,
@@ -352,282 +678,7 @@ impl AfXdpPort {
             }),
             sock,
             umem,
-            mem,
-            tx_backlog: AtomicBool::new(false),
-            rx_oversize: AtomicU64::new(0),
-            tx_dropped: AtomicU64::new(0),
-        }))
-    }
-
-    pub fn ifname(&self) -> &str {
-        &self.ifname
-    }
-
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    pub fn queue(&self) -> u32 {
-        self.queue
-    }
-
-    /// "zero-copy" when the driver DMAs straight into the UMEM, "copy" when
-    /// the kernel copies frames in and out of it (e.g. veth).
-    pub fn mode(&self) -> &'static str {
-        if self.zero_copy { "zero-copy" } else { "copy" }
-    }
-
-    pub fn is_zero_copy(&self) -> bool {
-        self.zero_copy
-    }
-
-    /// Received frames dropped because they were longer than the port's buffers.
-    pub fn rx_oversize(&self) -> u64 {
-        self.rx_oversize.load(Ordering::Relaxed)
-    }
-
-    /// Outgoing packets dropped: no free TX frame, longer than a UMEM frame,
-    /// or a slot with a bad buffer index.
-    pub fn tx_dropped(&self) -> u64 {
-        self.tx_dropped.load(Ordering::Relaxed)
-    }
-
-    /// The kernel's counters for the socket.
-    pub fn kernel_stats(&self) -> io::Result<XdpStats> {
-        // SAFETY: xdp_statistics is plain data; all-zero is a valid value.
-        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        getsockopt(&self.sock, libc::XDP_STATISTICS, &mut s)?;
-        Ok(XdpStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: s.tx_ring_empty_descs,
         })
-    }
-
-    /// Moves received frames from the RX ring into the incoming ring.
-    fn rx_sync(&self, st: &mut RxState) {
-        let ring = self.mem.incoming();
-        let room = ring.free(st.head);
-        let avail = st
-            .rx
-            .producer()
-            .load(Ordering::Acquire)
-            .wrapping_sub(st.rx_cons)
-            .min(st.rx.size());
-        let fill_used = st
-            .fill_prod
-            .wrapping_sub(st.fill.consumer().load(Ordering::Acquire));
-        let fill_room = st.fill.size().saturating_sub(fill_used);
-        let n = room.min(avail).min(fill_room);
-        if n > 0 {
-            let cap = (self.mem.buf_size() as usize).min(usize::from(u16::MAX));
-            let mut head = st.head;
-            let mut oversize = 0;
-            // The kernel wrote these frames, often on the other core: ask
-            // for all of them first, so their cache misses overlap.
-            for k in 0..n {
-                let d = st.rx.desc(st.rx_cons.wrapping_add(k));
-                self.umem.prefetch(d.addr, d.len);
-            }
-            for k in 0..n {
-                let d = st.rx.desc(st.rx_cons.wrapping_add(k));
-                // SAFETY: this frame was handed to us on the RX ring; the
-                // kernel does not touch it until we give it back on the fill
-                // ring below, after the copy.
-                match unsafe { self.umem.frame(d.addr, d.len as usize) } {
-                    Some(data) if data.len() > cap => oversize += 1,
-                    Some(data) if !data.is_empty() => {
-                        let slot = ring.slot(head);
-                        if self.mem.write_buf(slot.buf, data) {
-                            ring.write_slot(
-                                head,
-                                Slot {
-                                    buf: slot.buf,
-                                    len: data.len() as u16,
-                                    flags: 0,
-                                },
-                            );
-                            head = head.wrapping_add(1);
-                        }
-                    }
-                    _ => {}
-                }
-                st.fill.set_addr(st.fill_prod, self.umem.chunk_base(d.addr));
-                st.fill_prod = st.fill_prod.wrapping_add(1);
-            }
-            st.rx_cons = st.rx_cons.wrapping_add(n);
-            // Release: the copies above are done before the kernel may
-            // reuse the descriptors and the frames.
-            st.rx.consumer().store(st.rx_cons, Ordering::Release);
-            st.fill.producer().store(st.fill_prod, Ordering::Release);
-            if head != st.head {
-                st.head = head;
-                ring.publish(head);
-            }
-            if oversize > 0 {
-                self.rx_oversize.fetch_add(oversize, Ordering::Relaxed);
-            }
-        }
-        if st.fill.needs_wakeup() {
-            self.kick_rx();
-        }
-    }
-
-    /// Asks the driver to refill its RX queue from the fill ring.
-    fn kick_rx(&self) {
-        // SAFETY: a zero-length, non-blocking receive on our own socket with
-        // no buffers: the kernel writes nothing.
-        unsafe {
-            libc::recvfrom(
-                self.sock.as_raw_fd(),
-                ptr::null_mut(),
-                0,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            );
-        }
-    }
-
-    /// Drains the outgoing ring into TX frames and descriptors.
-    fn tx_drain(&self, st: &mut TxState) {
-        self.reclaim(st);
-        let ring = self.mem.outgoing();
-        let n = ring.available(st.tail);
-        let chunk = self.umem.chunk as usize;
-        let mut dropped = 0;
-        for k in 0..n {
-            let s = ring.slot(st.tail.wrapping_add(k));
-            if s.len == 0 {
-                // The switch already counted why this slot is empty.
-                continue;
-            }
-            let data = match self.mem.buf(s.buf, usize::from(s.len)) {
-                Some(d) if d.len() <= chunk => d,
-                _ => {
-                    dropped += 1;
-                    continue;
-                }
-            };
-            let Some(addr) = self.tx_frame(st) else {
-                dropped += 1;
-                continue;
-            };
-            // SAFETY: `addr` came off the free list, so neither the kernel
-            // nor anyone else uses that frame; `data.len() <= chunk` and the
-            // frame is a whole chunk inside the UMEM.
-            unsafe { self.umem.write(addr, data) };
-            st.tx.set_desc(
-                st.tx_prod,
-                libc::xdp_desc {
-                    addr,
-                    len: data.len() as u32,
-                    options: 0,
-                },
-            );
-            st.tx_prod = st.tx_prod.wrapping_add(1);
-        }
-        if n > 0 {
-            st.tail = st.tail.wrapping_add(n);
-            // Release: descriptors and frame contents before the producer.
-            st.tx.producer().store(st.tx_prod, Ordering::Release);
-            ring.release(st.tail);
-        }
-        self.kick_tx(st);
-        if dropped > 0 {
-            self.tx_dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
-    }
-
-    /// A free TX frame: from the free list, else from completions, else
-    /// after pushing what is queued and reaping again. Never waits.
-    fn tx_frame(&self, st: &mut TxState) -> Option<u64> {
-        if let Some(a) = st.free.pop() {
-            return Some(a);
-        }
-        self.reclaim(st);
-        if st.free.is_empty() {
-            st.tx.producer().store(st.tx_prod, Ordering::Release);
-            self.kick_tx(st);
-            self.reclaim(st);
-        }
-        st.free.pop()
-    }
-
-    /// Moves completed TX frames back to the free list.
-    fn reclaim(&self, st: &mut TxState) {
-        let n = st
-            .comp
-            .producer()
-            .load(Ordering::Acquire)
-            .wrapping_sub(st.comp_cons)
-            .min(st.comp.size());
-        if n == 0 {
-            return;
-        }
-        for k in 0..n {
-            let a = st.comp.addr(st.comp_cons.wrapping_add(k));
-            // Only addresses of TX frames we produced come back; anything
-            // else would be a kernel bug, and is not trusted.
-            if self.umem.is_tx_frame(a) && st.free.len() < self.umem.tx_frames as usize {
-                st.free.push(self.umem.chunk_base(a));
-            }
-        }
-        st.comp_cons = st.comp_cons.wrapping_add(n);
-        st.comp.consumer().store(st.comp_cons, Ordering::Release);
-    }
-
-    /// Makes the kernel transmit what is on the TX ring.
-    fn kick_tx(&self, st: &TxState) {
-        let send = || {
-            // SAFETY: a zero-length, non-blocking send on our own socket with
-            // no buffers: the kernel reads nothing from us.
-            unsafe {
-                libc::sendto(
-                    self.sock.as_raw_fd(),
-                    ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    ptr::null(),
-                    0,
-                )
-            }
-        };
-        if self.zero_copy {
-            // The driver transmits on its own unless it asked for a kick.
-            if st.tx.needs_wakeup() {
-                send();
-            }
-            return;
-        }
-        // Copy mode: the kernel transmits inside sendto, a small batch per
-        // call, so call again while it makes progress. When it makes none
-        // (device busy or down) the rest stays queued for a later kick.
-        loop {
-            let before = st.tx.consumer().load(Ordering::Acquire);
-            if before == st.tx_prod {
-                self.tx_backlog.store(false, Ordering::Relaxed);
-                return;
-            }
-            send();
-            if st.tx.consumer().load(Ordering::Acquire) == before {
-                self.tx_backlog.store(true, Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-
-    fn lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-        match m.try_lock() {
-            Ok(g) => Some(g),
-            // Indices are only advanced after the work they cover, so state
-            // left by a panicking holder is still consistent.
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
     }
 }
 
@@ -663,8 +714,11 @@ impl Port for AfXdpPort {
     }
 
     fn sync_incoming(&self, _q: usize) {
-        if let Some(mut st) = Self::lock(&self.rx) {
-            self.rx_sync(&mut st);
+        let b = self.binding();
+        if let Some(mut st) = Self::lock(&b.rx)
+            && !b.retired.load(Ordering::Acquire)
+        {
+            self.rx_sync(&b, &mut st);
         }
         if self.tx_backlog.load(Ordering::Relaxed) {
             self.outgoing_published();
@@ -672,19 +726,70 @@ impl Port for AfXdpPort {
     }
 
     fn outgoing_published(&self) {
-        self.tx.run(|st| self.tx_drain(st));
+        let b = self.binding();
+        b.tx.run(|st| {
+            if !b.retired.load(Ordering::Acquire) {
+                self.tx_drain(&b, st);
+            }
+        });
     }
 
     fn incoming_fd(&self, _q: usize) -> Option<RawFd> {
-        Some(self.sock.as_raw_fd())
+        Some(self.binding().sock.as_raw_fd())
     }
 
-    /// Reported only: a vanished interface took the XDP program and the
-    /// socket's binding with it, and an unbound socket never signals (no
-    /// spinning); the port does not come back by itself (detach it and
-    /// attach it again). An `af_packet` port does.
+    /// A vanished interface takes the XDP program and the socket's binding
+    /// with it, and an unbound socket never signals (no spinning): the
+    /// port looks once a second ([`Port::needs_recheck`]) and binds anew
+    /// to an interface of its name when there is one again.
     fn link_state(&self) -> LinkState {
-        super::kernel::state_of(&self.ifname, self.ifindex)
+        super::kernel::state_of(&self.ifname, self.binding().ifindex)
+    }
+
+    /// Looks at the interface (a few system calls; the worker asks once a
+    /// second): gone means there is something to do.
+    fn needs_recheck(&self) -> bool {
+        let now = self.link_state();
+        self.health.note(now, &self.name, &self.ifname);
+        now == LinkState::Gone
+    }
+
+    /// Binds to the interface of the port's name, if there is one again
+    /// (a new socket and program; the port's rings, counters and number
+    /// stay). Frames the old socket held are lost with its interface.
+    fn recheck(&self) {
+        let old = self.binding();
+        if super::kernel::state_of(&self.ifname, old.ifindex) != LinkState::Gone
+            || if_index(&self.ifname).is_err()
+        {
+            return;
+        }
+        // Made before anything is locked: binding may wait a while for
+        // the kernel to let go of the queue.
+        let mut b = match Binding::open(&self.ifname, self.queue, self.cfg, 0, 0) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("port {}: cannot take {} back: {e}", self.name, self.ifname);
+                return;
+            }
+        };
+        let now = super::kernel::state_of(&self.ifname, b.ifindex);
+        {
+            let mut slot = self.b.write().unwrap_or_else(|e| e.into_inner());
+            // The old binding's state, locked (a worker in it finishes
+            // first), says where the port's rings stand; it is marked
+            // retired before the locks go, so nothing moves frames through
+            // it again.
+            let rx = slot.rx.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = slot.tx.lock_wait();
+            b.rx.get_mut().unwrap_or_else(|e| e.into_inner()).head = rx.head;
+            b.tx.get_mut().tail = tx.tail;
+            slot.retired.store(true, Ordering::Release);
+            drop((rx, tx));
+            *slot = Arc::new(b);
+        }
+        self.tx_backlog.store(false, Ordering::Relaxed);
+        self.health.note(now, &self.name, &self.ifname);
     }
 
     fn arm_incoming(&self, _q: usize, cur: u32) -> bool {
@@ -694,12 +799,13 @@ impl Port for AfXdpPort {
         if self.mem.incoming().available(cur) > 0 {
             return false;
         }
-        let Some(st) = Self::lock(&self.rx) else {
+        let b = self.binding();
+        let Some(st) = Self::lock(&b.rx) else {
             return false;
         };
         // A driver waiting for fill-ring buffers must be told before we sleep.
         if st.fill.needs_wakeup() {
-            self.kick_rx();
+            b.kick_rx();
         }
         fence(Ordering::SeqCst);
         // The socket polls readable while its RX ring holds descriptors, so

@@ -334,6 +334,17 @@ impl<T> OneAtATime<T> {
     }
 
     /// The value if nobody holds it.
+    /// The value, once its holder lets go (soon: holders never block).
+    /// What a holder that panicked left is taken as it is.
+    pub fn lock_wait(&self) -> MutexGuard<'_, T> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value, when nobody else can reach it.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         match self.inner.try_lock() {
             Ok(g) => Some(g),

@@ -26,9 +26,14 @@ mod xdp_prog;
 use std::fmt;
 use std::os::fd::RawFd;
 
-use crate::packet::{PortMem, TunMeta, TunMetaSlots};
+use crate::packet::{PacketRef, PortMem, TunMeta, TunMetaSlots};
 
 pub use mem::{MemClient, MemPort, Woken};
+
+/// What a port that receives directly hands its frames to
+/// ([`Port::receive_direct`]): a run of frames, their tunnel metadata, and
+/// each frame's Geneve options (one per frame, or empty for none).
+pub type DirectSink<'a> = dyn FnMut(&[PacketRef], TunMeta, &[&[u8]]) + 'a;
 pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
@@ -140,6 +145,28 @@ pub trait Port: Send + Sync {
     /// time; no lock is held.
     fn sync_incoming(&self, _q: usize) {}
 
+    /// Whether the port also hands the switch frames that sit in memory
+    /// of its own, with [`Port::receive_direct`], besides those on its
+    /// incoming rings. Must answer the same for as long as the port is
+    /// attached.
+    fn receives_directly(&self) -> bool {
+        false
+    }
+
+    /// For ports that [receive directly](Port::receives_directly): hands
+    /// `sink` the frames waiting for incoming queue `q`, in runs that share
+    /// one tunnel metadata ([`TunMeta::NONE`] for none), with each frame's
+    /// Geneve options (one slice per frame, or none at all), and returns how
+    /// many it handed. Each run's frames are the switch's, to read and
+    /// rewrite in place, until `sink` returns; then they are the port's
+    /// again (the switch copies what it keeps). Called by the queue's
+    /// owning worker, in place of [`Port::sync_incoming`], right after it
+    /// read the queue's ring, so what the port queued on the ring earlier
+    /// goes first; no lock is held.
+    fn receive_direct(&self, _q: usize, _sink: &mut DirectSink<'_>) -> usize {
+        0
+    }
+
     /// Called after the switch published packets on the outgoing ring
     /// (netmap's txsync and notify). Backends push packets to their device or
     /// wake their consumer here. Several workers may call it at once; no lock
@@ -225,8 +252,10 @@ pub trait Port: Send + Sync {
     fn incoming_error(&self, _q: usize) {}
 
     /// Whether the device needs another look (it is down or gone): a cheap
-    /// check (an atomic load) the owning worker of queue 0 makes about once
-    /// a second, and then calls [`Port::recheck`].
+    /// check the owning worker of queue 0 makes about once a second (an
+    /// atomic load; a port whose device never signals, as an AF_XDP
+    /// socket whose interface vanished, looks at the interface: a few
+    /// system calls), and then calls [`Port::recheck`].
     fn needs_recheck(&self) -> bool {
         false
     }

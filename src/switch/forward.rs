@@ -30,7 +30,7 @@
 #![allow(unsafe_code)]
 
 use crate::module::{Nanos, Verdict, Verdicts};
-use crate::packet::{Batch, PacketRef, PortMem, Slot, TunMeta, copy_frame};
+use crate::packet::{Batch, GrowArena, PacketRef, PortMem, Slot, TunMeta, TunOptions, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
 use super::capture;
@@ -93,6 +93,9 @@ pub struct Forwarder {
     /// the module set some, or they came with some).
     tun_out: Vec<TunMeta>,
     tun_active: bool,
+    /// Where packets of a port's own memory move when they grow
+    /// ([`Forwarder::forward_frames`]).
+    grow: GrowArena,
     /// Packets forwarded (read from an input ring) by this forwarder.
     pub packets: u64,
 }
@@ -126,6 +129,7 @@ impl Forwarder {
             tun_in_valid: false,
             tun_out: Vec::new(),
             tun_active: false,
+            grow: GrowArena::default(),
             packets: 0,
         }
     }
@@ -182,30 +186,107 @@ impl Forwarder {
         ctr.rx_packets.add(n as u64);
         ctr.rx_bytes.add(bytes);
         ctr.drop(DropReason::BadFrame, bad);
+        let opts = tun.map(TunOptions::Slots);
+        self.process(table, input, now, packet_in, (tun.is_some(), opts), false);
+        let next = cur.wrapping_add(n as u32);
+        rxq.set_cursor(next);
+        ring.release(next);
+        self.packets += n as u64;
+        n
+    }
+
+    /// Forwards `frames`, which the port `input` holds in memory of its
+    /// own (a port that [receives directly](crate::port::Port::receive_direct)),
+    /// each with the tunnel metadata `tun` and its Geneve options (`opts`:
+    /// one per frame, or none for all); returns how many. A frame that
+    /// grows past its buffer (a pushed header) moves to one of the
+    /// forwarder's. The frames must stay valid and untouched by anything
+    /// else until this returns; they are free again when it has.
+    pub(crate) fn forward_frames(
+        &mut self,
+        table: &Table,
+        input: &PortEntry,
+        frames: &[PacketRef],
+        (tun, opts): (TunMeta, &[&[u8]]),
+        now: Nanos,
+        packet_in: &PacketIns,
+    ) -> usize {
+        let ctr = &input.counters[self.ctr];
+        for (c, chunk) in frames.chunks(self.batch).enumerate() {
+            self.pkts.clear();
+            self.pkts.extend_from_slice(chunk);
+            let bytes: u64 = chunk.iter().map(|p| u64::from(p.len)).sum();
+            self.tun_in.clear();
+            self.tun_in.resize(chunk.len(), tun);
+            self.tun_in_valid = true;
+            // Each frame with options names its slice (1 + its index).
+            let chunk_opts = opts
+                .get(c * self.batch..)
+                .map(|o| &o[..o.len().min(chunk.len())]);
+            let chunk_opts = chunk_opts.filter(|o| o.iter().any(|x| !x.is_empty()));
+            for (k, (m, o)) in self
+                .tun_in
+                .iter_mut()
+                .zip(chunk_opts.unwrap_or_default())
+                .enumerate()
+            {
+                if !o.is_empty() {
+                    m.opts = k as u32 + 1;
+                }
+            }
+            ctr.rx_packets.add(chunk.len() as u64);
+            ctr.rx_bytes.add(bytes);
+            let opts = chunk_opts.map(TunOptions::Frames);
+            self.process(table, input, now, packet_in, (true, opts), true);
+            self.packets += chunk.len() as u64;
+        }
+        frames.len()
+    }
+
+    /// Runs the module over the batch in `pkts` (`tunnel`: with the
+    /// metadata in `tun_in`, and `opts` where their Geneve options are;
+    /// `grow`: its packets may move to the grow arena) and sends what it
+    /// decided.
+    fn process(
+        &mut self,
+        table: &Table,
+        input: &PortEntry,
+        now: Nanos,
+        packet_in: &PacketIns,
+        (tunnel, opts): (bool, Option<TunOptions<'_>>),
+        grow: bool,
+    ) {
         if input.taps.wants(capture::IN) {
             // As received: before the module rewrites anything.
             input
                 .taps
                 .record(capture::IN, frames(&self.pkts, 0..self.pkts.len()));
         }
-        if !self.pkts.is_empty() {
-            self.verdicts.reset(self.pkts.len());
-            // SAFETY: the views point at buffers of slots in [cur, cur + n) of
-            // the input's incoming ring, which this worker alone owns until it
-            // releases them below; lengths were checked against `cap`.
-            let mut batch = unsafe { Batch::new(&mut self.pkts, input.id) };
-            if let Some(t) = tun {
-                batch = batch.with_tunnel(&self.tun_in).with_tunnel_options(t);
-            }
-            table.module.process(&mut batch, &mut self.verdicts, now);
-            self.tunnel_out();
-            self.dispatch(table, input, packet_in);
+        if self.pkts.is_empty() {
+            return;
         }
-        let next = cur.wrapping_add(n as u32);
-        rxq.set_cursor(next);
-        ring.release(next);
-        self.packets += n as u64;
-        n
+        self.verdicts.reset(self.pkts.len());
+        // SAFETY: the views point at frames this worker alone owns until
+        // it returns: buffers of its slots of the input's incoming ring
+        // (`forward`: released after this), or a port's own memory that
+        // the port holds for it (`forward_frames`); lengths were checked
+        // against `cap`.
+        let mut batch = unsafe { Batch::new(&mut self.pkts, input.id) };
+        if tunnel {
+            batch = batch.with_tunnel(&self.tun_in);
+            match opts {
+                Some(TunOptions::Slots(s)) => batch = batch.with_tunnel_options(s),
+                Some(TunOptions::Frames(f)) => batch = batch.with_frame_options(f),
+                None => {}
+            }
+        }
+        if grow {
+            self.grow.reset();
+            batch = batch.with_grow_arena(&mut self.grow);
+        }
+        table.module.process(&mut batch, &mut self.verdicts, now);
+        self.tunnel_out();
+        self.dispatch(table, input, packet_in);
     }
 
     /// What the packets go out with: the tunnel metadata the module set,

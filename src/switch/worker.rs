@@ -96,6 +96,9 @@ struct Owned {
     /// `idle_after`, or on a busy-polling switch a short time for ports whose
     /// polling costs a system call.
     idle_limit: Option<Duration>,
+    /// Whether the port also hands over frames from its own memory
+    /// ([`crate::port::Port::receive_direct`]).
+    direct: bool,
 }
 
 /// How long an idle queue whose polling costs a system call stays polled on
@@ -155,8 +158,24 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
         let mut i = 0;
         while i < active.len() {
             let o = &mut active[i];
-            o.entry.port.sync_incoming(o.q);
-            let n = fwd.forward(&table, &o.entry, o.q, now_ns, &shared.packet_in);
+            if !o.direct {
+                o.entry.port.sync_incoming(o.q);
+            }
+            let mut n = fwd.forward(&table, &o.entry, o.q, now_ns, &shared.packet_in);
+            if o.direct {
+                // After the ring: what a sibling queued there came first.
+                let entry = &o.entry;
+                n += entry.port.receive_direct(o.q, &mut |frames, tun, opts| {
+                    fwd.forward_frames(
+                        &table,
+                        entry,
+                        frames,
+                        (tun, opts),
+                        now_ns,
+                        &shared.packet_in,
+                    );
+                });
+            }
             work += n;
             if n > 0 {
                 o.last_active = now;
@@ -271,7 +290,8 @@ fn add_busy(me: &WorkerShared, worked: &mut bool, since: Instant, until: Instant
 /// again ([`crate::port::Port::recheck`]), which may bring them back with a
 /// new descriptor, so a retired queue leaves the epoll set first and is
 /// polled again (it retires again when idle). A healthy port costs an
-/// atomic load here, or on a busy-polling switch, whose queues never wait
+/// atomic load here (an af_xdp port a look at its interface), or on a
+/// busy-polling switch, whose queues never wait
 /// in epoll for an error to show, a look for one (a system call or two).
 fn recheck(me: &WorkerShared, active: &mut Vec<Owned>, retired: &mut Vec<Owned>, now: Instant) {
     let mut i = 0;
@@ -349,6 +369,7 @@ fn regroup(
                 can_sleep: e.port.incoming_fd(q).is_some(),
                 idle_limit: idle_after
                     .or(e.port.poll_costs_syscall().then_some(SYSCALL_QUEUE_IDLE)),
+                direct: e.port.receives_directly(),
             };
             if !known.contains(&o.token()) {
                 active.push(o);

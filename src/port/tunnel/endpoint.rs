@@ -5,9 +5,11 @@
 //!
 //! Which worker reads a shared socket: any of its ports' workers, one at a
 //! time. A port's `sync_incoming` takes the socket's receive lock if it is
-//! free (`try_lock`: nobody ever waits for it), reads a batch and copies
-//! each inner frame into the incoming ring of the port its (sender, VNI)
-//! names. So every port's incoming ring has one producer at a time, the
+//! free (`try_lock`: nobody ever waits for it), reads a batch, hands its
+//! own port's frames to the switch where they are (the worker's `sink`,
+//! while the batch stays locked) and copies each other inner frame into
+//! the incoming ring of the port its (sender, VNI) names. So every port's
+//! incoming ring has one producer at a time, the
 //! holder of that lock, and each ring is its own bounded queue: a frame for
 //! a port whose ring is full is dropped and counted on that port
 //! (`rx_ring_full`), and nobody blocks. A port woken by a sibling's read
@@ -47,7 +49,7 @@ use super::header::{DecapError, Proto, decode};
 use super::rxbatch::{RxBatch, RxPos};
 use super::socket::{BATCH, UdpTunnelSocket};
 use super::wire::Wire;
-use crate::packet::{PortMem, TunMeta, TunMetaSlots};
+use crate::packet::{PacketRef, PortMem, TunMeta, TunMetaSlots};
 use crate::port::kernel::IncomingFill;
 use crate::sys::EventFd;
 
@@ -175,6 +177,38 @@ impl<'m> Wake<'m> {
         }
         None
     }
+}
+
+/// Where a port that receives directly takes its frames: the switch's
+/// forwarder (see [`crate::port::Port::receive_direct`]).
+/// Besides the frames and their run's metadata, each frame's Geneve
+/// options (empty: none).
+pub type Sink<'a> = dyn FnMut(&[PacketRef], TunMeta, &[&[u8]]) + 'a;
+
+/// Hands the frames of `run` to `sink` if the run is `own`'s and there is
+/// a sink; returns whether it did. The frames are views into `rx`, which
+/// the switch may rewrite while `sink` runs: nothing reads them after.
+fn hand(
+    rx: &RxBatch,
+    run: Option<Run<'_>>,
+    (frames, opts): (&[&[u8]], &[&[u8]]),
+    own: &Receiver,
+    sink: Option<&mut Sink<'_>>,
+) -> bool {
+    let (Some((_, Some(p), meta)), Some(sink)) = (run, sink) else {
+        return false;
+    };
+    if !std::ptr::eq(&**p, own) {
+        return false;
+    }
+    if !frames.is_empty() {
+        let mut refs = [PacketRef::EMPTY; BATCH];
+        for (r, f) in refs.iter_mut().zip(frames) {
+            *r = rx.frame_ref(f);
+        }
+        sink(&refs[..frames.len()], meta, opts);
+    }
+    true
 }
 
 /// Which datagrams a port takes: from this sender (`None`: any, a
@@ -343,32 +377,39 @@ impl Endpoint {
     }
 
     /// Reads what waits on the socket (if no other worker is reading it)
-    /// and queues each frame on its port, while `own` has room. Returns
-    /// the number of messages read.
-    pub fn poll(&self, own: &Receiver) -> usize {
+    /// and queues each frame on its port, while `own` has room. With a
+    /// `sink` (the switch's, for a port that receives directly), `own`'s
+    /// frames go to it instead, straight from the receive batch, unless
+    /// `own`'s ring still holds frames a sibling queued (they go first, so
+    /// this poll queues behind them). Returns the frames `sink` got.
+    pub fn poll(&self, own: &Receiver, mut sink: Option<&mut Sink<'_>>) -> usize {
         let Ok(mut rx) = self.rx.try_lock() else {
             return 0;
         };
-        let mut total = 0;
+        if own.fill.room(&own.mem) < own.mem.incoming().size() {
+            sink = None;
+        }
+        let mut handed = 0;
         // Bounded: datagrams for sibling ports do not use up this port's
         // room, and the worker has other ports to serve.
         for _ in 0..MAX_BATCHES_PER_POLL {
             if !rx.pending() {
-                if own.fill.room(&own.mem) == 0 {
+                if sink.is_none() && own.fill.room(&own.mem) == 0 {
                     break;
                 }
-                let n = self.wire.recv_batch(&mut rx);
-                if n == 0 {
+                if self.wire.recv_batch(&mut rx) == 0 {
                     break;
                 }
-                total += n;
             }
+            let (pos, done, n) = self.deliver_from(&rx, own, sink.as_deref_mut());
+            rx.seek(pos);
+            handed += n;
             // Own ring full: the rest waits in `rx` for the next poll.
-            if !self.deliver(&mut rx, own) {
+            if !done {
                 break;
             }
         }
-        total
+        handed
     }
 
     /// The port that takes datagrams from `from` with VNI `vni`, in Open
@@ -384,21 +425,20 @@ impl Endpoint {
             .find_map(|k| members.get(k))
     }
 
-    /// Hands the datagrams `rx` holds to their ports, waking the ports
-    /// (other than `own`) whose workers asked to be woken. Datagrams come
-    /// in runs from one sender with one VNI: a run's port is looked up
-    /// once, and its frames are queued and published together. Stops,
-    /// leaving the rest in `rx`, when `own`'s ring is full (returns false);
-    /// a sibling's full ring drops the frame (counted).
-    fn deliver(&self, rx: &mut RxBatch, own: &Receiver) -> bool {
-        let (pos, done) = self.deliver_from(rx, own);
-        rx.seek(pos);
-        done
-    }
-
-    /// [`Endpoint::deliver`] on a batch it only reads: returns where it
-    /// stopped, and whether it passed everything.
-    fn deliver_from(&self, rx: &RxBatch, own: &Receiver) -> (RxPos, bool) {
+    /// Hands the datagrams `rx` holds from its place on to their ports,
+    /// waking the ports (other than `own`) whose workers asked to be
+    /// woken. Datagrams come in runs from one sender with one VNI: a run's
+    /// port is looked up once, and its frames are queued and published
+    /// together (or, `own`'s with a `sink`, handed to it). Stops when
+    /// `own`'s ring is full; a sibling's full ring drops the frame
+    /// (counted). Returns where it stopped, whether it passed everything,
+    /// and how many frames `sink` got.
+    fn deliver_from(
+        &self,
+        rx: &RxBatch,
+        own: &Receiver,
+        mut sink: Option<&mut Sink<'_>>,
+    ) -> (RxPos, bool, usize) {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
         let mut wake = Wake {
             ports: [None; BATCH],
@@ -414,12 +454,17 @@ impl Endpoint {
         let mut nframes = 0;
         let mut pos = rx.pos();
         let mut done = true;
-        // Queues the run's frames; if `own` is full, stops at the first
-        // frame that did not fit. Done before every drop is counted, so
-        // that what is read again after a stop was never counted.
+        let mut handed = 0;
+        // Queues the run's frames (or hands them to `sink`); if `own` is
+        // full, stops at the first frame that did not fit. Done before
+        // every drop is counted, so that what is read again after a stop
+        // was never counted.
         macro_rules! flush {
             () => {
-                if let Some(k) = wake.queue(run, &frames[..nframes], &opts[..nframes], own) {
+                let (fs, os) = (&frames[..nframes], &opts[..nframes]);
+                if hand(rx, run, (fs, os), own, sink.as_deref_mut()) {
+                    handed += nframes;
+                } else if let Some(k) = wake.queue(run, fs, os, own) {
                     pos = places[k];
                     done = false;
                     break;
@@ -508,16 +553,21 @@ impl Endpoint {
             }
             pos = next;
         }
-        if done && let Some(k) = wake.queue(run, &frames[..nframes], &opts[..nframes], own) {
-            pos = places[k];
-            done = false;
+        if done {
+            let (fs, os) = (&frames[..nframes], &opts[..nframes]);
+            if hand(rx, run, (fs, os), own, sink) {
+                handed += nframes;
+            } else if let Some(k) = wake.queue(run, fs, os, own) {
+                pos = places[k];
+                done = false;
+            }
         }
         for p in wake.ports[..wake.n].iter().flatten() {
             if p.mem.incoming().take_wakeup_request() {
                 p.wake.notify();
             }
         }
-        (pos, done)
+        (pos, done, handed)
     }
 
     /// Records `a` as an address of this host (a datagram arrived for

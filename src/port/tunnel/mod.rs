@@ -33,10 +33,16 @@
 //! checksum: see [`socket`]); flow-based remotes and the tunnel
 //! metadata's addresses are IPv4.
 //!
-//! Tunnel metadata ([`crate::packet::TunMeta`]): every frame a tunnel port
-//! queues has its VNI and outer addresses in a side array beside the
-//! incoming ring ([`crate::packet::TunMetaSlots`], filled before the slot
-//! is published), which the switch hands to the module with the batch. A
+//! Receiving: the worker that reads a socket hands its own port's frames
+//! to the switch where the socket received them, in the receive batch
+//! ([`crate::port::Port::receive_direct`]: no copy besides the kernel's),
+//! each run of one sender and VNI with its tunnel metadata
+//! ([`crate::packet::TunMeta`]). Frames for sibling ports on the same
+//! socket are copied into their incoming rings, with their metadata in a
+//! side array beside the ring ([`crate::packet::TunMetaSlots`], filled
+//! before the slot is published), which the switch hands to the module
+//! with the batch; a port reads its ring before the socket, so a flow's
+//! frames keep their order. A
 //! port with `remote=flow` or `out_key=flow` takes frames straight from
 //! the switch with the metadata the module chose for each
 //! ([`crate::port::Port::transmit_tunnel`]); a fixed port takes them
@@ -45,8 +51,10 @@
 //! A packet the module sends to the controller takes its metadata along
 //! ([`crate::switch::PacketIn::tun`]) into the packet-in's match.
 //!
-//! Geneve options: the receive path keeps a frame's options beside its
-//! slot (storage made the first time the port sees options:
+//! Geneve options: the receive path hands a frame's options to the switch
+//! with the frame (one slice per frame beside a direct run; for a frame
+//! queued on a ring, kept beside its slot in storage made the first time
+//! the port sees options:
 //! [`crate::packet::TunMetaSlots::store_with_options`]) and drops a frame
 //! with a critical option that no switch's TLV table maps; the `flow`
 //! module reads the rest into `tun_metadataN`. A Geneve port gets every

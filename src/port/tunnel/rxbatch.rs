@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use super::socket::{BATCH, CMSG_SPACE, CmsgBuf, ip_of};
+use crate::packet::PacketRef;
 
 /// Receive buffer per message: with `UDP_GRO` the kernel may hand over up
 /// to 64 KiB of datagrams from one sender in one; without, any inner frame
@@ -52,7 +53,10 @@ pub struct Datagram<'a> {
 /// Scratch space for one `recvmmsg`, and a cursor over the datagrams it
 /// holds: [`RxBatch::peek`] the next, [`RxBatch::advance`] past it.
 pub struct RxBatch {
-    bufs: Vec<u8>,
+    /// `BATCH` slots, `RX_STRIDE` apart. Reached only through raw
+    /// pointers, so the frames a reader hands out ([`RxBatch::frame_ref`])
+    /// may be written in place while the batch is read.
+    bufs: RawBuf,
     msgs: [RxMsg; BATCH],
     /// Where the kernel writes each message's sender.
     names: [libc::sockaddr_storage; BATCH],
@@ -67,7 +71,7 @@ impl Default for RxBatch {
     fn default() -> RxBatch {
         RxBatch {
             // Zeroed allocation: pages are touched only by what arrives.
-            bufs: vec![0; BATCH * RX_STRIDE],
+            bufs: RawBuf::zeroed(BATCH * RX_STRIDE),
             msgs: [RxMsg::default(); BATCH],
             // SAFETY: plain data; zero is a valid (unspecified) address.
             names: unsafe { zeroed() },
@@ -93,7 +97,7 @@ impl RxBatch {
         }; BATCH];
         // SAFETY: mmsghdr is plain data; zero is a valid empty header.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let base = self.bufs.as_mut_ptr();
+        let base = self.bufs.ptr;
         for (i, (m, v)) in msgs.iter_mut().zip(iov.iter_mut()).enumerate() {
             // SAFETY: slot i of the buffer lies within bufs (BATCH slots).
             v.iov_base = unsafe { base.add(i * RX_STRIDE) }.cast();
@@ -147,7 +151,7 @@ impl RxBatch {
         }
         let m = &self.msgs[i];
         let end = (off + m.seg.max(1)).min(m.len);
-        let bytes = (!m.truncated).then(|| &self.bufs[i * RX_STRIDE + off..i * RX_STRIDE + end]);
+        let bytes = (!m.truncated).then(|| self.bufs.get(i * RX_STRIDE + off..i * RX_STRIDE + end));
         let next = if m.truncated || end >= m.len {
             RxPos(i + 1, 0)
         } else {
@@ -188,10 +192,17 @@ impl RxBatch {
     /// slot), and makes the batch hold messages 0..=i from the start. For
     /// wires other than the kernel's (the bench's, [`super::wire`]).
     pub fn put(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
-        let slot = &mut self.bufs[i * RX_STRIDE..i * RX_STRIDE + RX_SLOT];
-        let fits = slot
-            .get_mut(..bytes.len())
-            .map(|s| s.copy_from_slice(bytes));
+        let fits = (bytes.len() <= RX_SLOT).then(|| {
+            // SAFETY: slot i lies within the buffer and holds `bytes`; the
+            // caller's `&mut self` means no frame of the batch is in use.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.bufs.ptr.add(i * RX_STRIDE),
+                    bytes.len(),
+                )
+            }
+        });
         self.msgs[i] = RxMsg {
             len: bytes.len().min(RX_SLOT),
             seg: bytes.len().min(RX_SLOT),
@@ -201,6 +212,66 @@ impl RxBatch {
         };
         self.n = i + 1;
         self.at = RxPos(0, 0);
+    }
+}
+
+impl RxBatch {
+    /// A view of `f`, the bytes of a datagram [`RxBatch::at`] gave (or a
+    /// part of them), that the switch may rewrite in place: `cap` is the
+    /// length (a frame that grows moves; see `Batch::set_len`). Until the
+    /// batch receives again, nothing but that view may touch those bytes.
+    pub fn frame_ref(&self, f: &[u8]) -> PacketRef {
+        let off = (f.as_ptr() as usize).wrapping_sub(self.bufs.ptr as usize);
+        assert!(
+            off <= self.bufs.len && f.len() <= self.bufs.len - off,
+            "frame_ref: not the batch's bytes"
+        );
+        // SAFETY: within the buffer (checked), and derived from its own
+        // pointer, which may write.
+        PacketRef::new(unsafe { self.bufs.ptr.add(off) }, f.len() as u32)
+    }
+}
+
+/// A zeroed heap buffer reached through its raw pointer only (see
+/// [`RxBatch::bufs`]). Zeroed allocation: pages are touched only by what
+/// arrives.
+struct RawBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: owned memory, used by one thread at a time (the batch is behind
+// the endpoint's lock).
+unsafe impl Send for RawBuf {}
+
+impl RawBuf {
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(len.max(1), 64).expect("receive buffer layout")
+    }
+
+    fn zeroed(len: usize) -> RawBuf {
+        let layout = RawBuf::layout(len);
+        // SAFETY: a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        RawBuf { ptr, len }
+    }
+
+    /// Bytes `r` of the buffer.
+    fn get(&self, r: std::ops::Range<usize>) -> &[u8] {
+        assert!(r.start <= r.end && r.end <= self.len);
+        // SAFETY: within the buffer (checked); initialised (zeroed at
+        // first).
+        unsafe { std::slice::from_raw_parts(self.ptr.add(r.start), r.end - r.start) }
+    }
+}
+
+impl Drop for RawBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, RawBuf::layout(self.len)) }
     }
 }
 
