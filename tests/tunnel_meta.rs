@@ -152,11 +152,12 @@ fn metadata_comes_with_the_batch_and_goes_out_as_the_module_set_it() {
 
     // Four frames from the tunnel port, each with its own metadata, in
     // the slots they take (a fresh ring starts at position 0).
-    let came = |k: u8| TunMeta {
-        id: u64::from(k),
-        src: Ipv4Addr::new(10, 0, 0, k),
-        dst: Ipv4Addr::new(10, 0, 1, 1),
-        ..TunMeta::NONE
+    let came = |k: u8| {
+        TunMeta::v4(
+            u64::from(k),
+            Ipv4Addr::new(10, 0, 0, k),
+            Ipv4Addr::new(10, 0, 1, 1),
+        )
     };
     for k in 0..4u8 {
         tin.meta.store(u32::from(k), came(k));

@@ -188,16 +188,29 @@ fn packet_out_matches_carry_tunnel_metadata_in_1_5() {
         "{said}"
     );
     assert!(!said.contains("tun_"), "{said}");
-    // A register is no tunnel field: refused.
+    // A register and the metadata are pipeline fields too (Open vSwitch
+    // takes them); a packet header field is not: refused.
     let mut reg0 = po.clone();
-    reg0.pipeline = Match::new()
-        .with_registers(vec![NxMatchField {
-            reg: Register::Reg(0),
-            ..dst
-        }])
+    reg0.pipeline = Match::from_fields(vec![OxmField::Metadata(Masked::exact(9))])
+        .and_then(|m| {
+            m.with_registers(vec![NxMatchField {
+                reg: Register::Reg(0),
+                ..dst
+            }])
+        })
         .unwrap();
-    let bytes = encoded(&Message::PacketOut(reg0), 6);
-    let err = mswitch::openflow::decode(&bytes).expect_err("a register");
+    let bytes = encoded(&Message::PacketOut(reg0.clone()), 6);
+    let (_, back) = mswitch::openflow::decode(&bytes).expect("a register and metadata");
+    assert_eq!(back, Message::PacketOut(reg0));
+    let said = ofp_print(&bytes);
+    assert!(
+        said.contains("metadata=0x9") && said.contains("reg0=0xa000002"),
+        "{said}"
+    );
+    let mut eth = po.clone();
+    eth.pipeline = Match::from_fields(vec![OxmField::EthType(0x0800)]).unwrap();
+    let err = mswitch::openflow::decode(&encoded(&Message::PacketOut(eth), 6))
+        .expect_err("a header field");
     assert_eq!(
         err.code,
         mswitch::openflow::ErrorCode::BadMatch(mswitch::openflow::error::BadMatchCode::BadField)

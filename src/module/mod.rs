@@ -742,11 +742,12 @@ mod tests {
 
     #[test]
     fn controller_copies_carry_their_own_tunnel_metadata() {
-        let m = |id: u64| TunMeta {
-            id,
-            src: std::net::Ipv4Addr::new(192, 168, 1, 1),
-            dst: std::net::Ipv4Addr::new(192, 168, 1, 2),
-            ..TunMeta::NONE
+        let m = |id: u64| {
+            TunMeta::v4(
+                id,
+                std::net::Ipv4Addr::new(192, 168, 1, 1),
+                std::net::Ipv4Addr::new(192, 168, 1, 2),
+            )
         };
         let mut v = Verdicts::with_capacity(4);
         v.reset(3);

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use crate::module::TunMeta;
-use crate::module::flow::ControllerMeta;
+use crate::module::flow::{ControllerMeta, PacketOutStart};
 use crate::openflow::nicira::{NxMatchField, Register};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{Match, PortNo};
@@ -15,7 +15,8 @@ use crate::port::tunnel::geneve_opts;
 /// A packet-in's match, as Open vSwitch fills it: the input port, and the
 /// pipeline fields that are not zero when the packet went to the
 /// controller (the tunnel's `tun_id` as `OXM_OF_TUNNEL_ID`, its `tun_src`
-/// and `tun_dst` as `NXM_NX_TUN_IPV4_SRC/DST`, the metadata, the registers
+/// and `tun_dst` as `NXM_NX_TUN_IPV4_SRC/DST`, `tun_ipv6_src` and
+/// `tun_ipv6_dst` as `NXM_NX_TUN_IPV6_SRC/DST`, the metadata, the registers
 /// as `NXM_NX_REGn`). A 1.0 `OFPT_PACKET_IN` has no match; Nicira's
 /// packet-ins carry it as theirs.
 pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta) -> Match {
@@ -33,10 +34,14 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
             mask: None,
         })
     };
+    let addr6 = |dst, a: std::net::Ipv6Addr| {
+        (!a.is_unspecified()).then(|| crate::openflow::nx_tun6::halves(dst, a, None))
+    };
     let tunnel = [
         addr(Register::TunSrc, tun.src),
         addr(Register::TunDst, tun.dst),
     ];
+    let tunnel6 = [addr6(false, tun.ipv6_src), addr6(true, tun.ipv6_dst)];
     let regs = (0u8..)
         .zip(meta.regs)
         .filter(|&(_, v)| v != 0)
@@ -48,6 +53,7 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
     let regs = tunnel
         .into_iter()
         .flatten()
+        .chain(tunnel6.into_iter().flatten().flatten())
         .chain(tun_metadata_fields(tun))
         .chain(regs)
         .collect();
@@ -86,8 +92,30 @@ fn tun_metadata_fields(tun: &TunMeta) -> Vec<NxMatchField> {
         .collect()
 }
 
-/// The tunnel metadata a packet-out's match gives its packet (OpenFlow
-/// 1.5's pipeline fields; the codec takes no others but `in_port`).
+/// What a packet-out's match gives its packet (OpenFlow 1.5's pipeline
+/// fields: tunnel metadata, `metadata`, registers; the codec takes no
+/// others but `in_port`). A masked field gives the bits under its mask,
+/// the others 0.
+pub(super) fn packet_out_start(m: &Match) -> PacketOutStart {
+    let mut s = PacketOutStart {
+        tun: packet_out_tunnel(m),
+        ..PacketOutStart::default()
+    };
+    for f in m.fields() {
+        if let OxmField::Metadata(x) = f {
+            s.metadata = x.value & x.mask.unwrap_or(u64::MAX);
+        }
+    }
+    for r in m.registers() {
+        if matches!(r.reg, Register::Reg(_) | Register::XReg(_)) {
+            let v = r.reg.get(&s.regs) & !r.mask_or_all();
+            r.reg.set(&mut s.regs, v | (r.value & r.mask_or_all()));
+        }
+    }
+    s
+}
+
+/// The tunnel metadata a packet-out's match gives its packet.
 pub(super) fn packet_out_tunnel(m: &Match) -> TunMeta {
     let mut t = TunMeta::NONE;
     for f in m.fields() {
@@ -102,6 +130,11 @@ pub(super) fn packet_out_tunnel(m: &Match) -> TunMeta {
             Register::TunSrc => t.src = a,
             Register::TunDst => t.dst = a,
             _ => {}
+        }
+    }
+    for (dst, to) in [(false, &mut t.ipv6_src), (true, &mut t.ipv6_dst)] {
+        if let Some((a, m)) = crate::openflow::nx_tun6::joined(m.registers(), dst) {
+            *to = std::net::Ipv6Addr::from_bits(a.to_bits() & m.map_or(u128::MAX, |m| m.to_bits()));
         }
     }
     t
@@ -186,12 +219,11 @@ mod tests {
             },
             ..ControllerMeta::default()
         };
-        let tun = TunMeta {
-            id: 5,
-            src: Ipv4Addr::new(192, 168, 1, 1),
-            dst: Ipv4Addr::new(192, 168, 1, 2),
-            ..TunMeta::NONE
-        };
+        let tun = TunMeta::v4(
+            5,
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(192, 168, 1, 2),
+        );
         let reg = |reg, value| NxMatchField {
             reg,
             value,
@@ -240,13 +272,67 @@ mod tests {
             .unwrap();
         assert_eq!(
             packet_out_tunnel(&m),
-            TunMeta {
-                id: 0x15,
-                src: Ipv4Addr::new(10, 0, 1, 0),
-                dst: Ipv4Addr::new(10, 0, 0, 2),
-                ..TunMeta::NONE
-            }
+            TunMeta::v4(0x15, Ipv4Addr::new(10, 0, 1, 0), Ipv4Addr::new(10, 0, 0, 2))
         );
         assert_eq!(packet_out_tunnel(&Match::new()), TunMeta::NONE);
+    }
+
+    #[test]
+    fn a_packet_out_match_gives_its_metadata_and_registers() {
+        let reg = |reg, value, mask| NxMatchField { reg, value, mask };
+        let m = Match::from_fields(vec![OxmField::Metadata(Masked::exact(0x42))])
+            .and_then(|m| {
+                m.with_registers(vec![
+                    reg(Register::Reg(3), 7, None),
+                    // xreg1 is reg2 (high) and reg3 (low): its low half
+                    // masked off keeps reg3's 7.
+                    reg(
+                        Register::XReg(1),
+                        0x5_0000_0000,
+                        Some(0xffff_ffff_0000_0000),
+                    ),
+                    reg(Register::TunDst, 0x0a00_0002, None),
+                ])
+            })
+            .unwrap();
+        let s = packet_out_start(&m);
+        assert_eq!(s.metadata, 0x42);
+        let mut want = [0; crate::openflow::nicira::N_REGS];
+        (want[2], want[3]) = (5, 7);
+        assert_eq!(s.regs, want);
+        assert_eq!(
+            s.tun,
+            TunMeta::v4(0, Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(packet_out_start(&Match::new()), PacketOutStart::default());
+    }
+
+    #[test]
+    fn ipv6_tunnel_addresses_go_both_ways_as_their_nxm_fields() {
+        use crate::openflow::nx_tun6::{halves, joined};
+        let (s6, d6): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap());
+        let tun = TunMeta::v6(7, s6, d6);
+        let m = packet_in_match(2, &ControllerMeta::default(), &tun);
+        assert_eq!(joined(m.registers(), false), Some((s6, None)));
+        assert_eq!(joined(m.registers(), true), Some((d6, None)));
+        assert_eq!(m.registers().len(), 4);
+        // A packet-out's match gives them (masked bits off).
+        let out = Match::new()
+            .with_registers(
+                halves(true, d6, None)
+                    .into_iter()
+                    .chain(halves(
+                        false,
+                        "fd00::ff".parse().unwrap(),
+                        Some("ffff::".parse().unwrap()),
+                    ))
+                    .collect(),
+            )
+            .unwrap();
+        assert_eq!(
+            packet_out_tunnel(&out),
+            TunMeta::v6(0, "fd00::".parse().unwrap(), d6)
+        );
     }
 }

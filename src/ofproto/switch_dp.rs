@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::module::flow::{ControllerMeta, FlowModule, Output};
+use crate::module::flow::{ControllerMeta, FlowModule, Output, PacketOutStart};
 use crate::module::{Module, Nanos, TunMeta};
 use crate::openflow::error::{BadActionCode, BadRequestCode, PortModFailedCode};
 use crate::openflow::flow::packet_in_reason;
@@ -24,7 +24,7 @@ use crate::openflow::{
     PortMod, PortNo, TableFeatures,
 };
 
-use super::pipeline_fields::{packet_in_match, packet_out_tunnel};
+use super::pipeline_fields::{packet_in_match, packet_out_start};
 use super::{Change, Datapath};
 use crate::port::PortId;
 use crate::switch::Switch;
@@ -452,7 +452,11 @@ impl SwitchDatapath {
         let mut ins = Vec::new();
         if fm.buffer_id != NO_BUFFER {
             let b = self.unbuffer(fm.buffer_id)?;
-            ins = self.execute(b.in_port, b.tun, &b.data, &[Action::output(PortNo::TABLE)])?;
+            let start = PacketOutStart {
+                tun: b.tun,
+                ..PacketOutStart::default()
+            };
+            ins = self.execute(b.in_port, &start, &b.data, &[Action::output(PortNo::TABLE)])?;
         }
         Ok((removed, ins))
     }
@@ -480,23 +484,24 @@ impl SwitchDatapath {
         if data.len() < 14 {
             return Err(bad_request(BadRequestCode::BadPacket));
         }
-        let tun = packet_out_tunnel(&po.pipeline);
-        self.execute(in_port.0, tun, &data, &po.actions)
+        let start = packet_out_start(&po.pipeline);
+        self.execute(in_port.0, &start, &data, &po.actions)
     }
 
-    /// Runs `actions` on a frame from `in_port` with tunnel metadata `tun`
-    /// and sends what they output.
+    /// Runs `actions` on a frame from `in_port` with pipeline fields
+    /// `start` (tunnel metadata, `metadata`, registers) and sends what
+    /// they output.
     fn execute(
         &mut self,
         in_port: u32,
-        tun: TunMeta,
+        start: &PacketOutStart,
         frame: &[u8],
         actions: &[Action],
     ) -> Result<Vec<PacketIn>, ErrorCode> {
         let now = self.now();
         let outs = self
             .flow
-            .packet_out_with(in_port, tun, frame, actions, now)?;
+            .packet_out_with(in_port, start, frame, actions, now)?;
         let mut ins = Vec::new();
         for o in outs {
             match o {

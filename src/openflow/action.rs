@@ -99,7 +99,9 @@ impl Action {
             Action::SetField(_) => ActionType::SetField,
             Action::PushPbb(_) => ActionType::PushPbb,
             Action::PopPbb => ActionType::PopPbb,
-            Action::Nx(NxAction::SetReg { .. }) => ActionType::SetField,
+            Action::Nx(NxAction::SetReg { .. } | NxAction::SetTunIpv6 { .. }) => {
+                ActionType::SetField
+            }
             Action::Nx(_) => ActionType::Experimenter,
         }
     }
@@ -177,6 +179,28 @@ impl Action {
             // push_pbb with OFPBAC_BAD_TYPE, which the switch answers.
             ActionType::PushPbb => Action::PushPbb(ethertype(r, &[])?),
             ActionType::PopPbb => Action::PopPbb,
+            ActionType::SetField
+                if r.peek_u16(0)
+                    .ok()
+                    .zip(r.peek_u16(2).ok())
+                    .and_then(|(hi, lo)| {
+                        super::nx_tun6::names((u32::from(hi) << 16) | u32::from(lo))
+                    })
+                    .is_some() =>
+            {
+                // A whole IPv6 tunnel address (`set_field:fd00::2->tun_ipv6_dst`).
+                let header = r.u32()?;
+                let value = r.take(16).map_err(|_| bad(BadActionCode::BadSetLen))?;
+                let act = match super::nx_tun6::decode_set(header, value) {
+                    Some(Ok(a)) => a,
+                    _ => return Err(bad(BadActionCode::BadSetArgument)),
+                };
+                if len != pad8(8 + 16) {
+                    return Err(bad(BadActionCode::BadSetLen));
+                }
+                r.rest();
+                Action::Nx(act)
+            }
             ActionType::SetField if r.peek_u16(0).is_ok_and(is_register_class) => {
                 if r.peek_u16(2).is_ok_and(|h| h & 0x100 != 0) && r.version() >= 0x06 {
                     return Ok(Action::Nx(NxAction::decode_masked_set(len, r)?));

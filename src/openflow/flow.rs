@@ -326,7 +326,10 @@ pub struct PacketOut {
     /// The packet's other pipeline fields (OpenFlow 1.5's match, as
     /// `ovs-ofctl packet-out "in_port=controller,tun_id=5 ..."` sends it):
     /// the tunnel metadata `tun_id` (`OXM_OF_TUNNEL_ID`), `tun_src` and
-    /// `tun_dst` (`NXM_NX_TUN_IPV4_SRC/DST`), nothing else. Earlier
+    /// `tun_dst` (`NXM_NX_TUN_IPV4_SRC/DST`), `tun_ipv6_src` and
+    /// `tun_ipv6_dst` (`NXM_NX_TUN_IPV6_SRC/DST`), `metadata` and the
+    /// registers (`reg0`-`reg15`, `xreg0`-`xreg7`), as Open vSwitch takes
+    /// them; anything else is `OFPBMC_BAD_FIELD`. Earlier
     /// versions cannot say them: they are left out there, as Open vSwitch
     /// leaves them out.
     pub pipeline: Match,
@@ -366,26 +369,27 @@ impl PacketOut {
         })
     }
 
-    /// OpenFlow 1.5's layout: the pipeline fields as a match (`in_port`
-    /// and the tunnel metadata are kept; others are refused as Open
-    /// vSwitch does for fields it cannot set).
+    /// OpenFlow 1.5's layout: the pipeline fields as a match (`in_port`,
+    /// the tunnel metadata, `metadata` and the registers are kept; others
+    /// are refused as Open vSwitch does for fields it cannot set).
     fn decode15(r: &mut Reader<'_>) -> Res<PacketOut> {
         let buffer_id = r.u32()?;
         let actions_len = usize::from(r.u16()?);
         r.skip(2)?;
         let m = Match::decode(r)?;
         let bad_field = ErrorCode::BadMatch(BadMatchCode::BadField);
-        if m.fields()
-            .iter()
-            .any(|f| !matches!(f, OxmField::InPort(_) | OxmField::TunnelId(_)))
-            || m.registers().iter().any(|x| {
-                // (tun_metadata is not taken here yet.)
-                !matches!(
-                    x.reg,
-                    super::nicira::Register::TunSrc | super::nicira::Register::TunDst
-                )
-            })
-        {
+        if m.fields().iter().any(|f| {
+            !matches!(
+                f,
+                OxmField::InPort(_) | OxmField::TunnelId(_) | OxmField::Metadata(_)
+            )
+        }) || m.registers().iter().any(|x| {
+            // (tun_metadata is not taken here yet.)
+            matches!(
+                x.reg,
+                super::nicira::Register::ConjId | super::nicira::Register::TunMetadata { .. }
+            )
+        }) {
             return Err(bad_field);
         }
         let in_port = m.in_port().unwrap_or(PortNo::CONTROLLER);

@@ -82,6 +82,7 @@ impl Match {
                 Register::ConjId
                 | Register::TunSrc
                 | Register::TunDst
+                | Register::TunIpv6 { .. }
                 | Register::TunMetadata { .. } => {
                     other.push(*r);
                     continue;
@@ -203,11 +204,7 @@ impl Match {
     pub fn encoded_len(&self) -> usize {
         pad8(
             4 + self.fields.iter().map(OxmField::encoded_len).sum::<usize>()
-                + self
-                    .regs
-                    .iter()
-                    .map(NxMatchField::encoded_len)
-                    .sum::<usize>(),
+                + super::nx_tun6::registers_len(&self.regs),
         )
     }
 
@@ -230,11 +227,14 @@ impl Match {
         let mut fields: Vec<OxmField> = Vec::new();
         let mut regs: Vec<NxMatchField> = Vec::new();
         while !body.is_empty() {
-            if let Some(reg) = decode_register(&mut body)? {
-                if regs.iter().any(|q| q.reg == reg.reg) {
-                    return Err(bad(BadMatchCode::DupField));
+            let found = decode_register(&mut body)?;
+            if !found.is_empty() {
+                for reg in found {
+                    if regs.iter().any(|q| q.reg == reg.reg) {
+                        return Err(bad(BadMatchCode::DupField));
+                    }
+                    regs.push(reg);
                 }
-                regs.push(reg);
                 continue;
             }
             let f = OxmField::decode(&mut body).map_err(OxmError::match_code)?;
@@ -264,31 +264,32 @@ impl Match {
         for f in &self.fields {
             f.encode(w);
         }
-        for r in &self.regs {
-            r.encode(w);
-        }
+        super::nx_tun6::encode_registers(&self.regs, w);
         w.patch_len(start + 2, start, "ofp_match");
         w.pad_to_8(start);
     }
 }
 
-/// Reads the next TLV if it is a register (`None`, reading nothing, if
-/// it is not).
-fn decode_register(r: &mut Reader<'_>) -> Res<Option<NxMatchField>> {
+/// Reads the next TLV if it is a register, or both halves of an IPv6
+/// tunnel address (nothing, reading nothing, if it is not).
+fn decode_register(r: &mut Reader<'_>) -> Res<Vec<NxMatchField>> {
     let err = |e: OxmError| e.match_code();
     let class = match r.peek_u16(0) {
         Ok(c) => c,
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(Vec::new()),
     };
     if class != super::nicira::NXM_CLASS_NX && class != super::nicira::OXM_CLASS_PACKET_REGS {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let header = r.u32().map_err(|_| err(OxmError::Len))?;
     let payload = r
         .take((header & 0xff) as usize)
         .map_err(|_| err(OxmError::Len))?;
+    if let Some(halves) = super::nx_tun6::decode_tlv(header, payload) {
+        return halves.map(Vec::from).map_err(err);
+    }
     match NxMatchField::from_tlv(header, payload) {
-        Some(Ok(f)) => Ok(Some(f)),
+        Some(Ok(f)) => Ok(vec![f]),
         Some(Err(e)) => Err(err(e)),
         None => Err(err(OxmError::Field)),
     }
@@ -353,6 +354,44 @@ mod tests {
         assert_eq!(m.encoded_len(), bytes.len());
         // Missing padding.
         assert_eq!(decode(&bytes[..44]), bad(BadMatchCode::BadLen));
+    }
+
+    #[test]
+    fn ipv6_tunnel_addresses_round_trip_as_one_tlv_each() {
+        // tun_ipv6_src=fd00::2,tun_ipv6_dst=fd00::/16,reg1=5 (OXM, as
+        // ovs-ofctl -O OpenFlow13 writes it).
+        let mut body = vec![0x00, 0x01, 0xda, 0x10];
+        body.extend("fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        body.extend([0x00, 0x01, 0xdd, 0x20]);
+        body.extend("fd00::".parse::<Ipv6Addr>().unwrap().octets());
+        body.extend("ffff::".parse::<Ipv6Addr>().unwrap().octets());
+        body.extend([0x00, 0x01, 0x02, 0x04, 0, 0, 0, 5]);
+        let len = 4 + body.len();
+        let mut bytes = vec![0, 1];
+        bytes.extend((len as u16).to_be_bytes());
+        bytes.extend(&body);
+        bytes.resize(pad8(len), 0);
+        let m = decode(&bytes).unwrap();
+        assert_eq!(m.registers().len(), 5);
+        assert_eq!(
+            super::super::nx_tun6::joined(m.registers(), true),
+            Some(("fd00::".parse().unwrap(), Some("ffff::".parse().unwrap())))
+        );
+        assert_eq!(encode(&m), bytes);
+        assert_eq!(m.encoded_len(), bytes.len());
+        // Twice the same field; a cut-short one.
+        let mut twice = body[..20].to_vec();
+        twice.extend(&body[..20]);
+        let l = 4 + twice.len();
+        let mut b = vec![0, 1];
+        b.extend((l as u16).to_be_bytes());
+        b.extend(&twice);
+        b.resize(pad8(l), 0);
+        assert_eq!(decode(&b), bad(BadMatchCode::DupField));
+        let mut short = vec![0, 1, 0, 16, 0x00, 0x01, 0xda, 0x0c];
+        short.extend([0u8; 12]);
+        short.resize(24, 0);
+        assert_eq!(decode(&short), bad(BadMatchCode::BadLen));
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub mod message;
 pub mod meter;
 pub mod multipart;
 pub mod nicira;
+pub mod nx_tun6;
 pub mod nxm;
 pub mod oxm;
 pub mod oxs;

@@ -86,6 +86,16 @@ pub enum Register {
     /// and moves); as registers they read 0 and take no writes.
     TunSrc,
     TunDst,
+    /// One 64-bit half (`hi`: bits 64..128) of `tun_ipv6_src` or, when
+    /// `dst`, `tun_ipv6_dst` (`NXM_NX_TUN_IPV6_SRC`/`_DST`, class 1, fields
+    /// 109 and 110, 128 bits): the tunnel's outer IPv6 addresses, key
+    /// metadata as `TunSrc` is. A match keeps one such TLV as its two
+    /// halves, which the codec splits and joins ([`super::nx_tun6`]); as
+    /// registers they read 0 and take no writes.
+    TunIpv6 {
+        dst: bool,
+        hi: bool,
+    },
     /// `tun_metadata<idx>` (`NXM_NX_TUN_METADATAn`, class 1, field 40 +
     /// n): a Geneve option's data, through the switch's TLV table
     /// ([`super::tlv`]). Variable length: `len` is the value's bytes as
@@ -136,11 +146,15 @@ impl Register {
         (len == width * if hasmask { 2 } else { 1 }).then_some(reg)
     }
 
-    /// Whether this is a tunnel address (`tun_src`, `tun_dst`).
+    /// Whether this is a tunnel address (`tun_src`, `tun_dst`,
+    /// `tun_ipv6_src`, `tun_ipv6_dst`).
     pub fn is_tunnel(self) -> bool {
         matches!(
             self,
-            Register::TunSrc | Register::TunDst | Register::TunMetadata { .. }
+            Register::TunSrc
+                | Register::TunDst
+                | Register::TunIpv6 { .. }
+                | Register::TunMetadata { .. }
         )
     }
 
@@ -152,6 +166,8 @@ impl Register {
             Register::ConjId => "conj_id".to_owned(),
             Register::TunSrc => "tun_src".to_owned(),
             Register::TunDst => "tun_dst".to_owned(),
+            Register::TunIpv6 { dst: false, .. } => "tun_ipv6_src".to_owned(),
+            Register::TunIpv6 { dst: true, .. } => "tun_ipv6_dst".to_owned(),
             Register::TunMetadata { idx, .. } => format!("tun_metadata{idx}"),
         }
     }
@@ -160,7 +176,7 @@ impl Register {
     pub fn bits(self) -> u16 {
         match self {
             Register::Reg(_) | Register::ConjId | Register::TunSrc | Register::TunDst => 32,
-            Register::XReg(_) => 64,
+            Register::XReg(_) | Register::TunIpv6 { .. } => 64,
             Register::TunMetadata { len, .. } => u16::from(len) * 8,
         }
     }
@@ -173,6 +189,8 @@ impl Register {
             Register::ConjId => (NXM_CLASS_NX, 37, 4u32),
             Register::TunSrc => (NXM_CLASS_NX, NX_TUN_SRC, 4u32),
             Register::TunDst => (NXM_CLASS_NX, NX_TUN_DST, 4u32),
+            // The whole field's header.
+            Register::TunIpv6 { dst, .. } => (NXM_CLASS_NX, super::nx_tun6::field(dst), 16u32),
             Register::TunMetadata { idx, len } => (
                 NXM_CLASS_NX,
                 super::tlv::NX_TUN_METADATA0 + idx,
@@ -192,6 +210,7 @@ impl Register {
             Register::ConjId
             | Register::TunSrc
             | Register::TunDst
+            | Register::TunIpv6 { .. }
             | Register::TunMetadata { .. } => 0,
             Register::Reg(i) => u64::from(regs[usize::from(i) % N_REGS]),
             Register::XReg(i) => {
@@ -208,6 +227,7 @@ impl Register {
             Register::ConjId
             | Register::TunSrc
             | Register::TunDst
+            | Register::TunIpv6 { .. }
             | Register::TunMetadata { .. } => {}
             Register::Reg(i) => regs[usize::from(i) % N_REGS] = v as u32,
             Register::XReg(i) => {
@@ -389,6 +409,9 @@ pub enum NxAction {
     },
     /// `OFPAT_SET_FIELD` of a whole register.
     SetReg { reg: Register, value: u64 },
+    /// `OFPAT_SET_FIELD` of a whole `tun_ipv6_dst` (`dst`) or
+    /// `tun_ipv6_src` ([`super::nx_tun6`]).
+    SetTunIpv6 { dst: bool, addr: std::net::Ipv6Addr },
     /// `NXAST_SET_TUNNEL` (32-bit `tun_id`) or, when `wide`,
     /// `NXAST_SET_TUNNEL64`: `set_tunnel:N`, `set_tunnel64:N`.
     SetTunnel { tun_id: u64, wide: bool },
@@ -435,6 +458,7 @@ impl NxAction {
             NxAction::Note { len, .. } => 10 + usize::from(*len),
             NxAction::RegLoad { .. } | NxAction::RegMove { .. } | NxAction::OutputReg { .. } => 24,
             NxAction::SetReg { reg, .. } => pad8(8 + usize::from(reg.bits() / 8)),
+            NxAction::SetTunIpv6 { .. } => 24,
             NxAction::Learn(l) => l.encoded_len(),
             NxAction::Conjunction(_) | NxAction::FinTimeout { .. } => 16,
             NxAction::SetTunnel { wide: false, .. } => 16,
@@ -630,6 +654,14 @@ impl NxAction {
     fn decode_set_entry(before: usize, len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
         let bad = |c| ErrorCode::BadAction(c);
         let header = r.u32()?;
+        if let Some(dst) = super::nx_tun6::names(header) {
+            let body = r.take(32).map_err(|_| bad(BadActionCode::BadSetLen))?;
+            if len != pad8(4 + 4 + 32) || header & 0x1ff != 0x100 | 32 {
+                return Err(bad(BadActionCode::BadSetLen));
+            }
+            r.rest();
+            return super::nx_tun6::decode_masked_set(dst, body).map_err(bad);
+        }
         let reg = Register::from_header(header).ok_or(bad(BadActionCode::BadSetArgument))?;
         let n = usize::from(reg.bits() / 8);
         let masked = header & 0x100 != 0;
@@ -702,6 +734,20 @@ impl NxAction {
             value,
         } = *self
             && w.version() >= 0x06
+            && let Some(d) = super::nx_tun6::names(dst.0)
+        {
+            // Part of an IPv6 tunnel address: a masked SET_FIELD of it.
+            super::nx_tun6::encode_masked_set(d, ofs, n_bits, value, w);
+            w.patch_len(start + 2, start, "action");
+            return;
+        }
+        if let NxAction::RegLoad {
+            dst,
+            ofs,
+            n_bits,
+            value,
+        } = *self
+            && w.version() >= 0x06
             && let Some(reg) = dst.register()
         {
             // OpenFlow 1.5 sets masked fields, and Open vSwitch takes no
@@ -719,6 +765,14 @@ impl NxAction {
             w.bytes(&(shl(value) & mask).to_be_bytes()[8 - n..]);
             w.bytes(&mask.to_be_bytes()[8 - n..]);
             w.pad_to_8(start);
+            w.patch_len(start + 2, start, "action");
+            return;
+        }
+        if let NxAction::SetTunIpv6 { dst, addr } = *self {
+            w.u16(25); // OFPAT_SET_FIELD
+            w.u16(0);
+            w.u32(super::nx_tun6::header(dst, false));
+            w.bytes(&addr.octets());
             w.patch_len(start + 2, start, "action");
             return;
         }
@@ -827,7 +881,7 @@ impl NxAction {
                     w.u32(tun_id as u32);
                 }
             }
-            NxAction::SetReg { .. } => {}
+            NxAction::SetReg { .. } | NxAction::SetTunIpv6 { .. } => {}
         }
         w.pad_to_8(start);
         w.patch_len(start + 2, start, "action");

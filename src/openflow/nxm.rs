@@ -28,9 +28,10 @@
 //!
 //! Fields Open vSwitch has and the model lacks (`NXM_NX_IP_FRAG`,
 //! `NXM_NX_IP_TTL`, `NXM_NX_PKT_MARK`, `NXM_NX_TCP_FLAGS`, `NXM_NX_MPLS_TTL`,
-//! IPv6 tunnel addresses, connection tracking, ...) are `OFPBMC_BAD_FIELD`,
+//! connection tracking, ...) are `OFPBMC_BAD_FIELD`,
 //! as are unknown ones. `NXM_NX_CONJ_ID`, `NXM_NX_TUN_IPV4_SRC` and
-//! `NXM_NX_TUN_IPV4_DST` are read like registers.
+//! `NXM_NX_TUN_IPV4_DST` are read like registers, `NXM_NX_TUN_IPV6_SRC`
+//! and `_DST` as two 64-bit halves of registers ([`super::nx_tun6`]).
 //! Other errors are OXM's: a TLV cut short or of the wrong length
 //! `OFPBMC_BAD_LEN`, a value bit outside its mask `OFPBMC_BAD_WILDCARDS`, a
 //! value out of range `OFPBMC_BAD_VALUE`, a field twice `OFPBMC_DUP_FIELD`,
@@ -225,6 +226,8 @@ impl Tlv<'_> {
 enum Entry {
     Fields(Vec<OxmField>),
     Reg(NxMatchField),
+    /// The two halves of an IPv6 tunnel address ([`super::nx_tun6`]).
+    Regs([NxMatchField; 2]),
     Cookie(Masked<u64>),
 }
 
@@ -252,6 +255,15 @@ fn decode_entry(t: &Tlv<'_>) -> Result<Entry, OxmError> {
         // only); the tunnel addresses are read as the codec's registers of
         // those names.
         return reg(t);
+    }
+    if t.class == NXM_CLASS_NX
+        && let Some(halves) = super::nx_tun6::decode_tlv(t.header(), &{
+            let mut p = t.value.to_vec();
+            p.extend_from_slice(t.mask.unwrap_or_default());
+            p
+        })
+    {
+        return halves.map(Entry::Regs);
     }
     if t.class == NXM_CLASS_NX && t.field == NX_COOKIE && t.value.len() == 8 {
         let (v, m) = t.ints(8)?;
@@ -387,6 +399,14 @@ pub fn decode_fields(body: &[u8]) -> Res<NxMatch> {
                 }
                 regs.push(reg);
             }
+            Entry::Regs(halves) => {
+                for reg in halves {
+                    if regs.iter().any(|q| q.reg == reg.reg) {
+                        return Err(ErrorCode::BadMatch(BadMatchCode::DupField));
+                    }
+                    regs.push(reg);
+                }
+            }
             Entry::Cookie(c) => {
                 if cookie.replace(c).is_some() {
                     return Err(ErrorCode::BadMatch(BadMatchCode::DupField));
@@ -464,9 +484,7 @@ pub(crate) fn encode(
             }
         }
     }
-    for r in m.registers() {
-        r.encode(w);
-    }
+    super::nx_tun6::encode_registers(m.registers(), w);
     if let Some(c) = cookie {
         w.u32(header(
             NXM_CLASS_NX,

@@ -3,18 +3,22 @@
 //! the switch owns those slots until it has forwarded the whole batch.
 #![allow(unsafe_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::port::PortId;
 
 /// The tunnel metadata of one packet, as Open vSwitch's `flow_tnl` holds
-/// it (IPv4 endpoints): the tunnel key (the VNI; 64 bits as OpenFlow's
-/// `tunnel_id`) and the outer source and destination addresses. On input
+/// it: the tunnel key (the VNI; 64 bits as OpenFlow's `tunnel_id`) and the
+/// outer source and destination addresses, IPv4 (`tun_src`/`tun_dst`) or
+/// IPv6 (`tun_ipv6_src`/`tun_ipv6_dst`; a frame from an IPv6 tunnel has
+/// the IPv4 pair 0, and one from an IPv4 tunnel the IPv6 pair). On input
 /// it is what the packet carried (a tunnel port fills it); on output, what
-/// a `key=flow`/`remote_ip=flow` tunnel port sends the frame with. All
-/// zero: no tunnel (every packet that did not come from one).
+/// a `key=flow`/`remote_ip=flow` tunnel port sends the frame with (to
+/// `dst` if it is not 0, else to `ipv6_dst`, as Open vSwitch's
+/// `flow_tnl_dst`). All zero: no tunnel (every packet that did not come
+/// from one).
 ///
 /// Geneve options: on input `opts` names the options the frame came with
 /// in its port's side storage ([`TunMetaSlots::options`]); the `flow`
@@ -28,6 +32,8 @@ pub struct TunMeta {
     pub id: u64,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
+    pub ipv6_src: Ipv6Addr,
+    pub ipv6_dst: Ipv6Addr,
     /// The received options: 1 + their slot in the port's option storage,
     /// 0 if none.
     pub opts: u32,
@@ -43,11 +49,43 @@ impl TunMeta {
         id: 0,
         src: Ipv4Addr::UNSPECIFIED,
         dst: Ipv4Addr::UNSPECIFIED,
+        ipv6_src: Ipv6Addr::UNSPECIFIED,
+        ipv6_dst: Ipv6Addr::UNSPECIFIED,
         opts: 0,
         tlv: 0,
         md_present: 0,
         md: 0,
     };
+
+    /// Metadata of key `id` with IPv4 endpoints.
+    pub const fn v4(id: u64, src: Ipv4Addr, dst: Ipv4Addr) -> TunMeta {
+        TunMeta {
+            id,
+            src,
+            dst,
+            ipv6_src: Ipv6Addr::UNSPECIFIED,
+            ipv6_dst: Ipv6Addr::UNSPECIFIED,
+            opts: 0,
+            tlv: 0,
+            md_present: 0,
+            md: 0,
+        }
+    }
+
+    /// Metadata of key `id` with IPv6 endpoints.
+    pub const fn v6(id: u64, src: Ipv6Addr, dst: Ipv6Addr) -> TunMeta {
+        TunMeta {
+            id,
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            ipv6_src: src,
+            ipv6_dst: dst,
+            opts: 0,
+            tlv: 0,
+            md_present: 0,
+            md: 0,
+        }
+    }
 }
 
 impl Default for TunMeta {
@@ -61,6 +99,11 @@ impl Default for TunMeta {
 /// slot, and the switch reads it after it saw the slot published (the
 /// ring's release/acquire orders the two, so plain relaxed atomics do).
 ///
+/// The IPv6 addresses live in an array of their own, written and read
+/// only for slots whose metadata has any (flagged by a marker in `id`): a
+/// frame from an IPv4 tunnel costs what it did before IPv6 endpoints
+/// existed.
+///
 /// Geneve options get storage of their own, made the first time the port
 /// stores a frame with options ([`TunMetaSlots::store_with_options`]): a
 /// port that never sees any pays one check per frame.
@@ -68,6 +111,9 @@ pub struct TunMetaSlots {
     id: Box<[AtomicU64]>,
     /// Source in the high 32 bits, destination in the low.
     addrs: Box<[AtomicU64]>,
+    /// Per slot: IPv6 source (high, low), destination (high, low) and the
+    /// key, valid when the slot's `id` is [`V6_FLAG`].
+    addrs6: Box<[[AtomicU64; 5]]>,
     opts: OnceLock<Box<[SlotOptions]>>,
 }
 
@@ -84,6 +130,11 @@ const OPTION_WORDS: usize = 63;
 /// The most bytes of Geneve options a frame has.
 pub const MAX_OPTIONS: usize = OPTION_WORDS * 4;
 
+/// In `id`: the slot's key and IPv6 addresses are in `addrs6`. A received
+/// VNI never has this bit; a key that does is stored there too, so every
+/// key reads back whole.
+const V6_FLAG: u64 = 1 << 63;
+
 impl TunMetaSlots {
     /// Metadata for a ring of `n` slots.
     pub fn new(n: u32) -> TunMetaSlots {
@@ -92,6 +143,9 @@ impl TunMetaSlots {
             id: (0..n).map(|_| AtomicU64::new(0)).collect(),
             addrs: (0..n).map(|_| AtomicU64::new(0)).collect(),
             opts: OnceLock::new(),
+            addrs6: (0..n)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
         }
     }
 
@@ -150,9 +204,18 @@ impl TunMetaSlots {
     #[inline]
     pub fn store(&self, pos: u32, m: TunMeta) {
         let i = pos as usize % self.id.len();
-        self.id[i].store(m.id, Ordering::Relaxed);
         let a = (u64::from(u32::from(m.src)) << 32) | u64::from(u32::from(m.dst));
         self.addrs[i].store(a, Ordering::Relaxed);
+        if m.ipv6_src.is_unspecified() && m.ipv6_dst.is_unspecified() && m.id & V6_FLAG == 0 {
+            self.id[i].store(m.id, Ordering::Relaxed);
+            return;
+        }
+        let (s, d) = (m.ipv6_src.to_bits(), m.ipv6_dst.to_bits());
+        let words = [(s >> 64) as u64, s as u64, (d >> 64) as u64, d as u64, m.id];
+        for (slot, w) in self.addrs6[i].iter().zip(words) {
+            slot.store(w, Ordering::Relaxed);
+        }
+        self.id[i].store(V6_FLAG, Ordering::Relaxed);
     }
 
     /// The metadata of the slot at ring position `pos`.
@@ -164,10 +227,22 @@ impl TunMetaSlots {
             Some(s) if s[i].words.load(Ordering::Relaxed) != 0 => i as u32 + 1,
             _ => 0,
         };
+        let id = self.id[i].load(Ordering::Relaxed);
+        let (src, dst) = (Ipv4Addr::from((a >> 32) as u32), Ipv4Addr::from(a as u32));
+        if id != V6_FLAG {
+            return TunMeta {
+                opts,
+                ..TunMeta::v4(id, src, dst)
+            };
+        }
+        let w: [u64; 5] = std::array::from_fn(|k| self.addrs6[i][k].load(Ordering::Relaxed));
+        let wide = |hi: u64, lo: u64| Ipv6Addr::from_bits((u128::from(hi) << 64) | u128::from(lo));
         TunMeta {
-            id: self.id[i].load(Ordering::Relaxed),
-            src: Ipv4Addr::from((a >> 32) as u32),
-            dst: Ipv4Addr::from(a as u32),
+            id: w[4],
+            src,
+            dst,
+            ipv6_src: wide(w[0], w[1]),
+            ipv6_dst: wide(w[2], w[3]),
             opts,
             ..TunMeta::NONE
         }
@@ -519,5 +594,32 @@ mod tests {
         assert_eq!(a.take(10), p);
         let _ = big;
         assert_eq!(a.blocks.len(), 2);
+    }
+
+    #[test]
+    fn tunnel_metadata_slots_give_back_what_was_stored() {
+        let slots = TunMetaSlots::new(4);
+        let v6 = TunMeta::v6(7, "fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let v4 = TunMeta::v4(5, [10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        // A 64-bit key with the marker's bit, and one with both families.
+        let wide = TunMeta::v4(V6_FLAG | 3, [10, 0, 0, 1].into(), Ipv4Addr::UNSPECIFIED);
+        let both = TunMeta { id: 9, ..v6 }.with_v4(v4);
+        for (pos, m) in [v6, v4, wide, both, TunMeta::NONE, v6]
+            .into_iter()
+            .enumerate()
+        {
+            slots.store(pos as u32, m);
+            assert_eq!(slots.load(pos as u32), m, "{m:?}");
+        }
+        // A slot reused by an IPv4 frame forgets the IPv6 addresses.
+        slots.store(0, v4);
+        assert_eq!(slots.load(4), v4);
+    }
+
+    impl TunMeta {
+        fn with_v4(mut self, o: TunMeta) -> TunMeta {
+            (self.src, self.dst) = (o.src, o.dst);
+            self
+        }
     }
 }

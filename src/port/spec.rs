@@ -14,7 +14,7 @@
 //!                                      the VM's side of a virtio-net device
 //!                                      whose backend is a switch (default
 //!                                      client, as DPDK's virtio-user)
-//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N][,ttl=N][,csum][,ring=N][,buf=N]
+//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N|inherit][,ttl=N|inherit][,csum][,ring=N][,buf=N]
 //! geneve:NAME,...                      a tunnel to one remote host (see
 //!                                      port::tunnel::config)
 //! ```
@@ -561,6 +561,8 @@ mod tests {
             "vxlan:vx0,remote=flow,key=flow",
             "vxlan:vx0,remote=10.0.0.2,key=flow",
             "geneve:g,remote=flow,in_key=5,out_key=flow",
+            "vxlan:vx6,remote=flow,local=[fd00::1],key=flow",
+            "geneve:g,remote=10.0.0.2,tos=inherit,ttl=inherit",
         ] {
             let f: PortSpec = spec.parse().unwrap();
             assert_eq!(f.to_string(), spec);
@@ -570,12 +572,11 @@ mod tests {
             ("vxlan:vx0,key=1", "remote=IP is required"),
             ("vxlan:,remote=10.0.0.2", "bad port name"),
             ("vxlan:vx0,remote=flow,local=flow", "not supported"),
-            ("vxlan:vx0,remote=flow,local=fd00::1", "IPv4"),
             ("vxlan:vx0,remote=10.0.0.2,local=fd00::1", "families"),
             ("vxlan:vx0,remote=10.0.0.2,bogus", "unknown port option"),
             ("vxlan:vx0,remote=10.0.0.2,csum=true", "unknown port option"),
             ("vxlan:vx0,remote=10.0.0.2,ring=3", "ring"),
-            ("geneve:g,remote=10.0.0.2,tos=inherit", "not supported"),
+            ("geneve:g,remote=10.0.0.2,tos=inherits", "or inherit"),
         ] {
             let e = bad.parse::<PortSpec>().unwrap_err();
             assert!(e.contains(why) && !e.contains('\n'), "{bad}: {e}");

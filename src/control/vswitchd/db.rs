@@ -475,6 +475,20 @@ mod tests {
             spec("geneve", &[("remote_ip", "10.0.0.2"), ("out_key", "flow")]).unwrap(),
             "geneve:vx0,remote=10.0.0.2,in_key=0,out_key=flow"
         );
+        // tos/ttl=inherit, and a flow-based port on IPv6, as Open vSwitch's.
+        assert_eq!(
+            spec(
+                "vxlan",
+                &[
+                    ("remote_ip", "flow"),
+                    ("local_ip", "::"),
+                    ("tos", "inherit"),
+                    ("ttl", "inherit")
+                ]
+            )
+            .unwrap(),
+            "vxlan:vx0,remote=flow,local=[::],tos=inherit,ttl=inherit"
+        );
         // What the spec says must parse back into a port spec.
         let s = spec("vxlan", &[("remote_ip", "fd00::2"), ("in_key", "1")]).unwrap();
         assert!(s.parse::<crate::port::PortSpec>().is_ok(), "{s}");
@@ -487,10 +501,6 @@ mod tests {
             (
                 vec![("remote_ip", "10.0.0.2"), ("df_default", "false")],
                 "never fragments",
-            ),
-            (
-                vec![("remote_ip", "10.0.0.2"), ("tos", "inherit")],
-                "not supported",
             ),
             (
                 vec![("remote_ip", "10.0.0.2"), ("exts", "gbp")],

@@ -14,7 +14,8 @@ use std::net::Ipv4Addr;
 use crate::openflow::action::Action;
 use crate::openflow::instruction::Instruction;
 use crate::openflow::multipart::FlowStats;
-use crate::openflow::nicira::NxAction;
+use crate::openflow::nicira::{NxAction, Register};
+use crate::openflow::nx_tun6;
 use crate::openflow::oxm::{Masked, OFPVID_PRESENT, OxmField};
 use crate::openflow::port::PortNo;
 
@@ -72,8 +73,38 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
     if let Some((s, _)) = short {
         parts.push(s.to_owned());
     }
-    for r in f.match_.registers() {
-        let name = r.reg.name();
+    let regs = f.match_.registers();
+    for (i, r) in regs.iter().enumerate() {
+        let name = match r.reg {
+            Register::Reg(n) => format!("reg{n}"),
+            Register::XReg(n) => format!("xreg{n}"),
+            Register::ConjId => "conj_id".to_owned(),
+            Register::TunSrc => "tun_src".to_owned(),
+            Register::TunDst => "tun_dst".to_owned(),
+            Register::TunMetadata { .. } => r.reg.name(),
+            // Both halves at the first.
+            Register::TunIpv6 { dst, .. } => {
+                let first = !regs[..i]
+                    .iter()
+                    .any(|q| matches!(q.reg, Register::TunIpv6 { dst: d, .. } if d == dst));
+                if let Some((v, m)) = nx_tun6::joined(regs, dst).filter(|_| first) {
+                    // A prefix as its length, as Open vSwitch prints it.
+                    let bits = m.map(|m| m.to_bits());
+                    parts.push(match bits {
+                        Some(b) if b.leading_ones() + b.trailing_zeros() == 128 => {
+                            format!("{}={v}/{}", nx_tun6::name(dst), b.leading_ones())
+                        }
+                        Some(b) => format!(
+                            "{}={v}/{}",
+                            nx_tun6::name(dst),
+                            std::net::Ipv6Addr::from_bits(b)
+                        ),
+                        None => format!("{}={v}", nx_tun6::name(dst)),
+                    });
+                }
+                continue;
+            }
+        };
         parts.push(format!("{name}={}", hex_masked(r.value, r.mask)));
     }
     for x in fields {
@@ -238,8 +269,19 @@ fn action(a: &Action) -> String {
             }
         }
         Action::Nx(NxAction::SetReg { reg, value }) => {
-            let name = reg.name();
+            let name = match reg {
+                Register::Reg(n) => format!("reg{n}"),
+                Register::XReg(n) => format!("xreg{n}"),
+                Register::ConjId => "conj_id".to_owned(),
+                Register::TunSrc => "tun_src".to_owned(),
+                Register::TunDst => "tun_dst".to_owned(),
+                Register::TunIpv6 { dst, .. } => nx_tun6::name(*dst).to_owned(),
+                Register::TunMetadata { .. } => reg.name(),
+            };
             format!("set_field:{value:#x}->{name}")
+        }
+        Action::Nx(NxAction::SetTunIpv6 { dst, addr }) => {
+            format!("set_field:{addr}->{}", nx_tun6::name(*dst))
         }
         Action::Nx(other) => format!("{other:?}"),
     }
@@ -343,6 +385,32 @@ mod tests {
              duration=3s, n_packets=2, n_bytes=120, priority=0,actions=NORMAL\n\
              table_id=1, duration=3s, n_packets=2, n_bytes=120, priority=1,actions=drop\n\
              table_id=3, duration=3s, n_packets=2, n_bytes=120, priority=5,ip,nw_src=1.2.3.4,actions=output:1\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_tunnel_fields_print_as_ovs_vswitchd_prints_them() {
+        use crate::openflow::nicira::NxAction;
+        let mut f = stats(0, 7, vec![], vec![]);
+        let regs: Vec<_> = nx_tun6::halves(false, "fd00::2".parse().unwrap(), None)
+            .into_iter()
+            .chain(nx_tun6::halves(
+                true,
+                "fd00::".parse().unwrap(),
+                Some("ffff::".parse().unwrap()),
+            ))
+            .collect();
+        f.match_ = Match::new().with_registers(regs).unwrap();
+        f.instructions = vec![Instruction::ApplyActions(vec![
+            Action::Nx(NxAction::SetTunIpv6 {
+                dst: true,
+                addr: "fd00::3".parse().unwrap(),
+            }),
+            Action::output(PortNo(2)),
+        ])];
+        assert_eq!(
+            dump(&[f]),
+            "duration=3s, n_packets=2, n_bytes=120, priority=7,tun_ipv6_src=fd00::2,tun_ipv6_dst=fd00::/16,actions=set_field:fd00::3->tun_ipv6_dst,output:2\n"
         );
     }
 }

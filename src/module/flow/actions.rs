@@ -42,6 +42,14 @@ pub(crate) enum Op {
     /// `Op::Set` of `TunnelId`): no byte changes ([`tunnel`]).
     SetTunSrc(Ipv4Addr),
     SetTunDst(Ipv4Addr),
+    /// One 64-bit half (`hi`: the high one) of `tun_ipv6_dst` (`dst`) or
+    /// `tun_ipv6_src`, likewise: a load of part of an address changes
+    /// only the half it writes.
+    SetTunIpv6 {
+        dst: bool,
+        hi: bool,
+        word: u64,
+    },
     /// `tun_metadata<idx>`: present, its bits (`mask`) of the option data
     /// word set to `value`, by the TLV table `tlv` (registry id).
     SetTunMd {
@@ -59,6 +67,7 @@ impl Op {
             self,
             Op::SetTunSrc(_)
                 | Op::SetTunDst(_)
+                | Op::SetTunIpv6 { .. }
                 | Op::Set(OxmField::TunnelId(_))
                 | Op::SetTunMd { .. }
         )
@@ -73,6 +82,19 @@ pub(crate) fn tunnel(mut m: TunMeta, ops: &[Op]) -> TunMeta {
             Op::Set(OxmField::TunnelId(x)) => m.id = x.value,
             Op::SetTunSrc(a) => m.src = a,
             Op::SetTunDst(a) => m.dst = a,
+            Op::SetTunIpv6 { dst, hi, word } => {
+                let a = if dst {
+                    &mut m.ipv6_dst
+                } else {
+                    &mut m.ipv6_src
+                };
+                let (keep, put) = if hi {
+                    (u128::from(u64::MAX), u128::from(word) << 64)
+                } else {
+                    (u128::from(u64::MAX) << 64, u128::from(word))
+                };
+                *a = std::net::Ipv6Addr::from_bits((a.to_bits() & keep) | put);
+            }
             Op::SetTunMd {
                 idx,
                 mask,
@@ -310,7 +332,7 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
                 mpls::set_ttl(f.bytes(), &lay, Some(t));
             }
             // Metadata, not bytes.
-            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunMd { .. } => {}
+            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunIpv6 { .. } | Op::SetTunMd { .. } => {}
         }
     }
     finish(f.bytes(), &lay, &sums);

@@ -482,25 +482,33 @@ impl Stripe {
         self.emc_keys[at] = *key;
     }
 
+    /// The EMC's plan for `key`, if it has one. Out of line: the whole-key
+    /// hash and compare would otherwise sit in every caller's packet loop.
+    #[inline(never)]
+    fn emc_lookup(&mut self, key: &Key) -> Option<u32> {
+        let h = key.hash64();
+        for at in Self::emc_pos(h) {
+            let t = self.emc_tags[at];
+            if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
+                let s = ((t & TAG_SLOT) - 1) as u32;
+                if self.slots.get(s as usize).is_some_and(|s| s.stale) {
+                    self.emc_tags[at] = 0;
+                    continue;
+                }
+                self.local[ctr::EMC_HITS] += 1;
+                return Some(s);
+            }
+        }
+        None
+    }
+
     /// Finds the plan for `key` in the EMC (if in use), then the
     /// megaflows. `key` need only be parsed to [`Stripe::parse_stage`].
     #[inline]
     pub fn lookup(&mut self, key: &Key) -> Option<u32> {
         let emc = self.emc_on();
-        if emc {
-            let h = key.hash64();
-            for at in Self::emc_pos(h) {
-                let t = self.emc_tags[at];
-                if t != 0 && (t ^ h) & !TAG_SLOT == 0 && self.emc_keys[at] == *key {
-                    let s = ((t & TAG_SLOT) - 1) as u32;
-                    if self.slots.get(s as usize).is_some_and(|s| s.stale) {
-                        self.emc_tags[at] = 0;
-                        continue;
-                    }
-                    self.local[ctr::EMC_HITS] += 1;
-                    return Some(s);
-                }
-            }
+        if emc && let Some(s) = self.emc_lookup(key) {
+            return Some(s);
         }
         for i in 0..self.masks.len() {
             let mt = &mut self.masks[i];
@@ -673,14 +681,9 @@ impl Stripe {
     /// may not share it.
     #[inline]
     pub fn reads_tunnel(&self, slot: u32) -> bool {
-        self.slots.get(slot as usize).is_none_or(|s| {
-            let m = &s.mask.0;
-            (m[key::TUN_ID.word]
-                | m[key::TUN_SRC.word]
-                | m[key::TUN_MD_PRESENT.word]
-                | m[key::TUN_MD.word])
-                != 0
-        })
+        self.slots
+            .get(slot as usize)
+            .is_none_or(|s| key::reads_tunnel(&s.mask))
     }
 
     /// Whether the plan in `slot` outputs to NORMAL (decided per packet).

@@ -1,5 +1,5 @@
 //! Flow keys: every header field the pipeline can match, packed into a
-//! fixed array of sixteen `u64` words (filled from a frame by `parse`, and
+//! fixed array of twenty `u64` words (filled from a frame by `parse`, and
 //! the tunnel words from the packet's tunnel metadata), and
 //! matches and set-field actions in the same terms.
 //!
@@ -21,12 +21,16 @@
 //!   11   nd_sll / nd_tll (48)                        | inner vlan_tci (16)
 //!   12   tun_id (64)
 //!   13   tun_src (32: outer IPv4 source)             | tun_dst (32)
-//!   14   tun_metadata present (64: bit N for tun_metadataN)
-//!   15   tun_metadata data (64: where the TLV table puts each field)
+//!   14,15 tun_ipv6_src (128: outer IPv6 source)
+//!   16,17 tun_ipv6_dst (128)
+//!   18   tun_metadata present (64: bit N for tun_metadataN)
+//!   19   tun_metadata data (64: where the TLV table puts each field)
 //! ```
 //!
 //! The tunnel words are 0 for a packet that did not come from a tunnel
-//! port, as in Open vSwitch. A megaflow lookup hashes and compares only
+//! port, as in Open vSwitch; a packet from an IPv6 tunnel has its outer
+//! addresses in words 14 to 17 and 0 in `tun_src`/`tun_dst`, one from an
+//! IPv4 tunnel the other way round. A megaflow lookup hashes and compares only
 //! the words its mask has bits in, so they cost only the flows that use
 //! them (and the exact-match cache, which hashes whole keys).
 //!
@@ -58,7 +62,7 @@ use crate::port::tunnel::geneve_opts::TlvTable;
 pub(crate) use super::mpls::{MPLS_BOS, MPLS_LABEL, MPLS_LSE, MPLS_TC, MPLS_TTL};
 pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
-pub(crate) const WORDS: usize = 16;
+pub(crate) const WORDS: usize = 20;
 
 /// A flow key (or a mask, or a rule's masked value).
 #[derive(Clone, Copy, Default)]
@@ -161,8 +165,36 @@ pub(crate) const TUN_ID: Bits = Bits::new(12, 0, 64);
 pub(crate) const TUN_SRC: Bits = Bits::new(13, 32, 32);
 pub(crate) const TUN_DST: Bits = Bits::new(13, 0, 32);
 /// Geneve options mapped to `tun_metadataN` ([`super::tun_metadata`]).
-pub(crate) const TUN_MD_PRESENT: Bits = Bits::new(14, 0, 64);
-pub(crate) const TUN_MD: Bits = Bits::new(15, 0, 64);
+pub(crate) const TUN_MD_PRESENT: Bits = Bits::new(18, 0, 64);
+pub(crate) const TUN_MD: Bits = Bits::new(19, 0, 64);
+pub(crate) const TUN_IPV6_SRC_HI: Bits = Bits::new(14, 0, 64);
+pub(crate) const TUN_IPV6_SRC: Bits = Bits::new(15, 0, 64);
+pub(crate) const TUN_IPV6_DST_HI: Bits = Bits::new(16, 0, 64);
+pub(crate) const TUN_IPV6_DST: Bits = Bits::new(17, 0, 64);
+
+/// The key bits of one half of an IPv6 tunnel address.
+pub(crate) const fn tun_ipv6_half(dst: bool, hi: bool) -> Bits {
+    match (dst, hi) {
+        (false, true) => TUN_IPV6_SRC_HI,
+        (false, false) => TUN_IPV6_SRC,
+        (true, true) => TUN_IPV6_DST_HI,
+        (true, false) => TUN_IPV6_DST,
+    }
+}
+
+/// Whether a mask has bits in the tunnel words.
+#[inline]
+pub(crate) fn reads_tunnel(mask: &Key) -> bool {
+    (mask.0[TUN_ID.word]
+        | mask.0[TUN_SRC.word]
+        | mask.0[TUN_IPV6_SRC_HI.word]
+        | mask.0[TUN_IPV6_SRC.word]
+        | mask.0[TUN_IPV6_DST_HI.word]
+        | mask.0[TUN_IPV6_DST.word]
+        | mask.0[TUN_MD_PRESENT.word]
+        | mask.0[TUN_MD.word])
+        != 0
+}
 
 pub(crate) const L3_OK: Bits = Bits::new(8, 0, 1);
 pub(crate) const L4_OK: Bits = Bits::new(8, 1, 1);
@@ -187,6 +219,10 @@ pub(crate) const STAGES: [Key; 4] = {
     s[0].0[13] = u64::MAX;
     s[0].0[14] = u64::MAX;
     s[0].0[15] = u64::MAX;
+    s[0].0[16] = u64::MAX;
+    s[0].0[17] = u64::MAX;
+    s[0].0[18] = u64::MAX;
+    s[0].0[19] = u64::MAX;
     s[1].0[0] = 0x0000_0000_ffff_ffff;
     s[1].0[2] = 0xffff_ffff_ffff_0000;
     s[1].0[3] = 0xffff_ffff_ffff_0000;
@@ -549,6 +585,7 @@ pub(crate) fn match_key_tlv(m: &Match, tlv: &TlvTable) -> Result<(Key, Key), Err
         let b = match r.reg {
             Register::TunSrc => TUN_SRC,
             Register::TunDst => TUN_DST,
+            Register::TunIpv6 { dst, hi } => tun_ipv6_half(dst, hi),
             Register::TunMetadata { .. } => {
                 super::pipeline::put_match(v, k, tlv, r)?;
                 continue;
@@ -566,6 +603,11 @@ pub(crate) fn set_tunnel(k: &mut Key, m: &crate::packet::TunMeta) {
     TUN_ID.set(k, m.id);
     TUN_SRC.set(k, u32::from(m.src).into());
     TUN_DST.set(k, u32::from(m.dst).into());
+    let (s, d) = (m.ipv6_src.to_bits(), m.ipv6_dst.to_bits());
+    TUN_IPV6_SRC_HI.set(k, (s >> 64) as u64);
+    TUN_IPV6_SRC.set(k, s as u64);
+    TUN_IPV6_DST_HI.set(k, (d >> 64) as u64);
+    TUN_IPV6_DST.set(k, d as u64);
     TUN_MD_PRESENT.set(k, m.md_present);
     TUN_MD.set(k, m.md);
 }

@@ -51,11 +51,15 @@
 //! # Tunnel metadata
 //!
 //! A batch from a tunnel port carries each packet's `tun_id`, `tun_src`
-//! and `tun_dst` ([`Batch::tunnel`]); they are key words 12 and 13 (0 for
-//! every other packet, as in Open vSwitch), matched like any field, and
-//! the megaflows that do not look at them do not pay for them. Setting
-//! one (`set_field`, `set_tunnel`, a load or move; `tun_src`/`tun_dst`
-//! come from the codec as [`Register::TunSrc`]/`TunDst`) is an op that
+//! and `tun_dst`, `tun_ipv6_src` and `tun_ipv6_dst` ([`Batch::tunnel`]);
+//! they are key words 12 to 17 (0 for every other packet, as in Open
+//! vSwitch), matched like any field, and the megaflows that do not look at
+//! them do not pay for them. Setting one (`set_field`, `set_tunnel`, a
+//! load or move; the addresses come from the codec as
+//! [`Register::TunSrc`]/`TunDst` and, an IPv6 one, as two 64-bit halves,
+//! [`crate::openflow::nx_tun6`]; a load or move writes each half it
+//! touches as an op of its own, so a partial write keeps the rest of what
+//! the packet came with) is an op that
 //! changes no byte: each output's metadata is the packet's as it came with
 //! the ops before that output applied ([`Verdicts::set_tunnel`]; outputs
 //! with other metadata than the last are versions, as for bytes; the
@@ -458,6 +462,17 @@ pub const MAX_CONTROLLER_METAS: usize = 65536;
 struct Metas {
     list: Vec<ControllerMeta>,
     index: HashMap<ControllerMeta, u32>,
+}
+
+/// What an OpenFlow 1.5 packet-out's match gives its packet before the
+/// actions run (Open vSwitch's pipeline fields): tunnel metadata, the
+/// OpenFlow `metadata` and the registers. All zero by default, as for a
+/// packet-out of an earlier version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketOutStart {
+    pub tun: TunMeta,
+    pub metadata: u64,
+    pub regs: [u32; crate::openflow::nicira::N_REGS],
 }
 
 /// One packet a packet-out sends ([`FlowModule::packet_out`]), with its
@@ -1077,22 +1092,27 @@ impl FlowModule {
         actions: &[Action],
         now: Nanos,
     ) -> Result<Vec<Output>, ErrorCode> {
-        self.packet_out_with(in_port, TunMeta::NONE, frame, actions, now)
+        self.packet_out_with(in_port, &PacketOutStart::default(), frame, actions, now)
     }
 
-    /// [`FlowModule::packet_out`] of a packet that comes with tunnel
-    /// metadata `came` (an OpenFlow 1.5 packet-out's `tun_id`, `tun_src`,
-    /// `tun_dst`): it is in the key for the actions and the tables, and
-    /// the packet goes out with it (as the actions change it) as a packet
-    /// from a tunnel port does.
+    /// [`FlowModule::packet_out`] of a packet that comes with pipeline
+    /// fields `start` (an OpenFlow 1.5 packet-out's match): its tunnel
+    /// metadata (`tun_id`, `tun_src`, `tun_dst`, `tun_ipv6_*`) and
+    /// `metadata` are in the key for the actions and the tables, its
+    /// registers start as given there too (Open vSwitch's pipeline fields),
+    /// and the packet goes out with its tunnel metadata (as the actions
+    /// change it) as a packet from a tunnel port does. An output to TABLE
+    /// starts the tables from the packet as the actions before it left
+    /// it: its rewrites, registers and `metadata`.
     pub fn packet_out_with(
         &self,
         in_port: u32,
-        came: TunMeta,
+        start: &PacketOutStart,
         frame: &[u8],
         actions: &[Action],
         now: Nanos,
     ) -> Result<Vec<Output>, ErrorCode> {
+        let came = start.tun;
         let pn = PortNo(in_port);
         if !(pn == PortNo::CONTROLLER || pn == PortNo::LOCAL || (in_port != 0 && !pn.is_reserved()))
         {
@@ -1116,10 +1136,12 @@ impl FlowModule {
         let mut p =
             key::parse(frame, in_port).ok_or(ErrorCode::BadRequest(BadRequestCode::BadLen))?;
         key::set_tunnel(&mut p.key, &came);
-        let trace = pipe.trace_actions(&p.key, actions);
+        key::METADATA.set(&mut p.key, start.metadata);
+        let trace = pipe.trace_actions(&p.key, start.regs, actions);
         trace.credit(&pipe, frame.len() as u64, now);
         let mut outs = Vec::new();
         let mut learns = trace.learns;
+        let mut table_starts = trace.table_starts.into_iter();
         // NORMAL from the controller (or LOCAL without a local port)
         // learns nothing and may go to every port of the packet's VLAN.
         let in_id = pipe.port_id(in_port);
@@ -1152,7 +1174,9 @@ impl FlowModule {
             };
             let came = set.unwrap_or(TunMeta::NONE);
             key::set_tunnel(&mut q.key, &came);
-            let mut t = pipe.trace_tables(&q.key);
+            let (regs, metadata) = table_starts.next().unwrap_or((start.regs, start.metadata));
+            key::METADATA.set(&mut q.key, metadata);
+            let mut t = pipe.trace_tables(&q.key, regs);
             t.credit(&pipe, data.len() as u64, now);
             t.fin(&data, q.layout.l4);
             learns.append(&mut t.learns);

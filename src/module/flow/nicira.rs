@@ -24,6 +24,7 @@ use crate::openflow::oxm::Masked;
 use crate::wire::MacAddr;
 
 use super::*;
+use crate::module::flow::key;
 
 /// How deep resubmits may nest, and how many one packet may do in all
 /// (Open vSwitch's limits); past either the packet is dropped
@@ -144,6 +145,41 @@ fn tunnel_bits(f: FieldRef) -> Option<Bits> {
     }
 }
 
+/// `tun_ipv6_dst` (`Some(true)`) or `tun_ipv6_src` (`Some(false)`), named
+/// whole (128 bits, no mask) by a load or move.
+fn tun_ipv6_field(f: FieldRef) -> Option<bool> {
+    crate::openflow::nx_tun6::names(f.0).filter(|_| f.0 & 0x1ff == 16)
+}
+
+/// Where bits `ofs..` of a field read from the key lie: its key bits and
+/// the offset in them (an IPv6 tunnel address's half for `ofs`; a move
+/// or load never crosses its halves, see [`chunks`]).
+fn key_place(f: FieldRef, ofs: u16) -> Option<(Bits, u16)> {
+    match tun_ipv6_field(f) {
+        Some(dst) => Some((key::tun_ipv6_half(dst, ofs >= 64), ofs % 64)),
+        None => key_bits(f).map(|b| (b, ofs)),
+    }
+}
+
+/// Splits `n` bits from `a` (in one field) and `b` (in another) into
+/// pieces of at most 64 bits that cross no 64-bit boundary of either:
+/// (offset from the start, bits). A field of 64 bits or fewer is one
+/// piece.
+fn chunks(a: u16, b: u16, n: u16) -> impl Iterator<Item = (u16, u16)> {
+    let mut done = 0u16;
+    std::iter::from_fn(move || {
+        if done >= n {
+            return None;
+        }
+        let k = (n - done)
+            .min(64 - (a + done) % 64)
+            .min(64 - (b + done) % 64);
+        let piece = (done, k);
+        done += k;
+        Some(piece)
+    })
+}
+
 /// A register that really is one (not tunnel metadata).
 fn pipeline_register(f: FieldRef) -> Option<Register> {
     f.register().filter(|r| !r.is_tunnel())
@@ -155,13 +191,17 @@ pub(super) fn writable(f: FieldRef) -> bool {
     f.tun_metadata().is_some()
         || f.register().is_some_and(|r| r != Register::ConjId)
         || tunnel_bits(f).is_some()
+        || tun_ipv6_field(f).is_some()
         || f.0 == 0x8000_0408
         || packet_field(f).is_some()
 }
 
 /// Whether a field may be read: a register or key bits.
 pub(super) fn readable(f: FieldRef) -> bool {
-    f.tun_metadata().is_some() || f.register().is_some() || key_bits(f).is_some()
+    f.tun_metadata().is_some()
+        || f.register().is_some()
+        || key_bits(f).is_some()
+        || tun_ipv6_field(f).is_some()
 }
 
 /// `n` one bits.
@@ -214,6 +254,13 @@ impl Exec<'_> {
                 reg: reg @ (Register::TunSrc | Register::TunDst | Register::TunMetadata { .. }),
                 value,
             } => self.write_bits(FieldRef::reg(reg), 0, reg.bits(), value),
+            NxAction::SetTunIpv6 { dst, addr } => {
+                let v = addr.to_bits();
+                for (hi, word) in [(true, (v >> 64) as u64), (false, v as u64)] {
+                    key::tun_ipv6_half(dst, hi).set(&mut self.key, word);
+                    self.ops.push(Op::SetTunIpv6 { dst, hi, word });
+                }
+            }
             NxAction::SetReg { reg, value } => reg.set(&mut self.regs, value),
             NxAction::SetTunnel { tun_id, .. } => {
                 self.set_field(&OxmField::TunnelId(Masked::exact(tun_id)));
@@ -223,7 +270,11 @@ impl Exec<'_> {
                 ofs,
                 n_bits,
                 value,
-            } => self.write_bits(dst, ofs, n_bits, value),
+            } => {
+                for (at, k) in chunks(ofs, ofs, n_bits) {
+                    self.write_bits(dst, ofs + at, k, shr(value, at) & ones(k));
+                }
+            }
             NxAction::RegMove {
                 src,
                 dst,
@@ -231,8 +282,10 @@ impl Exec<'_> {
                 dst_ofs,
                 n_bits,
             } => {
-                let v = self.read_bits(src, src_ofs, n_bits);
-                self.write_bits(dst, dst_ofs, n_bits, v);
+                for (at, k) in chunks(src_ofs, dst_ofs, n_bits) {
+                    let v = self.read_bits(src, src_ofs + at, k);
+                    self.write_bits(dst, dst_ofs + at, k, v);
+                }
             }
             NxAction::OutputReg {
                 src,
@@ -262,7 +315,9 @@ impl Exec<'_> {
         if let Some(r) = pipeline_register(f) {
             return shr(r.get(&self.regs), ofs) & ones(n);
         }
-        let Some(b) = key_bits(f) else { return 0 };
+        let Some((b, ofs)) = key_place(f, ofs) else {
+            return 0;
+        };
         let m = shl(ones(n), ofs) & (b.mask() >> b.shift);
         self.mask.0[b.word] |= m << b.shift;
         shr(b.get(&self.key) & m, ofs)
@@ -302,6 +357,19 @@ impl Exec<'_> {
                 Some(Register::TunDst) => Op::SetTunDst(std::net::Ipv4Addr::from(new as u32)),
                 _ => Op::Set(OxmField::TunnelId(Masked::exact(new))),
             });
+        } else if let Some(dst) = tun_ipv6_field(f) {
+            // One half of an IPv6 tunnel address (a piece of at most 64
+            // bits, see `chunks`), and an op that writes that half.
+            let hi = ofs >= 64;
+            let (b, at) = (key::tun_ipv6_half(dst, hi), ofs % 64);
+            let m = shl(ones(n), at);
+            let kept = !m;
+            if kept != 0 {
+                self.mask.0[b.word] |= kept;
+            }
+            let new = (b.get(&self.key) & kept) | (shl(v, at) & m);
+            b.set(&mut self.key, new);
+            self.ops.push(Op::SetTunIpv6 { dst, hi, word: new });
         } else if let Some(r) = f.register() {
             let old = r.get(&self.regs);
             r.set(&mut self.regs, (old & !m) | (shl(v, ofs) & m));

@@ -273,7 +273,13 @@ impl Pipeline {
     /// The pipeline from table 0 for `key`, as an executor holding every
     /// output with its own rewrites.
     fn run_tables(&self, key: &Key) -> Exec<'_> {
+        self.run_tables_with(key, [0; crate::openflow::nicira::N_REGS])
+    }
+
+    /// [`Pipeline::run_tables`] with registers `regs` as the packet starts.
+    fn run_tables_with(&self, key: &Key, regs: [u32; crate::openflow::nicira::N_REGS]) -> Exec<'_> {
         let mut x = Exec::new(self, key);
+        x.regs = regs;
         IN_PORT.all(&mut x.mask);
         let mut set = ActionSet::default();
         let mut t = 0usize;
@@ -335,8 +341,16 @@ impl Pipeline {
     /// A packet-out's action list on `key`: its outputs in order, each with
     /// the rewrites before it, and the group counters it credits. Output
     /// to TABLE is [`Out::Table`] (only at the top of the list).
-    pub fn trace_actions(&self, key: &Key, actions: &[Action]) -> Trace {
+    /// Its registers start as `regs` (an OpenFlow 1.5 packet-out's match
+    /// may give them; else 0).
+    pub fn trace_actions(
+        &self,
+        key: &Key,
+        regs: [u32; crate::openflow::nicira::N_REGS],
+        actions: &[Action],
+    ) -> Trace {
         let mut x = Exec::new(self, key);
+        x.regs = regs;
         x.entry = EntryInfo {
             table_id: 0,
             cookie: u64::MAX,
@@ -350,8 +364,9 @@ impl Pipeline {
 
     /// A packet (`key`) submitted to table 0 by a packet-out: its outputs
     /// in order, each with its own rewrites, and every counter it credits.
-    pub fn trace_tables(&self, key: &Key) -> Trace {
-        self.run_tables(key).trace()
+    /// Its registers start as `regs`.
+    pub fn trace_tables(&self, key: &Key, regs: [u32; crate::openflow::nicira::N_REGS]) -> Trace {
+        self.run_tables_with(key, regs).trace()
     }
 }
 
@@ -366,6 +381,10 @@ pub(crate) struct Trace {
     pub learns: Vec<Arc<Learned>>,
     /// The `fin_timeout`s it ran in flow entries.
     pub fins: Vec<FinTimeout>,
+    /// Per output to TABLE, in order: the registers and `metadata` the
+    /// packet had there, which the tables start from (as Open vSwitch's
+    /// packet-out carries them into its table lookup).
+    pub table_starts: Vec<([u32; crate::openflow::nicira::N_REGS], u64)>,
 }
 
 impl Trace {
@@ -601,6 +620,8 @@ struct Exec<'p> {
     rewritten: TableSet,
     learns: Vec<Arc<Learned>>,
     fins: Vec<FinTimeout>,
+    /// See [`Trace::table_starts`].
+    table_starts: Vec<([u32; crate::openflow::nicira::N_REGS], u64)>,
 }
 
 impl<'p> Exec<'p> {
@@ -631,6 +652,7 @@ impl<'p> Exec<'p> {
             rewritten: [0; 4],
             learns: Vec::new(),
             fins: Vec::new(),
+            table_starts: Vec::new(),
         }
     }
 
@@ -642,6 +664,7 @@ impl<'p> Exec<'p> {
             groups: self.groups,
             learns: self.learns,
             fins: self.fins,
+            table_starts: self.table_starts,
         }
     }
 
@@ -735,7 +758,10 @@ impl<'p> Exec<'p> {
                 None => Out::Local,
             },
             PortNo::NORMAL => Out::Normal,
-            PortNo::TABLE if self.table_ok && depth == 0 => Out::Table,
+            PortNo::TABLE if self.table_ok && depth == 0 => {
+                self.table_starts.push((self.regs, METADATA.get(&self.key)));
+                Out::Table
+            }
             p if !p.is_reserved() && !self.p.no_fwd(p.0) => match self.p.port_id(p.0) {
                 Some(id) => Out::Port(id),
                 None => return,

@@ -307,6 +307,20 @@ fn encode_one(a: &Action, next: Option<&Action>, w: &mut Writer<'_>) -> Result<u
             value,
         }
         .encode(w),
+        // ... and an IPv6 tunnel address with two (as Open vSwitch sends
+        // it in 1.0).
+        Action::Nx(NxAction::SetTunIpv6 { dst, addr }) => {
+            let v = addr.to_bits();
+            for (ofs, part) in [(0, v as u64), (64, (v >> 64) as u64)] {
+                NxAction::RegLoad {
+                    dst: FieldRef(crate::openflow::nx_tun6::header(dst, false)),
+                    ofs,
+                    n_bits: 64,
+                    value: part,
+                }
+                .encode(w);
+            }
+        }
         Action::Nx(ref x) => x.encode(w),
         _ => return Err(inexpressible("this action")),
     }

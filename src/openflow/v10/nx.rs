@@ -304,9 +304,7 @@ pub(crate) fn encode_packet_in2(p: &PacketIn, w: &mut Writer<'_>) -> Result<(), 
                 f.encode(w);
             }
         }
-        for r in m.registers() {
-            r.encode(w);
-        }
+        crate::openflow::nx_tun6::encode_registers(m.registers(), w);
     });
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! A tunnel port's fixed configuration, and its text in a port spec:
 //!
 //! ```text
-//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N][,ttl=N][,csum]
+//! vxlan:NAME,remote=IP|flow[,local=IP][,key=N|flow|in_key=N|flow,out_key=N|flow][,dst_port=N][,tos=N|inherit][,ttl=N|inherit][,csum]
 //! geneve:NAME,...                      the same options
 //! ```
 //!
@@ -9,8 +9,18 @@
 //! and sends each frame to the `tun_dst` the flow table gave it (a frame
 //! without one is dropped and counted, `tx_no_remote`); `in_key=flow`
 //! takes any VNI, `out_key=flow` sends with the frame's `tun_id`, and
-//! `key=flow` is both. Flow-based remotes are IPv4 only (the pipeline's
-//! `tun_src`/`tun_dst` are).
+//! `key=flow` is both. A `remote=flow` port bound to an IPv4 address (or
+//! to none: `0.0.0.0`) sends to `tun_dst`; one bound to an IPv6 address
+//! (`local=::` for any) sends to `tun_ipv6_dst`. Which of the two a frame
+//! goes to is Open vSwitch's rule: `tun_dst` if it is set, else
+//! `tun_ipv6_dst`; a frame whose address is not of the port's family is
+//! dropped and counted as one without (`tx_no_remote`).
+//!
+//! `tos=inherit` and `ttl=inherit` are Open vSwitch's: the outer TOS
+//! (traffic class) is the inner IPv4/IPv6 header's DSCP and ECN (a CE mark
+//! goes out as ECT(0)), the outer TTL (hop limit) the inner one, frame by
+//! frame (behind up to two VLAN tags); a frame that is not IP goes with
+//! TOS 0 and TTL 64 ([`super::inherit`]).
 //!
 //! IPv6 addresses are written plain or in brackets (`remote=[fd00::2]`).
 //! Defaults are Open vSwitch's: key 0, the IANA port (4789, 6081), TOS 0,
@@ -42,6 +52,11 @@ pub struct TunnelConfig {
     pub dst_port: u16,
     pub tos: u8,
     pub ttl: u8,
+    /// `tos=inherit`: each frame's outer TOS is its inner one (`tos` is
+    /// then 0, what a frame that is not IP goes with).
+    pub tos_inherit: bool,
+    /// `ttl=inherit`: likewise for the TTL (`ttl` is then the default).
+    pub ttl_inherit: bool,
     /// Whether the UDP checksum is filled over IPv4 (over IPv6 it always is).
     pub csum: bool,
 }
@@ -63,8 +78,16 @@ impl TunnelConfig {
             dst_port: proto.default_port(),
             tos: 0,
             ttl: DEFAULT_TTL,
+            tos_inherit: false,
+            ttl_inherit: false,
             csum: false,
         }
+    }
+
+    /// Whether frames go out with TOS or TTL of their own (`inherit`).
+    #[inline]
+    pub fn inherits(&self) -> bool {
+        self.tos_inherit || self.ttl_inherit
     }
 
     /// The socket address to bind: `local`, or any address of the remote's
@@ -131,20 +154,23 @@ impl TunnelConfig {
                     .filter(|&p| p != 0)
                     .ok_or_else(|| format!("bad dst_port '{v}' (1-65535)"))?;
             }
+            "tos" if v == "inherit" => (self.tos, self.tos_inherit) = (0, true),
+            "ttl" if v == "inherit" => (self.ttl, self.ttl_inherit) = (DEFAULT_TTL, true),
             "tos" => {
-                let t: u8 = parse_inherit(k, v)?;
+                let t: u8 = parse_number(k, v)?;
                 if t & 3 != 0 {
                     return Err(format!(
                         "bad tos '{v}': its ECN bits (the low two) must be zero"
                     ));
                 }
-                self.tos = t;
+                (self.tos, self.tos_inherit) = (t, false);
             }
             "ttl" => {
-                self.ttl = parse_inherit::<u8>(k, v)?;
-                if self.ttl == 0 {
+                let t = parse_number::<u8>(k, v)?;
+                if t == 0 {
                     return Err("bad ttl '0' (1-255)".into());
                 }
+                (self.ttl, self.ttl_inherit) = (t, false);
             }
             "csum" => {
                 self.csum = match v {
@@ -162,12 +188,8 @@ impl TunnelConfig {
     /// and the remote is a unicast address.
     pub fn validate(&self) -> Result<(), String> {
         if self.remote_flow {
-            return match self.local {
-                Some(IpAddr::V6(l)) => Err(format!(
-                    "remote=flow needs an IPv4 local address, not {l} (flow-based remotes are IPv4)"
-                )),
-                _ => Ok(()),
-            };
+            // Any local address: its family is the remotes'.
+            return Ok(());
         }
         if self.remote.is_unspecified() || self.remote.is_multicast() {
             return Err(format!(
@@ -213,12 +235,9 @@ fn parse_key(k: &str, v: &str) -> Result<Option<u32>, String> {
         .ok_or_else(|| format!("bad {k} '{v}' (a VNI, 0-16777215)"))
 }
 
-fn parse_inherit<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
-    if v == "inherit" {
-        return Err(format!("{k}=inherit is not supported (give a number)"));
-    }
+fn parse_number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
     v.parse()
-        .map_err(|_| format!("bad {k} '{v}' (a number, 0-255)"))
+        .map_err(|_| format!("bad {k} '{v}' (a number, 0-255, or inherit)"))
 }
 
 /// The options part of a spec (after the name), in a form `set` reads back.
@@ -257,10 +276,14 @@ impl fmt::Display for TunnelConfig {
         if self.dst_port != self.proto.default_port() {
             write!(f, ",dst_port={}", self.dst_port)?;
         }
-        if self.tos != 0 {
+        if self.tos_inherit {
+            f.write_str(",tos=inherit")?;
+        } else if self.tos != 0 {
             write!(f, ",tos={}", self.tos)?;
         }
-        if self.ttl != DEFAULT_TTL {
+        if self.ttl_inherit {
+            f.write_str(",ttl=inherit")?;
+        } else if self.ttl != DEFAULT_TTL {
             write!(f, ",ttl={}", self.ttl)?;
         }
         if self.csum {
@@ -300,7 +323,6 @@ mod tests {
             ("local", "flow", "not supported"),
             ("key", "16777216", "0-16777215"),
             ("key", "-1", "VNI"),
-            ("tos", "inherit", "not supported"),
             ("tos", "1", "ECN"),
             ("tos", "256", "0-255"),
             ("ttl", "0", "1-255"),
@@ -341,8 +363,28 @@ mod tests {
         m.set("out_key", "7").unwrap();
         assert!(!m.sends_by_flow());
         assert_eq!(m.to_string(), ",remote=10.0.0.2,key=7");
-        // Flow-based remotes are IPv4.
-        c.set("local", "fd00::1").unwrap();
-        assert!(c.validate().unwrap_err().contains("IPv4"));
+        // An IPv6 local address: an IPv6 socket, sending to tun_ipv6_dst.
+        c.set("local", "::").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bind_addr().to_string(), "[::]:4789");
+        assert_eq!(c.to_string(), ",remote=flow,local=[::],key=flow");
+    }
+
+    #[test]
+    fn tos_and_ttl_inherit_as_open_vswitch() {
+        let mut c = TunnelConfig::new(Proto::Vxlan, "10.0.0.2".parse().unwrap());
+        assert!(!c.inherits());
+        c.set("tos", "inherit").unwrap();
+        assert!(c.tos_inherit && !c.ttl_inherit && c.inherits());
+        assert_eq!(c.to_string(), ",remote=10.0.0.2,tos=inherit");
+        c.set("ttl", "inherit").unwrap();
+        assert_eq!((c.tos, c.ttl), (0, DEFAULT_TTL));
+        assert_eq!(c.to_string(), ",remote=10.0.0.2,tos=inherit,ttl=inherit");
+        // A number after inherit replaces it.
+        c.set("ttl", "9").unwrap();
+        assert!(!c.ttl_inherit);
+        assert_eq!(c.to_string(), ",remote=10.0.0.2,tos=inherit,ttl=9");
+        let e = c.clone().set("ttl", "inherits").unwrap_err();
+        assert!(e.contains("or inherit"), "{e}");
     }
 }

@@ -25,8 +25,9 @@
 //! the `remote=flow` port of that VNI, else the `key=flow` port of that
 //! sender, else the port with both flow-based. Every frame is queued with
 //! its tunnel metadata (VNI, outer source, and the address the datagram was
-//! sent to as outer destination: `IP_PKTINFO` over IPv4, else the port's
-//! local address) in the slot's [`TunMetaSlots`] entry.
+//! sent to as outer destination: `IP_PKTINFO`/`IPV6_PKTINFO`, else the
+//! port's local address; IPv6 ones as `tun_ipv6_src`/`tun_ipv6_dst`,
+//! [`super::addrs::rx_meta`]) in the slot's [`TunMetaSlots`] entry.
 //!
 //! With receive offload a batch may hold more datagrams than the reader's
 //! own ring has room for: the rest stays in the batch for the reader's
@@ -39,11 +40,12 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
+use super::addrs::{note_local6, rx_meta};
 use super::geneve_opts::critical_known;
 use super::header::{DecapError, Proto, decode};
 use super::rxbatch::{RxBatch, RxPos};
@@ -98,10 +100,11 @@ pub struct Receiver {
     pub drops: RxDrops,
     /// The tunnel metadata of the incoming ring's slots.
     pub meta: TunMetaSlots,
-    /// The outer destination its frames are recorded with (`tun_dst`)
-    /// when the datagram does not say (IPv6): the port's IPv4 local
-    /// address, else 0.0.0.0.
+    /// The outer destination its frames are recorded with (`tun_dst`,
+    /// `tun_ipv6_dst`) when the datagram does not say: the port's local
+    /// address of that family, else 0.
     pub local: Ipv4Addr,
+    pub local6: Ipv6Addr,
 }
 
 impl Receiver {
@@ -130,7 +133,7 @@ impl Receiver {
 /// key, its port (`None`: no port takes it) and the metadata its frames
 /// are queued with.
 type Run<'m> = (
-    (IpAddr, u32, Option<Ipv4Addr>),
+    (IpAddr, u32, Option<IpAddr>),
     Option<&'m Arc<Receiver>>,
     TunMeta,
 );
@@ -522,17 +525,10 @@ impl Endpoint {
                     if let Some(to) = dg.to {
                         self.note_local(to);
                     }
-                    let meta = TunMeta {
-                        id: u64::from(d.vni),
-                        src: match from {
-                            IpAddr::V4(a) => a,
-                            IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        },
-                        dst: dg
-                            .to
-                            .unwrap_or(p.map_or(Ipv4Addr::UNSPECIFIED, |p| p.local)),
-                        ..TunMeta::NONE
-                    };
+                    let (l4, l6) = p.map_or((Ipv4Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED), |p| {
+                        (p.local, p.local6)
+                    });
+                    let meta = rx_meta(d.vni, from, dg.to, l4, l6);
                     run = Some((key, p, meta));
                 }
             }
@@ -572,7 +568,14 @@ impl Endpoint {
 
     /// Records `a` as an address of this host (a datagram arrived for
     /// it), if it is not the last one recorded here.
-    fn note_local(&self, a: Ipv4Addr) {
+    fn note_local(&self, a: IpAddr) {
+        let a = match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(a) => a,
+                None => return note_local6(a),
+            },
+        };
         let v = u32::from(a);
         if self.last_to.swap(v, Ordering::Relaxed) != v {
             note_local_addr(a);

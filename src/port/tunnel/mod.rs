@@ -27,17 +27,18 @@
 //! an ECMP underlay spreads a tunnel's flows and keeps each in order.
 //!
 //! Known differences from Open vSwitch: it hashes into its whole source
-//! port range, mswitch into those few ports; `tos=inherit`/`ttl=inherit`, `df_default=false`
-//! and `local_ip=flow` are refused; over IPv6 the UDP checksum is always
+//! port range, mswitch into those few ports; `df_default=false` and
+//! `local_ip=flow` are refused; over IPv6 the UDP checksum is always
 //! sent, and over IPv4 too where segmentation offload is on (it needs the
-//! checksum: see [`socket`]); flow-based remotes and the tunnel
-//! metadata's addresses are IPv4.
+//! checksum: see [`socket`]); a port with a fixed `tos` does not copy the
+//! inner ECN bits ([`inherit`]); a `remote=flow` port sends over one
+//! family, its socket's ([`addrs`]).
 //!
 //! Receiving: the worker that reads a socket hands its own port's frames
 //! to the switch where the socket received them, in the receive batch
 //! ([`crate::port::Port::receive_direct`]: no copy besides the kernel's),
 //! each run of one sender and VNI with its tunnel metadata
-//! ([`crate::packet::TunMeta`]). Frames for sibling ports on the same
+//! ([`crate::packet::TunMeta`]; IPv4 or IPv6 addresses, [`addrs`]). Frames for sibling ports on the same
 //! socket are copied into their incoming rings, with their metadata in a
 //! side array beside the ring ([`crate::packet::TunMetaSlots`], filled
 //! before the slot is published), which the switch hands to the module
@@ -62,10 +63,12 @@
 //! the fields a frame has as options; a fixed port's frames without any
 //! still share one header per batch.
 
+pub mod addrs;
 pub mod config;
 pub mod endpoint;
 pub mod geneve_opts;
 pub mod header;
+pub mod inherit;
 pub mod port;
 pub mod route;
 pub mod rxbatch;

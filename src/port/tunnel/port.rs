@@ -13,26 +13,30 @@
 //! does not fit the route's MTU is dropped and counted as `too_big` (never
 //! fragmented). A port with a flow-based remote or key (`remote=flow`,
 //! `out_key=flow`) gets frames with their tunnel metadata
-//! ([`Port::transmit_tunnel`]) and sends each to its `tun_dst` with its
-//! `tun_id` as VNI; a frame without a `tun_dst` is dropped and counted
-//! (`tx_no_remote`). Incoming: see the endpoint;
+//! ([`Port::transmit_tunnel`]) and sends each to its `tun_dst` (else its
+//! `tun_ipv6_dst`, on an IPv6 socket) with its `tun_id` as VNI; a frame
+//! without one the port can send to is dropped and counted
+//! (`tx_no_remote`). With `tos=inherit`/`ttl=inherit` each frame's outer
+//! TOS and TTL are its inner ones ([`super::inherit`]). Incoming: see the endpoint;
 //! every frame carries its tunnel metadata. The port never
 //! sends anything of its own accord: what came in on it goes only where the
 //! switch's module sends it (flooding excludes the input port, as for every
 //! port).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::addrs::{is_local_addr6, remote_of};
 use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops, is_local_addr};
 use super::geneve_opts;
 use super::header::{
     Encap, HEADER_LEN, MAX_HEADER_LEN, MAX_VNI, Proto, encode, encode_with_options,
 };
+use super::inherit::outer_tos_ttl;
 use super::socket::{BATCH, TxMsg};
 use super::wire::{BenchWire, Wire};
 use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
@@ -79,6 +83,8 @@ pub struct TunnelPort {
     /// The socket and the wake eventfd: what a sleeping worker watches.
     epoll: Epoll,
     tx: TxDrops,
+    /// The socket is IPv6 (a `remote=flow` port sends to `tun_ipv6_dst`).
+    v6: bool,
 }
 
 impl TunnelPort {
@@ -118,6 +124,10 @@ impl TunnelPort {
                 Some(IpAddr::V4(a)) => a,
                 _ => Ipv4Addr::UNSPECIFIED,
             },
+            local6: match cfg.local {
+                Some(IpAddr::V6(a)) => a,
+                _ => Ipv6Addr::UNSPECIFIED,
+            },
             mem,
             wake: EventFd::new().map_err(os("eventfd"))?,
             drops: RxDrops::default(),
@@ -140,6 +150,7 @@ impl TunnelPort {
             drain,
             epoll: Epoll::new().map_err(os("epoll"))?,
             tx: TxDrops::default(),
+            v6: key.local.is_ipv6(),
         };
         // (Dropping `port` on an error here leaves the endpoint again.)
         port.epoll
@@ -183,29 +194,46 @@ impl TunnelPort {
     }
 
     /// Sends `frames` with the port's own remote, VNI, TOS and TTL: one
-    /// header for all of them. Counts what the kernel refused.
+    /// header for all of them (TOS and TTL per frame where the port
+    /// inherits them). Counts what the kernel refused.
     fn send_fixed(&self, frames: &[&[u8]]) -> usize {
         let e = self.encap();
         let mut header = [0u8; HEADER_LEN];
         encode(self.cfg.proto, e.vni, &mut header);
         let to = SocketAddr::new(e.remote, self.cfg.dst_port);
         let wire = self.endpoint().wire();
+        let inherits = self.cfg.inherits();
         frames
             .chunks(BATCH)
             .map(|chunk| {
+                // Each frame's own, worked out once (a send reads a
+                // message more than once).
+                let mut tt = [(e.tos, e.ttl); BATCH];
+                if inherits {
+                    for (t, f) in tt.iter_mut().zip(chunk) {
+                        *t = self.tos_ttl(f, e);
+                    }
+                }
                 wire.send_batch(
                     chunk.len(),
                     |i| TxMsg {
                         header: &header,
                         frame: chunk[i],
                         to,
-                        tos: e.tos,
-                        ttl: e.ttl,
+                        tos: tt[i].0,
+                        ttl: tt[i].1,
                     },
                     |_, err| self.count_tx_error(&err),
                 )
             })
             .sum()
+    }
+
+    /// The outer TOS and TTL of `frame` sent with `e` by a port that
+    /// inherits one of them ([`super::inherit`]).
+    fn tos_ttl(&self, frame: &[u8], e: Encap) -> (u8, u8) {
+        let c = &self.cfg;
+        outer_tos_ttl(frame, c.tos_inherit, c.ttl_inherit, e.tos, e.ttl)
     }
 
     /// Sends `frames`, each with its own [`Encap`] (`encap(i)`), through
@@ -237,18 +265,25 @@ impl TunnelPort {
     }
 
     /// What a frame with tunnel metadata `m` is sent with: its `tun_dst`
-    /// and `tun_id` where the port's remote and key are flow-based; `None`
-    /// if it has no remote, or if its remote is an address of this host
-    /// (the port's own local address, or one tunnel datagrams arrived at:
-    /// what a frame from a tunnel carries as `tun_dst` until a flow sets
-    /// another; it would come straight back in).
+    /// (else `tun_ipv6_dst`, Open vSwitch's rule) and `tun_id` where the
+    /// port's remote and key are flow-based; `None` if it has no remote,
+    /// one of another family than the port's socket, or an address of
+    /// this host (the port's own local address, or one tunnel datagrams
+    /// arrived at: what a frame from a tunnel carries as `tun_dst` until a
+    /// flow sets another; it would come straight back in).
     fn encap_of(&self, m: &TunMeta) -> Option<Encap> {
         let mut e = self.encap();
         if self.cfg.remote_flow {
-            if m.dst.is_unspecified() || m.dst == self.rx.local || is_local_addr(m.dst) {
+            let to = remote_of(m)?;
+            let ours = match to {
+                IpAddr::V4(a) if !self.v6 => a == self.rx.local || is_local_addr(a),
+                IpAddr::V6(a) if self.v6 => a == self.rx.local6 || is_local_addr6(a),
+                _ => true,
+            };
+            if ours {
                 return None;
             }
-            e.remote = IpAddr::V4(m.dst);
+            e.remote = to;
         }
         if self.cfg.out_key_flow {
             e.vni = (m.id & u64::from(MAX_VNI)) as u32;
@@ -385,9 +420,13 @@ impl Port for TunnelPort {
             let mut enc = [self.encap(); BATCH];
             let mut md = [TunMeta::NONE; BATCH];
             let mut n = 0;
+            let inherits = self.cfg.inherits();
             for (f, m) in fs.iter().zip(ms) {
                 match self.encap_of(m) {
-                    Some(e) => {
+                    Some(mut e) => {
+                        if inherits {
+                            (e.tos, e.ttl) = self.tos_ttl(f, e);
+                        }
                         (go[n], enc[n], md[n]) = (f, e, *m);
                         n += 1;
                     }
@@ -667,12 +706,7 @@ mod tests {
         s1.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
         s1.send_to(&dgram(9), ("127.0.0.1", udp)).unwrap();
         s2.send_to(&dgram(5), ("127.0.0.1", udp)).unwrap();
-        let m = |id, src: [u8; 4]| TunMeta {
-            id,
-            src: src.into(),
-            dst: lo,
-            ..TunMeta::NONE
-        };
+        let m = |id, src: [u8; 4]| TunMeta::v4(id, src.into(), lo);
         assert_eq!(
             waiting_meta(&flow, 2),
             [m(5, [127, 0, 0, 2]), m(9, [127, 0, 0, 1])]
@@ -688,12 +722,7 @@ mod tests {
         let peer = std::net::UdpSocket::bind(("127.0.0.2", udp)).unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let f = frame(7, 70);
-        let to = |id, dst| TunMeta {
-            id,
-            src: std::net::Ipv4Addr::UNSPECIFIED,
-            dst,
-            ..TunMeta::NONE
-        };
+        let to = |id, dst| TunMeta::v4(id, std::net::Ipv4Addr::UNSPECIFIED, dst);
         let out = [to(77, [127, 0, 0, 2].into()), TunMeta::NONE, to(78, lo)];
         assert_eq!(flow.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
         assert_eq!(counter(&flow, "tx_no_remote"), 2);
@@ -726,6 +755,40 @@ mod tests {
         let f = frame(7, 70);
         assert_eq!(p.transmit_tunnel(&[&f], &meta, 0), 1);
         assert_eq!(counter(&p, "tx_no_remote"), 1);
+    }
+
+    #[test]
+    fn an_ipv6_flow_port_records_ipv6_endpoints_and_never_sends_to_its_own() {
+        if !std::path::Path::new("/proc/net/if_inet6").exists() {
+            return;
+        }
+        let lo6 = std::net::Ipv6Addr::LOCALHOST;
+        let udp = std::net::UdpSocket::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = TunnelConfig::new(Proto::Vxlan, lo6.into());
+        c.dst_port = udp;
+        c.set("remote", "flow").unwrap();
+        c.set("key", "flow").unwrap();
+        c.set("local", "::1").unwrap();
+        let p = TunnelPort::open("v6", &c, MemConfig::new(256, 2048)).unwrap();
+        let s = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 4, 0];
+        d.extend(frame(4, 60));
+        s.send_to(&d, ("::1", udp)).unwrap();
+        // tun_ipv6_src/dst, from the sender and IPV6_PKTINFO; tun_src/dst 0.
+        let meta = waiting_meta(&p, 1);
+        assert_eq!(meta, [TunMeta::v6(4, lo6, lo6)]);
+        // Back to where it came from (this host): dropped and counted; so
+        // is an IPv4 tun_dst (not this socket's family), and nothing.
+        let f = frame(7, 70);
+        let v4 = TunMeta::v4(4, Ipv4Addr::UNSPECIFIED, [192, 0, 2, 1].into());
+        let out = [meta[0], v4, TunMeta::NONE];
+        assert_eq!(p.transmit_tunnel(&[&f, &f, &f], &out, 0), 3);
+        assert_eq!(counter(&p, "tx_no_remote"), 3);
+        assert!(is_local_addr6(lo6));
     }
 
     #[test]
@@ -784,13 +847,8 @@ mod tests {
         let want: Vec<_> = frames
             .iter()
             .map(|f| {
-                let m = TunMeta {
-                    id: 6,
-                    src: std::net::Ipv4Addr::LOCALHOST,
-                    dst: std::net::Ipv4Addr::LOCALHOST,
-                    ..TunMeta::NONE
-                };
-                (f.clone(), m)
+                let lo = std::net::Ipv4Addr::LOCALHOST;
+                (f.clone(), TunMeta::v4(6, lo, lo))
             })
             .collect();
         assert_eq!(got, want);

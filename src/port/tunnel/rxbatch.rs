@@ -5,11 +5,11 @@
 //! datagrams of one sender, all of one size but the last; the cursor cuts
 //! them apart. A reader that cannot take everything stops at a place
 //! ([`RxPos`]) and goes on from there at its next poll. Each message also
-//! brings the address it was sent to (`IP_PKTINFO`, IPv4).
+//! brings the address it was sent to (`IP_PKTINFO`, `IPV6_PKTINFO`).
 #![allow(unsafe_code)]
 
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 use super::socket::{BATCH, CMSG_SPACE, CmsgBuf, ip_of};
@@ -37,15 +37,15 @@ struct RxMsg {
     truncated: bool,
     /// The sender; `None` for an address family that is not IP.
     from: Option<IpAddr>,
-    to: Option<Ipv4Addr>,
+    to: Option<IpAddr>,
 }
 
 /// One received datagram.
 pub struct Datagram<'a> {
     /// The sender; `None` for an address family that is not IP.
     pub from: Option<IpAddr>,
-    /// The address it was sent to (IPv4 sockets).
-    pub to: Option<Ipv4Addr>,
+    /// The address it was sent to.
+    pub to: Option<IpAddr>,
     /// `None` if it was too large for the receive buffer.
     pub bytes: Option<&'a [u8]>,
 }
@@ -275,9 +275,9 @@ impl Drop for RawBuf {
     }
 }
 
-/// The segment size (`UDP_GRO`) and destination address (`IP_PKTINFO`)
-/// of a received message, from its control messages.
-fn read_rx_cmsgs(h: &libc::msghdr) -> (Option<usize>, Option<Ipv4Addr>) {
+/// The segment size (`UDP_GRO`) and destination address (`IP_PKTINFO`,
+/// `IPV6_PKTINFO`) of a received message, from its control messages.
+fn read_rx_cmsgs(h: &libc::msghdr) -> (Option<usize>, Option<IpAddr>) {
     let (mut seg, mut to) = (None, None);
     // SAFETY: the kernel wrote msg_controllen bytes of well-formed control
     // messages into the buffer; each payload read is checked against its
@@ -295,7 +295,13 @@ fn read_rx_cmsgs(h: &libc::msghdr) -> (Option<usize>, Option<Ipv4Addr>) {
                 }
                 (libc::IPPROTO_IP, libc::IP_PKTINFO) if have >= size_of::<libc::in_pktinfo>() => {
                     let p = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
-                    to = Some(Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes()));
+                    to = Some(IpAddr::V4(Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes())));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if have >= size_of::<libc::in6_pktinfo>() =>
+                {
+                    let p = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    to = Some(IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)));
                 }
                 _ => {}
             }

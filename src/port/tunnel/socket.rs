@@ -34,7 +34,8 @@
 //! can (`ethtool -k`: tx-checksumming), otherwise by the kernel.
 //!
 //! Each received datagram also brings the address it was sent to
-//! (`IP_PKTINFO`, IPv4): the packet's `tun_dst`.
+//! (`IP_PKTINFO`, `IPV6_PKTINFO`): the packet's `tun_dst` or
+//! `tun_ipv6_dst`.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -265,6 +266,7 @@ impl UdpTunnelSocket {
         if v6 {
             // Best effort: without it, zero-checksum senders are not heard.
             let _ = setsockopt(raw, libc::IPPROTO_UDP, UDP_NO_CHECK6_RX, 1);
+            setsockopt(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
         } else {
             setsockopt(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         }
@@ -563,8 +565,9 @@ impl TxMsg<'_> {
     }
 }
 
-/// Room for three control messages (TOS, TTL and segment size on send;
-/// segment size and packet info on receive): 3 x 24 bytes.
+/// Room for three control messages (TOS, TTL and segment size on send,
+/// 3 x 24 bytes; segment size and packet info on receive, 24 and up to
+/// 40 for IPv6's).
 pub(super) const CMSG_SPACE: usize = 80;
 
 #[derive(Clone, Copy)]
@@ -654,7 +657,7 @@ pub(super) mod tests {
             let got = send_and_receive(&a, &b, &msgs, &mut rx);
             for (from, dst, _) in &got {
                 assert_eq!(*from, Some(a.local_addr().unwrap().ip()));
-                assert_eq!(*dst, (!v6).then_some(Ipv4Addr::LOCALHOST));
+                assert_eq!(*dst, Some(to.ip()));
             }
             assert_came_whole(&got, &frames);
             // Nothing more waits: an empty receive is 0, not an error.
@@ -675,7 +678,7 @@ pub(super) mod tests {
     }
 
     /// What a datagram came as: sender, destination, bytes.
-    type Received = (Option<IpAddr>, Option<Ipv4Addr>, Vec<u8>);
+    type Received = (Option<IpAddr>, Option<IpAddr>, Vec<u8>);
 
     /// Sends `msgs` from `a` (all must go) and receives on `b` until as
     /// many datagrams came, or 100 waits of up to 5 s passed.
@@ -756,7 +759,7 @@ pub(super) mod tests {
         let got = send_and_receive(&a, &b, &msgs, &mut RxBatch::default());
         assert!(
             got.iter()
-                .all(|(_, dst, _)| *dst == Some(Ipv4Addr::LOCALHOST))
+                .all(|(_, dst, _)| *dst == Some(Ipv4Addr::LOCALHOST.into()))
         );
         assert_came_whole(&got, &frames);
         // Loopback takes offloaded sends: nothing turned it off.

@@ -175,3 +175,4 @@ mod nicira;
 mod pipeline;
 mod tun_metadata;
 mod tunnel;
+mod tunnel6;

@@ -7,12 +7,7 @@ use crate::module::Variant;
 use crate::openflow::nicira::{FieldRef, NxAction, NxMatchField, Register};
 
 fn meta(id: u64, src: [u8; 4], dst: [u8; 4]) -> TunMeta {
-    TunMeta {
-        id,
-        src: src.into(),
-        dst: dst.into(),
-        ..TunMeta::NONE
-    }
+    TunMeta::v4(id, src.into(), dst.into())
 }
 
 fn ip(a: [u8; 4]) -> u64 {
@@ -60,7 +55,7 @@ fn process(
 /// (`None`: as they came) and the variants (packet, port, metadata). A
 /// port set comes back as `Ports` of the sum of its port numbers.
 #[allow(clippy::type_complexity)]
-fn run_tun(
+pub(super) fn run_tun(
     m: &FlowModule,
     in_port: u16,
     mut frames: Vec<Vec<u8>>,
@@ -382,4 +377,106 @@ fn controller_copies_carry_the_metadata_at_the_controller_output() {
         let got = run_ctl(&m, 5, vec![udp(1, 2, 1, 1); 2], None);
         assert_eq!(got, [(0, None), (1, None)]);
     }
+}
+
+#[test]
+fn a_packet_out_starts_from_the_metadata_and_registers_its_match_gives() {
+    use crate::module::flow::PacketOutStart;
+    let m = module();
+    // Table 0 sends on by reg0 and metadata, as they came.
+    let mut t = flow(
+        0,
+        10,
+        vec![OxmField::Metadata(Masked::exact(0x42))],
+        vec![apply(vec![out(3)])],
+    );
+    t.match_ = t
+        .match_
+        .clone()
+        .with_registers(vec![NxMatchField {
+            reg: Register::Reg(0),
+            value: 5,
+            mask: None,
+        }])
+        .unwrap();
+    add(&m, t);
+    add(&m, flow(0, 0, vec![], vec![apply(vec![out(2)])]));
+    let f = udp(1, 2, 1, 1);
+    let mut start = PacketOutStart {
+        metadata: 0x42,
+        ..PacketOutStart::default()
+    };
+    start.regs[0] = 5;
+    let table = [Action::output(PortNo::TABLE)];
+    let to = |start: &PacketOutStart| {
+        let outs = m
+            .packet_out_with(PortNo::CONTROLLER.0, start, &f, &table, 0)
+            .unwrap();
+        match &outs[..] {
+            [Output::Port(p, _)] => p.0,
+            o => panic!("{o:?}"),
+        }
+    };
+    assert_eq!(to(&start), 3);
+    // Either missing: the table-miss flow.
+    assert_eq!(
+        to(&PacketOutStart {
+            metadata: 0,
+            ..start
+        }),
+        2
+    );
+    assert_eq!(to(&PacketOutStart::default()), 2);
+    // The actions see them too: output:reg0 goes to port 5's number.
+    let outs = m
+        .packet_out_with(
+            PortNo::CONTROLLER.0,
+            &PacketOutStart {
+                regs: [2; 16],
+                ..start
+            },
+            &f,
+            &[Action::Nx(NxAction::OutputReg {
+                src: FieldRef::reg(Register::Reg(1)),
+                ofs: 0,
+                n_bits: 32,
+                max_len: 0,
+                v2: false,
+            })],
+            0,
+        )
+        .unwrap();
+    assert!(
+        matches!(&outs[..], [Output::Port(PortId(2), _)]),
+        "{outs:?}"
+    );
+    // What the actions write before output:TABLE is where the tables
+    // start: reg0 and metadata loaded by the actions reach the flow on
+    // them, from a packet-out that gave neither.
+    let load = |dst: FieldRef, value| {
+        Action::Nx(NxAction::RegLoad {
+            dst,
+            ofs: 0,
+            n_bits: if dst.0 == 0x8000_0408 { 64 } else { 32 },
+            value,
+        })
+    };
+    let acts = [
+        load(FieldRef::reg(Register::Reg(0)), 5),
+        load(FieldRef(0x8000_0408), 0x42),
+        Action::output(PortNo::TABLE),
+    ];
+    let outs = m
+        .packet_out_with(
+            PortNo::CONTROLLER.0,
+            &PacketOutStart::default(),
+            &f,
+            &acts,
+            0,
+        )
+        .unwrap();
+    assert!(
+        matches!(&outs[..], [Output::Port(PortId(3), _)]),
+        "{outs:?}"
+    );
 }
