@@ -9,26 +9,15 @@
 //! vacuously. Every namespace has a name unique to the test and is removed
 //! on drop, even when the test fails (interfaces die with them).
 
-use std::net::UdpSocket;
 use std::process::Command;
 
 mod common;
 
-use common::must;
-use common::netns::{capture, ctl as ctl_cmd, in_netns, is_root, ping};
-use common::tunnel_lab::{Lab, counter, eventually, ex, kernel_has_geneve, port_stats, tcp_echo};
-
-/// Sends one UDP datagram `d` from `from` (an address of namespace `ns`)
-/// to `to`.
-fn inject(ns: &str, from: &str, to: &str, d: Vec<u8>) {
-    let (from, to) = (from.to_owned(), to.to_owned());
-    in_netns(ns, move || {
-        let s = UdpSocket::bind((from.as_str(), 0)).expect("bind");
-        s.send_to(&d, to.as_str()).expect("send");
-    })
-    .join()
-    .unwrap();
-}
+use common::netns::{capture, ctl as ctl_cmd, is_root, ping};
+use common::tunnel_lab::{
+    Lab, counter, eventually, ex, inject, kernel_has_geneve, ovs_userspace_host, port_stats,
+    tcp_echo,
+};
 
 /// A VXLAN datagram of VNI `vni` carrying a broadcast frame.
 fn vxlan_datagram(vni: u32) -> Vec<u8> {
@@ -269,53 +258,6 @@ fn two_mswitch_hosts_over_geneve() {
     assert_eq!(counter(&ctl_a, "sw0", "vx", "too_big"), 1);
 }
 
-/// Open vSwitch (userspace datapath, as PEERS.md finds it here) in
-/// namespace `host`, its state in `dir`: ovsdb-server and ovs-vswitchd as
-/// children of the lab (they and their taps go with the namespace).
-/// Returns an `ovs-vsctl` that waits for ovs-vswitchd.
-fn start_ovs(lab: &mut Lab, host: &str) -> impl Fn(&[&str]) -> String + use<> {
-    let dir = lab.dir.join("ovs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = |f: &str| dir.join(f).display().to_string();
-    let schema = "/usr/share/openvswitch/vswitch.ovsschema";
-    must(&["ovsdb-tool", "create", &d("conf.db"), schema]);
-    let db = format!("unix:{}", d("db.sock"));
-    let spawn = |args: &[String]| {
-        Command::new("ip")
-            .args(["netns", "exec", host])
-            .args(args)
-            .env("OVS_RUNDIR", &dir)
-            .env("OVS_DBDIR", &dir)
-            .env("OVS_LOGDIR", &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start Open vSwitch")
-    };
-    lab.children.push(spawn(&[
-        "ovsdb-server".into(),
-        d("conf.db"),
-        format!("--remote=punix:{}", d("db.sock")),
-        format!("--unixctl={}", d("ovsdb.ctl")),
-    ]));
-    eventually("ovsdb-server socket", || dir.join("db.sock").exists());
-    let vsctl = move |args: &[&str]| {
-        let mut v = vec!["ovs-vsctl", "--timeout=20"];
-        let dbarg = format!("--db={db}");
-        v.push(&dbarg);
-        v.extend_from_slice(args);
-        must(&v)
-    };
-    vsctl(&["--no-wait", "init"]);
-    lab.children.push(spawn(&[
-        "ovs-vswitchd".into(),
-        format!("unix:{}", d("db.sock")),
-        format!("--unixctl={}", d("vsd.ctl")),
-        format!("--log-file={}", d("vsd.log")),
-    ]));
-    vsctl
-}
-
 /// Open vSwitch's own vxlan and geneve ports as the other host, set up as
 /// its userspace-tunneling guide says (a `br-phy` bridge owning the
 /// underlay interface and its address, the tunnel port on an integration
@@ -335,33 +277,7 @@ fn open_vswitch_is_the_other_host() {
     let (ha, hb) = lab.hosts();
     let (vma, pa) = lab.vm(&ha, "va", 1, 1450);
     let (vmb, pb) = lab.vm(&hb, "vb", 2, 1450);
-    let vsctl = start_ovs(&mut lab, &hb);
-    let mac = ex(&hb, &["cat", "/sys/class/net/u/address"]);
-    let hw = format!("other_config:hwaddr={}", mac.trim());
-    vsctl(&[
-        "add-br",
-        "brphy",
-        "--",
-        "set",
-        "bridge",
-        "brphy",
-        "datapath_type=netdev",
-        &hw,
-    ]);
-    vsctl(&["add-port", "brphy", "u"]);
-    ex(&hb, &["ip", "addr", "del", "10.97.0.2/24", "dev", "u"]);
-    ex(&hb, &["ip", "addr", "add", "10.97.0.2/24", "dev", "brphy"]);
-    ex(&hb, &["ip", "link", "set", "brphy", "up"]);
-    vsctl(&[
-        "add-br",
-        "brint",
-        "--",
-        "set",
-        "bridge",
-        "brint",
-        "datapath_type=netdev",
-    ]);
-    vsctl(&["add-port", "brint", &pb]);
+    let vsctl = ovs_userspace_host(&mut lab, &hb, &pb, "10.97.0.2/24");
     let ctl = lab.switch(&ha, &[format!("af_packet:{pa}")]);
     for (kind, port, seen) in [("vxlan", "4789", "vni 42"), ("geneve", "6081", "vni 0x2a")] {
         let t = format!("type={kind}");

@@ -22,7 +22,7 @@ use std::process::Command;
 
 use common::netns::{capture, is_root, ping};
 use common::ovs_ofctl;
-use common::tunnel_lab::{Lab, counter, ex};
+use common::tunnel_lab::{Lab, counter, ex, ofport};
 use mswitch::openflow::flow::{PacketIn, PacketOut};
 use mswitch::openflow::nx_tun6::halves;
 use mswitch::openflow::oxm::{Masked, OxmField};
@@ -122,17 +122,6 @@ fn packet_ins_and_outs_carry_the_ipv6_tunnel_fields_as_open_vswitch_reads_them()
     assert_eq!(back, po);
 }
 
-/// The OpenFlow port number of port `name` in `ovs-ofctl show`'s output.
-fn ofport(show: &str, name: &str) -> u32 {
-    show.lines()
-        .find_map(|l| {
-            let (n, rest) = l.trim().split_once('(')?;
-            rest.starts_with(&format!("{name})"))
-                .then(|| n.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no port {name} in {show}"))
-}
-
 /// Turns IPv6 on in namespace `ns` (the lab turns it off everywhere).
 fn ipv6_on(ns: &str) {
     for k in ["all", "default"] {
@@ -230,25 +219,14 @@ fn an_ipv6_flow_port_sends_by_tun_ipv6_dst_and_matches_tun_ipv6_src() {
     neigh(&hb, &vm_ip, vm_mac, "vx0");
     neigh(&vm, &b_ip, b_mac, "eth0");
 
-    let of = lab.dir.join("a.of").display().to_string();
-    let listen = format!("punix:{of}");
-    let ctl = lab.switch_with(
+    let (ctl, target) = lab.flow_switch(
         &ha,
-        &[
-            "--module",
-            "flow",
-            "--fail-mode",
-            "secure",
-            "--no-local",
-            "--listen",
-            &listen,
-        ],
+        "sw0",
         &[
             format!("af_packet:{pvm}"),
             "vxlan:vx,remote=flow,key=flow,local=::,tos=inherit,ttl=inherit".to_owned(),
         ],
     );
-    let target = format!("unix:{of}");
     let show = ovs_ofctl(&[], "show", &target, &[]);
     let (p_vm, p_vx) = (ofport(&show, &pvm), ofport(&show, "vx"));
     let flows = [

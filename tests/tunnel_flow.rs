@@ -19,7 +19,7 @@ mod common;
 
 use common::netns::{capture, is_root, ping};
 use common::ovs_ofctl;
-use common::tunnel_lab::{Lab, counter, ex, kernel_has_geneve, tcp_echo};
+use common::tunnel_lab::{Lab, counter, ex, kernel_has_geneve, ofport, tcp_echo};
 
 fn vm_mac(net: u8) -> String {
     format!("02:00:00:{net:02x}:00:01")
@@ -35,17 +35,6 @@ fn remote(net: u8, k: u8) -> (String, u32, String, String) {
         format!("10.{net}.{k}.2"),
         format!("192.168.{net}.{}", 10 + k),
     )
-}
-
-/// The OpenFlow port number of port `name` in `ovs-ofctl show`'s output.
-fn ofport(show: &str, name: &str) -> u32 {
-    show.lines()
-        .find_map(|l| {
-            let (n, rest) = l.trim().split_once('(')?;
-            rest.starts_with(&format!("{name})"))
-                .then(|| n.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no port {name} in {show}"))
 }
 
 #[test]
@@ -147,25 +136,14 @@ fn three_hosts(kind: &str, NET: u8) {
         hosts.push(h);
         overs.push(over_ns);
     }
-    let of = lab.dir.join("a.of").display().to_string();
-    let listen = format!("punix:{of}");
-    let ctl = lab.switch_with(
+    let (ctl, target) = lab.flow_switch(
         &ha,
-        &[
-            "--module",
-            "flow",
-            "--fail-mode",
-            "secure",
-            "--no-local",
-            "--listen",
-            &listen,
-        ],
+        "sw0",
         &[
             format!("af_packet:{pvm}"),
             format!("{kind}:vx,remote=flow,key=flow"),
         ],
     );
-    let target = format!("unix:{of}");
     let show = ovs_ofctl(&[], "show", &target, &[]);
     let (p_vm, p_vx) = (ofport(&show, &pvm), ofport(&show, "vx"));
     let mut flows = Vec::new();

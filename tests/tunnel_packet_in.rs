@@ -14,6 +14,8 @@
 //! A packet-out with `tun_id=5` reaches B (whose ARP reply comes back as
 //! a packet-in).
 //!
+//! And a packet-in with a `tun_metadata0` field, as ovs-ofctl reads it.
+//!
 //! Needs root (CI runs as root) and ovs-ofctl; without root the end-to-end
 //! test passes vacuously. Every namespace has a name unique to the test
 //! and is removed on drop.
@@ -421,4 +423,32 @@ fn packet_ins_from_a_linux_vxlan_host_carry_its_vni_and_address() {
         reply.contains(&format!("arp_spa={b_over},arp_tpa={a_over},arp_op=2")),
         "{reply}"
     );
+}
+
+/// A packet-in of a packet that came with a Geneve option mapped to
+/// `tun_metadata0` carries the field (4 bytes, the mapped length) as Open
+/// vSwitch reads it, in NXM (1.0) and OXM-era (1.3) formats.
+#[test]
+fn packet_ins_carry_tun_metadata_fields() {
+    let mut pin = tunnel_packet_in();
+    let mut regs = pin.match_.registers().to_vec();
+    regs.push(NxMatchField {
+        reg: Register::TunMetadata { idx: 0, len: 4 },
+        value: 0x1234,
+        mask: None,
+    });
+    pin.match_ = Match::from_fields(pin.match_.fields().to_vec())
+        .and_then(|m| m.with_registers(regs))
+        .unwrap();
+    let msg = Message::PacketIn(pin.clone());
+    for bytes in [
+        v10::nx::packet_in2_message(&pin, 1, 1).unwrap(),
+        v10::nx::packet_in2_message(&pin, 4, 1).unwrap(),
+        encoded(&msg, 4),
+    ] {
+        let said = ofp_print(&bytes);
+        assert!(said.contains("tun_metadata0=0x1234"), "{said}");
+        // class 1, field 40, 4 bytes.
+        assert!(hex(&bytes).contains("0001500400001234"), "{}", hex(&bytes));
+    }
 }

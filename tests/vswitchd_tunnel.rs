@@ -163,4 +163,15 @@ fn ovs_vsctl_makes_a_vxlan_port_that_carries_traffic() {
         dump.contains("actions=load:0xa600002->NXM_NX_TUN_IPV4_DST[],set_tunnel:0x2a"),
         "{dump}"
     );
+    // The bridge's TLV table, as `ovs-ofctl add-tlv-map BRIDGE` sets it.
+    lab.ofctl(
+        "add-tlv-map",
+        &br,
+        &["{class=0x0102,type=0x80,len=4}->tun_metadata0"],
+    );
+    let map = lab.ofctl("dump-tlv-map", &br, &[]);
+    assert!(
+        map.contains("max option space=8") && map.contains("0x80       4  tun_metadata0"),
+        "{map}"
+    );
 }

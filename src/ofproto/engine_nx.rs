@@ -13,6 +13,10 @@
 //!   yet).
 //! - `NXT_SET_ASYNC_CONFIG`: the same masks as 1.3's SET_ASYNC.
 //! - `NXT_FLOW_AGE`: nothing to do.
+//! - `NXT_TLV_TABLE_MOD` / `NXT_TLV_TABLE_REQUEST` (any version): the
+//!   switch's map of Geneve options to `tun_metadataN`
+//!   ([`crate::openflow::tlv`]), changed through the datapath (refused to a
+//!   slave with `OFPBRC_IS_SLAVE`) and answered with `NXT_TLV_TABLE_REPLY`.
 //!
 //! A format this switch does not know is `OFPBRC_EPERM` (Open vSwitch's
 //! answer); a body of the wrong size `OFPBRC_BAD_LEN`; other subtypes
@@ -20,8 +24,10 @@
 //! `OFPBRC_BAD_EXPERIMENTER`.
 
 use super::{Datapath, Engine, NICIRA};
+use crate::openflow::Message;
 use crate::openflow::error::BadRequestCode;
 use crate::openflow::message::{AsyncConfig, Experimenter};
+use crate::openflow::tlv::{self, TlvTableMod};
 use crate::openflow::v10::nx::{FlowFormat, PacketInFormat};
 use crate::openflow::{ErrorCode, v10};
 
@@ -54,7 +60,31 @@ impl<D: Datapath> Engine<D> {
             return c.error(xid, err(BadRequestCode::BadExperimenter), raw);
         }
         let v10 = c.version == v10::VERSION;
+        let slave = c.role == crate::openflow::message::ControllerRole::Slave;
         let d = &e.data[..];
+        match e.exp_type {
+            tlv::NXT_TLV_TABLE_MOD if slave => {
+                return self.error(id, xid, err(BadRequestCode::IsSlave), raw);
+            }
+            tlv::NXT_TLV_TABLE_MOD => {
+                if let Err(code) = TlvTableMod::decode(d).and_then(|m| self.dp.tlv_table_mod(&m)) {
+                    self.error(id, xid, code, raw);
+                }
+                return;
+            }
+            tlv::NXT_TLV_TABLE_REQUEST if !d.is_empty() => {
+                return self.error(id, xid, err(BadRequestCode::BadLen), raw);
+            }
+            tlv::NXT_TLV_TABLE_REQUEST => {
+                let reply = Experimenter {
+                    experimenter: NICIRA,
+                    exp_type: tlv::NXT_TLV_TABLE_REPLY,
+                    data: self.dp.tlv_table().encode(),
+                };
+                return self.reply(id, xid, Message::Experimenter(reply));
+            }
+            _ => {}
+        }
         let outcome: Result<(), BadRequestCode> = match e.exp_type {
             v10::nx_subtype::FLOW_MOD_TABLE_ID if v10 => match d {
                 [set, ..] if d.len() == 8 => {

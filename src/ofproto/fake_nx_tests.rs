@@ -1,7 +1,8 @@
 //! The engine's Nicira formats against the fake datapath: NXM flow mods
 //! and flow statistics in their request's form, flow removals and
 //! packet-ins in each 1.0 connection's chosen format, and the small
-//! settings (controller id, async config, flow age).
+//! settings (controller id, async config, flow age), the TLV table
+//! messages.
 
 use super::*;
 use crate::openflow::message::Experimenter;
@@ -295,4 +296,79 @@ pub(super) fn connect10(e: &mut Engine<Fake>) -> u64 {
     assert_eq!(e.conn(id).unwrap().version, v10::VERSION);
     e.conn_mut(id).unwrap().out.clear();
     id
+}
+
+#[test]
+fn tlv_table_messages_in_1_0_and_1_3() {
+    use crate::openflow::message::{ControllerRole, RoleMsg};
+    use crate::openflow::tlv::{
+        NXT_TLV_TABLE_MOD, NXT_TLV_TABLE_REPLY, NXT_TLV_TABLE_REQUEST, TlvCommand, TlvMap,
+        TlvTableMod, TlvTableReply, code,
+    };
+    let add = |class, index| {
+        let m = TlvTableMod {
+            command: TlvCommand::Add,
+            maps: vec![TlvMap {
+                class,
+                kind: 0x80,
+                len: 4,
+                index,
+            }],
+        };
+        nx_msg(NXT_TLV_TABLE_MOD, &m.encode())
+    };
+    let std = v10::Ctx::default();
+    let mut e = engine("OpenFlow10,OpenFlow13");
+    let a = connect10(&mut e);
+    assert!(send10(&mut e, a, &add(0x0102, 0), &std).is_empty());
+    // Errors in 1.0 are Nicira vendor errors, read back as sent.
+    assert_eq!(
+        error_of(&send10(&mut e, a, &add(0x0103, 0), &std)),
+        Some(code::ALREADY_MAPPED)
+    );
+    let got = send10(&mut e, a, &nx_msg(NXT_TLV_TABLE_REQUEST, &[]), &std);
+    let [(_, Message::Experimenter(x))] = &got[..] else {
+        panic!("{got:?}");
+    };
+    assert_eq!(x.exp_type, NXT_TLV_TABLE_REPLY);
+    let r = TlvTableReply::decode(&x.data).unwrap();
+    assert_eq!((r.max_option_space, r.max_fields, r.maps.len()), (8, 64, 1));
+    // 1.3: experimenter errors; a body on a request; a slave may not
+    // change the table.
+    let b = connect(&mut e, OF13);
+    let got = send(&mut e, b, 4, 2, &add(0x0102, 1));
+    assert_eq!(error13(&got), Some(code::DUP_ENTRY));
+    let got = send(&mut e, b, 4, 3, &nx_msg(NXT_TLV_TABLE_REQUEST, &[0; 8]));
+    assert_eq!(
+        error13(&got),
+        Some(ErrorCode::BadRequest(
+            crate::openflow::error::BadRequestCode::BadLen
+        ))
+    );
+    let slave = Message::RoleRequest(RoleMsg {
+        role: ControllerRole::Slave,
+        generation_id: 1,
+    });
+    send(&mut e, b, 4, 4, &slave);
+    let got = send(&mut e, b, 4, 5, &add(0x0104, 2));
+    assert_eq!(
+        error13(&got),
+        Some(ErrorCode::BadRequest(
+            crate::openflow::error::BadRequestCode::IsSlave
+        ))
+    );
+    // Malformed: a cut map is OFPBRC_BAD_LEN, never a panic.
+    let mut cut = TlvTableMod {
+        command: TlvCommand::Add,
+        maps: vec![],
+    }
+    .encode();
+    cut.extend([1, 2, 3]);
+    let got = send10(&mut e, a, &nx_msg(NXT_TLV_TABLE_MOD, &cut), &std);
+    assert_eq!(
+        error_of(&got),
+        Some(ErrorCode::BadRequest(
+            crate::openflow::error::BadRequestCode::BadLen
+        ))
+    );
 }

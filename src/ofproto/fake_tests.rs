@@ -41,6 +41,8 @@ struct Fake {
     meters: Vec<MeterMod>,
     /// Removals for the next `take_removed`.
     removed: Vec<FlowRemoved>,
+    /// The TLV table (no flow uses it).
+    tlv: crate::port::tunnel::geneve_opts::TlvTable,
 }
 
 fn bad_group() -> ErrorCode {
@@ -211,6 +213,12 @@ impl Datapath for Fake {
             max_meter: 4,
             ..MeterFeatures::default()
         }
+    }
+    fn tlv_table_mod(&mut self, m: &crate::openflow::tlv::TlvTableMod) -> Result<(), ErrorCode> {
+        self.tlv.apply(m, 0)
+    }
+    fn tlv_table(&self) -> crate::openflow::tlv::TlvTableReply {
+        self.tlv.reply()
     }
     fn packet_out(&mut self, _po: &PacketOut) -> Result<Vec<PacketIn>, ErrorCode> {
         Ok(Vec::new())

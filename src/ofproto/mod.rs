@@ -36,6 +36,7 @@ use crate::openflow::meter::{MeterConfig, MeterFeatures, MeterMod, MeterStats};
 use crate::openflow::multipart::{
     AggregateStats, Desc, FlowStats, FlowStatsRequest, PortStats, TableStats,
 };
+use crate::openflow::tlv::{TlvTableMod, TlvTableReply};
 use crate::openflow::{
     ErrorCode, FlowMod, FlowRemoved, GroupMod, PacketIn, PacketOut, Port, PortMod, PortNo,
     PortStatus, TableFeatures,
@@ -124,6 +125,21 @@ pub trait Datapath {
     }
     fn meter_features(&self) -> MeterFeatures {
         MeterFeatures::default()
+    }
+
+    // Geneve options (`tun_metadataN`): a datapath without a TLV table
+    // refuses every change and maps nothing.
+
+    /// Applies an `NXT_TLV_TABLE_MOD` (all of it or nothing).
+    fn tlv_table_mod(&mut self, _m: &TlvTableMod) -> Result<(), ErrorCode> {
+        Err(crate::openflow::tlv::code::TABLE_FULL)
+    }
+    /// The `NXT_TLV_TABLE_REPLY`.
+    fn tlv_table(&self) -> TlvTableReply {
+        TlvTableReply {
+            max_fields: crate::openflow::tlv::MAX_FIELDS,
+            ..TlvTableReply::default()
+        }
     }
 
     // Packets.

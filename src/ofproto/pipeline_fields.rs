@@ -10,6 +10,7 @@ use crate::module::flow::{ControllerMeta, PacketOutStart};
 use crate::openflow::nicira::{NxMatchField, Register};
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{Match, PortNo};
+use crate::port::tunnel::geneve_opts;
 
 /// A packet-in's match, as Open vSwitch fills it: the input port, and the
 /// pipeline fields that are not zero when the packet went to the
@@ -53,12 +54,42 @@ pub(super) fn packet_in_match(in_port: u32, meta: &ControllerMeta, tun: &TunMeta
         .into_iter()
         .flatten()
         .chain(tunnel6.into_iter().flatten().flatten())
+        .chain(tun_metadata_fields(tun))
         .chain(regs)
         .collect();
     // Valid by construction: one in_port, exact values, each register once.
     Match::from_fields(fields)
         .and_then(|m| m.with_registers(regs))
         .unwrap_or_default()
+}
+
+/// The `tun_metadataN` fields a packet has, each with the length its TLV
+/// table maps (length-0 options, which have no value to say, are left
+/// out).
+fn tun_metadata_fields(tun: &TunMeta) -> Vec<NxMatchField> {
+    if tun.md_present == 0 {
+        return Vec::new();
+    }
+    let Some(t) = geneve_opts::table(tun.tlv) else {
+        return Vec::new();
+    };
+    (0..64u8)
+        .filter(|i| tun.md_present & (1 << i) != 0)
+        .filter_map(|idx| {
+            let e = t.get(idx)?;
+            let (shift, width) = e.bits()?;
+            let ones = if width >= 64 {
+                u64::MAX
+            } else {
+                (1 << width) - 1
+            };
+            Some(NxMatchField {
+                reg: Register::TunMetadata { idx, len: e.len },
+                value: (tun.md >> shift) & ones,
+                mask: None,
+            })
+        })
+        .collect()
 }
 
 /// What a packet-out's match gives its packet (OpenFlow 1.5's pipeline
@@ -136,6 +167,46 @@ mod tests {
             mask: None,
         };
         assert_eq!(m.registers(), [reg(2, 5), reg(15, 0xffff_ffff)]);
+    }
+
+    #[test]
+    fn packet_in_matches_carry_the_tun_metadata_fields_present() {
+        use crate::openflow::tlv::{TlvCommand, TlvMap, TlvTableMod};
+        let reg = geneve_opts::Registration::new();
+        let mut t = geneve_opts::TlvTable::default();
+        let map = |kind, len, index| TlvMap {
+            class: 0x0102,
+            kind,
+            len,
+            index,
+        };
+        let maps = vec![map(0x80, 4, 0), map(1, 4, 9), map(2, 0, 3)];
+        t.apply(
+            &TlvTableMod {
+                command: TlvCommand::Add,
+                maps,
+            },
+            0,
+        )
+        .unwrap();
+        reg.set(&t);
+        let tun = TunMeta {
+            id: 7,
+            tlv: reg.id(),
+            // tun_metadata0 and 3 present; 9 not.
+            md_present: 0b1001,
+            md: 0x0000_1234_0000_0005,
+            ..TunMeta::NONE
+        };
+        let m = packet_in_match(1, &ControllerMeta::default(), &tun);
+        assert_eq!(
+            m.registers(),
+            [NxMatchField {
+                reg: Register::TunMetadata { idx: 0, len: 4 },
+                value: 0x1234,
+                mask: None,
+            }]
+        );
     }
 
     #[test]

@@ -596,6 +596,12 @@ impl Datapath for SwitchDatapath {
     fn group_mod(&mut self, gm: &GroupMod) -> Result<(), ErrorCode> {
         self.flow.group_mod(gm, self.now())
     }
+    fn tlv_table_mod(&mut self, m: &crate::openflow::tlv::TlvTableMod) -> Result<(), ErrorCode> {
+        self.flow.tlv_table_mod(m)
+    }
+    fn tlv_table(&self) -> crate::openflow::tlv::TlvTableReply {
+        self.flow.tlv_table()
+    }
     fn commit(&mut self, changes: &[Change<'_>]) -> Result<Vec<FlowRemoved>, (usize, ErrorCode)> {
         self.flow.commit(changes, self.now())
     }

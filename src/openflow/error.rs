@@ -310,6 +310,9 @@ impl ErrorCode {
             MeterModFailed(c) => c.name(),
             TableFeaturesFailed(c) => c.name(),
             _ if self == Self::DUP_INST => "OFPBIC_DUP_INST",
+            Experimenter { .. } if let Some(e) = super::tlv::NAMES.iter().find(|e| e.0 == self) => {
+                e.1
+            }
             Experimenter { .. } | Other { .. } => return None,
         })
     }

@@ -383,11 +383,13 @@ impl PacketOut {
                 f,
                 OxmField::InPort(_) | OxmField::TunnelId(_) | OxmField::Metadata(_)
             )
-        }) || m
-            .registers()
-            .iter()
-            .any(|x| x.reg == super::nicira::Register::ConjId)
-        {
+        }) || m.registers().iter().any(|x| {
+            // (tun_metadata is not taken here yet.)
+            matches!(
+                x.reg,
+                super::nicira::Register::ConjId | super::nicira::Register::TunMetadata { .. }
+            )
+        }) {
             return Err(bad_field);
         }
         let in_port = m.in_port().unwrap_or(PortNo::CONTROLLER);

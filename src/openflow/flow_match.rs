@@ -82,7 +82,8 @@ impl Match {
                 Register::ConjId
                 | Register::TunSrc
                 | Register::TunDst
-                | Register::TunIpv6 { .. } => {
+                | Register::TunIpv6 { .. }
+                | Register::TunMetadata { .. } => {
                     other.push(*r);
                     continue;
                 }

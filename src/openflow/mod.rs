@@ -125,6 +125,7 @@ pub mod oxm;
 pub mod oxs;
 pub mod port;
 pub mod table;
+pub mod tlv;
 pub mod v10;
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ pub mod subtype {
     pub const FIN_TIMEOUT: u16 = 19;
     pub const LEARN2: u16 = 45;
     pub const OUTPUT_REG2: u16 = 32;
+    pub const REG_LOAD2: u16 = 33;
     pub const CONJUNCTION: u16 = 34;
 }
 
@@ -95,7 +96,21 @@ pub enum Register {
         dst: bool,
         hi: bool,
     },
+    /// `tun_metadata<idx>` (`NXM_NX_TUN_METADATAn`, class 1, field 40 +
+    /// n): a Geneve option's data, through the switch's TLV table
+    /// ([`super::tlv`]). Variable length: `len` is the value's bytes as
+    /// received or sent (1 to 8 here: mswitch's tables map at most 8 bytes,
+    /// see the README). Like the tunnel addresses it is packet metadata in
+    /// the flow module's key, and reads 0 and takes no writes as a
+    /// register.
+    TunMetadata {
+        idx: u8,
+        len: u8,
+    },
 }
+
+/// The most bytes a `tun_metadataN` value may have here.
+pub const TUN_METADATA_MAX_LEN: u8 = 8;
 
 impl Register {
     /// The register a 32-bit header (class, field, length) names, if any.
@@ -109,6 +124,20 @@ impl Register {
         let len = header & 0xff;
         let (reg, width) = match class {
             NXM_CLASS_NX if usize::from(field) < N_REGS => (Register::Reg(field), 4),
+            NXM_CLASS_NX if tun_metadata_field(field) => {
+                let n = if hasmask { len / 2 } else { len };
+                if n == 0
+                    || n > u32::from(TUN_METADATA_MAX_LEN)
+                    || (hasmask && !len.is_multiple_of(2))
+                {
+                    return None;
+                }
+                let reg = Register::TunMetadata {
+                    idx: field - super::tlv::NX_TUN_METADATA0,
+                    len: n as u8,
+                };
+                (reg, n)
+            }
             NXM_CLASS_NX if field == NX_TUN_SRC => (Register::TunSrc, 4),
             NXM_CLASS_NX if field == NX_TUN_DST => (Register::TunDst, 4),
             OXM_CLASS_PACKET_REGS if field < 8 => (Register::XReg(field), 8),
@@ -122,8 +151,25 @@ impl Register {
     pub fn is_tunnel(self) -> bool {
         matches!(
             self,
-            Register::TunSrc | Register::TunDst | Register::TunIpv6 { .. }
+            Register::TunSrc
+                | Register::TunDst
+                | Register::TunIpv6 { .. }
+                | Register::TunMetadata { .. }
         )
+    }
+
+    /// The name Open vSwitch's tools give it (`reg3`, `tun_metadata0`).
+    pub fn name(self) -> String {
+        match self {
+            Register::Reg(n) => format!("reg{n}"),
+            Register::XReg(n) => format!("xreg{n}"),
+            Register::ConjId => "conj_id".to_owned(),
+            Register::TunSrc => "tun_src".to_owned(),
+            Register::TunDst => "tun_dst".to_owned(),
+            Register::TunIpv6 { dst: false, .. } => "tun_ipv6_src".to_owned(),
+            Register::TunIpv6 { dst: true, .. } => "tun_ipv6_dst".to_owned(),
+            Register::TunMetadata { idx, .. } => format!("tun_metadata{idx}"),
+        }
     }
 
     /// Width in bits.
@@ -131,6 +177,7 @@ impl Register {
         match self {
             Register::Reg(_) | Register::ConjId | Register::TunSrc | Register::TunDst => 32,
             Register::XReg(_) | Register::TunIpv6 { .. } => 64,
+            Register::TunMetadata { len, .. } => u16::from(len) * 8,
         }
     }
 
@@ -144,6 +191,11 @@ impl Register {
             Register::TunDst => (NXM_CLASS_NX, NX_TUN_DST, 4u32),
             // The whole field's header.
             Register::TunIpv6 { dst, .. } => (NXM_CLASS_NX, super::nx_tun6::field(dst), 16u32),
+            Register::TunMetadata { idx, len } => (
+                NXM_CLASS_NX,
+                super::tlv::NX_TUN_METADATA0 + idx,
+                u32::from(len),
+            ),
         };
         (u32::from(class) << 16)
             | (u32::from(field & 0x7f) << 9)
@@ -155,7 +207,11 @@ impl Register {
     /// as 0, its value outside a conjunctive match's lookup).
     pub fn get(self, regs: &[u32; N_REGS]) -> u64 {
         match self {
-            Register::ConjId | Register::TunSrc | Register::TunDst | Register::TunIpv6 { .. } => 0,
+            Register::ConjId
+            | Register::TunSrc
+            | Register::TunDst
+            | Register::TunIpv6 { .. }
+            | Register::TunMetadata { .. } => 0,
             Register::Reg(i) => u64::from(regs[usize::from(i) % N_REGS]),
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -168,7 +224,11 @@ impl Register {
     /// read-only: nothing).
     pub fn set(self, regs: &mut [u32; N_REGS], v: u64) {
         match self {
-            Register::ConjId | Register::TunSrc | Register::TunDst | Register::TunIpv6 { .. } => {}
+            Register::ConjId
+            | Register::TunSrc
+            | Register::TunDst
+            | Register::TunIpv6 { .. }
+            | Register::TunMetadata { .. } => {}
             Register::Reg(i) => regs[usize::from(i) % N_REGS] = v as u32,
             Register::XReg(i) => {
                 let h = usize::from(i) * 2 % N_REGS;
@@ -177,6 +237,12 @@ impl Register {
             }
         }
     }
+}
+
+/// Whether an NXM class 1 field number is a `tun_metadataN`'s.
+pub fn tun_metadata_field(field: u8) -> bool {
+    (super::tlv::NX_TUN_METADATA0..super::tlv::NX_TUN_METADATA0 + super::tlv::MAX_FIELDS as u8)
+        .contains(&field)
 }
 
 /// A register in a match, with an optional mask (1-bits are matched).
@@ -196,10 +262,11 @@ impl NxMatchField {
 
     /// The bits of the register the match looks at.
     pub fn mask_or_all(&self) -> u64 {
-        let all = if self.reg.bits() == 64 {
+        let bits = self.reg.bits();
+        let all = if bits >= 64 {
             u64::MAX
         } else {
-            u64::from(u32::MAX)
+            (1u64 << bits) - 1
         };
         self.mask.unwrap_or(all) & all
     }
@@ -216,6 +283,7 @@ impl NxMatchField {
             let known_field = match class {
                 NXM_CLASS_NX => {
                     field < N_REGS as u32
+                        || tun_metadata_field(field as u8)
                         || field == 37
                         || field == u32::from(NX_TUN_SRC)
                         || field == u32::from(NX_TUN_DST)
@@ -273,6 +341,14 @@ impl FieldRef {
         } else {
             len * 8
         }
+    }
+
+    /// The `tun_metadataN` this names, if any, whatever its length (Open
+    /// vSwitch's tools name one in a move with its largest, 124 bytes).
+    pub fn tun_metadata(self) -> Option<u8> {
+        let field = (self.0 >> 9) as u8 & 0x7f;
+        ((self.0 >> 16) as u16 == NXM_CLASS_NX && tun_metadata_field(field))
+            .then(|| field - super::tlv::NX_TUN_METADATA0)
     }
 
     /// The register this names, if it is one.
@@ -409,7 +485,7 @@ impl NxAction {
             subtype::REG_MOVE | subtype::REG_LOAD | subtype::OUTPUT_REG | subtype::OUTPUT_REG2 => {
                 Some(24)
             }
-            subtype::NOTE | subtype::LEARN | subtype::LEARN2 => None,
+            subtype::NOTE | subtype::LEARN | subtype::LEARN2 | subtype::REG_LOAD2 => None,
             _ => return Err(bad(BadActionCode::BadExpType)),
         };
         if fixed.is_some_and(|n| n != len) {
@@ -473,6 +549,10 @@ impl NxAction {
                     bytes,
                 }
             }
+            // A set-field (masked or not) in an NXM entry: what Open
+            // vSwitch's tools send for `load` into a variable-length
+            // field (`tun_metadataN`).
+            subtype::REG_LOAD2 => NxAction::decode_set_entry(10, len, r)?,
             subtype::REG_LOAD => {
                 let (ofs, n_bits) = split_ofs_nbits(r.u16()?);
                 let dst = FieldRef(r.u32()?);
@@ -566,6 +646,12 @@ impl NxAction {
     /// `reg_load`), `r` after the action header; the mask must be one run
     /// of bits.
     pub(crate) fn decode_masked_set(len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
+        NxAction::decode_set_entry(4, len, r)
+    }
+
+    /// A register entry (header, value, and mask if it has one) after
+    /// `before` bytes of an action of `len` bytes, as a load.
+    fn decode_set_entry(before: usize, len: usize, r: &mut Reader<'_>) -> Res<NxAction> {
         let bad = |c| ErrorCode::BadAction(c);
         let header = r.u32()?;
         if let Some(dst) = super::nx_tun6::names(header) {
@@ -578,12 +664,25 @@ impl NxAction {
         }
         let reg = Register::from_header(header).ok_or(bad(BadActionCode::BadSetArgument))?;
         let n = usize::from(reg.bits() / 8);
-        let body = r.take(2 * n).map_err(|_| bad(BadActionCode::BadSetLen))?;
-        if len != pad8(4 + 4 + 2 * n) {
+        let masked = header & 0x100 != 0;
+        let body = r
+            .take(if masked { 2 * n } else { n })
+            .map_err(|_| bad(BadActionCode::BadSetLen))?;
+        if len != pad8(before + 4 + body.len()) {
             return Err(bad(BadActionCode::BadSetLen));
         }
         r.rest();
-        let (value, mask) = (be(&body[..n]), be(&body[n..]));
+        let all = if n >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        let value = be(&body[..n]);
+        let mask = if masked { be(&body[n..]) } else { all };
+        if mask == 0 {
+            // (An all-zero mask writes nothing, and has no bit range.)
+            return Err(bad(BadActionCode::BadSetArgument));
+        }
         let ofs = mask.trailing_zeros() as u16;
         let n_bits = mask.count_ones() as u16;
         let run = if n_bits >= 64 {
@@ -591,7 +690,7 @@ impl NxAction {
         } else {
             ((1u64 << n_bits) - 1) << ofs
         };
-        if mask == 0 || run != mask || value & !mask != 0 {
+        if run != mask || value & !mask != 0 {
             return Err(bad(BadActionCode::BadSetArgument));
         }
         Ok(NxAction::RegLoad {

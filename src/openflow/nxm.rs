@@ -243,12 +243,13 @@ fn decode_entry(t: &Tlv<'_>) -> Result<Entry, OxmError> {
         _ => {}
     }
     if t.class == NXM_CLASS_NX
-        && [
+        && ([
             NX_CONJ_ID,
             super::nicira::NX_TUN_SRC,
             super::nicira::NX_TUN_DST,
         ]
         .contains(&t.field)
+            || super::nicira::tun_metadata_field(t.field))
     {
         // `conj_id` is pipeline state matched like a register (exact
         // only); the tunnel addresses are read as the codec's registers of

@@ -4,7 +4,8 @@
 #![allow(unsafe_code)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::port::PortId;
 
@@ -18,6 +19,14 @@ use crate::port::PortId;
 /// `dst` if it is not 0, else to `ipv6_dst`, as Open vSwitch's
 /// `flow_tnl_dst`). All zero: no tunnel (every packet that did not come
 /// from one).
+///
+/// Geneve options: on input `opts` names the options the frame came with
+/// in its port's side storage ([`TunMetaSlots::options`]); the `flow`
+/// module reads them through its TLV table into `tun_metadataN` fields:
+/// `md_present` (bit N: `tun_metadataN` is there) and `md` (their data,
+/// placed by the table), with `tlv` the table's registry id
+/// ([`crate::port::tunnel::geneve_opts`]). On output a Geneve port sends
+/// the present fields as options, by that table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TunMeta {
     pub id: u64,
@@ -25,6 +34,13 @@ pub struct TunMeta {
     pub dst: Ipv4Addr,
     pub ipv6_src: Ipv6Addr,
     pub ipv6_dst: Ipv6Addr,
+    /// The received options: 1 + their slot in the port's option storage,
+    /// 0 if none.
+    pub opts: u32,
+    /// The TLV table of `md` (0: none).
+    pub tlv: u32,
+    pub md_present: u64,
+    pub md: u64,
 }
 
 impl TunMeta {
@@ -35,6 +51,10 @@ impl TunMeta {
         dst: Ipv4Addr::UNSPECIFIED,
         ipv6_src: Ipv6Addr::UNSPECIFIED,
         ipv6_dst: Ipv6Addr::UNSPECIFIED,
+        opts: 0,
+        tlv: 0,
+        md_present: 0,
+        md: 0,
     };
 
     /// Metadata of key `id` with IPv4 endpoints.
@@ -45,6 +65,10 @@ impl TunMeta {
             dst,
             ipv6_src: Ipv6Addr::UNSPECIFIED,
             ipv6_dst: Ipv6Addr::UNSPECIFIED,
+            opts: 0,
+            tlv: 0,
+            md_present: 0,
+            md: 0,
         }
     }
 
@@ -56,6 +80,10 @@ impl TunMeta {
             dst: Ipv4Addr::UNSPECIFIED,
             ipv6_src: src,
             ipv6_dst: dst,
+            opts: 0,
+            tlv: 0,
+            md_present: 0,
+            md: 0,
         }
     }
 }
@@ -75,6 +103,10 @@ impl Default for TunMeta {
 /// only for slots whose metadata has any (flagged by a marker in `id`): a
 /// frame from an IPv4 tunnel costs what it did before IPv6 endpoints
 /// existed.
+///
+/// Geneve options get storage of their own, made the first time the port
+/// stores a frame with options ([`TunMetaSlots::store_with_options`]): a
+/// port that never sees any pays one check per frame.
 pub struct TunMetaSlots {
     id: Box<[AtomicU64]>,
     /// Source in the high 32 bits, destination in the low.
@@ -82,7 +114,21 @@ pub struct TunMetaSlots {
     /// Per slot: IPv6 source (high, low), destination (high, low) and the
     /// key, valid when the slot's `id` is [`V6_FLAG`].
     addrs6: Box<[[AtomicU64; 5]]>,
+    opts: OnceLock<Box<[SlotOptions]>>,
 }
+
+/// The Geneve options of one slot: their length in 4-byte words (0:
+/// none) and the words.
+struct SlotOptions {
+    words: AtomicU32,
+    data: [AtomicU32; OPTION_WORDS],
+}
+
+/// The most 4-byte words of Geneve options a header holds.
+const OPTION_WORDS: usize = 63;
+
+/// The most bytes of Geneve options a frame has.
+pub const MAX_OPTIONS: usize = OPTION_WORDS * 4;
 
 /// In `id`: the slot's key and IPv6 addresses are in `addrs6`. A received
 /// VNI never has this bit; a key that does is stored there too, so every
@@ -96,10 +142,62 @@ impl TunMetaSlots {
         TunMetaSlots {
             id: (0..n).map(|_| AtomicU64::new(0)).collect(),
             addrs: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            opts: OnceLock::new(),
             addrs6: (0..n)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
         }
+    }
+
+    /// [`TunMetaSlots::store`] with the frame's Geneve options (`opts`,
+    /// whole 4-byte words; empty: none). A port that never stored options
+    /// pays one check here.
+    #[inline]
+    pub fn store_with_options(&self, pos: u32, m: TunMeta, opts: &[u8]) {
+        self.store(pos, m);
+        if !opts.is_empty() || self.opts.get().is_some() {
+            self.store_options(pos, opts);
+        }
+    }
+
+    /// Stores a slot's options, making the storage if this is the port's
+    /// first frame with options.
+    #[inline(never)]
+    fn store_options(&self, pos: u32, opts: &[u8]) {
+        let storage = self.opts.get_or_init(|| {
+            (0..self.id.len())
+                .map(|_| SlotOptions {
+                    words: AtomicU32::new(0),
+                    data: [const { AtomicU32::new(0) }; OPTION_WORDS],
+                })
+                .collect()
+        });
+        let s = &storage[pos as usize % self.id.len()];
+        let mut n = 0;
+        for (w, c) in s.data.iter().zip(opts.chunks_exact(4)) {
+            w.store(
+                u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                Ordering::Relaxed,
+            );
+            n += 1;
+        }
+        s.words.store(n, Ordering::Relaxed);
+    }
+
+    /// Copies the options `m.opts` names (a [`TunMeta`] this storage gave)
+    /// into `out`; returns their bytes.
+    pub fn options<'o>(&self, m: &TunMeta, out: &'o mut [u8; MAX_OPTIONS]) -> &'o [u8] {
+        let Some(s) = (m.opts as usize)
+            .checked_sub(1)
+            .and_then(|i| self.opts.get()?.get(i))
+        else {
+            return &[];
+        };
+        let n = (s.words.load(Ordering::Relaxed) as usize).min(OPTION_WORDS);
+        for (o, w) in out.chunks_exact_mut(4).zip(&s.data[..n]) {
+            o.copy_from_slice(&w.load(Ordering::Relaxed).to_be_bytes());
+        }
+        &out[..n * 4]
     }
 
     /// Stores the metadata of the slot at ring position `pos`.
@@ -125,10 +223,17 @@ impl TunMetaSlots {
     pub fn load(&self, pos: u32) -> TunMeta {
         let i = pos as usize % self.id.len();
         let a = self.addrs[i].load(Ordering::Relaxed);
+        let opts = match self.opts.get() {
+            Some(s) if s[i].words.load(Ordering::Relaxed) != 0 => i as u32 + 1,
+            _ => 0,
+        };
         let id = self.id[i].load(Ordering::Relaxed);
         let (src, dst) = (Ipv4Addr::from((a >> 32) as u32), Ipv4Addr::from(a as u32));
         if id != V6_FLAG {
-            return TunMeta::v4(id, src, dst);
+            return TunMeta {
+                opts,
+                ..TunMeta::v4(id, src, dst)
+            };
         }
         let w: [u64; 5] = std::array::from_fn(|k| self.addrs6[i][k].load(Ordering::Relaxed));
         let wide = |hi: u64, lo: u64| Ipv6Addr::from_bits((u128::from(hi) << 64) | u128::from(lo));
@@ -138,6 +243,8 @@ impl TunMetaSlots {
             dst,
             ipv6_src: wide(w[0], w[1]),
             ipv6_dst: wide(w[2], w[3]),
+            opts,
+            ..TunMeta::NONE
         }
     }
 }
@@ -194,6 +301,8 @@ pub struct Batch<'a> {
     in_port: PortId,
     /// Per packet, when the input port is a tunnel port.
     tun: Option<&'a [TunMeta]>,
+    /// Where their Geneve options are.
+    tun_opts: Option<TunOptions<'a>>,
     /// Where a packet moves when it grows past its buffer (packets that
     /// sit in memory with no room after them: a port that receives
     /// directly); `None`: it cannot grow past `cap`.
@@ -251,6 +360,15 @@ impl GrowArena {
     }
 }
 
+/// Where a tunnel batch's Geneve options are ([`TunMeta::opts`] is 1 +
+/// the index): the input port's ring side storage, or, for frames the port
+/// handed over from memory of its own, one slice per frame.
+#[derive(Clone, Copy)]
+pub enum TunOptions<'a> {
+    Slots(&'a TunMetaSlots),
+    Frames(&'a [&'a [u8]]),
+}
+
 impl<'a> Batch<'a> {
     /// # Safety
     /// Every `PacketRef` must point to `cap` bytes that nobody else reads or
@@ -260,6 +378,7 @@ impl<'a> Batch<'a> {
             pkts,
             in_port,
             tun: None,
+            tun_opts: None,
             grow: None,
         }
     }
@@ -278,6 +397,36 @@ impl<'a> Batch<'a> {
             self.tun = Some(tun);
         }
         self
+    }
+
+    /// The batch whose tunnel metadata's Geneve options are in `slots`
+    /// (the input port's).
+    pub fn with_tunnel_options(mut self, slots: &'a TunMetaSlots) -> Batch<'a> {
+        self.tun_opts = Some(TunOptions::Slots(slots));
+        self
+    }
+
+    /// The batch whose packets' Geneve options are `opts`, one per packet
+    /// (frames a port handed over from its own memory).
+    pub fn with_frame_options(mut self, opts: &'a [&'a [u8]]) -> Batch<'a> {
+        self.tun_opts = Some(TunOptions::Frames(opts));
+        self
+    }
+
+    /// The Geneve options packet `i` came with (`tun`: its metadata),
+    /// copied into `out`; empty if none.
+    pub fn tunnel_options<'o>(&self, tun: &TunMeta, out: &'o mut [u8; MAX_OPTIONS]) -> &'o [u8] {
+        match self.tun_opts {
+            _ if tun.opts == 0 => &[],
+            Some(TunOptions::Slots(s)) => s.options(tun, out),
+            Some(TunOptions::Frames(f)) => {
+                let o = f.get(tun.opts as usize - 1).copied().unwrap_or_default();
+                let n = o.len().min(MAX_OPTIONS);
+                out[..n].copy_from_slice(&o[..n]);
+                &out[..n]
+            }
+            None => &[],
+        }
     }
 
     /// The tunnel metadata of every packet, if the batch came in on a
@@ -304,6 +453,7 @@ impl<'a> Batch<'a> {
             pkts: refs.as_mut_slice(),
             in_port,
             tun: None,
+            tun_opts: None,
             grow: None,
         }
     }
@@ -327,6 +477,7 @@ impl<'a> Batch<'a> {
             pkts: refs.as_mut_slice(),
             in_port,
             tun: None,
+            tun_opts: None,
             grow: None,
         }
     }

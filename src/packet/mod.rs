@@ -38,7 +38,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys::Region;
 
-pub use batch::{Batch, GrowArena, PacketRef, TunMeta, TunMetaSlots};
+pub use batch::{
+    Batch, GrowArena, MAX_OPTIONS as MAX_TUNNEL_OPTIONS, PacketRef, TunMeta, TunMetaSlots,
+    TunOptions,
+};
 
 /// Identifies the shared layout ("MSWITCH\0" little-endian-ish).
 pub const MAGIC: u64 = 0x4d53_5749_5443_4800;

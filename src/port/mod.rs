@@ -29,6 +29,11 @@ use std::os::fd::RawFd;
 use crate::packet::{PacketRef, PortMem, TunMeta, TunMetaSlots};
 
 pub use mem::{MemClient, MemPort, Woken};
+
+/// What a port that receives directly hands its frames to
+/// ([`Port::receive_direct`]): a run of frames, their tunnel metadata, and
+/// each frame's Geneve options (one per frame, or empty for none).
+pub type DirectSink<'a> = dyn FnMut(&[PacketRef], TunMeta, &[&[u8]]) + 'a;
 pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
@@ -150,14 +155,15 @@ pub trait Port: Send + Sync {
 
     /// For ports that [receive directly](Port::receives_directly): hands
     /// `sink` the frames waiting for incoming queue `q`, in runs that share
-    /// one tunnel metadata ([`TunMeta::NONE`] for none), and returns how
+    /// one tunnel metadata ([`TunMeta::NONE`] for none), with each frame's
+    /// Geneve options (one slice per frame, or none at all), and returns how
     /// many it handed. Each run's frames are the switch's, to read and
     /// rewrite in place, until `sink` returns; then they are the port's
     /// again (the switch copies what it keeps). Called by the queue's
     /// owning worker, in place of [`Port::sync_incoming`], right after it
     /// read the queue's ring, so what the port queued on the ring earlier
     /// goes first; no lock is held.
-    fn receive_direct(&self, _q: usize, _sink: &mut dyn FnMut(&[PacketRef], TunMeta)) -> usize {
+    fn receive_direct(&self, _q: usize, _sink: &mut DirectSink<'_>) -> usize {
         0
     }
 

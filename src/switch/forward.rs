@@ -30,7 +30,7 @@
 #![allow(unsafe_code)]
 
 use crate::module::{Nanos, Verdict, Verdicts};
-use crate::packet::{Batch, GrowArena, PacketRef, PortMem, Slot, TunMeta, copy_frame};
+use crate::packet::{Batch, GrowArena, PacketRef, PortMem, Slot, TunMeta, TunOptions, copy_frame};
 use crate::port::{MAX_PORTS, PortId};
 
 use super::capture;
@@ -186,7 +186,8 @@ impl Forwarder {
         ctr.rx_packets.add(n as u64);
         ctr.rx_bytes.add(bytes);
         ctr.drop(DropReason::BadFrame, bad);
-        self.process(table, input, now, packet_in, tun.is_some(), false);
+        let opts = tun.map(TunOptions::Slots);
+        self.process(table, input, now, packet_in, (tun.is_some(), opts), false);
         let next = cur.wrapping_add(n as u32);
         rxq.set_cursor(next);
         ring.release(next);
@@ -196,7 +197,8 @@ impl Forwarder {
 
     /// Forwards `frames`, which the port `input` holds in memory of its
     /// own (a port that [receives directly](crate::port::Port::receive_direct)),
-    /// each with the tunnel metadata `tun`; returns how many. A frame that
+    /// each with the tunnel metadata `tun` and its Geneve options (`opts`:
+    /// one per frame, or none for all); returns how many. A frame that
     /// grows past its buffer (a pushed header) moves to one of the
     /// forwarder's. The frames must stay valid and untouched by anything
     /// else until this returns; they are free again when it has.
@@ -205,36 +207,53 @@ impl Forwarder {
         table: &Table,
         input: &PortEntry,
         frames: &[PacketRef],
-        tun: TunMeta,
+        (tun, opts): (TunMeta, &[&[u8]]),
         now: Nanos,
         packet_in: &PacketIns,
     ) -> usize {
         let ctr = &input.counters[self.ctr];
-        for chunk in frames.chunks(self.batch) {
+        for (c, chunk) in frames.chunks(self.batch).enumerate() {
             self.pkts.clear();
             self.pkts.extend_from_slice(chunk);
             let bytes: u64 = chunk.iter().map(|p| u64::from(p.len)).sum();
             self.tun_in.clear();
             self.tun_in.resize(chunk.len(), tun);
             self.tun_in_valid = true;
+            // Each frame with options names its slice (1 + its index).
+            let chunk_opts = opts
+                .get(c * self.batch..)
+                .map(|o| &o[..o.len().min(chunk.len())]);
+            let chunk_opts = chunk_opts.filter(|o| o.iter().any(|x| !x.is_empty()));
+            for (k, (m, o)) in self
+                .tun_in
+                .iter_mut()
+                .zip(chunk_opts.unwrap_or_default())
+                .enumerate()
+            {
+                if !o.is_empty() {
+                    m.opts = k as u32 + 1;
+                }
+            }
             ctr.rx_packets.add(chunk.len() as u64);
             ctr.rx_bytes.add(bytes);
-            self.process(table, input, now, packet_in, true, true);
+            let opts = chunk_opts.map(TunOptions::Frames);
+            self.process(table, input, now, packet_in, (true, opts), true);
             self.packets += chunk.len() as u64;
         }
         frames.len()
     }
 
     /// Runs the module over the batch in `pkts` (`tunnel`: with the
-    /// metadata in `tun_in`; `grow`: its packets may move to the grow
-    /// arena) and sends what it decided.
+    /// metadata in `tun_in`, and `opts` where their Geneve options are;
+    /// `grow`: its packets may move to the grow arena) and sends what it
+    /// decided.
     fn process(
         &mut self,
         table: &Table,
         input: &PortEntry,
         now: Nanos,
         packet_in: &PacketIns,
-        tunnel: bool,
+        (tunnel, opts): (bool, Option<TunOptions<'_>>),
         grow: bool,
     ) {
         if input.taps.wants(capture::IN) {
@@ -255,6 +274,11 @@ impl Forwarder {
         let mut batch = unsafe { Batch::new(&mut self.pkts, input.id) };
         if tunnel {
             batch = batch.with_tunnel(&self.tun_in);
+            match opts {
+                Some(TunOptions::Slots(s)) => batch = batch.with_tunnel_options(s),
+                Some(TunOptions::Frames(f)) => batch = batch.with_frame_options(f),
+                None => {}
+            }
         }
         if grow {
             self.grow.reset();

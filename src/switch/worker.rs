@@ -165,8 +165,15 @@ pub(crate) fn run(shared: Arc<Shared>, w: usize) {
             if o.direct {
                 // After the ring: what a sibling queued there came first.
                 let entry = &o.entry;
-                n += entry.port.receive_direct(o.q, &mut |frames, tun| {
-                    fwd.forward_frames(&table, entry, frames, tun, now_ns, &shared.packet_in);
+                n += entry.port.receive_direct(o.q, &mut |frames, tun, opts| {
+                    fwd.forward_frames(
+                        &table,
+                        entry,
+                        frames,
+                        (tun, opts),
+                        now_ns,
+                        &shared.packet_in,
+                    );
                 });
             }
             work += n;

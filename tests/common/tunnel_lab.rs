@@ -4,6 +4,7 @@
 //! named after a tag unique to the test and removed on drop.
 
 use std::io::{Read, Write};
+use std::net::UdpSocket;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -113,6 +114,31 @@ impl Lab {
         self.switch_with(host, &["--module", "learn"], ports)
     }
 
+    /// Starts switch `name` with the flow module, secure, no LOCAL port,
+    /// also listening for OpenFlow on a Unix socket in the lab's
+    /// directory, in namespace `host` with `ports`; returns its control
+    /// socket and its `ovs-ofctl` target.
+    pub fn flow_switch(&mut self, host: &str, name: &str, ports: &[String]) -> (String, String) {
+        let of = self
+            .dir
+            .join(format!("{name}-{host}.of"))
+            .display()
+            .to_string();
+        let listen = format!("punix:{of}");
+        let args = [
+            "--name",
+            name,
+            "--module",
+            "flow",
+            "--fail-mode",
+            "secure",
+            "--no-local",
+            "--listen",
+            &listen,
+        ];
+        (self.switch_with(host, &args, ports), format!("unix:{of}"))
+    }
+
     /// Starts `mswitch run ARGS` in namespace `host` with `ports`;
     /// returns its control socket once it answers.
     pub fn switch_with(&mut self, host: &str, args: &[&str], ports: &[String]) -> String {
@@ -159,6 +185,17 @@ pub fn counter(ctl: &str, sw: &str, port: &str, name: &str) -> u64 {
         .and_then(|cs| cs.iter().find(|c| c[0] == name))
         .and_then(|c| c[1].as_u64())
         .unwrap_or_else(|| panic!("no counter {name}: {p}"))
+}
+
+/// The OpenFlow port number of port `name` in `ovs-ofctl show`'s output.
+pub fn ofport(show: &str, name: &str) -> u32 {
+    show.lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once('(')?;
+            rest.starts_with(&format!("{name})"))
+                .then(|| n.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no port {name} in {show}"))
 }
 
 /// The pseudo-random byte `i` of a stream.
@@ -238,4 +275,104 @@ pub fn kernel_has_geneve() -> Result<(), String> {
     ])?;
     let _ = sh(&["ip", "link", "del", &probe]);
     Ok(())
+}
+
+/// Sends one UDP datagram `d` from `from` (an address of namespace `ns`)
+/// to `to`.
+pub fn inject(ns: &str, from: &str, to: &str, d: Vec<u8>) {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    in_netns(ns, move || {
+        let s = UdpSocket::bind((from.as_str(), 0)).expect("bind");
+        s.send_to(&d, to.as_str()).expect("send");
+    })
+    .join()
+    .unwrap();
+}
+
+/// Open vSwitch (userspace datapath, as PEERS.md finds it here) in
+/// namespace `host`, its state in `dir`: ovsdb-server and ovs-vswitchd as
+/// children of the lab (they and their taps go with the namespace).
+/// Returns an `ovs-vsctl` that waits for ovs-vswitchd.
+pub fn start_ovs(lab: &mut Lab, host: &str) -> impl Fn(&[&str]) -> String + use<> {
+    let dir = lab.dir.join("ovs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let schema = "/usr/share/openvswitch/vswitch.ovsschema";
+    must(&["ovsdb-tool", "create", &d("conf.db"), schema]);
+    let db = format!("unix:{}", d("db.sock"));
+    let spawn = |args: &[String]| {
+        Command::new("ip")
+            .args(["netns", "exec", host])
+            .args(args)
+            .env("OVS_RUNDIR", &dir)
+            .env("OVS_DBDIR", &dir)
+            .env("OVS_LOGDIR", &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start Open vSwitch")
+    };
+    lab.children.push(spawn(&[
+        "ovsdb-server".into(),
+        d("conf.db"),
+        format!("--remote=punix:{}", d("db.sock")),
+        format!("--unixctl={}", d("ovsdb.ctl")),
+    ]));
+    eventually("ovsdb-server socket", || dir.join("db.sock").exists());
+    let vsctl = move |args: &[&str]| {
+        let mut v = vec!["ovs-vsctl", "--timeout=20"];
+        let dbarg = format!("--db={db}");
+        v.push(&dbarg);
+        v.extend_from_slice(args);
+        must(&v)
+    };
+    vsctl(&["--no-wait", "init"]);
+    lab.children.push(spawn(&[
+        "ovs-vswitchd".into(),
+        format!("unix:{}", d("db.sock")),
+        format!("--unixctl={}", d("vsd.ctl")),
+        format!("--log-file={}", d("vsd.log")),
+    ]));
+    vsctl
+}
+
+/// Open vSwitch as a host, set up as its userspace-tunneling guide says:
+/// a `brphy` bridge (userspace datapath) owning the underlay interface `u`
+/// and its address `addr`, and an integration bridge `brint` with the VM
+/// port `vm_port`. Returns its `ovs-vsctl`; `ovs-ofctl` reaches a bridge
+/// at `unix:DIR/ovs/BRIDGE.mgmt`.
+pub fn ovs_userspace_host(
+    lab: &mut Lab,
+    host: &str,
+    vm_port: &str,
+    addr: &str,
+) -> impl Fn(&[&str]) -> String + use<> {
+    let vsctl = start_ovs(lab, host);
+    let mac = ex(host, &["cat", "/sys/class/net/u/address"]);
+    let hw = format!("other_config:hwaddr={}", mac.trim());
+    vsctl(&[
+        "add-br",
+        "brphy",
+        "--",
+        "set",
+        "bridge",
+        "brphy",
+        "datapath_type=netdev",
+        &hw,
+    ]);
+    vsctl(&["add-port", "brphy", "u"]);
+    ex(host, &["ip", "addr", "del", addr, "dev", "u"]);
+    ex(host, &["ip", "addr", "add", addr, "dev", "brphy"]);
+    ex(host, &["ip", "link", "set", "brphy", "up"]);
+    vsctl(&[
+        "add-br",
+        "brint",
+        "--",
+        "set",
+        "bridge",
+        "brint",
+        "datapath_type=netdev",
+    ]);
+    vsctl(&["add-port", "brint", vm_port]);
+    vsctl
 }

@@ -81,6 +81,7 @@ fn match_parts(f: &FlowStats) -> Vec<String> {
             Register::ConjId => "conj_id".to_owned(),
             Register::TunSrc => "tun_src".to_owned(),
             Register::TunDst => "tun_dst".to_owned(),
+            Register::TunMetadata { .. } => r.reg.name(),
             // Both halves at the first.
             Register::TunIpv6 { dst, .. } => {
                 let first = !regs[..i]
@@ -275,6 +276,7 @@ fn action(a: &Action) -> String {
                 Register::TunSrc => "tun_src".to_owned(),
                 Register::TunDst => "tun_dst".to_owned(),
                 Register::TunIpv6 { dst, .. } => nx_tun6::name(*dst).to_owned(),
+                Register::TunMetadata { .. } => reg.name(),
             };
             format!("set_field:{value:#x}->{name}")
         }

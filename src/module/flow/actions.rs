@@ -50,6 +50,14 @@ pub(crate) enum Op {
         hi: bool,
         word: u64,
     },
+    /// `tun_metadata<idx>`: present, its bits (`mask`) of the option data
+    /// word set to `value`, by the TLV table `tlv` (registry id).
+    SetTunMd {
+        idx: u8,
+        mask: u64,
+        value: u64,
+        tlv: u32,
+    },
 }
 
 impl Op {
@@ -61,6 +69,7 @@ impl Op {
                 | Op::SetTunDst(_)
                 | Op::SetTunIpv6 { .. }
                 | Op::Set(OxmField::TunnelId(_))
+                | Op::SetTunMd { .. }
         )
     }
 }
@@ -85,6 +94,16 @@ pub(crate) fn tunnel(mut m: TunMeta, ops: &[Op]) -> TunMeta {
                     (u128::from(u64::MAX) << 64, u128::from(word))
                 };
                 *a = std::net::Ipv6Addr::from_bits((a.to_bits() & keep) | put);
+            }
+            Op::SetTunMd {
+                idx,
+                mask,
+                value,
+                tlv,
+            } => {
+                m.md_present |= 1 << (idx & 63);
+                m.md = (m.md & !mask) | (value & mask);
+                m.tlv = tlv;
             }
             _ => {}
         }
@@ -313,7 +332,7 @@ pub(crate) fn apply(f: &mut dyn Frame, mut lay: Layout, ops: &[Op]) -> bool {
                 mpls::set_ttl(f.bytes(), &lay, Some(t));
             }
             // Metadata, not bytes.
-            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunIpv6 { .. } => {}
+            Op::SetTunSrc(_) | Op::SetTunDst(_) | Op::SetTunIpv6 { .. } | Op::SetTunMd { .. } => {}
         }
     }
     finish(f.bytes(), &lay, &sums);

@@ -87,7 +87,10 @@ pub(crate) mod ctr {
     pub const LEARNED: usize = 15;
     pub const LEARN_SKIPPED: usize = 16;
     pub const LEARN_FAILED: usize = 17;
-    pub const N: usize = 18;
+    /// Geneve options the TLV table cannot take (a critical option it
+    /// does not map, a mapped one of another length).
+    pub const TUN_METADATA_DROPS: usize = 18;
+    pub const N: usize = 19;
     pub const NAMES: [&str; N] = [
         "memo_hits",
         "emc_hits",
@@ -107,6 +110,7 @@ pub(crate) mod ctr {
         "learned",
         "learn_skipped",
         "learn_failed",
+        "tun_metadata_drops",
     ];
 }
 

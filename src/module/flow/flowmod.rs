@@ -44,7 +44,7 @@ use crate::port::PortId;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::classifier::Rule;
-use super::key::{Key, match_key};
+use super::key::Key;
 use super::pipeline::{
     FlowCounters, FlowEntry, Pipeline, Program, check_conjunctions, no_nx_in_write_actions,
     regs_cover, same_regs,
@@ -275,7 +275,7 @@ impl Pipeline {
 
     fn add(&mut self, fm: &FlowMod, now: Nanos) -> Result<(), ErrorCode> {
         let t = self.table_index(fm.table_id)?;
-        let (value, mask) = match_key(&fm.match_)?;
+        let (value, mask) = self.match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
         no_nx_in_write_actions(&fm.instructions)?;
         check_conjunctions(&fm.instructions)?;
@@ -341,7 +341,7 @@ impl Pipeline {
 
     fn modify(&mut self, fm: &FlowMod, _now: Nanos) -> Result<(), ErrorCode> {
         let t = self.table_index(fm.table_id)?;
-        let (value, mask) = match_key(&fm.match_)?;
+        let (value, mask) = self.match_key(&fm.match_)?;
         let prog = self.check_instructions(t, &fm.instructions, &fm.match_)?;
         no_nx_in_write_actions(&fm.instructions)?;
         check_conjunctions(&fm.instructions)?;
@@ -385,7 +385,7 @@ impl Pipeline {
             let t = self.table_index(fm.table_id)?;
             t..t + 1
         };
-        let (value, mask) = match_key(&fm.match_)?;
+        let (value, mask) = self.match_key(&fm.match_)?;
         let strict = fm.command == FlowModCommand::DeleteStrict;
         let mut removed = Vec::new();
         let mut n = 0;

@@ -1,5 +1,5 @@
 //! Flow keys: every header field the pipeline can match, packed into a
-//! fixed array of eighteen `u64` words (filled from a frame by `parse`, and
+//! fixed array of twenty `u64` words (filled from a frame by `parse`, and
 //! the tunnel words from the packet's tunnel metadata), and
 //! matches and set-field actions in the same terms.
 //!
@@ -23,6 +23,8 @@
 //!   13   tun_src (32: outer IPv4 source)             | tun_dst (32)
 //!   14,15 tun_ipv6_src (128: outer IPv6 source)
 //!   16,17 tun_ipv6_dst (128)
+//!   18   tun_metadata present (64: bit N for tun_metadataN)
+//!   19   tun_metadata data (64: where the TLV table puts each field)
 //! ```
 //!
 //! The tunnel words are 0 for a packet that did not come from a tunnel
@@ -55,11 +57,12 @@ use crate::openflow::error::BadMatchCode;
 use crate::openflow::nicira::Register;
 use crate::openflow::oxm::{Masked, OxmField};
 use crate::openflow::{ErrorCode, Match};
+use crate::port::tunnel::geneve_opts::TlvTable;
 
 pub(crate) use super::mpls::{MPLS_BOS, MPLS_LABEL, MPLS_LSE, MPLS_TC, MPLS_TTL};
 pub(crate) use super::parse::{L3, Layout, Parsed, parse, parse_into, parse_upto};
 
-pub(crate) const WORDS: usize = 18;
+pub(crate) const WORDS: usize = 20;
 
 /// A flow key (or a mask, or a rule's masked value).
 #[derive(Clone, Copy, Default)]
@@ -161,6 +164,9 @@ pub(crate) const INNER_TCI: Bits = Bits::new(11, 0, 16);
 pub(crate) const TUN_ID: Bits = Bits::new(12, 0, 64);
 pub(crate) const TUN_SRC: Bits = Bits::new(13, 32, 32);
 pub(crate) const TUN_DST: Bits = Bits::new(13, 0, 32);
+/// Geneve options mapped to `tun_metadataN` ([`super::tun_metadata`]).
+pub(crate) const TUN_MD_PRESENT: Bits = Bits::new(18, 0, 64);
+pub(crate) const TUN_MD: Bits = Bits::new(19, 0, 64);
 pub(crate) const TUN_IPV6_SRC_HI: Bits = Bits::new(14, 0, 64);
 pub(crate) const TUN_IPV6_SRC: Bits = Bits::new(15, 0, 64);
 pub(crate) const TUN_IPV6_DST_HI: Bits = Bits::new(16, 0, 64);
@@ -184,7 +190,9 @@ pub(crate) fn reads_tunnel(mask: &Key) -> bool {
         | mask.0[TUN_IPV6_SRC_HI.word]
         | mask.0[TUN_IPV6_SRC.word]
         | mask.0[TUN_IPV6_DST_HI.word]
-        | mask.0[TUN_IPV6_DST.word])
+        | mask.0[TUN_IPV6_DST.word]
+        | mask.0[TUN_MD_PRESENT.word]
+        | mask.0[TUN_MD.word])
         != 0
 }
 
@@ -213,6 +221,8 @@ pub(crate) const STAGES: [Key; 4] = {
     s[0].0[15] = u64::MAX;
     s[0].0[16] = u64::MAX;
     s[0].0[17] = u64::MAX;
+    s[0].0[18] = u64::MAX;
+    s[0].0[19] = u64::MAX;
     s[1].0[0] = 0x0000_0000_ffff_ffff;
     s[1].0[2] = 0xffff_ffff_ffff_0000;
     s[1].0[3] = 0xffff_ffff_ffff_0000;
@@ -427,7 +437,7 @@ pub(crate) type KeyMap<V> = std::collections::HashMap<Key, V, KeyHasher>;
 
 /// Puts a (value, mask) pair into a rule, refusing to overlap a field set
 /// before with a different value (then the rule can never match).
-fn put(v: &mut Key, m: &mut Key, b: Bits, value: u64, mask: u64) {
+pub(crate) fn put(v: &mut Key, m: &mut Key, b: Bits, value: u64, mask: u64) {
     let fm = b.mask();
     let (val, msk) = ((value << b.shift) & fm, (mask << b.shift) & fm);
     let both = m.0[b.word] & msk;
@@ -461,7 +471,14 @@ fn mac(a: crate::wire::MacAddr) -> u64 {
 /// (`OFPBMC_BAD_FIELD`). `tun_src`/`tun_dst` come as the match's
 /// "registers" of those names (the codec's
 /// [`Register::TunSrc`](crate::openflow::nicira::Register)).
+#[cfg(test)]
 pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
+    match_key_tlv(m, &TlvTable::EMPTY)
+}
+
+/// [`match_key`] with `tun_metadataN` fields, which `tlv` maps
+/// ([`super::tun_metadata`]; with no table they are refused).
+pub(crate) fn match_key_tlv(m: &Match, tlv: &TlvTable) -> Result<(Key, Key), ErrorCode> {
     let (mut v, mut k) = (Key::default(), Key::default());
     let (v, k) = (&mut v, &mut k);
     for f in m.fields() {
@@ -569,6 +586,10 @@ pub(crate) fn match_key(m: &Match) -> Result<(Key, Key), ErrorCode> {
             Register::TunSrc => TUN_SRC,
             Register::TunDst => TUN_DST,
             Register::TunIpv6 { dst, hi } => tun_ipv6_half(dst, hi),
+            Register::TunMetadata { .. } => {
+                super::pipeline::put_match(v, k, tlv, r)?;
+                continue;
+            }
             _ => continue,
         };
         put(v, k, b, r.value, r.mask_or_all());
@@ -587,6 +608,8 @@ pub(crate) fn set_tunnel(k: &mut Key, m: &crate::packet::TunMeta) {
     TUN_IPV6_SRC.set(k, s as u64);
     TUN_IPV6_DST_HI.set(k, (d >> 64) as u64);
     TUN_IPV6_DST.set(k, d as u64);
+    TUN_MD_PRESENT.set(k, m.md_present);
+    TUN_MD.set(k, m.md);
 }
 
 /// Writes a set-field's value into a key (the pipeline's view of the packet

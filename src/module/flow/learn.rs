@@ -327,7 +327,7 @@ impl Pipeline {
     /// is the very flow `fm` would install.
     fn installed(&self, fm: &FlowMod) -> Option<&Rule<FlowEntry>> {
         let table = self.tables.get(usize::from(fm.table_id))?;
-        let (value, mask) = match_key(&fm.match_).ok()?;
+        let (value, mask) = self.match_key(&fm.match_).ok()?;
         table
             .cls
             .find_strict(&value, &mask, fm.priority, |d| {
@@ -413,7 +413,7 @@ impl Pipeline {
             return LearnOutcome::Refreshed;
         }
         let t = usize::from(fm.table_id);
-        let Ok((value, mask)) = match_key(&fm.match_) else {
+        let Ok((value, mask)) = self.match_key(&fm.match_) else {
             return skip(SEC);
         };
         let Some(table) = self.tables.get(t) else {

@@ -73,6 +73,16 @@
 //! a memo hit too); the batch-wide path stays (its megaflow matches
 //! `in_port` alone and its plan sets nothing).
 //!
+//! Geneve options are the fields `tun_metadata0`..`63` through the
+//! module's TLV table (`tlv_table_mod`, `NXT_TLV_TABLE_MOD`): key words
+//! 14 (present bits) and 15 (their data, 8 bytes of option space). A
+//! tunnel batch whose packets came with options has them read into those
+//! fields once, before the lookups (`pipeline/tun_metadata.rs`; a batch
+//! without options costs one check per packet); a packet with a critical
+//! option the table does not map is dropped (`tun_metadata_drops`). Sets
+//! are ops like the other tunnel fields; the metadata names the table, by
+//! which a Geneve port encodes the options.
+//!
 //! # Nicira extensions
 //!
 //! Registers (`reg0`..`reg15`, `xreg0`..`xreg7`) are pipeline state like
@@ -436,6 +446,9 @@ pub struct FlowModule {
     metas: Mutex<Metas>,
     /// NORMAL's MAC table, shared by all workers.
     macs: MacTable,
+    /// The TLV table's place in the process registry (Geneve ports encode
+    /// options by it).
+    tlv_reg: crate::port::tunnel::geneve_opts::Registration,
 }
 
 /// Most distinct packet-in metadata interned ([`FlowModule::controller_meta`]);
@@ -731,7 +744,9 @@ impl FlowModule {
             removed_overflow: Default::default(),
             metas: Mutex::new(Metas::default()),
             macs: MacTable::new(cfg.macs),
+            tlv_reg: Default::default(),
         };
+        m.write().tlv_id = m.tlv_reg.id();
         m.install_presets();
         m
     }
@@ -784,6 +799,22 @@ impl FlowModule {
     /// When it returns, every later batch sees the change.
     pub fn flow_mod(&self, fm: &FlowMod, now: Nanos) -> Result<Vec<Removed>, ErrorCode> {
         self.write().flow_mod(fm, now)
+    }
+
+    /// Applies an `NXT_TLV_TABLE_MOD`: all of it or nothing, with Open
+    /// vSwitch's errors; a map a flow uses is not deleted. Later batches
+    /// read Geneve options through the new table.
+    pub fn tlv_table_mod(&self, m: &crate::openflow::tlv::TlvTableMod) -> Result<(), ErrorCode> {
+        let mut p = self.write();
+        let in_use = p.tun_metadata_in_use();
+        p.tlv.apply(m, in_use)?;
+        self.tlv_reg.set(&p.tlv);
+        Ok(())
+    }
+
+    /// The TLV table, as `NXT_TLV_TABLE_REPLY` says it.
+    pub fn tlv_table(&self) -> crate::openflow::tlv::TlvTableReply {
+        self.read().tlv.reply()
     }
 
     /// Applies an `OFPT_GROUP_MOD`. Flow entries removed because they used a
@@ -1400,12 +1431,19 @@ struct Versions {
 
 impl Versions {
     /// Makes the copies of packet `i` for the plan in `slot`.
-    fn make(&mut self, st: &Stripe, batch: &Batch<'_>, i: usize, slot: u32, layout: Layout) {
+    fn make(
+        &mut self,
+        st: &Stripe,
+        batch: &Batch<'_>,
+        i: usize,
+        tun: Option<&[TunMeta]>,
+        (slot, layout): (u32, Layout),
+    ) {
+        let came = tun.map_or(TunMeta::NONE, |t| t[i]);
         self.bytes.clear();
         self.ends.clear();
         self.tuns.clear();
         let tun_ops = st.tunnel_ops(slot);
-        let came = batch.tunnel().map_or(TunMeta::NONE, |t| t[i]);
         self.tun = tun_ops.map(|ops| actions::tunnel(came, ops));
         self.ctl_tun = tun_ops
             .and_then(|_| st.controller_tunnel_ops(slot))
@@ -1433,10 +1471,10 @@ impl Versions {
         st: &mut Stripe,
         batch: &mut Batch<'_>,
         i: usize,
-        slot: u32,
-        layout: Layout,
+        tun: Option<&[TunMeta]>,
+        (slot, layout): (u32, Layout),
     ) -> bool {
-        self.make(st, batch, i, slot, layout);
+        self.make(st, batch, i, tun, (slot, layout));
         st.rewrite(batch, i, slot, layout)
     }
 
@@ -1478,15 +1516,27 @@ impl Module for FlowModule {
         memo.reset();
         // A tunnel port's packets: their metadata is in the key, and goes
         // out as it came unless a plan sets some.
-        let tun = batch.tunnel();
+        // Geneve options become their `tun_metadata` fields first (a
+        // batch without options keeps its own metadata).
+        let mut tun_drop = Vec::new();
+        let resolved = batch.tunnel().and_then(|t| {
+            pipeline::resolve_tun_metadata(&pipe.tlv, pipe.tlv_id, batch, t, &mut tun_drop)
+        });
+        let tun = resolved.as_deref().or(batch.tunnel());
         if let Some(t) = tun {
             for (j, m) in t.iter().enumerate() {
                 out.set_tunnel(j, *m);
             }
         }
+        let some_drop = tun_drop.contains(&true);
         st.normal.begin();
         let mut p = key::Parsed::default();
         for i in 0..batch.len() {
+            if some_drop && tun_drop[i] {
+                out.set(i, Verdict::Drop);
+                st.count(ctr::TUN_METADATA_DROPS);
+                continue;
+            }
             let d = batch.data(i);
             let len = d.len() as u64;
             if let Some(e) = memo.get(d) {
@@ -1513,7 +1563,7 @@ impl Module for FlowModule {
                 st.count(ctr::MEMO_HITS);
                 st.account(slot, 1, len);
                 st.tcp_flags(slot, d, layout.l4);
-                if versions.rewrite(&mut st, batch, i, slot, layout) {
+                if versions.rewrite(&mut st, batch, i, tun, (slot, layout)) {
                     versions.add(out, i);
                     let v = if st.normal(slot) {
                         self.normal(&pipe, &mut st, batch, i, v, out, now_s).0
@@ -1589,7 +1639,7 @@ impl Module for FlowModule {
                     self.rest_of_batch(&pipe, &mut st, batch, i + 1, slot, v, normal, out, now_s);
                     break;
                 }
-            } else if versions.rewrite(&mut st, batch, i, slot, p.layout) {
+            } else if versions.rewrite(&mut st, batch, i, tun, (slot, p.layout)) {
                 versions.add(out, i);
                 let v = if normal {
                     self.normal(&pipe, &mut st, batch, i, v, out, now_s).0

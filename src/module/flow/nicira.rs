@@ -180,7 +180,7 @@ fn chunks(a: u16, b: u16, n: u16) -> impl Iterator<Item = (u16, u16)> {
     })
 }
 
-/// A register that really is one (not a tunnel address).
+/// A register that really is one (not tunnel metadata).
 fn pipeline_register(f: FieldRef) -> Option<Register> {
     f.register().filter(|r| !r.is_tunnel())
 }
@@ -188,7 +188,8 @@ fn pipeline_register(f: FieldRef) -> Option<Register> {
 /// Whether a load or move may write the field: a register (not
 /// `conj_id`), the metadata, or a header field of [`packet_field`].
 pub(super) fn writable(f: FieldRef) -> bool {
-    f.register().is_some_and(|r| r != Register::ConjId)
+    f.tun_metadata().is_some()
+        || f.register().is_some_and(|r| r != Register::ConjId)
         || tunnel_bits(f).is_some()
         || tun_ipv6_field(f).is_some()
         || f.0 == 0x8000_0408
@@ -197,7 +198,10 @@ pub(super) fn writable(f: FieldRef) -> bool {
 
 /// Whether a field may be read: a register or key bits.
 pub(super) fn readable(f: FieldRef) -> bool {
-    f.register().is_some() || key_bits(f).is_some() || tun_ipv6_field(f).is_some()
+    f.tun_metadata().is_some()
+        || f.register().is_some()
+        || key_bits(f).is_some()
+        || tun_ipv6_field(f).is_some()
 }
 
 /// `n` one bits.
@@ -221,6 +225,7 @@ impl Pipeline {
     /// what it reads one of those or a field this pipeline keeps (the
     /// codec checked the bit ranges).
     pub(crate) fn check_nx(&self, a: &NxAction) -> Result<(), ErrorCode> {
+        self.check_tun_metadata(a)?;
         let bad = Err(ErrorCode::BadAction(BadActionCode::BadArgument));
         match *a {
             NxAction::SetReg {
@@ -246,9 +251,9 @@ impl Exec<'_> {
             // Conjunctive entries are never run (`conj`): nothing to do.
             NxAction::Note { .. } | NxAction::Conjunction(_) => {}
             NxAction::SetReg {
-                reg: reg @ (Register::TunSrc | Register::TunDst),
+                reg: reg @ (Register::TunSrc | Register::TunDst | Register::TunMetadata { .. }),
                 value,
-            } => self.write_bits(FieldRef::reg(reg), 0, 32, value),
+            } => self.write_bits(FieldRef::reg(reg), 0, reg.bits(), value),
             NxAction::SetTunIpv6 { dst, addr } => {
                 let v = addr.to_bits();
                 for (hi, word) in [(true, (v >> 64) as u64), (false, v as u64)] {
@@ -304,6 +309,9 @@ impl Exec<'_> {
 
     /// Reads `n` bits of a field from `ofs`; key bits read are unwildcarded.
     pub(super) fn read_bits(&mut self, f: FieldRef, ofs: u16, n: u16) -> u64 {
+        if let Some(idx) = f.tun_metadata() {
+            return self.read_tun_metadata(idx, ofs, n);
+        }
         if let Some(r) = pipeline_register(f) {
             return shr(r.get(&self.regs), ofs) & ones(n);
         }
@@ -320,6 +328,9 @@ impl Exec<'_> {
     /// (none if the packet lacks that header); the bits kept from a
     /// partial write are read, so unwildcarded.
     pub(super) fn write_bits(&mut self, f: FieldRef, ofs: u16, n: u16, v: u64) {
+        if let Some(idx) = f.tun_metadata() {
+            return self.write_tun_metadata(idx, ofs, n, v);
+        }
         let m = shl(ones(n), ofs);
         if let Some((b, make)) = packet_field(f) {
             let full = b.mask() >> b.shift;

@@ -75,6 +75,10 @@ pub(crate) use fin::{FinTimeout, FinTimeouts, fin_or_rst};
 mod floods;
 use floods::FloodSets;
 
+#[path = "tun_metadata.rs"]
+mod tun_metadata;
+pub(crate) use tun_metadata::{put_match, resolve as resolve_tun_metadata};
+
 /// How deep group chaining may go.
 pub(crate) const MAX_GROUP_DEPTH: usize = 16;
 
@@ -120,6 +124,12 @@ pub(crate) struct Pipeline {
     /// interface), if any ([`super::FlowModule::set_local_port`]). Its
     /// number is not an OpenFlow port: packets from it have in_port LOCAL.
     pub local: Option<PortId>,
+    /// The TLV table: Geneve options as `tun_metadataN`
+    /// ([`tun_metadata`]).
+    pub tlv: crate::port::tunnel::geneve_opts::TlvTable,
+    /// Its id in the process's registry (0: none), which packets' metadata
+    /// carries out to Geneve ports.
+    pub tlv_id: u32,
 }
 
 impl Pipeline {
@@ -143,6 +153,8 @@ impl Pipeline {
             edit_seq: 0,
             learn: LearnLimits::default(),
             local: None,
+            tlv: Default::default(),
+            tlv_id: 0,
         };
         p.ports_changed();
         p

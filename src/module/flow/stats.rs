@@ -19,7 +19,7 @@ use crate::openflow::{ActionType, FlowRemoved, GroupType, PortNo, table_id};
 use super::classifier::Rule;
 use super::flowmod::{cookie_ok, covered};
 use super::group::{MAX_GROUPS, bucket_refs};
-use super::key::{Key, match_key};
+use super::key::Key;
 use super::pipeline::{FlowEntry, Pipeline, regs_cover};
 
 const NS: u64 = 1_000_000_000;
@@ -97,7 +97,7 @@ impl Pipeline {
             t if t < n => t..t + 1,
             _ => return Err(ErrorCode::BadRequest(BadRequestCode::BadTableId)),
         };
-        let (value, mask) = match_key(&req.match_)?;
+        let (value, mask) = self.match_key(&req.match_)?;
         Ok(Filter {
             value,
             mask,

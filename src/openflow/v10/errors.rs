@@ -113,8 +113,12 @@ fn to_wire(code: ErrorCode) -> Wire {
         | E::SwitchConfigFailed(_)
         | E::RoleRequestFailed(_)
         | E::MeterModFailed(_)
-        | E::TableFeaturesFailed(_)
-        | E::Experimenter { .. } => UNENCODABLE,
+        | E::TableFeaturesFailed(_) => UNENCODABLE,
+        // Nicira's TLV table errors have 1.0 numbers of their own.
+        E::Experimenter { .. } => crate::openflow::tlv::NAMES
+            .iter()
+            .find(|(c, _, _)| *c == code)
+            .map_or(UNENCODABLE, |&(_, _, (t, c))| Nx(t, c)),
         E::Other { ty, code } => Std(ty, code),
     }
 }
@@ -215,7 +219,14 @@ pub(crate) fn decode_error_body(r: &mut Reader<'_>) -> Res<ErrorMsg> {
                     u16::from_be_bytes([*t0, *t1]),
                     u16::from_be_bytes([*c0, *c1]),
                 );
-                NX_CODES.iter().find(|(p, _)| *p == pair).map(|(_, c)| *c)
+                NX_CODES
+                    .iter()
+                    .find(|(p, _)| *p == pair)
+                    .map(|(_, c)| *c)
+                    .or_else(|| {
+                        let tlv = crate::openflow::tlv::NAMES.iter();
+                        tlv.clone().find(|e| e.2 == pair).map(|e| e.0)
+                    })
             }
             _ => None,
         };

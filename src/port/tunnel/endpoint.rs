@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use super::addrs::{note_local6, rx_meta};
+use super::geneve_opts::critical_known;
 use super::header::{DecapError, Proto, decode};
 use super::rxbatch::{RxBatch, RxPos};
 use super::socket::{BATCH, UdpTunnelSocket};
@@ -108,8 +109,9 @@ pub struct Receiver {
 
 impl Receiver {
     /// Copies `frames` into the incoming ring, each with the metadata
-    /// `meta`, and publishes them once; returns how many fit.
-    fn push(&self, frames: &[&[u8]], meta: TunMeta) -> usize {
+    /// `meta` and its Geneve options (`opts`, one per frame), and publishes
+    /// them once; returns how many fit.
+    fn push(&self, frames: &[&[u8]], opts: &[&[u8]], meta: TunMeta) -> usize {
         // Only the holder of the socket's receive lock produces here, so
         // `head` is the slot `fill` takes first, and the metadata is
         // stored before `fill` publishes the slots.
@@ -117,7 +119,9 @@ impl Receiver {
         let mut k = 0;
         self.fill.fill(&self.mem, frames.len(), |buf| {
             let f = frames.get(k)?;
-            self.meta.store(head.wrapping_add(k as u32), meta);
+            let o = opts.get(k).copied().unwrap_or_default();
+            self.meta
+                .store_with_options(head.wrapping_add(k as u32), meta, o);
             buf[..f.len()].copy_from_slice(f);
             k += 1;
             Some(f.len())
@@ -145,11 +149,17 @@ impl<'m> Wake<'m> {
     /// waking unless it is `own`. What does not fit is dropped and counted,
     /// except on `own`: then returns how many were queued (the caller
     /// leaves the rest for `own`'s next poll).
-    fn queue(&mut self, run: Option<Run<'m>>, frames: &[&[u8]], own: &Receiver) -> Option<usize> {
+    fn queue(
+        &mut self,
+        run: Option<Run<'m>>,
+        frames: &[&[u8]],
+        opts: &[&[u8]],
+        own: &Receiver,
+    ) -> Option<usize> {
         let Some((_, Some(p), meta)) = run else {
             return None;
         };
-        let queued = p.push(frames, meta);
+        let queued = p.push(frames, opts, meta);
         let mine = std::ptr::eq(&**p, own);
         if queued < frames.len() {
             if mine {
@@ -174,7 +184,9 @@ impl<'m> Wake<'m> {
 
 /// Where a port that receives directly takes its frames: the switch's
 /// forwarder (see [`crate::port::Port::receive_direct`]).
-pub type Sink<'a> = dyn FnMut(&[PacketRef], TunMeta) + 'a;
+/// Besides the frames and their run's metadata, each frame's Geneve
+/// options (empty: none).
+pub type Sink<'a> = dyn FnMut(&[PacketRef], TunMeta, &[&[u8]]) + 'a;
 
 /// Hands the frames of `run` to `sink` if the run is `own`'s and there is
 /// a sink; returns whether it did. The frames are views into `rx`, which
@@ -182,7 +194,7 @@ pub type Sink<'a> = dyn FnMut(&[PacketRef], TunMeta) + 'a;
 fn hand(
     rx: &RxBatch,
     run: Option<Run<'_>>,
-    frames: &[&[u8]],
+    (frames, opts): (&[&[u8]], &[&[u8]]),
     own: &Receiver,
     sink: Option<&mut Sink<'_>>,
 ) -> bool {
@@ -197,7 +209,7 @@ fn hand(
         for (r, f) in refs.iter_mut().zip(frames) {
             *r = rx.frame_ref(f);
         }
-        sink(&refs[..frames.len()], meta);
+        sink(&refs[..frames.len()], meta, opts);
     }
     true
 }
@@ -439,6 +451,8 @@ impl Endpoint {
         // and its frames not yet queued with the place of each.
         let mut run: Option<Run<'_>> = None;
         let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        // Each frame's Geneve options (empty: none).
+        let mut opts: [&[u8]; BATCH] = [&[]; BATCH];
         let mut places = [rx.pos(); BATCH];
         let mut nframes = 0;
         let mut pos = rx.pos();
@@ -450,9 +464,10 @@ impl Endpoint {
         // was never counted.
         macro_rules! flush {
             () => {
-                if hand(rx, run, &frames[..nframes], own, sink.as_deref_mut()) {
+                let (fs, os) = (&frames[..nframes], &opts[..nframes]);
+                if hand(rx, run, (fs, os), own, sink.as_deref_mut()) {
                     handed += nframes;
-                } else if let Some(k) = wake.queue(run, &frames[..nframes], own) {
+                } else if let Some(k) = wake.queue(run, fs, os, own) {
                     pos = places[k];
                     done = false;
                     break;
@@ -480,10 +495,13 @@ impl Endpoint {
                 (None, _) => Err(None),
                 (Some(_), None) => Err(Some(RxDrops::oversize as Counter)),
                 (Some(from), Some(bytes)) => match decode(self.key.proto, bytes) {
-                    Ok(d) => Ok((from, bytes, d)),
-                    Err(DecapError::GeneveOam | DecapError::GeneveCritical) => {
+                    // A critical option no switch's TLV table maps: Open
+                    // vSwitch drops the frame too.
+                    Ok(d) if d.critical && !critical_known(d.options(bytes)) => {
                         Err(Some(RxDrops::geneve_unsupported as Counter))
                     }
+                    Ok(d) => Ok((from, bytes, d)),
+                    Err(DecapError::GeneveOam) => Err(Some(RxDrops::geneve_unsupported as Counter)),
                     Err(_) => Err(Some(RxDrops::malformed as Counter)),
                 },
             };
@@ -525,15 +543,17 @@ impl Endpoint {
                 p.drops.oversize.fetch_add(1, Ordering::Relaxed);
             } else {
                 frames[nframes] = inner;
+                opts[nframes] = d.options(bytes);
                 places[nframes] = here;
                 nframes += 1;
             }
             pos = next;
         }
         if done {
-            if hand(rx, run, &frames[..nframes], own, sink) {
+            let (fs, os) = (&frames[..nframes], &opts[..nframes]);
+            if hand(rx, run, (fs, os), own, sink) {
                 handed += nframes;
-            } else if let Some(k) = wake.queue(run, &frames[..nframes], own) {
+            } else if let Some(k) = wake.queue(run, fs, os, own) {
                 pos = places[k];
                 done = false;
             }

@@ -14,10 +14,13 @@
 //! header must be exactly the I flag with every reserved bit zero (Open
 //! vSwitch and Linux drop extensions such as GBP they were not asked for);
 //! a Geneve header must be version 0, carry Ethernet (Transparent Ethernet
-//! Bridging, 0x6558), not be an OAM (O bit) frame, and have no critical
-//! option (the C bit, or the critical bit of any option's type), since
-//! mswitch interprets no Geneve option; options that are not critical are
-//! checked for layout and skipped.
+//! Bridging, 0x6558), not be an OAM (O bit) frame, and have options that
+//! end where the header says. Which options mean something is the switch's
+//! TLV table's business ([`super::geneve_opts`]): the decoder says where
+//! they are and whether one is critical (the critical bit of its type; the
+//! header's C bit only summarises those), and the receive path drops a
+//! frame with a critical option no table maps, as Open vSwitch does.
+//! Encoding a Geneve header may add options ([`encode_with_options`]).
 
 use std::net::IpAddr;
 
@@ -61,8 +64,8 @@ impl Proto {
         }
     }
 
-    /// Bytes this encapsulation adds inside the outer UDP header (mswitch
-    /// sends Geneve without options).
+    /// Bytes this encapsulation adds inside the outer UDP header, Geneve
+    /// options aside.
     pub fn header_len(self) -> usize {
         HEADER_LEN
     }
@@ -92,8 +95,6 @@ pub enum DecapError {
     GeneveOptions,
     #[error("Geneve OAM frame (O bit)")]
     GeneveOam,
-    #[error("Geneve critical option that mswitch cannot interpret")]
-    GeneveCritical,
     #[error("Geneve protocol type other than Ethernet (0x6558)")]
     GeneveProtocol,
     #[error("inner frame shorter than an Ethernet header")]
@@ -104,8 +105,18 @@ pub enum DecapError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decap {
     pub vni: u32,
-    /// Offset of the inner Ethernet frame in the datagram.
+    /// Offset of the inner Ethernet frame in the datagram. Geneve options,
+    /// if any, are the bytes from [`HEADER_LEN`] to here.
     pub inner: usize,
+    /// Whether an option is critical.
+    pub critical: bool,
+}
+
+impl Decap {
+    /// The Geneve option bytes of datagram `d` this was decoded from.
+    pub fn options<'d>(&self, d: &'d [u8]) -> &'d [u8] {
+        d.get(HEADER_LEN..self.inner).unwrap_or_default()
+    }
 }
 
 /// Decodes the header at the start of UDP payload `d`.
@@ -115,6 +126,7 @@ pub fn decode(proto: Proto, d: &[u8]) -> Result<Decap, DecapError> {
         .and_then(|h| h.try_into().ok())
         .ok_or(DecapError::Short)?;
     let vni = u32::from_be_bytes([0, hdr[4], hdr[5], hdr[6]]);
+    let mut critical = false;
     let inner = match proto {
         Proto::Vxlan => {
             if u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) != 0x0800_0000 || hdr[7] != 0 {
@@ -133,35 +145,35 @@ pub fn decode(proto: Proto, d: &[u8]) -> Result<Decap, DecapError> {
             if hdr[1] & 0x80 != 0 {
                 return Err(DecapError::GeneveOam);
             }
-            if hdr[1] & 0x40 != 0 {
-                return Err(DecapError::GeneveCritical);
-            }
             if u16::from_be_bytes([hdr[2], hdr[3]]) != ETH_P_TEB {
                 return Err(DecapError::GeneveProtocol);
             }
-            check_geneve_options(opts)?;
+            critical = check_geneve_options(opts)?;
             HEADER_LEN + opt_len
         }
     };
     if d.len() - inner < MIN_INNER {
         return Err(DecapError::InnerShort);
     }
-    Ok(Decap { vni, inner })
+    Ok(Decap {
+        vni,
+        inner,
+        critical,
+    })
 }
 
 /// Walks Geneve options (class 16 bits, type 8 with the critical bit on
 /// top, 3 reserved bits, length 5 bits in 4-byte words, then the data):
-/// each must end within `opts`, and none may be critical.
-fn check_geneve_options(mut opts: &[u8]) -> Result<(), DecapError> {
+/// each must end within `opts`. Returns whether one is critical.
+fn check_geneve_options(mut opts: &[u8]) -> Result<bool, DecapError> {
+    let mut critical = false;
     while !opts.is_empty() {
         let h = opts.get(..4).ok_or(DecapError::GeneveOptions)?;
-        if h[2] & 0x80 != 0 {
-            return Err(DecapError::GeneveCritical);
-        }
+        critical |= h[2] & 0x80 != 0;
         let len = 4 + usize::from(h[3] & 0x1f) * 4;
         opts = opts.get(len..).ok_or(DecapError::GeneveOptions)?;
     }
-    Ok(())
+    Ok(critical)
 }
 
 /// Writes the header for VNI `vni` (its low 24 bits) into `out` and
@@ -176,6 +188,33 @@ pub fn encode(proto: Proto, vni: u32, out: &mut [u8; HEADER_LEN]) -> usize {
         }
     };
     HEADER_LEN
+}
+
+/// The longest header [`encode_with_options`] writes.
+pub const MAX_HEADER_LEN: usize = HEADER_LEN + GENEVE_MAX_OPTIONS;
+
+/// Writes the header for VNI `vni` with Geneve options `opts` (whole
+/// options, at most [`GENEVE_MAX_OPTIONS`] bytes; VXLAN has none and
+/// ignores them) into `out`, and returns its length.
+pub fn encode_with_options(
+    proto: Proto,
+    vni: u32,
+    opts: &[u8],
+    out: &mut [u8; MAX_HEADER_LEN],
+) -> usize {
+    let mut h = [0u8; HEADER_LEN];
+    encode(proto, vni, &mut h);
+    out[..HEADER_LEN].copy_from_slice(&h);
+    if proto == Proto::Vxlan || opts.is_empty() {
+        return HEADER_LEN;
+    }
+    let n = opts.len().min(GENEVE_MAX_OPTIONS) / 4 * 4;
+    out[0] = (n / 4) as u8;
+    if super::geneve_opts::options(&opts[..n]).any(|(_, kind, _)| kind & 0x80 != 0) {
+        out[1] |= 0x40;
+    }
+    out[HEADER_LEN..HEADER_LEN + n].copy_from_slice(&opts[..n]);
+    HEADER_LEN + n
 }
 
 /// A hash of the inner frame's flow, for the outer UDP source port (so an
@@ -281,7 +320,14 @@ mod tests {
         assert_eq!(encode(Proto::Vxlan, 42, &mut h), 8);
         assert_eq!(h, [0x08, 0, 0, 0, 0, 0, 42, 0]);
         let d = frame(&h, 60);
-        assert_eq!(decode(Proto::Vxlan, &d), Ok(Decap { vni: 42, inner: 8 }));
+        assert_eq!(
+            decode(Proto::Vxlan, &d),
+            Ok(Decap {
+                vni: 42,
+                inner: 8,
+                critical: false
+            })
+        );
         encode(Proto::Geneve, 0x12_3456, &mut h);
         assert_eq!(h, [0, 0, 0x65, 0x58, 0x12, 0x34, 0x56, 0]);
         let d = frame(&h, 14);
@@ -289,7 +335,8 @@ mod tests {
             decode(Proto::Geneve, &d),
             Ok(Decap {
                 vni: 0x12_3456,
-                inner: 8
+                inner: 8,
+                critical: false
             })
         );
         // Only 24 bits of a VNI exist.
@@ -333,9 +380,10 @@ mod tests {
         let mut h = good;
         h[1] = 0x80;
         assert_eq!(g(&h, 60), Err(DecapError::GeneveOam));
+        // The C bit alone is only a summary of the options.
         let mut h = good;
         h[1] = 0x40;
-        assert_eq!(g(&h, 60), Err(DecapError::GeneveCritical));
+        assert!(g(&h, 60).is_ok());
         let mut h = good;
         h[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4 payload
         assert_eq!(g(&h, 60), Err(DecapError::GeneveProtocol));
@@ -346,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn geneve_options_are_checked_and_skipped() {
+    fn geneve_options_are_checked_and_located() {
         // Two options: 4 bytes of data, then none (3 words announced).
         let mut d = vec![3, 0, 0x65, 0x58, 0, 1, 0, 0];
         d.extend([0x01, 0x02, 0x03, 1, 0xaa, 0xbb, 0xcc, 0xdd]);
@@ -356,18 +404,20 @@ mod tests {
             decode(Proto::Geneve, &d),
             Ok(Decap {
                 vni: 256,
-                inner: 20
+                inner: 20,
+                critical: false
             })
         );
+        assert_eq!(decode(Proto::Geneve, &d).unwrap().options(&d), &d[8..20]);
         // The inner frame must still be whole after the options.
         assert_eq!(
             decode(Proto::Geneve, &d[..d.len() - 1]),
             Err(DecapError::InnerShort)
         );
-        // An option with its critical bit set.
+        // An option with its critical bit set is said to be.
         let mut c = d.clone();
         c[18] = 0x80;
-        assert_eq!(decode(Proto::Geneve, &c), Err(DecapError::GeneveCritical));
+        assert!(decode(Proto::Geneve, &c).unwrap().critical);
         // An option whose length runs past the announced options.
         let mut l = d.clone();
         l[11] = 3;
@@ -376,6 +426,25 @@ mod tests {
         let mut s = vec![1, 0, 0x65, 0x58, 0, 1, 0, 0, 0, 0, 0, 1];
         s.extend([0u8; 14]);
         assert_eq!(decode(Proto::Geneve, &s), Err(DecapError::GeneveOptions));
+    }
+
+    #[test]
+    fn options_are_encoded_after_the_geneve_header_and_decode_back() {
+        let opts = [0x01, 0x02, 0x80, 1, 0xde, 0xad, 0xbe, 0xef];
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_with_options(Proto::Geneve, 5, &opts, &mut h);
+        assert_eq!(n, 16);
+        // Two words of options, the C bit for the critical one.
+        assert_eq!(&h[..8], [2, 0x40, 0x65, 0x58, 0, 0, 5, 0]);
+        let d = frame(&h[..n], 14);
+        let dec = decode(Proto::Geneve, &d).unwrap();
+        assert_eq!((dec.vni, dec.inner, dec.critical), (5, 16, true));
+        assert_eq!(dec.options(&d), opts);
+        // VXLAN has no options; none is the plain header.
+        assert_eq!(encode_with_options(Proto::Vxlan, 5, &opts, &mut h), 8);
+        assert_eq!(h[..8], [0x08, 0, 0, 0, 0, 0, 5, 0]);
+        assert_eq!(encode_with_options(Proto::Geneve, 5, &[], &mut h), 8);
+        assert_eq!(h[..2], [0, 0]);
     }
 
     #[test]

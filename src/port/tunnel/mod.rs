@@ -6,7 +6,9 @@
 //! [`rxbatch`] (its receives and the cursor over them): the only OS code,
 //! [`endpoint`] (one socket shared by the ports that use the same local
 //! address and UDP port, and the demultiplexing to them), [`port`] (the
-//! port), [`config`] (its options and their text), [`route`] (the egress
+//! port), [`geneve_opts`] (Geneve options as `tun_metadataN` fields:
+//! a switch's TLV table, and the process registry of tables),
+//! [`config`] (its options and their text), [`route`] (the egress
 //! interface of a remote, for status), [`wire`] (what an endpoint moves
 //! datagrams over: the socket, or an in-memory wire for `mswitch bench`).
 //!
@@ -49,10 +51,22 @@
 //! remote and key.
 //! A packet the module sends to the controller takes its metadata along
 //! ([`crate::switch::PacketIn::tun`]) into the packet-in's match.
+//!
+//! Geneve options: the receive path hands a frame's options to the switch
+//! with the frame (one slice per frame beside a direct run; for a frame
+//! queued on a ring, kept beside its slot in storage made the first time
+//! the port sees options:
+//! [`crate::packet::TunMetaSlots::store_with_options`]) and drops a frame
+//! with a critical option that no switch's TLV table maps; the `flow`
+//! module reads the rest into `tun_metadataN`. A Geneve port gets every
+//! frame's metadata ([`crate::port::Port::wants_tunnel_meta`]) and sends
+//! the fields a frame has as options; a fixed port's frames without any
+//! still share one header per batch.
 
 pub mod addrs;
 pub mod config;
 pub mod endpoint;
+pub mod geneve_opts;
 pub mod header;
 pub mod inherit;
 pub mod port;

@@ -32,11 +32,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::addrs::{is_local_addr6, remote_of};
 use super::config::TunnelConfig;
 use super::endpoint::{Endpoint, EndpointKey, JoinError, Receiver, RxDrops, is_local_addr};
-use super::header::{Encap, HEADER_LEN, MAX_VNI, encode};
+use super::geneve_opts;
+use super::header::{
+    Encap, HEADER_LEN, MAX_HEADER_LEN, MAX_VNI, Proto, encode, encode_with_options,
+};
 use super::inherit::outer_tos_ttl;
 use super::socket::{BATCH, TxMsg};
 use super::wire::{BenchWire, Wire};
-use crate::packet::{MemConfig, MemError, PacketRef, PortMem, TunMeta, TunMetaSlots};
+use crate::packet::{MemConfig, MemError, PortMem, TunMeta, TunMetaSlots};
 use crate::port::Port;
 use crate::port::kernel::{IncomingFill, OutgoingDrain};
 use crate::sys::{Epoll, EventFd};
@@ -288,6 +291,40 @@ impl TunnelPort {
         Some(e)
     }
 
+    /// Sends Geneve `frames` (at most [`BATCH`]), each with its
+    /// [`Encap`] and the options of its `tun_metadata` fields, encoded by
+    /// the TLV table its metadata names ([`geneve_opts`]).
+    fn send_with_options(&self, frames: &[&[u8]], encs: &[Encap], md: &[TunMeta]) -> usize {
+        let mut table: Option<(u32, Option<Arc<geneve_opts::TlvTable>>)> = None;
+        let mut hdrs = vec![[0u8; MAX_HEADER_LEN]; frames.len()];
+        let mut lens = [0usize; BATCH];
+        let mut opts = [0u8; geneve_opts::MAX_WIRE];
+        for (i, h) in hdrs.iter_mut().enumerate() {
+            let m = &md[i];
+            if table.as_ref().is_none_or(|(id, _)| *id != m.tlv) {
+                table = Some((m.tlv, geneve_opts::table(m.tlv)));
+            }
+            let t = table.as_ref().and_then(|(_, t)| t.as_deref());
+            let n = match t {
+                Some(t) if m.md_present != 0 => t.encode(m.md_present, m.md, &mut opts),
+                _ => 0,
+            };
+            lens[i] = encode_with_options(self.cfg.proto, encs[i].vni, &opts[..n], h);
+        }
+        let hdrs = &hdrs;
+        self.endpoint().wire().send_batch(
+            frames.len().min(BATCH),
+            |i| TxMsg {
+                header: &hdrs[i][..lens[i]],
+                frame: frames[i],
+                to: SocketAddr::new(encs[i].remote, self.cfg.dst_port),
+                tos: encs[i].tos,
+                ttl: encs[i].ttl,
+            },
+            |_, e| self.count_tx_error(&e),
+        )
+    }
+
     fn count_tx_error(&self, e: &io::Error) {
         let c = match e.raw_os_error() {
             Some(libc::EMSGSIZE) => &self.tx.too_big,
@@ -335,7 +372,7 @@ impl Port for TunnelPort {
         true
     }
 
-    fn receive_direct(&self, _q: usize, sink: &mut dyn FnMut(&[PacketRef], TunMeta)) -> usize {
+    fn receive_direct(&self, _q: usize, sink: &mut crate::port::DirectSink<'_>) -> usize {
         self.endpoint().poll(&self.rx, Some(sink))
     }
 
@@ -344,8 +381,10 @@ impl Port for TunnelPort {
         true
     }
 
+    /// A port that sends by flow, and a Geneve port (a frame's
+    /// `tun_metadata` fields become its options).
     fn wants_tunnel_meta(&self) -> bool {
-        self.cfg.sends_by_flow()
+        self.cfg.sends_by_flow() || self.cfg.proto == Proto::Geneve
     }
 
     fn incoming_tunnel_meta(&self, _q: usize) -> Option<&TunMetaSlots> {
@@ -367,11 +406,19 @@ impl Port for TunnelPort {
             .sum()
     }
 
-    /// Every frame is taken: sent, or dropped and counted here.
+    /// Every frame is taken: sent, or dropped and counted here. A fixed
+    /// port's frames without `tun_metadata` fields share one header.
     fn transmit_tunnel(&self, frames: &[&[u8]], meta: &[TunMeta], _sender: usize) -> usize {
+        let by_flow = self.cfg.sends_by_flow();
         for (fs, ms) in frames.chunks(BATCH).zip(meta.chunks(BATCH)) {
+            let opts = self.cfg.proto == Proto::Geneve && ms.iter().any(|m| m.md_present != 0);
+            if !by_flow && !opts {
+                self.send_fixed(fs);
+                continue;
+            }
             let mut go: [&[u8]; BATCH] = [&[]; BATCH];
             let mut enc = [self.encap(); BATCH];
+            let mut md = [TunMeta::NONE; BATCH];
             let mut n = 0;
             let inherits = self.cfg.inherits();
             for (f, m) in fs.iter().zip(ms) {
@@ -380,7 +427,7 @@ impl Port for TunnelPort {
                         if inherits {
                             (e.tos, e.ttl) = self.tos_ttl(f, e);
                         }
-                        (go[n], enc[n]) = (f, e);
+                        (go[n], enc[n], md[n]) = (f, e, *m);
                         n += 1;
                     }
                     None => {
@@ -388,7 +435,9 @@ impl Port for TunnelPort {
                     }
                 }
             }
-            if n > 0 {
+            if n > 0 && opts {
+                self.send_with_options(&go[..n], &enc[..n], &md[..n]);
+            } else if n > 0 {
                 self.send_encapsulated(&go[..n], |i| enc[i]);
             }
         }
@@ -444,7 +493,6 @@ impl Port for TunnelPort {
 mod tests {
     use super::*;
     use crate::port::driver::PortDriver;
-    use crate::port::tunnel::header::Proto;
     use std::time::Duration;
 
     fn free_udp_port() -> u16 {
@@ -768,7 +816,7 @@ mod tests {
     fn direct(p: &TunnelPort, n: usize) -> Vec<(Vec<u8>, TunMeta)> {
         let mut got = Vec::new();
         for _ in 0..500 {
-            p.receive_direct(0, &mut |frames, meta| {
+            p.receive_direct(0, &mut |frames, meta, _| {
                 for f in frames {
                     // SAFETY: the port holds the frame for the sink's call.
                     let b = unsafe { std::slice::from_raw_parts(f.ptr, f.len()) };
@@ -830,7 +878,7 @@ mod tests {
         // b's worker has not read its ring yet: nothing is handed over,
         // the new frame queues behind the first.
         let mut handed = 0;
-        b.receive_direct(0, &mut |f, _| handed += f.len());
+        b.receive_direct(0, &mut |f, _, _| handed += f.len());
         assert_eq!(handed, 0);
         assert_eq!(b.mem().incoming().available(0), 2);
         let mut db = PortDriver::new(b.clone() as Arc<dyn Port>);

@@ -173,5 +173,6 @@ mod meters;
 mod mpls;
 mod nicira;
 mod pipeline;
+mod tun_metadata;
 mod tunnel;
 mod tunnel6;
