@@ -70,8 +70,11 @@ impl Port for ByMeta {
     fn wants_tunnel_meta(&self) -> bool {
         true
     }
-    fn transmit(&self, _frames: &[&[u8]], _sender: usize) -> usize {
-        panic!("a port that wants metadata is sent to with it");
+    /// Frames of a batch the module gave no metadata: they have none.
+    fn transmit(&self, frames: &[&[u8]], _sender: usize) -> usize {
+        let mut g = self.got.lock().unwrap();
+        g.extend(frames.iter().map(|f| (f.to_vec(), TunMeta::NONE)));
+        frames.len()
     }
     fn transmit_tunnel(&self, frames: &[&[u8]], meta: &[TunMeta], _sender: usize) -> usize {
         let mut g = self.got.lock().unwrap();

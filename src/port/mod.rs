@@ -202,10 +202,12 @@ pub trait Port: Send + Sync {
     }
 
     /// Whether the port sends each frame with the tunnel metadata the
-    /// module chose for it (a `key=flow`/`remote_ip=flow` tunnel port):
-    /// such a port [transmits directly](Port::transmits_directly) and gets
-    /// frames through [`Port::transmit_tunnel`]. Must answer the same for
-    /// as long as the port is attached.
+    /// module chose for it (a `key=flow`/`remote_ip=flow` tunnel port, a
+    /// Geneve port with `tun_metadata` options): such a port [transmits
+    /// directly](Port::transmits_directly) and gets frames through
+    /// [`Port::transmit_tunnel`] when the module gave their batch metadata,
+    /// else through [`Port::transmit`] (frames with none). Must answer the
+    /// same for as long as the port is attached.
     fn wants_tunnel_meta(&self) -> bool {
         false
     }

@@ -882,7 +882,11 @@ fn send_direct(
 ) -> u32 {
     const CHUNK: usize = 64;
     let mut frames: [&[u8]; CHUNK] = [&[]; CHUNK];
-    let mut meta = [TunMeta::NONE; CHUNK];
+    let mut idx = [0usize; CHUNK];
+    // Only a port that wants metadata, when the module gave some, gets it
+    // (frame by frame); otherwise `transmit`, which sends a metadata port's
+    // frames as with none, without an array of it per call.
+    let tun = tun.filter(|_| dst.tun_out);
     let (mut sent, mut bytes) = (0u32, 0u64);
     let mut order = order.take(want as usize).peekable();
     while order.peek().is_some() {
@@ -892,15 +896,21 @@ fn send_direct(
             // SAFETY: the caller keeps every packet readable for its `cap >=
             // len` bytes during the call (see `send`).
             frames[k] = unsafe { std::slice::from_raw_parts(p.ptr, p.len as usize) };
-            if dst.tun_out {
-                meta[k] = tun.and_then(|t| t.get(i)).copied().unwrap_or_default();
-            }
+            idx[k] = i;
             k += 1;
         }
-        let n = if dst.tun_out {
-            dst.port.transmit_tunnel(&frames[..k], &meta[..k], sender)
-        } else {
-            dst.port.transmit(&frames[..k], sender)
+        let n = match tun {
+            Some(t) => {
+                let meta: [TunMeta; CHUNK] = std::array::from_fn(|j| {
+                    idx.get(j)
+                        .filter(|_| j < k)
+                        .and_then(|&i| t.get(i))
+                        .copied()
+                        .unwrap_or_default()
+                });
+                dst.port.transmit_tunnel(&frames[..k], &meta[..k], sender)
+            }
+            None => dst.port.transmit(&frames[..k], sender),
         }
         .min(k);
         if dst.taps.wants(capture::OUT) {
