@@ -29,12 +29,12 @@ use std::os::fd::RawFd;
 use crate::packet::{PacketRef, PortMem, TunMeta, TunMetaSlots};
 
 pub use mem::{MemClient, MemPort, Woken};
+pub use spec::{PortKind, PortSpec};
 
 /// What a port that receives directly hands its frames to
 /// ([`Port::receive_direct`]): a run of frames, their tunnel metadata, and
 /// each frame's Geneve options (one per frame, or empty for none).
 pub type DirectSink<'a> = dyn FnMut(&[PacketRef], TunMeta, &[&[u8]]) + 'a;
-pub use spec::{PortKind, PortSpec};
 
 /// Opens `af_xdp:IFNAME`, falling back to AF_PACKET (with a note saying
 /// why) when the kernel or the interface cannot do AF_XDP. Errors that
