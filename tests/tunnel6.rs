@@ -18,30 +18,14 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::netns::{capture, is_root, ping};
-use common::ovs_ofctl;
-use common::tunnel_lab::{Lab, counter, ex, ofport};
+use common::tunnel_lab::{Lab, counter, ex, neigh, ofport};
+use common::{hex, ofp_print, ovs_ofctl};
 use mswitch::openflow::flow::{PacketIn, PacketOut};
 use mswitch::openflow::nx_tun6::halves;
 use mswitch::openflow::oxm::{Masked, OxmField};
 use mswitch::openflow::v10::{self, Ctx, nx::PacketInFormat};
 use mswitch::openflow::{Action, Match, Message, PortNo};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `ovs-ofctl ofp-print HEX`: Open vSwitch's reading of a message.
-fn ofp_print(b: &[u8]) -> String {
-    let out = Command::new("ovs-ofctl")
-        .args(["ofp-print", &hex(b)])
-        .output()
-        .expect("run ovs-ofctl ofp-print");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn encoded(msg: &Message, version: u8) -> Vec<u8> {
     let mut v = Vec::new();
@@ -134,25 +118,6 @@ fn ipv6_on(ns: &str) {
             ],
         );
     }
-}
-
-/// A permanent neighbour entry for `ip` at `mac` on `dev` in `ns`.
-fn neigh(ns: &str, ip: &str, mac: &str, dev: &str) {
-    ex(
-        ns,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            mac,
-            "nud",
-            "permanent",
-            "dev",
-            dev,
-        ],
-    );
 }
 
 /// The outer headers of a `tcpdump -v` capture (UDP datagrams) sent by

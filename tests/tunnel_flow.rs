@@ -19,7 +19,7 @@ mod common;
 
 use common::netns::{capture, is_root, ping};
 use common::ovs_ofctl;
-use common::tunnel_lab::{Lab, counter, ex, kernel_has_geneve, ofport, tcp_echo};
+use common::tunnel_lab::{Lab, counter, ex, kernel_has_geneve, neigh, ofport, tcp_echo};
 
 fn vm_mac(net: u8) -> String {
     format!("02:00:00:{net:02x}:00:01")
@@ -117,21 +117,7 @@ fn three_hosts(kind: &str, NET: u8) {
             (&over_ns, &vm_ip, &vm_mac(), over_dev),
             (&vm, &over, &mac, "eth0"),
         ] {
-            ex(
-                ns,
-                &[
-                    "ip",
-                    "neigh",
-                    "replace",
-                    ip,
-                    "lladdr",
-                    lladdr,
-                    "nud",
-                    "permanent",
-                    "dev",
-                    dev,
-                ],
-            );
+            neigh(ns, ip, lladdr, dev);
         }
         hosts.push(h);
         overs.push(over_ns);

@@ -29,8 +29,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::netns::{in_netns, is_root};
-use common::ovs_ofctl;
 use common::tunnel_lab::{Lab, ex};
+use common::{hex, ofp_print, ovs_ofctl};
 use mswitch::openflow::flow::PacketIn;
 use mswitch::openflow::nicira::{NxMatchField, Register};
 use mswitch::openflow::oxm::{Masked, OxmField};
@@ -43,20 +43,6 @@ const NET: u8 = 83;
 
 /// How long to wait for a packet-in.
 const WAIT: Duration = Duration::from_secs(15);
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `ovs-ofctl ofp-print HEX`: Open vSwitch's reading of a message.
-fn ofp_print(b: &[u8]) -> String {
-    let out = Command::new("ovs-ofctl")
-        .args(["ofp-print", &hex(b)])
-        .output()
-        .expect("run ovs-ofctl ofp-print");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A packet-in from port 1 of a packet that came with VNI 5 from
 /// 192.168.1.1 to 192.168.1.2 (the metadata `switch_dp` puts in).

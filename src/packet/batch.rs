@@ -63,12 +63,7 @@ impl TunMeta {
             id,
             src,
             dst,
-            ipv6_src: Ipv6Addr::UNSPECIFIED,
-            ipv6_dst: Ipv6Addr::UNSPECIFIED,
-            opts: 0,
-            tlv: 0,
-            md_present: 0,
-            md: 0,
+            ..TunMeta::NONE
         }
     }
 
@@ -80,10 +75,7 @@ impl TunMeta {
             dst: Ipv4Addr::UNSPECIFIED,
             ipv6_src: src,
             ipv6_dst: dst,
-            opts: 0,
-            tlv: 0,
-            md_present: 0,
-            md: 0,
+            ..TunMeta::NONE
         }
     }
 }

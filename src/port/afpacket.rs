@@ -98,9 +98,44 @@ struct RxRing {
     len: usize,
     block_size: u32,
     frame_size: u32,
-    /// Frames per block, and in all.
+    /// Frames per block, and blocks.
     per_block: u32,
-    frames: u32,
+    blocks: u32,
+}
+
+impl RxRing {
+    /// Ring frame `at`: its `tpacket2_hdr`, then the bytes.
+    fn frame(&self, at: RxAt) -> *mut u8 {
+        let off = at.block as usize * self.block_size as usize
+            + at.slot as usize * self.frame_size as usize;
+        // SAFETY: `at` comes from `next` (block < blocks, slot <
+        // per_block), so the frame lies inside the mapping.
+        unsafe { self.base.as_ptr().add(off) }
+    }
+
+    /// The frame after `at`, round the ring.
+    fn next(&self, at: RxAt) -> RxAt {
+        if at.slot + 1 < self.per_block {
+            RxAt {
+                slot: at.slot + 1,
+                ..at
+            }
+        } else if at.block + 1 < self.blocks {
+            RxAt {
+                block: at.block + 1,
+                slot: 0,
+            }
+        } else {
+            RxAt::default()
+        }
+    }
+}
+
+/// A frame of the ring: its block, and its place in the block.
+#[derive(Clone, Copy, Default)]
+struct RxAt {
+    block: u32,
+    slot: u32,
 }
 
 // SAFETY: the mapping is plain memory shared with the kernel; ownership of
@@ -118,7 +153,7 @@ impl Drop for RxRing {
 
 /// Where the reader is in the ring: the next frame to look at.
 struct RxState {
-    frame: u32,
+    frame: RxAt,
 }
 
 pub struct AfPacketPort {
@@ -251,7 +286,7 @@ impl AfPacketPort {
             block_size: req.block_size,
             frame_size: req.frame_size,
             per_block: req.block_size / req.frame_size,
-            frames: req.frame_nr,
+            blocks: req.block_nr,
         };
         bind_to(raw, ifname, index)?;
         let mem = PortMem::new(name, cfg)?;
@@ -260,7 +295,9 @@ impl AfPacketPort {
             ifname: ifname.to_owned(),
             ring,
             fd,
-            rx: Mutex::new(RxState { frame: 0 }),
+            rx: Mutex::new(RxState {
+                frame: RxAt::default(),
+            }),
             fill: IncomingFill::new(&mem),
             drain: OutgoingDrain::new(&mem),
             mem,
@@ -308,16 +345,6 @@ impl AfPacketPort {
         self.tx_dropped.load(Ordering::Relaxed)
     }
 
-    /// Ring frame `i` (of `frames`): its `tpacket2_hdr`, then the bytes.
-    fn frame(&self, i: u32) -> *mut u8 {
-        let r = &self.ring;
-        let i = i % r.frames;
-        let at = (i / r.per_block) as usize * r.block_size as usize
-            + (i % r.per_block) as usize * r.frame_size as usize;
-        // SAFETY: i < frames, so the frame lies inside the mapping.
-        unsafe { r.base.as_ptr().add(at) }
-    }
-
     fn u32_at(p: *const u8, off: usize) -> u32 {
         // SAFETY: callers pass offsets inside the current frame's header;
         // volatile because the kernel writes the ring concurrently.
@@ -329,11 +356,12 @@ impl AfPacketPort {
         unsafe { std::ptr::read_volatile(p.add(off).cast::<u16>()) }
     }
 
-    fn frame_status(&self, i: u32) -> &std::sync::atomic::AtomicU32 {
+    fn frame_status(&self, i: RxAt) -> &std::sync::atomic::AtomicU32 {
         // SAFETY: the status word starts frame `i` (16-byte aligned), and
         // the kernel and we hand the frame over through it.
         unsafe {
             &*self
+                .ring
                 .frame(i)
                 .add(off::STATUS)
                 .cast::<std::sync::atomic::AtomicU32>()
@@ -378,7 +406,7 @@ impl Port for AfPacketPort {
             if s & TP_STATUS_USER == 0 {
                 return None;
             }
-            let h = self.frame(i);
+            let h = self.ring.frame(i);
             let snap = Self::u32_at(h, off::SNAPLEN) as usize;
             let len = Self::u32_at(h, off::LEN) as usize;
             let mac = usize::from(Self::u16_at(h, off::MAC));
@@ -414,7 +442,7 @@ impl Port for AfPacketPort {
             };
             // Copied: the frame is the kernel's again.
             status.store(TP_STATUS_KERNEL, Ordering::Release);
-            i = i.wrapping_add(1) % self.ring.frames;
+            i = self.ring.next(i);
             Some(got)
         });
         st.frame = i;

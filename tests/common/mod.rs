@@ -280,3 +280,18 @@ pub fn port_counters(stats_json: &str) -> Vec<(u64, u64, u64)> {
         })
         .collect()
 }
+
+/// `b` in lower-case hex, two digits a byte.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `ovs-ofctl ofp-print HEX`: Open vSwitch's reading of a message.
+pub fn ofp_print(b: &[u8]) -> String {
+    let out = std::process::Command::new("ovs-ofctl")
+        .args(["ofp-print", &hex(b)])
+        .output()
+        .expect("run ovs-ofctl ofp-print");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

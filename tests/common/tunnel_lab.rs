@@ -33,6 +33,25 @@ pub fn ex(ns: &str, args: &[&str]) -> String {
     must(&v)
 }
 
+/// A permanent neighbour entry for `ip` at `mac` on `dev` in `ns`.
+pub fn neigh(ns: &str, ip: &str, mac: &str, dev: &str) {
+    ex(
+        ns,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "nud",
+            "permanent",
+            "dev",
+            dev,
+        ],
+    );
+}
+
 impl Lab {
     pub fn new(net: u8) -> Lab {
         let tag = super::unique_tag();
